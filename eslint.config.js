@@ -1,0 +1,52 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import globals from 'globals';
+
+// Each external system has exactly one owner package. Everything else reaches
+// it through that package's exports, so the domain stays free of frameworks.
+const owners = {
+  bullmq: 'packages/queue',
+  ioredis: 'packages/queue',
+  '@prisma/client': 'packages/db',
+  '@prisma/adapter-pg': 'packages/db',
+  pg: 'packages/db',
+  fastify: 'apps/director',
+  'socket.io': 'apps/director',
+  undici: 'packages/vsphere',
+  saxes: 'packages/vsphere',
+};
+
+const restrictFor = (except) =>
+  Object.entries(owners)
+    .filter(([, owner]) => !except.includes(owner))
+    .map(([name, owner]) => ({ name, message: `only ${owner} may import ${name}` }));
+
+const ownerDirs = [...new Set(Object.values(owners))];
+
+export default tseslint.config(
+  { ignores: ['**/node_modules/**', '**/dist/**', '**/generated/**', '.vaultline/**', 'bench/work/**', '**/.cache/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-restricted-imports': ['error', { paths: restrictFor([]) }],
+    },
+  },
+  ...ownerDirs.map((dir) => ({
+    files: [`${dir}/**/*.ts`],
+    rules: { 'no-restricted-imports': ['error', { paths: restrictFor([dir]) }] },
+  })),
+  {
+    files: ['apps/web/**/*.{ts,tsx}'],
+    languageOptions: { globals: { ...globals.browser } },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: [...restrictFor([]), { name: 'socket.io', message: 'the web app uses socket.io-client' }] },
+      ],
+    },
+  },
+);
