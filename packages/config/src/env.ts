@@ -1,0 +1,73 @@
+/**
+ * The only place that reads process.env. Every process (Director, Transporter,
+ * scripts) calls loadEnv() once at boot; a bad value stops the process with one
+ * message naming every bad key, and no stack trace.
+ */
+import { z } from 'zod';
+
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  DATABASE_URL: url(['postgresql:', 'postgres:']).default('postgresql://postgres@127.0.0.1:5432/vaultline'),
+  REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  VAULTLINE_HOST: z.string().min(1).default('127.0.0.1'),
+  VAULTLINE_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  VAULTLINE_DATA_DIR: z.string().min(1).default('.vaultline'),
+  /** 32 bytes, base64 or hex; seals secrets at rest. Generated into the data dir when unset. */
+  VAULTLINE_SECRET_KEY: z.string().optional(),
+  VAULTLINE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  VAULTLINE_WEB_DIST: z.string().optional(),
+  VAULTLINE_TRANSPORTER_ID: z.string().min(1).optional(),
+  VAULTLINE_TRANSPORTER_NAME: z.string().min(1).optional(),
+  VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  VAULTLINE_MAX_DISK_TASKS: z.coerce.number().int().min(1).max(64).default(6),
+  VAULTLINE_NBD_STREAMS_PER_HOST: z.coerce.number().int().min(1).max(64).default(4),
+  VAULTLINE_PROXY_VM_UUID: z.string().optional(),
+  VAULTLINE_DEVICE_BY_ID_DIR: z.string().default('/dev/disk/by-id'),
+  VAULTLINE_VCENTER_URL: z.string().optional(),
+  VAULTLINE_VCENTER_USER: z.string().optional(),
+  VAULTLINE_VCENTER_PASSWORD: z.string().optional(),
+  VAULTLINE_VCENTER_THUMBPRINT: z.string().optional(),
+});
+
+export type VaultlineEnv = z.infer<typeof EnvSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { key: string; message: string }[]) {
+    super(formatConfigError(problems));
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatConfigError(problems: { key: string; message: string }[]): string {
+  const lines = problems.map((p) => `  ${p.key}: ${p.message}`);
+  return `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;
+}
+
+/** Parses the environment (process.env by default). Throws ConfigError listing every bad key. */
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): VaultlineEnv {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const value = source[key];
+    // An empty variable means "use the default", as in most appliances' env files.
+    raw[key] = value === '' ? undefined : value;
+  }
+  const result = EnvSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => ({ key: issue.path.join('.') || '(root)', message: issue.message })),
+    );
+  }
+  return result.data;
+}

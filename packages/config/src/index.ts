@@ -1,0 +1,3 @@
+export { loadEnv, ConfigError, formatConfigError } from './env.ts';
+export type { VaultlineEnv } from './env.ts';
+export { sealSecret, openSecret, SecretError } from './secrets.ts';

@@ -1,0 +1,63 @@
+/**
+ * pino everywhere. Passwords, cookies, keys and tokens are redacted by path, and
+ * credentials embedded in URLs (postgresql://user:pass@…) are stripped from any
+ * string field before it is written.
+ */
+import { pino, type Logger, type LoggerOptions } from 'pino';
+
+export type { Logger } from 'pino';
+
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'passphrase',
+  '*.passphrase',
+  'secret',
+  '*.secret',
+  'privateKey',
+  '*.privateKey',
+  'token',
+  '*.token',
+  'cookie',
+  '*.cookie',
+  'req.headers.cookie',
+  'req.headers.authorization',
+  'res.headers["set-cookie"]',
+  'headers.cookie',
+  'headers.authorization',
+  'newPassword',
+  '*.newPassword',
+  'currentPassword',
+  '*.currentPassword',
+];
+
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*)(:[^/@\s]*)?@/gi;
+
+/** Removes user:password from every URL in a string. */
+export function stripUrlCredentials(text: string): string {
+  return text.replace(URL_CREDENTIALS, '$1***@');
+}
+
+export interface CreateLoggerOptions {
+  name: string;
+  level?: string;
+  /** Write here instead of stdout (tests). */
+  destination?: NodeJS.WritableStream;
+  pretty?: boolean;
+}
+
+export function createLogger(opts: CreateLoggerOptions): Logger {
+  const options: LoggerOptions = {
+    name: opts.name,
+    level: opts.level ?? 'info',
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    hooks: {
+      streamWrite: (line) => stripUrlCredentials(line),
+    },
+  };
+  if (opts.destination) return pino(options, opts.destination as pino.DestinationStream);
+  if (opts.pretty) {
+    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } } });
+  }
+  return pino(options);
+}
