@@ -21,6 +21,8 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   DATABASE_URL: url(['postgresql:', 'postgres:']).default('postgresql://postgres@127.0.0.1:5432/vaultline'),
   REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+  /** Prefix of every Redis key and queue, so several appliances can share one Redis. */
+  VAULTLINE_REDIS_NAMESPACE: z.string().regex(/^[a-zA-Z0-9_-]+$/).default('vaultline'),
   VAULTLINE_HOST: z.string().min(1).default('127.0.0.1'),
   VAULTLINE_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   VAULTLINE_DATA_DIR: z.string().min(1).default('.vaultline'),

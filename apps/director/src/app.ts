@@ -1,0 +1,95 @@
+/**
+ * buildApp() assembles the Director without listening, so tests drive it with
+ * inject() against real Postgres and Redis. server.ts adds the listening socket,
+ * socket.io and graceful shutdown.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import fastifyCookie from '@fastify/cookie';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Db } from '@vaultline/db';
+import type { Logger } from '@vaultline/logger';
+import type { Redis, TransporterRegistry } from '@vaultline/queue';
+import { registerAuthGuard } from './auth/guard.ts';
+import { AppError } from './errors.ts';
+import { HealthMonitor } from './health/monitor.ts';
+import { authRoutes } from './routes/auth.ts';
+import { healthRoutes } from './routes/health.ts';
+import { userRoutes } from './routes/users.ts';
+import { createAuditLog } from './services/audit.ts';
+
+export interface AppDeps {
+  db: Db;
+  databaseUrl: string;
+  redis: Redis;
+  registry: TransporterRegistry;
+  log: Logger;
+  version: string;
+  secretKey: Buffer;
+  dataDir: string;
+  webDist?: string;
+  secureCookies?: boolean;
+  onFirstPasswordChanged?: () => Promise<void>;
+}
+
+export interface App {
+  fastify: FastifyInstance;
+  health: HealthMonitor;
+}
+
+function isDatabaseDown(err: unknown): boolean {
+  const text = `${(err as Error)?.name ?? ''} ${(err as Error)?.message ?? ''} ${(err as { code?: string })?.code ?? ''}`;
+  return /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|Connection terminated|connect|DatabaseNotReachable|P1001|P1017|timeout exceeded when trying to connect/i.test(text);
+}
+
+export async function buildApp(deps: AppDeps): Promise<App> {
+  const fastify: FastifyInstance = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    disableRequestLogging: false,
+    trustProxy: false,
+    bodyLimit: 1024 * 1024,
+  });
+  const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
+  const audit = createAuditLog(deps.db, deps.log);
+
+  await fastify.register(fastifyCookie);
+  registerAuthGuard(fastify, deps.db);
+
+  fastify.setErrorHandler((err: Error, request, reply) => {
+    if (err instanceof AppError) {
+      return reply.code(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+    }
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status && status >= 400 && status < 500) {
+      return reply.code(status).send({ code: 'bad_request', message: err.message });
+    }
+    if (isDatabaseDown(err)) {
+      request.log.warn({ err }, 'database unavailable');
+      return reply.code(503).send({ code: 'service_unavailable', message: 'the database is not reachable right now; see /api/health' });
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.code(500).send({ code: 'internal', message: 'internal error; see the Director log' });
+  });
+
+  await fastify.register(healthRoutes, { health });
+  await fastify.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
+  await fastify.register(userRoutes, { db: deps.db, audit });
+
+  const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
+  if (webDist && existsSync(path.join(webDist, 'index.html'))) {
+    await fastify.register(fastifyStatic, { root: webDist, wildcard: false });
+    fastify.setNotFoundHandler((request, reply) => {
+      if (request.method === 'GET' && !request.url.startsWith('/api/') && !request.url.startsWith('/socket.io')) {
+        return reply.sendFile('index.html');
+      }
+      return reply.code(404).send({ code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` });
+    });
+  } else {
+    fastify.setNotFoundHandler((request, reply) =>
+      reply.code(404).send({ code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    );
+  }
+
+  return { fastify, health };
+}

@@ -1,0 +1,35 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '@vaultline/db';
+
+export const SESSION_COOKIE = 'vl_session';
+export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
+
+/** Only a hash of the session token is stored, so a database dump cannot be replayed. */
+const digest = (token: string) => createHash('sha256').update(token).digest('hex');
+
+export async function createSession(db: Db, userId: string): Promise<{ token: string; expiresAt: Date }> {
+  const token = randomBytes(32).toString('base64url');
+  const expiresAt = new Date(Date.now() + SESSION_TTL_MS);
+  await db.session.create({ data: { id: digest(token), userId, expiresAt } });
+  return { token, expiresAt };
+}
+
+export async function findSessionUser(db: Db, token: string) {
+  const session = await db.session.findUnique({ where: { id: digest(token) }, include: { user: true } });
+  if (!session) return null;
+  if (session.expiresAt.getTime() < Date.now()) {
+    await db.session.delete({ where: { id: session.id } }).catch(() => undefined);
+    return null;
+  }
+  return session.user;
+}
+
+export async function deleteSession(db: Db, token: string): Promise<void> {
+  await db.session.deleteMany({ where: { id: digest(token) } });
+}
+
+export async function deleteUserSessions(db: Db, userId: string, exceptToken?: string): Promise<void> {
+  await db.session.deleteMany({
+    where: { userId, ...(exceptToken ? { NOT: { id: digest(exceptToken) } } : {}) },
+  });
+}

@@ -1,0 +1,80 @@
+/**
+ * The Director's entry point: config → logger → database (created and migrated:
+ * the appliance upgrades itself) → first admin → HTTP + socket.io → graceful close.
+ */
+import path from 'node:path';
+import { ConfigError, loadEnv } from '@vaultline/config';
+import { applyMigrations, createDb, ensureDatabase, MIGRATIONS_DIR } from '@vaultline/db';
+import { createLogger, stripUrlCredentials } from '@vaultline/logger';
+import { connectRedis, TransporterRegistry } from '@vaultline/queue';
+import { buildApp } from './app.ts';
+import { attachRealtime } from './realtime/socket.ts';
+import { ensureFirstAdmin, forgetFirstLogin, loadSecretKey } from './services/bootstrap.ts';
+import { VERSION } from './version.ts';
+
+async function main(): Promise<void> {
+  let env;
+  try {
+    env = loadEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vaultline director: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger({ name: 'director', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
+  const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
+
+  try {
+    await ensureDatabase(env.DATABASE_URL);
+    const migrated = await applyMigrations(env.DATABASE_URL, MIGRATIONS_DIR);
+    if (migrated.applied.length) log.info({ applied: migrated.applied }, 'database migrated');
+  } catch (err) {
+    process.stderr.write(`vaultline director: cannot prepare the database at ${stripUrlCredentials(env.DATABASE_URL)}: ${stripUrlCredentials((err as Error).message)}\n`);
+    process.exit(3);
+  }
+
+  const db = createDb(env.DATABASE_URL);
+  const redis = connectRedis(env.REDIS_URL, { name: 'director' });
+  const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace: env.VAULTLINE_REDIS_NAMESPACE });
+  const secretKey = await loadSecretKey(dataDir, env.VAULTLINE_SECRET_KEY);
+  const admin = await ensureFirstAdmin(db, dataDir);
+  if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
+
+  const { fastify, health } = await buildApp({
+    db,
+    databaseUrl: env.DATABASE_URL,
+    redis,
+    registry,
+    log,
+    version: VERSION,
+    secretKey,
+    dataDir,
+    webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
+    onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
+  });
+  const realtime = attachRealtime(fastify.server, { db, health, log });
+  await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
+
+  let closing = false;
+  const close = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await realtime.close().catch(() => undefined);
+    await fastify.close().catch(() => undefined);
+    await db.$disconnect().catch(() => undefined);
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void close('SIGINT'));
+  process.on('SIGTERM', () => void close('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`vaultline director: ${stripUrlCredentials((err as Error)?.message ?? String(err))}\n`);
+  process.exit(1);
+});

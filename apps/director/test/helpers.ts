@@ -1,0 +1,87 @@
+import path from 'node:path';
+import os from 'node:os';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
+import { createLogger } from '@vaultline/logger';
+import { connectRedis, redisReady, TransporterRegistry, type Redis } from '@vaultline/queue';
+import { Writable } from 'node:stream';
+import { buildApp, type App } from '../src/app.ts';
+import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
+
+export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export interface TestDirector {
+  app: App;
+  db: Db;
+  redis: Redis;
+  registry: TransporterRegistry;
+  database: TestDatabase;
+  dataDir: string;
+  logs: string[];
+  adminPassword: string;
+  close(): Promise<void>;
+}
+
+/** A Director on a fresh, migrated database, with optional URL overrides (e.g. through a TcpProxy). */
+export async function startTestDirector(opts: { databaseUrl?: (url: string) => string; redisUrl?: string; heartbeatMs?: number } = {}): Promise<TestDirector> {
+  const database = await createTestDatabase(PG_SERVER);
+  await applyMigrations(database.url, MIGRATIONS_DIR);
+  const databaseUrl = opts.databaseUrl ? opts.databaseUrl(database.url) : database.url;
+  const db = createDb(databaseUrl, { connectTimeoutMs: 1_000 });
+  const redis = connectRedis(opts.redisUrl ?? REDIS_URL);
+  await redisReady(redis);
+  const registry = new TransporterRegistry(redis, opts.heartbeatMs ?? 1_000, { namespace: database.name });
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-director-'));
+  const logs: string[] = [];
+  const log = createLogger({
+    name: 'director-test',
+    level: 'debug',
+    destination: new Writable({
+      write(chunk, _e, done) {
+        logs.push(String(chunk));
+        done();
+      },
+    }),
+  });
+  const admin = await ensureFirstAdmin(db, dataDir);
+  const app = await buildApp({ db, databaseUrl, redis, registry, log, version: 'test', secretKey: Buffer.alloc(32, 3), dataDir });
+  await app.fastify.ready();
+  return {
+    app,
+    db,
+    redis,
+    registry,
+    database,
+    dataDir,
+    logs,
+    adminPassword: admin.password!,
+    async close() {
+      await app.fastify.close();
+      await db.$disconnect();
+      redis.disconnect();
+      await database.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function sessionCookie(res: { cookies: { name: string; value: string }[] }): string {
+  const c = res.cookies.find((x) => x.name === 'vl_session');
+  if (!c) throw new Error('no session cookie in response');
+  return `vl_session=${c.value}`;
+}
+
+/** Signs in as admin and completes the first-login password change; returns the cookie. */
+export async function signInAdmin(d: TestDirector, newPassword = 'correct-horse-battery'): Promise<string> {
+  const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: d.adminPassword } });
+  const cookie = sessionCookie(login);
+  const change = await d.app.fastify.inject({
+    method: 'POST',
+    url: '/api/auth/change-password',
+    headers: { cookie },
+    payload: { currentPassword: d.adminPassword, newPassword },
+  });
+  if (change.statusCode !== 200) throw new Error(`password change failed: ${change.body}`);
+  return cookie;
+}

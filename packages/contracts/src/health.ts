@@ -1,0 +1,20 @@
+import { z } from 'zod';
+import { TransporterStatusSchema } from './transporters.ts';
+
+export const ComponentHealthSchema = z.object({
+  ok: z.boolean(),
+  /** Why it is not ok, in words an operator can act on. */
+  reason: z.string().optional(),
+  latencyMs: z.number().optional(),
+});
+export type ComponentHealth = z.infer<typeof ComponentHealthSchema>;
+
+export const HealthResponseSchema = z.object({
+  ok: z.boolean(),
+  version: z.string(),
+  time: z.string(),
+  postgres: ComponentHealthSchema,
+  redis: ComponentHealthSchema,
+  transporters: z.array(TransporterStatusSchema),
+});
+export type HealthResponse = z.infer<typeof HealthResponseSchema>;

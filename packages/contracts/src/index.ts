@@ -1,0 +1,4 @@
+export * from './auth.ts';
+export * from './health.ts';
+export * from './transporters.ts';
+export * from './errors.ts';

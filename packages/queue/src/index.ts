@@ -1,0 +1,3 @@
+export { connectRedis, pingRedis, redisReady } from './redis.ts';
+export type { Redis } from './redis.ts';
+export { TransporterRegistry } from './transporter-registry.ts';
