@@ -46,7 +46,6 @@ function isDatabaseDown(err: unknown): boolean {
 export async function buildApp(deps: AppDeps): Promise<App> {
   const fastify: FastifyInstance = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    disableRequestLogging: false,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
   });

@@ -1,0 +1,67 @@
+import { useState, type FormEvent } from 'react';
+import { PASSWORD_MIN_LENGTH, type Me } from '@vaultline/contracts';
+import { api, ApiRequestError } from '../../lib/api.ts';
+import { Logo } from '../../components/Logo.tsx';
+
+export function ChangePasswordPage({ me, onChanged, onSignOut }: { me: Me; onChanged: () => void; onSignOut: () => void }) {
+  const [currentPassword, setCurrent] = useState('');
+  const [newPassword, setNew] = useState('');
+  const [confirm, setConfirm] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    if (newPassword !== confirm) {
+      setError('The two new passwords differ.');
+      return;
+    }
+    setBusy(true);
+    try {
+      await api('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } });
+      onChanged();
+    } catch (err) {
+      setError(err instanceof ApiRequestError ? err.message : 'The Director is not answering.');
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div className="auth-page">
+      <form className="card auth-card" onSubmit={(e) => void submit(e)}>
+        <div className="auth-brand">
+          <Logo size={40} />
+          <h1>Choose your password</h1>
+          <p className="muted">
+            Signed in as <strong>{me.username}</strong> with a one-time password. Pick your own before going on.
+          </p>
+        </div>
+        <label>
+          One-time password
+          <input name="currentPassword" type="password" autoComplete="current-password" value={currentPassword} onChange={(e) => setCurrent(e.target.value)} required />
+        </label>
+        <label>
+          New password <span className="muted">(at least {PASSWORD_MIN_LENGTH} characters)</span>
+          <input name="newPassword" type="password" autoComplete="new-password" minLength={PASSWORD_MIN_LENGTH} value={newPassword} onChange={(e) => setNew(e.target.value)} required />
+        </label>
+        <label>
+          New password again
+          <input name="confirmPassword" type="password" autoComplete="new-password" value={confirm} onChange={(e) => setConfirm(e.target.value)} required />
+        </label>
+        {error && (
+          <div className="alert error" role="alert">
+            {error}
+          </div>
+        )}
+        <button className="primary" type="submit" disabled={busy}>
+          {busy ? 'Saving…' : 'Save and continue'}
+        </button>
+        <button type="button" className="link" onClick={() => void api('/api/auth/logout', { method: 'POST' }).finally(onSignOut)}>
+          Sign out
+        </button>
+      </form>
+    </div>
+  );
+}

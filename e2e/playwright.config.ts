@@ -1,0 +1,23 @@
+import { defineConfig } from '@playwright/test';
+
+// Debian's chromium, never a downloaded browser. The appliance under test
+// (Director + Transporter on a fresh database) is started by global-setup.
+export default defineConfig({
+  testDir: './tests',
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: process.env.PLAYWRIGHT_JSON_OUTPUT_NAME ? [['list'], ['json']] : [['list']],
+  globalSetup: './fixtures/global-setup.ts',
+  outputDir: '../.vaultline/e2e-results',
+  use: {
+    launchOptions: {
+      executablePath: '/usr/bin/chromium',
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    },
+    screenshot: 'only-on-failure',
+    trace: 'off',
+  },
+});

@@ -1,0 +1,50 @@
+import path from 'node:path';
+import { expect, test } from '@playwright/test';
+
+const url = () => process.env.VAULTLINE_E2E_URL!;
+const firstPassword = () => process.env.VAULTLINE_E2E_ADMIN_PASSWORD!;
+const NEW_PASSWORD = 'e2e-chosen-password-1';
+
+test.describe.configure({ mode: 'serial' });
+
+test('a wrong password shows a clear error', async ({ page }) => {
+  await page.goto(url());
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill('not-the-password');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toHaveText('wrong username or password');
+});
+
+test('first login forces a new password, then shows health and the Transporter online', async ({ page }) => {
+  await page.goto(url());
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill(firstPassword());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+
+  await expect(page.getByRole('heading', { name: 'Choose your password' })).toBeVisible();
+  await page.getByLabel('One-time password').fill(firstPassword());
+  await page.getByLabel(/^New password/).first().fill(NEW_PASSWORD);
+  await page.getByLabel('New password again').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Save and continue' }).click();
+
+  await expect(page.getByRole('heading', { name: 'Status' })).toBeVisible();
+  await expect(page.getByRole('status', { name: 'PostgreSQL: ok' })).toBeVisible();
+  await expect(page.getByRole('status', { name: 'Redis: ok' })).toBeVisible();
+  const row = page.getByTestId('transporter-row').filter({ hasText: 'e2e-transporter' });
+  await expect(row).toContainText('online');
+  await expect(page.getByTestId('overall')).toHaveText('All systems go');
+  await page.screenshot({ path: path.resolve(import.meta.dirname, '../../.vaultline/e2e-results/status.png'), fullPage: true });
+});
+
+test('the new password works after signing out, the one-time one does not', async ({ page }) => {
+  await page.goto(url());
+  await page.getByLabel('Username').fill('admin');
+  await page.getByLabel('Password').fill(firstPassword());
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('alert')).toHaveText('wrong username or password');
+  await page.getByLabel('Password').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByRole('heading', { name: 'Status' })).toBeVisible();
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
+});
