@@ -1,3 +1,4 @@
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sessionCookie, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 
@@ -10,7 +11,7 @@ describe('authentication and authorisation (real Postgres + Redis)', () => {
     await d?.close();
   });
 
-  const inject = (...args: Parameters<TestDirector['app']['fastify']['inject']>) => d.app.fastify.inject(...args);
+  const inject = (opts: InjectOptions) => d.app.fastify.inject(opts);
 
   it('rejects unauthenticated calls to protected routes', async () => {
     for (const url of ['/api/auth/me', '/api/users', '/api/transporters']) {
