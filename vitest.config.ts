@@ -1,8 +1,13 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
-// One Vitest run covers every workspace. Each package/app is its own project
-// (named after its package.json) and inherits these settings.
-const dirs = ['packages/contracts', 'packages/config', 'packages/logger', 'packages/db', 'packages/queue', 'packages/vsphere', 'packages/vsphere-lab', 'packages/repository', 'apps/director', 'apps/transporter'];
+// One Vitest run covers every workspace. Each package and app (but the web
+// console, whose tests are the Playwright ones in e2e/) is its own project,
+// named after its folder, and inherits these settings.
+const dirs = ['packages', 'apps']
+  .flatMap((group) => readdirSync(group).map((name) => `${group}/${name}`))
+  .filter((dir) => dir !== 'apps/web' && existsSync(`${dir}/package.json`))
+  .sort();
 
 export default defineConfig({
   test: {
