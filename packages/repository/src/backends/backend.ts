@@ -1,0 +1,64 @@
+/**
+ * Storage backend contract. The repository format is defined in terms of
+ * these operations only, so every backend (local FS, SFTP, ...) holds the same
+ * format. All paths are relative, '/'-separated, and never contain '..'.
+ *
+ * Durability contract (the crash-safety of the repository rests on it):
+ * - `writeFileAtomic` and `FileWriter.commit` make the data durable BEFORE the
+ *   name becomes visible (write tmp, fsync file, rename, fsync directory where
+ *   the transport allows it). A crash leaves either the old state or the new
+ *   file, plus at most a `*.tmp-*` leftover that GC removes.
+ * - `createExclusive` fails (returns false) if the name already exists.
+ * Errors: a missing file is `NotFoundError`; no space is `RepositoryFullError`.
+ * Every backend must pass `test/backend-conformance.ts`.
+ */
+export interface FileStat {
+  size: number;
+  mtimeMs: number;
+}
+
+export interface FileWriter {
+  /** Append bytes. The backend does not keep a reference to `data` after the promise resolves. */
+  write(data: Uint8Array): Promise<void>;
+  /** Bytes appended so far. */
+  readonly size: number;
+  /** Flush, fsync, rename into place, fsync the directory. */
+  commit(): Promise<void>;
+  /** Discard the temporary file (idempotent, never throws). */
+  abort(): Promise<void>;
+}
+
+export interface Backend {
+  readonly kind: string;
+  /** A description safe to log (no secrets). */
+  readonly location: string;
+  readFile(path: string): Promise<Buffer>;
+  /** Read `length` bytes at `offset`; short reads (past EOF) throw CorruptDataError. `into` is reused when given. */
+  readRange(path: string, offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  writeFileAtomic(path: string, data: Uint8Array): Promise<void>;
+  /** Create a file only if it does not exist (durably). Returns false if it exists. */
+  createExclusive(path: string, data: Uint8Array): Promise<boolean>;
+  openWriter(path: string): Promise<FileWriter>;
+  /** Names (not paths) in a directory; [] when the directory does not exist. */
+  list(dir: string): Promise<string[]>;
+  stat(path: string): Promise<FileStat | null>;
+  /** Remove a file; missing is not an error. */
+  remove(path: string): Promise<void>;
+  /** Remove an empty directory; missing or non-empty is not an error. */
+  removeDir(path: string): Promise<void>;
+  mkdirp(dir: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function tmpName(path: string): string {
+  return `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export function isTmpName(name: string): boolean {
+  return name.includes('.tmp-');
+}
+
+export function dirOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}

@@ -1,0 +1,245 @@
+/**
+ * Local filesystem backend (the default). Also exposes `absolute()` and a pread
+ * fd cache so the repository's hot paths can bypass the generic methods; the
+ * on-disk bytes are the same either way.
+ */
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { CorruptDataError, NotFoundError, classifyFsError } from '../errors.ts';
+import { dirOf, tmpName } from './backend.ts';
+import type { Backend, FileStat, FileWriter } from './backend.ts';
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export class LocalBackend implements Backend {
+  readonly kind = 'local';
+  readonly root: string;
+  private readonly fds = new Map<string, number>();
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  get location(): string {
+    return `file://${this.root}`;
+  }
+
+  absolute(p: string): string {
+    return p === '' ? this.root : path.join(this.root, p);
+  }
+
+  async readFile(p: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.absolute(p));
+    } catch (err) {
+      throw classifyFsError(err, p);
+    }
+  }
+
+  /** Cached read-only fd (packs are immutable once named). */
+  fdFor(p: string): number {
+    let fd = this.fds.get(p);
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(this.absolute(p), 'r');
+      } catch (err) {
+        throw classifyFsError(err, p);
+      }
+      if (this.fds.size > 256) this.dropFds();
+      this.fds.set(p, fd);
+    }
+    return fd;
+  }
+
+  dropFds(): void {
+    for (const fd of this.fds.values()) fs.closeSync(fd);
+    this.fds.clear();
+  }
+
+  readRangeSync(p: string, offset: number, length: number, into?: Buffer): Buffer {
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const fd = this.fdFor(p);
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, buf, done, length - done, offset + done);
+      if (n === 0) throw new CorruptDataError(`short read: ${p} has fewer than ${offset + length} bytes`);
+      done += n;
+    }
+    return buf;
+  }
+
+  async readRange(p: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.readRangeSync(p, offset, length, into);
+  }
+
+  async writeFileAtomic(p: string, data: Uint8Array): Promise<void> {
+    const abs = this.absolute(p);
+    const tmp = tmpName(abs);
+    try {
+      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      const fd = fs.openSync(tmp, 'w', 0o640);
+      try {
+        let off = 0;
+        while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, abs);
+      fsyncDir(path.dirname(abs));
+    } catch (err) {
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        /* already gone */
+      }
+      throw classifyFsError(err, p);
+    }
+  }
+
+  async createExclusive(p: string, data: Uint8Array): Promise<boolean> {
+    const abs = this.absolute(p);
+    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    // Write the content to a tmp file, then link() it: link fails with EEXIST
+    // atomically, and readers never observe a half-written file.
+    const tmp = tmpName(abs);
+    try {
+      fs.writeFileSync(tmp, data);
+      const fd = fs.openSync(tmp, 'r');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      try {
+        fs.linkSync(tmp, abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw err;
+      }
+      fsyncDir(path.dirname(abs));
+      return true;
+    } catch (err) {
+      throw classifyFsError(err, p);
+    } finally {
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        /* ignore */
+      }
+    }
+  }
+
+  async openWriter(p: string): Promise<FileWriter> {
+    const abs = this.absolute(p);
+    const tmp = tmpName(abs);
+    let fd: number;
+    try {
+      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      fd = fs.openSync(tmp, 'w', 0o640);
+    } catch (err) {
+      throw classifyFsError(err, p);
+    }
+    let size = 0;
+    let closed = false;
+    return {
+      get size() {
+        return size;
+      },
+      async write(data: Uint8Array) {
+        try {
+          let off = 0;
+          while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
+          size += data.length;
+        } catch (err) {
+          throw classifyFsError(err, p);
+        }
+      },
+      async commit() {
+        try {
+          // fsync in the libuv pool so the caller's pipeline keeps running.
+          await new Promise<void>((resolve, reject) => fs.fsync(fd, (e) => (e ? reject(e) : resolve())));
+          fs.closeSync(fd);
+          closed = true;
+          fs.renameSync(tmp, abs);
+          fsyncDir(path.dirname(abs));
+        } catch (err) {
+          throw classifyFsError(err, p);
+        }
+      },
+      async abort() {
+        if (!closed) {
+          closed = true;
+          try {
+            fs.closeSync(fd);
+          } catch {
+            /* ignore */
+          }
+        }
+        try {
+          fs.unlinkSync(tmp);
+        } catch {
+          /* ignore */
+        }
+      },
+    };
+  }
+
+  async list(dir: string): Promise<string[]> {
+    try {
+      return fs.readdirSync(this.absolute(dir));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  async stat(p: string): Promise<FileStat | null> {
+    try {
+      const s = fs.statSync(this.absolute(p));
+      return { size: s.size, mtimeMs: s.mtimeMs };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async remove(p: string): Promise<void> {
+    const fd = this.fds.get(p);
+    if (fd !== undefined) {
+      fs.closeSync(fd);
+      this.fds.delete(p);
+    }
+    try {
+      fs.unlinkSync(this.absolute(p));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  async removeDir(p: string): Promise<void> {
+    try {
+      fs.rmdirSync(this.absolute(p));
+    } catch {
+      /* missing or not empty */
+    }
+  }
+
+  async mkdirp(dir: string): Promise<void> {
+    fs.mkdirSync(this.absolute(dir), { recursive: true });
+  }
+
+  async close(): Promise<void> {
+    this.dropFds();
+  }
+}
+
+export function ensureNotFound(err: unknown): boolean {
+  return err instanceof NotFoundError;
+}
+export { dirOf };

@@ -1,0 +1,286 @@
+/**
+ * On-disk format constants and codecs (see docs/repository-format.md).
+ *
+ * Every metadata file (index, disk index, manifest) is a "sealed file":
+ *   header(8) = 'VLTF' | version u8 | kind u8 | flags u8 | 0
+ *   plain:      payload | SHA-256(header || payload)          (truncation/bit-rot detected)
+ *   encrypted:  nonce(12) | AES-256-GCM(payload, aad=header) | tag(16)
+ * Chunk blobs inside packs are zstd frames with the content checksum flag set
+ * (so every decompression verifies an xxh64 of the plaintext), encrypted as
+ * nonce | ciphertext | tag when the repository is encrypted.
+ */
+import * as crypto from 'node:crypto';
+import { CorruptDataError, WrongPassphraseError, RepositoryError } from './errors.ts';
+
+export const FORMAT_NAME = 'vaultline-repository';
+export const FORMAT_VERSION = 1;
+export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+export const DEFAULT_PACK_TARGET = 32 * 1024 * 1024;
+export const ID_BYTES = 32;
+export const HOLE_ID = Buffer.alloc(ID_BYTES);
+export const HOLE_HEX = HOLE_ID.toString('hex');
+
+export enum SealedKind {
+  Index = 1,
+  DiskIndex = 2,
+  Manifest = 3,
+}
+
+const MAGIC = Buffer.from('VLTF');
+const FLAG_ENCRYPTED = 1;
+
+export interface KdfParams {
+  name: 'scrypt';
+  N: number;
+  r: number;
+  p: number;
+  salt: string; // base64
+}
+
+export interface RepositoryConfig {
+  format: typeof FORMAT_NAME;
+  version: number;
+  id: string;
+  createdAt: string;
+  chunkSize: number;
+  packTargetSize: number;
+  hash: 'sha256' | 'hmac-sha256';
+  compression: { algorithm: 'zstd'; level: number };
+  encryption: null | {
+    algorithm: 'aes-256-gcm';
+    kdf: KdfParams;
+    /** nonce(12) | AES-256-GCM(masterKey(64)) | tag(16), base64; AAD = repository id. */
+    wrappedKey: string;
+  };
+}
+
+/** Master key material: `enc` encrypts, `id` keys the chunk-id HMAC. */
+export interface Keys {
+  enc: Buffer;
+  id: Buffer;
+}
+
+export function deriveKek(passphrase: string, kdf: KdfParams): Buffer {
+  return crypto.scryptSync(passphrase.normalize('NFC'), Buffer.from(kdf.salt, 'base64'), 32, {
+    N: kdf.N,
+    r: kdf.r,
+    p: kdf.p,
+    maxmem: 256 * kdf.N * kdf.r + 1024 * 1024,
+  });
+}
+
+export function wrapMasterKey(master: Buffer, kek: Buffer, repoId: string): string {
+  const nonce = crypto.randomBytes(12);
+  const c = crypto.createCipheriv('aes-256-gcm', kek, nonce);
+  c.setAAD(Buffer.from(repoId));
+  const ct = Buffer.concat([c.update(master), c.final()]);
+  return Buffer.concat([nonce, ct, c.getAuthTag()]).toString('base64');
+}
+
+export function unwrapMasterKey(wrapped: string, kek: Buffer, repoId: string): Keys {
+  const raw = Buffer.from(wrapped, 'base64');
+  if (raw.length !== 12 + 64 + 16) throw new CorruptDataError('config: wrapped key has the wrong length');
+  const d = crypto.createDecipheriv('aes-256-gcm', kek, raw.subarray(0, 12));
+  d.setAAD(Buffer.from(repoId));
+  d.setAuthTag(raw.subarray(12 + 64));
+  let master: Buffer;
+  try {
+    master = Buffer.concat([d.update(raw.subarray(12, 12 + 64)), d.final()]);
+  } catch {
+    throw new WrongPassphraseError();
+  }
+  return { enc: master.subarray(0, 32), id: master.subarray(32, 64) };
+}
+
+export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null): Buffer {
+  const header = Buffer.alloc(8);
+  MAGIC.copy(header, 0);
+  header[4] = FORMAT_VERSION;
+  header[5] = kind;
+  header[6] = keys ? FLAG_ENCRYPTED : 0;
+  if (!keys) {
+    const sum = crypto.createHash('sha256').update(header).update(payload).digest();
+    return Buffer.concat([header, payload, sum]);
+  }
+  const nonce = crypto.randomBytes(12);
+  const c = crypto.createCipheriv('aes-256-gcm', keys.enc, nonce);
+  c.setAAD(header);
+  const ct = Buffer.concat([c.update(payload), c.final()]);
+  return Buffer.concat([header, nonce, ct, c.getAuthTag()]);
+}
+
+export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: string): Buffer {
+  if (data.length < 8 + 32 || !data.subarray(0, 4).equals(MAGIC)) throw new CorruptDataError(`${what}: not a sealed file or truncated (${data.length} bytes)`);
+  const header = data.subarray(0, 8);
+  if (header[4] !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `${what}: format version ${header[4]} is not supported`);
+  if (header[5] !== kind) throw new CorruptDataError(`${what}: unexpected file kind ${header[5]}`);
+  const encrypted = ((header[6] ?? 0) & FLAG_ENCRYPTED) !== 0;
+  if (!encrypted) {
+    if (keys) throw new CorruptDataError(`${what}: stored unencrypted in an encrypted repository`);
+    const payload = data.subarray(8, data.length - 32);
+    const sum = crypto.createHash('sha256').update(header).update(payload).digest();
+    if (!sum.equals(data.subarray(data.length - 32))) throw new CorruptDataError(`${what}: checksum mismatch (truncated or damaged)`);
+    return payload;
+  }
+  if (!keys) throw new CorruptDataError(`${what}: encrypted but the repository has no key`);
+  if (data.length < 8 + 12 + 16) throw new CorruptDataError(`${what}: truncated`);
+  const d = crypto.createDecipheriv('aes-256-gcm', keys.enc, data.subarray(8, 20));
+  d.setAAD(header);
+  d.setAuthTag(data.subarray(data.length - 16));
+  try {
+    return Buffer.concat([d.update(data.subarray(20, data.length - 16)), d.final()]);
+  } catch (err) {
+    throw new CorruptDataError(`${what}: authentication failed (truncated or damaged)`, { cause: err });
+  }
+}
+
+/** Decrypt one chunk blob (nonce | ct | tag) into a fresh buffer. */
+export function decryptBlob(blob: Buffer, keys: Keys, what: string): Buffer {
+  if (blob.length < 28) throw new CorruptDataError(`${what}: blob too short`);
+  const d = crypto.createDecipheriv('aes-256-gcm', keys.enc, blob.subarray(0, 12));
+  d.setAuthTag(blob.subarray(blob.length - 16));
+  try {
+    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
+  } catch (err) {
+    throw new CorruptDataError(`${what}: authentication failed`, { cause: err });
+  }
+}
+
+export function chunkId(data: Uint8Array, keys: Keys | null): Buffer {
+  return keys ? crypto.createHmac('sha256', keys.id).update(data).digest() : crypto.createHash('sha256').update(data).digest();
+}
+
+// ---- pack footer -------------------------------------------------------
+// blobs... | entries (count × 44: id 32 | offset u32 | storedLen u32 | rawLen u32)
+//          | sha256(entries) 32 | count u32 | 'VLPK' | version u8 | 0 0 0
+export const PACK_ENTRY = 44;
+export const PACK_TRAILER = 32 + 4 + 8;
+const PACK_MAGIC = Buffer.from('VLPK');
+
+export interface PackEntry {
+  id: Buffer;
+  offset: number;
+  storedLen: number;
+  rawLen: number;
+}
+
+export function encodePackFooter(entries: PackEntry[]): Buffer {
+  const body = Buffer.alloc(entries.length * PACK_ENTRY);
+  entries.forEach((e, i) => {
+    const o = i * PACK_ENTRY;
+    e.id.copy(body, o);
+    body.writeUInt32LE(e.offset, o + 32);
+    body.writeUInt32LE(e.storedLen, o + 36);
+    body.writeUInt32LE(e.rawLen, o + 40);
+  });
+  const trailer = Buffer.alloc(PACK_TRAILER);
+  crypto.createHash('sha256').update(body).digest().copy(trailer, 0);
+  trailer.writeUInt32LE(entries.length, 32);
+  PACK_MAGIC.copy(trailer, 36);
+  trailer[40] = FORMAT_VERSION;
+  return Buffer.concat([body, trailer]);
+}
+
+export function decodePackTrailer(trailer: Buffer, what: string): number {
+  if (trailer.length !== PACK_TRAILER || !trailer.subarray(36, 40).equals(PACK_MAGIC)) throw new CorruptDataError(`${what}: pack trailer missing`);
+  return trailer.readUInt32LE(32);
+}
+
+export function decodePackEntries(body: Buffer, trailer: Buffer, what: string): PackEntry[] {
+  const sum = crypto.createHash('sha256').update(body).digest();
+  if (!sum.equals(trailer.subarray(0, 32))) throw new CorruptDataError(`${what}: pack footer checksum mismatch`);
+  const out: PackEntry[] = [];
+  for (let o = 0; o + PACK_ENTRY <= body.length; o += PACK_ENTRY) {
+    out.push({ id: Buffer.from(body.subarray(o, o + 32)), offset: body.readUInt32LE(o + 32), storedLen: body.readUInt32LE(o + 36), rawLen: body.readUInt32LE(o + 40) });
+  }
+  return out;
+}
+
+// ---- global index file ----------------------------------------------------
+// packCount u32 | packIds (16 each) | entryCount u32 | entries (id 32 | pack u32 | offset u32 | storedLen u32 | rawLen u32)
+export interface BlobLocation {
+  pack: string; // hex pack id
+  offset: number;
+  storedLen: number;
+  rawLen: number;
+}
+
+export function encodeIndex(entries: Map<string, BlobLocation>): Buffer {
+  const packs = new Map<string, number>();
+  for (const loc of entries.values()) if (!packs.has(loc.pack)) packs.set(loc.pack, packs.size);
+  const buf = Buffer.alloc(4 + packs.size * 16 + 4 + entries.size * 48);
+  let o = 0;
+  buf.writeUInt32LE(packs.size, o);
+  o += 4;
+  for (const p of packs.keys()) {
+    Buffer.from(p, 'hex').copy(buf, o);
+    o += 16;
+  }
+  buf.writeUInt32LE(entries.size, o);
+  o += 4;
+  for (const [id, loc] of entries) {
+    Buffer.from(id, 'hex').copy(buf, o);
+    buf.writeUInt32LE(packs.get(loc.pack) ?? 0, o + 32);
+    buf.writeUInt32LE(loc.offset, o + 36);
+    buf.writeUInt32LE(loc.storedLen, o + 40);
+    buf.writeUInt32LE(loc.rawLen, o + 44);
+    o += 48;
+  }
+  return buf;
+}
+
+export function decodeIndex(buf: Buffer, what: string, into: Map<string, BlobLocation>): string[] {
+  try {
+    let o = 0;
+    const np = buf.readUInt32LE(o);
+    o += 4;
+    const packs: string[] = [];
+    for (let i = 0; i < np; i++, o += 16) packs.push(buf.subarray(o, o + 16).toString('hex'));
+    const ne = buf.readUInt32LE(o);
+    o += 4;
+    if (o + ne * 48 !== buf.length) throw new Error('length mismatch');
+    for (let i = 0; i < ne; i++, o += 48) {
+      const pack = packs[buf.readUInt32LE(o + 32)];
+      if (pack === undefined) throw new Error('bad pack reference');
+      into.set(buf.subarray(o, o + 32).toString('hex'), { pack, offset: buf.readUInt32LE(o + 36), storedLen: buf.readUInt32LE(o + 40), rawLen: buf.readUInt32LE(o + 44) });
+    }
+    return packs;
+  } catch (err) {
+    throw new CorruptDataError(`${what}: malformed index`, { cause: err });
+  }
+}
+
+// ---- disk index -------------------------------------------------------------
+// capacity u64 | chunkSize u32 | count u32 | count × 32-byte ids (all-zero id = hole)
+export interface DiskIndex {
+  capacity: number;
+  chunkSize: number;
+  ids: Buffer; // count * 32
+}
+
+export function chunkCount(capacity: number, chunkSize: number): number {
+  return Math.ceil(capacity / chunkSize);
+}
+
+export function encodeDiskIndex(d: DiskIndex): Buffer {
+  const h = Buffer.alloc(16);
+  h.writeBigUInt64LE(BigInt(d.capacity), 0);
+  h.writeUInt32LE(d.chunkSize, 8);
+  h.writeUInt32LE(d.ids.length / ID_BYTES, 12);
+  return Buffer.concat([h, d.ids]);
+}
+
+export function decodeDiskIndex(buf: Buffer, what: string): DiskIndex {
+  if (buf.length < 16) throw new CorruptDataError(`${what}: disk index truncated`);
+  const capacity = Number(buf.readBigUInt64LE(0));
+  const chunkSize = buf.readUInt32LE(8);
+  const count = buf.readUInt32LE(12);
+  if (chunkSize === 0 || count !== chunkCount(capacity, chunkSize) || buf.length !== 16 + count * ID_BYTES) {
+    throw new CorruptDataError(`${what}: disk index inconsistent (capacity ${capacity}, ${count} entries, ${buf.length} bytes)`);
+  }
+  return { capacity, chunkSize, ids: Buffer.from(buf.subarray(16)) };
+}
+
+export function packPath(pack: string): string {
+  return `packs/${pack.slice(0, 2)}/${pack}.pack`;
+}

@@ -1,0 +1,47 @@
+/**
+ * @vaultline/repository — deduplicating, compressed, optionally encrypted store
+ * of VM restore points (forever-incremental: every restore point is a complete
+ * image by reference). Format: docs/repository-format.md.
+ *
+ *   await Repository.init(path, { passphrase });
+ *   const repo = await Repository.open(path, { passphrase });
+ *   const rp = await openRestorePointWriter(repo, { vmId, parent });
+ *   const disk = await rp.openDisk({ key: 'scsi0:0', capacity });
+ *   await disk.write(offset, buffer);           // changed areas, any alignment
+ *   const manifest = await rp.commit();         // or rp.abort()
+ *   const reader = await openDiskReader(repo, { vmId, id: manifest.id }, 'scsi0:0');
+ */
+import { Repository } from './repository.ts';
+import { RestorePointWriter } from './writer.ts';
+import type { RestorePointOptions } from './writer.ts';
+import { DiskReader } from './reader.ts';
+import type { ReaderOptions } from './reader.ts';
+import type { RestorePointRef } from './types.ts';
+
+export { Repository, assertSafeName } from './repository.ts';
+export type { InitOptions, OpenOptions } from './repository.ts';
+export { RestorePointWriter, DiskWriter } from './writer.ts';
+export type { RestorePointOptions, DiskOptions } from './writer.ts';
+export { DiskReader } from './reader.ts';
+export type { ReaderOptions } from './reader.ts';
+export { verify, prune, gc, stats, deleteRestorePoint } from './maintenance.ts';
+export type { VerifyReport, VerifyProblem, VerifyOptions, GcOptions, GcReport, RepositoryStats, AffectedRef } from './maintenance.ts';
+export { planRetention } from './retention.ts';
+export type { RetentionPolicy, RetentionCandidate, RetentionDecision, KeepReason } from './retention.ts';
+export { LockManager, Lock } from './locks.ts';
+export type { LockInfo, LockKind, LockOptions } from './locks.ts';
+export type { Backend, FileWriter, FileStat } from './backends/backend.ts';
+export { LocalBackend } from './backends/local.ts';
+export { SftpBackend } from './backends/sftp.ts';
+export type { SftpOptions } from './backends/sftp.ts';
+export * from './errors.ts';
+export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';
+export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE } from './format.ts';
+
+export function openRestorePointWriter(repo: Repository, opts: RestorePointOptions): Promise<RestorePointWriter> {
+  return RestorePointWriter.open(repo, opts);
+}
+
+export function openDiskReader(repo: Repository, ref: RestorePointRef, diskKey: string, opts?: ReaderOptions): Promise<DiskReader> {
+  return DiskReader.open(repo, ref, diskKey, opts);
+}

@@ -1,0 +1,163 @@
+/**
+ * Worker pool for the write hot path. Owns two SharedArrayBuffers split into
+ * fixed slots: the input slot holds one chunk's plaintext (the writer stages
+ * incoming writes directly into it), the output slot receives the compressed
+ * (and encrypted) blob. Slots are recycled, so a backup touches a fixed set of
+ * pages however large the disk is.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Keys } from './format.ts';
+
+export interface StoreResult {
+  id: string;
+  dup: boolean;
+  storedLen: number;
+}
+
+interface Pending {
+  resolve: (r: StoreResult) => void;
+  reject: (e: Error) => void;
+}
+
+export class ChunkPool {
+  readonly slots: number;
+  readonly chunkSize: number;
+  readonly outSlotSize: number;
+  readonly input: Buffer;
+  readonly output: Buffer;
+  private readonly workers: Worker[] = [];
+  private readonly busy: number[] = [];
+  private readonly free: number[] = [];
+  private readonly waiters: Array<(slot: number) => void> = [];
+  private readonly pending = new Map<number, Pending>();
+  private seq = 0;
+  private failed: Error | null = null;
+
+  private constructor(workers: number, slots: number, chunkSize: number) {
+    this.slots = slots;
+    this.chunkSize = chunkSize;
+    // zstd bound + encryption overhead, rounded up.
+    this.outSlotSize = chunkSize + (chunkSize >> 7) + 4096;
+    const inSab = new SharedArrayBuffer(slots * chunkSize);
+    const outSab = new SharedArrayBuffer(slots * this.outSlotSize);
+    this.input = Buffer.from(inSab);
+    this.output = Buffer.from(outSab);
+    for (let i = 0; i < slots; i++) this.free.push(i);
+    for (let i = 0; i < workers; i++) {
+      const w = new Worker(new URL('./chunk-worker.mjs', import.meta.url));
+      w.unref();
+      this.workers.push(w);
+      this.busy.push(0);
+      w.on('message', (m: { op: string; seq: number; id: string; dup: boolean; storedLen: number; message?: string }) => {
+        if (m.op === 'ready') return;
+        const p = this.pending.get(m.seq);
+        if (!p) return;
+        this.pending.delete(m.seq);
+        this.busy[i] = (this.busy[i] ?? 1) - 1;
+        if (m.op === 'error') p.reject(new Error(m.message));
+        else p.resolve({ id: m.id, dup: m.dup, storedLen: m.storedLen });
+      });
+      w.on('error', (err) => {
+        this.failed = err;
+        for (const p of this.pending.values()) p.reject(err);
+        this.pending.clear();
+      });
+    }
+    this.inSab = inSab;
+    this.outSab = outSab;
+  }
+  private readonly inSab: SharedArrayBuffer;
+  private readonly outSab: SharedArrayBuffer;
+
+  static async create(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
+    const pool = new ChunkPool(opts.workers, opts.slots, opts.chunkSize);
+    await Promise.all(
+      pool.workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            const onMsg = (m: { op: string }) => {
+              if (m.op === 'ready') {
+                w.off('message', onMsg);
+                resolve();
+              }
+            };
+            w.on('message', onMsg);
+            w.once('error', reject);
+            w.postMessage({
+              op: 'init',
+              inSab: pool.inSab,
+              outSab: pool.outSab,
+              chunkSize: opts.chunkSize,
+              outSlotSize: pool.outSlotSize,
+              level: opts.level,
+              encKey: opts.keys ? new Uint8Array(opts.keys.enc) : null,
+              idKey: opts.keys ? new Uint8Array(opts.keys.id) : null,
+            });
+          }),
+      ),
+    );
+    return pool;
+  }
+
+  inSlot(slot: number, len = this.chunkSize): Buffer {
+    return this.input.subarray(slot * this.chunkSize, slot * this.chunkSize + len);
+  }
+
+  outSlot(slot: number, len: number): Buffer {
+    return this.output.subarray(slot * this.outSlotSize, slot * this.outSlotSize + len);
+  }
+
+  /** Ids the workers treat as already stored (skip compression); typically the parent's index. */
+  setKnown(ids: Buffer): void {
+    for (const w of this.workers) w.postMessage({ op: 'known', ids: new Uint8Array(ids) });
+  }
+
+  get freeSlots(): number {
+    return this.free.length;
+  }
+
+  acquire(): Promise<number> | number {
+    if (this.failed) throw this.failed;
+    const s = this.free.pop();
+    if (s !== undefined) return s;
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  release(slot: number): void {
+    const w = this.waiters.shift();
+    if (w) w(slot);
+    else this.free.push(slot);
+  }
+
+  private pick(): number {
+    let best = 0;
+    for (let i = 1; i < this.workers.length; i++) if ((this.busy[i] ?? 0) < (this.busy[best] ?? 0)) best = i;
+    return best;
+  }
+
+  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<StoreResult> {
+    if (this.failed) return Promise.reject(this.failed);
+    const seq = ++this.seq;
+    const wi = this.pick();
+    this.busy[wi] = (this.busy[wi] ?? 0) + 1;
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      this.workers[wi]!.postMessage({ ...msg, seq }, transfer);
+    });
+  }
+
+  store(slot: number, len: number, checkKnown: boolean): Promise<StoreResult> {
+    return this.submit({ op: 'store', slot, len, checkKnown });
+  }
+
+  /** Fill `gaps` ([start,end) pairs) of the slot from the decoded base blob, then store. */
+  mergeStore(slot: number, len: number, blob: Uint8Array, gaps: number[], checkKnown: boolean): Promise<StoreResult> {
+    const copy = new Uint8Array(blob.length);
+    copy.set(blob);
+    return this.submit({ op: 'merge-store', slot, len, blob: copy, gaps, checkKnown }, [copy.buffer as ArrayBuffer]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The repository: opens/creates the layout, owns the key, the in-memory global
+ * index (chunk id -> pack location) and blob decoding. Writers, readers and
+ * maintenance (verify, prune, GC) build on it.
+ *
+ * Layout (all through the Backend interface):
+ *   config                              JSON, never encrypted (holds the wrapped key)
+ *   packs/<xx>/<packid>.pack            chunk blobs + footer
+ *   index/<id>.idx                      sealed: chunk id -> (pack, offset, lengths)
+ *   snapshots/<vmId>/<rpId>/disk-<n>.didx   sealed disk index (one id per chunk)
+ *   snapshots/<vmId>/<rpId>/manifest    sealed JSON; its presence makes the restore point visible
+ *   locks/<id>.lock                     leases (see locks.ts)
+ */
+import * as crypto from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Backend } from './backends/backend.ts';
+import { isTmpName } from './backends/backend.ts';
+import { LocalBackend } from './backends/local.ts';
+import {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_PACK_TARGET,
+  FORMAT_NAME,
+  FORMAT_VERSION,
+  SealedKind,
+  decodeDiskIndex,
+  decodeIndex,
+  decryptBlob,
+  deriveKek,
+  packPath,
+  seal,
+  unseal,
+  unwrapMasterKey,
+  wrapMasterKey,
+} from './format.ts';
+import type { BlobLocation, DiskIndex, Keys, RepositoryConfig } from './format.ts';
+import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
+import { LockManager } from './locks.ts';
+import type { LockOptions } from './locks.ts';
+import type { Manifest, RestorePointRef } from './types.ts';
+
+const require = createRequire(import.meta.url);
+const zstd = require('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
+
+export interface InitOptions {
+  passphrase?: string;
+  chunkSize?: number;
+  compressionLevel?: number;
+  packTargetSize?: number;
+  /** scrypt cost; the default N=2^15 takes ~100 ms. Tests may lower it. */
+  kdf?: { N: number; r: number; p: number };
+}
+
+export interface OpenOptions {
+  passphrase?: string;
+  locks?: LockOptions;
+  /** Worker threads for the write path (default 2). */
+  workers?: number;
+  now?: () => number;
+}
+
+const SAFE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export function assertSafeName(kind: string, v: string): void {
+  if (!SAFE.test(v)) throw new RepositoryError('INVALID_ARGUMENT', `${kind} must match ${SAFE} (got ${JSON.stringify(v)})`);
+}
+
+export function newRestorePointId(now: number): string {
+  const iso = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${iso}-${crypto.randomBytes(3).toString('hex')}`;
+}
+
+export class Repository {
+  readonly backend: Backend;
+  readonly config: RepositoryConfig;
+  readonly keys: Keys | null;
+  readonly locks: LockManager;
+  readonly workers: number;
+  readonly now: () => number;
+  /** chunk id (hex) -> location, merged over all index files. */
+  index = new Map<string, BlobLocation>();
+  indexFiles: string[] = [];
+  private readonly dctx = new zstd.DCtx();
+
+  private constructor(backend: Backend, config: RepositoryConfig, keys: Keys | null, opts: OpenOptions) {
+    this.backend = backend;
+    this.config = config;
+    this.keys = keys;
+    this.now = opts.now ?? Date.now;
+    this.locks = new LockManager(backend, { now: this.now, ...opts.locks });
+    this.workers = opts.workers ?? 2;
+  }
+
+  static async init(backend: Backend | string, opts: InitOptions = {}): Promise<void> {
+    const be = typeof backend === 'string' ? new LocalBackend(backend) : backend;
+    if (await be.stat('config')) throw new RepositoryError('ALREADY_EXISTS', `a repository already exists at ${be.location}`);
+    const id = crypto.randomBytes(16).toString('hex');
+    const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    if (chunkSize < 4096 || chunkSize > 16 * 1024 * 1024 || chunkSize % 4096 !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'chunkSize must be a multiple of 4 KiB between 4 KiB and 16 MiB');
+    let encryption: RepositoryConfig['encryption'] = null;
+    if (opts.passphrase !== undefined) {
+      if (opts.passphrase.length === 0) throw new RepositoryError('INVALID_ARGUMENT', 'empty passphrase');
+      const kdf = { name: 'scrypt' as const, ...(opts.kdf ?? { N: 1 << 15, r: 8, p: 1 }), salt: crypto.randomBytes(16).toString('base64') };
+      const master = crypto.randomBytes(64);
+      encryption = { algorithm: 'aes-256-gcm', kdf, wrappedKey: wrapMasterKey(master, deriveKek(opts.passphrase, kdf), id) };
+    }
+    const config: RepositoryConfig = {
+      format: FORMAT_NAME,
+      version: FORMAT_VERSION,
+      id,
+      createdAt: new Date().toISOString(),
+      chunkSize,
+      packTargetSize: opts.packTargetSize ?? DEFAULT_PACK_TARGET,
+      hash: encryption ? 'hmac-sha256' : 'sha256',
+      compression: { algorithm: 'zstd', level: opts.compressionLevel ?? 1 },
+      encryption,
+    };
+    for (const d of ['packs', 'index', 'snapshots', 'locks']) await be.mkdirp(d);
+    if (!(await be.createExclusive('config', Buffer.from(JSON.stringify(config, null, 2))))) {
+      throw new RepositoryError('ALREADY_EXISTS', `a repository already exists at ${be.location}`);
+    }
+  }
+
+  static async open(backend: Backend | string, opts: OpenOptions = {}): Promise<Repository> {
+    const be = typeof backend === 'string' ? new LocalBackend(backend) : backend;
+    let raw: Buffer;
+    try {
+      raw = await be.readFile('config');
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new RepositoryError('NOT_A_REPOSITORY', `no repository at ${be.location}`);
+      throw err;
+    }
+    let config: RepositoryConfig;
+    try {
+      config = JSON.parse(raw.toString()) as RepositoryConfig;
+    } catch (err) {
+      throw new CorruptDataError('config is not valid JSON', { cause: err });
+    }
+    if (config.format !== FORMAT_NAME) throw new RepositoryError('NOT_A_REPOSITORY', `no repository at ${be.location}`);
+    if (config.version !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `repository format version ${config.version} is not supported (this build reads ${FORMAT_VERSION})`);
+    let keys: Keys | null = null;
+    if (config.encryption) {
+      if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
+      keys = unwrapMasterKey(config.encryption.wrappedKey, deriveKek(opts.passphrase, config.encryption.kdf), config.id);
+    }
+    const repo = new Repository(be, config, keys, opts);
+    await repo.reloadIndex();
+    return repo;
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+
+  /** Read every index file into the in-memory map. Damaged index files throw. */
+  async reloadIndex(): Promise<void> {
+    const index = new Map<string, BlobLocation>();
+    const files: string[] = [];
+    for (const name of await this.backend.list('index')) {
+      if (!name.endsWith('.idx') || isTmpName(name)) continue;
+      const data = await this.backend.readFile(`index/${name}`);
+      decodeIndex(unseal(SealedKind.Index, data, this.keys, `index/${name}`), `index/${name}`, index);
+      files.push(name);
+    }
+    this.index = index;
+    this.indexFiles = files;
+  }
+
+  // ---- restore points ---------------------------------------------------
+
+  rpDir(ref: RestorePointRef): string {
+    return `snapshots/${ref.vmId}/${ref.id}`;
+  }
+
+  async listVms(): Promise<string[]> {
+    return (await this.backend.list('snapshots')).filter((n) => !isTmpName(n)).sort();
+  }
+
+  /** Visible restore points (those with a manifest), oldest first. */
+  async listRestorePoints(vmId?: string): Promise<RestorePointRef[]> {
+    const vms = vmId ? [vmId] : await this.listVms();
+    const out: RestorePointRef[] = [];
+    for (const vm of vms) {
+      for (const id of (await this.backend.list(`snapshots/${vm}`)).sort()) {
+        if (isTmpName(id)) continue;
+        if (await this.backend.stat(`snapshots/${vm}/${id}/manifest`)) out.push({ vmId: vm, id });
+      }
+    }
+    return out;
+  }
+
+  async readManifest(ref: RestorePointRef): Promise<Manifest> {
+    const p = `${this.rpDir(ref)}/manifest`;
+    const data = await this.backend.readFile(p);
+    const m = JSON.parse(unseal(SealedKind.Manifest, data, this.keys, p).toString()) as Manifest;
+    if (m.id !== ref.id || m.vmId !== ref.vmId) throw new CorruptDataError(`${p}: manifest names ${m.vmId}/${m.id}`);
+    return m;
+  }
+
+  async readDiskIndex(ref: RestorePointRef, diskKey: string, manifest?: Manifest): Promise<DiskIndex> {
+    const m = manifest ?? (await this.readManifest(ref));
+    const d = m.disks.find((x) => x.key === diskKey);
+    if (!d) throw new NotFoundError(`disk ${diskKey} in restore point ${ref.vmId}/${ref.id}`);
+    const p = `${this.rpDir(ref)}/${d.file}`;
+    let data: Buffer;
+    try {
+      data = await this.backend.readFile(p);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new CorruptDataError(`${p}: disk index missing`, { cause: err });
+      throw err;
+    }
+    const sum = crypto.createHash('sha256').update(data).digest('hex');
+    if (sum !== d.indexSha256) throw new CorruptDataError(`${p}: disk index does not match its manifest (truncated or damaged)`);
+    const idx = decodeDiskIndex(unseal(SealedKind.DiskIndex, data, this.keys, p), p);
+    if (idx.capacity !== d.capacity) throw new CorruptDataError(`${p}: capacity mismatch`);
+    return idx;
+  }
+
+  // ---- blobs --------------------------------------------------------------
+
+  /** Read a chunk's stored bytes. */
+  async readStored(id: string, into?: Buffer): Promise<{ stored: Buffer; loc: BlobLocation }> {
+    const loc = this.index.get(id);
+    if (!loc) throw new NotFoundError(`chunk ${id}`);
+    const stored = this.backend instanceof LocalBackend ? this.backend.readRangeSync(packPath(loc.pack), loc.offset, loc.storedLen, into) : await this.backend.readRange(packPath(loc.pack), loc.offset, loc.storedLen, into);
+    return { stored, loc };
+  }
+
+  /** Decode stored bytes into `out` (decrypt, decompress with frame checksum). Returns bytes written. */
+  decode(stored: Buffer, rawLen: number, out: Buffer, what: string): number {
+    const plain = this.keys ? decryptBlob(stored, this.keys, what) : stored;
+    let n: number;
+    try {
+      n = this.dctx.decompress(out, plain);
+    } catch (err) {
+      throw new CorruptDataError(`${what}: ${(err as Error).message}`, { cause: err });
+    }
+    if (n !== rawLen) throw new CorruptDataError(`${what}: decoded ${n} bytes, expected ${rawLen}`);
+    return n;
+  }
+
+  async readChunk(id: string, out: Buffer, scratch?: Buffer): Promise<number> {
+    const { stored, loc } = await this.readStored(id, scratch);
+    return this.decode(stored, loc.rawLen, out, `chunk ${id}`);
+  }
+}
+
+export { seal };

@@ -1,0 +1,56 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export function tmpDir(prefix = 'vl-repo-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Deterministic PRNG (xorshift32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 0x100000000;
+  };
+}
+
+/** A VM-like image: zero regions, compressible text, random data, in 64 KiB blocks. */
+export function makeImage(size: number, seed: number): Buffer {
+  const r = rng(seed);
+  const img = Buffer.alloc(size);
+  const block = 64 * 1024;
+  const words = ['INFO', 'user=admin', 'GET /index.html 200', 'db page', '0000', 'kernel: eth0 up'];
+  for (let off = 0; off < size; off += block) {
+    const n = Math.min(block, size - off);
+    const kind = r();
+    if (kind < 0.45) continue; // zeros
+    if (kind < 0.8) {
+      let s = '';
+      while (s.length < n) s += `${words[Math.floor(r() * words.length)]} ${Math.floor(r() * 1000)}\n`;
+      img.write(s.slice(0, n), off, 'latin1');
+    } else {
+      crypto.randomFillSync(img, off, n);
+    }
+  }
+  return img;
+}
+
+export function sha256(b: Buffer): string {
+  return crypto.createHash('sha256').update(b).digest('hex');
+}
+
+/** Mutate `count` scattered areas; returns the changed [offset, length] list. */
+export function mutate(img: Buffer, count: number, seed: number, len = 64 * 1024, align = 64 * 1024): Array<[number, number]> {
+  const r = rng(seed);
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < count; i++) {
+    const off = Math.floor((r() * (img.length - len)) / align) * align;
+    crypto.randomFillSync(img, off, len);
+    out.push([off, len]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
