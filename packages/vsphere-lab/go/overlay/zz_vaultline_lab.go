@@ -1,0 +1,445 @@
+// Vaultline lab extension, compiled INTO govmomi's package simulator with
+// `go build -overlay` (see packages/vsphere-lab/README.md). Being inside the
+// package lets it add SOAP methods to *VirtualMachine and use unexported
+// helpers; it never edits the Debian sources.
+//
+// This file holds the configuration, the registry hook that reacts to
+// inventory changes (disk files grown to capacity, disk UUIDs kept in real
+// descriptors, CBT enable transitions, snapshot removal, HotAdd on the proxy
+// VM), the lab datastores, and the lab-only HTTP endpoints under /lab/.
+//
+// Locking: SOAP methods run with the target object's registry lock held
+// (Service.call). Registry hooks run inside those calls, so the hooks below
+// never take a VM lock themselves; labMu only guards the lab's own maps.
+
+package simulator
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io/ioutil"
+	"log"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// LabConfig is set by the lab main before the server starts.
+var LabConfig = struct {
+	ByIDDir      string // where HotAdd links wwn-0x<uuid> -> /dev/loopN are made ("" = HotAdd emulation off)
+	ProxyVM      string // name of the appliance's own VM
+	CBTMaxAreas  int    // max changedArea entries per QueryChangedDiskAreas reply
+	CBTBlockSize int64  // CBT granularity
+}{ProxyVM: "vaultline-proxy", CBTMaxAreas: 1000, CBTBlockSize: 64 * 1024}
+
+func init() {
+	if v, err := strconv.Atoi(os.Getenv("VCSIM_CBT_MAX_AREAS")); err == nil && v > 0 {
+		LabConfig.CBTMaxAreas = v
+	}
+	if v, err := strconv.ParseInt(os.Getenv("VCSIM_CBT_BLOCK"), 10, 64); err == nil && v >= 512 {
+		LabConfig.CBTBlockSize = v
+	}
+
+	RegisterEndpoint(func(s *Service, r *Registry) {
+		r.AddHandler(labHandler{})
+		s.HandleFunc("/lab/", labServeHTTP)
+		s.HandleFunc("/lab-nfc/", labServeNFC)
+	})
+}
+
+var (
+	labMu      sync.Mutex
+	labCBTSeen = map[types.ManagedObjectReference]bool{} // last seen config.changeTrackingEnabled per VM
+)
+
+// labHandler receives registry callbacks for every object.
+type labHandler struct{}
+
+func (labHandler) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "VaultlineLab", Value: "vaultline-lab"}
+}
+
+func (labHandler) PutObject(obj mo.Reference) {
+	if snap, ok := obj.(*VirtualMachineSnapshot); ok {
+		labOnSnapshotCreated(snap)
+	}
+}
+
+func (labHandler) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	ref := obj.Reference()
+	if ref.Type != "VirtualMachine" {
+		return
+	}
+	vm, ok := Map.Get(ref).(*VirtualMachine)
+	if !ok || vm.Config == nil {
+		return
+	}
+	for _, c := range changes {
+		switch {
+		case c.Name == "config.hardware.device":
+			labSyncDisks(vm)
+			labSyncCBT(vm)
+			if vm.Name == LabConfig.ProxyVM {
+				labSyncHotAdd(vm)
+			}
+		case c.Name == "snapshot" || strings.HasPrefix(c.Name, "snapshot."):
+			labConsolidate(vm)
+		}
+	}
+}
+
+func (labHandler) RemoveObject(types.ManagedObjectReference) {}
+
+// ---------------------------------------------------------------------------
+// Disk files
+
+var labDeltaRe = regexp.MustCompile(`^(.*?)(-\d{6})?\.vmdk$`)
+
+// labLocalPath maps "[ds] dir/x.vmdk" to the local file path.
+func labLocalPath(dsPath string) (string, error) {
+	p, fault := parseDatastorePath(dsPath)
+	if fault != nil {
+		return "", fmt.Errorf("invalid datastore path %q", dsPath)
+	}
+	for _, e := range Map.All("Datastore") {
+		ds := e.(*Datastore)
+		if ds.Name == p.Datastore {
+			return path.Join(ds.Info.GetDatastoreInfo().Url, p.Path), nil
+		}
+	}
+	return "", fmt.Errorf("datastore %q not found", p.Datastore)
+}
+
+func labFlat(desc string) string { return strings.TrimSuffix(desc, ".vmdk") + "-flat.vmdk" }
+
+func labDisks(devices []types.BaseVirtualDevice) []*types.VirtualDisk {
+	var out []*types.VirtualDisk
+	for _, d := range devices {
+		if disk, ok := d.(*types.VirtualDisk); ok {
+			if _, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+				out = append(out, disk)
+			}
+		}
+	}
+	return out
+}
+
+func labBacking(d *types.VirtualDisk) *types.VirtualDiskFlatVer2BackingInfo {
+	return d.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+}
+
+func labCopyBacking(b *types.VirtualDiskFlatVer2BackingInfo) *types.VirtualDiskFlatVer2BackingInfo {
+	if b == nil {
+		return nil
+	}
+	c := *b
+	c.Parent = labCopyBacking(b.Parent)
+	return &c
+}
+
+func labCopyDisk(d *types.VirtualDisk) *types.VirtualDisk {
+	c := *d
+	if d.DeviceInfo != nil {
+		di := *d.DeviceInfo.GetDescription()
+		c.DeviceInfo = &di
+	}
+	c.Backing = labCopyBacking(labBacking(d))
+	return &c
+}
+
+// labNewDiskUUID returns a VMware-style disk UUID ("6000C29x-...").
+func labNewDiskUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := fmt.Sprintf("6000c29%x", b)[:32]
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}
+
+var labDdbUUIDRe = regexp.MustCompile(`(?m)^ddb\.uuid\s*=\s*"([0-9a-fA-F ]+)-([0-9a-fA-F ]+)"`)
+
+// labReadDescriptorUUID reads ddb.uuid ("60 00 C2 9a ...-...") from a descriptor.
+func labReadDescriptorUUID(desc string) string {
+	b, err := ioutil.ReadFile(desc)
+	if err != nil {
+		return ""
+	}
+	m := labDdbUUIDRe.FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	h := strings.ToLower(strings.ReplaceAll(string(m[1])+string(m[2]), " ", ""))
+	if len(h) != 32 {
+		return ""
+	}
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+}
+
+func labUUIDHex(u string) string { return strings.ToLower(strings.ReplaceAll(u, "-", "")) }
+
+// labWriteDescriptor writes a monolithicFlat-style descriptor next to the flat extent.
+func labWriteDescriptor(desc string, capacity int64, uuid string, parent string, thin bool) {
+	h := labUUIDHex(uuid)
+	var ddb []string
+	for i := 0; i+2 <= len(h); i += 2 {
+		ddb = append(ddb, h[i:i+2])
+	}
+	ddbUUID := strings.Join(ddb[:8], " ") + "-" + strings.Join(ddb[8:], " ")
+	createType := "vmfs"
+	parentHint := ""
+	if parent != "" {
+		parentHint = fmt.Sprintf("parentFileNameHint=%q\n", parent)
+	}
+	thinFlag := "0"
+	if thin {
+		thinFlag = "1"
+	}
+	text := fmt.Sprintf(`# Disk DescriptorFile
+version=1
+encoding="UTF-8"
+CID=fffffffe
+parentCID=ffffffff
+createType=%q
+%s
+# Extent description
+RW %d VMFS %q
+
+# The Disk Data Base
+#DDB
+
+ddb.adapterType = "lsilogic"
+ddb.thinProvisioned = %q
+ddb.uuid = %q
+ddb.virtualHWVersion = "13"
+`, createType, parentHint, capacity/512, path.Base(labFlat(desc)), thinFlag, ddbUUID)
+	_ = ioutil.WriteFile(desc, []byte(text), 0600)
+}
+
+func labThin(b *types.VirtualDiskFlatVer2BackingInfo) bool {
+	return b.ThinProvisioned == nil || *b.ThinProvisioned
+}
+
+// labSyncDisks grows every disk's -flat.vmdk to its capacity (sparse), and
+// keeps the disk UUID in the descriptor (ddb.uuid) so a disk file attached to
+// another VM (HotAdd) reports the same backing.uuid.
+func labSyncDisks(vm *VirtualMachine) {
+	for _, disk := range labDisks(vm.Config.Hardware.Device) {
+		b := labBacking(disk)
+		desc, err := labLocalPath(b.FileName)
+		if err != nil {
+			continue
+		}
+		flat := labFlat(desc)
+		st, err := os.Stat(flat)
+		if err != nil {
+			continue
+		}
+		capacity := getDiskSize(disk)
+		if capacity == 0 {
+			// e.g. an existing disk attached without a capacity: report the file's size
+			disk.CapacityInBytes = st.Size()
+			disk.CapacityInKB = st.Size() / 1024
+			capacity = st.Size()
+		}
+		if st.Size() < capacity {
+			if err := os.Truncate(flat, capacity); err != nil {
+				log.Printf("lab: grow %s: %s", flat, err)
+			}
+		}
+		fromDesc := labReadDescriptorUUID(desc)
+		if b.Uuid == "" {
+			b.Uuid = fromDesc
+			if b.Uuid == "" {
+				b.Uuid = labNewDiskUUID()
+			}
+		}
+		if fromDesc == "" {
+			parent := ""
+			if b.Parent != nil {
+				parent = path.Base(b.Parent.FileName)
+			}
+			labWriteDescriptor(desc, capacity, b.Uuid, parent, labThin(b))
+		}
+	}
+}
+
+// labSyncFS flushes a file and its whole filesystem (so block-level readers
+// of a SAN LUN over the same filesystem image see the data).
+func labSyncFS(file string) {
+	f, err := os.Open(file)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = f.Sync()
+	// syncfs(2); the syscall package has no constant for it
+	switch runtime.GOARCH {
+	case "amd64":
+		_, _, _ = syscall.Syscall(306, f.Fd(), 0, 0)
+	case "arm64":
+		_, _, _ = syscall.Syscall(267, f.Fd(), 0, 0)
+	default:
+		syscall.Sync()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// HotAdd emulation: a disk attached to the proxy VM becomes a read-only loop
+// device, linked as <ByIDDir>/wwn-0x<disk uuid>; removed when detached.
+
+type labAttachment struct {
+	dev  string
+	link string
+}
+
+var labAttached = map[string]*labAttachment{} // "key|fileName" -> attachment
+
+func labRun(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func labSyncHotAdd(vm *VirtualMachine) {
+	if LabConfig.ByIDDir == "" {
+		return
+	}
+	own := path.Dir(vm.Config.Files.VmPathName) // "[ds] proxy"
+	labMu.Lock()
+	defer labMu.Unlock()
+	seen := map[string]bool{}
+	for _, disk := range labDisks(vm.Config.Hardware.Device) {
+		b := labBacking(disk)
+		if path.Dir(b.FileName) == own {
+			continue // the proxy's own system disk
+		}
+		id := fmt.Sprintf("%d|%s", disk.Key, b.FileName)
+		seen[id] = true
+		if labAttached[id] != nil {
+			continue
+		}
+		desc, err := labLocalPath(b.FileName)
+		if err != nil {
+			continue
+		}
+		dev, err := labRun("losetup", "-f", "--show", "-r", labFlat(desc))
+		if err != nil {
+			log.Printf("lab: hotadd: %s", err)
+			continue
+		}
+		link := filepath.Join(LabConfig.ByIDDir, "wwn-0x"+labUUIDHex(b.Uuid))
+		_ = os.Remove(link)
+		if err := os.Symlink(dev, link); err != nil {
+			log.Printf("lab: hotadd link: %s", err)
+		}
+		labAttached[id] = &labAttachment{dev: dev, link: link}
+		log.Printf("lab: hotadd %s -> %s (%s)", b.FileName, dev, link)
+	}
+	for id, a := range labAttached {
+		if !seen[id] {
+			labDetach(a)
+			delete(labAttached, id)
+		}
+	}
+}
+
+func labDetach(a *labAttachment) {
+	if target, err := os.Readlink(a.link); err == nil && target == a.dev {
+		_ = os.Remove(a.link)
+	}
+	if _, err := labRun("losetup", "-d", a.dev); err != nil {
+		log.Printf("lab: detach: %s", err)
+	}
+	log.Printf("lab: hotremove %s", a.dev)
+}
+
+// LabShutdown detaches every loop device the lab made (called on SIGTERM).
+func LabShutdown() {
+	labMu.Lock()
+	defer labMu.Unlock()
+	for id, a := range labAttached {
+		labDetach(a)
+		delete(labAttached, id)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Datastores
+
+// LabDatastore describes a datastore folder given on the command line.
+type LabDatastore struct {
+	Name string
+	Path string
+	NAA  string // when set, the datastore is reported as VMFS on this LUN
+}
+
+// LabCreateDatastores creates each datastore on the first host and mounts it
+// on the others (one Datastore object shared by the cluster). A datastore with
+// an NAA id is reported as VMFS whose single extent is that LUN.
+func LabCreateDatastores(specs []LabDatastore) error {
+	ctx := internalContext
+	var hosts []*HostSystem
+	for _, e := range Map.All("HostSystem") {
+		hosts = append(hosts, e.(*HostSystem))
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+	if len(hosts) == 0 {
+		return fmt.Errorf("no hosts in the model")
+	}
+	for _, spec := range specs {
+		first := Map.Get(*hosts[0].ConfigManager.DatastoreSystem).(*HostDatastoreSystem)
+		res := first.CreateLocalDatastore(ctx, &types.CreateLocalDatastore{This: first.Self, Name: spec.Name, Path: spec.Path})
+		if f := res.Fault(); f != nil {
+			return fmt.Errorf("datastore %s: %s", spec.Name, f.String)
+		}
+		dsRef := res.(*methods.CreateLocalDatastoreBody).Res.Returnval
+		ds := Map.Get(dsRef).(*Datastore)
+		for _, h := range hosts[1:] {
+			dss := Map.Get(*h.ConfigManager.DatastoreSystem).(*HostDatastoreSystem)
+			dss.Datastore = append(dss.Datastore, dsRef)
+			h.Datastore = append(h.Datastore, dsRef)
+			ds.Host = append(ds.Host, types.DatastoreHostMount{
+				Key: h.Self,
+				MountInfo: types.HostMountInfo{
+					Path:       spec.Path,
+					AccessMode: string(types.HostMountModeReadWrite),
+					Mounted:    types.NewBool(true),
+					Accessible: types.NewBool(true),
+				},
+			})
+		}
+		if spec.NAA != "" {
+			info := ds.Info.GetDatastoreInfo()
+			vmfs := &types.VmfsDatastoreInfo{
+				DatastoreInfo: *info,
+				Vmfs: &types.HostVmfsVolume{
+					HostFileSystemVolume: types.HostFileSystemVolume{Type: "VMFS", Name: spec.Name, Capacity: ds.Summary.Capacity},
+					BlockSizeMb:          1,
+					MaxBlocks:            63963136,
+					MajorVersion:         6,
+					Version:              "6.82",
+					Uuid:                 newUUID(spec.NAA),
+					Extent:               []types.HostScsiDiskPartition{{DiskName: spec.NAA, Partition: 1}},
+					Local:                types.NewBool(false),
+					Ssd:                  types.NewBool(false),
+				},
+			}
+			ds.Info = vmfs
+			ds.Summary.Type = "VMFS"
+		}
+	}
+	return nil
+}

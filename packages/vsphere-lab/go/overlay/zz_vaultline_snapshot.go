@@ -1,0 +1,328 @@
+// Vaultline lab extension: snapshots that freeze disk data.
+//
+// Stock vcsim creates no delta disk, so a guest write after a snapshot would
+// change "the snapshot's" disk. Here, when a snapshot is created:
+//   - the snapshot gets private copies of the disk devices, pointing at the
+//     current files, which become frozen (fsync + syncfs);
+//   - each VM disk moves to a new "<base>-00000N.vmdk"/"-flat.vmdk", a sparse
+//     full copy of the frozen file, with backing.parent = the frozen backing;
+//   - with CBT on, the snapshot's disks and the VM's disks get a changeId.
+// Each file in a chain is therefore a complete disk image (not a real
+// redo log), which keeps reads and SHA-256 ground truth trivial.
+//
+// When snapshots are removed, every chain file no longer referenced by the
+// VM or a remaining snapshot is consolidated: its child's data is renamed
+// over it (the older name survives, as on ESXi where the base keeps its name),
+// references are rewritten and the child's descriptor is deleted. With the last
+// snapshot gone the VM is back on its base disk, holding the newest data.
+// RevertToSnapshot does not touch disks (linear chains only).
+
+package simulator
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path"
+
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// labSparseCopy copies only the data extents of src into a new sparse dst.
+func labSparseCopy(src, dst string, size int64) error {
+	extents, err := labAllocated(src, size)
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	if err := out.Truncate(size); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for _, e := range extents {
+		for done := int64(0); done < e.len; {
+			n := int64(len(buf))
+			if rest := e.len - done; rest < n {
+				n = rest
+			}
+			got, err := in.ReadAt(buf[:n], e.off+done)
+			if got == 0 && err != nil {
+				if err == io.EOF {
+					break
+				}
+				return err
+			}
+			if _, err := out.WriteAt(buf[:got], e.off+done); err != nil {
+				return err
+			}
+			done += int64(got)
+		}
+	}
+	return out.Sync()
+}
+
+// labNextDelta picks "[ds] dir/base-00000N.vmdk" not yet on disk.
+func labNextDelta(fileName string) (string, string, error) {
+	m := labDeltaRe.FindStringSubmatch(fileName)
+	if m == nil {
+		return "", "", fmt.Errorf("not a vmdk: %s", fileName)
+	}
+	for n := 1; n < 1000000; n++ {
+		name := fmt.Sprintf("%s-%06d.vmdk", m[1], n)
+		local, err := labLocalPath(name)
+		if err != nil {
+			return "", "", err
+		}
+		if _, err := os.Stat(local); os.IsNotExist(err) {
+			if _, err := os.Stat(labFlat(local)); os.IsNotExist(err) {
+				return name, local, nil
+			}
+		}
+	}
+	return "", "", fmt.Errorf("no free delta name for %s", fileName)
+}
+
+func labOnSnapshotCreated(snap *VirtualMachineSnapshot) {
+	vm, ok := Map.Get(snap.Vm).(*VirtualMachine)
+	if !ok {
+		return
+	}
+	cbt := labCBTEnabled(vm)
+	var snapDevices, vmDevices []types.BaseVirtualDevice
+	for _, d := range vm.Config.Hardware.Device {
+		disk, ok := d.(*types.VirtualDisk)
+		if ok {
+			_, ok = disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+		}
+		if !ok {
+			snapDevices = append(snapDevices, d)
+			vmDevices = append(vmDevices, d)
+			continue
+		}
+		frozen := labCopyDisk(disk)
+		cur := labCopyDisk(disk)
+		fb, cb := labBacking(frozen), labBacking(cur)
+		if err := labFreeze(disk, fb, cb, cbt); err != nil {
+			log.Printf("lab: snapshot %s of %s: %s", snap.Self.Value, vm.Name, err)
+			snapDevices = append(snapDevices, frozen)
+			vmDevices = append(vmDevices, d)
+			continue
+		}
+		snapDevices = append(snapDevices, frozen)
+		vmDevices = append(vmDevices, cur)
+	}
+	snap.Config.Hardware.Device = snapDevices
+	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: vmDevices}})
+	vm.updateDiskLayouts()
+}
+
+// labFreeze freezes the file of fb and moves cb to a fresh delta copy of it.
+func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2BackingInfo, cbt bool) error {
+	desc, err := labLocalPath(fb.FileName)
+	if err != nil {
+		return err
+	}
+	flat := labFlat(desc)
+	capacity := getDiskSize(disk)
+	labSyncFS(flat)
+	deltaName, deltaDesc, err := labNextDelta(fb.FileName)
+	if err != nil {
+		return err
+	}
+	if err := labSparseCopy(flat, labFlat(deltaDesc), capacity); err != nil {
+		return err
+	}
+	labWriteDescriptor(deltaDesc, capacity, fb.Uuid, path.Base(fb.FileName), labThin(fb))
+	if cbt {
+		labMu.Lock()
+		c, err := labLoadCtk(fb, true)
+		if err == nil {
+			fb.ChangeId = c.changeID()
+		}
+		labMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	cb.FileName = deltaName
+	cb.Parent = labCopyBacking(fb)
+	cb.ChangeId = fb.ChangeId
+	return nil
+}
+
+// labSnapshots lists the snapshots still in the VM's tree.
+func labSnapshots(vm *VirtualMachine) []*VirtualMachineSnapshot {
+	var out []*VirtualMachineSnapshot
+	if vm.Snapshot == nil {
+		return out
+	}
+	for _, ref := range allSnapshotsInTree(vm.Snapshot.RootSnapshotList) {
+		if s, ok := Map.Get(ref).(*VirtualMachineSnapshot); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func labConsolidate(vm *VirtualMachine) {
+	snaps := labSnapshots(vm)
+	changed := false
+	var vmDevices []types.BaseVirtualDevice
+	snapDevices := map[*VirtualMachineSnapshot][]types.BaseVirtualDevice{}
+	for _, s := range snaps {
+		snapDevices[s] = s.Config.Hardware.Device
+	}
+
+	for _, d := range vm.Config.Hardware.Device {
+		disk, ok := d.(*types.VirtualDisk)
+		if ok {
+			_, ok = disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
+		}
+		if !ok {
+			vmDevices = append(vmDevices, d)
+			continue
+		}
+		// The chain, newest first, and the backing object we know for each name.
+		var names []string
+		known := map[string]*types.VirtualDiskFlatVer2BackingInfo{}
+		for b := labBacking(disk); b != nil; b = b.Parent {
+			names = append(names, b.FileName)
+			known[b.FileName] = b
+		}
+		needed := map[string]bool{names[0]: true}
+		for _, s := range snaps {
+			for _, sd := range labDisks(s.Config.Hardware.Device) {
+				if sd.Key == disk.Key {
+					needed[labBacking(sd).FileName] = true
+				}
+			}
+		}
+		renamed := map[string]string{}
+		for i := 1; i < len(names); {
+			if needed[names[i]] {
+				i++
+				continue
+			}
+			child, parent := names[i-1], names[i]
+			if err := labMerge(child, parent); err != nil {
+				log.Printf("lab: consolidate %s into %s: %s", child, parent, err)
+				i++
+				continue
+			}
+			if needed[child] {
+				needed[parent] = true
+			}
+			renamed[child] = parent
+			for k, v := range renamed {
+				if v == child {
+					renamed[k] = parent
+				}
+			}
+			known[parent] = &types.VirtualDiskFlatVer2BackingInfo{}
+			*known[parent] = *known[child]
+			known[parent].FileName = parent
+			names = append(names[:i-1], names[i:]...)
+		}
+		if len(renamed) == 0 {
+			vmDevices = append(vmDevices, d)
+			continue
+		}
+		changed = true
+		// chainFrom(j) builds the backing chain for names[j:].
+		var chainFrom func(j int) *types.VirtualDiskFlatVer2BackingInfo
+		chainFrom = func(j int) *types.VirtualDiskFlatVer2BackingInfo {
+			if j >= len(names) {
+				return nil
+			}
+			c := *known[names[j]]
+			c.Parent = chainFrom(j + 1)
+			return &c
+		}
+		index := func(name string) int {
+			if r, ok := renamed[name]; ok {
+				name = r
+			}
+			for j, n := range names {
+				if n == name {
+					return j
+				}
+			}
+			return -1
+		}
+		for j := range names {
+			if d, err := labLocalPath(names[j]); err == nil {
+				parent := ""
+				if j+1 < len(names) {
+					parent = path.Base(names[j+1])
+				}
+				labWriteDescriptor(d, getDiskSize(disk), known[names[j]].Uuid, parent, labThin(known[names[j]]))
+			}
+		}
+		nd := labCopyDisk(disk)
+		nb := chainFrom(0)
+		nb.ChangeId = labBacking(disk).ChangeId
+		nd.Backing = nb
+		vmDevices = append(vmDevices, nd)
+		for _, s := range snaps {
+			devs := snapDevices[s]
+			out := make([]types.BaseVirtualDevice, len(devs))
+			copy(out, devs)
+			for k, sd := range out {
+				sdisk, ok := sd.(*types.VirtualDisk)
+				if !ok || sdisk.Key != disk.Key {
+					continue
+				}
+				if _, ok := sdisk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); !ok {
+					continue
+				}
+				j := index(labBacking(sdisk).FileName)
+				if j < 0 {
+					continue
+				}
+				c := labCopyDisk(sdisk)
+				b := chainFrom(j)
+				b.ChangeId = labBacking(sdisk).ChangeId
+				c.Backing = b
+				out[k] = c
+			}
+			snapDevices[s] = out
+		}
+	}
+	if !changed {
+		return
+	}
+	for _, s := range snaps {
+		s.Config.Hardware.Device = snapDevices[s]
+	}
+	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: vmDevices}})
+	vm.updateDiskLayouts()
+}
+
+// labMerge moves the child's (newer, complete) data over the parent's name
+// and deletes the child's files.
+func labMerge(child, parent string) error {
+	cd, err := labLocalPath(child)
+	if err != nil {
+		return err
+	}
+	pd, err := labLocalPath(parent)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(labFlat(cd), labFlat(pd)); err != nil {
+		return err
+	}
+	_ = os.Remove(cd)
+	log.Printf("lab: consolidated %s into %s", child, parent)
+	return nil
+}

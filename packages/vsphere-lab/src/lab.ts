@@ -1,0 +1,578 @@
+/**
+ * The lab harness: starts the lab vCenter (vcsim + overlay) on loopback HTTPS
+ * with a stable self-signed certificate, creates its datastores (optionally on
+ * ext4 images exposed as read-only "SAN LUN" loop devices), the proxy VM and
+ * the demo inventory, and offers a guest writer and SHA-256 ground truth.
+ *
+ * Layout of a lab dir:
+ *   tls/{cert.pem,key.pem}   kept across runs, so the thumbprint is stable
+ *   run/                     everything of one run (the whole dir when it is a temp dir):
+ *     ds/<name>/             datastore folders (mount points when san: true)
+ *     san/<name>.img         ext4 images (san: true)
+ *     by-id/                 wwn-0x<id> links to loop devices (HotAdd disks and SAN LUNs)
+ *     server.json, server.log
+ * Cleanup (stop(), `lab down`) does not trust bookkeeping: it detaches every
+ * loop device whose backing file lies under run/, unmounts every mount under
+ * run/ and removes run/.
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildLabServer } from './build.ts';
+import { childEnv, isRoot, labEnv } from './env.ts';
+import { patternBytes } from './patterns.ts';
+import { httpRequest, SoapClient, xmlEscape } from './soap.ts';
+
+export interface LabOptions {
+  dir?: string;
+  port?: number /* 0 = free port */;
+  demo?: boolean;
+  cbtMaxAreas?: number;
+  cbtBlockSize?: number;
+  san?: boolean;
+  hotadd?: boolean;
+  username?: string;
+  password?: string;
+}
+export interface LabDiskSpec {
+  capacityBytes: number;
+  thin?: boolean;
+  controller?: 'pvscsi' | 'lsilogic' | 'ide' | 'sata';
+  datastore?: string;
+}
+export interface LabVmSpec {
+  name: string;
+  disks: LabDiskSpec[];
+  cbt?: boolean;
+  powerOn?: boolean;
+  cpus?: number;
+  memoryMiB?: number;
+  guestId?: string;
+}
+export interface LabDisk {
+  key: number;
+  label: string;
+  controller: string;
+  fileName: string /* "[ds] vm/vm.vmdk" */;
+  flatPath: string /* current local file */;
+  capacityBytes: number;
+  uuid: string;
+  /** backing.changeId ("" when CBT is off or no snapshot was taken yet) */
+  changeId: string;
+  /** parent chain of the current backing, newest first */
+  parents: string[];
+}
+export interface LabVm {
+  name: string;
+  moref: string;
+  biosUuid: string;
+  instanceUuid: string;
+  disks: LabDisk[];
+  powerState: string;
+  cbt: boolean;
+}
+export interface WriteOp {
+  offset: number;
+  length: number;
+  pattern: 'zeros' | 'text' | 'random';
+  seed?: number;
+}
+export interface LabDatastore {
+  name: string;
+  path: string;
+  naa?: string;
+  lunDevice?: string;
+}
+export interface Lab {
+  url: string /* https://127.0.0.1:PORT/sdk */;
+  username: string;
+  password: string;
+  thumbprintSha256: string /* "AB:CD:..." colon hex of the cert's DER */;
+  thumbprintSha1: string;
+  certPem: string;
+  datacenter: string;
+  dir: string;
+  byIdDir: string;
+  datastores: LabDatastore[];
+  proxyVm: LabVm;
+  /** pid of the server process */
+  pid: number;
+  createVm(spec: LabVmSpec): Promise<LabVm>;
+  getVm(name: string): Promise<LabVm>; // current backings
+  guestWrite(vmName: string, diskIndex: number, writes: WriteOp[]): Promise<void>; // writes real bytes + records change log
+  diskSha256(vmName: string, diskIndex: number, opts?: { snapshot?: string /* moref */ }): Promise<string>;
+  /** A logged-in SOAP session (the lab's private helper client). */
+  soap(): Promise<SoapClient>;
+  stop(): Promise<void>;
+}
+
+export const PROXY_VM_NAME = 'vaultline-proxy';
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: childEnv() });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+  return r.stdout.trim();
+}
+
+/** A self-signed certificate for 127.0.0.1/localhost, made once per lab dir. */
+export function ensureCert(dir: string): { cert: string; key: string; pem: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  if (!fs.existsSync(cert) || !fs.existsSync(key)) {
+    fs.mkdirSync(dir, { recursive: true });
+    sh('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-sha256', '-days', '3650',
+      '-keyout', key, '-out', cert, '-subj', '/O=Vaultline lab/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ]);
+    fs.chmodSync(key, 0o600);
+  }
+  return { cert, key, pem: fs.readFileSync(cert, 'utf8') };
+}
+
+// ---------------------------------------------------------------------------
+// Cleanup of a run dir (also used by `lab down`)
+
+function loopDevices(): { name: string; backFile: string }[] {
+  const r = spawnSync('losetup', ['-J', '-l'], { encoding: 'utf8' });
+  if (r.status !== 0 || !r.stdout.trim()) return [];
+  const j = JSON.parse(r.stdout) as { loopdevices?: { name: string; 'back-file'?: string }[] };
+  return (j.loopdevices ?? []).map((d) => ({ name: d.name, backFile: (d['back-file'] ?? '').replace(/ \(deleted\)$/, '') }));
+}
+
+function under(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
+}
+
+/** Loop devices whose backing file lies under `dir`. */
+export function loopDevicesUnder(dir: string): string[] {
+  const real = fs.existsSync(dir) ? fs.realpathSync(dir) : dir;
+  return loopDevices()
+    .filter((d) => under(d.backFile, dir) || under(d.backFile, real))
+    .map((d) => d.name);
+}
+
+/** Mount points under `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const real = fs.existsSync(dir) ? fs.realpathSync(dir) : dir;
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => (l.split(' ')[1] ?? '').replace(/\\040/g, ' '))
+    .filter((m) => m && (under(m, dir) || under(m, real)))
+    .sort((a, b) => b.length - a.length);
+}
+
+/** Detaches loop devices, unmounts and removes `run` (nothing is left behind). */
+export function cleanupRunDir(run: string, removeDir = true): void {
+  if (!fs.existsSync(run)) return;
+  const detach = () => {
+    for (const dev of loopDevicesUnder(run)) spawnSync('losetup', ['-d', dev]);
+  };
+  detach(); // HotAdd devices first: they keep files on the datastore filesystems busy
+  for (const m of mountsUnder(run)) {
+    if (spawnSync('umount', [m]).status !== 0) spawnSync('umount', ['-l', m]);
+  }
+  detach(); // the SAN image devices, now unmounted
+  if (removeDir) fs.rmSync(run, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function stopPid(pid: number, timeoutMs = 8000): Promise<void> {
+  if (!pidAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (!pidAlive(pid)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+
+interface StartInternals {
+  /** keep the server running after this process exits (CLI `up`) */
+  detached?: boolean;
+}
+
+function sanSetup(run: string, byId: string, name: string, dsPath: string): { naa: string; lunDevice: string } {
+  const img = path.join(run, 'san', `${name}.img`);
+  fs.mkdirSync(path.dirname(img), { recursive: true });
+  fs.closeSync(fs.openSync(img, 'w'));
+  fs.truncateSync(img, 16 * GiB); // sparse
+  sh('mkfs.ext4', ['-q', '-F', '-N', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', '-L', name.slice(0, 16), img]);
+  const rw = sh('losetup', ['-f', '--show', img]);
+  sh('mount', ['-t', 'ext4', rw, dsPath]);
+  const lun = sh('losetup', ['-f', '--show', '-r', img]);
+  const hex = `6000c29${createHash('sha256').update(`${run}/${name}`).digest('hex').slice(0, 25)}`;
+  fs.symlinkSync(lun, path.join(byId, `wwn-0x${hex}`));
+  return { naa: `naa.${hex}`, lunDevice: lun };
+}
+
+const controllerXml: Record<string, { key: number; xml: string }> = {
+  pvscsi: { key: -100, xml: `<device xsi:type="ParaVirtualSCSIController"><key>-100</key><busNumber>0</busNumber><sharedBus>noSharing</sharedBus></device>` },
+  lsilogic: { key: -101, xml: `<device xsi:type="VirtualLsiLogicController"><key>-101</key><busNumber>1</busNumber><sharedBus>noSharing</sharedBus></device>` },
+  sata: { key: -102, xml: `<device xsi:type="VirtualAHCIController"><key>-102</key><busNumber>0</busNumber></device>` },
+};
+
+class LabImpl implements Lab {
+  url = '';
+  username: string;
+  password: string;
+  thumbprintSha256 = '';
+  thumbprintSha1 = '';
+  certPem = '';
+  datacenter = '';
+  dir: string;
+  byIdDir: string;
+  datastores: LabDatastore[] = [];
+  proxyVm!: LabVm;
+  pid = 0;
+  run: string;
+  temp: boolean;
+  child: ChildProcess | undefined;
+  private inventory: { vmFolder: string; resourcePool: string; hosts: string[] } | undefined;
+  private session: SoapClient | undefined;
+  private stopped = false;
+  private readonly onExit = () => {
+    if (this.child && !this.stopped) this.child.kill('SIGKILL');
+  };
+
+  constructor(
+    readonly opts: LabOptions,
+    dir: string,
+    temp: boolean,
+  ) {
+    this.dir = dir;
+    this.temp = temp;
+    this.run = temp ? dir : path.join(dir, 'run');
+    this.byIdDir = path.join(this.run, 'by-id');
+    this.username = opts.username ?? 'administrator@vsphere.local';
+    this.password = opts.password ?? 'Vaultline-lab-1!';
+  }
+
+  get baseUrl(): string {
+    return this.url.replace(/\/sdk$/, '');
+  }
+
+  async start(internals: StartInternals): Promise<void> {
+    const bin = await buildLabServer();
+    if (!this.temp) cleanupRunDir(this.run); // leftovers of a crashed run
+    fs.mkdirSync(this.byIdDir, { recursive: true });
+    const tls = ensureCert(path.join(this.dir, 'tls'));
+    this.certPem = tls.pem;
+    const x509 = new X509Certificate(tls.pem);
+    this.thumbprintSha256 = x509.fingerprint256;
+    this.thumbprintSha1 = x509.fingerprint;
+
+    if ((this.opts.san || this.opts.hotadd !== false) && !isRoot()) {
+      if (this.opts.san) throw new Error('san: true needs root (losetup, mkfs.ext4, mount)');
+    }
+    const dsArgs: string[] = [];
+    for (const name of ['datastore1', 'datastore2']) {
+      const dsPath = path.join(this.run, 'ds', name);
+      fs.mkdirSync(dsPath, { recursive: true });
+      const ds: LabDatastore = { name, path: dsPath };
+      if (this.opts.san) Object.assign(ds, sanSetup(this.run, this.byIdDir, name, dsPath));
+      this.datastores.push(ds);
+      dsArgs.push('-ds', `${name}=${dsPath}${ds.naa ? `,naa=${ds.naa}` : ''}`);
+    }
+
+    const envFile = path.join(this.run, 'server.json');
+    const log = fs.openSync(path.join(this.run, 'server.log'), 'a');
+    const args = [
+      '-l', `127.0.0.1:${this.opts.port ?? 0}`,
+      '-cert', tls.cert, '-key', tls.key,
+      '-user', `${this.username}:${this.password}`,
+      '-env', envFile, '-proxy', PROXY_VM_NAME,
+      ...(this.opts.hotadd !== false && isRoot() ? ['-byid', this.byIdDir] : []),
+      ...dsArgs,
+    ];
+    const env: Record<string, string> = {};
+    if (this.opts.cbtMaxAreas) env.VCSIM_CBT_MAX_AREAS = String(this.opts.cbtMaxAreas);
+    if (this.opts.cbtBlockSize) env.VCSIM_CBT_BLOCK = String(this.opts.cbtBlockSize);
+    const child = spawn(bin, args, {
+      env: childEnv(env),
+      stdio: ['ignore', labEnv.verbose ? 'inherit' : log, labEnv.verbose ? 'inherit' : log],
+      detached: internals.detached ?? false,
+      cwd: this.run,
+    });
+    fs.closeSync(log);
+    this.child = child;
+    if (internals.detached) child.unref();
+    else process.once('exit', this.onExit);
+    let exited: number | null = null;
+    child.once('exit', (code) => (exited = code ?? -1));
+
+    const until = Date.now() + 20_000;
+    for (;;) {
+      if (fs.existsSync(envFile)) break;
+      if (exited !== null || Date.now() > until) {
+        const tail = fs.existsSync(path.join(this.run, 'server.log'))
+          ? fs.readFileSync(path.join(this.run, 'server.log'), 'utf8').slice(-3000)
+          : '';
+        await this.stop();
+        throw new Error(`lab server did not start (exit ${exited}):\n${tail}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const info = JSON.parse(fs.readFileSync(envFile, 'utf8')) as { url: string; pid: number };
+    this.url = info.url;
+    this.pid = info.pid;
+    const inv = await this.labGet<{ datacenter: string; vmFolder: string; resourcePool: string; hosts: string[] }>('inventory');
+    this.datacenter = inv.datacenter;
+    this.inventory = inv;
+    this.proxyVm = await this.createVm({
+      name: PROXY_VM_NAME,
+      disks: [{ capacityBytes: 16 * GiB, controller: 'pvscsi' }],
+      powerOn: true,
+      cbt: false,
+      guestId: 'debian10_64Guest',
+      cpus: 2,
+      memoryMiB: 4096,
+    });
+    if (this.opts.demo) await createDemoInventory(this);
+  }
+
+  async labGet<T>(endpoint: string, query: Record<string, string> = {}): Promise<T> {
+    const qs = new URLSearchParams(query).toString();
+    const res = await httpRequest(`${this.baseUrl}/lab/${endpoint}${qs ? `?${qs}` : ''}`, { ca: this.certPem });
+    const body = JSON.parse(res.body.toString('utf8')) as T & { error?: string };
+    if (res.status !== 200) throw new Error(`lab ${endpoint}: ${body.error ?? res.status}`);
+    return body;
+  }
+
+  async soap(): Promise<SoapClient> {
+    if (!this.session) {
+      const s = new SoapClient(this.url, this.certPem);
+      await s.login(this.username, this.password);
+      this.session = s;
+    }
+    return this.session;
+  }
+
+  async createVm(spec: LabVmSpec): Promise<LabVm> {
+    const inv = this.inventory!;
+    const soap = await this.soap();
+    const vmDs = spec.disks[0]?.datastore ?? this.datastores[0]!.name;
+    const used = new Set(spec.disks.map((d) => d.controller ?? 'pvscsi'));
+    const changes: string[] = [];
+    for (const c of ['pvscsi', 'lsilogic', 'sata'] as const) {
+      if (used.has(c)) changes.push(`<deviceChange><operation>add</operation>${controllerXml[c]!.xml}</deviceChange>`);
+    }
+    const nextUnit: Record<string, number> = {};
+    spec.disks.forEach((d, i) => {
+      const ctl = d.controller ?? 'pvscsi';
+      let controllerKey: number;
+      let unit = nextUnit[ctl] ?? 0;
+      if (ctl === 'ide') {
+        controllerKey = 200 + Math.floor(unit / 2);
+        nextUnit[ctl] = unit + 1;
+        unit = unit % 2;
+      } else {
+        if (unit === 7 && ctl !== 'sata') unit++;
+        controllerKey = controllerXml[ctl]!.key;
+        nextUnit[ctl] = unit + 1;
+      }
+      const thin = d.thin ?? true;
+      changes.push(
+        `<deviceChange><operation>add</operation><fileOperation>create</fileOperation>` +
+          `<device xsi:type="VirtualDisk"><key>${-1000 - i}</key>` +
+          `<deviceInfo><label>Hard disk ${i + 1}</label><summary>${Math.round(d.capacityBytes / 1024)} KB</summary></deviceInfo>` +
+          `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>[${xmlEscape(d.datastore ?? vmDs)}]</fileName>` +
+          `<diskMode>persistent</diskMode><thinProvisioned>${thin}</thinProvisioned></backing>` +
+          `<controllerKey>${controllerKey}</controllerKey><unitNumber>${unit}</unitNumber>` +
+          `<capacityInKB>${Math.floor(d.capacityBytes / 1024)}</capacityInKB><capacityInBytes>${d.capacityBytes}</capacityInBytes>` +
+          `</device></deviceChange>`,
+      );
+    });
+    await soap.task(
+      `<CreateVM_Task><_this type="Folder">${inv.vmFolder}</_this><config>` +
+        `<name>${xmlEscape(spec.name)}</name><guestId>${spec.guestId ?? 'debian10_64Guest'}</guestId>` +
+        `<files><vmPathName>[${xmlEscape(vmDs)}]</vmPathName></files>` +
+        `<numCPUs>${spec.cpus ?? 1}</numCPUs><memoryMB>${spec.memoryMiB ?? 1024}</memoryMB>` +
+        changes.join('') +
+        `<changeTrackingEnabled>${spec.cbt ?? true}</changeTrackingEnabled>` +
+        `</config><pool type="ResourcePool">${inv.resourcePool}</pool><host type="HostSystem">${inv.hosts[0]}</host></CreateVM_Task>`,
+    );
+    const vm = await this.getVm(spec.name);
+    if (spec.powerOn) {
+      await soap.task(`<PowerOnVM_Task><_this type="VirtualMachine">${vm.moref}</_this></PowerOnVM_Task>`);
+      vm.powerState = 'poweredOn';
+    }
+    return vm;
+  }
+
+  async getVm(name: string): Promise<LabVm> {
+    const vm = await this.labGet<LabVm>('vm', { name });
+    return {
+      name: vm.name,
+      moref: vm.moref,
+      biosUuid: vm.biosUuid,
+      instanceUuid: vm.instanceUuid,
+      powerState: vm.powerState,
+      cbt: vm.cbt,
+      disks: vm.disks.map((d) => ({
+        key: d.key,
+        label: d.label,
+        controller: d.controller,
+        fileName: d.fileName,
+        flatPath: d.flatPath,
+        capacityBytes: d.capacityBytes,
+        uuid: d.uuid,
+        changeId: d.changeId,
+        parents: d.parents ?? [],
+      })),
+    };
+  }
+
+  async guestWrite(vmName: string, diskIndex: number, writes: WriteOp[]): Promise<void> {
+    const vm = await this.getVm(vmName);
+    const disk = vm.disks[diskIndex];
+    if (!disk) throw new Error(`${vmName} has no disk ${diskIndex}`);
+    const chunk = 8 * MiB;
+    for (const w of writes) {
+      for (let done = 0; done < w.length; done += chunk) {
+        const n = Math.min(chunk, w.length - done);
+        const data = patternBytes(w.pattern, n, w.seed ?? 1, w.offset + done);
+        const qs = new URLSearchParams({ vm: vm.moref, key: String(disk.key), offset: String(w.offset + done) });
+        const res = await httpRequest(`${this.baseUrl}/lab/guest-write?${qs}`, {
+          method: 'POST',
+          body: data,
+          ca: this.certPem,
+          headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
+        });
+        if (res.status !== 200) throw new Error(`guest write failed: ${res.body.toString('utf8')}`);
+      }
+    }
+  }
+
+  async diskSha256(vmName: string, diskIndex: number, opts: { snapshot?: string } = {}): Promise<string> {
+    let disks: LabDisk[];
+    if (opts.snapshot) disks = (await this.labGet<{ disks: LabDisk[] }>('snapshot', { snapshot: opts.snapshot })).disks;
+    else disks = (await this.getVm(vmName)).disks;
+    const disk = disks[diskIndex];
+    if (!disk) throw new Error(`${vmName} has no disk ${diskIndex}`);
+    return sha256File(disk.flatPath, disk.capacityBytes);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    process.removeListener('exit', this.onExit);
+    if (this.pid) await stopPid(this.pid);
+    else if (this.child?.pid) await stopPid(this.child.pid);
+    cleanupRunDir(this.run);
+    if (this.temp) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** SHA-256 of the first `length` bytes of a file (zero-padded if shorter). */
+export async function sha256File(file: string, length: number): Promise<string> {
+  const h = createHash('sha256');
+  const fd = await fs.promises.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(4 * MiB);
+    let pos = 0;
+    while (pos < length) {
+      const n = Math.min(buf.length, length - pos);
+      const { bytesRead } = await fd.read(buf, 0, n, pos);
+      if (bytesRead === 0) {
+        buf.fill(0, 0, n);
+        h.update(buf.subarray(0, n));
+        pos += n;
+        continue;
+      }
+      h.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+  } finally {
+    await fd.close();
+  }
+  return h.digest('hex');
+}
+
+/** Starts a lab. Without `dir`, everything lives in a temp dir removed by stop(). */
+export async function startLab(opts: LabOptions = {}): Promise<Lab> {
+  return startLabWith(opts, {});
+}
+
+export async function startLabWith(opts: LabOptions, internals: StartInternals): Promise<LabImpl> {
+  const temp = !opts.dir;
+  const dir = opts.dir ? path.resolve(opts.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'vaultline-lab-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const lab = new LabImpl(opts, dir, temp);
+  try {
+    await lab.start(internals);
+  } catch (e) {
+    await lab.stop();
+    throw e;
+  }
+  return lab;
+}
+
+// ---------------------------------------------------------------------------
+// Demo inventory
+
+interface DemoVm extends LabVmSpec {
+  data: WriteOp[][];
+}
+
+function demoData(seed: number, capacity: number): WriteOp[] {
+  // boot area + filesystem-ish metadata (text), a block of binary data, zeros, scattered small writes
+  const ops: WriteOp[] = [
+    { offset: 0, length: 1 * MiB, pattern: 'text', seed },
+    { offset: 64 * MiB, length: 6 * MiB, pattern: 'random', seed },
+    { offset: Math.floor(capacity / 3 / MiB) * MiB, length: 2 * MiB, pattern: 'text', seed: seed + 1 },
+    { offset: Math.floor(capacity / 2 / MiB) * MiB, length: 1 * MiB, pattern: 'zeros' },
+  ];
+  for (let i = 0; i < 6; i++) {
+    ops.push({ offset: (Math.floor((capacity * (i + 1)) / 8 / MiB) + 3) * MiB + i * 4096, length: 256 * 1024, pattern: 'random', seed: seed * 10 + i });
+  }
+  return ops;
+}
+
+export async function createDemoInventory(lab: Lab): Promise<void> {
+  const ds = lab.datastores.map((d) => d.name);
+  const vms: DemoVm[] = [
+    { name: 'web-01', guestId: 'ubuntu64Guest', disks: [{ capacityBytes: 8 * GiB }, { capacityBytes: 4 * GiB }], data: [] },
+    { name: 'web-02', guestId: 'ubuntu64Guest', disks: [{ capacityBytes: 8 * GiB }, { capacityBytes: 4 * GiB }], data: [] },
+    { name: 'db-01', guestId: 'centos7_64Guest', cpus: 4, memoryMiB: 8192, disks: [{ capacityBytes: 8 * GiB }, { capacityBytes: 16 * GiB, datastore: ds[1] }, { capacityBytes: 4 * GiB, datastore: ds[1] }], data: [] },
+    { name: 'app-01', guestId: 'debian10_64Guest', disks: [{ capacityBytes: 6 * GiB }], data: [] },
+    { name: 'app-02', guestId: 'debian10_64Guest', disks: [{ capacityBytes: 6 * GiB, datastore: ds[1] }, { capacityBytes: 2 * GiB, thin: false, controller: 'lsilogic', datastore: ds[1] }], data: [] },
+    { name: 'file-01', guestId: 'windows9Server64Guest', cpus: 2, memoryMiB: 4096, disks: [{ capacityBytes: 8 * GiB, controller: 'sata' }, { capacityBytes: 12 * GiB, controller: 'sata' }], data: [] },
+    { name: 'dc-01', guestId: 'windows9Server64Guest', disks: [{ capacityBytes: 8 * GiB, controller: 'lsilogic' }], data: [] },
+    { name: 'mail-01', guestId: 'ubuntu64Guest', disks: [{ capacityBytes: 6 * GiB, datastore: ds[1] }, { capacityBytes: 8 * GiB, datastore: ds[1] }], data: [] },
+    { name: 'legacy-ide-01', guestId: 'centos7_64Guest', disks: [{ capacityBytes: 4 * GiB, controller: 'ide' }], data: [] },
+    { name: 'test-nocbt-01', guestId: 'debian10_64Guest', cbt: false, powerOn: false, disks: [{ capacityBytes: 4 * GiB }, { capacityBytes: 2 * GiB }], data: [] },
+  ];
+  let seed = 100;
+  for (const spec of vms) {
+    await lab.createVm({ powerOn: true, cbt: true, ...spec });
+    for (let i = 0; i < spec.disks.length; i++) {
+      await lab.guestWrite(spec.name, i, demoData(seed++, spec.disks[i]!.capacityBytes));
+    }
+  }
+}
