@@ -1,0 +1,128 @@
+import { z } from 'zod';
+
+export const TransportModeSchema = z.enum(['automatic', 'san', 'hotadd', 'nbdssl', 'nbd']);
+export type TransportMode = z.infer<typeof TransportModeSchema>;
+export const TransportSchema = z.enum(['san', 'hotadd', 'nbdssl', 'nbd']);
+export type Transport = z.infer<typeof TransportSchema>;
+
+export const JobSourceSchema = z.object({
+  /** The VM's moref in its vCenter at the time it was chosen. */
+  moref: z.string().min(1),
+  name: z.string().min(1),
+  /** Stable identity across re-registration; preferred over the moref when set. */
+  instanceUuid: z.string().optional(),
+});
+
+export const RetentionSchema = z.object({
+  keepLast: z.number().int().min(1).max(10_000).default(14),
+  keepDaily: z.number().int().min(0).max(10_000).default(0),
+  keepWeekly: z.number().int().min(0).max(10_000).default(0),
+  keepMonthly: z.number().int().min(0).max(10_000).default(0),
+  keepYearly: z.number().int().min(0).max(10_000).default(0),
+  /** Restore points cannot be deleted for this many days, even by an admin. */
+  immutableDays: z.number().int().min(0).max(3650).default(0),
+});
+
+export const JobOptionsSchema = z.object({
+  /** Quiesce the guest: 'off', 'try' (fall back to crash-consistent and say so) or 'require' (fail the VM). */
+  quiesce: z.enum(['off', 'try', 'require']).default('try'),
+  /** Manual mode only: when the chosen transport fails mid-job, retry that disk over the network. */
+  failoverToNetwork: z.boolean().default(true),
+  /** Turn on Changed Block Tracking on VMs that have it off. */
+  enableCbt: z.boolean().default(true),
+  /** Fraction of unchanged areas re-read to catch silent CBT errors (0 = off). */
+  cbtSanityRate: z.number().min(0).max(1).default(0.002),
+  retention: RetentionSchema.default(RetentionSchema.parse({})),
+});
+export type JobOptions = z.infer<typeof JobOptionsSchema>;
+
+export const JobCreateSchema = z.object({
+  name: z.string().trim().min(1).max(100),
+  vcenterId: z.uuid(),
+  repositoryId: z.uuid(),
+  sources: z.array(JobSourceSchema).min(1, 'choose at least one VM'),
+  transportMode: TransportModeSchema.default('automatic'),
+  options: JobOptionsSchema.default(JobOptionsSchema.parse({})),
+  schedule: z.string().trim().min(1).nullable().default(null),
+  enabled: z.boolean().default(true),
+});
+export type JobCreate = z.infer<typeof JobCreateSchema>;
+
+export const RunStatusSchema = z.enum(['queued', 'running', 'succeeded', 'warning', 'failed', 'cancelled']);
+export type RunStatus = z.infer<typeof RunStatusSchema>;
+
+export const TransportDecisionSchema = z.object({
+  transport: TransportSchema,
+  /** Why each better mode was skipped, and why this one was chosen. */
+  reasons: z.array(z.string()),
+});
+export type TransportDecision = z.infer<typeof TransportDecisionSchema>;
+
+export const RunDiskSchema = z.object({
+  id: z.string(),
+  deviceKey: z.number(),
+  label: z.string(),
+  capacityBytes: z.number(),
+  phase: z.string(),
+  transport: z.string().nullable(),
+  transportReason: z.array(z.string()),
+  cbtUsed: z.boolean(),
+  bytesRead: z.number(),
+  bytesWritten: z.number(),
+  bytesSkipped: z.number(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  error: z.string().nullable(),
+});
+
+export const RunVmSchema = z.object({
+  id: z.string(),
+  vmMoref: z.string(),
+  vmName: z.string(),
+  status: RunStatusSchema,
+  phase: z.string(),
+  transporterId: z.string().nullable(),
+  quiesced: z.boolean().nullable(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  error: z.string().nullable(),
+  log: z.array(z.object({ at: z.string(), level: z.string(), message: z.string() })),
+  disks: z.array(RunDiskSchema),
+});
+
+export const RunSchema = z.object({
+  id: z.string(),
+  jobId: z.string().nullable(),
+  kind: z.enum(['backup', 'restore', 'verify', 'drill']),
+  status: RunStatusSchema,
+  trigger: z.string(),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  error: z.string().nullable(),
+  vms: z.array(RunVmSchema),
+});
+export type Run = z.infer<typeof RunSchema>;
+
+/** Queue payloads: ids only; the Transporter reads the rest from Postgres. */
+export const BackupVmJobSchema = z.object({ runVmId: z.uuid() });
+export type BackupVmJob = z.infer<typeof BackupVmJobSchema>;
+export const JOB_NAMES = { backupVm: 'backup.run-vm', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
+
+/** Progress of one disk, pushed at most 4 times a second. */
+export const DiskProgressSchema = z.object({
+  runId: z.string(),
+  runVmId: z.string(),
+  deviceKey: z.number(),
+  phase: z.string(),
+  transport: z.string().nullable(),
+  bytesRead: z.number(),
+  bytesWritten: z.number(),
+  bytesSkipped: z.number(),
+  bytesTotal: z.number(),
+  bytesPerSecond: z.number(),
+  etaSeconds: z.number().nullable(),
+  /** Where time goes: busy fraction of source read, processing and repository write. */
+  bottleneck: z.object({ source: z.number(), processing: z.number(), target: z.number() }),
+});
+export type DiskProgress = z.infer<typeof DiskProgressSchema>;

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+
+/** Colon-separated upper-case hex of a SHA-256 certificate digest. */
+export const ThumbprintSchema = z
+  .string()
+  .transform((s) => s.trim().toUpperCase().replace(/[^0-9A-F]/g, '').replace(/(..)(?!$)/g, '$1:'))
+  .refine((s) => /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/.test(s), 'a SHA-256 thumbprint: 32 bytes as hex');
+
+export const VCenterCreateSchema = z.object({
+  name: z.string().trim().min(1).max(100),
+  url: z.url({ protocol: /^https?$/ }),
+  username: z.string().min(1).max(256),
+  password: z.string().min(1).max(1024),
+  /** The certificate thumbprint the operator confirmed. Omit on first contact to be told what it is. */
+  thumbprintSha256: ThumbprintSchema.optional(),
+  /** Plain HTTP (lab only). */
+  allowHttp: z.boolean().default(false),
+});
+export type VCenterCreate = z.infer<typeof VCenterCreateSchema>;
+
+export const VCenterSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  url: z.string(),
+  username: z.string(),
+  thumbprintSha256: z.string().nullable(),
+  isLab: z.boolean(),
+  createdAt: z.string(),
+});
+export type VCenter = z.infer<typeof VCenterSchema>;
+
+export const InventoryDiskSchema = z.object({
+  key: z.number(),
+  label: z.string(),
+  capacityBytes: z.number(),
+  fileName: z.string(),
+  datastore: z.string().optional(),
+  controller: z.string(),
+  busNumber: z.number().optional(),
+  unitNumber: z.number().optional(),
+  thin: z.boolean().optional(),
+  diskMode: z.string().optional(),
+});
+
+export const InventoryVmSchema = z.object({
+  moref: z.string(),
+  name: z.string(),
+  instanceUuid: z.string().optional(),
+  biosUuid: z.string().optional(),
+  powerState: z.string(),
+  guestId: z.string().optional(),
+  cpus: z.number().optional(),
+  memoryMiB: z.number().optional(),
+  host: z.string().optional(),
+  changeTrackingEnabled: z.boolean(),
+  disks: z.array(InventoryDiskSchema),
+});
+export type InventoryVm = z.infer<typeof InventoryVmSchema>;
