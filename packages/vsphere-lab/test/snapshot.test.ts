@@ -1,0 +1,109 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLab, sha256File, type Lab } from '../src/index.ts';
+import type { SoapClient } from '../src/soap.ts';
+import { createSnapshot, MiB, removeSnapshot, soapDisks } from './helpers.ts';
+
+let lab: Lab;
+let soap: SoapClient;
+
+beforeAll(async () => {
+  lab = await startLab();
+  soap = await lab.soap();
+});
+afterAll(async () => {
+  await lab?.stop();
+});
+
+const vmFiles = (vmName: string) =>
+  fs
+    .readdirSync(path.join(lab.datastores[0]!.path, vmName))
+    .filter((f) => f.endsWith('.vmdk'))
+    .sort();
+
+describe('snapshots freeze disk data', () => {
+  it('a guest write after a snapshot does not change the snapshot disk; the VM moves to a delta whose parent is the frozen disk', async () => {
+    const vm = await lab.createVm({ name: 'freeze', disks: [{ capacityBytes: 64 * MiB }], cbt: true, powerOn: true });
+    await lab.guestWrite('freeze', 0, [{ offset: 0, length: 2 * MiB, pattern: 'text' }]);
+    const before = await lab.diskSha256('freeze', 0);
+    const snap = await createSnapshot(soap, vm.moref);
+
+    const [vmDisk] = await soapDisks(soap, 'VirtualMachine', vm.moref);
+    const [snapDisk] = await soapDisks(soap, 'VirtualMachineSnapshot', snap);
+    expect(snapDisk!.fileName).toBe('[datastore1] freeze/freeze.vmdk');
+    expect(vmDisk!.fileName).toBe('[datastore1] freeze/freeze-000001.vmdk');
+    expect(vmDisk!.parent).toBe('[datastore1] freeze/freeze.vmdk');
+    expect(vmDisk!.uuid).toBe(snapDisk!.uuid);
+    expect(fs.readFileSync(path.join(lab.datastores[0]!.path, 'freeze', 'freeze-000001.vmdk'), 'utf8')).toContain(
+      'parentFileNameHint="freeze.vmdk"',
+    );
+
+    // The running VM's disk holds the same data, then diverges.
+    expect(await lab.diskSha256('freeze', 0)).toBe(before);
+    await lab.guestWrite('freeze', 0, [{ offset: 1 * MiB, length: 3 * MiB, pattern: 'random', seed: 9 }]);
+    expect(await lab.diskSha256('freeze', 0, { snapshot: snap })).toBe(before);
+    expect(await lab.diskSha256('freeze', 0)).not.toBe(before);
+    const snapFile = (await lab.getVm('freeze')).disks[0]!.parents[0]!;
+    expect(snapFile).toBe('[datastore1] freeze/freeze.vmdk');
+    expect(await sha256File(path.join(lab.datastores[0]!.path, 'freeze', 'freeze-flat.vmdk'), 64 * MiB)).toBe(before);
+    await removeSnapshot(soap, snap);
+  });
+
+  it('removing the only snapshot consolidates: the VM is back on its base disk with the newest data and the delta files are gone', async () => {
+    const vm = await lab.createVm({ name: 'consol', disks: [{ capacityBytes: 32 * MiB }, { capacityBytes: 16 * MiB }], cbt: true });
+    await lab.guestWrite('consol', 0, [{ offset: 0, length: 1 * MiB, pattern: 'text' }]);
+    const snap = await createSnapshot(soap, vm.moref);
+    await lab.guestWrite('consol', 0, [{ offset: 4 * MiB, length: 1 * MiB, pattern: 'random', seed: 2 }]);
+    await lab.guestWrite('consol', 1, [{ offset: 0, length: 4096, pattern: 'random', seed: 3 }]);
+    const newest = [await lab.diskSha256('consol', 0), await lab.diskSha256('consol', 1)];
+    expect(vmFiles('consol')).toContain('consol-000001.vmdk');
+
+    await removeSnapshot(soap, snap);
+    const after = await lab.getVm('consol');
+    expect(after.disks.map((d) => d.fileName)).toEqual(['[datastore1] consol/consol.vmdk', '[datastore1] consol/consol_1.vmdk']);
+    expect(after.disks.map((d) => d.parents)).toEqual([[], []]);
+    expect([await lab.diskSha256('consol', 0), await lab.diskSha256('consol', 1)]).toEqual(newest);
+    expect(vmFiles('consol')).toEqual(['consol-flat.vmdk', 'consol.vmdk', 'consol_1-flat.vmdk', 'consol_1.vmdk']);
+  });
+
+  it('with two snapshots, removing the older keeps the newer one frozen; removing the newer then leaves only the base disk', async () => {
+    const vm = await lab.createVm({ name: 'chain', disks: [{ capacityBytes: 16 * MiB }], cbt: true, powerOn: true });
+    await lab.guestWrite('chain', 0, [{ offset: 0, length: 4096, pattern: 'text', seed: 1 }]);
+    const s1 = await createSnapshot(soap, vm.moref, 's1');
+    await lab.guestWrite('chain', 0, [{ offset: 8192, length: 4096, pattern: 'text', seed: 2 }]);
+    const atS2 = await lab.diskSha256('chain', 0);
+    const s2 = await createSnapshot(soap, vm.moref, 's2');
+    await lab.guestWrite('chain', 0, [{ offset: 1 * MiB, length: 4096, pattern: 'random', seed: 3 }]);
+    const current = await lab.diskSha256('chain', 0);
+    expect(vmFiles('chain')).toEqual([
+      'chain-000001-flat.vmdk', 'chain-000001.vmdk', 'chain-000002-flat.vmdk', 'chain-000002.vmdk', 'chain-flat.vmdk', 'chain.vmdk',
+    ]);
+
+    await removeSnapshot(soap, s1);
+    expect(await lab.diskSha256('chain', 0, { snapshot: s2 })).toBe(atS2);
+    expect(await lab.diskSha256('chain', 0)).toBe(current);
+    expect((await soapDisks(soap, 'VirtualMachineSnapshot', s2))[0]!.fileName).toBe('[datastore1] chain/chain.vmdk');
+    expect((await soapDisks(soap, 'VirtualMachine', vm.moref))[0]!.parent).toBe('[datastore1] chain/chain.vmdk');
+
+    await removeSnapshot(soap, s2);
+    expect((await lab.getVm('chain')).disks[0]!.fileName).toBe('[datastore1] chain/chain.vmdk');
+    expect(await lab.diskSha256('chain', 0)).toBe(current);
+    expect(vmFiles('chain')).toEqual(['chain-flat.vmdk', 'chain.vmdk']);
+  });
+
+  it('CBT keeps working across snapshot removal (the change log belongs to the disk chain)', async () => {
+    const vm = await lab.createVm({ name: 'ctk-chain', disks: [{ capacityBytes: 16 * MiB }], cbt: true });
+    const s1 = await createSnapshot(soap, vm.moref);
+    const id1 = (await soapDisks(soap, 'VirtualMachineSnapshot', s1))[0]!.changeId;
+    await removeSnapshot(soap, s1);
+    await lab.guestWrite('ctk-chain', 0, [{ offset: 2 * MiB, length: 10, pattern: 'text' }]);
+    const s2 = await createSnapshot(soap, vm.moref);
+    const xml = await soap.call(
+      `<QueryChangedDiskAreas><_this type="VirtualMachine">${vm.moref}</_this><snapshot type="VirtualMachineSnapshot">${s2}</snapshot>` +
+        `<deviceKey>${vm.disks[0]!.key}</deviceKey><startOffset>0</startOffset><changeId>${id1}</changeId></QueryChangedDiskAreas>`,
+    );
+    expect(xml).toContain(`<changedArea><start>${2 * MiB}</start><length>65536</length></changedArea>`);
+    expect(fs.existsSync(path.join(lab.datastores[0]!.path, 'ctk-chain', 'ctk-chain-ctk.log'))).toBe(true);
+  });
+});
