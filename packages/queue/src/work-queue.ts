@@ -1,0 +1,144 @@
+/**
+ * The backup work queue. Postgres holds the run and its items; the queue only
+ * carries an item id, used as the BullMQ jobId so a second enqueue of the same
+ * item is dropped. Payloads are re-validated on arrival. A handler throwing
+ * PermanentError fails the job at once (BullMQ's UnrecoverableError); other
+ * errors are retried with backoff.
+ */
+import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { BackupVmJobSchema, JOB_NAMES, type BackupVmJob } from '@vaultline/contracts';
+
+export class PermanentError extends Error {
+  override name = 'PermanentError';
+}
+
+const QUEUE = 'vm-work';
+
+function bullConnection(url: string): Redis {
+  // BullMQ requires maxRetriesPerRequest=null on worker connections.
+  const r = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (t) => Math.min(t * 200, 2000) });
+  r.on('error', () => undefined);
+  return r;
+}
+
+export interface WorkQueueOptions {
+  redisUrl: string;
+  namespace?: string;
+}
+
+export class WorkQueue {
+  private readonly queue: Queue;
+  private readonly connection: Redis;
+
+  constructor(private readonly opts: WorkQueueOptions) {
+    this.connection = bullConnection(opts.redisUrl);
+    this.queue = new Queue(QUEUE, { connection: this.connection, prefix: opts.namespace ?? 'vaultline' });
+  }
+
+  /** Enqueue one VM of a run; enqueuing the same run item twice is a no-op. */
+  async enqueueBackupVm(payload: BackupVmJob, opts: { priority?: number } = {}): Promise<void> {
+    const data = BackupVmJobSchema.parse(payload);
+    await this.queue.add(JOB_NAMES.backupVm, data, {
+      jobId: data.runVmId,
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 5_000 },
+      removeOnComplete: { age: 7 * 24 * 3600 },
+      removeOnFail: { age: 30 * 24 * 3600 },
+      ...(opts.priority ? { priority: opts.priority } : {}),
+    });
+  }
+
+  async counts(): Promise<Record<string, number>> {
+    return this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+  }
+
+  /** Removes the queue and all its jobs (tests, and uninstall). */
+  async obliterate(): Promise<void> {
+    await this.queue.obliterate({ force: true });
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+    this.connection.disconnect();
+  }
+}
+
+export interface WorkerOptions extends WorkQueueOptions {
+  concurrency: number;
+  /** Called for a job whose payload does not validate (logged, never retried). */
+  onInvalid?: (jobId: string | undefined, error: string) => void;
+}
+
+export type BackupVmHandler = (payload: BackupVmJob, ctx: { attempt: number; jobId: string }) => Promise<void>;
+
+export class WorkConsumer {
+  private readonly worker: Worker;
+  private readonly connection: Redis;
+
+  constructor(handler: BackupVmHandler, opts: WorkerOptions) {
+    this.connection = bullConnection(opts.redisUrl);
+    this.worker = new Worker(
+      QUEUE,
+      async (job: Job) => {
+        if (job.name !== JOB_NAMES.backupVm) throw new UnrecoverableError(`unknown job ${job.name}`);
+        const parsed = BackupVmJobSchema.safeParse(job.data);
+        if (!parsed.success) {
+          opts.onInvalid?.(job.id, parsed.error.message);
+          throw new UnrecoverableError(`invalid payload: ${parsed.error.message}`);
+        }
+        try {
+          await handler(parsed.data, { attempt: job.attemptsMade + 1, jobId: job.id ?? parsed.data.runVmId });
+        } catch (err) {
+          if (err instanceof PermanentError) throw new UnrecoverableError(err.message);
+          throw err;
+        }
+      },
+      { connection: this.connection, prefix: opts.namespace ?? 'vaultline', concurrency: opts.concurrency, autorun: true, lockDuration: 60_000 },
+    );
+    this.worker.on('error', () => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    this.connection.disconnect();
+  }
+}
+
+/** Live events (progress, phase changes, logs) on a Redis channel, relayed by the Director to browsers. */
+export class EventBus {
+  private readonly pub: Redis;
+  private sub: Redis | null = null;
+  private readonly channel: string;
+
+  constructor(redisUrl: string, namespace = 'vaultline') {
+    this.pub = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    this.pub.on('error', () => undefined);
+    this.channel = `${namespace}:events`;
+    this.redisUrl = redisUrl;
+  }
+
+  private readonly redisUrl: string;
+
+  async publish(event: { type: string; [k: string]: unknown }): Promise<void> {
+    await this.pub.publish(this.channel, JSON.stringify(event)).catch(() => undefined);
+  }
+
+  async subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void> {
+    this.sub = new Redis(this.redisUrl, { maxRetriesPerRequest: null });
+    this.sub.on('error', () => undefined);
+    this.sub.on('message', (_ch, message) => {
+      try {
+        onEvent(JSON.parse(message) as { type: string });
+      } catch {
+        /* ignore malformed events */
+      }
+    });
+    await this.sub.subscribe(this.channel);
+  }
+
+  async close(): Promise<void> {
+    this.pub.disconnect();
+    this.sub?.disconnect();
+  }
+}
