@@ -10,13 +10,17 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import type { Redis, TransporterRegistry } from '@vaultline/queue';
+import type { EventBus, Redis, TransporterRegistry, WorkQueue } from '@vaultline/queue';
 import { registerAuthGuard } from './auth/guard.ts';
 import { AppError } from './errors.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import { authRoutes } from './routes/auth.ts';
 import { healthRoutes } from './routes/health.ts';
 import { userRoutes } from './routes/users.ts';
+import { vcenterRoutes } from './routes/vcenters.ts';
+import { repositoryRoutes } from './routes/repositories.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
 export interface AppDeps {
@@ -24,6 +28,9 @@ export interface AppDeps {
   databaseUrl: string;
   redis: Redis;
   registry: TransporterRegistry;
+  queue: WorkQueue;
+  events: EventBus;
+  connector: VCenterConnector;
   log: Logger;
   version: string;
   secretKey: Buffer;
@@ -74,6 +81,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(healthRoutes, { health });
   await fastify.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
   await fastify.register(userRoutes, { db: deps.db, audit });
+  await fastify.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
+  await fastify.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+  await fastify.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

@@ -1,0 +1,95 @@
+import { VCenterCreateSchema, type VCenter } from '@vaultline/contracts';
+import { openSecret, sealSecret } from '@vaultline/config';
+import type { Db } from '@vaultline/db';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.ts';
+import type { AuditLog } from '../services/audit.ts';
+import { VCenterProblem, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
+import { parse } from '../validate.ts';
+
+export const VCENTER_PASSWORD_LABEL = 'vcenter-password';
+
+type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
+
+export function vcenterDto(v: VCenterRow): VCenter {
+  return { id: v.id, name: v.name, url: v.url, username: v.username, thumbprintSha256: v.thumbprintSha256, isLab: v.isLab, createdAt: v.createdAt.toISOString() };
+}
+
+export function connectionOf(v: VCenterRow, secretKey: Buffer): VCenterConnection {
+  return {
+    url: v.url,
+    username: v.username,
+    password: openSecret(secretKey, VCENTER_PASSWORD_LABEL, v.passwordSealed),
+    thumbprintSha256: v.thumbprintSha256,
+    allowHttp: v.url.startsWith('http:'),
+  };
+}
+
+function asAppError(err: unknown): never {
+  if (err instanceof VCenterProblem) throw new AppError('bad_request', err.message);
+  throw err;
+}
+
+export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
+  const { db, audit, connector } = deps;
+
+  app.get('/api/vcenters', async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
+
+  app.post('/api/vcenters', { config: { minRole: 'admin' } }, async (request, reply) => {
+    const body = parse(VCenterCreateSchema, request.body);
+    if (body.url.startsWith('http:') && !body.allowHttp) throw new AppError('bad_request', 'plain HTTP sends the password in clear; use https:// (or set allowHttp for a lab)');
+    if (await db.vCenter.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a vCenter named ${body.name} already exists`);
+    let thumbprint: string | null = null;
+    if (body.url.startsWith('https:')) {
+      const presented = await connector.probeThumbprint(body.url).catch(asAppError);
+      if (!body.thumbprintSha256) {
+        reply.code(409);
+        return {
+          code: 'thumbprint_confirmation_required',
+          message: `confirm that ${new URL(body.url).host} presents the certificate with SHA-256 thumbprint ${presented.sha256}, then send it back as thumbprintSha256`,
+          thumbprintSha256: presented.sha256,
+          thumbprintSha1: presented.sha1,
+        };
+      }
+      if (presented.sha256 !== body.thumbprintSha256) {
+        throw new AppError('bad_request', `the server presents thumbprint ${presented.sha256}, not the confirmed ${body.thumbprintSha256}; refusing to connect`);
+      }
+      thumbprint = presented.sha256;
+    }
+    const about = await connector
+      .verify({ url: body.url, username: body.username, password: body.password, thumbprintSha256: thumbprint, allowHttp: body.allowHttp })
+      .catch(asAppError);
+    const row = await db.vCenter.create({
+      data: {
+        name: body.name,
+        url: body.url,
+        username: body.username,
+        passwordSealed: sealSecret(deps.secretKey, VCENTER_PASSWORD_LABEL, body.password),
+        thumbprintSha256: thumbprint,
+      },
+    });
+    await audit.record({ actor: request.user!.username, action: 'vcenter.create', subject: body.name, detail: { url: body.url, ...about }, ip: request.ip });
+    reply.code(201);
+    return vcenterDto(row);
+  });
+
+  app.delete('/api/vcenters/:id', { config: { minRole: 'admin' } }, async (request) => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const row = await db.vCenter.findUnique({ where: { id }, include: { _count: { select: { jobs: true } } } });
+    if (!row) throw new AppError('not_found', 'no such vCenter');
+    if (row._count.jobs > 0) throw new AppError('conflict', `${row.name} is used by ${row._count.jobs} job(s); delete or move them first`);
+    await db.vCenter.delete({ where: { id } });
+    await audit.record({ actor: request.user!.username, action: 'vcenter.delete', subject: row.name, ip: request.ip });
+    return { ok: true };
+  });
+
+  app.get('/api/vcenters/:id/vms', async (request) => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const row = await db.vCenter.findUnique({ where: { id } });
+    if (!row) throw new AppError('not_found', 'no such vCenter');
+    const vms = await connector.listVms(connectionOf(row, deps.secretKey)).catch(asAppError);
+    await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
+    return vms.sort((a, b) => a.name.localeCompare(b.name));
+  });
+}

@@ -1,0 +1,29 @@
+import type { InventoryVm } from '@vaultline/contracts';
+
+/** What the Director needs from a vCenter; implemented over @vaultline/vsphere. */
+export interface VCenterConnection {
+  url: string;
+  username: string;
+  password: string;
+  thumbprintSha256: string | null;
+  allowHttp: boolean;
+}
+
+export interface VCenterConnector {
+  /** The certificate a server presents, for the operator to confirm on first contact. */
+  probeThumbprint(url: string): Promise<{ sha256: string; sha1: string }>;
+  /** Signs in once and out again; throws a readable error when it cannot. */
+  verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string }>;
+  listVms(conn: VCenterConnection): Promise<InventoryVm[]>;
+}
+
+/** An error the operator can act on (wrong password, unreachable, thumbprint changed). */
+export class VCenterProblem extends Error {
+  override name = 'VCenterProblem';
+  constructor(
+    message: string,
+    readonly kind: 'login' | 'unreachable' | 'thumbprint' | 'tls' | 'other',
+  ) {
+    super(message);
+  }
+}

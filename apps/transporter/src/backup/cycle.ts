@@ -1,0 +1,498 @@
+/**
+ * One VM's backup: preflight → snapshot → per disk (transport → read allocated
+ * or changed areas → repository) → detach → remove snapshot → commit the
+ * restore point → hand back the new changeIds (stored by the caller only now,
+ * after every disk succeeded).
+ *
+ * Safety rules, in order of importance:
+ * - every snapshot and attached disk has a journal row written BEFORE it exists
+ *   and resolved only after it was undone; `finally` blocks undo them on every
+ *   path (error, cancel), and the orphan sweep replays what a killed process
+ *   left behind;
+ * - a detach never carries a file operation (the vSphere client cannot send one);
+ * - nothing is committed unless every disk was read completely; a failed or
+ *   cancelled VM leaves no restore point.
+ */
+import { randomInt } from 'node:crypto';
+import type { JobOptions, TransportMode } from '@vaultline/contracts';
+import type { Logger } from '@vaultline/logger';
+import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRef, RestorePointWriter } from '@vaultline/repository';
+import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
+import type { CleanupJournal } from './journal.ts';
+import { DiskMeter, type ProgressSink } from './progress.ts';
+import { QuiesceError, type Area, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
+import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
+
+const READ_SIZE = 4 * 1024 * 1024;
+const SANITY_BLOCK = 64 * 1024;
+
+export class VmBackupError extends Error {
+  override name = 'VmBackupError';
+  constructor(
+    message: string,
+    /** false when retrying cannot help (VM deleted, manual transport unavailable, quiesce required and failing). */
+    readonly retriable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export class CancelledError extends Error {
+  override name = 'CancelledError';
+  constructor() {
+    super('cancelled by the operator');
+  }
+}
+
+export interface PreviousPoint {
+  ref: RestorePointRef;
+  /** changeId per disk device key, as stored after that point's successful run. */
+  changeIds: Record<string, string>;
+  capacities: Record<string, number>;
+  /** The previous point was marked suspect (CBT sanity mismatch): read everything again. */
+  suspect: boolean;
+}
+
+export interface DiskOutcome {
+  deviceKey: number;
+  label: string;
+  capacityBytes: number;
+  transport: string;
+  reasons: string[];
+  cbtUsed: boolean;
+  bytesRead: number;
+  bytesWritten: number;
+  bytesSkipped: number;
+  changeId: string | null;
+  sanityChecked: number;
+  sanityMismatches: number;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+export interface VmBackupResult {
+  manifest: Manifest;
+  disks: DiskOutcome[];
+  changeIds: Record<string, string>;
+  quiesced: boolean;
+  suspect: boolean;
+  warnings: string[];
+}
+
+export interface VmBackupInput {
+  runId: string;
+  runVmId: string;
+  vcenterId: string;
+  vmMoref: string;
+  transportMode: TransportMode;
+  options: JobOptions;
+  previous: PreviousPoint | null;
+  repositoryVmId: (vm: VmInfo) => string;
+}
+
+export interface VmBackupDeps {
+  vsphere: VSpherePort;
+  devices: LocalDevices;
+  journal: CleanupJournal;
+  repo: Repository;
+  openWriter(repo: Repository, opts: { vmId: string; parent: RestorePointRef | null; vm: unknown; transport: string; labels: Record<string, string>; lockedUntil: Date | null }): Promise<RestorePointWriter>;
+  openParentReader(repo: Repository, ref: RestorePointRef, diskKey: string): Promise<RepoDiskReader>;
+  transporter: Omit<TransporterFacts, 'datastoreHosts'>;
+  progress: ProgressSink;
+  log: Logger;
+  /** Run-log lines shown to the operator for this VM. */
+  runLog(level: 'info' | 'warn' | 'error', message: string): void;
+  phase(phase: string): Promise<void>;
+  diskPhase(deviceKey: number, update: Partial<DiskOutcome> & { phase: string }): Promise<void>;
+  isCancelled(): boolean;
+  maxParallelDisks: number;
+}
+
+function snapshotTag(runVmId: string): string {
+  return `vaultline:run-vm=${runVmId}`;
+}
+
+export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Promise<VmBackupResult> {
+  const { vsphere, journal, log } = deps;
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    deps.runLog('warn', m);
+  };
+  const checkCancel = () => {
+    if (deps.isCancelled()) throw new CancelledError();
+  };
+
+  // ---- preflight
+  await deps.phase('preflight');
+  let vm: VmInfo;
+  try {
+    vm = await vsphere.getVm(input.vmMoref);
+  } catch (err) {
+    throw new VmBackupError(`the VM ${input.vmMoref} cannot be found in vCenter (${(err as Error).message}); was it deleted?`, false);
+  }
+  const disks = vm.disks.filter((d) => {
+    if (d.diskMode?.startsWith('independent')) {
+      warn(`disk ${d.label} is ${d.diskMode}: snapshots do not cover it, so it is not backed up`);
+      return false;
+    }
+    return true;
+  });
+  if (disks.length === 0) throw new VmBackupError(`${vm.name} has no disk that can be backed up`, false);
+
+  if (!vm.changeTrackingEnabled && input.options.enableCbt) {
+    deps.runLog('info', 'enabling Changed Block Tracking on the VM (takes effect with this backup)');
+    try {
+      await vsphere.enableCbt(vm.moref);
+      vm = await vsphere.getVm(vm.moref);
+    } catch (err) {
+      warn(`could not enable Changed Block Tracking: ${(err as Error).message}; reading whole disks`);
+    }
+  }
+
+  // Transport decisions, before any snapshot exists.
+  const datastoreHosts = new Map<string, string[]>();
+  const facts: DiskFacts[] = [];
+  for (const d of disks) {
+    const ds = await vsphere.datastore(d.datastore).catch(() => ({ name: d.datastore, type: 'unknown', naaIds: [] as string[], hosts: [] as string[] }));
+    datastoreHosts.set(ds.name, ds.hosts);
+    let visibleLun: string | null = null;
+    if (deps.transporter.blockDevices) {
+      for (const naa of ds.naaIds) {
+        if (await deps.devices.findLun(naa)) {
+          visibleLun = naa;
+          break;
+        }
+      }
+    }
+    facts.push({ disk: d, datastoreType: ds.type, naaIds: ds.naaIds, visibleLun });
+  }
+  const tf: TransporterFacts = { ...deps.transporter, datastoreHosts };
+  const choices = new Map<number, TransportChoice>();
+  for (const f of facts) {
+    try {
+      const choice = chooseTransport(input.transportMode, f, tf);
+      choices.set(f.disk.key, choice);
+      deps.runLog('info', `disk ${f.disk.label}: ${choice.transport} — ${choice.reasons.join('; ')}`);
+    } catch (err) {
+      if (err instanceof TransportUnavailable) throw new VmBackupError(`disk ${f.disk.label}: ${err.message}`, false);
+      throw err;
+    }
+  }
+  checkCancel();
+
+  // ---- snapshot
+  await deps.phase('snapshot');
+  const tag = snapshotTag(input.runVmId);
+  const snapJournal = await journal.add('snapshot', { vmMoref: vm.moref, tag, snapshot: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+  let snapshot: string | null = null;
+  let quiesced = input.options.quiesce !== 'off';
+  let writer: RestorePointWriter | null = null;
+  let committed: Manifest | null = null;
+  let snapshotRemoved = false;
+  try {
+    const name = `vaultline-${input.runVmId.slice(0, 8)}`;
+    const description = `${tag} — temporary snapshot taken by Vaultline for a backup; removed when the backup ends`;
+    try {
+      snapshot = await vsphere.createSnapshot(vm.moref, name, description, quiesced);
+    } catch (err) {
+      if (!(err instanceof QuiesceError) || input.options.quiesce !== 'try') {
+        if (err instanceof QuiesceError) throw new VmBackupError(`quiescing the guest failed and the job requires it: ${err.message}`, false);
+        throw err;
+      }
+      warn(`quiescing the guest failed (${err.message}); taking a crash-consistent snapshot instead`);
+      quiesced = false;
+      snapshot = await vsphere.createSnapshot(vm.moref, name, description, false);
+    }
+    await journal.update(snapJournal, { vmMoref: vm.moref, tag, snapshot });
+    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'})`);
+    checkCancel();
+
+    const snapDisks = new Map((await vsphere.snapshotDisks(snapshot)).map((d) => [d.key, d]));
+
+    // ---- disks
+    await deps.phase('copying');
+    const prev = input.previous;
+    writer = await deps.openWriter(deps.repo, {
+      vmId: input.repositoryVmId(vm),
+      parent: prev?.ref ?? null,
+      vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid, biosUuid: vm.biosUuid, hardware: vm.hardware },
+      transport: [...new Set([...choices.values()].map((c) => c.transport))].join(','),
+      labels: { runId: input.runId, runVmId: input.runVmId, vmName: vm.name },
+      lockedUntil: input.options.retention.immutableDays > 0 ? new Date(Date.now() + input.options.retention.immutableDays * 86_400_000) : null,
+    });
+    const outcomes: DiskOutcome[] = [];
+    const queue = [...disks];
+    const rpWriter = writer;
+    const snap = snapshot;
+    const workers = Array.from({ length: Math.max(1, Math.min(deps.maxParallelDisks, queue.length)) }, async () => {
+      for (let d = queue.shift(); d; d = queue.shift()) {
+        const sd = snapDisks.get(d.key) ?? d;
+        outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice: choices.get(d.key)!, warn }));
+      }
+    });
+    await Promise.all(workers);
+    checkCancel();
+
+    // ---- remove the snapshot, then commit
+    await deps.phase('removing snapshot');
+    await vsphere.removeSnapshot(snapshot);
+    await journal.resolve(snapJournal);
+    snapshot = null;
+    snapshotRemoved = true;
+
+    await deps.phase('committing');
+    committed = await writer.commit();
+    writer = null;
+    const changeIds: Record<string, string> = {};
+    for (const o of outcomes) if (o.changeId) changeIds[String(o.deviceKey)] = o.changeId;
+    const suspect = outcomes.some((o) => o.sanityMismatches > 0);
+    if (suspect) warn('CBT sanity check found areas CBT called unchanged that did change; this restore point is marked suspect and the next backup re-reads every disk');
+    return { manifest: committed, disks: outcomes.sort((a, b) => a.deviceKey - b.deviceKey), changeIds, quiesced, suspect, warnings };
+  } finally {
+    if (writer) await writer.abort().catch((err: unknown) => log.warn({ err }, 'aborting the restore point failed'));
+    if (snapshot) {
+      try {
+        await vsphere.removeSnapshot(snapshot);
+        await journal.resolve(snapJournal);
+        deps.runLog('info', `snapshot ${snapshot} removed`);
+      } catch (err) {
+        await journal.failed(snapJournal, (err as Error).message).catch(() => undefined);
+        deps.runLog('error', `could not remove snapshot ${snapshot}: ${(err as Error).message}; the orphan sweep will retry`);
+      }
+    } else if (!committed && !snapshotRemoved) {
+      // Creating the snapshot failed. It may still exist on the server (a timeout
+      // after vCenter took it), so the journal row stays for the sweep, which
+      // looks the snapshot up by its tag.
+      await journal.failed(snapJournal, 'snapshot creation did not complete').catch(() => undefined);
+    }
+  }
+}
+
+interface DiskJob {
+  input: VmBackupInput;
+  deps: VmBackupDeps;
+  vm: VmInfo;
+  disk: VmDisk;
+  snapDisk: VmDisk;
+  snapshot: string;
+  writer: RestorePointWriter;
+  choice: TransportChoice;
+  warn(m: string): void;
+}
+
+async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
+  const { input, deps, vm, disk, snapDisk, snapshot } = job;
+  const key = String(disk.key);
+  const capacity = disk.capacityBytes;
+  const prev = input.previous;
+  const startedAt = new Date();
+  const meter = new DiskMeter({ runId: input.runId, runVmId: input.runVmId, deviceKey: disk.key, bytesTotal: capacity }, deps.progress);
+  const reasons = [...job.choice.reasons];
+
+  // Which areas to read.
+  const prevChangeId = prev && !prev.suspect ? prev.changeIds[key] : undefined;
+  const sameSize = prev ? prev.capacities[key] === capacity : false;
+  let areas: Area[];
+  let cbtUsed = false;
+  let incremental = false;
+  if (vm.changeTrackingEnabled) {
+    if (prevChangeId && sameSize) {
+      try {
+        areas = await job.deps.vsphere.changedAreas(vm.moref, snapshot, disk.key, prevChangeId, capacity);
+        cbtUsed = true;
+        incremental = true;
+      } catch (err) {
+        job.warn(`disk ${disk.label}: CBT rejected changeId (${(err as Error).message}); reading all allocated areas, deduplicated against the repository`);
+        areas = await allocatedOrAll(job);
+        cbtUsed = areas.length > 0;
+      }
+    } else {
+      if (prev && !sameSize) job.warn(`disk ${disk.label}: capacity changed since the last backup; reading all allocated areas`);
+      if (prev?.suspect) job.warn(`disk ${disk.label}: the last restore point was suspect; reading all allocated areas`);
+      areas = await allocatedOrAll(job);
+      cbtUsed = true;
+    }
+  } else {
+    job.warn(`disk ${disk.label}: Changed Block Tracking is off; reading the whole disk`);
+    areas = [{ start: 0, length: capacity }];
+  }
+  areas = normaliseAreas(areas, capacity);
+  const toRead = totalLength(areas);
+  meter.bytesSkipped = capacity - toRead;
+
+  // A parent is only used for incrementals; a full re-read (CBT reset, resize) dedups instead.
+  const diskWriter = await job.writer.openDisk({
+    key,
+    capacity,
+    mode: incremental ? 'changed' : 'full',
+    controller: disk.controller,
+    ...(snapDisk.changeId ? { changeId: snapDisk.changeId } : {}),
+    transport: job.choice.transport,
+  });
+  meter.transport = job.choice.transport;
+  await deps.diskPhase(disk.key, { phase: 'opening', transport: job.choice.transport, reasons, cbtUsed, startedAt, bytesSkipped: meter.bytesSkipped });
+
+  let transport = job.choice.transport;
+  let source = await openSource(job, transport).catch(async (err: unknown) => {
+    if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
+    const net = deps.transporter.networkTransport;
+    job.warn(`disk ${disk.label}: ${transport} failed (${(err as Error).message}); failing over to ${net}`);
+    reasons.push(`${transport} failed: ${(err as Error).message}; failover to ${net}`);
+    transport = net;
+    meter.transport = net;
+    return openSource(job, net);
+  });
+  let sanityChecked = 0;
+  let sanityMismatches = 0;
+  try {
+    await deps.diskPhase(disk.key, { phase: 'reading', transport, reasons });
+    meter.setPhase('reading');
+    const buf = Buffer.allocUnsafe(READ_SIZE);
+    for (const p of pieces(areas, READ_SIZE)) {
+      if (deps.isCancelled()) throw new CancelledError();
+      let data: Buffer;
+      try {
+        data = await meter.time('source', () => source.reader.read(p.start, p.length, buf));
+      } catch (err) {
+        if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
+        // Mid-job failover: the snapshot stays; this disk continues over the network from here.
+        const net = deps.transporter.networkTransport;
+        job.warn(`disk ${disk.label}: ${transport} read failed at ${p.start} (${(err as Error).message}); continuing over ${net}`);
+        reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
+        await source.close().catch(() => undefined);
+        transport = net;
+        meter.transport = net;
+        source = await openSource(job, net);
+        data = await meter.time('source', () => source.reader.read(p.start, p.length, buf));
+      }
+      await meter.time('target', () => diskWriter.write(p.start, data));
+      meter.bytesRead += p.length;
+      meter.bytesWritten = diskWriter.stats.newStoredBytes;
+      meter.emit();
+    }
+
+    // CBT sanity sampling: re-read a few areas CBT calls unchanged and compare with the previous point.
+    if (incremental && prev && input.options.cbtSanityRate > 0) {
+      const unchanged = complement(areas, capacity);
+      const count = Math.min(64, Math.ceil((totalLength(unchanged) / SANITY_BLOCK) * input.options.cbtSanityRate));
+      if (count > 0) {
+        meter.setPhase('verifying CBT');
+        const parent = await deps.openParentReader(deps.repo, prev.ref, key);
+        for (const s of sampleBlocks(unchanged, SANITY_BLOCK, count, randomInt(1, 2 ** 31))) {
+          const live = Buffer.from(await source.reader.read(s.start, s.length));
+          const stored = await parent.read(s.start, s.length);
+          sanityChecked += 1;
+          if (!live.equals(stored)) {
+            sanityMismatches += 1;
+            job.warn(`disk ${disk.label}: CBT called [${s.start}, +${s.length}) unchanged but it differs from the previous restore point`);
+            // Keep this restore point correct: store the live bytes.
+            await diskWriter.write(s.start, live);
+          }
+        }
+      }
+    }
+  } finally {
+    await source.close().catch((err: unknown) => deps.runLog('error', `closing the ${transport} reader of ${disk.label} failed: ${(err as Error).message}`));
+  }
+  meter.setPhase('done');
+  const outcome: DiskOutcome = {
+    deviceKey: disk.key,
+    label: disk.label,
+    capacityBytes: capacity,
+    transport,
+    reasons,
+    cbtUsed,
+    bytesRead: meter.bytesRead,
+    bytesWritten: diskWriter.stats.newStoredBytes,
+    bytesSkipped: meter.bytesSkipped,
+    changeId: snapDisk.changeId ?? null,
+    sanityChecked,
+    sanityMismatches,
+    startedAt,
+    finishedAt: new Date(),
+  };
+  await deps.diskPhase(disk.key, { ...outcome, phase: 'done' });
+  return outcome;
+}
+
+async function allocatedOrAll(job: DiskJob): Promise<Area[]> {
+  try {
+    return await job.deps.vsphere.changedAreas(job.vm.moref, job.snapshot, job.disk.key, '*', job.disk.capacityBytes);
+  } catch (err) {
+    job.warn(`disk ${job.disk.label}: cannot list allocated areas (${(err as Error).message}); reading the whole disk`);
+    return [{ start: 0, length: job.disk.capacityBytes }];
+  }
+}
+
+/** Opens the snapshot's disk through a transport, journaled so a crash leaves nothing attached or mounted. */
+async function openSource(job: DiskJob, transport: string): Promise<{ reader: SourceReader; close(): Promise<void> }> {
+  const { deps, input, snapDisk } = job;
+  const capacity = job.disk.capacityBytes;
+  if (transport === 'nbdssl' || transport === 'nbd') {
+    const reader = await deps.vsphere.openNetworkReader(snapDisk.fileName, capacity, transport);
+    return { reader, close: () => reader.close() };
+  }
+  if (transport === 'san') {
+    const ds = await deps.vsphere.datastore(snapDisk.datastore);
+    let device: string | null = null;
+    let naa: string | null = null;
+    for (const id of ds.naaIds) {
+      device = await deps.devices.findLun(id);
+      if (device) {
+        naa = id;
+        break;
+      }
+    }
+    if (!device || !naa) throw new Error(`LUN of datastore ${snapDisk.datastore} is no longer visible`);
+    const jid = await deps.journal.add('lun_mount', { naa, device, fileName: snapDisk.fileName }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+    try {
+      const reader = await deps.devices.openSan(naa, device, snapDisk.fileName, capacity);
+      await deps.journal.update(jid, { naa, device, fileName: snapDisk.fileName, cleanup: reader.cleanup as Record<string, unknown> });
+      return {
+        reader,
+        close: async () => {
+          await reader.close();
+          await deps.journal.resolve(jid);
+        },
+      };
+    } catch (err) {
+      await deps.journal.resolve(jid).catch(() => undefined);
+      throw err;
+    }
+  }
+  // hotadd
+  const proxy = deps.transporter.proxyVm;
+  if (!proxy) throw new Error('no proxy VM for HotAdd');
+  const jid = await deps.journal.add('disk_attach', { proxyVm: proxy.moref, fileName: snapDisk.fileName, deviceKey: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+  let attached: { deviceKey: number; uuid: string } | null = null;
+  try {
+    attached = await deps.vsphere.attachDisk(proxy.moref, snapDisk.fileName);
+    await deps.journal.update(jid, { proxyVm: proxy.moref, fileName: snapDisk.fileName, deviceKey: attached.deviceKey, uuid: attached.uuid });
+    deps.runLog('info', `disk ${job.disk.label}: attached to ${proxy.name} as device ${attached.deviceKey}`);
+    const reader = await deps.devices.openHotAdded(attached.uuid, capacity);
+    const att = attached;
+    return {
+      reader,
+      close: async () => {
+        await reader.close();
+        await deps.vsphere.detachDisk(proxy.moref, att.deviceKey);
+        await deps.devices.waitGone(att.uuid);
+        await deps.journal.resolve(jid);
+        deps.runLog('info', `disk ${job.disk.label}: detached from ${proxy.name}`);
+      },
+    };
+  } catch (err) {
+    if (attached) {
+      await deps.vsphere.detachDisk(proxy.moref, attached.deviceKey).then(
+        () => deps.journal.resolve(jid),
+        (e: unknown) => deps.journal.failed(jid, (e as Error).message),
+      );
+    } else {
+      // The attach may have happened on the server even though the call failed:
+      // leave the row for the sweep, which looks the disk up by its file name.
+      await deps.journal.failed(jid, (err as Error).message).catch(() => undefined);
+    }
+    throw err;
+  }
+}

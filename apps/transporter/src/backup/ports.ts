@@ -1,0 +1,93 @@
+/**
+ * What the backup cycle needs from the outside world, as narrow interfaces.
+ * The Transporter wires them to @vaultline/vsphere, @vaultline/transports,
+ * @vaultline/repository and Postgres; the cycle itself knows none of them.
+ */
+import type { Transport } from '@vaultline/contracts';
+
+export interface VmDisk {
+  key: number;
+  label: string;
+  capacityBytes: number;
+  /** "[datastore] folder/disk.vmdk" */
+  fileName: string;
+  datastore: string;
+  controller: 'pvscsi' | 'lsilogic' | 'lsisas' | 'buslogic' | 'ide' | 'sata' | 'nvme' | 'unknown';
+  uuid?: string;
+  changeId?: string;
+  thin?: boolean;
+  diskMode?: string;
+}
+
+export interface VmInfo {
+  moref: string;
+  name: string;
+  instanceUuid?: string;
+  biosUuid?: string;
+  powerState: string;
+  changeTrackingEnabled: boolean;
+  host?: string;
+  disks: VmDisk[];
+  /** Opaque hardware description kept in the restore point for a full VM restore. */
+  hardware: unknown;
+}
+
+export interface DatastoreInfo {
+  name: string;
+  type: string;
+  /** NAA ids of the VMFS extents (empty for NFS/vSAN). */
+  naaIds: string[];
+  /** Host morefs that mount it. */
+  hosts: string[];
+}
+
+export interface Area {
+  start: number;
+  length: number;
+}
+
+export interface VSpherePort {
+  getVm(moref: string): Promise<VmInfo>;
+  datastore(name: string): Promise<DatastoreInfo>;
+  enableCbt(vmMoref: string): Promise<void>;
+  /** Returns the snapshot moref; throws QuiesceError when quiescing failed. */
+  createSnapshot(vmMoref: string, name: string, description: string, quiesce: boolean): Promise<string>;
+  snapshotDisks(snapshotMoref: string): Promise<VmDisk[]>;
+  removeSnapshot(snapshotMoref: string): Promise<void>;
+  /** Every changed area of the disk since changeId ("*" = allocated), following the paging loop to capacity. */
+  changedAreas(vmMoref: string, snapshotMoref: string, deviceKey: number, changeId: string, capacity: number): Promise<Area[]>;
+  /** HotAdd: attach the disk file read-only to the proxy VM; returns the new device key and disk uuid. */
+  attachDisk(proxyVmMoref: string, fileName: string): Promise<{ deviceKey: number; uuid: string }>;
+  /** Detach without any file operation (never destroys the file). */
+  detachDisk(proxyVmMoref: string, deviceKey: number): Promise<void>;
+  findVmByBiosUuid(biosUuid: string): Promise<VmInfo | null>;
+  /** Network transport: a reader of the disk file over the datastore's HTTPS (or HTTP) interface. */
+  openNetworkReader(fileName: string, capacity: number, transport: 'nbdssl' | 'nbd'): Promise<SourceReader>;
+}
+
+export interface SourceReader {
+  readonly capacity: number;
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface LocalDevices {
+  /** Whether this Transporter can open block devices (root, /dev access). */
+  canUseBlockDevices(): Promise<boolean>;
+  /** The local device of a LUN, or null when it is not visible here. */
+  findLun(naa: string): Promise<string | null>;
+  /** Opens the VMDK's flat extent through the LUN, read-only. */
+  openSan(naa: string, device: string, fileName: string, capacity: number): Promise<SourceReader & { cleanup: unknown }>;
+  /** Waits for a hot-added disk to appear and opens it read-only. */
+  openHotAdded(diskUuid: string, capacity: number): Promise<SourceReader & { device: string }>;
+  waitGone(diskUuid: string): Promise<void>;
+}
+
+export class QuiesceError extends Error {
+  override name = 'QuiesceError';
+}
+
+export interface TransportChoice {
+  transport: Transport;
+  reasons: string[];
+}

@@ -1,0 +1,72 @@
+/**
+ * Per-disk progress: bytes read / written / skipped, speed, ETA and where the
+ * time goes (busy time of source reads, processing and repository writes),
+ * emitted at most 4 times a second per disk.
+ */
+import type { DiskProgress } from '@vaultline/contracts';
+
+export interface ProgressSink {
+  disk(p: DiskProgress): void;
+}
+
+export class DiskMeter {
+  bytesRead = 0;
+  bytesWritten = 0;
+  bytesSkipped = 0;
+  phase = 'queued';
+  transport: string | null = null;
+  private readonly busy = { source: 0, processing: 0, target: 0 };
+  private readonly startedAt: number;
+  private lastEmit = 0;
+
+  constructor(
+    private readonly base: { runId: string; runVmId: string; deviceKey: number; bytesTotal: number },
+    private readonly sink: ProgressSink,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.startedAt = now();
+  }
+
+  /** Times an async step into one of the three busy buckets. */
+  async time<T>(bucket: 'source' | 'processing' | 'target', fn: () => Promise<T>): Promise<T> {
+    const t0 = this.now();
+    try {
+      return await fn();
+    } finally {
+      this.busy[bucket] += this.now() - t0;
+    }
+  }
+
+  setPhase(phase: string): void {
+    this.phase = phase;
+    this.emit(true);
+  }
+
+  emit(force = false): void {
+    const t = this.now();
+    if (!force && t - this.lastEmit < 250) return;
+    this.lastEmit = t;
+    const elapsed = Math.max(1, t - this.startedAt) / 1000;
+    const done = this.bytesRead + this.bytesSkipped;
+    const speed = this.bytesRead / elapsed;
+    const remaining = Math.max(0, this.base.bytesTotal - done);
+    const total = this.busy.source + this.busy.processing + this.busy.target || 1;
+    this.sink.disk({
+      ...this.base,
+      phase: this.phase,
+      transport: this.transport,
+      bytesRead: this.bytesRead,
+      bytesWritten: this.bytesWritten,
+      bytesSkipped: this.bytesSkipped,
+      bytesPerSecond: Math.round(speed),
+      etaSeconds: speed > 0 ? Math.round(remaining / Math.max(speed, 1)) : null,
+      bottleneck: {
+        source: round(this.busy.source / total),
+        processing: round(this.busy.processing / total),
+        target: round(this.busy.target / total),
+      },
+    });
+  }
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;

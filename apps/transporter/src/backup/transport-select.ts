@@ -1,0 +1,79 @@
+/**
+ * Transport selection, checked before the snapshot is taken. Automatic mode
+ * tries Direct SAN, then HotAdd, then the network, and records for every disk
+ * why each better mode was skipped. Manual mode uses the chosen mode or fails
+ * with the reason. Pure: every fact is gathered by the caller.
+ */
+import type { Transport, TransportMode } from '@vaultline/contracts';
+import type { TransportChoice, VmDisk } from './ports.ts';
+
+export interface DiskFacts {
+  disk: VmDisk;
+  datastoreType: string;
+  naaIds: string[];
+  /** The NAA id visible as a local block device, if any. */
+  visibleLun: string | null;
+}
+
+export interface TransporterFacts {
+  blockDevices: boolean;
+  /** The Transporter's own VM in this vCenter, if it runs in one. */
+  proxyVm: { moref: string; name: string; freeScsiUnits: number; host?: string } | null;
+  proxyVmUuid?: string;
+  /** Hosts that mount each datastore, for the HotAdd visibility check. */
+  datastoreHosts: Map<string, string[]>;
+  /** The vCenter speaks HTTPS (NBDSSL) or only HTTP (NBD). */
+  networkTransport: 'nbdssl' | 'nbd';
+}
+
+const SCSI = new Set(['pvscsi', 'lsilogic', 'lsisas', 'buslogic']);
+
+export function sanProblem(f: DiskFacts, t: TransporterFacts): string | null {
+  if (!t.blockDevices) return 'SAN: this Transporter has no block device access (needs root and /dev)';
+  if (f.naaIds.length === 0) return `SAN: datastore ${f.disk.datastore} (${f.datastoreType}) has no LUN`;
+  if (!f.visibleLun) return `SAN: LUN ${f.naaIds.join(', ')} not visible on this Transporter`;
+  return null;
+}
+
+export function hotaddProblem(f: DiskFacts, t: TransporterFacts, unitsWanted = 1): string | null {
+  if (!SCSI.has(f.disk.controller)) return `HotAdd: disk on ${f.disk.controller.toUpperCase()} controller`;
+  if (!t.blockDevices) return 'HotAdd: this Transporter has no block device access (needs root and /dev)';
+  if (!t.proxyVm) {
+    return t.proxyVmUuid
+      ? `HotAdd: no VM with BIOS UUID ${t.proxyVmUuid} (this Transporter's VM) in this vCenter`
+      : 'HotAdd: this Transporter does not know which VM it runs in';
+  }
+  if (t.proxyVm.freeScsiUnits < unitsWanted) return `HotAdd: proxy VM ${t.proxyVm.name} has no free SCSI unit`;
+  const hosts = t.datastoreHosts.get(f.disk.datastore);
+  if (t.proxyVm.host && hosts && hosts.length > 0 && !hosts.includes(t.proxyVm.host)) {
+    return `HotAdd: proxy VM ${t.proxyVm.name} runs on a host that cannot see datastore ${f.disk.datastore}`;
+  }
+  return null;
+}
+
+export class TransportUnavailable extends Error {
+  override name = 'TransportUnavailable';
+}
+
+export function chooseTransport(mode: TransportMode, f: DiskFacts, t: TransporterFacts): TransportChoice {
+  const network = t.networkTransport;
+  if (mode === 'automatic') {
+    const reasons: string[] = [];
+    const san = sanProblem(f, t);
+    if (!san) return { transport: 'san', reasons: [`SAN: LUN ${f.visibleLun} visible on this Transporter`] };
+    reasons.push(san);
+    const hot = hotaddProblem(f, t);
+    if (!hot) return { transport: 'hotadd', reasons: [...reasons, `HotAdd: attach to proxy VM ${t.proxyVm!.name}`] };
+    reasons.push(hot);
+    return { transport: network, reasons: [...reasons, `${network === 'nbdssl' ? 'NBDSSL' : 'NBD'}: network copy over the datastore's ${network === 'nbdssl' ? 'HTTPS' : 'HTTP'} interface`] };
+  }
+  const problem: Record<Transport, () => string | null> = {
+    san: () => sanProblem(f, t),
+    hotadd: () => hotaddProblem(f, t),
+    nbdssl: () => (network === 'nbdssl' ? null : 'NBDSSL: the vCenter is configured over plain HTTP'),
+    nbd: () => null,
+  };
+  const p = problem[mode]();
+  if (p) throw new TransportUnavailable(`${p} (transport mode is manual: ${mode})`);
+  return { transport: mode, reasons: [`${mode.toUpperCase()}: chosen manually`] };
+}

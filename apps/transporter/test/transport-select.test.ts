@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
+import type { VmDisk } from '../src/backup/ports.ts';
+
+const disk = (over: Partial<VmDisk> = {}): VmDisk => ({ key: 2000, label: 'Hard disk 1', capacityBytes: 1 << 30, fileName: '[ds1] vm/vm.vmdk', datastore: 'ds1', controller: 'pvscsi', ...over });
+const facts = (over: Partial<DiskFacts> = {}): DiskFacts => ({ disk: disk(), datastoreType: 'VMFS', naaIds: ['naa.6000c2901'], visibleLun: null, ...over });
+const transporter = (over: Partial<TransporterFacts> = {}): TransporterFacts => ({
+  blockDevices: true,
+  proxyVm: { moref: 'vm-9', name: 'vaultline-proxy', freeScsiUnits: 10, host: 'host-1' },
+  datastoreHosts: new Map([['ds1', ['host-1', 'host-2']]]),
+  networkTransport: 'nbdssl',
+  ...over,
+});
+
+describe('automatic transport selection', () => {
+  it('prefers SAN when the LUN is visible', () => {
+    const c = chooseTransport('automatic', facts({ visibleLun: 'naa.6000c2901' }), transporter());
+    expect(c.transport).toBe('san');
+    expect(c.reasons[0]).toContain('naa.6000c2901');
+  });
+
+  it('falls back to HotAdd and says why SAN was skipped', () => {
+    const c = chooseTransport('automatic', facts(), transporter());
+    expect(c).toEqual({ transport: 'hotadd', reasons: ['SAN: LUN naa.6000c2901 not visible on this Transporter', 'HotAdd: attach to proxy VM vaultline-proxy'] });
+  });
+
+  it('uses the network for an IDE disk, with both reasons', () => {
+    const c = chooseTransport('automatic', facts({ disk: disk({ controller: 'ide' }) }), transporter());
+    expect(c.transport).toBe('nbdssl');
+    expect(c.reasons).toContain('HotAdd: disk on IDE controller');
+    expect(c.reasons[0]).toMatch(/^SAN: LUN naa/);
+  });
+
+  it('explains a NFS datastore, a missing proxy VM and a host that cannot see the datastore', () => {
+    expect(chooseTransport('automatic', facts({ naaIds: [], datastoreType: 'NFS' }), transporter({ proxyVm: null, proxyVmUuid: '4210-aa' })).reasons).toEqual([
+      'SAN: datastore ds1 (NFS) has no LUN',
+      'HotAdd: no VM with BIOS UUID 4210-aa (this Transporter\'s VM) in this vCenter',
+      "NBDSSL: network copy over the datastore's HTTPS interface",
+    ]);
+    const far = transporter({ proxyVm: { moref: 'vm-9', name: 'p', freeScsiUnits: 3, host: 'host-7' } });
+    expect(chooseTransport('automatic', facts(), far).reasons[1]).toBe('HotAdd: proxy VM p runs on a host that cannot see datastore ds1');
+  });
+});
+
+describe('manual transport selection', () => {
+  it('uses the chosen mode when possible', () => {
+    expect(chooseTransport('hotadd', facts(), transporter()).transport).toBe('hotadd');
+    expect(chooseTransport('nbd', facts(), transporter()).transport).toBe('nbd');
+  });
+
+  it('fails clearly when the chosen mode cannot work', () => {
+    expect(() => chooseTransport('san', facts(), transporter())).toThrow(TransportUnavailable);
+    expect(() => chooseTransport('hotadd', facts({ disk: disk({ controller: 'ide' }) }), transporter())).toThrow('HotAdd: disk on IDE controller (transport mode is manual: hotadd)');
+    expect(() => chooseTransport('nbdssl', facts(), transporter({ networkTransport: 'nbd' }))).toThrow(/plain HTTP/);
+  });
+});

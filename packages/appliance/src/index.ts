@@ -1,0 +1,3 @@
+export { SECRET_LABELS } from './secrets.ts';
+export { backendFor, openRepository, unsealRepository } from './repositories.ts';
+export type { RepositoryRow } from './repositories.ts';

@@ -1,0 +1,39 @@
+/**
+ * Opening a repository described by its database row: local path or
+ * sftp://user@host:port/path, with the passphrase and SSH key unsealed with the
+ * appliance key. Used by the Director (create, browse) and the Transporter
+ * (write restore points).
+ */
+import { openSecret } from '@vaultline/config';
+import { LocalBackend, Repository, SftpBackend, type Backend, type OpenOptions } from '@vaultline/repository';
+import { SECRET_LABELS } from './secrets.ts';
+
+export interface RepositoryRow {
+  kind: string;
+  location: string;
+  encrypted: boolean;
+  passphraseSealed: string | null;
+  sftpKeySealed: string | null;
+}
+
+export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location'>, privateKey?: string): Promise<Backend> {
+  if (row.kind === 'local') return new LocalBackend(row.location);
+  if (row.kind === 'sftp') {
+    const u = new URL(row.location);
+    if (!privateKey) throw new Error(`the SFTP repository ${row.location} has no SSH key`);
+    return SftpBackend.connect({ host: u.hostname, port: Number(u.port || 22), username: decodeURIComponent(u.username), privateKey, root: decodeURIComponent(u.pathname) });
+  }
+  throw new Error(`unknown repository kind ${row.kind}`);
+}
+
+export function unsealRepository(row: RepositoryRow, secretKey: Buffer): { passphrase?: string; privateKey?: string } {
+  return {
+    ...(row.passphraseSealed ? { passphrase: openSecret(secretKey, SECRET_LABELS.repositoryPassphrase, row.passphraseSealed) } : {}),
+    ...(row.sftpKeySealed ? { privateKey: openSecret(secretKey, SECRET_LABELS.repositorySshKey, row.sftpKeySealed) } : {}),
+  };
+}
+
+export async function openRepository(row: RepositoryRow, secretKey: Buffer, opts: Omit<OpenOptions, 'passphrase'> = {}): Promise<Repository> {
+  const { passphrase, privateKey } = unsealRepository(row, secretKey);
+  return Repository.open(await backendFor(row, privateKey), { ...opts, ...(passphrase ? { passphrase } : {}) });
+}

@@ -1,0 +1,7 @@
+/** Labels bound into each sealed secret's AAD, so one cannot be swapped for another. */
+export const SECRET_LABELS = {
+  vcenterPassword: 'vcenter-password',
+  repositoryPassphrase: 'repository-passphrase',
+  repositorySshKey: 'repository-ssh-key',
+  transporterSshKey: 'transporter-ssh-key',
+} as const;
