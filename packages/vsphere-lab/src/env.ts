@@ -12,6 +12,8 @@ export const labEnv = {
   debianGopath: process.env.VAULTLINE_LAB_DEBIAN_GOPATH ?? '/usr/share/gocode',
   /** Build cache (binary, GOCACHE); git-ignored. */
   cacheDir: process.env.VAULTLINE_LAB_CACHE ?? path.join(packageDir, '.cache'),
+  /** Where the CLI keeps its lab (default <repo>/.vaultline/lab). */
+  cliLabDir: process.env.VAULTLINE_LAB_DIR ?? path.join(repoRoot, '.vaultline', 'lab'),
   /** Print the server's log to stderr as it runs. */
   verbose: process.env.VAULTLINE_LAB_VERBOSE === '1',
 };

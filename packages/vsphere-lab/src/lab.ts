@@ -18,6 +18,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { buildLabServer } from './build.ts';
@@ -356,6 +357,13 @@ class LabImpl implements Lab {
     if (this.opts.demo) await createDemoInventory(this);
   }
 
+  private keepAlive: https.Agent | undefined;
+
+  /** A keep-alive agent for bulk guest writes (one TLS handshake, not one per chunk). */
+  agent(): https.Agent {
+    return (this.keepAlive ??= new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.certPem }));
+  }
+
   async labGet<T>(endpoint: string, query: Record<string, string> = {}): Promise<T> {
     const qs = new URLSearchParams(query).toString();
     const res = await httpRequest(`${this.baseUrl}/lab/${endpoint}${qs ? `?${qs}` : ''}`, { ca: this.certPem });
@@ -374,7 +382,7 @@ class LabImpl implements Lab {
   }
 
   async createVm(spec: LabVmSpec): Promise<LabVm> {
-    const inv = this.inventory!;
+    const inv = (this.inventory ??= await this.labGet<{ vmFolder: string; resourcePool: string; hosts: string[] }>('inventory'));
     const soap = await this.soap();
     const vmDs = spec.disks[0]?.datastore ?? this.datastores[0]!.name;
     const used = new Set(spec.disks.map((d) => d.controller ?? 'pvscsi'));
@@ -460,6 +468,7 @@ class LabImpl implements Lab {
         const qs = new URLSearchParams({ vm: vm.moref, key: String(disk.key), offset: String(w.offset + done) });
         const res = await httpRequest(`${this.baseUrl}/lab/guest-write?${qs}`, {
           method: 'POST',
+          agent: this.agent(),
           body: data,
           ca: this.certPem,
           headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) },
@@ -482,11 +491,64 @@ class LabImpl implements Lab {
     if (this.stopped) return;
     this.stopped = true;
     process.removeListener('exit', this.onExit);
+    this.keepAlive?.destroy();
     if (this.pid) await stopPid(this.pid);
     else if (this.child?.pid) await stopPid(this.child.pid);
     cleanupRunDir(this.run);
     if (this.temp) fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** What `lab up` records in .vaultline/lab/state.json (enough to reconnect and to clean up). */
+export interface LabState {
+  url: string;
+  username: string;
+  password: string;
+  thumbprintSha256: string;
+  thumbprintSha1: string;
+  certFile: string;
+  datacenter: string;
+  dir: string;
+  run: string;
+  byIdDir: string;
+  datastores: LabDatastore[];
+  proxyVm: LabVm;
+  pid: number;
+}
+
+export function labState(lab: Lab): LabState {
+  const impl = lab as LabImpl;
+  return {
+    url: lab.url,
+    username: lab.username,
+    password: lab.password,
+    thumbprintSha256: lab.thumbprintSha256,
+    thumbprintSha1: lab.thumbprintSha1,
+    certFile: path.join(lab.dir, 'tls', 'cert.pem'),
+    datacenter: lab.datacenter,
+    dir: lab.dir,
+    run: impl.run,
+    byIdDir: lab.byIdDir,
+    datastores: lab.datastores,
+    proxyVm: lab.proxyVm,
+    pid: lab.pid,
+  };
+}
+
+/** A Lab handle for a server started earlier (e.g. by `lab up`). stop() stops it and cleans up. */
+export function connectLab(state: LabState): Lab {
+  const lab = new LabImpl({ username: state.username, password: state.password }, state.dir, false);
+  lab.run = state.run;
+  lab.url = state.url;
+  lab.pid = state.pid;
+  lab.certPem = fs.readFileSync(state.certFile, 'utf8');
+  lab.thumbprintSha256 = state.thumbprintSha256;
+  lab.thumbprintSha1 = state.thumbprintSha1;
+  lab.datacenter = state.datacenter;
+  lab.byIdDir = state.byIdDir;
+  lab.datastores = state.datastores;
+  lab.proxyVm = state.proxyVm;
+  return lab;
 }
 
 /** SHA-256 of the first `length` bytes of a file (zero-padded if shorter). */

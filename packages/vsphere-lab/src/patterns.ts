@@ -31,17 +31,32 @@ export function patternBytes(pattern: Pattern, length: number, seed = 1, offset 
     iv.writeBigUInt64BE(BigInt(Math.floor(offset / 16)), 8);
     return createCipheriv('aes-128-ctr', key, iv).update(Buffer.alloc(length));
   }
+  // Log-like lines drawn from a fixed pool (fast), with a counter so lines differ.
   const rnd = prng(seed * 2654435761 + offset);
+  const pool = linePool();
   const parts: string[] = [];
   let size = 0;
-  let t = Date.UTC(2026, 0, 1) / 1000 + Math.floor(offset / 97);
+  let n = Math.floor(offset / 64);
   while (size < length) {
-    t += Math.floor(rnd() * 5);
-    const n = 4 + Math.floor(rnd() * 12);
-    const msg = Array.from({ length: n }, () => words[Math.floor(rnd() * words.length)]).join(' ');
-    const line = `${new Date(t * 1000).toISOString()} vm-guest app[${1000 + Math.floor(rnd() * 9000)}]: ${msg}\n`;
+    const line = `${(n++).toString(36).padStart(8, '0')} ${pool[Math.floor(rnd() * pool.length)]}`;
     parts.push(line);
     size += line.length;
   }
   return Buffer.from(parts.join(''), 'latin1').subarray(0, length);
+}
+
+let pool: string[] | undefined;
+
+function linePool(): string[] {
+  if (pool) return pool;
+  const rnd = prng(42);
+  let t = Date.UTC(2026, 0, 1) / 1000;
+  pool = [];
+  for (let i = 0; i < 4096; i++) {
+    t += Math.floor(rnd() * 5);
+    const n = 4 + Math.floor(rnd() * 12);
+    const msg = Array.from({ length: n }, () => words[Math.floor(rnd() * words.length)]).join(' ');
+    pool.push(`${new Date(t * 1000).toISOString()} vm-guest app[${1000 + Math.floor(rnd() * 9000)}]: ${msg}\n`);
+  }
+  return pool;
 }

@@ -18,14 +18,14 @@ export interface HttpResult {
 /** One HTTP(S) request; `ca` pins the lab certificate (real verification). */
 export function httpRequest(
   url: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string; ca?: string } = {},
+  opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string; ca?: string; agent?: http.Agent } = {},
 ): Promise<HttpResult> {
   const u = new URL(url);
   const mod = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(
       u,
-      { method: opts.method ?? 'GET', headers: opts.headers, ca: opts.ca, agent: false },
+      { method: opts.method ?? 'GET', headers: opts.headers, ca: opts.ca, agent: opts.agent ?? false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

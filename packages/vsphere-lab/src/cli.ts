@@ -1,0 +1,165 @@
+/**
+ * Lab CLI: `npx tsx packages/vsphere-lab/src/cli.ts <command>` (the root
+ * `npm run lab -- <command>` forwards here).
+ *
+ *   up [--demo] [--san] [--no-hotadd] [--port N]   start detached, print the state JSON
+ *   down                                          stop; detach loop devices, unmount, remove the run folder
+ *   status                                        print the state JSON and whether the server is alive
+ *   create-vm --name N --disk 4G[:thick][:pvscsi|lsilogic|ide|sata][:datastore] ... [--no-cbt] [--power-on]
+ *   write --vm N [--disk 0] --offset 1M --length 4M [--pattern zeros|text|random] [--seed S]
+ *   sha256 --vm N [--disk 0] [--snapshot snapshot-12]
+ *
+ * The lab lives in <repo>/.vaultline/lab (git-ignored): tls/ keeps the
+ * certificate across runs (stable thumbprint), run/ is removed by `down`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { labEnv } from './env.ts';
+import {
+  cleanupRunDir,
+  connectLab,
+  labState,
+  startLabWith,
+  stopPid,
+  type LabDiskSpec,
+  type LabState,
+  type WriteOp,
+} from './lab.ts';
+
+const labDir = labEnv.cliLabDir;
+const stateFile = path.join(labDir, 'state.json');
+
+function readState(): LabState | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(stateFile, 'utf8')) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function size(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new Error(`bad size: ${text}`);
+  const mult: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+  return Math.round(Number(m[1]) * mult[m[2]!.toUpperCase()]!);
+}
+
+function running(): LabState {
+  const state = readState();
+  if (!state || !alive(state.pid)) throw new Error('the lab is not running (npm run lab -- up)');
+  return state;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    allowPositionals: false,
+    options: {
+      demo: { type: 'boolean' },
+      san: { type: 'boolean' },
+      'no-hotadd': { type: 'boolean' },
+      port: { type: 'string' },
+      name: { type: 'string' },
+      disk: { type: 'string', multiple: true },
+      'no-cbt': { type: 'boolean' },
+      'power-on': { type: 'boolean' },
+      vm: { type: 'string' },
+      offset: { type: 'string' },
+      length: { type: 'string' },
+      pattern: { type: 'string' },
+      seed: { type: 'string' },
+      snapshot: { type: 'string' },
+    },
+  });
+  const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+
+  switch (command) {
+    case 'up': {
+      const old = readState();
+      if (old && alive(old.pid)) {
+        print(old);
+        return;
+      }
+      if (old) cleanupRunDir(old.run);
+      const lab = await startLabWith(
+        { dir: labDir, demo: values.demo, san: values.san, hotadd: !values['no-hotadd'], port: values.port ? Number(values.port) : 0 },
+        { detached: true },
+      );
+      const state = labState(lab);
+      fs.writeFileSync(stateFile, JSON.stringify(state, null, 2));
+      print(state);
+      return;
+    }
+    case 'down': {
+      const state = readState();
+      if (state) {
+        await stopPid(state.pid);
+        cleanupRunDir(state.run);
+      } else {
+        cleanupRunDir(path.join(labDir, 'run'));
+      }
+      fs.rmSync(stateFile, { force: true });
+      print({ stopped: true });
+      return;
+    }
+    case 'status': {
+      const state = readState();
+      print(state ? { running: alive(state.pid), ...state } : { running: false });
+      return;
+    }
+    case 'create-vm': {
+      const lab = connectLab(running());
+      if (!values.name) throw new Error('--name is required');
+      const disks: LabDiskSpec[] = (values.disk ?? ['4G']).map((d) => {
+        const [cap, ...opts] = d.split(':');
+        const spec: LabDiskSpec = { capacityBytes: size(cap!) };
+        for (const o of opts) {
+          if (o === 'thick') spec.thin = false;
+          else if (o === 'thin') spec.thin = true;
+          else if (['pvscsi', 'lsilogic', 'ide', 'sata'].includes(o)) spec.controller = o as LabDiskSpec['controller'];
+          else spec.datastore = o;
+        }
+        return spec;
+      });
+      print(await lab.createVm({ name: values.name, disks, cbt: !values['no-cbt'], powerOn: values['power-on'] }));
+      return;
+    }
+    case 'write': {
+      const lab = connectLab(running());
+      const op: WriteOp = {
+        offset: size(values.offset ?? '0'),
+        length: size(values.length ?? '1M'),
+        pattern: (values.pattern ?? 'random') as WriteOp['pattern'],
+        seed: values.seed ? Number(values.seed) : 1,
+      };
+      await lab.guestWrite(values.vm!, Number(values.disk?.[0] ?? 0), [op]);
+      print({ written: op });
+      return;
+    }
+    case 'sha256': {
+      const lab = connectLab(running());
+      const sha = await lab.diskSha256(values.vm!, Number(values.disk?.[0] ?? 0), values.snapshot ? { snapshot: values.snapshot } : {});
+      print({ vm: values.vm, disk: Number(values.disk?.[0] ?? 0), snapshot: values.snapshot, sha256: sha });
+      return;
+    }
+    default:
+      process.stderr.write('usage: lab up [--demo] [--san] [--port N] | down | status | create-vm | write | sha256\n');
+      process.exitCode = 2;
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
