@@ -171,8 +171,11 @@ class CompositeImage implements VmdkImage {
 }
 
 function looksLikeDescriptor(head: Buffer, size: number): boolean {
-  if (size > MAX_DESCRIPTOR_FILE || head.includes(0)) return false;
-  const text = head.toString('utf8').replace(/^\uFEFF/, '');
+  if (size > MAX_DESCRIPTOR_FILE) return false;
+  // qemu pads descriptor files with NULs to a whole sector: allow NULs only as trailing padding.
+  const nul = head.indexOf(0);
+  if (nul >= 0 && head.subarray(nul).some((b) => b !== 0)) return false;
+  const text = head.subarray(0, nul >= 0 ? nul : head.length).toString('utf8').replace(/^\uFEFF/, '');
   if (/^\s*# Disk DescriptorFile/.test(text)) return true;
   return /^\s*createType\s*=/m.test(text) && /^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+/m.test(text);
 }

@@ -133,7 +133,8 @@ export class SparseExtent implements ExtentBackend {
     for (let i = 0; i < n; i++) {
       const v = buf.readUInt32LE(i * 4);
       if (v > 1 && v * SECTOR >= this.file.size) {
-        throw new VmdkCorruptError(`grain table ${index} entry ${i} points to sector ${v}, past the end of the file (${this.file.size} bytes; truncated?)`, { path: this.file.path });
+        // Hosted sparse files keep metadata in front of the grains: a grain past EOF means a cut-off file.
+        throw new VmdkTruncatedError(`grain table ${index} entry ${i} points to sector ${v}, past the end of the file (${this.file.size} bytes): file truncated`, { path: this.file.path });
       }
       gt[i] = v;
     }
