@@ -9,7 +9,8 @@ import { createLogger, stripUrlCredentials } from '@vaultline/logger';
 import { connectRedis, TransporterRegistry } from '@vaultline/queue';
 import { buildApp } from './app.ts';
 import { attachRealtime } from './realtime/socket.ts';
-import { ensureFirstAdmin, forgetFirstLogin, loadSecretKey } from './services/bootstrap.ts';
+import { loadSecretKey } from '@vaultline/appliance';
+import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {

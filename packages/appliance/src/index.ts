@@ -1,3 +1,4 @@
 export { SECRET_LABELS } from './secrets.ts';
 export { backendFor, openRepository, unsealRepository } from './repositories.ts';
 export type { RepositoryRow } from './repositories.ts';
+export { loadSecretKey } from './secret-key.ts';

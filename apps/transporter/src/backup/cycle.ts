@@ -331,7 +331,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
     transport: job.choice.transport,
   });
   meter.transport = job.choice.transport;
-  await deps.diskPhase(disk.key, { phase: 'opening', transport: job.choice.transport, reasons, cbtUsed, startedAt, bytesSkipped: meter.bytesSkipped });
+  await deps.diskPhase(disk.key, { phase: 'opening', label: disk.label, capacityBytes: capacity, transport: job.choice.transport, reasons, cbtUsed, startedAt, bytesSkipped: meter.bytesSkipped });
 
   let transport = job.choice.transport;
   let source = await openSource(job, transport).catch(async (err: unknown) => {

@@ -61,6 +61,12 @@ export interface VSpherePort {
   /** Detach without any file operation (never destroys the file). */
   detachDisk(proxyVmMoref: string, deviceKey: number): Promise<void>;
   findVmByBiosUuid(biosUuid: string): Promise<VmInfo | null>;
+  /** Snapshots whose description carries `tagPrefix`, on any VM (the orphan sweep). */
+  findTaggedSnapshots(tagPrefix: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; description: string }[]>;
+  /** Disks attached to a VM, with their backing files. */
+  vmDisks(vmMoref: string): Promise<VmDisk[]>;
+  /** Consolidates a VM's disks after a failed snapshot removal. */
+  consolidate(vmMoref: string): Promise<void>;
   /** Network transport: a reader of the disk file over the datastore's HTTPS (or HTTP) interface. */
   openNetworkReader(fileName: string, capacity: number, transport: 'nbdssl' | 'nbd'): Promise<SourceReader>;
 }
@@ -81,6 +87,8 @@ export interface LocalDevices {
   /** Waits for a hot-added disk to appear and opens it read-only. */
   openHotAdded(diskUuid: string, capacity: number): Promise<SourceReader & { device: string }>;
   waitGone(diskUuid: string): Promise<void>;
+  /** Undoes a LUN mount recorded by openSan (after a crash). */
+  undoSan(cleanup: unknown): Promise<void>;
 }
 
 export class QuiesceError extends Error {

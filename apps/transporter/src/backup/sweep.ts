@@ -1,0 +1,118 @@
+/**
+ * The orphan sweep: replays the cleanup journal of this Transporter, then looks
+ * for leftovers no journal row names (a crash between vCenter acting and the
+ * row being updated): snapshots carrying our tag on VMs with no backup running
+ * here, and disks on this Transporter's own VM that belong to another VM.
+ * Removal escalates as Veeam's Snapshot Hunter does: remove → consolidate.
+ * Run at start (before taking work) and periodically while idle.
+ */
+import type { Logger } from '@vaultline/logger';
+import type { CleanupJournal } from './journal.ts';
+import type { LocalDevices, VSpherePort } from './ports.ts';
+
+export const SNAPSHOT_TAG_PREFIX = 'vaultline:run-vm=';
+
+export interface SweepDeps {
+  journal: CleanupJournal;
+  /** vSphere sessions per vCenter id (the journal rows name theirs). */
+  vsphere(vcenterId: string): Promise<VSpherePort>;
+  vcenterIds(): Promise<string[]>;
+  devices: LocalDevices;
+  proxyVm(vcenterId: string): Promise<{ moref: string; folder: string } | null>;
+  /** Run items currently being worked on by this process (never swept). */
+  activeRunVmIds(): Set<string>;
+  log: Logger;
+}
+
+export interface SweepReport {
+  snapshotsRemoved: string[];
+  disksDetached: string[];
+  mountsUndone: number;
+  failures: string[];
+}
+
+const isGone = (err: unknown) => /ManagedObjectNotFound|not found|does not exist/i.test(`${(err as Error)?.name} ${(err as Error)?.message}`);
+
+export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
+  const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, failures: [] };
+  const active = deps.activeRunVmIds();
+  for (const rec of await deps.journal.pending()) {
+    if (rec.runVmId && active.has(rec.runVmId)) continue;
+    try {
+      if (rec.kind === 'lun_mount') {
+        if (rec.target.cleanup) await deps.devices.undoSan(rec.target.cleanup);
+        report.mountsUndone += 1;
+      } else if (rec.kind === 'snapshot' && rec.vcenterId) {
+        const vs = await deps.vsphere(rec.vcenterId);
+        const snap = rec.target.snapshot as string | null;
+        const vmMoref = rec.target.vmMoref as string;
+        const tag = rec.target.tag as string;
+        const targets = snap ? [snap] : (await vs.findTaggedSnapshots(tag)).map((s) => s.snapshot);
+        for (const s of targets) {
+          try {
+            await vs.removeSnapshot(s);
+            report.snapshotsRemoved.push(s);
+          } catch (err) {
+            if (isGone(err)) continue;
+            if (rec.attempts >= 1) {
+              deps.log.warn({ vmMoref, snapshot: s }, 'snapshot removal keeps failing; consolidating the VM');
+              await vs.consolidate(vmMoref);
+            }
+            throw err;
+          }
+        }
+      } else if (rec.kind === 'disk_attach' && rec.vcenterId) {
+        const vs = await deps.vsphere(rec.vcenterId);
+        const proxy = rec.target.proxyVm as string;
+        const fileName = rec.target.fileName as string;
+        for (const d of await vs.vmDisks(proxy)) {
+          if (d.fileName === fileName) {
+            await vs.detachDisk(proxy, d.key);
+            if (d.uuid) await deps.devices.waitGone(d.uuid).catch(() => undefined);
+            report.disksDetached.push(fileName);
+          }
+        }
+      }
+      await deps.journal.resolve(rec.id);
+    } catch (err) {
+      const message = `${rec.kind} ${JSON.stringify(rec.target)}: ${(err as Error).message}`;
+      report.failures.push(message);
+      await deps.journal.failed(rec.id, (err as Error).message).catch(() => undefined);
+    }
+  }
+
+  // Leftovers with no journal row.
+  for (const vcenterId of await deps.vcenterIds()) {
+    let vs: VSpherePort;
+    try {
+      vs = await deps.vsphere(vcenterId);
+    } catch (err) {
+      report.failures.push(`vCenter ${vcenterId}: ${(err as Error).message}`);
+      continue;
+    }
+    try {
+      for (const s of await vs.findTaggedSnapshots(SNAPSHOT_TAG_PREFIX)) {
+        const runVmId = /vaultline:run-vm=([0-9a-f-]{36})/.exec(s.description)?.[1];
+        if (runVmId && active.has(runVmId)) continue;
+        try {
+          await vs.removeSnapshot(s.snapshot);
+          report.snapshotsRemoved.push(s.snapshot);
+        } catch (err) {
+          if (!isGone(err)) report.failures.push(`snapshot ${s.snapshot} of ${s.vmName}: ${(err as Error).message}`);
+        }
+      }
+      const proxy = await deps.proxyVm(vcenterId);
+      if (proxy && active.size === 0) {
+        for (const d of await vs.vmDisks(proxy.moref)) {
+          if (d.fileName.startsWith(proxy.folder)) continue;
+          await vs.detachDisk(proxy.moref, d.key);
+          if (d.uuid) await deps.devices.waitGone(d.uuid).catch(() => undefined);
+          report.disksDetached.push(d.fileName);
+        }
+      }
+    } catch (err) {
+      report.failures.push(`vCenter ${vcenterId}: ${(err as Error).message}`);
+    }
+  }
+  return report;
+}

@@ -1,0 +1,233 @@
+/**
+ * The `backup.run-vm` job: loads the run item from Postgres (the truth), runs
+ * the cycle, and records the outcome — the restore point row and its changeIds
+ * only when every disk succeeded. Duplicate deliveries of a finished item are
+ * ignored; a cancelled run's items end as cancelled without touching vSphere.
+ */
+import { JobOptionsSchema, type BackupVmJob, type DiskProgress, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { openRepository } from '@vaultline/appliance';
+import type { Db } from '@vaultline/db';
+import type { Logger } from '@vaultline/logger';
+import { PermanentError } from '@vaultline/queue';
+import { DiskReader, RestorePointWriter, type Repository } from '@vaultline/repository';
+import { CancelledError, runVmBackup, VmBackupError, type DiskOutcome, type PreviousPoint } from '../backup/cycle.ts';
+import type { CleanupJournal } from '../backup/journal.ts';
+import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
+import type { TransporterFacts } from '../backup/transport-select.ts';
+
+export interface VSphereSession {
+  port: VSpherePort;
+  /** Facts about this Transporter in that vCenter (its proxy VM, HTTPS or not). */
+  facts: Omit<TransporterFacts, 'datastoreHosts' | 'blockDevices'>;
+  close(): Promise<void>;
+}
+
+export interface VCenterRow {
+  id: string;
+  url: string;
+  username: string;
+  passwordSealed: string;
+  thumbprintSha256: string | null;
+}
+
+export interface BackupHandlerDeps {
+  db: Db;
+  secretKey: Buffer;
+  transporterId: string;
+  log: Logger;
+  journal: CleanupJournal;
+  devices: LocalDevices;
+  connect(vcenter: VCenterRow): Promise<VSphereSession>;
+  publish(event: { type: string; [k: string]: unknown }): void;
+  isCancelled(runId: string): boolean;
+  maxParallelDisks: number;
+  maxAttempts: number;
+}
+
+const TERMINAL: RunStatus[] = ['succeeded', 'warning', 'failed', 'cancelled'];
+
+export function createBackupVmHandler(deps: BackupHandlerDeps) {
+  const { db } = deps;
+
+  const appendLog = async (runVmId: string, level: string, message: string) => {
+    const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
+    await db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${runVmId}::uuid`;
+  };
+
+  /** A run is finished when none of its items is queued or running. */
+  const finaliseRun = async (runId: string) => {
+    const items = await db.runVm.findMany({ where: { runId }, select: { status: true } });
+    if (items.some((i) => i.status === 'queued' || i.status === 'running')) return;
+    const statuses = items.map((i) => i.status);
+    const status: RunStatus = statuses.includes('failed')
+      ? 'failed'
+      : statuses.includes('cancelled')
+        ? 'cancelled'
+        : statuses.includes('warning')
+          ? 'warning'
+          : 'succeeded';
+    await db.jobRun.update({ where: { id: runId }, data: { status, finishedAt: new Date() } });
+    deps.publish({ type: 'run.finished', runId, status });
+  };
+
+  return async function handleBackupVm(payload: BackupVmJob, ctx: { attempt: number }): Promise<void> {
+    const item = await db.runVm.findUnique({
+      where: { id: payload.runVmId },
+      include: { run: { include: { job: { include: { vcenter: true, repository: true } } } } },
+    });
+    if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
+    if (TERMINAL.includes(item.status)) return;
+    const run = item.run;
+    const job = run.job;
+    const log = deps.log.child({ runId: run.id, runVmId: item.id, vm: item.vmName });
+    const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
+      log[level](message);
+      void appendLog(item.id, level, message).catch(() => undefined);
+      deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
+    };
+    const finish = async (status: RunStatus, error: string | null) => {
+      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date() } });
+      deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });
+      await finaliseRun(run.id);
+    };
+
+    if (!job) return finish('failed', 'the job of this run was deleted');
+    if (run.cancelRequested || deps.isCancelled(run.id)) return finish('cancelled', null);
+
+    await db.jobRun.updateMany({ where: { id: run.id, startedAt: null }, data: { startedAt: new Date(), status: 'running' } });
+    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, startedAt: new Date(), error: null } });
+    if (ctx.attempt > 1) runLog('info', `attempt ${ctx.attempt} of ${deps.maxAttempts}`);
+
+    let repo: Repository | null = null;
+    let session: VSphereSession | null = null;
+    const lastDbWrite = new Map<number, number>();
+    try {
+      try {
+        repo = await openRepository(job.repository, deps.secretKey);
+      } catch (err) {
+        throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, !/passphrase/i.test((err as Error).message));
+      }
+      session = await deps.connect(job.vcenter);
+      const options = JobOptionsSchema.parse(job.options);
+      const instanceUuid = item.vmInstanceUuid;
+      const last = await db.restorePoint.findFirst({
+        where: { repositoryId: job.repositoryId, ...(instanceUuid ? { vmInstanceUuid: instanceUuid } : { vmName: item.vmName }) },
+        orderBy: { createdAt: 'desc' },
+      });
+      let previous: PreviousPoint | null = null;
+      if (last) {
+        const manifest = await repo.readManifest({ vmId: last.vmInstanceUuid, id: last.repoPointId }).catch(() => null);
+        if (manifest) {
+          previous = {
+            ref: { vmId: manifest.vmId, id: manifest.id },
+            changeIds: (last.changeIds ?? {}) as Record<string, string>,
+            capacities: Object.fromEntries(manifest.disks.map((d) => [d.key, d.capacity])),
+            suspect: last.suspect,
+          };
+        } else {
+          runLog('warn', `the last restore point ${last.repoPointId} is missing from the repository; taking a full backup`);
+        }
+      }
+      const blockDevices = await deps.devices.canUseBlockDevices();
+      const result = await runVmBackup(
+        {
+          runId: run.id,
+          runVmId: item.id,
+          vcenterId: job.vcenterId,
+          vmMoref: item.vmMoref,
+          transportMode: job.transportMode as TransportMode,
+          options,
+          previous,
+          repositoryVmId: (vm) => vm.instanceUuid ?? `${job.vcenterId}-${vm.moref}`,
+        },
+        {
+          vsphere: session.port,
+          devices: deps.devices,
+          journal: deps.journal,
+          repo,
+          openWriter: (r, o) => RestorePointWriter.open(r, o),
+          openParentReader: (r, ref, key) => DiskReader.open(r, ref, key),
+          transporter: { ...session.facts, blockDevices },
+          progress: {
+            disk: (p: DiskProgress) => {
+              deps.publish({ type: 'disk.progress', ...p });
+              const now = Date.now();
+              if (now - (lastDbWrite.get(p.deviceKey) ?? 0) < 1000) return;
+              lastDbWrite.set(p.deviceKey, now);
+              void db.runDisk
+                .updateMany({ where: { runVmId: item.id, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } })
+                .catch(() => undefined);
+            },
+          },
+          log,
+          runLog,
+          phase: async (phase) => {
+            await db.runVm.update({ where: { id: item.id }, data: { phase } });
+            deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase });
+          },
+          diskPhase: async (deviceKey, u) => {
+            const data = diskData(u);
+            const vmDisk = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId: item.id, deviceKey } } });
+            if (vmDisk) await db.runDisk.update({ where: { id: vmDisk.id }, data });
+            else await db.runDisk.create({ data: { runVmId: item.id, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
+          },
+          isCancelled: () => deps.isCancelled(run.id),
+          maxParallelDisks: deps.maxParallelDisks,
+        },
+      );
+      const m = result.manifest;
+      await db.restorePoint.create({
+        data: {
+          repositoryId: job.repositoryId,
+          repoPointId: m.id,
+          runVmId: item.id,
+          vmInstanceUuid: m.vmId,
+          vmName: item.vmName,
+          createdAt: new Date(m.createdAt),
+          logicalBytes: BigInt(m.disks.reduce((n, d) => n + d.capacity, 0)),
+          newBytes: BigInt(m.stats.newStoredBytes),
+          changeIds: result.changeIds,
+          suspect: result.suspect,
+          immutableUntil: m.lockedUntil ? new Date(m.lockedUntil) : null,
+        },
+      });
+      await db.runVm.update({ where: { id: item.id }, data: { quiesced: result.quiesced } });
+      runLog('info', `restore point ${m.id} committed: ${m.disks.length} disk(s), ${m.stats.newStoredBytes} new bytes stored`);
+      await finish(result.warnings.length > 0 ? 'warning' : 'succeeded', null);
+    } catch (err) {
+      if (err instanceof CancelledError) {
+        runLog('warn', 'cancelled: nothing was committed and everything was cleaned up');
+        await finish('cancelled', null);
+        return;
+      }
+      const message = (err as Error).message;
+      const permanent = err instanceof VmBackupError && !err.retriable;
+      if (permanent || ctx.attempt >= deps.maxAttempts) {
+        runLog('error', message);
+        await finish('failed', message);
+        if (permanent) throw new PermanentError(message);
+        return;
+      }
+      runLog('warn', `attempt ${ctx.attempt} failed: ${message}; will retry`);
+      await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', error: message } });
+      throw err;
+    } finally {
+      await session?.close().catch(() => undefined);
+      await repo?.close().catch(() => undefined);
+    }
+  };
+}
+
+function diskData(u: Partial<DiskOutcome> & { phase: string }) {
+  return {
+    phase: u.phase,
+    ...(u.transport !== undefined ? { transport: u.transport } : {}),
+    ...(u.reasons !== undefined ? { transportReason: u.reasons } : {}),
+    ...(u.cbtUsed !== undefined ? { cbtUsed: u.cbtUsed } : {}),
+    ...(u.bytesRead !== undefined ? { bytesRead: BigInt(u.bytesRead) } : {}),
+    ...(u.bytesWritten !== undefined ? { bytesWritten: BigInt(u.bytesWritten) } : {}),
+    ...(u.bytesSkipped !== undefined ? { bytesSkipped: BigInt(u.bytesSkipped) } : {}),
+    ...(u.startedAt !== undefined ? { startedAt: u.startedAt } : {}),
+    ...(u.finishedAt !== undefined ? { finishedAt: u.finishedAt } : {}),
+  };
+}
