@@ -92,6 +92,21 @@ describe('snapshots freeze disk data', () => {
     expect(vmFiles('chain')).toEqual(['chain-flat.vmdk', 'chain.vmdk']);
   });
 
+  it('RemoveAllSnapshots consolidates the whole chain into the base disk with the newest data', async () => {
+    const vm = await lab.createVm({ name: 'remove-all', disks: [{ capacityBytes: 16 * MiB }], cbt: true });
+    await createSnapshot(soap, vm.moref, 'a');
+    await lab.guestWrite('remove-all', 0, [{ offset: 0, length: 4096, pattern: 'random', seed: 1 }]);
+    await createSnapshot(soap, vm.moref, 'b');
+    await lab.guestWrite('remove-all', 0, [{ offset: 8192, length: 4096, pattern: 'random', seed: 2 }]);
+    const newest = await lab.diskSha256('remove-all', 0);
+    await soap.task(`<RemoveAllSnapshots_Task><_this type="VirtualMachine">${vm.moref}</_this></RemoveAllSnapshots_Task>`);
+    const after = await lab.getVm('remove-all');
+    expect(after.disks[0]!.fileName).toBe('[datastore1] remove-all/remove-all.vmdk');
+    expect(after.disks[0]!.parents).toEqual([]);
+    expect(await lab.diskSha256('remove-all', 0)).toBe(newest);
+    expect(vmFiles('remove-all')).toEqual(['remove-all-flat.vmdk', 'remove-all.vmdk']);
+  });
+
   it('CBT keeps working across snapshot removal (the change log belongs to the disk chain)', async () => {
     const vm = await lab.createVm({ name: 'ctk-chain', disks: [{ capacityBytes: 16 * MiB }], cbt: true });
     const s1 = await createSnapshot(soap, vm.moref);
