@@ -1,0 +1,36 @@
+export { VSphereClient, parseServiceContent } from './client.ts';
+export type { ConnectOptions } from './client.ts';
+export { InventoryApi, VM_PATHS } from './inventory.ts';
+export { SnapshotsApi, snapshotTag, runIdOf, SNAPSHOT_PREFIX } from './snapshots.ts';
+export type { CreateSnapshotOptions, TaggedSnapshot, SnapshotDisks } from './snapshots.ts';
+export { CbtApi, normalizeAreas } from './cbt.ts';
+export type { ChangedAreas } from './cbt.ts';
+export { HotAddApi } from './hotadd.ts';
+export type { AttachOptions } from './hotadd.ts';
+export { FilesApi, parseDatastorePath, flatExtentPath } from './files.ts';
+export type { DatastoreFile, ServiceTicket, ReadOptions } from './files.ts';
+export { LeasesApi, ExportLease } from './lease.ts';
+export type { LeaseDeviceUrl } from './lease.ts';
+export { VmsApi, createVmConfig, RESTORE_MARKER_KEY } from './vms.ts';
+export type { CreateVmSpec } from './vms.ts';
+export { Tasks } from './tasks.ts';
+export {
+  parseDevices,
+  deviceChangeXml,
+  attachDiskChange,
+  detachDiskChange,
+  newDiskChange,
+  controllerChange,
+  nicChange,
+  configSpecXml,
+  freeUnits,
+  CONTROLLER_TYPES,
+  SCSI_KINDS,
+} from './devices.ts';
+export type { DeviceChange, ConfigSpec, ParsedDevices, NicType } from './devices.ts';
+export { probeThumbprint, normalizeThumbprint } from './soap/tls.ts';
+export type { Thumbprints, TrustOptions } from './soap/tls.ts';
+export { SoapClient, pickVersion, KNOWN_VERSIONS } from './soap/client.ts';
+export * from './soap/faults.ts';
+export type { XmlNode, MoRef, Xml } from './soap/xml.ts';
+export * from './types.ts';

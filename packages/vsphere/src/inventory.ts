@@ -1,0 +1,238 @@
+/**
+ * Inventory through one ContainerView per datacenter (so every object knows
+ * its datacenter, which /folder URLs need) and a paged RetrievePropertiesEx.
+ * Unset properties are simply absent in vSphere answers: a missing
+ * `config.changeTrackingEnabled` means false.
+ */
+import { props, read, vmRef, type Ctx } from './context.ts';
+import { parseDevices } from './devices.ts';
+import { withContainerView, type ObjectContent } from './property.ts';
+import { child, children, join, num, bool, ref, text, val, type XmlNode } from './soap/xml.ts';
+import { ProtocolError } from './soap/faults.ts';
+import type { Cluster, Datacenter, Datastore, Host, Inventory, Network, SnapshotTreeNode, VirtualMachine } from './types.ts';
+
+export const VM_PATHS = [
+  'name',
+  'parent',
+  'config.uuid',
+  'config.instanceUuid',
+  'config.guestId',
+  'config.guestFullName',
+  'config.template',
+  'config.hardware.numCPU',
+  'config.hardware.memoryMB',
+  'config.hardware.device',
+  'config.files.vmPathName',
+  'config.changeTrackingEnabled',
+  'capability.changeTrackingSupported',
+  'runtime.powerState',
+  'runtime.host',
+  'runtime.consolidationNeeded',
+  'guest.toolsStatus',
+  'guest.toolsRunningStatus',
+  'resourcePool',
+  'datastore',
+  'snapshot',
+];
+
+const DS_PATHS = ['name', 'summary.type', 'summary.capacity', 'summary.freeSpace', 'summary.url', 'summary.accessible', 'info', 'host'];
+const HOST_PATHS = ['name', 'parent', 'datastore', 'runtime.connectionState', 'runtime.powerState', 'runtime.inMaintenanceMode'];
+const CLUSTER_PATHS = ['name', 'host', 'datastore', 'resourcePool'];
+
+const str = (o: ObjectContent, p: string): string | undefined => o.props.get(p)?.text;
+const flag = (o: ObjectContent, p: string): boolean | undefined => {
+  const v = o.props.get(p);
+  return v ? v.text.trim() === 'true' : undefined;
+};
+const numeric = (o: ObjectContent, p: string): number | undefined => {
+  const v = o.props.get(p)?.text;
+  return v !== undefined && v.trim() !== '' ? Number(v) : undefined;
+};
+const refs = (o: ObjectContent, p: string): string[] => (o.props.get(p)?.children ?? []).map((c) => c.text);
+
+export function parseSnapshotTree(n: XmlNode): SnapshotTreeNode {
+  return {
+    moref: child(n, 'snapshot')?.text ?? '',
+    name: text(n, 'name') ?? '',
+    description: text(n, 'description') ?? '',
+    id: num(n, 'id') ?? 0,
+    createTime: text(n, 'createTime') ?? '',
+    state: text(n, 'state') ?? '',
+    quiesced: bool(n, 'quiesced') ?? false,
+    children: children(n, 'childSnapshotList').map(parseSnapshotTree),
+  };
+}
+
+export function parseVm(o: ObjectContent, datacenter?: string): VirtualMachine {
+  const devices = parseDevices(o.props.get('config.hardware.device'));
+  const snap = o.props.get('snapshot');
+  return {
+    moref: o.obj.value,
+    name: str(o, 'name') ?? '',
+    datacenter,
+    biosUuid: str(o, 'config.uuid'),
+    instanceUuid: str(o, 'config.instanceUuid'),
+    powerState: str(o, 'runtime.powerState') ?? 'unknown',
+    toolsStatus: str(o, 'guest.toolsStatus'),
+    toolsRunningStatus: str(o, 'guest.toolsRunningStatus'),
+    guestId: str(o, 'config.guestId'),
+    guestFullName: str(o, 'config.guestFullName'),
+    numCpu: numeric(o, 'config.hardware.numCPU'),
+    memoryMiB: numeric(o, 'config.hardware.memoryMB'),
+    template: flag(o, 'config.template') ?? false,
+    host: str(o, 'runtime.host'),
+    resourcePool: str(o, 'resourcePool'),
+    folder: str(o, 'parent'),
+    vmPathName: str(o, 'config.files.vmPathName'),
+    changeTrackingEnabled: flag(o, 'config.changeTrackingEnabled') ?? false,
+    changeTrackingSupported: flag(o, 'capability.changeTrackingSupported'),
+    consolidationNeeded: flag(o, 'runtime.consolidationNeeded') ?? false,
+    hasSnapshots: !!snap && children(snap, 'rootSnapshotList').length > 0,
+    currentSnapshot: child(snap, 'currentSnapshot')?.text,
+    controllers: devices.controllers,
+    disks: devices.disks,
+    nics: devices.nics,
+    datastores: refs(o, 'datastore'),
+  };
+}
+
+function parseDatastore(o: ObjectContent, datacenter: string): Datastore {
+  const info = o.props.get('info');
+  const vmfsEl = child(info, 'vmfs');
+  return {
+    moref: o.obj.value,
+    name: str(o, 'name') ?? '',
+    datacenter,
+    type: str(o, 'summary.type') ?? (vmfsEl ? 'VMFS' : 'unknown'),
+    capacityBytes: numeric(o, 'summary.capacity') ?? 0,
+    freeBytes: numeric(o, 'summary.freeSpace') ?? 0,
+    url: str(o, 'summary.url'),
+    accessible: flag(o, 'summary.accessible') ?? true,
+    vmfs: vmfsEl
+      ? {
+          uuid: text(vmfsEl, 'uuid'),
+          version: text(vmfsEl, 'version'),
+          extents: children(vmfsEl, 'extent').map((e) => ({ diskName: text(e, 'diskName') ?? '', partition: num(e, 'partition') ?? 0 })),
+        }
+      : undefined,
+    hosts: (o.props.get('host')?.children ?? []).map((m) => ({
+      host: child(m, 'key')?.text ?? '',
+      mounted: bool(child(m, 'mountInfo'), 'mounted') ?? true,
+      accessible: bool(child(m, 'mountInfo'), 'accessible') ?? true,
+    })),
+  };
+}
+
+export class InventoryApi {
+  constructor(private readonly ctx: Ctx) {}
+
+  async datacenters(): Promise<Datacenter[]> {
+    const sc = this.ctx.sc();
+    return withContainerView(this.ctx.soap, sc.viewManager, sc.rootFolder, ['Datacenter'], async (view) => {
+      const objs = await props(this.ctx, { view, propSets: [{ type: 'Datacenter', paths: ['name', 'vmFolder', 'hostFolder', 'datastoreFolder'] }], maxObjects: 500 });
+      return objs.map((o) => ({
+        moref: o.obj.value,
+        name: str(o, 'name') ?? '',
+        vmFolder: str(o, 'vmFolder') ?? '',
+        hostFolder: str(o, 'hostFolder') ?? '',
+        datastoreFolder: str(o, 'datastoreFolder') ?? '',
+      }));
+    });
+  }
+
+  /** The whole inventory: datacenters, clusters, hosts, datastores, networks and VMs (templates included). */
+  async all(opts: { pageSize?: number } = {}): Promise<Inventory> {
+    const inv: Inventory = { datacenters: await this.datacenters(), clusters: [], hosts: [], datastores: [], networks: [], vms: [] };
+    const sc = this.ctx.sc();
+    for (const dc of inv.datacenters) {
+      await withContainerView(
+        this.ctx.soap,
+        sc.viewManager,
+        { type: 'Datacenter', value: dc.moref },
+        ['ClusterComputeResource', 'HostSystem', 'Datastore', 'Network', 'VirtualMachine'],
+        async (view) => {
+          const objs = await props(
+            this.ctx,
+            {
+              view,
+              maxObjects: opts.pageSize ?? 200,
+              propSets: [
+                { type: 'ClusterComputeResource', paths: CLUSTER_PATHS },
+                { type: 'HostSystem', paths: HOST_PATHS },
+                { type: 'Datastore', paths: DS_PATHS },
+                { type: 'Network', paths: ['name'] },
+                { type: 'VirtualMachine', paths: VM_PATHS },
+              ],
+            },
+            `inventory of ${dc.name}`,
+          );
+          this.collect(inv, objs, dc.name);
+        },
+      );
+    }
+    return inv;
+  }
+
+  private collect(inv: Inventory, objs: ObjectContent[], dc: string): void {
+    const clusters: Cluster[] = [];
+    for (const o of objs) {
+      switch (o.obj.type) {
+        case 'ClusterComputeResource':
+          clusters.push({ moref: o.obj.value, name: str(o, 'name') ?? '', datacenter: dc, hosts: refs(o, 'host'), datastores: refs(o, 'datastore'), resourcePool: str(o, 'resourcePool') });
+          break;
+        case 'HostSystem': {
+          const h: Host = {
+            moref: o.obj.value,
+            name: str(o, 'name') ?? '',
+            datacenter: dc,
+            cluster: o.props.get('parent')?.attrs.type === 'ClusterComputeResource' ? str(o, 'parent') : undefined,
+            connectionState: str(o, 'runtime.connectionState'),
+            powerState: str(o, 'runtime.powerState'),
+            inMaintenanceMode: flag(o, 'runtime.inMaintenanceMode'),
+            datastores: refs(o, 'datastore'),
+          };
+          inv.hosts.push(h);
+          break;
+        }
+        case 'Datastore':
+          inv.datastores.push(parseDatastore(o, dc));
+          break;
+        case 'Network':
+        case 'DistributedVirtualPortgroup':
+        case 'OpaqueNetwork': {
+          const n: Network = { moref: o.obj.value, name: str(o, 'name') ?? '', datacenter: dc };
+          inv.networks.push(n);
+          break;
+        }
+        case 'VirtualMachine':
+          inv.vms.push(parseVm(o, dc));
+          break;
+      }
+    }
+    inv.clusters.push(...clusters);
+  }
+
+  /** One VM by moref (ManagedObjectNotFound when it does not exist). */
+  async vm(moref: string): Promise<VirtualMachine> {
+    return parseVm(await read(this.ctx, vmRef(moref), VM_PATHS));
+  }
+
+  /** All VMs (no other inventory). */
+  async vms(): Promise<VirtualMachine[]> {
+    const sc = this.ctx.sc();
+    return withContainerView(this.ctx.soap, sc.viewManager, sc.rootFolder, ['VirtualMachine'], async (view) =>
+      (await props(this.ctx, { view, maxObjects: 200, propSets: [{ type: 'VirtualMachine', paths: VM_PATHS }] }, 'listing VMs')).map((o) => parseVm(o)),
+    );
+  }
+
+  /** SearchIndex.FindByUuid (instance UUID by default). */
+  async findVmByUuid(uuid: string, opts: { instanceUuid?: boolean } = {}): Promise<string | undefined> {
+    const si = this.ctx.sc().searchIndex;
+    if (!si) throw new ProtocolError('this server has no SearchIndex');
+    const r = await this.ctx.soap.returnval(
+      'FindByUuid',
+      join([ref('_this', si), val('uuid', uuid), val('vmSearch', true), val('instanceUuid', opts.instanceUuid ?? true)]),
+    );
+    return r?.text || undefined;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * HttpNfcLease export (ExportVm for powered-off VMs, ExportSnapshot for a
+ * running VM's snapshot). Flow: call -> poll `state` until it leaves
+ * `initializing` (`error` -> typed fault) -> read `info.deviceUrl[]`, replacing
+ * a `*` host with the host we are connected to -> GET the disks with the
+ * session cookie -> HttpNfcLeaseProgress periodically (before leaseTimeout
+ * expires; the keep-alive timer does it) -> HttpNfcLeaseComplete or
+ * HttpNfcLeaseAbort. Real vSphere serves streamOptimized VMDK on these URLs;
+ * the lab serves raw bytes.
+ */
+import { props, read, snapRef, vmRef, type Ctx } from './context.ts';
+import type { FilesApi, ReadOptions } from './files.ts';
+import { parseLocalizedFault } from './soap/client.ts';
+import { ProtocolError, TimeoutError } from './soap/faults.ts';
+import { bool, children, join, num, ref, text, val, type MoRef } from './soap/xml.ts';
+import type { ChangedArea } from './types.ts';
+
+export interface LeaseDeviceUrl {
+  key: string;
+  importKey?: string | undefined;
+  /** absolute URL, `*` already replaced */
+  url: string;
+  targetId?: string | undefined;
+  disk: boolean;
+  fileSize?: number | undefined;
+  sslThumbprint?: string | undefined;
+}
+
+export class ExportLease {
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly files: FilesApi,
+    readonly moref: string,
+    readonly deviceUrls: LeaseDeviceUrl[],
+    readonly totalDiskCapacityKB: number,
+    /** seconds */
+    readonly leaseTimeout: number,
+    private readonly onEnd: (l: ExportLease) => void,
+  ) {}
+
+  private get ref(): MoRef {
+    return { type: 'HttpNfcLease', value: this.moref };
+  }
+
+  /** HttpNfcLeaseProgress(percent 0..100). */
+  async progress(percent: number): Promise<void> {
+    const p = Math.max(0, Math.min(100, Math.round(percent)));
+    await this.ctx.soap.call('HttpNfcLeaseProgress', join([ref('_this', this.ref), val('percent', p)]), { context: `HttpNfcLeaseProgress on ${this.moref}`, timeoutMs: 30_000 });
+  }
+
+  /** Calls progress(percent()) every `intervalMs` (default: a third of leaseTimeout, at most 10 s) until complete/abort. */
+  startKeepAlive(percent: () => number, intervalMs?: number): void {
+    this.stopKeepAlive();
+    const every = intervalMs ?? Math.min(10_000, Math.max(1000, (this.leaseTimeout * 1000) / 3));
+    this.timer = setInterval(() => {
+      this.progress(percent()).catch(() => undefined);
+    }, every);
+    this.timer.unref();
+  }
+
+  stopKeepAlive(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  async readRange(device: LeaseDeviceUrl, start: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
+    return this.files.rangeAt(device.url, start, length, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
+  }
+
+  readExtents(device: LeaseDeviceUrl, extents: ChangedArea[], opts: ReadOptions & { concurrency?: number; chunkBytes?: number } = {}) {
+    return this.files.readExtentsAt(device.url, extents, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
+  }
+
+  async complete(): Promise<void> {
+    if (this.done) return;
+    this.end();
+    await this.ctx.soap.call('HttpNfcLeaseComplete', ref('_this', this.ref), { context: `HttpNfcLeaseComplete on ${this.moref}` });
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.end();
+    await this.ctx.soap.call('HttpNfcLeaseAbort', ref('_this', this.ref), { context: `HttpNfcLeaseAbort on ${this.moref}` });
+  }
+
+  /** Current lease state (initializing, ready, done, error). */
+  async state(): Promise<string> {
+    const o = await read(this.ctx, this.ref, ['state']);
+    return o.props.get('state')?.text ?? '';
+  }
+
+  private end(): void {
+    this.done = true;
+    this.stopKeepAlive();
+    this.onEnd(this);
+  }
+}
+
+export class LeasesApi {
+  private readonly open = new Set<ExportLease>();
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly files: FilesApi,
+  ) {}
+
+  /** ExportVm (the VM must be powered off: InvalidPowerState otherwise). */
+  async exportVm(vm: string, opts: { timeoutMs?: number } = {}): Promise<ExportLease> {
+    const r = await this.ctx.soap.returnval('ExportVm', ref('_this', vmRef(vm)), { context: `ExportVm on ${vm}` });
+    return this.ready(r?.text, `ExportVm on ${vm}`, opts.timeoutMs);
+  }
+
+  /** ExportSnapshot: the frozen disks of a snapshot (for running VMs). */
+  async exportSnapshot(snapshot: string, opts: { timeoutMs?: number } = {}): Promise<ExportLease> {
+    const r = await this.ctx.soap.returnval('ExportSnapshot', ref('_this', snapRef(snapshot)), { context: `ExportSnapshot on ${snapshot}` });
+    return this.ready(r?.text, `ExportSnapshot on ${snapshot}`, opts.timeoutMs);
+  }
+
+  private async ready(lease: string | undefined, context: string, timeoutMs = 5 * 60_000): Promise<ExportLease> {
+    if (!lease) throw new ProtocolError(`${context} returned no lease`);
+    const lref: MoRef = { type: 'HttpNfcLease', value: lease };
+    const deadline = Date.now() + timeoutMs;
+    let delay = 100;
+    for (;;) {
+      const [o] = await props(this.ctx, { propSets: [{ type: 'HttpNfcLease', paths: ['state', 'error', 'info'] }], objects: [lref] }, context);
+      const state = o?.props.get('state')?.text;
+      if (state === 'error') {
+        const err = o?.props.get('error');
+        throw err ? parseLocalizedFault(err, context) : new ProtocolError(`${context}: lease failed`);
+      }
+      if (state === 'ready') {
+        const info = o?.props.get('info');
+        const base = this.ctx.soap.url;
+        const urls: LeaseDeviceUrl[] = children(info, 'deviceUrl').map((d) => {
+          const raw = text(d, 'url') ?? '';
+          const u = new URL(raw.replace('://*', `://${base.host}`));
+          if (u.hostname === '*' || raw.includes('://*/') || raw.includes('://*:')) u.host = base.host;
+          return {
+            key: text(d, 'key') ?? '',
+            importKey: text(d, 'importKey'),
+            url: u.toString(),
+            targetId: text(d, 'targetId'),
+            disk: bool(d, 'disk') ?? false,
+            fileSize: num(d, 'fileSize'),
+            sslThumbprint: text(d, 'sslThumbprint') || undefined,
+          };
+        });
+        const l = new ExportLease(this.ctx, this.files, lease, urls, num(info, 'totalDiskCapacityInKB') ?? 0, num(info, 'leaseTimeout') ?? 300, (x) => this.open.delete(x));
+        this.open.add(l);
+        return l;
+      }
+      if (state !== 'initializing' && state !== undefined) throw new ProtocolError(`${context}: lease is ${state}`);
+      if (Date.now() > deadline) throw new TimeoutError(`${context}: lease not ready after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+
+  /** Stops keep-alive timers of all open leases (client close). */
+  stopAll(): void {
+    for (const l of this.open) l.stopKeepAlive();
+  }
+}
+

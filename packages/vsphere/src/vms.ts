@@ -1,0 +1,184 @@
+/**
+ * VM operations for restores: CreateVM_Task from a hardware description
+ * (controllers, new disks with fileOperation=create, NICs), power on/off,
+ * ReconfigVM, and Destroy_Task.
+ *
+ * Destroy is guarded: only VMs that carry the restore marker written by
+ * create() (extraConfig `vaultline.restore` = restoreId) can be destroyed, and
+ * the caller must name the same restoreId. A source VM can therefore not be
+ * destroyed through this client by mistake.
+ */
+import { read, vmRef, type Ctx } from './context.ts';
+import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, type ConfigSpec, type DeviceChange, type NicType } from './devices.ts';
+import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
+import { join, ref, text, type MoRef } from './soap/xml.ts';
+import { taskRef } from './tasks.ts';
+import type { ControllerKind, WaitTaskOptions } from './types.ts';
+
+export const RESTORE_MARKER_KEY = 'vaultline.restore';
+
+export interface CreateVmSpec {
+  name: string;
+  /** restore run id, stored in extraConfig; needed to destroy the VM later */
+  restoreId: string;
+  /** VM folder moref */
+  folder: string;
+  resourcePool: string;
+  host?: string | undefined;
+  /** datastore NAME for the VM files and, by default, the disks */
+  datastore: string;
+  guestId: string;
+  cpus: number;
+  coresPerSocket?: number | undefined;
+  memoryMiB: number;
+  firmware?: 'bios' | 'efi' | undefined;
+  annotation?: string | undefined;
+  controllers: { kind: Exclude<ControllerKind, 'other' | 'ide'>; busNumber?: number }[];
+  disks: {
+    /** index into `controllers`, or 'ide' for the built-in IDE controllers */
+    controller: number | 'ide';
+    unitNumber?: number | undefined;
+    capacityBytes: number;
+    thin?: boolean | undefined;
+    eagerlyScrub?: boolean | undefined;
+    diskMode?: string | undefined;
+    /** datastore name for this disk (default: spec.datastore) */
+    datastore?: string | undefined;
+  }[];
+  nics?: { type: NicType; networkName: string; network?: string | undefined; macAddress?: string | undefined; connected?: boolean | undefined }[] | undefined;
+  changeTrackingEnabled?: boolean | undefined;
+}
+
+/** Builds the CreateVM config (exported for tests). */
+export function createVmConfig(s: CreateVmSpec): ConfigSpec {
+  if (!/^[A-Za-z0-9._:-]{1,80}$/.test(s.restoreId)) throw new TypeError('restoreId must be 1-80 characters of [A-Za-z0-9._:-]');
+  const changes: DeviceChange[] = [];
+  const ctlKeys: number[] = [];
+  const busByKind = new Map<string, number>();
+  s.controllers.forEach((c, i) => {
+    const bus = c.busNumber ?? busByKind.get(c.kind) ?? 0;
+    busByKind.set(c.kind, bus + 1);
+    const key = -100 - i;
+    ctlKeys.push(key);
+    changes.push(controllerChange({ key, kind: c.kind, busNumber: bus }));
+  });
+  const nextUnit = new Map<number, number>();
+  let ideSlot = 0;
+  s.disks.forEach((d, i) => {
+    if (!Number.isSafeInteger(d.capacityBytes) || d.capacityBytes <= 0) throw new TypeError(`disk ${i}: capacityBytes must be a positive integer`);
+    let controllerKey: number;
+    let unit: number;
+    if (d.controller === 'ide') {
+      const slot = d.unitNumber !== undefined ? d.unitNumber : ideSlot++;
+      controllerKey = 200 + Math.floor(slot / 2);
+      unit = slot % 2;
+    } else {
+      const ck = ctlKeys[d.controller];
+      const kind = s.controllers[d.controller]?.kind;
+      if (ck === undefined || !kind) throw new TypeError(`disk ${i}: no controller #${d.controller}`);
+      controllerKey = ck;
+      unit = d.unitNumber ?? nextUnit.get(ck) ?? 0;
+      if (SCSI_KINDS.has(kind) && unit === 7 && d.unitNumber === undefined) unit = 8;
+      if (SCSI_KINDS.has(kind) && (unit === 7 || unit > 15)) throw new TypeError(`disk ${i}: SCSI unit ${unit} is not usable`);
+      nextUnit.set(ck, unit + 1);
+    }
+    changes.push(
+      newDiskChange({
+        key: -1000 - i,
+        fileName: `[${d.datastore ?? s.datastore}]`,
+        diskMode: d.diskMode,
+        thin: d.thin,
+        eagerlyScrub: d.eagerlyScrub,
+        controllerKey,
+        unitNumber: unit,
+        capacityBytes: d.capacityBytes,
+        label: `Hard disk ${i + 1}`,
+      }),
+    );
+  });
+  (s.nics ?? []).forEach((n, i) => changes.push(nicChange({ key: -2000 - i, ...n })));
+  return {
+    name: s.name,
+    guestId: s.guestId,
+    annotation: s.annotation,
+    vmPathName: `[${s.datastore}]`,
+    numCPUs: s.cpus,
+    numCoresPerSocket: s.coresPerSocket,
+    memoryMB: s.memoryMiB,
+    deviceChange: changes,
+    extraConfig: { [RESTORE_MARKER_KEY]: s.restoreId },
+    changeTrackingEnabled: s.changeTrackingEnabled,
+    firmware: s.firmware,
+  };
+}
+
+export class VmsApi {
+  constructor(private readonly ctx: Ctx) {}
+
+  private async task(method: string, body: ReturnType<typeof join>, context: string, opts: WaitTaskOptions) {
+    const t = taskRef(await this.ctx.soap.returnval(method, body, { context }), method);
+    return this.ctx.tasks.wait(t, { ...opts, context: opts.context ?? context });
+  }
+
+  /** CreateVM_Task; returns the new VM's moref. */
+  async create(spec: CreateVmSpec, opts: WaitTaskOptions = {}): Promise<string> {
+    const folder: MoRef = { type: 'Folder', value: spec.folder };
+    const r = await this.task(
+      'CreateVM_Task',
+      join([
+        ref('_this', folder),
+        configSpecXml('config', createVmConfig(spec)),
+        ref('pool', { type: 'ResourcePool', value: spec.resourcePool }),
+        spec.host ? ref('host', { type: 'HostSystem', value: spec.host }) : '',
+      ]),
+      `CreateVM_Task ${spec.name}`,
+      opts,
+    );
+    if (!r?.text) throw new ProtocolError(`CreateVM_Task ${spec.name} returned no VM`);
+    return r.text;
+  }
+
+  async powerOn(vm: string, opts: WaitTaskOptions = {}): Promise<void> {
+    await this.task('PowerOnVM_Task', ref('_this', vmRef(vm)), `PowerOnVM_Task on ${vm}`, opts);
+  }
+
+  async powerOff(vm: string, opts: WaitTaskOptions = {}): Promise<void> {
+    await this.task('PowerOffVM_Task', ref('_this', vmRef(vm)), `PowerOffVM_Task on ${vm}`, opts);
+  }
+
+  /** ReconfigVM_Task with a typed spec (device changes cannot delete files). */
+  async reconfigure(vm: string, spec: ConfigSpec, opts: WaitTaskOptions = {}): Promise<void> {
+    await this.task('ReconfigVM_Task', join([ref('_this', vmRef(vm)), configSpecXml('spec', spec)]), `ReconfigVM_Task on ${vm}`, opts);
+  }
+
+  /** The restore marker of a VM (undefined for VMs not created by a restore). */
+  async restoreIdOf(vm: string): Promise<string | undefined> {
+    const o = await read(this.ctx, vmRef(vm), ['config.extraConfig']);
+    for (const ov of o.props.get('config.extraConfig')?.children ?? []) {
+      if (text(ov, 'key') === RESTORE_MARKER_KEY) return text(ov, 'value');
+    }
+    return undefined;
+  }
+
+  /**
+   * Destroy_Task for a VM created by a restore (cleanup after a failed or
+   * test restore). Refuses any VM without the matching restore marker.
+   */
+  async destroyRestored(vm: string, restoreId: string, opts: WaitTaskOptions & { powerOff?: boolean } = {}): Promise<void> {
+    const marker = await this.restoreIdOf(vm);
+    if (marker === undefined) throw new ClientSafetyError(`refusing to destroy ${vm}: it was not created by a Vaultline restore`);
+    if (marker !== restoreId) throw new ClientSafetyError(`refusing to destroy ${vm}: it belongs to restore ${marker}, not ${restoreId}`);
+    if (opts.powerOff !== false) {
+      const o = await read(this.ctx, vmRef(vm), ['runtime.powerState']);
+      if (o.props.get('runtime.powerState')?.text === 'poweredOn') await this.powerOff(vm, opts);
+    }
+    await this.task('Destroy_Task', ref('_this', vmRef(vm)), `Destroy_Task on restored VM ${vm}`, opts);
+  }
+
+  /** A VM's folder, resource pool and host (useful as CreateVM targets). */
+  async placement(vm: string): Promise<{ folder?: string | undefined; resourcePool?: string | undefined; host?: string | undefined }> {
+    const o = await read(this.ctx, vmRef(vm), ['parent', 'resourcePool', 'runtime.host']);
+    return { folder: o.props.get('parent')?.text, resourcePool: o.props.get('resourcePool')?.text, host: o.props.get('runtime.host')?.text };
+  }
+}
+
