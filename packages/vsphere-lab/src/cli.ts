@@ -12,52 +12,15 @@
  * The lab lives in <repo>/.vaultline/lab (git-ignored): tls/ keeps the
  * certificate across runs (stable thumbprint), run/ is removed by `down`.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { labEnv } from './env.ts';
-import {
-  cleanupRunDir,
-  connectLab,
-  labState,
-  startLabWith,
-  stopPid,
-  type LabDiskSpec,
-  type LabState,
-  type WriteOp,
-} from './lab.ts';
-
-const labDir = labEnv.cliLabDir;
-const stateFile = path.join(labDir, 'state.json');
-
-function readState(): LabState | undefined {
-  try {
-    return JSON.parse(fs.readFileSync(stateFile, 'utf8')) as LabState;
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { labDown, labStatus, labUp, sharedLab } from './control.ts';
+import type { LabDiskSpec, WriteOp } from './lab.ts';
 
 function size(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([KMGT]?)(?:i?B)?$/i.exec(text.trim());
   if (!m) throw new Error(`bad size: ${text}`);
   const mult: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
   return Math.round(Number(m[1]) * mult[m[2]!.toUpperCase()]!);
-}
-
-function running(): LabState {
-  const state = readState();
-  if (!state || !alive(state.pid)) throw new Error('the lab is not running (npm run lab -- up)');
-  return state;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -86,40 +49,20 @@ async function main(argv: string[]): Promise<void> {
 
   switch (command) {
     case 'up': {
-      const old = readState();
-      if (old && alive(old.pid)) {
-        print(old);
-        return;
-      }
-      if (old) cleanupRunDir(old.run);
-      const lab = await startLabWith(
-        { dir: labDir, demo: values.demo, san: values.san, hotadd: !values['no-hotadd'], port: values.port ? Number(values.port) : 0 },
-        { detached: true },
-      );
-      const state = labState(lab);
-      fs.writeFileSync(stateFile, JSON.stringify(state, null, 2));
-      print(state);
+      print(await labUp({ demo: values.demo, san: values.san, hotadd: !values['no-hotadd'], port: values.port ? Number(values.port) : 0 }));
       return;
     }
     case 'down': {
-      const state = readState();
-      if (state) {
-        await stopPid(state.pid);
-        cleanupRunDir(state.run);
-      } else {
-        cleanupRunDir(path.join(labDir, 'run'));
-      }
-      fs.rmSync(stateFile, { force: true });
+      await labDown();
       print({ stopped: true });
       return;
     }
     case 'status': {
-      const state = readState();
-      print(state ? { running: alive(state.pid), ...state } : { running: false });
+      print(labStatus() ?? { running: false });
       return;
     }
     case 'create-vm': {
-      const lab = connectLab(running());
+      const lab = sharedLab();
       if (!values.name) throw new Error('--name is required');
       const disks: LabDiskSpec[] = (values.disk ?? ['4G']).map((d) => {
         const [cap, ...opts] = d.split(':');
@@ -136,7 +79,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'write': {
-      const lab = connectLab(running());
+      const lab = sharedLab();
       const op: WriteOp = {
         offset: size(values.offset ?? '0'),
         length: size(values.length ?? '1M'),
@@ -148,7 +91,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'sha256': {
-      const lab = connectLab(running());
+      const lab = sharedLab();
       const sha = await lab.diskSha256(values.vm!, Number(values.disk?.[0] ?? 0), values.snapshot ? { snapshot: values.snapshot } : {});
       print({ vm: values.vm, disk: Number(values.disk?.[0] ?? 0), snapshot: values.snapshot, sha256: sha });
       return;

@@ -37,6 +37,12 @@ describe('Direct SAN emulation', () => {
       expect(spawnSync('blockdev', ['--getro', ds.lunDevice!], { encoding: 'utf8' }).stdout.trim()).toBe('1');
       expect(mountsUnder(lab.dir)).toContain(ds.path);
     }
+    // every host lists the LUNs among its SCSI disks, as ESXi does for a VMFS datastore's disk
+    const inv = JSON.parse((await httpRequest(`${new URL(lab.url).origin}/lab/inventory`, { ca: lab.certPem })).body.toString()) as { hosts: string[] };
+    for (const host of inv.hosts) {
+      const xml = await soap.retrieve('HostSystem', host, ['config.storageDevice.scsiLun']);
+      for (const ds of lab.datastores) expect(xml).toContain(`<canonicalName>${ds.naa}</canonicalName>`);
+    }
   });
 
   it("a snapshot's disk read through the LUN (mounted read-only) equals the snapshot's bytes", async () => {

@@ -439,7 +439,37 @@ func LabCreateDatastores(specs []LabDatastore) error {
 			}
 			ds.Info = vmfs
 			ds.Summary.Type = "VMFS"
+			for _, h := range hosts {
+				labAddScsiLun(h, spec.NAA, ds.Summary.Capacity)
+			}
 		}
 	}
 	return nil
+}
+
+// labAddScsiLun lists the SAN LUN in the host's config.storageDevice.scsiLun,
+// as ESXi lists a VMFS datastore's backing disk.
+func labAddScsiLun(h *HostSystem, naa string, capacity int64) {
+	if h.Config == nil || h.Config.StorageDevice == nil {
+		return
+	}
+	hex := strings.TrimPrefix(naa, "naa.")
+	lun := &types.HostScsiDisk{
+		ScsiLun: types.ScsiLun{
+			HostDevice:       types.HostDevice{DeviceName: "/vmfs/devices/disks/" + naa, DeviceType: "disk"},
+			Key:              "key-vim.host.ScsiDisk-02000000" + hex + "4c4142204c55",
+			Uuid:             "02000000" + hex + "4c4142204c55",
+			CanonicalName:    naa,
+			DisplayName:      "Vaultline lab LUN (" + naa + ")",
+			LunType:          "disk",
+			Vendor:           "VAULTLN",
+			Model:            "LAB LUN",
+			OperationalState: []string{"ok"},
+		},
+		Capacity:   types.HostDiskDimensionsLba{BlockSize: 512, Block: capacity / 512},
+		DevicePath: "/vmfs/devices/disks/" + naa,
+		Ssd:        types.NewBool(false),
+		LocalDisk:  types.NewBool(false),
+	}
+	h.Config.StorageDevice.ScsiLun = append(h.Config.StorageDevice.ScsiLun, lun)
 }
