@@ -17,9 +17,10 @@
  *   footer           FOOTER marker { 1, 0, 3 } + header copy with the real gdOffset
  *   end of stream    EOS marker: a zero sector
  *
- * Memory is bounded: one batch of grains (default 16 = 1 MiB) being read and
- * compressed, one grain table (2 KiB) and the grain directory (4 bytes per 32 MiB
- * of disk). Grains of a batch are deflated concurrently on the libuv pool.
+ * Memory is bounded: two batches of grains (default 16 grains = 1 MiB each; the
+ * next one is read and deflated while the current one is emitted), one grain
+ * table (2 KiB) and the grain directory (4 bytes per 32 MiB of disk). Grains of
+ * a batch are deflated concurrently on the libuv pool.
  */
 import { Readable } from 'node:stream';
 import { deflate } from 'node:zlib';
@@ -155,21 +156,45 @@ export async function* streamOptimizedChunks(source: DiskSource, opts: StreamOpt
   }
 
   const zero = Buffer.alloc(GRAIN_BYTES);
-  for await (const { first, count } of grainBatches(source, totalGrains, batch)) {
+  type Batch = { grains: number[]; compressed: Promise<Buffer[]> };
+  const batches = grainBatches(source, totalGrains, batch)[Symbol.asyncIterator]();
+  // Read a batch, drop all-zero grains and start deflating the rest on the libuv pool.
+  const load = async (): Promise<Batch | undefined> => {
+    const next = await batches.next();
+    if (next.done) return undefined;
+    const { first, count } = next.value;
     const start = first * GRAIN_BYTES;
     const length = Math.min(count * GRAIN_BYTES, capacity - start);
     const data = await source.read(start, length);
     if (data.length !== length) throw new VmdkRangeError(`source returned ${data.length} bytes for a read of ${length} at ${start}`);
-    const grains: { g: number; bytes: Buffer }[] = [];
+    const grains: number[] = [];
+    const jobs: Promise<Buffer>[] = [];
     for (let i = 0; i < count; i++) {
       let bytes = data.subarray(i * GRAIN_BYTES, Math.min(length, (i + 1) * GRAIN_BYTES));
       if (bytes.length === 0) break;
       if (bytes.length < GRAIN_BYTES) bytes = pad(bytes, GRAIN_SECTORS); // last grain: zero-fill the tail
       if (bytes.equals(zero)) continue;
-      grains.push({ g: first + i, bytes });
+      grains.push(first + i);
+      jobs.push(deflateAsync(bytes, { level }));
     }
-    const compressed = await Promise.all(grains.map((x) => deflateAsync(x.bytes, { level })));
-    for (const [i, { g }] of grains.entries()) {
+    const compressed = Promise.all(jobs);
+    compressed.catch(() => {}); // awaited below; never an unhandled rejection if the consumer stops early
+    return { grains, compressed };
+  };
+  const prefetch = (): Promise<Batch | undefined> => {
+    const p = load();
+    p.catch(() => {});
+    return p;
+  };
+
+  // One batch is read and compressed ahead while the current one is emitted.
+  let pending = prefetch();
+  for (;;) {
+    const current = await pending;
+    if (!current) break;
+    pending = prefetch();
+    const compressed = await current.compressed;
+    for (const [i, g] of current.grains.entries()) {
       const c = compressed[i];
       if (!c) continue;
       const t = Math.floor(g / GTES);
