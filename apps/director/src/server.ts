@@ -6,11 +6,13 @@ import path from 'node:path';
 import { ConfigError, loadEnv } from '@vaultline/config';
 import { applyMigrations, createDb, ensureDatabase, MIGRATIONS_DIR } from '@vaultline/db';
 import { createLogger, stripUrlCredentials } from '@vaultline/logger';
-import { connectRedis, TransporterRegistry } from '@vaultline/queue';
+import { connectRedis, EventBus, TransporterRegistry, WorkQueue } from '@vaultline/queue';
 import { buildApp } from './app.ts';
 import { attachRealtime } from './realtime/socket.ts';
 import { loadSecretKey } from '@vaultline/appliance';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
+import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
+import { vsphereConnector } from './services/vsphere-connector.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
@@ -40,7 +42,12 @@ async function main(): Promise<void> {
   const redis = connectRedis(env.REDIS_URL, { name: 'director' });
   const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace: env.VAULTLINE_REDIS_NAMESPACE });
   const secretKey = await loadSecretKey(dataDir, env.VAULTLINE_SECRET_KEY);
+  const queue = new WorkQueue({ redisUrl: env.REDIS_URL, namespace: env.VAULTLINE_REDIS_NAMESPACE });
+  const events = new EventBus(env.REDIS_URL, env.VAULTLINE_REDIS_NAMESPACE);
+  const connector = vsphereConnector();
   const admin = await ensureFirstAdmin(db, dataDir);
+  await registerVCenterFromEnv(env, db, connector, secretKey, log).catch((err: unknown) => log.error({ err }, 'registering the configured vCenter failed'));
+  await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
   const { fastify, health } = await buildApp({
@@ -48,6 +55,9 @@ async function main(): Promise<void> {
     databaseUrl: env.DATABASE_URL,
     redis,
     registry,
+    queue,
+    events,
+    connector,
     log,
     version: VERSION,
     secretKey,
@@ -55,7 +65,7 @@ async function main(): Promise<void> {
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
   });
-  const realtime = attachRealtime(fastify.server, { db, health, log });
+  const realtime = attachRealtime(fastify.server, { db, health, log, events });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
 
   let closing = false;
@@ -67,6 +77,8 @@ async function main(): Promise<void> {
     force.unref();
     await realtime.close().catch(() => undefined);
     await fastify.close().catch(() => undefined);
+    await queue.close().catch(() => undefined);
+    await events.close().catch(() => undefined);
     await db.$disconnect().catch(() => undefined);
     redis.disconnect();
     process.exit(0);

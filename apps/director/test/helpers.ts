@@ -3,7 +3,8 @@ import os from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
-import { connectRedis, redisReady, TransporterRegistry, type Redis } from '@vaultline/queue';
+import { connectRedis, EventBus, redisReady, TransporterRegistry, WorkQueue, type Redis } from '@vaultline/queue';
+import { vsphereConnector } from '../src/services/vsphere-connector.ts';
 import { Writable } from 'node:stream';
 import { buildApp, type App } from '../src/app.ts';
 import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
@@ -20,6 +21,7 @@ export interface TestDirector {
   dataDir: string;
   logs: string[];
   adminPassword: string;
+  queue: WorkQueue;
   close(): Promise<void>;
 }
 
@@ -45,7 +47,9 @@ export async function startTestDirector(opts: { databaseUrl?: (url: string) => s
     }),
   });
   const admin = await ensureFirstAdmin(db, dataDir);
-  const app = await buildApp({ db, databaseUrl, redis, registry, log, version: 'test', secretKey: Buffer.alloc(32, 3), dataDir });
+  const queue = new WorkQueue({ redisUrl: opts.redisUrl ?? REDIS_URL, namespace: database.name });
+  const events = new EventBus(opts.redisUrl ?? REDIS_URL, database.name);
+  const app = await buildApp({ db, databaseUrl, redis, registry, queue, events, connector: vsphereConnector(), log, version: 'test', secretKey: Buffer.alloc(32, 3), dataDir });
   await app.fastify.ready();
   return {
     app,
@@ -56,8 +60,12 @@ export async function startTestDirector(opts: { databaseUrl?: (url: string) => s
     dataDir,
     logs,
     adminPassword: admin.password!,
+    queue,
     async close() {
       await app.fastify.close();
+      await queue.obliterate().catch(() => undefined);
+      await queue.close();
+      await events.close();
       await db.$disconnect();
       redis.disconnect();
       await database.drop();

@@ -1,17 +1,27 @@
 /**
- * The Transporter: a worker with no listening port. For now it registers and
- * heartbeats; backup and restore handlers arrive with the [Transporter] issue.
+ * The Transporter: a worker with no listening port. It registers and
+ * heartbeats, sweeps orphans left by an earlier (killed) process BEFORE taking
+ * work, then runs `backup.run-vm` jobs from the queue, at most
+ * VAULTLINE_MAX_DISK_TASKS disk tasks at a time.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
+import { loadSecretKey } from '@vaultline/appliance';
 import { ConfigError, loadEnv } from '@vaultline/config';
+import { createDb } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
-import { connectRedis, TransporterRegistry } from '@vaultline/queue';
+import { connectRedis, EventBus, TransporterRegistry, WorkConsumer } from '@vaultline/queue';
+import { pgJournal } from './adapters/pg-journal.ts';
+import { createVSphereConnector } from './adapters/vsphere-port.ts';
+import { createLocalDevices } from './adapters/devices.ts';
+import { sweepOrphans } from './backup/sweep.ts';
+import { createBackupVmHandler } from './handlers/backup-vm.handler.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const SWEEP_INTERVAL_MS = 10 * 60_000;
 
 async function main(): Promise<void> {
   let env;
@@ -27,8 +37,22 @@ async function main(): Promise<void> {
   const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
   const id = await transporterId(dataDir, env.VAULTLINE_TRANSPORTER_ID);
+  const secretKey = await loadSecretKey(dataDir, env.VAULTLINE_SECRET_KEY);
+  const db = createDb(env.DATABASE_URL, { max: 8 });
   const redis = connectRedis(env.REDIS_URL, { name: `transporter:${id}` });
-  const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace: env.VAULTLINE_REDIS_NAMESPACE });
+  const namespace = env.VAULTLINE_REDIS_NAMESPACE;
+  const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace });
+  const devices = createLocalDevices({ byIdDir: env.VAULTLINE_DEVICE_BY_ID_DIR, log });
+  const connector = createVSphereConnector({ db, secretKey, proxyVmUuid: env.VAULTLINE_PROXY_VM_UUID, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
+  const journal = pgJournal(db, id);
+  const events = new EventBus(env.REDIS_URL, namespace);
+  const cancelled = new Set<string>();
+  await events.subscribe((e) => {
+    if (e.type === 'run.cancel' && typeof e.runId === 'string') cancelled.add(e.runId);
+  });
+  const active = new Set<string>();
+  let closing = false;
+
   const heartbeat = new Heartbeat(
     registry,
     {
@@ -39,7 +63,7 @@ async function main(): Promise<void> {
       pid: process.pid,
       startedAt: new Date().toISOString(),
       capabilities: {
-        transports: ['nbdssl', 'nbd'],
+        transports: (await devices.canUseBlockDevices()) ? ['san', 'hotadd', 'nbdssl', 'nbd'] : ['nbdssl', 'nbd'],
         maxDiskTasks: env.VAULTLINE_MAX_DISK_TASKS,
         ...(env.VAULTLINE_PROXY_VM_UUID ? { proxyVmUuid: env.VAULTLINE_PROXY_VM_UUID } : {}),
       },
@@ -47,14 +71,73 @@ async function main(): Promise<void> {
     env.VAULTLINE_HEARTBEAT_MS,
     log,
   );
-  // Beat as soon as Redis is (again) ready, then on the interval.
   redis.on('ready', () => void heartbeat.beat());
   redis.once('ready', () => log.info({ id }, 'transporter registered'));
   heartbeat.start();
 
+  const sweep = async (why: string) => {
+    try {
+      const busyElsewhere = await db.runVm.findMany({ where: { status: 'running', NOT: { transporterId: id } }, select: { id: true } });
+      const report = await sweepOrphans({
+        journal,
+        vsphere: (vcenterId) => connector.portFor(vcenterId),
+        vcenterIds: async () => (await db.vCenter.findMany({ select: { id: true } })).map((v) => v.id),
+        devices,
+        proxyVm: (vcenterId) => connector.proxyVm(vcenterId),
+        activeRunVmIds: () => new Set([...active, ...busyElsewhere.map((r) => r.id)]),
+        log,
+      });
+      const did = report.snapshotsRemoved.length + report.disksDetached.length + report.mountsUndone;
+      if (did || report.failures.length) log.info({ why, ...report }, 'orphan sweep');
+    } catch (err) {
+      log.warn({ err: (err as Error).message, why }, 'orphan sweep failed; will retry');
+    }
+  };
+  // Nothing of a previous (killed) process may survive into new work.
+  await sweep('start');
+  const sweeper = setInterval(() => {
+    if (active.size === 0) void sweep('periodic');
+  }, SWEEP_INTERVAL_MS);
+
+  const handler = createBackupVmHandler({
+    db,
+    secretKey,
+    transporterId: id,
+    log,
+    journal,
+    devices,
+    connect: (vcenter) => connector.session(vcenter),
+    publish: (e) => void events.publish(e),
+    // Shutting down cancels running VMs cleanly (snapshots removed, disks detached) rather than abandoning them.
+    isCancelled: (runId) => closing || cancelled.has(runId),
+    maxParallelDisks: env.VAULTLINE_MAX_DISK_TASKS,
+    maxAttempts: 3,
+  });
+  const consumer = new WorkConsumer(
+    async (payload, ctx) => {
+      active.add(payload.runVmId);
+      try {
+        await handler(payload, ctx);
+      } finally {
+        active.delete(payload.runVmId);
+      }
+    },
+    // One VM at a time per slot; each VM runs its disks in parallel up to the disk-task limit.
+    { redisUrl: env.REDIS_URL, namespace, concurrency: Math.max(1, Math.floor(env.VAULTLINE_MAX_DISK_TASKS / 2)), onInvalid: (jobId, e) => log.error({ jobId, e }, 'invalid job payload') },
+  );
+  log.info({ id }, 'taking backup work');
+
   const close = async (signal: string) => {
+    if (closing) return;
+    closing = true;
     log.info({ signal }, 'shutting down');
+    clearInterval(sweeper);
+    // Let running VMs finish their cleanup (the worker waits for active jobs).
+    await consumer.close().catch(() => undefined);
     await heartbeat.stop();
+    await events.close();
+    await connector.close();
+    await db.$disconnect().catch(() => undefined);
     redis.disconnect();
     process.exit(0);
   };

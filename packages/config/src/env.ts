@@ -41,6 +41,8 @@ const EnvSchema = z.object({
   VAULTLINE_VCENTER_USER: z.string().optional(),
   VAULTLINE_VCENTER_PASSWORD: z.string().optional(),
   VAULTLINE_VCENTER_THUMBPRINT: z.string().optional(),
+  /** The vCenter given above is the lab vCenter (shown as such in the console). */
+  VAULTLINE_VCENTER_LAB: z.enum(['0', '1']).default('0'),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;

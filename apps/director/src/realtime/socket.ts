@@ -18,7 +18,11 @@ function cookieValue(header: string | undefined, name: string): string | undefin
   return undefined;
 }
 
-export function attachRealtime(server: HttpServer, deps: { db: Db; health: HealthMonitor; log: Logger; intervalMs?: number }): { close(): Promise<void> } {
+export interface RealtimeEvents {
+  subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void>;
+}
+
+export function attachRealtime(server: HttpServer, deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number }): { close(): Promise<void> } {
   const io = new Server(server, { serveClient: false, cors: { origin: false } });
   io.use((socket, next) => {
     const token = cookieValue(socket.handshake.headers.cookie, SESSION_COOKIE);
@@ -30,6 +34,8 @@ export function attachRealtime(server: HttpServer, deps: { db: Db; health: Healt
   io.on('connection', (socket) => {
     void deps.health.check().then((h) => socket.emit('health', h)).catch(() => undefined);
   });
+  // Transporter events (progress, phases, run logs, finished runs) go to every signed-in browser.
+  void deps.events?.subscribe((event) => io.emit(event.type, event)).catch((err: unknown) => deps.log.warn({ err }, 'event relay failed'));
   const timer = setInterval(() => {
     if (io.engine.clientsCount === 0) return;
     deps.health

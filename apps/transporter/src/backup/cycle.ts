@@ -108,10 +108,6 @@ export interface VmBackupDeps {
   maxParallelDisks: number;
 }
 
-function snapshotTag(runVmId: string): string {
-  return `vaultline:run-vm=${runVmId}`;
-}
-
 export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Promise<VmBackupResult> {
   const { vsphere, journal, log } = deps;
   const warnings: string[] = [];
@@ -183,18 +179,15 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
 
   // ---- snapshot
   await deps.phase('snapshot');
-  const tag = snapshotTag(input.runVmId);
-  const snapJournal = await journal.add('snapshot', { vmMoref: vm.moref, tag, snapshot: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+  const snapJournal = await journal.add('snapshot', { vmMoref: vm.moref, snapshot: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
   let snapshot: string | null = null;
   let quiesced = input.options.quiesce !== 'off';
   let writer: RestorePointWriter | null = null;
   let committed: Manifest | null = null;
   let snapshotRemoved = false;
   try {
-    const name = `vaultline-${input.runVmId.slice(0, 8)}`;
-    const description = `${tag} — temporary snapshot taken by Vaultline for a backup; removed when the backup ends`;
     try {
-      snapshot = await vsphere.createSnapshot(vm.moref, name, description, quiesced);
+      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, quiesced);
     } catch (err) {
       if (!(err instanceof QuiesceError) || input.options.quiesce !== 'try') {
         if (err instanceof QuiesceError) throw new VmBackupError(`quiescing the guest failed and the job requires it: ${err.message}`, false);
@@ -202,9 +195,9 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       }
       warn(`quiescing the guest failed (${err.message}); taking a crash-consistent snapshot instead`);
       quiesced = false;
-      snapshot = await vsphere.createSnapshot(vm.moref, name, description, false);
+      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false);
     }
-    await journal.update(snapJournal, { vmMoref: vm.moref, tag, snapshot });
+    await journal.update(snapJournal, { vmMoref: vm.moref, snapshot });
     deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'})`);
     checkCancel();
 

@@ -50,8 +50,8 @@ export interface VSpherePort {
   getVm(moref: string): Promise<VmInfo>;
   datastore(name: string): Promise<DatastoreInfo>;
   enableCbt(vmMoref: string): Promise<void>;
-  /** Returns the snapshot moref; throws QuiesceError when quiescing failed. */
-  createSnapshot(vmMoref: string, name: string, description: string, quiesce: boolean): Promise<string>;
+  /** Takes a snapshot tagged with the run item id; returns its moref; throws QuiesceError when quiescing failed. */
+  createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean): Promise<string>;
   snapshotDisks(snapshotMoref: string): Promise<VmDisk[]>;
   removeSnapshot(snapshotMoref: string): Promise<void>;
   /** Every changed area of the disk since changeId ("*" = allocated), following the paging loop to capacity. */
@@ -61,8 +61,8 @@ export interface VSpherePort {
   /** Detach without any file operation (never destroys the file). */
   detachDisk(proxyVmMoref: string, deviceKey: number): Promise<void>;
   findVmByBiosUuid(biosUuid: string): Promise<VmInfo | null>;
-  /** Snapshots whose description carries `tagPrefix`, on any VM (the orphan sweep). */
-  findTaggedSnapshots(tagPrefix: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; description: string }[]>;
+  /** Vaultline's snapshots on any VM (all, or one run item's), for the orphan sweep. */
+  findTaggedSnapshots(runVmId?: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; runVmId: string }[]>;
   /** Disks attached to a VM, with their backing files. */
   vmDisks(vmMoref: string): Promise<VmDisk[]>;
   /** Consolidates a VM's disks after a failed snapshot removal. */

@@ -10,8 +10,6 @@ import type { Logger } from '@vaultline/logger';
 import type { CleanupJournal } from './journal.ts';
 import type { LocalDevices, VSpherePort } from './ports.ts';
 
-export const SNAPSHOT_TAG_PREFIX = 'vaultline:run-vm=';
-
 export interface SweepDeps {
   journal: CleanupJournal;
   /** vSphere sessions per vCenter id (the journal rows name theirs). */
@@ -46,8 +44,7 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
         const vs = await deps.vsphere(rec.vcenterId);
         const snap = rec.target.snapshot as string | null;
         const vmMoref = rec.target.vmMoref as string;
-        const tag = rec.target.tag as string;
-        const targets = snap ? [snap] : (await vs.findTaggedSnapshots(tag)).map((s) => s.snapshot);
+        const targets = snap ? [snap] : rec.runVmId ? (await vs.findTaggedSnapshots(rec.runVmId)).map((s) => s.snapshot) : [];
         for (const s of targets) {
           try {
             await vs.removeSnapshot(s);
@@ -91,9 +88,8 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
       continue;
     }
     try {
-      for (const s of await vs.findTaggedSnapshots(SNAPSHOT_TAG_PREFIX)) {
-        const runVmId = /vaultline:run-vm=([0-9a-f-]{36})/.exec(s.description)?.[1];
-        if (runVmId && active.has(runVmId)) continue;
+      for (const s of await vs.findTaggedSnapshots()) {
+        if (active.has(s.runVmId)) continue;
         try {
           await vs.removeSnapshot(s.snapshot);
           report.snapshotsRemoved.push(s.snapshot);

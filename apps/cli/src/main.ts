@@ -1,0 +1,195 @@
+/**
+ * `npm run vaultline -- <command>`: the Director's API from a terminal.
+ * Credentials come from VAULTLINE_URL (default http://127.0.0.1:8080),
+ * VAULTLINE_USER (default admin) and VAULTLINE_PASSWORD. Output is readable
+ * text, or JSON with --json. Exit code 0 on success, 1 on failure (for a run:
+ * 1 unless it succeeded).
+ */
+import type { InventoryVm, RepositoryDto, Run, VCenter } from '@vaultline/contracts';
+import { ApiError, DirectorClient } from './api.ts';
+
+interface Parsed {
+  positional: string[];
+  flags: Record<string, string | true>;
+}
+
+function parseArgs(argv: string[]): Parsed {
+  const positional: string[] = [];
+  const flags: Record<string, string | true> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--')) {
+      const [k, v] = a.slice(2).split('=', 2) as [string, string | undefined];
+      if (v !== undefined) flags[k] = v;
+      else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) flags[k] = argv[++i]!;
+      else flags[k] = true;
+    } else positional.push(a);
+  }
+  return { positional, flags };
+}
+
+const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULTLINE_USER, VAULTLINE_PASSWORD)
+
+  health
+  vcenter list
+  vcenter add --name N --url https://vc/sdk --user U --password P [--thumbprint AB:CD:..] [--allow-http]
+  vcenter vms <vcenter-name>
+  repo list
+  repo add --name N --path /abs/path [--passphrase P]
+  job list
+  job create --name N --vcenter VC --repo R --vm NAME [--vm NAME ...] [--mode automatic|san|hotadd|nbdssl|nbd]
+  job run <job-name> [--wait]
+  run status <run-id>
+  run cancel <run-id>
+  --json prints raw JSON`;
+
+function fmtBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function printRun(run: Run): void {
+  console.log(`run ${run.id}  ${run.status}${run.error ? `  (${run.error})` : ''}`);
+  for (const vm of run.vms) {
+    console.log(`  ${vm.vmName}: ${vm.status} [${vm.phase}]${vm.error ? ` — ${vm.error}` : ''}`);
+    for (const d of vm.disks) {
+      console.log(`    ${d.label}: ${d.phase} via ${d.transport ?? '?'}; read ${fmtBytes(d.bytesRead)}, skipped ${fmtBytes(d.bytesSkipped)}, stored ${fmtBytes(d.bytesWritten)}${d.cbtUsed ? ', CBT' : ''}`);
+      for (const r of d.transportReason) console.log(`      · ${r}`);
+    }
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positional, flags } = parseArgs(argv);
+  const [group, action, arg] = positional;
+  const json = flags.json === true;
+  const out = (value: unknown, text: () => void) => (json ? console.log(JSON.stringify(value, null, 2)) : text());
+  if (!group || group === 'help' || flags.help) {
+    console.log(USAGE);
+    return group ? 0 : 1;
+  }
+  const client = new DirectorClient(process.env.VAULTLINE_URL ?? 'http://127.0.0.1:8080');
+  if (group === 'health') {
+    const h = await client.call<{ ok: boolean }>('GET', '/api/health').catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 503) return e.body as { ok: boolean };
+      throw e;
+    });
+    out(h, () => console.log(JSON.stringify(h, null, 2)));
+    return h.ok ? 0 : 1;
+  }
+  const password = process.env.VAULTLINE_PASSWORD;
+  if (!password) throw new ApiError(0, 'no_credentials', 'set VAULTLINE_PASSWORD (and VAULTLINE_USER if not admin)', null);
+  const me = await client.login(process.env.VAULTLINE_USER ?? 'admin', password);
+  if (me.mustChangePassword) throw new ApiError(0, 'password_change_required', 'this account must choose a new password in the web console first', null);
+
+  const need = (name: string): string => {
+    const v = flags[name];
+    if (typeof v !== 'string' || !v) throw new ApiError(0, 'usage', `--${name} is required\n\n${USAGE}`, null);
+    return v;
+  };
+  const byName = async <T extends { name: string; id: string }>(path: string, name: string, what: string): Promise<T> => {
+    const all = await client.call<T[]>('GET', path);
+    const found = all.find((x) => x.name === name || x.id === name);
+    if (!found) throw new ApiError(0, 'not_found', `no ${what} named ${name} (have: ${all.map((x) => x.name).join(', ') || 'none'})`, null);
+    return found;
+  };
+
+  switch (`${group} ${action ?? ''}`.trim()) {
+    case 'vcenter list': {
+      const list = await client.call<VCenter[]>('GET', '/api/vcenters');
+      out(list, () => list.forEach((v) => console.log(`${v.name}\t${v.url}\t${v.username}\t${v.thumbprintSha256 ?? '(http)'}`)));
+      return 0;
+    }
+    case 'vcenter add': {
+      const body = { name: need('name'), url: need('url'), username: need('user'), password: need('password'), allowHttp: flags['allow-http'] === true, ...(typeof flags.thumbprint === 'string' ? { thumbprintSha256: flags.thumbprint } : {}) };
+      try {
+        const v = await client.call<VCenter>('POST', '/api/vcenters', body);
+        out(v, () => console.log(`added ${v.name} (${v.url}), thumbprint ${v.thumbprintSha256 ?? 'none (http)'}`));
+        return 0;
+      } catch (e) {
+        if (e instanceof ApiError && e.code === 'thumbprint_confirmation_required') {
+          const t = (e.body as { thumbprintSha256: string }).thumbprintSha256;
+          console.error(`${e.message}\n\nrun again with --thumbprint ${t} once you have checked it`);
+          return 1;
+        }
+        throw e;
+      }
+    }
+    case 'vcenter vms': {
+      const vc = await byName<VCenter>('/api/vcenters', arg ?? need('vcenter'), 'vCenter');
+      const vms = await client.call<InventoryVm[]>('GET', `/api/vcenters/${vc.id}/vms`);
+      out(vms, () => vms.forEach((v) => console.log(`${v.name}\t${v.moref}\t${v.powerState}\tCBT ${v.changeTrackingEnabled ? 'on' : 'off'}\t${v.disks.map((d) => `${d.label} ${fmtBytes(d.capacityBytes)} ${d.controller}`).join(', ')}`)));
+      return 0;
+    }
+    case 'repo list': {
+      const list = await client.call<RepositoryDto[]>('GET', '/api/repositories');
+      out(list, () => list.forEach((r) => console.log(`${r.name}\t${r.kind}\t${r.location}\t${r.encrypted ? 'encrypted' : 'not encrypted'}`)));
+      return 0;
+    }
+    case 'repo add': {
+      const r = await client.call<RepositoryDto>('POST', '/api/repositories', { kind: 'local', name: need('name'), location: need('path'), ...(typeof flags.passphrase === 'string' ? { passphrase: flags.passphrase } : {}) });
+      out(r, () => console.log(`added repository ${r.name} at ${r.location}${r.encrypted ? ' (encrypted)' : ''}`));
+      return 0;
+    }
+    case 'job list': {
+      const list = await client.call<{ id: string; name: string; transportMode: string; enabled: boolean }[]>('GET', '/api/jobs');
+      out(list, () => list.forEach((j) => console.log(`${j.name}\t${j.transportMode}\t${j.enabled ? 'enabled' : 'disabled'}\t${j.id}`)));
+      return 0;
+    }
+    case 'job create': {
+      const vc = await byName<VCenter>('/api/vcenters', need('vcenter'), 'vCenter');
+      const repo = await byName<RepositoryDto>('/api/repositories', need('repo'), 'repository');
+      const wanted = argv.flatMap((a, i) => (a === '--vm' && argv[i + 1] ? [argv[i + 1]!] : a.startsWith('--vm=') ? [a.slice(5)] : []));
+      if (wanted.length === 0) throw new ApiError(0, 'usage', '--vm is required (repeat it for several VMs)', null);
+      const vms = await client.call<InventoryVm[]>('GET', `/api/vcenters/${vc.id}/vms`);
+      const sources = wanted.map((n) => {
+        const vm = vms.find((v) => v.name === n || v.moref === n);
+        if (!vm) throw new ApiError(0, 'not_found', `no VM named ${n} in ${vc.name}`, null);
+        return { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) };
+      });
+      const job = await client.call<{ id: string; name: string }>('POST', '/api/jobs', { name: need('name'), vcenterId: vc.id, repositoryId: repo.id, sources, transportMode: typeof flags.mode === 'string' ? flags.mode : 'automatic' });
+      out(job, () => console.log(`created job ${job.name} (${job.id})`));
+      return 0;
+    }
+    case 'job run': {
+      const job = await byName<{ id: string; name: string }>('/api/jobs', arg ?? need('job'), 'job');
+      let run = await client.call<Run>('POST', `/api/jobs/${job.id}/run`);
+      if (flags.wait !== true) {
+        out(run, () => console.log(`started run ${run.id}`));
+        return 0;
+      }
+      while (run.status === 'queued' || run.status === 'running') {
+        await new Promise((r) => setTimeout(r, 1000));
+        run = await client.call<Run>('GET', `/api/runs/${run.id}`);
+      }
+      out(run, () => printRun(run));
+      return run.status === 'succeeded' || run.status === 'warning' ? 0 : 1;
+    }
+    case 'run status': {
+      const run = await client.call<Run>('GET', `/api/runs/${arg ?? need('run')}`);
+      out(run, () => printRun(run));
+      return 0;
+    }
+    case 'run cancel': {
+      await client.call('POST', `/api/runs/${arg ?? need('run')}/cancel`);
+      console.log('cancel requested');
+      return 0;
+    }
+    default:
+      console.error(USAGE);
+      return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`vaultline: ${err instanceof ApiError ? err.message : ((err as Error)?.message ?? String(err))}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,85 @@
+/** The Director's VCenterConnector over @vaultline/vsphere. */
+import type { InventoryVm } from '@vaultline/contracts';
+import { ConnectError, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
+import { VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
+
+function explain(err: unknown, url: string): never {
+  const host = (() => {
+    try {
+      return new URL(url).host;
+    } catch {
+      return url;
+    }
+  })();
+  if (err instanceof InvalidLogin) throw new VCenterProblem(`${host} rejected the user name or password`, 'login');
+  if (err instanceof ThumbprintMismatchError) throw new VCenterProblem(err.message, 'thumbprint');
+  if (err instanceof TlsError) throw new VCenterProblem(`TLS with ${host} failed: ${err.message}`, 'tls');
+  if (err instanceof ConnectError || err instanceof TimeoutError) throw new VCenterProblem(`cannot reach ${host}: ${err.message}`, 'unreachable');
+  if (err instanceof VSphereError) throw new VCenterProblem(`${host}: ${err.message}`, 'other');
+  throw err;
+}
+
+async function withClient<T>(conn: VCenterConnection, fn: (c: VSphereClient) => Promise<T>): Promise<T> {
+  let client: VSphereClient | null = null;
+  try {
+    client = await VSphereClient.connect({
+      url: conn.url,
+      username: conn.username,
+      password: conn.password,
+      ...(conn.thumbprintSha256 ? { thumbprintSha256: conn.thumbprintSha256 } : {}),
+      allowHttp: conn.allowHttp,
+      timeoutMs: 30_000,
+      keepAliveMs: 0,
+    });
+    return await fn(client);
+  } catch (err) {
+    return explain(err, conn.url);
+  } finally {
+    await client?.close().catch(() => undefined);
+  }
+}
+
+export function vsphereConnector(): VCenterConnector {
+  return {
+    async probeThumbprint(url) {
+      try {
+        const t = await probeThumbprint(url, { timeoutMs: 10_000 });
+        return { sha256: t.sha256, sha1: t.sha1 };
+      } catch (err) {
+        return explain(err, url);
+      }
+    },
+    verify: (conn) =>
+      withClient(conn, async (c) => {
+        return { product: c.about.fullName, apiVersion: c.apiVersion };
+      }),
+    listVms: (conn) =>
+      withClient(conn, async (c): Promise<InventoryVm[]> =>
+        (await c.inventory.vms())
+          .filter((vm) => !vm.template)
+          .map((vm) => ({
+            moref: vm.moref,
+            name: vm.name,
+            ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}),
+            ...(vm.biosUuid ? { biosUuid: vm.biosUuid } : {}),
+            powerState: vm.powerState,
+            ...(vm.guestId ? { guestId: vm.guestId } : {}),
+            ...(vm.numCpu !== undefined ? { cpus: vm.numCpu } : {}),
+            ...(vm.memoryMiB !== undefined ? { memoryMiB: vm.memoryMiB } : {}),
+            ...(vm.host ? { host: vm.host } : {}),
+            changeTrackingEnabled: vm.changeTrackingEnabled,
+            disks: vm.disks.map((d) => ({
+              key: d.key,
+              label: d.label ?? `disk ${d.key}`,
+              capacityBytes: d.capacityBytes,
+              fileName: d.fileName,
+              controller: d.controller,
+              busNumber: d.busNumber,
+              unitNumber: d.unitNumber,
+              thin: d.thin,
+              diskMode: d.diskMode,
+            })),
+          })),
+      ),
+  };
+}

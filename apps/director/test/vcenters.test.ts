@@ -1,0 +1,88 @@
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { InjectOptions } from 'fastify';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+
+describe('vCenters, repositories and jobs through the API (lab vCenter, real Postgres/Redis)', () => {
+  let d: TestDirector;
+  let lab: Lab;
+  let cookie: string;
+  let repoDir: string;
+  beforeAll(async () => {
+    [d, lab] = await Promise.all([startTestDirector(), startLab({ port: 0 })]);
+    cookie = await signInAdmin(d);
+    repoDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-repo-'));
+  });
+  afterAll(async () => {
+    await d?.close();
+    await lab?.stop();
+    if (repoDir) await rm(repoDir, { recursive: true, force: true });
+  });
+  const inject = (o: InjectOptions) => d.app.fastify.inject({ ...o, headers: { cookie, ...(o.headers ?? {}) } });
+
+  it('first contact returns the thumbprint to confirm, without storing anything', async () => {
+    const res = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'lab', url: lab.url, username: lab.username, password: lab.password } });
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'thumbprint_confirmation_required', thumbprintSha256: lab.thumbprintSha256 });
+    expect((await inject({ method: 'GET', url: '/api/vcenters' })).json()).toEqual([]);
+  });
+
+  it('a wrong thumbprint is refused naming both', async () => {
+    const wrong = lab.thumbprintSha256.replace(/^../, lab.thumbprintSha256.startsWith('00') ? '11' : '00');
+    const res = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'lab', url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: wrong } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toContain(lab.thumbprintSha256);
+    expect(res.json().message).toContain(wrong);
+  });
+
+  it('an unreachable vCenter is a clear error', async () => {
+    const res = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'gone', url: 'https://127.0.0.1:1/sdk', username: 'u', password: 'p' } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/cannot reach 127\.0\.0\.1:1/);
+  });
+
+  it('registers with the confirmed thumbprint, seals the password and lists the VMs', async () => {
+    const res = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'lab', url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256 } });
+    expect(res.statusCode, res.body).toBe(201);
+    const row = await d.db.vCenter.findFirstOrThrow();
+    expect(row.passwordSealed).not.toContain(lab.password);
+    expect(row.thumbprintSha256).toBe(lab.thumbprintSha256);
+    const vms = await inject({ method: 'GET', url: `/api/vcenters/${row.id}/vms` });
+    expect(vms.statusCode).toBe(200);
+    expect(vms.json().map((v: { name: string }) => v.name)).toContain(lab.proxyVm.name);
+  });
+
+  it('creates a repository, a job, runs it (rows first, queued by item id) and cancels it', async () => {
+    const vm = await lab.createVm({ name: 'api-vm', disks: [{ capacityBytes: 8 * 1024 * 1024 }], cbt: true });
+    const repo = await inject({ method: 'POST', url: '/api/repositories', payload: { kind: 'local', name: 'r1', location: repoDir, passphrase: 'correct horse' } });
+    expect(repo.statusCode, repo.body).toBe(201);
+    const again = await inject({ method: 'POST', url: '/api/repositories', payload: { kind: 'local', name: 'r2', location: repoDir, passphrase: 'wrong passphrase' } });
+    expect(again.statusCode).toBe(400);
+    expect(again.json().message).toMatch(/passphrase/);
+    const vcenter = await d.db.vCenter.findFirstOrThrow();
+    const job = await inject({ method: 'POST', url: '/api/jobs', payload: { name: 'nightly', vcenterId: vcenter.id, repositoryId: repo.json().id, sources: [{ moref: vm.moref, name: vm.name, instanceUuid: vm.instanceUuid }] } });
+    expect(job.statusCode, job.body).toBe(201);
+    const run = await inject({ method: 'POST', url: `/api/jobs/${job.json().id}/run` });
+    expect(run.statusCode).toBe(202);
+    expect(run.json().vms).toHaveLength(1);
+    expect((await d.queue.counts()).waiting).toBe(1);
+    const twice = await inject({ method: 'POST', url: `/api/jobs/${job.json().id}/run` });
+    expect(twice.statusCode).toBe(409);
+    const cancel = await inject({ method: 'POST', url: `/api/runs/${run.json().id}/cancel` });
+    expect(cancel.statusCode).toBe(200);
+    expect((await d.db.jobRun.findUniqueOrThrow({ where: { id: run.json().id } })).cancelRequested).toBe(true);
+  });
+
+  it('a viewer can read but not create jobs', async () => {
+    await inject({ method: 'POST', url: '/api/users', payload: { username: 'vi', password: 'viewer-password-1', role: 'viewer' } });
+    const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'vi', password: 'viewer-password-1' } });
+    const vc = `vl_session=${login.cookies.find((c) => c.name === 'vl_session')!.value}`;
+    await d.app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie: vc }, payload: { currentPassword: 'viewer-password-1', newPassword: 'viewer-password-2' } });
+    expect((await d.app.fastify.inject({ method: 'GET', url: '/api/jobs', headers: { cookie: vc } })).statusCode).toBe(200);
+    const denied = await d.app.fastify.inject({ method: 'POST', url: '/api/jobs', headers: { cookie: vc }, payload: {} });
+    expect(denied.statusCode).toBe(403);
+  });
+});

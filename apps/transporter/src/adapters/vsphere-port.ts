@@ -1,0 +1,243 @@
+/**
+ * The backup cycle's VSpherePort over @vaultline/vsphere, one logged-in client
+ * per vCenter, cached for the sweep and reused by runs. Network reads fetch
+ * several byte ranges of the disk's flat extent at once.
+ */
+import { openSecret } from '@vaultline/config';
+import { SECRET_LABELS } from '@vaultline/appliance';
+import type { Db } from '@vaultline/db';
+import type { Logger } from '@vaultline/logger';
+import { ApplicationQuiesceFault, flatExtentPath, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
+import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '../backup/ports.ts';
+import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
+
+const RANGE = 1024 * 1024;
+
+function toDisk(d: Disk): VmDisk {
+  const { datastore } = parseDatastorePath(d.fileName);
+  return {
+    key: d.key,
+    label: d.label ?? `disk ${d.key}`,
+    capacityBytes: d.capacityBytes,
+    fileName: d.fileName,
+    datastore,
+    controller: d.controller === 'other' ? 'unknown' : d.controller,
+    ...(d.uuid ? { uuid: d.uuid } : {}),
+    ...(d.changeId ? { changeId: d.changeId } : {}),
+    thin: d.thin,
+    diskMode: d.diskMode,
+  };
+}
+
+/** What a full VM restore needs to recreate the VM. */
+function hardwareOf(vm: VirtualMachine) {
+  return {
+    name: vm.name,
+    guestId: vm.guestId,
+    numCpu: vm.numCpu,
+    memoryMiB: vm.memoryMiB,
+    controllers: vm.controllers.map((c) => ({ key: c.key, kind: c.kind, busNumber: c.busNumber })),
+    disks: vm.disks.map((d) => ({ key: d.key, label: d.label, controllerKey: d.controllerKey, controller: d.controller, busNumber: d.busNumber, unitNumber: d.unitNumber, capacityBytes: d.capacityBytes, thin: d.thin, diskMode: d.diskMode, fileName: d.fileName })),
+    nics: vm.nics.map((n) => ({ type: n.type, networkName: n.networkName, macAddress: n.macAddress })),
+  };
+}
+
+export function toVmInfo(vm: VirtualMachine): VmInfo {
+  return {
+    moref: vm.moref,
+    name: vm.name,
+    ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}),
+    ...(vm.biosUuid ? { biosUuid: vm.biosUuid } : {}),
+    powerState: vm.powerState,
+    changeTrackingEnabled: vm.changeTrackingEnabled,
+    ...(vm.host ? { host: vm.host } : {}),
+    disks: vm.disks.map(toDisk),
+    hardware: hardwareOf(vm),
+  };
+}
+
+class NetworkReader implements SourceReader {
+  constructor(
+    private readonly client: VSphereClient,
+    private readonly file: { datacenter: string; datastore: string; path: string },
+    readonly capacity: number,
+    private readonly streams: number,
+  ) {}
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const out = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const parts: { start: number; length: number }[] = [];
+    for (let p = 0; p < length; p += RANGE) parts.push({ start: offset + p, length: Math.min(RANGE, length - p) });
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < parts.length; i = next++) {
+        const part = parts[i]!;
+        const data = await this.client.files.readRange(this.file, part.start, part.length);
+        if (data.length !== part.length) throw new Error(`short read of ${this.file.path} at ${part.start}: ${data.length} of ${part.length} bytes`);
+        data.copy(out, part.start - offset);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.streams, parts.length) }, worker));
+    return out;
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function vspherePort(client: VSphereClient, opts: { nbdStreams: number }): VSpherePort & { datastoresCache(): Promise<Map<string, { datacenter: string; info: DatastoreInfo }>> } {
+  let datastores: Promise<Map<string, { datacenter: string; info: DatastoreInfo }>> | null = null;
+  const loadDatastores = () =>
+    (datastores ??= client.inventory.all().then(
+      (inv) =>
+        new Map(
+          inv.datastores.map((d) => [
+            d.name,
+            {
+              datacenter: d.datacenter,
+              info: {
+                name: d.name,
+                type: d.type,
+                naaIds: (d.vmfs?.extents ?? []).map((e) => e.diskName),
+                hosts: d.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host),
+              },
+            },
+          ]),
+        ),
+    ));
+
+  return {
+    datastoresCache: loadDatastores,
+    async getVm(moref) {
+      return toVmInfo(await client.inventory.vm(moref));
+    },
+    async datastore(name) {
+      const d = (await loadDatastores()).get(name);
+      if (!d) throw new Error(`datastore ${name} is not in the inventory`);
+      return d.info;
+    },
+    async enableCbt(vmMoref) {
+      await client.cbt.enable(vmMoref);
+    },
+    async createSnapshot(vmMoref, runVmId, quiesce) {
+      try {
+        return await client.snapshots.create(vmMoref, { runId: runVmId, quiesce });
+      } catch (err) {
+        if (err instanceof ApplicationQuiesceFault) throw new QuiesceError(err.message);
+        throw err;
+      }
+    },
+    async snapshotDisks(snapshot) {
+      return (await client.snapshots.disks(snapshot)).map(toDisk);
+    },
+    async removeSnapshot(snapshot) {
+      await client.snapshots.remove(snapshot, { consolidate: true });
+    },
+    async changedAreas(vmMoref, snapshotMoref, deviceKey, changeId, capacity) {
+      return (await client.cbt.queryChangedDiskAreas(vmMoref, snapshotMoref, deviceKey, changeId, capacity)).areas;
+    },
+    async attachDisk(proxyVmMoref, fileName) {
+      const d = await client.hotadd.attach(proxyVmMoref, fileName);
+      if (!d.uuid) throw new Error(`the attached disk ${fileName} reports no uuid; cannot find its device`);
+      return { deviceKey: d.key, uuid: d.uuid };
+    },
+    async detachDisk(proxyVmMoref, deviceKey) {
+      await client.hotadd.detach(proxyVmMoref, deviceKey);
+    },
+    async findVmByBiosUuid(biosUuid) {
+      const moref = await client.inventory.findVmByUuid(biosUuid, { instanceUuid: false });
+      return moref ? toVmInfo(await client.inventory.vm(moref)) : null;
+    },
+    async findTaggedSnapshots(runVmId) {
+      return (await client.snapshots.findByTag(runVmId ? { runId: runVmId } : {})).map((s) => ({ vmMoref: s.vm, vmName: s.vmName, snapshot: s.snapshot, runVmId: s.runId }));
+    },
+    async vmDisks(vmMoref) {
+      return (await client.inventory.vm(vmMoref)).disks.map(toDisk);
+    },
+    async consolidate(vmMoref) {
+      await client.snapshots.consolidate(vmMoref);
+    },
+    async openNetworkReader(fileName, capacity) {
+      const { datastore, path } = parseDatastorePath(fileName);
+      const ds = (await loadDatastores()).get(datastore);
+      if (!ds) throw new Error(`datastore ${datastore} is not in the inventory`);
+      return new NetworkReader(client, { datacenter: ds.datacenter, datastore, path: flatExtentPath(path) }, capacity, opts.nbdStreams);
+    },
+  };
+}
+
+export interface ConnectorOptions {
+  db: Db;
+  secretKey: Buffer;
+  proxyVmUuid: string | undefined;
+  nbdStreamsPerHost: number;
+  log: Logger;
+}
+
+export function createVSphereConnector(opts: ConnectorOptions) {
+  const clients = new Map<string, Promise<VSphereClient>>();
+
+  const connect = (row: VCenterRow) =>
+    VSphereClient.connect({
+      url: row.url,
+      username: row.username,
+      password: openSecret(opts.secretKey, SECRET_LABELS.vcenterPassword, row.passwordSealed),
+      ...(row.thumbprintSha256 ? { thumbprintSha256: row.thumbprintSha256 } : {}),
+      allowHttp: row.url.startsWith('http:'),
+    });
+
+  const cached = (row: VCenterRow): Promise<VSphereClient> => {
+    const key = `${row.id}|${row.url}`;
+    let c = clients.get(key);
+    if (!c) {
+      c = connect(row);
+      c.catch(() => clients.delete(key));
+      clients.set(key, c);
+    }
+    return c;
+  };
+
+  const rowOf = async (vcenterId: string): Promise<VCenterRow> => {
+    const row = await opts.db.vCenter.findUnique({ where: { id: vcenterId } });
+    if (!row) throw new Error(`vCenter ${vcenterId} is no longer registered`);
+    return row;
+  };
+
+  const proxyOf = async (client: VSphereClient) => {
+    if (!opts.proxyVmUuid) return null;
+    const moref = await client.inventory.findVmByUuid(opts.proxyVmUuid, { instanceUuid: false });
+    if (!moref) return null;
+    const vm = await client.inventory.vm(moref);
+    const scsi = vm.controllers.filter((c) => ['pvscsi', 'lsilogic', 'lsisas', 'buslogic'].includes(c.kind));
+    const used = vm.disks.filter((d) => scsi.some((c) => c.key === d.controllerKey)).length;
+    const folder = vm.vmPathName ? vm.vmPathName.replace(/[^/]*$/, '') : `[${vm.datastores[0] ?? ''}] ${vm.name}/`;
+    return { moref, name: vm.name, freeScsiUnits: scsi.length * 15 - used, folder, ...(vm.host ? { host: vm.host } : {}) };
+  };
+
+  return {
+    /** A fresh client for one run (its own session), closed by the run. */
+    async session(row: VCenterRow): Promise<VSphereSession> {
+      const client = await connect(row);
+      const proxy = await proxyOf(client);
+      return {
+        port: vspherePort(client, { nbdStreams: opts.nbdStreamsPerHost }),
+        facts: {
+          proxyVm: proxy ? { moref: proxy.moref, name: proxy.name, freeScsiUnits: proxy.freeScsiUnits, ...(proxy.host ? { host: proxy.host } : {}) } : null,
+          ...(opts.proxyVmUuid ? { proxyVmUuid: opts.proxyVmUuid } : {}),
+          networkTransport: row.url.startsWith('https:') ? 'nbdssl' : 'nbd',
+        },
+        close: () => client.close(),
+      };
+    },
+    async portFor(vcenterId: string): Promise<VSpherePort> {
+      return vspherePort(await cached(await rowOf(vcenterId)), { nbdStreams: opts.nbdStreamsPerHost });
+    },
+    async proxyVm(vcenterId: string): Promise<{ moref: string; folder: string } | null> {
+      const p = await proxyOf(await cached(await rowOf(vcenterId)));
+      return p ? { moref: p.moref, folder: p.folder } : null;
+    },
+    async close(): Promise<void> {
+      for (const c of clients.values()) await (await c.catch(() => null))?.close().catch(() => undefined);
+      clients.clear();
+    },
+  };
+}
