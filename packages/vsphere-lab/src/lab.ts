@@ -229,6 +229,7 @@ function sanSetup(run: string, byId: string, name: string, dsPath: string): { na
   const lun = sh('losetup', ['-f', '--show', '-r', img]);
   const hex = `6000c29${createHash('sha256').update(`${run}/${name}`).digest('hex').slice(0, 25)}`;
   fs.symlinkSync(lun, path.join(byId, `wwn-0x${hex}`));
+  fs.symlinkSync(lun, path.join(byId, `scsi-3${hex}`));
   return { naa: `naa.${hex}`, lunDevice: lun };
 }
 
@@ -301,6 +302,7 @@ class LabImpl implements Lab {
       dsArgs.push('-ds', `${name}=${dsPath}${ds.naa ? `,naa=${ds.naa}` : ''}`);
     }
 
+    fs.writeFileSync(path.join(this.run, 'owner.json'), JSON.stringify({ owner: process.pid, detached: !!internals.detached }));
     const envFile = path.join(this.run, 'server.json');
     const log = fs.openSync(path.join(this.run, 'server.log'), 'a');
     const args = [
@@ -581,7 +583,35 @@ export async function startLab(opts: LabOptions = {}): Promise<Lab> {
   return startLabWith(opts, {});
 }
 
+/**
+ * Removes temp labs whose owning process died without stop() (e.g. a killed
+ * test worker): stops their server, detaches loop devices, unmounts, deletes.
+ */
+export async function sweepStaleLabs(): Promise<void> {
+  const tmp = os.tmpdir();
+  for (const name of fs.readdirSync(tmp)) {
+    if (!name.startsWith('vaultline-lab-')) continue;
+    const dir = path.join(tmp, name);
+    let owner: { owner: number; detached: boolean };
+    try {
+      owner = JSON.parse(fs.readFileSync(path.join(dir, 'owner.json'), 'utf8')) as typeof owner;
+    } catch {
+      continue;
+    }
+    if (owner.detached || pidAlive(owner.owner)) continue;
+    try {
+      const { pid } = JSON.parse(fs.readFileSync(path.join(dir, 'server.json'), 'utf8')) as { pid: number };
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes('vcsim-lab') && cmd.includes(dir)) await stopPid(pid);
+    } catch {
+      /* no server left */
+    }
+    cleanupRunDir(dir);
+  }
+}
+
 export async function startLabWith(opts: LabOptions, internals: StartInternals): Promise<LabImpl> {
+  await sweepStaleLabs();
   const temp = !opts.dir;
   const dir = opts.dir ? path.resolve(opts.dir) : fs.mkdtempSync(path.join(os.tmpdir(), 'vaultline-lab-'));
   fs.mkdirSync(dir, { recursive: true });

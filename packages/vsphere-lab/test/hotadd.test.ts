@@ -75,6 +75,7 @@ describe('HotAdd emulation on the proxy VM', () => {
     const link = path.join(lab.byIdDir, `wwn-0x${uuid.replace(/-/g, '').toLowerCase()}`);
     expect(fs.existsSync(link)).toBe(true);
     const dev = fs.readlinkSync(link);
+    expect(fs.readlinkSync(path.join(lab.byIdDir, `scsi-3${uuid.replace(/-/g, '').toLowerCase()}`))).toBe(dev);
     expect(dev).toMatch(/^\/dev\/loop\d+$/);
     expect(spawnSync('blockdev', ['--getro', dev], { encoding: 'utf8' }).stdout.trim()).toBe('1');
     expect(spawnSync('blockdev', ['--getsize64', dev], { encoding: 'utf8' }).stdout.trim()).toBe(String(64 * MiB));
@@ -93,6 +94,7 @@ describe('HotAdd emulation on the proxy VM', () => {
 
     await detach(key, snapDisk!.fileName, 1);
     expect(fs.existsSync(link)).toBe(false);
+    expect(fs.readdirSync(lab.byIdDir)).toEqual([]);
     expect(loopDevicesUnder(lab.datastores[0]!.path)).toEqual([]);
     expect(fs.existsSync(frozenFlat)).toBe(true);
     await removeSnapshot(soap, snap);

@@ -299,8 +299,8 @@ func labSyncFS(file string) {
 // device, linked as <ByIDDir>/wwn-0x<disk uuid>; removed when detached.
 
 type labAttachment struct {
-	dev  string
-	link string
+	dev   string
+	links []string
 }
 
 var labAttached = map[string]*labAttachment{} // "key|fileName" -> attachment
@@ -340,13 +340,20 @@ func labSyncHotAdd(vm *VirtualMachine) {
 			log.Printf("lab: hotadd: %s", err)
 			continue
 		}
-		link := filepath.Join(LabConfig.ByIDDir, "wwn-0x"+labUUIDHex(b.Uuid))
-		_ = os.Remove(link)
-		if err := os.Symlink(dev, link); err != nil {
-			log.Printf("lab: hotadd link: %s", err)
+		// Linux names a VMware disk (disk.EnableUUID) both ways in /dev/disk/by-id.
+		hex := labUUIDHex(b.Uuid)
+		a := &labAttachment{dev: dev}
+		for _, name := range []string{"wwn-0x" + hex, "scsi-3" + hex} {
+			link := filepath.Join(LabConfig.ByIDDir, name)
+			_ = os.Remove(link)
+			if err := os.Symlink(dev, link); err != nil {
+				log.Printf("lab: hotadd link: %s", err)
+				continue
+			}
+			a.links = append(a.links, link)
 		}
-		labAttached[id] = &labAttachment{dev: dev, link: link}
-		log.Printf("lab: hotadd %s -> %s (%s)", b.FileName, dev, link)
+		labAttached[id] = a
+		log.Printf("lab: hotadd %s -> %s (%v)", b.FileName, dev, a.links)
 	}
 	for id, a := range labAttached {
 		if !seen[id] {
@@ -357,8 +364,10 @@ func labSyncHotAdd(vm *VirtualMachine) {
 }
 
 func labDetach(a *labAttachment) {
-	if target, err := os.Readlink(a.link); err == nil && target == a.dev {
-		_ = os.Remove(a.link)
+	for _, link := range a.links {
+		if target, err := os.Readlink(link); err == nil && target == a.dev {
+			_ = os.Remove(link)
+		}
 	}
 	if _, err := labRun("losetup", "-d", a.dev); err != nil {
 		log.Printf("lab: detach: %s", err)
