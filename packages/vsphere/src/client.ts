@@ -195,7 +195,7 @@ export class VSphereClient {
 
   /** A cheap authenticated call (CurrentTime); re-logs in if the session expired. Returns server time. */
   async keepAlive(): Promise<string> {
-    const r = await this.soap.returnval('CurrentTime', ref('_this', SI), { timeoutMs: 30_000 });
+    const r = await this.soap.returnval('CurrentTime', ref('_this', SI));
     return r?.text ?? '';
   }
 
