@@ -17,6 +17,8 @@ export {
 } from './descriptor.ts';
 export type { AdapterType, DescriptorExtent, ExtentAccess, ExtentType, VmdkDescriptor } from './descriptor.ts';
 export { openVmdk } from './open.ts';
+export { localFiles } from './image-file.ts';
+export type { FileOpener, RandomAccessFile } from './image-file.ts';
 export type { ImageFormat, OpenOptions, VmdkImage } from './open.ts';
 export { buildDescriptor, descriptorForFlat } from './create.ts';
 export type { DescriptorOptions } from './create.ts';

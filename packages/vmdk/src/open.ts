@@ -16,11 +16,12 @@
  * Delta disks (parentCID != ffffffff) are refused: their unallocated grains
  * belong to the parent, and reading them as zeros would return wrong data.
  */
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { posix } from 'node:path';
 import { VmdkBadMagicError, VmdkCorruptError, VmdkRangeError, VmdkTruncatedError, VmdkUnsupportedError } from './errors.ts';
 import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
-import { ImageFile } from './image-file.ts';
+import { ImageFile, localFiles } from './image-file.ts';
+import type { FileOpener } from './image-file.ts';
 import { SparseExtent } from './sparse-extent.ts';
 import { COWD_MAGIC, SPARSE_MAGIC } from './sparse-header.ts';
 import type { ByteRange, DiskImageReader, ExtentBackend } from './types.ts';
@@ -48,6 +49,12 @@ export interface VmdkImage extends DiskImageReader {
 export interface OpenOptions {
   /** Skip detection: 'raw' treats any file as a raw image, 'vmdk' refuses raw files. */
   format?: 'auto' | 'raw' | 'vmdk';
+  /**
+   * Where files come from (default: local files). Extent files are opened at the
+   * descriptor's directory joined with the extent name (POSIX rules, so datastore
+   * paths like "[ds1] vm/vm.vmdk" work too).
+   */
+  files?: FileOpener;
 }
 
 class FlatBackend implements ExtentBackend {
@@ -200,11 +207,11 @@ async function openSparseFile(file: ImageFile, files: ImageFile[]): Promise<Vmdk
   return new CompositeImage(format, descriptor, [extent], files);
 }
 
-async function openDescriptorFile(file: ImageFile, files: ImageFile[]): Promise<VmdkImage> {
+async function openDescriptorFile(file: ImageFile, files: ImageFile[], opener: FileOpener): Promise<VmdkImage> {
   const text = (await file.readExact(0, file.size, 'descriptor')).toString('utf8').replace(/^\uFEFF/, '');
   const descriptor = parseDescriptor(text, { path: file.path });
   checkBaseDisk(descriptor, file.path);
-  const base = dirname(file.path);
+  const base = posix.dirname(file.path);
   const backends: ExtentBackend[] = [];
   for (const [i, e] of descriptor.extents.entries()) {
     const len = e.sectors * SECTOR;
@@ -213,9 +220,9 @@ async function openDescriptorFile(file: ImageFile, files: ImageFile[]): Promise<
       continue;
     }
     if (e.fileName === undefined) throw new VmdkCorruptError(`extent ${i} has no file`, { path: file.path });
-    const extPath = isAbsolute(e.fileName) ? e.fileName : resolve(base, e.fileName);
+    const extPath = posix.isAbsolute(e.fileName) ? e.fileName : posix.join(base, e.fileName);
     if (e.type === 'FLAT' || e.type === 'VMFS') {
-      const f = await ImageFile.open(extPath);
+      const f = await ImageFile.open(extPath, opener);
       files.push(f);
       const start = (e.offset ?? 0) * SECTOR;
       if (start + len > f.size) {
@@ -223,7 +230,7 @@ async function openDescriptorFile(file: ImageFile, files: ImageFile[]): Promise<
       }
       backends.push(new FlatBackend(f, start, len));
     } else if (e.type === 'SPARSE') {
-      const f = await ImageFile.open(extPath);
+      const f = await ImageFile.open(extPath, opener);
       files.push(f);
       const sparse = await SparseExtent.open(f);
       if (sparse.length < len) {
@@ -240,7 +247,8 @@ async function openDescriptorFile(file: ImageFile, files: ImageFile[]): Promise<
 /** Open a VMDK (any supported layout) or raw disk image for reading. */
 export async function openVmdk(path: string, options?: OpenOptions): Promise<VmdkImage> {
   const mode = options?.format ?? 'auto';
-  const file = await ImageFile.open(path);
+  const opener = options?.files ?? localFiles;
+  const file = await ImageFile.open(path, opener);
   const files: ImageFile[] = [file];
   try {
     if (mode === 'raw') return new CompositeImage('raw', undefined, [new FlatBackend(file, 0, file.size)], files);
@@ -251,7 +259,7 @@ export async function openVmdk(path: string, options?: OpenOptions): Promise<Vmd
     if (head.length >= 8 && head.readBigUInt64LE(0) === 0xcafebaben) {
       throw new VmdkUnsupportedError('seSparse delta extents are not supported', { path });
     }
-    if (looksLikeDescriptor(head, file.size)) return await openDescriptorFile(file, files);
+    if (looksLikeDescriptor(head, file.size)) return await openDescriptorFile(file, files, opener);
     // A *.vmdk that is neither sparse nor a descriptor is damaged, unless it is a flat extent opened directly.
     const vmdkName = /\.vmdk$/i.test(path) && !/-(flat|f\d{3}|rdm|rdmp)\.vmdk$/i.test(path);
     if (mode === 'vmdk' || vmdkName) {
