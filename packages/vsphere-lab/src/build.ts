@@ -20,13 +20,13 @@ import { childEnv, isRoot, labEnv, packageDir } from './env.ts';
 const goDir = path.join(packageDir, 'go');
 const goPackages = ['golang-go', 'golang-github-vmware-govmomi-dev'];
 
-function govmomiDir(): string {
-  return path.join(labEnv.debianGopath, 'src', 'github.com', 'vmware', 'govmomi');
+function govmomiDir(gopath = labEnv.debianGopath): string {
+  return path.join(gopath, 'src', 'github.com', 'vmware', 'govmomi');
 }
 
-function haveToolchain(): boolean {
+function haveToolchain(gopath = labEnv.debianGopath): boolean {
   const go = spawnSync('go', ['version'], { encoding: 'utf8' });
-  return go.status === 0 && fs.existsSync(path.join(govmomiDir(), 'simulator', 'simulator.go'));
+  return go.status === 0 && fs.existsSync(path.join(govmomiDir(gopath), 'simulator', 'simulator.go'));
 }
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<void> {
@@ -43,19 +43,20 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string):
 }
 
 /** Installs the Debian toolchain when missing (root only), else explains what to install. */
-export async function ensureToolchain(): Promise<void> {
-  if (haveToolchain()) return;
-  if (!isRoot()) {
+export async function ensureToolchain(opts: { debianGopath?: string; root?: boolean } = {}): Promise<void> {
+  const gopath = opts.debianGopath ?? labEnv.debianGopath;
+  if (haveToolchain(gopath)) return;
+  if (!(opts.root ?? isRoot())) {
     throw new Error(
       `The lab vCenter needs Go and govmomi's sources from Debian: run\n` +
         `  sudo apt-get update && sudo apt-get install -y ${goPackages.join(' ')}\n` +
-        `(expected 'go' on PATH and ${govmomiDir()}).`,
+        `(expected 'go' on PATH and ${govmomiDir(gopath)}).`,
     );
   }
   const env = childEnv({ DEBIAN_FRONTEND: 'noninteractive' });
   await run('apt-get', ['update'], env);
   await run('apt-get', ['install', '-y', ...goPackages], env);
-  if (!haveToolchain()) throw new Error(`installed ${goPackages.join(' ')} but ${govmomiDir()} or go is still missing`);
+  if (!haveToolchain(gopath)) throw new Error(`installed ${goPackages.join(' ')} but ${govmomiDir(gopath)} or go is still missing`);
 }
 
 function sourceFiles(): { main: string; overlay: string[] } {

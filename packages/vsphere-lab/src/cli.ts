@@ -8,11 +8,13 @@
  *   create-vm --name N --disk 4G[:thick][:pvscsi|lsilogic|ide|sata][:datastore] ... [--no-cbt] [--power-on]
  *   write --vm N [--disk 0] --offset 1M --length 4M [--pattern zeros|text|random] [--seed S]
  *   sha256 --vm N [--disk 0] [--snapshot snapshot-12]
+ *   build                                         install the Debian toolchain if needed (root) and build/cache the server
  *
  * The lab lives in <repo>/.vaultline/lab (git-ignored): tls/ keeps the
  * certificate across runs (stable thumbprint), run/ is removed by `down`.
  */
 import { parseArgs } from 'node:util';
+import { buildLabServer } from './build.ts';
 import { labDown, labStatus, labUp, sharedLab } from './control.ts';
 import type { LabDiskSpec, WriteOp } from './lab.ts';
 
@@ -48,6 +50,10 @@ async function main(argv: string[]): Promise<void> {
   const print = (v: unknown) => process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
 
   switch (command) {
+    case 'build': {
+      print({ binary: await buildLabServer() });
+      return;
+    }
     case 'up': {
       print(await labUp({ demo: values.demo, san: values.san, hotadd: !values['no-hotadd'], port: values.port ? Number(values.port) : 0 }));
       return;
@@ -97,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     default:
-      process.stderr.write('usage: lab up [--demo] [--san] [--port N] | down | status | create-vm | write | sha256\n');
+      process.stderr.write('usage: lab build | up [--demo] [--san] [--no-hotadd] [--port N] | down | status | create-vm | write | sha256\n');
       process.exitCode = 2;
   }
 }

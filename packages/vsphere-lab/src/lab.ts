@@ -289,9 +289,8 @@ class LabImpl implements Lab {
     this.thumbprintSha256 = x509.fingerprint256;
     this.thumbprintSha1 = x509.fingerprint;
 
-    if ((this.opts.san || this.opts.hotadd !== false) && !isRoot()) {
-      if (this.opts.san) throw new Error('san: true needs root (losetup, mkfs.ext4, mount)');
-    }
+    // HotAdd quietly stays off without root; SAN cannot work at all without it.
+    if (this.opts.san && !isRoot()) throw new Error('san: true needs root (losetup, mkfs.ext4, mount)');
     const dsArgs: string[] = [];
     for (const name of ['datastore1', 'datastore2']) {
       const dsPath = path.join(this.run, 'ds', name);
