@@ -64,7 +64,7 @@ export interface VmdkDescriptor {
 export const NO_PARENT_CID = 'ffffffff';
 export const SECTOR = 512;
 
-const KEY_RE = /^([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$/;
+const KEY_RE = /^([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$/;
 const EXTENT_RE = /^(RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"([^"]*)"(?:\s+(\d+))?)?\s*$/;
 const HEX8_RE = /^[0-9a-fA-F]{1,8}$/;
 

@@ -114,7 +114,7 @@ export async function* streamOptimizedChunks(source: DiskSource, opts: StreamOpt
     opts,
   );
   const descText = Buffer.from(formatDescriptor(descriptor), 'utf8');
-  const descSectors = Math.ceil(descText.length / SECTOR);
+  const descSectors = Math.max(20, Math.ceil(descText.length / SECTOR)); // VMware reserves 20 sectors
   const overHead = roundUp(1 + descSectors, GRAIN_SECTORS);
   const header: SparseHeader = {
     version: 3,

@@ -110,6 +110,12 @@ describe('descriptor parse and write', () => {
     expect(formatDescriptor(delta)).toContain('createType="vmfsSparse"\nparentFileNameHint="base.vmdk"\n');
   });
 
+  it('accepts what ovftool writes: unquoted createType and a read-only SPARSE extent', () => {
+    const d = parseDescriptor('# Disk DescriptorFile\nversion=1\nCID=2bdc5c77\nparentCID=ffffffff\ncreateType=streamOptimized\n\n# Extent description\nRDONLY 16777216 SPARSE "dest-0.vmdk"\n');
+    expect(d.createType).toBe('streamOptimized');
+    expect(d.extents).toEqual([{ access: 'RDONLY', sectors: 16777216, type: 'SPARSE', fileName: 'dest-0.vmdk' }]);
+  });
+
   it.each([
     ['no version', 'CID=1\ncreateType="vmfs"\nRW 8 VMFS "a"\n', /missing version/, undefined],
     ['no createType', 'version=1\nRW 8 VMFS "a"\n', /missing createType/, undefined],
