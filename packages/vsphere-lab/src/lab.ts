@@ -257,6 +257,7 @@ class LabImpl implements Lab {
   child: ChildProcess | undefined;
   private inventory: { vmFolder: string; resourcePool: string; hosts: string[] } | undefined;
   private session: SoapClient | undefined;
+  private vmCount = 0; // spreads new VMs over the cluster's hosts
   private stopped = false;
   private readonly onExit = () => {
     if (this.child && !this.stopped) this.child.kill('SIGKILL');
@@ -424,7 +425,8 @@ class LabImpl implements Lab {
         `<numCPUs>${spec.cpus ?? 1}</numCPUs><memoryMB>${spec.memoryMiB ?? 1024}</memoryMB>` +
         changes.join('') +
         `<changeTrackingEnabled>${spec.cbt ?? true}</changeTrackingEnabled>` +
-        `</config><pool type="ResourcePool">${inv.resourcePool}</pool><host type="HostSystem">${inv.hosts[0]}</host></CreateVM_Task>`,
+        `</config><pool type="ResourcePool">${inv.resourcePool}</pool>` +
+        `<host type="HostSystem">${inv.hosts[this.vmCount++ % inv.hosts.length]}</host></CreateVM_Task>`,
     );
     const vm = await this.getVm(spec.name);
     if (spec.powerOn) {

@@ -300,7 +300,7 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 		labJSON(w, 200, map[string]interface{}{"written": len(data)})
 	case "sync":
 		// flush a file and its filesystem: POST /lab/sync?path=...
-		labSyncFS(q.Get("path"))
+		labSyncFS(q.Get("path"), true)
 		labJSON(w, 200, map[string]bool{"ok": true})
 	default:
 		fail(404, "unknown lab endpoint")

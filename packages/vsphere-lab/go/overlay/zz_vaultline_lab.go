@@ -274,15 +274,33 @@ func labSyncDisks(vm *VirtualMachine) {
 	}
 }
 
-// labSyncFS flushes a file and its whole filesystem (so block-level readers
-// of a SAN LUN over the same filesystem image see the data).
-func labSyncFS(file string) {
+// labOnSAN tells whether a "[ds] path" lives on a SAN (VMFS-reported) datastore.
+func labOnSAN(dsPath string) bool {
+	p, fault := parseDatastorePath(dsPath)
+	if fault != nil {
+		return false
+	}
+	for _, e := range Map.All("Datastore") {
+		if ds := e.(*Datastore); ds.Name == p.Datastore {
+			_, ok := ds.Info.(*types.VmfsDatastoreInfo)
+			return ok
+		}
+	}
+	return false
+}
+
+// labSyncFS flushes a file and, with wholeFS, its whole filesystem (so
+// block-level readers of a SAN LUN over the same filesystem image see the data).
+func labSyncFS(file string, wholeFS bool) {
 	f, err := os.Open(file)
 	if err != nil {
 		return
 	}
 	defer f.Close()
 	_ = f.Sync()
+	if !wholeFS {
+		return
+	}
 	// syncfs(2); the syscall package has no constant for it
 	switch runtime.GOARCH {
 	case "amd64":

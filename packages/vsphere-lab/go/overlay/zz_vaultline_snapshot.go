@@ -68,7 +68,7 @@ func labSparseCopy(src, dst string, size int64) error {
 			done += int64(got)
 		}
 	}
-	return out.Sync()
+	return nil // page cache is coherent for file readers; only the frozen file is flushed
 }
 
 // labNextDelta picks "[ds] dir/base-00000N.vmdk" not yet on disk.
@@ -134,7 +134,9 @@ func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2Backing
 	}
 	flat := labFlat(desc)
 	capacity := getDiskSize(disk)
-	labSyncFS(flat)
+	// Freeze: flush the file; on a SAN datastore also the whole filesystem, so
+	// a reader of the LUN (the filesystem image) sees the frozen data.
+	labSyncFS(flat, labOnSAN(fb.FileName))
 	deltaName, deltaDesc, err := labNextDelta(fb.FileName)
 	if err != nil {
 		return err
