@@ -192,4 +192,32 @@ describe('damaged images give typed errors, never garbage data', () => {
     expect(img.format).toBe('raw');
     await img.close();
   });
+
+  it('randomly damaged sparse and stream files either read or fail with a VmdkError, never another exception', async () => {
+    const names = ['monolithicSparse.vmdk', 'streamOptimized.vmdk', 'streamOptimizedWithMarkers.vmdk', 'ext2.vmdk'];
+    const originals = await Promise.all(names.map((name) => readFile(testdata(name))));
+    const rnd = prng(2026);
+    const outcomes: Record<string, number> = {};
+    for (let iter = 0; iter < 160; iter++) {
+      const orig = originals[iter % originals.length] ?? Buffer.alloc(0);
+      const buf = Buffer.from(orig);
+      const r = rnd(64);
+      const hits = 1 + ((r[0] ?? 0) % 8);
+      for (let i = 0; i < hits; i++) {
+        const where = r.readUInt32LE(4 + i * 4);
+        // mostly the metadata at the front (header, descriptor, tables), sometimes the tail (footer) or anywhere
+        const pos = i % 3 === 0 ? where % Math.min(buf.length, 12 * 1024) : i % 3 === 1 ? buf.length - 1 - (where % 2048) : where % buf.length;
+        buf[pos] = r[40 + i] ?? 0;
+      }
+      const cut = (r[60] ?? 0) < 50 ? r.readUInt32LE(36) % buf.length : buf.length;
+      const path = join(tmp.dir, `fuzz-${iter}.vmdk`);
+      await writeFile(path, buf.subarray(0, cut));
+      const err = await readFully(path);
+      if (err !== undefined && !(err instanceof VmdkError)) throw new Error(`iteration ${iter}: untyped error`, { cause: err });
+      const key = err instanceof VmdkError ? err.code : 'read';
+      outcomes[key] = (outcomes[key] ?? 0) + 1;
+    }
+    expect(outcomes.TRUNCATED).toBeGreaterThan(0);
+    expect(outcomes.CORRUPT).toBeGreaterThan(0);
+  });
 });
