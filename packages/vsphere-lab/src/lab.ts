@@ -222,7 +222,7 @@ function sanSetup(run: string, byId: string, name: string, dsPath: string): { na
   const img = path.join(run, 'san', `${name}.img`);
   fs.mkdirSync(path.dirname(img), { recursive: true });
   fs.closeSync(fs.openSync(img, 'w'));
-  fs.truncateSync(img, 16 * GiB); // sparse
+  fs.truncateSync(img, 256 * GiB); // sparse; large enough that thin demo disks never exceed the free space
   sh('mkfs.ext4', ['-q', '-F', '-N', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', '-L', name.slice(0, 16), img]);
   const rw = sh('losetup', ['-f', '--show', img]);
   sh('mount', ['-t', 'ext4', rw, dsPath]);
