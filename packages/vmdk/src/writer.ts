@@ -53,6 +53,10 @@ const GTES = 512;
 export interface DiskSource {
   /** Size in bytes; a size that is not a multiple of 512 is padded with zeros to a whole sector. */
   capacity: number;
+  /**
+   * Exactly `length` bytes at `offset`. The writer keeps the returned buffer while it
+   * deflates (and reads the next batch meanwhile), so do not reuse or modify it afterwards.
+   */
   read(offset: number, length: number): Promise<Buffer>;
   /** Ascending allocated ranges; when given, nothing outside them is read (it is written as unallocated). */
   allocatedExtents?(): AsyncIterable<ByteRange>;
