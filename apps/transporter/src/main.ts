@@ -75,6 +75,25 @@ async function main(): Promise<void> {
   redis.once('ready', () => log.info({ id }, 'transporter registered'));
   heartbeat.start();
 
+  let consumer: WorkConsumer | null = null;
+  let sweeper: NodeJS.Timeout | null = null;
+  const close = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'shutting down');
+    if (sweeper) clearInterval(sweeper);
+    // Running VMs see `closing` as a cancel, clean up, and the worker waits for them.
+    await consumer?.close().catch(() => undefined);
+    await heartbeat.stop();
+    await events.close();
+    await connector.close();
+    await db.$disconnect().catch(() => undefined);
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void close('SIGINT'));
+  process.on('SIGTERM', () => void close('SIGTERM'));
+
   const sweep = async (why: string) => {
     try {
       const busyElsewhere = await db.runVm.findMany({ where: { status: 'running', NOT: { transporterId: id } }, select: { id: true } });
@@ -95,7 +114,7 @@ async function main(): Promise<void> {
   };
   // Nothing of a previous (killed) process may survive into new work.
   await sweep('start');
-  const sweeper = setInterval(() => {
+  sweeper = setInterval(() => {
     if (active.size === 0) void sweep('periodic');
   }, SWEEP_INTERVAL_MS);
 
@@ -113,7 +132,7 @@ async function main(): Promise<void> {
     maxParallelDisks: env.VAULTLINE_MAX_DISK_TASKS,
     maxAttempts: 3,
   });
-  const consumer = new WorkConsumer(
+  consumer = new WorkConsumer(
     async (payload, ctx) => {
       active.add(payload.runVmId);
       try {
@@ -127,22 +146,6 @@ async function main(): Promise<void> {
   );
   log.info({ id }, 'taking backup work');
 
-  const close = async (signal: string) => {
-    if (closing) return;
-    closing = true;
-    log.info({ signal }, 'shutting down');
-    clearInterval(sweeper);
-    // Let running VMs finish their cleanup (the worker waits for active jobs).
-    await consumer.close().catch(() => undefined);
-    await heartbeat.stop();
-    await events.close();
-    await connector.close();
-    await db.$disconnect().catch(() => undefined);
-    redis.disconnect();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void close('SIGINT'));
-  process.on('SIGTERM', () => void close('SIGTERM'));
 }
 
 main().catch((err: unknown) => {

@@ -1,0 +1,229 @@
+/**
+ * Local block devices for Direct SAN and HotAdd. Read-only discipline:
+ * - devices are opened O_RDONLY, never O_RDWR, and a LUN is marked read-only
+ *   with `blockdev --setro` before anything touches it;
+ * - a LUN's filesystem is mounted read-only without journal replay (`ro,noload`
+ *   for the lab's ext4 stand-in; VMFS through the read-only FUSE drivers);
+ * - stale page cache is dropped (`blockdev --flushbufs`) before reading, since
+ *   the array (or the lab) changes the LUN behind our back.
+ * Discovery looks in a by-id folder (/dev/disk/by-id on a real Transporter,
+ * the lab's folder in tests), so the same code runs in both.
+ */
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { mkdtemp, open, readdir, readFile, realpath, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from '@vaultline/logger';
+import type { LocalDevices, SourceReader } from '../backup/ports.ts';
+
+const run = promisify(execFile);
+
+export class DeviceError extends Error {
+  override name = 'DeviceError';
+}
+
+/** "6000C29a-bc..." / "60 00 c2 9a ..." / "naa.6000c29a..." → "6000c29abc..." */
+export function normaliseId(id: string): string {
+  return id.toLowerCase().replace(/^(naa\.|wwn-0x|scsi-3)/, '').replace(/[^0-9a-f]/g, '');
+}
+
+async function byIdLinks(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let names: string[] = [];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const m = /^(?:wwn-0x|naa\.|scsi-3)([0-9a-fA-F]+)$/.exec(name);
+    if (!m) continue;
+    try {
+      out.set(m[1]!.toLowerCase(), await realpath(path.join(dir, name)));
+    } catch {
+      /* dangling link: device already gone */
+    }
+  }
+  return out;
+}
+
+async function isBlockDevice(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+async function deviceSize(device: string): Promise<number> {
+  const { stdout } = await run('blockdev', ['--getsize64', device]);
+  return Number(stdout.trim());
+}
+
+/** A read-only positional reader over a block device or file. */
+export class ReadOnlyFileReader implements SourceReader {
+  private constructor(
+    private readonly fh: FileHandle,
+    readonly capacity: number,
+    readonly path: string,
+  ) {}
+
+  static async open(p: string, capacity: number): Promise<ReadOnlyFileReader> {
+    const fh = await open(p, constants.O_RDONLY);
+    return new ReadOnlyFileReader(fh, capacity, p);
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (offset < 0 || offset + length > this.capacity) throw new DeviceError(`read [${offset}, +${length}) outside ${this.path} (${this.capacity} bytes)`);
+    const out = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.fh.read(out, done, length - done, offset + done);
+      if (bytesRead === 0) {
+        // Past the end of a sparse or short file: the disk reads as zeros there.
+        out.fill(0, done, length);
+        break;
+      }
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== null) return v;
+    if (Date.now() > end) throw new DeviceError(`${what} (waited ${Math.round(timeoutMs / 1000)} s)`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface SanCleanup {
+  kind: 'lun_mount';
+  mountPoint: string;
+  device: string;
+}
+
+async function fsType(device: string): Promise<string> {
+  const head = Buffer.alloc(4096);
+  const fh = await open(device, constants.O_RDONLY);
+  try {
+    await fh.read(head, 0, head.length, 0);
+    // ext2/3/4: magic 0xEF53 at byte 1080.
+    if (head.readUInt16LE(1080) === 0xef53) return 'ext4';
+  } finally {
+    await fh.close();
+  }
+  const vmfs = Buffer.alloc(8);
+  const fh2 = await open(device, constants.O_RDONLY);
+  try {
+    // VMFS volume header: magic 0xc001d00d at 1 MiB.
+    await fh2.read(vmfs, 0, 4, 0x100000);
+    if (vmfs.readUInt32LE(0) === 0xc001d00d) return 'vmfs';
+  } finally {
+    await fh2.close();
+  }
+  return 'unknown';
+}
+
+async function undoMount(c: SanCleanup): Promise<void> {
+  const mounts = await readFile('/proc/mounts', 'utf8');
+  if (mounts.split('\n').some((l) => l.split(' ')[1] === c.mountPoint)) {
+    await run('umount', [c.mountPoint]).catch(async () => run('umount', ['-l', c.mountPoint]));
+  }
+  await rmdir(c.mountPoint).catch(() => undefined);
+}
+
+export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices {
+  const timeout = opts.appearTimeoutMs ?? 60_000;
+  const realById = path.resolve(opts.byIdDir) === '/dev/disk/by-id';
+
+  const rescan = async () => {
+    if (!realById) return;
+    // A real proxy VM needs a SCSI rescan to see a hot-added disk.
+    for (const host of await readdir('/sys/class/scsi_host').catch(() => [] as string[])) {
+      await import('node:fs/promises').then((fs) => fs.writeFile(`/sys/class/scsi_host/${host}/scan`, '- - -')).catch(() => undefined);
+    }
+  };
+
+  return {
+    async canUseBlockDevices() {
+      if (typeof process.getuid !== 'function' || process.getuid() !== 0) return false;
+      try {
+        await run('blockdev', ['--version']);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+
+    async findLun(naa) {
+      const dev = (await byIdLinks(opts.byIdDir)).get(normaliseId(naa));
+      return dev && (await isBlockDevice(dev)) ? dev : null;
+    },
+
+    async openSan(naa, device, fileName, capacity) {
+      await run('blockdev', ['--setro', device]);
+      await run('blockdev', ['--flushbufs', device]);
+      const type = await fsType(device);
+      const mountPoint = await mkdtemp(path.join(os.tmpdir(), 'vaultline-lun-'));
+      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device };
+      try {
+        if (type === 'ext4') {
+          await run('mount', ['-t', 'ext4', '-o', 'ro,noload', device, mountPoint]);
+        } else if (type === 'vmfs') {
+          const driver = await run('vmfs6-fuse', ['--version']).then(() => 'vmfs6-fuse', () => 'vmfs-fuse');
+          await run(driver, [device, mountPoint]);
+        } else {
+          throw new DeviceError(`LUN ${naa} (${device}) holds no filesystem Vaultline can read (not VMFS)`);
+        }
+        const rel = fileName.replace(/^\[[^\]]+\]\s*/, '').replace(/\.vmdk$/, '-flat.vmdk');
+        const reader = await ReadOnlyFileReader.open(path.join(mountPoint, rel), capacity);
+        return {
+          capacity,
+          cleanup,
+          read: (o: number, l: number, into?: Buffer) => reader.read(o, l, into),
+          close: async () => {
+            await reader.close();
+            await undoMount(cleanup);
+          },
+        };
+      } catch (err) {
+        await undoMount(cleanup).catch(() => undefined);
+        throw err instanceof DeviceError ? err : new DeviceError(`cannot open ${fileName} on LUN ${naa}: ${(err as Error).message}`);
+      }
+    },
+
+    async openHotAdded(diskUuid, capacity) {
+      await rescan();
+      const id = normaliseId(diskUuid);
+      const device = await waitFor(`the hot-added disk ${diskUuid} did not appear in ${opts.byIdDir}`, timeout, async () => {
+        const dev = (await byIdLinks(opts.byIdDir)).get(id);
+        return dev && (await isBlockDevice(dev)) ? dev : null;
+      });
+      await run('blockdev', ['--flushbufs', device]).catch(() => undefined);
+      const size = await deviceSize(device);
+      if (size < capacity) throw new DeviceError(`device ${device} for disk ${diskUuid} has ${size} bytes, the disk ${capacity}`);
+      const reader = await ReadOnlyFileReader.open(device, capacity);
+      return Object.assign(reader, { device });
+    },
+
+    async waitGone(diskUuid) {
+      const id = normaliseId(diskUuid);
+      await waitFor(`the detached disk ${diskUuid} is still visible in ${opts.byIdDir}`, timeout, async () => ((await byIdLinks(opts.byIdDir)).has(id) ? null : true));
+    },
+
+    async undoSan(cleanup) {
+      const c = cleanup as SanCleanup;
+      if (c?.kind === 'lun_mount' && typeof c.mountPoint === 'string') await undoMount(c);
+    },
+  };
+}

@@ -1,0 +1,210 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRoot, startBench, type Bench } from './fixture.ts';
+
+const MiB = 1024 * 1024;
+
+/** Everything a run left in Postgres about one VM. */
+async function outcome(b: Bench, runId: string) {
+  const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } } } } });
+  const vm = run.vms[0]!;
+  const point = await b.db.restorePoint.findFirst({ where: { runVmId: vm.id } });
+  return { run, vm, point };
+}
+
+/** Moves the lab's LUN links out of the by-id folder (and back). */
+async function hideLuns(b: Bench) {
+  const { readdir, rename, mkdtemp } = await import('node:fs/promises');
+  const path = await import('node:path');
+  const os = await import('node:os');
+  const aside = await mkdtemp(path.join(os.tmpdir(), 'vaultline-hidden-luns-'));
+  const moved: string[] = [];
+  for (const name of await readdir(b.lab.byIdDir)) {
+    if (b.lab.datastores.some((d) => d.naa && name.toLowerCase().includes(d.naa.replace(/^naa\./, '').toLowerCase()))) {
+      await rename(path.join(b.lab.byIdDir, name), path.join(aside, name));
+      moved.push(name);
+    }
+  }
+  return {
+    async restore() {
+      for (const name of moved) await rename(path.join(aside, name), path.join(b.lab.byIdDir, name));
+    },
+  };
+}
+
+async function nothingLeftBehind(b: Bench, vmName: string) {
+  const vm = await b.lab.getVm(vmName);
+  const port = await b.connector.portFor(b.vcenterId);
+  expect(await port.findTaggedSnapshots(), 'snapshots left').toEqual([]);
+  const proxyDisks = (await b.lab.getVm(b.lab.proxyVm.name)).disks.map((d) => d.fileName);
+  expect(proxyDisks.filter((f) => !f.includes(b.lab.proxyVm.name)), 'foreign disks on the proxy VM').toEqual([]);
+  const open = await b.db.cleanupEntry.findMany({ where: { resolvedAt: null } });
+  expect(open, 'unresolved cleanup journal rows').toEqual([]);
+  return vm;
+}
+
+describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)', () => {
+  let b: Bench;
+  beforeAll(async () => {
+    b = await startBench({ passphrase: 'bench passphrase', cbtMaxAreas: 3 });
+    await b.lab.createVm({ name: 'app01', cbt: true, powerOn: true, disks: [{ capacityBytes: 48 * MiB }, { capacityBytes: 24 * MiB, controller: 'lsilogic' }] });
+    await b.lab.guestWrite('app01', 0, [
+      { offset: 0, length: 4 * MiB, pattern: 'text', seed: 1 },
+      { offset: 20 * MiB, length: 3 * MiB, pattern: 'random', seed: 2 },
+      { offset: 40 * MiB, length: 1 * MiB, pattern: 'zeros' },
+    ]);
+    await b.lab.guestWrite('app01', 1, [{ offset: 1 * MiB, length: 5 * MiB, pattern: 'random', seed: 3 }]);
+  });
+  afterAll(async () => {
+    await b?.close();
+  });
+
+  it('full backup + 3 incrementals: every restore point reads back equal to the lab ground truth, incrementals read only what changed', async () => {
+    const truths: string[][] = [];
+    const points: { id: string; vmId: string }[] = [];
+    const reads: number[] = [];
+    const changed = [0, 2 * MiB + 64 * 1024, 128 * 1024, 5 * MiB];
+    for (let round = 0; round < 4; round++) {
+      if (round === 1) {
+        await b.lab.guestWrite('app01', 0, [{ offset: 10 * MiB, length: 2 * MiB, pattern: 'random', seed: 10 }]);
+        await b.lab.guestWrite('app01', 1, [{ offset: 100, length: 10, pattern: 'text', seed: 11 }]);
+      } else if (round === 2) {
+        await b.lab.guestWrite('app01', 0, [{ offset: 47 * MiB, length: 128 * 1024, pattern: 'random', seed: 12 }]);
+      } else if (round === 3) {
+        await b.lab.guestWrite('app01', 0, [{ offset: 0, length: 1 * MiB, pattern: 'zeros' }]);
+        await b.lab.guestWrite('app01', 1, [{ offset: 18 * MiB, length: 4 * MiB, pattern: 'random', seed: 13 }]);
+      }
+      truths.push([await b.lab.diskSha256('app01', 0), await b.lab.diskSha256('app01', 1)]);
+      const { runId } = await b.newRun(['app01'], 'automatic');
+      await b.runAll(runId);
+      const { run, vm, point } = await outcome(b, runId);
+      expect(run.status, `round ${round}: ${vm.error ?? ''} ${JSON.stringify(vm.log)}`).toMatch(/succeeded|warning/);
+      expect(point).not.toBeNull();
+      points.push({ id: point!.repoPointId, vmId: point!.vmInstanceUuid });
+      reads.push(vm.disks.reduce((n, d) => n + Number(d.bytesRead), 0));
+      expect(vm.disks.every((d) => d.cbtUsed)).toBe(true);
+      await nothingLeftBehind(b, 'app01');
+    }
+    // Every point is complete on its own: read each back and compare with the truth of its day.
+    for (let i = 0; i < points.length; i++) {
+      const vm = await b.lab.getVm('app01');
+      expect(await b.restoredSha256(points[i]!.id, points[i]!.vmId, String(vm.disks[0]!.key)), `point ${i} disk 0`).toBe(truths[i]![0]);
+      expect(await b.restoredSha256(points[i]!.id, points[i]!.vmId, String(vm.disks[1]!.key)), `point ${i} disk 1`).toBe(truths[i]![1]);
+    }
+    // Incrementals read about what changed (64 KiB CBT granularity), never the whole disk.
+    for (let i = 1; i < 4; i++) {
+      expect(reads[i]!, `round ${i} read`).toBeGreaterThanOrEqual(changed[i]!);
+      expect(reads[i]!, `round ${i} read`).toBeLessThanOrEqual(changed[i]! + 4 * 64 * 1024);
+    }
+    // The first backup read only allocated areas, not the 72 MiB of capacity.
+    expect(reads[0]!).toBeLessThan(20 * MiB);
+  });
+
+  it.runIf(isRoot)('automatic mode picks SAN where the LUN is visible and records why', async () => {
+    const { runId } = await b.newRun(['app01'], 'automatic');
+    await b.runAll(runId);
+    const { vm } = await outcome(b, runId);
+    for (const d of vm.disks) {
+      expect(d.transport).toBe('san');
+      expect(d.transportReason as string[]).toEqual([expect.stringMatching(/^SAN: LUN naa\.[0-9a-f]+ visible on this Transporter$/)]);
+    }
+  });
+
+  it.runIf(isRoot)('each mode forced manually works and gives the same bytes', async () => {
+    const truth = await b.lab.diskSha256('app01', 0);
+    const vm = await b.lab.getVm('app01');
+    for (const mode of ['hotadd', 'nbdssl', 'nbd', 'san'] as const) {
+      // A changed byte per round, so each run copies something through that mode.
+      const { runId } = await b.newRun(['app01'], mode, { cbtSanityRate: 0 });
+      await b.runAll(runId);
+      const { run, vm: item, point } = await outcome(b, runId);
+      expect(run.status, `${mode}: ${item.error}`).toMatch(/succeeded|warning/);
+      expect(item.disks.map((d) => d.transport)).toEqual([mode, mode]);
+      expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(vm.disks[0]!.key))).toBe(truth);
+      await nothingLeftBehind(b, 'app01');
+    }
+  });
+
+  it('an IDE disk on a datastore whose LUN is not visible goes over the network, saying why SAN and HotAdd were skipped', async () => {
+    await b.lab.createVm({ name: 'legacy', cbt: true, disks: [{ capacityBytes: 8 * MiB, controller: 'ide' }] });
+    await b.lab.guestWrite('legacy', 0, [{ offset: 0, length: 1 * MiB, pattern: 'text', seed: 5 }]);
+    // Hide the LUNs from this Transporter, as when it is not zoned to the array.
+    const hidden = await hideLuns(b);
+    try {
+      const { runId } = await b.newRun(['legacy'], 'automatic');
+      await b.runAll(runId);
+      const { run, vm, point } = await outcome(b, runId);
+      expect(run.status, vm.error ?? '').toMatch(/succeeded|warning/);
+      expect(vm.disks[0]!.transport).toBe('nbdssl');
+      const reasons = vm.disks[0]!.transportReason as string[];
+      if (isRoot) expect(reasons[0]).toMatch(/^SAN: LUN naa\.[0-9a-f]+ not visible on this Transporter$/);
+      expect(reasons).toContain('HotAdd: disk on IDE controller');
+      const lvm = await b.lab.getVm('legacy');
+      expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('legacy', 0));
+      if (isRoot) {
+        // SCSI disks in the same situation go through HotAdd.
+        const scsi = await b.newRun(['app01'], 'automatic');
+        await b.runAll(scsi.runId);
+        const o = await outcome(b, scsi.runId);
+        expect(o.vm.disks.map((d) => d.transport)).toEqual(['hotadd', 'hotadd']);
+        expect((o.vm.disks[0]!.transportReason as string[])[0]).toMatch(/^SAN: LUN naa\.[0-9a-f]+ not visible on this Transporter$/);
+        await nothingLeftBehind(b, 'app01');
+      }
+    } finally {
+      await hidden.restore();
+    }
+  });
+
+  it.runIf(isRoot)('an IDE disk still uses SAN when its LUN is visible (the controller does not matter to SAN)', async () => {
+    const { runId } = await b.newRun(['legacy'], 'automatic');
+    await b.runAll(runId);
+    const { run, vm, point } = await outcome(b, runId);
+    expect(run.status, vm.error ?? '').toMatch(/succeeded|warning/);
+    expect(vm.disks[0]!.transport).toBe('san');
+    const lvm = await b.lab.getVm('legacy');
+    expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('legacy', 0));
+  });
+
+  it('manual HotAdd of an IDE disk fails clearly before any snapshot', async () => {
+    const { runId } = await b.newRun(['legacy'], 'hotadd');
+    await b.runAll(runId);
+    const { run, vm } = await outcome(b, runId);
+    expect(run.status).toBe('failed');
+    expect(vm.error).toContain('HotAdd: disk on IDE controller (transport mode is manual: hotadd)');
+    await nothingLeftBehind(b, 'legacy');
+  });
+
+  it('a VM deleted before its turn ends in a clear per-VM failure', async () => {
+    await b.lab.createVm({ name: 'doomed', cbt: true, disks: [{ capacityBytes: 4 * MiB }] });
+    const { runId } = await b.newRun(['doomed'], 'automatic');
+    // The guest's owner deletes it between the job being queued and its turn (raw Destroy_Task).
+    const soap = await b.lab.soap();
+    const doomed = await b.lab.getVm('doomed');
+    await soap.task(`<Destroy_Task><_this type="VirtualMachine">${doomed.moref}</_this></Destroy_Task>`);
+    await b.runAll(runId);
+    const { run, vm } = await outcome(b, runId);
+    expect(run.status).toBe('failed');
+    expect(vm.error).toMatch(/cannot be found in vCenter.*deleted/);
+  });
+
+  it('a VM with CBT off is read whole and the run says so', async () => {
+    await b.lab.createVm({ name: 'nocbt', cbt: false, disks: [{ capacityBytes: 6 * MiB }] });
+    await b.lab.guestWrite('nocbt', 0, [{ offset: 2 * MiB, length: 1 * MiB, pattern: 'random', seed: 8 }]);
+    const { runId } = await b.newRun(['nocbt'], 'nbdssl', { enableCbt: false });
+    await b.runAll(runId);
+    const { run, vm, point } = await outcome(b, runId);
+    expect(run.status).toBe('warning');
+    expect(JSON.stringify(vm.log)).toContain('Changed Block Tracking is off; reading the whole disk');
+    const lvm = await b.lab.getVm('nocbt');
+    expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('nocbt', 0));
+  });
+
+  it('cancel stops the VM, commits nothing and cleans up', async () => {
+    const { runId } = await b.newRun(['app01'], 'nbdssl');
+    b.cancelled.add(runId);
+    await b.runAll(runId);
+    const { run, point } = await outcome(b, runId);
+    expect(run.status).toBe('cancelled');
+    expect(point).toBeNull();
+    await nothingLeftBehind(b, 'app01');
+  });
+});
