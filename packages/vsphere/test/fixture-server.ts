@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -68,17 +69,21 @@ export const ok = (inner: string, headers?: Record<string, string | string[]>): 
 export class FixtureServer {
   readonly requests: Recorded[] = [];
   handlers = new Map<string, Handler>();
+  /** non-SOAP requests (datastore /folder, lease URLs) */
+  httpHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   versionsXml: string | undefined = fixture('vimServiceVersions.xml');
   private server!: https.Server;
   private counts = new Map<string, number>();
   url = '';
   thumbprintSha256 = '';
+  thumbprintSha1 = '';
   certPem = '';
 
   async start(): Promise<this> {
     const { cert, key } = selfSignedCert();
     this.certPem = cert;
     this.thumbprintSha256 = new X509Certificate(cert).fingerprint256;
+    this.thumbprintSha1 = new X509Certificate(cert).fingerprint;
     this.server = https.createServer({ cert, key }, (req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -90,6 +95,11 @@ export class FixtureServer {
             return;
           }
           res.writeHead(200, { 'content-type': 'text/xml' }).end(this.versionsXml);
+          return;
+        }
+        if (!req.url?.startsWith('/sdk') && this.httpHandler) {
+          this.requests.push({ method: `${req.method} ${req.url}`, headers: req.headers, body });
+          this.httpHandler(req, res);
           return;
         }
         const method = /<soapenv:Body><(\w+)/.exec(body)?.[1] ?? `${req.method} ${req.url}`;

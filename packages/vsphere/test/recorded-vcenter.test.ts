@@ -69,7 +69,7 @@ describe('recorded vCenter: session', () => {
   it('logs in again transparently after NotAuthenticated and retries the call once', async () => {
     let session = 1;
     srv.withLogin();
-    srv.on('Login', (r) => ok(fixture('Login.xml'), { 'set-cookie': `vmware_soap_session="s${session++}"; Path=/; HttpOnly` }));
+    srv.on('Login', () => ok(fixture('Login.xml'), { 'set-cookie': `vmware_soap_session="s${session++}"; Path=/; HttpOnly` }));
     srv.on('CurrentTime', (r) =>
       r.headers.cookie === 'vmware_soap_session="s1"'
         ? faultReply('NotAuthenticated', 'The session is not authenticated.', '<object type="Folder">group-d1</object><privilegeId>System.View</privilegeId>')
@@ -374,6 +374,119 @@ describe('recorded vCenter: CBT paging', () => {
     expect(e3).toBeInstanceOf(InvalidArgument);
     expect((e3 as InvalidArgument).invalidProperty).toBe('changeId');
     expect((e3 as Error).message).toMatch(/invalid argument "changeId"/);
+    await c.close();
+  });
+});
+
+describe('recorded vCenter: datastore HTTP, service tickets and leases', () => {
+  const DISK = Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => (i * 7) & 0xff));
+  function serveDisk() {
+    srv.httpHandler = (req, res) => {
+      const m = /bytes=(\d+)-(\d+)/.exec(String(req.headers.range ?? ''));
+      if (!m) {
+        res.writeHead(200, { 'content-length': DISK.length }).end(DISK);
+        return;
+      }
+      const a = Number(m[1]);
+      const b = Math.min(Number(m[2]), DISK.length - 1);
+      res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${DISK.length}` }).end(DISK.subarray(a, b + 1));
+    };
+  }
+
+  it('/folder Range GET sends the quoted session cookie verbatim and URL-encodes path, dcPath and dsName', async () => {
+    srv.withLogin('vmware_soap_session="52aa-quoted"');
+    serveDisk();
+    const c = await VSphereClient.connect(opts());
+    const buf = await c.files.readRange({ datacenter: 'DC 1/Sub', datastore: 'ds&1', path: 'app 01/app01-flat.vmdk' }, 1000, 300);
+    expect(buf.equals(DISK.subarray(1000, 1300))).toBe(true);
+    const get = srv.requests.find((r) => r.method.startsWith('GET /folder'))!;
+    expect(get.method).toBe('GET /folder/app%2001/app01-flat.vmdk?dcPath=DC+1%2FSub&dsName=ds%261');
+    expect(get.headers.cookie).toBe('vmware_soap_session="52aa-quoted"');
+    expect(get.headers.range).toBe('bytes=1000-1299');
+    await c.close();
+  });
+
+  it('direct-to-host reads use a single-use service ticket as vmware_cgi_ticket, pin the SHA-1 thumbprint from the ticket and do not send the session', async () => {
+    srv.withLogin();
+    serveDisk();
+    let n = 0;
+    srv.on('AcquireGenericServiceTicket', () =>
+      ok(`<AcquireGenericServiceTicketResponse xmlns="urn:vim25"><returnval><id>cst-VCT-52${++n}</id><hostName>127.0.0.1</hostName><sslThumbprint>${srv.thumbprintSha1}</sslThumbprint></returnval></AcquireGenericServiceTicketResponse>`),
+    );
+    const c = await VSphereClient.connect(opts());
+    const hostUrl = `${new URL(srv.url).origin}/folder/app01/app01-flat.vmdk?dsName=ds1`;
+    expect((await c.files.readRangeDirect(hostUrl, 0, 100)).equals(DISK.subarray(0, 100))).toBe(true);
+    expect((await c.files.readRangeDirect(hostUrl, 100, 100)).equals(DISK.subarray(100, 200))).toBe(true);
+    const tickets = srv.calls('AcquireGenericServiceTicket');
+    expect(tickets).toHaveLength(2);
+    expect(tickets[0]!.body).toContain(`<spec xsi:type="SessionManagerHttpServiceRequestSpec"><method>httpGet</method><url>${hostUrl.replace(/&/g, '&amp;')}</url></spec>`);
+    const gets = srv.requests.filter((r) => r.method.startsWith('GET /folder'));
+    expect(gets.map((g) => g.headers.cookie)).toEqual(['vmware_cgi_ticket=cst-VCT-521', 'vmware_cgi_ticket=cst-VCT-522']);
+    // a ticket whose host thumbprint does not match is refused
+    srv.on('AcquireGenericServiceTicket', ok(`<AcquireGenericServiceTicketResponse xmlns="urn:vim25"><returnval><id>t</id><sslThumbprint>${'AB:'.repeat(19)}AB</sslThumbprint></returnval></AcquireGenericServiceTicketResponse>`));
+    await expect(c.files.readRangeDirect(hostUrl, 0, 10)).rejects.toBeInstanceOf(ThumbprintMismatchError);
+    await c.close();
+  });
+
+  it('ExportSnapshot: waits while the lease initializes, replaces the * host, reports progress, completes', async () => {
+    srv.withLogin();
+    serveDisk();
+    srv.on('ExportSnapshot', ok('<ExportSnapshotResponse xmlns="urn:vim25"><returnval type="HttpNfcLease">session[52a]52b</returnval></ExportSnapshotResponse>'));
+    srv.on('RetrievePropertiesEx', (_r, n) =>
+      ok(
+        '<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="HttpNfcLease">session[52a]52b</obj>' +
+          (n < 3
+            ? '<propSet><name>state</name><val xsi:type="HttpNfcLeaseState">initializing</val></propSet>'
+            : '<propSet><name>info</name><val xsi:type="HttpNfcLeaseInfo"><lease type="HttpNfcLease">session[52a]52b</lease><entity type="VirtualMachine">vm-42</entity>' +
+              '<deviceUrl><key>/vm-42/VirtualLsiLogicController0:0</key><importKey>/vm-42/VirtualLsiLogicController0:0</importKey><url>https://*/nfc/52c0ffee/disk-0.vmdk</url><sslThumbprint>AA:BB</sslThumbprint><disk>true</disk><targetId>disk-0.vmdk</targetId><datastoreKey>ds</datastoreKey><fileSize>65536</fileSize></deviceUrl>' +
+              '<totalDiskCapacityInKB>64</totalDiskCapacityInKB><leaseTimeout>300</leaseTimeout></val></propSet>' +
+              '<propSet><name>state</name><val xsi:type="HttpNfcLeaseState">ready</val></propSet>') +
+          '</objects></returnval></RetrievePropertiesExResponse>',
+      ),
+    );
+    srv.on('HttpNfcLeaseProgress', ok('<HttpNfcLeaseProgressResponse xmlns="urn:vim25"></HttpNfcLeaseProgressResponse>'));
+    srv.on('HttpNfcLeaseComplete', ok('<HttpNfcLeaseCompleteResponse xmlns="urn:vim25"></HttpNfcLeaseCompleteResponse>'));
+    const c = await VSphereClient.connect(opts());
+    const lease = await c.leases.exportSnapshot('snapshot-77');
+    expect(srv.calls('RetrievePropertiesEx')).toHaveLength(3);
+    expect(lease.leaseTimeout).toBe(300);
+    expect(lease.deviceUrls).toEqual([
+      expect.objectContaining({ url: `https://${new URL(srv.url).host}/nfc/52c0ffee/disk-0.vmdk`, disk: true, fileSize: 65536, targetId: 'disk-0.vmdk' }),
+    ]);
+    expect((await lease.readRange(lease.deviceUrls[0]!, 4096, 4096)).equals(DISK.subarray(4096, 8192))).toBe(true);
+    await lease.progress(50.4);
+    await lease.complete();
+    expect(srv.calls('HttpNfcLeaseProgress')[0]!.body).toContain('<percent>50</percent>');
+    expect(srv.calls('HttpNfcLeaseComplete')).toHaveLength(1);
+    await c.close();
+  });
+
+  it('a lease in state error raises its typed fault', async () => {
+    srv.withLogin();
+    srv.on('ExportVm', ok('<ExportVmResponse xmlns="urn:vim25"><returnval type="HttpNfcLease">session[52a]52c</returnval></ExportVmResponse>'));
+    srv.on('RetrievePropertiesEx', ok(
+      '<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="HttpNfcLease">session[52a]52c</obj>' +
+        '<propSet><name>error</name><val xsi:type="LocalizedMethodFault"><fault xsi:type="FileLocked"><file>[ds1] app01/app01.vmdk</file></fault><localizedMessage>Unable to access file [ds1] app01/app01.vmdk since it is locked</localizedMessage></val></propSet>' +
+        '<propSet><name>state</name><val xsi:type="HttpNfcLeaseState">error</val></propSet></objects></returnval></RetrievePropertiesExResponse>',
+    ));
+    const c = await VSphereClient.connect(opts());
+    const err = await c.leases.exportVm('vm-42').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FileFault);
+    expect((err as FileFault).isRetriable()).toBe(true); // locked files may free up
+    expect((err as Error).message).toMatch(/ExportVm on vm-42 failed: file is locked: \[ds1\] app01\/app01.vmdk/);
+    await c.close();
+  });
+
+  it('waiting for a task can be aborted with an AbortSignal; the task is cancelled', async () => {
+    srv.withLogin();
+    srv.on('CreateSnapshot_Task', ok('<CreateSnapshot_TaskResponse xmlns="urn:vim25"><returnval type="Task">task-1234</returnval></CreateSnapshot_TaskResponse>'));
+    srv.on('CancelTask', ok('<CancelTaskResponse xmlns="urn:vim25"></CancelTaskResponse>'));
+    srv.on('RetrievePropertiesEx', ok(fixture('task-running.xml').replace('PROGRESS', '3')));
+    const c = await VSphereClient.connect(opts());
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(new Error('job cancelled by operator')), 300);
+    await expect(c.snapshots.create('vm-42', { runId: 'r', signal: ac.signal })).rejects.toThrow('job cancelled by operator');
+    expect(srv.calls('CancelTask')).toHaveLength(1);
     await c.close();
   });
 });

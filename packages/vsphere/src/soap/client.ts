@@ -270,8 +270,9 @@ export class SoapClient {
         headers,
         body: opts.body ?? null,
         signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        // the overall deadline (signal) fires first and gives the clearer message
+        headersTimeout: timeoutMs + 1000,
+        bodyTimeout: timeoutMs + 1000,
       });
     } catch (e) {
       if (timeout.aborted) throw new TimeoutError(`${what}: no answer from ${this.host} within ${timeoutMs} ms`, { cause: e });
