@@ -107,6 +107,17 @@ describe('snapshots freeze disk data', () => {
     expect(vmFiles('remove-all')).toEqual(['remove-all-flat.vmdk', 'remove-all.vmdk']);
   });
 
+  it('diskSha256 (holes hashed without reading) equals a plain full read of the disk file', async () => {
+    await lab.createVm({ name: 'sha-sparse', disks: [{ capacityBytes: 256 * MiB }] });
+    await lab.guestWrite('sha-sparse', 0, [
+      { offset: 0, length: 5000, pattern: 'text' },
+      { offset: 100 * MiB + 3, length: 3 * MiB, pattern: 'random', seed: 4 },
+      { offset: 256 * MiB - 4096, length: 4096, pattern: 'random', seed: 5 },
+    ]);
+    const disk = (await lab.getVm('sha-sparse')).disks[0]!;
+    expect(await lab.diskSha256('sha-sparse', 0)).toBe(await sha256File(disk.flatPath, disk.capacityBytes));
+  });
+
   it('CBT keeps working across snapshot removal (the change log belongs to the disk chain)', async () => {
     const vm = await lab.createVm({ name: 'ctk-chain', disks: [{ capacityBytes: 16 * MiB }], cbt: true });
     const s1 = await createSnapshot(soap, vm.moref);

@@ -298,6 +298,30 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		labJSON(w, 200, map[string]interface{}{"written": len(data)})
+	case "extents":
+		// GET /lab/extents?path=<file under a datastore>&length=N: data extents (SEEK_DATA/SEEK_HOLE)
+		file := path.Clean(q.Get("path"))
+		inside := false
+		for _, e := range Map.All("Datastore") {
+			if u := e.(*Datastore).Info.GetDatastoreInfo().Url; strings.HasPrefix(file, u+"/") {
+				inside = true
+			}
+		}
+		length, err := strconv.ParseInt(q.Get("length"), 10, 64)
+		if !inside || err != nil {
+			fail(400, "path must be a file on a lab datastore, with a length")
+			return
+		}
+		ext, err := labAllocated(file, length)
+		if err != nil {
+			fail(500, "%s", err)
+			return
+		}
+		out := make([][2]int64, 0, len(ext))
+		for _, e := range ext {
+			out = append(out, [2]int64{e.off, e.len})
+		}
+		labJSON(w, 200, out)
 	case "sync":
 		// flush a file and its filesystem: POST /lab/sync?path=...
 		labSyncFS(q.Get("path"), true)
