@@ -5,7 +5,7 @@
  * `maxObjects`), and ContainerView traversal.
  */
 import type { SoapClient } from './soap/client.ts';
-import { makeFault, ProtocolError, type VimFault } from './soap/faults.ts';
+import { makeFault, ManagedObjectNotFound, ProtocolError, type VimFault } from './soap/faults.ts';
 import { parseLocalizedFault } from './soap/client.ts';
 import { child, children, el, join, ref, text, typed, val, type MoRef, type Xml, type XmlNode } from './soap/xml.ts';
 
@@ -100,7 +100,11 @@ export async function retrieveProperties(soap: SoapClient, collector: MoRef, q: 
   return out;
 }
 
-/** Creates a ContainerView, runs `fn`, destroys the view. */
+/**
+ * Creates a ContainerView, runs `fn`, destroys the view. Views belong to the
+ * session: if the session was renewed (transparent re-login) while `fn` ran
+ * and the view is therefore gone, the view is recreated and `fn` runs once more.
+ */
 export async function withContainerView<T>(
   soap: SoapClient,
   viewManager: MoRef,
@@ -108,16 +112,22 @@ export async function withContainerView<T>(
   types: string[],
   fn: (view: MoRef) => Promise<T>,
 ): Promise<T> {
-  const r = await soap.returnval(
-    'CreateContainerView',
-    join([ref('_this', viewManager), ref('container', container), ...types.map((t) => val('type', t)), val('recursive', true)]),
-  );
-  if (!r) throw new ProtocolError('CreateContainerView returned nothing');
-  const view = { type: r.attrs.type ?? 'ContainerView', value: r.text };
-  try {
-    return await fn(view);
-  } finally {
-    await soap.call('DestroyView', ref('_this', view), { timeoutMs: 10_000 }).catch(() => undefined);
+  for (let attempt = 0; ; attempt++) {
+    const epoch = soap.sessionEpoch;
+    const r = await soap.returnval(
+      'CreateContainerView',
+      join([ref('_this', viewManager), ref('container', container), ...types.map((t) => val('type', t)), val('recursive', true)]),
+    );
+    if (!r) throw new ProtocolError('CreateContainerView returned nothing');
+    const view = { type: r.attrs.type ?? 'ContainerView', value: r.text };
+    try {
+      return await fn(view);
+    } catch (e) {
+      if (attempt === 0 && soap.sessionEpoch !== epoch && e instanceof ManagedObjectNotFound) continue;
+      throw e;
+    } finally {
+      await soap.call('DestroyView', ref('_this', view), { timeoutMs: 10_000 }).catch(() => undefined);
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import {
   InvalidPowerState,
   ManagedObjectNotFound,
   parseDatastorePath,
+  probeThumbprint,
   ThumbprintMismatchError,
   VSphereClient,
   type DatastoreFile,
@@ -67,6 +68,21 @@ describe('lab: session', () => {
     const viaCa = await VSphereClient.connect({ url: lab.url, username: lab.username, password: lab.password, caPem: lab.certPem, keepAliveMs: 0 });
     expect((await viaCa.inventory.datacenters()).map((d) => d.name)).toEqual([lab.datacenter]);
     await viaCa.close();
+  });
+
+  it('probeThumbprint reports the thumbprints the lab certificate really has', async () => {
+    const t = await probeThumbprint(lab.url);
+    expect(t.sha256).toBe(lab.thumbprintSha256);
+    expect(t.sha1).toBe(lab.thumbprintSha1);
+  });
+
+  it('after logout() the client logs in again on its next call', async () => {
+    const c = await VSphereClient.connect({ url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256, keepAliveMs: 0 });
+    await c.logout();
+    expect(c.session).toBeUndefined();
+    expect((await c.inventory.datacenters()).map((d) => d.name)).toEqual([lab.datacenter]);
+    expect(c.relogins).toBe(1);
+    await c.close();
   });
 
   it('wrong password: InvalidLogin', async () => {

@@ -490,3 +490,68 @@ describe('recorded vCenter: datastore HTTP, service tickets and leases', () => {
     await c.close();
   });
 });
+
+describe('recorded vCenter: session renewal with session-scoped objects', () => {
+  it('when the session expires during an inventory read, it logs in again and recreates the container view', async () => {
+    let session = 1;
+    srv.withLogin();
+    srv.on('Login', () => ok(fixture('Login.xml'), { 'set-cookie': `vmware_soap_session="s${session++}"; Path=/` }));
+    let views = 0;
+    srv.on('CreateContainerView', () => ok(`<CreateContainerViewResponse xmlns="urn:vim25"><returnval type="ContainerView">session[s${session - 1}]view${++views}</returnval></CreateContainerViewResponse>`));
+    srv.on('DestroyView', ok('<DestroyViewResponse xmlns="urn:vim25"></DestroyViewResponse>'));
+    srv.on('RetrievePropertiesEx', (r, n) => {
+      if (n === 1) return faultReply('NotAuthenticated', 'The session is not authenticated.');
+      if (r.body.includes('view1')) return faultReply('ManagedObjectNotFound', 'The object has already been deleted', '<obj type="ContainerView">session[s1]view1</obj>');
+      return ok(fixture('vm-properties-page2.xml').replace(/ContinueRetrievePropertiesExResponse/g, 'RetrievePropertiesExResponse'));
+    });
+    const c = await VSphereClient.connect(opts());
+    const vms = await c.inventory.vms();
+    expect(vms.map((v) => v.name)).toEqual(['db01']);
+    expect(c.relogins).toBe(1);
+    expect(srv.calls('CreateContainerView')).toHaveLength(2);
+    expect(srv.calls('RetrievePropertiesEx').at(-1)!.body).toContain('view2');
+    await c.close();
+  });
+
+  it('keep-alive calls CurrentTime periodically while connected and stops on close', async () => {
+    srv.withLogin();
+    srv.on('CurrentTime', ok('<CurrentTimeResponse xmlns="urn:vim25"><returnval>t</returnval></CurrentTimeResponse>'));
+    const c = await VSphereClient.connect(opts({ keepAliveMs: 100 }));
+    await new Promise((r) => setTimeout(r, 450));
+    await c.close();
+    const n = srv.calls('CurrentTime').length;
+    expect(n).toBeGreaterThanOrEqual(3);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(srv.calls('CurrentTime')).toHaveLength(n);
+  });
+
+  it('readExtents keeps several Range requests in flight and yields chunks in offset order', async () => {
+    srv.withLogin();
+    const DISK = Buffer.alloc(1 << 20, 7);
+    let inflight = 0;
+    let maxInflight = 0;
+    srv.httpHandler = (req, res) => {
+      inflight++;
+      maxInflight = Math.max(maxInflight, inflight);
+      const m = /bytes=(\d+)-(\d+)/.exec(String(req.headers.range))!;
+      const a = Number(m[1]);
+      const b = Number(m[2]);
+      // later chunks answer faster, to prove ordering is restored
+      setTimeout(() => {
+        inflight--;
+        res.writeHead(206).end(DISK.subarray(a, b + 1));
+      }, 80 - (a / 65536) * 4);
+    };
+    const c = await VSphereClient.connect(opts());
+    const offsets: number[] = [];
+    let bytes = 0;
+    for await (const { offset, data } of c.files.readExtents({ datacenter: 'DC', datastore: 'ds', path: 'f' }, [{ start: 0, length: 1 << 20 }], { chunkBytes: 65536, concurrency: 5 })) {
+      offsets.push(offset);
+      bytes += data.length;
+    }
+    expect(bytes).toBe(1 << 20);
+    expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
+    expect(maxInflight).toBe(5);
+    await c.close();
+  });
+});

@@ -95,6 +95,8 @@ export class SoapClient {
   private readonly onRequest: SoapClientOptions['onRequest'];
   private reauth: (() => Promise<void>) | undefined;
   private reauthInFlight: Promise<void> | undefined;
+  /** incremented by every transparent re-login (session-scoped objects such as views are gone then) */
+  sessionEpoch = 0;
 
   constructor(opts: SoapClientOptions) {
     const url = new URL(opts.url);
@@ -186,9 +188,13 @@ export class SoapClient {
     } catch (e) {
       if (e instanceof NotAuthenticated && !opts.noReauth && this.reauth) {
         if (!this.reauthInFlight) {
-          this.reauthInFlight = this.reauth().finally(() => {
-            this.reauthInFlight = undefined;
-          });
+          this.reauthInFlight = this.reauth()
+            .then(() => {
+              this.sessionEpoch++;
+            })
+            .finally(() => {
+              this.reauthInFlight = undefined;
+            });
         }
         await this.reauthInFlight;
         return this.callOnce(method, body, opts);
