@@ -15,13 +15,15 @@
 import { read, vmRef, type Ctx } from './context.ts';
 import { configSpecXml } from './devices.ts';
 import type { SnapshotsApi } from './snapshots.ts';
-import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
+import { ClientSafetyError, FileFault, InvalidArgument, ProtocolError } from './soap/faults.ts';
 import { children, join, num, ref, val } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
 import type { ChangedArea, WaitTaskOptions } from './types.ts';
 
 export interface ChangedAreas {
   areas: ChangedArea[];
+  /** the changeId was rejected and the allocated areas ("*") were returned instead: the next backup is a full */
+  fellBackToFull: boolean;
   /** number of QueryChangedDiskAreas calls made */
   calls: number;
   /** sum of area lengths */
@@ -127,9 +129,24 @@ export class CbtApi {
     deviceKey: number,
     changeId: string,
     capacityBytes: number,
-    opts: { onPage?: (done: number, capacity: number) => void; maxCalls?: number } = {},
+    opts: {
+      onPage?: (done: number, capacity: number) => void;
+      maxCalls?: number;
+      /** on FileFault / InvalidArgument(changeId) for a stored changeId, return the allocated areas ("*") instead */
+      fallbackToFull?: boolean;
+    } = {},
   ): Promise<ChangedAreas> {
     if (!Number.isSafeInteger(capacityBytes) || capacityBytes <= 0) throw new TypeError('capacityBytes must be a positive integer');
+    if (opts.fallbackToFull && changeId !== '*') {
+      try {
+        return await this.queryChangedDiskAreas(vm, snapshot, deviceKey, changeId, capacityBytes, { ...opts, fallbackToFull: false });
+      } catch (e) {
+        const badId = e instanceof FileFault || (e instanceof InvalidArgument && e.invalidProperty === 'changeId');
+        if (!badId) throw e;
+        const full = await this.queryChangedDiskAreas(vm, snapshot, deviceKey, '*', capacityBytes, { ...opts, fallbackToFull: false });
+        return { ...full, fellBackToFull: true };
+      }
+    }
     const all: ChangedArea[] = [];
     let offset = 0;
     let calls = 0;
@@ -145,7 +162,7 @@ export class CbtApi {
       opts.onPage?.(Math.min(offset, capacityBytes), capacityBytes);
     }
     const areas = normalizeAreas(all, capacityBytes);
-    return { areas, calls, bytes: areas.reduce((s, a) => s + a.length, 0) };
+    return { areas, calls, bytes: areas.reduce((s, a) => s + a.length, 0), fellBackToFull: false };
   }
 }
 

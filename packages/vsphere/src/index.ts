@@ -1,7 +1,7 @@
 export { VSphereClient, parseServiceContent } from './client.ts';
 export type { ConnectOptions } from './client.ts';
 export { InventoryApi, VM_PATHS } from './inventory.ts';
-export { SnapshotsApi, snapshotTag, runIdOf, SNAPSHOT_PREFIX } from './snapshots.ts';
+export { SnapshotsApi, snapshotTag, runIdOf, hardwareOf, SNAPSHOT_PREFIX } from './snapshots.ts';
 export type { CreateSnapshotOptions, TaggedSnapshot, SnapshotDisks } from './snapshots.ts';
 export { CbtApi, normalizeAreas } from './cbt.ts';
 export type { ChangedAreas } from './cbt.ts';
@@ -11,8 +11,8 @@ export { FilesApi, parseDatastorePath, flatExtentPath } from './files.ts';
 export type { DatastoreFile, ServiceTicket, ReadOptions } from './files.ts';
 export { LeasesApi, ExportLease } from './lease.ts';
 export type { LeaseDeviceUrl } from './lease.ts';
-export { VmsApi, createVmConfig, RESTORE_MARKER_KEY } from './vms.ts';
-export type { CreateVmSpec } from './vms.ts';
+export { VmsApi, createVmConfig, createSpecFromHardware, RESTORE_MARKER_KEY } from './vms.ts';
+export type { CreateVmSpec, RestoreTarget } from './vms.ts';
 export { Tasks } from './tasks.ts';
 export {
   parseDevices,

@@ -134,8 +134,8 @@ export class LeasesApi {
         const base = this.ctx.soap.url;
         const urls: LeaseDeviceUrl[] = children(info, 'deviceUrl').map((d) => {
           const raw = text(d, 'url') ?? '';
-          const u = new URL(raw.replace('://*', `://${base.host}`));
-          if (u.hostname === '*' || raw.includes('://*/') || raw.includes('://*:')) u.host = base.host;
+          // "https://*/nfc/…" or "https://*:443/nfc/…": the host we are connected to serves it
+          const u = new URL(raw.replace(/^(\w+):\/\/\*(:\d+)?(?=\/)/, `${base.protocol}//${base.host}`));
           return {
             key: text(d, 'key') ?? '',
             importKey: text(d, 'importKey'),

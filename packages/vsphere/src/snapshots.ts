@@ -15,7 +15,40 @@ import { withContainerView } from './property.ts';
 import { ProtocolError } from './soap/faults.ts';
 import { child, children, join, ref, val } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
-import type { Disk, SnapshotTreeNode, WaitTaskOptions } from './types.ts';
+import type { ObjectContent } from './property.ts';
+import type { Disk, HardwareDescription, SnapshotTreeNode, WaitTaskOptions } from './types.ts';
+
+const HW_PATHS = [
+  'config.name',
+  'config.guestId',
+  'config.guestFullName',
+  'config.firmware',
+  'config.hardware.numCPU',
+  'config.hardware.numCoresPerSocket',
+  'config.hardware.memoryMB',
+  'config.hardware.device',
+];
+
+export function hardwareOf(o: ObjectContent): HardwareDescription {
+  const t = (p: string) => o.props.get(p)?.text;
+  const n = (p: string) => {
+    const v = t(p);
+    return v === undefined || v === '' ? undefined : Number(v);
+  };
+  const dev = parseDevices(o.props.get('config.hardware.device'));
+  return {
+    name: t('config.name') ?? '',
+    guestId: t('config.guestId'),
+    guestFullName: t('config.guestFullName'),
+    firmware: t('config.firmware'),
+    numCpu: n('config.hardware.numCPU'),
+    numCoresPerSocket: n('config.hardware.numCoresPerSocket'),
+    memoryMiB: n('config.hardware.memoryMB'),
+    controllers: dev.controllers,
+    disks: dev.disks,
+    nics: dev.nics,
+  };
+}
 
 export const SNAPSHOT_PREFIX = 'vaultline-';
 const TAG_RE = /\[vaultline-run:([^\]\s]+)\]/;
@@ -81,6 +114,12 @@ export class SnapshotsApi {
   async devices(snapshot: string): Promise<SnapshotDisks> {
     const o = await read(this.ctx, snapRef(snapshot), ['config.hardware.device']);
     return parseDevices(o.props.get('config.hardware.device'));
+  }
+
+  /** The VM's hardware as captured by the snapshot (store it with the backup; `vms.createSpecFromHardware` rebuilds it). */
+  async hardware(snapshot: string): Promise<HardwareDescription> {
+    const o = await read(this.ctx, snapRef(snapshot), HW_PATHS);
+    return hardwareOf(o);
   }
 
   async disks(snapshot: string): Promise<Disk[]> {

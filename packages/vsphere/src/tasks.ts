@@ -9,7 +9,7 @@
 import { retrieveProperties } from './property.ts';
 import type { SoapClient } from './soap/client.ts';
 import { parseLocalizedFault } from './soap/client.ts';
-import { ProtocolError, TimeoutError } from './soap/faults.ts';
+import { ProtocolError, TimeoutError, VSphereError } from './soap/faults.ts';
 import { child, num, bool, ref, text, type MoRef, type XmlNode } from './soap/xml.ts';
 import type { TaskInfo, TaskState, WaitTaskOptions } from './types.ts';
 
@@ -51,12 +51,25 @@ export class Tasks {
     const context = opts.context ?? `task ${task}`;
     let delay = 100;
     let lastProgress = -1;
+    let transient = 0;
     for (;;) {
       if (opts.signal?.aborted) {
         await this.tryCancel(task, opts);
         throw opts.signal.reason instanceof Error ? opts.signal.reason : new TimeoutError(`${context}: aborted`);
       }
-      const { info, raw } = await this.info(task);
+      let polled: { info: TaskInfo; raw: XmlNode };
+      try {
+        polled = await this.info(task);
+        transient = 0;
+      } catch (e) {
+        // a lost connection while polling does not mean the task failed: poll again a few times
+        if (e instanceof VSphereError && e.isRetriable() && ++transient <= 3 && Date.now() < deadline) {
+          await sleep(Math.min(1000 * transient, Math.max(0, deadline - Date.now())), opts.signal);
+          continue;
+        }
+        throw e;
+      }
+      const { info, raw } = polled;
       if (info.state === 'success') {
         if (lastProgress < 100) opts.onProgress?.(100, { ...info, progress: 100 });
         return child(raw, 'result');

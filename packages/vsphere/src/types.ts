@@ -229,3 +229,17 @@ export interface ChangedArea {
   start: number;
   length: number;
 }
+
+/** The virtual hardware of a VM or snapshot, as stored with a backup and used to recreate the VM. */
+export interface HardwareDescription {
+  name: string;
+  guestId?: string | undefined;
+  guestFullName?: string | undefined;
+  numCpu?: number | undefined;
+  numCoresPerSocket?: number | undefined;
+  memoryMiB?: number | undefined;
+  firmware?: string | undefined;
+  controllers: Controller[];
+  disks: Disk[];
+  nics: Nic[];
+}

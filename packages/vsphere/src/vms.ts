@@ -13,7 +13,7 @@ import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, 
 import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
 import { join, ref, text, type MoRef } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
-import type { ControllerKind, WaitTaskOptions } from './types.ts';
+import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions } from './types.ts';
 
 export const RESTORE_MARKER_KEY = 'vaultline.restore';
 
@@ -109,6 +109,72 @@ export function createVmConfig(s: CreateVmSpec): ConfigSpec {
     extraConfig: { [RESTORE_MARKER_KEY]: s.restoreId },
     changeTrackingEnabled: s.changeTrackingEnabled,
     firmware: s.firmware,
+  };
+}
+
+export interface RestoreTarget {
+  name: string;
+  restoreId: string;
+  folder: string;
+  resourcePool: string;
+  host?: string | undefined;
+  datastore: string;
+  /** source network name -> target network (name and optional moref); unmapped NICs keep their name */
+  networkMap?: Record<string, { name: string; moref?: string | undefined }> | undefined;
+  /** disk keys to leave out */
+  skipDiskKeys?: number[] | undefined;
+  /** per-disk datastore override by source disk key */
+  diskDatastores?: Record<number, string> | undefined;
+}
+
+const NIC_KINDS: Record<string, NicType> = { VirtualVmxnet3: 'vmxnet3', VirtualE1000e: 'e1000e', VirtualE1000: 'e1000' };
+
+/**
+ * A CreateVmSpec that recreates the hardware of a backup: same controllers
+ * (SCSI/SATA/NVMe kinds and bus numbers; IDE disks go to the built-in IDE
+ * controllers), disks with the same capacity, provisioning, mode and
+ * controller/unit, NICs on mapped networks. Disks are created empty.
+ */
+export function createSpecFromHardware(hw: HardwareDescription, t: RestoreTarget): CreateVmSpec {
+  const ctls = hw.controllers.filter((c): c is Controller & { kind: Exclude<ControllerKind, 'other' | 'ide'> } => c.kind !== 'ide' && c.kind !== 'other');
+  const index = new Map(ctls.map((c, i) => [c.key, i]));
+  const skip = new Set(t.skipDiskKeys ?? []);
+  const disks: CreateVmSpec['disks'] = [];
+  for (const d of hw.disks) {
+    if (skip.has(d.key)) continue;
+    const ctl = hw.controllers.find((c) => c.key === d.controllerKey);
+    const controller = ctl?.kind === 'ide' ? 'ide' : index.get(d.controllerKey);
+    if (controller === undefined) throw new TypeError(`disk ${d.key} is on an unsupported controller (${ctl?.type ?? 'none'})`);
+    disks.push({
+      controller,
+      unitNumber: controller === 'ide' ? (ctl?.busNumber ?? 0) * 2 + d.unitNumber : d.unitNumber,
+      capacityBytes: d.capacityBytes,
+      thin: d.thin,
+      eagerlyScrub: d.eagerlyScrub,
+      diskMode: d.diskMode === 'persistent' || d.diskMode.startsWith('independent') ? d.diskMode : 'persistent',
+      datastore: t.diskDatastores?.[d.key],
+    });
+  }
+  return {
+    name: t.name,
+    restoreId: t.restoreId,
+    folder: t.folder,
+    resourcePool: t.resourcePool,
+    host: t.host,
+    datastore: t.datastore,
+    guestId: hw.guestId ?? 'otherGuest64',
+    cpus: hw.numCpu ?? 1,
+    coresPerSocket: hw.numCoresPerSocket,
+    memoryMiB: hw.memoryMiB ?? 1024,
+    firmware: hw.firmware === 'efi' || hw.firmware === 'bios' ? hw.firmware : undefined,
+    controllers: ctls.map((c) => ({ kind: c.kind, busNumber: c.busNumber })),
+    disks,
+    nics: hw.nics
+      .filter((n) => NIC_KINDS[n.type])
+      .map((n) => {
+        const m = n.networkName ? t.networkMap?.[n.networkName] : undefined;
+        return { type: NIC_KINDS[n.type]!, networkName: m?.name ?? n.networkName ?? 'VM Network', network: m ? m.moref : n.network };
+      }),
   };
 }
 

@@ -10,6 +10,8 @@ import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ClientSafetyError,
+  createSpecFromHardware,
+  InvalidArgument,
   FileNotFound,
   flatExtentPath,
   HttpError,
@@ -275,6 +277,21 @@ describe('lab: snapshots and CBT', () => {
     await client.snapshots.remove(s2);
   });
 
+  it('a rejected changeId is a typed InvalidArgument; with fallbackToFull the allocated areas are returned instead', async () => {
+    const cap = 4 * MiB;
+    const vm = await lab.createVm({ name: 'cbt-03', disks: [{ capacityBytes: cap }], cbt: true, powerOn: true });
+    await lab.guestWrite('cbt-03', 0, [{ offset: 2 * MiB, length: 10, pattern: 'text' }]);
+    const s = await client.snapshots.create(vm.moref, { runId: 'fb' });
+    const [d] = await client.snapshots.disks(s);
+    const err = await client.cbt.queryChangedDiskAreas(vm.moref, s, d!.key, 'bogus/1', cap).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgument);
+    expect((err as InvalidArgument).invalidProperty).toBe('changeId');
+    const r = await client.cbt.queryChangedDiskAreas(vm.moref, s, d!.key, 'bogus/1', cap, { fallbackToFull: true });
+    expect(r.fellBackToFull).toBe(true);
+    expect(r.areas).toEqual([{ start: 2 * MiB, length: 64 * 1024 }]);
+    await client.snapshots.remove(s);
+  });
+
   it('refuses to enable CBT on a VM that has snapshots', async () => {
     const vm = await lab.createVm({ name: 'cbt-02', disks: [{ capacityBytes: 1 * MiB }], cbt: false });
     const s = await client.snapshots.create(vm.moref, { runId: 'user-snap' });
@@ -391,6 +408,40 @@ describe('lab: datastore files and export leases', () => {
 });
 
 describe('lab: VM creation for restores', () => {
+  it("recreates a VM from a snapshot's hardware description (controllers, disk sizes, units, provisioning)", async () => {
+    const src = await lab.createVm({
+      name: 'hw-src',
+      cpus: 2,
+      memoryMiB: 2048,
+      guestId: 'centos7_64Guest',
+      disks: [
+        { capacityBytes: 6 * MiB, controller: 'pvscsi' },
+        { capacityBytes: 3 * MiB, controller: 'lsilogic', thin: false },
+        { capacityBytes: 2 * MiB, controller: 'sata' },
+      ],
+      powerOn: true,
+    });
+    const snap = await client.snapshots.create(src.moref, { runId: 'hw' });
+    const hw = await client.snapshots.hardware(snap);
+    expect(hw).toMatchObject({ name: 'hw-src', guestId: 'centos7_64Guest', numCpu: 2, memoryMiB: 2048 });
+    await client.snapshots.remove(snap);
+    const place = await client.vms.placement(src.moref);
+    const spec = createSpecFromHardware(hw, {
+      name: 'hw-restored',
+      restoreId: 'rs-hw',
+      folder: place.folder!,
+      resourcePool: place.resourcePool!,
+      host: place.host,
+      datastore: 'datastore2',
+    });
+    const moref = await client.vms.create(spec);
+    const got = await client.inventory.vm(moref);
+    const shape = (v: { disks: Disk[] }) => v.disks.map((d) => [d.controller, d.unitNumber, d.capacityBytes, d.thin, d.diskMode]).sort();
+    expect(shape(got)).toEqual(shape({ disks: hw.disks }));
+    expect(got).toMatchObject({ guestId: 'centos7_64Guest', numCpu: 2, memoryMiB: 2048 });
+    await client.vms.destroyRestored(moref, 'rs-hw');
+  });
+
   it('creates a VM from a hardware description with new disks and a NIC, powers it on and off, and destroys only a restored VM', async () => {
     const inv = await client.inventory.all();
     const dc = inv.datacenters[0]!;
