@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { cleanupRunDir, loopDevicesUnder, mountsUnder } from '../src/index.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildLabServer, cleanupRunDir, loopDevicesUnder, mountsUnder } from '../src/index.ts';
 import { httpRequest } from '../src/soap.ts';
 
 const cli = path.resolve(import.meta.dirname, '..', 'src', 'cli.ts');
@@ -26,6 +26,10 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+beforeAll(async () => {
+  await buildLabServer(); // a cold build (fresh clone) must not count against the test's own timeout
+});
 
 afterAll(() => {
   // if an assertion failed half-way, still leave nothing behind
@@ -73,5 +77,5 @@ describe('lab CLI', () => {
     expect(again.status, again.err).toBe(0);
     expect((JSON.parse(again.out) as { thumbprintSha256: string }).thumbprintSha256).toBe(state.thumbprintSha256);
     expect(lab('down').status).toBe(0);
-  });
+  }, 120_000);
 });
