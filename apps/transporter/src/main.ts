@@ -142,7 +142,7 @@ async function main(): Promise<void> {
       }
     },
     // One VM at a time per slot; each VM runs its disks in parallel up to the disk-task limit.
-    { redisUrl: env.REDIS_URL, namespace, concurrency: Math.max(1, Math.floor(env.VAULTLINE_MAX_DISK_TASKS / 2)), onInvalid: (jobId, e) => log.error({ jobId, e }, 'invalid job payload') },
+    { redisUrl: env.REDIS_URL, namespace, lockMs: env.VAULTLINE_JOB_LOCK_MS, concurrency: Math.max(1, Math.floor(env.VAULTLINE_MAX_DISK_TASKS / 2)), onInvalid: (jobId, e) => log.error({ jobId, e }, 'invalid job payload') },
   );
   log.info({ id }, 'taking backup work');
 

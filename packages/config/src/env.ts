@@ -33,6 +33,8 @@ const EnvSchema = z.object({
   VAULTLINE_TRANSPORTER_ID: z.string().min(1).optional(),
   VAULTLINE_TRANSPORTER_NAME: z.string().min(1).optional(),
   VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  /** How long a Transporter may be silent before its job is taken over (a killed Transporter's work is retried after this). */
+  VAULTLINE_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   VAULTLINE_MAX_DISK_TASKS: z.coerce.number().int().min(1).max(64).default(6),
   VAULTLINE_NBD_STREAMS_PER_HOST: z.coerce.number().int().min(1).max(64).default(4),
   VAULTLINE_PROXY_VM_UUID: z.string().optional(),

@@ -66,6 +66,8 @@ export class WorkQueue {
 
 export interface WorkerOptions extends WorkQueueOptions {
   concurrency: number;
+  /** A job whose worker stopped renewing its lock this long ago is taken over by another (default 30 s). */
+  lockMs?: number;
   /** Called for a job whose payload does not validate (logged, never retried). */
   onInvalid?: (jobId: string | undefined, error: string) => void;
 }
@@ -94,7 +96,7 @@ export class WorkConsumer {
           throw err;
         }
       },
-      { connection: this.connection, prefix: opts.namespace ?? 'vaultline', concurrency: opts.concurrency, autorun: true, lockDuration: 60_000 },
+      { connection: this.connection, prefix: opts.namespace ?? 'vaultline', concurrency: opts.concurrency, autorun: true, lockDuration: opts.lockMs ?? 30_000, stalledInterval: opts.lockMs ?? 30_000, maxStalledCount: 2 },
     );
     this.worker.on('error', () => undefined);
   }
