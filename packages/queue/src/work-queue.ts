@@ -5,7 +5,7 @@
  * PermanentError fails the job at once (BullMQ's UnrecoverableError); other
  * errors are retried with backoff.
  */
-import { Queue, QueueEvents, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BackupVmJobSchema, JOB_NAMES, type BackupVmJob } from '@vaultline/contracts';
 
