@@ -265,6 +265,17 @@ async function waitForHealth(url, child, timeoutMs = 60_000) {
   return false;
 }
 
+const LAB_CLI = 'packages/vsphere-lab/src/cli.ts';
+
+/** Starts the lab vCenter (detached) and returns its state; registers its stop. */
+function startLab() {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', LAB_CLI, 'up', '--demo', ...(isRoot ? ['--san'] : [])], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new SetupError(`the lab vCenter did not start (exit code ${r.status}); set VAULTLINE_LAB=0 to start without it`);
+  const json = r.stdout.slice(r.stdout.indexOf('{'));
+  stops.push(() => spawnSync(process.execPath, ['--import', 'tsx', LAB_CLI, 'down'], { cwd: ROOT, stdio: 'ignore' }));
+  return JSON.parse(json);
+}
+
 async function start() {
   const { databaseUrl, redisUrl } = await setup();
   const port = process.env.VAULTLINE_PORT || '8080';
@@ -292,6 +303,21 @@ async function start() {
   process.on('SIGINT', () => shutdown(0));
   process.on('SIGTERM', () => shutdown(0));
 
+  // No vCenter configured: start the lab vCenter with its demo inventory, so a
+  // new user has VMs to back up at once. The Director registers it at start.
+  let transporterEnv = {};
+  if (!process.env.VAULTLINE_VCENTER_URL && process.env.VAULTLINE_LAB !== '0') {
+    say('no vCenter configured (VAULTLINE_VCENTER_URL): starting the lab vCenter with a demo inventory…');
+    const lab = startLab();
+    env.VAULTLINE_VCENTER_URL = lab.url;
+    env.VAULTLINE_VCENTER_USER = lab.username;
+    env.VAULTLINE_VCENTER_PASSWORD = lab.password;
+    env.VAULTLINE_VCENTER_THUMBPRINT = lab.thumbprintSha256;
+    env.VAULTLINE_VCENTER_LAB = '1';
+    transporterEnv = { VAULTLINE_PROXY_VM_UUID: lab.proxyVm.biosUuid, VAULTLINE_DEVICE_BY_ID_DIR: lab.byIdDir };
+    say(`lab vCenter at ${lab.url} (${lab.datastores.length} datastores, proxy VM ${lab.proxyVm.name})`);
+  }
+
   const director = tsx('apps/director/src/server.ts', [], { env });
   children.push(director);
   director.once('exit', (code) => {
@@ -305,7 +331,7 @@ async function start() {
     if (!stopping) shutdown(1);
     return;
   }
-  const transporter = tsx('apps/transporter/src/main.ts', [], { env: { ...env, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local' } });
+  const transporter = tsx('apps/transporter/src/main.ts', [], { env: { ...env, ...transporterEnv, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local' } });
   children.push(transporter);
   transporter.once('exit', (code) => {
     if (!stopping) process.stderr.write(`vaultline: the local Transporter stopped (exit code ${code}); the Director keeps running\n`);
