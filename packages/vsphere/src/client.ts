@@ -108,7 +108,16 @@ export class VSphereClient {
   relogins = 0;
 
   private constructor(opts: ConnectOptions) {
-    this.soap = new SoapClient(opts);
+    this.soap = new SoapClient({
+      url: opts.url,
+      thumbprintSha256: opts.thumbprintSha256,
+      caPem: opts.caPem,
+      allowHttp: opts.allowHttp,
+      timeoutMs: opts.timeoutMs,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      connections: opts.connections,
+      onRequest: opts.onRequest,
+    });
     this.#username = opts.username;
     this.#password = opts.password;
     this.#locale = opts.locale;
@@ -121,7 +130,7 @@ export class VSphereClient {
     this.snapshots = new SnapshotsApi(ctx);
     this.cbt = new CbtApi(ctx, this.snapshots);
     this.hotadd = new HotAddApi(ctx);
-    this.files = new FilesApi(ctx, opts);
+    this.files = new FilesApi(ctx, { caPem: opts.caPem, timeoutMs: opts.timeoutMs });
     this.leases = new LeasesApi(ctx, this.files);
     this.vms = new VmsApi(ctx);
   }

@@ -153,3 +153,52 @@ describe('CreateVM spec', () => {
     expect(() => parseXml(`<r xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="x">${xml}</r>`)).not.toThrow();
   });
 });
+
+describe('restore spec from a hardware description', () => {
+  it('maps controllers by kind and bus, keeps units, sizes, provisioning and modes, and NICs through the network map', async () => {
+    const { createSpecFromHardware } = await import('../src/index.ts');
+    const devs = appDevices();
+    const spec = createSpecFromHardware(
+      { name: 'app01', guestId: 'rhel9_64Guest', numCpu: 4, memoryMiB: 8192, firmware: 'efi', ...devs },
+      { name: 'app01-restored', restoreId: 'rs-1', folder: 'group-v3', resourcePool: 'resgroup-8', datastore: 'ds9', networkMap: { 'VM Network': { name: 'Restore LAN', moref: 'network-99' } }, skipDiskKeys: [2016] },
+    );
+    expect(spec.controllers).toEqual([
+      { kind: 'pvscsi', busNumber: 0 },
+      { kind: 'lsisas', busNumber: 1 },
+      { kind: 'nvme', busNumber: 0 },
+    ]);
+    expect(spec.disks).toEqual([
+      expect.objectContaining({ controller: 0, unitNumber: 0, capacityBytes: 17179869184, thin: true, diskMode: 'persistent' }),
+      expect.objectContaining({ controller: 0, unitNumber: 1, capacityBytes: 1073741824, thin: false, eagerlyScrub: true, diskMode: 'independent_persistent' }),
+      expect.objectContaining({ controller: 2, unitNumber: 0, capacityBytes: 2147483648 }),
+    ]);
+    expect(spec.nics).toEqual([{ type: 'vmxnet3', networkName: 'Restore LAN', network: 'network-99' }]);
+    expect(spec).toMatchObject({ cpus: 4, memoryMiB: 8192, firmware: 'efi', guestId: 'rhel9_64Guest' });
+    const xml = configSpecXml('config', createVmConfig(spec));
+    expect([...xml.matchAll(/<fileOperation>create<\/fileOperation>/g)]).toHaveLength(3);
+    expect(xml).toContain('<device xsi:type="VirtualNVMEController"><key>-102</key><busNumber>0</busNumber></device>');
+  });
+});
+
+describe('changed areas', () => {
+  it('normalizeAreas sorts, clips to the capacity and merges overlapping and adjacent areas', async () => {
+    const { normalizeAreas } = await import('../src/index.ts');
+    expect(
+      normalizeAreas(
+        [
+          { start: 100, length: 50 },
+          { start: 0, length: 10 },
+          { start: 10, length: 5 },
+          { start: 120, length: 100 },
+          { start: 990, length: 100 },
+          { start: 2000, length: 1 },
+        ],
+        1000,
+      ),
+    ).toEqual([
+      { start: 0, length: 15 },
+      { start: 100, length: 120 },
+      { start: 990, length: 10 },
+    ]);
+  });
+});

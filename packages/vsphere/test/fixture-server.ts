@@ -24,6 +24,8 @@ export interface Reply {
   headers?: Record<string, string | string[]>;
   /** never answer (tests timeouts) */
   hang?: boolean;
+  /** drop the connection without answering */
+  reset?: boolean;
 }
 export type Handler = (req: Recorded, n: number) => Reply;
 
@@ -110,6 +112,10 @@ export class FixtureServer {
         const h = this.handlers.get(method) ?? this.handlers.get('*');
         const reply = h ? h(rec, n) : faultReply('MethodNotFound', `no fixture for ${method}`);
         if (reply.hang) return;
+        if (reply.reset) {
+          req.socket.destroy();
+          return;
+        }
         res.writeHead(reply.status ?? 200, { 'content-type': 'text/xml; charset=utf-8', ...(reply.headers ?? {}) });
         res.end(reply.body);
       });

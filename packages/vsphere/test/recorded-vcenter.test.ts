@@ -555,3 +555,55 @@ describe('recorded vCenter: session renewal with session-scoped objects', () => 
     await c.close();
   });
 });
+
+describe('recorded vCenter: robustness', () => {
+  it('task polling survives a dropped connection and keeps waiting', async () => {
+    srv.withLogin();
+    srv.on('CreateSnapshot_Task', ok('<CreateSnapshot_TaskResponse xmlns="urn:vim25"><returnval type="Task">task-1234</returnval></CreateSnapshot_TaskResponse>'));
+    srv.on('RetrievePropertiesEx', (_r, n) => (n === 2 ? { body: '', reset: true } : n < 3 ? ok(fixture('task-running.xml').replace('PROGRESS', '20')) : ok(fixture('task-success-snapshot.xml'))));
+    const c = await VSphereClient.connect(opts());
+    expect(await c.snapshots.create('vm-42', { runId: 'r' })).toBe('snapshot-77');
+    expect(srv.calls('RetrievePropertiesEx')).toHaveLength(3);
+    await c.close();
+  });
+
+  it('a dropped connection on a normal call is a retriable ConnectError', async () => {
+    srv.withLogin();
+    srv.on('CurrentTime', { body: '', reset: true });
+    const c = await VSphereClient.connect(opts());
+    const err = await c.keepAlive().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).isRetriable()).toBe(true);
+    await c.close();
+  });
+
+  it('the password is not reachable by inspecting the client object', async () => {
+    srv.withLogin();
+    const c = await VSphereClient.connect(opts());
+    const { inspect } = await import('node:util');
+    expect(inspect(c, { depth: 8, showHidden: true })).not.toContain('right');
+    expect(JSON.stringify(Object.keys(c))).not.toContain('password');
+    await c.close();
+  });
+
+  it('lease device URLs with "*:port" hosts are rewritten to the connected host', async () => {
+    srv.withLogin();
+    srv.on('ExportVm', ok('<ExportVmResponse xmlns="urn:vim25"><returnval type="HttpNfcLease">52l</returnval></ExportVmResponse>'));
+    srv.on('RetrievePropertiesEx', ok(
+      '<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="HttpNfcLease">52l</obj>' +
+        '<propSet><name>info</name><val xsi:type="HttpNfcLeaseInfo"><deviceUrl><key>k</key><url>https://*:443/nfc/52abc/disk-0.vmdk</url><disk>true</disk></deviceUrl>' +
+        '<deviceUrl><key>k2</key><url>https://esx01.example.com/nfc/52abc/disk-1.vmdk</url><disk>true</disk></deviceUrl><leaseTimeout>300</leaseTimeout></val></propSet>' +
+        '<propSet><name>state</name><val xsi:type="HttpNfcLeaseState">ready</val></propSet></objects></returnval></RetrievePropertiesExResponse>',
+    ));
+    srv.on('HttpNfcLeaseAbort', ok('<HttpNfcLeaseAbortResponse xmlns="urn:vim25"></HttpNfcLeaseAbortResponse>'));
+    const c = await VSphereClient.connect(opts());
+    const lease = await c.leases.exportVm('vm-42');
+    expect(lease.deviceUrls.map((u) => u.url)).toEqual([
+      `https://${new URL(srv.url).host}/nfc/52abc/disk-0.vmdk`,
+      'https://esx01.example.com/nfc/52abc/disk-1.vmdk',
+    ]);
+    await lease.abort();
+    expect(srv.calls('HttpNfcLeaseAbort')).toHaveLength(1);
+    await c.close();
+  });
+});
