@@ -61,16 +61,35 @@ export class HotAddApi {
 
   /** Attaches an existing disk (e.g. a snapshot's frozen file) to `proxyVm`; returns the new device. */
   async attach(proxyVm: string, fileName: string, opts: AttachOptions = {}): Promise<Disk> {
-    if (!/^\[[^\]]+\] \S/.test(fileName)) throw new TypeError(`not a datastore path: ${fileName}`);
+    const [d] = await this.attachMany(proxyVm, [fileName], opts);
+    return d!;
+  }
+
+  /**
+   * Attaches several existing disks in ONE ReconfigVM_Task (one stun of the
+   * proxy instead of one per disk). Returns the new devices in input order.
+   */
+  async attachMany(proxyVm: string, fileNames: string[], opts: AttachOptions = {}): Promise<Disk[]> {
+    for (const f of fileNames) if (!/^\[[^\]]+\] \S/.test(f)) throw new TypeError(`not a datastore path: ${f}`);
+    if (!fileNames.length) return [];
     return this.mutex.run(proxyVm, async () => {
       const devices = await this.devicesOf(proxyVm);
-      const { controller, unitNumber } = HotAddApi.chooseSlot(devices, opts);
-      const change = attachDiskChange({ key: nextTempKey(), fileName, diskMode: opts.diskMode ?? 'independent_nonpersistent', controllerKey: controller.key, unitNumber });
-      await this.reconfigure(proxyVm, [change], { ...opts, context: opts.context ?? `attaching ${fileName} to ${proxyVm}` });
+      const slots: { controllerKey: number; unitNumber: number; fileName: string }[] = [];
+      for (const fileName of fileNames) {
+        const { controller, unitNumber } = HotAddApi.chooseSlot(devices, opts);
+        devices.all.push({ key: nextTempKey(), type: 'VirtualDisk', controllerKey: controller.key, unitNumber }); // reserve it
+        slots.push({ controllerKey: controller.key, unitNumber, fileName });
+      }
+      const changes = slots.map((s) =>
+        attachDiskChange({ key: nextTempKey(), fileName: s.fileName, diskMode: opts.diskMode ?? 'independent_nonpersistent', controllerKey: s.controllerKey, unitNumber: s.unitNumber }),
+      );
+      await this.reconfigure(proxyVm, changes, { ...opts, context: opts.context ?? `attaching ${fileNames.join(', ')} to ${proxyVm}` });
       const after = await this.devicesOf(proxyVm);
-      const disk = after.disks.find((d) => d.controllerKey === controller.key && d.unitNumber === unitNumber);
-      if (!disk) throw new ProtocolError(`attached ${fileName} but no disk appeared at controller ${controller.key} unit ${unitNumber}`);
-      return disk;
+      return slots.map((s) => {
+        const disk = after.disks.find((d) => d.controllerKey === s.controllerKey && d.unitNumber === s.unitNumber);
+        if (!disk) throw new ProtocolError(`attached ${s.fileName} but no disk appeared at controller ${s.controllerKey} unit ${s.unitNumber}`);
+        return disk;
+      });
     });
   }
 
@@ -79,14 +98,23 @@ export class HotAddApi {
    * against detaching the wrong device after a crash.
    */
   async detach(proxyVm: string, deviceKey: number, opts: WaitTaskOptions & { expectFileName?: string } = {}): Promise<void> {
+    await this.detachMany(proxyVm, [{ deviceKey, expectFileName: opts.expectFileName }], opts);
+  }
+
+  /** Detaches several disks in one ReconfigVM_Task, keeping their files. */
+  async detachMany(proxyVm: string, disks: { deviceKey: number; expectFileName?: string | undefined }[], opts: WaitTaskOptions = {}): Promise<void> {
+    if (!disks.length) return;
     await this.mutex.run(proxyVm, async () => {
       const devices = await this.devicesOf(proxyVm);
-      const disk = devices.disks.find((d) => d.key === deviceKey);
-      if (!disk) throw new ClientSafetyError(`disk ${deviceKey} is not attached to ${proxyVm}`);
-      if (opts.expectFileName && disk.fileName !== opts.expectFileName) {
-        throw new ClientSafetyError(`disk ${deviceKey} on ${proxyVm} is ${disk.fileName}, not ${opts.expectFileName}; not detaching`);
-      }
-      await this.reconfigure(proxyVm, [detachDiskChange(disk)], { ...opts, context: opts.context ?? `detaching ${disk.fileName} from ${proxyVm}` });
+      const targets = disks.map((want) => {
+        const disk = devices.disks.find((d) => d.key === want.deviceKey);
+        if (!disk) throw new ClientSafetyError(`disk ${want.deviceKey} is not attached to ${proxyVm}`);
+        if (want.expectFileName && disk.fileName !== want.expectFileName) {
+          throw new ClientSafetyError(`disk ${want.deviceKey} on ${proxyVm} is ${disk.fileName}, not ${want.expectFileName}; not detaching`);
+        }
+        return disk;
+      });
+      await this.reconfigure(proxyVm, targets.map(detachDiskChange), { ...opts, context: opts.context ?? `detaching ${targets.map((t) => t.fileName).join(', ')} from ${proxyVm}` });
     });
   }
 

@@ -333,6 +333,22 @@ describe('lab: HotAdd', () => {
     await client.snapshots.remove(snap);
   });
 
+  it('attaches all disks of a VM in one reconfigure and detaches them together', async () => {
+    const vm = await lab.createVm({ name: 'hot-02', disks: [{ capacityBytes: 2 * MiB }, { capacityBytes: 3 * MiB }, { capacityBytes: 1 * MiB, controller: 'lsilogic' }], cbt: true, powerOn: true });
+    const snap = await client.snapshots.create(vm.moref, { runId: 'hot2' });
+    const files = (await client.snapshots.disks(snap)).map((d) => d.fileName);
+    const proxy = lab.proxyVm.moref;
+    const mark = sent.length;
+    const attached = await client.hotadd.attachMany(proxy, files);
+    expect(attached.map((d) => d.fileName)).toEqual(files);
+    expect(new Set(attached.map((d) => `${d.controllerKey}:${d.unitNumber}`)).size).toBe(3);
+    expect(attached.every((d) => d.controller === 'pvscsi' && d.unitNumber !== 7)).toBe(true);
+    await client.hotadd.detachMany(proxy, attached.map((d) => ({ deviceKey: d.key, expectFileName: d.fileName })));
+    expect(sent.slice(mark).filter((r) => r.method === 'ReconfigVM_Task')).toHaveLength(2);
+    expect((await client.hotadd.foreignDisks(proxy, lab.proxyVm.disks.map((d) => d.fileName)))).toEqual([]);
+    await client.snapshots.remove(snap);
+  });
+
   it('attaching a missing file is a FileNotFound task error; detaching an unknown device is refused', async () => {
     const err = await client.hotadd.attach(lab.proxyVm.moref, '[datastore1] nope/nope.vmdk').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FileNotFound);
