@@ -89,7 +89,9 @@ parentPort.on('message', (m) => {
     } else if (m.op === 'store') {
       parentPort.postMessage({ op: 'stored', seq: m.seq, ...store(m.slot, m.len, m.checkKnown) });
     } else if (m.op === 'merge-store') {
-      decodeInto(m.slot, Buffer.from(m.blob.buffer, m.blob.byteOffset, m.blob.byteLength), m.gaps, m.len);
+      // The writer read the parent's stored blob straight into this slot's output area.
+      const blob = outView.subarray(m.slot * outSlotSize, m.slot * outSlotSize + m.blobLen);
+      decodeInto(m.slot, blob, m.gaps, m.len);
       parentPort.postMessage({ op: 'stored', seq: m.seq, ...store(m.slot, m.len, m.checkKnown) });
     }
   } catch (err) {

@@ -150,11 +150,54 @@ export class ChunkPool {
     return this.submit({ op: 'store', slot, len, checkKnown });
   }
 
-  /** Fill `gaps` ([start,end) pairs) of the slot from the decoded base blob, then store. */
-  mergeStore(slot: number, len: number, blob: Uint8Array, gaps: number[], checkKnown: boolean): Promise<StoreResult> {
-    const copy = new Uint8Array(blob.length);
-    copy.set(blob);
-    return this.submit({ op: 'merge-store', slot, len, blob: copy, gaps, checkKnown }, [copy.buffer as ArrayBuffer]);
+  /**
+   * Fill `gaps` ([start,end) pairs) of the slot from the base blob, which the
+   * caller has already placed at the start of the slot's output area, then store.
+   */
+  mergeStore(slot: number, len: number, blobLen: number, gaps: number[], checkKnown: boolean): Promise<StoreResult> {
+    return this.submit({ op: 'merge-store', slot, len, blobLen, gaps, checkKnown, encrypted: this.encrypted });
+  }
+
+  encrypted = false;
+  inUse = false;
+  key = '';
+  private static readonly idle = new Map<string, ChunkPool>();
+
+  /**
+   * Pools are kept warm per process (worker start-up costs ~0.3-0.5 s here):
+   * a writer takes an idle pool with the same parameters or creates one, and
+   * gives it back with `giveBack()`.
+   */
+  static async take(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
+    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
+    const idle = ChunkPool.idle.get(key);
+    if (idle && !idle.failed) {
+      ChunkPool.idle.delete(key);
+      idle.inUse = true;
+      idle.setKnown(Buffer.alloc(0));
+      return idle;
+    }
+    const pool = await ChunkPool.create(opts);
+    pool.key = key;
+    pool.encrypted = opts.keys !== null;
+    pool.inUse = true;
+    return pool;
+  }
+
+  async giveBack(): Promise<void> {
+    this.inUse = false;
+    if (this.failed || this.pending.size > 0 || this.free.length !== this.slots || ChunkPool.idle.has(this.key)) {
+      await this.close();
+      return;
+    }
+    ChunkPool.idle.set(this.key, this);
+  }
+
+  /** Stop all idle worker pools (tests, clean shutdown). */
+  static async shutdownIdle(): Promise<void> {
+    const pools = [...ChunkPool.idle.values()];
+    ChunkPool.idle.clear();
+    await Promise.all(pools.map((p) => p.close()));
   }
 
   async close(): Promise<void> {

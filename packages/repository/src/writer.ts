@@ -354,24 +354,24 @@ export class DiskWriter {
       this.dispatch(ci, p.slot, clen, null);
       return;
     }
-    let stored: Buffer;
+    let blobLen: number;
     try {
-      stored = await this.rp.readStoredForMerge(baseHex);
+      blobLen = await this.rp.readBaseIntoSlot(baseHex, p.slot);
     } catch (err) {
       this.rp.pool.release(p.slot);
       throw err;
     }
     this.stats.mergedChunks++;
-    this.stats.baseReadBytes += stored.length;
-    this.dispatch(ci, p.slot, clen, { stored, gaps });
+    this.stats.baseReadBytes += blobLen;
+    this.dispatch(ci, p.slot, clen, { blobLen, gaps });
   }
 
-  private dispatch(ci: number, slot: number, len: number, merge: { stored: Buffer; gaps: number[] } | null): void {
+  private dispatch(ci: number, slot: number, len: number, merge: { blobLen: number; gaps: number[] } | null): void {
     const pool = this.rp.pool;
     const checkKnown = true;
     const job = (async () => {
       try {
-        let r = merge ? await pool.mergeStore(slot, len, merge.stored, merge.gaps, checkKnown) : await pool.store(slot, len, checkKnown);
+        let r = merge ? await pool.mergeStore(slot, len, merge.blobLen, merge.gaps, checkKnown) : await pool.store(slot, len, checkKnown);
         this.stats.hashedChunks++;
         if (r.dup && !this.rp.has(r.id)) r = await pool.store(slot, len, false); // worker knew it, repository no longer does
         if (r.dup || this.rp.has(r.id)) {
@@ -478,7 +478,7 @@ export class RestorePointWriter {
       // The index may have grown since open: re-read it under the lock so dedup
       // never references a chunk that a GC (which needed an exclusive lock) removed.
       await repo.reloadIndex();
-      const pool = await ChunkPool.create({ workers: repo.workers, slots: opts.slots ?? 32, chunkSize: repo.config.chunkSize, level: repo.config.compression.level, keys: repo.keys });
+      const pool = await ChunkPool.take({ workers: repo.workers, slots: opts.slots ?? 32, chunkSize: repo.config.chunkSize, level: repo.config.compression.level, keys: repo.keys });
       const w = new RestorePointWriter(repo, opts, lock, pool);
       if (opts.parent) {
         if (opts.parent.vmId !== opts.vmId) throw new RepositoryError('INVALID_ARGUMENT', 'parent restore point belongs to another VM');
@@ -501,8 +501,16 @@ export class RestorePointWriter {
     this.session.set(id, loc);
   }
 
-  async readStoredForMerge(id: string): Promise<Buffer> {
-    if (this.repo.index.has(id)) return Buffer.from((await this.repo.readStored(id)).stored);
+  /** Read a parent chunk's stored blob into the slot's output area (no allocation). */
+  async readBaseIntoSlot(id: string, slot: number): Promise<number> {
+    const loc = this.repo.index.get(id);
+    if (loc) {
+      const into = this.pool.outSlot(slot, loc.storedLen);
+      const be = this.repo.backend;
+      if (be instanceof LocalBackend) be.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
+      else into.set(await be.readRange(packPath(loc.pack), loc.offset, loc.storedLen));
+      return loc.storedLen;
+    }
     // Written earlier in this session (out-of-order writes): make it readable first.
     throw new RepositoryError('INVALID_ARGUMENT', `chunk rewritten out of order within one session (chunk ${id}); write each area once`);
   }
@@ -596,7 +604,7 @@ export class RestorePointWriter {
   private async cleanup(): Promise<void> {
     if (!this.lockHeld) return;
     this.lockHeld = false;
-    await this.pool.close();
+    await this.pool.giveBack();
     await this.lock.release();
     if (this.repo.backend instanceof LocalBackend) this.repo.backend.dropFds();
   }

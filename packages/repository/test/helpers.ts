@@ -18,9 +18,16 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** A VM-like image: zero regions, compressible text, random data, in 64 KiB blocks. */
+/** Deterministic pseudo-random bytes (AES-128-CTR keystream keyed by the seed). */
+export function seededBytes(seed: number, n: number): Buffer {
+  const key = crypto.createHash('sha256').update(`seed:${seed}`).digest().subarray(0, 16);
+  return crypto.createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(n));
+}
+
+/** A VM-like image: zero regions, compressible text, random data, in 64 KiB blocks. Deterministic per seed. */
 export function makeImage(size: number, seed: number): Buffer {
   const r = rng(seed);
+  const random = seededBytes(seed, size);
   const img = Buffer.alloc(size);
   const block = 64 * 1024;
   const words = ['INFO', 'user=admin', 'GET /index.html 200', 'db page', '0000', 'kernel: eth0 up'];
@@ -33,7 +40,7 @@ export function makeImage(size: number, seed: number): Buffer {
       while (s.length < n) s += `${words[Math.floor(r() * words.length)]} ${Math.floor(r() * 1000)}\n`;
       img.write(s.slice(0, n), off, 'latin1');
     } else {
-      crypto.randomFillSync(img, off, n);
+      random.copy(img, off, off, off + n);
     }
   }
   return img;

@@ -1,0 +1,328 @@
+/**
+ * Repository benchmark (a script that prints figures, never a test).
+ *
+ *   tsx bench/run.ts [--size-gib 4] [--chunk-kib 256] [--only ours] [--rounds 1]
+ *
+ * Makes a seeded VM-like disk image and a "next day" copy under bench/work/
+ * (git-ignored; reused when the parameters match), then in one run measures:
+ * our full backup, our incremental given the changed-area list, our restore
+ * of the latest point; restic, borg (lz4) and `zstd -T0 -1` on the same
+ * images. Every timed step ends durable (our commit fsyncs; peers are followed
+ * by `sync`). Prints a table and writes bench/results.json.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Repository, openDiskReader, openRestorePointWriter, stats } from '../packages/repository/src/index.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const work = path.join(here, 'work');
+const args = process.argv.slice(2);
+const arg = (name: string, def: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
+};
+const SIZE = Math.round(Number(arg('size-gib', '4')) * 1024 ** 3);
+const CHUNK = Number(arg('chunk-kib', '256')) * 1024;
+const ONLY = arg('only', 'all');
+const SEED = Number(arg('seed', '20261125'));
+const MiB = 1024 * 1024;
+const BLOCK = 64 * 1024;
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 0x100000000;
+  };
+}
+
+function sh(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): void {
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr?.toString().slice(-2000)}`);
+}
+
+function timed(fn: () => void): number {
+  const t = performance.now();
+  fn();
+  sh('sync', []);
+  return (performance.now() - t) / 1000;
+}
+
+function ensureTool(bin: string, pkg: string): boolean {
+  if (spawnSync('which', [bin]).status === 0) return true;
+  console.log(`installing ${pkg} ...`);
+  spawnSync('apt-get', ['install', '-y', pkg], { stdio: 'ignore' });
+  return spawnSync('which', [bin]).status === 0;
+}
+
+// ---- image generation ------------------------------------------------------
+// Extents of 64 KiB..4 MiB: 27% sparse holes, 18% written zeros, 35% compressible
+// (log lines, database-like pages, binary-like bytes; unique per 4 KiB page), 20% random.
+interface Images {
+  day1: string;
+  day2: string;
+  changes: Array<[number, number]>;
+}
+
+function makeCorpus(r: () => number): Buffer {
+  const words = ['INFO', 'WARN', 'DEBUG', 'ERROR', 'user=', 'session', 'GET', 'POST', '/api/v1/items', 'HTTP/1.1', '200', '404', 'kernel:', 'eth0', 'systemd[1]:', 'Started', 'Stopped', 'postgres', 'checkpoint', 'complete', 'SELECT', 'FROM', 'WHERE', 'id', 'name', 'NULL'];
+  const corpus = Buffer.alloc(32 * MiB);
+  const dbRow = Buffer.from('INSERT id=00000000 name=customer_00000 status=active balance=0000.00 ts=2026-11-05;'.padEnd(128, ' '), 'latin1');
+  const snippets = Array.from({ length: 512 }, () => {
+    const b = Buffer.alloc(4 + Math.floor(r() * 28));
+    for (let i = 0; i < b.length; i++) b[i] = Math.floor(r() * 256);
+    return b;
+  });
+  let off = 0;
+  while (off < corpus.length) {
+    const kind = r();
+    if (kind < 0.5) {
+      let line = `2026-11-${String(1 + Math.floor(r() * 28)).padStart(2, '0')}T${String(Math.floor(r() * 24)).padStart(2, '0')}:${String(Math.floor(r() * 60)).padStart(2, '0')}:00Z`;
+      const n = 4 + Math.floor(r() * 10);
+      for (let i = 0; i < n; i++) line += ` ${words[Math.floor(r() * words.length)]}${r() < 0.3 ? Math.floor(r() * 100000) : ''}`;
+      off += corpus.write(`${line}\n`, off, 'latin1');
+    } else if (kind < 0.75) {
+      // database-like pages: fixed-layout rows with changing keys and amounts
+      const page = Math.min(8192, corpus.length - off);
+      for (let i = 0; i + 128 <= page; i += 128) {
+        dbRow.copy(corpus, off + i);
+        corpus.write(String(Math.floor(r() * 1e8)).padStart(8, '0'), off + i + 10, 'latin1');
+        corpus.write(String(Math.floor(r() * 1e5)).padStart(5, '0'), off + i + 33, 'latin1');
+      }
+      off += page;
+    } else {
+      // binary-like: code-ish byte sequences drawn from a pool of short snippets
+      const end = Math.min(off + 4096, corpus.length);
+      while (off < end) {
+        const sn = snippets[Math.floor(r() * snippets.length)]!;
+        off += sn.copy(corpus, off, 0, Math.min(sn.length, end - off));
+      }
+    }
+  }
+  return corpus;
+}
+
+function makeImages(): Images {
+  fs.mkdirSync(work, { recursive: true });
+  const tag = `v3-${SEED}-${SIZE}`;
+  const day1 = path.join(work, 'day1.img');
+  const day2 = path.join(work, 'day2.img');
+  const meta = path.join(work, 'images.json');
+  if (fs.existsSync(meta)) {
+    const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { tag: string; changes: Array<[number, number]> };
+    if (m.tag === tag && fs.existsSync(day1) && fs.existsSync(day2)) return { day1, day2, changes: m.changes };
+  }
+  console.log(`generating ${SIZE / MiB} MiB images (seed ${SEED}) ...`);
+  const r = rng(SEED);
+  const corpus = makeCorpus(r);
+  const fd = fs.openSync(day1, 'w');
+  fs.ftruncateSync(fd, SIZE);
+  const buf = Buffer.alloc(4 * MiB);
+  const counts = { hole: 0, zero: 0, comp: 0, rand: 0 };
+  let off = 0;
+  while (off < SIZE) {
+    const len = Math.min(SIZE - off, BLOCK * (1 + Math.floor(r() * 64)));
+    const k = r();
+    const kind = k < 0.27 ? 'hole' : k < 0.45 ? 'zero' : k < 0.8 ? 'comp' : 'rand';
+    counts[kind] += len;
+    const b = buf.subarray(0, len);
+    if (kind === 'zero') b.fill(0);
+    else if (kind === 'rand') crypto.randomFillSync(b);
+    else if (kind === 'comp') {
+      for (let p = 0; p < len; p += 4096) {
+        const src = Math.floor(r() * (corpus.length - 4096));
+        corpus.copy(b, p, src, src + 4096);
+        crypto.randomFillSync(b, p, 24); // makes every page unique
+      }
+    }
+    if (kind !== 'hole') fs.writeSync(fd, b, 0, len, off);
+    off += len;
+  }
+  fs.closeSync(fd);
+  execFileSync('cp', ['--sparse=always', day1, day2]);
+  // Day 2: 2% of 64 KiB blocks changed at scattered offsets.
+  const nBlocks = SIZE / BLOCK;
+  const picked = new Set<number>();
+  while (picked.size < Math.round(nBlocks * 0.02)) picked.add(Math.floor(r() * nBlocks));
+  const changes: Array<[number, number]> = [...picked].sort((a, b) => a - b).map((b) => [b * BLOCK, BLOCK]);
+  const fd2 = fs.openSync(day2, 'r+');
+  for (const [o] of changes) {
+    const b = buf.subarray(0, BLOCK);
+    if (r() < 0.5) crypto.randomFillSync(b);
+    else {
+      const src = Math.floor(r() * (corpus.length - BLOCK));
+      corpus.copy(b, 0, src, src + BLOCK);
+      crypto.randomFillSync(b, 0, 24);
+    }
+    fs.writeSync(fd2, b, 0, BLOCK, o);
+  }
+  fs.closeSync(fd2);
+  fs.writeFileSync(meta, JSON.stringify({ tag, counts, changes }));
+  console.log('composition (MiB):', Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, Math.round(v / MiB)])));
+  return { day1, day2, changes };
+}
+
+// ---- ours ------------------------------------------------------------------
+async function oursFull(repoDir: string, img: string): Promise<{ seconds: number; cpu: number; manifestId: string }> {
+  const repo = await Repository.open(repoDir);
+  const cpu0 = process.cpuUsage();
+  const t = performance.now();
+  const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', transport: 'bench' });
+  const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
+  const fd = fs.openSync(img, 'r');
+  const buf = Buffer.allocUnsafe(4 * MiB); // one reused read buffer
+  for (let off = 0; off < SIZE; off += buf.length) {
+    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, SIZE - off), off);
+    await disk.write(off, buf.subarray(0, n));
+  }
+  fs.closeSync(fd);
+  const m = await w.commit();
+  sh('sync', []);
+  const seconds = (performance.now() - t) / 1000;
+  const c = process.cpuUsage(cpu0);
+  await repo.close();
+  return { seconds, cpu: (c.user + c.system) / 1e6, manifestId: m.id };
+}
+
+async function oursIncr(repoDir: string, img: string, parent: string, changes: Array<[number, number]>) {
+  const repo = await Repository.open(repoDir);
+  const t = performance.now();
+  const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', parent: { vmId: 'bench-vm', id: parent }, transport: 'bench' });
+  const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
+  const fd = fs.openSync(img, 'r');
+  const buf = Buffer.allocUnsafe(4 * MiB);
+  let read = 0;
+  // Coalesce adjacent changed areas into reads of up to 4 MiB (as a Transporter would).
+  let i = 0;
+  while (i < changes.length) {
+    const start = changes[i]![0];
+    let end = start + changes[i]![1];
+    i++;
+    while (i < changes.length && changes[i]![0] === end && end - start + changes[i]![1] <= buf.length) end += changes[i++]![1];
+    const n = fs.readSync(fd, buf, 0, end - start, start);
+    read += n;
+    await disk.write(start, buf.subarray(0, n));
+  }
+  fs.closeSync(fd);
+  const m = await w.commit();
+  sh('sync', []);
+  const seconds = (performance.now() - t) / 1000;
+  await repo.close();
+  return { seconds, read, manifestId: m.id, stats: m.stats };
+}
+
+async function oursRestore(repoDir: string, id: string, out: string | null): Promise<number> {
+  const repo = await Repository.open(repoDir);
+  const t = performance.now();
+  const r = await openDiskReader(repo, { vmId: 'bench-vm', id }, 'scsi0:0');
+  if (out) await r.restoreToFile(out);
+  else await r.forEachExtent(() => undefined); // decode everything into a sink (what a restore Transporter streams to ESXi)
+  const seconds = (performance.now() - t) / 1000;
+  await repo.close();
+  return seconds;
+}
+
+function duBytes(p: string): number {
+  return Number(execFileSync('du', ['-sb', p]).toString().split('\t')[0]);
+}
+
+async function main(): Promise<void> {
+  const imgs = makeImages();
+  const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
+  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 }); // warm the cache
+  const results: Record<string, number | string> = { size_mib: SIZE / MiB, chunk_kib: CHUNK / 1024, changed_bytes: changedBytes };
+
+  // ours
+  const repoDir = path.join(work, 'repo-ours');
+  fs.rmSync(repoDir, { recursive: true, force: true });
+  await Repository.init(repoDir, { chunkSize: CHUNK });
+  console.log('ours: full backup ...');
+  const full = await oursFull(repoDir, imgs.day1);
+  const storedFull = duBytes(repoDir);
+  console.log('ours: incremental ...');
+  const incr = await oursIncr(repoDir, imgs.day2, full.manifestId, imgs.changes);
+  const storedIncr = duBytes(repoDir) - storedFull;
+  const restoreOut = path.join(work, 'restore.img');
+  console.log('ours: restore ...');
+  const restoreStreamS = await oursRestore(repoDir, incr.manifestId, null);
+  const restoreS = await oursRestore(repoDir, incr.manifestId, restoreOut);
+  const same = spawnSync('cmp', ['-s', restoreOut, imgs.day2]).status === 0;
+  fs.rmSync(restoreOut, { force: true });
+  console.log('ours: stats ...');
+  const repo = await Repository.open(repoDir);
+  const st = await stats(repo);
+  await repo.close();
+  Object.assign(results, {
+    full_seconds: +full.seconds.toFixed(3),
+    full_mib_s: +(SIZE / MiB / full.seconds).toFixed(1),
+    full_cpu_seconds: +full.cpu.toFixed(2),
+    full_stored_mib: +(storedFull / MiB).toFixed(1),
+    incr_seconds: +incr.seconds.toFixed(3),
+    incr_read_bytes: incr.read,
+    incr_repo_read_bytes: incr.stats.baseReadBytes,
+    incr_merged_chunks: incr.stats.mergedChunks,
+    incr_stored_mib: +(storedIncr / MiB).toFixed(1),
+    incr_pct_of_full: +((100 * incr.seconds) / full.seconds).toFixed(1),
+    restore_seconds: +restoreS.toFixed(3),
+    restore_mib_s: +(SIZE / MiB / restoreS).toFixed(1),
+    restore_bit_exact: same ? 'yes' : 'NO',
+    restore_stream_seconds: +restoreStreamS.toFixed(3),
+    restore_stream_mib_s: +(SIZE / MiB / restoreStreamS).toFixed(1),
+    dedup_ratio: +st.dedupRatio.toFixed(2),
+    compression_ratio: +st.compressionRatio.toFixed(2),
+  });
+  results.peak_rss_mib = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
+
+  if (ONLY === 'all') {
+    // restic
+    if (ensureTool('restic', 'restic')) {
+      const rr = path.join(work, 'repo-restic');
+      fs.rmSync(rr, { recursive: true, force: true });
+      const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rr, RESTIC_CACHE_DIR: path.join(work, 'restic-cache') };
+      sh('restic', ['init'], env);
+      const t1 = timed(() => sh('restic', ['backup', '--quiet', imgs.day1], env));
+      const t2 = timed(() => sh('restic', ['backup', '--quiet', imgs.day2], env));
+      Object.assign(results, { restic_full_seconds: +t1.toFixed(3), restic_full_mib_s: +(SIZE / MiB / t1).toFixed(1), restic_incr_seconds: +t2.toFixed(3) });
+      fs.rmSync(rr, { recursive: true, force: true });
+    }
+    // borg
+    if (ensureTool('borg', 'borgbackup')) {
+      const br = path.join(work, 'repo-borg');
+      fs.rmSync(br, { recursive: true, force: true });
+      const env = { BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_BASE_DIR: path.join(work, 'borg-base') };
+      sh('borg', ['init', '-e', 'none', br], env);
+      const t1 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day1`, imgs.day1], env));
+      const t2 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day2`, imgs.day2], env));
+      Object.assign(results, { borg_full_seconds: +t1.toFixed(3), borg_full_mib_s: +(SIZE / MiB / t1).toFixed(1), borg_incr_seconds: +t2.toFixed(3) });
+      fs.rmSync(br, { recursive: true, force: true });
+    }
+    // zstd CLI, one stream
+    if (ensureTool('zstd', 'zstd')) {
+      const out = path.join(work, 'day1.img.zst');
+      const t = timed(() => sh('zstd', ['-q', '-T0', '-1', '-f', imgs.day1, '-o', out]));
+      Object.assign(results, { zstd_cli_seconds: +t.toFixed(3), zstd_cli_mib_s: +(SIZE / MiB / t).toFixed(1), zstd_cli_stored_mib: +(fs.statSync(out).size / MiB).toFixed(1) });
+      fs.rmSync(out, { force: true });
+    }
+    const r = (a: string, b: string) => (typeof results[a] === 'number' && typeof results[b] === 'number' ? +((results[a] as number) / (results[b] as number)).toFixed(2) : 'n/a');
+    Object.assign(results, { full_vs_restic: r('full_mib_s', 'restic_full_mib_s'), full_vs_borg_lz4: r('full_mib_s', 'borg_full_mib_s'), full_vs_zstd_cli: r('full_mib_s', 'zstd_cli_mib_s') });
+  }
+  results.incr_read_vs_changed = +(incr.read / changedBytes).toFixed(2);
+  results.machine = `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`;
+  results.date = new Date().toISOString();
+
+  console.log('\n| metric | value |\n|---|---|');
+  for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v} |`);
+  const out = ONLY === 'all' && CHUNK === 256 * 1024 && SIZE === 4 * 1024 ** 3 ? path.join(here, 'results.json') : path.join(work, `results-${CHUNK / 1024}k-${ONLY}.json`);
+  fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\nwritten ${path.relative(process.cwd(), out)}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
