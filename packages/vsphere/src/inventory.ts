@@ -126,17 +126,40 @@ function parseDatastore(o: ObjectContent, datacenter: string): Datastore {
 export class InventoryApi {
   constructor(private readonly ctx: Ctx) {}
 
+  /** Datacenters with their inventory path ("Folder/DC"; the name for top-level ones), as /folder's dcPath needs. */
   async datacenters(): Promise<Datacenter[]> {
     const sc = this.ctx.sc();
-    return withContainerView(this.ctx.soap, sc.viewManager, sc.rootFolder, ['Datacenter'], async (view) => {
-      const objs = await props(this.ctx, { view, propSets: [{ type: 'Datacenter', paths: ['name', 'vmFolder', 'hostFolder', 'datastoreFolder'] }], maxObjects: 500 });
-      return objs.map((o) => ({
-        moref: o.obj.value,
-        name: str(o, 'name') ?? '',
-        vmFolder: str(o, 'vmFolder') ?? '',
-        hostFolder: str(o, 'hostFolder') ?? '',
-        datastoreFolder: str(o, 'datastoreFolder') ?? '',
-      }));
+    return withContainerView(this.ctx.soap, sc.viewManager, sc.rootFolder, ['Datacenter', 'Folder'], async (view) => {
+      const objs = await props(this.ctx, {
+        view,
+        propSets: [
+          { type: 'Datacenter', paths: ['name', 'parent', 'vmFolder', 'hostFolder', 'datastoreFolder'] },
+          { type: 'Folder', paths: ['name', 'parent'] },
+        ],
+        maxObjects: 500,
+      });
+      const folders = new Map(objs.filter((o) => o.obj.type === 'Folder').map((o) => [o.obj.value, o]));
+      const pathOf = (o: ObjectContent): string => {
+        const parts = [str(o, 'name') ?? ''];
+        let parent = str(o, 'parent');
+        for (let guard = 0; parent && parent !== sc.rootFolder.value && guard < 100; guard++) {
+          const f = folders.get(parent);
+          if (!f) break;
+          parts.unshift(str(f, 'name') ?? '');
+          parent = str(f, 'parent');
+        }
+        return parts.join('/');
+      };
+      return objs
+        .filter((o) => o.obj.type === 'Datacenter')
+        .map((o) => ({
+          moref: o.obj.value,
+          name: str(o, 'name') ?? '',
+          path: pathOf(o),
+          vmFolder: str(o, 'vmFolder') ?? '',
+          hostFolder: str(o, 'hostFolder') ?? '',
+          datastoreFolder: str(o, 'datastoreFolder') ?? '',
+        }));
     });
   }
 
@@ -164,9 +187,9 @@ export class InventoryApi {
                 { type: 'VirtualMachine', paths: VM_PATHS },
               ],
             },
-            `inventory of ${dc.name}`,
+            `inventory of ${dc.path}`,
           );
-          this.collect(inv, objs, dc.name);
+          this.collect(inv, objs, dc.path);
         },
       );
     }

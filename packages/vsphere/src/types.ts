@@ -33,6 +33,8 @@ export interface UserSession {
 export interface Datacenter {
   moref: string;
   name: string;
+  /** inventory path, e.g. "Europe/DC1" (the name for a top-level datacenter); the `dcPath` of /folder URLs */
+  path: string;
   vmFolder: string;
   hostFolder: string;
   datastoreFolder: string;
@@ -41,6 +43,7 @@ export interface Datacenter {
 export interface Cluster {
   moref: string;
   name: string;
+  /** datacenter inventory path (see Datacenter.path) */
   datacenter: string;
   hosts: string[];
   datastores: string[];

@@ -607,3 +607,31 @@ describe('recorded vCenter: robustness', () => {
     await c.close();
   });
 });
+
+describe('recorded vCenter: datacenter paths', () => {
+  it('datacenters in folders get their inventory path (the dcPath of /folder URLs)', async () => {
+    srv.withLogin();
+    srv.on('CreateContainerView', ok('<CreateContainerViewResponse xmlns="urn:vim25"><returnval type="ContainerView">session[1]v</returnval></CreateContainerViewResponse>'));
+    srv.on('DestroyView', ok('<DestroyViewResponse xmlns="urn:vim25"></DestroyViewResponse>'));
+    const obj = (type: string, id: string, props: Record<string, string>) =>
+      `<objects><obj type="${type}">${id}</obj>${Object.entries(props)
+        .map(([k, v]) => `<propSet><name>${k}</name>${v.startsWith('<') ? v : `<val xsi:type="xsd:string">${v}</val>`}</propSet>`)
+        .join('')}</objects>`;
+    srv.on('RetrievePropertiesEx', ok(
+      '<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval>' +
+        obj('Folder', 'group-d5', { name: 'Europe', parent: '<val type="Folder" xsi:type="ManagedObjectReference">group-d1</val>' }) +
+        obj('Folder', 'group-d6', { name: 'Paris &amp; Co', parent: '<val type="Folder" xsi:type="ManagedObjectReference">group-d5</val>' }) +
+        obj('Datacenter', 'datacenter-2', { name: 'DC1', parent: '<val type="Folder" xsi:type="ManagedObjectReference">group-d6</val>', vmFolder: '<val type="Folder" xsi:type="ManagedObjectReference">group-v3</val>' }) +
+        obj('Datacenter', 'datacenter-9', { name: 'Lab', parent: '<val type="Folder" xsi:type="ManagedObjectReference">group-d1</val>' }) +
+        '</returnval></RetrievePropertiesExResponse>',
+    ));
+    const c = await VSphereClient.connect(opts());
+    const dcs = await c.inventory.datacenters();
+    expect(dcs.map((d) => [d.name, d.path, d.vmFolder])).toEqual([
+      ['DC1', 'Europe/Paris & Co/DC1', 'group-v3'],
+      ['Lab', 'Lab', ''],
+    ]);
+    expect(c.files.url({ datacenter: dcs[0]!.path, datastore: 'ds1', path: 'a/b.vmdk' })).toMatch(/\/folder\/a\/b\.vmdk\?dcPath=Europe%2FParis\+%26\+Co%2FDC1&dsName=ds1$/);
+    await c.close();
+  });
+});
