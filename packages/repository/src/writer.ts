@@ -69,6 +69,7 @@ class PackWriter {
   private packId = '';
   private entries: PackEntry[] = [];
   private readonly commits: Promise<void>[] = [];
+  private readonly writers: FileWriter[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   readonly written: string[] = [];
   constructor(
@@ -102,6 +103,7 @@ class PackWriter {
     this.fw = null;
     await fw.write(encodePackFooter(this.entries));
     this.written.push(this.packId);
+    this.writers.push(fw);
     const c = fw.commit();
     c.catch(() => undefined);
     this.commits.push(c);
@@ -118,6 +120,8 @@ class PackWriter {
     if (this.fw) await this.fw.abort();
     this.fw = null;
     await Promise.allSettled(this.commits);
+    // Failed commits leave their tmp file: abort() removes it (a no-op after a successful commit).
+    for (const w of this.writers) await w.abort();
     for (const p of this.written) await this.backend.remove(packPath(p)).catch(() => undefined);
   }
 }

@@ -128,7 +128,7 @@ export class DirectAppender {
   }
 
   release(): void {
-    for (const b of this.bufs) giveAligned(b);
+    for (const b of this.bufs) if (b.length > 0) giveAligned(b);
     this.bufs = [Buffer.alloc(0), Buffer.alloc(0)];
   }
 }
