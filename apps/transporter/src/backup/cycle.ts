@@ -221,7 +221,15 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     const workers = Array.from({ length: Math.max(1, Math.min(deps.maxParallelDisks, queue.length)) }, async () => {
       for (let d = queue.shift(); d; d = queue.shift()) {
         const sd = snapDisks.get(d.key) ?? d;
-        outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice: choices.get(d.key)!, warn }));
+        const choice = choices.get(d.key)!;
+        try {
+          outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice, warn }));
+        } catch (err) {
+          // Name the disk and transport in the VM's error, keeping the error's class.
+          if (err instanceof Error && !(err instanceof CancelledError)) err.message = `disk ${d.label} (${choice.transport}): ${err.message}`;
+          await deps.diskPhase(d.key, { phase: 'failed' }).catch(() => undefined);
+          throw err;
+        }
       }
     });
     await Promise.all(workers);
