@@ -122,9 +122,8 @@ export class VSphereClient {
     this.#password = opts.password;
     this.#locale = opts.locale;
     this.keepAliveMs = opts.keepAliveMs ?? 10 * 60_000;
-    const ctx: Ctx = { soap: this.soap, sc: () => this.serviceContent, tasks: undefined as unknown as Tasks };
     this.tasks = new Tasks(this.soap, () => this.serviceContent.propertyCollector);
-    ctx.tasks = this.tasks;
+    const ctx: Ctx = { soap: this.soap, sc: () => this.serviceContent, tasks: this.tasks };
     this.ctx = ctx;
     this.inventory = new InventoryApi(ctx);
     this.snapshots = new SnapshotsApi(ctx);

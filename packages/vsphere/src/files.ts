@@ -15,7 +15,7 @@
 import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import type { Ctx } from './context.ts';
-import { HttpError, ProtocolError, TimeoutError } from './soap/faults.ts';
+import { HttpError, ProtocolError } from './soap/faults.ts';
 import { makeConnector, type TrustOptions } from './soap/tls.ts';
 import { join, ref, text, typed, val } from './soap/xml.ts';
 import type { ChangedArea } from './types.ts';
@@ -94,9 +94,11 @@ export class FilesApi {
       const body = (await res.body.text().catch(() => '')).slice(0, 200);
       throw httpError(res.statusCode, `GET bytes ${start}+${length} of`, what, body);
     }
-    const buf = Buffer.from(await res.body.arrayBuffer().catch((e: unknown) => {
-      throw e instanceof Error && /timeout/i.test(e.message) ? new TimeoutError(`reading ${what} timed out`, { cause: e }) : e;
-    }));
+    const buf = Buffer.from(
+      await res.body.arrayBuffer().catch((e: unknown) => {
+        throw this.ctx.soap.wrapError(e, `GET ${what}`);
+      }),
+    );
     if (res.statusCode === 200) {
       if (buf.length < length) throw new ProtocolError(`GET ${what}: file has ${buf.length} bytes, wanted ${length}`);
       return buf.subarray(0, length);
@@ -187,7 +189,8 @@ export class FilesApi {
   async readRangeDirect(hostUrl: string, start: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
     const t = await this.acquireTicket(hostUrl, 'httpGet');
     const u = new URL(hostUrl);
-    const agent = this.hostAgent(u.host, t.sslThumbprint);
+    // no thumbprint in the ticket and the same endpoint as the session: keep the session's trust
+    const agent = !t.sslThumbprint && u.host === this.ctx.soap.url.host ? this.ctx.soap.agent : this.hostAgent(u.host, t.sslThumbprint);
     return this.rangeAt(hostUrl, start, length, opts, u.pathname, { cookies: [`vmware_cgi_ticket=${t.id}`], withSession: false, agent });
   }
 

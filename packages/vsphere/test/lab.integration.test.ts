@@ -53,7 +53,7 @@ const fileOf = (fileName: string): DatastoreFile => {
   const p = parseDatastorePath(fileName);
   return { datacenter: lab.datacenter, datastore: p.datastore, path: p.path };
 };
-const flatOf = (d: Disk): DatastoreFile => fileOf(flatExtentPath(d.fileName));
+const flatOf = (d: { fileName: string }): DatastoreFile => fileOf(flatExtentPath(d.fileName));
 
 /** Rebuilds a disk image from areas read over /folder and returns its SHA-256. */
 async function shaFromAreas(file: DatastoreFile, capacity: number, areas: { start: number; length: number }[]): Promise<string> {
@@ -412,6 +412,16 @@ describe('lab: datastore files and export leases', () => {
     // a completed lease is gone: its URLs no longer serve data
     await expect(lease.readRange(lease.deviceUrls[0]!, 0, 512)).rejects.toBeInstanceOf(HttpError);
     await client.snapshots.remove(snap);
+  });
+
+  it('direct-to-host Range reads with a generic service ticket (vmware_cgi_ticket)', async () => {
+    const vm = await lab.createVm({ name: 'ticket-01', disks: [{ capacityBytes: 2 * MiB }] });
+    await lab.guestWrite('ticket-01', 0, [{ offset: 4096, length: 4096, pattern: 'random', seed: 5 }]);
+    const rel = parseDatastorePath(flatExtentPath(vm.disks[0]!.fileName));
+    const hostUrl = `${new URL(lab.url).origin}/folder/${rel.path}?dsName=${rel.datastore}`;
+    const direct = await client.files.readRangeDirect(hostUrl, 4096, 4096);
+    expect(direct.equals(await client.files.readRange(flatOf(vm.disks[0]!), 4096, 4096))).toBe(true);
+    expect(sent.filter((r) => r.method === 'AcquireGenericServiceTicket').at(-1)!.body).toContain('<method>httpGet</method>');
   });
 
   it('a lease can be aborted', async () => {
