@@ -183,11 +183,14 @@ export class SoapClient {
    * (starting with `<_this …>`). Returns the `<MethodResponse>` element.
    */
   async call(method: string, body: Xml, opts: CallOptions = {}): Promise<XmlNode> {
+    if (!/^\w+$/.test(method)) throw new TypeError(`bad method name ${method}`);
+    const epoch = this.sessionEpoch;
     try {
       return await this.callOnce(method, body, opts);
     } catch (e) {
       if (e instanceof NotAuthenticated && !opts.noReauth && this.reauth) {
-        if (!this.reauthInFlight) {
+        // if another caller renewed the session meanwhile, just retry with the new cookie
+        if (!this.reauthInFlight && this.sessionEpoch === epoch) {
           this.reauthInFlight = this.reauth()
             .then(() => {
               this.sessionEpoch++;
@@ -196,7 +199,7 @@ export class SoapClient {
               this.reauthInFlight = undefined;
             });
         }
-        await this.reauthInFlight;
+        if (this.reauthInFlight) await this.reauthInFlight;
         return this.callOnce(method, body, opts);
       }
       throw e;
