@@ -12,7 +12,7 @@ export type { DatastoreFile, ServiceTicket, ReadOptions } from './files.ts';
 export { LeasesApi, ExportLease } from './lease.ts';
 export type { LeaseDeviceUrl } from './lease.ts';
 export { VmsApi, createVmConfig, createSpecFromHardware, RESTORE_MARKER_KEY } from './vms.ts';
-export type { CreateVmSpec, RestoreTarget } from './vms.ts';
+export type { CreateVmSpec, RestoreTarget, VmFile } from './vms.ts';
 export { Tasks } from './tasks.ts';
 export {
   parseDevices,

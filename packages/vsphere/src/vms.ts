@@ -17,6 +17,15 @@ import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions }
 
 export const RESTORE_MARKER_KEY = 'vaultline.restore';
 
+export interface VmFile {
+  key: number;
+  /** datastore path, e.g. "[ds1] app01/app01.nvram" */
+  name: string;
+  /** config, nvram, diskDescriptor, diskExtent, snapshotData, snapshotList, log, swap, … */
+  type: string;
+  size: number;
+}
+
 export interface CreateVmSpec {
   name: string;
   /** restore run id, stored in extraConfig; needed to destroy the VM later */
@@ -239,6 +248,21 @@ export class VmsApi {
       if (o.props.get('runtime.powerState')?.text === 'poweredOn') await this.powerOff(vm, opts);
     }
     await this.task('Destroy_Task', ref('_this', vmRef(vm)), `Destroy_Task on restored VM ${vm}`, opts);
+  }
+
+  /**
+   * The VM's files from `layoutEx.file` (config, nvram, diskDescriptor,
+   * diskExtent, snapshotData, log, …), e.g. to save the .vmx and .nvram with
+   * a backup. Sizes may be stale on some servers.
+   */
+  async layoutFiles(vm: string): Promise<VmFile[]> {
+    const o = await read(this.ctx, vmRef(vm), ['layoutEx.file']);
+    return (o.props.get('layoutEx.file')?.children ?? []).map((f) => ({
+      key: Number(text(f, 'key') ?? 0),
+      name: text(f, 'name') ?? '',
+      type: text(f, 'type') ?? '',
+      size: Number(text(f, 'size') ?? 0),
+    }));
   }
 
   /** A VM's folder, resource pool and host (useful as CreateVM targets). */

@@ -424,6 +424,18 @@ describe('lab: datastore files and export leases', () => {
     expect(sent.filter((r) => r.method === 'AcquireGenericServiceTicket').at(-1)!.body).toContain('<method>httpGet</method>');
   });
 
+  it("lists a VM's files from layoutEx and downloads its .vmx over /folder", async () => {
+    const vm = await lab.createVm({ name: 'files-01', disks: [{ capacityBytes: 1 * MiB }] });
+    const files = await client.vms.layoutFiles(vm.moref);
+    expect(files.some((f) => f.type === 'config' && f.name.endsWith('.vmx'))).toBe(true);
+    expect(files.some((f) => f.type === 'diskDescriptor' && f.name === vm.disks[0]!.fileName)).toBe(true);
+    // the simulator's layoutEx config entry lacks the folder; config.files.vmPathName is exact
+    const vmPath = (await client.inventory.vm(vm.moref)).vmPathName!;
+    expect(vmPath).toBe('[datastore1] files-01/files-01.vmx');
+    const local = path.join(lab.datastores[0]!.path, 'files-01', 'files-01.vmx');
+    expect((await client.files.get(fileOf(vmPath))).equals(fs.readFileSync(local))).toBe(true);
+  });
+
   it('a lease can be aborted', async () => {
     const vm = await lab.createVm({ name: 'exp-02', disks: [{ capacityBytes: 1 * MiB }] });
     const lease = await client.leases.exportVm(vm.moref);
