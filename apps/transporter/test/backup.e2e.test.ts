@@ -13,7 +13,7 @@ async function outcome(b: Bench, runId: string) {
 
 /** Moves the lab's LUN links out of the by-id folder (and back). */
 async function hideLuns(b: Bench) {
-  const { readdir, rename, mkdtemp } = await import('node:fs/promises');
+  const { readdir, rename, mkdtemp, rmdir } = await import('node:fs/promises');
   const path = await import('node:path');
   const os = await import('node:os');
   const aside = await mkdtemp(path.join(os.tmpdir(), 'vaultline-hidden-luns-'));
@@ -27,6 +27,7 @@ async function hideLuns(b: Bench) {
   return {
     async restore() {
       for (const name of moved) await rename(path.join(aside, name), path.join(b.lab.byIdDir, name));
+      await rmdir(aside);
     },
   };
 }

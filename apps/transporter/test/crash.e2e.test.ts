@@ -85,15 +85,18 @@ describe.runIf(isRoot)('kill -9 of the Transporter mid-backup leaves nothing beh
       await queue.enqueueBackupVm({ runVmId: item.id });
       // Watch the run's rows and kill at the chosen point.
       let killed = false;
-      for (let i = 0; i < 3000 && !killed; i++) {
+      let seen = '';
+      const deadline = Date.now() + 180_000;
+      while (!killed && Date.now() < deadline) {
         const vm = await b.db.runVm.findUniqueOrThrow({ where: { id: item.id }, include: { disks: true } });
+        seen = `${vm.status}/${vm.phase} ${vm.error ?? ''}`;
         if (point.reached(vm, vm.disks)) {
           first.kill('SIGKILL');
           killed = true;
         } else if (['succeeded', 'warning', 'failed'].includes(vm.status)) break;
         else await new Promise((r) => setTimeout(r, 10));
       }
-      expect(killed, `the run never reached "${point.name}"`).toBe(true);
+      expect(killed, `the run never reached "${point.name}" (last seen ${seen})`).toBe(true);
       await new Promise((r) => first.once('exit', r));
 
       // Nothing committed by the killed attempt.

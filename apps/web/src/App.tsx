@@ -34,7 +34,7 @@ export function App() {
   }
   return (
     <Shell me={me.data} onSignOut={signedOut}>
-      <StatusPage />
+      <StatusPage me={me.data} />
     </Shell>
   );
 }

@@ -11,7 +11,7 @@ export function Shell({ me, onSignOut, children }: { me: Me; onSignOut: () => vo
           <Logo /> <span>Vaultline</span>
         </div>
         <nav>
-          <a className="active" href="/">Status</a>
+          <a className="active" href="/">Overview</a>
         </nav>
         <div className="user">
           <span title={`role: ${me.role}`}>{me.username}</span>

@@ -1,6 +1,8 @@
 import { useEffect } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import type { ComponentHealth, HealthResponse, TransporterStatus } from '@vaultline/contracts';
+import type { ComponentHealth, HealthResponse, Me, TransporterStatus } from '@vaultline/contracts';
+import { InventoryPanel } from '../inventory/InventoryPanel.tsx';
+import { RunsPanel } from '../runs/RunsPanel.tsx';
 import { api } from '../../lib/api.ts';
 import { getSocket } from '../../lib/socket.ts';
 
@@ -55,7 +57,7 @@ function TransporterRow({ t }: { t: TransporterStatus }) {
   );
 }
 
-export function StatusPage() {
+export function StatusPage({ me }: { me: Me }) {
   const qc = useQueryClient();
   const health = useQuery({ queryKey: ['health'], queryFn: () => api<HealthResponse>('/api/health'), refetchInterval: 10_000 });
 
@@ -76,7 +78,7 @@ export function StatusPage() {
   return (
     <div className="page">
       <div className="page-head">
-        <h2>Status</h2>
+        <h2>Overview</h2>
         <span className={`pill big ${h.ok ? 'ok' : 'bad'}`} data-testid="overall">
           {h.ok ? 'All systems go' : 'Needs attention'}
         </span>
@@ -95,6 +97,8 @@ export function StatusPage() {
           <p className="muted small">Director {h.version}</p>
         </section>
       </div>
+      <InventoryPanel me={me} />
+      <RunsPanel />
       <section className="card">
         <h3>Transporters</h3>
         {h.transporters.length === 0 ? (

@@ -27,7 +27,7 @@ test('first login forces a new password, then shows health and the Transporter o
   await page.getByLabel('New password again').fill(NEW_PASSWORD);
   await page.getByRole('button', { name: 'Save and continue' }).click();
 
-  await expect(page.getByRole('heading', { name: 'Status' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
   await expect(page.getByRole('status', { name: 'PostgreSQL: ok' })).toBeVisible();
   await expect(page.getByRole('status', { name: 'Redis: ok' })).toBeVisible();
   const row = page.getByTestId('transporter-row').filter({ hasText: 'e2e-transporter' });
@@ -44,7 +44,7 @@ test('the new password works after signing out, the one-time one does not', asyn
   await expect(page.getByRole('alert')).toHaveText('wrong username or password');
   await page.getByLabel('Password').fill(NEW_PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Status' })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
   await page.getByRole('button', { name: 'Sign out' }).click();
   await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
 });
