@@ -183,6 +183,8 @@ describe('lab: inventory', () => {
     expect(err).toBeInstanceOf(ManagedObjectNotFound);
     expect((err as Error).message).toMatch(/vm-999999/);
     await expect(client.snapshots.disks('snapshot-999999')).rejects.toBeInstanceOf(ManagedObjectNotFound);
+    await expect(client.snapshots.create('vm-999999', { runId: 'x' })).rejects.toBeInstanceOf(ManagedObjectNotFound);
+    await expect(client.hotadd.attach('vm-999999', '[datastore1] a/a.vmdk')).rejects.toBeInstanceOf(ManagedObjectNotFound);
   });
 
   it('a task error becomes a typed fault (PowerOn on a running VM: InvalidPowerState)', async () => {
@@ -223,6 +225,7 @@ describe('lab: snapshots and CBT', () => {
     ]);
 
     await client.snapshots.remove(snap);
+    await expect(client.snapshots.remove(snap)).rejects.toBeInstanceOf(ManagedObjectNotFound); // stale moref
     const after = await client.inventory.vm(vm.moref);
     expect(after.hasSnapshots).toBe(false);
     expect(after.consolidationNeeded).toBe(false);
