@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -74,19 +74,20 @@ export class FixtureServer {
   /** non-SOAP requests (datastore /folder, lease URLs) */
   httpHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   versionsXml: string | undefined = fixture('vimServiceVersions.xml');
-  private server!: https.Server;
+  private server!: http.Server;
   private counts = new Map<string, number>();
   url = '';
   thumbprintSha256 = '';
   thumbprintSha1 = '';
   certPem = '';
 
-  async start(): Promise<this> {
+  /** plain HTTP instead of HTTPS (to test allowHttp) */
+  async start(opts: { plain?: boolean } = {}): Promise<this> {
     const { cert, key } = selfSignedCert();
     this.certPem = cert;
     this.thumbprintSha256 = new X509Certificate(cert).fingerprint256;
     this.thumbprintSha1 = new X509Certificate(cert).fingerprint;
-    this.server = https.createServer({ cert, key }, (req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -119,9 +120,10 @@ export class FixtureServer {
         res.writeHead(reply.status ?? 200, { 'content-type': 'text/xml; charset=utf-8', ...(reply.headers ?? {}) });
         res.end(reply.body);
       });
-    });
+    };
+    this.server = opts.plain ? http.createServer(handler) : https.createServer({ cert, key }, handler);
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `https://127.0.0.1:${(this.server.address() as AddressInfo).port}/sdk`;
+    this.url = `${opts.plain ? 'http' : 'https'}://127.0.0.1:${(this.server.address() as AddressInfo).port}/sdk`;
     return this;
   }
 

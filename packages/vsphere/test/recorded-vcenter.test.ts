@@ -160,6 +160,20 @@ describe('recorded vCenter: TLS and transport errors', () => {
     expect((err as Error).message).toMatch(/refusing plain HTTP/);
   });
 
+  it('plain HTTP works only with allowHttp (labs)', async () => {
+    const plain = await new FixtureServer().start({ plain: true });
+    try {
+      plain.withLogin();
+      await expect(VSphereClient.connect({ ...opts(), url: plain.url, thumbprintSha256: undefined })).rejects.toBeInstanceOf(InsecureTransportError);
+      expect(plain.requests).toHaveLength(0);
+      const c = await VSphereClient.connect({ ...opts(), url: plain.url, thumbprintSha256: undefined, allowHttp: true });
+      expect(c.session?.userName).toBe('VSPHERE.LOCAL\\backup');
+      await c.close();
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('unreachable host (closed loopback port): ConnectError, quickly', async () => {
     const { createServer } = await import('node:net');
     const s = createServer();
