@@ -349,6 +349,26 @@ describe('recorded vCenter: tasks', () => {
     await c.close();
   });
 
+  it('removing a snapshot consolidates the VM when vCenter reports consolidationNeeded', async () => {
+    srv.withLogin();
+    const task = (m: string) => ok(`<${m}Response xmlns="urn:vim25"><returnval type="Task">task-${m}</returnval></${m}Response>`);
+    srv.on('RemoveSnapshot_Task', task('RemoveSnapshot_Task'));
+    srv.on('ConsolidateVMDisks_Task', task('ConsolidateVMDisks_Task'));
+    const prop = (type: string, id: string, name: string, val: string) =>
+      ok(`<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><objects><obj type="${type}">${id}</obj><propSet><name>${name}</name>${val}</propSet></objects></returnval></RetrievePropertiesExResponse>`);
+    srv.on('RetrievePropertiesEx', (r) => {
+      if (r.body.includes('<type>VirtualMachineSnapshot</type>')) return prop('VirtualMachineSnapshot', 'snapshot-77', 'vm', '<val type="VirtualMachine" xsi:type="ManagedObjectReference">vm-42</val>');
+      if (r.body.includes('runtime.consolidationNeeded')) return prop('VirtualMachine', 'vm-42', 'runtime.consolidationNeeded', '<val xsi:type="xsd:boolean">true</val>');
+      const id = /<obj type="Task">(.*?)<\/obj>/.exec(r.body)![1]!;
+      return prop('Task', id, 'info', '<val xsi:type="TaskInfo"><key>x</key><state>success</state></val>');
+    });
+    const c = await VSphereClient.connect(opts());
+    expect(await c.snapshots.remove('snapshot-77')).toEqual({ consolidated: true });
+    expect(srv.calls('RemoveSnapshot_Task')[0]!.body).toContain('<removeChildren>false</removeChildren><consolidate>true</consolidate>');
+    expect(srv.calls('ConsolidateVMDisks_Task')[0]!.body).toContain('<_this type="VirtualMachine">vm-42</_this>');
+    await c.close();
+  });
+
   it('a task that does not finish in time is cancelled and raises TimeoutError', async () => {
     taskServer(['running:1']);
     const c = await VSphereClient.connect(opts());
