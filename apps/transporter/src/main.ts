@@ -16,6 +16,7 @@ import { pgJournal } from './adapters/pg-journal.ts';
 import { createVSphereConnector } from './adapters/vsphere-port.ts';
 import { createLocalDevices } from './adapters/devices.ts';
 import { sweepOrphans } from './backup/sweep.ts';
+import { TransporterLimits } from './backup/limits.ts';
 import { createBackupVmHandler } from './handlers/backup-vm.handler.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
     isCancelled: (runId) => closing || cancelled.has(runId),
     maxParallelDisks: env.VAULTLINE_MAX_DISK_TASKS,
     maxAttempts: 3,
+    limits: new TransporterLimits(env.VAULTLINE_MAX_DISK_TASKS, env.VAULTLINE_NBD_STREAMS_PER_HOST),
   });
   consumer = new WorkConsumer(
     async (payload, ctx) => {

@@ -22,6 +22,7 @@ import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, type ProgressSink } from './progress.ts';
 import { QuiesceError, type Area, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
 import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
+import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
 const SANITY_BLOCK = 64 * 1024;
@@ -106,6 +107,8 @@ export interface VmBackupDeps {
   diskPhase(deviceKey: number, update: Partial<DiskOutcome> & { phase: string }): Promise<void>;
   isCancelled(): boolean;
   maxParallelDisks: number;
+  /** Transporter-wide limits (disk tasks, network streams per ESXi host). */
+  limits?: TransporterLimits;
 }
 
 export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Promise<VmBackupResult> {
@@ -222,6 +225,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       for (let d = queue.shift(); d; d = queue.shift()) {
         const sd = snapDisks.get(d.key) ?? d;
         const choice = choices.get(d.key)!;
+        const release = deps.limits ? await deps.limits.disk(choice.transport, vm.host) : () => undefined;
         try {
           outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice, warn }));
         } catch (err) {
@@ -229,6 +233,8 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
           if (err instanceof Error && !(err instanceof CancelledError)) err.message = `disk ${d.label} (${choice.transport}): ${err.message}`;
           await deps.diskPhase(d.key, { phase: 'failed' }).catch(() => undefined);
           throw err;
+        } finally {
+          release();
         }
       }
     });

@@ -4,6 +4,7 @@
  * only when every disk succeeded. Duplicate deliveries of a finished item are
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
+import { statfs } from 'node:fs/promises';
 import { JobOptionsSchema, type BackupVmJob, type DiskProgress, type RunStatus, type TransportMode } from '@vaultline/contracts';
 import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
@@ -14,6 +15,7 @@ import { CancelledError, runVmBackup, VmBackupError, type DiskOutcome, type Prev
 import type { CleanupJournal } from '../backup/journal.ts';
 import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
 import type { TransporterFacts } from '../backup/transport-select.ts';
+import type { TransporterLimits } from '../backup/limits.ts';
 
 export interface VSphereSession {
   port: VSpherePort;
@@ -42,6 +44,7 @@ export interface BackupHandlerDeps {
   isCancelled(runId: string): boolean;
   maxParallelDisks: number;
   maxAttempts: number;
+  limits?: TransporterLimits;
 }
 
 const TERMINAL: RunStatus[] = ['succeeded', 'warning', 'failed', 'cancelled'];
@@ -106,6 +109,16 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         repo = await openRepository(job.repository, deps.secretKey);
       } catch (err) {
         throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, !/passphrase/i.test((err as Error).message));
+      }
+      // Room for an estimate: what the last backup of this VM added, plus a margin.
+      if (job.repository.kind === 'local') {
+        const st = await statfs(job.repository.location);
+        const free = Number(st.bavail) * Number(st.bsize);
+        const lastNew = await db.restorePoint.findFirst({ where: { repositoryId: job.repositoryId, vmName: item.vmName }, orderBy: { createdAt: 'desc' }, select: { newBytes: true } });
+        const estimate = Number(lastNew?.newBytes ?? 0n) + 16 * 1024 * 1024;
+        if (free < estimate) {
+          throw new VmBackupError(`repository ${job.repository.name} is full: ${Math.floor(free / 1048576)} MiB free, about ${Math.ceil(estimate / 1048576)} MiB needed`, true);
+        }
       }
       session = await deps.connect(job.vcenter);
       const options = JobOptionsSchema.parse(job.options);
@@ -173,6 +186,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
           },
           isCancelled: () => deps.isCancelled(run.id),
           maxParallelDisks: deps.maxParallelDisks,
+          ...(deps.limits ? { limits: deps.limits } : {}),
         },
       );
       const m = result.manifest;
