@@ -1,0 +1,76 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// The CLI is tested against a real Director (real Postgres/Redis) listening on a free port.
+import { signInAdmin, startTestDirector, type TestDirector } from '../../director/test/helpers.ts';
+
+const run = promisify(execFile);
+const MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
+
+describe('the vaultline CLI over the Director API', () => {
+  let d: TestDirector;
+  let lab: Lab;
+  let url: string;
+  let repoDir: string;
+  const cli = async (...args: string[]) => {
+    try {
+      const r = await run(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'cli-password-123' } });
+      return { code: 0, out: r.stdout, err: r.stderr };
+    } catch (e) {
+      const x = e as { code: number; stdout: string; stderr: string };
+      return { code: x.code, out: x.stdout, err: x.stderr };
+    }
+  };
+
+  beforeAll(async () => {
+    [d, lab] = await Promise.all([startTestDirector(), startLab({ port: 0 })]);
+    await signInAdmin(d, 'cli-password-123');
+    url = await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
+    repoDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-cli-repo-'));
+    await lab.createVm({ name: 'cli-vm', disks: [{ capacityBytes: 4 * 1024 * 1024 }], cbt: true });
+  });
+  afterAll(async () => {
+    await d?.close();
+    await lab?.stop();
+    if (repoDir) await rm(repoDir, { recursive: true, force: true });
+  });
+
+  it('asks for the thumbprint on first contact, then registers the vCenter', async () => {
+    const first = await cli('vcenter', 'add', '--name', 'lab', '--url', lab.url, '--user', lab.username, '--password', lab.password);
+    expect(first.code).toBe(1);
+    expect(first.err).toContain(`--thumbprint ${lab.thumbprintSha256}`);
+    const ok = await cli('vcenter', 'add', '--name', 'lab', '--url', lab.url, '--user', lab.username, '--password', lab.password, '--thumbprint', lab.thumbprintSha256);
+    expect(ok.code, ok.err).toBe(0);
+    expect((await cli('vcenter', 'list')).out).toContain(lab.url);
+    expect((await cli('vcenter', 'vms', 'lab')).out).toMatch(/cli-vm\tvm-\d+\t/);
+  });
+
+  it('adds a repository, creates a job and starts a run that is visible by id', async () => {
+    expect((await cli('repo', 'add', '--name', 'r', '--path', repoDir)).code).toBe(0);
+    const job = await cli('job', 'create', '--name', 'j', '--vcenter', 'lab', '--repo', 'r', '--vm', 'cli-vm', '--mode', 'nbdssl');
+    expect(job.code, job.err).toBe(0);
+    const started = await cli('job', 'run', 'j', '--json');
+    const runId = JSON.parse(started.out).id as string;
+    const status = await cli('run', 'status', runId);
+    expect(status.out).toContain(`run ${runId}  queued`);
+    expect(status.out).toContain('cli-vm: queued');
+  });
+
+  it('names a missing VM and a wrong password clearly', async () => {
+    const missing = await cli('job', 'create', '--name', 'x', '--vcenter', 'lab', '--repo', 'r', '--vm', 'nope');
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain('no VM named nope in lab');
+    const bad = await run(process.execPath, ['--import', 'tsx', MAIN, 'job', 'list'], { env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'wrong' } }).catch((e: { stderr: string }) => e);
+    expect((bad as { stderr: string }).stderr).toContain('wrong username or password');
+  });
+
+  it('reports an unreachable Director without a stack trace', async () => {
+    const r = await run(process.execPath, ['--import', 'tsx', MAIN, 'health'], { env: { ...process.env, VAULTLINE_URL: 'http://127.0.0.1:1' } }).catch((e: { stderr: string; code: number }) => e);
+    expect((r as { stderr: string }).stderr).toMatch(/^vaultline: cannot reach the Director at http:\/\/127\.0\.0\.1:1/);
+    expect((r as { stderr: string }).stderr).not.toMatch(/\n\s+at /);
+  });
+});
