@@ -6,6 +6,7 @@
 //          vCenter when no vCenter is configured) until Ctrl-C
 //   test   set up, then lint, typecheck, every Vitest project and the browser tests
 //   setup  only the set-up: dependencies, PostgreSQL and Redis, Prisma client, build
+//   services  only PostgreSQL and Redis (started locally when not reachable), then stop them
 //
 // Set-up uses PostgreSQL and Redis at DATABASE_URL / REDIS_URL when reachable.
 // Otherwise it starts project-local instances from Debian's packages (installing
@@ -444,11 +445,17 @@ const main = {
     say(`ready: DATABASE_URL=${s.databaseUrl.replace(/\/\/[^@]*@/, '//***@')} REDIS_URL=${s.redisUrl}`);
     stopServices();
   },
+  // Only PostgreSQL and Redis: used by the front-door test, and handy to check a machine.
+  services: async () => {
+    const s = await ensureServices();
+    say(`ready: DATABASE_URL=${s.databaseUrl.replace(/\/\/[^@]*@/, '//***@')} REDIS_URL=${s.redisUrl}`);
+    stopServices();
+  },
   lab: () => passThrough('packages/vsphere-lab/src/cli.ts', rest, false),
   bench: () => passThrough('bench/run.ts', rest, false),
   cli: () => passThrough('apps/cli/src/main.ts', rest, false),
 }[command];
-if (!main) fail(`unknown command "${command}"; use start, test, setup, lab, bench or cli`);
+if (!main) fail(`unknown command "${command}"; use start, test, setup, services, lab, bench or cli`);
 main().catch((err) => {
   stopServices();
   if (err instanceof SetupError) fail(err.message);
