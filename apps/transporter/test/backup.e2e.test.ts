@@ -199,6 +199,40 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('nocbt', 0));
   });
 
+  it('the job option enables CBT on a VM that has it off, and the backup uses it at once', async () => {
+    await b.lab.createVm({ name: 'cbt-later', cbt: false, disks: [{ capacityBytes: 8 * MiB }] });
+    await b.lab.guestWrite('cbt-later', 0, [{ offset: 1 * MiB, length: 1 * MiB, pattern: 'random', seed: 61 }]);
+    const { runId } = await b.newRun(['cbt-later'], 'nbdssl', { enableCbt: true });
+    await b.runAll(runId);
+    const { run, vm, point } = await outcome(b, runId);
+    expect(run.status, vm.error ?? '').toMatch(/succeeded|warning/);
+    expect(JSON.stringify(vm.log)).toContain('enabling Changed Block Tracking on the VM');
+    expect(vm.disks[0]!.cbtUsed).toBe(true);
+    expect(Object.keys(point!.changeIds as object)).toHaveLength(1);
+    expect((await b.lab.getVm('cbt-later')).cbt).toBe(true);
+  });
+
+  it('cancel in the middle of the copy stops reading, commits nothing and cleans up', async () => {
+    await b.lab.guestWrite('app01', 0, [{ offset: 0, length: 40 * MiB, pattern: 'random', seed: 71 }]);
+    const { runId } = await b.newRun(['app01'], 'nbdssl', { cbtSanityRate: 0 });
+    // Cancel as soon as the first bytes have been copied.
+    const seen = b.events.length;
+    const watcher = setInterval(() => {
+      if (b.events.slice(seen).some((e) => e.type === 'disk.progress' && (e.bytesRead as number) > 0)) b.cancelled.add(runId);
+    }, 5);
+    try {
+      await b.runAll(runId);
+    } finally {
+      clearInterval(watcher);
+    }
+    const { run, vm, point } = await outcome(b, runId);
+    expect(run.status).toBe('cancelled');
+    expect(point).toBeNull();
+    expect(vm.disks.reduce((n, d) => n + Number(d.bytesRead), 0)).toBeLessThan(40 * MiB);
+    expect(JSON.stringify(vm.log)).toContain('cancelled: nothing was committed and everything was cleaned up');
+    await nothingLeftBehind(b, 'app01');
+  });
+
   it('cancel stops the VM, commits nothing and cleans up', async () => {
     const { runId } = await b.newRun(['app01'], 'nbdssl');
     b.cancelled.add(runId);
