@@ -13,6 +13,7 @@ import { loadSecretKey } from '@vaultline/appliance';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
+import { startScheduler } from './scheduler/scheduler.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
@@ -66,6 +67,7 @@ async function main(): Promise<void> {
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events });
+  const scheduler = startScheduler({ db, queue, log });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
 
   let closing = false;
@@ -75,6 +77,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
+    scheduler.stop();
     await realtime.close().catch(() => undefined);
     await fastify.close().catch(() => undefined);
     await queue.close().catch(() => undefined);

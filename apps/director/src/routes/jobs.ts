@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
+import { startJobRun } from '../services/runs.ts';
+import { cronProblem } from '../scheduler/scheduler.ts';
 
 const Id = z.object({ id: z.uuid() });
 
@@ -72,6 +74,8 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (!(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (await db.backupJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a job named ${body.name} already exists`);
+    const bad = body.schedule ? cronProblem(body.schedule) : null;
+    if (bad) throw new AppError('bad_request', `schedule "${body.schedule}" is not a cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
     const job = await db.backupJob.create({
       data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources: body.sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
     });
@@ -99,22 +103,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
   /** Run now: the run and one item per VM are rows first; the queue carries the item ids. */
   app.post('/api/jobs/:id/run', operator, async (request, reply) => {
     const { id } = parse(Id, request.params);
-    const job = await db.backupJob.findUnique({ where: { id } });
-    if (!job) throw new AppError('not_found', 'no such job');
-    const active = await db.jobRun.findFirst({ where: { jobId: id, status: { in: ['queued', 'running'] } } });
-    if (active) throw new AppError('conflict', `job ${job.name} is already running (run ${active.id})`);
-    const sources = z.array(z.object({ moref: z.string(), name: z.string(), instanceUuid: z.string().optional() })).parse(job.sources);
-    const run = await db.jobRun.create({
-      data: {
-        jobId: id,
-        kind: 'backup',
-        trigger: 'manual',
-        requestedBy: request.user!.username,
-        vms: { create: sources.map((s) => ({ vmMoref: s.moref, vmName: s.name, vmInstanceUuid: s.instanceUuid ?? null })) },
-      },
-      include: { vms: true },
-    });
-    for (const vm of run.vms) await queue.enqueueBackupVm({ runVmId: vm.id });
+    const { job, run } = await startJobRun(db, queue, id, 'manual', request.user!.username);
     await audit.record({ actor: request.user!.username, action: 'job.run', subject: job.name, detail: { runId: run.id }, ip: request.ip });
     reply.code(202);
     return runDto((await loadRun(db, run.id))!);
