@@ -21,6 +21,17 @@ import { createBackupVmHandler } from './handlers/backup-vm.handler.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 
+/** The BIOS UUID of the VM this Transporter runs in (for HotAdd), when it runs in one. */
+async function machineUuid(): Promise<string | undefined> {
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const uuid = (await readFile('/sys/class/dmi/id/product_uuid', 'utf8')).trim().toLowerCase();
+    return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(uuid) ? uuid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const SWEEP_INTERVAL_MS = 10 * 60_000;
 
@@ -44,7 +55,8 @@ async function main(): Promise<void> {
   const namespace = env.VAULTLINE_REDIS_NAMESPACE;
   const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace });
   const devices = createLocalDevices({ byIdDir: env.VAULTLINE_DEVICE_BY_ID_DIR, log });
-  const connector = createVSphereConnector({ db, secretKey, proxyVmUuid: env.VAULTLINE_PROXY_VM_UUID, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
+  const proxyVmUuid = env.VAULTLINE_PROXY_VM_UUID ?? (await machineUuid());
+  const connector = createVSphereConnector({ db, secretKey, proxyVmUuid, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
   const journal = pgJournal(db, id);
   const events = new EventBus(env.REDIS_URL, namespace);
   const cancelled = new Set<string>();
@@ -66,7 +78,7 @@ async function main(): Promise<void> {
       capabilities: {
         transports: (await devices.canUseBlockDevices()) ? ['san', 'hotadd', 'nbdssl', 'nbd'] : ['nbdssl', 'nbd'],
         maxDiskTasks: env.VAULTLINE_MAX_DISK_TASKS,
-        ...(env.VAULTLINE_PROXY_VM_UUID ? { proxyVmUuid: env.VAULTLINE_PROXY_VM_UUID } : {}),
+        ...(proxyVmUuid ? { proxyVmUuid } : {}),
       },
     },
     env.VAULTLINE_HEARTBEAT_MS,

@@ -165,6 +165,15 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
   };
 }
 
+/** 00112233-4455-6677-… → 33221100-5544-7766-… (the mixed-endian form of an SMBIOS UUID). */
+export function swapUuidEndianness(uuid: string): string {
+  const h = uuid.replace(/-/g, '');
+  if (h.length !== 32) return uuid;
+  const rev = (s: string) => s.match(/../g)!.reverse().join('');
+  const out = rev(h.slice(0, 8)) + rev(h.slice(8, 12)) + rev(h.slice(12, 16)) + h.slice(16);
+  return `${out.slice(0, 8)}-${out.slice(8, 12)}-${out.slice(12, 16)}-${out.slice(16, 20)}-${out.slice(20)}`;
+}
+
 export interface ConnectorOptions {
   db: Db;
   secretKey: Buffer;
@@ -204,7 +213,10 @@ export function createVSphereConnector(opts: ConnectorOptions) {
 
   const proxyOf = async (client: VSphereClient) => {
     if (!opts.proxyVmUuid) return null;
-    const moref = await client.inventory.findVmByUuid(opts.proxyVmUuid, { instanceUuid: false });
+    // Older virtual hardware reports the DMI UUID with its first three fields byte-swapped.
+    const moref =
+      (await client.inventory.findVmByUuid(opts.proxyVmUuid, { instanceUuid: false })) ??
+      (await client.inventory.findVmByUuid(swapUuidEndianness(opts.proxyVmUuid), { instanceUuid: false }));
     if (!moref) return null;
     const vm = await client.inventory.vm(moref);
     const scsi = vm.controllers.filter((c) => ['pvscsi', 'lsilogic', 'lsisas', 'buslogic'].includes(c.kind));
