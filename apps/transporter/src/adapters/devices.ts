@@ -112,6 +112,7 @@ export interface SanCleanup {
   device: string;
 }
 
+/** 'ext4' (the lab's LUN stand-in), 'vmfs5'/'vmfs6' (by the LVM volume version), or 'unknown'. */
 async function fsType(device: string): Promise<string> {
   const head = Buffer.alloc(4096);
   const fh = await open(device, constants.O_RDONLY);
@@ -125,9 +126,9 @@ async function fsType(device: string): Promise<string> {
   const vmfs = Buffer.alloc(8);
   const fh2 = await open(device, constants.O_RDONLY);
   try {
-    // VMFS volume header: magic 0xc001d00d at 1 MiB.
-    await fh2.read(vmfs, 0, 4, 0x100000);
-    if (vmfs.readUInt32LE(0) === 0xc001d00d) return 'vmfs';
+    // VMFS volume header at 1 MiB: magic 0xc001d00d, then the major version (5 = VMFS5, 6 = VMFS6).
+    await fh2.read(vmfs, 0, 8, 0x100000);
+    if (vmfs.readUInt32LE(0) === 0xc001d00d) return vmfs.readUInt32LE(4) >= 6 ? 'vmfs6' : 'vmfs5';
   } finally {
     await fh2.close();
   }
@@ -179,9 +180,12 @@ export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearT
       try {
         if (type === 'ext4') {
           await run('mount', ['-t', 'ext4', '-o', 'ro,noload', device, mountPoint]);
-        } else if (type === 'vmfs') {
-          const driver = await run('vmfs6-fuse', ['--version']).then(() => 'vmfs6-fuse', () => 'vmfs-fuse');
-          await run(driver, [device, mountPoint]);
+        } else if (type === 'vmfs5' || type === 'vmfs6') {
+          // Debian's read-only VMFS drivers (vmfs-tools for VMFS5, vmfs6-tools for VMFS6), through FUSE.
+          const driver = type === 'vmfs6' ? 'vmfs6-fuse' : 'vmfs-fuse';
+          await run(driver, [device, mountPoint]).catch((err: Error & { code?: string }) => {
+            throw new DeviceError(err.code === 'ENOENT' ? `${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})` : `${driver} could not mount ${device}: ${err.message}`);
+          });
         } else {
           throw new DeviceError(`LUN ${naa} (${device}) holds no filesystem Vaultline can read (not VMFS)`);
         }

@@ -1,0 +1,88 @@
+/**
+ * Direct SAN on real VMFS: the VMFS5 and VMFS6 volumes made on ESXi in
+ * ../shared/testdata/vmfs are attached read-only as loop devices, found by an
+ * NAA id link as a LUN would be, and read through the Transporter's SAN path
+ * (Debian's read-only VMFS FUSE drivers). The images are read in place
+ * (decompressed to a temp file) and must be byte-identical afterwards.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Writable } from 'node:stream';
+import { createLogger } from '@vaultline/logger';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalDevices } from '../src/adapters/devices.ts';
+
+const TESTDATA = path.resolve(import.meta.dirname, '../../../../shared/testdata/vmfs');
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function ensureVmfsTools() {
+  if (existsSync('/usr/sbin/vmfs6-fuse') && existsSync('/usr/sbin/vmfs-fuse')) return;
+  if (!isRoot) throw new Error('the VMFS tests need vmfs-tools and vmfs6-tools: apt-get install vmfs-tools vmfs6-tools');
+  execFileSync('apt-get', ['install', '-y', '-qq', 'vmfs-tools', 'vmfs6-tools'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, stdio: 'ignore' });
+}
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+describe.runIf(isRoot && existsSync(TESTDATA))('Direct SAN reads from real VMFS volumes made on ESXi', () => {
+  let dir: string;
+  const loops: string[] = [];
+  const quiet = createLogger({ name: 't', destination: new Writable({ write: (_c, _e, d) => d() }) });
+
+  beforeAll(async () => {
+    ensureVmfsTools();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-vmfs-'));
+  });
+  afterAll(async () => {
+    for (const l of loops) execFileSync('losetup', ['-d', l]);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const [name, naa] of [
+    ['vmfs5', 'naa.6000c29000000000000000000000f005'],
+    ['vmfs6', 'naa.6000c29000000000000000000000f006'],
+  ] as const) {
+    it(`${name}: finds the LUN by NAA id, reads files through the read-only mount, unmounts, and changes nothing`, async () => {
+      const image = path.join(dir, `${name}.bin`);
+      await pipeline(createReadStream(path.join(TESTDATA, `${name}.bin.gz`)), createGunzip(), createWriteStream(image));
+      const before = await sha256(image);
+      const device = execFileSync('losetup', ['-f', '--show', '-r', image], { encoding: 'utf8' }).trim();
+      loops.push(device);
+      const byId = path.join(dir, `by-id-${name}`);
+      execFileSync('mkdir', ['-p', byId]);
+      await symlink(device, path.join(byId, `wwn-0x${naa.slice(4)}`));
+
+      const devices = createLocalDevices({ byIdDir: byId, log: quiet });
+      expect(await devices.findLun(naa)).toBe(device);
+      expect(await devices.findLun('naa.6000c29000000000000000000000dead')).toBeNull();
+
+      const file4 = await devices.openSan(naa, device, '[VMFS Test] directory/file4', 8);
+      expect((await file4.read(0, 8)).toString()).toBe('content\n');
+      const mount = (file4.cleanup as { mountPoint: string }).mountPoint;
+      expect(await readFile('/proc/mounts', 'utf8')).toContain(mount);
+      await file4.close();
+      expect(await readFile('/proc/mounts', 'utf8')).not.toContain(mount);
+
+      const file5 = await devices.openSan(naa, device, '[VMFS Test] directory/file5', 8193);
+      const data = await file5.read(0, 8193);
+      expect(data.subarray(0, 8192).every((b) => b === 0x61)).toBe(true);
+      expect(data[8192]).toBe(0x0a);
+      // A crash leaves the mount: the journaled cleanup descriptor undoes it.
+      await devices.undoSan(file5.cleanup);
+      expect(await readFile('/proc/mounts', 'utf8')).not.toContain((file5.cleanup as { mountPoint: string }).mountPoint);
+
+      expect(execFileSync('blockdev', ['--getro', device], { encoding: 'utf8' }).trim()).toBe('1');
+      expect(await sha256(image)).toBe(before);
+      await rm(image);
+    });
+  }
+});
