@@ -3,7 +3,7 @@
  * the appliance upgrades itself) → first admin → HTTP + socket.io → graceful close.
  */
 import path from 'node:path';
-import { ConfigError, loadEnv } from '@vaultline/config';
+import { loadEnvOrExit } from '@vaultline/config';
 import { applyMigrations, createDb, ensureDatabase, MIGRATIONS_DIR } from '@vaultline/db';
 import { createLogger, stripUrlCredentials } from '@vaultline/logger';
 import { connectRedis, EventBus, TransporterRegistry, WorkQueue } from '@vaultline/queue';
@@ -17,16 +17,7 @@ import { startScheduler } from './scheduler/scheduler.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
-  let env;
-  try {
-    env = loadEnv();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`vaultline director: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const env = loadEnvOrExit('director');
   const log = createLogger({ name: 'director', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
 

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { loadSecretKey } from '@vaultline/appliance';
-import { ConfigError, loadEnv } from '@vaultline/config';
+import { loadEnvOrExit } from '@vaultline/config';
 import { createDb } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, TransporterRegistry, WorkConsumer } from '@vaultline/queue';
@@ -36,16 +36,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 const SWEEP_INTERVAL_MS = 10 * 60_000;
 
 async function main(): Promise<void> {
-  let env;
-  try {
-    env = loadEnv();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`vaultline transporter: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const env = loadEnvOrExit('transporter');
   const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
   const id = await transporterId(dataDir, env.VAULTLINE_TRANSPORTER_ID);

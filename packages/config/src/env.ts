@@ -77,3 +77,19 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): VaultlineEnv {
   }
   return result.data;
 }
+
+/**
+ * loadEnv() for a process's entry point: on a bad value it prints one message
+ * naming every bad key (no stack trace) and exits with code 2.
+ */
+export function loadEnvOrExit(processName: string, source: NodeJS.ProcessEnv = process.env): VaultlineEnv {
+  try {
+    return loadEnv(source);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vaultline ${processName}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

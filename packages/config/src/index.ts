@@ -1,3 +1,3 @@
-export { loadEnv, ConfigError, formatConfigError } from './env.ts';
+export { loadEnv, loadEnvOrExit, ConfigError, formatConfigError } from './env.ts';
 export type { VaultlineEnv } from './env.ts';
 export { sealSecret, openSecret, SecretError } from './secrets.ts';

@@ -82,30 +82,18 @@ export class HealthMonitor {
     if (!postgresOk) return live;
     try {
       await Promise.all(
-        live.map((t) =>
-          this.deps.db.transporter.upsert({
-            where: { id: t.id },
-            create: {
-              id: t.id,
-              name: t.name,
-              host: t.host,
-              version: t.version,
-              capabilities: t.capabilities,
-              proxyVmUuid: t.capabilities.proxyVmUuid ?? null,
-              maxDiskTasks: t.capabilities.maxDiskTasks,
-              lastHeartbeat: new Date(t.lastHeartbeat),
-            },
-            update: {
-              name: t.name,
-              host: t.host,
-              version: t.version,
-              capabilities: t.capabilities,
-              proxyVmUuid: t.capabilities.proxyVmUuid ?? null,
-              maxDiskTasks: t.capabilities.maxDiskTasks,
-              lastHeartbeat: new Date(t.lastHeartbeat),
-            },
-          }),
-        ),
+        live.map((t) => {
+          const fields = {
+            name: t.name,
+            host: t.host,
+            version: t.version,
+            capabilities: t.capabilities,
+            proxyVmUuid: t.capabilities.proxyVmUuid ?? null,
+            maxDiskTasks: t.capabilities.maxDiskTasks,
+            lastHeartbeat: new Date(t.lastHeartbeat),
+          };
+          return this.deps.db.transporter.upsert({ where: { id: t.id }, create: { id: t.id, ...fields }, update: fields });
+        }),
       );
       const known = await this.deps.db.transporter.findMany();
       const seen = new Set(live.map((t) => t.id));
