@@ -2,10 +2,9 @@ import path from 'node:path';
 import os from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
-import { createLogger } from '@vaultline/logger';
+import { memoryLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, redisReady, TransporterRegistry, WorkQueue, type Redis } from '@vaultline/queue';
 import { vsphereConnector } from '../src/services/vsphere-connector.ts';
-import { Writable } from 'node:stream';
 import { buildApp, type App } from '../src/app.ts';
 import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
 
@@ -35,17 +34,7 @@ export async function startTestDirector(opts: { databaseUrl?: (url: string) => s
   await redisReady(redis);
   const registry = new TransporterRegistry(redis, opts.heartbeatMs ?? 1_000, { namespace: database.name });
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-director-'));
-  const logs: string[] = [];
-  const log = createLogger({
-    name: 'director-test',
-    level: 'debug',
-    destination: new Writable({
-      write(chunk, _e, done) {
-        logs.push(String(chunk));
-        done();
-      },
-    }),
-  });
+  const { log, lines: logs } = memoryLogger('director-test');
   const admin = await ensureFirstAdmin(db, dataDir);
   const queue = new WorkQueue({ redisUrl: opts.redisUrl ?? REDIS_URL, namespace: database.name });
   const events = new EventBus(opts.redisUrl ?? REDIS_URL, database.name);

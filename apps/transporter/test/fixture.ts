@@ -8,12 +8,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
-import { createLogger } from '@vaultline/logger';
+import { memoryLogger } from '@vaultline/logger';
 import { DiskReader, Repository } from '@vaultline/repository';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { createHash } from 'node:crypto';
@@ -71,17 +70,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       passphraseSealed: opts.passphrase ? sealSecret(secretKey, SECRET_LABELS.repositoryPassphrase, opts.passphrase) : null,
     },
   });
-  const logs: string[] = [];
-  const log = createLogger({
-    name: 'transporter-test',
-    level: 'debug',
-    destination: new Writable({
-      write(c, _e, done) {
-        logs.push(String(c));
-        done();
-      },
-    }),
-  });
+  const { log, lines: logs } = memoryLogger('transporter-test');
   const transporterId = `test-${randomUUID().slice(0, 8)}`;
   const devices = createLocalDevices({ byIdDir: lab.byIdDir, log, appearTimeoutMs: 15_000 });
   const connector = createVSphereConnector({ db, secretKey, proxyVmUuid: lab.proxyVm.biosUuid, nbdStreamsPerHost: 4, log });

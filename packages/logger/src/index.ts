@@ -61,3 +61,15 @@ export function createLogger(opts: CreateLoggerOptions): Logger {
   }
   return pino(options);
 }
+
+/** A logger that keeps its lines in memory (tests assert on them, e.g. that no secret was logged). */
+export function memoryLogger(name: string, level = 'debug'): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const destination = {
+    write(chunk: string) {
+      lines.push(String(chunk));
+      return true;
+    },
+  } as unknown as NodeJS.WritableStream;
+  return { log: createLogger({ name, level, destination }), lines };
+}

@@ -32,3 +32,14 @@ describe('logger redaction', () => {
     expect(stripUrlCredentials('redis://:pw@h:6379 and https://u:p@h/sdk')).toBe('redis://***@h:6379 and https://***@h/sdk');
   });
 });
+
+describe('memoryLogger', () => {
+  it('keeps every line, redacted like the real one', async () => {
+    const { memoryLogger } = await import('../src/index.ts');
+    const { log, lines } = memoryLogger('m');
+    log.info({ password: 'pw-123' }, 'hello');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('hello');
+    expect(lines[0]).not.toContain('pw-123');
+  });
+});
