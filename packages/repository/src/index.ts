@@ -11,12 +11,13 @@
  *   const manifest = await rp.commit();         // or rp.abort()
  *   const reader = await openDiskReader(repo, { vmId, id: manifest.id }, 'scsi0:0');
  */
-import { Repository } from './repository.ts';
+import type { Repository } from './repository.ts';
 import { RestorePointWriter } from './writer.ts';
 import type { RestorePointOptions } from './writer.ts';
 import { DiskReader } from './reader.ts';
 import type { ReaderOptions } from './reader.ts';
 import type { RestorePointRef } from './types.ts';
+import { ChunkPool } from './pool.ts';
 
 export { Repository, assertSafeName } from './repository.ts';
 export type { InitOptions, OpenOptions } from './repository.ts';
@@ -37,6 +38,11 @@ export type { SftpOptions } from './backends/sftp.ts';
 export * from './errors.ts';
 export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';
 export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE } from './format.ts';
+
+/** Stop the warm (idle) worker pools kept for writers; for tests and clean shutdown. */
+export function shutdownWorkerPools(): Promise<void> {
+  return ChunkPool.shutdownIdle();
+}
 
 export function openRestorePointWriter(repo: Repository, opts: RestorePointOptions): Promise<RestorePointWriter> {
   return RestorePointWriter.open(repo, opts);

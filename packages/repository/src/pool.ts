@@ -44,8 +44,10 @@ export class ChunkPool {
     this.output = Buffer.from(outSab);
     for (let i = 0; i < slots; i++) this.free.push(i);
     for (let i = 0; i < workers; i++) {
+      // Workers are ref'd while a writer uses the pool (so an await on a worker
+      // result keeps the process alive) and unref'd while idle (so a warm idle
+      // pool never keeps a process from exiting).
       const w = new Worker(new URL('./chunk-worker.mjs', import.meta.url));
-      w.unref();
       this.workers.push(w);
       this.busy.push(0);
       w.on('message', (m: { op: string; seq: number; id: string; dup: boolean; storedLen: number; message?: string }) => {
@@ -174,6 +176,7 @@ export class ChunkPool {
     if (idle && !idle.failed) {
       ChunkPool.idle.delete(key);
       idle.inUse = true;
+      for (const w of idle.workers) w.ref();
       idle.setKnown(Buffer.alloc(0));
       return idle;
     }
@@ -190,6 +193,7 @@ export class ChunkPool {
       await this.close();
       return;
     }
+    for (const w of this.workers) w.unref();
     ChunkPool.idle.set(this.key, this);
   }
 

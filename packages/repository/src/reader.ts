@@ -14,6 +14,10 @@ import { NotFoundError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
+function writeAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 export interface ReaderOptions {
   /** Decoded chunks kept in memory (default 8). */
   cacheChunks?: number;
@@ -122,14 +126,13 @@ export class DiskReader {
 
   /** The whole image as a stream of chunk-sized buffers. */
   stream(): Readable {
-    const self = this;
-    async function* gen(): AsyncGenerator<Buffer> {
+    async function* gen(self: DiskReader): AsyncGenerator<Buffer> {
       for (let ci = 0; ci < self.count; ci++) {
         if (self.isHole(ci)) yield Buffer.alloc(self.chunkLen(ci));
         else yield Buffer.from(await self.decoded(ci));
       }
     }
-    return Readable.from(gen(), { objectMode: false });
+    return Readable.from(gen(this), { objectMode: false });
   }
 
   /**
@@ -142,12 +145,23 @@ export class DiskReader {
   async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024): Promise<void> {
     const be = this.repo.backend;
     const win = be instanceof LocalBackend ? be.windowReader() : null;
-    const stage = takeAligned(Math.max(runBytes - (runBytes % this.chunkSize), this.chunkSize));
+    const size = Math.max(runBytes - (runBytes % this.chunkSize), this.chunkSize);
+    // Two stages: the sink may still be consuming one (e.g. an async write) while we decode into the other.
+    const stages = [takeAligned(size), takeAligned(size)];
+    const busy: Array<Promise<void> | null> = [null, null];
+    let cur = 0;
     const scratch = Buffer.allocUnsafe(this.chunkSize + (this.chunkSize >> 6) + 4096);
     let runStart = -1;
     let fill = 0;
     const flush = async () => {
-      if (fill > 0) await sink(runStart, stage.subarray(0, fill));
+      if (fill > 0) {
+        const p = Promise.resolve(sink(runStart, stages[cur]!.subarray(0, fill)));
+        p.catch(() => undefined);
+        busy[cur] = p;
+        cur ^= 1;
+        if (busy[cur]) await busy[cur];
+        busy[cur] = null;
+      }
       runStart = -1;
       fill = 0;
     };
@@ -161,14 +175,16 @@ export class DiskReader {
         const loc = this.repo.index.get(id);
         if (!loc) throw new NotFoundError(`chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
         const stored = win?.read(packPath(loc.pack), loc.offset, loc.storedLen) ?? (await this.repo.readStored(id, scratch)).stored;
-        if (fill + this.chunkSize > stage.length) await flush();
+        if (fill + this.chunkSize > size) await flush();
         if (runStart < 0) runStart = ci * this.chunkSize;
-        fill += this.repo.decode(stored, loc.rawLen, stage.subarray(fill, fill + this.chunkLen(ci)), `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
+        fill += this.repo.decode(stored, loc.rawLen, stages[cur]!.subarray(fill, fill + this.chunkLen(ci)), `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
       }
       await flush();
+      await Promise.all(busy.filter(Boolean));
     } finally {
+      await Promise.allSettled(busy.filter(Boolean));
       win?.close();
-      giveAligned(stage);
+      for (const s of stages) giveAligned(s);
     }
   }
 
@@ -182,10 +198,11 @@ export class DiskReader {
     fs.ftruncateSync(fd, this.capacity);
     const dfd = openDirect(path, fs.constants.O_WRONLY);
     try {
-      await this.forEachExtent((offset, data) => {
+      await this.forEachExtent(async (offset, data) => {
         const aligned = dfd !== null ? data.length - (data.length % ALIGN) : 0;
         let off = 0;
-        while (off < aligned) off += fs.writeSync(dfd!, data, off, aligned - off, offset + off);
+        // Aligned part: O_DIRECT in the libuv pool, overlapping the next run's decoding.
+        while (off < aligned) off += await writeAsync(dfd!, data.subarray(off, aligned), offset + off);
         while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, offset + off);
       });
       if (dfd !== null) fs.fsyncSync(dfd);

@@ -13,6 +13,7 @@
  */
 import * as crypto from 'node:crypto';
 import { createRequire } from 'node:module';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
 import type { Backend } from './backends/backend.ts';
 import { isTmpName } from './backends/backend.ts';
 import { LocalBackend } from './backends/local.ts';
@@ -39,7 +40,7 @@ import type { LockOptions } from './locks.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
 const require = createRequire(import.meta.url);
-const zstd = require('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
+const zstd = require('zstd-napi/binding') as typeof ZstdBinding;
 
 export interface InitOptions {
   passphrase?: string;

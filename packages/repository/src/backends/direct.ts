@@ -38,7 +38,7 @@ export function giveAligned(b: Buffer): void {
 }
 
 export function openDirect(path: string, flags: number): number | null {
-  if (!O_DIRECT || globalThis.__noDirect) return null;
+  if (!O_DIRECT) return null;
   try {
     return fs.openSync(path, flags | O_DIRECT, 0o640);
   } catch (err) {
