@@ -9,13 +9,23 @@ const dirs = ['packages', 'apps']
   .filter((dir) => dir !== 'apps/web' && existsSync(`${dir}/package.json`))
   .sort();
 
+// Projects whose tests start lab vCenters with SAN LUNs and hot-added disks
+// compete for the machine's few loop devices: each runs in its own group,
+// one after another, while the light projects share group 0.
+const heavy = ['packages/vsphere-lab', 'packages/vsphere', 'apps/transporter', 'packages/repository'];
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 180_000,
     projects: dirs.map((dir) => ({
       extends: true,
-      test: { name: `@vaultline/${dir.split('/')[1]}`, root: dir, include: ['test/**/*.test.ts', 'src/**/*.test.ts'] },
+      test: {
+        name: `@vaultline/${dir.split('/')[1]}`,
+        root: dir,
+        include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+        sequence: { groupOrder: heavy.indexOf(dir) + 1 },
+      },
     })),
   },
 });

@@ -66,8 +66,10 @@ function ensureDependencies() {
   const want = sha(path.join(ROOT, 'package-lock.json'), path.join(ROOT, 'package.json'));
   const haveModules = existsSync(path.join(ROOT, 'node_modules', '.package-lock.json'));
   if (haveModules && existsSync(stamp) && readFileSync(stamp, 'utf8') === want) return;
-  say('installing dependencies (npm ci)…');
-  run('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error']);
+  // A fresh clone gets exactly the lockfile (npm ci); an existing tree is brought
+  // up to date in place, without wiping node_modules under running processes.
+  say(haveModules ? 'updating dependencies (npm install)…' : 'installing dependencies (npm ci)…');
+  run('npm', [haveModules ? 'install' : 'ci', '--no-audit', '--no-fund', '--loglevel=error']);
   writeFileSync(stamp, want);
 }
 

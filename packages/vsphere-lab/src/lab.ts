@@ -172,7 +172,11 @@ export function mountsUnder(dir: string): string[] {
 export function cleanupRunDir(run: string, removeDir = true): void {
   if (!fs.existsSync(run)) return;
   const detach = () => {
-    for (const dev of loopDevicesUnder(run)) spawnSync('losetup', ['-d', dev]);
+    for (const dev of loopDevicesUnder(run)) {
+      spawnSync('losetup', ['-d', dev]);
+      // `losetup -r` leaves the device's read-only flag set after detach: clear it for the next user.
+      spawnSync('blockdev', ['--setrw', dev]);
+    }
   };
   detach(); // HotAdd devices first: they keep files on the datastore filesystems busy
   for (const m of mountsUnder(run)) {
@@ -225,6 +229,9 @@ function sanSetup(run: string, byId: string, name: string, dsPath: string): { na
   fs.truncateSync(img, 256 * GiB); // sparse; large enough that thin demo disks never exceed the free space
   sh('mkfs.ext4', ['-q', '-F', '-N', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', '-L', name.slice(0, 16), img]);
   const rw = sh('losetup', ['-f', '--show', img]);
+  // A read-only flag set on this loop device by an earlier user (BLKROSET) outlives
+  // its detach; the datastore must be writable.
+  sh('blockdev', ['--setrw', rw]);
   sh('mount', ['-t', 'ext4', rw, dsPath]);
   const lun = sh('losetup', ['-f', '--show', '-r', img]);
   const hex = `6000c29${createHash('sha256').update(`${run}/${name}`).digest('hex').slice(0, 25)}`;

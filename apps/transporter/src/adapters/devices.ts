@@ -110,6 +110,8 @@ export interface SanCleanup {
   kind: 'lun_mount';
   mountPoint: string;
   device: string;
+  /** We set the device read-only and must clear the flag afterwards. */
+  restoreRw?: boolean;
 }
 
 /** 'ext4' (the lab's LUN stand-in), 'vmfs5'/'vmfs6' (by the LVM volume version), or 'unknown'. */
@@ -141,6 +143,7 @@ async function undoMount(c: SanCleanup): Promise<void> {
     await run('umount', [c.mountPoint]).catch(async () => run('umount', ['-l', c.mountPoint]));
   }
   await rmdir(c.mountPoint).catch(() => undefined);
+  if (c.restoreRw) await run('blockdev', ['--setrw', c.device]).catch(() => undefined);
 }
 
 export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices {
@@ -172,11 +175,14 @@ export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearT
     },
 
     async openSan(naa, device, fileName, capacity) {
-      await run('blockdev', ['--setro', device]);
+      // Mark the LUN read-only for as long as we use it. The flag outlives the
+      // device's user (even a loop device's detach), so it is put back as found.
+      const wasRo = (await run('blockdev', ['--getro', device])).stdout.trim() === '1';
+      if (!wasRo) await run('blockdev', ['--setro', device]);
       await run('blockdev', ['--flushbufs', device]);
       const type = await fsType(device);
       const mountPoint = await mkdtemp(path.join(os.tmpdir(), 'vaultline-lun-'));
-      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device };
+      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, restoreRw: !wasRo };
       try {
         if (type === 'ext4') {
           await run('mount', ['-t', 'ext4', '-o', 'ro,noload', device, mountPoint]);

@@ -221,24 +221,29 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     const queue = [...disks];
     const rpWriter = writer;
     const snap = snapshot;
+    // The first failing disk stops its siblings; cleanup waits until every disk task has let go
+    // of its device, so the snapshot is never removed under a disk still being read.
+    let failure: unknown = null;
+    const shouldStop = () => failure !== null || deps.isCancelled();
     const workers = Array.from({ length: Math.max(1, Math.min(deps.maxParallelDisks, queue.length)) }, async () => {
-      for (let d = queue.shift(); d; d = queue.shift()) {
+      for (let d = queue.shift(); d && !shouldStop(); d = queue.shift()) {
         const sd = snapDisks.get(d.key) ?? d;
         const choice = choices.get(d.key)!;
         const release = deps.limits ? await deps.limits.disk(choice.transport, vm.host) : () => undefined;
         try {
-          outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice, warn }));
+          outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice, warn, shouldStop }));
         } catch (err) {
           // Name the disk and transport in the VM's error, keeping the error's class.
           if (err instanceof Error && !(err instanceof CancelledError)) err.message = `disk ${d.label} (${choice.transport}): ${err.message}`;
-          await deps.diskPhase(d.key, { phase: 'failed' }).catch(() => undefined);
-          throw err;
+          await deps.diskPhase(d.key, { phase: err instanceof CancelledError ? 'cancelled' : 'failed' }).catch(() => undefined);
+          failure ??= err;
         } finally {
           release();
         }
       }
     });
     await Promise.all(workers);
+    if (failure) throw failure;
     checkCancel();
 
     // ---- remove the snapshot, then commit
@@ -286,6 +291,8 @@ interface DiskJob {
   writer: RestorePointWriter;
   choice: TransportChoice;
   warn(m: string): void;
+  /** True once the VM is cancelled or a sibling disk failed. */
+  shouldStop(): boolean;
 }
 
 async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
@@ -357,7 +364,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
     meter.setPhase('reading');
     const buf = Buffer.allocUnsafe(READ_SIZE);
     for (const p of pieces(areas, READ_SIZE)) {
-      if (deps.isCancelled()) throw new CancelledError();
+      if (job.shouldStop()) throw new CancelledError();
       let data: Buffer;
       try {
         data = await meter.time('source', () => source.reader.read(p.start, p.length, buf));

@@ -390,6 +390,8 @@ func labDetach(a *labAttachment) {
 	if _, err := labRun("losetup", "-d", a.dev); err != nil {
 		log.Printf("lab: detach: %s", err)
 	}
+	// losetup -r leaves the device's read-only flag set after detach; clear it for the next user.
+	_, _ = labRun("blockdev", "--setrw", a.dev)
 	log.Printf("lab: hotremove %s", a.dev)
 }
 
