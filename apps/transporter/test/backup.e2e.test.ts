@@ -199,6 +199,33 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('nocbt', 0));
   });
 
+  it.runIf(isRoot)('manual HotAdd that fails on this Transporter fails over to the network for that disk, keeping the snapshot, and says why', async () => {
+    await b.lab.guestWrite('app01', 1, [{ offset: 2 * MiB, length: 1 * MiB, pattern: 'random', seed: 81 }]);
+    const truth = await b.lab.diskSha256('app01', 1);
+    // The hot-added disks never show up here (as when the proxy's SCSI rescan fails).
+    const { rename } = await import('node:fs/promises');
+    const hidden = `${b.lab.byIdDir}.hidden`;
+    await rename(b.lab.byIdDir, hidden);
+    // A plain file where the folder was: no device link can appear in it.
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(b.lab.byIdDir, '');
+    try {
+      const { runId } = await b.newRun(['app01'], 'hotadd', { failoverToNetwork: true, cbtSanityRate: 0 });
+      await b.runAll(runId);
+      const { run, vm, point } = await outcome(b, runId);
+      expect(run.status, vm.error ?? '').toBe('warning');
+      expect(vm.disks.map((d) => d.transport)).toEqual(['nbdssl', 'nbdssl']);
+      expect((vm.disks[0]!.transportReason as string[]).join(' | ')).toMatch(/hotadd failed: the hot-added disk .* did not appear .*; failover to nbdssl/);
+      const lvm = await b.lab.getVm('app01');
+      expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[1]!.key))).toBe(truth);
+      await nothingLeftBehind(b, 'app01');
+    } finally {
+      const { rm } = await import('node:fs/promises');
+      await rm(b.lab.byIdDir, { recursive: true, force: true });
+      await rename(hidden, b.lab.byIdDir);
+    }
+  });
+
   it('the job option enables CBT on a VM that has it off, and the backup uses it at once', async () => {
     await b.lab.createVm({ name: 'cbt-later', cbt: false, disks: [{ capacityBytes: 8 * MiB }] });
     await b.lab.guestWrite('cbt-later', 0, [{ offset: 1 * MiB, length: 1 * MiB, pattern: 'random', seed: 61 }]);
