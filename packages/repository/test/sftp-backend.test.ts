@@ -28,7 +28,28 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** A fresh machine may lack OpenSSH: install it from Debian's packages (without starting its service). */
+function ensureSshd(): void {
+  if (fs.existsSync('/usr/sbin/sshd') && fs.existsSync('/usr/bin/ssh-keygen')) return;
+  if (process.getuid?.() !== 0) throw new Error('the SFTP tests need OpenSSH: apt-get install openssh-server openssh-client');
+  const policy = '/usr/sbin/policy-rc.d';
+  const hadPolicy = fs.existsSync(policy);
+  if (!hadPolicy) fs.writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
+  try {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    try {
+      execFileSync('apt-get', ['install', '-y', '-qq', 'openssh-server', 'openssh-client'], { env, stdio: 'ignore' });
+    } catch {
+      execFileSync('apt-get', ['update', '-qq'], { env, stdio: 'ignore' });
+      execFileSync('apt-get', ['install', '-y', '-qq', 'openssh-server', 'openssh-client'], { env, stdio: 'ignore' });
+    }
+  } finally {
+    if (!hadPolicy) fs.rmSync(policy, { force: true });
+  }
+}
+
 beforeAll(async () => {
+  ensureSshd();
   lab = tmpDir('vl-sshd-');
   fs.chmodSync(lab, 0o755);
   const home = path.join(lab, 'home');
