@@ -103,6 +103,40 @@ describe('bad input during a backup ends in a clear per-VM status and leaves not
     expect(s3.point!.suspect).toBe(false);
   });
 
+  it("quiesce failure: 'try' falls back to crash-consistent and says so, 'require' fails with nothing left (lab VM whose quiesced snapshots fail)", async () => {
+    await b.lab.createVm({ name: 'sql', cbt: true, powerOn: true, disks: [{ capacityBytes: 4 * MiB }] });
+    await b.lab.guestWrite('sql', 0, [{ offset: 0, length: 1 * MiB, pattern: 'text', seed: 91 }]);
+    await b.lab.failQuiesce('sql', true);
+    const tried = await b.newRun(['sql'], 'nbdssl', { quiesce: 'try' });
+    await b.runAll(tried.runId);
+    const t = await lastItem(b, tried.runId);
+    expect(t.run.status).toBe('warning');
+    expect(t.vm.quiesced).toBe(false);
+    expect(JSON.stringify(t.vm.log)).toMatch(/quiescing the guest failed \(.*\); taking a crash-consistent snapshot instead/);
+    expect(t.point).not.toBeNull();
+
+    const required = await b.newRun(['sql'], 'nbdssl', { quiesce: 'require' });
+    await b.runAll(required.runId);
+    const r = await lastItem(b, required.runId);
+    expect(r.run.status).toBe('failed');
+    expect(r.vm.error).toMatch(/^quiescing the guest failed and the job requires it: /);
+    expect(r.point).toBeNull();
+    // The journal row of the failed snapshot attempt stays for the sweep, which finds nothing and resolves it.
+    const { sweepOrphans } = await import('../src/backup/sweep.ts');
+    const { pgJournal } = await import('../src/adapters/pg-journal.ts');
+    await sweepOrphans({
+      journal: pgJournal(b.db, b.transporterId),
+      vsphere: (id) => b.connector.portFor(id),
+      vcenterIds: async () => [b.vcenterId],
+      devices: b.devices,
+      proxyVm: (id) => b.connector.proxyVm(id),
+      activeRunVmIds: () => new Set(),
+      log: (await import('@vaultline/logger')).memoryLogger('sweep').log,
+    });
+    expect(await leftovers(b)).toEqual({ snapshots: [], foreignDisks: [], journal: 0 });
+    await b.lab.failQuiesce('sql', false);
+  });
+
   it('a disk file that vanished from the datastore fails the VM clearly and removes the snapshot (fake: file deleted behind vCenter)', async () => {
     await b.lab.createVm({ name: 'lost', cbt: true, disks: [{ capacityBytes: 8 * MiB }] });
     await b.lab.guestWrite('lost', 0, [{ offset: 0, length: 2 * MiB, pattern: 'random', seed: 33 }]);

@@ -108,10 +108,11 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     cancelled,
     async newRun(vmNames, mode = 'automatic', options = {}) {
       const sources = await Promise.all(vmNames.map(async (n) => lab.getVm(n))).then((vms) => vms.map((v) => ({ moref: v.moref, name: v.name, instanceUuid: v.instanceUuid })));
+      const jobOptions = { quiesce: 'try', failoverToNetwork: false, enableCbt: true, cbtSanityRate: 0.01, retention: { keepLast: 14, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, immutableDays: 0 }, ...options };
       const job = await db.backupJob.upsert({
         where: { name: `job-${vmNames.join('-')}-${mode}` },
-        create: { name: `job-${vmNames.join('-')}-${mode}`, vcenterId: vcenter.id, repositoryId: repository.id, sources, transportMode: mode, options: { quiesce: 'try', failoverToNetwork: false, enableCbt: true, cbtSanityRate: 0.01, retention: { keepLast: 14, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, immutableDays: 0 }, ...options } },
-        update: { transportMode: mode, sources },
+        create: { name: `job-${vmNames.join('-')}-${mode}`, vcenterId: vcenter.id, repositoryId: repository.id, sources, transportMode: mode, options: jobOptions },
+        update: { transportMode: mode, sources, options: jobOptions },
       });
       const run = await db.jobRun.create({
         data: { jobId: job.id, vms: { create: sources.map((s) => ({ vmMoref: s.moref, vmName: s.name, vmInstanceUuid: s.instanceUuid })) } },

@@ -104,6 +104,8 @@ export interface Lab {
   getVm(name: string): Promise<LabVm>; // current backings
   guestWrite(vmName: string, diskIndex: number, writes: WriteOp[]): Promise<void>; // writes real bytes + records change log
   diskSha256(vmName: string, diskIndex: number, opts?: { snapshot?: string /* moref */ }): Promise<string>;
+  /** From now on, quiesced snapshots of this VM fail with ApplicationQuiesceFault (or succeed again). */
+  failQuiesce(vmName: string, fail: boolean): Promise<void>;
   /** A logged-in SOAP session (the lab's private helper client). */
   soap(): Promise<SoapClient>;
   stop(): Promise<void>;
@@ -486,6 +488,11 @@ class LabImpl implements Lab {
         if (res.status !== 200) throw new Error(`guest write failed: ${res.body.toString('utf8')}`);
       }
     }
+  }
+
+  async failQuiesce(vmName: string, fail: boolean): Promise<void> {
+    const vm = await this.getVm(vmName);
+    await this.labGet('quiesce-fail', { vm: vm.moref, fail: fail ? '1' : '0' });
   }
 
   async diskSha256(vmName: string, diskIndex: number, opts: { snapshot?: string } = {}): Promise<string> {

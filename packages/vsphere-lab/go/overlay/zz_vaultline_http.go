@@ -218,6 +218,14 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 		labJSON(w, status, map[string]string{"error": fmt.Sprintf(format, a...)})
 	}
 	switch strings.TrimPrefix(r.URL.Path, "/lab/") {
+	case "quiesce-fail":
+		vm := labFindVM(q)
+		if vm == nil {
+			fail(http.StatusNotFound, "no such VM")
+			return
+		}
+		labSetQuiesceFail(vm.Self.Value, q.Get("fail") == "1")
+		labJSON(w, http.StatusOK, map[string]bool{"fail": q.Get("fail") == "1"})
 	case "inventory":
 		out := map[string]interface{}{}
 		for _, e := range Map.All("Datacenter") {

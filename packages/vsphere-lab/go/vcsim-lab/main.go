@@ -94,6 +94,9 @@ func main() {
 	}
 	model.Service.RegisterEndpoints = true
 	s := model.Service.NewServer()
+	// Requests are served by Config.Handler, read per request: wrapping it here, before
+	// the address is published, makes every request go through the lab's quiesce hook.
+	s.Server.Config.Handler = simulator.LabWrapSDK(s.Server.Config.Handler)
 
 	out := map[string]interface{}{
 		"url": strings.Replace(s.URL.String(), s.URL.User.String()+"@", "", 1),
