@@ -20,6 +20,7 @@ import { userRoutes } from './routes/users.ts';
 import { vcenterRoutes } from './routes/vcenters.ts';
 import { repositoryRoutes } from './routes/repositories.ts';
 import { jobRoutes } from './routes/jobs.ts';
+import { restorePointRoutes } from './routes/restore-points.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -84,6 +85,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
   await fastify.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
   await fastify.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
+  await fastify.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

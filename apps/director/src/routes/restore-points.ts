@@ -1,0 +1,102 @@
+/**
+ * Restore points: listing, and downloading one disk of one as a raw image or a
+ * streamOptimized VMDK (what `qemu-img`, ESXi imports and OVF tools read),
+ * streamed straight from the repository without a temporary copy.
+ */
+import { Readable } from 'node:stream';
+import { openRepository } from '@vaultline/appliance';
+import type { Db } from '@vaultline/db';
+import { DiskReader, type Repository } from '@vaultline/repository';
+import { writeStreamOptimized } from '@vaultline/vmdk';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.ts';
+import type { AuditLog } from '../services/audit.ts';
+import { parse } from '../validate.ts';
+
+const STEP = 4 * 1024 * 1024;
+
+async function* rawImage(reader: DiskReader, capacity: number, close: () => Promise<void>): AsyncGenerator<Buffer> {
+  try {
+    for (let off = 0; off < capacity; off += STEP) yield await reader.read(off, Math.min(STEP, capacity - off));
+  } finally {
+    await close();
+  }
+}
+
+export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
+  const { db } = deps;
+
+  app.get('/api/restore-points', async (request) => {
+    const q = parse(z.object({ vm: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
+    const rows = await db.restorePoint.findMany({
+      where: q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {},
+      orderBy: { createdAt: 'desc' },
+      take: q.limit,
+      include: { repository: { select: { name: true } } },
+    });
+    return rows.map((r) => ({
+      id: r.id,
+      vmName: r.vmName,
+      vmInstanceUuid: r.vmInstanceUuid,
+      repository: r.repository.name,
+      createdAt: r.createdAt.toISOString(),
+      logicalBytes: Number(r.logicalBytes),
+      newBytes: Number(r.newBytes),
+      suspect: r.suspect,
+      immutableUntil: r.immutableUntil?.toISOString() ?? null,
+    }));
+  });
+
+  app.get('/api/restore-points/:id/disks', async (request) => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
+    if (!point) throw new AppError('not_found', 'no such restore point');
+    const repo = await openRepository(point.repository, deps.secretKey);
+    try {
+      const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
+      return m.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, controller: d.controller ?? null, transport: d.transport ?? null }));
+    } finally {
+      await repo.close();
+    }
+  });
+
+  app.get('/api/restore-points/:id/disks/:key/download', { config: { minRole: 'operator' } }, async (request, reply) => {
+    const { id, key } = parse(z.object({ id: z.uuid(), key: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/) }), request.params);
+    const { format } = parse(z.object({ format: z.enum(['raw', 'vmdk']).default('vmdk') }), request.query);
+    const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
+    if (!point) throw new AppError('not_found', 'no such restore point');
+    let repo: Repository | null = null;
+    try {
+      repo = await openRepository(point.repository, deps.secretKey);
+      const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
+      const manifest = await repo.readManifest(ref);
+      const disk = manifest.disks.find((d) => d.key === key);
+      if (!disk) throw new AppError('not_found', `restore point has no disk ${key} (it has ${manifest.disks.map((d) => d.key).join(', ')})`);
+      const reader = await DiskReader.open(repo, ref, key);
+      const r = repo;
+      const close = async () => {
+        await r.close().catch(() => undefined);
+      };
+      await deps.audit.record({ actor: request.user!.username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} disk ${key}`, detail: { format }, ip: request.ip });
+      const base = `${point.vmName.replace(/[^A-Za-z0-9._-]/g, '_')}-${point.repoPointId}-disk${key}`;
+      repo = null; // the stream closes it
+      if (format === 'raw') {
+        reply.header('content-type', 'application/octet-stream');
+        reply.header('content-length', String(disk.capacity));
+        reply.header('content-disposition', `attachment; filename="${base}.img"`);
+        return reply.send(Readable.from(rawImage(reader, disk.capacity, close)));
+      }
+      const adapterType = disk.controller === 'ide' ? 'ide' : disk.controller === 'lsisas' ? 'lsilogic' : disk.controller === 'buslogic' ? 'buslogic' : 'lsilogic';
+      const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType });
+      stream.once('close', () => void close());
+      reply.header('content-type', 'application/x-vmdk');
+      reply.header('content-disposition', `attachment; filename="${base}.vmdk"`);
+      return reply.send(stream);
+    } catch (err) {
+      await repo?.close().catch(() => undefined);
+      if (err instanceof AppError) throw err;
+      throw new AppError('bad_request', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
+    }
+  });
+}
