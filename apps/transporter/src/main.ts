@@ -110,7 +110,7 @@ async function main(): Promise<void> {
         activeRunVmIds: () => new Set([...active, ...busyElsewhere.map((r) => r.id)]),
         log,
       });
-      const did = report.snapshotsRemoved.length + report.disksDetached.length + report.mountsUndone;
+      const did = report.snapshotsRemoved.length + report.disksDetached.length + report.mountsUndone + report.restoredVmsRemoved.length;
       if (did || report.failures.length) log.info({ why, ...report }, 'orphan sweep');
     } catch (err) {
       log.warn({ err: (err as Error).message, why }, 'orphan sweep failed; will retry');

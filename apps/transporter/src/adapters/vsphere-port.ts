@@ -29,19 +29,6 @@ function toDisk(d: Disk): VmDisk {
   };
 }
 
-/** What a full VM restore needs to recreate the VM. */
-function hardwareOf(vm: VirtualMachine) {
-  return {
-    name: vm.name,
-    guestId: vm.guestId,
-    numCpu: vm.numCpu,
-    memoryMiB: vm.memoryMiB,
-    controllers: vm.controllers.map((c) => ({ key: c.key, kind: c.kind, busNumber: c.busNumber })),
-    disks: vm.disks.map((d) => ({ key: d.key, label: d.label, controllerKey: d.controllerKey, controller: d.controller, busNumber: d.busNumber, unitNumber: d.unitNumber, capacityBytes: d.capacityBytes, thin: d.thin, diskMode: d.diskMode, fileName: d.fileName })),
-    nics: vm.nics.map((n) => ({ type: n.type, networkName: n.networkName, macAddress: n.macAddress })),
-  };
-}
-
 export function toVmInfo(vm: VirtualMachine): VmInfo {
   return {
     moref: vm.moref,
@@ -52,7 +39,6 @@ export function toVmInfo(vm: VirtualMachine): VmInfo {
     changeTrackingEnabled: vm.changeTrackingEnabled,
     ...(vm.host ? { host: vm.host } : {}),
     disks: vm.disks.map(toDisk),
-    hardware: hardwareOf(vm),
   };
 }
 
@@ -129,6 +115,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async snapshotDisks(snapshot) {
       return (await client.snapshots.disks(snapshot)).map(toDisk);
     },
+    snapshotHardware: (snapshot) => client.snapshots.hardware(snapshot),
     async removeSnapshot(snapshot) {
       await client.snapshots.remove(snapshot, { consolidate: true });
     },
@@ -152,6 +139,13 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     },
     async vmDisks(vmMoref) {
       return (await client.inventory.vm(vmMoref)).disks.map(toDisk);
+    },
+    async destroyRestoredVm(restoreId, vmMoref, name) {
+      const moref = vmMoref ?? (await client.inventory.vms()).find((v) => v.name === name)?.moref;
+      if (!moref) return false;
+      if ((await client.vms.restoreIdOf(moref).catch(() => undefined)) !== restoreId) return false;
+      await client.vms.destroyRestored(moref, restoreId);
+      return true;
     },
     async consolidate(vmMoref) {
       await client.snapshots.consolidate(vmMoref);

@@ -205,6 +205,10 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     checkCancel();
 
     const snapDisks = new Map((await vsphere.snapshotDisks(snapshot)).map((d) => [d.key, d]));
+    const hardware = await vsphere.snapshotHardware(snapshot).catch((err: unknown) => {
+      warn(`cannot read the VM's hardware from the snapshot (${(err as Error).message}); a full VM restore will need it described by hand`);
+      return null;
+    });
 
     // ---- disks
     await deps.phase('copying');
@@ -212,7 +216,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     writer = await deps.openWriter(deps.repo, {
       vmId: input.repositoryVmId(vm),
       parent: prev?.ref ?? null,
-      vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid, biosUuid: vm.biosUuid, hardware: vm.hardware },
+      vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid, biosUuid: vm.biosUuid, hardware },
       transport: [...new Set([...choices.values()].map((c) => c.transport))].join(','),
       labels: { runId: input.runId, runVmId: input.runVmId, vmName: vm.name },
       lockedUntil: input.options.retention.immutableDays > 0 ? new Date(Date.now() + input.options.retention.immutableDays * 86_400_000) : null,

@@ -28,8 +28,6 @@ export interface VmInfo {
   changeTrackingEnabled: boolean;
   host?: string;
   disks: VmDisk[];
-  /** Opaque hardware description kept in the restore point for a full VM restore. */
-  hardware: unknown;
 }
 
 export interface DatastoreInfo {
@@ -53,6 +51,8 @@ export interface VSpherePort {
   /** Takes a snapshot tagged with the run item id; returns its moref; throws QuiesceError when quiescing failed. */
   createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean): Promise<string>;
   snapshotDisks(snapshotMoref: string): Promise<VmDisk[]>;
+  /** The VM's hardware as the snapshot captured it (kept in the restore point to recreate the VM). */
+  snapshotHardware(snapshotMoref: string): Promise<unknown>;
   removeSnapshot(snapshotMoref: string): Promise<void>;
   /** Every changed area of the disk since changeId ("*" = allocated), following the paging loop to capacity. */
   changedAreas(vmMoref: string, snapshotMoref: string, deviceKey: number, changeId: string, capacity: number): Promise<Area[]>;
@@ -65,6 +65,8 @@ export interface VSpherePort {
   findTaggedSnapshots(runVmId?: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; runVmId: string }[]>;
   /** Disks attached to a VM, with their backing files. */
   vmDisks(vmMoref: string): Promise<VmDisk[]>;
+  /** Destroys a half-restored VM: only one carrying this restore's marker (by moref, or found by name). */
+  destroyRestoredVm(restoreId: string, vmMoref: string | null, name: string): Promise<boolean>;
   /** Consolidates a VM's disks after a failed snapshot removal. */
   consolidate(vmMoref: string): Promise<void>;
   /** Network transport: a reader of the disk file over the datastore's HTTPS (or HTTP) interface. */

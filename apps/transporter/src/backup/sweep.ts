@@ -26,13 +26,14 @@ export interface SweepReport {
   snapshotsRemoved: string[];
   disksDetached: string[];
   mountsUndone: number;
+  restoredVmsRemoved: string[];
   failures: string[];
 }
 
 const isGone = (err: unknown) => /ManagedObjectNotFound|not found|does not exist/i.test(`${(err as Error)?.name} ${(err as Error)?.message}`);
 
 export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
-  const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, failures: [] };
+  const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, restoredVmsRemoved: [], failures: [] };
   const active = deps.activeRunVmIds();
   for (const rec of await deps.journal.pending()) {
     if (rec.runVmId && active.has(rec.runVmId)) continue;
@@ -57,6 +58,11 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
             }
             throw err;
           }
+        }
+      } else if (rec.kind === 'restore_vm' && rec.vcenterId) {
+        const vs = await deps.vsphere(rec.vcenterId);
+        if (await vs.destroyRestoredVm(rec.target.restoreId as string, (rec.target.vm as string | null) ?? null, rec.target.name as string)) {
+          report.restoredVmsRemoved.push(rec.target.name as string);
         }
       } else if (rec.kind === 'disk_attach' && rec.vcenterId) {
         const vs = await deps.vsphere(rec.vcenterId);
