@@ -57,6 +57,24 @@ describe('full VM restore to a new VM over the network, verified bit-exact (lab 
     });
   }
 
+  it('runs as a Transporter job from the run row the Director writes, and logs each verified disk', async () => {
+    const { createRestoreVmHandler } = await import('../src/handlers/restore-vm.handler.ts');
+    const point = await b.db.restorePoint.findFirstOrThrow({ where: { repoPointId: points[1]!.id } });
+    const run = await b.db.jobRun.create({
+      data: { kind: 'restore', request: { restorePointId: point.id, name: 'erp01-via-job', powerOn: true, vcenterId: b.vcenterId }, vms: { create: [{ vmMoref: '', vmName: 'erp01-via-job' }] } },
+      include: { vms: true },
+    });
+    const events: { type: string }[] = [];
+    const handle = createRestoreVmHandler({ db: b.db, secretKey: b.secretKey, transporterId: b.transporterId, journal: journal(), log: memoryLogger('h').log, publish: (e) => events.push(e) });
+    await handle({ runVmId: run.vms[0]!.id });
+    const done = await b.db.jobRun.findUniqueOrThrow({ where: { id: run.id }, include: { vms: true } });
+    expect(done.status, done.error ?? '').toBe('succeeded');
+    expect(JSON.stringify(done.vms[0]!.log)).toContain(`SHA-256 ${points[1]!.truth[0]} verified`);
+    expect(done.vms[0]!.vmMoref).toMatch(/^vm-/);
+    expect((await b.lab.getVm('erp01-via-job')).powerState).toBe('poweredOn');
+    expect(events.some((e) => e.type === 'run.finished')).toBe(true);
+  });
+
   it('refuses a name that exists, creating nothing', async () => {
     const before = (await client.inventory.vms()).length;
     const err = await restoreVm({ repo, ref: { vmId: points[1]!.vmId, id: points[1]!.id }, name: 'erp01', restoreId: randomUUID() }, { client, journal: journal(), log: memoryLogger('r').log }).catch((e: unknown) => e);

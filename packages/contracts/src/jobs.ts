@@ -107,7 +107,17 @@ export type Run = z.infer<typeof RunSchema>;
 /** Queue payloads: ids only; the Transporter reads the rest from Postgres. */
 export const BackupVmJobSchema = z.object({ runVmId: z.uuid() });
 export type BackupVmJob = z.infer<typeof BackupVmJobSchema>;
-export const JOB_NAMES = { backupVm: 'backup.run-vm', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
+export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
+
+export const RestoreRequestSchema = z.object({
+  restorePointId: z.uuid(),
+  /** Name of the new VM; it must not exist. */
+  name: z.string().trim().min(1).max(80),
+  powerOn: z.boolean().default(false),
+  /** Target datastore name; default: the source disks' datastore. */
+  datastore: z.string().min(1).optional(),
+});
+export type RestoreRequest = z.infer<typeof RestoreRequestSchema>;
 
 /** Progress of one disk, pushed at most 4 times a second. */
 export const DiskProgressSchema = z.object({

@@ -38,8 +38,17 @@ export class WorkQueue {
 
   /** Enqueue one VM of a run; enqueuing the same run item twice is a no-op. */
   async enqueueBackupVm(payload: BackupVmJob, opts: { priority?: number } = {}): Promise<void> {
+    await this.enqueue(JOB_NAMES.backupVm, payload, opts);
+  }
+
+  /** Enqueue a restore (its run item holds the request); restores go before waiting backups. */
+  async enqueueRestore(payload: BackupVmJob): Promise<void> {
+    await this.enqueue(JOB_NAMES.restoreVm, payload, { priority: 1 });
+  }
+
+  private async enqueue(name: string, payload: BackupVmJob, opts: { priority?: number }): Promise<void> {
     const data = BackupVmJobSchema.parse(payload);
-    await this.queue.add(JOB_NAMES.backupVm, data, {
+    await this.queue.add(name, data, {
       jobId: data.runVmId,
       attempts: 3,
       backoff: { type: 'exponential', delay: 5_000 },
@@ -50,7 +59,7 @@ export class WorkQueue {
   }
 
   async counts(): Promise<Record<string, number>> {
-    return this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+    return this.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
   }
 
   /** Removes the queue and all its jobs (tests, and uninstall). */
@@ -73,17 +82,21 @@ export interface WorkerOptions extends WorkQueueOptions {
 }
 
 export type BackupVmHandler = (payload: BackupVmJob, ctx: { attempt: number; jobId: string }) => Promise<void>;
+/** One handler per job name (backups, restores). */
+export type WorkHandlers = { backup: BackupVmHandler; restore?: BackupVmHandler };
 
 export class WorkConsumer {
   private readonly worker: Worker;
   private readonly connection: Redis;
 
-  constructor(handler: BackupVmHandler, opts: WorkerOptions) {
+  constructor(handlers: BackupVmHandler | WorkHandlers, opts: WorkerOptions) {
+    const table: WorkHandlers = typeof handlers === 'function' ? { backup: handlers } : handlers;
     this.connection = bullConnection(opts.redisUrl);
     this.worker = new Worker(
       QUEUE,
       async (job: Job) => {
-        if (job.name !== JOB_NAMES.backupVm) throw new UnrecoverableError(`unknown job ${job.name}`);
+        const handler = job.name === JOB_NAMES.backupVm ? table.backup : job.name === JOB_NAMES.restoreVm ? table.restore : undefined;
+        if (!handler) throw new UnrecoverableError(`no handler for job ${job.name}`);
         const parsed = BackupVmJobSchema.safeParse(job.data);
         if (!parsed.success) {
           opts.onInvalid?.(job.id, parsed.error.message);

@@ -1,0 +1,2 @@
+-- AlterTable: what a restore (or drill) run was asked to do.
+ALTER TABLE "job_runs" ADD COLUMN "request" JSONB;
