@@ -1,31 +1,25 @@
 import { useState, type FormEvent } from 'react';
 import { PASSWORD_MIN_LENGTH, type Me } from '@vaultline/contracts';
-import { api, ApiRequestError } from '../../lib/api.ts';
+import { api } from '../../lib/api.ts';
+import { useAction } from '../../lib/use-action.ts';
 import { Logo } from '../../components/Logo.tsx';
 
 export function ChangePasswordPage({ me, onChanged, onSignOut }: { me: Me; onChanged: () => void; onSignOut: () => void }) {
   const [currentPassword, setCurrent] = useState('');
   const [newPassword, setNew] = useState('');
   const [confirm, setConfirm] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, run } = useAction();
 
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setError(null);
     if (newPassword !== confirm) {
       setError('The two new passwords differ.');
       return;
     }
-    setBusy(true);
-    try {
+    return run(async () => {
       await api('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } });
       onChanged();
-    } catch (err) {
-      setError(err instanceof ApiRequestError ? err.message : 'The Director is not answering.');
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   return (

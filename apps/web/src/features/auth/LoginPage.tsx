@@ -1,25 +1,17 @@
 import { useState, type FormEvent } from 'react';
 import type { Me } from '@vaultline/contracts';
-import { api, ApiRequestError } from '../../lib/api.ts';
+import { api } from '../../lib/api.ts';
+import { useAction } from '../../lib/use-action.ts';
 import { Logo } from '../../components/Logo.tsx';
 
 export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [username, setUsername] = useState('admin');
   const [password, setPassword] = useState('');
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, error, run } = useAction();
 
-  const submit = async (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      onSignedIn(await api<Me>('/api/auth/login', { method: 'POST', body: { username, password } }));
-    } catch (err) {
-      setError(err instanceof ApiRequestError ? err.message : 'The Director is not answering.');
-    } finally {
-      setBusy(false);
-    }
+    return run(async () => onSignedIn(await api<Me>('/api/auth/login', { method: 'POST', body: { username, password } })));
   };
 
   return (
