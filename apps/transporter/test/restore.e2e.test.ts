@@ -75,6 +75,23 @@ describe('full VM restore to a new VM over the network, verified bit-exact (lab 
     expect(events.some((e) => e.type === 'run.finished')).toBe(true);
   });
 
+  it('a drill restores the point to a throwaway VM, verifies it, deletes it, and reports like any run', async () => {
+    const { createRestoreVmHandler } = await import('../src/handlers/restore-vm.handler.ts');
+    const point = await b.db.restorePoint.findFirstOrThrow({ where: { repoPointId: points[0]!.id } });
+    const run = await b.db.jobRun.create({
+      data: { kind: 'drill', request: { restorePointId: point.id, name: 'erp01-drill', powerOn: false, drill: true, vcenterId: b.vcenterId }, vms: { create: [{ vmMoref: '', vmName: 'erp01-drill' }] } },
+      include: { vms: true },
+    });
+    const handle = createRestoreVmHandler({ db: b.db, secretKey: b.secretKey, transporterId: b.transporterId, journal: journal(), log: memoryLogger('h').log, publish: () => undefined });
+    await handle({ runVmId: run.vms[0]!.id });
+    const done = await b.db.jobRun.findUniqueOrThrow({ where: { id: run.id }, include: { vms: true } });
+    expect(done.status, done.error ?? '').toBe('succeeded');
+    const log = JSON.stringify(done.vms[0]!.log);
+    expect(log).toContain(`SHA-256 ${points[0]!.truth[1]} verified`);
+    expect(log).toContain('drill passed: erp01-drill restored, verified and deleted');
+    expect((await client.inventory.vms()).some((v) => v.name === 'erp01-drill')).toBe(false);
+  });
+
   it('refuses a name that exists, creating nothing', async () => {
     const before = (await client.inventory.vms()).length;
     const err = await restoreVm({ repo, ref: { vmId: points[1]!.vmId, id: points[1]!.id }, name: 'erp01', restoreId: randomUUID() }, { client, journal: journal(), log: memoryLogger('r').log }).catch((e: unknown) => e);

@@ -116,6 +116,8 @@ export const RestoreRequestSchema = z.object({
   powerOn: z.boolean().default(false),
   /** Target datastore name; default: the source disks' datastore. */
   datastore: z.string().min(1).optional(),
+  /** A restore drill: restore to this throwaway name, verify every disk, then delete the VM. */
+  drill: z.boolean().default(false),
 });
 export type RestoreRequest = z.infer<typeof RestoreRequestSchema>;
 

@@ -21,7 +21,7 @@ export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit:
     if (!(await db.vCenter.findUnique({ where: { id: vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     const run = await db.jobRun.create({
       data: {
-        kind: 'restore',
+        kind: body.drill ? 'drill' : 'restore',
         trigger: 'manual',
         requestedBy: request.user!.username,
         request: { ...body, vcenterId },
@@ -30,7 +30,7 @@ export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit:
       include: { vms: true },
     });
     await deps.queue.enqueueRestore({ runVmId: run.vms[0]!.id });
-    await deps.audit.record({ actor: request.user!.username, action: 'restore.start', subject: body.name, detail: { restorePointId: point.id, from: point.vmName }, ip: request.ip });
+    await deps.audit.record({ actor: request.user!.username, action: body.drill ? 'restore.drill' : 'restore.start', subject: body.name, detail: { restorePointId: point.id, from: point.vmName }, ip: request.ip });
     reply.code(202);
     return { runId: run.id };
   });

@@ -36,6 +36,7 @@ export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transp
     await db.jobRun.update({ where: { id: item.runId }, data: { status: 'running', startedAt: new Date() } });
     await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'restoring', transporterId: deps.transporterId, startedAt: new Date() } });
     const request = RestoreRequestSchema.extend({ vcenterId: z.uuid() }).parse(item.run.request);
+    const restoreId = randomUUID();
     let client: VSphereClient | null = null;
     let repo: Awaited<ReturnType<typeof openRepository>> | null = null;
     try {
@@ -49,13 +50,13 @@ export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transp
         ...(vc.thumbprintSha256 ? { thumbprintSha256: vc.thumbprintSha256 } : {}),
         allowHttp: vc.url.startsWith('http:'),
       });
-      await log('info', `restoring ${point.vmName} from restore point ${point.repoPointId} as ${request.name}`);
+      await log('info', `${request.drill ? 'drill: ' : ''}restoring ${point.vmName} from restore point ${point.repoPointId} as ${request.name}`);
       const result = await restoreVm(
         {
           repo,
           ref: { vmId: point.vmInstanceUuid, id: point.repoPointId },
           name: request.name,
-          restoreId: randomUUID(),
+          restoreId,
           powerOn: request.powerOn,
           vcenterId: vc.id,
           ...(request.datastore ? { placement: { datastore: request.datastore } } : {}),
@@ -63,6 +64,11 @@ export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transp
         { client, journal: deps.journal, log: deps.log, progress: (m) => void log('info', m) },
       );
       for (const d of result.disks) await log('info', `disk ${d.key} written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
+      if (request.drill) {
+        // A drill proves the restore point restores; the throwaway VM goes again.
+        await client.vms.destroyRestored(result.vmMoref, restoreId);
+        await log('info', `drill passed: ${request.name} restored, verified and deleted`);
+      }
       await finish('succeeded', null, result.vmMoref);
     } catch (err) {
       const message = (err as Error).message;
