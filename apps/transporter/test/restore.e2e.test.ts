@@ -92,6 +92,22 @@ describe('full VM restore to a new VM over the network, verified bit-exact (lab 
     expect((await client.inventory.vms()).some((v) => v.name === 'erp01-drill')).toBe(false);
   });
 
+  it("restores one disk as a new disk of an existing VM, leaving the VM's own disks alone", async () => {
+    const { restoreDisk } = await import('../src/restore/restore-vm.ts');
+    await b.lab.createVm({ name: 'target01', cbt: false, disks: [{ capacityBytes: 2 * MiB }] });
+    await b.lab.guestWrite('target01', 0, [{ offset: 0, length: 1 * MiB, pattern: 'text', seed: 7 }]);
+    const own = await b.lab.diskSha256('target01', 0);
+    const target = await b.lab.getVm('target01');
+    const manifest = await repo.readManifest({ vmId: points[0]!.vmId, id: points[0]!.id });
+    const key = manifest.disks[1]!.key;
+    const r = await restoreDisk({ repo, ref: { vmId: points[0]!.vmId, id: points[0]!.id }, diskKey: key, targetVm: target.moref }, { client, log: memoryLogger('d').log });
+    expect(r.sha256).toBe(points[0]!.truth[1]);
+    const after = await b.lab.getVm('target01');
+    expect(after.disks).toHaveLength(2);
+    expect(await b.lab.diskSha256('target01', 0)).toBe(own);
+    expect(await b.lab.diskSha256('target01', 1)).toBe(points[0]!.truth[1]);
+  });
+
   it('refuses a name that exists, creating nothing', async () => {
     const before = (await client.inventory.vms()).length;
     const err = await restoreVm({ repo, ref: { vmId: points[1]!.vmId, id: points[1]!.id }, name: 'erp01', restoreId: randomUUID() }, { client, journal: journal(), log: memoryLogger('r').log }).catch((e: unknown) => e);

@@ -155,3 +155,71 @@ export async function restoreVm(input: RestoreVmInput, deps: { client: VSphereCl
     throw err;
   }
 }
+
+export interface RestoreDiskInput {
+  repo: Repository;
+  ref: RestorePointRef;
+  /** Disk key in the restore point. */
+  diskKey: string;
+  /** The existing VM that receives the disk as a new one (its own disks are never touched). */
+  targetVm: string;
+  /** Datastore for the new disk file; default: the target VM's first disk's. */
+  datastore?: string;
+}
+
+/**
+ * Restores one disk of a restore point as a NEW disk of an existing VM: a new
+ * thin disk is created on a free SCSI unit (CreateFile through ReconfigVM),
+ * written over the network and read back. On failure the new disk is detached
+ * again (its file, named *-restored-*, stays on the datastore for the operator
+ * to inspect or delete); an existing disk is never replaced or written.
+ */
+export async function restoreDisk(input: RestoreDiskInput, deps: { client: VSphereClient; log: Logger }): Promise<RestoredDisk> {
+  const { client } = deps;
+  const manifest = await input.repo.readManifest(input.ref);
+  const md = manifest.disks.find((d) => d.key === input.diskKey);
+  if (!md) throw new RestoreError(`restore point ${manifest.id} has no disk ${input.diskKey} (it has ${manifest.disks.map((d) => d.key).join(', ')})`);
+  const vm = await client.inventory.vm(input.targetVm);
+  const devices = await client.hotadd.devicesOf(input.targetVm);
+  const { HotAddApi, newDiskChange } = await import('@vaultline/vsphere');
+  const slot = HotAddApi.chooseSlot(devices);
+  const datastore = input.datastore ?? (vm.disks[0] ? parseDatastorePath(vm.disks[0].fileName).datastore : undefined);
+  if (!datastore) throw new RestoreError(`${vm.name} has no disk to take a datastore from; name one`);
+  const dir = vm.vmPathName ? parseDatastorePath(vm.vmPathName).path.replace(/[^/]*$/, '') : `${vm.name}/`;
+  const fileName = `[${datastore}] ${dir}${vm.name}-restored-${input.diskKey}-${Date.now()}.vmdk`;
+  const before = new Set(devices.disks.map((d) => d.key));
+  await client.vms.reconfigure(input.targetVm, {
+    deviceChange: [newDiskChange({ key: -300, fileName, controllerKey: slot.controller.key, unitNumber: slot.unitNumber, capacityBytes: md.capacity, thin: true })],
+  });
+  const added = (await client.inventory.vm(input.targetVm)).disks.find((d) => !before.has(d.key));
+  if (!added) throw new RestoreError(`the new disk did not appear on ${vm.name}`);
+  try {
+    return await fillDisk(client, input, md.capacity, added.fileName, vm.name, deps.log);
+  } catch (err) {
+    await client.hotadd.detach(input.targetVm, added.key, { expectFileName: added.fileName }).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function fillDisk(client: VSphereClient, input: RestoreDiskInput, capacity: number, fileName: string, vmName: string, log: Logger): Promise<RestoredDisk> {
+  const md = { capacity };
+  const { datastore: dsName, path } = parseDatastorePath(fileName);
+  const dc = (await client.inventory.all()).datastores.find((d) => d.name === dsName)?.datacenter;
+  if (!dc) throw new RestoreError(`datastore ${dsName} is not in the inventory`);
+  const file = { datacenter: dc, datastore: dsName, path: flatExtentPath(path) };
+  const reader = await DiskReader.open(input.repo, input.ref, input.diskKey);
+  const expected = createHash('sha256');
+  async function* body(): AsyncGenerator<Buffer> {
+    for (let off = 0; off < md!.capacity; off += STEP) {
+      const chunk = await reader.read(off, Math.min(STEP, md!.capacity - off));
+      expected.update(chunk);
+      yield chunk;
+    }
+  }
+  await client.files.put(file, Readable.from(body()), { size: md.capacity });
+  const want = expected.digest('hex');
+  const got = await sha256Of({ read: (o, l) => client.files.readRange(file, o, l) }, md.capacity);
+  if (got !== want) throw new RestoreError(`the restored disk on ${vmName} reads back with SHA-256 ${got}, the restore point has ${want}`);
+  log.info({ vm: vmName, fileName }, 'disk restored and verified');
+  return { key: input.diskKey, fileName, capacityBytes: md.capacity, sha256: got };
+}
