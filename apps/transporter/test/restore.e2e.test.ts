@@ -106,6 +106,23 @@ describe('full VM restore to a new VM over the network, verified bit-exact (lab 
     expect(after.disks).toHaveLength(2);
     expect(await b.lab.diskSha256('target01', 0)).toBe(own);
     expect(await b.lab.diskSha256('target01', 1)).toBe(points[0]!.truth[1]);
+
+    // The same through a restore run, as the Director queues it.
+    const { createRestoreVmHandler } = await import('../src/handlers/restore-vm.handler.ts');
+    const point = await b.db.restorePoint.findFirstOrThrow({ where: { repoPointId: points[1]!.id } });
+    const run = await b.db.jobRun.create({
+      data: { kind: 'restore', request: { restorePointId: point.id, name: 'target01', disk: { key: manifest.disks[0]!.key, targetVm: target.moref }, vcenterId: b.vcenterId }, vms: { create: [{ vmMoref: '', vmName: 'target01' }] } },
+      include: { vms: true },
+    });
+    await createRestoreVmHandler({ db: b.db, secretKey: b.secretKey, transporterId: b.transporterId, journal: journal(), log: memoryLogger('h').log, publish: () => undefined })({ runVmId: run.vms[0]!.id });
+    const done = await b.db.jobRun.findUniqueOrThrow({ where: { id: run.id }, include: { vms: true } });
+    expect(done.status, done.error ?? '').toBe('succeeded');
+    const disks = (await b.lab.getVm('target01')).disks;
+    expect(disks).toHaveLength(3);
+    const written = /disk written to (\[[^\]]+\] \S+\.vmdk)/.exec(JSON.stringify(done.vms[0]!.log))?.[1];
+    const index = disks.findIndex((d) => d.fileName === written);
+    expect(index, `${written} among ${disks.map((d) => d.fileName).join(', ')}`).toBeGreaterThan(0);
+    expect(await b.lab.diskSha256('target01', index)).toBe(points[1]!.truth[0]);
   });
 
   it('refuses a name that exists, creating nothing', async () => {

@@ -118,6 +118,8 @@ export const RestoreRequestSchema = z.object({
   datastore: z.string().min(1).optional(),
   /** A restore drill: restore to this throwaway name, verify every disk, then delete the VM. */
   drill: z.boolean().default(false),
+  /** Restore only this disk, as a new disk of an existing VM (moref), instead of a whole VM. */
+  disk: z.object({ key: z.string().min(1), targetVm: z.string().min(1) }).optional(),
 });
 export type RestoreRequest = z.infer<typeof RestoreRequestSchema>;
 

@@ -14,7 +14,7 @@ import { PermanentError } from '@vaultline/queue';
 import { VSphereClient } from '@vaultline/vsphere';
 import { z } from 'zod';
 import type { CleanupJournal } from '../backup/journal.ts';
-import { restoreVm } from '../restore/restore-vm.ts';
+import { restoreDisk, restoreVm } from '../restore/restore-vm.ts';
 
 export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transporterId: string; journal: CleanupJournal; log: Logger; publish(e: { type: string; [k: string]: unknown }): void }) {
   const { db } = deps;
@@ -50,6 +50,13 @@ export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transp
         ...(vc.thumbprintSha256 ? { thumbprintSha256: vc.thumbprintSha256 } : {}),
         allowHttp: vc.url.startsWith('http:'),
       });
+      if (request.disk) {
+        await log('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
+        const d = await restoreDisk({ repo, ref: { vmId: point.vmInstanceUuid, id: point.repoPointId }, diskKey: request.disk.key, targetVm: request.disk.targetVm }, { client, log: deps.log });
+        await log('info', `disk written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
+        await finish('succeeded', null, request.disk.targetVm);
+        return;
+      }
       await log('info', `${request.drill ? 'drill: ' : ''}restoring ${point.vmName} from restore point ${point.repoPointId} as ${request.name}`);
       const result = await restoreVm(
         {
