@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   VmdkDescriptorError,
   VmdkError,
@@ -13,7 +13,7 @@ import {
   parseDescriptor,
 } from '../src/index.ts';
 import type { VmdkDescriptor } from '../src/index.ts';
-import { ensureQemuImg, prng, qemuImg, qemuToRaw, sha256, testdata, withTmpDir } from './helpers.ts';
+import { prng, qemuImg, qemuToRaw, sha256, testdata, qemuTmpDir } from './helpers.ts';
 
 const ESXI_CBT = `# Disk DescriptorFile
 version=3
@@ -150,14 +150,7 @@ describe('descriptor parse and write', () => {
 });
 
 describe('descriptorForFlat', () => {
-  let tmp: Awaited<ReturnType<typeof withTmpDir>>;
-  beforeAll(async () => {
-    ensureQemuImg();
-    tmp = await withTmpDir();
-  });
-  afterAll(async () => {
-    await tmp?.cleanup();
-  });
+  const tmp = qemuTmpDir();
 
   it('writes a monolithicFlat descriptor that our reader and qemu-img both open over the flat file', async () => {
     const capacity = 3 * 1024 * 1024 + 512;

@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 
 /** The shared real VMDK files (read in place, never copied into the project). */
 export const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/vmdk/', import.meta.url));
@@ -70,6 +71,28 @@ export function md5(b: Buffer): string {
 export async function withTmpDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'vaultline-vmdk-'));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * For a describe block that compares with qemu-img: makes sure qemu-img is
+ * there and gives the block a temp folder, removed after it. Read `.dir`
+ * inside tests (it exists once beforeAll has run).
+ */
+export function qemuTmpDir(): { readonly dir: string } {
+  let tmp: Awaited<ReturnType<typeof withTmpDir>> | undefined;
+  beforeAll(async () => {
+    ensureQemuImg();
+    tmp = await withTmpDir();
+  });
+  afterAll(async () => {
+    await tmp?.cleanup();
+  });
+  return {
+    get dir() {
+      if (!tmp) throw new Error('qemuTmpDir() is only usable inside tests');
+      return tmp.dir;
+    },
+  };
 }
 
 /** Deterministic pseudo-random bytes (xorshift32), so failures reproduce. */

@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openVmdk } from '../src/index.ts';
 import type { VmdkImage } from '../src/index.ts';
-import { ensureQemuImg, md5, qemuImg, qemuToRaw, sha256, testdata, withTmpDir } from './helpers.ts';
+import { md5, qemuImg, qemuToRaw, sha256, testdata, qemuTmpDir } from './helpers.ts';
 
 const SAME_DISK_MD5 = '802645027360247b4cc349b44fd8cca3';
 
@@ -20,14 +20,7 @@ async function readInPieces(img: VmdkImage, piece: number): Promise<Buffer> {
 }
 
 describe('reading the shared real VMDK files in place', () => {
-  let tmp: Awaited<ReturnType<typeof withTmpDir>>;
-  beforeAll(async () => {
-    ensureQemuImg();
-    tmp = await withTmpDir();
-  });
-  afterAll(async () => {
-    await tmp?.cleanup();
-  });
+  const tmp = qemuTmpDir();
 
   it.each([
     ['monolithicSparse.vmdk', 'monolithicSparse'],

@@ -1,9 +1,9 @@
 import { copyFile, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openVmdk } from '../src/index.ts';
-import { ensureQemuImg, md5, prng, qemuImg, qemuToRaw, sha256, testdata, withTmpDir } from './helpers.ts';
+import { md5, prng, qemuImg, qemuToRaw, sha256, testdata, qemuTmpDir } from './helpers.ts';
 import { spawnSync } from 'node:child_process';
 
 function qemuIo(file: string, ...commands: string[]): void {
@@ -12,14 +12,7 @@ function qemuIo(file: string, ...commands: string[]): void {
 }
 
 describe('reader details', () => {
-  let tmp: Awaited<ReturnType<typeof withTmpDir>>;
-  beforeAll(async () => {
-    ensureQemuImg();
-    tmp = await withTmpDir();
-  });
-  afterAll(async () => {
-    await tmp?.cleanup();
-  });
+  const tmp = qemuTmpDir();
 
   it('random unaligned reads, sequential and concurrent, match qemu-img raw output for every format', async () => {
     const rnd = prng(1234);

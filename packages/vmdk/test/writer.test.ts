@@ -2,10 +2,10 @@ import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VmdkRangeError, openVmdk, parseSparseHeader, rawChunks, streamOptimizedChunks, writeRaw, writeStreamOptimized } from '../src/index.ts';
 import type { DiskSource } from '../src/index.ts';
-import { SyntheticDisk, ensureQemuImg, prng, qemuImg, qemuToRaw, sha256, testdata, withTmpDir } from './helpers.ts';
+import { SyntheticDisk, prng, qemuImg, qemuToRaw, sha256, testdata, qemuTmpDir } from './helpers.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -61,14 +61,7 @@ function expectQemuCheckClean(path: string): void {
 }
 
 describe('streamOptimized writer', () => {
-  let tmp: Awaited<ReturnType<typeof withTmpDir>>;
-  beforeAll(async () => {
-    ensureQemuImg();
-    tmp = await withTmpDir();
-  });
-  afterAll(async () => {
-    await tmp?.cleanup();
-  });
+  const tmp = qemuTmpDir();
 
   const cases: [string, () => SyntheticDisk][] = [
     ['mixed zero/text/random disk of 10 MiB + 512', mixedDisk],
