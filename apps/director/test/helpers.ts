@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import os from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
@@ -81,4 +82,29 @@ export async function signInAdmin(d: TestDirector, newPassword = 'correct-horse-
   });
   if (change.statusCode !== 200) throw new Error(`password change failed: ${change.body}`);
   return cookie;
+}
+
+/**
+ * For a describe block: a Director on its own database with the admin signed in
+ * (first-login password already changed), closed after the block.
+ */
+export function signedInDirector(): { readonly d: TestDirector; readonly cookie: string } {
+  let d: TestDirector | undefined;
+  let cookie = '';
+  beforeAll(async () => {
+    d = await startTestDirector();
+    cookie = await signInAdmin(d);
+  });
+  afterAll(async () => {
+    await d?.close();
+  });
+  return {
+    get d() {
+      if (!d) throw new Error('signedInDirector() is only usable inside tests');
+      return d;
+    },
+    get cookie() {
+      return cookie;
+    },
+  };
 }

@@ -13,8 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { Writable } from 'node:stream';
-import { createLogger } from '@vaultline/logger';
+import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 
@@ -36,7 +35,7 @@ async function sha256(file: string): Promise<string> {
 describe.runIf(isRoot && existsSync(TESTDATA))('Direct SAN reads from real VMFS volumes made on ESXi', () => {
   let dir: string;
   const loops: string[] = [];
-  const quiet = createLogger({ name: 't', destination: new Writable({ write: (_c, _e, d) => d() }) });
+  const quiet = memoryLogger('vmfs').log;
 
   beforeAll(async () => {
     ensureVmfsTools();
