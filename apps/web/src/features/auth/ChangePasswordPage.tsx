@@ -3,6 +3,7 @@ import { PASSWORD_MIN_LENGTH, type Me } from '@vaultline/contracts';
 import { api } from '../../lib/api.ts';
 import { useAction } from '../../lib/use-action.ts';
 import { Logo } from '../../components/Logo.tsx';
+import { FormError } from '../../components/FormError.tsx';
 
 export function ChangePasswordPage({ me, onChanged, onSignOut }: { me: Me; onChanged: () => void; onSignOut: () => void }) {
   const [currentPassword, setCurrent] = useState('');
@@ -44,11 +45,7 @@ export function ChangePasswordPage({ me, onChanged, onSignOut }: { me: Me; onCha
           New password again
           <input name="confirmPassword" type="password" autoComplete="new-password" value={confirm} onChange={(e) => setConfirm(e.target.value)} required />
         </label>
-        {error && (
-          <div className="alert error" role="alert">
-            {error}
-          </div>
-        )}
+        <FormError message={error} />
         <button className="primary" type="submit" disabled={busy}>
           {busy ? 'Saving…' : 'Save and continue'}
         </button>

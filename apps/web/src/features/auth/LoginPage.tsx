@@ -3,6 +3,7 @@ import type { Me } from '@vaultline/contracts';
 import { api } from '../../lib/api.ts';
 import { useAction } from '../../lib/use-action.ts';
 import { Logo } from '../../components/Logo.tsx';
+import { FormError } from '../../components/FormError.tsx';
 
 export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [username, setUsername] = useState('admin');
@@ -30,11 +31,7 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
           Password
           <input name="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required autoFocus />
         </label>
-        {error && (
-          <div className="alert error" role="alert">
-            {error}
-          </div>
-        )}
+        <FormError message={error} />
         <button className="primary" type="submit" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
