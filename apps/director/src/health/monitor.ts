@@ -34,6 +34,8 @@ export class HealthMonitor {
   private inflight: Promise<HealthResponse> | null = null;
   private last: HealthResponse | null = null;
   private lastAt = 0;
+  /** Heartbeat last written to Postgres per Transporter: a row is written once per new heartbeat, not per check. */
+  private readonly mirrored = new Map<string, string>();
 
   constructor(private readonly deps: HealthDeps) {}
 
@@ -82,7 +84,7 @@ export class HealthMonitor {
     if (!postgresOk) return live;
     try {
       await Promise.all(
-        live.map((t) => {
+        live.filter((t) => this.mirrored.get(t.id) !== t.lastHeartbeat).map(async (t) => {
           const fields = {
             name: t.name,
             host: t.host,
@@ -92,7 +94,8 @@ export class HealthMonitor {
             maxDiskTasks: t.capabilities.maxDiskTasks,
             lastHeartbeat: new Date(t.lastHeartbeat),
           };
-          return this.deps.db.transporter.upsert({ where: { id: t.id }, create: { id: t.id, ...fields }, update: fields });
+          await this.deps.db.transporter.upsert({ where: { id: t.id }, create: { id: t.id, ...fields }, update: fields });
+          this.mirrored.set(t.id, t.lastHeartbeat);
         }),
       );
       const known = await this.deps.db.transporter.findMany();
