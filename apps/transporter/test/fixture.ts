@@ -39,6 +39,8 @@ export interface Bench {
   devices: ReturnType<typeof createLocalDevices>;
   handler: ReturnType<typeof createBackupVmHandler>;
   cancelled: Set<string>;
+  /** Called synchronously with every published event (a test can react before the next read). */
+  onEvent: ((e: { type: string; [k: string]: unknown }) => void) | null;
   /** Creates a job for these VMs and one run with its items; returns the run and item ids. */
   newRun(vmNames: string[], mode?: TransportMode, options?: Partial<JobOptions>): Promise<{ runId: string; items: { id: string; vmName: string }[] }>;
   /** Runs every item of a run through the handler, as the queue would. */
@@ -85,13 +87,17 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     journal,
     devices,
     connect: (row) => connector.session(row),
-    publish: (e) => events.push(e),
+    publish: (e) => {
+      events.push(e);
+      bench.onEvent?.(e);
+    },
     isCancelled: (runId) => cancelled.has(runId),
     maxParallelDisks: 4,
     maxAttempts: 1,
   });
 
-  return {
+  const bench: Bench = {
+    onEvent: null,
     lab,
     db,
     database,
@@ -145,4 +151,5 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       await rm(repoDir, { recursive: true, force: true });
     },
   };
+  return bench;
 }
