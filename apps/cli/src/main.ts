@@ -5,7 +5,7 @@
  * text, or JSON with --json. Exit code 0 on success, 1 on failure (for a run:
  * 1 unless it succeeded).
  */
-import type { InventoryVm, RepositoryDto, Run, VCenter } from '@vaultline/contracts';
+import type { DrillJobDto, InventoryVm, RepositoryDto, Run, VCenter } from '@vaultline/contracts';
 import { ApiError, DirectorClient } from './api.ts';
 
 interface Parsed {
@@ -41,6 +41,9 @@ const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULT
   job run <job-name> [--wait]
   run status <run-id>
   run cancel <run-id>
+  drill list
+  drill create --name N --vcenter VC --vm NAME [--vm NAME ...] [--schedule CRON] [--random] [--datastore DS]
+  drill run <drill-name> [--wait]
   --json prints raw JSON`;
 
 function fmtBytes(n: number): string {
@@ -61,6 +64,19 @@ function printRun(run: Run): void {
       console.log(`    ${d.label}: ${d.phase} via ${d.transport ?? '?'}; read ${fmtBytes(d.bytesRead)}, skipped ${fmtBytes(d.bytesSkipped)}, stored ${fmtBytes(d.bytesWritten)}${d.cbtUsed ? ', CBT' : ''}`);
       for (const r of d.transportReason) console.log(`      · ${r}`);
     }
+  }
+}
+
+/** Every value of a repeatable flag: `--vm a --vm b` or `--vm=a`. */
+function repeated(argv: string[], name: string): string[] {
+  return argv.flatMap((a, i) => (a === `--${name}` && argv[i + 1] ? [argv[i + 1]!] : a.startsWith(`--${name}=`) ? [a.slice(name.length + 3)] : []));
+}
+
+async function waitForRun(client: DirectorClient, id: string): Promise<Run> {
+  for (;;) {
+    const run = await client.call<Run>('GET', `/api/runs/${id}`);
+    if (run.status !== 'queued' && run.status !== 'running') return run;
+    await new Promise((r) => setTimeout(r, 1000));
   }
 }
 
@@ -144,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
     case 'job create': {
       const vc = await byName<VCenter>('/api/vcenters', need('vcenter'), 'vCenter');
       const repo = await byName<RepositoryDto>('/api/repositories', need('repo'), 'repository');
-      const wanted = argv.flatMap((a, i) => (a === '--vm' && argv[i + 1] ? [argv[i + 1]!] : a.startsWith('--vm=') ? [a.slice(5)] : []));
+      const wanted = repeated(argv, 'vm');
       if (wanted.length === 0) throw new ApiError(0, 'usage', '--vm is required (repeat it for several VMs)', null);
       const vms = await client.call<InventoryVm[]>('GET', `/api/vcenters/${vc.id}/vms`);
       const sources = wanted.map((n) => {
@@ -158,15 +174,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'job run': {
       const job = await byName<{ id: string; name: string }>('/api/jobs', arg ?? need('job'), 'job');
-      let run = await client.call<Run>('POST', `/api/jobs/${job.id}/run`);
+      const started = await client.call<Run>('POST', `/api/jobs/${job.id}/run`);
       if (flags.wait !== true) {
-        out(run, () => console.log(`started run ${run.id}`));
+        out(started, () => console.log(`started run ${started.id}`));
         return 0;
       }
-      while (run.status === 'queued' || run.status === 'running') {
-        await new Promise((r) => setTimeout(r, 1000));
-        run = await client.call<Run>('GET', `/api/runs/${run.id}`);
-      }
+      const run = await waitForRun(client, started.id);
       out(run, () => printRun(run));
       return run.status === 'succeeded' || run.status === 'warning' ? 0 : 1;
     }
@@ -179,6 +192,39 @@ async function main(argv: string[]): Promise<number> {
       await client.call('POST', `/api/runs/${arg ?? need('run')}/cancel`);
       console.log('cancel requested');
       return 0;
+    }
+    case 'drill list': {
+      const list = await client.call<DrillJobDto[]>('GET', '/api/drills');
+      out(list, () => list.forEach((d) => console.log(`${d.name}\t${d.schedule ?? 'on demand'}\t${d.pointChoice}\t${d.enabled ? 'enabled' : 'disabled'}\t${d.vms.map((v) => v.name).join(', ')}`)));
+      return 0;
+    }
+    case 'drill create': {
+      const vc = await byName<VCenter>('/api/vcenters', need('vcenter'), 'vCenter');
+      const wanted = repeated(argv, 'vm');
+      if (wanted.length === 0) throw new ApiError(0, 'usage', '--vm is required (repeat it for several VMs)', null);
+      // A drill restores restore points, so its VMs are found by their restore points (the VM itself may be gone).
+      const vms = await Promise.all(
+        wanted.map(async (n) => {
+          const [p] = await client.call<{ vmName: string; vmInstanceUuid: string }[]>('GET', `/api/restore-points?vm=${encodeURIComponent(n)}&limit=1`);
+          if (!p) throw new ApiError(0, 'not_found', `${n} has no restore point to drill; back it up first`, null);
+          return { instanceUuid: p.vmInstanceUuid, name: p.vmName };
+        }),
+      );
+      const body = { name: need('name'), vcenterId: vc.id, vms, pointChoice: flags.random === true ? 'random' : 'newest', ...(typeof flags.schedule === 'string' ? { schedule: flags.schedule } : {}), ...(typeof flags.datastore === 'string' ? { datastore: flags.datastore } : {}) };
+      const drill = await client.call<DrillJobDto>('POST', '/api/drills', body);
+      out(drill, () => console.log(`created drill ${drill.name} (${drill.schedule ?? 'on demand'})`));
+      return 0;
+    }
+    case 'drill run': {
+      const drill = await byName<DrillJobDto>('/api/drills', arg ?? need('drill'), 'drill');
+      const { runIds } = await client.call<{ runIds: string[] }>('POST', `/api/drills/${drill.id}/run`);
+      if (flags.wait !== true) {
+        out({ runIds }, () => runIds.forEach((id) => console.log(`started run ${id}`)));
+        return 0;
+      }
+      const runs = await Promise.all(runIds.map((id) => waitForRun(client, id)));
+      out(runs, () => runs.forEach(printRun));
+      return runs.every((r) => r.status === 'succeeded' || r.status === 'warning') ? 0 : 1;
     }
     default:
       console.error(USAGE);

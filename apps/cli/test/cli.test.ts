@@ -60,6 +60,25 @@ describe('the vaultline CLI over the Director API', () => {
     expect(status.out).toContain('cli-vm: queued');
   });
 
+  it('creates a scheduled drill from a VM with restore points, and refuses one without', async () => {
+    const vc = await d.db.vCenter.findFirstOrThrow({ where: { name: 'lab' } });
+    const repo = await d.db.repository.findFirstOrThrow({ where: { name: 'r' } });
+    await d.db.restorePoint.create({ data: { repositoryId: repo.id, repoPointId: 'p-cli', vmInstanceUuid: 'uuid-cli-vm', vmName: 'cli-vm', createdAt: new Date(), logicalBytes: 1n } });
+    const none = await cli('drill', 'create', '--name', 'dx', '--vcenter', 'lab', '--vm', 'never-backed-up');
+    expect(none.code).toBe(1);
+    expect(none.err).toContain('never-backed-up has no restore point to drill; back it up first');
+    const made = await cli('drill', 'create', '--name', 'weekly', '--vcenter', 'lab', '--vm', 'cli-vm', '--schedule', '0 3 * * 0', '--random');
+    expect(made.code, made.err).toBe(0);
+    expect(made.out).toContain('created drill weekly (0 3 * * 0)');
+    const row = await d.db.drillJob.findUniqueOrThrow({ where: { name: 'weekly' } });
+    expect(row).toMatchObject({ vcenterId: vc.id, pointChoice: 'random', vms: [{ instanceUuid: 'uuid-cli-vm', name: 'cli-vm' }] });
+    expect((await cli('drill', 'list')).out).toContain('weekly\t0 3 * * 0\trandom\tenabled\tcli-vm');
+    const started = await cli('drill', 'run', 'weekly', '--json');
+    expect(started.code, started.err).toBe(0);
+    const [runId] = JSON.parse(started.out).runIds as string[];
+    expect((await cli('run', 'status', runId!)).out).toMatch(/cli-vm-drill-\d{8}-\d{4}: queued/);
+  });
+
   it('names a missing VM and a wrong password clearly', async () => {
     const missing = await cli('job', 'create', '--name', 'x', '--vcenter', 'lab', '--repo', 'r', '--vm', 'nope');
     expect(missing.code).toBe(1);

@@ -108,3 +108,15 @@ export function signedInDirector(): { readonly d: TestDirector; readonly cookie:
     },
   };
 }
+
+/** Creates a user with `role` (as the signed-in admin), signs in as them and completes the first-login change; returns their cookie. */
+export async function signInAs(d: TestDirector, adminCookie: string, username: string, role: 'viewer' | 'operator' | 'admin'): Promise<string> {
+  const inject = d.app.fastify.inject.bind(d.app.fastify);
+  const first = `${username}-first-password-1`;
+  const created = await inject({ method: 'POST', url: '/api/users', headers: { cookie: adminCookie }, payload: { username, password: first, role } });
+  if (created.statusCode !== 201) throw new Error(`creating ${username} failed: ${created.body}`);
+  const cookie = sessionCookie(await inject({ method: 'POST', url: '/api/auth/login', payload: { username, password: first } }));
+  const change = await inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie }, payload: { currentPassword: first, newPassword: `${username}-chosen-password-2` } });
+  if (change.statusCode !== 200) throw new Error(`password change of ${username} failed: ${change.body}`);
+  return cookie;
+}

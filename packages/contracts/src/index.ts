@@ -5,3 +5,4 @@ export * from './errors.ts';
 export * from './vcenters.ts';
 export * from './repositories.ts';
 export * from './jobs.ts';
+export * from './drills.ts';

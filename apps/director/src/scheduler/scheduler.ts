@@ -1,5 +1,6 @@
 /**
- * Starts scheduled runs. Every tick, each enabled job with a cron schedule is
+ * Starts scheduled runs of backup jobs and restore drills. Every tick, each
+ * enabled job with a cron schedule is
  * checked for an occurrence since the one it last ran for; the claim is a
  * conditional update, so several Directors (or a restart mid-tick) start each
  * occurrence once. Occurrences missed while the appliance was down are not
@@ -9,6 +10,7 @@ import cronParser from 'cron-parser';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { WorkQueue } from '@vaultline/queue';
+import { startDrillRuns } from '../services/drills.ts';
 import { startJobRun } from '../services/runs.ts';
 
 /** The most recent occurrence of `schedule` at or before `now`, or null for an invalid expression. */
@@ -29,27 +31,37 @@ export function cronProblem(schedule: string): string | null {
   }
 }
 
+/** The occurrence a job is due for now, or null (none since the one it last ran for, or a bad expression). */
+function dueOccurrence(job: { schedule: string | null; lastScheduledAt: Date | null; createdAt: Date }, now: Date): Date | null {
+  const due = job.schedule ? previousOccurrence(job.schedule, now) : null;
+  return due && due > (job.lastScheduledAt ?? job.createdAt) ? due : null;
+}
+
+/** Only claimed when nobody has claimed this occurrence (or a later one) yet. */
+const unclaimed = (id: string, due: Date) => ({ id, OR: [{ lastScheduledAt: null }, { lastScheduledAt: { lt: due } }] });
+
 export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger; now?: Date }): Promise<string[]> {
+  const { db, log } = deps;
   const now = deps.now ?? new Date();
   const started: string[] = [];
-  const jobs = await deps.db.backupJob.findMany({ where: { enabled: true, schedule: { not: null } } });
-  for (const job of jobs) {
-    const due = previousOccurrence(job.schedule!, now);
-    if (!due) continue;
-    const since = job.lastScheduledAt ?? job.createdAt;
-    if (due <= since) continue;
-    const claimed = await deps.db.backupJob.updateMany({
-      where: { id: job.id, OR: [{ lastScheduledAt: null }, { lastScheduledAt: { lt: due } }] },
-      data: { lastScheduledAt: due },
-    });
-    if (claimed.count !== 1) continue;
+  const attempt = async (what: string, due: Date, start: () => Promise<string[]>) => {
     try {
-      const { run } = await startJobRun(deps.db, deps.queue, job.id, 'schedule', null);
-      started.push(run.id);
-      deps.log.info({ job: job.name, runId: run.id, occurrence: due.toISOString() }, 'scheduled run started');
+      const runIds = await start();
+      started.push(...runIds);
+      log.info({ job: what, runIds, occurrence: due.toISOString() }, 'scheduled run started');
     } catch (err) {
-      deps.log.warn({ job: job.name, err: (err as Error).message }, 'scheduled run not started');
+      log.warn({ job: what, err: (err as Error).message }, 'scheduled run not started');
     }
+  };
+  for (const job of await db.backupJob.findMany({ where: { enabled: true, schedule: { not: null } } })) {
+    const due = dueOccurrence(job, now);
+    if (!due || (await db.backupJob.updateMany({ where: unclaimed(job.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
+    await attempt(job.name, due, async () => [(await startJobRun(db, deps.queue, job.id, 'schedule', null)).run.id]);
+  }
+  for (const drill of await db.drillJob.findMany({ where: { enabled: true, schedule: { not: null } } })) {
+    const due = dueOccurrence(drill, now);
+    if (!due || (await db.drillJob.updateMany({ where: unclaimed(drill.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
+    await attempt(`drill ${drill.name}`, due, async () => (await startDrillRuns(db, deps.queue, drill.id, 'schedule', null, now)).runIds);
   }
   return started;
 }

@@ -1,0 +1,67 @@
+import { DrillCreateSchema, DrillUpdateSchema } from '@vaultline/contracts';
+import type { Db } from '@vaultline/db';
+import type { WorkQueue } from '@vaultline/queue';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../errors.ts';
+import { cronProblem } from '../scheduler/scheduler.ts';
+import type { AuditLog } from '../services/audit.ts';
+import { drillDto, startDrillRuns } from '../services/drills.ts';
+import { parse } from '../validate.ts';
+
+const Id = z.object({ id: z.uuid() });
+
+function checkSchedule(schedule: string | null | undefined): void {
+  const bad = schedule ? cronProblem(schedule) : null;
+  if (bad) throw new AppError('bad_request', `schedule "${schedule}" is not a cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
+}
+
+/** Restore drill jobs: list, create, change, delete, run now. */
+export async function drillRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue }): Promise<void> {
+  const { db, audit } = deps;
+  const operator = { config: { minRole: 'operator' as const } };
+  const load = async (id: string) => {
+    const drill = await db.drillJob.findUnique({ where: { id } });
+    if (!drill) throw new AppError('not_found', 'no such drill');
+    return drill;
+  };
+
+  app.get('/api/drills', async () => (await db.drillJob.findMany({ orderBy: { name: 'asc' } })).map(drillDto));
+
+  app.get('/api/drills/:id', async (request) => drillDto(await load(parse(Id, request.params).id)));
+
+  app.post('/api/drills', operator, async (request, reply) => {
+    const body = parse(DrillCreateSchema, request.body);
+    if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
+    if (await db.drillJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a drill named ${body.name} already exists`);
+    checkSchedule(body.schedule);
+    const drill = await db.drillJob.create({ data: body });
+    await audit.record({ actor: request.user!.username, action: 'drill.create', subject: drill.name, ip: request.ip });
+    reply.code(201);
+    return drillDto(drill);
+  });
+
+  app.patch('/api/drills/:id', operator, async (request) => {
+    const { id } = parse(Id, request.params);
+    const body = parse(DrillUpdateSchema, request.body);
+    await load(id);
+    checkSchedule(body.schedule);
+    const drill = await db.drillJob.update({ where: { id }, data: body });
+    await audit.record({ actor: request.user!.username, action: 'drill.update', subject: drill.name, detail: body, ip: request.ip });
+    return drillDto(drill);
+  });
+
+  app.delete('/api/drills/:id', operator, async (request) => {
+    const drill = await load(parse(Id, request.params).id);
+    await db.drillJob.delete({ where: { id: drill.id } });
+    await audit.record({ actor: request.user!.username, action: 'drill.delete', subject: drill.name, ip: request.ip });
+    return { ok: true };
+  });
+
+  app.post('/api/drills/:id/run', operator, async (request, reply) => {
+    const { drill, runIds } = await startDrillRuns(db, deps.queue, parse(Id, request.params).id, 'manual', request.user!.username);
+    await audit.record({ actor: request.user!.username, action: 'drill.run', subject: drill.name, detail: { runIds }, ip: request.ip });
+    reply.code(202);
+    return { runIds };
+  });
+}

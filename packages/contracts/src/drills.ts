@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/** A VM whose restore points a drill job restores, by the instance UUID the restore points carry. */
+export const DrillVmSchema = z.object({
+  instanceUuid: z.string().trim().min(1),
+  name: z.string().trim().min(1).max(80),
+});
+
+export const DrillPointChoiceSchema = z.enum(['newest', 'random']);
+
+export const DrillCreateSchema = z.object({
+  name: z.string().trim().min(1).max(100),
+  /** The vCenter the throwaway VMs are created in. */
+  vcenterId: z.uuid(),
+  vms: z.array(DrillVmSchema).min(1, 'choose at least one VM'),
+  /** Which restore point to drill: the newest, or one at random (catches damage in older points). */
+  pointChoice: DrillPointChoiceSchema.default('newest'),
+  /** Datastore for the throwaway VMs; default: the source disks' datastore. */
+  datastore: z.string().trim().min(1).nullable().default(null),
+  /** Cron expression; null = on demand only. */
+  schedule: z.string().trim().min(1).nullable().default(null),
+  enabled: z.boolean().default(true),
+});
+export type DrillCreate = z.infer<typeof DrillCreateSchema>;
+
+export const DrillUpdateSchema = z
+  .object({
+    vms: DrillCreateSchema.shape.vms,
+    pointChoice: DrillPointChoiceSchema,
+    datastore: z.string().trim().min(1).nullable(),
+    schedule: z.string().trim().min(1).nullable(),
+    enabled: z.boolean(),
+  })
+  .partial()
+  .refine((u) => Object.keys(u).length > 0, 'nothing to change');
+export type DrillUpdate = z.infer<typeof DrillUpdateSchema>;
+
+export interface DrillJobDto {
+  id: string;
+  name: string;
+  vcenterId: string;
+  vms: z.infer<typeof DrillVmSchema>[];
+  pointChoice: z.infer<typeof DrillPointChoiceSchema>;
+  datastore: string | null;
+  schedule: string | null;
+  enabled: boolean;
+  lastScheduledAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
