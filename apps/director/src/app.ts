@@ -23,6 +23,7 @@ import { jobRoutes } from './routes/jobs.ts';
 import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
+import { maintenanceRoutes } from './routes/maintenance.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -90,6 +91,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
   await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
+  await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

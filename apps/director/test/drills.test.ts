@@ -70,7 +70,7 @@ describe('restore drill jobs (real Postgres/Redis)', () => {
     await point('uA', 'alpha', '2026-11-01T00:00:00Z');
     const newest = await point('uA', 'alpha', '2026-11-02T00:00:00Z');
     const drill = (await inject('POST', '/api/drills', { name: 'now', vcenterId: vc.id, datastore: 'datastore2', vms: [{ instanceUuid: 'uA', name: 'alpha' }, { instanceUuid: 'uNone', name: 'never-backed-up' }] })).json();
-    const before = (await ctx.d.queue.counts()).prioritized;
+    const before = (await ctx.d.queue.counts()).prioritized ?? 0;
     const res = await inject('POST', `/api/drills/${drill.id}/run`);
     expect(res.statusCode).toBe(202);
     const runs = await ctx.d.db.jobRun.findMany({ where: { id: { in: res.json().runIds } }, include: { vms: true }, orderBy: { createdAt: 'asc' } });

@@ -19,6 +19,7 @@ import { sweepOrphans } from './backup/sweep.ts';
 import { TransporterLimits } from './backup/limits.ts';
 import { createBackupVmHandler } from './handlers/backup-vm.handler.ts';
 import { createRestoreVmHandler } from './handlers/restore-vm.handler.ts';
+import { createMaintenanceHandler } from './handlers/maintenance.handler.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 
@@ -139,6 +140,7 @@ async function main(): Promise<void> {
     limits: new TransporterLimits(env.VAULTLINE_MAX_DISK_TASKS, env.VAULTLINE_NBD_STREAMS_PER_HOST),
   });
   const restore = createRestoreVmHandler({ db, secretKey, transporterId: id, journal, log, publish: (e) => void events.publish(e) });
+  const maintenance = createMaintenanceHandler({ db, secretKey, transporterId: id, log, publish: (e) => void events.publish(e) });
   const tracked = (fn: (p: { runVmId: string }, ctx: { attempt: number; jobId: string }) => Promise<void>) => async (payload: { runVmId: string }, ctx: { attempt: number; jobId: string }) => {
     active.add(payload.runVmId);
     try {
@@ -148,7 +150,7 @@ async function main(): Promise<void> {
     }
   };
   consumer = new WorkConsumer(
-    { backup: tracked(handler), restore: tracked(restore) },
+    { backup: tracked(handler), restore: tracked(restore), maintenance: tracked(maintenance) },
     // One VM at a time per slot; each VM runs its disks in parallel up to the disk-task limit.
     { redisUrl: env.REDIS_URL, namespace, lockMs: env.VAULTLINE_JOB_LOCK_MS, concurrency: Math.max(1, Math.floor(env.VAULTLINE_MAX_DISK_TASKS / 2)), onInvalid: (jobId, e) => log.error({ jobId, e }, 'invalid job payload') },
   );

@@ -6,3 +6,4 @@ export * from './vcenters.ts';
 export * from './repositories.ts';
 export * from './jobs.ts';
 export * from './drills.ts';
+export * from './maintenance.ts';

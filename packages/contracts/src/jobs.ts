@@ -93,7 +93,7 @@ export const RunVmSchema = z.object({
 export const RunSchema = z.object({
   id: z.string(),
   jobId: z.string().nullable(),
-  kind: z.enum(['backup', 'restore', 'verify', 'drill']),
+  kind: z.enum(['backup', 'restore', 'verify', 'drill', 'gc']),
   status: RunStatusSchema,
   trigger: z.string(),
   createdAt: z.string(),
@@ -107,7 +107,7 @@ export type Run = z.infer<typeof RunSchema>;
 /** Queue payloads: ids only; the Transporter reads the rest from Postgres. */
 export const BackupVmJobSchema = z.object({ runVmId: z.uuid() });
 export type BackupVmJob = z.infer<typeof BackupVmJobSchema>;
-export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
+export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', maintainRepository: 'repository.maintain', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
 
 export const RestoreRequestSchema = z.object({
   restorePointId: z.uuid(),

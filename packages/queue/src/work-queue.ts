@@ -46,11 +46,16 @@ export class WorkQueue {
     await this.enqueue(JOB_NAMES.restoreVm, payload, { priority: 1 });
   }
 
-  private async enqueue(name: string, payload: BackupVmJob, opts: { priority?: number }): Promise<void> {
+  /** Enqueue repository maintenance (verify, GC); its run item holds the request. Behind restores, ahead of backups. */
+  async enqueueMaintenance(payload: BackupVmJob): Promise<void> {
+    await this.enqueue(JOB_NAMES.maintainRepository, payload, { priority: 2, attempts: 1 });
+  }
+
+  private async enqueue(name: string, payload: BackupVmJob, opts: { priority?: number; attempts?: number }): Promise<void> {
     const data = BackupVmJobSchema.parse(payload);
     await this.queue.add(name, data, {
       jobId: data.runVmId,
-      attempts: 3,
+      attempts: opts.attempts ?? 3,
       backoff: { type: 'exponential', delay: 5_000 },
       removeOnComplete: { age: 7 * 24 * 3600 },
       removeOnFail: { age: 30 * 24 * 3600 },
@@ -82,8 +87,8 @@ export interface WorkerOptions extends WorkQueueOptions {
 }
 
 export type BackupVmHandler = (payload: BackupVmJob, ctx: { attempt: number; jobId: string }) => Promise<void>;
-/** One handler per job name (backups, restores). */
-export type WorkHandlers = { backup: BackupVmHandler; restore?: BackupVmHandler };
+/** One handler per job name (backups, restores, repository maintenance). */
+export type WorkHandlers = { backup: BackupVmHandler; restore?: BackupVmHandler; maintenance?: BackupVmHandler };
 
 export class WorkConsumer {
   private readonly worker: Worker;
@@ -95,7 +100,8 @@ export class WorkConsumer {
     this.worker = new Worker(
       QUEUE,
       async (job: Job) => {
-        const handler = job.name === JOB_NAMES.backupVm ? table.backup : job.name === JOB_NAMES.restoreVm ? table.restore : undefined;
+        const byName: Record<string, BackupVmHandler | undefined> = { [JOB_NAMES.backupVm]: table.backup, [JOB_NAMES.restoreVm]: table.restore, [JOB_NAMES.maintainRepository]: table.maintenance };
+        const handler = byName[job.name];
         if (!handler) throw new UnrecoverableError(`no handler for job ${job.name}`);
         const parsed = BackupVmJobSchema.safeParse(job.data);
         if (!parsed.success) {

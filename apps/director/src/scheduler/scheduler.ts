@@ -1,5 +1,6 @@
 /**
- * Starts scheduled runs of backup jobs and restore drills. Every tick, each
+ * Starts scheduled runs of backup jobs, restore drills and repository
+ * maintenance (GC, verify). Every tick, each
  * enabled job with a cron schedule is
  * checked for an occurrence since the one it last ran for; the claim is a
  * conditional update, so several Directors (or a restart mid-tick) start each
@@ -11,6 +12,7 @@ import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { WorkQueue } from '@vaultline/queue';
 import { startDrillRuns } from '../services/drills.ts';
+import { startMaintenanceRun } from '../services/maintenance.ts';
 import { startJobRun } from '../services/runs.ts';
 
 /** The most recent occurrence of `schedule` at or before `now`, or null for an invalid expression. */
@@ -62,6 +64,16 @@ export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger
     const due = dueOccurrence(drill, now);
     if (!due || (await db.drillJob.updateMany({ where: unclaimed(drill.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
     await attempt(`drill ${drill.name}`, due, async () => (await startDrillRuns(db, deps.queue, drill.id, 'schedule', null, now)).runIds);
+  }
+  for (const repo of await db.repository.findMany({ where: { OR: [{ gcSchedule: { not: null } }, { verifySchedule: { not: null } }] } })) {
+    const gcDue = dueOccurrence({ schedule: repo.gcSchedule, lastScheduledAt: repo.lastGcScheduledAt, createdAt: repo.createdAt }, now);
+    if (gcDue && (await db.repository.updateMany({ where: { id: repo.id, OR: [{ lastGcScheduledAt: null }, { lastGcScheduledAt: { lt: gcDue } }] }, data: { lastGcScheduledAt: gcDue } })).count === 1) {
+      await attempt(`gc of ${repo.name}`, gcDue, async () => [(await startMaintenanceRun(db, deps.queue, repo.id, { task: 'gc' }, 'schedule', null)).run.id]);
+    }
+    const verifyDue = dueOccurrence({ schedule: repo.verifySchedule, lastScheduledAt: repo.lastVerifyScheduledAt, createdAt: repo.createdAt }, now);
+    if (verifyDue && (await db.repository.updateMany({ where: { id: repo.id, OR: [{ lastVerifyScheduledAt: null }, { lastVerifyScheduledAt: { lt: verifyDue } }] }, data: { lastVerifyScheduledAt: verifyDue } })).count === 1) {
+      await attempt(`verify of ${repo.name}`, verifyDue, async () => [(await startMaintenanceRun(db, deps.queue, repo.id, { task: 'verify', sample: repo.verifySample }, 'schedule', null)).run.id]);
+    }
   }
   return started;
 }

@@ -10,6 +10,7 @@ import type { Db } from '@vaultline/db';
 import type { WorkQueue } from '@vaultline/queue';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { startItemRun } from './runs.ts';
 
 type DrillRow = NonNullable<Awaited<ReturnType<Db['drillJob']['findUnique']>>>;
 
@@ -66,11 +67,7 @@ export async function startDrillRuns(db: Db, queue: WorkQueue, drillId: string, 
       continue;
     }
     const request = { restorePointId: point.id, name, powerOn: false, drill: true, vcenterId: drill.vcenterId, ...(drill.datastore ? { datastore: drill.datastore } : {}) };
-    const run = await db.jobRun.create({
-      data: { ...base, request, vms: { create: [{ vmMoref: '', vmName: name, vmInstanceUuid: vm.instanceUuid }] } },
-      include: { vms: true },
-    });
-    await queue.enqueueRestore({ runVmId: run.vms[0]!.id });
+    const run = await startItemRun(db, (p) => queue.enqueueRestore(p), { ...base, request, item: { name, instanceUuid: vm.instanceUuid } });
     runIds.push(run.id);
   }
   return { drill, runIds };

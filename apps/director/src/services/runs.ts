@@ -1,4 +1,4 @@
-import type { Db } from '@vaultline/db';
+import type { Db, Prisma } from '@vaultline/db';
 import type { WorkQueue } from '@vaultline/queue';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -27,4 +27,31 @@ export async function startJobRun(db: Db, queue: WorkQueue, jobId: string, trigg
   });
   for (const vm of run.vms) await queue.enqueueBackupVm({ runVmId: vm.id });
   return { job, run };
+}
+
+type ItemRunKind = 'restore' | 'drill' | 'verify' | 'gc';
+
+/**
+ * A run of one item that carries its request on the run row — restores,
+ * drills, verify and GC — written first, then queued (the queue gets the item
+ * id only). `item` names what the run acts on (the new VM, the repository).
+ */
+export async function startItemRun(
+  db: Db,
+  enqueue: (payload: { runVmId: string }) => Promise<void>,
+  run: { kind: ItemRunKind; trigger: 'manual' | 'schedule'; requestedBy: string | null; request: Prisma.InputJsonObject; item: { name: string; instanceUuid?: string | null }; drillJobId?: string },
+) {
+  const created = await db.jobRun.create({
+    data: {
+      kind: run.kind,
+      trigger: run.trigger,
+      requestedBy: run.requestedBy,
+      request: run.request,
+      ...(run.drillJobId ? { drillJobId: run.drillJobId } : {}),
+      vms: { create: [{ vmMoref: '', vmName: run.item.name, vmInstanceUuid: run.item.instanceUuid ?? null }] },
+    },
+    include: { vms: true },
+  });
+  await enqueue({ runVmId: created.vms[0]!.id });
+  return created;
 }

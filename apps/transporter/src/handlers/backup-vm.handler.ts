@@ -5,8 +5,8 @@
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
 import { statfs } from 'node:fs/promises';
-import { JobOptionsSchema, type BackupVmJob, type DiskProgress, type RunStatus, type TransportMode } from '@vaultline/contracts';
-import { openRepository } from '@vaultline/appliance';
+import { JobOptionsSchema, type BackupVmJob, type JobOptions, type DiskProgress, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { applyRetention, openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -207,7 +207,8 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
       });
       await db.runVm.update({ where: { id: item.id }, data: { quiesced: result.quiesced } });
       runLog('info', `restore point ${m.id} committed: ${m.disks.length} disk(s), ${m.stats.newStoredBytes} new bytes stored`);
-      await finish(result.warnings.length > 0 ? 'warning' : 'succeeded', null);
+      const retained = await retain(db, repo, { repositoryId: job.repositoryId, jobId: job.id, vmInstanceUuid: m.vmId }, options.retention, runLog);
+      await finish(result.warnings.length > 0 || !retained ? 'warning' : 'succeeded', null);
     } catch (err) {
       if (err instanceof CancelledError) {
         runLog('warn', 'cancelled: nothing was committed and everything was cleaned up');
@@ -230,6 +231,23 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
       await repo?.close().catch(() => undefined);
     }
   };
+}
+
+/**
+ * The job's retention for this VM, once its new restore point is safe. A
+ * failure here never undoes the backup; it is a warning, retried next time.
+ */
+async function retain(db: Db, repo: Repository, scope: Parameters<typeof applyRetention>[2], policy: JobOptions['retention'], runLog: (level: 'info' | 'warn', m: string) => void): Promise<boolean> {
+  const { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly } = policy;
+  try {
+    const r = await applyRetention(db, repo, scope, { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly });
+    if (r.pruned.length > 0) runLog('info', `retention: removed ${r.pruned.length} older restore point(s) (${r.pruned.map((p) => p.repoPointId).join(', ')}); ${r.kept} kept`);
+    for (const f of r.failed) runLog('warn', `retention: restore point ${f.repoPointId} could not be removed (${f.error}); retried after the next backup`);
+    return r.failed.length === 0;
+  } catch (err) {
+    runLog('warn', `retention was not applied: ${(err as Error).message}; retried after the next backup`);
+    return false;
+  }
 }
 
 function diskData(u: Partial<DiskOutcome> & { phase: string }) {

@@ -1,0 +1,75 @@
+/**
+ * Retention of one backup job's restore points of one VM, applied after each
+ * successful backup: the job's GFS policy decides, immutable points are always
+ * kept, and only points this job made are candidates (another job's points of
+ * the same VM follow that job's policy; points of a deleted job stay until an
+ * operator deletes them).
+ *
+ * Order of durable steps, so a crash anywhere loses nothing that should stay:
+ *   1. the row is marked `pruningAt` (the decision);
+ *   2. the repository deletes the restore point (its manifest first, so it is
+ *      never half visible), under a shared lock that GC respects;
+ *   3. the row is deleted.
+ * A crash after 1 or 2 leaves a marked row; the next run finishes it. A point
+ * that turned out to be immutable has its mark cleared and is kept.
+ */
+import type { Db } from '@vaultline/db';
+import { deleteRestorePoint, planRetention, RepositoryError, type Repository, type RetentionPolicy } from '@vaultline/repository';
+
+export interface RetentionScope {
+  repositoryId: string;
+  jobId: string;
+  vmInstanceUuid: string;
+}
+
+export interface RetentionOutcome {
+  kept: number;
+  pruned: { repoPointId: string; createdAt: Date }[];
+  /** Points retention chose but could not delete yet (retried at the next backup). */
+  failed: { repoPointId: string; error: string }[];
+}
+
+export async function applyRetention(db: Db, repo: Repository, scope: RetentionScope, policy: RetentionPolicy, now = new Date()): Promise<RetentionOutcome> {
+  const rows = await db.restorePoint.findMany({ where: { repositoryId: scope.repositoryId, vmInstanceUuid: scope.vmInstanceUuid } });
+  const runVmIds = rows.flatMap((r) => (r.runVmId ? [r.runVmId] : []));
+  const ours = new Set(
+    (await db.runVm.findMany({ where: { id: { in: runVmIds }, run: { jobId: scope.jobId } }, select: { id: true } })).map((v) => v.id),
+  );
+  const candidates = rows.filter((r) => r.runVmId && ours.has(r.runVmId));
+  const plan = planRetention(
+    candidates.filter((r) => !r.pruningAt).map((r) => ({ id: r.id, time: r.createdAt, lockedUntil: r.immutableUntil, row: r })),
+    policy,
+    now,
+  );
+  // Earlier decisions that a crash interrupted are carried out too.
+  const doomed = [...candidates.filter((r) => r.pruningAt), ...plan.prune.map((p) => p.row)];
+  const outcome: RetentionOutcome = { kept: plan.keep.length, pruned: [], failed: [] };
+  if (doomed.length === 0) return outcome;
+
+  const lock = await repo.locks.acquire('shared', 'retention');
+  try {
+    for (const row of doomed) {
+      if (!row.pruningAt) await db.restorePoint.update({ where: { id: row.id }, data: { pruningAt: now } });
+      try {
+        await deleteRestorePoint(repo, { vmId: row.vmInstanceUuid, id: row.repoPointId });
+      } catch (err) {
+        if (err instanceof RepositoryError && err.code === 'IMMUTABLE') {
+          // The repository's own lock date wins over the row's.
+          await db.restorePoint.update({ where: { id: row.id }, data: { pruningAt: null } });
+          outcome.kept += 1;
+          continue;
+        }
+        if (!(err instanceof RepositoryError && err.code === 'NOT_FOUND')) {
+          outcome.failed.push({ repoPointId: row.repoPointId, error: (err as Error).message });
+          continue;
+        }
+        // Already gone from the repository (a crash after step 2): finish step 3.
+      }
+      await db.restorePoint.delete({ where: { id: row.id } });
+      outcome.pruned.push({ repoPointId: row.repoPointId, createdAt: row.createdAt });
+    }
+  } finally {
+    await lock.release();
+  }
+  return outcome;
+}
