@@ -12,6 +12,7 @@ const owners = {
   pg: 'packages/db',
   fastify: 'apps/director',
   'socket.io': 'apps/director',
+  nodemailer: 'apps/director',
   undici: 'packages/vsphere',
   saxes: 'packages/vsphere',
 };

@@ -24,6 +24,7 @@ import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
+import { notificationRoutes } from './routes/notifications.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -92,6 +93,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
+  await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

@@ -8,6 +8,7 @@ export type AppErrorCode =
   | 'rate_limited'
   | 'password_change_required'
   | 'service_unavailable'
+  | 'bad_gateway'
   | 'internal';
 
 const STATUS: Record<AppErrorCode, number> = {
@@ -19,6 +20,7 @@ const STATUS: Record<AppErrorCode, number> = {
   password_change_required: 403,
   rate_limited: 429,
   service_unavailable: 503,
+  bad_gateway: 502,
   internal: 500,
 };
 

@@ -14,6 +14,7 @@ import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
 import { startScheduler } from './scheduler/scheduler.ts';
+import { startNotifier } from './notify/notifier.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
@@ -59,6 +60,7 @@ async function main(): Promise<void> {
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events });
   const scheduler = startScheduler({ db, queue, log });
+  const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
 
   let closing = false;
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     scheduler.stop();
+    notifier.stop();
     await realtime.close().catch(() => undefined);
     await fastify.close().catch(() => undefined);
     await queue.close().catch(() => undefined);

@@ -4,4 +4,5 @@ export const SECRET_LABELS = {
   repositoryPassphrase: 'repository-passphrase',
   repositorySshKey: 'repository-ssh-key',
   transporterSshKey: 'transporter-ssh-key',
+  notificationSecret: 'notification-secret',
 } as const;

@@ -30,6 +30,8 @@ const EnvSchema = z.object({
   VAULTLINE_SECRET_KEY: z.string().optional(),
   VAULTLINE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   VAULTLINE_WEB_DIST: z.string().optional(),
+  /** The console's address as operators reach it, for links in notifications (e.g. https://vaultline.example.com). */
+  VAULTLINE_PUBLIC_URL: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')).optional(),
   VAULTLINE_TRANSPORTER_ID: z.string().min(1).optional(),
   VAULTLINE_TRANSPORTER_NAME: z.string().min(1).optional(),
   VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),

@@ -1,0 +1,115 @@
+/**
+ * What a notification says: a subject, a plain-text body an operator can act
+ * on, and the same facts as JSON for webhooks.
+ */
+export interface RunFacts {
+  id: string;
+  kind: string;
+  status: string;
+  trigger: string;
+  jobName: string | null;
+  drillName: string | null;
+  request: unknown;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  error: string | null;
+  vms: { vmName: string; status: string; error: string | null; log: unknown }[];
+}
+
+export interface CleanupFacts {
+  id: string;
+  kind: string;
+  target: Record<string, unknown>;
+  attempts: number;
+  lastError: string | null;
+  createdAt: Date;
+  transporterId: string;
+}
+
+export interface Message {
+  event: 'run.finished' | 'cleanup.stuck' | 'test';
+  subject: string;
+  text: string;
+  data: Record<string, unknown>;
+}
+
+function what(r: RunFacts): string {
+  const req = (r.request ?? {}) as { name?: string; task?: string };
+  const item = r.vms[0]?.vmName ?? '';
+  switch (r.kind) {
+    case 'backup':
+      return `backup job ${r.jobName ?? '(deleted job)'}`;
+    case 'restore':
+      return `restore ${req.name ? `as ${req.name}` : ''}`.trim();
+    case 'drill':
+      return `restore drill ${r.drillName ? `${r.drillName} ` : ''}(${item})`;
+    case 'verify':
+      return `verify of repository ${item}`;
+    case 'gc':
+      return `garbage collection of repository ${item}`;
+    default:
+      return `${r.kind} run`;
+  }
+}
+
+const seconds = (r: RunFacts) => (r.startedAt && r.finishedAt ? Math.round((r.finishedAt.getTime() - r.startedAt.getTime()) / 1000) : null);
+
+export function runMessage(r: RunFacts, consoleUrl: string | null): Message {
+  const verdict = r.status === 'warning' ? 'finished with warnings' : r.status;
+  const counts = r.vms.length > 1 ? ` (${r.vms.filter((v) => v.status === r.status).length} of ${r.vms.length} VMs)` : '';
+  const subject = `[Vaultline] ${what(r)} ${verdict}${counts}`;
+  const lines = [`${what(r)}: ${verdict}`, `started ${r.startedAt?.toISOString() ?? '—'} by ${r.trigger}, took ${seconds(r) ?? '?'} s`];
+  if (r.error) lines.push(`error: ${r.error}`);
+  for (const vm of r.vms) {
+    lines.push('', `${vm.vmName}: ${vm.status}${vm.error ? ` — ${vm.error}` : ''}`);
+    const notable = ((vm.log as { level: string; message: string }[] | null) ?? []).filter((l) => l.level === 'warn' || l.level === 'error').slice(-8);
+    for (const l of notable) lines.push(`  ${l.level}: ${l.message}`);
+  }
+  if (consoleUrl) lines.push('', `details: ${consoleUrl}/runs/${r.id}`);
+  return {
+    event: 'run.finished',
+    subject,
+    text: lines.join('\n'),
+    data: {
+      run: {
+        id: r.id,
+        kind: r.kind,
+        status: r.status,
+        trigger: r.trigger,
+        job: r.jobName,
+        drill: r.drillName,
+        startedAt: r.startedAt?.toISOString() ?? null,
+        finishedAt: r.finishedAt?.toISOString() ?? null,
+        error: r.error,
+        vms: r.vms.map((v) => ({ name: v.vmName, status: v.status, error: v.error })),
+      },
+      ...(consoleUrl ? { url: `${consoleUrl}/runs/${r.id}` } : {}),
+    },
+  };
+}
+
+const LEFTOVER: Record<string, (t: Record<string, unknown>) => string> = {
+  snapshot: (t) => `snapshot ${String(t.snapshot ?? '(not yet known)')} on VM ${String(t.vmMoref ?? '?')}`,
+  disk_attach: (t) => `disk ${String(t.fileName ?? '?')} attached to the Transporter's VM ${String(t.proxyVm ?? '?')}`,
+  lun_mount: (t) => `LUN ${String(t.naa ?? '?')} mounted on the Transporter (${String(t.device ?? '?')})`,
+  restore_vm: (t) => `half-restored VM ${String(t.name ?? '?')}`,
+};
+
+export function cleanupMessage(c: CleanupFacts): Message {
+  const thing = (LEFTOVER[c.kind] ?? (() => `${c.kind} ${JSON.stringify(c.target)}`))(c.target);
+  return {
+    event: 'cleanup.stuck',
+    subject: `[Vaultline] cleanup needs attention: ${thing}`,
+    text: [
+      `Vaultline could not remove a ${thing} after ${c.attempts} attempts (since ${c.createdAt.toISOString()}, Transporter ${c.transporterId}).`,
+      `last error: ${c.lastError ?? 'none recorded'}`,
+      '',
+      'The orphan sweep keeps retrying. If this does not clear, remove it in vCenter (for a snapshot: Snapshots → Delete, then Consolidate).',
+    ].join('\n'),
+    data: { cleanup: { id: c.id, kind: c.kind, target: c.target, attempts: c.attempts, lastError: c.lastError, since: c.createdAt.toISOString(), transporterId: c.transporterId } },
+  };
+}
+
+export function testMessage(targetName: string): Message {
+  return { event: 'test', subject: '[Vaultline] test notification', text: `This is a test notification to ${targetName}. If you can read it, Vaultline can reach you here.`, data: { target: targetName } };
+}
