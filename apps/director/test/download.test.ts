@@ -130,6 +130,8 @@ describe('downloading a restore point as an OVA over HTTP (GNU tar, Python XML a
   let url: string;
   let pointId: string;
   let bare: string;
+  let partial: string;
+  let small: string;
   const disk1 = mixedImage(80 * MiB, 4 * MiB, 66 * MiB); // more than one 64 MiB chunk once compressed
   const disk2 = mixedImage(9 * MiB + 4096, 5 * MiB, 2 * MiB);
   const hardware: HardwareDescription = {
@@ -153,6 +155,9 @@ describe('downloading a restore point as an OVA over HTTP (GNU tar, Python XML a
     ],
     nics: [{ key: 4000, type: 'VirtualVmxnet3', label: 'Network adapter 1', macAddress: '00:50:56:aa:bb:cc', network: 'network-7', networkName: 'Prod LAN' }],
   };
+  // The two-pass layout reads everything twice: a smaller VM of the same shape keeps that test quick.
+  const disk3 = mixedImage(6 * MiB, MiB, MiB);
+  const smallHardware: HardwareDescription = { ...hardware, name: 'app02', disks: [{ ...hardware.disks[0]!, capacityBytes: disk3.length }, hardware.disks[1]!] };
   const images = new Map([
     [2000, disk1],
     [16001, disk2],
@@ -169,6 +174,12 @@ describe('downloading a restore point as an OVA over HTTP (GNU tar, Python XML a
       { key: '16001', image: disk2, controller: 'sata' },
     ]);
     bare = await createRestorePoint(d, dir, { name: 'old01', uuid: 'vm-uuid-bare' }, [{ key: '2000', image: disk2, controller: 'lsilogic' }]);
+    small = await createRestorePoint(d, dir, { name: 'app02', uuid: 'vm-uuid-small', hardware: smallHardware }, [
+      { key: '2000', image: disk3, controller: 'pvscsi' },
+      { key: '16001', image: disk2, controller: 'sata' },
+    ]);
+    // The hardware lists two disks; the restore point holds data for one of them.
+    partial = await createRestorePoint(d, dir, { name: 'part01', uuid: 'vm-uuid-part', hardware: { ...hardware, name: 'part01' } }, [{ key: '16001', image: disk2, controller: 'sata' }]);
   }, 300_000);
   afterAll(async () => {
     await d?.close();
@@ -240,31 +251,35 @@ describe('downloading a restore point as an OVA over HTTP (GNU tar, Python XML a
 
     const audit = await d.db.auditEvent.findMany({ where: { action: 'restore-point.download' } });
     expect(audit.map((a) => a.subject)).toContainEqual(expect.stringMatching(/^app01 .+ OVA$/));
-  });
+  }, 180_000); // ~70 MiB of incompressible data to deflate: a few seconds alone, much longer on a shared, loaded machine
 
   it('whole: descriptor, manifest, then one VMDK per disk with its size in References', async () => {
-    const file = path.join(dir, 'app01-whole.ova');
-    const res = await download(`/api/restore-points/${pointId}/ova?layout=whole`, file);
+    const file = path.join(dir, 'app02-whole.ova');
+    const res = await download(`/api/restore-points/${small}/ova?layout=whole`, file);
     expect(res.status).toBe(200);
     const listing = systemTarList(file);
-    expect(listing.map((e) => e.name)).toEqual(['app01.ovf', 'app01.mf', 'app01-disk1.vmdk', 'app01-disk2.vmdk']);
+    expect(listing).toEqual(readTar(await readFile(file)).map((e) => ({ name: e.name, size: e.size })));
+    expect(listing.map((e) => e.name)).toEqual(['app02.ovf', 'app02.mf', 'app02-disk1.vmdk', 'app02-disk2.vmdk']);
     const out = path.join(dir, 'whole');
     await mkdir(out);
     untar(file, out);
-    const s = summariseOvf(await readFile(path.join(out, 'app01.ovf')));
-    expect(hardwareFromOvf(s)).toEqual(comparableHardware(hardware));
+    const s = summariseOvf(await readFile(path.join(out, 'app02.ovf')));
+    expect(hardwareFromOvf(s)).toEqual(comparableHardware(smallHardware));
     expect(s.references.map((r) => [r.href, r.size])).toEqual(listing.slice(2).map((e) => [e.name, String(e.size)]));
-    await expectDiskBack(path.join(out, 'app01-disk1.vmdk'), disk1);
-    await expectDiskBack(path.join(out, 'app01-disk2.vmdk'), disk2);
-    const mf = readManifest(await readFile(path.join(out, 'app01.mf'), 'ascii'));
+    await expectDiskBack(path.join(out, 'app02-disk1.vmdk'), disk3);
+    await expectDiskBack(path.join(out, 'app02-disk2.vmdk'), disk2);
+    const mf = readManifest(await readFile(path.join(out, 'app02.mf'), 'ascii'));
+    expect([...mf.keys()]).toEqual(['app02.ovf', 'app02-disk1.vmdk', 'app02-disk2.vmdk']);
     for (const [name, digest] of mf) expect(sha(await readFile(path.join(out, name)))).toBe(digest);
   });
 
-  it('a restore point without a hardware description is refused with 409 and a way out', async () => {
+  it('a restore point without a hardware description, or without data for one of its disks, is refused with 409 before any byte', async () => {
     const res = await download(`/api/restore-points/${bare}/ova`, path.join(dir, 'never.ova'));
     expect(res.status).toBe(409);
-    const body = (await res.json()) as { message: string };
-    expect(body.message).toMatch(/of old01 holds no hardware description, so it cannot be packaged as a VM; download its disks one by one/);
+    expect(((await res.json()) as { message: string }).message).toMatch(/of old01 holds no hardware description, so it cannot be packaged as a VM; download its disks one by one/);
+    const part = await download(`/api/restore-points/${partial}/ova`, path.join(dir, 'never.ova'));
+    expect(part.status).toBe(409);
+    expect(((await part.json()) as { message: string }).message).toMatch(/of part01 cannot be packaged as an OVA: Hard disk 1 \(key 2000\) has no data in the restore point/);
   });
 
   it('unknown id 404, malformed id or layout 400, signed out 401, viewer 403', async () => {

@@ -7,8 +7,10 @@
 export * from './errors.ts';
 export type { ByteRange, DiskImageReader } from './types.ts';
 export {
+  ADAPTER_TYPES,
   EXTENT_TYPES,
   NO_PARENT_CID,
+  adapterTypeFor,
   ddbAdapterType,
   ddbUuid,
   descriptorSectors,

@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { OvfError, createOva, openVmdk, ovfDescriptor, parseOvfHardware, tarEnd, tarHeader, tarPadding, writeOva } from '../src/index.ts';
+import { OvfError, adapterTypeFor, createOva, openVmdk, ovfDescriptor, parseOvfHardware, tarEnd, tarHeader, tarPadding, writeOva } from '../src/index.ts';
 import type { OvaDisk, OvaOptions, OvfHardware } from '../src/index.ts';
 import { SyntheticDisk, prng, qemuImg, qemuTmpDir, qemuToRaw, sha256, testdata } from './helpers.ts';
 import { comparableHardware, hardwareFromOvf, readManifest, readTar, summariseOvf, systemTarList } from './ova-check.ts';
@@ -127,6 +127,11 @@ describe('OVF descriptor', () => {
     const rasdKeys = (xml.match(/<Item>[\s\S]*?<\/Item>/g) ?? []).map((it) => [...it.matchAll(/<rasd:(\w+)>/g)].map((m) => m[1]!));
     for (const keys of rasdKeys) expect(keys).toEqual([...keys].sort());
     expect(xml).not.toMatch(/macAddress|rasd:Address>[0-9a-f]{2}:/i);
+  });
+
+  it('maps a recorded controller kind to the VMDK adapter type, lsilogic when it is unknown', () => {
+    expect(['pvscsi', 'lsisas', 'sata', 'nvme', 'ide', 'buslogic'].map(adapterTypeFor)).toEqual(['pvscsi', 'lsisas', 'sata', 'nvme', 'ide', 'buslogic']);
+    expect([undefined, 'other', 'floppy'].map(adapterTypeFor)).toEqual(['lsilogic', 'lsilogic', 'lsilogic']);
   });
 
   it('needs vmx-13 for NVMe and leaves firmware out when it is not bios or efi', () => {

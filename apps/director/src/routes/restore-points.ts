@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { DiskReader, type Repository } from '@vaultline/repository';
-import { createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type AdapterType, type OvaDisk } from '@vaultline/vmdk';
+import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -27,8 +27,6 @@ async function* rawImage(reader: DiskReader, capacity: number, close: () => Prom
   }
 }
 
-const ADAPTERS = new Set<string>(['ide', 'sata', 'buslogic', 'lsilogic', 'lsisas', 'pvscsi', 'nvme']);
-const adapterFor = (controller: string | undefined): AdapterType => (controller && ADAPTERS.has(controller) ? (controller as AdapterType) : 'lsilogic');
 const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 
 export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
@@ -94,7 +92,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         reply.header('content-disposition', `attachment; filename="${base}.img"`);
         return reply.send(Readable.from(rawImage(reader, disk.capacity, close)));
       }
-      const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType: adapterFor(disk.controller) });
+      const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType: adapterTypeFor(disk.controller) });
       stream.once('close', () => void close());
       reply.header('content-type', 'application/x-vmdk');
       reply.header('content-disposition', `attachment; filename="${base}.vmdk"`);
