@@ -10,7 +10,8 @@
  *   SATA 20 / vmware.sata.ahci, NVMe 20 / vmware.nvme.controller, Ethernet 10
  *   with sub-type VmxNet3 | E1000 | E1000e | PCNet32 | VmxNet2 | VmxNet,
  *   disk 17 with HostResource ovf:/disk/<diskId>, Parent = controller InstanceID,
- *   AddressOnParent = unit; firmware as <vmw:Config vmw:key="firmware">.
+ *   AddressOnParent = unit; firmware as <vmw:Config vmw:key="firmware">; the oldest
+ *   vmx-NN family that runs the VM (see virtualSystemType).
  * rasd elements are written in the schema's (alphabetical) sequence order.
  *
  * Left out on purpose: MAC addresses (a copy deployed next to the source VM
@@ -207,9 +208,21 @@ function item(fields: Record<string, string | number | undefined>, extra: string
   return ['      <Item>', ...lines, ...extra.map((e) => `        ${e}`), '      </Item>'].join('\n');
 }
 
-/** `vmx-13` when the VM needs it (NVMe), else `vmx-10` (SATA, e1000e, EFI): the oldest family that runs it. */
+/**
+ * The oldest virtual hardware family that runs the VM, so the package deploys on
+ * as many hosts as possible: vmx-10 (ESXi 5.5: SATA, e1000e, EFI; 64 vCPUs,
+ * 1 TiB), vmx-11 beyond that (128 vCPUs, 4080 GiB), vmx-13 for NVMe, vmx-14
+ * above 4080 GiB (6128 GiB). Larger VMs still get vmx-14; the deployer then
+ * has to raise it (the restore point does not record the VM's own version).
+ */
 export function virtualSystemType(hw: OvfHardware): string {
-  return hw.controllers.some((c) => c.kind === 'nvme') ? 'vmx-13' : 'vmx-10';
+  const cpus = hw.numCpu ?? OVF_DEFAULTS.numCpu;
+  const mem = hw.memoryMiB ?? OVF_DEFAULTS.memoryMiB;
+  let v = 10;
+  if (cpus > 64 || mem > 1024 * 1024) v = 11;
+  if (hw.controllers.some((c) => c.kind === 'nvme')) v = 13;
+  if (mem > 4080 * 1024) v = 14;
+  return `vmx-${v}`;
 }
 
 /**

@@ -5,7 +5,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { OvfError, adapterTypeFor, createOva, openVmdk, ovfDescriptor, parseOvfHardware, tarEnd, tarHeader, tarPadding, writeOva } from '../src/index.ts';
+import { OvfError, adapterTypeFor, createOva, openVmdk, ovfDescriptor, parseOvfHardware, tarEnd, tarHeader, tarPadding, virtualSystemType, writeOva } from '../src/index.ts';
 import type { OvaDisk, OvaOptions, OvfHardware } from '../src/index.ts';
 import { SyntheticDisk, prng, qemuImg, qemuTmpDir, qemuToRaw, sha256, testdata } from './helpers.ts';
 import { comparableHardware, hardwareFromOvf, readManifest, readTar, summariseOvf, systemTarList } from './ova-check.ts';
@@ -134,13 +134,20 @@ describe('OVF descriptor', () => {
     expect([undefined, 'other', 'floppy'].map(adapterTypeFor)).toEqual(['lsilogic', 'lsilogic', 'lsilogic']);
   });
 
-  it('needs vmx-13 for NVMe and leaves firmware out when it is not bios or efi', () => {
+  it('picks the oldest hardware family that runs the VM (vmx-13 for NVMe) and leaves firmware out when it is not bios or efi', () => {
     const hw: OvfHardware = { name: 'n', controllers: [{ key: 31000, kind: 'nvme', busNumber: 0 }], disks: [{ key: 32000, controllerKey: 31000, unitNumber: 0, capacityBytes: MiB }], nics: [] };
     const s = summariseOvf(ovfDescriptor(hw, [{ diskKey: 32000, href: 'n-disk1.vmdk', capacity: MiB, size: 1234 }]));
     expect(s.system.virtualSystemType).toBe('vmx-13');
     expect(s.config).toEqual([]);
     expect(s.references[0]!.size).toBe('1234');
     expect(hardwareFromOvf(s)).toEqual(comparableHardware(hw));
+    const noNvme = { ...hw, controllers: [{ key: 31000, kind: 'sata' as const, busNumber: 0 }] };
+    expect([virtualSystemType(noNvme), virtualSystemType({ ...noNvme, numCpu: 65 }), virtualSystemType({ ...noNvme, memoryMiB: 1024 * 1024 + 1 }), virtualSystemType({ ...hw, memoryMiB: 4080 * 1024 + 1 })]).toEqual([
+      'vmx-10',
+      'vmx-11',
+      'vmx-11',
+      'vmx-14',
+    ]);
   });
 
   it('reads a stored hardware description field by field and names what is wrong', () => {
