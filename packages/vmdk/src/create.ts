@@ -16,6 +16,8 @@ export interface DescriptorOptions {
   uuid?: string;
   /** 8 hex digits; random when absent. */
   cid?: string;
+  /** ddb.longContentID, 32 hex digits; random (ending with the CID) when absent. */
+  longContentId?: string;
   virtualHWVersion?: string | number;
   thinProvisioned?: boolean;
   changeTrackPath?: string;
@@ -26,13 +28,15 @@ export function buildDescriptor(createType: string, extents: DescriptorExtent[],
   const adapter = opts.adapterType ?? 'lsilogic';
   const cid = (opts.cid ?? randomBytes(4).toString('hex')).toLowerCase();
   if (!/^[0-9a-f]{8}$/.test(cid) || cid === NO_PARENT_CID) throw new VmdkRangeError(`CID must be 8 hex digits other than ffffffff: ${cid}`);
+  const longContentId = (opts.longContentId ?? randomBytes(12).toString('hex') + cid).toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(longContentId)) throw new VmdkRangeError(`longContentId must be 32 hex digits: ${longContentId}`);
   const geo = geometryFor(sectors, adapter);
   const ddb = new Map<string, string>([
     ['ddb.adapterType', ddbAdapterType(adapter)],
     ['ddb.geometry.cylinders', String(geo.cylinders)],
     ['ddb.geometry.heads', String(geo.heads)],
     ['ddb.geometry.sectors', String(geo.sectors)],
-    ['ddb.longContentID', randomBytes(12).toString('hex') + cid],
+    ['ddb.longContentID', longContentId],
   ]);
   if (opts.thinProvisioned !== undefined) ddb.set('ddb.thinProvisioned', opts.thinProvisioned ? '1' : '0');
   ddb.set('ddb.uuid', ddbUuid(opts.uuid ?? randomUUID()));

@@ -215,6 +215,13 @@ export function descriptorSectors(d: VmdkDescriptor): number {
 /** Adapter kinds we accept; the descriptor only distinguishes IDE from the SCSI flavours. */
 export type AdapterType = 'ide' | 'sata' | 'buslogic' | 'lsilogic' | 'lsisas' | 'pvscsi' | 'nvme' | 'legacyESX';
 
+export const ADAPTER_TYPES: readonly AdapterType[] = ['ide', 'sata', 'buslogic', 'lsilogic', 'lsisas', 'pvscsi', 'nvme', 'legacyESX'];
+
+/** A controller kind (e.g. a restore point's disk `controller`) as an adapter type, `lsilogic` when unknown. */
+export function adapterTypeFor(controller: string | undefined): AdapterType {
+  return ADAPTER_TYPES.find((a) => a === controller) ?? 'lsilogic';
+}
+
 /** The value VMware writes to `ddb.adapterType` for a controller kind. */
 export function ddbAdapterType(a: AdapterType): 'ide' | 'buslogic' | 'lsilogic' | 'legacyESX' {
   switch (a) {

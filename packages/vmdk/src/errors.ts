@@ -80,3 +80,12 @@ export class VmdkRangeError extends VmdkError {
     super('RANGE', message);
   }
 }
+
+/**
+ * A VM description that cannot be written as OVF (missing or malformed hardware
+ * fields, a disk on a controller OVF cannot describe, a disk without data).
+ * About the input, not about an image file, so not a VmdkError.
+ */
+export class OvfError extends Error {
+  override readonly name = 'OvfError';
+}

@@ -1,13 +1,16 @@
 /**
  * @vaultline/vmdk — VMDK descriptors, readers for every base-disk layout we meet
  * (monolithicFlat, vmfs, monolithicSparse, twoGbMaxExtentSparse, streamOptimized,
- * raw) behind one `DiskImageReader`, and a streaming streamOptimized writer.
+ * raw) behind one `DiskImageReader`, a streaming streamOptimized writer, and
+ * OVF descriptors / OVA packages of a whole VM built on it.
  */
 export * from './errors.ts';
 export type { ByteRange, DiskImageReader } from './types.ts';
 export {
+  ADAPTER_TYPES,
   EXTENT_TYPES,
   NO_PARENT_CID,
+  adapterTypeFor,
   ddbAdapterType,
   ddbUuid,
   descriptorSectors,
@@ -26,3 +29,9 @@ export { rawChunks, streamOptimizedChunks, writeRaw, writeStreamOptimized } from
 export type { DiskSource, StreamOptimizedOptions } from './writer.ts';
 export { GD_AT_END, parseSparseHeader } from './sparse-header.ts';
 export type { SparseHeader } from './sparse-header.ts';
+export { OVF_DEFAULTS, STREAM_OPTIMIZED_FORMAT, diskControllers, ovfDescriptor, parseOvfHardware, virtualSystemType } from './ovf.ts';
+export type { OvfController, OvfControllerKind, OvfDisk, OvfDiskFile, OvfHardware, OvfNic } from './ovf.ts';
+export { DEFAULT_OVA_CHUNK_SIZE, createOva, ovaBaseName, writeOva } from './ova.ts';
+export type { Ova, OvaDisk, OvaLayout, OvaOptions } from './ova.ts';
+export { TAR_BLOCK, USTAR_MAX_SIZE, tarEnd, tarHeader, tarPadding } from './tar.ts';
+export type { TarEntry } from './tar.ts';

@@ -69,6 +69,8 @@ export interface StreamOptimizedOptions extends Omit<DescriptorOptions, 'thinPro
   fileName?: string;
   /** Grains read and compressed per batch (memory ~ 2 x batch x 64 KiB). Default 16. */
   batchGrains?: number;
+  /** Filled in while the stream is produced: data grains written so far (64 KiB each; all-zero grains are not written). */
+  stats?: { grains: number };
 }
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
@@ -212,6 +214,7 @@ export async function* streamOptimizedChunks(source: DiskSource, opts: StreamOpt
       c.copy(out, 12);
       gt.writeUInt32LE(checkSector(sector), (g % GTES) * 4);
       gtUsed = true;
+      if (opts.stats) opts.stats.grains++;
       yield out;
       sector += out.length / SECTOR;
     }

@@ -1,13 +1,16 @@
 /**
- * Restore points: listing, and downloading one disk of one as a raw image or a
- * streamOptimized VMDK (what `qemu-img`, ESXi imports and OVF tools read),
- * streamed straight from the repository without a temporary copy.
+ * Restore points: listing, downloading one disk of one as a raw image or a
+ * streamOptimized VMDK (what `qemu-img`, ESXi imports and OVF tools read), and
+ * the whole VM as an OVA (OVF descriptor from the recorded hardware + one
+ * streamOptimized VMDK per disk), all streamed straight from the repository
+ * without a temporary copy. Downloads need the operator role: they hand out
+ * every byte of the VM's disks, which a viewer may not take away.
  */
 import { Readable } from 'node:stream';
 import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { DiskReader, type Repository } from '@vaultline/repository';
-import { writeStreamOptimized } from '@vaultline/vmdk';
+import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -23,6 +26,8 @@ async function* rawImage(reader: DiskReader, capacity: number, close: () => Prom
     await close();
   }
 }
+
+const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 
 export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
   const { db } = deps;
@@ -79,7 +84,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         await r.close().catch(() => undefined);
       };
       await deps.audit.record({ actor: request.user!.username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} disk ${key}`, detail: { format }, ip: request.ip });
-      const base = `${point.vmName.replace(/[^A-Za-z0-9._-]/g, '_')}-${point.repoPointId}-disk${key}`;
+      const base = `${fileBase(point.vmName)}-${point.repoPointId}-disk${key}`;
       repo = null; // the stream closes it
       if (format === 'raw') {
         reply.header('content-type', 'application/octet-stream');
@@ -87,8 +92,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         reply.header('content-disposition', `attachment; filename="${base}.img"`);
         return reply.send(Readable.from(rawImage(reader, disk.capacity, close)));
       }
-      const adapterType = disk.controller === 'ide' ? 'ide' : disk.controller === 'lsisas' ? 'lsilogic' : disk.controller === 'buslogic' ? 'buslogic' : 'lsilogic';
-      const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType });
+      const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType: adapterTypeFor(disk.controller) });
       stream.once('close', () => void close());
       reply.header('content-type', 'application/x-vmdk');
       reply.header('content-disposition', `attachment; filename="${base}.vmdk"`);
@@ -97,6 +101,54 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
       await repo?.close().catch(() => undefined);
       if (err instanceof AppError) throw err;
       throw new AppError('bad_request', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
+    }
+  });
+
+  // ?layout=chunked (default): one pass, each VMDK as OVF chunk files, manifest last.
+  // ?layout=whole: one file per VMDK for importers that do not read chunks; reads and compresses every disk twice
+  // and sends the first byte only after the first pass (see packages/vmdk/src/ova.ts).
+  app.get('/api/restore-points/:id/ova', { config: { minRole: 'operator' } }, async (request, reply) => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const { layout } = parse(z.object({ layout: z.enum(['chunked', 'whole']).default('chunked') }), request.query);
+    const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
+    if (!point) throw new AppError('not_found', 'no such restore point');
+    const what = `restore point ${point.repoPointId} of ${point.vmName}`;
+    let repo: Repository | null = null;
+    try {
+      repo = await openRepository(point.repository, deps.secretKey);
+      const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
+      const manifest = await repo.readManifest(ref);
+      const recorded = (manifest.vm ?? {}) as { hardware?: unknown };
+      if (recorded.hardware === undefined || recorded.hardware === null) {
+        throw new AppError('conflict', `${what} holds no hardware description, so it cannot be packaged as a VM; download its disks one by one (GET /api/restore-points/${id}/disks/<key>/download)`);
+      }
+      const hardware = parseOvfHardware(recorded.hardware);
+      const disks: OvaDisk[] = [];
+      for (const d of manifest.disks) {
+        const key = Number(d.key);
+        if (!Number.isSafeInteger(key)) throw new OvfError(`disk ${d.key} is not named by a hardware device key`);
+        const reader = await DiskReader.open(repo, ref, d.key);
+        disks.push({ key, capacity: d.capacity, read: (o, l) => reader.read(o, l) });
+      }
+      const ova = createOva(hardware, disks, {
+        layout,
+        baseName: point.vmName,
+        mtime: point.createdAt,
+        annotation: `${point.vmName} as backed up by Vaultline at ${point.createdAt.toISOString()} (restore point ${point.repoPointId})`,
+      });
+      await deps.audit.record({ actor: request.user!.username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} OVA`, detail: { format: 'ova', layout }, ip: request.ip });
+      const r = repo;
+      repo = null; // the stream closes it
+      const stream = writeOva(ova);
+      stream.once('close', () => void r.close().catch(() => undefined));
+      reply.header('content-type', 'application/x-tar');
+      reply.header('content-disposition', `attachment; filename="${fileBase(point.vmName)}-${point.repoPointId}.ova"`);
+      return reply.send(stream);
+    } catch (err) {
+      await repo?.close().catch(() => undefined);
+      if (err instanceof AppError) throw err;
+      if (err instanceof OvfError) throw new AppError('conflict', `${what} cannot be packaged as an OVA: ${err.message}`);
+      throw new AppError('bad_request', `${what} cannot be read: ${(err as Error).message}`);
     }
   });
 }
