@@ -14,6 +14,7 @@ const owners = {
   'socket.io': 'apps/director',
   undici: 'packages/vsphere',
   saxes: 'packages/vsphere',
+  'node-ssh': 'packages/remote',
 };
 
 const restrictFor = (except) =>
