@@ -24,6 +24,7 @@ import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
+import { transporterDeployRoutes, type RemoteTransporterConfig } from './routes/transporter-deploy.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -42,6 +43,8 @@ export interface AppDeps {
   webDist?: string;
   secureCookies?: boolean;
   onFirstPasswordChanged?: () => Promise<void>;
+  /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
+  remote?: RemoteTransporterConfig;
 }
 
 export interface App {
@@ -92,6 +95,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
+  await fastify.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

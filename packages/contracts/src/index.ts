@@ -7,3 +7,4 @@ export * from './repositories.ts';
 export * from './jobs.ts';
 export * from './drills.ts';
 export * from './maintenance.ts';
+export * from './remote.ts';

@@ -6,5 +6,5 @@ export { parseHostFacts, judgePlatform, judgeInstallFolder, defaultInstallDir, S
 export type { HostFacts, InstallFolderFacts } from './preflight.ts';
 export { renderEnvFile, unitName } from './install.ts';
 export type { DeployResult, InstalledState, RemoteProcessState, RemoveResult, Supervisor } from './install.ts';
-export { checkHost, deployTransporter, remoteStatus, restartTransporter, removeTransporter } from './manager.ts';
+export { checkHost, deployTransporter, remoteStatus, restartTransporter, removeTransporter, remoteLogTail } from './manager.ts';
 export type { HostCheck, RemoteHostSpec } from './manager.ts';

@@ -323,3 +323,12 @@ if [ -d "$B" ]; then ls -A "$B" | head -n 20 | sed 's/^/left=/'; fi`,
   if (owner) throw new RemoteProblem('permission', `${base} on ${session.target.host} holds Transporter ${owner}, not ${transporterId}; nothing was removed`);
   return { leftOver: [...out.matchAll(/^left=(.*)$/gm)].map((m) => m[1]!), folderRemoved: /^gone=1$/m.test(out) };
 }
+
+/** The last lines the Transporter wrote (its log file, or the systemd journal), for a failed start. */
+export async function logTail(session: RemoteSession, base: string, transporterId: string, lines = 15): Promise<string> {
+  const unit = unitName(transporterId);
+  const r = await session.sh(`B=${shq(base)}
+if [ "$(sed -n 's/^supervisor=//p' "$B/installed" 2>/dev/null)" = systemd ]; then journalctl -u ${shq(unit)} -n ${lines} --no-pager -o cat 2>&1
+else tail -n ${lines} "$B/transporter.log" 2>&1; fi`);
+  return r.stdout.trim();
+}

@@ -3,7 +3,7 @@
  * SSH session (opened with the pinned host key, always closed again).
  */
 import type { TransporterBundle } from './bundle.ts';
-import { deployBundle, remoteState, removeFiles, restartRemote, type DeployResult, type RemoteProcessState, type RemoveResult } from './install.ts';
+import { deployBundle, logTail, remoteState, removeFiles, restartRemote, type DeployResult, type RemoteProcessState, type RemoveResult } from './install.ts';
 import { defaultInstallDir, hostFacts, installFolderFacts, judgeInstallFolder, judgePlatform, SPACE_MARGIN_BYTES, type HostFacts, type InstallFolderFacts } from './preflight.ts';
 import { RemoteSession, type RemoteTarget } from './ssh.ts';
 
@@ -66,4 +66,8 @@ export function restartTransporter(spec: RemoteTarget, installDir: string, trans
 
 export function removeTransporter(spec: RemoteTarget, installDir: string, transporterId: string): Promise<RemoveResult> {
   return withSession(spec, (s) => removeFiles(s, installDir, transporterId));
+}
+
+export function remoteLogTail(spec: RemoteTarget, installDir: string, transporterId: string): Promise<string> {
+  return withSession(spec, (s) => logTail(s, installDir, transporterId));
 }
