@@ -131,6 +131,15 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(existsSync(installDir())).toBe(false);
   });
 
+  it('hands remote Transporters the database and Redis addresses set for them (default: the Director\'s own)', async () => {
+    const before = (await api('GET', '/api/settings/transporter-endpoints')).json();
+    expect(before).toMatchObject({ databaseAddress: null, redisAddress: null, redisUrl: `${REDIS_URL.replace(/\/$/, '')}` });
+    const put = await api('PUT', '/api/settings/transporter-endpoints', { redisAddress: 'localhost' });
+    expect(put.statusCode, put.body).toBe(200);
+    expect((await api('GET', '/api/settings/transporter-endpoints')).json()).toMatchObject({ redisAddress: 'localhost', redisUrl: 'redis://localhost:6379' });
+    expect((await api('PUT', '/api/settings/transporter-endpoints', { databaseAddress: 'db host' })).statusCode).toBe(400);
+  });
+
   it('deploys the bundle; the Transporter, started over SSH as that user from the installed folder, registers and is listed online', async () => {
     const res = await api('POST', `/api/transporters/remote/${id}/deploy`);
     expect(res.statusCode, res.body).toBe(200);
@@ -155,6 +164,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     const env = readFileSync(envFile, 'utf8');
     expect(env).toContain(`VAULTLINE_TRANSPORTER_ID="${id}"`);
     expect(env).toContain(`VAULTLINE_SECRET_KEY="${Buffer.alloc(32, 3).toString('hex')}"`);
+    expect(env).toContain('REDIS_URL="redis://localhost:6379"');
     // Secrets never reach the Director's log.
     const logs = d.logs.join('\n');
     expect(logs).not.toContain(Buffer.alloc(32, 3).toString('hex'));
@@ -202,6 +212,14 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(alive(firstPid)).toBe(false);
     firstPid = out.pid;
   }, 180_000);
+
+  it('keeps it running without systemd: the supervisor starts a killed Transporter again', async () => {
+    process.kill(firstPid, 'SIGKILL');
+    const back = await until('a new process online', async () => (await d.registry.list()).find((t) => t.id === id && t.online && t.pid !== firstPid), 60_000);
+    expect(uidOf(back.pid)).toBe(ssh.uid);
+    firstPid = back.pid;
+    expect((await api('GET', `/api/transporters/remote/${id}`)).json().process).toMatchObject({ running: true, pid: back.pid });
+  }, 90_000);
 
   it('upgrades when the appliance version changed, keeping the id, and does nothing when it did not', async () => {
     const same = await api('POST', `/api/transporters/remote/${id}/upgrade`);
