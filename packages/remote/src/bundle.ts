@@ -123,6 +123,8 @@ async function walk(dir: string, isWorkspace: boolean, out: string[]): Promise<v
     if (entry.isDirectory()) {
       if (entry.name === 'node_modules') continue;
       if (isWorkspace && SKIP_DIRS.has(entry.name)) continue;
+      // node-gyp's intermediate objects: the addon that loads is build/Release/*.node.
+      if (!isWorkspace && (entry.name === 'obj.target' || entry.name === '.deps') && path.basename(dir) === 'Release') continue;
       out.push(full);
       await walk(full, isWorkspace, out);
     } else if (entry.isFile() || entry.isSymbolicLink()) {
