@@ -203,6 +203,28 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(await d.db.restorePoint.count({ where: { vmName: 'remote-vm' } })).toBe(1);
   }, 300_000);
 
+  /** Calls `fn` while the remote Transporter's backup item is marked running, as during a backup. */
+  const whileBusy = async (fn: () => Promise<void>) => {
+    const item = await d.db.runVm.findFirstOrThrow({ where: { transporterId: id } });
+    await d.db.runVm.update({ where: { id: item.id }, data: { status: 'running' } });
+    try {
+      await fn();
+    } finally {
+      await d.db.runVm.update({ where: { id: item.id }, data: { status: item.status } });
+    }
+  };
+  const refusedBusy = (res: { statusCode: number; json(): { message: string } }) => {
+    expect(res.statusCode).toBe(409);
+    expect(res.json().message).toMatch(/^remote one is running 1 VM job\(s\) now; .* would cancel them/);
+  };
+
+  it('does not restart or remove it while it runs a VM job (that would cancel the job)', async () => {
+    await whileBusy(async () => {
+      refusedBusy(await api('POST', `/api/transporters/remote/${id}/restart`));
+      refusedBusy(await api('DELETE', `/api/transporters/remote/${id}`));
+    });
+  });
+
   it('restarts it: a new process of the installed bundle comes online under the same id', async () => {
     const res = await api('POST', `/api/transporters/remote/${id}/restart`);
     expect(res.statusCode, res.body).toBe(200);
@@ -227,6 +249,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     remote.config!.version = '0.1.1';
     remote.config!.bundle = () => transporterBundle({ rootDir: ROOT, version: '0.1.1', cacheDir: bundleCache('0.1.1') });
     expect((await api('GET', `/api/transporters/remote/${id}`)).json().upgradeAvailable).toBe(true);
+    await whileBusy(async () => refusedBusy(await api('POST', `/api/transporters/remote/${id}/upgrade`)));
     const res = await api('POST', `/api/transporters/remote/${id}/upgrade`);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ changed: true, online: true, version: '0.1.1', transporter: { id, deployedVersion: '0.1.1' } });

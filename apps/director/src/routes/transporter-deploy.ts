@@ -175,6 +175,15 @@ export async function transporterDeployRoutes(
     }
   };
 
+  /**
+   * Stopping a Transporter cancels the VMs it is backing up or restoring (cleanly, but the run fails):
+   * restart, upgrade and remove wait until it is idle, unless a removal is forced.
+   */
+  const refuseWhileBusy = async (row: Row, what: string) => {
+    const running = await db.runVm.count({ where: { transporterId: row.id, status: 'running' } });
+    if (running > 0) throw new AppError('conflict', `${row.name} is running ${running} VM job(s) now; ${what} would cancel them. Wait until they finish or cancel the run first`);
+  };
+
   /** Waits for a heartbeat of the process with this pid (the remote's own clock does not matter). */
   const waitOnline = async (id: string, pid: number | null): Promise<boolean> => {
     const deadline = Date.now() + (config().onlineTimeoutMs ?? 60_000);
@@ -343,6 +352,7 @@ export async function transporterDeployRoutes(
           message: `${row.name} already runs this appliance's Transporter (version ${bundle.version}); nothing to do`,
         };
       }
+      await refuseWhileBusy(row, 'upgrading it');
       return deploy(row, 'upgrade', request.user!.username, request.ip);
     });
   });
@@ -352,6 +362,7 @@ export async function transporterDeployRoutes(
     return exclusive(id, async () => {
       const row = await remoteRow(id);
       if (!row.installDir || !row.deployedVersion) throw new AppError('conflict', `${row.name} is not deployed yet; deploy it first`);
+      await refuseWhileBusy(row, 'restarting it');
       const state = await restartTransporter(specOf(row), row.installDir, row.id).catch(asAppError);
       const online = await waitOnline(row.id, state.pid);
       await audit.record({ actor: request.user!.username, action: 'transporter.remote.restart', subject: row.name, detail: { id: row.id, pid: state.pid, online }, ip: request.ip });
@@ -384,6 +395,7 @@ export async function transporterDeployRoutes(
     const { force } = parse(RemoteRemoveQuerySchema, request.query);
     return exclusive(id, async () => {
       const row = await remoteRow(id);
+      if (!force) await refuseWhileBusy(row, 'removing it');
       let cleaned = true;
       let message = `${row.name} removed: process stopped, ${row.installDir ?? 'its install folder'} and the env file deleted on ${row.sshHost}`;
       if (row.installDir) {
