@@ -123,7 +123,8 @@ export class RemoteSession {
       username: target.username,
       readyTimeout: target.readyTimeoutMs ?? 15_000,
       keepaliveInterval: 10_000,
-      tryKeyboard: false,
+      // Hosts that take passwords only through keyboard-interactive (PAM) get it answered with the password.
+      tryKeyboard: 'password' in target.credential,
       hostVerifier: (key: Buffer) => {
         presented = fingerprintOf(key);
         return presented === target.hostKeySha256;
