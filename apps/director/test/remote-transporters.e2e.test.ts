@@ -266,6 +266,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(res.json()).toMatchObject({ ok: true, cleaned: true });
     expect(alive(firstPid)).toBe(false);
     expect(existsSync(installDir())).toBe(false);
+    expect(readdirSync(ssh.home)).toEqual(['.ssh']);
     // Nothing of the user is left in the shared temp folder either (TMPDIR pointed into the install folder).
     expect(readdirSync(os.tmpdir()).filter((f) => statSync(path.join(os.tmpdir(), f), { throwIfNoEntry: false })?.uid === ssh.uid && !f.startsWith('vl-remote-test-'))).toEqual([]);
     expect(await d.db.transporter.findUnique({ where: { id } })).toBeNull();
