@@ -15,6 +15,7 @@ const owners = {
   nodemailer: 'apps/director',
   undici: 'packages/vsphere',
   saxes: 'packages/vsphere',
+  'node-ssh': 'packages/remote',
 };
 
 const restrictFor = (except) =>

@@ -25,6 +25,7 @@ import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
 import { notificationRoutes } from './routes/notifications.ts';
+import { transporterDeployRoutes, type RemoteTransporterConfig } from './routes/transporter-deploy.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -43,6 +44,8 @@ export interface AppDeps {
   webDist?: string;
   secureCookies?: boolean;
   onFirstPasswordChanged?: () => Promise<void>;
+  /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
+  remote?: RemoteTransporterConfig;
 }
 
 export interface App {
@@ -94,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+  await fastify.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

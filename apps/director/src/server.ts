@@ -10,6 +10,7 @@ import { connectRedis, EventBus, TransporterRegistry, WorkQueue } from '@vaultli
 import { buildApp } from './app.ts';
 import { attachRealtime } from './realtime/socket.ts';
 import { loadSecretKey } from '@vaultline/appliance';
+import { transporterBundle } from '@vaultline/remote';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
@@ -57,6 +58,16 @@ async function main(): Promise<void> {
     dataDir,
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
+    remote: {
+      version: VERSION,
+      // Built on first use from this appliance's own files and kept per content digest in the data dir.
+      bundle: () => transporterBundle({ rootDir: path.resolve(import.meta.dirname, '../../..'), version: VERSION, cacheDir: path.join(dataDir, 'bundles') }),
+      databaseUrl: env.DATABASE_URL,
+      redisUrl: env.REDIS_URL,
+      namespace: env.VAULTLINE_REDIS_NAMESPACE,
+      heartbeatMs: env.VAULTLINE_HEARTBEAT_MS,
+      logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,
+    },
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events });
   const scheduler = startScheduler({ db, queue, log });

@@ -7,7 +7,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import wasm from '@prisma/prisma-schema-wasm';
 
 interface DmmfField {
   name: string;
@@ -89,6 +88,9 @@ function columnType(field: DmmfField, enumNames: Map<string, string>): string {
 /** The shape schema.prisma asks for. */
 export async function expectedShape(schemaPath: string): Promise<SchemaShape> {
   const prismaSchema = await readFile(schemaPath, 'utf8');
+  // Loaded here, not at the top: it is a development dependency, and @vaultline/db's runtime users
+  // (a Transporter bundle deployed to another host) do not have it.
+  const { default: wasm } = await import('@prisma/prisma-schema-wasm');
   const dmmf = JSON.parse(wasm.get_dmmf(JSON.stringify({ prismaSchema }))) as Dmmf;
   const shape: SchemaShape = { enums: {}, tables: {}, indexes: {}, foreignKeys: {} };
   const enumNames = new Map(dmmf.datamodel.enums.map((e) => [e.name, e.dbName ?? e.name]));

@@ -1,0 +1,10 @@
+export { transporterBundle, glibcNeeded, compareVersions, MACHINE_OF_ARCH } from './bundle.ts';
+export type { BundleOptions, TransporterBundle } from './bundle.ts';
+export { probeHostKey, fingerprintOf, RemoteProblem, RemoteSession, shq } from './ssh.ts';
+export type { RemoteCredential, RemoteEndpoint, RemoteTarget, RemoteProblemKind } from './ssh.ts';
+export { parseHostFacts, judgePlatform, judgeInstallFolder, defaultInstallDir, SPACE_MARGIN_BYTES } from './preflight.ts';
+export type { HostFacts, InstallFolderFacts } from './preflight.ts';
+export { renderEnvFile, unitName } from './install.ts';
+export type { DeployResult, InstalledState, RemoteProcessState, RemoveResult, Supervisor } from './install.ts';
+export { checkHost, deployTransporter, remoteStatus, restartTransporter, removeTransporter, remoteLogTail } from './manager.ts';
+export type { HostCheck, RemoteHostSpec } from './manager.ts';
