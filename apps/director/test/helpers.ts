@@ -108,3 +108,15 @@ export function signedInDirector(): { readonly d: TestDirector; readonly cookie:
     },
   };
 }
+
+/** Creates a user with `role` (as the admin behind `adminCookie`), signs them in and changes the first password; returns their cookie. */
+export async function signInAs(d: TestDirector, adminCookie: string, username: string, role: 'viewer' | 'operator' | 'admin'): Promise<string> {
+  const first = `${username}-first-password`;
+  const created = await d.app.fastify.inject({ method: 'POST', url: '/api/users', headers: { cookie: adminCookie }, payload: { username, password: first, role } });
+  if (created.statusCode !== 201) throw new Error(`creating ${username} failed: ${created.body}`);
+  const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password: first } });
+  const cookie = sessionCookie(login);
+  const change = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie }, payload: { currentPassword: first, newPassword: `${username}-chosen-password` } });
+  if (change.statusCode !== 200) throw new Error(`password change of ${username} failed: ${change.body}`);
+  return cookie;
+}

@@ -5,3 +5,7 @@ export * from './errors.ts';
 export * from './vcenters.ts';
 export * from './repositories.ts';
 export * from './jobs.ts';
+export * from './job-api.ts';
+export * from './repository-api.ts';
+export * from './transporter-api.ts';
+export * from './user-api.ts';
