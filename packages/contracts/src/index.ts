@@ -9,3 +9,4 @@ export * from './job-api.ts';
 export * from './repository-api.ts';
 export * from './transporter-api.ts';
 export * from './user-api.ts';
+export * from './inputs.ts';
