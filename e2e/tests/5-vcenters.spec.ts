@@ -1,7 +1,10 @@
 import { expect, test } from '@playwright/test';
-import { nav, shot, signIn } from '../fixtures/session.ts';
+import { labState, nav, shot, signIn } from '../fixtures/session.ts';
 
-const lab = () => ({ url: process.env.VAULTLINE_E2E_LAB_URL!, user: process.env.VAULTLINE_E2E_LAB_USER!, password: process.env.VAULTLINE_E2E_LAB_PASSWORD!, thumbprint: process.env.VAULTLINE_E2E_LAB_THUMBPRINT! });
+const lab = () => {
+  const s = labState();
+  return { url: s.url, user: s.username, password: s.password, thumbprint: s.thumbprintSha256 };
+};
 
 test('adding a vCenter: the certificate thumbprint to confirm first, then a wrong password is named clearly; an unreachable host too', async ({ page }) => {
   await signIn(page);

@@ -63,7 +63,9 @@ test('an admin creates a viewer; the viewer sees jobs without their actions, and
   await expect(page.getByRole('button', { name: 'Add vCenter' })).toHaveCount(0);
 });
 
-test('a user changes their own password from the user menu; the admin deletes the viewer after confirming', async ({ page }) => {
+test('a user changes their own password from the user menu, which ends their other session; the admin deletes the viewer after confirming', async ({ page, browser }) => {
+  const elsewhere = await browser.newPage();
+  await signIn(elsewhere, VIEWER, CHOSEN);
   await signIn(page, VIEWER, CHOSEN);
   await page.getByRole('button', { name: /account menu/ }).click();
   await page.getByRole('menuitem', { name: 'Change password' }).click();
@@ -77,6 +79,10 @@ test('a user changes their own password from the user menu; the admin deletes th
   await page.getByLabel('New password again').fill('vicky-new-pass-22');
   await page.getByRole('button', { name: 'Change password' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'Password changed.' })).toBeVisible();
+  // The other session was ended by the Director: its next request brings back the sign-in page.
+  await elsewhere.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Runs', exact: true }).click();
+  await expect(elsewhere.getByRole('button', { name: 'Sign in' })).toBeVisible();
+  await elsewhere.close();
   await signOut(page);
 
   await signIn(page, 'admin', ADMIN_PASSWORD);

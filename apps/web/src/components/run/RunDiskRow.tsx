@@ -1,4 +1,4 @@
-import type { DiskProgress, Run } from '@vaultline/contracts';
+import type { DiskProgress, Run, RunStatus } from '@vaultline/contracts';
 import { formatBytes, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { ProgressBar } from '../ProgressBar.tsx';
 import { transportLabel } from './transport.ts';
@@ -17,8 +17,11 @@ function bottleneckOf(b: DiskProgress['bottleneck']): string {
 
 const pct = (x: number) => `${Math.round(x * 100)}%`;
 
+const IN_FLIGHT = new Set(['queued', 'opening', 'reading']);
+
 /** One disk of a run: transport and why, bytes read/skipped/stored, speed, ETA and bottleneck while live. */
-export function RunDiskRow({ disk, live, running, detailed }: { disk: RunDisk; live: DiskProgress | undefined; running: boolean; detailed: boolean }) {
+export function RunDiskRow({ disk, live, vmStatus, detailed }: { disk: RunDisk; live: DiskProgress | undefined; vmStatus: RunStatus; detailed: boolean }) {
+  const running = vmStatus === 'running';
   const read = live?.bytesRead ?? disk.bytesRead;
   const skipped = live?.bytesSkipped ?? disk.bytesSkipped;
   const stored = live?.bytesWritten ?? disk.bytesWritten;
@@ -26,13 +29,15 @@ export function RunDiskRow({ disk, live, running, detailed }: { disk: RunDisk; l
   const elapsed = secondsBetween(disk.startedAt, disk.finishedAt);
   const speed = isLive ? live.bytesPerSecond : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
   const transport = live?.transport ?? disk.transport;
+  // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
+  const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
   return (
     <div className="run-disk" data-testid="run-disk">
       <div className="row small">
         <span>
           <strong>{disk.label}</strong> <span className="muted">{formatBytes(disk.capacityBytes)}</span> ·{' '}
           <span data-testid="disk-transport">{transportLabel(transport)}</span>
-          {disk.cbtUsed && <span className="muted"> · CBT</span>} <span className="muted">· {live?.phase ?? disk.phase}</span>
+          {disk.cbtUsed && <span className="muted"> · CBT</span>} <span className="muted">· {phase}</span>
         </span>
         <span className="muted">
           read {formatBytes(read)} · skipped {formatBytes(skipped)} · stored {formatBytes(stored)}

@@ -7,7 +7,6 @@ import { RunDiskRow } from './RunDiskRow.tsx';
 type RunVm = Run['vms'][number];
 
 export function RunVmBlock({ vm, live, detailed, transporterName }: { vm: RunVm; live: LiveProgress; detailed: boolean; transporterName?: string | undefined }) {
-  const running = vm.status === 'running';
   const took = secondsBetween(vm.startedAt, vm.finishedAt);
   return (
     <section className="run-vm" aria-label={`VM ${vm.vmName}`} data-testid="run-vm">
@@ -26,7 +25,7 @@ export function RunVmBlock({ vm, live, detailed, transporterName }: { vm: RunVm;
       {vm.error && <p className="reason">{vm.error}</p>}
       {vm.disks.length === 0 && vm.status === 'queued' && <p className="muted small">Waiting for a Transporter…</p>}
       {vm.disks.map((d) => (
-        <RunDiskRow key={d.id} disk={d} live={live[liveKey(vm.id, d.deviceKey)]} running={running} detailed={detailed} />
+        <RunDiskRow key={d.id} disk={d} live={live[liveKey(vm.id, d.deviceKey)]} vmStatus={vm.status} detailed={detailed} />
       ))}
     </section>
   );

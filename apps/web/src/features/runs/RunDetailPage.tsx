@@ -125,7 +125,9 @@ export default function RunDetailPage() {
       actions={
         r && (
           <>
-            <StatusPill status={r.status} testId="run-status" />
+            <span aria-live="polite">
+              <StatusPill status={r.status} testId="run-status" />
+            </span>
             {isActive(r.status) && can(me.role, 'operator') && <Cancel run={r} />}
           </>
         )
