@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect, test } from '@playwright/test';
 import { nav, shot, signIn } from '../fixtures/session.ts';
+import { startSshd } from '../fixtures/sshd.ts';
 
 let dir = '';
 test.beforeAll(async () => {
@@ -59,4 +60,34 @@ test('the default repository shows its figures and the restore points per VM wri
   await page.getByLabel('VM').selectOption('web-01');
   await expect(vms).toHaveCount(1);
   await page.screenshot({ path: shot('restore-points'), fullPage: true });
+});
+
+test('an SFTP repository is added with its SSH key (OpenSSH on loopback); a key the server does not accept is refused with its reason', async ({ page }) => {
+  // sshd here lets root in by key; without root there is no user to log in as.
+  test.skip(process.getuid?.() !== 0, 'needs root to run sshd on loopback');
+  const sshd = await startSshd();
+  try {
+    const location = `sftp://root@127.0.0.1:${sshd.port}${sshd.dir}/sftp-repo`;
+    await signIn(page);
+    await nav(page, 'Repositories');
+    await page.getByRole('button', { name: 'Add repository' }).click();
+    const form = page.getByRole('form', { name: 'Add a repository' });
+    await form.getByRole('radio', { name: 'SFTP server' }).check();
+    await form.getByLabel('Name').fill('sftp on loopback');
+    await form.getByLabel('SFTP location').fill(location);
+    await form.getByLabel('SSH private key').fill(sshd.strangerKey);
+    await form.getByRole('button', { name: 'Add repository' }).click();
+    await expect(form.getByRole('alert')).toContainText(`${location}: `);
+    await expect(form.getByRole('alert')).toContainText(/authentication/i);
+
+    await form.getByLabel('SSH private key').fill(sshd.privateKey);
+    await form.getByRole('button', { name: 'Add repository' }).click();
+    await expect(page.getByRole('status').filter({ hasText: 'Repository sftp on loopback added.' })).toBeVisible();
+    const row = page.getByTestId('repository-row').filter({ hasText: 'sftp on loopback' });
+    await expect(row).toContainText('sftp');
+    await expect(row.getByRole('cell').nth(1)).toHaveText('0');
+    await expect(row).toContainText('not reported');
+  } finally {
+    await sshd.stop();
+  }
 });
