@@ -1,9 +1,7 @@
-import path from 'node:path';
 import { expect, test } from '@playwright/test';
+import { ADMIN_PASSWORD, nav, shot, signOut, url } from '../fixtures/session.ts';
 
-const url = () => process.env.VAULTLINE_E2E_URL!;
 const firstPassword = () => process.env.VAULTLINE_E2E_ADMIN_PASSWORD!;
-const NEW_PASSWORD = 'e2e-chosen-password-1';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -15,7 +13,7 @@ test('a wrong password shows a clear error', async ({ page }) => {
   await expect(page.getByRole('alert')).toHaveText('wrong username or password');
 });
 
-test('first login forces a new password, then shows health and the Transporter online', async ({ page }) => {
+test('first login forces a new password, then shows health, and the Transporter online with its heartbeat', async ({ page }) => {
   await page.goto(url());
   await page.getByLabel('Username').fill('admin');
   await page.getByLabel('Password').fill(firstPassword());
@@ -23,17 +21,22 @@ test('first login forces a new password, then shows health and the Transporter o
 
   await expect(page.getByRole('heading', { name: 'Choose your password' })).toBeVisible();
   await page.getByLabel('One-time password').fill(firstPassword());
-  await page.getByLabel(/^New password/).first().fill(NEW_PASSWORD);
-  await page.getByLabel('New password again').fill(NEW_PASSWORD);
+  await page.getByLabel(/^New password/).first().fill(ADMIN_PASSWORD);
+  await page.getByLabel('New password again').fill(ADMIN_PASSWORD);
   await page.getByRole('button', { name: 'Save and continue' }).click();
 
   await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
   await expect(page.getByRole('status', { name: 'PostgreSQL: ok' })).toBeVisible();
   await expect(page.getByRole('status', { name: 'Redis: ok' })).toBeVisible();
+  await expect(page.getByTestId('overall')).toHaveText('All systems go');
+  await page.screenshot({ path: shot('status'), fullPage: true });
+
+  await nav(page, 'Transporters');
   const row = page.getByTestId('transporter-row').filter({ hasText: 'e2e-transporter' });
   await expect(row).toContainText('online');
-  await expect(page.getByTestId('overall')).toHaveText('All systems go');
-  await page.screenshot({ path: path.resolve(import.meta.dirname, '../../.vaultline/e2e-results/status.png'), fullPage: true });
+  await expect(row).toContainText(/\d+ s ago/);
+  await expect(row.getByTestId('transporter-load')).toHaveText('0 VMs · 0 of 6 disk tasks');
+  await page.screenshot({ path: shot('transporters'), fullPage: true });
 });
 
 test('the new password works after signing out, the one-time one does not', async ({ page }) => {
@@ -42,9 +45,8 @@ test('the new password works after signing out, the one-time one does not', asyn
   await page.getByLabel('Password').fill(firstPassword());
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('alert')).toHaveText('wrong username or password');
-  await page.getByLabel('Password').fill(NEW_PASSWORD);
+  await page.getByLabel('Password').fill(ADMIN_PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
-  await page.getByRole('button', { name: 'Sign out' }).click();
-  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
+  await signOut(page);
 });

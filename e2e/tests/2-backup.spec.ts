@@ -1,16 +1,5 @@
-import path from 'node:path';
-import { expect, test, type Page } from '@playwright/test';
-
-const url = () => process.env.VAULTLINE_E2E_URL!;
-const PASSWORD = 'e2e-chosen-password-1';
-
-async function signIn(page: Page) {
-  await page.goto(url());
-  await page.getByLabel('Username').fill('admin');
-  await page.getByLabel('Password').fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
-}
+import { expect, test } from '@playwright/test';
+import { shot, signIn } from '../fixtures/session.ts';
 
 test('the first screen after login shows the lab VMs, and one backs up live with its transport and reasons', async ({ page }) => {
   await signIn(page);
@@ -25,5 +14,5 @@ test('the first screen after login shows the lab VMs, and one backs up live with
   await expect(run).toContainText('web-01');
   await expect(run.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 60_000 });
   await expect(run).toContainText(/SAN: |HotAdd: |NBDSSL: /);
-  await page.screenshot({ path: path.resolve(import.meta.dirname, '../../.vaultline/e2e-results/backup.png'), fullPage: true });
+  await page.screenshot({ path: shot('backup'), fullPage: true });
 });

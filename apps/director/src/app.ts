@@ -86,7 +86,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return reply.code(500).send({ code: 'internal', message: 'internal error; see the Director log' });
   });
 
-  await fastify.register(healthRoutes, { health });
+  await fastify.register(healthRoutes, { health, db: deps.db });
   await fastify.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
   await fastify.register(userRoutes, { db: deps.db, audit });
   await fastify.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });

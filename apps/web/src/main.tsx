@@ -1,10 +1,23 @@
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
-import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App } from './App.tsx';
+import { ApiRequestError } from './lib/api.ts';
+import { closeSocket } from './lib/socket.ts';
 import './styles.css';
 
-const queryClient = new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } } });
+// A session that ended (expired, signed out elsewhere, password changed) brings back the sign-in page.
+const onError = (err: unknown) => {
+  if (!(err instanceof ApiRequestError && err.status === 401 && queryClient.getQueryData(['me']))) return;
+  closeSocket();
+  queryClient.setQueryData(['me'], null);
+  queryClient.removeQueries({ predicate: (q) => q.queryKey[0] !== 'me' });
+};
+const queryClient: QueryClient = new QueryClient({
+  defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } },
+  queryCache: new QueryCache({ onError }),
+  mutationCache: new MutationCache({ onError }),
+});
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

@@ -9,3 +9,8 @@ export * from './drills.ts';
 export * from './maintenance.ts';
 export * from './notifications.ts';
 export * from './remote.ts';
+export * from './job-api.ts';
+export * from './repository-api.ts';
+export * from './transporter-api.ts';
+export * from './user-api.ts';
+export * from './inputs.ts';

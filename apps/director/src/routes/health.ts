@@ -1,7 +1,9 @@
+import type { TransporterLoad } from '@vaultline/contracts';
+import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import type { HealthMonitor } from '../health/monitor.ts';
 
-export async function healthRoutes(app: FastifyInstance, deps: { health: HealthMonitor }): Promise<void> {
+export async function healthRoutes(app: FastifyInstance, deps: { health: HealthMonitor; db: Db }): Promise<void> {
   // Public so load balancers and `curl` can use it, with the reason a component is
   // down (the UI cannot sign anyone in while Postgres is away); Transporter
   // details only for signed-in users.
@@ -19,5 +21,19 @@ export async function healthRoutes(app: FastifyInstance, deps: { health: HealthM
     };
   });
 
-  app.get('/api/transporters', async () => (await deps.health.check()).transporters);
+  /** Every Transporter seen, online or not, with the VMs and disks it is working on now (from Postgres). */
+  app.get('/api/transporters', async (): Promise<TransporterLoad[]> => {
+    const transporters = (await deps.health.check()).transporters;
+    const [vms, disks] = await Promise.all([
+      deps.db.runVm.groupBy({ by: ['transporterId'], where: { status: 'running', transporterId: { not: null } }, _count: { _all: true } }),
+      deps.db.runDisk.findMany({
+        where: { finishedAt: null, phase: { in: ['opening', 'reading'] }, runVm: { status: 'running', transporterId: { not: null } } },
+        select: { runVm: { select: { transporterId: true } } },
+      }),
+    ]);
+    const vmCount = new Map(vms.map((v) => [v.transporterId, v._count._all]));
+    const diskCount = new Map<string, number>();
+    for (const d of disks) diskCount.set(d.runVm.transporterId!, (diskCount.get(d.runVm.transporterId!) ?? 0) + 1);
+    return transporters.map((t) => ({ ...t, runningVms: vmCount.get(t.id) ?? 0, runningDisks: diskCount.get(t.id) ?? 0 }));
+  });
 }

@@ -1,4 +1,4 @@
-import { JobCreateSchema, JobOptionsSchema, type Run } from '@vaultline/contracts';
+import { JobCreateSchema, JobOptionsSchema, JobSourceSchema, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -7,7 +7,7 @@ import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
 import { startJobRun } from '../services/runs.ts';
-import { cronProblem } from '../scheduler/scheduler.ts';
+import { applianceTimeZone, nextOccurrences, scheduleProblem } from '../services/schedules.ts';
 
 const Id = z.object({ id: z.uuid() });
 
@@ -61,40 +61,119 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
   };
 }
 
+type JobRow = Awaited<ReturnType<Db['backupJob']['findFirstOrThrow']>>;
+type LastRunRow = { id: string; status: Run['status']; createdAt: Date; finishedAt: Date | null };
+
+/** Loads jobs with their latest run, for the list and the detail. */
+async function loadJobs(db: Db, where: { id?: string } = {}) {
+  return db.backupJob.findMany({
+    where,
+    orderBy: { name: 'asc' },
+    include: { runs: { orderBy: { createdAt: 'desc' }, take: 1, select: { id: true, status: true, createdAt: true, finishedAt: true } } },
+  });
+}
+
+export function jobDto(j: JobRow & { runs?: LastRunRow[] }, now = new Date()): Job {
+  const last = j.runs?.[0];
+  let nextRunAt: string | null = null;
+  if (j.enabled && j.schedule && !scheduleProblem(j.schedule)) nextRunAt = nextOccurrences(j.schedule, 1, now)[0]!.toISOString();
+  return {
+    id: j.id,
+    name: j.name,
+    vcenterId: j.vcenterId,
+    repositoryId: j.repositoryId,
+    sources: z.array(JobSourceSchema).catch([]).parse(j.sources),
+    transportMode: j.transportMode,
+    options: JobOptionsSchema.parse(j.options ?? {}),
+    schedule: j.schedule,
+    enabled: j.enabled,
+    createdAt: j.createdAt.toISOString(),
+    updatedAt: j.updatedAt.toISOString(),
+    nextRunAt,
+    lastRun: last ? { id: last.id, status: last.status, createdAt: last.createdAt.toISOString(), finishedAt: iso(last.finishedAt) } : null,
+  };
+}
+
+function checkSchedule(schedule: string | null | undefined): void {
+  const bad = schedule ? scheduleProblem(schedule) : null;
+  if (bad) throw new AppError('bad_request', `schedule "${schedule}" is not a valid cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
+}
+
 export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue; events: EventBus }): Promise<void> {
   const { db, audit, queue } = deps;
   const operator = { config: { minRole: 'operator' as const } };
 
-  app.get('/api/jobs', async () =>
-    (await db.backupJob.findMany({ orderBy: { name: 'asc' } })).map((j) => ({ ...j, createdAt: j.createdAt.toISOString(), updatedAt: j.updatedAt.toISOString() })),
-  );
+  app.get('/api/jobs', async () => (await loadJobs(db)).map((j) => jobDto(j)));
+
+  /** Checks a schedule the way create and update do, and says when it would run next. */
+  app.post('/api/schedules/preview', async (request): Promise<SchedulePreview> => {
+    const { schedule } = parse(SchedulePreviewRequestSchema, request.body);
+    checkSchedule(schedule);
+    return { schedule, timeZone: applianceTimeZone(), next: nextOccurrences(schedule, 3).map((d) => d.toISOString()) };
+  });
 
   app.post('/api/jobs', operator, async (request, reply) => {
     const body = parse(JobCreateSchema, request.body);
     if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (!(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (await db.backupJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a job named ${body.name} already exists`);
-    const bad = body.schedule ? cronProblem(body.schedule) : null;
-    if (bad) throw new AppError('bad_request', `schedule "${body.schedule}" is not a cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
+    checkSchedule(body.schedule);
     const job = await db.backupJob.create({
       data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources: body.sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
     });
     await audit.record({ actor: request.user!.username, action: 'job.create', subject: job.name, ip: request.ip });
     reply.code(201);
-    return { ...job, createdAt: job.createdAt.toISOString(), updatedAt: job.updatedAt.toISOString() };
+    return jobDto(job);
   });
 
   app.get('/api/jobs/:id', async (request) => {
     const { id } = parse(Id, request.params);
+    const [job] = await loadJobs(db, { id });
+    if (!job) throw new AppError('not_found', 'no such job');
+    return jobDto(job);
+  });
+
+  app.patch('/api/jobs/:id', operator, async (request) => {
+    const { id } = parse(Id, request.params);
+    const body = parse(JobUpdateSchema, request.body);
     const job = await db.backupJob.findUnique({ where: { id } });
     if (!job) throw new AppError('not_found', 'no such job');
-    return { ...job, createdAt: job.createdAt.toISOString(), updatedAt: job.updatedAt.toISOString() };
+    const active = await db.jobRun.findFirst({ where: { jobId: id, status: { in: ['queued', 'running'] } } });
+    const busyFields = (['vcenterId', 'repositoryId', 'sources', 'transportMode', 'options'] as const).filter((k) => body[k] !== undefined);
+    if (active && busyFields.length > 0) {
+      throw new AppError('conflict', `job ${job.name} is running (run ${active.id}); change ${busyFields.join(', ')} after it finishes, or cancel it`);
+    }
+    if (body.vcenterId && !(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
+    if (body.repositoryId && !(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
+    if (body.name && body.name !== job.name && (await db.backupJob.findUnique({ where: { name: body.name } }))) throw new AppError('conflict', `a job named ${body.name} already exists`);
+    checkSchedule(body.schedule);
+    await db.backupJob.update({
+      where: { id },
+      data: {
+        ...(body.name !== undefined ? { name: body.name } : {}),
+        ...(body.vcenterId !== undefined ? { vcenterId: body.vcenterId } : {}),
+        ...(body.repositoryId !== undefined ? { repositoryId: body.repositoryId } : {}),
+        ...(body.sources !== undefined ? { sources: body.sources } : {}),
+        ...(body.transportMode !== undefined ? { transportMode: body.transportMode } : {}),
+        ...(body.options !== undefined ? { options: body.options } : {}),
+        // A new schedule starts counting from now: occurrences before the change are not run.
+        ...(body.schedule !== undefined ? { schedule: body.schedule, lastScheduledAt: body.schedule ? new Date() : null } : {}),
+        ...(body.enabled !== undefined ? { enabled: body.enabled } : {}),
+        // Re-enabling does not start the occurrences missed while disabled.
+        ...(body.enabled === true && !job.enabled && body.schedule === undefined ? { lastScheduledAt: new Date() } : {}),
+      },
+    });
+    await audit.record({ actor: request.user!.username, action: 'job.update', subject: body.name ?? job.name, detail: { fields: Object.keys(body) }, ip: request.ip });
+    const [updated] = await loadJobs(db, { id });
+    return jobDto(updated!);
   });
 
   app.delete('/api/jobs/:id', operator, async (request) => {
     const { id } = parse(Id, request.params);
     const job = await db.backupJob.findUnique({ where: { id } });
     if (!job) throw new AppError('not_found', 'no such job');
+    const active = await db.jobRun.findFirst({ where: { jobId: id, status: { in: ['queued', 'running'] } } });
+    if (active) throw new AppError('conflict', `job ${job.name} is running (run ${active.id}); cancel it or wait for it to finish before deleting the job`);
     await db.backupJob.delete({ where: { id } });
     await audit.record({ actor: request.user!.username, action: 'job.delete', subject: job.name, ip: request.ip });
     return { ok: true };
@@ -110,8 +189,13 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
   });
 
   app.get('/api/runs', async (request) => {
-    const q = parse(z.object({ jobId: z.uuid().optional(), limit: z.coerce.number().int().min(1).max(500).default(50) }), request.query);
-    const runs = await db.jobRun.findMany({ where: q.jobId ? { jobId: q.jobId } : {}, orderBy: { createdAt: 'desc' }, take: q.limit, include: { vms: { include: { disks: true } } } });
+    const q = parse(RunListQuerySchema, request.query);
+    const runs = await db.jobRun.findMany({
+      where: { ...(q.jobId ? { jobId: q.jobId } : {}), ...(q.status ? { status: q.status } : {}) },
+      orderBy: { createdAt: 'desc' },
+      take: q.limit,
+      include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } },
+    });
     return runs.map(runDto);
   });
 

@@ -1,9 +1,11 @@
-import { RepositoryCreateSchema, type RepositoryDto } from '@vaultline/contracts';
+import { statfs } from 'node:fs/promises';
+import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { Repository, RepositoryError } from '@vaultline/repository';
+import { Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
@@ -22,6 +24,67 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   const { db, audit } = deps;
 
   app.get('/api/repositories', async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
+
+  const findRepository = async (params: unknown) => {
+    const { id } = parse(z.object({ id: z.uuid() }), params);
+    const row = await db.repository.findUnique({ where: { id } });
+    if (!row) throw new AppError('not_found', 'no such repository');
+    return row;
+  };
+
+  /** Sizes and ratios read from the repository itself, and free space where it lives (local only). */
+  app.get('/api/repositories/:id/stats', async (request): Promise<RepositoryStats> => {
+    const row = await findRepository(request.params);
+    let repo: Repository | null = null;
+    try {
+      repo = await openRepository(row, deps.secretKey);
+      const s = await repositoryStats(repo);
+      let space: { freeBytes: number | null; totalBytes: number | null } = { freeBytes: null, totalBytes: null };
+      if (row.kind === 'local') {
+        const fs = await statfs(row.location);
+        space = { freeBytes: Number(fs.bavail) * Number(fs.bsize), totalBytes: Number(fs.blocks) * Number(fs.bsize) };
+      }
+      return {
+        repositoryId: row.id,
+        restorePoints: s.restorePoints,
+        logicalBytes: s.logicalBytes,
+        uniqueRawBytes: s.uniqueRawBytes,
+        storedBytes: s.storedBytes,
+        dedupRatio: s.dedupRatio,
+        compressionRatio: s.compressionRatio,
+        ...space,
+      };
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw new AppError('service_unavailable', `repository ${row.name} (${row.location}) cannot be read: ${(err as Error).message}`);
+    } finally {
+      await repo?.close().catch(() => undefined);
+    }
+  });
+
+  /** Restore points recorded for this repository, newest first, optionally of one VM (name or instance UUID). */
+  app.get('/api/repositories/:id/restore-points', async (request): Promise<RepositoryRestorePoint[]> => {
+    const row = await findRepository(request.params);
+    const q = parse(z.object({ vm: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).default(200) }), request.query);
+    const points = await db.restorePoint.findMany({
+      where: { repositoryId: row.id, ...(q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {}) },
+      orderBy: { createdAt: 'desc' },
+      take: q.limit,
+    });
+    const runVmIds = points.map((p) => p.runVmId).filter((x): x is string => x !== null);
+    const runOf = new Map((await db.runVm.findMany({ where: { id: { in: runVmIds } }, select: { id: true, runId: true } })).map((v) => [v.id, v.runId]));
+    return points.map((p) => ({
+      id: p.id,
+      vmName: p.vmName,
+      vmInstanceUuid: p.vmInstanceUuid,
+      createdAt: p.createdAt.toISOString(),
+      logicalBytes: Number(p.logicalBytes),
+      newBytes: Number(p.newBytes),
+      suspect: p.suspect,
+      immutableUntil: p.immutableUntil?.toISOString() ?? null,
+      runId: (p.runVmId && runOf.get(p.runVmId)) ?? null,
+    }));
+  });
 
   app.post('/api/repositories', { config: { minRole: 'admin' } }, async (request, reply) => {
     const body = parse(RepositoryCreateSchema, request.body);

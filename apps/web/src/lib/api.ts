@@ -3,7 +3,7 @@ import type { ApiError } from '@vaultline/contracts';
 export class ApiRequestError extends Error {
   constructor(
     readonly status: number,
-    readonly body: ApiError,
+    readonly body: ApiError & Record<string, unknown>,
   ) {
     super(body.message);
   }
@@ -18,10 +18,21 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
     body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
   });
   const text = await res.text();
-  const data: unknown = text ? JSON.parse(text) : null;
+  let data: unknown = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
   if (!res.ok) {
-    const body = (data as ApiError | null) ?? { code: 'http_' + res.status, message: res.statusText };
+    const body = (data as (ApiError & Record<string, unknown>) | null) ?? { code: 'http_' + res.status, message: res.statusText || `HTTP ${res.status}` };
     throw new ApiRequestError(res.status, body);
   }
   return data as T;
+}
+
+/** What to tell the operator about a failed call: the server's own words when it answered. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ApiRequestError) return err.message;
+  return 'The Director is not answering.';
 }

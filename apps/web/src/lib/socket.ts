@@ -1,3 +1,4 @@
+import { useEffect, useRef } from 'react';
 import { io, type Socket } from 'socket.io-client';
 
 let socket: Socket | null = null;
@@ -11,4 +12,24 @@ export function getSocket(): Socket {
 export function closeSocket(): void {
   socket?.close();
   socket = null;
+}
+
+/** Subscribes to socket events for the component's lifetime; the handler may change between renders. */
+export function useSocketEvents(events: readonly string[], handler: (event: string, payload: unknown) => void): void {
+  const ref = useRef(handler);
+  useEffect(() => {
+    ref.current = handler;
+  });
+  const key = events.join(',');
+  useEffect(() => {
+    const s = getSocket();
+    const subs = key.split(',').map((e) => {
+      const fn = (payload: unknown) => ref.current(e, payload);
+      s.on(e, fn);
+      return [e, fn] as const;
+    });
+    return () => {
+      for (const [e, fn] of subs) s.off(e, fn);
+    };
+  }, [key]);
 }

@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { ApiRequestError } from './api.ts';
+import { errorMessage } from './api.ts';
 
 /** Busy/error state of a form's submit: the server's message, or that it is not answering. */
 export function useAction() {
@@ -11,7 +11,7 @@ export function useAction() {
     try {
       await fn();
     } catch (err) {
-      setError(err instanceof ApiRequestError ? err.message : 'The Director is not answering.');
+      setError(errorMessage(err));
     } finally {
       setBusy(false);
     }

@@ -1,35 +1,38 @@
-import { useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
-import type { InventoryVm, Me, RepositoryDto, Run, VCenter } from '@vaultline/contracts';
+import { useQueryClient } from '@tanstack/react-query';
+import type { InventoryVm, Job, VCenter } from '@vaultline/contracts';
 import { useState } from 'react';
-import { api, ApiRequestError } from '../../lib/api.ts';
-import { formatBytes } from '../../lib/format.ts';
-
-interface JobRow {
-  id: string;
-  name: string;
-}
+import { Link } from 'react-router';
+import { createJob, getJobs, runJob } from '../../api/jobs.ts';
+import { useRepositories } from '../../api/repositories.ts';
+import { useInventories, useVCenters } from '../../api/vcenters.ts';
+import { paths } from '../../config/paths.ts';
+import { errorMessage } from '../../lib/api.ts';
+import { formatBytes, powerLabel } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
 
 /** Creates (once) a one-VM job in the first repository and runs it now. */
-async function backUpNow(vcenter: VCenter, vm: InventoryVm, repositoryId: string): Promise<Run> {
+async function backUpNow(vcenter: VCenter, vm: InventoryVm, repositoryId: string) {
   const name = `Quick backup – ${vm.name}`;
-  let job = (await api<JobRow[]>('/api/jobs')).find((j) => j.name === name);
-  job ??= await api<JobRow>('/api/jobs', {
-    method: 'POST',
-    body: { name, vcenterId: vcenter.id, repositoryId, sources: [{ moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) }] },
+  let job: Job | undefined = (await getJobs()).find((j) => j.name === name);
+  job ??= await createJob({
+    name,
+    vcenterId: vcenter.id,
+    repositoryId,
+    sources: [{ moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) }],
   });
-  return api<Run>(`/api/jobs/${job.id}/run`, { method: 'POST' });
+  return runJob(job.id);
 }
 
-export function InventoryPanel({ me }: { me: Me }) {
+export function InventoryPanel() {
+  const me = useMe();
   const qc = useQueryClient();
-  const vcenters = useQuery({ queryKey: ['vcenters'], queryFn: () => api<VCenter[]>('/api/vcenters') });
-  const repositories = useQuery({ queryKey: ['repositories'], queryFn: () => api<RepositoryDto[]>('/api/repositories') });
-  const inventories = useQueries({
-    queries: (vcenters.data ?? []).map((vc) => ({ queryKey: ['vms', vc.id], queryFn: () => api<InventoryVm[]>(`/api/vcenters/${vc.id}/vms`) })),
-  });
+  const vcenters = useVCenters();
+  const repositories = useRepositories();
+  const inventories = useInventories((vcenters.data ?? []).map((v) => v.id));
   const [busy, setBusy] = useState<string | null>(null);
-  const [message, setMessage] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
-  const canRun = me.role !== 'viewer';
+  const [message, setMessage] = useState<{ kind: 'ok' | 'error'; text: string; runId?: string } | null>(null);
+  const canRun = can(me.role, 'operator');
   const repo = repositories.data?.[0];
 
   if (vcenters.isPending) return <section className="card">Loading vCenters…</section>;
@@ -38,7 +41,9 @@ export function InventoryPanel({ me }: { me: Me }) {
     return (
       <section className="card">
         <h3>Virtual machines</h3>
-        <p className="muted">No vCenter is registered yet. Add one with <code>npm run vaultline -- vcenter add</code>, or start the appliance without one to get the lab vCenter.</p>
+        <p className="muted">
+          No vCenter is registered yet. <Link to={paths.vcenters}>Add one</Link> to see its VMs here.
+        </p>
       </section>
     );
   }
@@ -47,11 +52,11 @@ export function InventoryPanel({ me }: { me: Me }) {
     <section className="card" data-testid="inventory">
       <div className="row">
         <h3>Virtual machines</h3>
-        {repo ? <span className="muted small">backups go to {repo.name}</span> : <span className="muted small">no repository yet</span>}
+        {repo ? <span className="muted small">Back up now goes to {repo.name}; for schedules and options, create a job</span> : <span className="muted small">no repository yet</span>}
       </div>
       {message && (
         <div className={`alert ${message.kind === 'error' ? 'error' : 'ok'}`} role={message.kind === 'error' ? 'alert' : 'status'}>
-          {message.text}
+          {message.text} {message.runId && <Link to={paths.run(message.runId)}>Watch it</Link>}
         </div>
       )}
       {vcenters.data.map((vc, i) => {
@@ -67,11 +72,13 @@ export function InventoryPanel({ me }: { me: Me }) {
               <table>
                 <thead>
                   <tr>
-                    <th>Name</th>
-                    <th>Power</th>
-                    <th>CBT</th>
-                    <th>Disks</th>
-                    <th />
+                    <th scope="col">Name</th>
+                    <th scope="col">Power</th>
+                    <th scope="col">CBT</th>
+                    <th scope="col">Disks</th>
+                    <th scope="col">
+                      <span className="sr-only">Actions</span>
+                    </th>
                   </tr>
                 </thead>
                 <tbody>
@@ -81,22 +88,23 @@ export function InventoryPanel({ me }: { me: Me }) {
                         <strong>{vm.name}</strong>
                         <div className="muted small">{vm.guestId ?? vm.moref}</div>
                       </td>
-                      <td>{vm.powerState === 'poweredOn' ? 'on' : vm.powerState === 'poweredOff' ? 'off' : vm.powerState}</td>
+                      <td>{powerLabel(vm.powerState)}</td>
                       <td>{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>
                       <td>{vm.disks.map((d) => `${formatBytes(d.capacityBytes)} ${d.controller}`).join(', ')}</td>
                       <td className="actions">
                         {canRun && repo && (
                           <button
+                            type="button"
                             disabled={busy !== null}
                             onClick={() => {
                               setBusy(vm.moref);
                               setMessage(null);
                               backUpNow(vc, vm, repo.id)
-                                .then(() => {
-                                  setMessage({ kind: 'ok', text: `Backup of ${vm.name} started` });
+                                .then((run) => {
+                                  setMessage({ kind: 'ok', text: `Backup of ${vm.name} started.`, runId: run.id });
                                   return qc.invalidateQueries({ queryKey: ['runs'] });
                                 })
-                                .catch((err: unknown) => setMessage({ kind: 'error', text: err instanceof ApiRequestError ? err.message : String(err) }))
+                                .catch((err: unknown) => setMessage({ kind: 'error', text: errorMessage(err) }))
                                 .finally(() => setBusy(null));
                             }}
                           >

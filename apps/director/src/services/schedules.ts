@@ -1,0 +1,26 @@
+/**
+ * Job schedules as the API accepts them: five-field cron expressions (minute
+ * hour day-of-month month day-of-week) read in the appliance's time zone.
+ * cron-parser alone also takes 3, 4 or 6 fields (seconds), which the 20-second
+ * scheduler tick cannot honour, so those are refused here with the reason.
+ */
+import cronParser from 'cron-parser';
+import { cronProblem } from '../scheduler/scheduler.ts';
+
+export function scheduleProblem(schedule: string): string | null {
+  const fields = schedule.trim().split(/\s+/).length;
+  if (fields !== 5) return `a cron expression has 5 fields (minute hour day-of-month month day-of-week); this one has ${fields}`;
+  return cronProblem(schedule);
+}
+
+/** The next `count` occurrences after `now` of a valid expression. */
+export function nextOccurrences(schedule: string, count: number, now = new Date()): Date[] {
+  const it = cronParser.parseExpression(schedule, { currentDate: now });
+  const out: Date[] = [];
+  for (let i = 0; i < count; i++) out.push(it.next().toDate());
+  return out;
+}
+
+export function applianceTimeZone(): string {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+}

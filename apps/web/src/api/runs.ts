@@ -1,0 +1,26 @@
+import { useQuery } from '@tanstack/react-query';
+import type { Run, RunStatus } from '@vaultline/contracts';
+import { api } from '../lib/api.ts';
+
+export interface RunFilter {
+  jobId?: string | undefined;
+  status?: RunStatus | undefined;
+  limit?: number;
+}
+
+export function getRuns(f: RunFilter = {}): Promise<Run[]> {
+  const q = new URLSearchParams();
+  if (f.jobId) q.set('jobId', f.jobId);
+  if (f.status) q.set('status', f.status);
+  q.set('limit', String(f.limit ?? 50));
+  return api<Run[]>(`/api/runs?${q}`);
+}
+export const runsQueryOptions = (f: RunFilter = {}) => ({ queryKey: ['runs', f], queryFn: () => getRuns(f), refetchInterval: 15_000 });
+export const useRuns = (f: RunFilter = {}) => useQuery(runsQueryOptions(f));
+
+export const getRun = (id: string) => api<Run>(`/api/runs/${id}`);
+export const useRun = (id: string) => useQuery({ queryKey: ['runs', 'one', id], queryFn: () => getRun(id), refetchInterval: 10_000 });
+
+export const cancelRun = (id: string) => api<{ ok: true }>(`/api/runs/${id}/cancel`, { method: 'POST' });
+
+export const isActive = (status: RunStatus) => status === 'queued' || status === 'running';

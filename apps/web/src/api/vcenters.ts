@@ -1,0 +1,14 @@
+import { useQueries, useQuery } from '@tanstack/react-query';
+import type { InventoryVm, VCenter, VCenterCreateInput } from '@vaultline/contracts';
+import { api } from '../lib/api.ts';
+
+export const getVCenters = () => api<VCenter[]>('/api/vcenters');
+export const useVCenters = () => useQuery({ queryKey: ['vcenters'], queryFn: getVCenters });
+
+const vmsQuery = (id: string) => ({ queryKey: ['vms', id], queryFn: () => api<InventoryVm[]>(`/api/vcenters/${id}/vms`), staleTime: 30_000, retry: false });
+export const useInventory = (vcenterId: string | undefined) => useQuery({ ...vmsQuery(vcenterId ?? ''), enabled: Boolean(vcenterId) });
+export const useInventories = (ids: string[]) => useQueries({ queries: ids.map(vmsQuery) });
+
+/** First call without thumbprintSha256 answers 409 with the thumbprint to confirm. */
+export const addVCenter = (body: VCenterCreateInput) => api<VCenter>('/api/vcenters', { method: 'POST', body });
+export const deleteVCenter = (id: string) => api<{ ok: true }>(`/api/vcenters/${id}`, { method: 'DELETE' });

@@ -1,0 +1,32 @@
+import type { Run } from '@vaultline/contracts';
+import { liveKey, type LiveProgress } from '../../api/live.ts';
+import { formatDuration, secondsBetween } from '../../lib/format.ts';
+import { StatusPill } from '../StatusPill.tsx';
+import { RunDiskRow } from './RunDiskRow.tsx';
+
+type RunVm = Run['vms'][number];
+
+export function RunVmBlock({ vm, live, detailed, transporterName }: { vm: RunVm; live: LiveProgress; detailed: boolean; transporterName?: string | undefined }) {
+  const took = secondsBetween(vm.startedAt, vm.finishedAt);
+  return (
+    <section className="run-vm" aria-label={`VM ${vm.vmName}`} data-testid="run-vm">
+      <div className="row">
+        <span>
+          <strong>{vm.vmName}</strong> {detailed && <StatusPill status={vm.status} />} {(!detailed || vm.phase !== vm.status) && <span className="muted small">{vm.phase}</span>}
+        </span>
+        {detailed && (
+          <span className="muted small">
+            {transporterName ?? vm.transporterId ?? 'no Transporter yet'}
+            {vm.quiesced !== null && ` · ${vm.quiesced ? 'quiesced' : 'crash-consistent'}`}
+            {took !== null && ` · ${formatDuration(took)}`}
+          </span>
+        )}
+      </div>
+      {vm.error && <p className="reason">{vm.error}</p>}
+      {vm.disks.length === 0 && vm.status === 'queued' && <p className="muted small">Waiting for a Transporter…</p>}
+      {vm.disks.map((d) => (
+        <RunDiskRow key={d.id} disk={d} live={live[liveKey(vm.id, d.deviceKey)]} vmStatus={vm.status} detailed={detailed} />
+      ))}
+    </section>
+  );
+}

@@ -1,0 +1,176 @@
+import { useState } from 'react';
+import { Link, useLocation, useNavigate } from 'react-router';
+import type { Job } from '@vaultline/contracts';
+import { useJobMutations, useJobs } from '../../api/jobs.ts';
+import { useRepositories } from '../../api/repositories.ts';
+import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { LoadError, Loading, Page } from '../../components/Page.tsx';
+import { StatusPill } from '../../components/StatusPill.tsx';
+import { TRANSPORT_LABEL } from '../../components/run/transport.ts';
+import { paths } from '../../config/paths.ts';
+import { errorMessage } from '../../lib/api.ts';
+import { ago, formatDateTime } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+import { describeSchedule } from './schedule.ts';
+
+type Flash = { kind: 'ok' | 'error'; text: string; runId?: string };
+
+export default function JobsPage() {
+  const me = useMe();
+  const location = useLocation();
+  const navigate = useNavigate();
+  const jobs = useJobs();
+  const repositories = useRepositories();
+  const { update, remove, run } = useJobMutations();
+  const [flash, setFlash] = useState<Flash | null>(() => {
+    const text = (location.state as { flash?: string } | null)?.flash;
+    return text ? { kind: 'ok', text } : null;
+  });
+  const [deleting, setDeleting] = useState<Job | null>(null);
+  const [deleteError, setDeleteError] = useState<string | null>(null);
+  const operator = can(me.role, 'operator');
+  const repoName = (id: string) => repositories.data?.find((r) => r.id === id)?.name ?? '…';
+
+  const runNow = (job: Job) => {
+    setFlash(null);
+    run.mutate(job.id, {
+      onSuccess: (r) => setFlash({ kind: 'ok', text: `${job.name} started.`, runId: r.id }),
+      onError: (err) => setFlash({ kind: 'error', text: errorMessage(err) }),
+    });
+  };
+  const toggle = (job: Job) => {
+    setFlash(null);
+    update.mutate({ id: job.id, body: { enabled: !job.enabled } }, { onError: (err) => setFlash({ kind: 'error', text: errorMessage(err) }) });
+  };
+
+  return (
+    <Page
+      title="Jobs"
+      subtitle="What is backed up, where, when and how."
+      actions={
+        operator && (
+          <Link className="button primary" to={paths.newJob}>
+            New job
+          </Link>
+        )
+      }
+    >
+      {flash && (
+        <div className={`alert ${flash.kind}`} role={flash.kind === 'error' ? 'alert' : 'status'}>
+          {flash.text} {flash.runId && <Link to={paths.run(flash.runId)}>Watch the run</Link>}
+        </div>
+      )}
+      {jobs.isPending && <Loading what="jobs" />}
+      {jobs.isError && <LoadError what="jobs" error={jobs.error} />}
+      {jobs.data?.length === 0 && (
+        <section className="card">
+          <p className="muted">No job yet. {operator ? <Link to={paths.newJob}>Create the first one</Link> : 'An operator or admin can create one.'}</p>
+        </section>
+      )}
+      {jobs.data && jobs.data.length > 0 && (
+        <section className="card">
+          <table data-testid="jobs">
+            <thead>
+              <tr>
+                <th scope="col">Job</th>
+                <th scope="col">Repository</th>
+                <th scope="col">Transport</th>
+                <th scope="col">Schedule</th>
+                <th scope="col">Next run</th>
+                <th scope="col">Last result</th>
+                <th scope="col">Enabled</th>
+                <th scope="col">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {jobs.data.map((job) => (
+                <tr key={job.id} data-testid="job-row">
+                  <td>
+                    <strong>{job.name}</strong>
+                    <div className="muted small">{job.sources.map((s) => s.name).join(', ')}</div>
+                  </td>
+                  <td>{repoName(job.repositoryId)}</td>
+                  <td>{TRANSPORT_LABEL[job.transportMode]}</td>
+                  <td>{describeSchedule(job.schedule)}</td>
+                  <td>{job.nextRunAt ? formatDateTime(job.nextRunAt) : <span className="muted">{job.schedule && !job.enabled ? 'disabled' : '—'}</span>}</td>
+                  <td>
+                    {job.lastRun ? (
+                      <Link to={paths.run(job.lastRun.id)} className="plain" aria-label={`Last run of ${job.name}: ${job.lastRun.status}`}>
+                        <StatusPill status={job.lastRun.status} /> <span className="muted small">{ago(job.lastRun.finishedAt ?? job.lastRun.createdAt)}</span>
+                      </Link>
+                    ) : (
+                      <span className="muted">never run</span>
+                    )}
+                  </td>
+                  <td>
+                    {operator ? (
+                      <button
+                        type="button"
+                        role="switch"
+                        className={`switch ${job.enabled ? 'on' : ''}`}
+                        aria-checked={job.enabled}
+                        aria-label={`${job.name} enabled`}
+                        disabled={update.isPending}
+                        onClick={() => toggle(job)}
+                      >
+                        <span aria-hidden="true" />
+                      </button>
+                    ) : (
+                      <span>{job.enabled ? 'yes' : 'no'}</span>
+                    )}
+                  </td>
+                  <td className="actions">
+                    {operator && (
+                      <>
+                        <button type="button" onClick={() => runNow(job)} disabled={run.isPending || job.lastRun?.status === 'running' || job.lastRun?.status === 'queued'}>
+                          Run now
+                        </button>
+                        <button type="button" onClick={() => void navigate(paths.editJob(job.id))}>
+                          Edit
+                        </button>
+                        <button
+                          type="button"
+                          className="danger-text"
+                          onClick={() => {
+                            setDeleteError(null);
+                            setDeleting(job);
+                          }}
+                        >
+                          Delete
+                        </button>
+                      </>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+      <ConfirmDialog
+        open={deleting !== null}
+        title={`Delete ${deleting?.name ?? 'job'}?`}
+        confirmLabel="Delete job"
+        danger
+        busy={remove.isPending}
+        error={deleteError}
+        onCancel={() => setDeleting(null)}
+        onConfirm={() => {
+          const job = deleting!;
+          remove.mutate(job.id, {
+            onSuccess: () => {
+              setDeleting(null);
+              setFlash({ kind: 'ok', text: `Job ${job.name} deleted.` });
+            },
+            onError: (err) => setDeleteError(errorMessage(err)),
+          });
+        }}
+      >
+        <p>Its schedule stops and it can no longer be run. Restore points it made stay in their repository, and its past runs stay in the history.</p>
+      </ConfirmDialog>
+    </Page>
+  );
+}

@@ -1,0 +1,119 @@
+import type { JobOptions, TransportMode } from '@vaultline/contracts';
+import { TRANSPORT_HELP, TRANSPORT_LABEL } from '../../../components/run/transport.ts';
+import type { WizardState } from './state.ts';
+
+const MODES: TransportMode[] = ['automatic', 'san', 'hotadd', 'nbdssl', 'nbd'];
+
+const QUIESCE: { value: JobOptions['quiesce']; label: string; help: string }[] = [
+  { value: 'try', label: 'Try', help: 'Ask VMware Tools to quiesce the guest; if it cannot, take a crash-consistent snapshot and say so in the run.' },
+  { value: 'require', label: 'Require', help: 'Fail the VM when the guest cannot be quiesced.' },
+  { value: 'off', label: 'Off', help: 'Crash-consistent snapshots only (like pulling the plug).' },
+];
+
+const RETENTION: { key: keyof JobOptions['retention']; label: string; min: number }[] = [
+  { key: 'keepLast', label: 'Keep last', min: 1 },
+  { key: 'keepDaily', label: 'Daily', min: 0 },
+  { key: 'keepWeekly', label: 'Weekly', min: 0 },
+  { key: 'keepMonthly', label: 'Monthly', min: 0 },
+  { key: 'keepYearly', label: 'Yearly', min: 0 },
+];
+
+function NumberField({ label, value, min, max, step, onChange, suffix, help }: { label: string; value: number; min: number; max: number; step?: number; onChange: (n: number) => void; suffix?: string; help?: string }) {
+  return (
+    <label className="number-field">
+      {label}
+      <span className="with-suffix">
+        <input type="number" value={Number.isFinite(value) ? value : ''} min={min} max={max} step={step ?? 1} required onChange={(e) => onChange(e.target.valueAsNumber)} />
+        {suffix && <span className="muted">{suffix}</span>}
+      </span>
+      {help && <span className="muted small">{help}</span>}
+    </label>
+  );
+}
+
+export function OptionsStep({ state, set }: { state: WizardState; set: (patch: Partial<WizardState>) => void }) {
+  const o = state.options;
+  const setOptions = (patch: Partial<JobOptions>) => set({ options: { ...o, ...patch } });
+  const setRetention = (patch: Partial<JobOptions['retention']>) => setOptions({ retention: { ...o.retention, ...patch } });
+  const manual = state.transportMode !== 'automatic';
+  const network = state.transportMode === 'nbd' || state.transportMode === 'nbdssl';
+  return (
+    <div className="step-body options">
+      <fieldset className="choices">
+        <legend>Transport mode</legend>
+        {MODES.map((m) => (
+          <label key={m} className={`choice ${state.transportMode === m ? 'chosen' : ''}`}>
+            <input type="radio" name="transportMode" value={m} checked={state.transportMode === m} onChange={() => set({ transportMode: m })} />
+            <span className="choice-text">
+              <strong>{m === 'automatic' ? 'Automatic (recommended)' : `${TRANSPORT_LABEL[m]} only`}</strong>
+              <span className="muted small block">{TRANSPORT_HELP[m]}</span>
+            </span>
+          </label>
+        ))}
+        <p className="small muted">
+          {manual
+            ? `Manual: every disk uses ${TRANSPORT_LABEL[state.transportMode]}. A disk it cannot serve at all fails its VM before any snapshot is taken, with the reason.`
+            : 'Every run shows, per disk, the mode used and why each faster one was skipped.'}
+        </p>
+        <label className="check-field">
+          <input type="checkbox" checked={o.failoverToNetwork} disabled={!manual || network} onChange={(e) => setOptions({ failoverToNetwork: e.target.checked })} />
+          <span>
+            Fail over to the network
+            <span className="muted small block">
+              {manual && !network
+                ? `If ${TRANSPORT_LABEL[state.transportMode]} fails while attaching or reading a disk, that disk continues over the network (NBDSSL) instead of failing.`
+                : 'Only for manual Direct SAN or HotAdd (automatic already falls back; network modes have nothing to fall back to).'}
+            </span>
+          </span>
+        </label>
+      </fieldset>
+
+      <fieldset className="choices">
+        <legend>Guest quiescing</legend>
+        {QUIESCE.map((q) => (
+          <label key={q.value} className={`choice ${o.quiesce === q.value ? 'chosen' : ''}`}>
+            <input type="radio" name="quiesce" value={q.value} checked={o.quiesce === q.value} onChange={() => setOptions({ quiesce: q.value })} />
+            <span className="choice-text">
+              <strong>{q.label}</strong> <span className="muted small block">{q.help}</span>
+            </span>
+          </label>
+        ))}
+      </fieldset>
+
+      <fieldset>
+        <legend>Changed Block Tracking</legend>
+        <label className="check-field">
+          <input type="checkbox" checked={o.enableCbt} onChange={(e) => setOptions({ enableCbt: e.target.checked })} />
+          <span>
+            Enable CBT on VMs that have it off
+            <span className="muted small block">Later backups then read only what changed. Without it, every backup reads whole disks (storage still deduplicates).</span>
+          </span>
+        </label>
+        <NumberField
+          label="CBT sanity check"
+          value={Math.round(o.cbtSanityRate * 100_000) / 1000}
+          min={0}
+          max={100}
+          step={0.1}
+          suffix="% of unchanged areas re-read"
+          help="Catches silent CBT errors: a mismatch marks the restore point suspect and the next backup re-reads every disk. 0 turns it off."
+          onChange={(n) => setOptions({ cbtSanityRate: n / 100 })}
+        />
+      </fieldset>
+
+      <fieldset>
+        <legend>Retention</legend>
+        <div className="retention">
+          {RETENTION.map((r) => (
+            <NumberField key={r.key} label={r.label} value={o.retention[r.key]} min={r.min} max={10_000} onChange={(n) => setRetention({ [r.key]: n })} />
+          ))}
+          <NumberField label="Immutable for" value={o.retention.immutableDays} min={0} max={3650} suffix="days" onChange={(n) => setRetention({ immutableDays: n })} />
+        </div>
+        <p className="small muted">
+          A restore point is kept while any rule keeps it. Vaultline refuses to delete an immutable restore point for that many days, whoever asks (this is not storage-level WORM:
+          root on the storage itself still can). The rules apply after every successful backup, to this job's restore points only; the run log names what was removed.
+        </p>
+      </fieldset>
+    </div>
+  );
+}

@@ -1,0 +1,51 @@
+import type { RepositoryDto, VCenter } from '@vaultline/contracts';
+import { TRANSPORT_LABEL } from '../../../components/run/transport.ts';
+import { describeSchedule, toCron } from '../schedule.ts';
+import type { WizardState } from './state.ts';
+
+export function ReviewStep({ state, set, vcenters, repositories }: { state: WizardState; set: (patch: Partial<WizardState>) => void; vcenters: VCenter[]; repositories: RepositoryDto[] }) {
+  const o = state.options;
+  const r = o.retention;
+  const cron = toCron(state.schedule);
+  return (
+    <div className="step-body">
+      <label>
+        Job name
+        <input name="jobName" value={state.name} maxLength={100} required onChange={(e) => set({ name: e.target.value })} />
+      </label>
+      <label className="check-field">
+        <input type="checkbox" checked={state.enabled} onChange={(e) => set({ enabled: e.target.checked })} />
+        <span>
+          Enabled <span className="muted small block">A disabled job keeps its settings but its schedule does not start it.</span>
+        </span>
+      </label>
+      <dl className="summary" aria-label="Summary">
+        <dt>VMs</dt>
+        <dd>
+          {state.sources.map((s) => s.name).join(', ')} <span className="muted">on {vcenters.find((v) => v.id === state.vcenterId)?.name}</span>
+        </dd>
+        <dt>Repository</dt>
+        <dd>{repositories.find((x) => x.id === state.repositoryId)?.name}</dd>
+        <dt>Schedule</dt>
+        <dd>
+          {describeSchedule(cron)} {cron && <code>{cron}</code>}
+        </dd>
+        <dt>Transport</dt>
+        <dd>
+          {state.transportMode === 'automatic' ? 'Automatic (Direct SAN → HotAdd → network, per disk)' : `${TRANSPORT_LABEL[state.transportMode]} only`}
+          {state.transportMode !== 'automatic' && state.transportMode !== 'nbd' && state.transportMode !== 'nbdssl' && (o.failoverToNetwork ? ', failing over to the network' : ', no failover')}
+        </dd>
+        <dt>Quiescing</dt>
+        <dd>{o.quiesce}</dd>
+        <dt>CBT</dt>
+        <dd>
+          {o.enableCbt ? 'enabled where off' : 'left as it is'}; sanity check {Math.round(o.cbtSanityRate * 100_000) / 1000}%
+        </dd>
+        <dt>Retention</dt>
+        <dd>
+          last {r.keepLast}, daily {r.keepDaily}, weekly {r.keepWeekly}, monthly {r.keepMonthly}, yearly {r.keepYearly}; immutable {r.immutableDays} day{r.immutableDays === 1 ? '' : 's'}
+        </dd>
+      </dl>
+    </div>
+  );
+}

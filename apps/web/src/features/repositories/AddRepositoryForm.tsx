@@ -1,0 +1,104 @@
+import { useState, type FormEvent } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import type { RepositoryCreate, RepositoryDto } from '@vaultline/contracts';
+import { createRepository } from '../../api/repositories.ts';
+import { FormError } from '../../components/FormError.tsx';
+import { useAction } from '../../lib/use-action.ts';
+
+export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: RepositoryDto) => void; onCancel: () => void }) {
+  const qc = useQueryClient();
+  const [kind, setKind] = useState<'local' | 'sftp'>('local');
+  const [name, setName] = useState('');
+  const [path, setPath] = useState('');
+  const [sftpUrl, setSftpUrl] = useState('');
+  const [privateKey, setPrivateKey] = useState('');
+  const [encrypt, setEncrypt] = useState(false);
+  const [passphrase, setPassphrase] = useState('');
+  const [passphrase2, setPassphrase2] = useState('');
+  const { busy, error, setError, run } = useAction();
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (encrypt && passphrase !== passphrase2) {
+      setError('The two passphrases differ.');
+      return;
+    }
+    const secret = encrypt ? { passphrase } : {};
+    const body: RepositoryCreate = kind === 'local' ? { kind, name, location: path, ...secret } : { kind, name, location: sftpUrl, privateKey, ...secret };
+    return run(async () => {
+      const repo = await createRepository(body);
+      await qc.invalidateQueries({ queryKey: ['repositories'] });
+      onAdded(repo);
+    });
+  };
+
+  return (
+    <form className="card form" onSubmit={(e) => void submit(e)} aria-labelledby="add-repo-title">
+      <h3 id="add-repo-title">Add a repository</h3>
+      <fieldset className="segmented">
+        <legend>Where</legend>
+        <label>
+          <input type="radio" name="kind" checked={kind === 'local'} onChange={() => setKind('local')} /> Local folder
+        </label>
+        <label>
+          <input type="radio" name="kind" checked={kind === 'sftp'} onChange={() => setKind('sftp')} /> SFTP server
+        </label>
+      </fieldset>
+      <label>
+        Name
+        <input name="name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={100} />
+      </label>
+      {kind === 'local' ? (
+        <label>
+          Path
+          <input name="path" value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/srv/vaultline" className="mono" />
+          <span className="muted small">An absolute path on the appliance (Director and Transporters). An existing Vaultline repository there is adopted if its passphrase matches.</span>
+        </label>
+      ) : (
+        <>
+          <label>
+            SFTP location
+            <input name="sftpUrl" value={sftpUrl} onChange={(e) => setSftpUrl(e.target.value)} required placeholder="sftp://backup@nas.example:22/srv/vaultline" className="mono" />
+          </label>
+          <label>
+            SSH private key
+            <textarea name="privateKey" value={privateKey} onChange={(e) => setPrivateKey(e.target.value)} required rows={5} className="mono" placeholder="-----BEGIN OPENSSH PRIVATE KEY-----" spellCheck={false} />
+            <span className="muted small">Sealed with the appliance key before it is stored. The server’s host key is not pinned yet: use SFTP on a network you trust.</span>
+          </label>
+        </>
+      )}
+      <label className="check-field">
+        <input type="checkbox" checked={encrypt} onChange={(e) => setEncrypt(e.target.checked)} />
+        <span>
+          Encrypt with a passphrase (AES-256-GCM)
+          <span className="muted small block">Optional. Everything written is encrypted before it leaves the Transporter.</span>
+        </span>
+      </label>
+      {encrypt && (
+        <>
+          <div className="alert warn" role="note">
+            Keep this passphrase somewhere safe outside the appliance. The appliance keeps a sealed copy, but if the appliance is lost, nothing — not Vaultline, not support — can read
+            these backups without it. It cannot be recovered or reset.
+          </div>
+          <label>
+            Passphrase <span className="muted">(at least 8 characters)</span>
+            <input name="passphrase" type="password" autoComplete="new-password" minLength={8} value={passphrase} onChange={(e) => setPassphrase(e.target.value)} required />
+          </label>
+          <label>
+            Passphrase again
+            <input name="passphrase2" type="password" autoComplete="new-password" value={passphrase2} onChange={(e) => setPassphrase2(e.target.value)} required />
+          </label>
+        </>
+      )}
+      <FormError message={error} />
+      <div className="form-actions">
+        <button type="button" className="link" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="submit" className="primary" disabled={busy}>
+          {busy ? 'Creating…' : 'Add repository'}
+        </button>
+      </div>
+    </form>
+  );
+}

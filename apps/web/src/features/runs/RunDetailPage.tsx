@@ -1,0 +1,155 @@
+import { useState } from 'react';
+import { Link, useParams } from 'react-router';
+import { useQueryClient } from '@tanstack/react-query';
+import type { Run } from '@vaultline/contracts';
+import { useTransporters } from '../../api/health.ts';
+import { useJobs } from '../../api/jobs.ts';
+import { useLiveRuns } from '../../api/live.ts';
+import { cancelRun, isActive, useRun } from '../../api/runs.ts';
+import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { LoadError, Loading, Page } from '../../components/Page.tsx';
+import { StatusPill } from '../../components/StatusPill.tsx';
+import { RunVmBlock } from '../../components/run/RunVmBlock.tsx';
+import { paths } from '../../config/paths.ts';
+import { errorMessage } from '../../lib/api.ts';
+import { formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+
+type LogLine = Run['vms'][number]['log'][number] & { vm: string };
+
+function RunLog({ run }: { run: Run }) {
+  const lines: LogLine[] = run.vms.flatMap((vm) => vm.log.map((l) => ({ ...l, vm: vm.vmName }))).sort((a, b) => a.at.localeCompare(b.at));
+  const warnings = lines.filter((l) => l.level === 'warn' || l.level === 'error');
+  return (
+    <>
+      {warnings.length > 0 && (
+        <section className="card" aria-labelledby="warnings-title" data-testid="run-warnings">
+          <h3 id="warnings-title">Warnings and errors ({warnings.length})</h3>
+          <ul className="log">
+            {warnings.map((l, i) => (
+              <li key={i} className={`level-${l.level}`}>
+                <span className="muted">{l.vm}</span> {l.message}
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
+      <section className="card" aria-labelledby="log-title">
+        <h3 id="log-title">Run log</h3>
+        {lines.length === 0 ? (
+          <p className="muted">Nothing logged yet.</p>
+        ) : (
+          <ol className="log" data-testid="run-log">
+            {lines.map((l, i) => (
+              <li key={i} className={`level-${l.level}`}>
+                <time className="muted" dateTime={l.at}>
+                  {new Date(l.at).toLocaleTimeString()}
+                </time>{' '}
+                <span className="muted">{l.vm}</span> <span className="level">{l.level}</span> {l.message}
+              </li>
+            ))}
+          </ol>
+        )}
+      </section>
+    </>
+  );
+}
+
+function Cancel({ run }: { run: Run }) {
+  const qc = useQueryClient();
+  const [open, setOpen] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <>
+      <button type="button" className="danger" onClick={() => setOpen(true)}>
+        Cancel run
+      </button>
+      <ConfirmDialog
+        open={open}
+        title="Cancel this run?"
+        confirmLabel="Cancel run"
+        danger
+        busy={busy}
+        error={error}
+        onCancel={() => setOpen(false)}
+        onConfirm={() => {
+          setBusy(true);
+          cancelRun(run.id)
+            .then(async () => {
+              setOpen(false);
+              await qc.invalidateQueries({ queryKey: ['runs'] });
+            })
+            .catch((err: unknown) => setError(errorMessage(err)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        <p>VMs not started yet are skipped. A VM being copied stops, commits nothing, and its snapshot and any attached disk are removed.</p>
+      </ConfirmDialog>
+    </>
+  );
+}
+
+export default function RunDetailPage() {
+  const { id } = useParams();
+  const me = useMe();
+  const run = useRun(id!);
+  const jobs = useJobs();
+  const transporters = useTransporters();
+  const live = useLiveRuns();
+  const r = run.data;
+  const job = r?.jobId ? jobs.data?.find((j) => j.id === r.jobId) : undefined;
+  const title = r ? `${job?.name ?? (r.kind === 'backup' ? 'Backup' : r.kind)} — run` : 'Run';
+  const took = r ? secondsBetween(r.startedAt, r.finishedAt) : null;
+
+  return (
+    <Page
+      title={title}
+      subtitle={
+        r && (
+          <>
+            {r.trigger} · queued {formatDateTime(r.createdAt)}
+            {r.startedAt && ` · started ${formatDateTime(r.startedAt)}`}
+            {r.finishedAt && ` · finished ${formatDateTime(r.finishedAt)}`}
+            {took !== null && ` · ${formatDuration(took)}`}
+            {job && (
+              <>
+                {' · '}
+                <Link to={`${paths.runs}?job=${job.id}`}>other runs of this job</Link>
+              </>
+            )}
+          </>
+        )
+      }
+      actions={
+        r && (
+          <>
+            <span aria-live="polite">
+              <StatusPill status={r.status} testId="run-status" />
+            </span>
+            {isActive(r.status) && can(me.role, 'operator') && <Cancel run={r} />}
+          </>
+        )
+      }
+    >
+      {run.isPending && <Loading what="the run" />}
+      {run.isError && <LoadError what="the run" error={run.error} />}
+      {r && (
+        <>
+          {r.error && (
+            <div className="alert error" role="alert">
+              {r.error}
+            </div>
+          )}
+          <section className="card" aria-label="VMs and disks">
+            {r.vms.map((vm) => (
+              <RunVmBlock key={vm.id} vm={vm} live={live} detailed transporterName={transporters.data?.find((t) => t.id === vm.transporterId)?.name} />
+            ))}
+          </section>
+          <RunLog run={r} />
+        </>
+      )}
+    </Page>
+  );
+}

@@ -1,0 +1,116 @@
+import { Link, useSearchParams } from 'react-router';
+import { RunStatusSchema, type Run, type RunStatus } from '@vaultline/contracts';
+import { useJobs } from '../../api/jobs.ts';
+import { useLiveRuns } from '../../api/live.ts';
+import { useRuns } from '../../api/runs.ts';
+import { LoadError, Loading, Page } from '../../components/Page.tsx';
+import { StatusPill } from '../../components/StatusPill.tsx';
+import { paths } from '../../config/paths.ts';
+import { formatBytes, formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
+
+const totals = (run: Run) => {
+  let read = 0;
+  let stored = 0;
+  for (const vm of run.vms) {
+    for (const d of vm.disks) {
+      read += d.bytesRead;
+      stored += d.bytesWritten;
+    }
+  }
+  return { read, stored };
+};
+
+const KIND: Record<Run['kind'], string> = { backup: 'Backup', restore: 'Restore', verify: 'Verify', drill: 'Restore drill', gc: 'Garbage collection' };
+
+export default function RunsPage() {
+  const [params, setParams] = useSearchParams();
+  const jobId = params.get('job') ?? undefined;
+  const status = RunStatusSchema.safeParse(params.get('status')).data;
+  const runs = useRuns({ jobId, status, limit: 100 });
+  const jobs = useJobs();
+  useLiveRuns();
+  const jobName = (id: string | null) => (id ? (jobs.data?.find((j) => j.id === id)?.name ?? 'deleted job') : null);
+  const setFilter = (key: 'job' | 'status', value: string) => {
+    const next = new URLSearchParams(params);
+    if (value) next.set(key, value);
+    else next.delete(key);
+    setParams(next, { replace: true });
+  };
+
+  return (
+    <Page title="Runs" subtitle="Every backup and restore, newest first.">
+      <div className="toolbar">
+        <label className="inline">
+          Job
+          <select value={jobId ?? ''} onChange={(e) => setFilter('job', e.target.value)}>
+            <option value="">All jobs</option>
+            {jobs.data?.map((j) => (
+              <option key={j.id} value={j.id}>
+                {j.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label className="inline">
+          Status
+          <select value={status ?? ''} onChange={(e) => setFilter('status', e.target.value)}>
+            <option value="">Any status</option>
+            {RunStatusSchema.options.map((s: RunStatus) => (
+              <option key={s} value={s}>
+                {s}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      {runs.isPending && <Loading what="runs" />}
+      {runs.isError && <LoadError what="runs" error={runs.error} />}
+      {runs.data && (
+        <section className="card">
+          {runs.data.length === 0 ? (
+            <p className="muted">No run matches.</p>
+          ) : (
+            <table data-testid="run-history">
+              <thead>
+                <tr>
+                  <th scope="col">Started</th>
+                  <th scope="col">Job</th>
+                  <th scope="col">VMs</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Took</th>
+                  <th scope="col">Read / stored</th>
+                </tr>
+              </thead>
+              <tbody>
+                {runs.data.map((run) => {
+                  const t = totals(run);
+                  const took = secondsBetween(run.startedAt, run.finishedAt);
+                  return (
+                    <tr key={run.id} data-testid="history-row">
+                      <td>
+                        <Link to={paths.run(run.id)}>{formatDateTime(run.startedAt ?? run.createdAt)}</Link>
+                        <div className="muted small">{run.trigger}</div>
+                      </td>
+                      <td>
+                        {jobName(run.jobId) ?? KIND[run.kind]}
+                        {run.kind !== 'backup' && run.jobId && <span className="muted small"> · {KIND[run.kind]}</span>}
+                      </td>
+                      <td className="small">{run.vms.map((v) => v.vmName).join(', ')}</td>
+                      <td>
+                        <StatusPill status={run.status} />
+                      </td>
+                      <td>{took !== null ? formatDuration(took) : '—'}</td>
+                      <td className="small">
+                        {formatBytes(t.read)} / {formatBytes(t.stored)}
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          )}
+        </section>
+      )}
+    </Page>
+  );
+}

@@ -1,0 +1,61 @@
+import { useTransporters } from '../../api/health.ts';
+import { LoadError, Loading, Page } from '../../components/Page.tsx';
+import { transportLabel } from '../../components/run/transport.ts';
+import { ago, formatDateTime } from '../../lib/format.ts';
+
+export default function TransportersPage() {
+  const transporters = useTransporters();
+  return (
+    <Page title="Transporters" subtitle="The workers that snapshot, read and store VM disks. One is offline after three missed heartbeats.">
+      {transporters.isPending && <Loading what="Transporters" />}
+      {transporters.isError && <LoadError what="Transporters" error={transporters.error} />}
+      {transporters.data?.length === 0 && (
+        <section className="card">
+          <p className="muted">No Transporter has registered yet. The local one starts with the appliance.</p>
+        </section>
+      )}
+      {transporters.data && transporters.data.length > 0 && (
+        <section className="card">
+          <table data-testid="transporters">
+            <thead>
+              <tr>
+                <th scope="col">Transporter</th>
+                <th scope="col">State</th>
+                <th scope="col">Last heartbeat</th>
+                <th scope="col">Version</th>
+                <th scope="col">Transports</th>
+                <th scope="col">Running now</th>
+              </tr>
+            </thead>
+            <tbody>
+              {transporters.data.map((t) => (
+                <tr key={t.id} data-testid="transporter-row">
+                  <td>
+                    <strong>{t.name}</strong>
+                    <div className="muted small">
+                      {t.host} · {t.id}
+                    </div>
+                  </td>
+                  <td>
+                    <span className={`pill ${t.online ? 'ok' : 'bad'}`}>{t.online ? 'online' : 'offline'}</span>
+                  </td>
+                  <td>
+                    <time dateTime={t.lastHeartbeat} title={formatDateTime(t.lastHeartbeat)}>
+                      {ago(t.lastHeartbeat)}
+                    </time>
+                    <div className="muted small">up since {formatDateTime(t.startedAt)}</div>
+                  </td>
+                  <td>{t.version}</td>
+                  <td className="small">{t.capabilities.transports.map(transportLabel).join(', ') || '—'}</td>
+                  <td data-testid="transporter-load">
+                    {t.runningVms} VM{t.runningVms === 1 ? '' : 's'} · {t.runningDisks} of {t.capabilities.maxDiskTasks} disk tasks
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+    </Page>
+  );
+}

@@ -1,0 +1,125 @@
+import { useState } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import type { VCenter } from '@vaultline/contracts';
+import { deleteVCenter, useVCenters } from '../../api/vcenters.ts';
+import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { LoadError, Loading, Page } from '../../components/Page.tsx';
+import { errorMessage } from '../../lib/api.ts';
+import { formatDateTime } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+import { AddVCenterForm } from './AddVCenterForm.tsx';
+
+export default function VCentersPage() {
+  const me = useMe();
+  const qc = useQueryClient();
+  const vcenters = useVCenters();
+  const [adding, setAdding] = useState(false);
+  const [flash, setFlash] = useState<string | null>(null);
+  const [removing, setRemoving] = useState<VCenter | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [removeError, setRemoveError] = useState<string | null>(null);
+  const admin = can(me.role, 'admin');
+
+  return (
+    <Page
+      title="vCenters"
+      subtitle="Where the VMs come from. Each is pinned to the certificate confirmed when it was added."
+      actions={
+        admin &&
+        !adding && (
+          <button type="button" className="primary" onClick={() => setAdding(true)}>
+            Add vCenter
+          </button>
+        )
+      }
+    >
+      {flash && (
+        <div className="alert ok" role="status">
+          {flash}
+        </div>
+      )}
+      {adding && (
+        <AddVCenterForm
+          onCancel={() => setAdding(false)}
+          onAdded={(v) => {
+            setAdding(false);
+            setFlash(`vCenter ${v.name} added.`);
+          }}
+        />
+      )}
+      {vcenters.isPending && <Loading what="vCenters" />}
+      {vcenters.isError && <LoadError what="vCenters" error={vcenters.error} />}
+      {vcenters.data?.length === 0 && <p className="muted">No vCenter yet.</p>}
+      {vcenters.data && vcenters.data.length > 0 && (
+        <section className="card">
+          <table data-testid="vcenters">
+            <thead>
+              <tr>
+                <th scope="col">vCenter</th>
+                <th scope="col">User</th>
+                <th scope="col">Pinned certificate (SHA-256)</th>
+                <th scope="col">Added</th>
+                <th scope="col">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {vcenters.data.map((v) => (
+                <tr key={v.id} data-testid="vcenter-row">
+                  <td>
+                    <strong>{v.name}</strong> {v.isLab && <span className="pill">lab</span>}
+                    <div className="muted small mono">{v.url}</div>
+                  </td>
+                  <td>{v.username}</td>
+                  <td className="mono small thumb-cell" title={v.thumbprintSha256 ?? undefined}>
+                    {v.thumbprintSha256 ?? <span className="muted">none (plain HTTP)</span>}
+                  </td>
+                  <td>{formatDateTime(v.createdAt)}</td>
+                  <td className="actions">
+                    {admin && (
+                      <button
+                        type="button"
+                        className="danger-text"
+                        onClick={() => {
+                          setRemoveError(null);
+                          setRemoving(v);
+                        }}
+                      >
+                        Remove
+                      </button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+      <ConfirmDialog
+        open={removing !== null}
+        title={`Remove ${removing?.name ?? 'vCenter'}?`}
+        confirmLabel="Remove vCenter"
+        danger
+        busy={busy}
+        error={removeError}
+        onCancel={() => setRemoving(null)}
+        onConfirm={() => {
+          const v = removing!;
+          setBusy(true);
+          deleteVCenter(v.id)
+            .then(async () => {
+              setRemoving(null);
+              setFlash(`vCenter ${v.name} removed.`);
+              await qc.invalidateQueries({ queryKey: ['vcenters'] });
+            })
+            .catch((err: unknown) => setRemoveError(errorMessage(err)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        <p>Its stored password is deleted. A vCenter that jobs still use cannot be removed; restore points already taken stay in their repositories.</p>
+      </ConfirmDialog>
+    </Page>
+  );
+}

@@ -1,0 +1,56 @@
+import { expect, test } from '@playwright/test';
+import { labState, nav, shot, signIn } from '../fixtures/session.ts';
+
+const lab = () => {
+  const s = labState();
+  return { url: s.url, user: s.username, password: s.password, thumbprint: s.thumbprintSha256 };
+};
+
+test('adding a vCenter: the certificate thumbprint to confirm first, then a wrong password is named clearly; an unreachable host too', async ({ page }) => {
+  await signIn(page);
+  await nav(page, 'vCenters');
+  await page.getByRole('button', { name: 'Add vCenter' }).click();
+  const form = page.getByRole('form', { name: 'Add a vCenter' });
+  const host = new URL(lab().url).host;
+
+  await form.getByLabel('Name').fill('second');
+  await form.getByLabel('URL').fill('https://127.0.0.1:1/sdk');
+  await form.getByLabel('User').fill(lab().user);
+  await form.getByLabel('Password').fill('whatever');
+  await form.getByRole('button', { name: 'Connect' }).click();
+  await expect(form.getByRole('alert')).toContainText('cannot reach 127.0.0.1:1');
+
+  await form.getByLabel('URL').fill(lab().url);
+  await form.getByLabel('Password').fill('not-the-lab-password');
+  await form.getByRole('button', { name: 'Connect' }).click();
+  const thumb = form.getByTestId('thumbprint');
+  await expect(thumb).toContainText(`${host} presents a certificate with this SHA-256 thumbprint`);
+  await expect(thumb).toContainText(lab().thumbprint);
+  await page.screenshot({ path: shot('vcenter-thumbprint'), fullPage: true });
+  await form.getByRole('button', { name: 'Trust this certificate and add' }).click();
+  await expect(form.getByRole('alert').filter({ hasText: 'rejected' })).toHaveText(`${host} rejected the user name or password`);
+  await page.screenshot({ path: shot('vcenter-wrong-password'), fullPage: true });
+
+  await form.getByLabel('Password').fill(lab().password);
+  await form.getByRole('button', { name: 'Trust this certificate and add' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'vCenter second added.' })).toBeVisible();
+  const row = page.getByTestId('vcenter-row').filter({ hasText: 'second' });
+  await expect(row).toContainText(lab().thumbprint);
+});
+
+test('removing a vCenter asks first; one that jobs use is refused with the server’s reason', async ({ page }) => {
+  await signIn(page);
+  await nav(page, 'vCenters');
+  const used = page.getByTestId('vcenter-row').filter({ hasText: 'Lab vCenter' });
+  await used.getByRole('button', { name: 'Remove' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Remove Lab vCenter?' });
+  await dialog.getByRole('button', { name: 'Remove vCenter' }).click();
+  await expect(dialog.getByRole('alert')).toContainText('Lab vCenter is used by 1 job(s); delete or move them first');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+  const second = page.getByTestId('vcenter-row').filter({ hasText: 'second' });
+  await second.getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('dialog', { name: 'Remove second?' }).getByRole('button', { name: 'Remove vCenter' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'vCenter second removed.' })).toBeVisible();
+  await expect(second).toHaveCount(0);
+});

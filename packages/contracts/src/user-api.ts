@@ -1,0 +1,11 @@
+import { z } from 'zod';
+import { RoleSchema } from './auth.ts';
+
+export const UserSchema = z.object({
+  id: z.string(),
+  username: z.string(),
+  role: RoleSchema,
+  mustChangePassword: z.boolean(),
+  lastLoginAt: z.string().nullable(),
+});
+export type User = z.infer<typeof UserSchema>;
