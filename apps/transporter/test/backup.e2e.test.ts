@@ -256,6 +256,8 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     expect(run.status).toBe('cancelled');
     expect(point).toBeNull();
     expect(vm.disks.reduce((n, d) => n + Number(d.bytesRead), 0)).toBeLessThan(40 * MiB);
+    // No disk row is left claiming it is still being read.
+    expect(vm.disks.map((d) => d.phase).filter((p) => p !== 'cancelled' && p !== 'done')).toEqual([]);
     expect(JSON.stringify(vm.log)).toContain('cancelled: nothing was committed and everything was cleaned up');
     await nothingLeftBehind(b, 'app01');
   });

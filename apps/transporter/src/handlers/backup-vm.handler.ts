@@ -104,6 +104,14 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     let repo: Repository | null = null;
     let session: VSphereSession | null = null;
     const lastDbWrite = new Map<number, number>();
+    // A disk's row is written by throttled progress and by phase changes; one chain per disk keeps
+    // them in order, so a late progress write never overwrites the final phase or byte counts.
+    const chains = new Map<number, Promise<unknown>>();
+    const inOrder = <T>(deviceKey: number, write: () => Promise<T>): Promise<T> => {
+      const next = (chains.get(deviceKey) ?? Promise.resolve()).then(write, write);
+      chains.set(deviceKey, next.catch(() => undefined));
+      return next;
+    };
     try {
       try {
         repo = await openRepository(job.repository, deps.secretKey);
@@ -167,9 +175,9 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
               const now = Date.now();
               if (now - (lastDbWrite.get(p.deviceKey) ?? 0) < 1000) return;
               lastDbWrite.set(p.deviceKey, now);
-              void db.runDisk
-                .updateMany({ where: { runVmId: item.id, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } })
-                .catch(() => undefined);
+              void inOrder(p.deviceKey, () =>
+                db.runDisk.updateMany({ where: { runVmId: item.id, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } }),
+              ).catch(() => undefined);
             },
           },
           log,
@@ -178,12 +186,13 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
             await db.runVm.update({ where: { id: item.id }, data: { phase } });
             deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase });
           },
-          diskPhase: async (deviceKey, u) => {
-            const data = diskData(u);
-            const vmDisk = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId: item.id, deviceKey } } });
-            if (vmDisk) await db.runDisk.update({ where: { id: vmDisk.id }, data });
-            else await db.runDisk.create({ data: { runVmId: item.id, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
-          },
+          diskPhase: (deviceKey, u) =>
+            inOrder(deviceKey, async () => {
+              const data = diskData(u);
+              const vmDisk = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId: item.id, deviceKey } } });
+              if (vmDisk) await db.runDisk.update({ where: { id: vmDisk.id }, data });
+              else await db.runDisk.create({ data: { runVmId: item.id, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
+            }),
           isCancelled: () => deps.isCancelled(run.id),
           maxParallelDisks: deps.maxParallelDisks,
           ...(deps.limits ? { limits: deps.limits } : {}),
