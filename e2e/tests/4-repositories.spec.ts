@@ -77,11 +77,13 @@ test('an SFTP repository is added with its SSH key (OpenSSH on loopback); a key 
     await form.getByLabel('SFTP location').fill(location);
     await form.getByLabel('SSH private key').fill(sshd.strangerKey);
     await form.getByRole('button', { name: 'Add repository' }).click();
-    await expect(form.getByRole('alert')).toContainText(`${location}: `);
-    await expect(form.getByRole('alert')).toContainText(/authentication/i);
+    // First the server's host key, for the admin to check: exactly what ssh-keygen prints for it.
+    await expect(form.getByTestId('host-key')).toContainText(sshd.hostKeyFingerprint);
+    await form.getByRole('button', { name: 'Trust this host key and add' }).click();
+    await expect(form.getByRole('alert').filter({ hasText: location })).toContainText(/authentication/i);
 
     await form.getByLabel('SSH private key').fill(sshd.privateKey);
-    await form.getByRole('button', { name: 'Add repository' }).click();
+    await form.getByRole('button', { name: 'Trust this host key and add' }).click();
     await expect(page.getByRole('status').filter({ hasText: 'Repository sftp on loopback added.' })).toBeVisible();
     const row = page.getByTestId('repository-row').filter({ hasText: 'sftp on loopback' });
     await expect(row).toContainText('sftp');

@@ -11,17 +11,20 @@ import { SECRET_LABELS } from './secrets.ts';
 export interface RepositoryRow {
   kind: string;
   location: string;
+  /** SFTP: the pinned host key fingerprint; a connection to any other key is refused. */
+  sftpHostKeySha256?: string | null;
   encrypted: boolean;
   passphraseSealed: string | null;
   sftpKeySealed: string | null;
 }
 
-export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location'>, privateKey?: string): Promise<Backend> {
+export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256'>, privateKey?: string): Promise<Backend> {
   if (row.kind === 'local') return new LocalBackend(row.location);
   if (row.kind === 'sftp') {
     const u = new URL(row.location);
     if (!privateKey) throw new Error(`the SFTP repository ${row.location} has no SSH key`);
-    return SftpBackend.connect({ host: u.hostname, port: Number(u.port || 22), username: decodeURIComponent(u.username), privateKey, root: decodeURIComponent(u.pathname) });
+    if (!row.sftpHostKeySha256) throw new Error(`the SFTP server of ${row.location} has no pinned host key; remove the repository and add it again to confirm the server's key`);
+    return SftpBackend.connect({ host: u.hostname, port: Number(u.port || 22), username: decodeURIComponent(u.username), privateKey, root: decodeURIComponent(u.pathname), hostKeySha256: row.sftpHostKeySha256 });
   }
   throw new Error(`unknown repository kind ${row.kind}`);
 }

@@ -33,7 +33,7 @@ export { LockManager, Lock } from './locks.ts';
 export type { LockInfo, LockKind, LockOptions } from './locks.ts';
 export type { Backend, FileWriter, FileStat } from './backends/backend.ts';
 export { LocalBackend } from './backends/local.ts';
-export { SftpBackend } from './backends/sftp.ts';
+export { SftpBackend, probeSftpHostKey, sshFingerprint, HostKeyMismatchError } from './backends/sftp.ts';
 export type { SftpOptions } from './backends/sftp.ts';
 export * from './errors.ts';
 export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';

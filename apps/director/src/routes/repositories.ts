@@ -3,7 +3,7 @@ import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint
 import { sealSecret } from '@vaultline/config';
 import { SECRET_LABELS, backendFor, openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
+import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -90,9 +90,27 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     const body = parse(RepositoryCreateSchema, request.body);
     if (await db.repository.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a repository named ${body.name} already exists`);
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;
+    // SFTP: the admin confirms the server's host key first; it is pinned from then on.
+    let hostKey: string | null = null;
+    if (body.kind === 'sftp') {
+      const u = new URL(body.location);
+      const presented = await probeSftpHostKey(u.hostname, Number(u.port || 22)).catch((err: unknown) => {
+        throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
+      });
+      if (!body.hostKeySha256) {
+        reply.code(409);
+        return {
+          code: 'host_key_confirmation_required',
+          message: `confirm that ${u.host} presents the SSH host key ${presented}, then send it back as hostKeySha256`,
+          hostKeySha256: presented,
+        };
+      }
+      if (presented !== body.hostKeySha256) throw new AppError('bad_request', `${u.host} presents SSH host key ${presented}, not the confirmed ${body.hostKeySha256}; refusing to connect`);
+      hostKey = presented;
+    }
     // Create it on storage (or adopt an existing one whose passphrase matches).
     try {
-      const backend = await backendFor({ kind: body.kind, location: body.location }, privateKey);
+      const backend = await backendFor({ kind: body.kind, location: body.location, sftpHostKeySha256: hostKey }, privateKey);
       try {
         await Repository.init(backend, body.passphrase ? { passphrase: body.passphrase } : {});
       } catch (err) {
@@ -112,6 +130,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         encrypted: Boolean(body.passphrase),
         passphraseSealed: body.passphrase ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryPassphrase, body.passphrase) : null,
         sftpKeySealed: privateKey ? sealSecret(deps.secretKey, SECRET_LABELS.repositorySshKey, privateKey) : null,
+        sftpHostKeySha256: hostKey,
       },
     });
     await audit.record({ actor: request.user!.username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });

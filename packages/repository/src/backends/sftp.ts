@@ -6,6 +6,7 @@
  * Status code 2 (no such file) maps to NotFoundError; 4 (failure) with an
  * ENOSPC-like message maps to RepositoryFullError.
  */
+import { createHash } from 'node:crypto';
 import { Client } from 'ssh2';
 import type { SFTPWrapper, ConnectConfig } from 'ssh2';
 import { CorruptDataError, NotFoundError, RepositoryError, RepositoryFullError } from '../errors.ts';
@@ -19,6 +20,8 @@ export interface SftpOptions {
   privateKey: Buffer | string;
   /** Expected host key (OpenSSH public key line or raw key); verified when given. */
   hostKey?: Buffer;
+  /** Expected host key fingerprint as OpenSSH prints it (`SHA256:…`); verified when given. */
+  hostKeySha256?: string;
   /** Repository directory on the server (absolute). */
   root: string;
   readyTimeout?: number;
@@ -36,6 +39,42 @@ function cb<T>(fn: (done: (err: Error | null | undefined, v?: T) => void) => voi
   return new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(mapErr(err, what)) : resolve(v as T))));
 }
 
+/** The OpenSSH SHA-256 fingerprint of a raw host key: `SHA256:` + unpadded base64. */
+export function sshFingerprint(key: Buffer): string {
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** Thrown when the server's host key is not the pinned one (both fingerprints named). */
+export class HostKeyMismatchError extends RepositoryError {
+  constructor(
+    readonly host: string,
+    readonly presented: string,
+    readonly expected: string,
+  ) {
+    super('BACKEND', `${host} presents SSH host key ${presented}, not the pinned ${expected}; refusing to connect (if the server was reinstalled, confirm its new key)`);
+  }
+}
+
+/** The SSH host key fingerprint a server presents, read before any sign-in. */
+export async function probeSftpHostKey(host: string, port = 22, timeoutMs = 10_000): Promise<string> {
+  const client = new Client();
+  let seen: string | null = null;
+  return new Promise<string>((resolve, reject) => {
+    client.once('error', (e) => (seen ? resolve(seen) : reject(new RepositoryError('BACKEND', `cannot reach the SSH server ${host}:${port}: ${e.message}`, { cause: e }))));
+    client.connect({
+      host,
+      port,
+      username: 'vaultline-host-key-probe',
+      readyTimeout: timeoutMs,
+      // Record the key and refuse it: the connection ends before any credential is sent.
+      hostVerifier: (key: Buffer) => {
+        seen = sshFingerprint(key);
+        return false;
+      },
+    });
+  }).finally(() => client.end());
+}
+
 export class SftpBackend implements Backend {
   readonly kind = 'sftp';
   private constructor(
@@ -51,9 +90,15 @@ export class SftpBackend implements Backend {
   static async connect(opts: SftpOptions): Promise<SftpBackend> {
     const client = new Client();
     const cfg: ConnectConfig = { host: opts.host, port: opts.port ?? 22, username: opts.username, privateKey: opts.privateKey, readyTimeout: opts.readyTimeout ?? 10_000 };
-    if (opts.hostKey) {
+    let mismatch: HostKeyMismatchError | null = null;
+    if (opts.hostKey || opts.hostKeySha256) {
       const expected = opts.hostKey;
       cfg.hostVerifier = (key: Buffer) => {
+        if (opts.hostKeySha256 && sshFingerprint(key) !== opts.hostKeySha256) {
+          mismatch = new HostKeyMismatchError(opts.host, sshFingerprint(key), opts.hostKeySha256);
+          return false;
+        }
+        if (!expected) return true;
         const line = expected.toString().trim().split(/\s+/);
         const raw = line.length >= 2 ? Buffer.from(line[1]!, 'base64') : expected;
         return raw.equals(key);
@@ -61,7 +106,7 @@ export class SftpBackend implements Backend {
     }
     await new Promise<void>((resolve, reject) => {
       client.once('ready', () => resolve());
-      client.once('error', (e) => reject(new RepositoryError('BACKEND', `sftp connect to ${opts.host}: ${e.message}`, { cause: e })));
+      client.once('error', (e) => reject(mismatch ?? new RepositoryError('BACKEND', `sftp connect to ${opts.host}: ${e.message}`, { cause: e })));
       client.connect(cfg);
     });
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));

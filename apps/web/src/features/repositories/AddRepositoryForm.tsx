@@ -3,6 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import type { RepositoryCreate, RepositoryDto } from '@vaultline/contracts';
 import { createRepository } from '../../api/repositories.ts';
 import { FormError } from '../../components/FormError.tsx';
+import { ApiRequestError } from '../../lib/api.ts';
 import { useAction } from '../../lib/use-action.ts';
 
 export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: RepositoryDto) => void; onCancel: () => void }) {
@@ -15,6 +16,8 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
   const [encrypt, setEncrypt] = useState(false);
   const [passphrase, setPassphrase] = useState('');
   const [passphrase2, setPassphrase2] = useState('');
+  /** The SFTP server's host key fingerprint, once the Director has shown it for confirmation. */
+  const [hostKey, setHostKey] = useState<string | null>(null);
   const { busy, error, setError, run } = useAction();
 
   const submit = (e: FormEvent) => {
@@ -24,11 +27,17 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
       return;
     }
     const secret = encrypt ? { passphrase } : {};
-    const body: RepositoryCreate = kind === 'local' ? { kind, name, location: path, ...secret } : { kind, name, location: sftpUrl, privateKey, ...secret };
+    const body: RepositoryCreate =
+      kind === 'local' ? { kind, name, location: path, ...secret } : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
     return run(async () => {
-      const repo = await createRepository(body);
-      await qc.invalidateQueries({ queryKey: ['repositories'] });
-      onAdded(repo);
+      try {
+        const repo = await createRepository(body);
+        await qc.invalidateQueries({ queryKey: ['repositories'] });
+        onAdded(repo);
+      } catch (err) {
+        if (err instanceof ApiRequestError && err.body.code === 'host_key_confirmation_required') setHostKey(String(err.body.hostKeySha256));
+        else throw err;
+      }
     });
   };
 
@@ -58,13 +67,32 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
         <>
           <label>
             SFTP location
-            <input name="sftpUrl" value={sftpUrl} onChange={(e) => setSftpUrl(e.target.value)} required placeholder="sftp://backup@nas.example:22/srv/vaultline" className="mono" />
+            <input
+              name="sftpUrl"
+              value={sftpUrl}
+              onChange={(e) => {
+                setSftpUrl(e.target.value);
+                setHostKey(null); // another server voids a confirmed key
+              }}
+              required
+              placeholder="sftp://backup@nas.example:22/srv/vaultline"
+              className="mono"
+            />
           </label>
           <label>
             SSH private key
             <textarea name="privateKey" value={privateKey} onChange={(e) => setPrivateKey(e.target.value)} required rows={5} className="mono" placeholder="-----BEGIN OPENSSH PRIVATE KEY-----" spellCheck={false} />
-            <span className="muted small">Sealed with the appliance key before it is stored. The server’s host key is not pinned yet: use SFTP on a network you trust.</span>
+            <span className="muted small">Sealed with the appliance key before it is stored.</span>
           </label>
+          {hostKey && (
+            <div className="alert warn confirm-thumbprint" role="alert" data-testid="host-key">
+              <p>
+                The server presents this SSH host key. Check it on the server before trusting it (for example <code>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</code>).
+              </p>
+              <p className="mono thumb">{hostKey}</p>
+              <p className="small">It is pinned: if the server’s key changes later, Vaultline refuses to connect and names both fingerprints.</p>
+            </div>
+          )}
         </>
       )}
       <label className="check-field">
@@ -96,7 +124,7 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
           Cancel
         </button>
         <button type="submit" className="primary" disabled={busy}>
-          {busy ? 'Creating…' : 'Add repository'}
+          {busy ? 'Creating…' : hostKey && kind === 'sftp' ? 'Trust this host key and add' : 'Add repository'}
         </button>
       </div>
     </form>
