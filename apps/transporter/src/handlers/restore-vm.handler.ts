@@ -52,13 +52,16 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
     if (TERMINAL.includes(item.status)) return;
     const run = item.run;
     const log = deps.log.child({ runId: run.id, runVmId: item.id });
+    // Log lines are appended one after the other (in order), and all of them before the run is finished.
+    let logWrites: Promise<unknown> = Promise.resolve();
     const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
       log[level](message);
       const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
-      void db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`.catch(() => undefined);
+      logWrites = logWrites.then(() => db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`).catch(() => undefined);
       deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
     };
     const finish = async (status: RunStatus, error: string | null, vmMoref?: string) => {
+      await logWrites;
       await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date(), ...(vmMoref ? { vmMoref } : {}) } });
       await db.jobRun.update({ where: { id: run.id }, data: { status, error, finishedAt: new Date() } });
       deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });

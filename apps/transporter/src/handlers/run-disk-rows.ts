@@ -2,7 +2,7 @@
  * Per-disk run rows (RunDisk) and `disk.progress` events, shared by backups
  * and restores: a phase change writes the row at once (creating it the first
  * time), progress is published on every meter tick and written to the row at
- * most once a second per disk.
+ * most once a second per disk (a new phase and the first bytes moved at once).
  */
 import type { DiskProgress } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
@@ -39,23 +39,34 @@ function diskData(u: DiskUpdate) {
 }
 
 export function runDiskRows(db: Db, runVmId: string, publish: (e: { type: string; [k: string]: unknown }) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
-  const lastDbWrite = new Map<number, number>();
+  const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
+  // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
+  const tails = new Map<number, Promise<unknown>>();
+  const serial = <T>(deviceKey: number, fn: () => Promise<T>): Promise<T> => {
+    const next = (tails.get(deviceKey) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    tails.set(deviceKey, next);
+    return next;
+  };
   return {
-    async diskPhase(deviceKey, u) {
-      const data = diskData(u);
-      const row = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } } });
-      if (row) await db.runDisk.update({ where: { id: row.id }, data });
-      else await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
-    },
+    diskPhase: (deviceKey, u) =>
+      serial(deviceKey, async () => {
+        const data = diskData(u);
+        const row = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } } });
+        if (row) await db.runDisk.update({ where: { id: row.id }, data });
+        else await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
+      }),
     progress: {
       disk: (p: DiskProgress) => {
         publish({ type: 'disk.progress', ...p });
+        // At most once a second per disk, but a new phase and the first bytes moved are written at once.
         const now = Date.now();
-        if (now - (lastDbWrite.get(p.deviceKey) ?? 0) < 1000) return;
-        lastDbWrite.set(p.deviceKey, now);
-        void db.runDisk
-          .updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } })
-          .catch(() => undefined);
+        const moved = p.bytesRead + p.bytesWritten > 0;
+        const last = lastDbWrite.get(p.deviceKey);
+        if (last && now - last.at < 1000 && last.phase === p.phase && last.moved === moved) return;
+        lastDbWrite.set(p.deviceKey, { at: now, phase: p.phase, moved });
+        void serial(p.deviceKey, () =>
+          db.runDisk.updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } }),
+        ).catch(() => undefined);
       },
     },
   };

@@ -199,7 +199,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     const reader = await DiskReader.open(ctx.repo, ctx.ref, job.sourceKey);
     const expected = createHash('sha256');
     let pos = 0;
-    let sinkError: unknown = null;
+    const sinkErrors = new Set<unknown>();
     try {
       // forEachExtent may start the next run's sink before this one's writes finished:
       // everything order-dependent (hash, position) happens before the first await.
@@ -216,14 +216,15 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
           meter.bytesRead += written;
           meter.bytesWritten += written;
           meter.bytesSkipped += data.length - written;
-          meter.emit();
+          // The first written bytes are shown at once; later ticks are throttled.
+          meter.emit(meter.bytesWritten === written && written > 0);
         } catch (err) {
-          sinkError = err;
+          sinkErrors.add(err);
           throw err;
         }
       }, STEP);
     } catch (err) {
-      if (err === sinkError) throw err;
+      if (sinkErrors.has(err)) throw err;
       throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(err as Error).message}; run a repository verify`);
     }
     hashZeros(expected, job.capacity - pos);
@@ -277,7 +278,7 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
       expected.update(chunk);
       meter.bytesRead += chunk.length;
       meter.bytesWritten += chunk.length;
-      meter.emit();
+      meter.emit(off === 0);
       yield chunk;
     }
   }
