@@ -55,9 +55,9 @@ export interface Bench {
   close(): Promise<void>;
 }
 
-export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; extraDatastores?: LabOptions['extraDatastores'] } = {}): Promise<Bench> {
+export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http'> } = {}): Promise<Bench> {
   const [lab, database, repoDir] = await Promise.all([
-    startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...(opts.extraDatastores ? { extraDatastores: opts.extraDatastores } : {}) }),
+    startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...opts.lab }),
     createTestDatabase(PG_SERVER, 'vaultline_backup'),
     mkdtemp(path.join(os.tmpdir(), 'vaultline-bench-repo-')),
   ]);
@@ -66,7 +66,14 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   const secretKey = Buffer.alloc(32, 9);
   await Repository.init(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
   const vcenter = await db.vCenter.create({
-    data: { name: 'lab', url: lab.url, username: lab.username, passwordSealed: sealSecret(secretKey, SECRET_LABELS.vcenterPassword, lab.password), thumbprintSha256: lab.thumbprintSha256, isLab: true },
+    data: {
+      name: 'lab',
+      url: lab.url,
+      username: lab.username,
+      passwordSealed: sealSecret(secretKey, SECRET_LABELS.vcenterPassword, lab.password),
+      thumbprintSha256: lab.url.startsWith('https:') ? lab.thumbprintSha256 : null,
+      isLab: true,
+    },
   });
   const repository = await db.repository.create({
     data: {

@@ -31,7 +31,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
   let point: { id: string; rowId: string; vmId: string; truth: string[] };
 
   beforeAll(async () => {
-    b = await startBench({ extraDatastores: [{ name: 'tiny', sizeBytes: 4 * MiB }] });
+    b = await startBench({ lab: { extraDatastores: [{ name: 'tiny', sizeBytes: 4 * MiB }] } });
     session = await b.connector.restoreSession(await b.db.vCenter.findUniqueOrThrow({ where: { id: b.vcenterId } }));
     client = session.client;
     await b.lab.createVm({ name: 'crm01', cbt: true, powerOn: true, nics: ['VM Network'], disks: [{ capacityBytes: 24 * MiB }, { capacityBytes: 8 * MiB }] });

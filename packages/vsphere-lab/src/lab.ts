@@ -18,6 +18,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +41,8 @@ export interface LabOptions {
    * restore onto a datastore that is too small.
    */
   extraDatastores?: { name: string; sizeBytes: number }[];
+  /** Serve plain HTTP instead of HTTPS (to try what a client does with an HTTP-only vCenter, e.g. NBD without SSL). */
+  http?: boolean;
   username?: string;
   password?: string;
 }
@@ -334,7 +337,7 @@ class LabImpl implements Lab {
     const log = fs.openSync(path.join(this.run, 'server.log'), 'a');
     const args = [
       '-l', `127.0.0.1:${this.opts.port ?? 0}`,
-      '-cert', tls.cert, '-key', tls.key,
+      ...(this.opts.http ? [] : ['-cert', tls.cert, '-key', tls.key]),
       '-user', `${this.username}:${this.password}`,
       '-env', envFile, '-proxy', PROXY_VM_NAME,
       ...(this.opts.hotadd !== false && isRoot() ? ['-byid', this.byIdDir] : []),
@@ -386,11 +389,11 @@ class LabImpl implements Lab {
     if (this.opts.demo) await createDemoInventory(this);
   }
 
-  private keepAlive: https.Agent | undefined;
+  private keepAlive: http.Agent | undefined;
 
   /** A keep-alive agent for bulk guest writes (one TLS handshake, not one per chunk). */
-  agent(): https.Agent {
-    return (this.keepAlive ??= new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.certPem }));
+  agent(): http.Agent {
+    return (this.keepAlive ??= this.url.startsWith('http:') ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.certPem }));
   }
 
   async labGet<T>(endpoint: string, query: Record<string, string> = {}): Promise<T> {

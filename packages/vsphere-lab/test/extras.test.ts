@@ -17,7 +17,7 @@ afterAll(async () => {
   await lab?.stop();
 });
 
-describe('lab options for restore tests', () => {
+describe('lab options for restore tests (small datastores, NICs, plain HTTP)', () => {
   it.runIf(isRoot)('an extra datastore is a tmpfs of the asked size, reported with that capacity and free space, and unmounted by stop()', async () => {
     const tiny = lab.datastores.find((d) => d.name === 'tiny')!;
     expect(mountsUnder(tiny.path)).toEqual([tiny.path]);
@@ -38,6 +38,20 @@ describe('lab options for restore tests', () => {
     expect(names).toEqual(['VM Network', 'DC0_DVPG0']);
     expect(tag(xml, 'macAddress')).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
     await expect(lab.createVm({ name: 'nics-02', disks: [{ capacityBytes: 1 * MiB }], nics: ['No Such Net'] })).rejects.toThrow(/the lab has no network No Such Net \(it has .*VM Network/);
+  });
+
+  it('http: true serves the same lab over plain HTTP (SOAP, guest writes, ground truth)', async () => {
+    const plain = await startLab({ http: true });
+    try {
+      expect(plain.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/sdk$/);
+      const vm = await plain.createVm({ name: 'plain-01', disks: [{ capacityBytes: 1 * MiB }] });
+      await plain.guestWrite('plain-01', 0, [{ offset: 4096, length: 8192, pattern: 'random', seed: 3 }]);
+      const flat = fs.readFileSync(vm.disks[0]!.flatPath);
+      expect(flat.subarray(4096, 12288).equals(Buffer.alloc(8192))).toBe(false);
+      expect(await plain.diskSha256('plain-01', 0)).toMatch(/^[0-9a-f]{64}$/);
+    } finally {
+      await plain.stop();
+    }
   });
 
   it.runIf(isRoot)('stop() leaves no mount behind', async () => {
