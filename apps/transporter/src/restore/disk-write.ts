@@ -68,6 +68,8 @@ export interface DiskWriteJob {
   /** The new, empty disk: "[ds] vm/vm.vmdk". */
   fileName: string;
   choice: TransportChoice;
+  /** The whole image's SHA-256 as the restore point recorded it, when it did. */
+  recordedSha256?: string | undefined;
 }
 
 export interface WrittenDisk {
@@ -159,6 +161,13 @@ export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promi
   return { key: job.sourceKey, label: job.label, fileName: job.fileName, capacityBytes: job.capacity, transport, reasons, ...result };
 }
 
+/** What the restore point's data hashed to must be what the point recorded (when it recorded one). */
+function checkRecorded(ctx: DiskWriteContext, job: DiskWriteJob, want: string): void {
+  if (job.recordedSha256 && job.recordedSha256 !== want) {
+    throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: disk ${job.label} reads as SHA-256 ${want}, the point recorded ${job.recordedSha256}; run a repository verify`);
+  }
+}
+
 /** SHA-256 of [0, capacity) through `read`, checking for a cancel between reads. */
 async function readBackSha(ctx: DiskWriteContext, capacity: number, read: (o: number, l: number, into: Buffer) => Promise<Buffer>, meter: DiskMeter): Promise<string> {
   const h = createHash('sha256');
@@ -232,6 +241,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     checkCancel(ctx);
     await meter.time('target', () => writer.flush());
     const want = expected.digest('hex');
+    checkRecorded(ctx, job, want);
     await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped });
     const got = await readBackSha(ctx, job.capacity, (o, l, into) => writer.read(o, l, into), meter);
     if (got !== want) throw new RestoreError(`disk ${job.label} reads back through HotAdd with SHA-256 ${got}, the restore point has ${want}`);
@@ -293,6 +303,7 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
     throw err;
   }
   const want = expected.digest('hex');
+  checkRecorded(ctx, job, want);
   await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: 0 });
   const got = await readBackSha(ctx, job.capacity, (o, l) => ctx.client.files.readRange(file, o, l), meter);
   if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);

@@ -258,7 +258,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       const choice = choices.get(src.key)!;
       const release = deps.limits ? await deps.limits.disk(choice.transport, placement.host) : () => undefined;
       try {
-        disks.push(await writeDisk(ctx, { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice }));
+        disks.push(await writeDisk(ctx, { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 }));
       } finally {
         release();
       }
@@ -424,7 +424,7 @@ export async function restoreDisk(
         diskPhase: deps.diskPhase ?? (async () => undefined),
         isCancelled: deps.isCancelled ?? (() => false),
       },
-      { sourceKey: input.diskKey, label: `disk ${input.diskKey}`, capacity: md.capacity, fileName: added.fileName, choice: { transport: network, reasons: ['a disk restore writes over the network: the new disk belongs to the target VM'] } },
+      { sourceKey: input.diskKey, label: `disk ${input.diskKey}`, capacity: md.capacity, fileName: added.fileName, recordedSha256: md.sha256, choice: { transport: network, reasons: ['a disk restore writes over the network: the new disk belongs to the target VM'] } },
     );
   } catch (err) {
     await client.hotadd.detach(input.targetVm, added.key, { expectFileName: added.fileName }).catch(() => undefined);
