@@ -93,7 +93,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
   await fastify.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
   await fastify.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-  await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue });
+  await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });

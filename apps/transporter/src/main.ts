@@ -1,7 +1,7 @@
 /**
  * The Transporter: a worker with no listening port. It registers and
  * heartbeats, sweeps orphans left by an earlier (killed) process BEFORE taking
- * work, then runs `backup.run-vm` jobs from the queue, at most
+ * work, then runs `backup.run-vm`, `restore.run-vm` and `repository.maintain` jobs from the queue, at most
  * VAULTLINE_MAX_DISK_TASKS disk tasks at a time.
  */
 import os from 'node:os';
@@ -124,6 +124,9 @@ async function main(): Promise<void> {
     if (active.size === 0) void sweep('periodic');
   }, SWEEP_INTERVAL_MS);
 
+  // Shutting down cancels running VMs cleanly (snapshots removed, disks detached, half-restored VMs removed).
+  const isCancelled = (runId: string) => closing || cancelled.has(runId);
+  const limits = new TransporterLimits(env.VAULTLINE_MAX_DISK_TASKS, env.VAULTLINE_NBD_STREAMS_PER_HOST);
   const handler = createBackupVmHandler({
     db,
     secretKey,
@@ -133,13 +136,23 @@ async function main(): Promise<void> {
     devices,
     connect: (vcenter) => connector.session(vcenter),
     publish: (e) => void events.publish(e),
-    // Shutting down cancels running VMs cleanly (snapshots removed, disks detached) rather than abandoning them.
-    isCancelled: (runId) => closing || cancelled.has(runId),
+    isCancelled,
     maxParallelDisks: env.VAULTLINE_MAX_DISK_TASKS,
     maxAttempts: 3,
-    limits: new TransporterLimits(env.VAULTLINE_MAX_DISK_TASKS, env.VAULTLINE_NBD_STREAMS_PER_HOST),
+    limits,
   });
-  const restore = createRestoreVmHandler({ db, secretKey, transporterId: id, journal, log, publish: (e) => void events.publish(e) });
+  const restore = createRestoreVmHandler({
+    db,
+    secretKey,
+    transporterId: id,
+    journal,
+    log,
+    devices,
+    connect: (vcenter) => connector.restoreSession(vcenter),
+    publish: (e) => void events.publish(e),
+    isCancelled,
+    limits,
+  });
   const maintenance = createMaintenanceHandler({ db, secretKey, transporterId: id, log, publish: (e) => void events.publish(e) });
   const tracked = (fn: (p: { runVmId: string }, ctx: { attempt: number; jobId: string }) => Promise<void>) => async (payload: { runVmId: string }, ctx: { attempt: number; jobId: string }) => {
     active.add(payload.runVmId);

@@ -14,12 +14,13 @@ import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
 import { memoryLogger } from '@vaultline/logger';
 import { DiskReader, Repository } from '@vaultline/repository';
-import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { startLab, type Lab, type LabOptions } from '@vaultline/vsphere-lab';
 import { createHash } from 'node:crypto';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
 import { createVSphereConnector } from '../src/adapters/vsphere-port.ts';
 import { createBackupVmHandler } from '../src/handlers/backup-vm.handler.ts';
+import { createRestoreVmHandler } from '../src/handlers/restore-vm.handler.ts';
 
 export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -38,6 +39,10 @@ export interface Bench {
   connector: ReturnType<typeof createVSphereConnector>;
   devices: ReturnType<typeof createLocalDevices>;
   handler: ReturnType<typeof createBackupVmHandler>;
+  /** The restore.run-vm handler wired like the Transporter's (same devices, connector, cancel set and events). */
+  restoreHandler: ReturnType<typeof createRestoreVmHandler>;
+  /** A restore run as the Director writes it (kind restore or drill, the request on the row); returns its ids. */
+  newRestoreRun(request: Record<string, unknown>): Promise<{ runId: string; runVmId: string }>;
   cancelled: Set<string>;
   /** Called synchronously with every published event (a test can react before the next read). */
   onEvent: ((e: { type: string; [k: string]: unknown }) => void) | null;
@@ -50,9 +55,9 @@ export interface Bench {
   close(): Promise<void>;
 }
 
-export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number } = {}): Promise<Bench> {
+export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http'> } = {}): Promise<Bench> {
   const [lab, database, repoDir] = await Promise.all([
-    startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}) }),
+    startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...opts.lab }),
     createTestDatabase(PG_SERVER, 'vaultline_backup'),
     mkdtemp(path.join(os.tmpdir(), 'vaultline-bench-repo-')),
   ]);
@@ -61,7 +66,14 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   const secretKey = Buffer.alloc(32, 9);
   await Repository.init(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
   const vcenter = await db.vCenter.create({
-    data: { name: 'lab', url: lab.url, username: lab.username, passwordSealed: sealSecret(secretKey, SECRET_LABELS.vcenterPassword, lab.password), thumbprintSha256: lab.thumbprintSha256, isLab: true },
+    data: {
+      name: 'lab',
+      url: lab.url,
+      username: lab.username,
+      passwordSealed: sealSecret(secretKey, SECRET_LABELS.vcenterPassword, lab.password),
+      thumbprintSha256: lab.url.startsWith('https:') ? lab.thumbprintSha256 : null,
+      isLab: true,
+    },
   });
   const repository = await db.repository.create({
     data: {
@@ -79,6 +91,10 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   const journal = pgJournal(db, transporterId);
   const events: { type: string; [k: string]: unknown }[] = [];
   const cancelled = new Set<string>();
+  const publish = (e: { type: string; [k: string]: unknown }) => {
+    events.push(e);
+    bench.onEvent?.(e);
+  };
   const handler = createBackupVmHandler({
     db,
     secretKey,
@@ -87,17 +103,38 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     journal,
     devices,
     connect: (row) => connector.session(row),
-    publish: (e) => {
-      events.push(e);
-      bench.onEvent?.(e);
-    },
+    publish,
     isCancelled: (runId) => cancelled.has(runId),
     maxParallelDisks: 4,
     maxAttempts: 1,
   });
 
+  const restoreHandler = createRestoreVmHandler({
+    db,
+    secretKey,
+    transporterId,
+    journal,
+    log,
+    devices,
+    connect: (row) => connector.restoreSession(row),
+    publish,
+    isCancelled: (runId) => cancelled.has(runId),
+  });
+
   const bench: Bench = {
     onEvent: null,
+    restoreHandler,
+    async newRestoreRun(request) {
+      const run = await db.jobRun.create({
+        data: {
+          kind: request.drill ? 'drill' : 'restore',
+          request: { vcenterId: vcenter.id, ...request } as object,
+          vms: { create: [{ vmMoref: '', vmName: String(request.name) }] },
+        },
+        include: { vms: true },
+      });
+      return { runId: run.id, runVmId: run.vms[0]!.id };
+    },
     lab,
     db,
     database,

@@ -109,18 +109,46 @@ export const BackupVmJobSchema = z.object({ runVmId: z.uuid() });
 export type BackupVmJob = z.infer<typeof BackupVmJobSchema>;
 export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', maintainRepository: 'repository.maintain', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
 
-export const RestoreRequestSchema = z.object({
-  restorePointId: z.uuid(),
-  /** Name of the new VM; it must not exist. */
-  name: z.string().trim().min(1).max(80),
-  powerOn: z.boolean().default(false),
-  /** Target datastore name; default: the source disks' datastore. */
-  datastore: z.string().min(1).optional(),
-  /** A restore drill: restore to this throwaway name, verify every disk, then delete the VM. */
-  drill: z.boolean().default(false),
-  /** Restore only this disk, as a new disk of an existing VM (moref), instead of a whole VM. */
-  disk: z.object({ key: z.string().min(1), targetVm: z.string().min(1) }).optional(),
-});
+export const RestoreRequestSchema = z
+  .object({
+    restorePointId: z.uuid(),
+    /** Name of the new VM; it must not exist, unless `replace` confirms that VM. */
+    name: z.string().trim().min(1).max(80),
+    powerOn: z.boolean().default(false),
+    /** Target vCenter; default: the one the restore point was backed up from. */
+    vcenterId: z.uuid().optional(),
+    /** Target datastore name; default: the source disks' datastore. */
+    datastore: z.string().min(1).optional(),
+    /** Target host (name or moref); default: the source VM's. */
+    host: z.string().min(1).optional(),
+    /** Target VM folder (moref, name or path like "vm/Restores"); default: the source VM's. */
+    folder: z.string().min(1).optional(),
+    /** Target resource pool (moref or name); default: the source VM's, or the target host's cluster's. */
+    resourcePool: z.string().min(1).optional(),
+    /** Source network name -> target network name; unmapped NICs keep their network. */
+    networkMap: z.record(z.string().min(1), z.string().min(1)).optional(),
+    /** How disks are written: automatic = HotAdd when possible, else the network (SAN is never used for writes). */
+    transport: TransportModeSchema.default('automatic'),
+    /** When HotAdd was asked for and fails on a disk, write that disk over the network instead. */
+    failoverToNetwork: z.boolean().default(true),
+    /**
+     * Replace the existing VM of this name: restore under a temporary name, verify, then power the original
+     * off and rename it to <name>-replaced-<UTC yyyymmdd-hhmm> (it is kept), and give the restored VM the name.
+     * `confirm` must be the existing VM's exact name.
+     */
+    replace: z.object({ confirm: z.string().min(1) }).optional(),
+    /** A restore drill: restore to this throwaway name, verify every disk, then delete the VM. */
+    drill: z.boolean().default(false),
+    /** Restore only this disk, as a new disk of an existing VM (moref), instead of a whole VM. */
+    disk: z.object({ key: z.string().min(1), targetVm: z.string().min(1) }).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.replace && r.replace.confirm !== r.name) {
+      ctx.addIssue({ code: 'custom', path: ['replace', 'confirm'], message: `to replace a VM, confirm with its exact name (${r.name})` });
+    }
+    if (r.replace && r.drill) ctx.addIssue({ code: 'custom', path: ['replace'], message: 'a drill never replaces a VM' });
+    if (r.replace && r.disk) ctx.addIssue({ code: 'custom', path: ['replace'], message: 'a disk restore adds a new disk; it never replaces a VM' });
+  });
 export type RestoreRequest = z.infer<typeof RestoreRequestSchema>;
 
 /** Progress of one disk, pushed at most 4 times a second. */

@@ -18,6 +18,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +35,14 @@ export interface LabOptions {
   cbtBlockSize?: number;
   san?: boolean;
   hotadd?: boolean;
+  /**
+   * More datastores after datastore1/2, each a tmpfs of that size (root only):
+   * the inventory reports its real capacity and free space, e.g. to try a
+   * restore onto a datastore that is too small.
+   */
+  extraDatastores?: { name: string; sizeBytes: number }[];
+  /** Serve plain HTTP instead of HTTPS (to try what a client does with an HTTP-only vCenter, e.g. NBD without SSL). */
+  http?: boolean;
   username?: string;
   password?: string;
 }
@@ -51,6 +60,8 @@ export interface LabVmSpec {
   cpus?: number;
   memoryMiB?: number;
   guestId?: string;
+  /** One vmxnet3 NIC per entry, on the network of that name (e.g. "VM Network", "DC0_DVPG0"). */
+  nics?: string[];
 }
 export interface LabDisk {
   key: number;
@@ -310,13 +321,23 @@ class LabImpl implements Lab {
       this.datastores.push(ds);
       dsArgs.push('-ds', `${name}=${dsPath}${ds.naa ? `,naa=${ds.naa}` : ''}`);
     }
+    for (const extra of this.opts.extraDatastores ?? []) {
+      if (!isRoot()) throw new Error(`extra datastore ${extra.name} needs root (it is a tmpfs mount)`);
+      if (!/^[A-Za-z0-9_-]{1,40}$/.test(extra.name) || this.datastores.some((d) => d.name === extra.name)) throw new Error(`bad or duplicate datastore name ${extra.name}`);
+      const dsPath = path.join(this.run, 'ds', extra.name);
+      fs.mkdirSync(dsPath, { recursive: true });
+      // Removed with the run folder: cleanupRunDir unmounts everything under it.
+      sh('mount', ['-t', 'tmpfs', '-o', `size=${Math.max(4096, Math.floor(extra.sizeBytes))}`, `vaultline-lab-${extra.name}`, dsPath]);
+      this.datastores.push({ name: extra.name, path: dsPath });
+      dsArgs.push('-ds', `${extra.name}=${dsPath}`);
+    }
 
     fs.writeFileSync(path.join(this.run, 'owner.json'), JSON.stringify({ owner: process.pid, detached: !!internals.detached }));
     const envFile = path.join(this.run, 'server.json');
     const log = fs.openSync(path.join(this.run, 'server.log'), 'a');
     const args = [
       '-l', `127.0.0.1:${this.opts.port ?? 0}`,
-      '-cert', tls.cert, '-key', tls.key,
+      ...(this.opts.http ? [] : ['-cert', tls.cert, '-key', tls.key]),
       '-user', `${this.username}:${this.password}`,
       '-env', envFile, '-proxy', PROXY_VM_NAME,
       ...(this.opts.hotadd !== false && isRoot() ? ['-byid', this.byIdDir] : []),
@@ -368,11 +389,11 @@ class LabImpl implements Lab {
     if (this.opts.demo) await createDemoInventory(this);
   }
 
-  private keepAlive: https.Agent | undefined;
+  private keepAlive: http.Agent | undefined;
 
   /** A keep-alive agent for bulk guest writes (one TLS handshake, not one per chunk). */
-  agent(): https.Agent {
-    return (this.keepAlive ??= new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.certPem }));
+  agent(): http.Agent {
+    return (this.keepAlive ??= this.url.startsWith('http:') ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : new https.Agent({ keepAlive: true, maxSockets: 1, ca: this.certPem }));
   }
 
   async labGet<T>(endpoint: string, query: Record<string, string> = {}): Promise<T> {
@@ -425,6 +446,18 @@ class LabImpl implements Lab {
           `<controllerKey>${controllerKey}</controllerKey><unitNumber>${unit}</unitNumber>` +
           `<capacityInKB>${Math.floor(d.capacityBytes / 1024)}</capacityInKB><capacityInBytes>${d.capacityBytes}</capacityInBytes>` +
           `</device></deviceChange>`,
+      );
+    });
+    if (spec.nics?.length) {
+      // vcsim looks the network up by name and does not survive a missing one.
+      const { networks } = await this.labGet<{ networks: string[] }>('inventory');
+      for (const n of spec.nics) if (!networks.includes(n)) throw new Error(`the lab has no network ${n} (it has ${networks.join(', ')})`);
+    }
+    (spec.nics ?? []).forEach((net, i) => {
+      changes.push(
+        `<deviceChange><operation>add</operation><device xsi:type="VirtualVmxnet3"><key>${-3000 - i}</key>` +
+          `<backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>${xmlEscape(net)}</deviceName></backing>` +
+          `<addressType>generated</addressType></device></deviceChange>`,
       );
     });
     await soap.task(

@@ -23,20 +23,20 @@ async function proxyController(): Promise<number> {
   return Number(tag(m![1]!, 'key'));
 }
 
-function diskXml(key: number, fileName: string, controllerKey: number, unit: number): string {
+function diskXml(key: number, fileName: string, controllerKey: number, unit: number, mode = 'independent_nonpersistent'): string {
   return (
     `<device xsi:type="VirtualDisk"><key>${key}</key>` +
-    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${fileName}</fileName><diskMode>independent_nonpersistent</diskMode></backing>` +
+    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName>${fileName}</fileName><diskMode>${mode}</diskMode></backing>` +
     `<controllerKey>${controllerKey}</controllerKey><unitNumber>${unit}</unitNumber><capacityInKB>0</capacityInKB></device>`
   );
 }
 
 /** HotAdd as a Transporter does it: ReconfigVM add of an existing disk file, no fileOperation. */
-async function attach(fileName: string, unit: number): Promise<{ key: number; uuid: string }> {
+async function attach(fileName: string, unit: number, mode?: string): Promise<{ key: number; uuid: string }> {
   const ctl = await proxyController();
   await soap.task(
     `<ReconfigVM_Task><_this type="VirtualMachine">${lab.proxyVm.moref}</_this><spec><deviceChange><operation>add</operation>` +
-      `${diskXml(-1, fileName, ctl, unit)}</deviceChange></spec></ReconfigVM_Task>`,
+      `${diskXml(-1, fileName, ctl, unit, mode)}</deviceChange></spec></ReconfigVM_Task>`,
   );
   const disk = (await soapDisks(soap, 'VirtualMachine', lab.proxyVm.moref)).find((d) => d.fileName === fileName)!;
   return { key: disk.key, uuid: disk.uuid };
@@ -98,6 +98,43 @@ describe('HotAdd emulation on the proxy VM', () => {
     expect(loopDevicesUnder(lab.datastores[0]!.path)).toEqual([]);
     expect(fs.existsSync(frozenFlat)).toBe(true);
     await removeSnapshot(soap, snap);
+  });
+
+  it('a disk attached in a persistent mode is a read-write device whose writes land in its flat file; independent_nonpersistent stays read-only', async () => {
+    const vm = await lab.createVm({ name: 'hot-rw', disks: [{ capacityBytes: 16 * MiB }, { capacityBytes: 16 * MiB }, { capacityBytes: 8 * MiB }] });
+    const hex = (u: string) => u.replace(/-/g, '').toLowerCase();
+    for (const [i, mode] of [[0, 'independent_persistent'], [1, 'persistent']] as const) {
+      const disk = vm.disks[i]!;
+      const { key, uuid } = await attach(disk.fileName, i + 1, mode);
+      expect(uuid).toBe(disk.uuid);
+      const dev = fs.readlinkSync(path.join(lab.byIdDir, `wwn-0x${hex(uuid)}`));
+      expect(fs.readlinkSync(path.join(lab.byIdDir, `scsi-3${hex(uuid)}`))).toBe(dev);
+      expect(spawnSync('blockdev', ['--getro', dev], { encoding: 'utf8' }).stdout.trim()).toBe('0');
+      const data = Buffer.alloc(1 * MiB, 0x5a + i);
+      const fd = fs.openSync(dev, 'r+');
+      try {
+        fs.writeSync(fd, data, 0, data.length, 2 * MiB);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      expect(readDev(dev, 2 * MiB, data.length).equals(data)).toBe(true);
+      await detach(key, disk.fileName, i + 1);
+      expect(fs.existsSync(path.join(lab.byIdDir, `wwn-0x${hex(uuid)}`))).toBe(false);
+      const flat = fs.readFileSync(disk.flatPath);
+      expect(flat.length).toBe(16 * MiB);
+      expect(flat.subarray(2 * MiB, 3 * MiB).equals(data)).toBe(true);
+      expect(flat.subarray(0, 2 * MiB).equals(Buffer.alloc(2 * MiB))).toBe(true);
+      // Only what was written is allocated: the thin disk stays thin.
+      expect(fs.statSync(disk.flatPath).blocks * 512).toBeLessThanOrEqual(2 * MiB);
+    }
+    const third = vm.disks[2]!;
+    const { key } = await attach(third.fileName, 3, 'independent_nonpersistent');
+    const dev = fs.readlinkSync(path.join(lab.byIdDir, `wwn-0x${hex(third.uuid)}`));
+    expect(spawnSync('blockdev', ['--getro', dev], { encoding: 'utf8' }).stdout.trim()).toBe('1');
+    await detach(key, third.fileName, 3);
+    expect(loopDevicesUnder(lab.datastores[0]!.path)).toEqual([]);
+    expect(fs.readdirSync(lab.byIdDir)).toEqual([]);
   });
 
   it('HAZARD: a detach sent with fileOperation=destroy deletes the SOURCE disk in this simulator (a Transporter must never send it)', async () => {

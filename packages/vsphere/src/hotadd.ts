@@ -23,7 +23,11 @@ import type { Controller, ControllerKind, Disk, WaitTaskOptions } from './types.
 const PREFERENCE: ControllerKind[] = ['pvscsi', 'lsisas', 'lsilogic', 'buslogic'];
 
 export interface AttachOptions extends WaitTaskOptions {
-  diskMode?: 'independent_nonpersistent' | 'independent_persistent' | 'nonpersistent' | undefined;
+  /**
+   * independent_nonpersistent (default, backups: read-only, excluded from the proxy's snapshots);
+   * independent_persistent (restores: writes go to the disk itself).
+   */
+  diskMode?: 'independent_nonpersistent' | 'independent_persistent' | 'nonpersistent' | 'persistent' | undefined;
   /** use this controller (must be SCSI) */
   controllerKey?: number | undefined;
   /** per-controller unit limit (default 16 units → 15 disks with unit 7 reserved) */

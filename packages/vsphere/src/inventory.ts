@@ -9,7 +9,7 @@ import { parseDevices } from './devices.ts';
 import { withContainerView, type ObjectContent } from './property.ts';
 import { child, children, join, num, bool, ref, text, val, type XmlNode } from './soap/xml.ts';
 import { ProtocolError } from './soap/faults.ts';
-import type { Cluster, Datacenter, Datastore, Host, Inventory, Network, SnapshotTreeNode, VirtualMachine } from './types.ts';
+import type { Cluster, Datacenter, Datastore, Host, Inventory, Network, ResourcePool, SnapshotTreeNode, VirtualMachine, VmFolder } from './types.ts';
 
 export const VM_PATHS = [
   'name',
@@ -233,6 +233,57 @@ export class InventoryApi {
       }
     }
     inv.clusters.push(...clusters);
+  }
+
+  /**
+   * Where a new VM can go: every VM folder (with its path from the
+   * datacenter's vm folder) and every resource pool (with the hosts of the
+   * cluster or compute resource that owns it).
+   */
+  async placementTargets(): Promise<{ folders: VmFolder[]; resourcePools: ResourcePool[] }> {
+    const sc = this.ctx.sc();
+    const folders: VmFolder[] = [];
+    const resourcePools: ResourcePool[] = [];
+    for (const dc of await this.datacenters()) {
+      await withContainerView(this.ctx.soap, sc.viewManager, { type: 'Datacenter', value: dc.moref }, ['Folder', 'ResourcePool', 'ClusterComputeResource', 'ComputeResource'], async (view) => {
+        const objs = await props(
+          this.ctx,
+          {
+            view,
+            maxObjects: 500,
+            propSets: [
+              { type: 'Folder', paths: ['name', 'parent', 'childType'] },
+              { type: 'ResourcePool', paths: ['name', 'owner'] },
+              { type: 'ClusterComputeResource', paths: ['host'] },
+              { type: 'ComputeResource', paths: ['host'] },
+            ],
+          },
+          `folders and resource pools of ${dc.path}`,
+        );
+        const byId = new Map(objs.map((o) => [o.obj.value, o]));
+        const pathOf = (o: ObjectContent): string => {
+          const parts = [str(o, 'name') ?? ''];
+          let cur = o;
+          for (let guard = 0; cur.obj.value !== dc.vmFolder && guard < 100; guard++) {
+            const parent = byId.get(str(cur, 'parent') ?? '');
+            if (!parent || parent.obj.type !== 'Folder') break;
+            parts.unshift(str(parent, 'name') ?? '');
+            cur = parent;
+          }
+          return parts.join('/');
+        };
+        for (const o of objs) {
+          if (o.obj.type === 'Folder' && (o.props.get('childType')?.children ?? []).some((c) => c.text === 'VirtualMachine')) {
+            folders.push({ moref: o.obj.value, name: str(o, 'name') ?? '', datacenter: dc.path, path: pathOf(o) });
+          } else if (o.obj.type === 'ResourcePool') {
+            const owner = str(o, 'owner');
+            const cr = owner ? byId.get(owner) : undefined;
+            resourcePools.push({ moref: o.obj.value, name: str(o, 'name') ?? '', datacenter: dc.path, owner, hosts: cr ? refs(cr, 'host') : [] });
+          }
+        }
+      });
+    }
+    return { folders, resourcePools };
   }
 
   /** One VM by moref (ManagedObjectNotFound when it does not exist). */

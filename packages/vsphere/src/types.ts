@@ -83,6 +83,25 @@ export interface Datastore {
   hosts: { host: string; mounted: boolean; accessible: boolean }[];
 }
 
+/** A folder that can hold VMs (a datacenter's vmFolder or one below it). */
+export interface VmFolder {
+  moref: string;
+  name: string;
+  datacenter: string;
+  /** inventory path below the datacenter's vm folder, e.g. "vm/Restores/2026" */
+  path: string;
+}
+
+export interface ResourcePool {
+  moref: string;
+  name: string;
+  datacenter: string;
+  /** the cluster or standalone compute resource the pool belongs to */
+  owner?: string | undefined;
+  /** hosts of that compute resource */
+  hosts: string[];
+}
+
 export interface Network {
   moref: string;
   name: string;

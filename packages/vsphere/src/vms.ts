@@ -1,7 +1,7 @@
 /**
  * VM operations for restores: CreateVM_Task from a hardware description
  * (controllers, new disks with fileOperation=create, NICs), power on/off,
- * ReconfigVM, and Destroy_Task.
+ * ReconfigVM, Rename_Task, and Destroy_Task.
  *
  * Destroy is guarded: only VMs that carry the restore marker written by
  * create() (extraConfig `vaultline.restore` = restoreId) can be destroyed, and
@@ -11,7 +11,7 @@
 import { read, vmRef, type Ctx } from './context.ts';
 import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, type ConfigSpec, type DeviceChange, type NicType } from './devices.ts';
 import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
-import { join, ref, text, type MoRef } from './soap/xml.ts';
+import { join, ref, text, val, type MoRef } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
 import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions } from './types.ts';
 
@@ -211,6 +211,15 @@ export class VmsApi {
     );
     if (!r?.text) throw new ProtocolError(`CreateVM_Task ${spec.name} returned no VM`);
     return r.text;
+  }
+
+  /**
+   * Rename_Task: gives a VM a new inventory name (its files keep theirs).
+   * vCenter refuses a name already used in the same folder (InvalidArgument / DuplicateName).
+   */
+  async rename(vm: string, newName: string, opts: WaitTaskOptions = {}): Promise<void> {
+    if (!newName.trim() || newName.length > 80) throw new TypeError('a VM name is 1-80 characters');
+    await this.task('Rename_Task', join([ref('_this', vmRef(vm)), val('newName', newName)]), `Rename_Task ${vm} to ${newName}`, opts);
   }
 
   async powerOn(vm: string, opts: WaitTaskOptions = {}): Promise<void> {

@@ -529,4 +529,29 @@ describe('lab: VM creation for restores', () => {
     await expect(client.inventory.vm(moref)).rejects.toBeInstanceOf(ManagedObjectNotFound);
     expect((await client.inventory.vm(source.moref)).name).toBe('source-keep');
   });
+
+  it('renames a VM with Rename_Task; a name taken in the same folder is refused and nothing changes', async () => {
+    const a = await lab.createVm({ name: 'rename-a', disks: [{ capacityBytes: 1 * MiB }] });
+    await lab.createVm({ name: 'rename-b', disks: [{ capacityBytes: 1 * MiB }] });
+    const mark = sent.length;
+    await client.vms.rename(a.moref, 'rename-a-replaced-20260101-0000');
+    expect(sent.slice(mark).map((r) => r.method)).toContain('Rename_Task');
+    expect((await client.inventory.vm(a.moref)).name).toBe('rename-a-replaced-20260101-0000');
+    expect((await client.inventory.vms()).some((v) => v.name === 'rename-a')).toBe(false);
+    await expect(client.vms.rename(a.moref, 'rename-b')).rejects.toThrow(/InvalidArgument|name/);
+    expect((await client.inventory.vm(a.moref)).name).toBe('rename-a-replaced-20260101-0000');
+    await expect(client.vms.rename(a.moref, '')).rejects.toThrow(TypeError);
+  });
+
+  it('lists VM folders (with their path) and resource pools (with the hosts they can run on) as placement targets', async () => {
+    const inv = await client.inventory.all();
+    const dc = inv.datacenters[0]!;
+    const { folders, resourcePools } = await client.inventory.placementTargets();
+    expect(folders).toContainEqual({ moref: dc.vmFolder, name: 'vm', datacenter: dc.path, path: 'vm' });
+    expect(folders.every((f) => f.moref !== dc.hostFolder && f.moref !== dc.datastoreFolder)).toBe(true);
+    const cluster = inv.clusters[0]!;
+    const pool = resourcePools.find((p) => p.moref === cluster.resourcePool)!;
+    expect(pool).toMatchObject({ owner: cluster.moref, datacenter: dc.path });
+    expect([...pool.hosts].sort()).toEqual([...cluster.hosts].sort());
+  });
 });

@@ -39,7 +39,7 @@ type ItemRunKind = 'restore' | 'drill' | 'verify' | 'gc';
 export async function startItemRun(
   db: Db,
   enqueue: (payload: { runVmId: string }) => Promise<void>,
-  run: { kind: ItemRunKind; trigger: 'manual' | 'schedule'; requestedBy: string | null; request: Prisma.InputJsonObject; item: { name: string; instanceUuid?: string | null }; drillJobId?: string },
+  run: { kind: ItemRunKind; trigger: 'manual' | 'schedule'; requestedBy: string | null; request: Prisma.InputJsonObject; item: { name: string; instanceUuid?: string | null; log?: Prisma.InputJsonArray }; drillJobId?: string },
 ) {
   const created = await db.jobRun.create({
     data: {
@@ -48,7 +48,7 @@ export async function startItemRun(
       requestedBy: run.requestedBy,
       request: run.request,
       ...(run.drillJobId ? { drillJobId: run.drillJobId } : {}),
-      vms: { create: [{ vmMoref: '', vmName: run.item.name, vmInstanceUuid: run.item.instanceUuid ?? null }] },
+      vms: { create: [{ vmMoref: '', vmName: run.item.name, vmInstanceUuid: run.item.instanceUuid ?? null, ...(run.item.log ? { log: run.item.log } : {}) }] },
     },
     include: { vms: true },
   });

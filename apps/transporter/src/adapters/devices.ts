@@ -1,7 +1,9 @@
 /**
  * Local block devices for Direct SAN and HotAdd. Read-only discipline:
- * - devices are opened O_RDONLY, never O_RDWR, and a LUN is marked read-only
- *   with `blockdev --setro` before anything touches it;
+ * - backups open devices O_RDONLY, never O_RDWR, and a LUN is marked read-only
+ *   with `blockdev --setro` before anything touches it; the one exception is a
+ *   restore, which opens O_RDWR only the new, empty disk it created and
+ *   attached in a persistent mode (openHotAddedForWrite), never a LUN;
  * - a LUN's filesystem is mounted read-only without journal replay (`ro,noload`
  *   for the lab's ext4 stand-in; VMFS through the read-only FUSE drivers);
  * - stale page cache is dropped (`blockdev --flushbufs`) before reading, since
@@ -17,6 +19,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '@vaultline/logger';
 import type { LocalDevices, SourceReader } from '../backup/ports.ts';
+import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
 
 const run = promisify(execFile);
 
@@ -146,7 +149,47 @@ async function undoMount(c: SanCleanup): Promise<void> {
   if (c.restoreRw) await run('blockdev', ['--setrw', c.device]).catch(() => undefined);
 }
 
-export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices {
+/** A read-write positional writer over a hot-added disk (restores only). */
+class HotAddedWriter implements HotAddedDiskWriter {
+  constructor(
+    private readonly fh: FileHandle,
+    readonly capacity: number,
+    readonly device: string,
+  ) {}
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (offset < 0 || offset + data.length > this.capacity) throw new DeviceError(`write [${offset}, +${data.length}) outside ${this.device} (${this.capacity} bytes)`);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+      if (bytesWritten <= 0) throw new DeviceError(`write to ${this.device} at ${offset + done} made no progress`);
+      done += bytesWritten;
+    }
+  }
+
+  async flush(): Promise<void> {
+    await this.fh.sync();
+    await run('blockdev', ['--flushbufs', this.device]);
+  }
+
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (offset < 0 || offset + length > this.capacity) throw new DeviceError(`read [${offset}, +${length}) outside ${this.device} (${this.capacity} bytes)`);
+    const out = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.fh.read(out, done, length - done, offset + done);
+      if (bytesRead === 0) throw new DeviceError(`short read of ${this.device} at ${offset + done}`);
+      done += bytesRead;
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices & RestoreDevices {
   const timeout = opts.appearTimeoutMs ?? 60_000;
   const realById = path.resolve(opts.byIdDir) === '/dev/disk/by-id';
 
@@ -224,6 +267,22 @@ export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearT
       if (size < capacity) throw new DeviceError(`device ${device} for disk ${diskUuid} has ${size} bytes, the disk ${capacity}`);
       const reader = await ReadOnlyFileReader.open(device, capacity);
       return Object.assign(reader, { device });
+    },
+
+    async openHotAddedForWrite(diskUuid, capacity) {
+      await rescan();
+      const id = normaliseId(diskUuid);
+      const device = await waitFor(`the hot-added disk ${diskUuid} did not appear in ${opts.byIdDir}`, timeout, async () => {
+        const dev = (await byIdLinks(opts.byIdDir)).get(id);
+        return dev && (await isBlockDevice(dev)) ? dev : null;
+      });
+      const size = await deviceSize(device);
+      if (size < capacity) throw new DeviceError(`device ${device} for disk ${diskUuid} has ${size} bytes, the disk ${capacity}`);
+      if ((await run('blockdev', ['--getro', device])).stdout.trim() === '1') {
+        throw new DeviceError(`device ${device} for disk ${diskUuid} is read-only (was the disk attached in a persistent mode?)`);
+      }
+      const fh = await open(device, constants.O_RDWR);
+      return new HotAddedWriter(fh, capacity, device);
     },
 
     async waitGone(diskUuid) {

@@ -10,6 +10,8 @@ import type { Logger } from '@vaultline/logger';
 import { ApplicationQuiesceFault, flatExtentPath, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
 import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '../backup/ports.ts';
 import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
+import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
+import { parseRestoreTarget, undoRestore } from '../restore/undo.ts';
 
 const RANGE = 1024 * 1024;
 
@@ -140,13 +142,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async vmDisks(vmMoref) {
       return (await client.inventory.vm(vmMoref)).disks.map(toDisk);
     },
-    async destroyRestoredVm(restoreId, vmMoref, name) {
-      const moref = vmMoref ?? (await client.inventory.vms()).find((v) => v.name === name)?.moref;
-      if (!moref) return false;
-      if ((await client.vms.restoreIdOf(moref).catch(() => undefined)) !== restoreId) return false;
-      await client.vms.destroyRestored(moref, restoreId);
-      return true;
-    },
+    undoRestore: (target) => undoRestore(client, parseRestoreTarget(target)),
     async consolidate(vmMoref) {
       await client.snapshots.consolidate(vmMoref);
     },
@@ -233,6 +229,24 @@ export function createVSphereConnector(opts: ConnectorOptions) {
         },
         close: () => client.close(),
       };
+    },
+    /** A fresh client for one restore (its own session) with this Transporter's proxy VM in that vCenter. */
+    async restoreSession(row: VCenterRow): Promise<RestoreSession> {
+      const client = await connect(row);
+      try {
+        const proxy = await proxyOf(client);
+        return {
+          client,
+          facts: {
+            proxyVm: proxy ? { moref: proxy.moref, name: proxy.name, freeScsiUnits: proxy.freeScsiUnits, ...(proxy.host ? { host: proxy.host } : {}) } : null,
+            ...(opts.proxyVmUuid ? { proxyVmUuid: opts.proxyVmUuid } : {}),
+          },
+          close: () => client.close(),
+        };
+      } catch (err) {
+        await client.close().catch(() => undefined);
+        throw err;
+      }
     },
     async portFor(vcenterId: string): Promise<VSpherePort> {
       return vspherePort(await cached(await rowOf(vcenterId)), { nbdStreams: opts.nbdStreamsPerHost });

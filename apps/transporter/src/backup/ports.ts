@@ -65,8 +65,11 @@ export interface VSpherePort {
   findTaggedSnapshots(runVmId?: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; runVmId: string }[]>;
   /** Disks attached to a VM, with their backing files. */
   vmDisks(vmMoref: string): Promise<VmDisk[]>;
-  /** Destroys a half-restored VM: only one carrying this restore's marker (by moref, or found by name). */
-  destroyRestoredVm(restoreId: string, vmMoref: string | null, name: string): Promise<boolean>;
+  /**
+   * Undoes an unfinished restore from its journal row: destroys the half-restored VM (only one carrying that
+   * restore's marker, by moref or found by name) and rolls an interrupted replace back.
+   */
+  undoRestore(target: Record<string, unknown>): Promise<{ removed: boolean; completed: boolean; done: string[] }>;
   /** Consolidates a VM's disks after a failed snapshot removal. */
   consolidate(vmMoref: string): Promise<void>;
   /** Network transport: a reader of the disk file over the datastore's HTTPS (or HTTP) interface. */

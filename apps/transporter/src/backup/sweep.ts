@@ -1,5 +1,6 @@
 /**
- * The orphan sweep: replays the cleanup journal of this Transporter, then looks
+ * The orphan sweep: replays the cleanup journal of this Transporter (newest
+ * row first: the reverse of the order things were done), then looks
  * for leftovers no journal row names (a crash between vCenter acting and the
  * row being updated): snapshots carrying our tag on VMs with no backup running
  * here, and disks on this Transporter's own VM that belong to another VM.
@@ -35,7 +36,9 @@ const isGone = (err: unknown) => /ManagedObjectNotFound|not found|does not exist
 export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
   const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, restoredVmsRemoved: [], failures: [] };
   const active = deps.activeRunVmIds();
-  for (const rec of await deps.journal.pending()) {
+  // Undo in the reverse order of doing: a disk is detached before the snapshot it was read
+  // from is removed, and before the restored VM it belongs to is destroyed.
+  for (const rec of (await deps.journal.pending()).reverse()) {
     if (rec.runVmId && active.has(rec.runVmId)) continue;
     try {
       if (rec.kind === 'lun_mount') {
@@ -61,9 +64,9 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
         }
       } else if (rec.kind === 'restore_vm' && rec.vcenterId) {
         const vs = await deps.vsphere(rec.vcenterId);
-        if (await vs.destroyRestoredVm(rec.target.restoreId as string, (rec.target.vm as string | null) ?? null, rec.target.name as string)) {
-          report.restoredVmsRemoved.push(rec.target.name as string);
-        }
+        const undo = await vs.undoRestore(rec.target);
+        if (undo.removed) report.restoredVmsRemoved.push(rec.target.name as string);
+        if (undo.done.length) deps.log.info({ restore: rec.target.restoreId, done: undo.done }, 'unfinished restore undone');
       } else if (rec.kind === 'disk_attach' && rec.vcenterId) {
         const vs = await deps.vsphere(rec.vcenterId);
         const proxy = rec.target.proxyVm as string;

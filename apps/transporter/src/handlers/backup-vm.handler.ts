@@ -5,17 +5,18 @@
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
 import { statfs } from 'node:fs/promises';
-import { JobOptionsSchema, type BackupVmJob, type JobOptions, type DiskProgress, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { JobOptionsSchema, type BackupVmJob, type JobOptions, type RunStatus, type TransportMode } from '@vaultline/contracts';
 import { applyRetention, openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { DiskReader, RestorePointWriter, type Repository } from '@vaultline/repository';
-import { CancelledError, runVmBackup, VmBackupError, type DiskOutcome, type PreviousPoint } from '../backup/cycle.ts';
+import { CancelledError, runVmBackup, VmBackupError, type PreviousPoint } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
 import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
 import type { TransporterFacts } from '../backup/transport-select.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
+import { runDiskRows } from './run-disk-rows.ts';
 
 export interface VSphereSession {
   port: VSpherePort;
@@ -103,15 +104,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
 
     let repo: Repository | null = null;
     let session: VSphereSession | null = null;
-    const lastDbWrite = new Map<number, number>();
-    // A disk's row is written by throttled progress and by phase changes; one chain per disk keeps
-    // them in order, so a late progress write never overwrites the final phase or byte counts.
-    const chains = new Map<number, Promise<unknown>>();
-    const inOrder = <T>(deviceKey: number, write: () => Promise<T>): Promise<T> => {
-      const next = (chains.get(deviceKey) ?? Promise.resolve()).then(write, write);
-      chains.set(deviceKey, next.catch(() => undefined));
-      return next;
-    };
+    const rows = runDiskRows(db, item.id, deps.publish);
     try {
       try {
         repo = await openRepository(job.repository, deps.secretKey);
@@ -169,30 +162,14 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
           openWriter: (r, o) => RestorePointWriter.open(r, o),
           openParentReader: (r, ref, key) => DiskReader.open(r, ref, key),
           transporter: { ...session.facts, blockDevices },
-          progress: {
-            disk: (p: DiskProgress) => {
-              deps.publish({ type: 'disk.progress', ...p });
-              const now = Date.now();
-              if (now - (lastDbWrite.get(p.deviceKey) ?? 0) < 1000) return;
-              lastDbWrite.set(p.deviceKey, now);
-              void inOrder(p.deviceKey, () =>
-                db.runDisk.updateMany({ where: { runVmId: item.id, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } }),
-              ).catch(() => undefined);
-            },
-          },
+          progress: rows.progress,
           log,
           runLog,
           phase: async (phase) => {
             await db.runVm.update({ where: { id: item.id }, data: { phase } });
             deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase });
           },
-          diskPhase: (deviceKey, u) =>
-            inOrder(deviceKey, async () => {
-              const data = diskData(u);
-              const vmDisk = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId: item.id, deviceKey } } });
-              if (vmDisk) await db.runDisk.update({ where: { id: vmDisk.id }, data });
-              else await db.runDisk.create({ data: { runVmId: item.id, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
-            }),
+          diskPhase: rows.diskPhase,
           isCancelled: () => deps.isCancelled(run.id),
           maxParallelDisks: deps.maxParallelDisks,
           ...(deps.limits ? { limits: deps.limits } : {}),
@@ -257,18 +234,4 @@ async function retain(db: Db, repo: Repository, scope: Parameters<typeof applyRe
     runLog('warn', `retention was not applied: ${(err as Error).message}; retried after the next backup`);
     return false;
   }
-}
-
-function diskData(u: Partial<DiskOutcome> & { phase: string }) {
-  return {
-    phase: u.phase,
-    ...(u.transport !== undefined ? { transport: u.transport } : {}),
-    ...(u.reasons !== undefined ? { transportReason: u.reasons } : {}),
-    ...(u.cbtUsed !== undefined ? { cbtUsed: u.cbtUsed } : {}),
-    ...(u.bytesRead !== undefined ? { bytesRead: BigInt(u.bytesRead) } : {}),
-    ...(u.bytesWritten !== undefined ? { bytesWritten: BigInt(u.bytesWritten) } : {}),
-    ...(u.bytesSkipped !== undefined ? { bytesSkipped: BigInt(u.bytesSkipped) } : {}),
-    ...(u.startedAt !== undefined ? { startedAt: u.startedAt } : {}),
-    ...(u.finishedAt !== undefined ? { finishedAt: u.finishedAt } : {}),
-  };
 }

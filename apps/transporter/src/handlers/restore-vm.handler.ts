@@ -1,88 +1,154 @@
 /**
- * The `restore.run-vm` job: a full VM restore asked for through the Director.
- * The request lives on the run row; the outcome (new VM, per-disk SHA-256) goes
- * to the run item's log, like a backup's.
+ * The `restore.run-vm` job: a restore asked for through the Director (full VM,
+ * drill, replace, or one disk into an existing VM). The request lives on the
+ * run row; progress goes where a backup's does — per-disk RunDisk rows
+ * (phase, transport and why, bytes), `disk.progress` events, run-log lines —
+ * and the run can be cancelled the same way (checked between writes: the
+ * half-created VM is removed and the run ends `cancelled`).
  */
 import { randomUUID } from 'node:crypto';
 import { openRepository } from '@vaultline/appliance';
-import { openSecret } from '@vaultline/config';
-import { SECRET_LABELS } from '@vaultline/appliance';
-import { RestoreRequestSchema, type BackupVmJob } from '@vaultline/contracts';
+import { RestoreRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
-import { VSphereClient } from '@vaultline/vsphere';
-import { z } from 'zod';
+import type { VSphereClient } from '@vaultline/vsphere';
+import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
+import type { TransporterLimits } from '../backup/limits.ts';
+import type { TransporterFacts } from '../backup/transport-select.ts';
+import type { RestoreDevices } from '../restore/ports.ts';
 import { restoreDisk, restoreVm } from '../restore/restore-vm.ts';
+import type { VCenterRow } from './backup-vm.handler.ts';
+import { runDiskRows } from './run-disk-rows.ts';
 
-export function createRestoreVmHandler(deps: { db: Db; secretKey: Buffer; transporterId: string; journal: CleanupJournal; log: Logger; publish(e: { type: string; [k: string]: unknown }): void }) {
+export interface RestoreSession {
+  client: VSphereClient;
+  /** This Transporter's VM in that vCenter, for HotAdd. */
+  facts: Pick<TransporterFacts, 'proxyVm' | 'proxyVmUuid'>;
+  close(): Promise<void>;
+}
+
+export interface RestoreHandlerDeps {
+  db: Db;
+  secretKey: Buffer;
+  transporterId: string;
+  journal: CleanupJournal;
+  log: Logger;
+  publish(e: { type: string; [k: string]: unknown }): void;
+  devices: RestoreDevices;
+  connect(vcenter: VCenterRow): Promise<RestoreSession>;
+  isCancelled(runId: string): boolean;
+  limits?: TransporterLimits;
+}
+
+const TERMINAL: RunStatus[] = ['succeeded', 'warning', 'failed', 'cancelled'];
+
+export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
   const { db } = deps;
-  return async function handleRestore(payload: BackupVmJob): Promise<void> {
+  return async function handleRestore(payload: BackupVmJob, ctx: { attempt: number } = { attempt: 1 }): Promise<void> {
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
-    if (['succeeded', 'warning', 'failed', 'cancelled'].includes(item.status)) return;
-    const log = async (level: string, message: string) => {
-      deps.log[level === 'error' ? 'error' : 'info']({ runVmId: item.id }, message);
+    if (TERMINAL.includes(item.status)) return;
+    const run = item.run;
+    const log = deps.log.child({ runId: run.id, runVmId: item.id });
+    // Log lines are appended one after the other (in order), and all of them before the run is finished.
+    let logWrites: Promise<unknown> = Promise.resolve();
+    const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
+      log[level](message);
       const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
-      await db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`;
-      deps.publish({ type: 'run.log', runId: item.runId, runVmId: item.id, level, message });
+      logWrites = logWrites.then(() => db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`).catch(() => undefined);
+      deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
     };
-    const finish = async (status: 'succeeded' | 'failed', error: string | null, vmMoref?: string) => {
+    const finish = async (status: RunStatus, error: string | null, vmMoref?: string) => {
+      await logWrites;
       await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date(), ...(vmMoref ? { vmMoref } : {}) } });
-      await db.jobRun.update({ where: { id: item.runId }, data: { status, error, finishedAt: new Date() } });
-      deps.publish({ type: 'run.finished', runId: item.runId, status });
+      await db.jobRun.update({ where: { id: run.id }, data: { status, error, finishedAt: new Date() } });
+      deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });
+      deps.publish({ type: 'run.finished', runId: run.id, status });
     };
-    await db.jobRun.update({ where: { id: item.runId }, data: { status: 'running', startedAt: new Date() } });
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'restoring', transporterId: deps.transporterId, startedAt: new Date() } });
-    const request = RestoreRequestSchema.extend({ vcenterId: z.uuid() }).parse(item.run.request);
+    if (run.cancelRequested || deps.isCancelled(run.id)) {
+      runLog('warn', 'cancelled before it started: nothing was created');
+      return finish('cancelled', null);
+    }
+    const parsed = RestoreRequestSchema.safeParse(run.request);
+    if (!parsed.success || !parsed.data.vcenterId) {
+      const message = `the restore request is not valid: ${parsed.success ? 'no target vCenter' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+      runLog('error', message);
+      return finish('failed', message);
+    }
+    const request = parsed.data;
+    const interrupted = item.status === 'running' || ctx.attempt > 1;
+    await db.jobRun.update({ where: { id: run.id }, data: { status: 'running', startedAt: run.startedAt ?? new Date() } });
+    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, startedAt: new Date(), error: null } });
+    if (interrupted) runLog('warn', 'an earlier attempt of this restore was interrupted; what it left was removed by the orphan sweep; restoring again');
+    const rows = runDiskRows(db, item.id, deps.publish);
+    const phase = async (p: string) => {
+      await db.runVm.update({ where: { id: item.id }, data: { phase: p } });
+      deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase: p });
+    };
     const restoreId = randomUUID();
-    let client: VSphereClient | null = null;
+    let session: RestoreSession | null = null;
     let repo: Awaited<ReturnType<typeof openRepository>> | null = null;
     try {
-      const point = await db.restorePoint.findUniqueOrThrow({ where: { id: request.restorePointId }, include: { repository: true } });
-      const vc = await db.vCenter.findUniqueOrThrow({ where: { id: request.vcenterId } });
+      const point = await db.restorePoint.findUnique({ where: { id: request.restorePointId }, include: { repository: true } });
+      if (!point) throw new Error(`restore point ${request.restorePointId} no longer exists`);
+      const vc = await db.vCenter.findUnique({ where: { id: request.vcenterId } });
+      if (!vc) throw new Error(`vCenter ${request.vcenterId} is no longer registered`);
       repo = await openRepository(point.repository, deps.secretKey);
-      client = await VSphereClient.connect({
-        url: vc.url,
-        username: vc.username,
-        password: openSecret(deps.secretKey, SECRET_LABELS.vcenterPassword, vc.passwordSealed),
-        ...(vc.thumbprintSha256 ? { thumbprintSha256: vc.thumbprintSha256 } : {}),
-        allowHttp: vc.url.startsWith('http:'),
-      });
+      session = await deps.connect(vc);
+      const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
+      const common = { runLog, phase, progress: rows.progress, diskPhase: rows.diskPhase, isCancelled: () => deps.isCancelled(run.id) };
       if (request.disk) {
-        await log('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
-        const d = await restoreDisk({ repo, ref: { vmId: point.vmInstanceUuid, id: point.repoPointId }, diskKey: request.disk.key, targetVm: request.disk.targetVm }, { client, log: deps.log });
-        await log('info', `disk written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
+        runLog('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
+        const d = await restoreDisk(
+          { repo, ref, diskKey: request.disk.key, targetVm: request.disk.targetVm, runId: run.id, runVmId: item.id, ...(request.datastore ? { datastore: request.datastore } : {}) },
+          { client: session.client, log, ...common },
+        );
+        runLog('info', `disk written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
         await finish('succeeded', null, request.disk.targetVm);
         return;
       }
-      await log('info', `${request.drill ? 'drill: ' : ''}restoring ${point.vmName} from restore point ${point.repoPointId} as ${request.name}`);
+      const what = request.drill ? 'drill: restoring' : request.replace ? 'replacing' : 'restoring';
+      runLog('info', `${what} ${request.replace ? `${request.name} with ` : ''}${point.vmName} from restore point ${point.repoPointId}${request.replace ? '' : ` as ${request.name}`} (transport ${request.transport})`);
       const result = await restoreVm(
         {
           repo,
-          ref: { vmId: point.vmInstanceUuid, id: point.repoPointId },
+          ref,
           name: request.name,
           restoreId,
           powerOn: request.powerOn,
           vcenterId: vc.id,
-          ...(request.datastore ? { placement: { datastore: request.datastore } } : {}),
+          transport: request.transport,
+          failoverToNetwork: request.failoverToNetwork,
+          drill: request.drill,
+          runId: run.id,
+          runVmId: item.id,
+          ...(request.replace ? { replace: request.replace } : {}),
+          placement: {
+            host: request.host,
+            folder: request.folder,
+            resourcePool: request.resourcePool,
+            datastore: request.datastore,
+            networkMap: request.networkMap,
+          },
         },
-        { client, journal: deps.journal, log: deps.log, progress: (m) => void log('info', m) },
+        { client: session.client, journal: deps.journal, log, devices: deps.devices, proxy: session.facts, ...common, ...(deps.limits ? { limits: deps.limits } : {}) },
       );
-      for (const d of result.disks) await log('info', `disk ${d.key} written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
-      if (request.drill) {
-        // A drill proves the restore point restores; the throwaway VM goes again.
-        await client.vms.destroyRestored(result.vmMoref, restoreId);
-        await log('info', `drill passed: ${request.name} restored, verified and deleted`);
-      }
-      await finish('succeeded', null, result.vmMoref);
+      for (const d of result.disks) runLog('info', `disk ${d.key} written to ${d.fileName} over ${d.transport}, SHA-256 ${d.sha256} verified`);
+      if (result.replaced) runLog('info', `replaced: ${request.name} is the restored VM (${result.vmMoref}); the original is kept as ${result.replaced.renamedTo} (${result.replaced.moref}), powered off`);
+      await finish(result.warnings.length ? 'warning' : 'succeeded', null, request.drill ? undefined : result.vmMoref);
     } catch (err) {
+      if (err instanceof CancelledError) {
+        runLog('warn', 'cancelled: every attached disk was detached and the half-created VM removed');
+        await finish('cancelled', null);
+        return;
+      }
       const message = (err as Error).message;
-      await log('error', message);
+      runLog('error', message);
       await finish('failed', message);
     } finally {
-      await client?.close().catch(() => undefined);
+      await session?.close().catch(() => undefined);
       await repo?.close().catch(() => undefined);
     }
   };

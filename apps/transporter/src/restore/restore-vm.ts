@@ -1,159 +1,361 @@
 /**
- * Full VM restore to a new VM, over the network (datastore PUT of each disk's
- * flat extent), verified bit-exact by reading every disk back.
+ * Full VM restore to a new VM (or, confirmed, in place of an existing one),
+ * each disk written through the best write transport and verified bit-exact.
+ *
+ * Order of work: preflight (name, placement, room, transport per disk — all
+ * before anything exists) → journal row → CreateVM with the restore marker →
+ * each disk: write, read back, compare SHA-256 → (replace: swap) → resolve the
+ * row → power on if asked (a failure to power on is a warning; the restored VM
+ * stays).
  *
  * Safety:
- * - an existing VM is never touched: a name in use is refused before anything
- *   is created;
- * - the new VM carries a restore marker, and a journal row is written BEFORE it
- *   is created; on any failure (or a crash, through the sweep) only a VM with
- *   that marker can be destroyed, so a source VM can never be;
- * - the restore succeeds only when each written disk's SHA-256, read back from
- *   the datastore, equals the restore point's.
+ * - an existing VM is never touched unless `replace.confirm` names it exactly;
+ *   even then it is only powered off and renamed (kept), and only after every
+ *   disk of the restored VM was verified;
+ * - the new VM carries a restore marker and its journal row is written BEFORE
+ *   it is created; on any failure or cancel (or a crash, through the sweep)
+ *   only a VM with that marker can be destroyed, and an interrupted swap is
+ *   rolled back (see undo.ts);
+ * - the restore succeeds only when each written disk's SHA-256, read back,
+ *   equals the restore point's.
  */
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
-import { DiskReader, type Manifest, type Repository, type RestorePointRef } from '@vaultline/repository';
-import { createSpecFromHardware, flatExtentPath, parseDatastorePath, type HardwareDescription, type VSphereClient } from '@vaultline/vsphere';
+import type { Manifest, Repository, RestorePointRef } from '@vaultline/repository';
+import { createSpecFromHardware, parseDatastorePath, type Disk, type HardwareDescription, type VirtualMachine, type VSphereClient } from '@vaultline/vsphere';
+import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
+import type { TransporterLimits } from '../backup/limits.ts';
+import type { ProgressSink } from '../backup/progress.ts';
+import type { TransportChoice, VmDisk } from '../backup/ports.ts';
+import { TransportUnavailable, type TransporterFacts } from '../backup/transport-select.ts';
+import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
+import { RestoreError, writeDisk, type DiskWriteContext, type WrittenDisk } from './disk-write.ts';
+import { resolvePlacement, type PlacementRequest } from './placement.ts';
+import type { RestoreDevices } from './ports.ts';
+import { undoRestore, type RestoreJournalTarget } from './undo.ts';
+import { chooseWriteTransport } from './write-transport.ts';
 
-const STEP = 4 * 1024 * 1024;
-
-export class RestoreError extends Error {
-  override name = 'RestoreError';
-}
+export { RestoreError, DamagedPointError } from './disk-write.ts';
+export type { WrittenDisk as RestoredDisk } from './disk-write.ts';
 
 export interface RestoreVmInput {
   repo: Repository;
   ref: RestorePointRef;
-  /** Name of the new VM (must not exist). */
+  /** Name of the restored VM (must not exist, unless `replace` confirms that VM). */
   name: string;
   /** Unique id of this restore, stored in the new VM as its marker. */
   restoreId: string;
   /** Where to put it; defaults are the source VM's folder, pool, host and first datastore. */
-  placement?: { folder?: string; resourcePool?: string; host?: string; datastore?: string };
+  placement?: PlacementRequest;
   powerOn?: boolean;
   vcenterId?: string;
+  /** How to write the disks (default automatic: HotAdd when possible, else the network). */
+  transport?: TransportMode;
+  /** A HotAdd asked for but failing on a disk goes over the network instead (default true). */
+  failoverToNetwork?: boolean;
+  /** Replace the existing VM called `name`; `confirm` must be its exact name. */
+  replace?: { confirm: string };
+  /** A drill: restore, verify, then delete the VM again. */
+  drill?: boolean;
+  runId?: string;
+  runVmId?: string;
 }
 
-export interface RestoredDisk {
-  key: string;
-  fileName: string;
-  capacityBytes: number;
-  sha256: string;
+export interface RestoreVmDeps {
+  client: VSphereClient;
+  journal: CleanupJournal;
+  log: Logger;
+  /** This Transporter's block devices (HotAdd); without them, disks go over the network. */
+  devices?: RestoreDevices;
+  /** This Transporter's VM in that vCenter, for HotAdd. */
+  proxy?: Pick<TransporterFacts, 'proxyVm' | 'proxyVmUuid'>;
+  /** Run-log lines for the operator. */
+  runLog?(level: 'info' | 'warn' | 'error', message: string): void;
+  phase?(phase: string): Promise<void>;
+  progress?: ProgressSink;
+  diskPhase?(deviceKey: number, u: DiskUpdate): Promise<void>;
+  isCancelled?(): boolean;
+  limits?: TransporterLimits;
+  /** Clock for the replaced VM's name (tests). */
+  now?(): Date;
 }
 
 export interface RestoreVmResult {
   vmMoref: string;
-  disks: RestoredDisk[];
+  name: string;
+  disks: WrittenDisk[];
+  /** Warnings (e.g. power on failed); the restore itself succeeded. */
+  warnings: string[];
+  /** When a VM was replaced: its moref and new name. */
+  replaced?: { moref: string; renamedTo: string };
 }
 
-async function sha256Of(reader: { read(o: number, l: number): Promise<Buffer> }, capacity: number): Promise<string> {
-  const h = createHash('sha256');
-  for (let off = 0; off < capacity; off += STEP) h.update(await reader.read(off, Math.min(STEP, capacity - off)));
-  return h.digest('hex');
+const SCSI = new Set(['pvscsi', 'lsilogic', 'lsisas', 'buslogic']);
+
+/** "<name>-<suffix>", the name shortened so the whole stays within vSphere's 80 characters. */
+function suffixed(name: string, suffix: string): string {
+  return `${name.slice(0, 80 - suffix.length - 1)}-${suffix}`;
 }
 
-export async function restoreVm(input: RestoreVmInput, deps: { client: VSphereClient; journal: CleanupJournal; log: Logger; progress?: (m: string) => void }): Promise<RestoreVmResult> {
+function utcStamp(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}`;
+}
+
+/** The new VM's disk for each disk of the hardware description: same controller kind, bus and unit. */
+function matchDisks(hw: HardwareDescription, created: Disk[]): Map<number, Disk> {
+  const out = new Map<number, Disk>();
+  const left = [...created];
+  hw.disks.forEach((src, i) => {
+    const kind = hw.controllers.find((c) => c.key === src.controllerKey)?.kind ?? src.controller;
+    const bus = hw.controllers.find((c) => c.key === src.controllerKey)?.busNumber ?? src.busNumber;
+    let j = left.findIndex((d) => d.controller === kind && d.busNumber === bus && d.unitNumber === src.unitNumber && d.capacityBytes === src.capacityBytes);
+    if (j < 0) j = left.findIndex((d) => d === created[i]);
+    if (j >= 0) out.set(src.key, left.splice(j, 1)[0]!);
+  });
+  return out;
+}
+
+export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Promise<RestoreVmResult> {
   const { client, journal } = deps;
-  const say = deps.progress ?? (() => undefined);
+  const runLog = deps.runLog ?? ((level, message) => deps.log[level](message));
+  const isCancelled = deps.isCancelled ?? (() => false);
+  const checkCancel = () => {
+    if (isCancelled()) throw new CancelledError();
+  };
+  const phase = async (p: string) => deps.phase?.(p);
+  const warnings: string[] = [];
+
+  // ---- preflight: nothing exists yet
+  await phase('preflight');
   const manifest: Manifest = await input.repo.readManifest(input.ref);
   const meta = (manifest.vm ?? {}) as { moref?: string; name?: string; hardware?: HardwareDescription | null };
   if (!meta.hardware) throw new RestoreError(`restore point ${manifest.id} holds no hardware description; restore its disks instead`);
   const hw = meta.hardware;
-
-  const vms = await client.inventory.vms();
-  if (vms.some((v) => v.name === input.name)) throw new RestoreError(`a VM named ${input.name} already exists; choose another name (Vaultline never overwrites a VM)`);
-
-  // Placement: the operator's, else the source VM's.
-  const source = meta.moref ? vms.find((v) => v.moref === meta.moref) : undefined;
-  const from = source ? await client.vms.placement(source.moref) : {};
-  const folder = input.placement?.folder ?? from.folder;
-  const resourcePool = input.placement?.resourcePool ?? from.resourcePool;
-  const datastore = input.placement?.datastore ?? (hw.disks[0] ? parseDatastorePath(hw.disks[0].fileName).datastore : source?.datastores[0]);
-  if (!folder || !resourcePool || !datastore) throw new RestoreError('the source VM is gone: choose a folder, resource pool and datastore for the restored VM');
-
-  // Room on the target datastore for the disks.
-  const inv = await client.inventory.all();
-  const ds = inv.datastores.find((d) => d.name === datastore);
-  if (!ds) throw new RestoreError(`datastore ${datastore} does not exist`);
-  const needed = manifest.disks.reduce((n, d) => n + d.capacity, 0);
-  if (ds.freeBytes >= 0 && ds.freeBytes < needed) {
-    throw new RestoreError(`datastore ${datastore} has ${Math.floor(ds.freeBytes / 2 ** 20)} MiB free; the disks need ${Math.ceil(needed / 2 ** 20)} MiB`);
+  for (const d of hw.disks) {
+    if (!manifest.disks.some((m) => m.key === String(d.key))) throw new RestoreError(`restore point ${manifest.id} has no data for disk ${d.label ?? d.key}`);
   }
 
-  const jid = await journal.add('restore_vm', { restoreId: input.restoreId, name: input.name, vm: null }, input.vcenterId ? { vcenterId: input.vcenterId } : {});
-  let vmMoref: string | null = null;
-  try {
-    const spec = createSpecFromHardware(hw, { name: input.name, restoreId: input.restoreId, folder, resourcePool, host: input.placement?.host ?? from.host, datastore });
-    vmMoref = await client.vms.create(spec);
-    await journal.update(jid, { restoreId: input.restoreId, name: input.name, vm: vmMoref });
-    say(`created VM ${input.name} (${vmMoref})`);
-
-    // The new VM's disks are created in the order of the hardware description.
-    const created = (await client.inventory.vm(vmMoref)).disks;
-    const disks: RestoredDisk[] = [];
-    for (let i = 0; i < hw.disks.length; i++) {
-      const src = hw.disks[i]!;
-      const target = created[i];
-      const key = String(src.key);
-      const md = manifest.disks.find((d) => d.key === key);
-      if (!md) throw new RestoreError(`restore point ${manifest.id} has no data for disk ${src.label ?? key}`);
-      if (!target) throw new RestoreError(`the new VM has no disk for ${src.label ?? key}`);
-      const { datastore: dsName, path } = parseDatastorePath(target.fileName);
-      const dc = inv.datastores.find((d) => d.name === dsName)?.datacenter;
-      if (!dc) throw new RestoreError(`datastore ${dsName} of the new disk is not in the inventory`);
-      const file = { datacenter: dc, datastore: dsName, path: flatExtentPath(path) };
-
-      const reader = await DiskReader.open(input.repo, input.ref, key);
-      const expected = createHash('sha256');
-      let readError: Error | null = null;
-      async function* body(): AsyncGenerator<Buffer> {
-        for (let off = 0; off < md!.capacity; off += STEP) {
-          let chunk: Buffer;
-          try {
-            chunk = await reader.read(off, Math.min(STEP, md!.capacity - off));
-          } catch (err) {
-            readError = err as Error;
-            throw err;
-          }
-          expected.update(chunk);
-          yield chunk;
-        }
-      }
-      say(`writing ${src.label ?? key} (${md.capacity} bytes) over the network`);
-      try {
-        await client.files.put(file, Readable.from(body()), { size: md.capacity });
-      } catch (err) {
-        // A failure of the repository read surfaces as a failed upload: name the real cause.
-        if (readError) throw new RestoreError(`restore point ${manifest.id} is damaged: ${(readError as Error).message}; run a repository verify`);
-        throw err;
-      }
-      const want = expected.digest('hex');
-      // Verify: read what the datastore now holds.
-      const got = await sha256Of({ read: (o, l) => client.files.readRange(file, o, l) }, md.capacity);
-      if (got !== want) throw new RestoreError(`disk ${src.label ?? key} of ${input.name} reads back with SHA-256 ${got}, the restore point has ${want}`);
-      say(`verified ${src.label ?? key}: SHA-256 ${got}`);
-      disks.push({ key, fileName: target.fileName, capacityBytes: md.capacity, sha256: got });
+  const inv = await client.inventory.all();
+  const sameName = inv.vms.filter((v) => v.name === input.name);
+  let original: VirtualMachine | undefined;
+  if (!input.replace) {
+    if (sameName.length) {
+      throw new RestoreError(
+        `a VM named ${input.name} already exists; choose another name, or replace it by sending replace: { confirm: "${input.name}" } (the original is then kept, powered off and renamed)`,
+      );
     }
-    if (input.powerOn) await client.vms.powerOn(vmMoref);
-    await journal.resolve(jid);
-    return { vmMoref, disks };
-  } catch (err) {
-    if (vmMoref) {
+  } else {
+    if (input.replace.confirm !== input.name) throw new RestoreError(`replace.confirm is "${input.replace.confirm}", not the exact name of the VM to replace ("${input.name}"); nothing was done`);
+    if (input.drill) throw new RestoreError('a drill never replaces a VM; nothing was done');
+    if (sameName.length === 0) throw new RestoreError(`there is no VM named ${input.name} to replace; nothing was done`);
+    if (sameName.length > 1) throw new RestoreError(`${sameName.length} VMs are named ${input.name} (${sameName.map((v) => v.moref).join(', ')}); rename all but one first; nothing was done`);
+    original = sameName[0]!;
+    if (deps.proxy?.proxyVm?.moref === original.moref) throw new RestoreError(`${input.name} is this Transporter's own VM; it cannot be replaced by a restore`);
+    if (original.template) throw new RestoreError(`${input.name} is a template; templates are not replaced by a restore`);
+  }
+
+  const source = meta.moref ? inv.vms.find((v) => v.moref === meta.moref) : undefined;
+  const placement = await resolvePlacement(client, input.placement ?? {}, hw, source, inv);
+
+  // Room on the target datastore for the disks.
+  const ds = inv.datastores.find((d) => d.name === placement.datastore)!;
+  const needed = manifest.disks.reduce((n, d) => n + d.capacity, 0);
+  if (ds.freeBytes >= 0 && ds.freeBytes < needed) {
+    throw new RestoreError(`datastore ${ds.name} has ${Math.floor(ds.freeBytes / 2 ** 20)} MiB free; the disks need ${Math.ceil(needed / 2 ** 20)} MiB. Nothing was created.`);
+  }
+
+  // Write transport per disk, recorded with reasons.
+  const blockDevices = deps.devices ? await deps.devices.canUseBlockDevices() : false;
+  const network = client.soap.url.protocol === 'https:' ? 'nbdssl' : 'nbd';
+  const facts: TransporterFacts = {
+    blockDevices,
+    proxyVm: deps.proxy?.proxyVm ?? null,
+    ...(deps.proxy?.proxyVmUuid ? { proxyVmUuid: deps.proxy.proxyVmUuid } : {}),
+    datastoreHosts: new Map([[ds.name, ds.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host)]]),
+    networkTransport: network,
+  };
+  const choices = new Map<number, TransportChoice>();
+  for (const d of hw.disks) {
+    const kind = hw.controllers.find((c) => c.key === d.controllerKey)?.kind ?? d.controller;
+    const disk: VmDisk = {
+      key: d.key,
+      label: d.label ?? `disk ${d.key}`,
+      capacityBytes: d.capacityBytes,
+      fileName: '',
+      datastore: ds.name,
+      controller: SCSI.has(kind) || ['ide', 'sata', 'nvme'].includes(kind) ? (kind as VmDisk['controller']) : 'unknown',
+    };
+    try {
+      const c = chooseWriteTransport(input.transport ?? 'automatic', { disk, datastoreType: ds.type, naaIds: [], visibleLun: null }, facts, { failoverToNetwork: input.failoverToNetwork ?? true });
+      choices.set(d.key, c);
+      runLog('info', `disk ${disk.label}: ${c.transport} — ${c.reasons.join('; ')}`);
+    } catch (err) {
+      if (err instanceof TransportUnavailable) throw new RestoreError(`disk ${disk.label}: ${err.message}. Nothing was created.`);
+      throw err;
+    }
+  }
+  checkCancel();
+
+  // ---- create the VM (journal first)
+  const createAs = original ? suffixed(input.name, `restoring-${input.restoreId.replace(/[^A-Za-z0-9]/g, '').slice(0, 8)}`) : input.name;
+  if (original && inv.vms.some((v) => v.name === createAs)) throw new RestoreError(`a VM named ${createAs} (this restore's temporary name) already exists; nothing was done`);
+  const target: RestoreJournalTarget = { restoreId: input.restoreId, name: createAs, vm: null };
+  const jctx = { ...(input.runVmId ? { runVmId: input.runVmId } : {}), ...(input.vcenterId ? { vcenterId: input.vcenterId } : {}) };
+  const jid = await journal.add('restore_vm', { ...target }, jctx);
+  let vmMoref: string | null = null;
+  let resolved = false;
+  try {
+    await phase('creating VM');
+    runLog('info', `creating VM ${createAs}: ${placement.summary}`);
+    const spec = createSpecFromHardware(hw, {
+      name: createAs,
+      restoreId: input.restoreId,
+      folder: placement.folder,
+      resourcePool: placement.resourcePool,
+      host: placement.host,
+      datastore: placement.datastore,
+      networkMap: placement.networkMap,
+    });
+    vmMoref = await client.vms.create(spec);
+    target.vm = vmMoref;
+    await journal.update(jid, { ...target });
+    runLog('info', `created VM ${createAs} (${vmMoref})`);
+    checkCancel();
+
+    // ---- disks
+    await phase('writing');
+    const created = matchDisks(hw, (await client.inventory.vm(vmMoref)).disks);
+    const ctx: DiskWriteContext = {
+      client,
+      repo: input.repo,
+      ref: input.ref,
+      journal,
+      devices: deps.devices,
+      proxyVm: deps.proxy?.proxyVm ?? null,
+      network,
+      failoverToNetwork: input.failoverToNetwork ?? true,
+      runId: input.runId,
+      runVmId: input.runVmId,
+      vcenterId: input.vcenterId,
+      datacenterOf: (name) => {
+        const dc = inv.datastores.find((d) => d.name === name)?.datacenter;
+        if (!dc) throw new RestoreError(`datastore ${name} of the new disk is not in the inventory`);
+        return dc;
+      },
+      runLog,
+      progress: deps.progress ?? { disk: () => undefined },
+      diskPhase: deps.diskPhase ?? (async () => undefined),
+      isCancelled,
+    };
+    const disks: WrittenDisk[] = [];
+    for (const src of hw.disks) {
+      checkCancel();
+      const disk = created.get(src.key);
+      if (!disk) throw new RestoreError(`the new VM has no disk for ${src.label ?? src.key}`);
+      const md = manifest.disks.find((m) => m.key === String(src.key))!;
+      const choice = choices.get(src.key)!;
+      const release = deps.limits ? await deps.limits.disk(choice.transport, placement.host) : () => undefined;
       try {
-        await client.vms.destroyRestored(vmMoref, input.restoreId);
-        await journal.resolve(jid);
-        say(`removed the half-restored VM ${input.name}`);
+        disks.push(await writeDisk(ctx, { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 }));
+      } finally {
+        release();
+      }
+    }
+    checkCancel();
+
+    let replaced: RestoreVmResult['replaced'];
+    let finalName = createAs;
+    if (original) {
+      // ---- swap: only now is the original touched
+      await phase('swapping');
+      replaced = await swap(client, { original, restored: vmMoref, name: input.name, now: deps.now?.() ?? new Date(), target, jid, journal, runLog });
+      finalName = input.name;
+    }
+    if (input.drill) {
+      // A drill proves the restore point restores; the throwaway VM goes again (journaled until it is gone).
+      await phase('deleting drill VM');
+      await client.vms.destroyRestored(vmMoref, input.restoreId);
+      await journal.resolve(jid);
+      resolved = true;
+      runLog('info', `drill passed: ${finalName} restored, verified and deleted`);
+      return { vmMoref, name: finalName, disks, warnings };
+    }
+    await journal.resolve(jid);
+    resolved = true;
+    if (input.powerOn) {
+      await phase('powering on');
+      try {
+        await client.vms.powerOn(vmMoref);
+        runLog('info', `powered on ${finalName}`);
+      } catch (err) {
+        const m = `the restored VM ${finalName} is in place and verified, but powering it on failed: ${(err as Error).message}`;
+        warnings.push(m);
+        runLog('warn', m);
+      }
+    }
+    return { vmMoref, name: finalName, disks, warnings, ...(replaced ? { replaced } : {}) };
+  } catch (err) {
+    if (!resolved) {
+      try {
+        const undo = await undoRestore(client, target);
+        for (const m of undo.done) runLog('info', m);
+        if (undo.completed) await journal.resolve(jid);
+        else if (!vmMoref && !undo.removed) await journal.failed(jid, 'the VM may have been created before the failure');
+        else await journal.resolve(jid);
       } catch (e) {
         await journal.failed(jid, (e as Error).message).catch(() => undefined);
+        runLog('error', `cleaning up after the failed restore failed: ${(e as Error).message}; the orphan sweep will retry`);
       }
-    } else {
-      await journal.failed(jid, 'the VM may have been created before the failure').catch(() => undefined);
+      if (original && !target.swap) runLog('info', `the original VM ${input.name} (${original.moref}) was not touched`);
     }
     throw err;
   }
+}
+
+/**
+ * The replace swap, journaled step by step so an interrupted one is rolled
+ * back (undo.ts): power the original off, rename it to
+ * <name>-replaced-<UTC yyyymmdd-hhmm>, rename the restored VM to <name>.
+ */
+async function swap(
+  client: VSphereClient,
+  s: {
+    original: VirtualMachine;
+    restored: string;
+    name: string;
+    now: Date;
+    target: RestoreJournalTarget;
+    jid: string;
+    journal: CleanupJournal;
+    runLog(level: 'info' | 'warn' | 'error', message: string): void;
+  },
+): Promise<{ moref: string; renamedTo: string }> {
+  const { original } = s;
+  const current = await client.inventory.vm(original.moref);
+  if (current.name !== s.name) throw new RestoreError(`the VM to replace (${original.moref}) is now called ${current.name}, not ${s.name}; nothing was swapped`);
+  const base = suffixed(s.name, `replaced-${utcStamp(s.now)}`);
+  const taken = new Set((await client.inventory.vms()).map((v) => v.name));
+  let renamedTo = base;
+  for (let i = 2; taken.has(renamedTo); i++) renamedTo = suffixed(s.name, `replaced-${utcStamp(s.now)}-${i}`);
+  const wasPoweredOn = current.powerState === 'poweredOn';
+  const record = async (step: NonNullable<RestoreJournalTarget['swap']>['step']) => {
+    s.target.swap = { original: original.moref, originalName: s.name, renamedTo, wasPoweredOn, step };
+    await s.journal.update(s.jid, { ...s.target });
+  };
+  await record('powering off');
+  if (wasPoweredOn) {
+    await client.vms.powerOff(original.moref);
+    s.runLog('info', `powered off the original VM ${s.name} (${original.moref})`);
+  }
+  await record('renaming original');
+  await client.vms.rename(original.moref, renamedTo);
+  s.runLog('info', `renamed the original VM ${s.name} (${original.moref}) to ${renamedTo}; it is kept, with its disks untouched`);
+  await record('renaming restored');
+  await client.vms.rename(s.restored, s.name);
+  s.runLog('info', `renamed the restored VM ${s.target.name} (${s.restored}) to ${s.name}`);
+  return { moref: original.moref, renamedTo };
 }
 
 export interface RestoreDiskInput {
@@ -165,17 +367,25 @@ export interface RestoreDiskInput {
   targetVm: string;
   /** Datastore for the new disk file; default: the target VM's first disk's. */
   datastore?: string;
+  runId?: string;
+  runVmId?: string;
 }
 
 /**
  * Restores one disk of a restore point as a NEW disk of an existing VM: a new
  * thin disk is created on a free SCSI unit (CreateFile through ReconfigVM),
- * written over the network and read back. On failure the new disk is detached
- * again (its file, named *-restored-*, stays on the datastore for the operator
- * to inspect or delete); an existing disk is never replaced or written.
+ * written over the network and read back. (Not through HotAdd: the disk
+ * already belongs to the target VM, which may be running and holds its lock.)
+ * On failure the new disk is detached again (its file, named *-restored-*,
+ * stays on the datastore for the operator to inspect or delete); an existing
+ * disk is never replaced or written.
  */
-export async function restoreDisk(input: RestoreDiskInput, deps: { client: VSphereClient; log: Logger }): Promise<RestoredDisk> {
+export async function restoreDisk(
+  input: RestoreDiskInput,
+  deps: Pick<RestoreVmDeps, 'client' | 'log' | 'runLog' | 'progress' | 'diskPhase' | 'isCancelled'>,
+): Promise<WrittenDisk> {
   const { client } = deps;
+  const runLog = deps.runLog ?? ((level, message) => deps.log[level](message));
   const manifest = await input.repo.readManifest(input.ref);
   const md = manifest.disks.find((d) => d.key === input.diskKey);
   if (!md) throw new RestoreError(`restore point ${manifest.id} has no disk ${input.diskKey} (it has ${manifest.disks.map((d) => d.key).join(', ')})`);
@@ -185,6 +395,10 @@ export async function restoreDisk(input: RestoreDiskInput, deps: { client: VSphe
   const slot = HotAddApi.chooseSlot(devices);
   const datastore = input.datastore ?? (vm.disks[0] ? parseDatastorePath(vm.disks[0].fileName).datastore : undefined);
   if (!datastore) throw new RestoreError(`${vm.name} has no disk to take a datastore from; name one`);
+  const inv = await client.inventory.all();
+  const ds = inv.datastores.find((d) => d.name === datastore);
+  if (!ds) throw new RestoreError(`datastore ${datastore} does not exist`);
+  if (ds.freeBytes >= 0 && ds.freeBytes < md.capacity) throw new RestoreError(`datastore ${datastore} has ${Math.floor(ds.freeBytes / 2 ** 20)} MiB free; the disk needs ${Math.ceil(md.capacity / 2 ** 20)} MiB`);
   const dir = vm.vmPathName ? parseDatastorePath(vm.vmPathName).path.replace(/[^/]*$/, '') : `${vm.name}/`;
   const fileName = `[${datastore}] ${dir}${vm.name}-restored-${input.diskKey}-${Date.now()}.vmdk`;
   const before = new Set(devices.disks.map((d) => d.key));
@@ -193,33 +407,27 @@ export async function restoreDisk(input: RestoreDiskInput, deps: { client: VSphe
   });
   const added = (await client.inventory.vm(input.targetVm)).disks.find((d) => !before.has(d.key));
   if (!added) throw new RestoreError(`the new disk did not appear on ${vm.name}`);
+  const network = client.soap.url.protocol === 'https:' ? 'nbdssl' : 'nbd';
   try {
-    return await fillDisk(client, input, md.capacity, added.fileName, vm.name, deps.log);
+    return await writeDisk(
+      {
+        client,
+        repo: input.repo,
+        ref: input.ref,
+        network,
+        failoverToNetwork: false,
+        runId: input.runId,
+        runVmId: input.runVmId,
+        datacenterOf: () => ds.datacenter,
+        runLog,
+        progress: deps.progress ?? { disk: () => undefined },
+        diskPhase: deps.diskPhase ?? (async () => undefined),
+        isCancelled: deps.isCancelled ?? (() => false),
+      },
+      { sourceKey: input.diskKey, label: `disk ${input.diskKey}`, capacity: md.capacity, fileName: added.fileName, recordedSha256: md.sha256, choice: { transport: network, reasons: ['a disk restore writes over the network: the new disk belongs to the target VM'] } },
+    );
   } catch (err) {
     await client.hotadd.detach(input.targetVm, added.key, { expectFileName: added.fileName }).catch(() => undefined);
     throw err;
   }
-}
-
-async function fillDisk(client: VSphereClient, input: RestoreDiskInput, capacity: number, fileName: string, vmName: string, log: Logger): Promise<RestoredDisk> {
-  const md = { capacity };
-  const { datastore: dsName, path } = parseDatastorePath(fileName);
-  const dc = (await client.inventory.all()).datastores.find((d) => d.name === dsName)?.datacenter;
-  if (!dc) throw new RestoreError(`datastore ${dsName} is not in the inventory`);
-  const file = { datacenter: dc, datastore: dsName, path: flatExtentPath(path) };
-  const reader = await DiskReader.open(input.repo, input.ref, input.diskKey);
-  const expected = createHash('sha256');
-  async function* body(): AsyncGenerator<Buffer> {
-    for (let off = 0; off < md!.capacity; off += STEP) {
-      const chunk = await reader.read(off, Math.min(STEP, md!.capacity - off));
-      expected.update(chunk);
-      yield chunk;
-    }
-  }
-  await client.files.put(file, Readable.from(body()), { size: md.capacity });
-  const want = expected.digest('hex');
-  const got = await sha256Of({ read: (o, l) => client.files.readRange(file, o, l) }, md.capacity);
-  if (got !== want) throw new RestoreError(`the restored disk on ${vmName} reads back with SHA-256 ${got}, the restore point has ${want}`);
-  log.info({ vm: vmName, fileName }, 'disk restored and verified');
-  return { key: input.diskKey, fileName, capacityBytes: md.capacity, sha256: got };
 }

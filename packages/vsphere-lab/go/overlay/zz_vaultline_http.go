@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -251,6 +252,14 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 			dss[ds.Name] = ds.Self.Value
 		}
 		out["datastores"] = dss
+		var nets []string
+		for _, t := range []string{"Network", "DistributedVirtualPortgroup"} {
+			for _, e := range Map.All(t) {
+				nets = append(nets, e.(mo.Entity).Entity().Name)
+			}
+		}
+		sort.Strings(nets)
+		out["networks"] = nets
 		labJSON(w, 200, out)
 	case "vm":
 		vm := labFindVM(q)

@@ -313,12 +313,22 @@ func labSyncFS(file string, wholeFS bool) {
 }
 
 // ---------------------------------------------------------------------------
-// HotAdd emulation: a disk attached to the proxy VM becomes a read-only loop
-// device, linked as <ByIDDir>/wwn-0x<disk uuid>; removed when detached.
+// HotAdd emulation: a disk attached to the proxy VM becomes a loop device over
+// its flat file, linked as <ByIDDir>/wwn-0x<disk uuid>; removed when detached.
+// The device is read-only unless the disk is attached in a persistent mode
+// (persistent, independent_persistent: what a restore uses to write a new
+// disk); independent_nonpersistent (what backups use) and nonpersistent stay
+// read-only, as their writes would go to a throw-away redo log on ESXi.
 
 type labAttachment struct {
-	dev   string
-	links []string
+	dev      string
+	links    []string
+	writable bool
+}
+
+// labHotAddWritable tells whether a disk attached in this mode may be written.
+func labHotAddWritable(mode string) bool {
+	return mode == string(types.VirtualDiskModePersistent) || mode == string(types.VirtualDiskModeIndependent_persistent)
 }
 
 var labAttached = map[string]*labAttachment{} // "key|fileName" -> attachment
@@ -353,14 +363,25 @@ func labSyncHotAdd(vm *VirtualMachine) {
 		if err != nil {
 			continue
 		}
-		dev, err := labRun("losetup", "-f", "--show", "-r", labFlat(desc))
+		writable := labHotAddWritable(b.DiskMode)
+		args := []string{"-f", "--show"}
+		if !writable {
+			args = append(args, "-r")
+		}
+		dev, err := labRun("losetup", append(args, labFlat(desc))...)
 		if err != nil {
 			log.Printf("lab: hotadd: %s", err)
 			continue
 		}
+		if writable {
+			// A read-only flag left on this loop device by an earlier user outlives its detach.
+			if _, err := labRun("blockdev", "--setrw", dev); err != nil {
+				log.Printf("lab: hotadd: %s", err)
+			}
+		}
 		// Linux names a VMware disk (disk.EnableUUID) both ways in /dev/disk/by-id.
 		hex := labUUIDHex(b.Uuid)
-		a := &labAttachment{dev: dev}
+		a := &labAttachment{dev: dev, writable: writable}
 		for _, name := range []string{"wwn-0x" + hex, "scsi-3" + hex} {
 			link := filepath.Join(LabConfig.ByIDDir, name)
 			_ = os.Remove(link)
@@ -371,7 +392,11 @@ func labSyncHotAdd(vm *VirtualMachine) {
 			a.links = append(a.links, link)
 		}
 		labAttached[id] = a
-		log.Printf("lab: hotadd %s -> %s (%v)", b.FileName, dev, a.links)
+		mode := "read-only"
+		if writable {
+			mode = "read-write"
+		}
+		log.Printf("lab: hotadd %s (%s) -> %s %s (%v)", b.FileName, b.DiskMode, dev, mode, a.links)
 	}
 	for id, a := range labAttached {
 		if !seen[id] {
@@ -386,6 +411,10 @@ func labDetach(a *labAttachment) {
 		if target, err := os.Readlink(link); err == nil && target == a.dev {
 			_ = os.Remove(link)
 		}
+	}
+	if a.writable {
+		// What a guest wrote reaches the flat file before the device goes.
+		_, _ = labRun("blockdev", "--flushbufs", a.dev)
 	}
 	if _, err := labRun("losetup", "-d", a.dev); err != nil {
 		log.Printf("lab: detach: %s", err)

@@ -1,0 +1,73 @@
+/**
+ * Per-disk run rows (RunDisk) and `disk.progress` events, shared by backups
+ * and restores: a phase change writes the row at once (creating it the first
+ * time), progress is published on every meter tick and written to the row at
+ * most once a second per disk (a new phase and the first bytes moved at once).
+ */
+import type { DiskProgress } from '@vaultline/contracts';
+import type { Db } from '@vaultline/db';
+import type { ProgressSink } from '../backup/progress.ts';
+
+export interface DiskUpdate {
+  phase: string;
+  label?: string;
+  capacityBytes?: number;
+  transport?: string;
+  reasons?: string[];
+  cbtUsed?: boolean;
+  bytesRead?: number;
+  bytesWritten?: number;
+  bytesSkipped?: number;
+  startedAt?: Date;
+  finishedAt?: Date;
+  error?: string | null;
+}
+
+function diskData(u: DiskUpdate) {
+  return {
+    phase: u.phase,
+    ...(u.transport !== undefined ? { transport: u.transport } : {}),
+    ...(u.reasons !== undefined ? { transportReason: u.reasons } : {}),
+    ...(u.cbtUsed !== undefined ? { cbtUsed: u.cbtUsed } : {}),
+    ...(u.bytesRead !== undefined ? { bytesRead: BigInt(u.bytesRead) } : {}),
+    ...(u.bytesWritten !== undefined ? { bytesWritten: BigInt(u.bytesWritten) } : {}),
+    ...(u.bytesSkipped !== undefined ? { bytesSkipped: BigInt(u.bytesSkipped) } : {}),
+    ...(u.startedAt !== undefined ? { startedAt: u.startedAt } : {}),
+    ...(u.finishedAt !== undefined ? { finishedAt: u.finishedAt } : {}),
+    ...(u.error !== undefined ? { error: u.error } : {}),
+  };
+}
+
+export function runDiskRows(db: Db, runVmId: string, publish: (e: { type: string; [k: string]: unknown }) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
+  const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
+  // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
+  const tails = new Map<number, Promise<unknown>>();
+  const serial = <T>(deviceKey: number, fn: () => Promise<T>): Promise<T> => {
+    const next = (tails.get(deviceKey) ?? Promise.resolve()).catch(() => undefined).then(fn);
+    tails.set(deviceKey, next);
+    return next;
+  };
+  return {
+    diskPhase: (deviceKey, u) =>
+      serial(deviceKey, async () => {
+        const data = diskData(u);
+        const row = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } } });
+        if (row) await db.runDisk.update({ where: { id: row.id }, data });
+        else await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
+      }),
+    progress: {
+      disk: (p: DiskProgress) => {
+        publish({ type: 'disk.progress', ...p });
+        // At most once a second per disk, but a new phase and the first bytes moved are written at once.
+        const now = Date.now();
+        const moved = p.bytesRead + p.bytesWritten > 0;
+        const last = lastDbWrite.get(p.deviceKey);
+        if (last && now - last.at < 1000 && last.phase === p.phase && last.moved === moved) return;
+        lastDbWrite.set(p.deviceKey, { at: now, phase: p.phase, moved });
+        void serial(p.deviceKey, () =>
+          db.runDisk.updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } }),
+        ).catch(() => undefined);
+      },
+    },
+  };
+}

@@ -1,0 +1,313 @@
+/**
+ * Writing one disk of a restore point into a new, empty disk, and verifying it.
+ *
+ * HotAdd: journal row first (`disk_attach`), attach the disk to the proxy VM
+ * in independent_persistent mode, wait for its device, write only non-zero
+ * data (the new disk reads as zeros, so zero regions are skipped and a thin
+ * disk stays thin) in large aligned writes, flush, read the whole device back
+ * and compare SHA-256, then detach without any file operation, wait until the
+ * device is gone and resolve the row. Every path out (error, cancel) detaches.
+ *
+ * Network (NBDSSL over HTTPS, NBD over HTTP): a datastore PUT of the flat
+ * extent, read back with Range GETs.
+ *
+ * A HotAdd that fails on a disk is retried over the network when the request
+ * allows it, saying why; a damaged restore point or a cancel never is.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Transport } from '@vaultline/contracts';
+import { DiskReader, type Repository, type RestorePointRef } from '@vaultline/repository';
+import { flatExtentPath, parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
+import { CancelledError } from '../backup/cycle.ts';
+import type { CleanupJournal } from '../backup/journal.ts';
+import { DiskMeter, type ProgressSink } from '../backup/progress.ts';
+import type { TransportChoice } from '../backup/ports.ts';
+import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
+import type { HotAddedDiskWriter, RestoreDevices } from './ports.ts';
+
+const STEP = 4 * 1024 * 1024;
+/** Zero detection granularity: an all-zero block of this size is not written. */
+const BLOCK = 64 * 1024;
+
+export class RestoreError extends Error {
+  override name = 'RestoreError';
+}
+
+/** The restore point cannot be read: never retried over another transport. */
+export class DamagedPointError extends RestoreError {
+  override name = 'DamagedPointError';
+}
+
+export interface DiskWriteContext {
+  client: VSphereClient;
+  repo: Repository;
+  ref: RestorePointRef;
+  /** Needed for HotAdd (the attach is journaled). */
+  journal?: CleanupJournal | undefined;
+  devices?: RestoreDevices | undefined;
+  proxyVm?: { moref: string; name: string } | null | undefined;
+  /** The network transport of this vCenter (HTTPS → nbdssl, HTTP → nbd). */
+  network: 'nbdssl' | 'nbd';
+  failoverToNetwork: boolean;
+  runId?: string | undefined;
+  runVmId?: string | undefined;
+  vcenterId?: string | undefined;
+  datacenterOf(datastore: string): string;
+  runLog(level: 'info' | 'warn' | 'error', message: string): void;
+  progress: ProgressSink;
+  diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>;
+  isCancelled(): boolean;
+}
+
+export interface DiskWriteJob {
+  /** Key of the disk in the restore point (the source VM's device key). */
+  sourceKey: string;
+  label: string;
+  capacity: number;
+  /** The new, empty disk: "[ds] vm/vm.vmdk". */
+  fileName: string;
+  choice: TransportChoice;
+  /** The whole image's SHA-256 as the restore point recorded it, when it did. */
+  recordedSha256?: string | undefined;
+}
+
+export interface WrittenDisk {
+  key: string;
+  label: string;
+  fileName: string;
+  capacityBytes: number;
+  sha256: string;
+  transport: Transport;
+  reasons: string[];
+  bytesWritten: number;
+  bytesSkipped: number;
+}
+
+const checkCancel = (ctx: DiskWriteContext) => {
+  if (ctx.isCancelled()) throw new CancelledError();
+};
+
+const zeroBlock = Buffer.alloc(BLOCK);
+
+function hashZeros(h: Hash, n: number): void {
+  for (let done = 0; done < n; done += STEP) {
+    const len = Math.min(STEP, n - done);
+    h.update(len <= zeroBlock.length ? zeroBlock.subarray(0, len) : Buffer.alloc(len));
+  }
+}
+
+/** Non-zero runs of `data` (at disk offset `offset`), cut at all-zero BLOCK-aligned blocks. */
+function nonZeroRuns(offset: number, data: Buffer): { start: number; end: number }[] {
+  const runs: { start: number; end: number }[] = [];
+  let runStart = -1;
+  for (let p = 0; p < data.length; ) {
+    // Blocks follow the disk's BLOCK grid, so writes stay aligned.
+    const next = Math.min(data.length, p + BLOCK - ((offset + p) % BLOCK));
+    const block = data.subarray(p, next);
+    const zero = block.equals(zeroBlock.subarray(0, block.length));
+    if (!zero && runStart < 0) runStart = p;
+    if (zero && runStart >= 0) {
+      runs.push({ start: runStart, end: p });
+      runStart = -1;
+    }
+    p = next;
+  }
+  if (runStart >= 0) runs.push({ start: runStart, end: data.length });
+  return runs;
+}
+
+export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promise<WrittenDisk> {
+  const deviceKey = Number(job.sourceKey);
+  const reasons = [...job.choice.reasons];
+  const startedAt = new Date();
+  await ctx.diskPhase(deviceKey, { phase: 'opening', label: job.label, capacityBytes: job.capacity, transport: job.choice.transport, reasons, startedAt });
+  const meterFor = (transport: string) => {
+    const m = new DiskMeter({ runId: ctx.runId ?? '', runVmId: ctx.runVmId ?? '', deviceKey, bytesTotal: job.capacity }, ctx.progress);
+    m.transport = transport;
+    return m;
+  };
+  let transport: Transport = job.choice.transport;
+  let result: { sha256: string; bytesWritten: number; bytesSkipped: number };
+  try {
+    if (transport === 'hotadd') {
+      try {
+        result = await writeHotAdd(ctx, job, meterFor('hotadd'), reasons);
+      } catch (err) {
+        if (err instanceof CancelledError || err instanceof DamagedPointError || !ctx.failoverToNetwork) throw err;
+        const why = `HotAdd failed: ${(err as Error).message}; failover to ${ctx.network}`;
+        ctx.runLog('warn', `disk ${job.label}: ${why}`);
+        reasons.push(why);
+        transport = ctx.network;
+        await ctx.diskPhase(deviceKey, { phase: 'opening', transport, reasons });
+        result = await writeNetwork(ctx, job, meterFor(transport), reasons);
+      }
+    } else {
+      result = await writeNetwork(ctx, job, meterFor(transport), reasons);
+    }
+  } catch (err) {
+    await ctx.diskPhase(deviceKey, { phase: err instanceof CancelledError ? 'cancelled' : 'failed', transport, reasons, error: (err as Error).message, finishedAt: new Date() }).catch(() => undefined);
+    throw err;
+  }
+  await ctx.diskPhase(deviceKey, {
+    phase: 'done',
+    transport,
+    reasons,
+    bytesRead: result.bytesWritten,
+    bytesWritten: result.bytesWritten,
+    bytesSkipped: result.bytesSkipped,
+    finishedAt: new Date(),
+  });
+  return { key: job.sourceKey, label: job.label, fileName: job.fileName, capacityBytes: job.capacity, transport, reasons, ...result };
+}
+
+/** What the restore point's data hashed to must be what the point recorded (when it recorded one). */
+function checkRecorded(ctx: DiskWriteContext, job: DiskWriteJob, want: string): void {
+  if (job.recordedSha256 && job.recordedSha256 !== want) {
+    throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: disk ${job.label} reads as SHA-256 ${want}, the point recorded ${job.recordedSha256}; run a repository verify`);
+  }
+}
+
+/** SHA-256 of [0, capacity) through `read`, checking for a cancel between reads. */
+async function readBackSha(ctx: DiskWriteContext, capacity: number, read: (o: number, l: number, into: Buffer) => Promise<Buffer>, meter: DiskMeter): Promise<string> {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(STEP);
+  meter.setPhase('verifying');
+  for (let off = 0; off < capacity; off += STEP) {
+    checkCancel(ctx);
+    h.update(await meter.time('target', () => read(off, Math.min(STEP, capacity - off), buf)));
+  }
+  return h.digest('hex');
+}
+
+async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: DiskMeter, reasons: string[]): Promise<{ sha256: string; bytesWritten: number; bytesSkipped: number }> {
+  const proxy = ctx.proxyVm;
+  const { devices, journal } = ctx;
+  if (!proxy || !devices || !journal) throw new Error('this Transporter has no proxy VM or no block device access for HotAdd');
+  const deviceKey = Number(job.sourceKey);
+  const jctx = { ...(ctx.runVmId ? { runVmId: ctx.runVmId } : {}), ...(ctx.vcenterId ? { vcenterId: ctx.vcenterId } : {}) };
+  const jid = await journal.add('disk_attach', { proxyVm: proxy.moref, fileName: job.fileName, deviceKey: null, restore: true }, jctx);
+  let attached: { key: number; uuid: string } | null = null;
+  try {
+    const d = await ctx.client.hotadd.attach(proxy.moref, job.fileName, { diskMode: 'independent_persistent' });
+    if (!d.uuid) throw new Error(`the attached disk ${job.fileName} reports no uuid; cannot find its device`);
+    attached = { key: d.key, uuid: d.uuid };
+  } catch (err) {
+    // The attach may have happened on the server although the call failed: the sweep looks it up by file name.
+    await journal.failed(jid, (err as Error).message).catch(() => undefined);
+    throw err;
+  }
+  await journal.update(jid, { proxyVm: proxy.moref, fileName: job.fileName, deviceKey: attached.key, uuid: attached.uuid, restore: true });
+  ctx.runLog('info', `disk ${job.label}: attached to ${proxy.name} as device ${attached.key} (independent_persistent)`);
+  let dev: HotAddedDiskWriter | null = null;
+  try {
+    dev = await devices.openHotAddedForWrite(attached.uuid, job.capacity);
+    const writer = dev;
+    await ctx.diskPhase(deviceKey, { phase: 'writing', transport: 'hotadd', reasons });
+    meter.setPhase('writing');
+    const reader = await DiskReader.open(ctx.repo, ctx.ref, job.sourceKey);
+    const expected = createHash('sha256');
+    let pos = 0;
+    const sinkErrors = new Set<unknown>();
+    try {
+      // forEachExtent may start the next run's sink before this one's writes finished:
+      // everything order-dependent (hash, position) happens before the first await.
+      await reader.forEachExtent(async (offset, data) => {
+        try {
+          checkCancel(ctx);
+          hashZeros(expected, offset - pos);
+          expected.update(data);
+          meter.bytesSkipped += offset - pos;
+          pos = offset + data.length;
+          const runs = nonZeroRuns(offset, data);
+          const written = runs.reduce((n, r) => n + r.end - r.start, 0);
+          for (const r of runs) await meter.time('target', () => writer.write(offset + r.start, data.subarray(r.start, r.end)));
+          meter.bytesRead += written;
+          meter.bytesWritten += written;
+          meter.bytesSkipped += data.length - written;
+          // The first written bytes are shown at once; later ticks are throttled.
+          meter.emit(meter.bytesWritten === written && written > 0);
+        } catch (err) {
+          sinkErrors.add(err);
+          throw err;
+        }
+      }, STEP);
+    } catch (err) {
+      if (sinkErrors.has(err)) throw err;
+      throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(err as Error).message}; run a repository verify`);
+    }
+    hashZeros(expected, job.capacity - pos);
+    meter.bytesSkipped += job.capacity - pos;
+    checkCancel(ctx);
+    await meter.time('target', () => writer.flush());
+    const want = expected.digest('hex');
+    checkRecorded(ctx, job, want);
+    await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped });
+    const got = await readBackSha(ctx, job.capacity, (o, l, into) => writer.read(o, l, into), meter);
+    if (got !== want) throw new RestoreError(`disk ${job.label} reads back through HotAdd with SHA-256 ${got}, the restore point has ${want}`);
+    ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes, skipped ${meter.bytesSkipped} zero bytes; verified SHA-256 ${got}`);
+    meter.setPhase('done');
+    return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped };
+  } finally {
+    await dev?.close().catch(() => undefined);
+    try {
+      await ctx.client.hotadd.detach(proxy.moref, attached.key, { expectFileName: job.fileName });
+      await devices.waitGone(attached.uuid);
+      await journal.resolve(jid);
+      ctx.runLog('info', `disk ${job.label}: detached from ${proxy.name}`);
+    } catch (err) {
+      await journal.failed(jid, (err as Error).message).catch(() => undefined);
+      ctx.runLog('error', `disk ${job.label}: could not detach it from ${proxy.name}: ${(err as Error).message}; the orphan sweep will retry`);
+    }
+  }
+}
+
+async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: DiskMeter, reasons: string[]): Promise<{ sha256: string; bytesWritten: number; bytesSkipped: number }> {
+  const deviceKey = Number(job.sourceKey);
+  const { datastore, path } = parseDatastorePath(job.fileName);
+  const file = { datacenter: ctx.datacenterOf(datastore), datastore, path: flatExtentPath(path) };
+  const reader = await DiskReader.open(ctx.repo, ctx.ref, job.sourceKey).catch((err: unknown) => {
+    throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(err as Error).message}; run a repository verify`);
+  });
+  const expected = createHash('sha256');
+  let readError: Error | null = null;
+  let cancelled = false;
+  async function* body(): AsyncGenerator<Buffer> {
+    for (let off = 0; off < job.capacity; off += STEP) {
+      if (ctx.isCancelled()) {
+        cancelled = true;
+        throw new CancelledError();
+      }
+      let chunk: Buffer;
+      try {
+        chunk = await meter.time('source', () => reader.read(off, Math.min(STEP, job.capacity - off)));
+      } catch (err) {
+        readError = err as Error;
+        throw err;
+      }
+      expected.update(chunk);
+      meter.bytesRead += chunk.length;
+      meter.bytesWritten += chunk.length;
+      meter.emit(off === 0);
+      yield chunk;
+    }
+  }
+  await ctx.diskPhase(deviceKey, { phase: 'writing', transport: meter.transport ?? ctx.network, reasons });
+  meter.setPhase('writing');
+  try {
+    await ctx.client.files.put(file, Readable.from(body()), { size: job.capacity });
+  } catch (err) {
+    // A failure of the repository read or a cancel surfaces as a failed upload: name the real cause.
+    if (cancelled) throw new CancelledError();
+    if (readError) throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(readError as Error).message}; run a repository verify`);
+    throw err;
+  }
+  const want = expected.digest('hex');
+  checkRecorded(ctx, job, want);
+  await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: 0 });
+  const got = await readBackSha(ctx, job.capacity, (o, l) => ctx.client.files.readRange(file, o, l), meter);
+  if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);
+  ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes over ${meter.transport}; verified SHA-256 ${got}`);
+  meter.setPhase('done');
+  return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: 0 };
+}
