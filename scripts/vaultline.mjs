@@ -453,11 +453,19 @@ const main = {
     say(`ready: DATABASE_URL=${s.databaseUrl.replace(/\/\/[^@]*@/, '//***@')} REDIS_URL=${s.redisUrl}`);
     stopServices();
   },
+  // Delivery formats (packages/delivery): the OVA appliance; the app staged as the images hold it.
+  'build-ova': () => {
+    ensureNode();
+    ensureDependencies();
+    ensurePrismaClient();
+    build();
+    return passThrough('packages/delivery/src/cli.ts', ['build-ova', ...rest], false);
+  },
   lab: () => passThrough('packages/vsphere-lab/src/cli.ts', rest, false),
   bench: () => passThrough('bench/run.ts', rest, false),
   cli: () => passThrough('apps/cli/src/main.ts', rest, false),
 }[command];
-if (!main) fail(`unknown command "${command}"; use start, test, setup, services, lab, bench or cli`);
+if (!main) fail(`unknown command "${command}"; use start, test, setup, services, build-ova, lab, bench or cli`);
 main().catch((err) => {
   stopServices();
   if (err instanceof SetupError) fail(err.message);
