@@ -19,7 +19,9 @@ import { exists, fileSha256, stepLogger, treeDigest } from './exec.ts';
 import { ovaBase, vmdkNameFor, writeApplianceOva, writeVmdk } from './appliance-ovf.ts';
 import { stageApp } from './stage.ts';
 
-export const DELIVERY_SRC = path.dirname(fileURLToPath(import.meta.url));
+const SRC = path.dirname(fileURLToPath(import.meta.url));
+/** This package's files the OVA is made by (a change to one of them makes a new OVA). */
+export const OVA_BUILD_FILES = ['exec.ts', 'stage.ts', 'debian.ts', 'disk.ts', 'grub.ts', 'appliance-ovf.ts', 'ova.ts'].map((f) => path.join(SRC, f));
 
 export interface OvaBuild {
   ova: string;
@@ -27,6 +29,8 @@ export interface OvaBuild {
   raw: string;
   version: string;
   digest: string;
+  /** The appliance's kernel (in the cached Debian tree), for probing KVM. */
+  kernel: string;
   /** true when nothing had changed and the cached OVA was used. */
   cached: boolean;
   bytes: number;
@@ -62,9 +66,10 @@ export async function buildOva(opts: OvaOptions): Promise<OvaBuild> {
     .update(JSON.stringify({ os: os.digest, app: app.digest, capacityGiB }))
     .update(await treeDigest(overlayDir))
     .update(await fileSha256(nodeBinary))
-    .update(await treeDigest(DELIVERY_SRC))
+    .update(Buffer.concat(await Promise.all(OVA_BUILD_FILES.map((f) => readFile(f)))))
     .digest('hex');
 
+  const kernel = path.join(os.dir, 'boot', `vmlinuz-${os.kernel}`);
   const base = ovaBase(app.version);
   const ova = path.join(outDir, `${base}.ova`);
   const raw = path.join(outDir, `${base}.raw`);
@@ -73,7 +78,7 @@ export async function buildOva(opts: OvaOptions): Promise<OvaBuild> {
     const prev = JSON.parse(await readFile(stamp, 'utf8')) as { digest: string };
     if (prev.digest === digest) {
       log(`build-ova: ${ova} is up to date (inputs unchanged, ${digest.slice(0, 12)})\n`);
-      return { ova, raw, version: app.version, digest, cached: true, bytes: (await stat(ova)).size, seconds: (Date.now() - t0) / 1000 };
+      return { ova, raw, kernel, version: app.version, digest, cached: true, bytes: (await stat(ova)).size, seconds: (Date.now() - t0) / 1000 };
     }
   }
 
@@ -91,5 +96,5 @@ export async function buildOva(opts: OvaOptions): Promise<OvaBuild> {
   // Older builds of other versions are left alone; stale staged apps are removed.
   for (const e of await readdir(cacheDir)) if (e.startsWith('app-') && !e.endsWith('.json') && path.join(cacheDir, e) !== app.dir) await rm(path.join(cacheDir, e), { recursive: true, force: true });
   log(`build-ova: wrote ${ova} (${(written.size / 1024 / 1024).toFixed(0)} MiB) in ${seconds.toFixed(0)} s\n`);
-  return { ova, raw, version: app.version, digest, cached: false, bytes: written.size, seconds };
+  return { ova, raw, kernel, version: app.version, digest, cached: false, bytes: written.size, seconds };
 }
