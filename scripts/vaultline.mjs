@@ -393,6 +393,8 @@ const DELIVERY_TOOLS = [
 function ensureDeliveryTools() {
   if (!isRoot) throw new SetupError('the delivery tests need root (debootstrap, chroot, mounts, podman)');
   const missing = [...new Set(DELIVERY_TOOLS.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
+  // UEFI firmware for the EFI boot of the appliance.
+  if (!existsSync('/usr/share/ovmf/OVMF.fd')) missing.push('ovmf');
   if (missing.length) aptInstall(missing, `The delivery tests need ${missing.join(', ')}.`);
 }
 

@@ -5,7 +5,7 @@
  * compose's environment and settings, against this machine's PostgreSQL and
  * Redis (a database and a Redis namespace of their own).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,7 @@ const names = { director: `vl-director-${suffix}`, transporter: `vl-transporter-
 let port: number;
 let url: string;
 const dataDir = path.join(tmp, 'data');
+let cookie = '';
 
 beforeAll(async () => {
   const step = stepLogger('docker test:', (s) => process.stderr.write(s));
@@ -53,6 +54,7 @@ beforeAll(async () => {
   await buildImage({ rootDir: ROOT, base, tag: TAG, podman: pm, step });
   port = await freePort();
   url = `http://127.0.0.1:${port}`;
+  mkdirSync(dataDir, { recursive: true });
 }, 60 * MIN);
 
 afterAll(async () => {
@@ -133,6 +135,9 @@ describe('the Docker image, run with podman', () => {
     expect(logs.stdout + logs.stderr).not.toContain(password);
     const login = await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
     expect(await login.json()).toMatchObject({ mustChangePassword: true });
+    cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const changed = await fetch(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: password, newPassword: 'docker-test-password' }) });
+    expect(changed.status).toBe(200);
   }, 4 * MIN);
 
   it('starts a privileged Transporter that registers with the Director', async () => {
@@ -146,8 +151,8 @@ describe('the Docker image, run with podman', () => {
     }
     expect(online).toBe(1);
     // Privileged: it can use block devices, so it offers every transport.
-    const logs = await pm.run(['logs', names.transporter]);
-    expect(logs.stdout + logs.stderr).toMatch(/transporter registered/);
+    const list = (await fetch(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { transports: string[] } }[];
+    expect(list).toMatchObject([{ name: 'docker-test', online: true, capabilities: { transports: ['san', 'hotadd', 'nbdssl', 'nbd'] } }]);
   }, 4 * MIN);
 
   it('runs the cli role against the Director', async () => {

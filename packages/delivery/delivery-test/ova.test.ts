@@ -202,4 +202,23 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
       rmSync(raw, { force: true });
     }
   }, 10 * MIN);
+
+  it('boots with UEFI firmware too (OVMF): GRUB\'s EFI image on the ESP starts the same system', async () => {
+    const efi = await bootVm({
+      disk: overlay,
+      format: 'qcow2',
+      accel: accel.accel,
+      firmware: 'efi',
+      forwards: {},
+      serialFile: path.join(tmp, 'serial-efi.log'),
+      monitorSocket: path.join(tmp, 'monitor-efi.sock'),
+    });
+    try {
+      await efi.waitFor(/Web console: +http:\/\/10\.0\.2\.15:8080\//, 10 * MIN, 'console banner after an EFI boot');
+      expect(await efi.powerdown(5 * MIN)).toBe(0);
+    } finally {
+      writeFileSync(path.join(os.tmpdir(), 'vaultline-ova-test-serial-efi.log'), efi.serial());
+      await efi.kill();
+    }
+  }, 16 * MIN);
 });
