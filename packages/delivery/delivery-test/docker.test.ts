@@ -18,6 +18,8 @@ import { freePort } from '../src/qemu.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MIN = 60_000;
+/** fetch with a time limit: a request into a VM's user network can otherwise hang for good. */
+const http = (input: string, init: RequestInit = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(20_000) });
 const TAG = 'localhost/vaultline:delivery-test';
 const SERVER = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -118,14 +120,14 @@ describe('the Docker image, run with podman', () => {
     let health: { ok: boolean; postgres: { ok: boolean }; redis: { ok: boolean }; transporters: { online: number } } | undefined;
     const end = Date.now() + 3 * MIN;
     while (Date.now() < end) {
-      health = await fetch(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
+      health = await http(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
       if (health) break;
       const state = (await pm.run(['inspect', '-f', '{{.State.Status}}', names.director])).stdout.trim();
       if (state !== 'running') throw new Error(`the Director container is ${state}: ${(await pm.run(['logs', names.director], { allowFail: true })).stderr.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
     expect(health).toMatchObject({ postgres: { ok: true }, redis: { ok: true } });
-    const page = await fetch(`${url}/`);
+    const page = await http(`${url}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/<div id="root">/);
     // The one-time password is in the data volume (mode 0600), not in the container's log.
@@ -133,10 +135,10 @@ describe('the Docker image, run with podman', () => {
     const password = /password: (\S+)/.exec(first)![1]!;
     const logs = await pm.run(['logs', names.director]);
     expect(logs.stdout + logs.stderr).not.toContain(password);
-    const login = await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    const login = await http(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
     expect(await login.json()).toMatchObject({ mustChangePassword: true });
     cookie = login.headers.get('set-cookie')!.split(';')[0]!;
-    const changed = await fetch(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: password, newPassword: 'docker-test-password' }) });
+    const changed = await http(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: password, newPassword: 'docker-test-password' }) });
     expect(changed.status).toBe(200);
   }, 4 * MIN);
 
@@ -145,13 +147,13 @@ describe('the Docker image, run with podman', () => {
     let online = 0;
     const end = Date.now() + 3 * MIN;
     while (Date.now() < end && online < 1) {
-      const h = await fetch(`${url}/api/health`).then((r) => r.json() as Promise<{ transporters: { online: number } }>, () => undefined);
+      const h = await http(`${url}/api/health`).then((r) => r.json() as Promise<{ transporters: { online: number } }>, () => undefined);
       online = h?.transporters.online ?? 0;
       if (online < 1) await new Promise((r) => setTimeout(r, 1000));
     }
     expect(online).toBe(1);
     // Privileged: it can use block devices, so it offers every transport.
-    const list = (await fetch(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { transports: string[] } }[];
+    const list = (await http(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { transports: string[] } }[];
     expect(list).toMatchObject([{ name: 'docker-test', online: true, capabilities: { transports: ['san', 'hotadd', 'nbdssl', 'nbd'] } }]);
   }, 4 * MIN);
 

@@ -19,6 +19,8 @@ import { ROOT_START } from '../src/disk.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const GiB = 1024 ** 3;
 const MIN = 60_000;
+/** fetch with a time limit: a request into a VM's user network can otherwise hang for good. */
+const http = (input: string, init: RequestInit = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(20_000) });
 
 let build: OvaBuild;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vaultline-ova-test-'));
@@ -129,26 +131,26 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     let health: { ok: boolean; postgres: { ok: boolean }; redis: { ok: boolean }; transporters: { online: number; total: number } } | undefined;
     const end = Date.now() + 10 * MIN;
     while (Date.now() < end) {
-      health = await fetch(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
+      health = await http(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
       if (health?.ok && health.transporters.online >= 1) break;
       await new Promise((r) => setTimeout(r, 3000));
     }
     expect(health).toMatchObject({ ok: true, postgres: { ok: true }, redis: { ok: true }, transporters: { online: 1, total: 1 } });
-    const page = await fetch(`${url}/`);
+    const page = await http(`${url}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/<div id="root">/);
   }, 11 * MIN);
 
   it('signs in with the console password, which must be changed before anything else; the banner then drops it', async () => {
-    const login = async (password: string) => fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    const login = async (password: string) => http(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
     const r = await login(firstPassword);
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ username: 'admin', role: 'admin', mustChangePassword: true });
     const pending = r.headers.get('set-cookie')!.split(';')[0]!;
-    const blocked = await fetch(`${url}/api/jobs`, { headers: { cookie: pending } });
+    const blocked = await http(`${url}/api/jobs`, { headers: { cookie: pending } });
     expect(blocked.status).toBe(403);
     expect(await blocked.json()).toMatchObject({ code: 'password_change_required' });
-    const changed = await fetch(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie: pending, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: firstPassword, newPassword: 'appliance-test-password' }) });
+    const changed = await http(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie: pending, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: firstPassword, newPassword: 'appliance-test-password' }) });
     expect(changed.status).toBe(200);
     expect((await login(firstPassword)).status).toBe(401);
     const again = await login('appliance-test-password');
@@ -168,6 +170,8 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(await ssh('test -e /var/lib/vaultline/first-login.txt && echo still-there || echo gone')).toBe('gone\n');
     expect(await ssh('systemctl is-active vaultline-director vaultline-transporter postgresql@15-main redis-server')).toBe('active\nactive\nactive\nactive\n');
     expect(await ssh('systemctl --failed --no-legend --plain | wc -l')).toBe('0\n');
+    // The Transporter waited for the Director's migrations: its first orphan sweep found the tables.
+    expect(await ssh("journalctl -u vaultline-transporter -o cat --no-pager | grep -c 'orphan sweep failed' || true")).toBe('0\n');
     expect(await ssh('stat -c %a /etc/vaultline/vaultline.env /var/lib/vaultline/secret.key')).toBe('600\n600\n');
     expect(await ssh("sshd -T | grep -E '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) ' | sort")).toBe('kbdinteractiveauthentication no\npasswordauthentication no\npermitrootlogin without-password\n');
     // File-level restore's tools and the Director's mount rights; the Transporter's disk tools.
@@ -177,7 +181,7 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(await ssh('test -c /dev/fuse && test -c /dev/loop-control && echo yes')).toBe('yes\n');
     // The Transporter knows the VM it runs in by its BIOS UUID (HotAdd attaches disks to that VM).
     expect((await ssh('cat /sys/class/dmi/id/product_uuid')).trim().toLowerCase()).toBe(biosUuid);
-    const transporters = (await fetch(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { proxyVmUuid?: string; transports: string[] } }[];
+    const transporters = (await http(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { proxyVmUuid?: string; transports: string[] } }[];
     expect(transporters).toMatchObject([{ name: 'appliance', online: true, capabilities: { proxyVmUuid: biosUuid, transports: ['san', 'hotadd', 'nbdssl', 'nbd'] } }]);
     // The CLI is on the PATH and talks to this appliance's Director.
     expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline health')).toMatch(/postgres/i);
