@@ -402,11 +402,9 @@ async function test(args) {
   const { databaseUrl, redisUrl } = await setup();
   const only = args[0];
   if (only === 'delivery') ensureDeliveryTools();
-  else {
-    // Build the lab vCenter once, before tests start it (a cold Go build takes about a minute).
-    say('building the lab vCenter (cached after the first time)…');
-    run(process.execPath, ['--import', 'tsx', LAB_CLI, 'build'], { quiet: true });
-  }
+  // Build the lab vCenter once, before tests start it (a cold Go build takes about a minute).
+  say('building the lab vCenter (cached after the first time)…');
+  run(process.execPath, ['--import', 'tsx', LAB_CLI, 'build'], { quiet: true });
   // Tests make their own databases on this server; they connect to its `postgres` database.
   const server = new URL(databaseUrl);
   server.pathname = '/postgres';

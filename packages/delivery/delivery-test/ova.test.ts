@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest, readTar, summariseOvf, systemTarList, hardwareFromOvf } from '@vaultline/vmdk/testing';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { buildOva, type OvaBuild } from '../src/ova.ts';
 import { bootVm, freePort, probeKvm, type Accel, type Vm } from '../src/qemu.ts';
 import { run } from '../src/exec.ts';
@@ -90,11 +91,14 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
   const overlay = path.join(tmp, 'system.qcow2');
   const ssh = async (command: string) =>
     (await run('ssh', ['-i', key, '-p', String(sshPort), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-o', 'LogLevel=ERROR', 'root@127.0.0.1', command])).stdout;
+  let lab: Lab | undefined;
   let firstPassword = '';
   const biosUuid = randomUUID();
   let cookie = '';
 
   beforeAll(async () => {
+    // The lab vCenter runs on this machine; the VM reaches it at 10.0.2.2 (QEMU's gateway to the host's loopback).
+    lab = await startLab({ demo: true });
     accel = await probeKvm(build.kernel);
     process.stderr.write(`ova test: booting with ${accel.accel.toUpperCase()} (${accel.why})\n`);
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', vmdkFile, '-F', 'vmdk', overlay]);
@@ -115,6 +119,7 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
   }, 5 * MIN);
 
   afterAll(async () => {
+    await lab?.stop();
     if (vm) {
       writeFileSync(path.join(os.tmpdir(), 'vaultline-ova-test-serial.log'), vm.serial());
       await vm.kill();
@@ -187,6 +192,24 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline health')).toMatch(/postgres/i);
     expect(await ssh('node --version')).toBe(`${process.version}\n`);
   }, 5 * MIN);
+
+  it('backs up a VM of the lab vCenter (on the host, through the user-network gateway) into its own repository, over the network', async () => {
+    const vcUrl = lab!.url.replace('127.0.0.1', '10.0.2.2');
+    const out = await ssh(
+      [
+        'export VAULTLINE_PASSWORD=appliance-test-password',
+        `vaultline vcenter add --name lab --url '${vcUrl}' --user '${lab!.username}' --password '${lab!.password}' --thumbprint '${lab!.thumbprintSha256}'`,
+        "vaultline job create --name lab-backup --vcenter lab --repo 'Local repository' --vm app-01",
+        'vaultline job run lab-backup --wait',
+      ].join(' && '),
+    );
+    expect(out).toMatch(/^run \S+ +succeeded/m);
+    expect(out).toMatch(/app-01: succeeded/);
+    expect(out).toMatch(/Hard disk 1: done via nbdssl/);
+    // HotAdd was considered with this VM's own BIOS UUID, which the lab's inventory does not hold.
+    expect(out).toContain(`HotAdd: no VM with BIOS UUID ${biosUuid}`);
+    expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline repo list')).toMatch(/Local repository/);
+  }, 10 * MIN);
 
   it('powers off cleanly on the ACPI power button, leaving a clean filesystem', async () => {
     const code = await vm!.powerdown(5 * MIN);
