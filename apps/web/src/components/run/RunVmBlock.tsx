@@ -7,9 +7,11 @@ import { RunDiskRow } from './RunDiskRow.tsx';
 
 type RunVm = Run['vms'][number];
 
-/** A restore's per-disk verify line from the run log ("disk Hard disk 1: wrote … verified SHA-256 …"). */
+/** A restore's per-disk verify, from its run-log line ("disk Hard disk 1: wrote … verified SHA-256 <hex>"). */
 function verifyLine(vm: RunVm, label: string): string | undefined {
-  return vm.log.find((l) => l.level === 'info' && l.message.startsWith(`disk ${label}: `) && l.message.includes('verified SHA-256'))?.message.slice(`disk ${label}: `.length);
+  const line = vm.log.find((l) => l.level === 'info' && l.message.startsWith(`disk ${label}: `) && l.message.includes('verified SHA-256'));
+  const sha = line && /verified SHA-256 ([0-9a-f]{64})/.exec(line.message)?.[1];
+  return sha ? `read back and verified SHA-256 ${sha}: the same as the restore point’s` : undefined;
 }
 
 export function RunVmBlock({ vm, live, detailed, transporterName, kind = 'backup' }: { vm: RunVm; live: LiveProgress; detailed: boolean; transporterName?: string | undefined; kind?: Run['kind'] }) {

@@ -35,7 +35,12 @@ export function InventoryPanel() {
   const [message, setMessage] = useState<{ kind: 'ok' | 'error'; text: string; runId?: string } | null>(null);
   const canRun = can(me.role, 'operator');
   const points = useAllRestorePoints(canRun);
-  const hasPoints = (vm: InventoryVm) => (points.data ?? []).some((p) => (vm.instanceUuid ? p.vmInstanceUuid === vm.instanceUuid : p.vmName === vm.name));
+  // A VM's restore points are its own (by instance UUID) or, for a VM restored under the name, those of that name.
+  const pointsOf = (vm: InventoryVm): string | null => {
+    const list = points.data ?? [];
+    if (vm.instanceUuid && list.some((p) => p.vmInstanceUuid === vm.instanceUuid)) return vm.instanceUuid;
+    return list.some((p) => p.vmName === vm.name) ? vm.name : null;
+  };
   const repo = repositories.data?.[0];
 
   if (vcenters.isPending) return <section className="card">Loading vCenters…</section>;
@@ -95,8 +100,8 @@ export function InventoryPanel() {
                       <td>{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>
                       <td>{vm.disks.map((d) => `${formatBytes(d.capacityBytes)} ${d.controller}`).join(', ')}</td>
                       <td className="actions">
-                        {canRun && hasPoints(vm) && (
-                          <Link className="button" to={paths.restoreVm(vm.instanceUuid ?? vm.name)} aria-label={`Restore ${vm.name}`}>
+                        {canRun && pointsOf(vm) && (
+                          <Link className="button" to={paths.restoreVm(pointsOf(vm)!)} aria-label={`Restore ${vm.name}`}>
                             Restore…
                           </Link>
                         )}{' '}

@@ -10,7 +10,7 @@ function VCenterField({ state, set, vcenters }: { state: RestoreState; set: (p: 
   return (
     <label>
       vCenter
-      <select value={state.vcenterId} onChange={(e) => set({ vcenterId: e.target.value, host: '', folder: '', resourcePool: '', datastore: '', networkMap: {}, targetVm: '', targetVmName: '' })}>
+      <select aria-label="vCenter" value={state.vcenterId} onChange={(e) => set({ vcenterId: e.target.value, host: '', folder: '', resourcePool: '', datastore: '', networkMap: {}, targetVm: '', targetVmName: '' })}>
         {!state.vcenterId && <option value="">Choose…</option>}
         {vcenters.map((v) => (
           <option key={v.id} value={v.id}>
@@ -41,7 +41,7 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
         <VCenterField state={state} set={set} vcenters={vcenters} />
         <label>
           Disk
-          <select value={state.diskKey} onChange={(e) => set({ diskKey: e.target.value })}>
+          <select aria-label="Disk" value={state.diskKey} onChange={(e) => set({ diskKey: e.target.value })}>
             {point.disks.map((d) => (
               <option key={d.key} value={d.key}>
                 {d.label} · {formatBytes(d.capacityBytes)}
@@ -53,6 +53,7 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
         <label>
           Into VM
           <select
+            aria-label="Into VM"
             value={state.targetVm}
             onChange={(e) => set({ targetVm: e.target.value, targetVmName: inventory.data?.find((v) => v.moref === e.target.value)?.name ?? '' })}
             disabled={!inventory.data}
@@ -98,10 +99,10 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
           <label>
             Type <strong>{name || 'the VM’s name'}</strong> to confirm
             <input name="confirmName" value={state.confirm} onChange={(e) => set({ confirm: e.target.value })} autoComplete="off" spellCheck={false} aria-describedby="confirm-help" />
-            <span id="confirm-help" className="small">
-              {state.confirm === name && name ? 'Confirmed.' : 'Exactly as the VM is named, case included; the restore is refused until then.'}
-            </span>
           </label>
+          <p id="confirm-help" className="small">
+            {state.confirm === name && name ? 'Confirmed.' : 'Exactly as the VM is named, case included; the restore is refused until then.'}
+          </p>
         </div>
       )}
       {placementBlock}

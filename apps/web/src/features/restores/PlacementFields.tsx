@@ -12,7 +12,7 @@ export function DatastoreField({ state, set, point, placement }: { state: Restor
   return (
     <label>
       Datastore
-      <select value={state.datastore} onChange={(e) => set({ datastore: e.target.value })}>
+      <select aria-label="Datastore" value={state.datastore} onChange={(e) => set({ datastore: e.target.value })}>
         <option value="">{state.what === 'disk' ? 'The target VM’s first datastore' : sourceDs ? `${SAME} (${sourceDs})` : SAME}</option>
         {placement.datastores.map((d) => (
           <option key={d.moref} value={d.name} disabled={!d.accessible}>
@@ -41,7 +41,7 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
         <div className="form-row">
           <label>
             Host
-            <select value={state.host} onChange={(e) => set({ host: e.target.value })}>
+            <select aria-label="Host" value={state.host} onChange={(e) => set({ host: e.target.value })}>
               <option value="">{SAME}</option>
               {placement.hosts.map((h) => (
                 <option key={h.moref} value={h.moref} disabled={h.connectionState !== null && h.connectionState !== 'connected'}>
@@ -54,7 +54,7 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
           </label>
           <label>
             Resource pool
-            <select value={state.resourcePool} onChange={(e) => set({ resourcePool: e.target.value })}>
+            <select aria-label="Resource pool" value={state.resourcePool} onChange={(e) => set({ resourcePool: e.target.value })}>
               <option value="">{state.host ? 'The host’s cluster’s' : SAME}</option>
               {placement.resourcePools.map((p) => (
                 <option key={p.moref} value={p.moref}>
@@ -65,7 +65,7 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
           </label>
           <label>
             VM folder
-            <select value={state.folder} onChange={(e) => set({ folder: e.target.value })}>
+            <select aria-label="VM folder" value={state.folder} onChange={(e) => set({ folder: e.target.value })}>
               <option value="">{SAME}</option>
               {placement.folders.map((f) => (
                 <option key={f.moref} value={f.moref}>
