@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
 import { labState, nav, shot, signIn } from '../fixtures/session.ts';
@@ -137,4 +138,51 @@ test('replacing the VM is refused until its exact name is typed; then it succeed
   await expect(page.getByTestId('vm-row').filter({ hasText: new RegExp(`^${VM}\\b`) }).first()).toBeVisible();
   const now = await lab.getVm(VM);
   expect(now.moref).not.toBe(before.moref);
+});
+
+test('one disk of the restore point goes into an existing VM as a new disk, verified; the download step offers each disk as raw or VMDK and the VM as an OVA', async ({ page }) => {
+  test.setTimeout(180_000);
+  const lab = connectLab(labState());
+  const target = await lab.getVm(COPY);
+  await signIn(page);
+  await nav(page, 'Repositories');
+  await page.getByTestId('repository-row').filter({ hasText: 'Local repository' }).getByRole('link', { name: 'Local repository' }).click();
+  await page.getByLabel('VM').selectOption(VM);
+  await page.getByTestId('point-row').first().getByRole('link', { name: new RegExp(`^Restore ${VM} from`) }).click();
+  await next(page);
+  await page.getByRole('radio', { name: /One disk, into an existing VM/ }).check();
+  await next(page);
+  await step(page, 3);
+  await page.getByLabel('Disk', { exact: true }).selectOption({ label: 'Hard disk 2 · 16 MiB · pvscsi' });
+  await next(page);
+  await expect(page.getByRole('alert')).toHaveText('Choose the VM that gets the disk.');
+  await page.getByLabel('Into VM', { exact: true }).selectOption(target.moref);
+  await next(page);
+  await step(page, 4);
+  await expect(page.getByRole('definition').filter({ hasText: `${COPY}, as a new disk` })).toBeVisible();
+  await page.getByRole('button', { name: 'Start the restore' }).click();
+  await expect(page.getByRole('heading', { level: 2, name: `Restore to ${COPY} — run` })).toBeVisible();
+  await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
+  await expect(page.getByTestId('run-log')).toContainText(/disk written to .*, SHA-256 [0-9a-f]{64} verified/);
+  const after = await lab.getVm(COPY);
+  expect(after.disks).toHaveLength(target.disks.length + 1);
+  expect(after.disks.at(-1)!.capacityBytes).toBe(16 * MiB);
+
+  // Download: plain links the browser streams; a VMDK starts with its magic number.
+  await page.goBack();
+  await step(page, 1);
+  await next(page);
+  await page.getByRole('radio', { name: /Download/ }).check();
+  await next(page);
+  await step(page, 3, 3);
+  const links = page.getByTestId('download-disks');
+  await expect(links.getByRole('link', { name: 'Raw image of Hard disk 1' })).toHaveAttribute('href', /\/disks\/\d+\/download\?format=raw$/);
+  await expect(page.getByRole('link', { name: 'Download the OVA' })).toHaveAttribute('href', /\/ova\?layout=chunked$/);
+  await page.getByRole('radio', { name: /One file per disk/ }).check();
+  await expect(page.getByRole('link', { name: 'Download the OVA' })).toHaveAttribute('href', /\/ova\?layout=whole$/);
+  await page.screenshot({ path: shot('restore-download'), fullPage: true });
+  const [download] = await Promise.all([page.waitForEvent('download'), links.getByRole('link', { name: 'VMDK of Hard disk 2' }).click()]);
+  const file = await download.path();
+  expect((await readFile(file)).subarray(0, 4).toString('latin1')).toBe('KDMV');
+  expect(download.suggestedFilename()).toMatch(new RegExp(`^${VM}-.*-disk\\d+\\.vmdk$`));
 });

@@ -90,7 +90,9 @@ export function AddTargetForm({ onAdded, onCancel }: { onAdded: (t: Notification
             <span className="muted small">Gets a JSON POST per message: the run’s status, job, VMs and errors.</span>
           </label>
           <label>
-            Signing secret <span className="muted">(optional, at least 16 characters)</span>
+            <span>
+              Signing secret <span className="muted">(optional, at least 16 characters)</span>
+            </span>
             <input name="webhookSecret" type="password" value={secret} onChange={(e) => setSecret(e.target.value)} autoComplete="new-password" />
             <span className="muted small">
               Each body is then signed as <code>X-Vaultline-Signature: sha256=&lt;HMAC-SHA256 of the body&gt;</code>. Sealed with the appliance key; never shown again.
@@ -123,11 +125,15 @@ export function AddTargetForm({ onAdded, onCancel }: { onAdded: (t: Notification
           </fieldset>
           <div className="form-row">
             <label>
-              User <span className="muted">(optional)</span>
+              <span>
+                User <span className="muted">(optional)</span>
+              </span>
               <input name="smtpUser" value={username} onChange={(e) => setUsername(e.target.value)} autoComplete="off" />
             </label>
             <label>
-              Password <span className="muted">(optional)</span>
+              <span>
+                Password <span className="muted">(optional)</span>
+              </span>
               <input name="smtpPassword" type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="new-password" />
             </label>
           </div>

@@ -97,7 +97,9 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
             leaves the original as it was.
           </p>
           <label>
-            Type <strong>{name || 'the VM’s name'}</strong> to confirm
+            <span>
+              Type <strong>{name || 'the VM’s name'}</strong> to confirm
+            </span>
             <input name="confirmName" value={state.confirm} onChange={(e) => set({ confirm: e.target.value })} autoComplete="off" spellCheck={false} aria-describedby="confirm-help" />
           </label>
           <p id="confirm-help" className="small">

@@ -91,7 +91,9 @@ export function AddRemoteForm({ onAdded, onCancel }: { onAdded: (t: RemoteTransp
             <textarea name="remoteKey" value={privateKey} onChange={(e) => setPrivateKey(e.target.value)} required rows={5} className="mono" placeholder="-----BEGIN OPENSSH PRIVATE KEY-----" spellCheck={false} />
           </label>
           <label>
-            Key passphrase <span className="muted">(if it has one)</span>
+            <span>
+              Key passphrase <span className="muted">(if it has one)</span>
+            </span>
             <input name="remotePassphrase" type="password" value={passphrase} onChange={(e) => setPassphrase(e.target.value)} autoComplete="off" />
           </label>
         </>
@@ -103,7 +105,9 @@ export function AddRemoteForm({ onAdded, onCancel }: { onAdded: (t: RemoteTransp
       )}
       <span className="muted small">Sealed with the appliance key before it is stored; never logged.</span>
       <label>
-        Install folder <span className="muted">(optional)</span>
+        <span>
+          Install folder <span className="muted">(optional)</span>
+        </span>
         <input name="installDir" value={installDir} onChange={(e) => setInstallDir(e.target.value)} className="mono" placeholder="/opt/vaultline-transporter (root) or ~/.vaultline-transporter" />
       </label>
       {presented && (

@@ -89,35 +89,37 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
           <span className={`pill ${live?.online ? 'ok' : 'bad'}`}>{live?.online ? 'online' : 'offline'}</span>
         </td>
         <td className="actions">
-          <button type="button" aria-expanded={showStatus} onClick={() => setShowStatus((x) => !x)}>
-            Status
-          </button>
-          {!deployed && (
-            <button
-              type="button"
-              className="primary"
-              disabled={busy !== null}
-              onClick={() => act('deploy', async () => deployOutcome(await deployRemote(t.id)))}
-            >
-              {busy === 'deploy' ? 'Deploying…' : 'Deploy'}
+          <div className="action-group">
+            <button type="button" aria-expanded={showStatus} onClick={() => setShowStatus((x) => !x)}>
+              Status
             </button>
-          )}
-          {deployed && (
-            <>
-              <button type="button" disabled={busy !== null} onClick={() => act('restart', async () => restartOutcome(await restartRemote(t.id)))}>
-                {busy === 'restart' ? 'Restarting…' : 'Restart'}
+            {!deployed && (
+              <button
+                type="button"
+                className="primary"
+                disabled={busy !== null}
+                onClick={() => act('deploy', async () => deployOutcome(await deployRemote(t.id)))}
+              >
+                {busy === 'deploy' ? 'Deploying…' : 'Deploy'}
               </button>
-              <button type="button" disabled={busy !== null} onClick={() => act('upgrade', async () => deployOutcome(await upgradeRemote(t.id)))}>
-                {busy === 'upgrade' ? 'Upgrading…' : 'Upgrade'}
-              </button>
-            </>
-          )}
-          <button type="button" disabled={busy !== null} onClick={() => act('host-key', async () => ({ kind: 'ok', text: `${(await repinHostKey(t.id)).name}: host key pinned.` }))}>
-            Re-pin host key
-          </button>
-          <button type="button" className="danger-text" disabled={busy !== null} onClick={onRemove}>
-            Remove
-          </button>
+            )}
+            {deployed && (
+              <>
+                <button type="button" disabled={busy !== null} onClick={() => act('restart', async () => restartOutcome(await restartRemote(t.id)))}>
+                  {busy === 'restart' ? 'Restarting…' : 'Restart'}
+                </button>
+                <button type="button" disabled={busy !== null} onClick={() => act('upgrade', async () => deployOutcome(await upgradeRemote(t.id)))}>
+                  {busy === 'upgrade' ? 'Upgrading…' : 'Upgrade'}
+                </button>
+              </>
+            )}
+            <button type="button" disabled={busy !== null} onClick={() => act('host-key', async () => ({ kind: 'ok', text: `${(await repinHostKey(t.id)).name}: host key pinned.` }))}>
+              Re-pin host key
+            </button>
+            <button type="button" className="danger-text" disabled={busy !== null} onClick={onRemove}>
+              Remove
+            </button>
+          </div>
         </td>
       </tr>
       {(busy === 'deploy' || busy === 'upgrade') && (
