@@ -55,6 +55,16 @@ test('a drill is created for a VM with restore points, with the schedule preview
   await nav(page, 'Drills');
   await expect(row.getByRole('link', { name: `Last drill of ${VM}: succeeded` })).toBeVisible();
   await page.screenshot({ path: shot('drills'), fullPage: true });
+  // Edit: the newest point from now on, and no schedule.
+  await row.getByRole('button', { name: 'Edit' }).click();
+  const edit = page.getByRole('form', { name: `Edit drill ${DRILL}` });
+  await expect(edit.getByLabel(`Drill ${VM}`)).toBeChecked();
+  await edit.getByRole('radio', { name: /The newest/ }).check();
+  await edit.getByRole('radio', { name: /No schedule/ }).check();
+  await edit.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByRole('status').filter({ hasText: `Drill ${DRILL} saved.` })).toBeVisible();
+  await expect(row).toContainText('the newest');
+  await expect(row).toContainText('On demand');
   // The throwaway VM is gone again.
   await nav(page, 'Overview');
   await expect(page.getByTestId('vm-row').filter({ hasText: `${VM}-drill-` })).toHaveCount(0);
@@ -76,6 +86,7 @@ test('Verify now on a repository runs a verify that succeeds; a full one records
   await panel.getByRole('status').filter({ hasText: 'Verify started (every chunk).' }).getByRole('link', { name: 'Watch the run' }).click();
   await expect(page.getByRole('heading', { level: 2, name: 'Verify of Local repository — run' })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 180_000 });
+  await expect(page.getByTestId('run-log')).toContainText(/restore point\(s\), (\d+) of \1 chunk\(s\) checked .*: all intact/);
   await page.screenshot({ path: shot('verify-run'), fullPage: true });
 
   await nav(page, 'Runs');

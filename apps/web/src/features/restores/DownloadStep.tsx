@@ -41,7 +41,7 @@ export function DownloadStep({ point }: { point: RestorePointDetail }) {
               <input type="radio" name="ovaLayout" checked={layout === 'chunked'} onChange={() => setLayout('chunked')} />
               <span className="choice-text">
                 <strong>Chunked (recommended)</strong>
-                <span className="muted small block">One pass: the download starts at once, each disk’s VMDK split into OVF chunk files. vSphere and ovftool read it.</span>
+                <span className="muted small block">One pass: the download starts at once, each disk’s VMDK split into OVF chunk files (ovftool and vSphere’s import read them; some other importers do not).</span>
               </span>
             </label>
             <label className={`choice ${layout === 'whole' ? 'chosen' : ''}`}>
