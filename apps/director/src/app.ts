@@ -25,6 +25,7 @@ import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
 import { notificationRoutes } from './routes/notifications.ts';
+import { fileRestoreRoutes, type FileRestoreOptions } from './routes/file-restore.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -43,6 +44,8 @@ export interface AppDeps {
   webDist?: string;
   secureCookies?: boolean;
   onFirstPasswordChanged?: () => Promise<void>;
+  /** File-level restore: idle timeout, session limit, mount folder. */
+  fileRestore?: FileRestoreOptions;
 }
 
 export interface App {
@@ -94,6 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+  await fastify.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

@@ -57,6 +57,7 @@ async function main(): Promise<void> {
     dataDir,
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
+    fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events });
   const scheduler = startScheduler({ db, queue, log });

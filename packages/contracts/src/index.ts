@@ -8,3 +8,4 @@ export * from './jobs.ts';
 export * from './drills.ts';
 export * from './maintenance.ts';
 export * from './notifications.ts';
+export * from './file-restore.ts';

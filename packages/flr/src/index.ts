@@ -13,7 +13,7 @@ export { diskExport } from './nbd/repository-export.ts';
 export * as nbdProtocol from './nbd/protocol.ts';
 export { FileRestoreSessions, FlrSessionError, Session } from './sessions.ts';
 export type { DiskView, OpenRequest, PartitionView, SessionView, SessionsOptions } from './sessions.ts';
-export { archive, BrowseError, list, openFile, parsePath, display, toRef } from './browse.ts';
+export { archive, BrowseError, list, openFile, parsePath, display, toRef, resolve as resolvePath } from './browse.ts';
 export type { ArchiveStats, Entry, EntryType, Listing, OpenedFile } from './browse.ts';
 export { sweep } from './sweep.ts';
 export type { SweepReport } from './sweep.ts';

@@ -1,9 +1,9 @@
 /**
  * POSIX tar (pax) headers for directories, regular files and symlinks, written
  * as a stream. Names are bytes: a name that is not short printable ASCII goes
- * into a pax `path` record (and `linkpath` for a symlink target), with
- * `hdrcharset=BINARY` when the bytes are not valid UTF-8, so GNU tar and bsdtar
- * extract the original bytes. Sizes beyond ustar's 11 octal digits also use pax.
+ * into a pax `path` record (and `linkpath` for a symlink target) holding the
+ * raw bytes, which GNU tar and bsdtar extract as they are (no `hdrcharset`:
+ * GNU tar 1.34 warns about it). Sizes beyond ustar's 11 octal digits also use pax.
  */
 export const BLOCK = 512;
 const USTAR_MAX = 0o77777777777;
@@ -39,15 +39,6 @@ function octal(buf: Buffer, value: number, offset: number, width: number): void 
 }
 
 const printable = (b: Buffer) => b.every((c) => c >= 0x20 && c < 0x7f);
-
-function validUtf8(b: Buffer): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function paxRecord(key: string, value: Buffer): Buffer {
   const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
@@ -89,15 +80,12 @@ export function header(e: TarHeader): Buffer {
   const size = e.type === 'file' ? e.size : 0;
   const mtime = Math.floor(e.mtime.getTime() / 1000);
   const records: Buffer[] = [];
-  let binary = false;
   const needsPax = (b: Buffer) => b.length > 100 || !printable(b);
   if (needsPax(name)) {
     records.push(paxRecord('path', name));
-    binary ||= !validUtf8(name);
   }
   if (link && needsPax(link)) {
     records.push(paxRecord('linkpath', link));
-    binary ||= !validUtf8(link);
   }
   if (size > USTAR_MAX) records.push(paxRecord('size', Buffer.from(String(size))));
   const fields = { size, mode: e.mode & 0o1777, mtime, uid: e.uid, gid: e.gid };
@@ -107,7 +95,6 @@ export function header(e: TarHeader): Buffer {
   const asciiLink = link && needsPax(link) ? Buffer.from(link.toString('latin1').replace(/[^\x20-\x7e]/g, '_').slice(0, 100)) : link;
   const main = ustar(asciiName, { ...fields, size: size > USTAR_MAX ? 0 : size }, typeflag, asciiLink);
   if (records.length === 0) return main;
-  if (binary) records.unshift(paxRecord('hdrcharset', Buffer.from('BINARY')));
   const pax = Buffer.concat(records);
   const paxName = Buffer.from(`PaxHeader/${asciiName.toString('latin1').slice(-80)}`);
   return Buffer.concat([ustar(paxName, { size: pax.length, mode: 0o644, mtime, uid: 0, gid: 0 }, 'x', null), pax, padding(pax.length), main]);
