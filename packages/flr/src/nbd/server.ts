@@ -295,12 +295,12 @@ export class NbdServer {
         continue;
       }
       if (type === P.CMD_READ) {
-        if (outOfRange) {
-          await error(handle, P.EINVAL, `read [${offset}, +${length}) goes beyond the end of ${exp.name} (${exp.size} bytes)`);
-          continue;
-        }
         if (length > P.MAX_REQUEST) {
           await error(handle, P.EOVERFLOW, `read of ${length} bytes is larger than the ${P.MAX_REQUEST} bytes this server allows`);
+          continue;
+        }
+        if (outOfRange) {
+          await error(handle, P.EINVAL, `read [${offset}, +${length}) goes beyond the end of ${exp.name} (${exp.size} bytes)`);
           continue;
         }
         while (inflight.size >= this.opts.maxInFlight) await Promise.race(inflight);
