@@ -323,7 +323,7 @@ describe('file-level restore sessions time out when idle and are limited in numb
   let root: string;
   beforeAll(async () => {
     root = path.join(work, 'flr-idle');
-    d = await startTestDirector({ fileRestore: { root, idleMs: 1_500, maxSessions: 1 } });
+    d = await startTestDirector({ fileRestore: { root, idleMs: 3_000, maxSessions: 1 } });
     cookie = await signInAdmin(d);
     pointId = await registerPoint(d.db);
   });
@@ -335,11 +335,11 @@ describe('file-level restore sessions time out when idle and are limited in numb
   it('refuses a second session past the limit (429), then closes the idle one by itself, leaving nothing', async () => {
     const first = await post();
     expect(first.statusCode).toBe(201);
+    expect(leftoversUnder(root).mounts.length).toBe(6);
     const token = first.json().session as string;
     const second = await post();
     expect(second.statusCode).toBe(429);
     expect(second.json().message).toContain('1 browse sessions are open');
-    expect(leftoversUnder(root).mounts.length).toBe(6);
     const end = Date.now() + 30_000;
     while (Date.now() < end && leftoversUnder(root).mounts.length > 0) await new Promise((r) => setTimeout(r, 250));
     expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });

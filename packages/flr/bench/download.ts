@@ -18,36 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '@vaultline/logger';
 import { DiskReader, Repository } from '@vaultline/repository';
-import { FileRestoreSessions, type FlrJournal, type FlrJournalRow } from '../src/index.ts';
-import { ensureFlrTools, leftoversUnder, storeRestorePoint } from '../test/tools.ts';
+import { FileRestoreSessions } from '../src/index.ts';
+import { ensureFlrTools, leftoversUnder, memoryJournal, storeRestorePoint } from '../test/tools.ts';
 
 const MiB = 1024 * 1024;
 const sizeMiB = Number(process.argv[2] ?? 20);
 const runs = Number(process.argv[3] ?? 3);
-
-function memoryJournal(): FlrJournal {
-  const rows = new Map<string, FlrJournalRow & { resolved: boolean }>();
-  let n = 0;
-  return {
-    async add(sessionId, layer, target, owner) {
-      const id = String(++n);
-      rows.set(id, { id, sessionId, layer, target, owner, attempts: 0, createdAt: new Date(), resolved: false });
-      return id;
-    },
-    async update(id, target) {
-      rows.get(id)!.target = target;
-    },
-    async resolve(id) {
-      rows.get(id)!.resolved = true;
-    },
-    async failed(id) {
-      rows.get(id)!.attempts++;
-    },
-    async pending() {
-      return [...rows.values()].filter((r) => !r.resolved);
-    },
-  };
-}
 
 async function readAll(file: string): Promise<{ ms: number; sha: string }> {
   const t0 = performance.now();

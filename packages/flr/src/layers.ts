@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { RepositoryRow } from '@vaultline/appliance';
+import { unsealRepository, type RepositoryRow } from '@vaultline/appliance';
 import type { ServeMessage } from './nbd/serve-process.ts';
 import { FlrError, processAlive, processCmdline, processStart, run } from './system.ts';
 
@@ -197,11 +197,13 @@ export class NbdProcess {
           clearTimeout(timer);
           reject(new FlrError(`the NBD server exited (${signal ?? code}) before serving${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`));
         });
+        const { passphrase, privateKey } = unsealRepository(opts.repository, opts.secretKey);
         const msg: ServeMessage = {
           type: 'serve',
           socketPath: opts.socketPath,
-          repository: opts.repository,
-          secretKeyHex: opts.secretKey.toString('hex'),
+          repository: { kind: opts.repository.kind, location: opts.repository.location },
+          ...(passphrase ? { passphrase } : {}),
+          ...(privateKey ? { privateKey } : {}),
           ref: opts.ref,
           disks: opts.disks,
         };

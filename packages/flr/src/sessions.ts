@@ -144,10 +144,23 @@ export class FileRestoreSessions {
   async start(): Promise<SweepReport> {
     const report = await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner() });
     const period = Math.max(200, Math.min(30_000, Math.floor(this.idleMs / 4)));
-    this.timer = setInterval(() => void this.closeIdle(), period);
+    let ticks = 0;
+    this.timer = setInterval(() => {
+      void this.closeIdle();
+      // Every ~5 min: retry what a failed teardown of ours left journaled.
+      if (++ticks % Math.max(1, Math.round(300_000 / period)) === 0) void this.resweep();
+    }, period);
     this.timer.unref();
     return report;
   }
+
+  private async resweep(): Promise<void> {
+    const live = new Set([...this.sessions.values()].map((s) => s.id));
+    for (const id of this.openingIds) live.add(id);
+    await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), live }).catch((err: unknown) => this.opts.log.warn({ err }, 'file restore: sweep failed'));
+  }
+
+  private readonly openingIds = new Set<string>();
 
   get size(): number {
     return this.sessions.size;
@@ -163,6 +176,7 @@ export class FileRestoreSessions {
     const token = randomBytes(32).toString('base64url');
     const id = randomUUID();
     const session = new Session(id, hashToken(token), req.user.id, req.user.username, req.restorePointId, path.join(this.opts.root, id));
+    this.openingIds.add(id);
     try {
       await this.build(session, req);
       session.view = {
@@ -173,12 +187,14 @@ export class FileRestoreSessions {
         disks: req.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, partitionTable: session.tables.get(d.key) ?? 'none', partitions: session.partitions.filter((p) => p.disk === d.key) })),
       };
       this.sessions.set(session.tokenHash, session);
+      session.touch(); // idle from the moment it is handed out, not from when mounting began
       return session.view;
     } catch (err) {
       await this.teardown(session).catch((e: unknown) => this.opts.log.error({ err: e, session: session.id }, 'file restore: undoing a session that failed to open failed; the sweep at next start retries'));
       throw err;
     } finally {
       this.opening--;
+      this.openingIds.delete(id);
     }
   }
 
@@ -346,8 +362,12 @@ export class FileRestoreSessions {
     if (!s.closing) {
       s.closing = (async () => {
         for (const st of s.streams) st.destroy(new Error('the browse session was closed'));
-        await this.teardown(s);
-        this.sessions.delete(s.tokenHash);
+        try {
+          await this.teardown(s);
+        } finally {
+          // Gone for its user either way; what a failed teardown left stays journaled for the sweep.
+          this.sessions.delete(s.tokenHash);
+        }
         this.opts.log.info({ session: s.id, restorePoint: s.restorePointId, user: s.username, why }, 'file restore: session closed');
       })();
     }

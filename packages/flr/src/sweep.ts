@@ -1,6 +1,8 @@
 /**
  * The sweep: undoes the browse sessions of dead Directors of this host from
- * the journal (rows whose owner process — pid and start time — is gone), and
+ * the journal (rows whose owner process — pid and start time — is gone; and,
+ * when `live` is given, our own sessions that are no longer open, i.e. whose
+ * teardown failed part-way), and
  * whatever the mount table and loop list show under those sessions'
  * directories even without a row (a crash between acting and recording).
  * Order: filesystem mounts, loop devices, nbdfuse mounts (nbdfuse exits), NBD
@@ -26,7 +28,7 @@ export interface SweepReport {
 const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : null);
 
-export async function sweep(deps: { journal: FlrJournal; log: Logger; self: Owner }): Promise<SweepReport> {
+export async function sweep(deps: { journal: FlrJournal; log: Logger; self: Owner; live?: Set<string> }): Promise<SweepReport> {
   const report: SweepReport = { sessions: 0, unmounted: [], loopsDetached: [], fuseUnmounted: [], serversStopped: 0, failures: [] };
   const rows = await deps.journal.pending(deps.self.host);
   const bySession = new Map<string, FlrJournalRow[]>();
@@ -34,8 +36,9 @@ export async function sweep(deps: { journal: FlrJournal; log: Logger; self: Owne
 
   for (const [sessionId, group] of bySession) {
     const owner = group[0]!.owner;
-    if (owner.pid === deps.self.pid && owner.start === deps.self.start) continue; // ours, alive
-    if (await processAlive(owner.pid, owner.start)) continue; // another live Director on this host
+    const ours = owner.pid === deps.self.pid && owner.start === deps.self.start;
+    if (ours && (!deps.live || deps.live.has(sessionId))) continue; // a session of ours that is open (or opening)
+    if (!ours && (await processAlive(owner.pid, owner.start))) continue; // another live Director on this host
     report.sessions++;
     const of = (layer: FlrJournalRow['layer']) => group.filter((r) => r.layer === layer);
     const dir = str(of('session')[0]?.target.dir) ?? commonDir(group);

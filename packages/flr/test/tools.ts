@@ -11,6 +11,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeFi
 import { mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Repository, RestorePointWriter } from '@vaultline/repository';
+import type { FlrJournal, FlrJournalRow } from '../src/journal.ts';
 
 const MiB = 1024 * 1024;
 
@@ -269,4 +270,30 @@ export function leftoversUnder(root: string): { mounts: string[]; loops: string[
     }
   }
   return { mounts, loops, processes };
+}
+
+/** The journal in memory (package tests and the benchmark; the Director uses Postgres). */
+export function memoryJournal(): FlrJournal & { rows: Map<string, FlrJournalRow & { resolved: boolean }> } {
+  const rows = new Map<string, FlrJournalRow & { resolved: boolean }>();
+  let n = 0;
+  return {
+    rows,
+    async add(sessionId, layer, target, owner) {
+      const id = String(++n);
+      rows.set(id, { id, sessionId, layer, target, owner, attempts: 0, createdAt: new Date(), resolved: false });
+      return id;
+    },
+    async update(id, target) {
+      rows.get(id)!.target = target;
+    },
+    async resolve(id) {
+      rows.get(id)!.resolved = true;
+    },
+    async failed(id) {
+      rows.get(id)!.attempts++;
+    },
+    async pending(host) {
+      return [...rows.values()].filter((r) => !r.resolved && r.owner.host === host);
+    },
+  };
 }

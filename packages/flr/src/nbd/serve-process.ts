@@ -6,22 +6,23 @@
  * pool, a burst of file reads occupying every pool thread would wait for block
  * reads that need a pool thread themselves.
  *
- * Protocol with the parent (IPC): it sends one `serve` message (repository row
- * with its sealed secrets, the appliance key, which disks); we answer `ready`
+ * Protocol with the parent (IPC): it sends one `serve` message (where the
+ * repository is, its passphrase or SSH key, which disks); we answer `ready`
  * once the socket listens, or `failed`. We exit when the parent says `stop` or
  * goes away (IPC disconnect), so a killed Director does not leave us running.
  */
-import { openRepository, type RepositoryRow } from '@vaultline/appliance';
-import { DiskReader, type Repository } from '@vaultline/repository';
+import { backendFor } from '@vaultline/appliance';
+import { DiskReader, Repository } from '@vaultline/repository';
 import { diskExport } from './repository-export.ts';
 import { NbdServer } from './server.ts';
 
 export interface ServeMessage {
   type: 'serve';
   socketPath: string;
-  repository: RepositoryRow;
-  /** The appliance key, hex: the child unseals the repository passphrase itself. */
-  secretKeyHex: string;
+  repository: { kind: string; location: string };
+  /** Unsealed by the Director; only this repository's secrets come here, never the appliance key. */
+  passphrase?: string;
+  privateKey?: string;
   ref: { vmId: string; id: string };
   disks: Array<{ key: string; exportName: string }>;
 }
@@ -36,7 +37,7 @@ async function stop(code: number): Promise<never> {
 }
 
 async function serve(msg: ServeMessage): Promise<void> {
-  repo = await openRepository(msg.repository, Buffer.from(msg.secretKeyHex, 'hex'));
+  repo = await Repository.open(await backendFor(msg.repository, msg.privateKey), msg.passphrase ? { passphrase: msg.passphrase } : {});
   const exports = [];
   for (const d of msg.disks) {
     const reader = await DiskReader.open(repo, msg.ref, d.key, { cacheChunks: 128, readAhead: 8 });
