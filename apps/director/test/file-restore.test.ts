@@ -341,7 +341,8 @@ describe('file-level restore sessions time out when idle and are limited in numb
     expect(second.statusCode).toBe(429);
     expect(second.json().message).toContain('1 browse sessions are open');
     const end = Date.now() + 30_000;
-    while (Date.now() < end && leftoversUnder(root).mounts.length > 0) await new Promise((r) => setTimeout(r, 250));
+    const anyLeft = () => Object.values(leftoversUnder(root)).some((l) => l.length > 0);
+    while (Date.now() < end && anyLeft()) await new Promise((r) => setTimeout(r, 250));
     expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
     const gone = await d.app.fastify.inject({ method: 'GET', url: `/api/restore-points/${pointId}/browse/${token}/list?partition=d0p1`, headers: { cookie } });
     expect(gone.statusCode).toBe(404);
