@@ -17,7 +17,7 @@ import { SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
 import { buildImages, describeTree, ensureFlrTools, leftoversUnder, ODD_NAME, RAW_NAME, repositoryFingerprint, storeRestorePoint, type BuiltImages } from '@vaultline/flr/testing';
-import { Repository, verify } from '@vaultline/repository';
+import { gc, LockedError, Repository, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_SERVER, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
@@ -292,6 +292,15 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     expect(logs).toContain('file restore: session open');
   });
 
+  it('while a session is open, garbage collection cannot run (it would sweep what the session reads); after closing it can', async () => {
+    const repo = await Repository.open(repoDir, { passphrase: PASSPHRASE, locks: { waitMs: 300 } });
+    try {
+      await expect(gc(repo)).rejects.toBeInstanceOf(LockedError);
+    } finally {
+      await repo.close();
+    }
+  });
+
   it('closing unmounts everything: no mount, loop device, FUSE mount or NBD process is left and the journal is resolved', async () => {
     expect(leftoversUnder(root).processes.length).toBeGreaterThan(0);
     const res = await h.req('DELETE', base, admin);
@@ -300,6 +309,14 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     expect(await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(0);
     expect(await d.db.flrJournalEntry.count()).toBe(1 + 1 + 2 + 4 + 4); // session, NBD server, 2 nbdfuse, 4 loops, 4 mounts
     expect((await get('list', { partition: 'd0p1', path: '' })).status).toBe(404);
+    // The session's repository lock went with it.
+    const repo = await Repository.open(repoDir, { passphrase: PASSPHRASE, locks: { waitMs: 300 } });
+    try {
+      const exclusive = await repo.locks.acquire('exclusive', 'test: nobody holds the repository');
+      await exclusive.release();
+    } finally {
+      await repo.close();
+    }
   });
 
   it('leaves the repository byte-identical and verifying clean', async () => {

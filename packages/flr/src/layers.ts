@@ -201,7 +201,7 @@ export class NbdProcess {
         const msg: ServeMessage = {
           type: 'serve',
           socketPath: opts.socketPath,
-          repository: { kind: opts.repository.kind, location: opts.repository.location },
+          repository: { kind: opts.repository.kind, location: opts.repository.location, sftpHostKeySha256: opts.repository.sftpHostKeySha256 ?? null },
           ...(passphrase ? { passphrase } : {}),
           ...(privateKey ? { privateKey } : {}),
           ref: opts.ref,

@@ -12,14 +12,14 @@
  * goes away (IPC disconnect), so a killed Director does not leave us running.
  */
 import { backendFor } from '@vaultline/appliance';
-import { DiskReader, Repository } from '@vaultline/repository';
+import { DiskReader, Repository, type Lock } from '@vaultline/repository';
 import { diskExport } from './repository-export.ts';
 import { NbdServer } from './server.ts';
 
 export interface ServeMessage {
   type: 'serve';
   socketPath: string;
-  repository: { kind: string; location: string };
+  repository: { kind: string; location: string; sftpHostKeySha256?: string | null };
   /** Unsealed by the Director; only this repository's secrets come here, never the appliance key. */
   passphrase?: string;
   privateKey?: string;
@@ -29,15 +29,20 @@ export interface ServeMessage {
 
 let server: NbdServer | null = null;
 let repo: Repository | null = null;
+let lock: Lock | null = null;
 
 async function stop(code: number): Promise<never> {
   await server?.close().catch(() => undefined);
+  await lock?.release().catch(() => undefined);
   await repo?.close().catch(() => undefined);
   process.exit(code);
 }
 
 async function serve(msg: ServeMessage): Promise<void> {
   repo = await Repository.open(await backendFor(msg.repository, msg.privateKey), msg.passphrase ? { passphrase: msg.passphrase } : {});
+  // A shared lock for as long as the session is open: garbage collection (exclusive) waits, so it
+  // can never sweep chunks this session is reading, even if retention removes the point meanwhile.
+  lock = await repo.locks.acquire('shared', `file-level restore of ${msg.ref.vmId}/${msg.ref.id}`);
   const exports = [];
   for (const d of msg.disks) {
     const reader = await DiskReader.open(repo, msg.ref, d.key, { cacheChunks: 128, readAhead: 8 });
