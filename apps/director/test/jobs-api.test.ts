@@ -110,12 +110,14 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
   it('a schedule set or re-enabled now does not start the occurrences before it', async () => {
     const job = await createJob('late', { enabled: false });
     await ctx.d.db.backupJob.update({ where: { id: job.id }, data: { createdAt: new Date(Date.now() - 3 * 86400_000) } });
-    const set = await inject({ method: 'PATCH', url: `/api/jobs/${job.id}`, payload: { schedule: '*/5 * * * *', enabled: true } });
+    // Daily, two hours from now: no occurrence can fall between the change and the first tick.
+    const schedule = `0 ${(new Date().getHours() + 2) % 24} * * *`;
+    const set = await inject({ method: 'PATCH', url: `/api/jobs/${job.id}`, payload: { schedule, enabled: true } });
     expect(set.statusCode, set.body).toBe(200);
     const quiet = memoryLogger('scheduler').log;
     expect(await scheduleTick({ db: ctx.d.db, queue: ctx.d.queue, log: quiet })).toEqual([]);
     // The scheduler does start it at the next occurrence.
-    const started = await scheduleTick({ db: ctx.d.db, queue: ctx.d.queue, log: quiet, now: new Date(Date.now() + 5 * 60_000) });
+    const started = await scheduleTick({ db: ctx.d.db, queue: ctx.d.queue, log: quiet, now: new Date(Date.now() + 3 * 3600_000) });
     expect(started).toHaveLength(1);
     await ctx.d.db.jobRun.updateMany({ where: { jobId: job.id }, data: { status: 'succeeded' } });
     // Disabled for days, then enabled again: the missed occurrences are not run.

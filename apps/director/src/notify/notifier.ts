@@ -71,15 +71,16 @@ export async function notifyTick(deps: NotifierDeps): Promise<{ sent: number; fa
       WHERE notified_at IS NULL AND finished_at IS NOT NULL AND finished_at > ${new Date(now.getTime() - 86_400_000)}
       ORDER BY finished_at LIMIT 200 FOR UPDATE SKIP LOCKED)
     RETURNING id, status::text AS status, finished_at`;
-  const rows: { targetId: string; kind: string; subjectId: string }[] = [];
+  // Due at this tick's clock (not the database's), so one clock decides everything here.
+  const rows: { targetId: string; kind: string; subjectId: string; nextAttemptAt: Date }[] = [];
   for (const r of runs) {
-    for (const t of targets) if (t.createdAt <= r.finished_at && matches(t.events, r.status)) rows.push({ targetId: t.id, kind: 'run', subjectId: r.id });
+    for (const t of targets) if (t.createdAt <= r.finished_at && matches(t.events, r.status)) rows.push({ targetId: t.id, kind: 'run', subjectId: r.id, nextAttemptAt: now });
   }
   const stuck = await db.$queryRaw<{ id: string }[]>`
     UPDATE cleanup_journal SET notified_at = ${now}
     WHERE resolved_at IS NULL AND notified_at IS NULL AND attempts >= ${STUCK_ATTEMPTS}
     RETURNING id`;
-  for (const c of stuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'cleanup', subjectId: c.id });
+  for (const c of stuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'cleanup', subjectId: c.id, nextAttemptAt: now });
   if (rows.length) await db.notificationDelivery.createMany({ data: rows, skipDuplicates: true });
 
   let sent = 0;
