@@ -110,9 +110,10 @@ function makeCorpus(r: () => number): Buffer {
 function makeImages(): Images {
   fs.mkdirSync(work, { recursive: true });
   const tag = `v3-${SEED}-${SIZE}`;
-  const day1 = path.join(work, 'day1.img');
-  const day2 = path.join(work, 'day2.img');
-  const meta = path.join(work, 'images.json');
+  // One cached pair per size/seed, so development runs at 1 GiB keep the 4 GiB pair.
+  const day1 = path.join(work, `day1-${tag}.img`);
+  const day2 = path.join(work, `day2-${tag}.img`);
+  const meta = path.join(work, `images-${tag}.json`);
   if (fs.existsSync(meta)) {
     const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { tag: string; changes: Array<[number, number]> };
     if (m.tag === tag && fs.existsSync(day1) && fs.existsSync(day2)) return { day1, day2, changes: m.changes };

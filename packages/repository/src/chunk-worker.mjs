@@ -8,6 +8,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as crypto from 'node:crypto';
 import { createRequire } from 'node:module';
+import { makeChunkHasher } from './chunk-codec.mjs';
 
 const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding');
@@ -17,19 +18,15 @@ let outView; // Buffer over the output SAB
 let chunkSize = 0;
 let outSlotSize = 0;
 let encKey = null;
-let idKey = null;
+let hashChunk = null;
 let known = new Set();
 const cctx = new zstd.CCtx();
 const dctx = new zstd.DCtx();
 let scratch = null;
 
-function id(data) {
-  return (idKey ? crypto.createHmac('sha256', idKey) : crypto.createHash('sha256')).update(data).digest('hex');
-}
-
 function store(slot, len, checkKnown) {
   const src = inView.subarray(slot * chunkSize, slot * chunkSize + len);
-  const hex = id(src);
+  const hex = hashChunk(src);
   if (checkKnown && known.has(hex)) return { slot, id: hex, dup: true, storedLen: 0 };
   const dstBase = slot * outSlotSize;
   let storedLen;
@@ -77,7 +74,7 @@ parentPort.on('message', (m) => {
       chunkSize = m.chunkSize;
       outSlotSize = m.outSlotSize;
       encKey = m.encKey ? Buffer.from(m.encKey) : null;
-      idKey = m.idKey ? Buffer.from(m.idKey) : null;
+      hashChunk = makeChunkHasher(m.hash, m.idKey ? Buffer.from(m.idKey) : null);
       cctx.setParameter(zstd.CParameter.compressionLevel, m.level);
       cctx.setParameter(zstd.CParameter.checksumFlag, 1);
       scratch = Buffer.alloc(outSlotSize);

@@ -11,9 +11,14 @@
  */
 import * as crypto from 'node:crypto';
 import { CorruptDataError, WrongPassphraseError, RepositoryError } from './errors.ts';
+import type { ChunkHash } from './chunk-codec.mjs';
 
+export type { ChunkHash };
 export const FORMAT_NAME = 'vaultline-repository';
-export const FORMAT_VERSION = 1;
+/** Version written by `Repository.init`. */
+export const FORMAT_VERSION = 2;
+/** Versions this build opens, verifies and writes new backups into (a v1 repository stays v1). */
+export const READABLE_VERSIONS: readonly number[] = [1, 2];
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 export const DEFAULT_PACK_TARGET = 32 * 1024 * 1024;
 export const ID_BYTES = 32;
@@ -44,7 +49,8 @@ export interface RepositoryConfig {
   createdAt: string;
   chunkSize: number;
   packTargetSize: number;
-  hash: 'sha256' | 'hmac-sha256';
+  /** Chunk-id algorithm: v1 'sha256' | 'hmac-sha256'; v2 'blake3' | 'blake3-keyed'. */
+  hash: ChunkHash;
   compression: { algorithm: 'zstd'; level: number };
   encryption: null | {
     algorithm: 'aes-256-gcm';
@@ -92,10 +98,11 @@ export function unwrapMasterKey(wrapped: string, kek: Buffer, repoId: string): K
   return { enc: master.subarray(0, 32), id: master.subarray(32, 64) };
 }
 
-export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null): Buffer {
+/** Seal a metadata file; `version` is the repository's format version (it selects payload layouts). */
+export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null, version: number): Buffer {
   const header = Buffer.alloc(8);
   MAGIC.copy(header, 0);
-  header[4] = FORMAT_VERSION;
+  header[4] = version;
   header[5] = kind;
   header[6] = keys ? FLAG_ENCRYPTED : 0;
   if (!keys) {
@@ -110,9 +117,15 @@ export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null): Buff
 }
 
 export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: string): Buffer {
+  return unsealVersioned(kind, data, keys, what).payload;
+}
+
+/** Like `unseal`, also returning the format version recorded in the (authenticated) header. */
+export function unsealVersioned(kind: SealedKind, data: Buffer, keys: Keys | null, what: string): { payload: Buffer; version: number } {
   if (data.length < 8 + 32 || !data.subarray(0, 4).equals(MAGIC)) throw new CorruptDataError(`${what}: not a sealed file or truncated (${data.length} bytes)`);
   const header = data.subarray(0, 8);
-  if (header[4] !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `${what}: format version ${header[4]} is not supported`);
+  const version = header[4] ?? 0;
+  if (!READABLE_VERSIONS.includes(version)) throw new RepositoryError('UNSUPPORTED_VERSION', `${what}: format version ${version} is not supported (this build reads ${READABLE_VERSIONS.join(', ')})`);
   if (header[5] !== kind) throw new CorruptDataError(`${what}: unexpected file kind ${header[5]}`);
   const encrypted = ((header[6] ?? 0) & FLAG_ENCRYPTED) !== 0;
   if (!encrypted) {
@@ -120,7 +133,7 @@ export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: 
     const payload = data.subarray(8, data.length - 32);
     const sum = crypto.createHash('sha256').update(header).update(payload).digest();
     if (!sum.equals(data.subarray(data.length - 32))) throw new CorruptDataError(`${what}: checksum mismatch (truncated or damaged)`);
-    return payload;
+    return { payload, version };
   }
   if (!keys) throw new CorruptDataError(`${what}: encrypted but the repository has no key`);
   if (data.length < 8 + 12 + 16) throw new CorruptDataError(`${what}: truncated`);
@@ -128,7 +141,7 @@ export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: 
   d.setAAD(header);
   d.setAuthTag(data.subarray(data.length - 16));
   try {
-    return Buffer.concat([d.update(data.subarray(20, data.length - 16)), d.final()]);
+    return { payload: Buffer.concat([d.update(data.subarray(20, data.length - 16)), d.final()]), version };
   } catch (err) {
     throw new CorruptDataError(`${what}: authentication failed (truncated or damaged)`, { cause: err });
   }
@@ -146,8 +159,10 @@ export function decryptBlob(blob: Buffer, keys: Keys, what: string): Buffer {
   }
 }
 
-export function chunkId(data: Uint8Array, keys: Keys | null): Buffer {
-  return keys ? crypto.createHmac('sha256', keys.id).update(data).digest() : crypto.createHash('sha256').update(data).digest();
+/** The chunk-id algorithm a new repository of `version` uses. */
+export function chunkHashFor(version: number, encrypted: boolean): ChunkHash {
+  if (version === 1) return encrypted ? 'hmac-sha256' : 'sha256';
+  return encrypted ? 'blake3-keyed' : 'blake3';
 }
 
 // ---- pack footer -------------------------------------------------------
@@ -156,6 +171,8 @@ export function chunkId(data: Uint8Array, keys: Keys | null): Buffer {
 export const PACK_ENTRY = 44;
 export const PACK_TRAILER = 32 + 4 + 8;
 const PACK_MAGIC = Buffer.from('VLPK');
+/** The pack layout is the same in format v1 and v2. */
+const PACK_LAYOUT_VERSION = 1;
 
 export interface PackEntry {
   id: Buffer;
@@ -177,7 +194,7 @@ export function encodePackFooter(entries: PackEntry[]): Buffer {
   crypto.createHash('sha256').update(body).digest().copy(trailer, 0);
   trailer.writeUInt32LE(entries.length, 32);
   PACK_MAGIC.copy(trailer, 36);
-  trailer[40] = FORMAT_VERSION;
+  trailer[40] = PACK_LAYOUT_VERSION;
   return Buffer.concat([body, trailer]);
 }
 

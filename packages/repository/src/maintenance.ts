@@ -18,10 +18,11 @@
  */
 import * as crypto from 'node:crypto';
 import { isTmpName } from './backends/backend.ts';
-import { HOLE_HEX, ID_BYTES, SealedKind, encodeIndex, encodePackFooter, packPath, seal, chunkId } from './format.ts';
+import { HOLE_HEX, ID_BYTES, SealedKind, encodeIndex, encodePackFooter, packPath } from './format.ts';
 import type { BlobLocation, PackEntry } from './format.ts';
 import { ImmutableError, LockedError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
+import { sealFor } from './repository.ts';
 import { planRetention } from './retention.ts';
 import type { RetentionPolicy, RetentionDecision, RetentionCandidate } from './retention.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
@@ -143,7 +144,7 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
     try {
       const { stored } = await repo.readStored(id, scratch);
       const n = repo.decode(stored, loc.rawLen, rawBuf, `chunk ${id}`);
-      const got = chunkId(rawBuf.subarray(0, n), repo.keys).toString('hex');
+      const got = repo.hashChunk(rawBuf.subarray(0, n));
       if (got !== id) throw new Error('content hash mismatch');
       checked++;
       bytes += n;
@@ -299,7 +300,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     await finishPack();
     if (changed) {
       const oldFiles = [...repo.indexFiles];
-      await be.writeFileAtomic(`index/gc-${now}-${crypto.randomBytes(4).toString('hex')}.idx`, seal(SealedKind.Index, encodeIndex(keepIndex), repo.keys));
+      await be.writeFileAtomic(`index/gc-${now}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(repo, SealedKind.Index, encodeIndex(keepIndex)));
       for (const f of oldFiles) await be.remove(`index/${f}`);
       for (const pack of toDelete) {
         report.deletedBytes += (await be.stat(packPath(pack)))?.size ?? 0;

@@ -6,12 +6,21 @@
  * pages however large the disk is.
  */
 import { Worker } from 'node:worker_threads';
-import type { Keys } from './format.ts';
+import type { ChunkHash, Keys } from './format.ts';
 
 export interface StoreResult {
   id: string;
   dup: boolean;
   storedLen: number;
+}
+
+export interface PoolOptions {
+  workers: number;
+  slots: number;
+  chunkSize: number;
+  level: number;
+  hash: ChunkHash;
+  keys: Keys | null;
 }
 
 interface Pending {
@@ -71,7 +80,7 @@ export class ChunkPool {
   private readonly inSab: SharedArrayBuffer;
   private readonly outSab: SharedArrayBuffer;
 
-  static async create(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
+  static async create(opts: PoolOptions): Promise<ChunkPool> {
     const pool = new ChunkPool(opts.workers, opts.slots, opts.chunkSize);
     await Promise.all(
       pool.workers.map(
@@ -92,6 +101,7 @@ export class ChunkPool {
               chunkSize: opts.chunkSize,
               outSlotSize: pool.outSlotSize,
               level: opts.level,
+              hash: opts.hash,
               encKey: opts.keys ? new Uint8Array(opts.keys.enc) : null,
               idKey: opts.keys ? new Uint8Array(opts.keys.id) : null,
             });
@@ -170,8 +180,8 @@ export class ChunkPool {
    * a writer takes an idle pool with the same parameters or creates one, and
    * gives it back with `giveBack()`.
    */
-  static async take(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
-    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
+  static async take(opts: PoolOptions): Promise<ChunkPool> {
+    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
     const idle = ChunkPool.idle.get(key);
     if (idle && !idle.failed) {
       ChunkPool.idle.delete(key);

@@ -22,7 +22,9 @@ import {
   DEFAULT_PACK_TARGET,
   FORMAT_NAME,
   FORMAT_VERSION,
+  READABLE_VERSIONS,
   SealedKind,
+  chunkHashFor,
   decodeDiskIndex,
   decodeIndex,
   decryptBlob,
@@ -36,6 +38,7 @@ import {
 import type { BlobLocation, DiskIndex, Keys, RepositoryConfig } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
+import { makeChunkHasher } from './chunk-codec.mjs';
 import type { LockOptions } from './locks.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
@@ -79,12 +82,15 @@ export class Repository {
   /** chunk id (hex) -> location, merged over all index files. */
   index = new Map<string, BlobLocation>();
   indexFiles: string[] = [];
+  /** The repository's chunk-id function (config `hash`): plaintext -> hex id. */
+  readonly hashChunk: (data: Uint8Array) => string;
   private readonly dctx = new zstd.DCtx();
 
   private constructor(backend: Backend, config: RepositoryConfig, keys: Keys | null, opts: OpenOptions) {
     this.backend = backend;
     this.config = config;
     this.keys = keys;
+    this.hashChunk = makeChunkHasher(config.hash, keys ? keys.id : null);
     this.now = opts.now ?? Date.now;
     this.locks = new LockManager(backend, { now: this.now, ...opts.locks });
     this.workers = opts.workers ?? 2;
@@ -110,7 +116,7 @@ export class Repository {
       createdAt: new Date().toISOString(),
       chunkSize,
       packTargetSize: opts.packTargetSize ?? DEFAULT_PACK_TARGET,
-      hash: encryption ? 'hmac-sha256' : 'sha256',
+      hash: chunkHashFor(FORMAT_VERSION, encryption !== null),
       compression: { algorithm: 'zstd', level: opts.compressionLevel ?? 1 },
       encryption,
     };
@@ -136,7 +142,15 @@ export class Repository {
       throw new CorruptDataError('config is not valid JSON', { cause: err });
     }
     if (config.format !== FORMAT_NAME) throw new RepositoryError('NOT_A_REPOSITORY', `no repository at ${be.location}`);
-    if (config.version !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `repository format version ${config.version} is not supported (this build reads ${FORMAT_VERSION})`);
+    if (!READABLE_VERSIONS.includes(config.version)) {
+      throw new RepositoryError(
+        'UNSUPPORTED_VERSION',
+        `repository format version ${config.version} at ${be.location} is not supported: this build reads versions ${READABLE_VERSIONS.join(' and ')}${config.version > FORMAT_VERSION ? '; upgrade Vaultline to open it' : ''}`,
+      );
+    }
+    if (config.hash !== chunkHashFor(config.version, config.encryption !== null)) {
+      throw new CorruptDataError(`config: chunk hash ${JSON.stringify(config.hash)} does not belong to format version ${config.version}${config.encryption ? ' (encrypted)' : ''}`);
+    }
     let keys: Keys | null = null;
     if (config.encryption) {
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
@@ -244,4 +258,7 @@ export class Repository {
   }
 }
 
-export { seal };
+/** Seal a metadata file in this repository's format version. */
+export function sealFor(repo: Repository, kind: SealedKind, payload: Buffer): Buffer {
+  return seal(kind, payload, repo.keys, repo.config.version);
+}

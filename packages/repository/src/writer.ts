@@ -25,13 +25,13 @@
 import * as crypto from 'node:crypto';
 import type { Backend, FileWriter } from './backends/backend.ts';
 import { LocalBackend } from './backends/local.ts';
-import { HOLE_HEX, HOLE_ID, ID_BYTES, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath, seal } from './format.ts';
+import { HOLE_HEX, HOLE_ID, ID_BYTES, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath } from './format.ts';
 import type { BlobLocation, DiskIndex, PackEntry } from './format.ts';
 import { RepositoryError, classifyFsError } from './errors.ts';
 import type { Lock } from './locks.ts';
 import { ChunkPool } from './pool.ts';
 import type { Repository } from './repository.ts';
-import { assertSafeName, newRestorePointId } from './repository.ts';
+import { assertSafeName, newRestorePointId, sealFor } from './repository.ts';
 import type { DiskManifest, Manifest, RestorePointRef, WriteStats } from './types.ts';
 import { addStats, emptyStats } from './types.ts';
 
@@ -482,7 +482,7 @@ export class RestorePointWriter {
       // The index may have grown since open: re-read it under the lock so dedup
       // never references a chunk that a GC (which needed an exclusive lock) removed.
       await repo.reloadIndex();
-      const pool = await ChunkPool.take({ workers: repo.workers, slots: opts.slots ?? 32, chunkSize: repo.config.chunkSize, level: repo.config.compression.level, keys: repo.keys });
+      const pool = await ChunkPool.take({ workers: repo.workers, slots: opts.slots ?? 32, chunkSize: repo.config.chunkSize, level: repo.config.compression.level, hash: repo.config.hash, keys: repo.keys });
       const w = new RestorePointWriter(repo, opts, lock, pool);
       if (opts.parent) {
         if (opts.parent.vmId !== opts.vmId) throw new RepositoryError('INVALID_ARGUMENT', 'parent restore point belongs to another VM');
@@ -551,20 +551,20 @@ export class RestorePointWriter {
       await this.packs.finish();
       await this.lock.check();
       const be = this.repo.backend;
-      if (this.session.size > 0) await be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, seal(SealedKind.Index, encodeIndex(this.session), this.repo.keys));
+      if (this.session.size > 0) await be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session)));
       const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
       for (let i = 0; i < this.disks.length; i++) {
         const d = this.disks[i]!;
         const m = diskManifests[i]!;
         const file = `disk-${i}.didx`;
-        const sealed = seal(SealedKind.DiskIndex, encodeDiskIndex({ capacity: d.capacity, chunkSize: d.chunkSize, ids: d.ids }), this.repo.keys);
+        const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex({ capacity: d.capacity, chunkSize: d.chunkSize, ids: d.ids }));
         await be.writeFileAtomic(`${dir}/${file}`, sealed);
         m.file = file;
         m.indexSha256 = crypto.createHash('sha256').update(sealed).digest('hex');
       }
       const committedAt = new Date(this.repo.now());
       const manifest: Manifest = {
-        formatVersion: 1,
+        formatVersion: this.repo.config.version,
         id: this.id,
         vmId: this.vmId,
         parent: this.opts.parent?.id ?? null,
@@ -578,7 +578,7 @@ export class RestorePointWriter {
         stats: this.stats,
         timings: { startedAt: this.startedAt.toISOString(), committedAt: committedAt.toISOString(), durationMs: committedAt.getTime() - this.startedAt.getTime() },
       };
-      await be.writeFileAtomic(`${dir}/manifest`, seal(SealedKind.Manifest, Buffer.from(JSON.stringify(manifest)), this.repo.keys));
+      await be.writeFileAtomic(`${dir}/manifest`, sealFor(this.repo, SealedKind.Manifest, Buffer.from(JSON.stringify(manifest))));
       this.done = true;
       for (const [id, loc] of this.session) this.repo.index.set(id, loc);
       await this.cleanup();

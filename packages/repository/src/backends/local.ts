@@ -193,7 +193,7 @@ export class LocalBackend implements Backend {
       const dfd = openDirect(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC);
       if (dfd !== null) {
         fd = dfd;
-        direct = new DirectAppender(fd, tmp);
+        direct = new DirectAppender(fd);
       } else fd = fs.openSync(tmp, 'w', 0o640);
     } catch (err) {
       throw classifyFsError(err, p);
