@@ -20,6 +20,11 @@ export const FORMAT_VERSION = 2;
 /** Versions this build opens, verifies and writes new backups into (a v1 repository stays v1). */
 export const READABLE_VERSIONS: readonly number[] = [1, 2];
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** Default piece size: 64 KiB (the usual CBT block), at most a quarter of the chunk. */
+export function defaultPieceSize(chunkSize: number): number {
+  const p = Math.max(4096, Math.min(64 * 1024, Math.floor(chunkSize / 4)));
+  return chunkSize % p === 0 ? p : chunkSize;
+}
 export const DEFAULT_PACK_TARGET = 32 * 1024 * 1024;
 export const ID_BYTES = 32;
 export const HOLE_ID = Buffer.alloc(ID_BYTES);
@@ -48,6 +53,8 @@ export interface RepositoryConfig {
   id: string;
   createdAt: string;
   chunkSize: number;
+  /** v2: granularity of partial chunk updates (sub-chunk pieces); equal to chunkSize = pieces off. Absent in v1. */
+  pieceSize?: number;
   packTargetSize: number;
   /** Chunk-id algorithm: v1 'sha256' | 'hmac-sha256'; v2 'blake3' | 'blake3-keyed'. */
   hash: ChunkHash;
@@ -268,34 +275,129 @@ export function decodeIndex(buf: Buffer, what: string, into: Map<string, BlobLoc
 }
 
 // ---- disk index -------------------------------------------------------------
-// capacity u64 | chunkSize u32 | count u32 | count × 32-byte ids (all-zero id = hole)
+// v1 and v2: capacity u64 | chunkSize u32 | count u32 | count × 32-byte ids (all-zero id = hole)
+// v2 adds:   splitCount u32 | splitCount × (chunk u32 | pieceCount u32 |
+//                pieceCount × (start u32 | len u32 | srcOff u32 | id 32))
+// A split chunk's slot holds SPLIT_ID; its pieces cover [0, chunk length) in
+// order, each naming a stored blob (or the hole id) and the byte offset of the
+// piece inside that blob's plaintext. Pieces always name stored blobs directly
+// (never another restore point's pieces), so reading one is one blob decode.
+export const SPLIT_ID = Buffer.alloc(ID_BYTES, 0xff);
+export const SPLIT_HEX = SPLIT_ID.toString('hex');
+const PIECE_BYTES = 12 + ID_BYTES;
+
+export interface Piece {
+  /** Offset of the piece inside its chunk. */
+  start: number;
+  len: number;
+  /** Hex id of the blob holding the bytes (HOLE_HEX: zeros). */
+  id: string;
+  /** Offset of the piece's bytes inside the blob's plaintext. */
+  srcOff: number;
+}
+
 export interface DiskIndex {
   capacity: number;
   chunkSize: number;
   ids: Buffer; // count * 32
+  /** Split chunks (format v2): chunk number -> pieces. Empty in v1. */
+  pieces: Map<number, Piece[]>;
 }
 
 export function chunkCount(capacity: number, chunkSize: number): number {
   return Math.ceil(capacity / chunkSize);
 }
 
-export function encodeDiskIndex(d: DiskIndex): Buffer {
+export function encodeDiskIndex(d: DiskIndex, version: number): Buffer {
   const h = Buffer.alloc(16);
   h.writeBigUInt64LE(BigInt(d.capacity), 0);
   h.writeUInt32LE(d.chunkSize, 8);
   h.writeUInt32LE(d.ids.length / ID_BYTES, 12);
-  return Buffer.concat([h, d.ids]);
+  if (version === 1) {
+    if (d.pieces.size > 0) throw new RepositoryError('INVALID_ARGUMENT', 'format v1 disk indexes cannot hold split chunks');
+    return Buffer.concat([h, d.ids]);
+  }
+  const chunks = [...d.pieces.keys()].sort((a, b) => a - b);
+  let n = 4;
+  for (const ci of chunks) n += 8 + d.pieces.get(ci)!.length * PIECE_BYTES;
+  const t = Buffer.alloc(n);
+  t.writeUInt32LE(chunks.length, 0);
+  let o = 4;
+  for (const ci of chunks) {
+    const ps = d.pieces.get(ci)!;
+    t.writeUInt32LE(ci, o);
+    t.writeUInt32LE(ps.length, o + 4);
+    o += 8;
+    for (const p of ps) {
+      t.writeUInt32LE(p.start, o);
+      t.writeUInt32LE(p.len, o + 4);
+      t.writeUInt32LE(p.srcOff, o + 8);
+      t.write(p.id, o + 12, 'hex');
+      o += PIECE_BYTES;
+    }
+  }
+  return Buffer.concat([h, d.ids, t]);
 }
 
-export function decodeDiskIndex(buf: Buffer, what: string): DiskIndex {
+export function decodeDiskIndex(buf: Buffer, what: string, version: number): DiskIndex {
   if (buf.length < 16) throw new CorruptDataError(`${what}: disk index truncated`);
   const capacity = Number(buf.readBigUInt64LE(0));
   const chunkSize = buf.readUInt32LE(8);
   const count = buf.readUInt32LE(12);
-  if (chunkSize === 0 || count !== chunkCount(capacity, chunkSize) || buf.length !== 16 + count * ID_BYTES) {
-    throw new CorruptDataError(`${what}: disk index inconsistent (capacity ${capacity}, ${count} entries, ${buf.length} bytes)`);
+  const idsEnd = 16 + count * ID_BYTES;
+  const bad = (why: string) => new CorruptDataError(`${what}: disk index inconsistent (${why})`);
+  if (chunkSize === 0 || count !== chunkCount(capacity, chunkSize)) throw bad(`capacity ${capacity}, ${count} entries`);
+  if (version === 1 ? buf.length !== idsEnd : buf.length < idsEnd + 4) throw bad(`capacity ${capacity}, ${count} entries, ${buf.length} bytes`);
+  const ids = Buffer.from(buf.subarray(16, idsEnd));
+  const pieces = new Map<number, Piece[]>();
+  if (version !== 1) {
+    const splits = buf.readUInt32LE(idsEnd);
+    let o = idsEnd + 4;
+    let prev = -1;
+    for (let i = 0; i < splits; i++) {
+      if (o + 8 > buf.length) throw bad('split table truncated');
+      const ci = buf.readUInt32LE(o);
+      const np = buf.readUInt32LE(o + 4);
+      o += 8;
+      if (ci <= prev || ci >= count || np < 1 || o + np * PIECE_BYTES > buf.length) throw bad(`split chunk ${ci}`);
+      if (!ids.subarray(ci * ID_BYTES, (ci + 1) * ID_BYTES).equals(SPLIT_ID)) throw bad(`chunk ${ci} has pieces but no split marker`);
+      const clen = Math.min(chunkSize, capacity - ci * chunkSize);
+      const ps: Piece[] = [];
+      let pos = 0;
+      for (let k = 0; k < np; k++, o += PIECE_BYTES) {
+        const p = { start: buf.readUInt32LE(o), len: buf.readUInt32LE(o + 4), srcOff: buf.readUInt32LE(o + 8), id: buf.toString('hex', o + 12, o + 12 + ID_BYTES) };
+        if (p.start !== pos || p.len === 0 || p.id === SPLIT_HEX) throw bad(`chunk ${ci} piece ${k}`);
+        pos += p.len;
+        ps.push(p);
+      }
+      if (pos !== clen) throw bad(`chunk ${ci}: pieces cover ${pos} of ${clen} bytes`);
+      pieces.set(ci, ps);
+      prev = ci;
+    }
+    if (o !== buf.length) throw bad(`${buf.length - o} trailing bytes`);
+    for (let ci = 0; ci < count; ci++) {
+      if (!pieces.has(ci) && ids.subarray(ci * ID_BYTES, (ci + 1) * ID_BYTES).equals(SPLIT_ID)) throw bad(`chunk ${ci} is marked split but has no pieces`);
+    }
   }
-  return { capacity, chunkSize, ids: Buffer.from(buf.subarray(16)) };
+  return { capacity, chunkSize, ids, pieces };
+}
+
+/**
+ * Every blob id a disk index references (holes excluded), with the disk offset
+ * that uses it and how many bytes of the blob's plaintext it needs (pieces:
+ * srcOff + len; whole chunks: the chunk length).
+ */
+export function forEachReference(d: DiskIndex, fn: (id: string, diskOffset: number, needs: number) => void): void {
+  const count = d.ids.length / ID_BYTES;
+  for (let ci = 0; ci < count; ci++) {
+    const ps = d.pieces.get(ci);
+    if (ps) {
+      for (const p of ps) if (p.id !== HOLE_HEX) fn(p.id, ci * d.chunkSize + p.start, p.srcOff + p.len);
+      continue;
+    }
+    const id = d.ids.toString('hex', ci * ID_BYTES, (ci + 1) * ID_BYTES);
+    if (id !== HOLE_HEX) fn(id, ci * d.chunkSize, Math.min(d.chunkSize, d.capacity - ci * d.chunkSize));
+  }
 }
 
 export function packPath(pack: string): string {

@@ -12,6 +12,19 @@ export interface StoreResult {
   id: string;
   dup: boolean;
   storedLen: number;
+  /** Where the stored bytes start in the slot's output area. */
+  outOff: number;
+}
+
+export interface StoreJob {
+  slot: number;
+  len: number;
+  checkKnown: boolean;
+  /** Store only these [start,end) ranges of the slot, one blob each (default: the whole slot). */
+  runs?: number[] | null;
+  /** Merge first: the parent's stored blob (blobLen bytes, raw length baseRawLen) sits at the start of the
+   *  slot's output area; its bytes fill `gaps` ([start,end) pairs) of the slot. */
+  merge?: { blobLen: number; baseRawLen: number; gaps: number[] } | null;
 }
 
 export interface PoolOptions {
@@ -23,8 +36,13 @@ export interface PoolOptions {
   keys: Keys | null;
 }
 
+/** One chunk to decode into an output stage (see chunk-worker.mjs). */
+export type DecodeJob =
+  | { what: string; dstOff: number; len: number; inOff: number; storedLen: number; rawLen: number; pieces?: undefined }
+  | { what: string; dstOff: number; len: number; pieces: Array<{ start: number; len: number; hole: true } | { start: number; len: number; hole?: false; srcOff: number; inOff: number; storedLen: number; rawLen: number }> };
+
 interface Pending {
-  resolve: (r: StoreResult) => void;
+  resolve: (r: StoreResult[]) => void;
   reject: (e: Error) => void;
 }
 
@@ -59,14 +77,14 @@ export class ChunkPool {
       const w = new Worker(new URL('./chunk-worker.mjs', import.meta.url));
       this.workers.push(w);
       this.busy.push(0);
-      w.on('message', (m: { op: string; seq: number; id: string; dup: boolean; storedLen: number; message?: string }) => {
+      w.on('message', (m: { op: string; seq: number; results: StoreResult[]; message?: string }) => {
         if (m.op === 'ready') return;
         const p = this.pending.get(m.seq);
         if (!p) return;
         this.pending.delete(m.seq);
         this.busy[i] = (this.busy[i] ?? 1) - 1;
         if (m.op === 'error') p.reject(new Error(m.message));
-        else p.resolve({ id: m.id, dup: m.dup, storedLen: m.storedLen });
+        else p.resolve(m.results);
       });
       w.on('error', (err) => {
         this.failed = err;
@@ -115,6 +133,11 @@ export class ChunkPool {
     return this.input.subarray(slot * this.chunkSize, slot * this.chunkSize + len);
   }
 
+  /** `len` bytes at `off` in the slot's output area. */
+  outAt(slot: number, off: number, len: number): Buffer {
+    return this.output.subarray(slot * this.outSlotSize + off, slot * this.outSlotSize + off + len);
+  }
+
   outSlot(slot: number, len: number): Buffer {
     return this.output.subarray(slot * this.outSlotSize, slot * this.outSlotSize + len);
   }
@@ -147,7 +170,7 @@ export class ChunkPool {
     return best;
   }
 
-  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<StoreResult> {
+  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<StoreResult[]> {
     if (this.failed) return Promise.reject(this.failed);
     const seq = ++this.seq;
     const wi = this.pick();
@@ -158,16 +181,14 @@ export class ChunkPool {
     });
   }
 
-  store(slot: number, len: number, checkKnown: boolean): Promise<StoreResult> {
-    return this.submit({ op: 'store', slot, len, checkKnown });
+  /** Decode stored blobs from `input` into `output` (both shared buffers); rejects with the first damaged chunk. */
+  decode(input: SharedArrayBuffer, output: SharedArrayBuffer, jobs: DecodeJob[]): Promise<unknown> {
+    return this.submit({ op: 'decode', inSab: input, outSab: output, jobs });
   }
 
-  /**
-   * Fill `gaps` ([start,end) pairs) of the slot from the base blob, which the
-   * caller has already placed at the start of the slot's output area, then store.
-   */
-  mergeStore(slot: number, len: number, blobLen: number, gaps: number[], checkKnown: boolean): Promise<StoreResult> {
-    return this.submit({ op: 'merge-store', slot, len, blobLen, gaps, checkKnown, encrypted: this.encrypted });
+  /** Hash, dedup-check and compress one slot (or the given runs of it), after an optional merge. */
+  store(job: StoreJob): Promise<StoreResult[]> {
+    return this.submit({ op: 'store', ...job });
   }
 
   encrypted = false;

@@ -20,6 +20,7 @@ import { LocalBackend } from './backends/local.ts';
 import {
   DEFAULT_CHUNK_SIZE,
   DEFAULT_PACK_TARGET,
+  defaultPieceSize,
   FORMAT_NAME,
   FORMAT_VERSION,
   READABLE_VERSIONS,
@@ -32,6 +33,7 @@ import {
   packPath,
   seal,
   unseal,
+  unsealVersioned,
   unwrapMasterKey,
   wrapMasterKey,
 } from './format.ts';
@@ -40,6 +42,7 @@ import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
 import { makeChunkHasher } from './chunk-codec.mjs';
 import type { LockOptions } from './locks.ts';
+import type { PoolOptions } from './pool.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
 const require = createRequire(import.meta.url);
@@ -48,6 +51,8 @@ const zstd = require('zstd-napi/binding') as typeof ZstdBinding;
 export interface InitOptions {
   passphrase?: string;
   chunkSize?: number;
+  /** Granularity of partial chunk updates in incrementals (default 64 KiB, at most chunkSize/4; = chunkSize turns pieces off). */
+  pieceSize?: number;
   compressionLevel?: number;
   packTargetSize?: number;
   /** scrypt cost; the default N=2^15 takes ~100 ms. Tests may lower it. */
@@ -102,6 +107,8 @@ export class Repository {
     const id = crypto.randomBytes(16).toString('hex');
     const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (chunkSize < 4096 || chunkSize > 16 * 1024 * 1024 || chunkSize % 4096 !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'chunkSize must be a multiple of 4 KiB between 4 KiB and 16 MiB');
+    const pieceSize = opts.pieceSize ?? defaultPieceSize(chunkSize);
+    if (!Number.isInteger(pieceSize) || pieceSize < 1024 || pieceSize > chunkSize || chunkSize % pieceSize !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'pieceSize must divide chunkSize and be at least 1 KiB');
     let encryption: RepositoryConfig['encryption'] = null;
     if (opts.passphrase !== undefined) {
       if (opts.passphrase.length === 0) throw new RepositoryError('INVALID_ARGUMENT', 'empty passphrase');
@@ -115,6 +122,7 @@ export class Repository {
       id,
       createdAt: new Date().toISOString(),
       chunkSize,
+      pieceSize,
       packTargetSize: opts.packTargetSize ?? DEFAULT_PACK_TARGET,
       hash: chunkHashFor(FORMAT_VERSION, encryption !== null),
       compression: { algorithm: 'zstd', level: opts.compressionLevel ?? 1 },
@@ -151,6 +159,10 @@ export class Repository {
     if (config.hash !== chunkHashFor(config.version, config.encryption !== null)) {
       throw new CorruptDataError(`config: chunk hash ${JSON.stringify(config.hash)} does not belong to format version ${config.version}${config.encryption ? ' (encrypted)' : ''}`);
     }
+    if (config.version >= 2) {
+      const ps = config.pieceSize;
+      if (typeof ps !== 'number' || ps < 1024 || ps > config.chunkSize || config.chunkSize % ps !== 0) throw new CorruptDataError(`config: pieceSize ${JSON.stringify(ps)} does not divide chunkSize ${config.chunkSize}`);
+    }
     let keys: Keys | null = null;
     if (config.encryption) {
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
@@ -163,6 +175,11 @@ export class Repository {
 
   async close(): Promise<void> {
     await this.backend.close();
+  }
+
+  /** Worker-pool parameters for this repository (writers and restore share warm pools). */
+  poolOptions(slots = 32): PoolOptions {
+    return { workers: this.workers, slots, chunkSize: this.config.chunkSize, level: this.config.compression.level, hash: this.config.hash, keys: this.keys };
   }
 
   /** Read every index file into the in-memory map. Damaged index files throw. */
@@ -224,7 +241,8 @@ export class Repository {
     }
     const sum = crypto.createHash('sha256').update(data).digest('hex');
     if (sum !== d.indexSha256) throw new CorruptDataError(`${p}: disk index does not match its manifest (truncated or damaged)`);
-    const idx = decodeDiskIndex(unseal(SealedKind.DiskIndex, data, this.keys, p), p);
+    const sealed = unsealVersioned(SealedKind.DiskIndex, data, this.keys, p);
+    const idx = decodeDiskIndex(sealed.payload, p, sealed.version);
     if (idx.capacity !== d.capacity) throw new CorruptDataError(`${p}: capacity mismatch`);
     return idx;
   }

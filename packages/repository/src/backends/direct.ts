@@ -18,13 +18,30 @@ export const ALIGN = 4096;
 const O_DIRECT = fs.constants.O_DIRECT ?? 0;
 
 interface WasmMemoryCtor {
-  new (d: { initial: number; maximum?: number }): { buffer: ArrayBuffer };
+  new (d: { initial: number; maximum?: number; shared?: boolean }): { buffer: ArrayBuffer | SharedArrayBuffer };
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryCtor } }).WebAssembly.Memory;
 
 export function alignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / 65536);
   return Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer).subarray(0, bytes);
+}
+
+/** A page-aligned buffer over a SharedArrayBuffer (shared wasm memory): usable for O_DIRECT and by worker threads. */
+export interface SharedAligned {
+  sab: SharedArrayBuffer;
+  buf: Buffer;
+}
+const sharedPool: SharedAligned[] = [];
+export function takeSharedAligned(bytes: number): SharedAligned {
+  const i = sharedPool.findIndex((b) => b.buf.length === bytes);
+  if (i >= 0) return sharedPool.splice(i, 1)[0]!;
+  const pages = Math.ceil(bytes / 65536);
+  const sab = new WasmMemory({ initial: pages, maximum: pages, shared: true }).buffer as SharedArrayBuffer;
+  return { sab, buf: Buffer.from(sab).subarray(0, bytes) };
+}
+export function giveSharedAligned(b: SharedAligned): void {
+  if (sharedPool.length < 12) sharedPool.push(b);
 }
 
 const pool: Buffer[] = [];
