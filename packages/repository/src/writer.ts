@@ -325,39 +325,58 @@ export class DiskWriter {
 
   /** Write changed (or, in full mode, all non-zero) bytes at `offset`. Any alignment. */
   async write(offset: number, data: Uint8Array): Promise<void> {
-    this.check();
-    if (offset < 0 || offset + data.length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `write [${offset}, ${offset + data.length}) outside disk ${this.key} of ${this.capacity} bytes`);
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.stats.receivedBytes += buf.length;
+    await this.writeFrom(offset, buf.length, (into, at) => {
+      buf.copy(into, 0, at - offset, at - offset + into.length);
+    });
+  }
+
+  /**
+   * Zero-copy write: `fill(into, diskOffset)` is called, in offset order, with
+   * views of the writer's own chunk slots (shared memory the workers hash and
+   * compress from) and must fill each completely with the disk's bytes at
+   * `diskOffset` — e.g. `fs.readSync(fd, into, 0, into.length, diskOffset)` or
+   * a source reader that reads into a caller-supplied buffer. Saves copying
+   * every byte once more on the writer's thread. Same rules as `write()`.
+   */
+  async writeFrom(offset: number, length: number, fill: (into: Buffer, diskOffset: number) => void | Promise<void>): Promise<void> {
+    this.check();
+    if (offset < 0 || length < 0 || offset + length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `write [${offset}, ${offset + length}) outside disk ${this.key} of ${this.capacity} bytes`);
+    this.stats.receivedBytes += length;
     if (this.flatHash) {
       if (offset > this.flatPos) {
         this.hashZeros(offset - this.flatPos);
       } else if (offset < this.flatPos) throw new RepositoryError('INVALID_ARGUMENT', 'fullImageSha256 requires sequential writes');
-      this.flatHash.update(buf);
-      this.flatPos = offset + buf.length;
+      this.flatPos = offset + length;
     }
     await this.flushBefore(offset);
     const cs = this.chunkSize;
+    const input = this.rp.pool.input;
     let pos = offset;
-    let i = 0;
-    while (i < buf.length) {
+    const end = offset + length;
+    while (pos < end) {
       const ci = Math.floor(pos / cs);
       const within = pos - ci * cs;
       const clen = this.chunkLen(ci);
-      const n = Math.min(clen - within, buf.length - i);
-      const part = buf.subarray(i, i + n);
+      const n = Math.min(clen - within, end - pos);
       this.touched[ci] = 1;
       // A chunk written again in this session: its earlier store must land first (it is the base now).
       if (this.jobs.has(ci) && !this.pending.has(ci)) await this.jobs.get(ci);
       if (within === 0 && n === clen && !this.pending.has(ci)) {
         this.forceMerge.delete(ci);
-        if (isZero(part)) {
-          this.setHole(ci);
-        } else {
-          const slot = await this.rp.pool.acquire();
-          part.copy(this.rp.pool.input, slot * cs);
-          this.dispatch(ci, { slot, len: clen }, null);
+        const slot = await this.rp.pool.acquire();
+        const view = input.subarray(slot * cs, slot * cs + clen);
+        try {
+          await fill(view, pos);
+        } catch (err) {
+          this.rp.pool.release(slot);
+          throw err;
         }
+        this.flatHash?.update(view);
+        if (isZero(view)) {
+          this.rp.pool.release(slot);
+          this.setHole(ci);
+        } else this.dispatch(ci, { slot, len: clen }, null);
       } else {
         let p = this.pending.get(ci);
         if (!p) {
@@ -365,7 +384,9 @@ export class DiskWriter {
           p = { slot: await this.rp.pool.acquire(), covered: [] };
           this.pending.set(ci, p);
         }
-        part.copy(this.rp.pool.input, p.slot * cs + within);
+        const view = input.subarray(p.slot * cs + within, p.slot * cs + within + n);
+        await fill(view, pos);
+        this.flatHash?.update(view);
         addInterval(p.covered, within, within + n);
         if (p.covered.length === 2 && p.covered[0] === 0 && p.covered[1] === clen) {
           this.pending.delete(ci);
@@ -378,7 +399,6 @@ export class DiskWriter {
         }
       }
       pos += n;
-      i += n;
     }
   }
 
