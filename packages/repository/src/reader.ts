@@ -141,10 +141,64 @@ export class DiskReader {
     }
   }
 
-  /** Random-access read. */
-  async read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Random-access read. Sequential reads of at least a chunk (each starting
+   * where the previous ended) switch to the parallel restore pipeline of
+   * `forEachExtent`, decoding ahead in the worker pool. `into` (at least
+   * `length` bytes) is filled and returned instead of a new buffer: callers
+   * that reuse one avoid a fresh allocation (and its page faults) per read.
+   */
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     if (offset < 0 || length < 0 || offset + length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `read [${offset}, ${offset + length}) outside disk of ${this.capacity} bytes`);
-    const out = Buffer.allocUnsafe(length);
+    const sequential = offset === this.lastEnd && length >= this.chunkSize;
+    this.lastEnd = offset + length;
+    if (this.seq && (this.seq.pos !== offset || this.seq.isCancelled)) this.stopSequential();
+    if (!this.seq) {
+      this.sequentialReads = sequential ? this.sequentialReads + 1 : 0;
+      if (this.sequentialReads >= 2) this.startSequential(offset);
+    }
+    if (into && into.length < length) throw new RepositoryError('INVALID_ARGUMENT', `read buffer of ${into.length} bytes is shorter than ${length}`);
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    if (this.seq) return this.readSequential(offset, out);
+    return this.readRandom(offset, out);
+  }
+
+  private lastEnd = 0;
+  private sequentialReads = 0;
+  private seq: SequentialStream | null = null;
+
+  private startSequential(offset: number): void {
+    this.seq = new SequentialStream(this, offset);
+  }
+
+  private stopSequential(): void {
+    this.seq?.cancel();
+    this.seq = null;
+    this.sequentialReads = 0;
+  }
+
+  /** Whether sequential reads are currently served by the parallel pipeline (diagnostics, tests). */
+  get pipelined(): boolean {
+    return this.seq !== null && !this.seq.isCancelled;
+  }
+
+  /** Stop any read-ahead pipeline (returns its workers); reads still work afterwards. */
+  close(): void {
+    this.stopSequential();
+  }
+
+  private async readSequential(offset: number, out: Buffer): Promise<Buffer> {
+    const seq = this.seq!;
+    try {
+      return await seq.read(offset, out);
+    } catch (err) {
+      if (this.seq === seq) this.stopSequential();
+      throw err;
+    }
+  }
+
+  private async readRandom(offset: number, out: Buffer): Promise<Buffer> {
+    const length = out.length;
     let pos = offset;
     while (pos < offset + length) {
       const ci = Math.floor(pos / this.chunkSize);
@@ -181,7 +235,7 @@ export class DiskReader {
    * each), and the sink consumes stages in order while later ones are read and
    * decoded. STAGES stages are in flight.
    */
-  async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024): Promise<void> {
+  async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
     const cs = this.chunkSize;
     const size = Math.max(runBytes - (runBytes % cs), cs);
     const perStage = size / cs;
@@ -197,7 +251,7 @@ export class DiskReader {
     let k = 0;
     let failed: unknown = null;
     try {
-      let ci = 0;
+      let ci = fromChunk;
       while (ci < this.count && failed === null) {
         if (this.isHole(ci)) {
           ci++;
@@ -425,4 +479,118 @@ class StageReads {
 
 function preadAsync(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+class StreamCancelled extends Error {}
+
+/**
+ * Sequential reads served from the `forEachExtent` pipeline: stages arrive in
+ * offset order, `read()` copies out of the current one (zeros for holes
+ * between stages) and releases it once passed, which lets the pipeline reuse
+ * the stage buffer. An idle stream (no read for IDLE_MS) cancels itself so an
+ * abandoned reader never pins the worker pool.
+ */
+class SequentialStream {
+  static readonly IDLE_MS = 5000;
+  pos: number;
+  private stages: Array<{ offset: number; data: Buffer; release: () => void }> = [];
+  private waiter: (() => void) | null = null;
+  private done = false;
+  private error: unknown = null;
+  private cancelled = false;
+  private idle: NodeJS.Timeout | null = null;
+  private readonly run: Promise<void>;
+
+  constructor(
+    private readonly reader: DiskReader,
+    offset: number,
+  ) {
+    this.pos = offset;
+    this.run = reader
+      .forEachExtent(
+        (off, data) =>
+          new Promise<void>((resolve, reject) => {
+            if (this.cancelled) return reject(new StreamCancelled());
+            this.stages.push({ offset: off, data, release: resolve });
+            this.cancelStage = reject;
+            this.wake();
+          }),
+        4 * 1024 * 1024,
+        Math.floor(offset / reader.chunkSize),
+      )
+      .then(
+        () => {
+          this.done = true;
+          this.wake();
+        },
+        (err: unknown) => {
+          if (!(err instanceof StreamCancelled)) this.error = err;
+          this.done = true;
+          this.wake();
+        },
+      );
+    this.armIdle();
+  }
+  private cancelStage: ((e: unknown) => void) | null = null;
+
+  get isCancelled(): boolean {
+    return this.cancelled;
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private armIdle(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = setTimeout(() => this.cancel(), SequentialStream.IDLE_MS);
+    this.idle.unref();
+  }
+
+  cancel(): void {
+    if (this.idle) clearTimeout(this.idle);
+    if (this.cancelled) return;
+    this.cancelled = true;
+    for (const s of this.stages) s.release();
+    this.stages = [];
+    this.cancelStage?.(new StreamCancelled());
+    void this.run;
+  }
+
+  async read(offset: number, out: Buffer): Promise<Buffer> {
+    if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
+    this.armIdle();
+    const end = offset + out.length;
+    let pos = offset;
+    while (pos < end) {
+      let s = this.stages[0];
+      while (s && s.offset + s.data.length <= pos) {
+        this.stages.shift();
+        s.release();
+        s = this.stages[0];
+      }
+      if (!s) {
+        if (this.error) throw this.error;
+        if (this.done) {
+          out.fill(0, pos - offset); // holes up to the end
+          break;
+        }
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+        continue;
+      }
+      if (pos < s.offset) {
+        const n = Math.min(s.offset, end) - pos; // a hole before the next stage
+        out.fill(0, pos - offset, pos - offset + n);
+        pos += n;
+        continue;
+      }
+      const n = Math.min(s.offset + s.data.length, end) - pos;
+      s.data.copy(out, pos - offset, pos - s.offset, pos - s.offset + n);
+      pos += n;
+    }
+    this.pos = end;
+    return out;
+  }
 }
