@@ -148,6 +148,15 @@ parentPort.on('message', (m) => {
       for (let o = 0; o + 32 <= ids.length; o += 32) known.add(ids.toString('hex', o, o + 32));
     } else if (m.op === 'store') {
       parentPort.postMessage({ op: 'stored', seq: m.seq, results: store(m) });
+    } else if (m.op === 'batch') {
+      const settled = m.jobs.map((j) => {
+        try {
+          return { results: store(j) };
+        } catch (err) {
+          return { error: String(err && err.message ? err.message : err) };
+        }
+      });
+      parentPort.postMessage({ op: 'batched', seq: m.seq, settled });
     } else if (m.op === 'decode') {
       parentPort.postMessage({ op: 'decoded', seq: m.seq, results: decodeJobs(m) });
     }

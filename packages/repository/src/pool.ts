@@ -44,6 +44,14 @@ export type DecodeJob =
 interface Pending {
   resolve: (r: StoreResult[]) => void;
   reject: (e: Error) => void;
+  /** Set for a batch message: one settle per job, in order. */
+  batch?: Array<{ resolve: (r: StoreResult[]) => void; reject: (e: Error) => void }>;
+}
+
+interface Queued {
+  job: StoreJob;
+  resolve: (r: StoreResult[]) => void;
+  reject: (e: Error) => void;
 }
 
 export class ChunkPool {
@@ -77,19 +85,30 @@ export class ChunkPool {
       const w = new Worker(new URL('./chunk-worker.mjs', import.meta.url));
       this.workers.push(w);
       this.busy.push(0);
-      w.on('message', (m: { op: string; seq: number; results: StoreResult[]; message?: string }) => {
+      w.on('message', (m: { op: string; seq: number; results: StoreResult[]; settled?: Array<{ results?: StoreResult[]; error?: string }>; message?: string }) => {
         if (m.op === 'ready') return;
         const p = this.pending.get(m.seq);
         if (!p) return;
         this.pending.delete(m.seq);
+        if (p.batch) {
+          this.busy[i] = (this.busy[i] ?? p.batch.length) - p.batch.length;
+          p.batch.forEach((b, k) => {
+            const r = m.settled?.[k];
+            if (m.op === 'error' || !r) b.reject(new Error(m.message ?? 'worker returned no result'));
+            else if (r.error !== undefined) b.reject(new Error(r.error));
+            else b.resolve(r.results!);
+          });
+          return;
+        }
         this.busy[i] = (this.busy[i] ?? 1) - 1;
         if (m.op === 'error') p.reject(new Error(m.message));
         else p.resolve(m.results);
       });
       w.on('error', (err) => {
         this.failed = err;
-        for (const p of this.pending.values()) p.reject(err);
+        for (const p of this.pending.values()) for (const b of p.batch ?? [p]) b.reject(err);
         this.pending.clear();
+        for (const q of this.queue.splice(0)) q.reject(err);
       });
     }
     this.inSab = inSab;
@@ -155,7 +174,43 @@ export class ChunkPool {
     if (this.failed) throw this.failed;
     const s = this.free.pop();
     if (s !== undefined) return s;
+    this.flush(); // a slot comes back only when queued jobs run
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  // ---- batching: store jobs queued while a batch is open go out as one message per worker ----
+  private queue: Queued[] = [];
+  private depth = 0;
+
+  beginBatch(): void {
+    this.depth++;
+  }
+
+  endBatch(): void {
+    if (--this.depth <= 0) {
+      this.depth = 0;
+      this.flush();
+    }
+  }
+
+  /** Send queued store jobs now: split in contiguous runs, one message per worker. */
+  flush(): void {
+    if (this.queue.length === 0) return;
+    const q = this.queue;
+    this.queue = [];
+    if (this.failed) {
+      for (const x of q) x.reject(this.failed);
+      return;
+    }
+    const per = Math.ceil(q.length / this.workers.length);
+    for (let w = 0; w < this.workers.length && w * per < q.length; w++) {
+      const part = q.slice(w * per, (w + 1) * per);
+      const seq = ++this.seq;
+      const wi = this.pick();
+      this.busy[wi] = (this.busy[wi] ?? 0) + part.length;
+      this.pending.set(seq, { resolve: () => undefined, reject: () => undefined, batch: part });
+      this.workers[wi]!.postMessage({ op: 'batch', seq, jobs: part.map((x) => x.job) });
+    }
   }
 
   release(slot: number): void {
@@ -188,7 +243,9 @@ export class ChunkPool {
 
   /** Hash, dedup-check and compress one slot (or the given runs of it), after an optional merge. */
   store(job: StoreJob): Promise<StoreResult[]> {
-    return this.submit({ op: 'store', ...job });
+    if (this.depth === 0) return this.submit({ op: 'store', ...job });
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => this.queue.push({ job, resolve, reject }));
   }
 
   encrypted = false;

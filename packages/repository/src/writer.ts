@@ -268,6 +268,12 @@ export class DiskWriter {
     }
   }
 
+  /** Wait for chunk `ci`'s store job (sending any queued jobs first). */
+  private async waitJob(ci: number): Promise<void> {
+    this.rp.pool.flush();
+    await this.jobs.get(ci);
+  }
+
   /** Length of chunk `ci` in the parent (0 past its end). */
   private baseLen(ci: number): number {
     return Math.max(0, Math.min(this.chunkSize, this.baseCapacity - ci * this.chunkSize));
@@ -349,9 +355,25 @@ export class DiskWriter {
       } else if (offset < this.flatPos) throw new RepositoryError('INVALID_ARGUMENT', 'fullImageSha256 requires sequential writes');
       this.flatPos = offset + length;
     }
+    const pool = this.rp.pool;
+    // Store jobs of this call go to the workers in one message each (flushed before any wait on them).
+    pool.beginBatch();
+    try {
+      await this.fillChunks(offset, length, fill);
+    } finally {
+      pool.endBatch();
+    }
+  }
+
+  private async fillChunks(offset: number, length: number, fill: (into: Buffer, diskOffset: number) => void | Promise<void>): Promise<void> {
     await this.flushBefore(offset);
     const cs = this.chunkSize;
     const input = this.rp.pool.input;
+    const fillAt = (view: Buffer, at: number): void | Promise<void> => {
+      const r = fill(view, at);
+      if (r && typeof (r as Promise<void>).then === 'function') this.rp.pool.flush(); // the source is slow: let the workers start
+      return r;
+    };
     let pos = offset;
     const end = offset + length;
     while (pos < end) {
@@ -361,13 +383,13 @@ export class DiskWriter {
       const n = Math.min(clen - within, end - pos);
       this.touched[ci] = 1;
       // A chunk written again in this session: its earlier store must land first (it is the base now).
-      if (this.jobs.has(ci) && !this.pending.has(ci)) await this.jobs.get(ci);
+      if (this.jobs.has(ci) && !this.pending.has(ci)) await this.waitJob(ci);
       if (within === 0 && n === clen && !this.pending.has(ci)) {
         this.forceMerge.delete(ci);
         const slot = await this.rp.pool.acquire();
         const view = input.subarray(slot * cs, slot * cs + clen);
         try {
-          await fill(view, pos);
+          await fillAt(view, pos);
         } catch (err) {
           this.rp.pool.release(slot);
           throw err;
@@ -385,7 +407,7 @@ export class DiskWriter {
           this.pending.set(ci, p);
         }
         const view = input.subarray(p.slot * cs + within, p.slot * cs + within + n);
-        await fill(view, pos);
+        await fillAt(view, pos);
         this.flatHash?.update(view);
         addInterval(p.covered, within, within + n);
         if (p.covered.length === 2 && p.covered[0] === 0 && p.covered[1] === clen) {
@@ -413,7 +435,7 @@ export class DiskWriter {
       const within = pos - ci * cs;
       const n = Math.min(this.chunkLen(ci) - within, end - pos);
       if (within === 0 && n === this.chunkLen(ci) && !this.pending.has(ci)) {
-        if (this.jobs.has(ci)) await this.jobs.get(ci);
+        if (this.jobs.has(ci)) await this.waitJob(ci);
         this.touched[ci] = 1;
         this.forceMerge.delete(ci);
         this.stats.receivedBytes += n;
@@ -639,6 +661,7 @@ export class DiskWriter {
       }
     }
     for (const ci of [...this.pending.keys()].sort((a, b) => a - b)) await this.finalize(ci);
+    this.rp.pool.flush();
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
     if (this.error) throw this.error;
     this.closed = true;
