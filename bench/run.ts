@@ -257,6 +257,7 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', parent: { vmId: 'bench-vm', id: parent }, transport: 'bench' });
   const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
+  const to = performance.now();
   const fd = fs.openSync(img, 'r');
   let read = 0;
   // Coalesce adjacent changed areas into reads of up to 4 MiB (as a Transporter would).
@@ -271,11 +272,14 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
     });
   }
   fs.closeSync(fd);
+  const tw = performance.now();
   const m = await w.commit();
+  const tc = performance.now();
   sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   await repo.close();
-  return { seconds, read, manifestId: m.id, stats: m.stats };
+  const phases = { open: (to - t) / 1000, writes: (tw - to) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
+  return { seconds, read, manifestId: m.id, stats: m.stats, phases };
 }
 
 async function oursRestore(repoDir: string, id: string, out: string | null): Promise<number> {
@@ -295,6 +299,10 @@ function duBytes(p: string): number {
 }
 
 type Row = Record<string, number | string>;
+
+function warm(imgs: Images): void {
+  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 });
+}
 
 async function roundOurs(imgs: Images): Promise<Row> {
   const repoDir = path.join(work, 'repo-ours');
@@ -334,6 +342,7 @@ async function roundOurs(imgs: Images): Promise<Row> {
     full_readall_cpu_seconds: fullAll.cpu,
     full_stored_mib: storedFull / MiB,
     incr_seconds: incr.seconds,
+    incr_phases_s: Object.entries(incr.phases).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '),
     incr_read_bytes: incr.read,
     incr_repo_read_bytes: incr.stats.baseReadBytes,
     incr_merged_chunks: incr.stats.mergedChunks,
@@ -395,7 +404,6 @@ const round2 = (x: number): number => +x.toFixed(x >= 100 ? 1 : 3);
 async function main(): Promise<void> {
   const imgs = makeImages();
   const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
-  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 }); // warm the cache
   // Interleaved rounds (each runs every tool once, the order rotating), medians reported:
   // the host is shared and noisy, so one run of each proves little.
   const tools: Array<() => Promise<Row> | Row> = [() => roundOurs(imgs), ...(ONLY === 'all' ? [() => roundRestic(imgs), () => roundBorg(imgs), () => roundZstd(imgs)] : [])];
@@ -403,7 +411,10 @@ async function main(): Promise<void> {
   for (let r = 0; r < ROUNDS; r++) {
     console.log(`round ${r + 1}/${ROUNDS}`);
     const row: Row = {};
-    for (let k = 0; k < tools.length; k++) Object.assign(row, await tools[(k + r) % tools.length]!());
+    for (let k = 0; k < tools.length; k++) {
+      warm(imgs); // every tool starts from a warm page cache
+      Object.assign(row, await tools[(k + r) % tools.length]!());
+    }
     rounds.push(row);
   }
   const results: Row = { size_mib: SIZE / MiB, chunk_kib: CHUNK / 1024, compression_level: LEVEL ?? 1, rounds: ROUNDS, changed_bytes: changedBytes };

@@ -838,17 +838,22 @@ export class RestorePointWriter {
       await this.packs.finish();
       await this.lock.check();
       const be = this.repo.backend;
-      if (this.session.size > 0) await be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session)));
+      // The index file and the disk indexes become durable together (their fsyncs overlap); the manifest follows.
+      const writes: Array<Promise<void>> = [];
+      if (this.session.size > 0) writes.push(be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session))));
       const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
       for (let i = 0; i < this.disks.length; i++) {
         const d = this.disks[i]!;
         const m = diskManifests[i]!;
         const file = `disk-${i}.didx`;
         const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex(d.diskIndex(), this.repo.config.version));
-        await be.writeFileAtomic(`${dir}/${file}`, sealed);
+        writes.push(be.writeFileAtomic(`${dir}/${file}`, sealed));
         m.file = file;
         m.indexSha256 = crypto.createHash('sha256').update(sealed).digest('hex');
       }
+      const settled = await Promise.allSettled(writes);
+      const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) throw failed.reason;
       const committedAt = new Date(this.repo.now());
       const manifest: Manifest = {
         formatVersion: this.repo.config.version,
