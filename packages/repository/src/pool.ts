@@ -248,7 +248,6 @@ export class ChunkPool {
     return new Promise((resolve, reject) => this.queue.push({ job, resolve, reject }));
   }
 
-  encrypted = false;
   inUse = false;
   key = '';
   private static readonly idle = new Map<string, ChunkPool>();
@@ -270,7 +269,6 @@ export class ChunkPool {
     }
     const pool = await ChunkPool.create(opts);
     pool.key = key;
-    pool.encrypted = opts.keys !== null;
     pool.inUse = true;
     return pool;
   }

@@ -182,14 +182,24 @@ export class Repository {
     return { workers: this.workers, slots, chunkSize: this.config.chunkSize, level: this.config.compression.level, hash: this.config.hash, keys: this.keys };
   }
 
-  /** Read every index file into the in-memory map. Damaged index files throw. */
+  /**
+   * Bring the in-memory map up to date with the index files. Files are
+   * immutable once named, so only new ones are read; when one vanished (GC
+   * consolidated them) everything is re-read. Damaged index files throw.
+   */
   async reloadIndex(): Promise<void> {
-    const index = new Map<string, BlobLocation>();
-    const files: string[] = [];
-    for (const name of await this.backend.list('index')) {
-      if (!name.endsWith('.idx') || isTmpName(name)) continue;
+    const names = (await this.backend.list('index')).filter((n) => n.endsWith('.idx') && !isTmpName(n));
+    const present = new Set(names);
+    const incremental = this.indexFiles.every((f) => present.has(f));
+    const known = new Set(incremental ? this.indexFiles : []);
+    const index = incremental ? this.index : new Map<string, BlobLocation>();
+    const files = incremental ? [...this.indexFiles] : [];
+    for (const name of names) {
+      if (known.has(name)) continue;
       const data = await this.backend.readFile(`index/${name}`);
-      decodeIndex(unseal(SealedKind.Index, data, this.keys, `index/${name}`), `index/${name}`, index);
+      const entries = new Map<string, BlobLocation>();
+      decodeIndex(unseal(SealedKind.Index, data, this.keys, `index/${name}`), `index/${name}`, entries);
+      for (const [id, loc] of entries) index.set(id, loc);
       files.push(name);
     }
     this.index = index;
