@@ -274,10 +274,13 @@ export class DiskWriter {
     await this.jobs.get(ci);
   }
 
-  /** Length of chunk `ci` in the parent (0 past its end). */
+  /** Length of chunk `ci`'s base: the parent's (0 past its end), or the full length once stored in this session. */
   private baseLen(ci: number): number {
+    if (this.settled.has(ci)) return this.chunkLen(ci);
     return Math.max(0, Math.min(this.chunkSize, this.baseCapacity - ci * this.chunkSize));
   }
+  /** Chunks whose id/pieces were set in this session (their base is now this session's content). */
+  private readonly settled = new Set<number>();
   private readonly forceMerge = new Set<number>();
 
   private chunkLen(ci: number): number {
@@ -289,6 +292,7 @@ export class DiskWriter {
   }
 
   private setId(ci: number, hex: string): void {
+    this.settled.add(ci);
     this.pieces.delete(ci);
     this.ids.write(hex, ci * ID_BYTES, 'hex');
   }
@@ -299,6 +303,7 @@ export class DiskWriter {
     const only = ps.length === 1 ? ps[0]! : null;
     if (only && only.id === HOLE_HEX) return this.setHole(ci);
     if (only && only.srcOff === 0 && rawLenOf(only.id) === only.len) return this.setId(ci, only.id);
+    this.settled.add(ci);
     SPLIT_ID.copy(this.ids, ci * ID_BYTES);
     this.pieces.set(ci, ps);
     this.stats.splitChunks++;
@@ -456,6 +461,7 @@ export class DiskWriter {
   }
 
   private setHole(ci: number): void {
+    this.settled.add(ci);
     this.pieces.delete(ci);
     HOLE_ID.copy(this.ids, ci * ID_BYTES);
     this.stats.zeroChunks++;

@@ -189,6 +189,26 @@ describe('sub-chunk pieces (format v2 incrementals)', () => {
     await repo.close();
   });
 
+  it('a grown disk: data written twice in one session into the old short last chunk is kept', async () => {
+    const { root, repo } = await fresh();
+    const img = makeImage(CHUNK * 3 + 100 * KiB, 13); // last chunk 100 KiB
+    crypto.randomFillSync(img, 2 * CHUNK, CHUNK + 100 * KiB);
+    const m1 = await backup(repo, img, null, 'all');
+    const grown = Buffer.alloc(CHUNK * 4);
+    img.copy(grown);
+    const w = await openRestorePointWriter(repo, { vmId: 'vm', parent: { vmId: 'vm', id: m1.id } });
+    const d = await w.openDisk({ key: 'd0', capacity: grown.length });
+    crypto.randomFillSync(grown, 3 * CHUNK + 192 * KiB, 64 * KiB); // beyond the parent's end
+    await d.write(3 * CHUNK, grown.subarray(3 * CHUNK, 4 * CHUNK)); // the whole chunk: stored at once
+    crypto.randomFillSync(grown, 3 * CHUNK, 64 * KiB); // then one block of it is written again
+    await d.write(3 * CHUNK, grown.subarray(3 * CHUNK, 3 * CHUNK + 64 * KiB));
+    const m2 = await w.commit();
+    await expectRestores(repo, root, m2, grown);
+    await expectRestores(repo, root, m1, img);
+    expect((await verify(repo)).ok).toBe(true);
+    await repo.close();
+  });
+
   it('the v2 disk index rejects pieces that do not tile their chunk', () => {
     const ids = Buffer.alloc(2 * 32);
     SPLIT_ID.copy(ids, 32);
