@@ -402,6 +402,8 @@ const median = (xs: number[]): number => {
 const round2 = (x: number): number => +x.toFixed(x >= 100 ? 1 : 3);
 
 async function main(): Promise<void> {
+  const os = await import('node:os');
+  const loadStart = os.loadavg()[0]!;
   const imgs = makeImages();
   const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
   // Interleaved rounds (each runs every tool once, the order rotating), medians reported:
@@ -444,7 +446,9 @@ async function main(): Promise<void> {
   results.incr_pct_of_full_rounds = incrPct.map((v) => v.toFixed(1)).join(' ');
   results.incr_read_vs_changed = +((results.incr_read_bytes as number) / changedBytes).toFixed(2);
   results.peak_rss_mib = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
-  results.machine = `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`;
+  results.machine = `${process.platform} ${process.arch}, ${os.cpus().length} cores, node ${process.version}`;
+  // The host is shared: the 1-minute load average before and after tells how much.
+  results.load_avg_start_end = `${loadStart.toFixed(1)} / ${os.loadavg()[0]!.toFixed(1)}`;
   results.date = new Date().toISOString();
 
   console.log('\n| metric | value |\n|---|---|');
