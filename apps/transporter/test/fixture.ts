@@ -44,6 +44,8 @@ export interface Bench {
   /** A restore run as the Director writes it (kind restore or drill, the request on the row); returns its ids. */
   newRestoreRun(request: Record<string, unknown>): Promise<{ runId: string; runVmId: string }>;
   cancelled: Set<string>;
+  /** A fake device layer the backup handler uses instead of the real one while set (tests of what cannot fail here). */
+  devicesOverride: ReturnType<typeof createLocalDevices> | null;
   /** Called synchronously with every published event (a test can react before the next read). */
   onEvent: ((e: { type: string; [k: string]: unknown }) => void) | null;
   /** Creates a job for these VMs and one run with its items; returns the run and item ids. */
@@ -95,13 +97,21 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     events.push(e);
     bench.onEvent?.(e);
   };
+  // The backup handler sees `bench.devicesOverride` when a test sets one (a fake device layer), else the real one.
+  const deviceLayer = new Proxy(devices, {
+    get: (real, key) => {
+      const d = bench.devicesOverride ?? real;
+      const v = Reflect.get(d, key) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(d) : v;
+    },
+  });
   const handler = createBackupVmHandler({
     db,
     secretKey,
     transporterId,
     log,
     journal,
-    devices,
+    devices: deviceLayer,
     connect: (row) => connector.session(row),
     publish,
     isCancelled: (runId) => cancelled.has(runId),
@@ -123,6 +133,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
 
   const bench: Bench = {
     onEvent: null,
+    devicesOverride: null,
     restoreHandler,
     async newRestoreRun(request) {
       const run = await db.jobRun.create({
