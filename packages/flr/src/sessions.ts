@@ -14,6 +14,7 @@
  * who opened the session, is held only in memory (as its SHA-256) and appears
  * in no path, journal row or log line.
  */
+import type { BrowsePartitionDto } from '@vaultline/contracts';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,24 +36,8 @@ export class FlrSessionError extends Error {
   }
 }
 
-export interface PartitionView {
-  /** Stable within the session: "d<disk index>p<number>" ("d0" for a filesystem on the whole disk). */
-  id: string;
-  disk: string;
-  number: number;
-  offsetBytes: number;
-  sizeBytes: number;
-  partitionType: string | null;
-  partitionName: string | null;
-  filesystem: string | null;
-  label: string | null;
-  uuid: string | null;
-  mounted: boolean;
-  /** How it is mounted ("ext4 (kernel, ro,noload)"), when mounted. */
-  driver?: string;
-  /** Why it is not mounted, when not. */
-  reason?: string;
-}
+/** A partition as the API shows it ("d<disk index>p<number>" ids, stable within the session). */
+export type PartitionView = BrowsePartitionDto;
 
 export interface DiskView {
   key: string;
