@@ -159,9 +159,26 @@ export class DiskReader {
     }
     if (into && into.length < length) throw new RepositoryError('INVALID_ARGUMENT', `read buffer of ${into.length} bytes is shorter than ${length}`);
     const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-    if (this.seq) return this.readSequential(offset, out);
-    return this.readRandom(offset, out);
+    this.inflight += 1;
+    try {
+      // The pipeline serves one reader reading in order. Concurrent reads (an NBD client with
+      // several requests in flight, say) are served at random: it stops, and its in-flight read,
+      // if any, finishes at random too.
+      if (this.inflight > 1) {
+        this.stopSequential();
+        return await this.readRandom(offset, out);
+      }
+      if (this.seq) {
+        const got = await this.readSequential(offset, out);
+        if (got) return got;
+      }
+      return await this.readRandom(offset, out);
+    } finally {
+      this.inflight -= 1;
+    }
   }
+
+  private inflight = 0;
 
   private lastEnd = 0;
   private sequentialReads = 0;
@@ -187,12 +204,14 @@ export class DiskReader {
     this.stopSequential();
   }
 
-  private async readSequential(offset: number, out: Buffer): Promise<Buffer> {
+  /** The pipeline's answer, or null when it was stopped meanwhile (the caller reads at random). */
+  private async readSequential(offset: number, out: Buffer): Promise<Buffer | null> {
     const seq = this.seq!;
     try {
       return await seq.read(offset, out);
     } catch (err) {
       if (this.seq === seq) this.stopSequential();
+      if (err instanceof StreamCancelled) return null;
       throw err;
     }
   }
@@ -556,6 +575,7 @@ class SequentialStream {
     for (const s of this.stages) s.release();
     this.stages = [];
     this.cancelStage?.(new StreamCancelled());
+    this.wake(); // a read waiting for a stage learns it was cancelled
     void this.run;
   }
 
@@ -578,6 +598,8 @@ class SequentialStream {
           break;
         }
         await new Promise<void>((resolve) => (this.waiter = resolve));
+        // Cancelled while waiting: the stages are gone, so what follows is not known to be holes.
+        if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
         continue;
       }
       if (pos < s.offset) {
