@@ -357,9 +357,10 @@ describe('file-level restore sessions time out when idle and are limited in numb
     const second = await post();
     expect(second.statusCode).toBe(429);
     expect(second.json().message).toContain('1 browse sessions are open');
+    // The idle close tears down layer by layer and resolves each journal row after its undo: wait for all of it.
     const end = Date.now() + 30_000;
-    const anyLeft = () => Object.values(leftoversUnder(root)).some((l) => l.length > 0);
-    while (Date.now() < end && anyLeft()) await new Promise((r) => setTimeout(r, 250));
+    const open = async () => Object.values(leftoversUnder(root)).some((l) => l.length > 0) || (await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })) > 0;
+    while (Date.now() < end && (await open())) await new Promise((r) => setTimeout(r, 250));
     expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
     const gone = await d.app.fastify.inject({ method: 'GET', url: `/api/restore-points/${pointId}/browse/${token}/list?partition=d0p1`, headers: { cookie } });
     expect(gone.statusCode).toBe(404);
