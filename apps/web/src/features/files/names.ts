@@ -21,7 +21,12 @@ const utf8 = new TextDecoder('utf-8', { fatal: false });
 /** The folders from the root down to `ref`: each one's name (as text, lossy) and ref. */
 export function crumbs(ref: string): Array<{ name: string; ref: string }> {
   if (!ref) return [];
-  const bytes = refToBytes(ref);
+  let bytes: Uint8Array;
+  try {
+    bytes = refToBytes(ref);
+  } catch {
+    return []; // not base64url (an edited address): the Director refuses it and the page shows its answer
+  }
   const out: Array<{ name: string; ref: string }> = [];
   let start = 0;
   for (let i = 0; i <= bytes.length; i++) {
@@ -30,12 +35,6 @@ export function crumbs(ref: string): Array<{ name: string; ref: string }> {
     start = i + 1;
   }
   return out;
-}
-
-/** The ref of the folder that holds `ref` ('' for the root). */
-export function parentRef(ref: string): string {
-  const c = crumbs(ref);
-  return c.length > 1 ? c[c.length - 2]!.ref : '';
 }
 
 /** C0/C1 controls, zero-width characters, and the marks and overrides that reorder text (an "exe.txt" that is "txt.exe"). */
