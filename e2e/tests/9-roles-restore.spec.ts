@@ -1,24 +1,7 @@
 import { expect, test, type Page } from '@playwright/test';
-import { nav, shot, signIn, signOut, url } from '../fixtures/session.ts';
+import { nav, shot, signInAsNew, url } from '../fixtures/session.ts';
 
 const VM = 'e2e-rst-01';
-
-/** Creates a user as admin (API), then signs in as them through the first-login password change. */
-async function signInAsNew(page: Page, username: string, role: 'viewer' | 'operator') {
-  await signIn(page);
-  const once = `${username}-one-time-1`;
-  const res = await page.request.post(`${url()}/api/users`, { data: { username, role, password: once } });
-  expect(res.status(), await res.text()).toBe(201);
-  await signOut(page);
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password').fill(once);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByLabel('One-time password').fill(once);
-  await page.getByLabel(/^New password/).first().fill(`${username}-chosen-2`);
-  await page.getByLabel('New password again').fill(`${username}-chosen-2`);
-  await page.getByRole('button', { name: 'Save and continue' }).click();
-  await expect(page.getByRole('heading', { name: 'Overview' })).toBeVisible();
-}
 
 const openLocalRepository = async (page: Page) => {
   await nav(page, 'Repositories');

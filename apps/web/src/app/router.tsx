@@ -16,6 +16,7 @@ const VCentersPage = lazy(() => import('../features/vcenters/VCentersPage.tsx'))
 const UsersPage = lazy(() => import('../features/users/UsersPage.tsx'));
 const PasswordPage = lazy(() => import('../features/auth/PasswordPage.tsx'));
 const RestoreWizardPage = lazy(() => import('../features/restores/RestoreWizardPage.tsx'));
+const FileBrowserPage = lazy(() => import('../features/files/FileBrowserPage.tsx'));
 const DrillsPage = lazy(() => import('../features/drills/DrillsPage.tsx'));
 const DrillFormPage = lazy(() => import('../features/drills/DrillFormPage.tsx'));
 const NotificationsPage = lazy(() => import('../features/notifications/NotificationsPage.tsx'));
@@ -43,6 +44,7 @@ export function AppRoutes() {
         <Route path={paths.repositories} element={<RepositoriesPage />} />
         <Route path="/repositories/:id" element={<RepositoryPage />} />
         <Route path={paths.restore} element={<RestoreWizardPage />} />
+        <Route path="/restore-points/:id/files" element={<FileBrowserPage />} />
         <Route path={paths.drills} element={<DrillsPage />} />
         <Route path={paths.newDrill} element={<DrillFormPage />} />
         <Route path="/drills/:id/edit" element={<DrillFormPage />} />

@@ -12,6 +12,8 @@ export const paths = {
   restorePoint: (id: string) => `/restore?point=${encodeURIComponent(id)}`,
   restoreVm: (vm: string) => `/restore?vm=${encodeURIComponent(vm)}`,
   restore: '/restore',
+  /** The file browser of a restore point (file-level restore). */
+  browseFiles: (id: string) => `/restore-points/${encodeURIComponent(id)}/files`,
   drills: '/drills',
   newDrill: '/drills/new',
   editDrill: (id: string) => `/drills/${id}/edit`,

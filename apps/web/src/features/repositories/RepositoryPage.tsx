@@ -101,9 +101,14 @@ export default function RepositoryPage() {
                     <td>{p.runId ? <Link to={paths.run(p.runId)}>run</Link> : <span className="muted">—</span>}</td>
                     <td className="actions">
                       {operator && (
-                        <Link className="button" to={paths.restorePoint(p.id)} aria-label={`Restore ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
-                          Restore…
-                        </Link>
+                        <>
+                          <Link className="button" to={paths.browseFiles(p.id)} aria-label={`Browse files of ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                            Browse files
+                          </Link>
+                          <Link className="button" to={paths.restorePoint(p.id)} aria-label={`Restore ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                            Restore…
+                          </Link>
+                        </>
                       )}
                     </td>
                   </tr>
