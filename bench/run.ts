@@ -1,14 +1,16 @@
 /**
  * Repository benchmark (a script that prints figures, never a test).
  *
- *   tsx bench/run.ts [--size-gib 4] [--chunk-kib 256] [--only ours] [--rounds 1]
+ *   tsx bench/run.ts [--size-gib 4] [--chunk-kib 256] [--only ours] [--rounds 3] [--level N]
  *
  * Makes a seeded VM-like disk image and a "next day" copy under bench/work/
  * (git-ignored; reused when the parameters match), then in one run measures:
  * our full backup, our incremental given the changed-area list, our restore
  * of the latest point; restic, borg (lz4) and `zstd -T0 -1` on the same
- * images. Every timed step ends durable (our commit fsyncs; peers are followed
- * by `sync`). Prints a table and writes bench/results.json.
+ * images. Every timed step starts after a `sync` and ends durable (our commit
+ * fsyncs; peers are followed by `sync`). Rounds run every tool once each, in a
+ * rotating order; medians and per-round ratios are reported. Prints a table
+ * and writes bench/results.json (default parameters only).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -27,6 +29,8 @@ const arg = (name: string, def: string): string => {
 const SIZE = Math.round(Number(arg('size-gib', '4')) * 1024 ** 3);
 const CHUNK = Number(arg('chunk-kib', '256')) * 1024;
 const ONLY = arg('only', 'all');
+const ROUNDS = Math.max(1, Number(arg('rounds', '3')));
+const LEVEL = arg('level', '') === '' ? null : Number(arg('level', ''));
 const SEED = Number(arg('seed', '20261125'));
 const MiB = 1024 * 1024;
 const BLOCK = 64 * 1024;
@@ -47,6 +51,7 @@ function sh(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): void {
 }
 
 function timed(fn: () => void): number {
+  sh('sync', []); // leftovers of earlier steps are not charged to this one
   const t = performance.now();
   fn();
   sh('sync', []);
@@ -67,6 +72,8 @@ interface Images {
   day1: string;
   day2: string;
   changes: Array<[number, number]>;
+  /** Day 1's allocated extents (not sparse holes), as a Transporter gets them from CBT for a full backup. */
+  allocated: Array<[number, number]>;
 }
 
 function makeCorpus(r: () => number): Buffer {
@@ -107,15 +114,59 @@ function makeCorpus(r: () => number): Buffer {
   return corpus;
 }
 
+type Kind = 'hole' | 'zero' | 'comp' | 'rand';
+
+/**
+ * Day 1's extents, in order, from the seeded generator. Comp extents carry the
+ * corpus offset of each 4 KiB page. Generation and the allocation-map replay
+ * both use this, so they consume the generator identically.
+ */
+function layoutDay1(r: () => number, corpusLength: number, each: (kind: Kind, off: number, len: number, pages: number[]) => void): void {
+  let off = 0;
+  while (off < SIZE) {
+    const len = Math.min(SIZE - off, BLOCK * (1 + Math.floor(r() * 64)));
+    const k = r();
+    const kind: Kind = k < 0.27 ? 'hole' : k < 0.45 ? 'zero' : k < 0.8 ? 'comp' : 'rand';
+    const pages: number[] = [];
+    if (kind === 'comp') for (let p = 0; p < len; p += 4096) pages.push(Math.floor(r() * (corpusLength - 4096)));
+    each(kind, off, len, pages);
+    off += len;
+  }
+}
+
+/** Allocated extents (everything but the sparse holes), merged: what CBT's changeId "*" reports for a thin disk. */
+function allocatedOf(holes: Array<[number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let pos = 0;
+  for (const [o, l] of holes) {
+    if (o > pos) out.push([pos, o - pos]);
+    pos = o + l;
+  }
+  if (pos < SIZE) out.push([pos, SIZE - pos]);
+  return out;
+}
+
 function makeImages(): Images {
   fs.mkdirSync(work, { recursive: true });
   const tag = `v3-${SEED}-${SIZE}`;
-  const day1 = path.join(work, 'day1.img');
-  const day2 = path.join(work, 'day2.img');
-  const meta = path.join(work, 'images.json');
+  // One cached pair per size/seed, so development runs at 1 GiB keep the 4 GiB pair.
+  const day1 = path.join(work, `day1-${tag}.img`);
+  const day2 = path.join(work, `day2-${tag}.img`);
+  const meta = path.join(work, `images-${tag}.json`);
   if (fs.existsSync(meta)) {
-    const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { tag: string; changes: Array<[number, number]> };
-    if (m.tag === tag && fs.existsSync(day1) && fs.existsSync(day2)) return { day1, day2, changes: m.changes };
+    const m = JSON.parse(fs.readFileSync(meta, 'utf8')) as { tag: string; changes: Array<[number, number]>; allocated?: Array<[number, number]> };
+    if (m.tag === tag && fs.existsSync(day1) && fs.existsSync(day2)) {
+      if (!m.allocated) {
+        // Images cached before the allocation map was recorded: replay the generator's layout.
+        const r = rng(SEED);
+        const corpus = makeCorpus(r);
+        const holes: Array<[number, number]> = [];
+        layoutDay1(r, corpus.length, (kind, off, len) => kind === 'hole' && holes.push([off, len]));
+        m.allocated = allocatedOf(holes);
+        fs.writeFileSync(meta, JSON.stringify(m));
+      }
+      return { day1, day2, changes: m.changes, allocated: m.allocated };
+    }
   }
   console.log(`generating ${SIZE / MiB} MiB images (seed ${SEED}) ...`);
   const r = rng(SEED);
@@ -124,25 +175,21 @@ function makeImages(): Images {
   fs.ftruncateSync(fd, SIZE);
   const buf = Buffer.alloc(4 * MiB);
   const counts = { hole: 0, zero: 0, comp: 0, rand: 0 };
-  let off = 0;
-  while (off < SIZE) {
-    const len = Math.min(SIZE - off, BLOCK * (1 + Math.floor(r() * 64)));
-    const k = r();
-    const kind = k < 0.27 ? 'hole' : k < 0.45 ? 'zero' : k < 0.8 ? 'comp' : 'rand';
+  const holes: Array<[number, number]> = [];
+  layoutDay1(r, corpus.length, (kind, off, len, pages) => {
     counts[kind] += len;
     const b = buf.subarray(0, len);
     if (kind === 'zero') b.fill(0);
     else if (kind === 'rand') crypto.randomFillSync(b);
     else if (kind === 'comp') {
-      for (let p = 0; p < len; p += 4096) {
-        const src = Math.floor(r() * (corpus.length - 4096));
-        corpus.copy(b, p, src, src + 4096);
-        crypto.randomFillSync(b, p, 24); // makes every page unique
-      }
+      pages.forEach((src, i) => {
+        corpus.copy(b, i * 4096, src, src + 4096);
+        crypto.randomFillSync(b, i * 4096, 24); // makes every page unique
+      });
     }
     if (kind !== 'hole') fs.writeSync(fd, b, 0, len, off);
-    off += len;
-  }
+    else holes.push([off, len]);
+  });
   fs.closeSync(fd);
   execFileSync('cp', ['--sparse=always', day1, day2]);
   // Day 2: 2% of 64 KiB blocks changed at scattered offsets.
@@ -162,40 +209,56 @@ function makeImages(): Images {
     fs.writeSync(fd2, b, 0, BLOCK, o);
   }
   fs.closeSync(fd2);
-  fs.writeFileSync(meta, JSON.stringify({ tag, counts, changes }));
+  const allocated = allocatedOf(holes);
+  fs.writeFileSync(meta, JSON.stringify({ tag, counts, changes, allocated }));
   console.log('composition (MiB):', Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, Math.round(v / MiB)])));
-  return { day1, day2, changes };
+  return { day1, day2, changes, allocated };
 }
 
 // ---- ours ------------------------------------------------------------------
-async function oursFull(repoDir: string, img: string): Promise<{ seconds: number; cpu: number; manifestId: string }> {
+function readFully(fd: number, into: Buffer, at: number): number {
+  let got = 0;
+  while (got < into.length) {
+    const n = fs.readSync(fd, into, got, into.length - got, at + got);
+    if (n === 0) throw new Error(`short read at ${at + got}`);
+    got += n;
+  }
+  return got;
+}
+
+/** Full backup of `img`, reading `areas` (all of it by default) straight into the writer's slots. */
+async function oursFull(repoDir: string, img: string, areas: Array<[number, number]> = [[0, SIZE]]): Promise<{ seconds: number; cpu: number; manifestId: string; phases: Record<string, number> }> {
   const repo = await Repository.open(repoDir);
+  sh('sync', []);
   const cpu0 = process.cpuUsage();
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', transport: 'bench' });
   const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
   const fd = fs.openSync(img, 'r');
-  const buf = Buffer.allocUnsafe(4 * MiB); // one reused read buffer
-  for (let off = 0; off < SIZE; off += buf.length) {
-    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, SIZE - off), off);
-    await disk.write(off, buf.subarray(0, n));
+  // The source is read straight into the writer's chunk slots (writeFrom), in steps of up to 4 MiB.
+  for (const [start, len] of areas) {
+    for (let off = start; off < start + len; off += 4 * MiB) await disk.writeFrom(off, Math.min(4 * MiB, start + len - off), (into, at) => readFully(fd, into, at));
   }
   fs.closeSync(fd);
+  const tw = performance.now();
   const m = await w.commit();
+  const tc = performance.now();
   sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   const c = process.cpuUsage(cpu0);
   await repo.close();
-  return { seconds, cpu: (c.user + c.system) / 1e6, manifestId: m.id };
+  const phases = { writes: (tw - t) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
+  return { seconds, cpu: (c.user + c.system) / 1e6, manifestId: m.id, phases };
 }
 
 async function oursIncr(repoDir: string, img: string, parent: string, changes: Array<[number, number]>) {
   const repo = await Repository.open(repoDir);
+  sh('sync', []);
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', parent: { vmId: 'bench-vm', id: parent }, transport: 'bench' });
   const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
+  const to = performance.now();
   const fd = fs.openSync(img, 'r');
-  const buf = Buffer.allocUnsafe(4 * MiB);
   let read = 0;
   // Coalesce adjacent changed areas into reads of up to 4 MiB (as a Transporter would).
   let i = 0;
@@ -203,21 +266,25 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
     const start = changes[i]![0];
     let end = start + changes[i]![1];
     i++;
-    while (i < changes.length && changes[i]![0] === end && end - start + changes[i]![1] <= buf.length) end += changes[i++]![1];
-    const n = fs.readSync(fd, buf, 0, end - start, start);
-    read += n;
-    await disk.write(start, buf.subarray(0, n));
+    while (i < changes.length && changes[i]![0] === end && end - start + changes[i]![1] <= 4 * MiB) end += changes[i++]![1];
+    await disk.writeFrom(start, end - start, (into, at) => {
+      read += readFully(fd, into, at);
+    });
   }
   fs.closeSync(fd);
+  const tw = performance.now();
   const m = await w.commit();
+  const tc = performance.now();
   sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   await repo.close();
-  return { seconds, read, manifestId: m.id, stats: m.stats };
+  const phases = { open: (to - t) / 1000, writes: (tw - to) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
+  return { seconds, read, manifestId: m.id, stats: m.stats, phases };
 }
 
 async function oursRestore(repoDir: string, id: string, out: string | null): Promise<number> {
   const repo = await Repository.open(repoDir);
+  sh('sync', []);
   const t = performance.now();
   const r = await openDiskReader(repo, { vmId: 'bench-vm', id }, 'scsi0:0');
   if (out) await r.restoreToFile(out);
@@ -231,18 +298,26 @@ function duBytes(p: string): number {
   return Number(execFileSync('du', ['-sb', p]).toString().split('\t')[0]);
 }
 
-async function main(): Promise<void> {
-  const imgs = makeImages();
-  const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
-  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 }); // warm the cache
-  const results: Record<string, number | string> = { size_mib: SIZE / MiB, chunk_kib: CHUNK / 1024, changed_bytes: changedBytes };
+type Row = Record<string, number | string>;
 
-  // ours
+function warm(imgs: Images): void {
+  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 });
+}
+
+async function roundOurs(imgs: Images): Promise<Row> {
   const repoDir = path.join(work, 'repo-ours');
   fs.rmSync(repoDir, { recursive: true, force: true });
-  await Repository.init(repoDir, { chunkSize: CHUNK });
-  console.log('ours: full backup ...');
-  const full = await oursFull(repoDir, imgs.day1);
+  await Repository.init(repoDir, { chunkSize: CHUNK, ...(LEVEL !== null ? { compressionLevel: LEVEL } : {}) });
+  // The whole image read through, every byte (as the peers do): a separate repository, measured first.
+  console.log('ours: full backup reading every byte ...');
+  const allDir = path.join(work, 'repo-ours-readall');
+  fs.rmSync(allDir, { recursive: true, force: true });
+  await Repository.init(allDir, { chunkSize: CHUNK, ...(LEVEL !== null ? { compressionLevel: LEVEL } : {}) });
+  const fullAll = await oursFull(allDir, imgs.day1);
+  fs.rmSync(allDir, { recursive: true, force: true });
+  // As the product does it: the allocated areas only (CBT changeId "*"), unallocated areas are holes.
+  console.log('ours: full backup of the allocated areas ...');
+  const full = await oursFull(repoDir, imgs.day1, imgs.allocated);
   const storedFull = duBytes(repoDir);
   console.log('ours: incremental ...');
   const incr = await oursIncr(repoDir, imgs.day2, full.manifestId, imgs.changes);
@@ -253,71 +328,133 @@ async function main(): Promise<void> {
   const restoreS = await oursRestore(repoDir, incr.manifestId, restoreOut);
   const same = spawnSync('cmp', ['-s', restoreOut, imgs.day2]).status === 0;
   fs.rmSync(restoreOut, { force: true });
-  console.log('ours: stats ...');
   const repo = await Repository.open(repoDir);
   const st = await stats(repo);
   await repo.close();
-  Object.assign(results, {
-    full_seconds: +full.seconds.toFixed(3),
-    full_mib_s: +(SIZE / MiB / full.seconds).toFixed(1),
-    full_cpu_seconds: +full.cpu.toFixed(2),
-    full_stored_mib: +(storedFull / MiB).toFixed(1),
-    incr_seconds: +incr.seconds.toFixed(3),
+  return {
+    full_seconds: full.seconds,
+    full_mib_s: SIZE / MiB / full.seconds,
+    full_cpu_seconds: full.cpu,
+    full_phases_s: Object.entries(full.phases).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', '),
+    full_read_mib: imgs.allocated.reduce((a, x) => a + x[1], 0) / MiB,
+    full_readall_seconds: fullAll.seconds,
+    full_readall_mib_s: SIZE / MiB / fullAll.seconds,
+    full_readall_cpu_seconds: fullAll.cpu,
+    full_stored_mib: storedFull / MiB,
+    incr_seconds: incr.seconds,
+    incr_phases_s: Object.entries(incr.phases).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '),
     incr_read_bytes: incr.read,
     incr_repo_read_bytes: incr.stats.baseReadBytes,
     incr_merged_chunks: incr.stats.mergedChunks,
-    incr_stored_mib: +(storedIncr / MiB).toFixed(1),
-    incr_pct_of_full: +((100 * incr.seconds) / full.seconds).toFixed(1),
-    restore_seconds: +restoreS.toFixed(3),
-    restore_mib_s: +(SIZE / MiB / restoreS).toFixed(1),
+    incr_split_chunks: incr.stats.splitChunks,
+    incr_stored_mib: storedIncr / MiB,
+    incr_pct_of_full: (100 * incr.seconds) / full.seconds,
+    restore_seconds: restoreS,
+    restore_mib_s: SIZE / MiB / restoreS,
     restore_bit_exact: same ? 'yes' : 'NO',
-    restore_stream_seconds: +restoreStreamS.toFixed(3),
-    restore_stream_mib_s: +(SIZE / MiB / restoreStreamS).toFixed(1),
-    dedup_ratio: +st.dedupRatio.toFixed(2),
-    compression_ratio: +st.compressionRatio.toFixed(2),
-  });
-  results.peak_rss_mib = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
+    restore_stream_seconds: restoreStreamS,
+    restore_stream_mib_s: SIZE / MiB / restoreStreamS,
+    dedup_ratio: st.dedupRatio,
+    compression_ratio: st.compressionRatio,
+  };
+}
 
-  if (ONLY === 'all') {
-    // restic
-    if (ensureTool('restic', 'restic')) {
-      const rr = path.join(work, 'repo-restic');
-      fs.rmSync(rr, { recursive: true, force: true });
-      const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rr, RESTIC_CACHE_DIR: path.join(work, 'restic-cache') };
-      sh('restic', ['init'], env);
-      const t1 = timed(() => sh('restic', ['backup', '--quiet', imgs.day1], env));
-      const t2 = timed(() => sh('restic', ['backup', '--quiet', imgs.day2], env));
-      Object.assign(results, { restic_full_seconds: +t1.toFixed(3), restic_full_mib_s: +(SIZE / MiB / t1).toFixed(1), restic_incr_seconds: +t2.toFixed(3) });
-      fs.rmSync(rr, { recursive: true, force: true });
+function roundRestic(imgs: Images): Row {
+  if (!ensureTool('restic', 'restic')) return {};
+  console.log('restic ...');
+  const rr = path.join(work, 'repo-restic');
+  fs.rmSync(rr, { recursive: true, force: true });
+  const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rr, RESTIC_CACHE_DIR: path.join(work, 'restic-cache') };
+  sh('restic', ['init'], env);
+  const t1 = timed(() => sh('restic', ['backup', '--quiet', imgs.day1], env));
+  const t2 = timed(() => sh('restic', ['backup', '--quiet', imgs.day2], env));
+  fs.rmSync(rr, { recursive: true, force: true });
+  return { restic_full_seconds: t1, restic_full_mib_s: SIZE / MiB / t1, restic_incr_seconds: t2 };
+}
+
+function roundBorg(imgs: Images): Row {
+  if (!ensureTool('borg', 'borgbackup')) return {};
+  console.log('borg ...');
+  const br = path.join(work, 'repo-borg');
+  fs.rmSync(br, { recursive: true, force: true });
+  const env = { BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_BASE_DIR: path.join(work, 'borg-base') };
+  sh('borg', ['init', '-e', 'none', br], env);
+  const t1 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day1`, imgs.day1], env));
+  const t2 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day2`, imgs.day2], env));
+  fs.rmSync(br, { recursive: true, force: true });
+  return { borg_full_seconds: t1, borg_full_mib_s: SIZE / MiB / t1, borg_incr_seconds: t2 };
+}
+
+function roundZstd(imgs: Images): Row {
+  if (!ensureTool('zstd', 'zstd')) return {};
+  console.log('zstd ...');
+  const out = path.join(work, 'day1.img.zst');
+  const t = timed(() => sh('zstd', ['-q', '-T0', '-1', '-f', imgs.day1, '-o', out]));
+  const stored = fs.statSync(out).size / MiB;
+  fs.rmSync(out, { force: true });
+  return { zstd_cli_seconds: t, zstd_cli_mib_s: SIZE / MiB / t, zstd_cli_stored_mib: stored };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round2 = (x: number): number => +x.toFixed(x >= 100 ? 1 : 3);
+
+async function main(): Promise<void> {
+  const os = await import('node:os');
+  const loadStart = os.loadavg()[0]!;
+  const imgs = makeImages();
+  const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
+  // Interleaved rounds (each runs every tool once, the order rotating), medians reported:
+  // the host is shared and noisy, so one run of each proves little.
+  const tools: Array<() => Promise<Row> | Row> = [() => roundOurs(imgs), ...(ONLY === 'all' ? [() => roundRestic(imgs), () => roundBorg(imgs), () => roundZstd(imgs)] : [])];
+  const rounds: Row[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    console.log(`round ${r + 1}/${ROUNDS}`);
+    const row: Row = {};
+    for (let k = 0; k < tools.length; k++) {
+      warm(imgs); // every tool starts from a warm page cache
+      Object.assign(row, await tools[(k + r) % tools.length]!());
     }
-    // borg
-    if (ensureTool('borg', 'borgbackup')) {
-      const br = path.join(work, 'repo-borg');
-      fs.rmSync(br, { recursive: true, force: true });
-      const env = { BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_BASE_DIR: path.join(work, 'borg-base') };
-      sh('borg', ['init', '-e', 'none', br], env);
-      const t1 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day1`, imgs.day1], env));
-      const t2 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day2`, imgs.day2], env));
-      Object.assign(results, { borg_full_seconds: +t1.toFixed(3), borg_full_mib_s: +(SIZE / MiB / t1).toFixed(1), borg_incr_seconds: +t2.toFixed(3) });
-      fs.rmSync(br, { recursive: true, force: true });
-    }
-    // zstd CLI, one stream
-    if (ensureTool('zstd', 'zstd')) {
-      const out = path.join(work, 'day1.img.zst');
-      const t = timed(() => sh('zstd', ['-q', '-T0', '-1', '-f', imgs.day1, '-o', out]));
-      Object.assign(results, { zstd_cli_seconds: +t.toFixed(3), zstd_cli_mib_s: +(SIZE / MiB / t).toFixed(1), zstd_cli_stored_mib: +(fs.statSync(out).size / MiB).toFixed(1) });
-      fs.rmSync(out, { force: true });
-    }
-    const r = (a: string, b: string) => (typeof results[a] === 'number' && typeof results[b] === 'number' ? +((results[a] as number) / (results[b] as number)).toFixed(2) : 'n/a');
-    Object.assign(results, { full_vs_restic: r('full_mib_s', 'restic_full_mib_s'), full_vs_borg_lz4: r('full_mib_s', 'borg_full_mib_s'), full_vs_zstd_cli: r('full_mib_s', 'zstd_cli_mib_s') });
+    rounds.push(row);
   }
-  results.incr_read_vs_changed = +(incr.read / changedBytes).toFixed(2);
-  results.machine = `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores, node ${process.version}`;
+  const results: Row = { size_mib: SIZE / MiB, chunk_kib: CHUNK / 1024, compression_level: LEVEL ?? 1, rounds: ROUNDS, changed_bytes: changedBytes };
+  for (const key of Object.keys(rounds[0]!)) {
+    const vals = rounds.map((x) => x[key]);
+    results[key] = vals.every((v) => typeof v === 'number') ? round2(median(vals as number[])) : [...new Set(vals)].join(' / ');
+  }
+  const ratio = (a: string, b: string) => {
+    const per = rounds.map((x) => (typeof x[a] === 'number' && typeof x[b] === 'number' ? (x[a] as number) / (x[b] as number) : NaN));
+    return per.some(Number.isNaN) ? null : { median: +median(per).toFixed(2), all: per.map((v) => v.toFixed(2)).join(' ') };
+  };
+  for (const [name, a, b] of [
+    ['full_vs_restic', 'full_mib_s', 'restic_full_mib_s'],
+    ['full_vs_borg_lz4', 'full_mib_s', 'borg_full_mib_s'],
+    ['full_vs_zstd_cli', 'full_mib_s', 'zstd_cli_mib_s'],
+    ['full_readall_vs_restic', 'full_readall_mib_s', 'restic_full_mib_s'],
+    ['full_readall_vs_borg_lz4', 'full_readall_mib_s', 'borg_full_mib_s'],
+    ['full_readall_vs_zstd_cli', 'full_readall_mib_s', 'zstd_cli_mib_s'],
+  ] as const) {
+    const r = ratio(a, b);
+    if (r) {
+      results[name] = r.median;
+      results[`${name}_rounds`] = r.all;
+    }
+  }
+  const incrPct = rounds.map((x) => x.incr_pct_of_full as number);
+  results.incr_pct_of_full_rounds = incrPct.map((v) => v.toFixed(1)).join(' ');
+  results.incr_read_vs_changed = +((results.incr_read_bytes as number) / changedBytes).toFixed(2);
+  results.peak_rss_mib = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
+  results.machine = `${process.platform} ${process.arch}, ${os.cpus().length} cores, node ${process.version}`;
+  // The host is shared: the 1-minute load average before and after tells how much.
+  results.load_avg_start_end = `${loadStart.toFixed(1)} / ${os.loadavg()[0]!.toFixed(1)}`;
   results.date = new Date().toISOString();
 
   console.log('\n| metric | value |\n|---|---|');
   for (const [k, v] of Object.entries(results)) console.log(`| ${k} | ${v} |`);
-  const out = ONLY === 'all' && CHUNK === 256 * 1024 && SIZE === 4 * 1024 ** 3 ? path.join(here, 'results.json') : path.join(work, `results-${CHUNK / 1024}k-${ONLY}.json`);
+  const isDefault = ONLY === 'all' && CHUNK === 256 * 1024 && SIZE === 4 * 1024 ** 3 && LEVEL === null;
+  const out = isDefault ? path.join(here, 'results.json') : path.join(work, `results-${CHUNK / 1024}k-${ONLY}${LEVEL !== null ? `-L${LEVEL}` : ''}.json`);
   fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwritten ${path.relative(process.cwd(), out)}`);
 }

@@ -26,6 +26,7 @@ import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
 import { notificationRoutes } from './routes/notifications.ts';
 import { transporterDeployRoutes, type RemoteTransporterConfig } from './routes/transporter-deploy.ts';
+import { fileRestoreRoutes, type FileRestoreOptions } from './routes/file-restore.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 
@@ -46,6 +47,8 @@ export interface AppDeps {
   onFirstPasswordChanged?: () => Promise<void>;
   /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
   remote?: RemoteTransporterConfig;
+  /** File-level restore: idle timeout, session limit, mount folder. */
+  fileRestore?: FileRestoreOptions;
 }
 
 export interface App {
@@ -98,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
   await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
   await fastify.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
+  await fastify.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

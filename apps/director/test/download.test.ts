@@ -7,45 +7,15 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { SECRET_LABELS } from '@vaultline/appliance';
-import { sealSecret } from '@vaultline/config';
-import { Repository, RestorePointWriter } from '@vaultline/repository';
 import { DEFAULT_OVA_CHUNK_SIZE } from '@vaultline/vmdk';
 import { comparableHardware, ensureQemuImg, hardwareFromOvf, qemuImg, readManifest, readTar, summariseOvf, systemTarList } from '@vaultline/vmdk/testing';
 import type { HardwareDescription } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+import { createRestorePoint } from './restore-point-fixture.ts';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-interface PointDisk {
-  key: string;
-  image: Buffer;
-  controller: string;
-}
-
-/** A restore point written through the real repository, registered in the Director's database. */
-async function createRestorePoint(d: TestDirector, dir: string, vm: { name: string; uuid: string; hardware?: HardwareDescription }, disks: PointDisk[]): Promise<string> {
-  const passphrase = 'download passphrase';
-  const repoDir = path.join(dir, `repo-${vm.uuid}`);
-  await Repository.init(repoDir, { passphrase });
-  const repo = await Repository.open(repoDir, { passphrase });
-  const rp = await RestorePointWriter.open(repo, { vmId: vm.uuid, vm: { name: vm.name, ...(vm.hardware ? { hardware: vm.hardware } : {}) } });
-  for (const disk of disks) {
-    const w = await rp.openDisk({ key: disk.key, capacity: disk.image.length, controller: disk.controller });
-    for (let off = 0; off < disk.image.length; off += MiB) await w.write(off, disk.image.subarray(off, Math.min(off + MiB, disk.image.length)));
-  }
-  const m = await rp.commit();
-  await repo.close();
-  const row = await d.db.repository.create({
-    data: { name: `dl-${vm.uuid}`, location: repoDir, encrypted: true, passphraseSealed: sealSecret(Buffer.alloc(32, 3), SECRET_LABELS.repositoryPassphrase, passphrase) },
-  });
-  const point = await d.db.restorePoint.create({
-    data: { repositoryId: row.id, repoPointId: m.id, vmInstanceUuid: vm.uuid, vmName: vm.name, createdAt: new Date(), logicalBytes: BigInt(disks.reduce((n, x) => n + x.image.length, 0)) },
-  });
-  return point.id;
-}
 
 /** A disk with text, random data, zeros and a size that is not a multiple of a chunk. */
 function mixedImage(size: number, randomAt: number, randomBytesCount: number): Buffer {

@@ -94,6 +94,31 @@ describe('restore drill jobs (real Postgres/Redis)', () => {
     expect(again.json().message).toContain('already running');
   });
 
+  it('lists each drill with its next scheduled run and, per VM, the latest drill run (null before the first)', async () => {
+    const { vc, point } = await setUp();
+    await point('uL', 'lambda', '2026-11-01T00:00:00Z');
+    const created = (await inject('POST', '/api/drills', { name: 'listed', vcenterId: vc.id, schedule: '0 3 * * 0', vms: [{ instanceUuid: 'uL', name: 'lambda' }, { instanceUuid: 'uNoPoint', name: 'nopoint' }] })).json();
+    const listed = () => inject('GET', '/api/drills').then((r) => r.json().find((x: { id: string }) => x.id === created.id));
+    const before = await listed();
+    expect(new Date(before.nextRunAt).getDay()).toBe(0);
+    expect(before.lastResults).toEqual([
+      { instanceUuid: 'uL', name: 'lambda', run: null },
+      { instanceUuid: 'uNoPoint', name: 'nopoint', run: null },
+    ]);
+    const first = (await inject('POST', `/api/drills/${created.id}/run`)).json().runIds as string[];
+    await ctx.d.db.jobRun.updateMany({ where: { id: { in: first } }, data: { status: 'succeeded' } });
+    const second = (await inject('POST', `/api/drills/${created.id}/run`)).json().runIds as string[];
+    const after = (await inject('GET', `/api/drills/${created.id}`)).json();
+    const byVm = Object.fromEntries(after.lastResults.map((r: { name: string; run: { id: string; status: string; error: string | null } }) => [r.name, r.run]));
+    expect(second).toContain(byVm.lambda.id);
+    expect(byVm.lambda.status).toBe('queued');
+    expect(second).toContain(byVm.nopoint.id);
+    expect(byVm.nopoint).toMatchObject({ status: 'failed', error: 'nopoint has no restore point to drill; back it up first' });
+    const off = (await inject('PATCH', `/api/drills/${created.id}`, { enabled: false })).json();
+    expect(off.nextRunAt).toBeNull();
+    expect(off.lastResults.map((r: { run: { id: string } }) => r.run.id).sort()).toEqual([byVm.lambda.id, byVm.nopoint.id].sort());
+  });
+
   it('"random" drills any of the VM\'s restore points, not only the newest', async () => {
     const { vc, point } = await setUp();
     const ids = new Set<string>();

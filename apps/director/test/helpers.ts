@@ -7,6 +7,7 @@ import { memoryLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, redisReady, TransporterRegistry, WorkQueue, type Redis } from '@vaultline/queue';
 import { vsphereConnector } from '../src/services/vsphere-connector.ts';
 import { buildApp, type App, type AppDeps } from '../src/app.ts';
+import type { FileRestoreOptions } from '../src/routes/file-restore.ts';
 import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
 
 export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -27,7 +28,13 @@ export interface TestDirector {
 
 /** A Director on a fresh, migrated database, with optional URL overrides (e.g. through a TcpProxy). */
 export async function startTestDirector(
-  opts: { databaseUrl?: (url: string) => string; redisUrl?: string; heartbeatMs?: number; extra?: (ctx: { databaseUrl: string; namespace: string; dataDir: string }) => Partial<AppDeps> } = {},
+  opts: {
+    databaseUrl?: (url: string) => string;
+    redisUrl?: string;
+    heartbeatMs?: number;
+    fileRestore?: FileRestoreOptions;
+    extra?: (ctx: { databaseUrl: string; namespace: string; dataDir: string }) => Partial<AppDeps>;
+  } = {},
 ): Promise<TestDirector> {
   const database = await createTestDatabase(PG_SERVER);
   await applyMigrations(database.url, MIGRATIONS_DIR);
@@ -42,7 +49,21 @@ export async function startTestDirector(
   const queue = new WorkQueue({ redisUrl: opts.redisUrl ?? REDIS_URL, namespace: database.name });
   const events = new EventBus(opts.redisUrl ?? REDIS_URL, database.name);
   const extra = opts.extra?.({ databaseUrl, namespace: database.name, dataDir }) ?? {};
-  const app = await buildApp({ db, databaseUrl, redis, registry, queue, events, connector: vsphereConnector(), log, version: 'test', secretKey: Buffer.alloc(32, 3), dataDir, ...extra });
+  const app = await buildApp({
+    db,
+    databaseUrl,
+    redis,
+    registry,
+    queue,
+    events,
+    connector: vsphereConnector(),
+    log,
+    version: 'test',
+    secretKey: Buffer.alloc(32, 3),
+    dataDir,
+    ...(opts.fileRestore ? { fileRestore: opts.fileRestore } : {}),
+    ...extra,
+  });
   await app.fastify.ready();
   return {
     app,

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { InjectOptions } from 'fastify';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+import { signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 describe('vCenters, repositories and jobs through the API (lab vCenter, real Postgres/Redis)', () => {
   let d: TestDirector;
@@ -74,6 +74,37 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
     const cancel = await inject({ method: 'POST', url: `/api/runs/${run.json().id}/cancel` });
     expect(cancel.statusCode).toBe(200);
     expect((await d.db.jobRun.findUniqueOrThrow({ where: { id: run.json().id } })).cancelRequested).toBe(true);
+  });
+
+  it('lists where a restored VM can go: hosts, VM folders, resource pools, datastores with their free space, networks', async () => {
+    const vcenter = await d.db.vCenter.findFirstOrThrow({ where: { name: 'lab' } });
+    const res = await inject({ method: 'GET', url: `/api/vcenters/${vcenter.id}/placement` });
+    expect(res.statusCode, res.body).toBe(200);
+    const p = res.json();
+    expect(p.hosts.map((h: { name: string }) => h.name)).toContain('DC0_C0_H1');
+    expect(p.folders).toContainEqual(expect.objectContaining({ path: 'vm', datacenter: 'DC0' }));
+    const cluster = p.resourcePools.find((r: { hosts: string[] }) => r.hosts.length > 1);
+    expect(cluster.hosts).toContain(p.hosts.find((h: { name: string }) => h.name === 'DC0_C0_H1').moref);
+    for (const ds of lab.datastores) {
+      const got = p.datastores.find((x: { name: string }) => x.name === ds.name);
+      expect(got, ds.name).toBeDefined();
+      expect(got.capacityBytes).toBeGreaterThan(0);
+      expect(got.freeBytes).toBeGreaterThan(0);
+      expect(got.freeBytes).toBeLessThanOrEqual(got.capacityBytes);
+      expect(got.hosts.length).toBeGreaterThan(0);
+    }
+    expect(p.networks.map((n: { name: string }) => n.name)).toEqual(expect.arrayContaining(['VM Network', 'DC0_DVPG0']));
+    expect((await inject({ method: 'GET', url: '/api/vcenters/6b0c2f4e-6f1e-4d8e-9a57-3c1f5b1b2a10/placement' })).statusCode).toBe(404);
+  });
+
+  it('placement targets need the operator role', async () => {
+    const vcenter = await d.db.vCenter.findFirstOrThrow({ where: { name: 'lab' } });
+    const viewer = await signInAs(d, cookie, 'placement-viewer', 'viewer');
+    const operator = await signInAs(d, cookie, 'placement-operator', 'operator');
+    const get = (c: string) => d.app.fastify.inject({ method: 'GET', url: `/api/vcenters/${vcenter.id}/placement`, headers: { cookie: c } });
+    expect((await get(viewer)).statusCode).toBe(403);
+    expect((await get(operator)).statusCode).toBe(200);
+    expect((await d.app.fastify.inject({ method: 'GET', url: `/api/vcenters/${vcenter.id}/placement` })).statusCode).toBe(401);
   });
 
   it('a viewer can read but not create jobs', async () => {

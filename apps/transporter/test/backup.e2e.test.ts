@@ -226,6 +226,44 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     }
   });
 
+  it('manual HotAdd whose device fails mid-copy (fake device layer: reads fail after 8 MiB) continues that disk over the network, bit-exact, and detaches', async () => {
+    await b.lab.createVm({ name: 'flaky01', cbt: true, disks: [{ capacityBytes: 32 * MiB }] });
+    await b.lab.guestWrite('flaky01', 0, [{ offset: 0, length: 24 * MiB, pattern: 'random', seed: 91 }]);
+    const truth = await b.lab.diskSha256('flaky01', 0);
+    const real = b.devices;
+    b.devicesOverride = {
+      ...real,
+      async openHotAdded(uuid, capacity) {
+        const r = await real.openHotAdded(uuid, capacity);
+        let served = 0;
+        return {
+          device: r.device,
+          capacity: r.capacity,
+          async read(offset: number, length: number, into?: Buffer) {
+            if (served >= 8 * MiB) throw new Error('fake: the SCSI path to the hot-added disk went away');
+            served += length;
+            return r.read(offset, length, into);
+          },
+          close: () => r.close(),
+        };
+      },
+    };
+    try {
+      const { runId } = await b.newRun(['flaky01'], 'hotadd', { failoverToNetwork: true, cbtSanityRate: 0 });
+      await b.runAll(runId);
+      const { run, vm, point } = await outcome(b, runId);
+      expect(run.status, vm.error ?? '').toBe('warning');
+      const disk = vm.disks[0]!;
+      expect(disk.transport).toBe('nbdssl');
+      expect(disk.transportReason).toEqual(['HOTADD: chosen manually', 'hotadd failed mid-copy: fake: the SCSI path to the hot-added disk went away; failover to nbdssl']);
+      expect(Number(disk.bytesRead)).toBe(24 * MiB);
+      expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String((await b.lab.getVm('flaky01')).disks[0]!.key))).toBe(truth);
+      await nothingLeftBehind(b, 'flaky01');
+    } finally {
+      b.devicesOverride = null;
+    }
+  });
+
   it('the job option enables CBT on a VM that has it off, and the backup uses it at once', async () => {
     await b.lab.createVm({ name: 'cbt-later', cbt: false, disks: [{ capacityBytes: 8 * MiB }] });
     await b.lab.guestWrite('cbt-later', 0, [{ offset: 1 * MiB, length: 1 * MiB, pattern: 'random', seed: 61 }]);

@@ -4,6 +4,7 @@
  * repository registered as the Director would, and the real handler wired to
  * the real adapters. Nothing is mocked.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -22,8 +23,17 @@ import { createVSphereConnector } from '../src/adapters/vsphere-port.ts';
 import { createBackupVmHandler } from '../src/handlers/backup-vm.handler.ts';
 import { createRestoreVmHandler } from '../src/handlers/restore-vm.handler.ts';
 
+const TRANSPORTER_MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
 export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** A restore point made by `backupPoint`: its repository id, row id, VM id and each disk's SHA-256 then. */
+export interface BenchPoint {
+  id: string;
+  rowId: string;
+  vmId: string;
+  truth: string[];
+}
 
 export interface Bench {
   lab: Lab;
@@ -44,10 +54,14 @@ export interface Bench {
   /** A restore run as the Director writes it (kind restore or drill, the request on the row); returns its ids. */
   newRestoreRun(request: Record<string, unknown>): Promise<{ runId: string; runVmId: string }>;
   cancelled: Set<string>;
+  /** A fake device layer the backup handler uses instead of the real one while set (tests of what cannot fail here). */
+  devicesOverride: ReturnType<typeof createLocalDevices> | null;
   /** Called synchronously with every published event (a test can react before the next read). */
   onEvent: ((e: { type: string; [k: string]: unknown }) => void) | null;
   /** Creates a job for these VMs and one run with its items; returns the run and item ids. */
   newRun(vmNames: string[], mode?: TransportMode, options?: Partial<JobOptions>): Promise<{ runId: string; items: { id: string; vmName: string }[] }>;
+  /** Backs a VM up over NBDSSL (expecting success) and returns its restore point with each disk's ground truth at backup time. */
+  backupPoint(vmName: string, disks: number): Promise<BenchPoint>;
   /** Runs every item of a run through the handler, as the queue would. */
   runAll(runId: string): Promise<void>;
   /** SHA-256 of a disk of a restore point, read back from the repository. */
@@ -95,13 +109,21 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     events.push(e);
     bench.onEvent?.(e);
   };
+  // The backup handler sees `bench.devicesOverride` when a test sets one (a fake device layer), else the real one.
+  const deviceLayer = new Proxy(devices, {
+    get: (real, key) => {
+      const d = bench.devicesOverride ?? real;
+      const v = Reflect.get(d, key) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(d) : v;
+    },
+  });
   const handler = createBackupVmHandler({
     db,
     secretKey,
     transporterId,
     log,
     journal,
-    devices,
+    devices: deviceLayer,
     connect: (row) => connector.session(row),
     publish,
     isCancelled: (runId) => cancelled.has(runId),
@@ -123,6 +145,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
 
   const bench: Bench = {
     onEvent: null,
+    devicesOverride: null,
     restoreHandler,
     async newRestoreRun(request) {
       const run = await db.jobRun.create({
@@ -163,6 +186,16 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       });
       return { runId: run.id, items: run.vms.map((v) => ({ id: v.id, vmName: v.vmName })) };
     },
+    async backupPoint(vmName, disks) {
+      const truth: string[] = [];
+      for (let i = 0; i < disks; i++) truth.push(await lab.diskSha256(vmName, i));
+      const { runId } = await bench.newRun([vmName], 'nbdssl');
+      await bench.runAll(runId);
+      const item = await db.runVm.findFirstOrThrow({ where: { runId } });
+      if (item.status !== 'succeeded') throw new Error(`backup of ${vmName} ended ${item.status}: ${item.error ?? ''}`);
+      const point = await db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
+      return { id: point.repoPointId, rowId: point.id, vmId: point.vmInstanceUuid, truth };
+    },
     async runAll(runId) {
       const items = await db.runVm.findMany({ where: { runId } });
       for (const it of items) await handler({ runVmId: it.id }, { attempt: 1 }).catch(() => undefined);
@@ -189,4 +222,31 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     },
   };
   return bench;
+}
+
+/**
+ * Starts the real Transporter (src/main.ts) as a child process on the bench's
+ * database, lab and identity, taking work from `namespace` in Redis; short
+ * heartbeat and job-lock times so takeover after a kill -9 is quick.
+ */
+export function spawnTransporter(b: Bench, opts: { namespace: string; dataDir: string; redisUrl?: string }): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', TRANSPORTER_MAIN], {
+    env: {
+      ...process.env,
+      DATABASE_URL: b.database.url,
+      REDIS_URL: opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      VAULTLINE_REDIS_NAMESPACE: opts.namespace,
+      VAULTLINE_DATA_DIR: opts.dataDir,
+      VAULTLINE_TRANSPORTER_ID: b.transporterId,
+      VAULTLINE_SECRET_KEY: b.secretKey.toString('hex'),
+      VAULTLINE_PROXY_VM_UUID: b.lab.proxyVm.biosUuid,
+      VAULTLINE_DEVICE_BY_ID_DIR: b.lab.byIdDir,
+      VAULTLINE_JOB_LOCK_MS: '2000',
+      VAULTLINE_HEARTBEAT_MS: '500',
+      VAULTLINE_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  child.stderr!.on('data', () => undefined);
+  return child;
 }

@@ -4,7 +4,7 @@
  * half-created VM registered and no disk on the proxy VM, the journal must be
  * clean, and the restore — taken over from the queue — must succeed bit-exact.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,11 +12,10 @@ import path from 'node:path';
 import { WorkQueue } from '@vaultline/queue';
 import { VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, spawnTransporter, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
 
 describe.runIf(isRoot)('kill -9 of the Transporter mid-restore leaves nothing behind after restart', () => {
   let b: Bench;
@@ -29,24 +28,7 @@ describe.runIf(isRoot)('kill -9 of the Transporter mid-restore leaves nothing be
   const children: ChildProcess[] = [];
 
   const startTransporter = () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
-      env: {
-        ...process.env,
-        DATABASE_URL: b.database.url,
-        REDIS_URL,
-        VAULTLINE_REDIS_NAMESPACE: namespace,
-        VAULTLINE_DATA_DIR: dataDir,
-        VAULTLINE_TRANSPORTER_ID: b.transporterId,
-        VAULTLINE_SECRET_KEY: b.secretKey.toString('hex'),
-        VAULTLINE_PROXY_VM_UUID: b.lab.proxyVm.biosUuid,
-        VAULTLINE_DEVICE_BY_ID_DIR: b.lab.byIdDir,
-        VAULTLINE_JOB_LOCK_MS: '2000',
-        VAULTLINE_HEARTBEAT_MS: '500',
-        VAULTLINE_LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    child.stderr!.on('data', () => undefined);
+    const child = spawnTransporter(b, { namespace, dataDir, redisUrl: REDIS_URL });
     children.push(child);
     return child;
   };

@@ -19,7 +19,7 @@ import { sweepOrphans } from '../src/backup/sweep.ts';
 import type { RestoreSession } from '../src/handlers/restore-vm.handler.ts';
 import { DamagedPointError, restoreVm, RestoreError, type RestoreVmInput } from '../src/restore/restore-vm.ts';
 import { SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, startBench, type Bench, type BenchPoint } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
@@ -28,7 +28,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
   let session: RestoreSession;
   let client: VSphereClient;
   let repo: Repository;
-  let point: { id: string; rowId: string; vmId: string; truth: string[] };
+  let point: BenchPoint;
 
   beforeAll(async () => {
     b = await startBench({ lab: { extraDatastores: [{ name: 'tiny', sizeBytes: 4 * MiB }] } });
@@ -37,12 +37,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
     await b.lab.createVm({ name: 'crm01', cbt: true, powerOn: true, nics: ['VM Network'], disks: [{ capacityBytes: 24 * MiB }, { capacityBytes: 8 * MiB }] });
     await b.lab.guestWrite('crm01', 0, [{ offset: 0, length: 16 * MiB, pattern: 'random', seed: 41 }]);
     await b.lab.guestWrite('crm01', 1, [{ offset: 2 * MiB, length: 4 * MiB, pattern: 'text', seed: 42 }]);
-    const truth = [await b.lab.diskSha256('crm01', 0), await b.lab.diskSha256('crm01', 1)];
-    const { runId } = await b.newRun(['crm01'], 'nbdssl');
-    await b.runAll(runId);
-    const item = await b.db.runVm.findFirstOrThrow({ where: { runId } });
-    const row = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
-    point = { id: row.repoPointId, rowId: row.id, vmId: row.vmInstanceUuid, truth };
+    point = await b.backupPoint('crm01', 2);
     // The VM moves on after its backup: a restore must bring back the point, a replace must keep this.
     await b.lab.guestWrite('crm01', 0, [{ offset: 20 * MiB, length: 1 * MiB, pattern: 'random', seed: 43 }]);
     repo = await Repository.open(b.repoDir);

@@ -17,16 +17,11 @@ import { sweepOrphans } from '../src/backup/sweep.ts';
 import type { RestoreSession } from '../src/handlers/restore-vm.handler.ts';
 import { restoreVm } from '../src/restore/restore-vm.ts';
 import { SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, startBench, type Bench, type BenchPoint } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
-interface Point {
-  id: string;
-  rowId: string;
-  vmId: string;
-  truth: string[];
-}
+type Point = BenchPoint;
 
 describe.runIf(isRoot)('full VM restore to a new VM through each write transport, verified bit-exact (lab vCenter)', () => {
   let b: Bench;
@@ -36,16 +31,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
   const points: Point[] = [];
   let legacy: Point;
 
-  const backup = async (vm: string, disks: number): Promise<Point> => {
-    const truth: string[] = [];
-    for (let i = 0; i < disks; i++) truth.push(await b.lab.diskSha256(vm, i));
-    const { runId } = await b.newRun([vm], 'nbdssl');
-    await b.runAll(runId);
-    const item = await b.db.runVm.findFirstOrThrow({ where: { runId } });
-    expect(item.status, item.error ?? '').toBe('succeeded');
-    const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
-    return { id: point.repoPointId, rowId: point.id, vmId: point.vmInstanceUuid, truth };
-  };
+  const backup = (vm: string, disks: number): Promise<Point> => b.backupPoint(vm, disks);
 
   beforeAll(async () => {
     b = await startBench();

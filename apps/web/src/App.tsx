@@ -3,6 +3,7 @@ import { BrowserRouter } from 'react-router';
 import type { Me } from '@vaultline/contracts';
 import { signOut } from './api/users.ts';
 import { api, ApiRequestError } from './lib/api.ts';
+import { runBeforeSignOut } from './lib/before-sign-out.ts';
 import { MeContext } from './lib/me.ts';
 import { closeSocket } from './lib/socket.ts';
 import { LoginPage } from './features/auth/LoginPage.tsx';
@@ -33,7 +34,11 @@ export function App() {
     // Whoever signs in next starts at the overview, not on the last user's page.
     window.history.replaceState(null, '', '/');
   };
-  const doSignOut = () => void signOut().catch(() => undefined).finally(signedOut);
+  const doSignOut = () =>
+    void runBeforeSignOut()
+      .then(() => signOut())
+      .catch(() => undefined)
+      .finally(signedOut);
 
   if (me.isPending) return <div className="splash">Loading…</div>;
   if (me.isError) return <div className="splash error">The Director is not answering: {me.error.message}</div>;

@@ -47,6 +47,10 @@ const EnvSchema = z.object({
   VAULTLINE_VCENTER_THUMBPRINT: z.string().optional(),
   /** The vCenter given above is the lab vCenter (shown as such in the console). */
   VAULTLINE_VCENTER_LAB: z.enum(['0', '1']).default('0'),
+  /** File-level restore: a browse session unused this long is closed (active downloads keep it open). */
+  VAULTLINE_FLR_IDLE_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
+  /** File-level restore: browse sessions open at once. */
+  VAULTLINE_FLR_MAX_SESSIONS: z.coerce.number().int().min(1).max(32).default(4),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { RunStatus } from './jobs.ts';
 
 /** A VM whose restore points a drill job restores, by the instance UUID the restore points carry. */
 export const DrillVmSchema = z.object({
@@ -45,6 +46,10 @@ export interface DrillJobDto {
   schedule: string | null;
   enabled: boolean;
   lastScheduledAt: string | null;
+  /** When the scheduler starts it next (null: no schedule, or disabled). */
+  nextRunAt: string | null;
+  /** Per VM of the drill, its latest drill run (null: never drilled). */
+  lastResults: { instanceUuid: string; name: string; run: { id: string; status: RunStatus; createdAt: string; finishedAt: string | null; error: string | null } | null }[];
   createdAt: string;
   updatedAt: string;
 }

@@ -14,3 +14,4 @@ export * from './repository-api.ts';
 export * from './transporter-api.ts';
 export * from './user-api.ts';
 export * from './inputs.ts';
+export * from './file-restore.ts';

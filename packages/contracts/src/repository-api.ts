@@ -22,12 +22,55 @@ export const RepositoryRestorePointSchema = z.object({
   id: z.string(),
   vmName: z.string(),
   vmInstanceUuid: z.string(),
+  repositoryId: z.string(),
+  /** The repository's name. */
+  repository: z.string(),
   createdAt: z.string(),
   logicalBytes: z.number(),
   newBytes: z.number(),
   suspect: z.boolean(),
   immutableUntil: z.string().nullable(),
+  /** A verify found a damaged or missing chunk (or an unreadable index/manifest); `damage` says what. */
+  damaged: z.boolean(),
+  damage: z.string().nullable(),
+  /** The last full verify that re-read every chunk of this point and found it intact. */
+  verifiedAt: z.string().nullable(),
   /** The run that wrote it, when known. */
   runId: z.string().nullable(),
 });
 export type RepositoryRestorePoint = z.infer<typeof RepositoryRestorePointSchema>;
+
+/**
+ * GET /api/restore-points/:id: one restore point with what a restore needs to offer: the vCenter it was
+ * backed up from, the recorded hardware (null for points taken before hardware was recorded), its disks
+ * and the networks of its NICs.
+ */
+export const RestorePointDetailSchema = RepositoryRestorePointSchema.extend({
+  /** The vCenter of the backup job that wrote it; null when that job is gone. */
+  vcenterId: z.string().nullable(),
+  /** The VM as it was backed up (its moref in that vCenter then). */
+  sourceVm: z.object({ moref: z.string().nullable(), name: z.string() }),
+  hardware: z
+    .object({
+      guestId: z.string().nullable(),
+      guestFullName: z.string().nullable(),
+      cpus: z.number().nullable(),
+      memoryMiB: z.number().nullable(),
+      firmware: z.string().nullable(),
+    })
+    .nullable(),
+  disks: z.array(
+    z.object({
+      key: z.string(),
+      label: z.string(),
+      capacityBytes: z.number(),
+      controller: z.string().nullable(),
+      /** The source disk's datastore, when the hardware was recorded. */
+      datastore: z.string().nullable(),
+      thin: z.boolean().nullable(),
+    }),
+  ),
+  /** Network names of the VM's NICs, as recorded (the keys of a restore's networkMap). */
+  networks: z.array(z.string()),
+});
+export type RestorePointDetail = z.infer<typeof RestorePointDetailSchema>;

@@ -56,3 +56,20 @@ export const InventoryVmSchema = z.object({
   disks: z.array(InventoryDiskSchema),
 });
 export type InventoryVm = z.infer<typeof InventoryVmSchema>;
+
+/**
+ * GET /api/vcenters/:id/placement: where a restored VM can go. Names are what a restore request takes
+ * (host, folder path, resource pool, datastore, network); morefs disambiguate.
+ */
+export const PlacementTargetsSchema = z.object({
+  hosts: z.array(
+    z.object({ moref: z.string(), name: z.string(), datacenter: z.string(), cluster: z.string().nullable(), connectionState: z.string().nullable(), inMaintenanceMode: z.boolean() }),
+  ),
+  folders: z.array(z.object({ moref: z.string(), name: z.string(), datacenter: z.string(), path: z.string() })),
+  resourcePools: z.array(z.object({ moref: z.string(), name: z.string(), datacenter: z.string(), hosts: z.array(z.string()) })),
+  datastores: z.array(
+    z.object({ moref: z.string(), name: z.string(), datacenter: z.string(), type: z.string(), capacityBytes: z.number(), freeBytes: z.number(), accessible: z.boolean(), hosts: z.array(z.string()) }),
+  ),
+  networks: z.array(z.object({ moref: z.string(), name: z.string(), datacenter: z.string() })),
+});
+export type PlacementTargets = z.infer<typeof PlacementTargetsSchema>;

@@ -209,6 +209,15 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     // HotAdd was considered with this VM's own BIOS UUID, which the lab's inventory does not hold.
     expect(out).toContain(`HotAdd: no VM with BIOS UUID ${biosUuid}`);
     expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline repo list')).toMatch(/Local repository/);
+    // File-level restore works as delivered: the Director opens a browse session on the new restore
+    // point (its NBD server, nbdfuse, a read-only loop device) and closes it again.
+    const points = (await http(`${url}/api/restore-points?vm=app-01`, { headers: { cookie } }).then((r) => r.json())) as { id: string }[];
+    expect(points).toHaveLength(1);
+    const browse = await http(`${url}/api/restore-points/${points[0]!.id}/browse`, { method: 'POST', headers: { cookie } });
+    const body = (await browse.json()) as { session: string; disks: { key: string; partitionTable: string }[] };
+    expect(browse.status, JSON.stringify(body)).toBe(201);
+    expect(body.disks).toHaveLength(1);
+    expect((await http(`${url}/api/restore-points/${points[0]!.id}/browse/${body.session}`, { method: 'DELETE', headers: { cookie } })).status).toBe(204);
   }, 10 * MIN);
 
   it('powers off cleanly on the ACPI power button, leaving a clean filesystem', async () => {

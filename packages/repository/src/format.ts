@@ -11,10 +11,20 @@
  */
 import * as crypto from 'node:crypto';
 import { CorruptDataError, WrongPassphraseError, RepositoryError } from './errors.ts';
+import type { ChunkHash } from './chunk-codec.mjs';
 
+export type { ChunkHash };
 export const FORMAT_NAME = 'vaultline-repository';
-export const FORMAT_VERSION = 1;
+/** Version written by `Repository.init`. */
+export const FORMAT_VERSION = 2;
+/** Versions this build opens, verifies and writes new backups into (a v1 repository stays v1). */
+export const READABLE_VERSIONS: readonly number[] = [1, 2];
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** Default piece size: 64 KiB (the usual CBT block), at most a quarter of the chunk. */
+export function defaultPieceSize(chunkSize: number): number {
+  const p = Math.max(4096, Math.min(64 * 1024, Math.floor(chunkSize / 4)));
+  return chunkSize % p === 0 ? p : chunkSize;
+}
 export const DEFAULT_PACK_TARGET = 32 * 1024 * 1024;
 export const ID_BYTES = 32;
 export const HOLE_ID = Buffer.alloc(ID_BYTES);
@@ -43,8 +53,11 @@ export interface RepositoryConfig {
   id: string;
   createdAt: string;
   chunkSize: number;
+  /** v2: granularity of partial chunk updates (sub-chunk pieces); equal to chunkSize = pieces off. Absent in v1. */
+  pieceSize?: number;
   packTargetSize: number;
-  hash: 'sha256' | 'hmac-sha256';
+  /** Chunk-id algorithm: v1 'sha256' | 'hmac-sha256'; v2 'blake3' | 'blake3-keyed'. */
+  hash: ChunkHash;
   compression: { algorithm: 'zstd'; level: number };
   encryption: null | {
     algorithm: 'aes-256-gcm';
@@ -92,10 +105,11 @@ export function unwrapMasterKey(wrapped: string, kek: Buffer, repoId: string): K
   return { enc: master.subarray(0, 32), id: master.subarray(32, 64) };
 }
 
-export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null): Buffer {
+/** Seal a metadata file; `version` is the repository's format version (it selects payload layouts). */
+export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null, version: number): Buffer {
   const header = Buffer.alloc(8);
   MAGIC.copy(header, 0);
-  header[4] = FORMAT_VERSION;
+  header[4] = version;
   header[5] = kind;
   header[6] = keys ? FLAG_ENCRYPTED : 0;
   if (!keys) {
@@ -110,9 +124,15 @@ export function seal(kind: SealedKind, payload: Buffer, keys: Keys | null): Buff
 }
 
 export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: string): Buffer {
+  return unsealVersioned(kind, data, keys, what).payload;
+}
+
+/** Like `unseal`, also returning the format version recorded in the (authenticated) header. */
+export function unsealVersioned(kind: SealedKind, data: Buffer, keys: Keys | null, what: string): { payload: Buffer; version: number } {
   if (data.length < 8 + 32 || !data.subarray(0, 4).equals(MAGIC)) throw new CorruptDataError(`${what}: not a sealed file or truncated (${data.length} bytes)`);
   const header = data.subarray(0, 8);
-  if (header[4] !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `${what}: format version ${header[4]} is not supported`);
+  const version = header[4] ?? 0;
+  if (!READABLE_VERSIONS.includes(version)) throw new RepositoryError('UNSUPPORTED_VERSION', `${what}: format version ${version} is not supported (this build reads ${READABLE_VERSIONS.join(', ')})`);
   if (header[5] !== kind) throw new CorruptDataError(`${what}: unexpected file kind ${header[5]}`);
   const encrypted = ((header[6] ?? 0) & FLAG_ENCRYPTED) !== 0;
   if (!encrypted) {
@@ -120,7 +140,7 @@ export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: 
     const payload = data.subarray(8, data.length - 32);
     const sum = crypto.createHash('sha256').update(header).update(payload).digest();
     if (!sum.equals(data.subarray(data.length - 32))) throw new CorruptDataError(`${what}: checksum mismatch (truncated or damaged)`);
-    return payload;
+    return { payload, version };
   }
   if (!keys) throw new CorruptDataError(`${what}: encrypted but the repository has no key`);
   if (data.length < 8 + 12 + 16) throw new CorruptDataError(`${what}: truncated`);
@@ -128,7 +148,7 @@ export function unseal(kind: SealedKind, data: Buffer, keys: Keys | null, what: 
   d.setAAD(header);
   d.setAuthTag(data.subarray(data.length - 16));
   try {
-    return Buffer.concat([d.update(data.subarray(20, data.length - 16)), d.final()]);
+    return { payload: Buffer.concat([d.update(data.subarray(20, data.length - 16)), d.final()]), version };
   } catch (err) {
     throw new CorruptDataError(`${what}: authentication failed (truncated or damaged)`, { cause: err });
   }
@@ -146,8 +166,10 @@ export function decryptBlob(blob: Buffer, keys: Keys, what: string): Buffer {
   }
 }
 
-export function chunkId(data: Uint8Array, keys: Keys | null): Buffer {
-  return keys ? crypto.createHmac('sha256', keys.id).update(data).digest() : crypto.createHash('sha256').update(data).digest();
+/** The chunk-id algorithm a new repository of `version` uses. */
+export function chunkHashFor(version: number, encrypted: boolean): ChunkHash {
+  if (version === 1) return encrypted ? 'hmac-sha256' : 'sha256';
+  return encrypted ? 'blake3-keyed' : 'blake3';
 }
 
 // ---- pack footer -------------------------------------------------------
@@ -156,6 +178,8 @@ export function chunkId(data: Uint8Array, keys: Keys | null): Buffer {
 export const PACK_ENTRY = 44;
 export const PACK_TRAILER = 32 + 4 + 8;
 const PACK_MAGIC = Buffer.from('VLPK');
+/** The pack layout is the same in format v1 and v2. */
+const PACK_LAYOUT_VERSION = 1;
 
 export interface PackEntry {
   id: Buffer;
@@ -177,7 +201,7 @@ export function encodePackFooter(entries: PackEntry[]): Buffer {
   crypto.createHash('sha256').update(body).digest().copy(trailer, 0);
   trailer.writeUInt32LE(entries.length, 32);
   PACK_MAGIC.copy(trailer, 36);
-  trailer[40] = FORMAT_VERSION;
+  trailer[40] = PACK_LAYOUT_VERSION;
   return Buffer.concat([body, trailer]);
 }
 
@@ -251,34 +275,129 @@ export function decodeIndex(buf: Buffer, what: string, into: Map<string, BlobLoc
 }
 
 // ---- disk index -------------------------------------------------------------
-// capacity u64 | chunkSize u32 | count u32 | count × 32-byte ids (all-zero id = hole)
+// v1 and v2: capacity u64 | chunkSize u32 | count u32 | count × 32-byte ids (all-zero id = hole)
+// v2 adds:   splitCount u32 | splitCount × (chunk u32 | pieceCount u32 |
+//                pieceCount × (start u32 | len u32 | srcOff u32 | id 32))
+// A split chunk's slot holds SPLIT_ID; its pieces cover [0, chunk length) in
+// order, each naming a stored blob (or the hole id) and the byte offset of the
+// piece inside that blob's plaintext. Pieces always name stored blobs directly
+// (never another restore point's pieces), so reading one is one blob decode.
+export const SPLIT_ID = Buffer.alloc(ID_BYTES, 0xff);
+export const SPLIT_HEX = SPLIT_ID.toString('hex');
+const PIECE_BYTES = 12 + ID_BYTES;
+
+export interface Piece {
+  /** Offset of the piece inside its chunk. */
+  start: number;
+  len: number;
+  /** Hex id of the blob holding the bytes (HOLE_HEX: zeros). */
+  id: string;
+  /** Offset of the piece's bytes inside the blob's plaintext. */
+  srcOff: number;
+}
+
 export interface DiskIndex {
   capacity: number;
   chunkSize: number;
   ids: Buffer; // count * 32
+  /** Split chunks (format v2): chunk number -> pieces. Empty in v1. */
+  pieces: Map<number, Piece[]>;
 }
 
 export function chunkCount(capacity: number, chunkSize: number): number {
   return Math.ceil(capacity / chunkSize);
 }
 
-export function encodeDiskIndex(d: DiskIndex): Buffer {
+export function encodeDiskIndex(d: DiskIndex, version: number): Buffer {
   const h = Buffer.alloc(16);
   h.writeBigUInt64LE(BigInt(d.capacity), 0);
   h.writeUInt32LE(d.chunkSize, 8);
   h.writeUInt32LE(d.ids.length / ID_BYTES, 12);
-  return Buffer.concat([h, d.ids]);
+  if (version === 1) {
+    if (d.pieces.size > 0) throw new RepositoryError('INVALID_ARGUMENT', 'format v1 disk indexes cannot hold split chunks');
+    return Buffer.concat([h, d.ids]);
+  }
+  const chunks = [...d.pieces.keys()].sort((a, b) => a - b);
+  let n = 4;
+  for (const ci of chunks) n += 8 + d.pieces.get(ci)!.length * PIECE_BYTES;
+  const t = Buffer.alloc(n);
+  t.writeUInt32LE(chunks.length, 0);
+  let o = 4;
+  for (const ci of chunks) {
+    const ps = d.pieces.get(ci)!;
+    t.writeUInt32LE(ci, o);
+    t.writeUInt32LE(ps.length, o + 4);
+    o += 8;
+    for (const p of ps) {
+      t.writeUInt32LE(p.start, o);
+      t.writeUInt32LE(p.len, o + 4);
+      t.writeUInt32LE(p.srcOff, o + 8);
+      t.write(p.id, o + 12, 'hex');
+      o += PIECE_BYTES;
+    }
+  }
+  return Buffer.concat([h, d.ids, t]);
 }
 
-export function decodeDiskIndex(buf: Buffer, what: string): DiskIndex {
+export function decodeDiskIndex(buf: Buffer, what: string, version: number): DiskIndex {
   if (buf.length < 16) throw new CorruptDataError(`${what}: disk index truncated`);
   const capacity = Number(buf.readBigUInt64LE(0));
   const chunkSize = buf.readUInt32LE(8);
   const count = buf.readUInt32LE(12);
-  if (chunkSize === 0 || count !== chunkCount(capacity, chunkSize) || buf.length !== 16 + count * ID_BYTES) {
-    throw new CorruptDataError(`${what}: disk index inconsistent (capacity ${capacity}, ${count} entries, ${buf.length} bytes)`);
+  const idsEnd = 16 + count * ID_BYTES;
+  const bad = (why: string) => new CorruptDataError(`${what}: disk index inconsistent (${why})`);
+  if (chunkSize === 0 || count !== chunkCount(capacity, chunkSize)) throw bad(`capacity ${capacity}, ${count} entries`);
+  if (version === 1 ? buf.length !== idsEnd : buf.length < idsEnd + 4) throw bad(`capacity ${capacity}, ${count} entries, ${buf.length} bytes`);
+  const ids = Buffer.from(buf.subarray(16, idsEnd));
+  const pieces = new Map<number, Piece[]>();
+  if (version !== 1) {
+    const splits = buf.readUInt32LE(idsEnd);
+    let o = idsEnd + 4;
+    let prev = -1;
+    for (let i = 0; i < splits; i++) {
+      if (o + 8 > buf.length) throw bad('split table truncated');
+      const ci = buf.readUInt32LE(o);
+      const np = buf.readUInt32LE(o + 4);
+      o += 8;
+      if (ci <= prev || ci >= count || np < 1 || o + np * PIECE_BYTES > buf.length) throw bad(`split chunk ${ci}`);
+      if (!ids.subarray(ci * ID_BYTES, (ci + 1) * ID_BYTES).equals(SPLIT_ID)) throw bad(`chunk ${ci} has pieces but no split marker`);
+      const clen = Math.min(chunkSize, capacity - ci * chunkSize);
+      const ps: Piece[] = [];
+      let pos = 0;
+      for (let k = 0; k < np; k++, o += PIECE_BYTES) {
+        const p = { start: buf.readUInt32LE(o), len: buf.readUInt32LE(o + 4), srcOff: buf.readUInt32LE(o + 8), id: buf.toString('hex', o + 12, o + 12 + ID_BYTES) };
+        if (p.start !== pos || p.len === 0 || p.id === SPLIT_HEX) throw bad(`chunk ${ci} piece ${k}`);
+        pos += p.len;
+        ps.push(p);
+      }
+      if (pos !== clen) throw bad(`chunk ${ci}: pieces cover ${pos} of ${clen} bytes`);
+      pieces.set(ci, ps);
+      prev = ci;
+    }
+    if (o !== buf.length) throw bad(`${buf.length - o} trailing bytes`);
+    for (let ci = 0; ci < count; ci++) {
+      if (!pieces.has(ci) && ids.subarray(ci * ID_BYTES, (ci + 1) * ID_BYTES).equals(SPLIT_ID)) throw bad(`chunk ${ci} is marked split but has no pieces`);
+    }
   }
-  return { capacity, chunkSize, ids: Buffer.from(buf.subarray(16)) };
+  return { capacity, chunkSize, ids, pieces };
+}
+
+/**
+ * Every blob id a disk index references (holes excluded), with the disk offset
+ * that uses it and how many bytes of the blob's plaintext it needs (pieces:
+ * srcOff + len; whole chunks: the chunk length).
+ */
+export function forEachReference(d: DiskIndex, fn: (id: string, diskOffset: number, needs: number) => void): void {
+  const count = d.ids.length / ID_BYTES;
+  for (let ci = 0; ci < count; ci++) {
+    const ps = d.pieces.get(ci);
+    if (ps) {
+      for (const p of ps) if (p.id !== HOLE_HEX) fn(p.id, ci * d.chunkSize + p.start, p.srcOff + p.len);
+      continue;
+    }
+    const id = d.ids.toString('hex', ci * ID_BYTES, (ci + 1) * ID_BYTES);
+    if (id !== HOLE_HEX) fn(id, ci * d.chunkSize, Math.min(d.chunkSize, d.capacity - ci * d.chunkSize));
+  }
 }
 
 export function packPath(pack: string): string {

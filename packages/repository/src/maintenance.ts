@@ -18,10 +18,11 @@
  */
 import * as crypto from 'node:crypto';
 import { isTmpName } from './backends/backend.ts';
-import { HOLE_HEX, ID_BYTES, SealedKind, encodeIndex, encodePackFooter, packPath, seal, chunkId } from './format.ts';
-import type { BlobLocation, PackEntry } from './format.ts';
+import { SealedKind, encodeIndex, encodePackFooter, forEachReference, packPath } from './format.ts';
+import type { BlobLocation, DiskIndex, PackEntry } from './format.ts';
 import { ImmutableError, LockedError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
+import { sealFor } from './repository.ts';
 import { planRetention } from './retention.ts';
 import type { RetentionPolicy, RetentionDecision, RetentionCandidate } from './retention.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
@@ -56,12 +57,15 @@ export interface VerifyReport {
 
 interface Mark {
   refs: Map<string, AffectedRef[]>;
+  /** Per referenced blob: the most plaintext bytes any reference needs (must not exceed its raw length). */
+  needs: Map<string, number>;
   broken: Array<{ vmId: string; id: string; reason: string }>;
   manifests: Array<{ ref: RestorePointRef; manifest: Manifest }>;
 }
 
 async function mark(repo: Repository): Promise<Mark> {
   const refs = new Map<string, AffectedRef[]>();
+  const needs = new Map<string, number>();
   const broken: Mark['broken'] = [];
   const manifests: Mark['manifests'] = [];
   for (const ref of await repo.listRestorePoints()) {
@@ -74,17 +78,16 @@ async function mark(repo: Repository): Promise<Mark> {
     }
     manifests.push({ ref, manifest });
     for (const d of manifest.disks) {
-      let ids: Buffer;
+      let index: DiskIndex;
       try {
-        ids = (await repo.readDiskIndex(ref, d.key, manifest)).ids;
+        index = await repo.readDiskIndex(ref, d.key, manifest);
       } catch (err) {
         broken.push({ ...ref, reason: `disk ${d.key}: ${(err as Error).message}` });
         continue;
       }
       const perChunk = new Map<string, AffectedRef>();
-      for (let ci = 0; ci * ID_BYTES < ids.length; ci++) {
-        const id = ids.toString('hex', ci * ID_BYTES, (ci + 1) * ID_BYTES);
-        if (id === HOLE_HEX) continue;
+      forEachReference(index, (id, offset, need) => {
+        if (need > (needs.get(id) ?? 0)) needs.set(id, need);
         let a = perChunk.get(id);
         if (!a) {
           a = { vmId: ref.vmId, id: ref.id, disk: d.key, offsets: [] };
@@ -93,11 +96,11 @@ async function mark(repo: Repository): Promise<Mark> {
           l.push(a);
           refs.set(id, l);
         }
-        if (a.offsets.length < 16) a.offsets.push(ci * d.chunkSize);
-      }
+        if (a.offsets.length < 16) a.offsets.push(offset);
+      });
     }
   }
-  return { refs, broken, manifests };
+  return { refs, needs, broken, manifests };
 }
 
 export interface VerifyOptions {
@@ -108,7 +111,7 @@ export interface VerifyOptions {
 
 export async function verify(repo: Repository, opts: VerifyOptions = {}): Promise<VerifyReport> {
   await repo.reloadIndex();
-  const { refs, broken } = await mark(repo);
+  const { refs, needs, broken } = await mark(repo);
   const sample = opts.sample ?? 1;
   const damaged: VerifyProblem[] = [];
   const rawBuf = Buffer.allocUnsafe(repo.config.chunkSize);
@@ -129,6 +132,10 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
       damaged.push({ chunk: id, reason: 'missing from the index', restorePoints: affected });
       continue;
     }
+    if ((needs.get(id) ?? 0) > loc.rawLen) {
+      damaged.push({ chunk: id, reason: `referenced for ${needs.get(id)} bytes but holds ${loc.rawLen}`, restorePoints: affected });
+      continue;
+    }
     if (!packSizes.has(loc.pack)) packSizes.set(loc.pack, (await repo.backend.stat(packPath(loc.pack)))?.size ?? null);
     const size = packSizes.get(loc.pack);
     if (size == null) {
@@ -143,7 +150,7 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
     try {
       const { stored } = await repo.readStored(id, scratch);
       const n = repo.decode(stored, loc.rawLen, rawBuf, `chunk ${id}`);
-      const got = chunkId(rawBuf.subarray(0, n), repo.keys).toString('hex');
+      const got = repo.hashChunk(rawBuf.subarray(0, n));
       if (got !== id) throw new Error('content hash mismatch');
       checked++;
       bytes += n;
@@ -299,7 +306,7 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     await finishPack();
     if (changed) {
       const oldFiles = [...repo.indexFiles];
-      await be.writeFileAtomic(`index/gc-${now}-${crypto.randomBytes(4).toString('hex')}.idx`, seal(SealedKind.Index, encodeIndex(keepIndex), repo.keys));
+      await be.writeFileAtomic(`index/gc-${now}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(repo, SealedKind.Index, encodeIndex(keepIndex)));
       for (const f of oldFiles) await be.remove(`index/${f}`);
       for (const pack of toDelete) {
         report.deletedBytes += (await be.stat(packPath(pack)))?.size ?? 0;

@@ -6,16 +6,51 @@
  * pages however large the disk is.
  */
 import { Worker } from 'node:worker_threads';
-import type { Keys } from './format.ts';
+import type { ChunkHash, Keys } from './format.ts';
 
 export interface StoreResult {
   id: string;
   dup: boolean;
   storedLen: number;
+  /** Where the stored bytes start in the slot's output area. */
+  outOff: number;
 }
 
+export interface StoreJob {
+  slot: number;
+  len: number;
+  checkKnown: boolean;
+  /** Store only these [start,end) ranges of the slot, one blob each (default: the whole slot). */
+  runs?: number[] | null;
+  /** Merge first: the parent's stored blob (blobLen bytes, raw length baseRawLen) sits at the start of the
+   *  slot's output area; its bytes fill `gaps` ([start,end) pairs) of the slot. */
+  merge?: { blobLen: number; baseRawLen: number; gaps: number[] } | null;
+}
+
+export interface PoolOptions {
+  workers: number;
+  slots: number;
+  chunkSize: number;
+  level: number;
+  hash: ChunkHash;
+  keys: Keys | null;
+}
+
+/** One chunk to decode into an output stage (see chunk-worker.mjs). */
+export type DecodeJob =
+  | { what: string; dstOff: number; len: number; inOff: number; storedLen: number; rawLen: number; pieces?: undefined }
+  | { what: string; dstOff: number; len: number; pieces: Array<{ start: number; len: number; hole: true } | { start: number; len: number; hole?: false; srcOff: number; inOff: number; storedLen: number; rawLen: number }> };
+
 interface Pending {
-  resolve: (r: StoreResult) => void;
+  resolve: (r: StoreResult[]) => void;
+  reject: (e: Error) => void;
+  /** Set for a batch message: one settle per job, in order. */
+  batch?: Array<{ resolve: (r: StoreResult[]) => void; reject: (e: Error) => void }>;
+}
+
+interface Queued {
+  job: StoreJob;
+  resolve: (r: StoreResult[]) => void;
   reject: (e: Error) => void;
 }
 
@@ -50,19 +85,30 @@ export class ChunkPool {
       const w = new Worker(new URL('./chunk-worker.mjs', import.meta.url));
       this.workers.push(w);
       this.busy.push(0);
-      w.on('message', (m: { op: string; seq: number; id: string; dup: boolean; storedLen: number; message?: string }) => {
+      w.on('message', (m: { op: string; seq: number; results: StoreResult[]; settled?: Array<{ results?: StoreResult[]; error?: string }>; message?: string }) => {
         if (m.op === 'ready') return;
         const p = this.pending.get(m.seq);
         if (!p) return;
         this.pending.delete(m.seq);
+        if (p.batch) {
+          this.busy[i] = (this.busy[i] ?? p.batch.length) - p.batch.length;
+          p.batch.forEach((b, k) => {
+            const r = m.settled?.[k];
+            if (m.op === 'error' || !r) b.reject(new Error(m.message ?? 'worker returned no result'));
+            else if (r.error !== undefined) b.reject(new Error(r.error));
+            else b.resolve(r.results!);
+          });
+          return;
+        }
         this.busy[i] = (this.busy[i] ?? 1) - 1;
         if (m.op === 'error') p.reject(new Error(m.message));
-        else p.resolve({ id: m.id, dup: m.dup, storedLen: m.storedLen });
+        else p.resolve(m.results);
       });
       w.on('error', (err) => {
         this.failed = err;
-        for (const p of this.pending.values()) p.reject(err);
+        for (const p of this.pending.values()) for (const b of p.batch ?? [p]) b.reject(err);
         this.pending.clear();
+        for (const q of this.queue.splice(0)) q.reject(err);
       });
     }
     this.inSab = inSab;
@@ -71,7 +117,7 @@ export class ChunkPool {
   private readonly inSab: SharedArrayBuffer;
   private readonly outSab: SharedArrayBuffer;
 
-  static async create(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
+  static async create(opts: PoolOptions): Promise<ChunkPool> {
     const pool = new ChunkPool(opts.workers, opts.slots, opts.chunkSize);
     await Promise.all(
       pool.workers.map(
@@ -92,6 +138,7 @@ export class ChunkPool {
               chunkSize: opts.chunkSize,
               outSlotSize: pool.outSlotSize,
               level: opts.level,
+              hash: opts.hash,
               encKey: opts.keys ? new Uint8Array(opts.keys.enc) : null,
               idKey: opts.keys ? new Uint8Array(opts.keys.id) : null,
             });
@@ -103,6 +150,11 @@ export class ChunkPool {
 
   inSlot(slot: number, len = this.chunkSize): Buffer {
     return this.input.subarray(slot * this.chunkSize, slot * this.chunkSize + len);
+  }
+
+  /** `len` bytes at `off` in the slot's output area. */
+  outAt(slot: number, off: number, len: number): Buffer {
+    return this.output.subarray(slot * this.outSlotSize + off, slot * this.outSlotSize + off + len);
   }
 
   outSlot(slot: number, len: number): Buffer {
@@ -122,7 +174,43 @@ export class ChunkPool {
     if (this.failed) throw this.failed;
     const s = this.free.pop();
     if (s !== undefined) return s;
+    this.flush(); // a slot comes back only when queued jobs run
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  // ---- batching: store jobs queued while a batch is open go out as one message per worker ----
+  private queue: Queued[] = [];
+  private depth = 0;
+
+  beginBatch(): void {
+    this.depth++;
+  }
+
+  endBatch(): void {
+    if (--this.depth <= 0) {
+      this.depth = 0;
+      this.flush();
+    }
+  }
+
+  /** Send queued store jobs now: split in contiguous runs, one message per worker. */
+  flush(): void {
+    if (this.queue.length === 0) return;
+    const q = this.queue;
+    this.queue = [];
+    if (this.failed) {
+      for (const x of q) x.reject(this.failed);
+      return;
+    }
+    const per = Math.ceil(q.length / this.workers.length);
+    for (let w = 0; w < this.workers.length && w * per < q.length; w++) {
+      const part = q.slice(w * per, (w + 1) * per);
+      const seq = ++this.seq;
+      const wi = this.pick();
+      this.busy[wi] = (this.busy[wi] ?? 0) + part.length;
+      this.pending.set(seq, { resolve: () => undefined, reject: () => undefined, batch: part });
+      this.workers[wi]!.postMessage({ op: 'batch', seq, jobs: part.map((x) => x.job) });
+    }
   }
 
   release(slot: number): void {
@@ -137,7 +225,7 @@ export class ChunkPool {
     return best;
   }
 
-  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<StoreResult> {
+  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<StoreResult[]> {
     if (this.failed) return Promise.reject(this.failed);
     const seq = ++this.seq;
     const wi = this.pick();
@@ -148,19 +236,18 @@ export class ChunkPool {
     });
   }
 
-  store(slot: number, len: number, checkKnown: boolean): Promise<StoreResult> {
-    return this.submit({ op: 'store', slot, len, checkKnown });
+  /** Decode stored blobs from `input` into `output` (both shared buffers); rejects with the first damaged chunk. */
+  decode(input: SharedArrayBuffer, output: SharedArrayBuffer, jobs: DecodeJob[]): Promise<unknown> {
+    return this.submit({ op: 'decode', inSab: input, outSab: output, jobs });
   }
 
-  /**
-   * Fill `gaps` ([start,end) pairs) of the slot from the base blob, which the
-   * caller has already placed at the start of the slot's output area, then store.
-   */
-  mergeStore(slot: number, len: number, blobLen: number, gaps: number[], checkKnown: boolean): Promise<StoreResult> {
-    return this.submit({ op: 'merge-store', slot, len, blobLen, gaps, checkKnown, encrypted: this.encrypted });
+  /** Hash, dedup-check and compress one slot (or the given runs of it), after an optional merge. */
+  store(job: StoreJob): Promise<StoreResult[]> {
+    if (this.depth === 0) return this.submit({ op: 'store', ...job });
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => this.queue.push({ job, resolve, reject }));
   }
 
-  encrypted = false;
   inUse = false;
   key = '';
   private static readonly idle = new Map<string, ChunkPool>();
@@ -170,8 +257,8 @@ export class ChunkPool {
    * a writer takes an idle pool with the same parameters or creates one, and
    * gives it back with `giveBack()`.
    */
-  static async take(opts: { workers: number; slots: number; chunkSize: number; level: number; keys: Keys | null }): Promise<ChunkPool> {
-    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
+  static async take(opts: PoolOptions): Promise<ChunkPool> {
+    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
     const idle = ChunkPool.idle.get(key);
     if (idle && !idle.failed) {
       ChunkPool.idle.delete(key);
@@ -182,7 +269,6 @@ export class ChunkPool {
     }
     const pool = await ChunkPool.create(opts);
     pool.key = key;
-    pool.encrypted = opts.keys !== null;
     pool.inUse = true;
     return pool;
   }

@@ -7,10 +7,14 @@
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { HOLE_HEX, ID_BYTES, chunkCount, packPath } from './format.ts';
+import type { Piece } from './format.ts';
 import { LocalBackend } from './backends/local.ts';
-import { ALIGN, giveAligned, openDirect, takeAligned } from './backends/direct.ts';
-import type { DiskIndex } from './format.ts';
-import { NotFoundError, RepositoryError } from './errors.ts';
+import { ALIGN, giveSharedAligned, openDirect, takeSharedAligned } from './backends/direct.ts';
+import type { SharedAligned } from './backends/direct.ts';
+import { ChunkPool } from './pool.ts';
+import type { DecodeJob } from './pool.ts';
+import type { BlobLocation, DiskIndex } from './format.ts';
+import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
@@ -64,6 +68,28 @@ export class DiskReader {
     return this.chunkId(ci) === HOLE_HEX;
   }
 
+  /** Pieces of a split chunk (format v2), or undefined for a whole chunk or a hole. */
+  piecesOf(ci: number): Piece[] | undefined {
+    return this.index.pieces.get(ci);
+  }
+
+  private what(id: string, ci: number): string {
+    return `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`;
+  }
+
+  private readonly blobCache = new Map<string, Buffer>();
+  /** A decoded blob for pieces (small LRU: neighbouring pieces usually share their parent blob). */
+  private async decodedBlob(id: string, ci: number): Promise<Buffer> {
+    const hit = this.blobCache.get(id);
+    if (hit) return hit;
+    const { stored, loc } = await this.repo.readStored(id);
+    const out = Buffer.allocUnsafe(loc.rawLen);
+    this.repo.decode(stored, loc.rawLen, out, this.what(id, ci));
+    this.blobCache.set(id, out);
+    while (this.blobCache.size > Math.max(4, this.opts.cacheChunks)) this.blobCache.delete(this.blobCache.keys().next().value!);
+    return out;
+  }
+
   private fetchStored(ci: number): Promise<Buffer> {
     const p = this.prefetch.get(ci);
     if (p) {
@@ -82,7 +108,14 @@ export class DiskReader {
     }
     const len = this.chunkLen(ci);
     let out: Buffer;
-    if (this.isHole(ci)) out = Buffer.alloc(len);
+    const pieces = this.piecesOf(ci);
+    if (pieces) {
+      out = Buffer.allocUnsafe(len);
+      for (const p of pieces) {
+        if (p.id === HOLE_HEX) out.fill(0, p.start, p.start + p.len);
+        else (await this.decodedBlob(p.id, ci)).copy(out, p.start, p.srcOff, p.srcOff + p.len);
+      }
+    } else if (this.isHole(ci)) out = Buffer.alloc(len);
     else {
       const stored = await this.fetchStored(ci);
       out = Buffer.allocUnsafe(len);
@@ -98,7 +131,7 @@ export class DiskReader {
 
   private startReadAhead(from: number): void {
     for (let ci = from; ci < Math.min(this.count, from + this.opts.readAhead); ci++) {
-      if (this.prefetch.has(ci) || this.cache.has(ci) || this.isHole(ci)) continue;
+      if (this.prefetch.has(ci) || this.cache.has(ci) || this.isHole(ci) || this.piecesOf(ci)) continue;
       const p = this.repo.readStored(this.chunkId(ci)).then((r) => Buffer.from(r.stored));
       p.catch(() => undefined);
       this.prefetch.set(ci, p);
@@ -108,10 +141,83 @@ export class DiskReader {
     }
   }
 
-  /** Random-access read. */
-  async read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Random-access read. Sequential reads of at least a chunk (each starting
+   * where the previous ended) switch to the parallel restore pipeline of
+   * `forEachExtent`, decoding ahead in the worker pool. `into` (at least
+   * `length` bytes) is filled and returned instead of a new buffer: callers
+   * that reuse one avoid a fresh allocation (and its page faults) per read.
+   */
+  async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     if (offset < 0 || length < 0 || offset + length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `read [${offset}, ${offset + length}) outside disk of ${this.capacity} bytes`);
-    const out = Buffer.allocUnsafe(length);
+    const sequential = offset === this.lastEnd && length >= this.chunkSize;
+    this.lastEnd = offset + length;
+    if (this.seq && (this.seq.pos !== offset || this.seq.isCancelled)) this.stopSequential();
+    if (!this.seq) {
+      this.sequentialReads = sequential ? this.sequentialReads + 1 : 0;
+      if (this.sequentialReads >= 2) this.startSequential(offset);
+    }
+    if (into && into.length < length) throw new RepositoryError('INVALID_ARGUMENT', `read buffer of ${into.length} bytes is shorter than ${length}`);
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    this.inflight += 1;
+    try {
+      // The pipeline serves one reader reading in order. Concurrent reads (an NBD client with
+      // several requests in flight, say) are served at random: it stops, and its in-flight read,
+      // if any, finishes at random too.
+      if (this.inflight > 1) {
+        this.stopSequential();
+        return await this.readRandom(offset, out);
+      }
+      if (this.seq) {
+        const got = await this.readSequential(offset, out);
+        if (got) return got;
+      }
+      return await this.readRandom(offset, out);
+    } finally {
+      this.inflight -= 1;
+    }
+  }
+
+  private inflight = 0;
+
+  private lastEnd = 0;
+  private sequentialReads = 0;
+  private seq: SequentialStream | null = null;
+
+  private startSequential(offset: number): void {
+    this.seq = new SequentialStream(this, offset);
+  }
+
+  private stopSequential(): void {
+    this.seq?.cancel();
+    this.seq = null;
+    this.sequentialReads = 0;
+  }
+
+  /** Whether sequential reads are currently served by the parallel pipeline (diagnostics, tests). */
+  get pipelined(): boolean {
+    return this.seq !== null && !this.seq.isCancelled;
+  }
+
+  /** Stop any read-ahead pipeline (returns its workers); reads still work afterwards. */
+  close(): void {
+    this.stopSequential();
+  }
+
+  /** The pipeline's answer, or null when it was stopped meanwhile (the caller reads at random). */
+  private async readSequential(offset: number, out: Buffer): Promise<Buffer | null> {
+    const seq = this.seq!;
+    try {
+      return await seq.read(offset, out);
+    } catch (err) {
+      if (this.seq === seq) this.stopSequential();
+      if (err instanceof StreamCancelled) return null;
+      throw err;
+    }
+  }
+
+  private async readRandom(offset: number, out: Buffer): Promise<Buffer> {
+    const length = out.length;
     let pos = offset;
     while (pos < offset + length) {
       const ci = Math.floor(pos / this.chunkSize);
@@ -136,56 +242,119 @@ export class DiskReader {
   }
 
   /**
-   * Sequential decode of the whole image with reused buffers: calls `sink` for
-   * each run of consecutive non-hole chunks (up to `runBytes`), in offset
-   * order; holes are skipped (the sink sees gaps). The buffer passed to the
-   * sink is reused after it returns/resolves. On the local backend packs are
-   * read through O_DIRECT windows (no fresh page-cache pages).
+   * Sequential decode of the whole image: calls `sink` for each run of
+   * consecutive non-hole chunks (up to `runBytes`), in offset order; holes are
+   * skipped (the sink sees gaps). The buffer passed to the sink is page-aligned
+   * and reused after the sink returns/resolves.
+   *
+   * Pipeline (no per-chunk allocation): the main thread reads the stored blobs of
+   * a stage into a shared input buffer (on the local backend with O_DIRECT, in
+   * contiguous runs: packs hold a backup's blobs in disk order), the worker pool
+   * decodes them straight into a shared output stage (two workers, half a stage
+   * each), and the sink consumes stages in order while later ones are read and
+   * decoded. STAGES stages are in flight.
    */
-  async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024): Promise<void> {
-    const be = this.repo.backend;
-    const win = be instanceof LocalBackend ? be.windowReader() : null;
-    const size = Math.max(runBytes - (runBytes % this.chunkSize), this.chunkSize);
-    // Two stages: the sink may still be consuming one (e.g. an async write) while we decode into the other.
-    const stages = [takeAligned(size), takeAligned(size)];
-    const busy: Array<Promise<void> | null> = [null, null];
-    let cur = 0;
-    const scratch = Buffer.allocUnsafe(this.chunkSize + (this.chunkSize >> 6) + 4096);
-    let runStart = -1;
-    let fill = 0;
-    const flush = async () => {
-      if (fill > 0) {
-        const p = Promise.resolve(sink(runStart, stages[cur]!.subarray(0, fill)));
-        p.catch(() => undefined);
-        busy[cur] = p;
-        cur ^= 1;
-        if (busy[cur]) await busy[cur];
-        busy[cur] = null;
-      }
-      runStart = -1;
-      fill = 0;
-    };
+  async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
+    const cs = this.chunkSize;
+    const size = Math.max(runBytes - (runBytes % cs), cs);
+    const perStage = size / cs;
+    // Stored bytes of one stage: compressed blobs, plus alignment slack per read.
+    const inputSize = size + 2 * cs + perStage * (2 * ALIGN + (cs >> 7) + 64) + ALIGN; // a split chunk may name up to 2x its size
+    const STAGES = 4;
+    const pool = await ChunkPool.take(this.repo.poolOptions());
+    const io = new StoredReader(this.repo);
+    const outs = Array.from({ length: STAGES }, () => takeSharedAligned(size));
+    const ins = Array.from({ length: STAGES }, () => takeSharedAligned(inputSize));
+    const free: Array<Promise<unknown>> = Array.from({ length: STAGES }, () => Promise.resolve());
+    let chain: Promise<void> = Promise.resolve();
+    let k = 0;
+    let failed: unknown = null;
     try {
-      for (let ci = 0; ci < this.count; ci++) {
+      let ci = fromChunk;
+      while (ci < this.count && failed === null) {
         if (this.isHole(ci)) {
-          await flush();
+          ci++;
           continue;
         }
-        const id = this.chunkId(ci);
-        const loc = this.repo.index.get(id);
-        if (!loc) throw new NotFoundError(`chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
-        const stored = win?.read(packPath(loc.pack), loc.offset, loc.storedLen) ?? (await this.repo.readStored(id, scratch)).stored;
-        if (fill + this.chunkSize > size) await flush();
-        if (runStart < 0) runStart = ci * this.chunkSize;
-        fill += this.repo.decode(stored, loc.rawLen, stages[cur]!.subarray(fill, fill + this.chunkLen(ci)), `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
+        await free[k];
+        if (failed !== null) break;
+        // Build one stage: consecutive non-hole chunks whose stored bytes fit the input buffer.
+        const start = ci;
+        const jobs: DecodeJob[] = [];
+        const reads = io.begin(ins[k]!);
+        let fill = 0;
+        while (ci < this.count && fill + this.chunkLen(ci) <= size && !this.isHole(ci)) {
+          const job = this.planDecode(ci, fill, reads);
+          if (!job) break; // input buffer full: the stage ends here
+          jobs.push(job);
+          fill += this.chunkLen(ci);
+          ci++;
+        }
+        if (jobs.length === 0) throw new RepositoryError('INVALID_ARGUMENT', `chunk ${ci} does not fit a restore stage`);
+        const stage = k;
+        const decoded = reads.run().then(() => {
+          const half = Math.ceil(jobs.length / 2);
+          const parts = jobs.length > 1 ? [jobs.slice(0, half), jobs.slice(half)] : [jobs];
+          return Promise.all(parts.map((part) => pool.decode(ins[stage]!.sab, outs[stage]!.sab, part)));
+        });
+        decoded.catch(() => undefined);
+        const offset = start * cs;
+        const len = fill;
+        chain = chain.then(async () => {
+          try {
+            await decoded;
+          } catch (err) {
+            throw new CorruptDataError((err as Error).message, { cause: err });
+          }
+          await sink(offset, outs[stage]!.buf.subarray(0, len));
+        });
+        chain.catch((err: unknown) => {
+          failed ??= err;
+        });
+        free[k] = chain.catch(() => undefined);
+        k = (k + 1) % STAGES;
       }
-      await flush();
-      await Promise.all(busy.filter(Boolean));
+      await chain;
     } finally {
-      await Promise.allSettled(busy.filter(Boolean));
-      win?.close();
-      for (const s of stages) giveAligned(s);
+      await Promise.allSettled([chain, ...free]);
+      io.close();
+      await pool.giveBack();
+      for (const b of outs) giveSharedAligned(b);
+      for (const b of ins) giveSharedAligned(b);
     }
+  }
+
+  /** The decode job for chunk `ci` at `dstOff` of a stage, queuing its blob reads; null when the input is full. */
+  private planDecode(ci: number, dstOff: number, reads: StageReads): DecodeJob | null {
+    const len = this.chunkLen(ci);
+    const locate = (id: string) => {
+      const loc = this.repo.index.get(id);
+      if (!loc) throw new NotFoundError(this.what(id, ci));
+      return loc;
+    };
+    const pieces = this.piecesOf(ci);
+    if (!pieces) {
+      const id = this.chunkId(ci);
+      const loc = locate(id);
+      const inOff = reads.add(id, loc);
+      return inOff < 0 ? null : { what: this.what(id, ci), dstOff, len, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen };
+    }
+    const mark = reads.mark();
+    const out: Extract<DecodeJob, { pieces: unknown[] }>['pieces'] = [];
+    for (const p of pieces) {
+      if (p.id === HOLE_HEX) {
+        out.push({ start: p.start, len: p.len, hole: true });
+        continue;
+      }
+      const loc = locate(p.id);
+      const inOff = reads.add(p.id, loc);
+      if (inOff < 0) {
+        reads.rewind(mark);
+        return null;
+      }
+      out.push({ start: p.start, len: p.len, srcOff: p.srcOff, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen });
+    }
+    return { what: this.what(pieces.find((p) => p.id !== HOLE_HEX)?.id ?? HOLE_HEX, ci), dstOff, len, pieces: out };
   }
 
   /**
@@ -212,5 +381,238 @@ export class DiskReader {
       fs.closeSync(fd);
     }
     return this.capacity;
+  }
+}
+
+/**
+ * Reads the stored blobs of one restore stage into a shared input buffer:
+ * blobs adjacent in the same pack are coalesced into one read; on the local
+ * backend reads are aligned O_DIRECT preads (no page-cache pages), elsewhere
+ * plain ranged reads.
+ */
+class StoredReader {
+  private readonly local: LocalBackend | null;
+  private readonly fds = new Map<string, number | null>();
+  constructor(private readonly repo: Repository) {
+    this.local = repo.backend instanceof LocalBackend ? repo.backend : null;
+  }
+
+  begin(into: SharedAligned): StageReads {
+    return new StageReads(this, into);
+  }
+
+  /** O_DIRECT fd for a pack, or null (no direct I/O there, or not the local backend). */
+  directFd(pack: string): number | null {
+    if (!this.local) return null;
+    let fd = this.fds.get(pack);
+    if (fd === undefined) {
+      fd = openDirect(this.local.absolute(packPath(pack)), fs.constants.O_RDONLY);
+      this.fds.set(pack, fd);
+    }
+    return fd;
+  }
+
+  async readPlain(pack: string, offset: number, into: Buffer): Promise<void> {
+    const got = await this.repo.backend.readRange(packPath(pack), offset, into.length, into);
+    if (got !== into && got.buffer !== into.buffer) into.set(got);
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) if (fd !== null) fs.closeSync(fd);
+    this.fds.clear();
+  }
+}
+
+interface Segment {
+  pack: string;
+  start: number; // file offset of the first blob
+  end: number; // file offset past the last blob
+  at: number; // position in the input buffer of file offset `start` (after alignment slack)
+}
+
+class StageReads {
+  private readonly segs: Segment[] = [];
+  private readonly placed = new Map<string, number>();
+  private pos = 0;
+  constructor(
+    private readonly reader: StoredReader,
+    private readonly into: SharedAligned,
+  ) {}
+
+  mark(): { segs: number; pos: number; placed: string[] } {
+    return { segs: this.segs.length, pos: this.pos, placed: [...this.placed.keys()] };
+  }
+
+  rewind(m: { segs: number; pos: number; placed: string[] }): void {
+    const last = this.segs[m.segs - 1];
+    this.segs.length = m.segs;
+    this.pos = m.pos;
+    const keep = new Set(m.placed);
+    for (const id of [...this.placed.keys()]) if (!keep.has(id)) this.placed.delete(id);
+    // A segment extended after the mark is cut back to its extent at the mark.
+    if (last) last.end = Math.min(last.end, last.start + (m.pos - last.at));
+  }
+
+  /** Position of the blob in the input buffer (queued for reading), or -1 when it does not fit. */
+  add(id: string, loc: BlobLocation): number {
+    const seen = this.placed.get(id);
+    if (seen !== undefined) return seen;
+    const last = this.segs[this.segs.length - 1];
+    let at: number;
+    if (last && last.pack === loc.pack && last.end === loc.offset) {
+      at = last.at + (loc.offset - last.start);
+      if (Math.ceil((at + loc.storedLen) / ALIGN) * ALIGN > this.into.buf.length) return -1;
+      last.end = loc.offset + loc.storedLen;
+    } else {
+      const slack = loc.offset % ALIGN;
+      const base = Math.ceil(this.pos / ALIGN) * ALIGN;
+      at = base + slack;
+      if (Math.ceil((at + loc.storedLen) / ALIGN) * ALIGN > this.into.buf.length) return -1;
+      this.segs.push({ pack: loc.pack, start: loc.offset, end: loc.offset + loc.storedLen, at });
+    }
+    this.pos = at + loc.storedLen;
+    this.placed.set(id, at);
+    return at;
+  }
+
+  async run(): Promise<void> {
+    await Promise.all(
+      this.segs.map(async (s) => {
+        const fd = this.reader.directFd(s.pack);
+        if (fd === null) return this.reader.readPlain(s.pack, s.start, this.into.buf.subarray(s.at, s.at + (s.end - s.start)));
+        const fileStart = s.start - (s.start % ALIGN);
+        const bufStart = s.at - (s.start - fileStart);
+        const len = Math.ceil((s.end - fileStart) / ALIGN) * ALIGN;
+        let got = 0;
+        while (got < s.end - fileStart) {
+          const n = await preadAsync(fd, this.into.buf, bufStart + got, len - got, fileStart + got);
+          if (n === 0) throw new CorruptDataError(`short read: pack ${s.pack} has fewer than ${s.end} bytes`);
+          got += n;
+          if (n % ALIGN !== 0) break;
+        }
+        if (got < s.end - fileStart) throw new CorruptDataError(`short read: pack ${s.pack} has fewer than ${s.end} bytes`);
+      }),
+    );
+  }
+}
+
+function preadAsync(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+class StreamCancelled extends Error {}
+
+/**
+ * Sequential reads served from the `forEachExtent` pipeline: stages arrive in
+ * offset order, `read()` copies out of the current one (zeros for holes
+ * between stages) and releases it once passed, which lets the pipeline reuse
+ * the stage buffer. An idle stream (no read for IDLE_MS) cancels itself so an
+ * abandoned reader never pins the worker pool.
+ */
+class SequentialStream {
+  static readonly IDLE_MS = 5000;
+  pos: number;
+  private stages: Array<{ offset: number; data: Buffer; release: () => void }> = [];
+  private waiter: (() => void) | null = null;
+  private done = false;
+  private error: unknown = null;
+  private cancelled = false;
+  private idle: NodeJS.Timeout | null = null;
+  private readonly run: Promise<void>;
+
+  constructor(
+    private readonly reader: DiskReader,
+    offset: number,
+  ) {
+    this.pos = offset;
+    this.run = reader
+      .forEachExtent(
+        (off, data) =>
+          new Promise<void>((resolve, reject) => {
+            if (this.cancelled) return reject(new StreamCancelled());
+            this.stages.push({ offset: off, data, release: resolve });
+            this.cancelStage = reject;
+            this.wake();
+          }),
+        4 * 1024 * 1024,
+        Math.floor(offset / reader.chunkSize),
+      )
+      .then(
+        () => {
+          this.done = true;
+          this.wake();
+        },
+        (err: unknown) => {
+          if (!(err instanceof StreamCancelled)) this.error = err;
+          this.done = true;
+          this.wake();
+        },
+      );
+    this.armIdle();
+  }
+  private cancelStage: ((e: unknown) => void) | null = null;
+
+  get isCancelled(): boolean {
+    return this.cancelled;
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private armIdle(): void {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = setTimeout(() => this.cancel(), SequentialStream.IDLE_MS);
+    this.idle.unref();
+  }
+
+  cancel(): void {
+    if (this.idle) clearTimeout(this.idle);
+    if (this.cancelled) return;
+    this.cancelled = true;
+    for (const s of this.stages) s.release();
+    this.stages = [];
+    this.cancelStage?.(new StreamCancelled());
+    this.wake(); // a read waiting for a stage learns it was cancelled
+    void this.run;
+  }
+
+  async read(offset: number, out: Buffer): Promise<Buffer> {
+    if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
+    this.armIdle();
+    const end = offset + out.length;
+    let pos = offset;
+    while (pos < end) {
+      let s = this.stages[0];
+      while (s && s.offset + s.data.length <= pos) {
+        this.stages.shift();
+        s.release();
+        s = this.stages[0];
+      }
+      if (!s) {
+        if (this.error) throw this.error;
+        if (this.done) {
+          out.fill(0, pos - offset); // holes up to the end
+          break;
+        }
+        await new Promise<void>((resolve) => (this.waiter = resolve));
+        // Cancelled while waiting: the stages are gone, so what follows is not known to be holes.
+        if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
+        continue;
+      }
+      if (pos < s.offset) {
+        const n = Math.min(s.offset, end) - pos; // a hole before the next stage
+        out.fill(0, pos - offset, pos - offset + n);
+        pos += n;
+        continue;
+      }
+      const n = Math.min(s.offset + s.data.length, end) - pos;
+      s.data.copy(out, pos - offset, pos - s.offset, pos - s.offset + n);
+      pos += n;
+    }
+    this.pos = end;
+    return out;
   }
 }

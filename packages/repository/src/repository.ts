@@ -20,9 +20,12 @@ import { LocalBackend } from './backends/local.ts';
 import {
   DEFAULT_CHUNK_SIZE,
   DEFAULT_PACK_TARGET,
+  defaultPieceSize,
   FORMAT_NAME,
   FORMAT_VERSION,
+  READABLE_VERSIONS,
   SealedKind,
+  chunkHashFor,
   decodeDiskIndex,
   decodeIndex,
   decryptBlob,
@@ -30,13 +33,16 @@ import {
   packPath,
   seal,
   unseal,
+  unsealVersioned,
   unwrapMasterKey,
   wrapMasterKey,
 } from './format.ts';
 import type { BlobLocation, DiskIndex, Keys, RepositoryConfig } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
+import { makeChunkHasher } from './chunk-codec.mjs';
 import type { LockOptions } from './locks.ts';
+import type { PoolOptions } from './pool.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
 
 const require = createRequire(import.meta.url);
@@ -45,6 +51,8 @@ const zstd = require('zstd-napi/binding') as typeof ZstdBinding;
 export interface InitOptions {
   passphrase?: string;
   chunkSize?: number;
+  /** Granularity of partial chunk updates in incrementals (default 64 KiB, at most chunkSize/4; = chunkSize turns pieces off). */
+  pieceSize?: number;
   compressionLevel?: number;
   packTargetSize?: number;
   /** scrypt cost; the default N=2^15 takes ~100 ms. Tests may lower it. */
@@ -79,12 +87,15 @@ export class Repository {
   /** chunk id (hex) -> location, merged over all index files. */
   index = new Map<string, BlobLocation>();
   indexFiles: string[] = [];
+  /** The repository's chunk-id function (config `hash`): plaintext -> hex id. */
+  readonly hashChunk: (data: Uint8Array) => string;
   private readonly dctx = new zstd.DCtx();
 
   private constructor(backend: Backend, config: RepositoryConfig, keys: Keys | null, opts: OpenOptions) {
     this.backend = backend;
     this.config = config;
     this.keys = keys;
+    this.hashChunk = makeChunkHasher(config.hash, keys ? keys.id : null);
     this.now = opts.now ?? Date.now;
     this.locks = new LockManager(backend, { now: this.now, ...opts.locks });
     this.workers = opts.workers ?? 2;
@@ -96,6 +107,8 @@ export class Repository {
     const id = crypto.randomBytes(16).toString('hex');
     const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (chunkSize < 4096 || chunkSize > 16 * 1024 * 1024 || chunkSize % 4096 !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'chunkSize must be a multiple of 4 KiB between 4 KiB and 16 MiB');
+    const pieceSize = opts.pieceSize ?? defaultPieceSize(chunkSize);
+    if (!Number.isInteger(pieceSize) || pieceSize < 1024 || pieceSize > chunkSize || chunkSize % pieceSize !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'pieceSize must divide chunkSize and be at least 1 KiB');
     let encryption: RepositoryConfig['encryption'] = null;
     if (opts.passphrase !== undefined) {
       if (opts.passphrase.length === 0) throw new RepositoryError('INVALID_ARGUMENT', 'empty passphrase');
@@ -109,8 +122,9 @@ export class Repository {
       id,
       createdAt: new Date().toISOString(),
       chunkSize,
+      pieceSize,
       packTargetSize: opts.packTargetSize ?? DEFAULT_PACK_TARGET,
-      hash: encryption ? 'hmac-sha256' : 'sha256',
+      hash: chunkHashFor(FORMAT_VERSION, encryption !== null),
       compression: { algorithm: 'zstd', level: opts.compressionLevel ?? 1 },
       encryption,
     };
@@ -136,7 +150,19 @@ export class Repository {
       throw new CorruptDataError('config is not valid JSON', { cause: err });
     }
     if (config.format !== FORMAT_NAME) throw new RepositoryError('NOT_A_REPOSITORY', `no repository at ${be.location}`);
-    if (config.version !== FORMAT_VERSION) throw new RepositoryError('UNSUPPORTED_VERSION', `repository format version ${config.version} is not supported (this build reads ${FORMAT_VERSION})`);
+    if (!READABLE_VERSIONS.includes(config.version)) {
+      throw new RepositoryError(
+        'UNSUPPORTED_VERSION',
+        `repository format version ${config.version} at ${be.location} is not supported: this build reads versions ${READABLE_VERSIONS.join(' and ')}${config.version > FORMAT_VERSION ? '; upgrade Vaultline to open it' : ''}`,
+      );
+    }
+    if (config.hash !== chunkHashFor(config.version, config.encryption !== null)) {
+      throw new CorruptDataError(`config: chunk hash ${JSON.stringify(config.hash)} does not belong to format version ${config.version}${config.encryption ? ' (encrypted)' : ''}`);
+    }
+    if (config.version >= 2) {
+      const ps = config.pieceSize;
+      if (typeof ps !== 'number' || ps < 1024 || ps > config.chunkSize || config.chunkSize % ps !== 0) throw new CorruptDataError(`config: pieceSize ${JSON.stringify(ps)} does not divide chunkSize ${config.chunkSize}`);
+    }
     let keys: Keys | null = null;
     if (config.encryption) {
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
@@ -151,14 +177,29 @@ export class Repository {
     await this.backend.close();
   }
 
-  /** Read every index file into the in-memory map. Damaged index files throw. */
+  /** Worker-pool parameters for this repository (writers and restore share warm pools). */
+  poolOptions(slots = 32): PoolOptions {
+    return { workers: this.workers, slots, chunkSize: this.config.chunkSize, level: this.config.compression.level, hash: this.config.hash, keys: this.keys };
+  }
+
+  /**
+   * Bring the in-memory map up to date with the index files. Files are
+   * immutable once named, so only new ones are read; when one vanished (GC
+   * consolidated them) everything is re-read. Damaged index files throw.
+   */
   async reloadIndex(): Promise<void> {
-    const index = new Map<string, BlobLocation>();
-    const files: string[] = [];
-    for (const name of await this.backend.list('index')) {
-      if (!name.endsWith('.idx') || isTmpName(name)) continue;
+    const names = (await this.backend.list('index')).filter((n) => n.endsWith('.idx') && !isTmpName(n));
+    const present = new Set(names);
+    const incremental = this.indexFiles.every((f) => present.has(f));
+    const known = new Set(incremental ? this.indexFiles : []);
+    const index = incremental ? this.index : new Map<string, BlobLocation>();
+    const files = incremental ? [...this.indexFiles] : [];
+    for (const name of names) {
+      if (known.has(name)) continue;
       const data = await this.backend.readFile(`index/${name}`);
-      decodeIndex(unseal(SealedKind.Index, data, this.keys, `index/${name}`), `index/${name}`, index);
+      const entries = new Map<string, BlobLocation>();
+      decodeIndex(unseal(SealedKind.Index, data, this.keys, `index/${name}`), `index/${name}`, entries);
+      for (const [id, loc] of entries) index.set(id, loc);
       files.push(name);
     }
     this.index = index;
@@ -210,7 +251,8 @@ export class Repository {
     }
     const sum = crypto.createHash('sha256').update(data).digest('hex');
     if (sum !== d.indexSha256) throw new CorruptDataError(`${p}: disk index does not match its manifest (truncated or damaged)`);
-    const idx = decodeDiskIndex(unseal(SealedKind.DiskIndex, data, this.keys, p), p);
+    const sealed = unsealVersioned(SealedKind.DiskIndex, data, this.keys, p);
+    const idx = decodeDiskIndex(sealed.payload, p, sealed.version);
     if (idx.capacity !== d.capacity) throw new CorruptDataError(`${p}: capacity mismatch`);
     return idx;
   }
@@ -244,4 +286,7 @@ export class Repository {
   }
 }
 
-export { seal };
+/** Seal a metadata file in this repository's format version. */
+export function sealFor(repo: Repository, kind: SealedKind, payload: Buffer): Buffer {
+  return seal(kind, payload, repo.keys, repo.config.version);
+}

@@ -16,14 +16,16 @@ export interface WriteStats {
   /** Chunks taken by reference from the parent without reading them. */
   reusedChunks: number;
   reusedBytes: number;
-  /** Partially changed chunks merged with the parent's data. */
+  /** Partially changed chunks whose gaps were filled from the parent's data (read back). */
   mergedChunks: number;
+  /** Chunks recorded as pieces (format v2): only their changed blocks were stored. */
+  splitChunks: number;
   /** Stored bytes read back from the repository for merges. */
   baseReadBytes: number;
 }
 
 export function emptyStats(): WriteStats {
-  return { receivedBytes: 0, hashedChunks: 0, newChunks: 0, newRawBytes: 0, newStoredBytes: 0, dedupedChunks: 0, dedupedBytes: 0, zeroChunks: 0, zeroBytes: 0, reusedChunks: 0, reusedBytes: 0, mergedChunks: 0, baseReadBytes: 0 };
+  return { receivedBytes: 0, hashedChunks: 0, newChunks: 0, newRawBytes: 0, newStoredBytes: 0, dedupedChunks: 0, dedupedBytes: 0, zeroChunks: 0, zeroBytes: 0, reusedChunks: 0, reusedBytes: 0, mergedChunks: 0, splitChunks: 0, baseReadBytes: 0 };
 }
 
 export function addStats(a: WriteStats, b: WriteStats): WriteStats {
@@ -44,7 +46,7 @@ export interface DiskManifest {
   changeId?: string | undefined;
   transport?: string | undefined;
   mode: 'changed' | 'full';
-  /** SHA-256 over the disk's chunk-id list (algorithm `chunklist-sha256-v1`, see format doc). */
+  /** v1: SHA-256 over the chunk-id list (`chunklist-sha256-v1`); v2: over the disk-index payload (`didx-sha256-v2`). */
   imageDigest: string;
   /** Flat SHA-256 of the whole logical image, when the writer saw every byte in order (opt-in). */
   sha256?: string | undefined;

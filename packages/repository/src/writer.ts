@@ -25,13 +25,14 @@
 import * as crypto from 'node:crypto';
 import type { Backend, FileWriter } from './backends/backend.ts';
 import { LocalBackend } from './backends/local.ts';
-import { HOLE_HEX, HOLE_ID, ID_BYTES, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath, seal } from './format.ts';
-import type { BlobLocation, DiskIndex, PackEntry } from './format.ts';
+import { HOLE_HEX, HOLE_ID, ID_BYTES, SPLIT_ID, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath } from './format.ts';
+import type { BlobLocation, DiskIndex, PackEntry, Piece } from './format.ts';
 import { RepositoryError, classifyFsError } from './errors.ts';
 import type { Lock } from './locks.ts';
 import { ChunkPool } from './pool.ts';
+import type { StoreJob } from './pool.ts';
 import type { Repository } from './repository.ts';
-import { assertSafeName, newRestorePointId } from './repository.ts';
+import { assertSafeName, newRestorePointId, sealFor } from './repository.ts';
 import type { DiskManifest, Manifest, RestorePointRef, WriteStats } from './types.ts';
 import { addStats, emptyStats } from './types.ts';
 
@@ -165,6 +166,43 @@ function gapsOf(iv: number[], len: number): number[] {
   return gaps;
 }
 
+/** Intersection of two sorted [start,end) pair lists. */
+function intersect(a: number[], b: number[]): number[] {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const s = Math.max(a[i]!, b[j]!);
+    const e = Math.min(a[i + 1]!, b[j + 1]!);
+    if (s < e) out.push(s, e);
+    if (a[i + 1]! < b[j + 1]!) i += 2;
+    else j += 2;
+  }
+  return out;
+}
+
+/** Merge neighbouring pieces that continue the same blob (or are both zeros). */
+function normalizePieces(ps: Piece[]): Piece[] {
+  const out: Piece[] = [];
+  for (const p of ps) {
+    const q = out[out.length - 1];
+    if (q && q.id === p.id && (p.id === HOLE_HEX || q.srcOff + q.len === p.srcOff)) q.len += p.len;
+    else out.push({ ...p });
+  }
+  return out;
+}
+
+/** A partly changed chunk stored as pieces: new blobs for the changed runs, references for the rest. */
+interface PiecePlan {
+  /** Changed [start,end) runs (piece-aligned) that become new blobs. */
+  runs: number[];
+  /** The chunk's layout in order: base pieces, or a new run by its index in `runs` (as start/2). */
+  layout: Array<Piece | number>;
+}
+
+/** Restore reads of a split chunk decode each distinct blob it names: keep that within 2x the chunk. */
+const MAX_DECODE_FACTOR = 2;
+
 let ZERO = Buffer.alloc(0);
 function zeroBuf(n: number): Buffer {
   if (ZERO.length < n) ZERO = Buffer.alloc(n);
@@ -182,9 +220,17 @@ export class DiskWriter {
   readonly stats: WriteStats = emptyStats();
   /** Current chunk ids (32 bytes each); starts as the parent's list or holes. */
   readonly ids: Buffer;
+  /** Split chunks (format v2): chunk -> pieces; starts as the parent's. */
+  readonly pieces = new Map<number, Piece[]>();
+  /** Partly changed chunks become pieces (v2, 'changed' mode, pieceSize < chunkSize). */
+  private readonly piecesOn: boolean;
+  private readonly pieceSize: number;
+  private readonly baseCapacity: number;
   private readonly touched: Uint8Array;
   private readonly pending = new Map<number, PendingChunk>();
   private readonly inflight = new Set<Promise<void>>();
+  /** The store job in flight per chunk. */
+  private readonly jobs = new Map<number, Promise<void>>();
   private error: unknown = null;
   private closed = false;
   private readonly startedAt = new Date();
@@ -206,15 +252,35 @@ export class DiskWriter {
     this.ids = Buffer.alloc(n * ID_BYTES);
     this.touched = new Uint8Array(n);
     this.flatHash = opts.fullImageSha256 ? crypto.createHash('sha256') : null;
+    const cfg = rp.repo.config;
+    this.pieceSize = cfg.pieceSize ?? this.chunkSize;
+    this.piecesOn = cfg.version >= 2 && this.mode === 'changed' && this.pieceSize < this.chunkSize;
+    this.baseCapacity = base && this.mode === 'changed' ? base.capacity : 0;
     if (base && this.mode === 'changed') {
       base.ids.copy(this.ids, 0, 0, Math.min(base.ids.length, this.ids.length));
-      // A resized disk: the parent's last (short) chunk must be rewritten at full length.
-      if (base.capacity !== this.capacity && base.capacity % this.chunkSize !== 0) {
-        const last = Math.floor(base.capacity / this.chunkSize);
-        if (last < n) this.forceMerge.add(last);
+      for (const [ci, ps] of base.pieces) if (ci < n) this.pieces.set(ci, ps);
+      // A resized disk: a chunk whose length differs from the parent's (its old or new last chunk)
+      // must be rewritten at the new length (parent data, then zeros).
+      const baseCount = base.ids.length / ID_BYTES;
+      for (const ci of [baseCount - 1, n - 1]) {
+        if (ci >= 0 && ci < n && ci < baseCount && this.baseLen(ci) !== this.chunkLen(ci)) this.forceMerge.add(ci);
       }
     }
   }
+
+  /** Wait for chunk `ci`'s store job (sending any queued jobs first). */
+  private async waitJob(ci: number): Promise<void> {
+    this.rp.pool.flush();
+    await this.jobs.get(ci);
+  }
+
+  /** Length of chunk `ci`'s base: the parent's (0 past its end), or the full length once stored in this session. */
+  private baseLen(ci: number): number {
+    if (this.settled.has(ci)) return this.chunkLen(ci);
+    return Math.max(0, Math.min(this.chunkSize, this.baseCapacity - ci * this.chunkSize));
+  }
+  /** Chunks whose id/pieces were set in this session (their base is now this session's content). */
+  private readonly settled = new Set<number>();
   private readonly forceMerge = new Set<number>();
 
   private chunkLen(ci: number): number {
@@ -226,7 +292,41 @@ export class DiskWriter {
   }
 
   private setId(ci: number, hex: string): void {
+    this.settled.add(ci);
+    this.pieces.delete(ci);
     this.ids.write(hex, ci * ID_BYTES, 'hex');
+  }
+
+  /** Record a chunk's pieces; collapses to a whole id or a hole when that is what they are. */
+  private setPieces(ci: number, raw: Piece[], rawLenOf: (id: string) => number): void {
+    const ps = normalizePieces(raw);
+    const only = ps.length === 1 ? ps[0]! : null;
+    if (only && only.id === HOLE_HEX) return this.setHole(ci);
+    if (only && only.srcOff === 0 && rawLenOf(only.id) === only.len) return this.setId(ci, only.id);
+    this.settled.add(ci);
+    SPLIT_ID.copy(this.ids, ci * ID_BYTES);
+    this.pieces.set(ci, ps);
+    this.stats.splitChunks++;
+  }
+
+  /** The parent's content of [s,e) of chunk `ci` as pieces (zeros past the parent's end). */
+  private basePieces(ci: number, s: number, e: number): Piece[] {
+    const out: Piece[] = [];
+    const dataEnd = Math.min(this.baseLen(ci), e);
+    if (s < dataEnd) {
+      const ps = this.pieces.get(ci);
+      const hex = this.idHex(ci);
+      if (ps) {
+        for (const p of ps) {
+          const a = Math.max(s, p.start);
+          const b = Math.min(dataEnd, p.start + p.len);
+          if (a < b) out.push({ start: a, len: b - a, id: p.id, srcOff: p.id === HOLE_HEX ? 0 : p.srcOff + (a - p.start) });
+        }
+      } else out.push({ start: s, len: dataEnd - s, id: hex, srcOff: hex === HOLE_HEX ? 0 : s });
+    }
+    const z = Math.max(s, dataEnd);
+    if (z < e) out.push({ start: z, len: e - z, id: HOLE_HEX, srcOff: 0 });
+    return out;
   }
 
   private check(): void {
@@ -236,37 +336,74 @@ export class DiskWriter {
 
   /** Write changed (or, in full mode, all non-zero) bytes at `offset`. Any alignment. */
   async write(offset: number, data: Uint8Array): Promise<void> {
-    this.check();
-    if (offset < 0 || offset + data.length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `write [${offset}, ${offset + data.length}) outside disk ${this.key} of ${this.capacity} bytes`);
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    this.stats.receivedBytes += buf.length;
+    await this.writeFrom(offset, buf.length, (into, at) => {
+      buf.copy(into, 0, at - offset, at - offset + into.length);
+    });
+  }
+
+  /**
+   * Zero-copy write: `fill(into, diskOffset)` is called, in offset order, with
+   * views of the writer's own chunk slots (shared memory the workers hash and
+   * compress from) and must fill each completely with the disk's bytes at
+   * `diskOffset` — e.g. `fs.readSync(fd, into, 0, into.length, diskOffset)` or
+   * a source reader that reads into a caller-supplied buffer. Saves copying
+   * every byte once more on the writer's thread. Same rules as `write()`.
+   */
+  async writeFrom(offset: number, length: number, fill: (into: Buffer, diskOffset: number) => void | Promise<void>): Promise<void> {
+    this.check();
+    if (offset < 0 || length < 0 || offset + length > this.capacity) throw new RepositoryError('INVALID_ARGUMENT', `write [${offset}, ${offset + length}) outside disk ${this.key} of ${this.capacity} bytes`);
+    this.stats.receivedBytes += length;
     if (this.flatHash) {
       if (offset > this.flatPos) {
         this.hashZeros(offset - this.flatPos);
       } else if (offset < this.flatPos) throw new RepositoryError('INVALID_ARGUMENT', 'fullImageSha256 requires sequential writes');
-      this.flatHash.update(buf);
-      this.flatPos = offset + buf.length;
+      this.flatPos = offset + length;
     }
+    const pool = this.rp.pool;
+    // Store jobs of this call go to the workers in one message each (flushed before any wait on them).
+    pool.beginBatch();
+    try {
+      await this.fillChunks(offset, length, fill);
+    } finally {
+      pool.endBatch();
+    }
+  }
+
+  private async fillChunks(offset: number, length: number, fill: (into: Buffer, diskOffset: number) => void | Promise<void>): Promise<void> {
     await this.flushBefore(offset);
     const cs = this.chunkSize;
+    const input = this.rp.pool.input;
+    const fillAt = (view: Buffer, at: number): void | Promise<void> => {
+      const r = fill(view, at);
+      if (r && typeof (r as Promise<void>).then === 'function') this.rp.pool.flush(); // the source is slow: let the workers start
+      return r;
+    };
     let pos = offset;
-    let i = 0;
-    while (i < buf.length) {
+    const end = offset + length;
+    while (pos < end) {
       const ci = Math.floor(pos / cs);
       const within = pos - ci * cs;
       const clen = this.chunkLen(ci);
-      const n = Math.min(clen - within, buf.length - i);
-      const part = buf.subarray(i, i + n);
+      const n = Math.min(clen - within, end - pos);
       this.touched[ci] = 1;
+      // A chunk written again in this session: its earlier store must land first (it is the base now).
+      if (this.jobs.has(ci) && !this.pending.has(ci)) await this.waitJob(ci);
       if (within === 0 && n === clen && !this.pending.has(ci)) {
         this.forceMerge.delete(ci);
-        if (isZero(part)) {
-          this.setHole(ci);
-        } else {
-          const slot = await this.rp.pool.acquire();
-          part.copy(this.rp.pool.input, slot * cs);
-          this.dispatch(ci, slot, clen, null);
+        const slot = await this.rp.pool.acquire();
+        const view = input.subarray(slot * cs, slot * cs + clen);
+        try {
+          await fillAt(view, pos);
+        } catch (err) {
+          this.rp.pool.release(slot);
+          throw err;
         }
+        this.flatHash?.update(view);
+        if (isZero(view)) {
+          this.rp.pool.release(slot);
+          this.setHole(ci);
+        } else this.dispatch(ci, { slot, len: clen }, null);
       } else {
         let p = this.pending.get(ci);
         if (!p) {
@@ -274,7 +411,9 @@ export class DiskWriter {
           p = { slot: await this.rp.pool.acquire(), covered: [] };
           this.pending.set(ci, p);
         }
-        part.copy(this.rp.pool.input, p.slot * cs + within);
+        const view = input.subarray(p.slot * cs + within, p.slot * cs + within + n);
+        await fillAt(view, pos);
+        this.flatHash?.update(view);
         addInterval(p.covered, within, within + n);
         if (p.covered.length === 2 && p.covered[0] === 0 && p.covered[1] === clen) {
           this.pending.delete(ci);
@@ -283,11 +422,10 @@ export class DiskWriter {
           if (isZero(slotBuf)) {
             this.rp.pool.release(p.slot);
             this.setHole(ci);
-          } else this.dispatch(ci, p.slot, clen, null);
+          } else this.dispatch(ci, { slot: p.slot, len: clen }, null);
         }
       }
       pos += n;
-      i += n;
     }
   }
 
@@ -302,6 +440,7 @@ export class DiskWriter {
       const within = pos - ci * cs;
       const n = Math.min(this.chunkLen(ci) - within, end - pos);
       if (within === 0 && n === this.chunkLen(ci) && !this.pending.has(ci)) {
+        if (this.jobs.has(ci)) await this.waitJob(ci);
         this.touched[ci] = 1;
         this.forceMerge.delete(ci);
         this.stats.receivedBytes += n;
@@ -322,6 +461,8 @@ export class DiskWriter {
   }
 
   private setHole(ci: number): void {
+    this.settled.add(ci);
+    this.pieces.delete(ci);
     HOLE_ID.copy(this.ids, ci * ID_BYTES);
     this.stats.zeroChunks++;
     this.stats.zeroBytes += this.chunkLen(ci);
@@ -338,7 +479,12 @@ export class DiskWriter {
     await this.finalize(first);
   }
 
-  /** Finalise a partly covered chunk: fill its gaps from the base (parent or current) data. */
+  /**
+   * Finalise a partly covered chunk. With pieces on, only the changed piece-sized
+   * blocks are hashed and stored and the rest references the parent's blobs;
+   * otherwise (or when the pieces would get too fragmented) the chunk is
+   * completed from the parent's data and stored whole.
+   */
   private async finalize(ci: number): Promise<void> {
     const p = this.pending.get(ci);
     if (!p) return;
@@ -346,56 +492,168 @@ export class DiskWriter {
     this.forceMerge.delete(ci);
     const clen = this.chunkLen(ci);
     const gaps = gapsOf(p.covered, clen);
-    const baseHex = this.idHex(ci);
-    if (baseHex === HOLE_HEX) {
-      const slotBuf = this.rp.pool.inSlot(p.slot, clen);
-      for (let g = 0; g < gaps.length; g += 2) slotBuf.fill(0, gaps[g], gaps[g + 1]);
-      if (isZero(slotBuf)) {
-        this.rp.pool.release(p.slot);
-        this.setHole(ci);
-        return;
-      }
-      this.dispatch(ci, p.slot, clen, null);
-      return;
-    }
-    let blobLen: number;
+    let job: Omit<StoreJob, 'checkKnown'>;
+    let plan: PiecePlan | null = null;
     try {
-      blobLen = await this.rp.readBaseIntoSlot(baseHex, p.slot);
+      plan = this.piecesOn ? this.planPieces(ci, p.covered, clen) : null;
+      if (plan) {
+        // Changed blocks that were only partly written need the parent's bytes for their gaps.
+        const needed = intersect(gaps, plan.runs);
+        const merge = needed.length > 0 ? await this.fillBase(ci, p.slot, needed) : null;
+        if (!merge) this.dropZeroRuns(p.slot, plan);
+        if (plan.runs.length === 0) {
+          this.rp.pool.release(p.slot);
+          this.setPieces(ci, plan.layout as Piece[], (id) => this.rp.rawLen(id));
+          return;
+        }
+        job = { slot: p.slot, len: clen, runs: plan.runs, merge };
+      } else {
+        const merge = gaps.length > 0 ? await this.fillBase(ci, p.slot, gaps) : null;
+        if (!merge && isZero(this.rp.pool.inSlot(p.slot, clen))) {
+          this.rp.pool.release(p.slot);
+          this.setHole(ci);
+          return;
+        }
+        job = { slot: p.slot, len: clen, merge };
+      }
     } catch (err) {
       this.rp.pool.release(p.slot);
       throw err;
     }
-    this.stats.mergedChunks++;
-    this.stats.baseReadBytes += blobLen;
-    this.dispatch(ci, p.slot, clen, { blobLen, gaps });
+    this.dispatch(ci, job, plan);
   }
 
-  private dispatch(ci: number, slot: number, len: number, merge: { blobLen: number; gaps: number[] } | null): void {
-    const pool = this.rp.pool;
-    const checkKnown = true;
-    const job = (async () => {
-      try {
-        let r = merge ? await pool.mergeStore(slot, len, merge.blobLen, merge.gaps, checkKnown) : await pool.store(slot, len, checkKnown);
-        this.stats.hashedChunks++;
-        if (r.dup && !this.rp.has(r.id)) r = await pool.store(slot, len, false); // worker knew it, repository no longer does
-        if (r.dup || this.rp.has(r.id)) {
-          this.stats.dedupedChunks++;
-          this.stats.dedupedBytes += len;
-        } else {
-          await this.rp.addBlob(r.id, pool.outSlot(slot, r.storedLen), len);
-          this.stats.newChunks++;
-          this.stats.newRawBytes += len;
-          this.stats.newStoredBytes += r.storedLen;
+  /**
+   * Pieces for a partly changed chunk, or null to store it whole (every block
+   * changed, or the result would make a restore decode more than
+   * MAX_DECODE_FACTOR x the chunk).
+   */
+  private planPieces(ci: number, covered: number[], clen: number): PiecePlan | null {
+    const B = this.pieceSize;
+    const nb = Math.ceil(clen / B);
+    const touched = new Uint8Array(nb);
+    for (let i = 0; i < covered.length; i += 2) {
+      for (let b = Math.floor(covered[i]! / B); b * B < covered[i + 1]!; b++) touched[b] = 1;
+    }
+    if (touched.every((t) => t === 1)) return null;
+    const runs: number[] = [];
+    const layout: Array<Piece | number> = [];
+    let cost = 0;
+    const seen = new Set<string>();
+    for (let b = 0; b < nb; ) {
+      let e = b;
+      while (e < nb && touched[e] === touched[b]) e++;
+      const s0 = b * B;
+      const e0 = Math.min(e * B, clen);
+      if (touched[b]) {
+        layout.push(runs.length / 2);
+        runs.push(s0, e0);
+        cost += e0 - s0;
+      } else {
+        for (const bp of this.basePieces(ci, s0, e0)) {
+          layout.push(bp);
+          if (bp.id !== HOLE_HEX && !seen.has(bp.id)) {
+            seen.add(bp.id);
+            cost += this.rp.rawLen(bp.id);
+          }
         }
-        this.setId(ci, r.id);
+      }
+      b = e;
+    }
+    if (cost > MAX_DECODE_FACTOR * clen || layout.length > 2 * nb) return null;
+    return { runs, layout };
+  }
+
+  /** New runs that are all zeros become hole pieces instead of blobs. */
+  private dropZeroRuns(slot: number, plan: PiecePlan): void {
+    const input = this.rp.pool.inSlot(slot);
+    const keep: number[] = [];
+    const renumber = new Map<number, number>();
+    for (let r = 0; r < plan.runs.length; r += 2) {
+      const s = plan.runs[r]!;
+      const e = plan.runs[r + 1]!;
+      if (isZero(input.subarray(s, e))) continue;
+      renumber.set(r / 2, keep.length / 2);
+      keep.push(s, e);
+    }
+    if (keep.length === plan.runs.length) return;
+    plan.layout = plan.layout.map((x) => {
+      if (typeof x !== 'number') return x;
+      const n = renumber.get(x);
+      return n !== undefined ? n : { start: plan.runs[x * 2]!, len: plan.runs[x * 2 + 1]! - plan.runs[x * 2]!, id: HOLE_HEX, srcOff: 0 };
+    });
+    plan.runs = keep;
+  }
+
+  /**
+   * Give `ranges` of the slot the parent's bytes. When they all come from one
+   * whole parent blob (the common case) its stored bytes are read into the
+   * slot's output area and the worker decodes them (returned merge job);
+   * zeros are filled here; pieces of several blobs are decoded here.
+   */
+  private async fillBase(ci: number, slot: number, ranges: number[]): Promise<StoreJob['merge']> {
+    const input = this.rp.pool.inSlot(slot);
+    const hex = this.idHex(ci);
+    if (!this.pieces.has(ci) && hex !== HOLE_HEX && ranges[0]! < this.baseLen(ci)) {
+      const { storedLen, rawLen } = await this.rp.readBaseIntoSlot(hex, slot);
+      this.stats.mergedChunks++;
+      this.stats.baseReadBytes += storedLen;
+      return { blobLen: storedLen, baseRawLen: rawLen, gaps: ranges };
+    }
+    let read = false;
+    for (let i = 0; i < ranges.length; i += 2) {
+      for (const bp of this.basePieces(ci, ranges[i]!, ranges[i + 1]!)) {
+        if (bp.id === HOLE_HEX) input.fill(0, bp.start, bp.start + bp.len);
+        else {
+          const plain = await this.rp.decodeBase(bp.id, this.stats);
+          plain.copy(input, bp.start, bp.srcOff, bp.srcOff + bp.len);
+          read = true;
+        }
+      }
+    }
+    if (read) this.stats.mergedChunks++;
+    return null;
+  }
+
+  private dispatch(ci: number, job: Omit<StoreJob, 'checkKnown'>, plan: PiecePlan | null): void {
+    const pool = this.rp.pool;
+    const run = (async () => {
+      try {
+        let rs = await pool.store({ ...job, checkKnown: true });
+        // A worker may know an id the repository no longer has: store for real (the slot is already merged).
+        if (rs.some((r) => r.dup && !this.rp.has(r.id))) rs = await pool.store({ slot: job.slot, len: job.len, runs: job.runs ?? null, checkKnown: false });
+        this.stats.hashedChunks += rs.length;
+        for (let k = 0; k < rs.length; k++) {
+          const r = rs[k]!;
+          const rawLen = job.runs ? job.runs[k * 2 + 1]! - job.runs[k * 2]! : job.len;
+          if (r.dup || this.rp.has(r.id)) {
+            this.stats.dedupedChunks++;
+            this.stats.dedupedBytes += rawLen;
+          } else {
+            await this.rp.addBlob(r.id, pool.outAt(job.slot, r.outOff, r.storedLen), rawLen);
+            this.stats.newChunks++;
+            this.stats.newRawBytes += rawLen;
+            this.stats.newStoredBytes += r.storedLen;
+          }
+        }
+        if (!plan) this.setId(ci, rs[0]!.id);
+        else {
+          const runs = job.runs!;
+          const layout = plan.layout.map((x) => (typeof x === 'number' ? { start: runs[x * 2]!, len: runs[x * 2 + 1]! - runs[x * 2]!, id: rs[x]!.id, srcOff: 0 } : x));
+          this.setPieces(ci, layout, (id) => this.rp.rawLen(id));
+        }
       } catch (err) {
         this.error ??= classifyFsError(err, `disk ${this.key}`);
       } finally {
-        pool.release(slot);
+        pool.release(job.slot);
       }
     })();
-    this.inflight.add(job);
-    void job.then(() => this.inflight.delete(job));
+    this.inflight.add(run);
+    this.jobs.set(ci, run);
+    void run.then(() => {
+      this.inflight.delete(run);
+      if (this.jobs.get(ci) === run) this.jobs.delete(ci);
+    });
   }
 
   /** Finish all chunks of this disk. Idempotent. */
@@ -409,6 +667,7 @@ export class DiskWriter {
       }
     }
     for (const ci of [...this.pending.keys()].sort((a, b) => a - b)) await this.finalize(ci);
+    this.rp.pool.flush();
     while (this.inflight.size > 0) await Promise.all([...this.inflight]);
     if (this.error) throw this.error;
     this.closed = true;
@@ -418,7 +677,7 @@ export class DiskWriter {
       if (this.touched[ci]) continue;
       if (this.mode === 'full') {
         this.setHole(ci);
-      } else if (this.idHex(ci) === HOLE_HEX) {
+      } else if (this.idHex(ci) === HOLE_HEX && !this.pieces.has(ci)) {
         this.stats.zeroChunks++;
         this.stats.zeroBytes += this.chunkLen(ci);
       } else {
@@ -438,7 +697,7 @@ export class DiskWriter {
       changeId: this.opts.changeId,
       transport: this.opts.transport,
       mode: this.mode,
-      imageDigest: crypto.createHash('sha256').update(this.ids).digest('hex'),
+      imageDigest: this.imageDigest(),
       sha256: this.flatHash ? this.flatHash.digest('hex') : undefined,
       stats: this.stats,
       timings: { startedAt: this.startedAt.toISOString(), closedAt: this.closedAt.toISOString(), durationMs: this.closedAt.getTime() - this.startedAt.getTime() },
@@ -448,6 +707,17 @@ export class DiskWriter {
 
   fail(err: unknown): void {
     this.error ??= err;
+  }
+
+  /** The disk index as committed. */
+  diskIndex(): DiskIndex {
+    return { capacity: this.capacity, chunkSize: this.chunkSize, ids: this.ids, pieces: this.pieces };
+  }
+
+  /** v1: SHA-256 over the id list (`chunklist-sha256-v1`); v2: over the whole disk-index payload (`didx-sha256-v2`). */
+  private imageDigest(): string {
+    const v = this.rp.repo.config.version;
+    return crypto.createHash('sha256').update(v === 1 ? this.ids : encodeDiskIndex(this.diskIndex(), v)).digest('hex');
   }
 }
 
@@ -482,7 +752,7 @@ export class RestorePointWriter {
       // The index may have grown since open: re-read it under the lock so dedup
       // never references a chunk that a GC (which needed an exclusive lock) removed.
       await repo.reloadIndex();
-      const pool = await ChunkPool.take({ workers: repo.workers, slots: opts.slots ?? 32, chunkSize: repo.config.chunkSize, level: repo.config.compression.level, keys: repo.keys });
+      const pool = await ChunkPool.take(repo.poolOptions(opts.slots ?? 32));
       const w = new RestorePointWriter(repo, opts, lock, pool);
       if (opts.parent) {
         if (opts.parent.vmId !== opts.vmId) throw new RepositoryError('INVALID_ARGUMENT', 'parent restore point belongs to another VM');
@@ -506,17 +776,37 @@ export class RestorePointWriter {
   }
 
   /** Read a parent chunk's stored blob into the slot's output area (no allocation). */
-  async readBaseIntoSlot(id: string, slot: number): Promise<number> {
+  async readBaseIntoSlot(id: string, slot: number): Promise<{ storedLen: number; rawLen: number }> {
+    const loc = this.baseLocation(id);
+    const into = this.pool.outSlot(slot, loc.storedLen);
+    const be = this.repo.backend;
+    if (be instanceof LocalBackend) be.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
+    else into.set(await be.readRange(packPath(loc.pack), loc.offset, loc.storedLen));
+    return { storedLen: loc.storedLen, rawLen: loc.rawLen };
+  }
+
+  private baseLocation(id: string): BlobLocation {
     const loc = this.repo.index.get(id);
-    if (loc) {
-      const into = this.pool.outSlot(slot, loc.storedLen);
-      const be = this.repo.backend;
-      if (be instanceof LocalBackend) be.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
-      else into.set(await be.readRange(packPath(loc.pack), loc.offset, loc.storedLen));
-      return loc.storedLen;
-    }
-    // Written earlier in this session (out-of-order writes): make it readable first.
+    if (loc) return loc;
+    // Written earlier in this session (out-of-order writes): not readable yet.
     throw new RepositoryError('INVALID_ARGUMENT', `chunk rewritten out of order within one session (chunk ${id}); write each area once`);
+  }
+
+  private baseScratch: { stored: Buffer; plain: Buffer } | null = null;
+  /** Decode a committed blob on this thread (rare paths: re-assembling split chunks). Valid until the next call. */
+  async decodeBase(id: string, stats: WriteStats): Promise<Buffer> {
+    const loc = this.baseLocation(id);
+    const cs = this.repo.config.chunkSize;
+    this.baseScratch ??= { stored: Buffer.allocUnsafe(cs + (cs >> 7) + 4096), plain: Buffer.allocUnsafe(cs) };
+    const { stored } = await this.repo.readStored(id, this.baseScratch.stored);
+    stats.baseReadBytes += loc.storedLen;
+    const n = this.repo.decode(stored, loc.rawLen, this.baseScratch.plain, `chunk ${id}`);
+    return this.baseScratch.plain.subarray(0, n);
+  }
+
+  /** Raw length of a stored blob (committed or written in this session). */
+  rawLen(id: string): number {
+    return (this.session.get(id) ?? this.repo.index.get(id))?.rawLen ?? 0;
   }
 
   async openDisk(opts: DiskOptions): Promise<DiskWriter> {
@@ -532,7 +822,10 @@ export class RestorePointWriter {
     if (opts.mode === 'changed' && !base) {
       throw new RepositoryError('INVALID_ARGUMENT', `disk ${opts.key}: mode 'changed' needs a parent restore point containing disk ${pkey}`);
     }
-    if (base) this.pool.setKnown(base.ids);
+    if (base) {
+      const pieceIds = [...base.pieces.values()].flat().map((p) => Buffer.from(p.id, 'hex'));
+      this.pool.setKnown(pieceIds.length > 0 ? Buffer.concat([base.ids, ...pieceIds]) : base.ids);
+    }
     const d = new DiskWriter(this, opts, base);
     this.disks.push(d);
     return d;
@@ -551,20 +844,25 @@ export class RestorePointWriter {
       await this.packs.finish();
       await this.lock.check();
       const be = this.repo.backend;
-      if (this.session.size > 0) await be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, seal(SealedKind.Index, encodeIndex(this.session), this.repo.keys));
+      // The index file and the disk indexes become durable together (their fsyncs overlap); the manifest follows.
+      const writes: Array<Promise<void>> = [];
+      if (this.session.size > 0) writes.push(be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session))));
       const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
       for (let i = 0; i < this.disks.length; i++) {
         const d = this.disks[i]!;
         const m = diskManifests[i]!;
         const file = `disk-${i}.didx`;
-        const sealed = seal(SealedKind.DiskIndex, encodeDiskIndex({ capacity: d.capacity, chunkSize: d.chunkSize, ids: d.ids }), this.repo.keys);
-        await be.writeFileAtomic(`${dir}/${file}`, sealed);
+        const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex(d.diskIndex(), this.repo.config.version));
+        writes.push(be.writeFileAtomic(`${dir}/${file}`, sealed));
         m.file = file;
         m.indexSha256 = crypto.createHash('sha256').update(sealed).digest('hex');
       }
+      const settled = await Promise.allSettled(writes);
+      const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+      if (failed) throw failed.reason;
       const committedAt = new Date(this.repo.now());
       const manifest: Manifest = {
-        formatVersion: 1,
+        formatVersion: this.repo.config.version,
         id: this.id,
         vmId: this.vmId,
         parent: this.opts.parent?.id ?? null,
@@ -578,7 +876,7 @@ export class RestorePointWriter {
         stats: this.stats,
         timings: { startedAt: this.startedAt.toISOString(), committedAt: committedAt.toISOString(), durationMs: committedAt.getTime() - this.startedAt.getTime() },
       };
-      await be.writeFileAtomic(`${dir}/manifest`, seal(SealedKind.Manifest, Buffer.from(JSON.stringify(manifest)), this.repo.keys));
+      await be.writeFileAtomic(`${dir}/manifest`, sealFor(this.repo, SealedKind.Manifest, Buffer.from(JSON.stringify(manifest))));
       this.done = true;
       for (const [id, loc] of this.session) this.repo.index.set(id, loc);
       await this.cleanup();

@@ -112,6 +112,15 @@ export function backendConformance(name: string, setup: () => Promise<{ backend:
         const m2 = await w2.commit();
         const r = await openDiskReader(repo, { vmId: 'vm-c', id: m2.id }, 'd0');
         expect(sha256(await r.read(0, r.capacity))).toBe(sha256(img));
+        // The restore pipeline over this backend: sequential reads and forEachExtent.
+        const parts: Buffer[] = [];
+        for (let off = 0; off < r.capacity; off += 256 * 1024) parts.push(Buffer.from(await r.read(off, Math.min(256 * 1024, r.capacity - off))));
+        expect(sha256(Buffer.concat(parts))).toBe(sha256(img));
+        const image = Buffer.alloc(r.capacity);
+        await r.forEachExtent((off, data) => {
+          data.copy(image, off);
+        });
+        expect(sha256(image)).toBe(sha256(img));
         expect((await verify(repo)).ok).toBe(true);
       } finally {
         await cleanup();

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { cronProblem } from '../scheduler/scheduler.ts';
 import type { AuditLog } from '../services/audit.ts';
-import { drillDto, startDrillRuns } from '../services/drills.ts';
+import { drillDto, drillsWithResults, startDrillRuns } from '../services/drills.ts';
 import { parse } from '../validate.ts';
 
 const Id = z.object({ id: z.uuid() });
@@ -26,9 +26,13 @@ export async function drillRoutes(app: FastifyInstance, deps: { db: Db; audit: A
     return drill;
   };
 
-  app.get('/api/drills', async () => (await db.drillJob.findMany({ orderBy: { name: 'asc' } })).map(drillDto));
+  app.get('/api/drills', async () => drillsWithResults(db));
 
-  app.get('/api/drills/:id', async (request) => drillDto(await load(parse(Id, request.params).id)));
+  app.get('/api/drills/:id', async (request) => {
+    const [drill] = await drillsWithResults(db, { id: parse(Id, request.params).id });
+    if (!drill) throw new AppError('not_found', 'no such drill');
+    return drill;
+  });
 
   app.post('/api/drills', operator, async (request, reply) => {
     const body = parse(DrillCreateSchema, request.body);
@@ -48,7 +52,7 @@ export async function drillRoutes(app: FastifyInstance, deps: { db: Db; audit: A
     checkSchedule(body.schedule);
     const drill = await db.drillJob.update({ where: { id }, data: body });
     await audit.record({ actor: request.user!.username, action: 'drill.update', subject: drill.name, detail: body, ip: request.ip });
-    return drillDto(drill);
+    return (await drillsWithResults(db, { id: drill.id }))[0]!;
   });
 
   app.delete('/api/drills/:id', operator, async (request) => {

@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
 type Row = Awaited<ReturnType<Db['repository']['findFirstOrThrow']>>;
@@ -71,19 +72,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       orderBy: { createdAt: 'desc' },
       take: q.limit,
     });
-    const runVmIds = points.map((p) => p.runVmId).filter((x): x is string => x !== null);
-    const runOf = new Map((await db.runVm.findMany({ where: { id: { in: runVmIds } }, select: { id: true, runId: true } })).map((v) => [v.id, v.runId]));
-    return points.map((p) => ({
-      id: p.id,
-      vmName: p.vmName,
-      vmInstanceUuid: p.vmInstanceUuid,
-      createdAt: p.createdAt.toISOString(),
-      logicalBytes: Number(p.logicalBytes),
-      newBytes: Number(p.newBytes),
-      suspect: p.suspect,
-      immutableUntil: p.immutableUntil?.toISOString() ?? null,
-      runId: (p.runVmId && runOf.get(p.runVmId)) ?? null,
-    }));
+    return restorePointDtos(db, points);
   });
 
   app.post('/api/repositories', { config: { minRole: 'admin' } }, async (request, reply) => {

@@ -7,14 +7,17 @@
  * every byte of the VM's disks, which a viewer may not take away.
  */
 import { Readable } from 'node:stream';
+import type { RestorePointDetail } from '@vaultline/contracts';
 import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { DiskReader, type Repository } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
+import { parseDatastorePath, type HardwareDescription } from '@vaultline/vsphere';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
 const STEP = 4 * 1024 * 1024;
@@ -34,23 +37,49 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
 
   app.get('/api/restore-points', async (request) => {
     const q = parse(z.object({ vm: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
-    const rows = await db.restorePoint.findMany({
-      where: q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {},
-      orderBy: { createdAt: 'desc' },
-      take: q.limit,
-      include: { repository: { select: { name: true } } },
-    });
-    return rows.map((r) => ({
-      id: r.id,
-      vmName: r.vmName,
-      vmInstanceUuid: r.vmInstanceUuid,
-      repository: r.repository.name,
-      createdAt: r.createdAt.toISOString(),
-      logicalBytes: Number(r.logicalBytes),
-      newBytes: Number(r.newBytes),
-      suspect: r.suspect,
-      immutableUntil: r.immutableUntil?.toISOString() ?? null,
-    }));
+    const rows = await db.restorePoint.findMany({ where: q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {}, orderBy: { createdAt: 'desc' }, take: q.limit });
+    return restorePointDtos(db, rows);
+  });
+
+  /** One restore point with what a restore offers: origin vCenter, recorded hardware, disks and NIC networks. */
+  app.get('/api/restore-points/:id', async (request): Promise<RestorePointDetail> => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
+    if (!point) throw new AppError('not_found', 'no such restore point');
+    const origin = point.runVmId ? await db.runVm.findUnique({ where: { id: point.runVmId }, select: { vmMoref: true, run: { select: { job: { select: { vcenterId: true } } } } } }) : null;
+    let repo: Repository | null = null;
+    try {
+      repo = await openRepository(point.repository, deps.secretKey);
+      const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
+      const vm = (m.vm ?? {}) as { moref?: string; hardware?: HardwareDescription | null };
+      const hw = vm.hardware ?? null;
+      const datastoreOf = (fileName: string | undefined) => {
+        try {
+          return fileName ? parseDatastorePath(fileName).datastore : null;
+        } catch {
+          return null;
+        }
+      };
+      const [dto] = await restorePointDtos(db, [point]);
+      return {
+        ...dto!,
+        vcenterId: origin?.run.job?.vcenterId ?? null,
+        sourceVm: { moref: vm.moref ?? (origin?.vmMoref || null), name: point.vmName },
+        hardware: hw
+          ? { guestId: hw.guestId ?? null, guestFullName: hw.guestFullName ?? null, cpus: hw.numCpu ?? null, memoryMiB: hw.memoryMiB ?? null, firmware: hw.firmware ?? null }
+          : null,
+        disks: m.disks.map((d) => {
+          const h = hw?.disks.find((x) => String(x.key) === d.key);
+          return { key: d.key, label: h?.label ?? `disk ${d.key}`, capacityBytes: d.capacity, controller: d.controller ?? h?.controller ?? null, datastore: datastoreOf(h?.fileName), thin: h ? h.thin : null };
+        }),
+        networks: [...new Set((hw?.nics ?? []).map((n) => n.networkName).filter((n): n is string => Boolean(n)))],
+      };
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw new AppError('service_unavailable', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
+    } finally {
+      await repo?.close().catch(() => undefined);
+    }
   });
 
   app.get('/api/restore-points/:id/disks', async (request) => {

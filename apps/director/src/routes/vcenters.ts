@@ -84,6 +84,14 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     return { ok: true };
   });
 
+  /** Where a restored VM can go (read-only; operators, who start restores). */
+  app.get('/api/vcenters/:id/placement', { config: { minRole: 'operator' } }, async (request) => {
+    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+    const row = await db.vCenter.findUnique({ where: { id } });
+    if (!row) throw new AppError('not_found', 'no such vCenter');
+    return connector.placementTargets(connectionOf(row, deps.secretKey)).catch(asAppError);
+  });
+
   app.get('/api/vcenters/:id/vms', async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id } });

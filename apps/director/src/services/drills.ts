@@ -11,10 +11,35 @@ import type { WorkQueue } from '@vaultline/queue';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { startItemRun } from './runs.ts';
+import { nextOccurrences, scheduleProblem } from './schedules.ts';
 
 type DrillRow = NonNullable<Awaited<ReturnType<Db['drillJob']['findUnique']>>>;
 
-export function drillDto(d: DrillRow): DrillJobDto {
+type LastResult = DrillJobDto['lastResults'][number];
+
+/**
+ * The drill as listed: with when it runs next and, per VM, its latest drill run
+ * (found by the drill's id and the VM's instance UUID; the run's own VM name is the throwaway one).
+ */
+export async function drillsWithResults(db: Db, where: { id?: string } = {}, now = new Date()): Promise<DrillJobDto[]> {
+  const drills = await db.drillJob.findMany({ where, orderBy: { name: 'asc' } });
+  if (drills.length === 0) return [];
+  const items = await db.runVm.findMany({
+    where: { run: { drillJobId: { in: drills.map((x) => x.id) } } },
+    orderBy: { run: { createdAt: 'desc' } },
+    select: { vmInstanceUuid: true, run: { select: { id: true, drillJobId: true, status: true, createdAt: true, finishedAt: true, error: true } } },
+  });
+  return drills.map((row) => {
+    const dto = drillDto(row, now);
+    const lastResults = dto.vms.map((vm): LastResult => {
+      const r = items.find((i) => i.run.drillJobId === row.id && i.vmInstanceUuid === vm.instanceUuid)?.run;
+      return { ...vm, run: r ? { id: r.id, status: r.status, createdAt: r.createdAt.toISOString(), finishedAt: r.finishedAt?.toISOString() ?? null, error: r.error } : null };
+    });
+    return { ...dto, lastResults };
+  });
+}
+
+export function drillDto(d: DrillRow, now = new Date()): DrillJobDto {
   return {
     id: d.id,
     name: d.name,
@@ -25,6 +50,8 @@ export function drillDto(d: DrillRow): DrillJobDto {
     schedule: d.schedule,
     enabled: d.enabled,
     lastScheduledAt: d.lastScheduledAt?.toISOString() ?? null,
+    nextRunAt: d.enabled && d.schedule && !scheduleProblem(d.schedule) ? nextOccurrences(d.schedule, 1, now)[0]!.toISOString() : null,
+    lastResults: [],
     createdAt: d.createdAt.toISOString(),
     updatedAt: d.updatedAt.toISOString(),
   };

@@ -1,4 +1,4 @@
-import type { InventoryVm } from '@vaultline/contracts';
+import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
 
 /** What the Director needs from a vCenter; implemented over @vaultline/vsphere. */
 export interface VCenterConnection {
@@ -15,6 +15,8 @@ export interface VCenterConnector {
   /** Signs in once and out again; throws a readable error when it cannot. */
   verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string }>;
   listVms(conn: VCenterConnection): Promise<InventoryVm[]>;
+  /** Hosts, VM folders, resource pools, datastores and networks: where a restored VM can go. */
+  placementTargets(conn: VCenterConnection): Promise<PlacementTargets>;
 }
 
 /** An error the operator can act on (wrong password, unreachable, thumbprint changed). */

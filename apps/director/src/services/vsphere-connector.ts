@@ -1,5 +1,5 @@
 /** The Director's VCenterConnector over @vaultline/vsphere. */
-import type { InventoryVm } from '@vaultline/contracts';
+import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
 import { ConnectError, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
 import { VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
 
@@ -81,5 +81,30 @@ export function vsphereConnector(): VCenterConnector {
             })),
           })),
       ),
+    placementTargets: (conn) =>
+      withClient(conn, async (c): Promise<PlacementTargets> => {
+        const [inv, targets] = [await c.inventory.all(), await c.inventory.placementTargets()];
+        const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+        return {
+          hosts: inv.hosts
+            .map((h) => ({ moref: h.moref, name: h.name, datacenter: h.datacenter, cluster: h.cluster ?? null, connectionState: h.connectionState ?? null, inMaintenanceMode: h.inMaintenanceMode ?? false }))
+            .sort(byName),
+          folders: targets.folders.map((f) => ({ moref: f.moref, name: f.name, datacenter: f.datacenter, path: f.path })).sort((a, b) => a.path.localeCompare(b.path)),
+          resourcePools: targets.resourcePools.map((p) => ({ moref: p.moref, name: p.name, datacenter: p.datacenter, hosts: p.hosts })).sort(byName),
+          datastores: inv.datastores
+            .map((d) => ({
+              moref: d.moref,
+              name: d.name,
+              datacenter: d.datacenter,
+              type: d.type,
+              capacityBytes: d.capacityBytes,
+              freeBytes: d.freeBytes,
+              accessible: d.accessible,
+              hosts: d.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host),
+            }))
+            .sort(byName),
+          networks: inv.networks.map((n) => ({ moref: n.moref, name: n.name, datacenter: n.datacenter })).sort(byName),
+        };
+      }),
   };
 }

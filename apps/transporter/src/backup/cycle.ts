@@ -366,25 +366,37 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   try {
     await deps.diskPhase(disk.key, { phase: 'reading', transport, reasons });
     meter.setPhase('reading');
-    const buf = Buffer.allocUnsafe(READ_SIZE);
+    // Reads land straight in the repository writer's chunk slots (no copy on this thread).
+    const readInto = async (into: Buffer, at: number) => {
+      const got = await source.reader.read(at, into.length, into);
+      if (got.buffer !== into.buffer || got.byteOffset !== into.byteOffset) got.copy(into, 0, 0, into.length);
+    };
+    let sourceMs = 0;
     for (const p of pieces(areas, READ_SIZE)) {
       if (job.shouldStop()) throw new CancelledError();
-      let data: Buffer;
-      try {
-        data = await meter.time('source', () => source.reader.read(p.start, p.length, buf));
-      } catch (err) {
-        if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
-        // Mid-job failover: the snapshot stays; this disk continues over the network from here.
-        const net = deps.transporter.networkTransport;
-        job.warn(`disk ${disk.label}: ${transport} read failed at ${p.start} (${(err as Error).message}); continuing over ${net}`);
-        reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
-        await source.close().catch(() => undefined);
-        transport = net;
-        meter.transport = net;
-        source = await openSource(job, net);
-        data = await meter.time('source', () => source.reader.read(p.start, p.length, buf));
-      }
-      await meter.time('target', () => diskWriter.write(p.start, data));
+      const t0 = performance.now();
+      const before = sourceMs;
+      await diskWriter.writeFrom(p.start, p.length, async (into, at) => {
+        const r0 = performance.now();
+        try {
+          await readInto(into, at);
+        } catch (err) {
+          if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
+          // Mid-job failover: the snapshot stays; this disk continues over the network from here.
+          const net = deps.transporter.networkTransport;
+          job.warn(`disk ${disk.label}: ${transport} read failed at ${at} (${(err as Error).message}); continuing over ${net}`);
+          reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
+          await source.close().catch(() => undefined);
+          transport = net;
+          meter.transport = net;
+          source = await openSource(job, net);
+          await readInto(into, at);
+        } finally {
+          sourceMs += performance.now() - r0;
+        }
+      });
+      meter.addBusy('source', sourceMs - before);
+      meter.addBusy('target', performance.now() - t0 - (sourceMs - before));
       meter.bytesRead += p.length;
       meter.bytesWritten = diskWriter.stats.newStoredBytes;
       meter.emit();

@@ -37,6 +37,11 @@ export class DiskMeter {
     }
   }
 
+  /** Adds busy time measured by the caller (e.g. reads done inside a repository writer's callback). */
+  addBusy(bucket: 'source' | 'processing' | 'target', ms: number): void {
+    this.busy[bucket] += ms;
+  }
+
   setPhase(phase: string): void {
     this.phase = phase;
     this.emit(true);

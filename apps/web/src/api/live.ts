@@ -33,7 +33,8 @@ export function useLiveRuns(): LiveProgress {
     pending.current ??= setTimeout(() => {
       pending.current = null;
       void qc.invalidateQueries({ queryKey: ['runs'] });
-      if (jobsToo.current) void qc.invalidateQueries({ queryKey: ['jobs'] });
+      // A finished run changes what lists show: a job's or drill's last result, new or verified restore points, restored VMs.
+      if (jobsToo.current) for (const key of ['jobs', 'drills', 'restore-points', 'repositories', 'vms']) void qc.invalidateQueries({ queryKey: [key] });
       jobsToo.current = false;
     }, 300);
   });

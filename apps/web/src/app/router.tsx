@@ -15,6 +15,11 @@ const TransportersPage = lazy(() => import('../features/transporters/Transporter
 const VCentersPage = lazy(() => import('../features/vcenters/VCentersPage.tsx'));
 const UsersPage = lazy(() => import('../features/users/UsersPage.tsx'));
 const PasswordPage = lazy(() => import('../features/auth/PasswordPage.tsx'));
+const RestoreWizardPage = lazy(() => import('../features/restores/RestoreWizardPage.tsx'));
+const FileBrowserPage = lazy(() => import('../features/files/FileBrowserPage.tsx'));
+const DrillsPage = lazy(() => import('../features/drills/DrillsPage.tsx'));
+const DrillFormPage = lazy(() => import('../features/drills/DrillFormPage.tsx'));
+const NotificationsPage = lazy(() => import('../features/notifications/NotificationsPage.tsx'));
 
 function NotFound() {
   return (
@@ -38,6 +43,12 @@ export function AppRoutes() {
         <Route path="/runs/:id" element={<RunDetailPage />} />
         <Route path={paths.repositories} element={<RepositoriesPage />} />
         <Route path="/repositories/:id" element={<RepositoryPage />} />
+        <Route path={paths.restore} element={<RestoreWizardPage />} />
+        <Route path="/restore-points/:id/files" element={<FileBrowserPage />} />
+        <Route path={paths.drills} element={<DrillsPage />} />
+        <Route path={paths.newDrill} element={<DrillFormPage />} />
+        <Route path="/drills/:id/edit" element={<DrillFormPage />} />
+        <Route path={paths.notifications} element={<NotificationsPage />} />
         <Route path={paths.transporters} element={<TransportersPage />} />
         <Route path={paths.vcenters} element={<VCentersPage />} />
         <Route path={paths.users} element={<UsersPage />} />

@@ -9,6 +9,7 @@ import { UserMenu } from './UserMenu.tsx';
 const NAV = [
   { to: paths.overview, label: 'Overview', end: true },
   { to: paths.jobs, label: 'Jobs' },
+  { to: paths.drills, label: 'Drills' },
   { to: paths.runs, label: 'Runs' },
   { to: paths.repositories, label: 'Repositories' },
   { to: paths.transporters, label: 'Transporters' },
@@ -31,6 +32,7 @@ export function Shell({ me, onSignOut, children }: { me: Me; onSignOut: () => vo
               {n.label}
             </NavLink>
           ))}
+          {can(me.role, 'operator') && <NavLink to={paths.notifications}>Notifications</NavLink>}
           {can(me.role, 'admin') && <NavLink to={paths.users}>Users</NavLink>}
         </nav>
         <UserMenu me={me} onSignOut={onSignOut} />

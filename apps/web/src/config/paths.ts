@@ -8,6 +8,16 @@ export const paths = {
   run: (id: string) => `/runs/${id}`,
   repositories: '/repositories',
   repository: (id: string) => `/repositories/${id}`,
+  /** The restore wizard, from one restore point or from a VM (its instance UUID or name). */
+  restorePoint: (id: string) => `/restore?point=${encodeURIComponent(id)}`,
+  restoreVm: (vm: string) => `/restore?vm=${encodeURIComponent(vm)}`,
+  restore: '/restore',
+  /** The file browser of a restore point (file-level restore). */
+  browseFiles: (id: string) => `/restore-points/${encodeURIComponent(id)}/files`,
+  drills: '/drills',
+  newDrill: '/drills/new',
+  editDrill: (id: string) => `/drills/${id}/edit`,
+  notifications: '/notifications',
   transporters: '/transporters',
   vcenters: '/vcenters',
   users: '/users',

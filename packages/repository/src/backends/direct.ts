@@ -18,13 +18,30 @@ export const ALIGN = 4096;
 const O_DIRECT = fs.constants.O_DIRECT ?? 0;
 
 interface WasmMemoryCtor {
-  new (d: { initial: number; maximum?: number }): { buffer: ArrayBuffer };
+  new (d: { initial: number; maximum?: number; shared?: boolean }): { buffer: ArrayBuffer | SharedArrayBuffer };
 }
 const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryCtor } }).WebAssembly.Memory;
 
 export function alignedBuffer(bytes: number): Buffer {
   const pages = Math.ceil(bytes / 65536);
   return Buffer.from(new WasmMemory({ initial: pages, maximum: pages }).buffer).subarray(0, bytes);
+}
+
+/** A page-aligned buffer over a SharedArrayBuffer (shared wasm memory): usable for O_DIRECT and by worker threads. */
+export interface SharedAligned {
+  sab: SharedArrayBuffer;
+  buf: Buffer;
+}
+const sharedPool: SharedAligned[] = [];
+export function takeSharedAligned(bytes: number): SharedAligned {
+  const i = sharedPool.findIndex((b) => b.buf.length === bytes);
+  if (i >= 0) return sharedPool.splice(i, 1)[0]!;
+  const pages = Math.ceil(bytes / 65536);
+  const sab = new WasmMemory({ initial: pages, maximum: pages, shared: true }).buffer as SharedArrayBuffer;
+  return { sab, buf: Buffer.from(sab).subarray(0, bytes) };
+}
+export function giveSharedAligned(b: SharedAligned): void {
+  if (sharedPool.length < 12) sharedPool.push(b);
 }
 
 const pool: Buffer[] = [];
@@ -63,8 +80,7 @@ function pwriteAsync(fd: number, buf: Buffer, pos: number): Promise<void> {
 /**
  * Appending writer: data is staged in two aligned buffers; full buffers go out
  * as O_DIRECT writes in the libuv pool (double buffering). `finish()` writes the
- * aligned part of the tail directly and the last < ALIGN bytes through a
- * buffered fd, then fsyncs.
+ * zero-padded tail directly, truncates the file to its size and fsyncs.
  */
 export class DirectAppender {
   private bufs: [Buffer, Buffer];
@@ -76,7 +92,6 @@ export class DirectAppender {
 
   constructor(
     private readonly fd: number,
-    private readonly path: string,
     stageBytes = 4 * 1024 * 1024,
   ) {
     this.bufs = [takeAligned(stageBytes), takeAligned(stageBytes)];
@@ -111,18 +126,16 @@ export class DirectAppender {
     if (this.inflight) await this.inflight;
     this.inflight = null;
     const b = this.bufs[this.cur]!;
-    const aligned = this.fill - (this.fill % ALIGN);
-    if (aligned > 0) await pwriteAsync(this.fd, b.subarray(0, aligned), this.fileOff);
-    const rest = this.fill - aligned;
-    if (rest > 0) {
-      const bfd = fs.openSync(this.path, 'r+');
-      try {
-        fs.writeSync(bfd, b, aligned, rest, this.fileOff + aligned);
-        fs.fsyncSync(bfd);
-      } finally {
-        fs.closeSync(bfd);
-      }
+    // The tail goes out through O_DIRECT too, zero-padded to ALIGN, and the file is
+    // then cut to its real size: one fd, no buffered write into a file that has
+    // direct-written blocks (a slow read-modify-write), nothing synchronous on the
+    // caller's thread. The file is still a tmp file, so a crash in between is harmless.
+    const padded = Math.ceil(this.fill / ALIGN) * ALIGN;
+    if (padded > 0) {
+      b.fill(0, this.fill, padded);
+      await pwriteAsync(this.fd, b.subarray(0, padded), this.fileOff);
     }
+    if (padded !== this.fill) await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, this.size, (e) => (e ? reject(e) : resolve())));
     await new Promise<void>((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(e) : resolve())));
     this.release();
   }

@@ -128,21 +128,22 @@ export class LocalBackend implements Backend {
     return this.readRangeSync(p, offset, length, into);
   }
 
+  /** Asynchronous (libuv pool), so several metadata files can become durable at once. */
   async writeFileAtomic(p: string, data: Uint8Array): Promise<void> {
     const abs = this.absolute(p);
     const tmp = tmpName(abs);
     try {
       fs.mkdirSync(path.dirname(abs), { recursive: true });
-      const fd = fs.openSync(tmp, 'w', 0o640);
+      const h = await fsp.open(tmp, 'w', 0o640);
       try {
         let off = 0;
-        while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
-        fs.fsyncSync(fd);
+        while (off < data.length) off += (await h.write(data, off, data.length - off)).bytesWritten;
+        await h.sync();
       } finally {
-        fs.closeSync(fd);
+        await h.close();
       }
       fs.renameSync(tmp, abs);
-      fsyncDir(path.dirname(abs));
+      await fsyncDirAsync(path.dirname(abs));
     } catch (err) {
       try {
         fs.unlinkSync(tmp);
@@ -193,7 +194,7 @@ export class LocalBackend implements Backend {
       const dfd = openDirect(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC);
       if (dfd !== null) {
         fd = dfd;
-        direct = new DirectAppender(fd, tmp);
+        direct = new DirectAppender(fd);
       } else fd = fs.openSync(tmp, 'w', 0o640);
     } catch (err) {
       throw classifyFsError(err, p);

@@ -5,12 +5,12 @@ import { transportLabel } from './transport.ts';
 
 type RunDisk = Run['vms'][number]['disks'][number];
 
-/** The busiest of source read, processing and repository write. */
-function bottleneckOf(b: DiskProgress['bottleneck']): string {
+/** The busiest of source read, processing and target write (a restore's source is the repository). */
+function bottleneckOf(b: DiskProgress['bottleneck'], restore: boolean): string {
   const parts = [
-    ['source', b.source],
+    [restore ? 'repository' : 'source', b.source],
     ['processing', b.processing],
-    ['target', b.target],
+    [restore ? 'disk write' : 'target', b.target],
   ] as const;
   return [...parts].sort((x, y) => y[1] - x[1])[0]![0];
 }
@@ -19,8 +19,12 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 const IN_FLIGHT = new Set(['queued', 'opening', 'reading']);
 
-/** One disk of a run: transport and why, bytes read/skipped/stored, speed, ETA and bottleneck while live. */
-export function RunDiskRow({ disk, live, vmStatus, detailed }: { disk: RunDisk; live: DiskProgress | undefined; vmStatus: RunStatus; detailed: boolean }) {
+/**
+ * One disk of a run: transport and why, bytes moved, speed, ETA and bottleneck while live. A backup reads the
+ * disk into the repository (read / skipped / stored); a restore writes it from the repository (written / zeros
+ * skipped) and then reads it back to compare SHA-256 with the restore point (`verified`: that log line).
+ */
+export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, verified }: { disk: RunDisk; live: DiskProgress | undefined; vmStatus: RunStatus; detailed: boolean; restore?: boolean; verified?: string | undefined }) {
   const running = vmStatus === 'running';
   const read = live?.bytesRead ?? disk.bytesRead;
   const skipped = live?.bytesSkipped ?? disk.bytesSkipped;
@@ -40,17 +44,30 @@ export function RunDiskRow({ disk, live, vmStatus, detailed }: { disk: RunDisk; 
           {disk.cbtUsed && <span className="muted"> · CBT</span>} <span className="muted">· {phase}</span>
         </span>
         <span className="muted">
-          read {formatBytes(read)} · skipped {formatBytes(skipped)} · stored {formatBytes(stored)}
+          {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
           {speed > 0 && ` · ${formatBytes(speed)}/s`}
-          {isLive && live.etaSeconds !== null && ` · ${formatDuration(live.etaSeconds)} left`}
+          {isLive && live.etaSeconds !== null && phase !== 'verifying' && ` · ${formatDuration(live.etaSeconds)} left`}
         </span>
       </div>
-      {/* Progress over what has to be read: unallocated or unchanged areas are skipped, not read. */}
-      <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
+      {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the whole disk, zeros included. */}
+      {restore ? (
+        <ProgressBar done={disk.finishedAt || phase === 'verifying' ? 1 : stored + skipped} total={disk.finishedAt || phase === 'verifying' ? 1 : disk.capacityBytes} label={`${disk.label} progress`} />
+      ) : (
+        <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
+      )}
+      {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
       {isLive && detailed && (
         <p className="small muted" data-testid="bottleneck">
-          Bottleneck: <strong>{bottleneckOf(live.bottleneck)}</strong> — busy reading the source {pct(live.bottleneck.source)}, processing {pct(live.bottleneck.processing)}, writing to the
-          repository {pct(live.bottleneck.target)}
+          Bottleneck: <strong>{bottleneckOf(live.bottleneck, restore)}</strong> —{' '}
+          {restore
+            ? `busy reading the restore point ${pct(live.bottleneck.source)}, processing ${pct(live.bottleneck.processing)}, writing the disk ${pct(live.bottleneck.target)}`
+            : `busy reading the source ${pct(live.bottleneck.source)}, processing ${pct(live.bottleneck.processing)}, writing to the repository ${pct(live.bottleneck.target)}`}
+        </p>
+      )}
+      {verified && (
+        <p className="small verified" data-testid="disk-verified">
+          <span aria-hidden="true">✓ </span>
+          {verified}
         </p>
       )}
       {disk.error && <p className="reason">{disk.error}</p>}

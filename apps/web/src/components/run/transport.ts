@@ -12,3 +12,18 @@ export const TRANSPORT_HELP: Record<TransportMode, string> = {
   nbdssl: 'Copies over the network through the ESXi host, encrypted with TLS. Works everywhere; slowest, and it uses the management network.',
   nbd: 'Network copy without TLS, for vCenters registered over plain HTTP (labs); over HTTPS it is the same as NBDSSL.',
 };
+
+export type WriteTransport = Exclude<TransportMode, 'san'>;
+export const WRITE_TRANSPORTS: WriteTransport[] = ['automatic', 'hotadd', 'nbdssl', 'nbd'];
+
+/** One line on how each mode writes a restored disk. */
+export const RESTORE_TRANSPORT_HELP: Record<WriteTransport, string> = {
+  automatic: 'Per disk: HotAdd when this Transporter runs as a VM of that vCenter and the disk is on SCSI, else the network. The run records why.',
+  hotadd: 'Attaches each new disk to the Transporter’s own VM and writes only its non-zero data there, so thin disks stay thin. SCSI disks only.',
+  nbdssl: 'Writes through the ESXi host over the network, encrypted with TLS. Works everywhere; slowest, and it uses the management network.',
+  nbd: 'Network write without TLS, for vCenters registered over plain HTTP (labs); over HTTPS it is the same as NBDSSL.',
+};
+
+/** Why Direct SAN is not offered for restores (the Director refuses it too). */
+export const SAN_NEVER_WRITES =
+  'Direct SAN is never used to write: writing into a VMFS LUN from outside ESXi needs VMware’s private block-allocation lease (only VDDK has it), and without it the datastore could be corrupted.';

@@ -4,6 +4,7 @@ import { useState } from 'react';
 import { Link } from 'react-router';
 import { createJob, getJobs, runJob } from '../../api/jobs.ts';
 import { useRepositories } from '../../api/repositories.ts';
+import { useAllRestorePoints } from '../../api/restores.ts';
 import { useInventories, useVCenters } from '../../api/vcenters.ts';
 import { paths } from '../../config/paths.ts';
 import { errorMessage } from '../../lib/api.ts';
@@ -33,6 +34,13 @@ export function InventoryPanel() {
   const [busy, setBusy] = useState<string | null>(null);
   const [message, setMessage] = useState<{ kind: 'ok' | 'error'; text: string; runId?: string } | null>(null);
   const canRun = can(me.role, 'operator');
+  const points = useAllRestorePoints(canRun);
+  // A VM's restore points are its own (by instance UUID) or, for a VM restored under the name, those of that name.
+  const pointsOf = (vm: InventoryVm): string | null => {
+    const list = points.data ?? [];
+    if (vm.instanceUuid && list.some((p) => p.vmInstanceUuid === vm.instanceUuid)) return vm.instanceUuid;
+    return list.some((p) => p.vmName === vm.name) ? vm.name : null;
+  };
   const repo = repositories.data?.[0];
 
   if (vcenters.isPending) return <section className="card">Loading vCenters…</section>;
@@ -92,6 +100,11 @@ export function InventoryPanel() {
                       <td>{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>
                       <td>{vm.disks.map((d) => `${formatBytes(d.capacityBytes)} ${d.controller}`).join(', ')}</td>
                       <td className="actions">
+                        {canRun && pointsOf(vm) && (
+                          <Link className="button" to={paths.restoreVm(pointsOf(vm)!)} aria-label={`Restore ${vm.name}`}>
+                            Restore…
+                          </Link>
+                        )}{' '}
                         {canRun && repo && (
                           <button
                             type="button"

@@ -6,6 +6,7 @@ import { StatusPill } from '../../components/StatusPill.tsx';
 import { RunVmBlock } from '../../components/run/RunVmBlock.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatDateTime } from '../../lib/format.ts';
+import { runTitle } from '../../lib/run-title.ts';
 
 /** The latest runs with every disk's progress, live. */
 export function RecentRuns() {
@@ -29,13 +30,13 @@ export function RecentRuns() {
         <div key={run.id} className="run" data-testid="run">
           <div className="row">
             <Link to={paths.run(run.id)}>
-              <strong>{jobName(run.jobId) ?? (run.kind === 'backup' ? 'Backup' : run.kind)}</strong>
+              <strong>{runTitle(run, jobName(run.jobId))}</strong>
             </Link>
             <span className="muted small">{formatDateTime(run.createdAt)}</span>
             <StatusPill status={run.status} testId="run-status" />
           </div>
           {run.vms.map((vm) => (
-            <RunVmBlock key={vm.id} vm={vm} live={live} detailed={false} />
+            <RunVmBlock key={vm.id} vm={vm} live={live} detailed={false} kind={run.kind} />
           ))}
         </div>
       ))}

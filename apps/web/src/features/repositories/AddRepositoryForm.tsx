@@ -3,6 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import type { RepositoryCreate, RepositoryDto } from '@vaultline/contracts';
 import { createRepository } from '../../api/repositories.ts';
 import { FormError } from '../../components/FormError.tsx';
+import { HostKeyConfirm } from '../../components/HostKeyConfirm.tsx';
 import { ApiRequestError } from '../../lib/api.ts';
 import { useAction } from '../../lib/use-action.ts';
 
@@ -84,15 +85,7 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
             <textarea name="privateKey" value={privateKey} onChange={(e) => setPrivateKey(e.target.value)} required rows={5} className="mono" placeholder="-----BEGIN OPENSSH PRIVATE KEY-----" spellCheck={false} />
             <span className="muted small">Sealed with the appliance key before it is stored.</span>
           </label>
-          {hostKey && (
-            <div className="alert warn confirm-thumbprint" role="alert" data-testid="host-key">
-              <p>
-                The server presents this SSH host key. Check it on the server before trusting it (for example <code>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</code>).
-              </p>
-              <p className="mono thumb">{hostKey}</p>
-              <p className="small">It is pinned: if the server’s key changes later, Vaultline refuses to connect and names both fingerprints.</p>
-            </div>
-          )}
+          {hostKey && <HostKeyConfirm fingerprint={hostKey} />}
         </>
       )}
       <label className="check-field">

@@ -5,9 +5,14 @@ import { useRepositories, useRepositoryStats, useRestorePoints } from '../../api
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatBytes, formatDateTime, formatRatio } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+import { PointFlags } from '../restores/PointFlags.tsx';
+import { MaintenancePanel } from './MaintenancePanel.tsx';
 
 export default function RepositoryPage() {
   const { id } = useParams();
+  const operator = can(useMe().role, 'operator');
   const repositories = useRepositories();
   const repo = repositories.data?.find((r) => r.id === id);
   const stats = useRepositoryStats(id!);
@@ -79,6 +84,9 @@ export default function RepositoryPage() {
                   <th scope="col">New data stored</th>
                   <th scope="col">State</th>
                   <th scope="col">Run</th>
+                  <th scope="col">
+                    <span className="sr-only">Actions</span>
+                  </th>
                 </tr>
               </thead>
               <tbody>
@@ -88,22 +96,29 @@ export default function RepositoryPage() {
                     <td>{formatBytes(p.logicalBytes)}</td>
                     <td>{formatBytes(p.newBytes)}</td>
                     <td>
-                      {p.suspect && (
-                        <span className="pill status-warning" title="The CBT sanity check found a change CBT missed; the next backup re-read every disk.">
-                          suspect
-                        </span>
-                      )}{' '}
-                      {p.immutableUntil && Date.parse(p.immutableUntil) > Date.now() ? <span className="pill">immutable until {formatDateTime(p.immutableUntil)}</span> : !p.suspect && <span className="muted">ok</span>}
+                      <PointFlags point={p} />
                     </td>
                     <td>{p.runId ? <Link to={paths.run(p.runId)}>run</Link> : <span className="muted">—</span>}</td>
+                    <td className="actions">
+                      {operator && (
+                        <>
+                          <Link className="button" to={paths.browseFiles(p.id)} aria-label={`Browse files of ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                            Browse files
+                          </Link>
+                          <Link className="button" to={paths.restorePoint(p.id)} aria-label={`Restore ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                            Restore…
+                          </Link>
+                        </>
+                      )}
+                    </td>
                   </tr>
                 ))}
               </tbody>
             </table>
           </div>
         ))}
-        <p className="small muted">Restoring from here comes with the restore screens; for now use the API or the CLI (see the README).</p>
       </section>
+      <MaintenancePanel repositoryId={id!} />
     </Page>
   );
 }

@@ -15,6 +15,7 @@ import { errorMessage } from '../../lib/api.ts';
 import { formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
+import { runTitle, writesDisks } from '../../lib/run-title.ts';
 
 type LogLine = Run['vms'][number]['log'][number] & { vm: string };
 
@@ -85,7 +86,13 @@ function Cancel({ run }: { run: Run }) {
             .finally(() => setBusy(false));
         }}
       >
-        <p>VMs not started yet are skipped. A VM being copied stops, commits nothing, and its snapshot and any attached disk are removed.</p>
+        {writesDisks(run.kind) ? (
+          <p>The restore stops between writes: every attached disk is detached and the VM it was creating is removed. A VM being replaced is left untouched unless the swap already began (then it is rolled back).</p>
+        ) : run.kind === 'backup' ? (
+          <p>VMs not started yet are skipped. A VM being copied stops, commits nothing, and its snapshot and any attached disk are removed.</p>
+        ) : (
+          <p>The repository task stops; what it already did stays done.</p>
+        )}
       </ConfirmDialog>
     </>
   );
@@ -100,7 +107,7 @@ export default function RunDetailPage() {
   const live = useLiveRuns();
   const r = run.data;
   const job = r?.jobId ? jobs.data?.find((j) => j.id === r.jobId) : undefined;
-  const title = r ? `${job?.name ?? (r.kind === 'backup' ? 'Backup' : r.kind)} — run` : 'Run';
+  const title = r ? `${runTitle(r, job?.name)} — run` : 'Run';
   const took = r ? secondsBetween(r.startedAt, r.finishedAt) : null;
 
   return (
@@ -144,7 +151,7 @@ export default function RunDetailPage() {
           )}
           <section className="card" aria-label="VMs and disks">
             {r.vms.map((vm) => (
-              <RunVmBlock key={vm.id} vm={vm} live={live} detailed transporterName={transporters.data?.find((t) => t.id === vm.transporterId)?.name} />
+              <RunVmBlock key={vm.id} vm={vm} live={live} detailed kind={r.kind} transporterName={transporters.data?.find((t) => t.id === vm.transporterId)?.name} />
             ))}
           </section>
           <RunLog run={r} />

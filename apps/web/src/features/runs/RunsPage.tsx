@@ -7,6 +7,7 @@ import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatBytes, formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
+import { RUN_KIND } from '../../lib/run-title.ts';
 
 const totals = (run: Run) => {
   let read = 0;
@@ -20,7 +21,6 @@ const totals = (run: Run) => {
   return { read, stored };
 };
 
-const KIND: Record<Run['kind'], string> = { backup: 'Backup', restore: 'Restore', verify: 'Verify', drill: 'Restore drill', gc: 'Garbage collection' };
 
 export default function RunsPage() {
   const [params, setParams] = useSearchParams();
@@ -38,7 +38,7 @@ export default function RunsPage() {
   };
 
   return (
-    <Page title="Runs" subtitle="Every backup and restore, newest first.">
+    <Page title="Runs" subtitle="Every backup, restore, drill, verify and garbage collection, newest first.">
       <div className="toolbar">
         <label className="inline">
           Job
@@ -92,8 +92,7 @@ export default function RunsPage() {
                         <div className="muted small">{run.trigger}</div>
                       </td>
                       <td>
-                        {jobName(run.jobId) ?? KIND[run.kind]}
-                        {run.kind !== 'backup' && run.jobId && <span className="muted small"> · {KIND[run.kind]}</span>}
+                        {run.kind === 'backup' ? (jobName(run.jobId) ?? RUN_KIND.backup) : RUN_KIND[run.kind]}
                       </td>
                       <td className="small">{run.vms.map((v) => v.vmName).join(', ')}</td>
                       <td>

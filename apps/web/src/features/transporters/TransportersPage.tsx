@@ -2,9 +2,13 @@ import { useTransporters } from '../../api/health.ts';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { transportLabel } from '../../components/run/transport.ts';
 import { ago, formatDateTime } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+import { RemoteTransporters } from './RemoteTransporters.tsx';
 
 export default function TransportersPage() {
   const transporters = useTransporters();
+  const admin = can(useMe().role, 'admin');
   return (
     <Page title="Transporters" subtitle="The workers that snapshot, read and store VM disks. One is offline after three missed heartbeats.">
       {transporters.isPending && <Loading what="Transporters" />}
@@ -56,6 +60,7 @@ export default function TransportersPage() {
           </table>
         </section>
       )}
+      {admin && <RemoteTransporters live={transporters.data ?? []} />}
     </Page>
   );
 }

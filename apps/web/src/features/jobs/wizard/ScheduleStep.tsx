@@ -14,10 +14,10 @@ function useDebounced<T>(value: T, ms: number): T {
 }
 
 /** The server's reading of the schedule: when it runs next, or why it is not valid. */
-export function SchedulePreviewBox({ cron }: { cron: string | null }) {
+export function SchedulePreviewBox({ cron, whenNone = 'The job runs only when started by hand (Run now).' }: { cron: string | null; whenNone?: string }) {
   const debounced = useDebounced(cron, 350);
   const preview = useSchedulePreview(debounced);
-  if (!cron) return <p className="muted small">The job runs only when started by hand (Run now).</p>;
+  if (!cron) return <p className="muted small">{whenNone}</p>;
   if (preview.isError) {
     return (
       <div className="alert error" role="alert" data-testid="schedule-error">
@@ -35,18 +35,25 @@ export function SchedulePreviewBox({ cron }: { cron: string | null }) {
 }
 
 export function ScheduleStep({ state, set }: { state: WizardState; set: (patch: Partial<WizardState>) => void }) {
-  const s = state.schedule;
-  const time = s.kind === 'daily' || s.kind === 'weekly' ? s.time : '22:00';
-  const day = s.kind === 'weekly' ? s.day : 1;
-  const choose = (c: ScheduleChoice) => set({ schedule: c });
   return (
     <div className="step-body">
+      <ScheduleChooser value={state.schedule} onChange={(schedule) => set({ schedule })} />
+    </div>
+  );
+}
+
+/** None, daily, weekly or a cron expression, with the Director's preview of the next runs. */
+export function ScheduleChooser({ value: s, onChange: choose, noneHelp = 'Run it by hand from the job list.', whenNone }: { value: ScheduleChoice; onChange: (c: ScheduleChoice) => void; noneHelp?: string; whenNone?: string }) {
+  const time = s.kind === 'daily' || s.kind === 'weekly' ? s.time : '22:00';
+  const day = s.kind === 'weekly' ? s.day : 1;
+  return (
+    <>
       <fieldset className="choices">
         <legend>When it runs</legend>
         <label className={`choice ${s.kind === 'none' ? 'chosen' : ''}`}>
           <input type="radio" name="schedule" checked={s.kind === 'none'} onChange={() => choose({ kind: 'none' })} />
           <span className="choice-text">
-            <strong>No schedule</strong> <span className="muted small block">Run it by hand from the job list.</span>
+            <strong>No schedule</strong> <span className="muted small block">{noneHelp}</span>
           </span>
         </label>
         <label className={`choice ${s.kind === 'daily' ? 'chosen' : ''}`}>
@@ -98,7 +105,7 @@ export function ScheduleStep({ state, set }: { state: WizardState; set: (patch: 
           </label>
         )}
       </fieldset>
-      <SchedulePreviewBox cron={toCron(s)} />
-    </div>
+      <SchedulePreviewBox cron={toCron(s)} {...(whenNone ? { whenNone } : {})} />
+    </>
   );
 }

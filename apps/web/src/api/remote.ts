@@ -1,0 +1,24 @@
+import { useQuery } from '@tanstack/react-query';
+import type { RemoteDeployResult, RemoteHostCheck, RemoteTransporter, RemoteTransporterCreate, RemoteTransporterStatus, TransporterEndpoints } from '@vaultline/contracts';
+import { api } from '../lib/api.ts';
+
+export const useRemoteTransporters = (enabled: boolean) => useQuery({ queryKey: ['remote-transporters'], queryFn: () => api<RemoteTransporter[]>('/api/transporters/remote'), enabled });
+/** Asks the host over SSH: slow-ish, so only on request and not retried. */
+export const useRemoteStatus = (id: string, enabled: boolean) =>
+  useQuery({ queryKey: ['remote-transporters', id, 'status'], queryFn: () => api<RemoteTransporterStatus>(`/api/transporters/remote/${id}`), enabled, retry: false, staleTime: 10_000 });
+
+/** The first call (without hostKeySha256) answers 409 with the host key to confirm. */
+export const addRemote = (body: Partial<RemoteTransporterCreate> & Pick<RemoteTransporterCreate, 'name' | 'host' | 'username'>) =>
+  api<{ transporter: RemoteTransporter; check: RemoteHostCheck }>('/api/transporters/remote', { method: 'POST', body });
+export const deployRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/deploy`, { method: 'POST', body: {} });
+export const upgradeRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/upgrade`, { method: 'POST', body: {} });
+export const restartRemote = (id: string) => api<{ pid: number | null; running: boolean; online: boolean }>(`/api/transporters/remote/${id}/restart`, { method: 'POST', body: {} });
+export const removeRemote = (id: string, force: boolean) => api<{ ok: true; cleaned: boolean; message: string }>(`/api/transporters/remote/${id}${force ? '?force=true' : ''}`, { method: 'DELETE' });
+export const repinHostKey = (id: string, hostKeySha256?: string) => api<RemoteTransporter>(`/api/transporters/remote/${id}/host-key`, { method: 'POST', body: hostKeySha256 ? { hostKeySha256 } : {} });
+
+export interface EndpointsState extends TransporterEndpoints {
+  databaseUrl: string;
+  redisUrl: string;
+}
+export const useEndpoints = (enabled: boolean) => useQuery({ queryKey: ['transporter-endpoints'], queryFn: () => api<EndpointsState>('/api/settings/transporter-endpoints'), enabled, retry: false });
+export const saveEndpoints = (body: TransporterEndpoints) => api<TransporterEndpoints>('/api/settings/transporter-endpoints', { method: 'PUT', body });

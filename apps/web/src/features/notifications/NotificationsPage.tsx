@@ -1,0 +1,247 @@
+import { useState } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import type { NotificationTargetDto } from '@vaultline/contracts';
+import { deleteTarget, sendTest, updateTarget, useDeliveries, useNotificationTargets } from '../../api/notifications.ts';
+import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { LoadError, Loading, NotAllowed, Page } from '../../components/Page.tsx';
+import { errorMessage } from '../../lib/api.ts';
+import { ago, formatDateTime } from '../../lib/format.ts';
+import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
+import { AddTargetForm } from './AddTargetForm.tsx';
+import { EVENTS, type Events } from './events.ts';
+
+function Deliveries({ target }: { target: NotificationTargetDto }) {
+  const list = useDeliveries(target.id, true);
+  if (list.isPending) return <Loading what="deliveries" />;
+  if (list.isError) return <LoadError what="deliveries" error={list.error} />;
+  if (list.data.length === 0) return <p className="muted small">Nothing sent to {target.name} yet (test messages are not recorded here).</p>;
+  return (
+    <table className="compact" data-testid="deliveries" aria-label={`Recent deliveries to ${target.name}`}>
+      <thead>
+        <tr>
+          <th scope="col">When</th>
+          <th scope="col">What</th>
+          <th scope="col">Status</th>
+          <th scope="col">Attempts</th>
+          <th scope="col">Last error</th>
+        </tr>
+      </thead>
+      <tbody>
+        {list.data.map((d) => (
+          <tr key={d.id}>
+            <td>{formatDateTime(d.sentAt ?? d.createdAt)}</td>
+            <td>{d.kind}</td>
+            <td>
+              <span className={`pill ${d.status === 'sent' ? 'ok' : d.status === 'failed' ? 'bad' : ''}`}>{d.status}</span>
+            </td>
+            <td>{d.attempts}</td>
+            <td className="reason">{d.lastError ?? ''}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+type Outcome = { kind: 'ok' | 'error'; text: string };
+
+function TargetRow({ t, admin, onDelete }: { t: NotificationTargetDto; admin: boolean; onDelete: () => void }) {
+  const qc = useQueryClient();
+  const [open, setOpen] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  const act = (fn: () => Promise<Outcome | null>) => {
+    setBusy(true);
+    setOutcome(null);
+    fn()
+      .then(async (o) => {
+        setOutcome(o);
+        await qc.invalidateQueries({ queryKey: ['notifications'] });
+      })
+      .catch((err: unknown) => setOutcome({ kind: 'error', text: errorMessage(err) }))
+      .finally(() => setBusy(false));
+  };
+  return (
+    <>
+      <tr data-testid="target-row">
+        <td>
+          <strong>{t.name}</strong> <span className="pill">{t.kind === 'webhook' ? 'webhook' : 'e-mail'}</span>
+          <div className="muted small mono">{t.kind === 'webhook' ? t.url : `${t.email?.to.join(', ')} via ${t.email?.host}:${t.email?.port} (${t.email?.security})`}</div>
+          {t.kind === 'webhook' && <div className="muted small">{t.hasSecret ? 'signed (X-Vaultline-Signature)' : 'not signed'}</div>}
+        </td>
+        <td>
+          {admin ? (
+            <select aria-label={`Events for ${t.name}`} value={t.events} disabled={busy} onChange={(e) => act(async () => (await updateTarget(t.id, { events: e.target.value as Events }), null))}>
+              {EVENTS.map((x) => (
+                <option key={x.value} value={x.value}>
+                  {x.label}
+                </option>
+              ))}
+            </select>
+          ) : (
+            EVENTS.find((x) => x.value === t.events)?.label
+          )}
+        </td>
+        <td>
+          {admin ? (
+            <button
+              type="button"
+              role="switch"
+              className={`switch ${t.enabled ? 'on' : ''}`}
+              aria-checked={t.enabled}
+              aria-label={`${t.name} enabled`}
+              disabled={busy}
+              onClick={() => act(async () => (await updateTarget(t.id, { enabled: !t.enabled }), null))}
+            >
+              <span aria-hidden="true" />
+            </button>
+          ) : (
+            <span>{t.enabled ? 'yes' : 'no'}</span>
+          )}
+        </td>
+        <td className="small muted">{ago(t.createdAt)}</td>
+        <td className="actions">
+          <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)}>
+            Deliveries
+          </button>
+          {admin && (
+            <>
+              <button type="button" disabled={busy} onClick={() => act(async () => (await sendTest(t.id), { kind: 'ok', text: `Test message delivered to ${t.name}.` }))}>
+                {busy ? 'Sending…' : 'Send test'}
+              </button>
+              <button type="button" className="danger-text" onClick={onDelete}>
+                Delete
+              </button>
+            </>
+          )}
+        </td>
+      </tr>
+      {outcome && (
+        <tr>
+          <td colSpan={5}>
+            <div className={`alert ${outcome.kind}`} role={outcome.kind === 'error' ? 'alert' : 'status'} data-testid="test-outcome">
+              {outcome.kind === 'error' ? `Sending to ${t.name} failed: ${outcome.text}` : outcome.text}
+            </div>
+          </td>
+        </tr>
+      )}
+      {open && (
+        <tr>
+          <td colSpan={5}>
+            <Deliveries target={t} />
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+export default function NotificationsPage() {
+  const me = useMe();
+  const qc = useQueryClient();
+  const operator = can(me.role, 'operator');
+  const admin = can(me.role, 'admin');
+  const targets = useNotificationTargets(operator);
+  const [adding, setAdding] = useState(false);
+  const [flash, setFlash] = useState<string | null>(null);
+  const [removing, setRemoving] = useState<NotificationTargetDto | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [removeError, setRemoveError] = useState<string | null>(null);
+  if (!operator) {
+    return (
+      <Page title="Notifications">
+        <NotAllowed role="operator" />
+      </Page>
+    );
+  }
+  return (
+    <Page
+      title="Notifications"
+      subtitle="Where failed runs (and, by choice, warnings or every run) and cleanup problems are reported. Each message is sent once per target, retried with backoff while it is down."
+      actions={
+        admin &&
+        !adding && (
+          <button type="button" className="primary" onClick={() => setAdding(true)}>
+            Add target
+          </button>
+        )
+      }
+    >
+      {flash && (
+        <div className="alert ok" role="status">
+          {flash}
+        </div>
+      )}
+      {adding && (
+        <AddTargetForm
+          onCancel={() => setAdding(false)}
+          onAdded={(t) => {
+            setAdding(false);
+            setFlash(`Target ${t.name} added. Send it a test message to check it.`);
+          }}
+        />
+      )}
+      {targets.isPending && <Loading what="notification targets" />}
+      {targets.isError && <LoadError what="notification targets" error={targets.error} />}
+      {targets.data?.length === 0 && (
+        <section className="card">
+          <p className="muted">No notification target yet{admin ? '.' : '; an admin can add one.'}</p>
+        </section>
+      )}
+      {targets.data && targets.data.length > 0 && (
+        <section className="card">
+          <table data-testid="targets">
+            <thead>
+              <tr>
+                <th scope="col">Target</th>
+                <th scope="col">Events</th>
+                <th scope="col">Enabled</th>
+                <th scope="col">Added</th>
+                <th scope="col">
+                  <span className="sr-only">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {targets.data.map((t) => (
+                <TargetRow
+                  key={t.id}
+                  t={t}
+                  admin={admin}
+                  onDelete={() => {
+                    setRemoveError(null);
+                    setRemoving(t);
+                  }}
+                />
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
+      <ConfirmDialog
+        open={removing !== null}
+        title={`Delete target ${removing?.name ?? ''}?`}
+        confirmLabel="Delete target"
+        danger
+        busy={busy}
+        error={removeError}
+        onCancel={() => setRemoving(null)}
+        onConfirm={() => {
+          const t = removing!;
+          setBusy(true);
+          deleteTarget(t.id)
+            .then(async () => {
+              setRemoving(null);
+              setFlash(`Target ${t.name} deleted.`);
+              await qc.invalidateQueries({ queryKey: ['notifications'] });
+            })
+            .catch((err: unknown) => setRemoveError(errorMessage(err)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        <p>Nothing more is sent to it; its stored secret or password is deleted with it.</p>
+      </ConfirmDialog>
+    </Page>
+  );
+}
