@@ -1,10 +1,10 @@
 #!/bin/sh
-# Starts one Vaultline process in the container.
+# Starts one Vaultline process in the container: director, transporter, or cli <command>.
 set -e
-cd /app
+tsx=file:///opt/vaultline/node_modules/tsx/dist/loader.mjs
 case "${1:-director}" in
-  director) exec node --import tsx apps/director/src/server.ts ;;
-  transporter) exec node --import tsx apps/transporter/src/main.ts ;;
-  cli) shift; exec node --import tsx apps/cli/src/main.ts "$@" ;;
-  *) echo "usage: vaultline director|transporter|cli …" >&2; exit 2 ;;
+  director) cd /opt/vaultline && exec node --import "$tsx" apps/director/src/server.ts ;;
+  transporter) cd /opt/vaultline && exec node --import "$tsx" apps/transporter/src/main.ts ;;
+  cli) shift; exec node --import "$tsx" /opt/vaultline/apps/cli/src/main.ts "$@" ;;
+  *) echo "usage: vaultline director | transporter | cli <command> …" >&2; exit 2 ;;
 esac

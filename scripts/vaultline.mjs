@@ -375,8 +375,33 @@ function ensureChromium() {
   aptInstall(['chromium'], 'The browser tests need Debian\'s chromium (/usr/bin/chromium).');
 }
 
+/** What `npm test -- delivery` runs besides Node: debootstrap, QEMU, podman and the image tools. */
+const DELIVERY_TOOLS = [
+  ['debootstrap', 'debootstrap'],
+  ['qemu-system-x86_64', 'qemu-system-x86'],
+  ['qemu-img', 'qemu-utils'],
+  ['podman', 'podman'],
+  ['runc', 'runc'],
+  ['mcopy', 'mtools'],
+  ['mkfs.fat', 'dosfstools'],
+  ['sfdisk', 'fdisk'],
+  ['mkfs.ext4', 'e2fsprogs'],
+  ['ssh', 'openssh-client'],
+  ['psql', 'postgresql-client'],
+];
+
+function ensureDeliveryTools() {
+  if (!isRoot) throw new SetupError('the delivery tests need root (debootstrap, chroot, mounts, podman)');
+  const missing = [...new Set(DELIVERY_TOOLS.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
+  // UEFI firmware for the EFI boot of the appliance.
+  if (!existsSync('/usr/share/ovmf/OVMF.fd')) missing.push('ovmf');
+  if (missing.length) aptInstall(missing, `The delivery tests need ${missing.join(', ')}.`);
+}
+
 async function test(args) {
   const { databaseUrl, redisUrl } = await setup();
+  const only = args[0];
+  if (only === 'delivery') ensureDeliveryTools();
   // Build the lab vCenter once, before tests start it (a cold Go build takes about a minute).
   say('building the lab vCenter (cached after the first time)…');
   run(process.execPath, ['--import', 'tsx', LAB_CLI, 'build'], { quiet: true });
@@ -394,7 +419,6 @@ async function test(args) {
     return r.status === 0;
   };
   const bin = (n) => path.join(ROOT, 'node_modules', '.bin', n);
-  const only = args[0];
   if (!only || only === 'lint') step('lint (ESLint, import boundaries)', bin('eslint'), ['.', '--max-warnings=0']);
   if (!only || only === 'typecheck') step('typecheck (tsc, every workspace)', bin('turbo'), ['run', 'typecheck', '--output-logs=errors-only'], { TURBO_TELEMETRY_DISABLED: '1' });
   let unit = null;
@@ -404,6 +428,15 @@ async function test(args) {
     step('unit and integration tests (Vitest, real Postgres/Redis/lab)', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(only ? 1 : 0)]);
     unit = parseVitestJson(out);
     results.at(-1).counts = unit;
+  }
+  // The OVA appliance and the Docker image, built and run for real: only on request (`npm test -- delivery`, which .ci/run calls).
+  let delivery = null;
+  if (only === 'delivery') {
+    const out = path.join(reports, 'delivery.json');
+    rmSync(out, { force: true });
+    step('delivery: the OVA appliance booted in QEMU, the Docker image run with podman', bin('vitest'), ['run', '-c', 'packages/delivery/vitest.delivery.config.ts', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(1)]);
+    delivery = parseVitestJson(out);
+    results.at(-1).counts = delivery;
   }
   let e2e = null;
   if (!only || only === 'e2e') {
@@ -417,7 +450,7 @@ async function test(args) {
   stopServices();
   say('');
   for (const r of results) say(`${r.ok ? '\x1b[32m✔\x1b[0m' : '\x1b[31m✘\x1b[0m'} ${r.name}`);
-  const total = [unit, e2e].filter(Boolean).reduce((a, b) => ({ passed: a.passed + b.passed, failed: a.failed + b.failed, skipped: a.skipped + b.skipped }), { passed: 0, failed: 0, skipped: 0 });
+  const total = [unit, e2e, delivery].filter(Boolean).reduce((a, b) => ({ passed: a.passed + b.passed, failed: a.failed + b.failed, skipped: a.skipped + b.skipped }), { passed: 0, failed: 0, skipped: 0 });
   const stepFailures = results.filter((r) => !r.ok).length;
   // A failed step whose runner reported no failed test (lint, typecheck, a crash) counts as one failure.
   const otherFailures = results.filter((r) => !r.ok && !(r.counts?.failed > 0)).length;
@@ -453,11 +486,19 @@ const main = {
     say(`ready: DATABASE_URL=${s.databaseUrl.replace(/\/\/[^@]*@/, '//***@')} REDIS_URL=${s.redisUrl}`);
     stopServices();
   },
+  // Delivery formats (packages/delivery): the OVA appliance; the app staged as the images hold it.
+  'build-ova': () => {
+    ensureNode();
+    ensureDependencies();
+    ensurePrismaClient();
+    build();
+    return passThrough('packages/delivery/src/cli.ts', ['build-ova', ...rest], false);
+  },
   lab: () => passThrough('packages/vsphere-lab/src/cli.ts', rest, false),
   bench: () => passThrough('bench/run.ts', rest, false),
   cli: () => passThrough('apps/cli/src/main.ts', rest, false),
 }[command];
-if (!main) fail(`unknown command "${command}"; use start, test, setup, services, lab, bench or cli`);
+if (!main) fail(`unknown command "${command}"; use start, test, setup, services, build-ova, lab, bench or cli`);
 main().catch((err) => {
   stopServices();
   if (err instanceof SetupError) fail(err.message);

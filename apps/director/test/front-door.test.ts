@@ -34,6 +34,6 @@ describe.runIf(isRoot)('the front door on a machine without PostgreSQL and Redis
   it('stops with one clear message when a command is unknown', async () => {
     const err = await run(process.execPath, ['scripts/vaultline.mjs', 'frobnicate'], { cwd: ROOT }).catch((e: { stderr: string; code: number }) => e);
     expect((err as { code: number }).code).toBe(1);
-    expect((err as { stderr: string }).stderr.trim()).toBe('vaultline: unknown command "frobnicate"; use start, test, setup, services, lab, bench or cli');
+    expect((err as { stderr: string }).stderr.trim()).toBe('vaultline: unknown command "frobnicate"; use start, test, setup, services, build-ova, lab, bench or cli');
   });
 });

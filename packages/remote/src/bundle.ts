@@ -86,14 +86,14 @@ async function resolvePackage(fromDir: string, name: string, rootDir: string): P
   }
 }
 
-/** Every package directory (as found, possibly a workspace symlink) the app needs at run time. */
-async function closure(rootDir: string, appDir: string, extra: string[]): Promise<{ dirs: Set<string>; links: Set<string> }> {
+/** Every package directory (as found, possibly a workspace symlink) the apps need at run time. */
+async function closure(rootDir: string, appDirs: string[], extra: string[], what: string): Promise<{ dirs: Set<string>; links: Set<string> }> {
   const dirs = new Set<string>();
   const links = new Set<string>();
-  const queue: string[] = [appDir];
+  const queue: string[] = [...appDirs];
   for (const name of extra) {
-    const found = await resolvePackage(appDir, name, rootDir);
-    if (!found) throw new Error(`cannot bundle the Transporter: ${name} is not installed (run npm ci)`);
+    const found = await resolvePackage(appDirs[0]!, name, rootDir);
+    if (!found) throw new Error(`cannot bundle ${what}: ${name} is not installed (run npm ci)`);
     queue.push(found);
   }
   while (queue.length) {
@@ -111,10 +111,42 @@ async function closure(rootDir: string, appDir: string, extra: string[]): Promis
       // and from its real folder for workspace packages (Node resolves symlinks).
       const target = await resolvePackage(real, dep, rootDir);
       if (target) queue.push(target);
-      else if (required.includes(dep)) throw new Error(`cannot bundle the Transporter: ${pkg.name} needs ${dep}, which is not installed (run npm ci)`);
+      else if (required.includes(dep)) throw new Error(`cannot bundle ${what}: ${pkg.name} needs ${dep}, which is not installed (run npm ci)`);
     }
   }
   return { dirs, links };
+}
+
+export interface ClosureOptions {
+  /** The repository root (holds package.json with the workspaces and node_modules). */
+  rootDir: string;
+  /** The apps (or packages) whose run-time closure is wanted, relative to rootDir. */
+  apps: string[];
+  /** Further packages to include, resolved from the first app (e.g. tsx, which runs the TypeScript). */
+  extra?: string[];
+  /** Named in errors ("cannot bundle <what>: …"). */
+  what?: string;
+}
+
+/**
+ * Every folder, file and workspace link the apps need at run time, in the repository's
+ * layout: the apps, the workspace packages they import (without tests and benches) and
+ * exactly the production dependencies they resolve, plus the root package.json and
+ * tsconfig.base.json. Absolute paths under `rootDir` (its real path, also returned), sorted.
+ */
+export async function workspaceClosure(opts: ClosureOptions): Promise<{ rootDir: string; paths: string[] }> {
+  const rootDir = await realpath(opts.rootDir);
+  const appDirs = opts.apps.map((a) => path.join(rootDir, a));
+  const { dirs, links } = await closure(rootDir, appDirs, opts.extra ?? [], opts.what ?? 'the Transporter');
+  const files: string[] = [];
+  for (const dir of dirs) {
+    const isWorkspace = !path.relative(rootDir, dir).split(path.sep).includes('node_modules');
+    files.push(dir);
+    await walk(dir, isWorkspace, files);
+  }
+  // The repository root's package.json and shared tsconfig, which workspace tsconfigs extend.
+  for (const f of ['package.json', 'tsconfig.base.json']) if (await exists(path.join(rootDir, f))) files.push(path.join(rootDir, f));
+  return { rootDir, paths: [...new Set([...files, ...links])].sort() };
 }
 
 async function walk(dir: string, isWorkspace: boolean, out: string[]): Promise<void> {
@@ -211,18 +243,7 @@ interface Collected {
 }
 
 async function collect(opts: BundleOptions, nodeBinary: string, nodeVersion: string, machine: string): Promise<Collected> {
-  const rootDir = await realpath(opts.rootDir);
-  const appDir = path.join(rootDir, opts.app ?? 'apps/transporter');
-  const { dirs, links } = await closure(rootDir, appDir, ['tsx']);
-  const files: string[] = [];
-  for (const dir of dirs) {
-    const isWorkspace = !path.relative(rootDir, dir).split(path.sep).includes('node_modules');
-    files.push(dir);
-    await walk(dir, isWorkspace, files);
-  }
-  // The repository root's package.json and shared tsconfig, which workspace tsconfigs extend.
-  for (const f of ['package.json', 'tsconfig.base.json']) if (await exists(path.join(rootDir, f))) files.push(path.join(rootDir, f));
-  const all = [...new Set([...files, ...links])].sort();
+  const { rootDir, paths: all } = await workspaceClosure({ rootDir: opts.rootDir, apps: [opts.app ?? 'apps/transporter'], extra: ['tsx'] });
 
   const hash = createHash('sha256');
   const entries: TarEntry[] = [];

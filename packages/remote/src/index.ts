@@ -1,5 +1,5 @@
-export { transporterBundle, glibcNeeded, compareVersions, MACHINE_OF_ARCH } from './bundle.ts';
-export type { BundleOptions, TransporterBundle } from './bundle.ts';
+export { transporterBundle, workspaceClosure, glibcNeeded, compareVersions, MACHINE_OF_ARCH } from './bundle.ts';
+export type { BundleOptions, ClosureOptions, TransporterBundle } from './bundle.ts';
 export { probeHostKey, fingerprintOf, RemoteProblem, RemoteSession, shq } from './ssh.ts';
 export type { RemoteCredential, RemoteEndpoint, RemoteTarget, RemoteProblemKind } from './ssh.ts';
 export { parseHostFacts, judgePlatform, judgeInstallFolder, defaultInstallDir, SPACE_MARGIN_BYTES } from './preflight.ts';

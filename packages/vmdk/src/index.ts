@@ -30,7 +30,7 @@ export type { DiskSource, StreamOptimizedOptions } from './writer.ts';
 export { GD_AT_END, parseSparseHeader } from './sparse-header.ts';
 export type { SparseHeader } from './sparse-header.ts';
 export { OVF_DEFAULTS, STREAM_OPTIMIZED_FORMAT, diskControllers, ovfDescriptor, parseOvfHardware, virtualSystemType } from './ovf.ts';
-export type { OvfController, OvfControllerKind, OvfDisk, OvfDiskFile, OvfHardware, OvfNic } from './ovf.ts';
+export type { OvfController, OvfControllerKind, OvfDescriptorOptions, OvfDisk, OvfDiskFile, OvfHardware, OvfNic } from './ovf.ts';
 export { DEFAULT_OVA_CHUNK_SIZE, createOva, ovaBaseName, writeOva } from './ova.ts';
 export type { Ova, OvaDisk, OvaLayout, OvaOptions } from './ova.ts';
 export { TAR_BLOCK, USTAR_MAX_SIZE, tarEnd, tarHeader, tarPadding } from './tar.ts';

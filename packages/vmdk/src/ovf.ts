@@ -229,7 +229,19 @@ export function virtualSystemType(hw: OvfHardware): string {
  * The descriptor text. `files` are the disks' files in References order; every
  * disk of `hw` must have exactly one (OvfError otherwise).
  */
-export function ovfDescriptor(hw: OvfHardware, files: OvfDiskFile[], opts: { annotation?: string } = {}): string {
+/** What a package says about itself beyond the hardware (an appliance's descriptor uses these). */
+export interface OvfDescriptorOptions {
+  /** Text for the AnnotationSection. */
+  annotation?: string;
+  /** The virtual hardware family, when the caller knows better than virtualSystemType() (e.g. "vmx-13"). */
+  virtualSystemType?: string;
+  /** VM configuration keys (vmw:ExtraConfig), e.g. { "disk.EnableUUID": "TRUE" }. */
+  extraConfig?: Record<string, string>;
+  /** A ProductSection: what vSphere shows as the product, vendor and version. */
+  product?: { product: string; vendor?: string; version?: string; fullVersion?: string; productUrl?: string };
+}
+
+export function ovfDescriptor(hw: OvfHardware, files: OvfDiskFile[], opts: OvfDescriptorOptions = {}): string {
   const placement = diskControllers(hw);
   const fileOf = new Map<number, { file: OvfDiskFile; n: number }>();
   files.forEach((f, i) => {
@@ -274,6 +286,15 @@ export function ovfDescriptor(hw: OvfHardware, files: OvfDiskFile[], opts: { ann
 
   out.push(`  <VirtualSystem ovf:id="${esc(hw.name)}">`, '    <Info>A virtual machine</Info>', `    <Name>${esc(hw.name)}</Name>`);
   if (opts.annotation) out.push('    <AnnotationSection>', '      <Info>A human-readable annotation</Info>', `      <Annotation>${esc(opts.annotation)}</Annotation>`, '    </AnnotationSection>');
+  if (opts.product) {
+    const p = opts.product;
+    out.push('    <ProductSection>', '      <Info>Information about the installed software</Info>', `      <Product>${esc(p.product)}</Product>`);
+    if (p.vendor) out.push(`      <Vendor>${esc(p.vendor)}</Vendor>`);
+    if (p.version) out.push(`      <Version>${esc(p.version)}</Version>`);
+    if (p.fullVersion) out.push(`      <FullVersion>${esc(p.fullVersion)}</FullVersion>`);
+    if (p.productUrl) out.push(`      <ProductUrl>${esc(p.productUrl)}</ProductUrl>`);
+    out.push('    </ProductSection>');
+  }
   // ovf:id 1 is CIM's "Other"; vSphere takes the exact guest from vmw:osType.
   out.push(`    <OperatingSystemSection ovf:id="1" vmw:osType="${esc(hw.guestId ?? OVF_DEFAULTS.guestId)}">`, '      <Info>The kind of installed guest operating system</Info>');
   if (hw.guestFullName) out.push(`      <Description>${esc(hw.guestFullName)}</Description>`);
@@ -281,7 +302,7 @@ export function ovfDescriptor(hw: OvfHardware, files: OvfDiskFile[], opts: { ann
 
   out.push('    <VirtualHardwareSection>', '      <Info>Virtual hardware requirements</Info>', '      <System>');
   out.push('        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>', '        <vssd:InstanceID>0</vssd:InstanceID>');
-  out.push(`        <vssd:VirtualSystemIdentifier>${esc(hw.name)}</vssd:VirtualSystemIdentifier>`, `        <vssd:VirtualSystemType>${virtualSystemType(hw)}</vssd:VirtualSystemType>`);
+  out.push(`        <vssd:VirtualSystemIdentifier>${esc(hw.name)}</vssd:VirtualSystemIdentifier>`, `        <vssd:VirtualSystemType>${esc(opts.virtualSystemType ?? virtualSystemType(hw))}</vssd:VirtualSystemType>`);
   out.push('      </System>');
 
   let id = 0;
@@ -323,6 +344,7 @@ export function ovfDescriptor(hw: OvfHardware, files: OvfDiskFile[], opts: { ann
     );
   });
   if (hw.firmware === 'efi' || hw.firmware === 'bios') out.push(`      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="${hw.firmware}"/>`);
+  for (const [key, value] of Object.entries(opts.extraConfig ?? {})) out.push(`      <vmw:ExtraConfig ovf:required="false" vmw:key="${esc(key)}" vmw:value="${esc(value)}"/>`);
   out.push('    </VirtualHardwareSection>', '  </VirtualSystem>', '</Envelope>', '');
   return out.join('\n');
 }

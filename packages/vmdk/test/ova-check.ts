@@ -83,6 +83,9 @@ export interface OvfSummary {
   /** rasd fields by local name; VMware extensions as "vmw:<name>". */
   items: Record<string, string>[];
   config: { key: string; value: string }[];
+  /** vmw:ExtraConfig entries (VM configuration keys such as disk.EnableUUID). */
+  extraConfig: { key: string; value: string }[];
+  product: { Product: string | null; Vendor: string | null; Version: string | null } | null;
 }
 
 const SUMMARY_PY = String.raw`
@@ -113,6 +116,8 @@ print(json.dumps({
                'virtualSystemType': hw.find('ovf:System/vssd:VirtualSystemType', NS).text},
     'items': [item(i) for i in hw.findall('ovf:Item', NS)],
     'config': [{'key': c.get('{%s}key' % V), 'value': c.get('{%s}value' % V)} for c in hw.findall('vmw:Config', NS)],
+    'extraConfig': [{'key': c.get('{%s}key' % V), 'value': c.get('{%s}value' % V)} for c in hw.findall('vmw:ExtraConfig', NS)],
+    'product': (lambda p: None if p is None else {k: (p.findtext('ovf:' + k, namespaces=NS)) for k in ('Product', 'Vendor', 'Version')})(vs.find('ovf:ProductSection', NS)),
 }))
 `;
 

@@ -1,0 +1,171 @@
+/**
+ * docker/Dockerfile built with podman from a local Debian 12 + Node 20 base
+ * (no registry is reachable here), then run the way docker/compose.yml runs
+ * it: the Director and a privileged Transporter sharing the data volume, with
+ * compose's environment and settings, against this machine's PostgreSQL and
+ * Redis (a database and a Redis namespace of their own).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEnv } from '@vaultline/config';
+import { buildImage, localNodeBase, podman, type Podman } from '../src/containers.ts';
+import { run, stepLogger } from '../src/exec.ts';
+import { freePort } from '../src/qemu.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const MIN = 60_000;
+/** fetch with a time limit: a request into a VM's user network can otherwise hang for good. */
+const http = (input: string, init: RequestInit = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(20_000) });
+const TAG = 'localhost/vaultline:delivery-test';
+const SERVER = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
+const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+interface ComposeService {
+  build?: { context: string; dockerfile: string };
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  privileged?: boolean;
+  devices?: string[];
+  ports?: string[];
+  depends_on?: string[];
+}
+const compose = load(readFileSync(path.join(ROOT, 'docker/compose.yml'), 'utf8')) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
+
+let pm: Podman;
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'vaultline-docker-test-'));
+const suffix = `${process.pid}_${Date.now().toString(36)}`;
+const dbName = `vaultline_docker_${suffix}`;
+const namespace = `vl-docker-${suffix}`;
+const names = { director: `vl-director-${suffix}`, transporter: `vl-transporter-${suffix}` };
+let port: number;
+let url: string;
+const dataDir = path.join(tmp, 'data');
+let cookie = '';
+
+beforeAll(async () => {
+  const step = stepLogger('docker test:', (s) => process.stderr.write(s));
+  const cacheDir = path.join(ROOT, 'ova-build/.cache');
+  pm = await podman(cacheDir);
+  const base = await localNodeBase({ cacheDir, step, podman: pm });
+  await buildImage({ rootDir: ROOT, base, tag: TAG, podman: pm, step });
+  port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  mkdirSync(dataDir, { recursive: true });
+}, 60 * MIN);
+
+afterAll(async () => {
+  for (const n of Object.values(names)) await pm?.run(['rm', '-f', '-t', '5', n], { allowFail: true });
+  const admin = new URL(SERVER);
+  admin.pathname = '/postgres';
+  await run('psql', [admin.toString(), '-q', '-c', `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`], { allowFail: true });
+  rmSync(tmp, { recursive: true, force: true });
+}, 2 * MIN);
+
+/** compose's settings of a service, as `podman run` arguments (network, database and Redis pointed at this machine's). */
+function runArgs(service: 'director' | 'transporter', name: string, extraEnv: Record<string, string>): string[] {
+  const svc = compose.services[service]!;
+  const db = new URL(SERVER);
+  db.pathname = `/${dbName}`;
+  const env: Record<string, string> = { ...svc.environment, DATABASE_URL: db.toString(), REDIS_URL: REDIS, VAULTLINE_REDIS_NAMESPACE: namespace, VAULTLINE_PORT: String(port), ...extraEnv };
+  const args = ['run', '-d', '--name', name, '--network', 'host'];
+  for (const [k, v] of Object.entries(env)) args.push('-e', `${k}=${v}`);
+  for (const v of svc.volumes ?? []) {
+    const [src, dest] = v.split(':') as [string, string];
+    // Named volumes become one host folder shared like compose's `data` volume; host paths stay.
+    args.push('-v', `${src.startsWith('/') ? src : dataDir}:${dest}`);
+  }
+  if (svc.privileged) args.push('--privileged');
+  for (const d of svc.devices ?? []) args.push('--device', d);
+  return [...args, TAG, ...(svc.command ?? [])];
+}
+
+describe('docker/compose.yml', () => {
+  it('runs the one image in both roles, shares the data volume, and gives every Vaultline setting a valid value', () => {
+    const { director, transporter, postgres, redis } = compose.services;
+    expect(director?.build).toEqual({ context: '..', dockerfile: 'docker/Dockerfile' });
+    expect(transporter?.image).toBe(director?.image);
+    expect(director?.command).toEqual(['director']);
+    expect(transporter?.command).toEqual(['transporter']);
+    expect(director?.volumes).toContain('data:/var/lib/vaultline');
+    expect(transporter?.volumes).toContain('data:/var/lib/vaultline');
+    expect(transporter?.privileged).toBe(true);
+    expect(director?.ports).toEqual(['8080:8080']);
+    expect(Object.keys(compose.volumes)).toEqual(expect.arrayContaining(['data', 'pgdata']));
+    expect(postgres?.image).toMatch(/^postgres:/);
+    expect(redis?.image).toMatch(/^redis:/);
+    // The same parser the processes use at start: a bad value would stop them (exit code 2).
+    for (const svc of [director!, transporter!]) {
+      const env = loadEnv({ ...svc.environment, NODE_ENV: 'production', VAULTLINE_HOST: '0.0.0.0' });
+      expect(new URL(env.DATABASE_URL).hostname).toBe('postgres');
+      expect(new URL(env.REDIS_URL).hostname).toBe('redis');
+      expect(env.VAULTLINE_DATA_DIR).toBe('/var/lib/vaultline');
+    }
+  });
+});
+
+describe('the Docker image, run with podman', () => {
+  it('has the disk and filesystem tools of the Transporter and of file-level restore, and Node 20', async () => {
+    const r = await pm.run(['run', '--rm', '--entrypoint', '/bin/sh', TAG, '-c', 'for t in tini nbdfuse fusermount3 ntfs-3g losetup mount blkid blockdev vmfs-fuse vmfs6-fuse; do command -v $t >/dev/null || echo missing $t; done; node --version; test -d /opt/vaultline/node_modules/typescript && echo has-dev-deps || true']);
+    expect(r.stdout).toBe(`${process.version}\n`);
+  }, 2 * MIN);
+
+  it('starts the Director, which creates its database, answers /api/health with PostgreSQL and Redis and serves the console', async () => {
+    await pm.run(runArgs('director', names.director, {}));
+    let health: { ok: boolean; postgres: { ok: boolean }; redis: { ok: boolean }; transporters: { online: number } } | undefined;
+    const end = Date.now() + 3 * MIN;
+    while (Date.now() < end) {
+      health = await http(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
+      if (health) break;
+      const state = (await pm.run(['inspect', '-f', '{{.State.Status}}', names.director])).stdout.trim();
+      if (state !== 'running') throw new Error(`the Director container is ${state}: ${(await pm.run(['logs', names.director], { allowFail: true })).stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(health).toMatchObject({ postgres: { ok: true }, redis: { ok: true } });
+    const page = await http(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/<div id="root">/);
+    // The one-time password is in the data volume (mode 0600), not in the container's log.
+    const first = readFileSync(path.join(dataDir, 'first-login.txt'), 'utf8');
+    const password = /password: (\S+)/.exec(first)![1]!;
+    const logs = await pm.run(['logs', names.director]);
+    expect(logs.stdout + logs.stderr).not.toContain(password);
+    const login = await http(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    expect(await login.json()).toMatchObject({ mustChangePassword: true });
+    cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const changed = await http(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: password, newPassword: 'docker-test-password' }) });
+    expect(changed.status).toBe(200);
+  }, 4 * MIN);
+
+  it('starts a privileged Transporter that registers with the Director', async () => {
+    await pm.run(runArgs('transporter', names.transporter, { VAULTLINE_TRANSPORTER_NAME: 'docker-test' }));
+    let online = 0;
+    const end = Date.now() + 3 * MIN;
+    while (Date.now() < end && online < 1) {
+      const h = await http(`${url}/api/health`).then((r) => r.json() as Promise<{ transporters: { online: number } }>, () => undefined);
+      online = h?.transporters.online ?? 0;
+      if (online < 1) await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(online).toBe(1);
+    // Privileged: it can use block devices, so it offers every transport.
+    const list = (await http(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { transports: string[] } }[];
+    expect(list).toMatchObject([{ name: 'docker-test', online: true, capabilities: { transports: ['san', 'hotadd', 'nbdssl', 'nbd'] } }]);
+  }, 4 * MIN);
+
+  it('runs the cli role against the Director', async () => {
+    const r = await pm.run(['run', '--rm', '--network', 'host', '-e', `VAULTLINE_URL=${url}`, TAG, 'cli', 'health']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, postgres: { ok: true }, redis: { ok: true }, transporters: { online: 1 } });
+  }, 2 * MIN);
+
+  it('stops both processes gracefully on SIGTERM (exit code 0)', async () => {
+    for (const n of [names.transporter, names.director]) {
+      await pm.run(['stop', '-t', '60', n]);
+      expect((await pm.run(['inspect', '-f', '{{.State.ExitCode}}', n])).stdout.trim()).toBe('0');
+    }
+  }, 3 * MIN);
+});
