@@ -429,15 +429,6 @@ async function test(args) {
     unit = parseVitestJson(out);
     results.at(-1).counts = unit;
   }
-  // The OVA appliance and the Docker image, built and run for real: only on request (`npm test -- delivery`, which .ci/run calls).
-  let delivery = null;
-  if (only === 'delivery') {
-    const out = path.join(reports, 'delivery.json');
-    rmSync(out, { force: true });
-    step('delivery: the OVA appliance booted in QEMU, the Docker image run with podman', bin('vitest'), ['run', '-c', 'packages/delivery/vitest.delivery.config.ts', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(1)]);
-    delivery = parseVitestJson(out);
-    results.at(-1).counts = delivery;
-  }
   let e2e = null;
   if (!only || only === 'e2e') {
     ensureChromium();
@@ -446,6 +437,17 @@ async function test(args) {
     step('browser tests (Playwright + Debian chromium)', bin('playwright'), ['test', '-c', 'e2e/playwright.config.ts'], { PLAYWRIGHT_JSON_OUTPUT_NAME: out });
     e2e = parsePlaywrightJson(out);
     results.at(-1).counts = e2e;
+  }
+  // Last, being the slowest: the OVA appliance and the Docker image, built and run for real (needs root).
+  let delivery = null;
+  if (!only && !isRoot) say('delivery tests (OVA appliance, Docker image) not run: they need root (debootstrap, chroot, QEMU, podman)');
+  if ((!only && isRoot) || only === 'delivery') {
+    if (!only) ensureDeliveryTools();
+    const out = path.join(reports, 'delivery.json');
+    rmSync(out, { force: true });
+    step('delivery: the OVA appliance booted in QEMU, the Docker image run with podman', bin('vitest'), ['run', '-c', 'packages/delivery/vitest.delivery.config.ts', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(1)]);
+    delivery = parseVitestJson(out);
+    results.at(-1).counts = delivery;
   }
   stopServices();
   say('');
