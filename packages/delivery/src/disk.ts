@@ -84,6 +84,8 @@ async function fillTree(root: string, inp: DiskInputs, rootUuid: string, grubOut
   await copyFile(inp.nodeBinary, path.join(root, 'usr/local/bin/node'));
   await chmod(path.join(root, 'usr/local/bin/node'), 0o755);
   await copyTree(inp.overlayDir, root);
+  // The overlay has no etc/vaultline of its own (git keeps no empty folders), so make it here.
+  await mkdir(path.join(root, 'etc/vaultline'), { recursive: true });
   await writeFile(path.join(root, 'etc/vaultline/release'), `VERSION=${inp.version}\nBUILD=${inp.digest}\nNODE=${(await run(inp.nodeBinary, ['--version'])).stdout.trim()}\n`);
   // The banner lives in memory: /etc/issue.d points at it.
   await mkdir(path.join(root, 'etc/issue.d'), { recursive: true });
