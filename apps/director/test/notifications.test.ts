@@ -232,6 +232,28 @@ describe('notifications (real Postgres, a loopback webhook receiver and a real S
     expect((await ctx.d.db.cleanupEntry.findUniqueOrThrow({ where: { id: stuck.id } })).notifiedAt).not.toBeNull();
   });
 
+  it('a file-level restore mount the Director keeps failing to undo is reported once, with its host and mount point', async () => {
+    hook.got.length = 0;
+    // Another host's rows: this Director's own sweep never touches them.
+    const session = '6f1c1d7e-0000-4000-8000-000000000001';
+    const owner = { sessionId: session, host: 'director-2', ownerPid: 4242, ownerStart: '1234' };
+    const stuck = await ctx.d.db.flrJournalEntry.create({
+      data: { ...owner, layer: 'mount', target: { mountPoint: '/var/lib/vaultline/flr/s1/mnt/p1', device: '/dev/loop7' }, attempts: 3, lastError: 'umount: target is busy' },
+    });
+    await ctx.d.db.flrJournalEntry.create({ data: { ...owner, layer: 'loop', target: { backingFile: '/x/disk0', offset: 1048576 }, attempts: 2 } });
+    await ctx.d.db.flrJournalEntry.create({ data: { ...owner, layer: 'fuse', target: { mountPoint: '/x' }, attempts: 5, resolvedAt: clock } });
+    await tick();
+    await tick();
+    const msgs = hook.got.filter((h) => h.body.event === 'file-restore.stuck');
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]!.body.subject).toBe('[Vaultline] file-level restore cleanup needs attention on director-2: filesystem mounted at /var/lib/vaultline/flr/s1/mnt/p1');
+    expect(msgs[0]!.body.text).toContain(`session ${session}`);
+    expect(msgs[0]!.body.text).toContain('last error: umount: target is busy');
+    expect(smtp.mails.some((m) => m.data.includes('last error: umount: target is busy'))).toBe(true);
+    expect((await ctx.d.db.flrJournalEntry.findUniqueOrThrow({ where: { id: stuck.id } })).notifiedAt).not.toBeNull();
+    await ctx.d.db.flrJournalEntry.deleteMany({ where: { sessionId: session } });
+  });
+
   it('a new target is not flooded with runs that finished before it existed, nor with runs older than a day', async () => {
     const before = await finishedRun('old-news', 'failed', new Date(clock.getTime() - 1000));
     const ancient = await finishedRun('ancient', 'failed', new Date(clock.getTime() - 2 * 86_400_000));

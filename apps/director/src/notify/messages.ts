@@ -26,8 +26,19 @@ export interface CleanupFacts {
   transporterId: string;
 }
 
+export interface FlrLeftoverFacts {
+  id: string;
+  sessionId: string;
+  layer: string;
+  host: string;
+  target: Record<string, unknown>;
+  attempts: number;
+  lastError: string | null;
+  createdAt: Date;
+}
+
 export interface Message {
-  event: 'run.finished' | 'cleanup.stuck' | 'test';
+  event: 'run.finished' | 'cleanup.stuck' | 'file-restore.stuck' | 'test';
   subject: string;
   text: string;
   data: Record<string, unknown>;
@@ -107,6 +118,30 @@ export function cleanupMessage(c: CleanupFacts): Message {
       'The orphan sweep keeps retrying. If this does not clear, remove it in vCenter (for a snapshot: Snapshots → Delete, then Consolidate).',
     ].join('\n'),
     data: { cleanup: { id: c.id, kind: c.kind, target: c.target, attempts: c.attempts, lastError: c.lastError, since: c.createdAt.toISOString(), transporterId: c.transporterId } },
+  };
+}
+
+const FLR_LEFTOVER: Record<string, (t: Record<string, unknown>) => string> = {
+  mount: (t) => `filesystem mounted at ${String(t.mountPoint ?? '?')}`,
+  loop: (t) => `loop device on ${String(t.backingFile ?? '?')} at offset ${String(t.offset ?? '?')}`,
+  fuse: (t) => `nbdfuse mount at ${String(t.mountPoint ?? '?')}`,
+  nbd_server: (t) => `NBD server process ${String(t.pid ?? '?')} (socket ${String(t.socket ?? '?')})`,
+  session: (t) => `session folder ${String(t.dir ?? '?')}`,
+};
+
+/** A layer of a file-level restore session that the Director's sweep keeps failing to undo. */
+export function flrLeftoverMessage(f: FlrLeftoverFacts): Message {
+  const thing = (FLR_LEFTOVER[f.layer] ?? (() => `${f.layer} ${JSON.stringify(f.target)}`))(f.target);
+  return {
+    event: 'file-restore.stuck',
+    subject: `[Vaultline] file-level restore cleanup needs attention on ${f.host}: ${thing}`,
+    text: [
+      `Vaultline could not undo a ${thing} of file-level restore session ${f.sessionId} on the Director host ${f.host} after ${f.attempts} attempts (since ${f.createdAt.toISOString()}).`,
+      `last error: ${f.lastError ?? 'none recorded'}`,
+      '',
+      'The Director retries every five minutes and at its next start. If this does not clear, unmount or detach it on that host (umount, losetup -d, then remove the session folder).',
+    ].join('\n'),
+    data: { fileRestore: { id: f.id, session: f.sessionId, layer: f.layer, host: f.host, target: f.target, attempts: f.attempts, lastError: f.lastError, since: f.createdAt.toISOString() } },
   };
 }
 

@@ -7,7 +7,9 @@
  *      run finished: a new target is not flooded with history);
  *   2. cleanup journal rows that kept failing (3+ attempts) are claimed the
  *      same way: a leftover snapshot or attached disk is always worth a message;
- *   3. due deliveries of enabled targets are leased, sent, and marked sent — or retried with
+ *   3. file-level restore journal rows the Director's sweep kept failing to undo
+ *      (3+ attempts): a mount or loop device left on the Director's host;
+ *   4. due deliveries of enabled targets are leased, sent, and marked sent — or retried with
  *      backoff (1, 5, 15, 60 min) and given up after 5 attempts, logged.
  */
 import { openSecret } from '@vaultline/config';
@@ -15,7 +17,7 @@ import { SECRET_LABELS } from '@vaultline/appliance';
 import { EmailSettingsSchema } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { cleanupMessage, runMessage, type Message } from './messages.ts';
+import { cleanupMessage, flrLeftoverMessage, runMessage, type Message } from './messages.ts';
 import { deliver, type Target } from './senders.ts';
 
 const BACKOFF_MIN = [1, 5, 15, 60];
@@ -54,6 +56,10 @@ async function messageFor(db: Db, kind: string, subjectId: string, consoleUrl: s
     const c = await db.cleanupEntry.findUnique({ where: { id: subjectId } });
     return c ? cleanupMessage({ ...c, target: c.target as Record<string, unknown> }) : null;
   }
+  if (kind === 'flr') {
+    const f = await db.flrJournalEntry.findUnique({ where: { id: subjectId } });
+    return f ? flrLeftoverMessage({ ...f, target: f.target as Record<string, unknown> }) : null;
+  }
   const r = await db.jobRun.findUnique({ where: { id: subjectId }, include: { vms: { orderBy: { vmName: 'asc' } }, job: { select: { name: true } }, drillJob: { select: { name: true } } } });
   return r ? runMessage({ ...r, jobName: r.job?.name ?? null, drillName: r.drillJob?.name ?? null }, consoleUrl) : null;
 }
@@ -81,6 +87,11 @@ export async function notifyTick(deps: NotifierDeps): Promise<{ sent: number; fa
     WHERE resolved_at IS NULL AND notified_at IS NULL AND attempts >= ${STUCK_ATTEMPTS}
     RETURNING id`;
   for (const c of stuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'cleanup', subjectId: c.id, nextAttemptAt: now });
+  const flrStuck = await db.$queryRaw<{ id: string }[]>`
+    UPDATE flr_journal SET notified_at = ${now}
+    WHERE resolved_at IS NULL AND notified_at IS NULL AND attempts >= ${STUCK_ATTEMPTS}
+    RETURNING id`;
+  for (const f of flrStuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'flr', subjectId: f.id, nextAttemptAt: now });
   if (rows.length) await db.notificationDelivery.createMany({ data: rows, skipDuplicates: true });
 
   let sent = 0;
