@@ -87,6 +87,9 @@ test('the wizard builds a job with manual HotAdd; a bad cron is refused with the
   }
   await expect(page.getByTestId('run-log')).toContainText('restore point');
   await expect(page.getByRole('button', { name: 'Cancel run' })).toHaveCount(0);
+  // Where the time went stays on the run after it ended, also after a reload (no live events then).
+  await page.reload();
+  await expect(disks.first().getByTestId('bottleneck')).toContainText(/Bottleneck: (source|processing|target) — busy reading the source \d+%, processing \d+%, writing to the repository \d+%/);
   await page.screenshot({ path: shot('run-detail'), fullPage: true });
 
   // The job list: transport, schedule, next run and the last result.

@@ -139,6 +139,10 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       const reasons = vm.disks[0]!.transportReason as string[];
       if (isRoot) expect(reasons[0]).toMatch(/^SAN: LUN naa\.[0-9a-f]+ not visible on this Transporter$/);
       expect(reasons).toContain('HotAdd: disk on IDE controller');
+      // Where the time went is kept on the row after the run: busy fractions that add up to the whole.
+      const busy = vm.disks[0]!.bottleneck as { source: number; processing: number; target: number };
+      expect(busy.source).toBeGreaterThan(0);
+      expect(busy.source + busy.processing + busy.target).toBeCloseTo(1, 1);
       const lvm = await b.lab.getVm('legacy');
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('legacy', 0));
       if (isRoot) {

@@ -58,6 +58,10 @@ export const TransportDecisionSchema = z.object({
 });
 export type TransportDecision = z.infer<typeof TransportDecisionSchema>;
 
+/** Where a disk's time goes: busy fraction of source read, processing and target (repository or disk) write. */
+export const BottleneckSchema = z.object({ source: z.number(), processing: z.number(), target: z.number() });
+export type Bottleneck = z.infer<typeof BottleneckSchema>;
+
 export const RunDiskSchema = z.object({
   id: z.string(),
   deviceKey: z.number(),
@@ -70,6 +74,8 @@ export const RunDiskSchema = z.object({
   bytesRead: z.number(),
   bytesWritten: z.number(),
   bytesSkipped: z.number(),
+  /** The last measured busy fractions, kept after the run; null before the first bytes moved. */
+  bottleneck: BottleneckSchema.nullable(),
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   error: z.string().nullable(),
@@ -165,6 +171,6 @@ export const DiskProgressSchema = z.object({
   bytesPerSecond: z.number(),
   etaSeconds: z.number().nullable(),
   /** Where time goes: busy fraction of source read, processing and repository write. */
-  bottleneck: z.object({ source: z.number(), processing: z.number(), target: z.number() }),
+  bottleneck: BottleneckSchema,
 });
 export type DiskProgress = z.infer<typeof DiskProgressSchema>;

@@ -1,4 +1,4 @@
-import { JobCreateSchema, JobOptionsSchema, JobSourceSchema, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
+import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -53,6 +53,7 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
         bytesRead: Number(d.bytesRead),
         bytesWritten: Number(d.bytesWritten),
         bytesSkipped: Number(d.bytesSkipped),
+        bottleneck: BottleneckSchema.safeParse(d.bottleneck).data ?? null,
         startedAt: iso(d.startedAt),
         finishedAt: iso(d.finishedAt),
         error: d.error,

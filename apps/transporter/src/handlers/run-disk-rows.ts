@@ -2,7 +2,8 @@
  * Per-disk run rows (RunDisk) and `disk.progress` events, shared by backups
  * and restores: a phase change writes the row at once (creating it the first
  * time), progress is published on every meter tick and written to the row at
- * most once a second per disk (a new phase and the first bytes moved at once).
+ * most once a second per disk (a new phase and the first bytes moved at once),
+ * with the busy fractions, so where the time went stays on the row after the run.
  */
 import type { DiskProgress } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
@@ -65,7 +66,7 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: { type: string
         if (last && now - last.at < 1000 && last.phase === p.phase && last.moved === moved) return;
         lastDbWrite.set(p.deviceKey, { at: now, phase: p.phase, moved });
         void serial(p.deviceKey, () =>
-          db.runDisk.updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase } }),
+          db.runDisk.updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase, ...(moved ? { bottleneck: p.bottleneck } : {}) } }),
         ).catch(() => undefined);
       },
     },

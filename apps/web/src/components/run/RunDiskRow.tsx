@@ -1,4 +1,4 @@
-import type { DiskProgress, Run, RunStatus } from '@vaultline/contracts';
+import type { Bottleneck, DiskProgress, Run, RunStatus } from '@vaultline/contracts';
 import { formatBytes, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { ProgressBar } from '../ProgressBar.tsx';
 import { transportLabel } from './transport.ts';
@@ -6,7 +6,7 @@ import { transportLabel } from './transport.ts';
 type RunDisk = Run['vms'][number]['disks'][number];
 
 /** The busiest of source read, processing and target write (a restore's source is the repository). */
-function bottleneckOf(b: DiskProgress['bottleneck'], restore: boolean): string {
+function bottleneckOf(b: Bottleneck, restore: boolean): string {
   const parts = [
     [restore ? 'repository' : 'source', b.source],
     ['processing', b.processing],
@@ -20,7 +20,7 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 const IN_FLIGHT = new Set(['queued', 'opening', 'reading']);
 
 /**
- * One disk of a run: transport and why, bytes moved, speed, ETA and bottleneck while live. A backup reads the
+ * One disk of a run: transport and why, bytes moved, speed, ETA while live, and the bottleneck (live, then as recorded). A backup reads the
  * disk into the repository (read / skipped / stored); a restore writes it from the repository (written / zeros
  * skipped) and then reads it back to compare SHA-256 with the restore point (`verified`: that log line).
  */
@@ -35,6 +35,8 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   const transport = live?.transport ?? disk.transport;
   // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
+  // Live: the latest tick's busy fractions; afterwards (or after a reload): the last ones the Transporter recorded.
+  const busy = isLive ? live.bottleneck : disk.bottleneck;
   return (
     <div className="run-disk" data-testid="run-disk">
       <div className="row small">
@@ -56,12 +58,12 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
       )}
       {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
-      {isLive && detailed && (
+      {detailed && busy && (
         <p className="small muted" data-testid="bottleneck">
-          Bottleneck: <strong>{bottleneckOf(live.bottleneck, restore)}</strong> —{' '}
+          Bottleneck: <strong>{bottleneckOf(busy, restore)}</strong> —{' '}
           {restore
-            ? `busy reading the restore point ${pct(live.bottleneck.source)}, processing ${pct(live.bottleneck.processing)}, writing the disk ${pct(live.bottleneck.target)}`
-            : `busy reading the source ${pct(live.bottleneck.source)}, processing ${pct(live.bottleneck.processing)}, writing to the repository ${pct(live.bottleneck.target)}`}
+            ? `busy reading the restore point ${pct(busy.source)}, processing ${pct(busy.processing)}, writing the disk ${pct(busy.target)}`
+            : `busy reading the source ${pct(busy.source)}, processing ${pct(busy.processing)}, writing to the repository ${pct(busy.target)}`}
         </p>
       )}
       {verified && (
