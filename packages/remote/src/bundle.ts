@@ -335,14 +335,17 @@ async function build(opts: BundleOptions): Promise<TransporterBundle> {
   const file = path.join(opts.cacheDir, name);
   if (!(await exists(file))) {
     const tmp = `${file}.${process.pid}.tmp`;
+    const gzip = createGzip({ level: 6 });
+    const written = pipeline(gzip, createWriteStream(tmp, { mode: 0o600 }));
     try {
-      const gzip = createGzip({ level: 6 });
-      const written = pipeline(gzip, createWriteStream(tmp, { mode: 0o600 }));
       await writeTar(entries, gzip);
       gzip.end();
       await written;
       await rename(tmp, file);
     } catch (err) {
+      // Tear the pipeline down (closing the file) before removing what it wrote.
+      gzip.destroy();
+      await written.catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
     }

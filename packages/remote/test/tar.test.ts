@@ -50,6 +50,8 @@ describe('the bundle tar writer, read back by GNU tar', () => {
     writeFileSync(src, 'abc');
     const out = createWriteStream(path.join(dir, 'bad.tar'));
     await expect(writeTar([{ type: 'file', path: 'g', mode: 0o644, size: 10, mtime: 0, source: src }], out)).rejects.toThrow(/shrank while it was being bundled/);
-    out.destroy();
+    // End (not destroy) the stream: destroying it under a write still in flight raised an uncaught ERR_STREAM_DESTROYED.
+    out.end();
+    await finished(out);
   });
 });
