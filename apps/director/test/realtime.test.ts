@@ -3,7 +3,7 @@ import { EventBus } from '@vaultline/queue';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachRealtime } from '../src/realtime/socket.ts';
-import { REDIS_URL, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+import { REDIS_URL, sessionCookie, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 
 describe('live events over socket.io (real Redis relay)', () => {
   let d: TestDirector;
@@ -16,7 +16,7 @@ describe('live events over socket.io (real Redis relay)', () => {
     d = await startTestDirector();
     cookie = await signInAdmin(d);
     bus = new EventBus(REDIS_URL, d.database.name);
-    realtime = attachRealtime(d.app.fastify.server, { db: d.db, health: d.app.health, log: memoryLogger('realtime').log, events: new EventBus(REDIS_URL, d.database.name), intervalMs: 200 });
+    realtime = attachRealtime(d.app.fastify.server, { db: d.db, health: d.app.health, log: memoryLogger('realtime').log, events: new EventBus(REDIS_URL, d.database.name), intervalMs: 200, sessionCheckMs: 200 });
     url = await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
   });
   afterAll(async () => {
@@ -47,6 +47,30 @@ describe('live events over socket.io (real Redis relay)', () => {
     const timer = setInterval(() => void bus.publish({ type: 'disk.progress', runId: 'r-1', bytesRead: 42 }), 50);
     try {
       expect(await got).toMatchObject({ runId: 'r-1', bytesRead: 42 });
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it('drops a socket once its session ends (sign-out), telling it why; other sessions keep theirs', async () => {
+    const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'correct-horse-battery' } });
+    expect(login.statusCode, login.body).toBe(200);
+    const second = sessionCookie(login);
+    const kept = open({ cookie });
+    const leaving = open({ cookie: second });
+    await Promise.all([kept, leaving].map((s) => new Promise((resolve) => s.once('health', resolve))));
+    const ended = new Promise<{ reason: string }>((resolve) => leaving.once('session.ended', resolve));
+    const gone = new Promise<string>((resolve) => leaving.once('disconnect', resolve));
+    expect((await d.app.fastify.inject({ method: 'POST', url: '/api/auth/logout', headers: { cookie: second } })).statusCode).toBe(200);
+    expect(await ended).toEqual({ reason: 'signed out or session expired' });
+    expect(await gone).toBe('io server disconnect');
+    // The other session is still connected and still hears events.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(kept.connected).toBe(true);
+    const got = new Promise<{ runId: string }>((resolve) => kept.once('disk.progress', resolve));
+    const timer = setInterval(() => void bus.publish({ type: 'disk.progress', runId: 'r-2', bytesRead: 1 }), 50);
+    try {
+      expect(await got).toMatchObject({ runId: 'r-2' });
     } finally {
       clearInterval(timer);
     }

@@ -3,7 +3,7 @@ import { createRoot } from 'react-dom/client';
 import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { App } from './App.tsx';
 import { ApiRequestError } from './lib/api.ts';
-import { closeSocket } from './lib/socket.ts';
+import { closeSocket, onSessionEnded } from './lib/socket.ts';
 import './styles.css';
 
 // A session that ended (expired, signed out elsewhere, password changed) brings back the sign-in page.
@@ -18,6 +18,9 @@ const queryClient: QueryClient = new QueryClient({
   queryCache: new QueryCache({ onError }),
   mutationCache: new MutationCache({ onError }),
 });
+
+// The Director says so over the socket at once: asking who we are then gets the 401 that signs the page out.
+onSessionEnded(() => void queryClient.invalidateQueries({ queryKey: ['me'] }));
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

@@ -1,7 +1,10 @@
 /**
  * socket.io lives here and nowhere else in the Director. A connection is
- * accepted only with a valid session cookie; signed-in clients get `health`
- * pushed every couple of seconds (later also run progress, by room).
+ * accepted only with a valid session cookie, and dropped once that session
+ * ends (sign-out, expiry, user deleted, password changed elsewhere): each
+ * socket's session is checked again every few seconds. Signed-in clients get
+ * `health` pushed every couple of seconds and every Transporter event (run
+ * progress, phases, logs); each page keeps the runs it shows.
  */
 import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
@@ -22,13 +25,20 @@ export interface RealtimeEvents {
   subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void>;
 }
 
-export function attachRealtime(server: HttpServer, deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number }): { close(): Promise<void> } {
+export function attachRealtime(
+  server: HttpServer,
+  deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number },
+): { close(): Promise<void> } {
   const io = new Server(server, { serveClient: false, cors: { origin: false } });
   io.use((socket, next) => {
     const token = cookieValue(socket.handshake.headers.cookie, SESSION_COOKIE);
     if (!token) return next(new Error('unauthenticated'));
     findSessionUser(deps.db, token)
-      .then((user) => (user && !user.mustChangePassword ? next() : next(new Error('unauthenticated'))))
+      .then((user) => {
+        if (!user || user.mustChangePassword) return next(new Error('unauthenticated'));
+        socket.data.token = token;
+        next();
+      })
       .catch(() => next(new Error('service unavailable')));
   });
   io.on('connection', (socket) => {
@@ -43,9 +53,27 @@ export function attachRealtime(server: HttpServer, deps: { db: Db; health: Healt
       .then((h) => io.emit('health', h))
       .catch((err: unknown) => deps.log.warn({ err }, 'health push failed'));
   }, deps.intervalMs ?? 2_000);
+  // A socket whose session has ended hears nothing more: it is told why, then disconnected.
+  let checking = false;
+  const sessions = setInterval(() => {
+    if (checking || io.engine.clientsCount === 0) return;
+    checking = true;
+    void Promise.all(
+      [...io.sockets.sockets.values()].map(async (socket) => {
+        const user = await findSessionUser(deps.db, String(socket.data.token ?? '')).catch(() => undefined); // undefined: the database did not answer; keep it
+        if (user === null || user?.mustChangePassword) {
+          socket.emit('session.ended', { reason: 'signed out or session expired' });
+          socket.disconnect(true);
+        }
+      }),
+    ).finally(() => {
+      checking = false;
+    });
+  }, deps.sessionCheckMs ?? 5_000);
   return {
     async close() {
       clearInterval(timer);
+      clearInterval(sessions);
       await io.close();
     },
   };

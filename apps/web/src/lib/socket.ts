@@ -2,10 +2,19 @@ import { useEffect, useRef } from 'react';
 import { io, type Socket } from 'socket.io-client';
 
 let socket: Socket | null = null;
+let sessionEnded: () => void = () => undefined;
+
+/** What to do when the Director drops the socket because its session ended (signed out elsewhere, expired, user deleted). */
+export function onSessionEnded(fn: () => void): void {
+  sessionEnded = fn;
+}
 
 /** One socket per page, opened after sign-in (the server checks the session cookie). */
 export function getSocket(): Socket {
-  socket ??= io({ path: '/socket.io', withCredentials: true, transports: ['websocket', 'polling'] });
+  if (!socket) {
+    socket = io({ path: '/socket.io', withCredentials: true, transports: ['websocket', 'polling'] });
+    socket.on('session.ended', () => sessionEnded());
+  }
   return socket;
 }
 
