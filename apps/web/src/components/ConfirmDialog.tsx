@@ -1,4 +1,5 @@
-import { useEffect, useRef, type ReactNode } from 'react';
+import { useEffect, useRef, useState, type ReactNode } from 'react';
+import { errorMessage } from '../lib/api.ts';
 import { FormError } from './FormError.tsx';
 
 /** A modal confirmation (native <dialog>: focus is trapped, Escape cancels). */
@@ -43,4 +44,40 @@ export function ConfirmDialog(props: {
       </div>
     </dialog>
   );
+}
+
+/**
+ * A confirmation about one thing (the row to delete, say): `ask(subject)` opens the dialog, confirming runs
+ * `act` while the dialog shows it is busy; on success the dialog closes and `then` gets the result; on failure
+ * the error shows in the dialog, which stays open. Spread `dialog` into a ConfirmDialog.
+ */
+export function useConfirmation<T, R>(act: (subject: T) => Promise<R>, then: (result: R, subject: T) => unknown) {
+  const [subject, setSubject] = useState<T | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  return {
+    subject,
+    ask: (s: T) => {
+      setError(null);
+      setSubject(s);
+    },
+    dialog: {
+      open: subject !== null,
+      busy,
+      error,
+      onCancel: () => setSubject(null),
+      onConfirm: () => {
+        if (subject === null) return;
+        const s = subject;
+        setBusy(true);
+        act(s)
+          .then(async (r) => {
+            setSubject(null);
+            await then(r, s);
+          })
+          .catch((err: unknown) => setError(errorMessage(err)))
+          .finally(() => setBusy(false));
+      },
+    },
+  };
 }

@@ -2,7 +2,7 @@ import { useState } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import type { NotificationTargetDto } from '@vaultline/contracts';
 import { deleteTarget, sendTest, updateTarget, useDeliveries, useNotificationTargets } from '../../api/notifications.ts';
-import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { ConfirmDialog, useConfirmation } from '../../components/ConfirmDialog.tsx';
 import { LoadError, Loading, NotAllowed, Page } from '../../components/Page.tsx';
 import { errorMessage } from '../../lib/api.ts';
 import { ago, formatDateTime } from '../../lib/format.ts';
@@ -145,9 +145,13 @@ export default function NotificationsPage() {
   const targets = useNotificationTargets(operator);
   const [adding, setAdding] = useState(false);
   const [flash, setFlash] = useState<string | null>(null);
-  const [removing, setRemoving] = useState<NotificationTargetDto | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [removeError, setRemoveError] = useState<string | null>(null);
+  const removal = useConfirmation(
+    (t: NotificationTargetDto) => deleteTarget(t.id),
+    async (_, t) => {
+      setFlash(`Target ${t.name} deleted.`);
+      await qc.invalidateQueries({ queryKey: ['notifications'] });
+    },
+  );
   if (!operator) {
     return (
       <Page title="Notifications">
@@ -209,37 +213,14 @@ export default function NotificationsPage() {
                   key={t.id}
                   t={t}
                   admin={admin}
-                  onDelete={() => {
-                    setRemoveError(null);
-                    setRemoving(t);
-                  }}
+                  onDelete={() => removal.ask(t)}
                 />
               ))}
             </tbody>
           </table>
         </section>
       )}
-      <ConfirmDialog
-        open={removing !== null}
-        title={`Delete target ${removing?.name ?? ''}?`}
-        confirmLabel="Delete target"
-        danger
-        busy={busy}
-        error={removeError}
-        onCancel={() => setRemoving(null)}
-        onConfirm={() => {
-          const t = removing!;
-          setBusy(true);
-          deleteTarget(t.id)
-            .then(async () => {
-              setRemoving(null);
-              setFlash(`Target ${t.name} deleted.`);
-              await qc.invalidateQueries({ queryKey: ['notifications'] });
-            })
-            .catch((err: unknown) => setRemoveError(errorMessage(err)))
-            .finally(() => setBusy(false));
-        }}
-      >
+      <ConfirmDialog {...removal.dialog} title={`Delete target ${removal.subject?.name ?? ''}?`} confirmLabel="Delete target" danger>
         <p>Nothing more is sent to it; its stored secret or password is deleted with it.</p>
       </ConfirmDialog>
     </Page>

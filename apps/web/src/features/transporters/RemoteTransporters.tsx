@@ -2,7 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import type { RemoteTransporter, TransporterLoad } from '@vaultline/contracts';
 import { deployRemote, removeRemote, repinHostKey, restartRemote, saveEndpoints, upgradeRemote, useEndpoints, useRemoteStatus, useRemoteTransporters } from '../../api/remote.ts';
-import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { ConfirmDialog, useConfirmation } from '../../components/ConfirmDialog.tsx';
 import { FormError } from '../../components/FormError.tsx';
 import { HostKeyConfirm } from '../../components/HostKeyConfirm.tsx';
 import { LoadError, Loading } from '../../components/Page.tsx';
@@ -242,10 +242,14 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
   const remotes = useRemoteTransporters(true);
   const [adding, setAdding] = useState(false);
   const [flash, setFlash] = useState<Outcome | null>(null);
-  const [removing, setRemoving] = useState<RemoteTransporter | null>(null);
   const [force, setForce] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [removeError, setRemoveError] = useState<string | null>(null);
+  const removal = useConfirmation(
+    (t: RemoteTransporter) => removeRemote(t.id, force),
+    async (r) => {
+      setFlash({ kind: r.cleaned ? 'ok' : 'warn', text: r.message });
+      await qc.invalidateQueries({ queryKey: ['remote-transporters'] });
+    },
+  );
   return (
     <section className="card" aria-labelledby="remote-title" data-testid="remote-transporters">
       <div className="row">
@@ -296,8 +300,7 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
                 live={live.find((l) => l.id === t.id)}
                 onRemove={() => {
                   setForce(false);
-                  setRemoveError(null);
-                  setRemoving(t);
+                  removal.ask(t);
                 }}
               />
             ))}
@@ -305,27 +308,7 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
         </table>
       )}
       <EndpointsForm />
-      <ConfirmDialog
-        open={removing !== null}
-        title={`Remove ${removing?.name ?? 'the remote Transporter'}?`}
-        confirmLabel={force ? 'Remove anyway' : 'Remove'}
-        danger
-        busy={busy}
-        error={removeError}
-        onCancel={() => setRemoving(null)}
-        onConfirm={() => {
-          const t = removing!;
-          setBusy(true);
-          removeRemote(t.id, force)
-            .then(async (r) => {
-              setRemoving(null);
-              setFlash({ kind: r.cleaned ? 'ok' : 'warn', text: r.message });
-              await qc.invalidateQueries({ queryKey: ['remote-transporters'] });
-            })
-            .catch((err: unknown) => setRemoveError(errorMessage(err)))
-            .finally(() => setBusy(false));
-        }}
-      >
+      <ConfirmDialog {...removal.dialog} title={`Remove ${removal.subject?.name ?? 'the remote Transporter'}?`} confirmLabel={force ? 'Remove anyway' : 'Remove'} danger>
         <p>The Director stops it over SSH, deletes its install folder and env file, then forgets it. It is refused while it runs VM jobs.</p>
         <label className="check-field">
           <input type="checkbox" checked={force} onChange={(e) => setForce(e.target.checked)} />

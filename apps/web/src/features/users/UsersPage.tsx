@@ -2,10 +2,9 @@ import { useState, type FormEvent } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { PASSWORD_MIN_LENGTH, type Role, type User } from '@vaultline/contracts';
 import { createUser, deleteUser, useUsers } from '../../api/users.ts';
-import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { ConfirmDialog, useConfirmation } from '../../components/ConfirmDialog.tsx';
 import { FormError } from '../../components/FormError.tsx';
 import { LoadError, Loading, NotAllowed, Page } from '../../components/Page.tsx';
-import { errorMessage } from '../../lib/api.ts';
 import { ago } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
@@ -83,9 +82,13 @@ export default function UsersPage() {
   const users = useUsers(admin);
   const qc = useQueryClient();
   const [flash, setFlash] = useState<string | null>(null);
-  const [removing, setRemoving] = useState<User | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [removeError, setRemoveError] = useState<string | null>(null);
+  const removal = useConfirmation(
+    (u: User) => deleteUser(u.id),
+    async (_, u) => {
+      setFlash(`User ${u.username} deleted.`);
+      await qc.invalidateQueries({ queryKey: ['users'] });
+    },
+  );
   if (!admin) {
     return (
       <Page title="Users">
@@ -129,10 +132,7 @@ export default function UsersPage() {
                       <button
                         type="button"
                         className="danger-text"
-                        onClick={() => {
-                          setRemoveError(null);
-                          setRemoving(u);
-                        }}
+                        onClick={() => removal.ask(u)}
                       >
                         Delete
                       </button>
@@ -144,27 +144,7 @@ export default function UsersPage() {
           </table>
         </section>
       )}
-      <ConfirmDialog
-        open={removing !== null}
-        title={`Delete user ${removing?.username ?? ''}?`}
-        confirmLabel="Delete user"
-        danger
-        busy={busy}
-        error={removeError}
-        onCancel={() => setRemoving(null)}
-        onConfirm={() => {
-          const u = removing!;
-          setBusy(true);
-          deleteUser(u.id)
-            .then(async () => {
-              setRemoving(null);
-              setFlash(`User ${u.username} deleted.`);
-              await qc.invalidateQueries({ queryKey: ['users'] });
-            })
-            .catch((err: unknown) => setRemoveError(errorMessage(err)))
-            .finally(() => setBusy(false));
-        }}
-      >
+      <ConfirmDialog {...removal.dialog} title={`Delete user ${removal.subject?.username ?? ''}?`} confirmLabel="Delete user" danger>
         <p>They are signed out everywhere at once. What they did stays in the audit log.</p>
       </ConfirmDialog>
     </Page>

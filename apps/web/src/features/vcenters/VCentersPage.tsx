@@ -2,9 +2,8 @@ import { useState } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import type { VCenter } from '@vaultline/contracts';
 import { deleteVCenter, useVCenters } from '../../api/vcenters.ts';
-import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { ConfirmDialog, useConfirmation } from '../../components/ConfirmDialog.tsx';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
-import { errorMessage } from '../../lib/api.ts';
 import { formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
@@ -16,9 +15,13 @@ export default function VCentersPage() {
   const vcenters = useVCenters();
   const [adding, setAdding] = useState(false);
   const [flash, setFlash] = useState<string | null>(null);
-  const [removing, setRemoving] = useState<VCenter | null>(null);
-  const [busy, setBusy] = useState(false);
-  const [removeError, setRemoveError] = useState<string | null>(null);
+  const removal = useConfirmation(
+    (v: VCenter) => deleteVCenter(v.id),
+    async (_, v) => {
+      setFlash(`vCenter ${v.name} removed.`);
+      await qc.invalidateQueries({ queryKey: ['vcenters'] });
+    },
+  );
   const admin = can(me.role, 'admin');
 
   return (
@@ -82,10 +85,7 @@ export default function VCentersPage() {
                       <button
                         type="button"
                         className="danger-text"
-                        onClick={() => {
-                          setRemoveError(null);
-                          setRemoving(v);
-                        }}
+                        onClick={() => removal.ask(v)}
                       >
                         Remove
                       </button>
@@ -97,27 +97,7 @@ export default function VCentersPage() {
           </table>
         </section>
       )}
-      <ConfirmDialog
-        open={removing !== null}
-        title={`Remove ${removing?.name ?? 'vCenter'}?`}
-        confirmLabel="Remove vCenter"
-        danger
-        busy={busy}
-        error={removeError}
-        onCancel={() => setRemoving(null)}
-        onConfirm={() => {
-          const v = removing!;
-          setBusy(true);
-          deleteVCenter(v.id)
-            .then(async () => {
-              setRemoving(null);
-              setFlash(`vCenter ${v.name} removed.`);
-              await qc.invalidateQueries({ queryKey: ['vcenters'] });
-            })
-            .catch((err: unknown) => setRemoveError(errorMessage(err)))
-            .finally(() => setBusy(false));
-        }}
-      >
+      <ConfirmDialog {...removal.dialog} title={`Remove ${removal.subject?.name ?? 'vCenter'}?`} confirmLabel="Remove vCenter" danger>
         <p>Its stored password is deleted. A vCenter that jobs still use cannot be removed; restore points already taken stay in their repositories.</p>
       </ConfirmDialog>
     </Page>
