@@ -4,6 +4,7 @@ import { nav, shot, signIn } from '../fixtures/session.ts';
 
 test('an admin adds a remote Transporter against a real sshd: the host key is shown to confirm, then pinned; deploy waits for its heartbeat; remove cleans the host', async ({ page }) => {
   // ssh-lab creates a local user for sshd to let in: that needs root.
+  // Skipped only when the tests do not run as root (CI runs them as root, so there it always runs): deploying a remote Transporter needs a real SSH user and sshd, which only root can create here.
   test.skip(process.getuid?.() !== 0, 'needs root to create the SSH user and run sshd on loopback');
   // Building the bundle (first add) and copying it (deploy) take a while on two cores.
   test.setTimeout(420_000);
