@@ -24,6 +24,16 @@ export async function findSessionUser(db: Db, token: string) {
   return session.user;
 }
 
+/** Of these tokens, the ones whose session is still valid for a signed-in user (not expired, password not pending): one query. */
+export async function liveSessionTokens(db: Db, tokens: string[]): Promise<Set<string>> {
+  const byDigest = new Map(tokens.map((t) => [digest(t), t]));
+  const rows = await db.session.findMany({
+    where: { id: { in: [...byDigest.keys()] }, expiresAt: { gte: new Date() }, user: { mustChangePassword: false } },
+    select: { id: true },
+  });
+  return new Set(rows.map((r) => byDigest.get(r.id)!));
+}
+
 export async function deleteSession(db: Db, token: string): Promise<void> {
   await db.session.deleteMany({ where: { id: digest(token) } });
 }

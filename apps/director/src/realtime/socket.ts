@@ -10,7 +10,7 @@ import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { SESSION_COOKIE, findSessionUser } from '../auth/sessions.ts';
+import { SESSION_COOKIE, findSessionUser, liveSessionTokens } from '../auth/sessions.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
@@ -58,17 +58,20 @@ export function attachRealtime(
   const sessions = setInterval(() => {
     if (checking || io.engine.clientsCount === 0) return;
     checking = true;
-    void Promise.all(
-      [...io.sockets.sockets.values()].map(async (socket) => {
-        const user = await findSessionUser(deps.db, String(socket.data.token ?? '')).catch(() => undefined); // undefined: the database did not answer; keep it
-        if (user === null || user?.mustChangePassword) {
+    const sockets = [...io.sockets.sockets.values()];
+    // One query for every socket; when the database does not answer, nobody is dropped.
+    void liveSessionTokens(deps.db, sockets.map((s) => String(s.data.token ?? '')))
+      .then((live) => {
+        for (const socket of sockets) {
+          if (live.has(String(socket.data.token ?? ''))) continue;
           socket.emit('session.ended', { reason: 'signed out or session expired' });
           socket.disconnect(true);
         }
-      }),
-    ).finally(() => {
-      checking = false;
-    });
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        checking = false;
+      });
   }, deps.sessionCheckMs ?? 5_000);
   return {
     async close() {
