@@ -13,6 +13,7 @@ import { ago, formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { describeSchedule } from '../jobs/schedule.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 type Flash = { kind: 'ok' | 'error'; text: string; runIds?: string[] };
 
@@ -76,19 +77,7 @@ export default function DrillsPage() {
       {drills.data && drills.data.length > 0 && (
         <section className="card">
           <table data-testid="drills">
-            <thead>
-              <tr>
-                <th scope="col">Drill</th>
-                <th scope="col">Schedule</th>
-                <th scope="col">Next run</th>
-                <th scope="col">Restore point</th>
-                <th scope="col">Last result</th>
-                <th scope="col">Enabled</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Drill', 'Schedule', 'Next run', 'Restore point', 'Last result', 'Enabled']} actions="Actions" />
             <tbody>
               {drills.data.map((d) => {
                 const running = d.lastResults.some((r) => r.run && (r.run.status === 'queued' || r.run.status === 'running'));

@@ -1,5 +1,6 @@
 import type { BrowsePartitionDto, BrowseSessionDto, RestorePointDetail } from '@vaultline/contracts';
 import { formatBytes } from '../../lib/format.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 const TABLE: Record<string, string> = { gpt: 'GPT', dos: 'MBR', mbr: 'MBR', none: 'no partition table' };
 
@@ -27,18 +28,7 @@ export function PartitionTable({ view, point, chosen, choose }: { view: BrowseSe
               <p className="muted">No partition and no filesystem found on this disk.</p>
             ) : (
               <table className="compact partitions">
-                <thead>
-                  <tr>
-                    <th scope="col">Partition</th>
-                    <th scope="col">Filesystem</th>
-                    <th scope="col">Label</th>
-                    <th scope="col">Size</th>
-                    <th scope="col">State</th>
-                    <th scope="col">
-                      <span className="sr-only">Browse</span>
-                    </th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Partition', 'Filesystem', 'Label', 'Size', 'State']} actions="Browse" />
                 <tbody>
                   {disk.partitions.map((p) => (
                     <tr key={p.id} data-testid="partition-row" className={chosen === p.id ? 'selected' : undefined}>

@@ -13,6 +13,7 @@ import { ago, formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { describeSchedule } from './schedule.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 type Flash = { kind: 'ok' | 'error'; text: string; runId?: string };
 
@@ -71,20 +72,7 @@ export default function JobsPage() {
       {jobs.data && jobs.data.length > 0 && (
         <section className="card">
           <table data-testid="jobs">
-            <thead>
-              <tr>
-                <th scope="col">Job</th>
-                <th scope="col">Repository</th>
-                <th scope="col">Transport</th>
-                <th scope="col">Schedule</th>
-                <th scope="col">Next run</th>
-                <th scope="col">Last result</th>
-                <th scope="col">Enabled</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Job', 'Repository', 'Transport', 'Schedule', 'Next run', 'Last result', 'Enabled']} actions="Actions" />
             <tbody>
               {jobs.data.map((job) => (
                 <tr key={job.id} data-testid="job-row">

@@ -10,6 +10,7 @@ import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { AddTargetForm } from './AddTargetForm.tsx';
 import { EVENTS, type Events } from './events.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 function Deliveries({ target }: { target: NotificationTargetDto }) {
   const list = useDeliveries(target.id, true);
@@ -18,15 +19,7 @@ function Deliveries({ target }: { target: NotificationTargetDto }) {
   if (list.data.length === 0) return <p className="muted small">Nothing sent to {target.name} yet (test messages are not recorded here).</p>;
   return (
     <table className="compact" data-testid="deliveries" aria-label={`Recent deliveries to ${target.name}`}>
-      <thead>
-        <tr>
-          <th scope="col">When</th>
-          <th scope="col">What</th>
-          <th scope="col">Status</th>
-          <th scope="col">Attempts</th>
-          <th scope="col">Last error</th>
-        </tr>
-      </thead>
+      <TableHead columns={['When', 'What', 'Status', 'Attempts', 'Last error']} />
       <tbody>
         {list.data.map((d) => (
           <tr key={d.id}>
@@ -196,17 +189,7 @@ export default function NotificationsPage() {
       {targets.data && targets.data.length > 0 && (
         <section className="card">
           <table data-testid="targets">
-            <thead>
-              <tr>
-                <th scope="col">Target</th>
-                <th scope="col">Events</th>
-                <th scope="col">Enabled</th>
-                <th scope="col">Added</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['Target', 'Events', 'Enabled', 'Added']} actions="Actions" />
             <tbody>
               {targets.data.map((t) => (
                 <TargetRow

@@ -11,6 +11,7 @@ import { errorMessage } from '../../lib/api.ts';
 import { formatBytes, powerLabel } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 /** Creates (once) a one-VM job in the first repository and runs it now. */
 async function backUpNow(vcenter: VCenter, vm: InventoryVm, repositoryId: string) {
@@ -78,17 +79,7 @@ export function InventoryPanel() {
             {inv?.isError && <p className="reason">{inv.error.message}</p>}
             {inv?.data && (
               <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Name</th>
-                    <th scope="col">Power</th>
-                    <th scope="col">CBT</th>
-                    <th scope="col">Disks</th>
-                    <th scope="col">
-                      <span className="sr-only">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
+                <TableHead columns={['Name', 'Power', 'CBT', 'Disks']} actions="Actions" />
                 <tbody>
                   {inv.data.map((vm) => (
                     <tr key={vm.moref} data-testid="vm-row">

@@ -7,6 +7,7 @@ import { formatBytes, formatRatio } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { AddRepositoryForm } from './AddRepositoryForm.tsx';
+import { TableHead } from '../../components/TableHead.tsx';
 
 export default function RepositoriesPage() {
   const me = useMe();
@@ -49,17 +50,7 @@ export default function RepositoriesPage() {
       {repositories.data && repositories.data.length > 0 && (
         <section className="card">
           <table data-testid="repositories">
-            <thead>
-              <tr>
-                <th scope="col">Repository</th>
-                <th scope="col">Restore points</th>
-                <th scope="col">Logical</th>
-                <th scope="col">Stored</th>
-                <th scope="col">Dedup</th>
-                <th scope="col">Compression</th>
-                <th scope="col">Free</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Repository', 'Restore points', 'Logical', 'Stored', 'Dedup', 'Compression', 'Free']} />
             <tbody>
               {repositories.data.map((r, i) => {
                 const s = stats[i];

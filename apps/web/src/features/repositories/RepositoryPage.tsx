@@ -9,6 +9,7 @@ import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { PointFlags } from '../restores/PointFlags.tsx';
 import { MaintenancePanel } from './MaintenancePanel.tsx';
+import { TableHead } from '../../components/TableHead.tsx';
 
 export default function RepositoryPage() {
   const { id } = useParams();
@@ -77,18 +78,7 @@ export default function RepositoryPage() {
               {name} <span className="muted small">{list.length} restore point{list.length === 1 ? '' : 's'}</span>
             </h4>
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">Taken</th>
-                  <th scope="col">Size</th>
-                  <th scope="col">New data stored</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Run</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
+              <TableHead columns={['Taken', 'Size', 'New data stored', 'State', 'Run']} actions="Actions" />
               <tbody>
                 {list.map((p) => (
                   <tr key={p.id} data-testid="point-row">

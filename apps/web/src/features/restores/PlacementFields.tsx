@@ -1,6 +1,7 @@
 import type { PlacementTargets, RestorePointDetail } from '@vaultline/contracts';
 import { formatBytes } from '../../lib/format.ts';
 import { neededBytes, targetDatastores, type RestoreState } from './state.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 const SAME = 'Same as the source VM';
 
@@ -82,12 +83,7 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
           <legend>Networks</legend>
           <p className="muted small">Each NIC of the restored VM goes on the network chosen for the network it was on; by default the same one.</p>
           <table className="compact" aria-label="Network map">
-            <thead>
-              <tr>
-                <th scope="col">Backed up on</th>
-                <th scope="col">Restore onto</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Backed up on', 'Restore onto']} />
             <tbody>
               {point.networks.map((src) => {
                 const same = placement.networks.find((n) => n.name === src);

@@ -8,6 +8,7 @@ import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatBytes, formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { RUN_KIND } from '../../lib/run-title.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 const totals = (run: Run) => {
   let read = 0;
@@ -71,16 +72,7 @@ export default function RunsPage() {
             <p className="muted">No run matches.</p>
           ) : (
             <table data-testid="run-history">
-              <thead>
-                <tr>
-                  <th scope="col">Started</th>
-                  <th scope="col">Job</th>
-                  <th scope="col">VMs</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Took</th>
-                  <th scope="col">Read / stored</th>
-                </tr>
-              </thead>
+              <TableHead columns={['Started', 'Job', 'VMs', 'Status', 'Took', 'Read / stored']} />
               <tbody>
                 {runs.data.map((run) => {
                   const t = totals(run);

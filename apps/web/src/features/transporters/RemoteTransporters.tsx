@@ -10,6 +10,7 @@ import { ApiRequestError, errorMessage } from '../../lib/api.ts';
 import { formatBytes, formatDateTime } from '../../lib/format.ts';
 import { useAction } from '../../lib/use-action.ts';
 import { AddRemoteForm } from './AddRemoteForm.tsx';
+import { TableHead } from '../../components/TableHead.tsx';
 
 type Outcome = { kind: 'ok' | 'error' | 'warn'; text: string };
 
@@ -282,16 +283,7 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
       {remotes.data?.length === 0 && !adding && <p className="muted">None yet. The Director deploys and manages a Transporter on another Linux host over SSH.</p>}
       {remotes.data && remotes.data.length > 0 && (
         <table data-testid="remotes">
-          <thead>
-            <tr>
-              <th scope="col">Host</th>
-              <th scope="col">Deployed</th>
-              <th scope="col">State</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <TableHead columns={['Host', 'Deployed', 'State']} actions="Actions" />
           <tbody>
             {remotes.data.map((t) => (
               <RemoteRow

@@ -5,6 +5,7 @@ import { ago, formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { RemoteTransporters } from './RemoteTransporters.tsx';
+import { TableHead } from '../../components/TableHead.tsx';
 
 export default function TransportersPage() {
   const transporters = useTransporters();
@@ -21,16 +22,7 @@ export default function TransportersPage() {
       {transporters.data && transporters.data.length > 0 && (
         <section className="card">
           <table data-testid="transporters">
-            <thead>
-              <tr>
-                <th scope="col">Transporter</th>
-                <th scope="col">State</th>
-                <th scope="col">Last heartbeat</th>
-                <th scope="col">Version</th>
-                <th scope="col">Transports</th>
-                <th scope="col">Running now</th>
-              </tr>
-            </thead>
+            <TableHead columns={['Transporter', 'State', 'Last heartbeat', 'Version', 'Transports', 'Running now']} />
             <tbody>
               {transporters.data.map((t) => (
                 <tr key={t.id} data-testid="transporter-row">

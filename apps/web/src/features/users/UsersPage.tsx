@@ -9,6 +9,7 @@ import { ago } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { useAction } from '../../lib/use-action.ts';
+import { TableHead } from '../../components/TableHead.tsx';
 
 const ROLES: { role: Role; help: string }[] = [
   { role: 'viewer', help: 'sees everything, changes nothing' },
@@ -109,16 +110,7 @@ export default function UsersPage() {
       {users.data && (
         <section className="card">
           <table data-testid="users">
-            <thead>
-              <tr>
-                <th scope="col">User</th>
-                <th scope="col">Role</th>
-                <th scope="col">Last sign-in</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['User', 'Role', 'Last sign-in']} actions="Actions" />
             <tbody>
               {users.data.map((u) => (
                 <tr key={u.id} data-testid="user-row">

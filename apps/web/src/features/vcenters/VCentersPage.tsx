@@ -8,6 +8,7 @@ import { formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { AddVCenterForm } from './AddVCenterForm.tsx';
+import { TableHead } from '../../components/TableHead.tsx';
 
 export default function VCentersPage() {
   const me = useMe();
@@ -57,17 +58,7 @@ export default function VCentersPage() {
       {vcenters.data && vcenters.data.length > 0 && (
         <section className="card">
           <table data-testid="vcenters">
-            <thead>
-              <tr>
-                <th scope="col">vCenter</th>
-                <th scope="col">User</th>
-                <th scope="col">Pinned certificate (SHA-256)</th>
-                <th scope="col">Added</th>
-                <th scope="col">
-                  <span className="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
+            <TableHead columns={['vCenter', 'User', 'Pinned certificate (SHA-256)', 'Added']} actions="Actions" />
             <tbody>
               {vcenters.data.map((v) => (
                 <tr key={v.id} data-testid="vcenter-row">
