@@ -15,7 +15,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as crypto from 'node:crypto';
 import { createRequire } from 'node:module';
-import { makeChunkHasher } from './chunk-codec.mjs';
+import { KnownIds, makeChunkHasher } from './chunk-codec.mjs';
 
 const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding');
@@ -26,7 +26,8 @@ let chunkSize = 0;
 let outSlotSize = 0;
 let encKey = null;
 let hashChunk = null;
-let known = new Set();
+// Ids to treat as already stored: the parent's (sent by the writer) and what this worker stored since.
+let known = new KnownIds(Buffer.alloc(0));
 const cctx = new zstd.CCtx();
 const dctx = new zstd.DCtx();
 let scratch = null;
@@ -143,9 +144,7 @@ parentPort.on('message', (m) => {
       scratch = Buffer.alloc(outSlotSize);
       parentPort.postMessage({ op: 'ready' });
     } else if (m.op === 'known') {
-      known = new Set();
-      const ids = Buffer.from(m.ids);
-      for (let o = 0; o + 32 <= ids.length; o += 32) known.add(ids.toString('hex', o, o + 32));
+      known = new KnownIds(Buffer.from(m.ids.buffer, m.ids.byteOffset, m.ids.byteLength));
     } else if (m.op === 'store') {
       parentPort.postMessage({ op: 'stored', seq: m.seq, results: store(m) });
     } else if (m.op === 'batch') {

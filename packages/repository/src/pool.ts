@@ -54,6 +54,10 @@ interface Queued {
   reject: (e: Error) => void;
 }
 
+/** Jobs per worker that make a batch worth sending at once, and the in-flight jobs per worker below which the queue goes anyway (see flushIfDue). */
+const BATCH_JOBS_PER_WORKER = 4;
+const LOW_WATER_PER_WORKER = 2;
+
 export class ChunkPool {
   readonly slots: number;
   readonly chunkSize: number;
@@ -98,6 +102,7 @@ export class ChunkPool {
             else if (r.error !== undefined) b.reject(new Error(r.error));
             else b.resolve(r.results!);
           });
+          this.flushIfDue();
           return;
         }
         this.busy[i] = (this.busy[i] ?? 1) - 1;
@@ -174,7 +179,7 @@ export class ChunkPool {
     if (this.failed) throw this.failed;
     const s = this.free.pop();
     if (s !== undefined) return s;
-    this.flush(); // a slot comes back only when queued jobs run
+    this.flushIfDue(); // a slot comes back when a job in flight (or, when they run low, a queued one) is done
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -187,10 +192,24 @@ export class ChunkPool {
   }
 
   endBatch(): void {
-    if (--this.depth <= 0) {
-      this.depth = 0;
-      this.flush();
-    }
+    if (--this.depth > 0) return;
+    this.depth = 0;
+    this.flushIfDue();
+  }
+
+  /**
+   * Send the queue once it is worth a message (a few jobs per worker) or when
+   * the workers are about to run dry. Called when a batch closes, when a
+   * result comes back and before waiting for a slot; so queued jobs never wait
+   * longer than the jobs ahead of them. One message per job (one scattered
+   * 64 KiB change per write, slots coming back one at a time) costs both
+   * threads more than hashing and compressing the run itself.
+   */
+  private flushIfDue(): void {
+    if (this.queue.length === 0) return;
+    let inFlight = 0;
+    for (const b of this.busy) inFlight += b;
+    if (this.queue.length >= BATCH_JOBS_PER_WORKER * this.workers.length || inFlight < LOW_WATER_PER_WORKER * this.workers.length) this.flush();
   }
 
   /** Send queued store jobs now: split in contiguous runs, one message per worker. */
