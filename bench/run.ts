@@ -12,7 +12,7 @@
  * rotating order; medians and per-round ratios are reported. Prints a table
  * and writes bench/results.json (default parameters only).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { fork } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -45,24 +45,69 @@ function rng(seed: number): () => number {
   };
 }
 
-function sh(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): void {
-  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
-  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed: ${r.stderr?.toString().slice(-2000)}`);
+// ---- external commands -------------------------------------------------------
+// All of them run in bench/runner.mjs, started once before anything else: this
+// process never forks after that (see the runner for why a fork here would be
+// charged to our next timed step).
+interface Command {
+  cmd: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  stdout?: boolean;
+  mayFail?: boolean;
+}
+interface Step {
+  status: number | null;
+  error: string | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+const runner = fork(path.join(here, 'runner.mjs'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+let runnerSeq = 0;
+const runnerWaits = new Map<number, (steps: Step[]) => void>();
+runner.on('message', (m: { id: number; steps: Step[] }) => {
+  runnerWaits.get(m.id)?.(m.steps);
+  runnerWaits.delete(m.id);
+});
+
+/** Run commands one after the other in the runner; stops at the first failure unless `mayFail`. */
+function runAll(commands: Command[]): Promise<Step[]> {
+  const id = ++runnerSeq;
+  return new Promise((resolve) => {
+    runnerWaits.set(id, resolve);
+    runner.send({ id, commands });
+  });
 }
 
-function timed(fn: () => void): number {
-  sh('sync', []); // leftovers of earlier steps are not charged to this one
-  const t = performance.now();
-  fn();
-  sh('sync', []);
-  return (performance.now() - t) / 1000;
+function failed(c: Command, s: Step): Error {
+  return new Error(`${c.cmd} ${c.args.join(' ')} failed: ${s.error ?? `exit ${s.status}`} ${s.stderr}`);
 }
 
-function ensureTool(bin: string, pkg: string): boolean {
-  if (spawnSync('which', [bin]).status === 0) return true;
+async function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const c = { cmd, args, env, stdout: true };
+  const [s] = await runAll([c]);
+  if (!s || s.status !== 0) throw failed(c, s!);
+  return s.stdout;
+}
+
+/** Seconds of `cmd` plus the `sync` after it; a `sync` before it is not charged (leftovers of earlier steps). */
+async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<number> {
+  const cs: Command[] = [{ cmd: 'sync', args: [] }, { cmd, args, env }, { cmd: 'sync', args: [] }];
+  const steps = await runAll(cs);
+  steps.forEach((s, i) => {
+    if (s.status !== 0) throw failed(cs[i]!, s);
+  });
+  if (steps.length !== 3) throw new Error(`${cmd}: the runner ran ${steps.length} of 3 steps`);
+  return steps[1]!.seconds + steps[2]!.seconds;
+}
+
+async function ensureTool(bin: string, pkg: string): Promise<boolean> {
+  const which = { cmd: 'which', args: [bin], mayFail: true };
+  if ((await runAll([which]))[0]!.status === 0) return true;
   console.log(`installing ${pkg} ...`);
-  spawnSync('apt-get', ['install', '-y', pkg], { stdio: 'ignore' });
-  return spawnSync('which', [bin]).status === 0;
+  await runAll([{ cmd: 'apt-get', args: ['install', '-y', pkg], mayFail: true }]);
+  return (await runAll([which]))[0]!.status === 0;
 }
 
 // ---- image generation ------------------------------------------------------
@@ -146,7 +191,7 @@ function allocatedOf(holes: Array<[number, number]>): Array<[number, number]> {
   return out;
 }
 
-function makeImages(): Images {
+async function makeImages(): Promise<Images> {
   fs.mkdirSync(work, { recursive: true });
   const tag = `v3-${SEED}-${SIZE}`;
   // One cached pair per size/seed, so development runs at 1 GiB keep the 4 GiB pair.
@@ -191,7 +236,7 @@ function makeImages(): Images {
     else holes.push([off, len]);
   });
   fs.closeSync(fd);
-  execFileSync('cp', ['--sparse=always', day1, day2]);
+  await sh('cp', ['--sparse=always', day1, day2]);
   // Day 2: 2% of 64 KiB blocks changed at scattered offsets.
   const nBlocks = SIZE / BLOCK;
   const picked = new Set<number>();
@@ -229,7 +274,7 @@ function readFully(fd: number, into: Buffer, at: number): number {
 /** Full backup of `img`, reading `areas` (all of it by default) straight into the writer's slots. */
 async function oursFull(repoDir: string, img: string, areas: Array<[number, number]> = [[0, SIZE]]): Promise<{ seconds: number; cpu: number; manifestId: string; phases: Record<string, number> }> {
   const repo = await Repository.open(repoDir);
-  sh('sync', []);
+  await sh('sync', []);
   const cpu0 = process.cpuUsage();
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', transport: 'bench' });
@@ -237,13 +282,15 @@ async function oursFull(repoDir: string, img: string, areas: Array<[number, numb
   const fd = fs.openSync(img, 'r');
   // The source is read straight into the writer's chunk slots (writeFrom), in steps of up to 4 MiB.
   for (const [start, len] of areas) {
-    for (let off = start; off < start + len; off += 4 * MiB) await disk.writeFrom(off, Math.min(4 * MiB, start + len - off), (into, at) => readFully(fd, into, at));
+    for (let off = start; off < start + len; off += 4 * MiB) await disk.writeFrom(off, Math.min(4 * MiB, start + len - off), (into, at) => {
+      readFully(fd, into, at);
+    });
   }
   fs.closeSync(fd);
   const tw = performance.now();
   const m = await w.commit();
   const tc = performance.now();
-  sh('sync', []);
+  await sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   const c = process.cpuUsage(cpu0);
   await repo.close();
@@ -253,7 +300,7 @@ async function oursFull(repoDir: string, img: string, areas: Array<[number, numb
 
 async function oursIncr(repoDir: string, img: string, parent: string, changes: Array<[number, number]>) {
   const repo = await Repository.open(repoDir);
-  sh('sync', []);
+  await sh('sync', []);
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', parent: { vmId: 'bench-vm', id: parent }, transport: 'bench' });
   const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
@@ -275,7 +322,7 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
   const tw = performance.now();
   const m = await w.commit();
   const tc = performance.now();
-  sh('sync', []);
+  await sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   await repo.close();
   const phases = { open: (to - t) / 1000, writes: (tw - to) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
@@ -284,7 +331,7 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
 
 async function oursRestore(repoDir: string, id: string, out: string | null): Promise<number> {
   const repo = await Repository.open(repoDir);
-  sh('sync', []);
+  await sh('sync', []);
   const t = performance.now();
   const r = await openDiskReader(repo, { vmId: 'bench-vm', id }, 'scsi0:0');
   if (out) await r.restoreToFile(out);
@@ -294,14 +341,14 @@ async function oursRestore(repoDir: string, id: string, out: string | null): Pro
   return seconds;
 }
 
-function duBytes(p: string): number {
-  return Number(execFileSync('du', ['-sb', p]).toString().split('\t')[0]);
+async function duBytes(p: string): Promise<number> {
+  return Number((await sh('du', ['-sb', p])).split('\t')[0]);
 }
 
 type Row = Record<string, number | string>;
 
-function warm(imgs: Images): void {
-  execFileSync('cat', [imgs.day1, imgs.day2], { stdio: ['ignore', 'ignore', 'ignore'], maxBuffer: 1 });
+async function warm(imgs: Images): Promise<void> {
+  await runAll([{ cmd: 'cat', args: [imgs.day1, imgs.day2] }]);
 }
 
 async function roundOurs(imgs: Images): Promise<Row> {
@@ -318,15 +365,15 @@ async function roundOurs(imgs: Images): Promise<Row> {
   // As the product does it: the allocated areas only (CBT changeId "*"), unallocated areas are holes.
   console.log('ours: full backup of the allocated areas ...');
   const full = await oursFull(repoDir, imgs.day1, imgs.allocated);
-  const storedFull = duBytes(repoDir);
+  const storedFull = await duBytes(repoDir);
   console.log('ours: incremental ...');
   const incr = await oursIncr(repoDir, imgs.day2, full.manifestId, imgs.changes);
-  const storedIncr = duBytes(repoDir) - storedFull;
+  const storedIncr = (await duBytes(repoDir)) - storedFull;
   const restoreOut = path.join(work, 'restore.img');
   console.log('ours: restore ...');
   const restoreStreamS = await oursRestore(repoDir, incr.manifestId, null);
   const restoreS = await oursRestore(repoDir, incr.manifestId, restoreOut);
-  const same = spawnSync('cmp', ['-s', restoreOut, imgs.day2]).status === 0;
+  const same = (await runAll([{ cmd: 'cmp', args: ['-s', restoreOut, imgs.day2], mayFail: true }]))[0]!.status === 0;
   fs.rmSync(restoreOut, { force: true });
   const repo = await Repository.open(repoDir);
   const st = await stats(repo);
@@ -359,37 +406,37 @@ async function roundOurs(imgs: Images): Promise<Row> {
   };
 }
 
-function roundRestic(imgs: Images): Row {
-  if (!ensureTool('restic', 'restic')) return {};
+async function roundRestic(imgs: Images): Promise<Row> {
+  if (!(await ensureTool('restic', 'restic'))) return {};
   console.log('restic ...');
   const rr = path.join(work, 'repo-restic');
   fs.rmSync(rr, { recursive: true, force: true });
   const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: rr, RESTIC_CACHE_DIR: path.join(work, 'restic-cache') };
-  sh('restic', ['init'], env);
-  const t1 = timed(() => sh('restic', ['backup', '--quiet', imgs.day1], env));
-  const t2 = timed(() => sh('restic', ['backup', '--quiet', imgs.day2], env));
+  await sh('restic', ['init'], env);
+  const t1 = await timed('restic', ['backup', '--quiet', imgs.day1], env);
+  const t2 = await timed('restic', ['backup', '--quiet', imgs.day2], env);
   fs.rmSync(rr, { recursive: true, force: true });
   return { restic_full_seconds: t1, restic_full_mib_s: SIZE / MiB / t1, restic_incr_seconds: t2 };
 }
 
-function roundBorg(imgs: Images): Row {
-  if (!ensureTool('borg', 'borgbackup')) return {};
+async function roundBorg(imgs: Images): Promise<Row> {
+  if (!(await ensureTool('borg', 'borgbackup'))) return {};
   console.log('borg ...');
   const br = path.join(work, 'repo-borg');
   fs.rmSync(br, { recursive: true, force: true });
   const env = { BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_BASE_DIR: path.join(work, 'borg-base') };
-  sh('borg', ['init', '-e', 'none', br], env);
-  const t1 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day1`, imgs.day1], env));
-  const t2 = timed(() => sh('borg', ['create', '--compression', 'lz4', `${br}::day2`, imgs.day2], env));
+  await sh('borg', ['init', '-e', 'none', br], env);
+  const t1 = await timed('borg', ['create', '--compression', 'lz4', `${br}::day1`, imgs.day1], env);
+  const t2 = await timed('borg', ['create', '--compression', 'lz4', `${br}::day2`, imgs.day2], env);
   fs.rmSync(br, { recursive: true, force: true });
   return { borg_full_seconds: t1, borg_full_mib_s: SIZE / MiB / t1, borg_incr_seconds: t2 };
 }
 
-function roundZstd(imgs: Images): Row {
-  if (!ensureTool('zstd', 'zstd')) return {};
+async function roundZstd(imgs: Images): Promise<Row> {
+  if (!(await ensureTool('zstd', 'zstd'))) return {};
   console.log('zstd ...');
   const out = path.join(work, 'day1.img.zst');
-  const t = timed(() => sh('zstd', ['-q', '-T0', '-1', '-f', imgs.day1, '-o', out]));
+  const t = await timed('zstd', ['-q', '-T0', '-1', '-f', imgs.day1, '-o', out]);
   const stored = fs.statSync(out).size / MiB;
   fs.rmSync(out, { force: true });
   return { zstd_cli_seconds: t, zstd_cli_mib_s: SIZE / MiB / t, zstd_cli_stored_mib: stored };
@@ -404,17 +451,17 @@ const round2 = (x: number): number => +x.toFixed(x >= 100 ? 1 : 3);
 async function main(): Promise<void> {
   const os = await import('node:os');
   const loadStart = os.loadavg()[0]!;
-  const imgs = makeImages();
+  const imgs = await makeImages();
   const changedBytes = imgs.changes.reduce((a, c) => a + c[1], 0);
   // Interleaved rounds (each runs every tool once, the order rotating), medians reported:
   // the host is shared and noisy, so one run of each proves little.
-  const tools: Array<() => Promise<Row> | Row> = [() => roundOurs(imgs), ...(ONLY === 'all' ? [() => roundRestic(imgs), () => roundBorg(imgs), () => roundZstd(imgs)] : [])];
+  const tools: Array<() => Promise<Row>> = [() => roundOurs(imgs), ...(ONLY === 'all' ? [() => roundRestic(imgs), () => roundBorg(imgs), () => roundZstd(imgs)] : [])];
   const rounds: Row[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     console.log(`round ${r + 1}/${ROUNDS}`);
     const row: Row = {};
     for (let k = 0; k < tools.length; k++) {
-      warm(imgs); // every tool starts from a warm page cache
+      await warm(imgs); // every tool starts from a warm page cache
       Object.assign(row, await tools[(k + r) % tools.length]!());
     }
     rounds.push(row);
@@ -457,6 +504,7 @@ async function main(): Promise<void> {
   const out = isDefault ? path.join(here, 'results.json') : path.join(work, `results-${CHUNK / 1024}k-${ONLY}${LEVEL !== null ? `-L${LEVEL}` : ''}.json`);
   fs.writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwritten ${path.relative(process.cwd(), out)}`);
+  runner.disconnect();
 }
 
 main().catch((err) => {
