@@ -329,16 +329,22 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
   return { seconds, read, manifestId: m.id, stats: m.stats, phases };
 }
 
-async function oursRestore(repoDir: string, id: string, out: string | null): Promise<number> {
+/** Seconds, and the bytes of the non-hole runs (what a restore to a file writes). */
+async function oursRestore(repoDir: string, id: string, out: string | null): Promise<{ seconds: number; runBytes: number }> {
   const repo = await Repository.open(repoDir);
   await sh('sync', []);
   const t = performance.now();
   const r = await openDiskReader(repo, { vmId: 'bench-vm', id }, 'scsi0:0');
+  let runBytes = 0;
   if (out) await r.restoreToFile(out);
-  else await r.forEachExtent(() => undefined); // decode everything into a sink (what a restore Transporter streams to ESXi)
+  else {
+    await r.forEachExtent((_offset, data) => {
+      runBytes += data.length;
+    }); // decode everything into a sink (what a restore Transporter streams to ESXi)
+  }
   const seconds = (performance.now() - t) / 1000;
   await repo.close();
-  return seconds;
+  return { seconds, runBytes };
 }
 
 async function duBytes(p: string): Promise<number> {
@@ -371,8 +377,9 @@ async function roundOurs(imgs: Images): Promise<Row> {
   const storedIncr = (await duBytes(repoDir)) - storedFull;
   const restoreOut = path.join(work, 'restore.img');
   console.log('ours: restore ...');
-  const restoreStreamS = await oursRestore(repoDir, incr.manifestId, null);
-  const restoreS = await oursRestore(repoDir, incr.manifestId, restoreOut);
+  const stream = await oursRestore(repoDir, incr.manifestId, null);
+  const restoreStreamS = stream.seconds;
+  const restoreS = (await oursRestore(repoDir, incr.manifestId, restoreOut)).seconds;
   const same = (await runAll([{ cmd: 'cmp', args: ['-s', restoreOut, imgs.day2], mayFail: true }]))[0]!.status === 0;
   fs.rmSync(restoreOut, { force: true });
   const repo = await Repository.open(repoDir);
@@ -399,6 +406,7 @@ async function roundOurs(imgs: Images): Promise<Row> {
     restore_seconds: restoreS,
     restore_mib_s: SIZE / MiB / restoreS,
     restore_bit_exact: same ? 'yes' : 'NO',
+    restore_written_mib: stream.runBytes / MiB,
     restore_stream_seconds: restoreStreamS,
     restore_stream_mib_s: SIZE / MiB / restoreStreamS,
     dedup_ratio: st.dedupRatio,
@@ -491,6 +499,13 @@ async function main(): Promise<void> {
   }
   const incrPct = rounds.map((x) => x.incr_pct_of_full as number);
   results.incr_pct_of_full_rounds = incrPct.map((v) => v.toFixed(1)).join(' ');
+  results.restore_mib_s_rounds = rounds.map((x) => (x.restore_mib_s as number).toFixed(0)).join(' ');
+  // The restore to a file writes restore_written_mib to a new file: the disk's own O_DIRECT write speed (dd, one
+  // request at a time, measured once at the end) tells how much of its time is the disk's.
+  const dd = path.join(work, 'disk-write-test');
+  const ddSeconds = await timed('dd', ['if=/dev/zero', `of=${dd}`, 'bs=4M', 'count=256', 'oflag=direct', 'conv=fsync']);
+  fs.rmSync(dd, { force: true });
+  results.disk_direct_write_mib_s = round2(1024 / ddSeconds);
   results.incr_read_vs_changed = +((results.incr_read_bytes as number) / changedBytes).toFixed(2);
   results.peak_rss_mib = +(process.resourceUsage().maxRSS / 1024).toFixed(1);
   results.machine = `${process.platform} ${process.arch}, ${os.cpus().length} cores, node ${process.version}`;
