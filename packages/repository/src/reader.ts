@@ -22,6 +22,22 @@ function writeAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
+const ZERO_BLOCK = 64 * 1024;
+const zeroBlock = Buffer.alloc(ZERO_BLOCK);
+
+/** [start, end) runs of `data` that are not all-zero, in 64 KiB blocks (the last one may be short). */
+function nonZeroBlocks(data: Buffer): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  for (let b = 0; b < data.length; b += ZERO_BLOCK) {
+    const e = Math.min(b + ZERO_BLOCK, data.length);
+    if (data.subarray(b, e).equals(e - b === ZERO_BLOCK ? zeroBlock : zeroBlock.subarray(0, e - b))) continue;
+    const last = runs[runs.length - 1];
+    if (last && last[1] === b) last[1] = e;
+    else runs.push([b, e]);
+  }
+  return runs;
+}
+
 export interface ReaderOptions {
   /** Decoded chunks kept in memory (default 8). */
   cacheChunks?: number;
@@ -245,7 +261,10 @@ export class DiskReader {
    * Sequential decode of the whole image: calls `sink` for each run of
    * consecutive non-hole chunks (up to `runBytes`), in offset order; holes are
    * skipped (the sink sees gaps). The buffer passed to the sink is page-aligned
-   * and reused after the sink returns/resolves.
+   * and reused after the sink returns/resolves — or, when the sink passes a
+   * promise to `retain`, once that settles too: the next run's sink may then
+   * start while this run's buffer is still being written (a rejected retained
+   * promise fails the whole call).
    *
    * Pipeline (no per-chunk allocation): the main thread reads the stored blobs of
    * a stage into a shared input buffer (on the local backend with O_DIRECT, in
@@ -254,7 +273,7 @@ export class DiskReader {
    * each), and the sink consumes stages in order while later ones are read and
    * decoded. STAGES stages are in flight.
    */
-  async forEachExtent(sink: (offset: number, data: Buffer) => void | Promise<void>, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
+  async forEachExtent(sink: (offset: number, data: Buffer, retain: (p: Promise<unknown>) => void) => void | Promise<void>, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
     const cs = this.chunkSize;
     const size = Math.max(runBytes - (runBytes % cs), cs);
     const perStage = size / cs;
@@ -300,21 +319,31 @@ export class DiskReader {
         decoded.catch(() => undefined);
         const offset = start * cs;
         const len = fill;
+        const retained: Array<Promise<unknown>> = [];
         chain = chain.then(async () => {
           try {
             await decoded;
           } catch (err) {
             throw new CorruptDataError((err as Error).message, { cause: err });
           }
-          await sink(offset, outs[stage]!.buf.subarray(0, len));
+          await sink(offset, outs[stage]!.buf.subarray(0, len), (p) => {
+            p.catch(() => undefined); // reported through `held`
+            retained.push(p);
+          });
         });
         chain.catch((err: unknown) => {
           failed ??= err;
         });
-        free[k] = chain.catch(() => undefined);
+        const held = chain.then(() => Promise.all(retained));
+        held.catch((err: unknown) => {
+          failed ??= err;
+        });
+        free[k] = held.catch(() => undefined);
         k = (k + 1) % STAGES;
       }
       await chain;
+      await Promise.all(free);
+      if (failed !== null) throw failed;
     } finally {
       await Promise.allSettled([chain, ...free]);
       io.close();
@@ -359,20 +388,32 @@ export class DiskReader {
 
   /**
    * Fast sequential restore into a raw image file. Holes are not written (the
-   * file is sized to the capacity, so they read back as zeros). Aligned runs go
-   * out with O_DIRECT where the filesystem supports it.
+   * file is sized to the capacity, so they read back as zeros), nor are
+   * all-zero 64 KiB blocks inside stored chunks (an image's zero extents rarely
+   * end on a chunk boundary: ~9% of a typical restore's bytes). Aligned runs go
+   * out with O_DIRECT where the filesystem supports it, several in flight while
+   * the next runs are decoded and scanned.
    */
   async restoreToFile(path: string): Promise<number> {
     const fd = fs.openSync(path, 'w');
     fs.ftruncateSync(fd, this.capacity);
     const dfd = openDirect(path, fs.constants.O_WRONLY);
     try {
-      await this.forEachExtent(async (offset, data) => {
-        const aligned = dfd !== null ? data.length - (data.length % ALIGN) : 0;
-        let off = 0;
-        // Aligned part: O_DIRECT in the libuv pool, overlapping the next run's decoding.
-        while (off < aligned) off += await writeAsync(dfd!, data.subarray(off, aligned), offset + off);
-        while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off, offset + off);
+      await this.forEachExtent((offset, data, retain) => {
+        for (const [s, e] of nonZeroBlocks(data)) {
+          const aligned = dfd !== null ? e - ((e - s) % ALIGN) : s;
+          if (aligned > s) {
+            const run = data.subarray(s, aligned);
+            retain(
+              (async () => {
+                let off = 0;
+                while (off < run.length) off += await writeAsync(dfd!, run.subarray(off), offset + s + off);
+              })(),
+            );
+          }
+          let off = aligned;
+          while (off < e) off += fs.writeSync(fd, data, off, e - off, offset + off);
+        }
       });
       if (dfd !== null) fs.fsyncSync(dfd);
       fs.fsyncSync(fd);

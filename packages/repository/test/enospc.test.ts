@@ -48,4 +48,25 @@ describe('out of space', () => {
     expect((await verify(repo)).ok).toBe(true);
     await repo.close();
   });
+
+  it('a restore to a file on a full filesystem fails with the error (writes in flight included) and the repository is untouched', async () => {
+    const root = tmpDir();
+    try {
+      await Repository.init(root);
+      const repo = await Repository.open(root);
+      const big = seededBytes(9, 40 * 1024 * 1024);
+      const w = await openRestorePointWriter(repo, { vmId: 'vm-r' });
+      await (await w.openDisk({ key: 'd0', capacity: big.length })).write(0, big);
+      const m = await w.commit();
+      const r = await openDiskReader(repo, { vmId: 'vm-r', id: m.id }, 'd0');
+      const err = await r.restoreToFile(`${mnt}/restore.img`).catch((e: unknown) => e);
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      fs.rmSync(`${mnt}/restore.img`, { force: true });
+      expect((await verify(repo)).ok).toBe(true);
+      expect(sha256(await r.read(0, r.capacity))).toBe(sha256(big));
+      await repo.close();
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
 });

@@ -255,6 +255,21 @@ describe('chunk storage and restore to a file', () => {
     expect(fs.statSync(out).blocks * 512).toBeLessThanOrEqual(5 * CHUNK + 64 * KiB);
     await repo.close();
   });
+
+  it('all-zero 64 KiB blocks inside stored chunks are not written either: the restored file stays sparse there, bit-exact', async () => {
+    const { root, repo } = await fresh();
+    const size = 8 * CHUNK;
+    const img = Buffer.alloc(size);
+    // Each chunk holds one 64 KiB block of data at a different position; the rest of it is zeros.
+    for (let ci = 0; ci < 8; ci++) seededBytes(20 + ci, 64 * KiB).copy(img, ci * CHUNK + (ci % 4) * 64 * KiB);
+    const m = await backup(repo, img, null, 'all');
+    expect(m.disks[0]!.stats.newChunks).toBe(8);
+    const out = path.join(root, 'blocks.img');
+    await (await openDiskReader(repo, { vmId: 'vm', id: m.id }, 'd0')).restoreToFile(out);
+    expect(sha256(fs.readFileSync(out))).toBe(sha256(img));
+    expect(fs.statSync(out).blocks * 512).toBeLessThanOrEqual(8 * 64 * KiB + 64 * KiB);
+    await repo.close();
+  });
 });
 
 /** Sort and coalesce overlapping writes (a writer takes each area once). */
