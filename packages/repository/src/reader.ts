@@ -500,7 +500,8 @@ class StageReads {
     if (seen !== undefined) return seen;
     const last = this.segs[this.segs.length - 1];
     let at: number;
-    if (last && last.pack === loc.pack && last.end === loc.offset) {
+    // The next blob of the same pack (packs may hold up to 7 padding bytes between blobs): extend the read.
+    if (last && last.pack === loc.pack && loc.offset >= last.end && loc.offset - last.end < 8) {
       at = last.at + (loc.offset - last.start);
       if (Math.ceil((at + loc.storedLen) / ALIGN) * ALIGN > this.into.buf.length) return -1;
       last.end = loc.offset + loc.storedLen;

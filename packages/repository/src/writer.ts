@@ -86,8 +86,13 @@ class PackWriter {
         this.fw = await this.backend.openWriter(packPath(this.packId));
         this.entries = [];
       }
-      const offset = this.fw.size;
-      await this.fw.write(data);
+      // A blob in a worker's shared slot is copied fastest when it lands at the same
+      // offset mod 8 as it sits (V8 copies out of shared memory word by word only
+      // when both sides are aligned alike: ~3 GiB/s byte-wise against 8-16), so up
+      // to 7 zero bytes may precede it; entries name their offsets.
+      const pad = data.buffer instanceof SharedArrayBuffer ? (((data.byteOffset - this.fw.size) % 8) + 8) % 8 : 0;
+      const offset = this.fw.size + pad;
+      await this.fw.write(data, pad);
       this.entries.push({ id, offset, storedLen: data.length, rawLen });
       const loc = { pack: this.packId, offset, storedLen: data.length, rawLen };
       if (this.fw.size >= this.target) await this.rotate();

@@ -66,10 +66,18 @@ export function backendConformance(name: string, setup: () => Promise<{ backend:
         expect(await b.stat('packs/aa/p1')).toBeNull();
         await w.commit();
         expect((await b.readFile('packs/aa/p1')).equals(Buffer.concat(parts))).toBe(true);
+        // Padding: zero bytes before the data, counted in the size.
+        const w3 = await b.openWriter('packs/aa/p3');
+        await w3.write(Buffer.alloc(10, 4));
+        await w3.write(Buffer.alloc(4097, 5), 6);
+        await w3.write(Buffer.from('end'), 7);
+        expect(w3.size).toBe(10 + 6 + 4097 + 7 + 3);
+        await w3.commit();
+        expect((await b.readFile('packs/aa/p3')).equals(Buffer.concat([Buffer.alloc(10, 4), Buffer.alloc(6), Buffer.alloc(4097, 5), Buffer.alloc(7), Buffer.from('end')]))).toBe(true);
         const w2 = await b.openWriter('packs/aa/p2');
         await w2.write(Buffer.alloc(100, 3));
         await w2.abort();
-        expect(await b.list('packs/aa')).toEqual(['p1']);
+        expect(await b.list('packs/aa')).toEqual(['p1', 'p3']);
       } finally {
         await cleanup();
       }

@@ -18,8 +18,8 @@ export interface FileStat {
 }
 
 export interface FileWriter {
-  /** Append bytes. The backend does not keep a reference to `data` after the promise resolves. */
-  write(data: Uint8Array): Promise<void>;
+  /** Append `pad` zero bytes (default none), then `data`. The backend does not keep a reference to `data` after the promise resolves. */
+  write(data: Uint8Array, pad?: number): Promise<void>;
   /** Bytes appended so far. */
   readonly size: number;
   /** Flush, fsync, rename into place, fsync the directory. */

@@ -97,7 +97,17 @@ export class DirectAppender {
     this.bufs = [takeAligned(stageBytes), takeAligned(stageBytes)];
   }
 
-  async write(data: Uint8Array): Promise<void> {
+  /** Append `pad` zero bytes, then `data`. */
+  async write(data: Uint8Array, pad = 0): Promise<void> {
+    for (let z = pad; z > 0; ) {
+      const b = this.bufs[this.cur]!;
+      const n = Math.min(b.length - this.fill, z);
+      b.fill(0, this.fill, this.fill + n);
+      this.fill += n;
+      this.size += n;
+      z -= n;
+      if (this.fill === b.length) await this.flushFull();
+    }
     let off = 0;
     this.size += data.length;
     while (off < data.length) {

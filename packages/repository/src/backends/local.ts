@@ -205,14 +205,17 @@ export class LocalBackend implements Backend {
       get size() {
         return size;
       },
-      async write(data: Uint8Array) {
+      async write(data: Uint8Array, pad = 0) {
         try {
-          if (direct) await direct.write(data);
+          if (direct) await direct.write(data, pad);
           else {
-            let off = 0;
-            while (off < data.length) off += fs.writeSync(fd, data, off, data.length - off);
+            const all = pad > 0 ? [Buffer.alloc(pad), data] : [data];
+            for (const d of all) {
+              let off = 0;
+              while (off < d.length) off += fs.writeSync(fd, d, off, d.length - off);
+            }
           }
-          size += data.length;
+          size += pad + data.length;
         } catch (err) {
           throw classifyFsError(err, p);
         }

@@ -203,9 +203,10 @@ export class SftpBackend implements Backend {
       get size() {
         return size;
       },
-      write: async (data: Uint8Array) => {
-        const pos = size;
-        size += data.length;
+      write: async (data: Uint8Array, pad = 0) => {
+        // Padding is a gap left by the positional writes: it reads back as zeros.
+        const pos = size + pad;
+        size = pos + data.length;
         await this.writeAll(handle, data, pos, p);
       },
       commit: async () => {
