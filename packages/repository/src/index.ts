@@ -48,6 +48,8 @@ export function openRestorePointWriter(repo: Repository, opts: RestorePointOptio
   return RestorePointWriter.open(repo, opts);
 }
 
+export { nonZeroRuns } from './reader.ts';
+
 export function openDiskReader(repo: Repository, ref: RestorePointRef, diskKey: string, opts?: ReaderOptions): Promise<DiskReader> {
   return DiskReader.open(repo, ref, diskKey, opts);
 }

@@ -25,16 +25,26 @@ function writeAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
 const ZERO_BLOCK = 64 * 1024;
 const zeroBlock = Buffer.alloc(ZERO_BLOCK);
 
-/** [start, end) runs of `data` that are not all-zero, in 64 KiB blocks (the last one may be short). */
-function nonZeroBlocks(data: Buffer): Array<[number, number]> {
-  const runs: Array<[number, number]> = [];
-  for (let b = 0; b < data.length; b += ZERO_BLOCK) {
-    const e = Math.min(b + ZERO_BLOCK, data.length);
-    if (data.subarray(b, e).equals(e - b === ZERO_BLOCK ? zeroBlock : zeroBlock.subarray(0, e - b))) continue;
-    const last = runs[runs.length - 1];
-    if (last && last[1] === b) last[1] = e;
-    else runs.push([b, e]);
+/**
+ * The runs of `data` (which sits at disk offset `offset`) left when all-zero
+ * 64 KiB blocks of the disk's grid are cut out: what a restore has to write to
+ * a target that already reads as zeros (a new sparse file, a new thin disk).
+ */
+export function nonZeroRuns(offset: number, data: Buffer): Array<{ start: number; end: number }> {
+  const runs: Array<{ start: number; end: number }> = [];
+  let runStart = -1;
+  for (let p = 0; p < data.length; ) {
+    // Blocks follow the disk's grid, so the runs stay aligned.
+    const next = Math.min(data.length, p + ZERO_BLOCK - ((offset + p) % ZERO_BLOCK));
+    const zero = data.subarray(p, next).equals(zeroBlock.subarray(0, next - p));
+    if (!zero && runStart < 0) runStart = p;
+    if (zero && runStart >= 0) {
+      runs.push({ start: runStart, end: p });
+      runStart = -1;
+    }
+    p = next;
   }
+  if (runStart >= 0) runs.push({ start: runStart, end: data.length });
   return runs;
 }
 
@@ -400,7 +410,7 @@ export class DiskReader {
     const dfd = openDirect(path, fs.constants.O_WRONLY);
     try {
       await this.forEachExtent((offset, data, retain) => {
-        for (const [s, e] of nonZeroBlocks(data)) {
+        for (const { start: s, end: e } of nonZeroRuns(offset, data)) {
           const aligned = dfd !== null ? e - ((e - s) % ALIGN) : s;
           if (aligned > s) {
             const run = data.subarray(s, aligned);

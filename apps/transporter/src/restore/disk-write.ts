@@ -17,7 +17,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Transport } from '@vaultline/contracts';
-import { DiskReader, type Repository, type RestorePointRef } from '@vaultline/repository';
+import { DiskReader, nonZeroRuns, type Repository, type RestorePointRef } from '@vaultline/repository';
 import { flatExtentPath, parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
 import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
@@ -95,26 +95,6 @@ function hashZeros(h: Hash, n: number): void {
     const len = Math.min(STEP, n - done);
     h.update(len <= zeroBlock.length ? zeroBlock.subarray(0, len) : Buffer.alloc(len));
   }
-}
-
-/** Non-zero runs of `data` (at disk offset `offset`), cut at all-zero BLOCK-aligned blocks. */
-function nonZeroRuns(offset: number, data: Buffer): { start: number; end: number }[] {
-  const runs: { start: number; end: number }[] = [];
-  let runStart = -1;
-  for (let p = 0; p < data.length; ) {
-    // Blocks follow the disk's BLOCK grid, so writes stay aligned.
-    const next = Math.min(data.length, p + BLOCK - ((offset + p) % BLOCK));
-    const block = data.subarray(p, next);
-    const zero = block.equals(zeroBlock.subarray(0, block.length));
-    if (!zero && runStart < 0) runStart = p;
-    if (zero && runStart >= 0) {
-      runs.push({ start: runStart, end: p });
-      runStart = -1;
-    }
-    p = next;
-  }
-  if (runStart >= 0) runs.push({ start: runStart, end: data.length });
-  return runs;
 }
 
 export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promise<WrittenDisk> {
