@@ -11,7 +11,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { EventBus, Redis, TransporterRegistry, WorkQueue } from '@vaultline/queue';
-import { registerAuthGuard } from './auth/guard.ts';
+import { apiPlugin, decorateAuth, type ApiRoute } from './auth/guard.ts';
 import { AppError } from './errors.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -54,6 +54,8 @@ export interface AppDeps {
 export interface App {
   fastify: FastifyInstance;
   health: HealthMonitor;
+  /** Every API route with the access it declares (the route-access test calls each one). */
+  routes: ApiRoute[];
 }
 
 function isDatabaseDown(err: unknown): boolean {
@@ -71,7 +73,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const audit = createAuditLog(deps.db, deps.log);
 
   await fastify.register(fastifyCookie);
-  registerAuthGuard(fastify, deps.db);
+  decorateAuth(fastify);
 
   fastify.setErrorHandler((err: Error, request, reply) => {
     if (err instanceof AppError) {
@@ -89,19 +91,24 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return reply.code(500).send({ code: 'internal', message: 'internal error; see the Director log' });
   });
 
-  await fastify.register(healthRoutes, { health, db: deps.db });
-  await fastify.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
-  await fastify.register(userRoutes, { db: deps.db, audit });
-  await fastify.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
-  await fastify.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-  await fastify.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
-  await fastify.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-  await fastify.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
-  await fastify.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
-  await fastify.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
-  await fastify.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-  await fastify.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
-  await fastify.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
+  // Every API route lives in this one context: its hooks decide access for the route matched.
+  const routes = async (api: FastifyInstance) => {
+    await api.register(healthRoutes, { health, db: deps.db });
+    await api.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
+    await api.register(userRoutes, { db: deps.db, audit });
+    await api.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
+    await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
+    await api.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
+    await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
+    await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
+    await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
+    await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
+  };
+  const table: ApiRoute[] = [];
+  await fastify.register(apiPlugin(deps.db, routes, table), { prefix: '/api' });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {
@@ -118,5 +125,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   }
 
-  return { fastify, health };
+  return { fastify, health, routes: table };
 }

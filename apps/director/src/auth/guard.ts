@@ -1,5 +1,5 @@
 import type { Role } from '@vaultline/contracts';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RouteOptions } from 'fastify';
 import type { Db } from '@vaultline/db';
 import { AppError } from '../errors.ts';
 import { SESSION_COOKIE, findSessionUser } from './sessions.ts';
@@ -19,12 +19,17 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** No session needed (login, liveness). */
     public?: boolean;
-    /** Least role allowed; default viewer (any signed-in user). */
+    /** Least role allowed. Every API route declares this or `public`; one that declares neither stops the Director at start. */
     minRole?: Role;
     /** Reachable while the user must still change the first-login password. */
     allowPendingPasswordChange?: boolean;
   }
 }
+
+/** Route options for the three roles: `app.get('/jobs', viewer, handler)`. */
+export const viewer = { config: { minRole: 'viewer' } } as const;
+export const operator = { config: { minRole: 'operator' } } as const;
+export const admin = { config: { minRole: 'admin' } } as const;
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
 
@@ -32,31 +37,74 @@ export function hasRole(user: AuthUser, min: Role): boolean {
   return RANK[user.role] >= RANK[min];
 }
 
-/** Every /api route is authenticated and authorised here unless it opts out with config.public. */
-export function registerAuthGuard(app: FastifyInstance, db: Db): void {
+/** The signed-in user of a request; a handler that somehow runs without one fails closed. */
+export function currentUser(request: FastifyRequest): AuthUser {
+  if (!request.user) throw new AppError('unauthenticated', 'sign in first');
+  return request.user;
+}
+
+/** One API route as registered, with the access it declared. */
+export interface ApiRoute {
+  method: string;
+  url: string;
+  access: Role | 'public';
+  allowPendingPasswordChange: boolean;
+}
+
+/** Throws at registration (so the Director does not start) when a route declares neither a role nor `public`. */
+export function requireDeclaredAccess(route: RouteOptions): void {
+  const config = (route.config ?? {}) as { public?: boolean; minRole?: Role };
+  if (config.public === true) return;
+  if (config.minRole && config.minRole in RANK) return;
+  const methods = Array.isArray(route.method) ? route.method.join(',') : route.method;
+  throw new Error(`API route ${methods} ${route.url} declares no access: give it config.minRole (viewer, operator or admin) or config.public`);
+}
+
+/**
+ * Registers `routes` under /api inside one encapsulated context whose hooks run
+ * for the route the router matched, never by looking at the raw URL (which may
+ * be percent-encoded, doubled or dotted). Deny by default: a route must declare
+ * its role, and the check refuses unless the signed-in user has it.
+ */
+export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = []): FastifyPluginAsync {
+  return async (api: FastifyInstance) => {
+    api.addHook('onRoute', (route) => {
+      requireDeclaredAccess(route);
+      const config = (route.config ?? {}) as { public?: boolean; minRole?: Role; allowPendingPasswordChange?: boolean };
+      for (const method of [route.method].flat()) {
+        table.push({ method, url: route.url, access: config.public === true ? 'public' : config.minRole!, allowPendingPasswordChange: config.allowPendingPasswordChange === true });
+      }
+    });
+    api.addHook('onRequest', async (request: FastifyRequest) => {
+      const config = request.routeOptions.config;
+      request.user = null;
+      request.sessionToken = null;
+      const token = request.cookies[SESSION_COOKIE];
+      if (token) {
+        const user = await findSessionUser(db, token).catch((err: unknown) => {
+          if (config.public === true) return null;
+          throw err;
+        });
+        if (user) {
+          request.user = { id: user.id, username: user.username, role: user.role, mustChangePassword: user.mustChangePassword };
+          request.sessionToken = token;
+        }
+      }
+      if (config.public === true) return;
+      const min = config.minRole;
+      if (!min) throw new AppError('forbidden', 'this route declares no access');
+      if (!request.user) throw new AppError('unauthenticated', 'sign in first');
+      if (request.user.mustChangePassword && config.allowPendingPasswordChange !== true) {
+        throw new AppError('password_change_required', 'change the first-login password before doing anything else');
+      }
+      if (!hasRole(request.user, min)) throw new AppError('forbidden', `this needs the ${min} role`);
+    });
+    await api.register(routes);
+  };
+}
+
+/** Request decorations shared by every context (the API plugin fills them in). */
+export function decorateAuth(app: FastifyInstance): void {
   app.decorateRequest('user', null);
   app.decorateRequest('sessionToken', null);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
-    if (!request.url.startsWith('/api/')) return;
-    const config = request.routeOptions.config;
-    const token = request.cookies[SESSION_COOKIE];
-    if (token) {
-      const user = await findSessionUser(db, token).catch((err: unknown) => {
-        if (config.public) return null;
-        throw err;
-      });
-      if (user) {
-        request.user = { id: user.id, username: user.username, role: user.role, mustChangePassword: user.mustChangePassword };
-        request.sessionToken = token;
-      }
-    }
-    if (config.public) return;
-    if (!request.user) throw new AppError('unauthenticated', 'sign in first');
-    if (request.user.mustChangePassword && !config.allowPendingPasswordChange) {
-      throw new AppError('password_change_required', 'change the first-login password before doing anything else');
-    }
-    if (!hasRole(request.user, config.minRole ?? 'viewer')) {
-      throw new AppError('forbidden', `this needs the ${config.minRole} role`);
-    }
-  });
 }

@@ -2,6 +2,7 @@ import { ChangePasswordRequestSchema, LoginRequestSchema, type Me } from '@vault
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '@vaultline/db';
 import { AppError } from '../errors.ts';
+import { currentUser } from '../auth/guard.ts';
 import { hashPassword, verifyPassword } from '../auth/passwords.ts';
 import { SESSION_COOKIE, SESSION_TTL_MS, createSession, deleteSession, deleteUserSessions } from '../auth/sessions.ts';
 import { parse } from '../validate.ts';
@@ -22,7 +23,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
   const { db, audit } = deps;
   const throttle = new LoginThrottle();
 
-  app.post('/api/auth/login', { config: { public: true } }, async (request, reply) => {
+  app.post('/auth/login', { config: { public: true } }, async (request, reply) => {
     const body = parse(LoginRequestSchema, request.body);
     const key = `${request.ip}|${body.username.toLowerCase()}`;
     const wait = throttle.retryAfterMs(key);
@@ -49,21 +50,21 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     return me;
   });
 
-  app.post('/api/auth/logout', { config: { allowPendingPasswordChange: true } }, async (request, reply) => {
+  app.post('/auth/logout', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request, reply) => {
     if (request.sessionToken) await deleteSession(db, request.sessionToken);
     reply.clearCookie(SESSION_COOKIE, { path: '/' });
     return { ok: true };
   });
 
-  app.get('/api/auth/me', { config: { allowPendingPasswordChange: true } }, async (request) => {
-    const u = request.user!;
+  app.get('/auth/me', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request) => {
+    const u = currentUser(request);
     const me: Me = { id: u.id, username: u.username, role: u.role, mustChangePassword: u.mustChangePassword };
     return me;
   });
 
-  app.post('/api/auth/change-password', { config: { allowPendingPasswordChange: true } }, async (request) => {
+  app.post('/auth/change-password', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request) => {
     const body = parse(ChangePasswordRequestSchema, request.body);
-    const user = await db.user.findUniqueOrThrow({ where: { id: request.user!.id } });
+    const user = await db.user.findUniqueOrThrow({ where: { id: currentUser(request).id } });
     if (!(await verifyPassword(body.currentPassword, user.passwordHash))) {
       throw new AppError('bad_request', 'the current password is wrong', [{ path: 'currentPassword', message: 'wrong password' }]);
     }

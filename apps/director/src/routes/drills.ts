@@ -4,6 +4,7 @@ import type { WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, operator, currentUser } from '../auth/guard.ts';
 import { cronProblem } from '../scheduler/scheduler.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { drillDto, drillsWithResults, startDrillRuns } from '../services/drills.ts';
@@ -19,52 +20,51 @@ function checkSchedule(schedule: string | null | undefined): void {
 /** Restore drill jobs: list, create, change, delete, run now. */
 export async function drillRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue }): Promise<void> {
   const { db, audit } = deps;
-  const operator = { config: { minRole: 'operator' as const } };
   const load = async (id: string) => {
     const drill = await db.drillJob.findUnique({ where: { id } });
     if (!drill) throw new AppError('not_found', 'no such drill');
     return drill;
   };
 
-  app.get('/api/drills', async () => drillsWithResults(db));
+  app.get('/drills', viewer, async () => drillsWithResults(db));
 
-  app.get('/api/drills/:id', async (request) => {
+  app.get('/drills/:id', viewer, async (request) => {
     const [drill] = await drillsWithResults(db, { id: parse(Id, request.params).id });
     if (!drill) throw new AppError('not_found', 'no such drill');
     return drill;
   });
 
-  app.post('/api/drills', operator, async (request, reply) => {
+  app.post('/drills', operator, async (request, reply) => {
     const body = parse(DrillCreateSchema, request.body);
     if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (await db.drillJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a drill named ${body.name} already exists`);
     checkSchedule(body.schedule);
     const drill = await db.drillJob.create({ data: body });
-    await audit.record({ actor: request.user!.username, action: 'drill.create', subject: drill.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'drill.create', subject: drill.name, ip: request.ip });
     reply.code(201);
     return drillDto(drill);
   });
 
-  app.patch('/api/drills/:id', operator, async (request) => {
+  app.patch('/drills/:id', operator, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(DrillUpdateSchema, request.body);
     await load(id);
     checkSchedule(body.schedule);
     const drill = await db.drillJob.update({ where: { id }, data: body });
-    await audit.record({ actor: request.user!.username, action: 'drill.update', subject: drill.name, detail: body, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'drill.update', subject: drill.name, detail: body, ip: request.ip });
     return (await drillsWithResults(db, { id: drill.id }))[0]!;
   });
 
-  app.delete('/api/drills/:id', operator, async (request) => {
+  app.delete('/drills/:id', operator, async (request) => {
     const drill = await load(parse(Id, request.params).id);
     await db.drillJob.delete({ where: { id: drill.id } });
-    await audit.record({ actor: request.user!.username, action: 'drill.delete', subject: drill.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'drill.delete', subject: drill.name, ip: request.ip });
     return { ok: true };
   });
 
-  app.post('/api/drills/:id/run', operator, async (request, reply) => {
-    const { drill, runIds } = await startDrillRuns(db, deps.queue, parse(Id, request.params).id, 'manual', request.user!.username);
-    await audit.record({ actor: request.user!.username, action: 'drill.run', subject: drill.name, detail: { runIds }, ip: request.ip });
+  app.post('/drills/:id/run', operator, async (request, reply) => {
+    const { drill, runIds } = await startDrillRuns(db, deps.queue, parse(Id, request.params).id, 'manual', currentUser(request).username);
+    await audit.record({ actor: currentUser(request).username, action: 'drill.run', subject: drill.name, detail: { runIds }, ip: request.ip });
     reply.code(202);
     return { runIds };
   });

@@ -22,6 +22,7 @@ import { openRepository } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
 
@@ -102,18 +103,18 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
   });
 
   const route = { config: { minRole: 'operator' as const }, logLevel: 'warn' as const };
-  const who = (request: FastifyRequest) => ({ actor: request.user!.username, ip: request.ip });
+  const who = (request: FastifyRequest) => ({ actor: currentUser(request).username, ip: request.ip });
 
   const session = (request: FastifyRequest): { s: Session; id: string } => {
     const { id, session: token } = parse(Params, request.params);
     try {
-      return { s: sessions.use(token, request.user!.id, id), id };
+      return { s: sessions.use(token, currentUser(request).id, id), id };
     } catch (err) {
       toAppError(err, 'browse session');
     }
   };
 
-  app.post('/api/restore-points/:id/browse', route, async (request, reply) => {
+  app.post('/restore-points/:id/browse', route, async (request, reply) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
@@ -128,7 +129,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
       } finally {
         await repo.close();
       }
-      view = await sessions.open({ restorePointId: id, label: what, repository: point.repository, ref, disks, user: { id: request.user!.id, username: request.user!.username } });
+      view = await sessions.open({ restorePointId: id, label: what, repository: point.repository, ref, disks, user: { id: currentUser(request).id, username: currentUser(request).username } });
     } catch (err) {
       toAppError(err, `${what} cannot be opened for browsing`);
     }
@@ -137,12 +138,12 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.code(201).send(view);
   });
 
-  app.get('/api/restore-points/:id/browse/:session', route, async (request) => {
+  app.get('/restore-points/:id/browse/:session', route, async (request) => {
     const { s } = session(request);
     return s.view;
   });
 
-  app.get('/api/restore-points/:id/browse/:session/list', route, async (request): Promise<BrowseListingDto> => {
+  app.get('/restore-points/:id/browse/:session/list', route, async (request): Promise<BrowseListingDto> => {
     const { s } = session(request);
     const q = parse(BrowseListQuerySchema, request.query);
     try {
@@ -152,7 +153,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     }
   });
 
-  app.get('/api/restore-points/:id/browse/:session/file', route, async (request, reply: FastifyReply) => {
+  app.get('/restore-points/:id/browse/:session/file', route, async (request, reply: FastifyReply) => {
     const { s } = session(request);
     const q = parse(BrowseItemQuerySchema, request.query);
     const comps = (() => {
@@ -190,7 +191,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.send(stream);
   });
 
-  app.get('/api/restore-points/:id/browse/:session/archive', route, async (request, reply) => {
+  app.get('/restore-points/:id/browse/:session/archive', route, async (request, reply) => {
     const { s } = session(request);
     const q = parse(BrowseItemQuerySchema, request.query);
     let comps: Buffer[];
@@ -217,11 +218,11 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.send(stream);
   });
 
-  app.delete('/api/restore-points/:id/browse/:session', route, async (request, reply) => {
+  app.delete('/restore-points/:id/browse/:session', route, async (request, reply) => {
     const { s } = session(request);
     const { session: token } = parse(Params, request.params);
     try {
-      await sessions.close(token, request.user!.id);
+      await sessions.close(token, currentUser(request).id);
     } catch (err) {
       toAppError(err, 'closing the browse session');
     }

@@ -2,12 +2,13 @@ import type { TransporterLoad } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import type { HealthMonitor } from '../health/monitor.ts';
+import { viewer } from '../auth/guard.ts';
 
 export async function healthRoutes(app: FastifyInstance, deps: { health: HealthMonitor; db: Db }): Promise<void> {
   // Public so load balancers and `curl` can use it, with the reason a component is
   // down (the UI cannot sign anyone in while Postgres is away); Transporter
   // details only for signed-in users.
-  app.get('/api/health', { config: { public: true } }, async (request, reply) => {
+  app.get('/health', { config: { public: true } }, async (request, reply) => {
     const h = await deps.health.check();
     reply.code(h.postgres.ok && h.redis.ok ? 200 : 503);
     if (request.user) return h;
@@ -22,7 +23,7 @@ export async function healthRoutes(app: FastifyInstance, deps: { health: HealthM
   });
 
   /** Every Transporter seen, online or not, with the VMs and disks it is working on now (from Postgres). */
-  app.get('/api/transporters', async (): Promise<TransporterLoad[]> => {
+  app.get('/transporters', viewer, async (): Promise<TransporterLoad[]> => {
     const transporters = (await deps.health.check()).transporters;
     const [vms, disks] = await Promise.all([
       deps.db.runVm.groupBy({ by: ['transporterId'], where: { status: 'running', transporterId: { not: null } }, _count: { _all: true } }),

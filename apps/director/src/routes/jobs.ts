@@ -4,6 +4,7 @@ import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, operator, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
 import { startJobRun } from '../services/runs.ts';
@@ -102,18 +103,17 @@ function checkSchedule(schedule: string | null | undefined): void {
 
 export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue; events: EventBus }): Promise<void> {
   const { db, audit, queue } = deps;
-  const operator = { config: { minRole: 'operator' as const } };
 
-  app.get('/api/jobs', async () => (await loadJobs(db)).map((j) => jobDto(j)));
+  app.get('/jobs', viewer, async () => (await loadJobs(db)).map((j) => jobDto(j)));
 
   /** Checks a schedule the way create and update do, and says when it would run next. */
-  app.post('/api/schedules/preview', async (request): Promise<SchedulePreview> => {
+  app.post('/schedules/preview', viewer, async (request): Promise<SchedulePreview> => {
     const { schedule } = parse(SchedulePreviewRequestSchema, request.body);
     checkSchedule(schedule);
     return { schedule, timeZone: applianceTimeZone(), next: nextOccurrences(schedule, 3).map((d) => d.toISOString()) };
   });
 
-  app.post('/api/jobs', operator, async (request, reply) => {
+  app.post('/jobs', operator, async (request, reply) => {
     const body = parse(JobCreateSchema, request.body);
     if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (!(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
@@ -122,19 +122,19 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     const job = await db.backupJob.create({
       data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources: body.sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
     });
-    await audit.record({ actor: request.user!.username, action: 'job.create', subject: job.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'job.create', subject: job.name, ip: request.ip });
     reply.code(201);
     return jobDto(job);
   });
 
-  app.get('/api/jobs/:id', async (request) => {
+  app.get('/jobs/:id', viewer, async (request) => {
     const { id } = parse(Id, request.params);
     const [job] = await loadJobs(db, { id });
     if (!job) throw new AppError('not_found', 'no such job');
     return jobDto(job);
   });
 
-  app.patch('/api/jobs/:id', operator, async (request) => {
+  app.patch('/jobs/:id', operator, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(JobUpdateSchema, request.body);
     const job = await db.backupJob.findUnique({ where: { id } });
@@ -164,32 +164,32 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
         ...(body.enabled === true && !job.enabled && body.schedule === undefined ? { lastScheduledAt: new Date() } : {}),
       },
     });
-    await audit.record({ actor: request.user!.username, action: 'job.update', subject: body.name ?? job.name, detail: { fields: Object.keys(body) }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'job.update', subject: body.name ?? job.name, detail: { fields: Object.keys(body) }, ip: request.ip });
     const [updated] = await loadJobs(db, { id });
     return jobDto(updated!);
   });
 
-  app.delete('/api/jobs/:id', operator, async (request) => {
+  app.delete('/jobs/:id', operator, async (request) => {
     const { id } = parse(Id, request.params);
     const job = await db.backupJob.findUnique({ where: { id } });
     if (!job) throw new AppError('not_found', 'no such job');
     const active = await db.jobRun.findFirst({ where: { jobId: id, status: { in: ['queued', 'running'] } } });
     if (active) throw new AppError('conflict', `job ${job.name} is running (run ${active.id}); cancel it or wait for it to finish before deleting the job`);
     await db.backupJob.delete({ where: { id } });
-    await audit.record({ actor: request.user!.username, action: 'job.delete', subject: job.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'job.delete', subject: job.name, ip: request.ip });
     return { ok: true };
   });
 
   /** Run now: the run and one item per VM are rows first; the queue carries the item ids. */
-  app.post('/api/jobs/:id/run', operator, async (request, reply) => {
+  app.post('/jobs/:id/run', operator, async (request, reply) => {
     const { id } = parse(Id, request.params);
-    const { job, run } = await startJobRun(db, queue, id, 'manual', request.user!.username);
-    await audit.record({ actor: request.user!.username, action: 'job.run', subject: job.name, detail: { runId: run.id }, ip: request.ip });
+    const { job, run } = await startJobRun(db, queue, id, 'manual', currentUser(request).username);
+    await audit.record({ actor: currentUser(request).username, action: 'job.run', subject: job.name, detail: { runId: run.id }, ip: request.ip });
     reply.code(202);
     return runDto((await loadRun(db, run.id))!);
   });
 
-  app.get('/api/runs', async (request) => {
+  app.get('/runs', viewer, async (request) => {
     const q = parse(RunListQuerySchema, request.query);
     const runs = await db.jobRun.findMany({
       where: { ...(q.jobId ? { jobId: q.jobId } : {}), ...(q.status ? { status: q.status } : {}) },
@@ -200,21 +200,21 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return runs.map(runDto);
   });
 
-  app.get('/api/runs/:id', async (request) => {
+  app.get('/runs/:id', viewer, async (request) => {
     const { id } = parse(Id, request.params);
     const run = await loadRun(db, id);
     if (!run) throw new AppError('not_found', 'no such run');
     return runDto(run);
   });
 
-  app.post('/api/runs/:id/cancel', operator, async (request) => {
+  app.post('/runs/:id/cancel', operator, async (request) => {
     const { id } = parse(Id, request.params);
     const run = await db.jobRun.findUnique({ where: { id } });
     if (!run) throw new AppError('not_found', 'no such run');
     if (!['queued', 'running'].includes(run.status)) throw new AppError('conflict', `run is already ${run.status}`);
     await db.jobRun.update({ where: { id }, data: { cancelRequested: true } });
     await deps.events.publish({ type: 'run.cancel', runId: id });
-    await audit.record({ actor: request.user!.username, action: 'run.cancel', subject: id, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'run.cancel', subject: id, ip: request.ip });
     return { ok: true };
   });
 }

@@ -4,6 +4,7 @@ import type { WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, currentUser } from '../auth/guard.ts';
 import { cronProblem } from '../scheduler/scheduler.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
@@ -16,7 +17,7 @@ export async function maintenanceRoutes(app: FastifyInstance, deps: { db: Db; au
   const { db, audit } = deps;
   const settingsOf = (r: { gcSchedule: string | null; verifySchedule: string | null; verifySample: number }) => ({ gcSchedule: r.gcSchedule, verifySchedule: r.verifySchedule, verifySample: r.verifySample });
 
-  app.get('/api/repositories/:id/maintenance', async (request) => {
+  app.get('/repositories/:id/maintenance', viewer, async (request) => {
     const repo = await db.repository.findUnique({ where: { id: parse(Id, request.params).id } });
     if (!repo) throw new AppError('not_found', 'no such repository');
     const damaged = await db.restorePoint.count({ where: { repositoryId: repo.id, damaged: true } });
@@ -24,7 +25,7 @@ export async function maintenanceRoutes(app: FastifyInstance, deps: { db: Db; au
     return { ...settingsOf(repo), damagedRestorePoints: damaged, lastFullVerifyAt: lastVerified?.verifiedAt?.toISOString() ?? null };
   });
 
-  app.put('/api/repositories/:id/maintenance', { config: { minRole: 'admin' } }, async (request) => {
+  app.put('/repositories/:id/maintenance', { config: { minRole: 'admin' } }, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(MaintenanceSettingsSchema, request.body);
     for (const field of ['gcSchedule', 'verifySchedule'] as const) {
@@ -33,21 +34,21 @@ export async function maintenanceRoutes(app: FastifyInstance, deps: { db: Db; au
     }
     if (!(await db.repository.findUnique({ where: { id } }))) throw new AppError('not_found', 'no such repository');
     const repo = await db.repository.update({ where: { id }, data: body });
-    await audit.record({ actor: request.user!.username, action: 'repository.maintenance', subject: repo.name, detail: body, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'repository.maintenance', subject: repo.name, detail: body, ip: request.ip });
     return settingsOf(repo);
   });
 
-  app.post('/api/repositories/:id/verify', { config: { minRole: 'operator' } }, async (request, reply) => {
+  app.post('/repositories/:id/verify', { config: { minRole: 'operator' } }, async (request, reply) => {
     const { sample } = parse(VerifyStartSchema, request.body);
-    const { repo, run } = await startMaintenanceRun(db, deps.queue, parse(Id, request.params).id, { task: 'verify', sample }, 'manual', request.user!.username);
-    await audit.record({ actor: request.user!.username, action: 'repository.verify', subject: repo.name, detail: { runId: run.id, sample }, ip: request.ip });
+    const { repo, run } = await startMaintenanceRun(db, deps.queue, parse(Id, request.params).id, { task: 'verify', sample }, 'manual', currentUser(request).username);
+    await audit.record({ actor: currentUser(request).username, action: 'repository.verify', subject: repo.name, detail: { runId: run.id, sample }, ip: request.ip });
     reply.code(202);
     return { runId: run.id };
   });
 
-  app.post('/api/repositories/:id/gc', { config: { minRole: 'operator' } }, async (request, reply) => {
-    const { repo, run } = await startMaintenanceRun(db, deps.queue, parse(Id, request.params).id, { task: 'gc' }, 'manual', request.user!.username);
-    await audit.record({ actor: request.user!.username, action: 'repository.gc', subject: repo.name, detail: { runId: run.id }, ip: request.ip });
+  app.post('/repositories/:id/gc', { config: { minRole: 'operator' } }, async (request, reply) => {
+    const { repo, run } = await startMaintenanceRun(db, deps.queue, parse(Id, request.params).id, { task: 'gc' }, 'manual', currentUser(request).username);
+    await audit.record({ actor: currentUser(request).username, action: 'repository.gc', subject: repo.name, detail: { runId: run.id }, ip: request.ip });
     reply.code(202);
     return { runId: run.id };
   });

@@ -5,6 +5,7 @@ import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { operator, admin, currentUser } from '../auth/guard.ts';
 import { testMessage } from '../notify/messages.ts';
 import { deliver } from '../notify/senders.ts';
 import { targetOf } from '../notify/notifier.ts';
@@ -29,17 +30,15 @@ const dto = (r: Row): NotificationTargetDto => ({
 /** Notification targets (admins change them; operators see them) and their recent deliveries. */
 export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
   const { db, audit } = deps;
-  const admin = { config: { minRole: 'admin' as const } };
-  const operator = { config: { minRole: 'operator' as const } };
   const load = async (id: string) => {
     const row = await db.notificationTarget.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such notification target');
     return row;
   };
 
-  app.get('/api/notifications', operator, async () => (await db.notificationTarget.findMany({ orderBy: { name: 'asc' } })).map(dto));
+  app.get('/notifications', operator, async () => (await db.notificationTarget.findMany({ orderBy: { name: 'asc' } })).map(dto));
 
-  app.post('/api/notifications', admin, async (request, reply) => {
+  app.post('/notifications', admin, async (request, reply) => {
     const body = parse(NotificationCreateSchema, request.body);
     if (await db.notificationTarget.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a notification target named ${body.name} already exists`);
     const secret = body.kind === 'webhook' ? body.secret : body.password;
@@ -54,40 +53,40 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
         enabled: body.enabled,
       },
     });
-    await audit.record({ actor: request.user!.username, action: 'notification.create', subject: row.name, detail: { kind: row.kind, events: row.events }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'notification.create', subject: row.name, detail: { kind: row.kind, events: row.events }, ip: request.ip });
     reply.code(201);
     return dto(row);
   });
 
-  app.patch('/api/notifications/:id', admin, async (request) => {
+  app.patch('/notifications/:id', admin, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(NotificationUpdateSchema, request.body);
     await load(id);
     const row = await db.notificationTarget.update({ where: { id }, data: body });
-    await audit.record({ actor: request.user!.username, action: 'notification.update', subject: row.name, detail: body, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'notification.update', subject: row.name, detail: body, ip: request.ip });
     return dto(row);
   });
 
-  app.delete('/api/notifications/:id', admin, async (request) => {
+  app.delete('/notifications/:id', admin, async (request) => {
     const row = await load(parse(Id, request.params).id);
     await db.notificationTarget.delete({ where: { id: row.id } });
-    await audit.record({ actor: request.user!.username, action: 'notification.delete', subject: row.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'notification.delete', subject: row.name, ip: request.ip });
     return { ok: true };
   });
 
   /** Sends a test message now and answers with the outcome (502 with the cause when it fails). */
-  app.post('/api/notifications/:id/test', admin, async (request) => {
+  app.post('/notifications/:id/test', admin, async (request) => {
     const row = await load(parse(Id, request.params).id);
     try {
       await deliver(targetOf(row, deps.secretKey), testMessage(row.name), `test-${Date.now()}`);
     } catch (err) {
       throw new AppError('bad_gateway', (err as Error).message);
     }
-    await audit.record({ actor: request.user!.username, action: 'notification.test', subject: row.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'notification.test', subject: row.name, ip: request.ip });
     return { ok: true };
   });
 
-  app.get('/api/notifications/:id/deliveries', operator, async (request) => {
+  app.get('/notifications/:id/deliveries', operator, async (request) => {
     const row = await load(parse(Id, request.params).id);
     const list = await db.notificationDelivery.findMany({ where: { targetId: row.id }, orderBy: { createdAt: 'desc' }, take: 100 });
     return list.map((d) => ({ id: d.id, kind: d.kind, subjectId: d.subjectId, status: d.status, attempts: d.attempts, lastError: d.lastError, createdAt: d.createdAt.toISOString(), sentAt: d.sentAt?.toISOString() ?? null }));

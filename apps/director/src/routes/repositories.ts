@@ -7,6 +7,7 @@ import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
@@ -24,7 +25,7 @@ export const repositoryDto = (r: Row): RepositoryDto => ({
 export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
   const { db, audit } = deps;
 
-  app.get('/api/repositories', async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
+  app.get('/repositories', viewer, async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
 
   const findRepository = async (params: unknown) => {
     const { id } = parse(z.object({ id: z.uuid() }), params);
@@ -34,7 +35,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   };
 
   /** Sizes and ratios read from the repository itself, and free space where it lives (local only). */
-  app.get('/api/repositories/:id/stats', async (request): Promise<RepositoryStats> => {
+  app.get('/repositories/:id/stats', viewer, async (request): Promise<RepositoryStats> => {
     const row = await findRepository(request.params);
     let repo: Repository | null = null;
     try {
@@ -64,7 +65,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   });
 
   /** Restore points recorded for this repository, newest first, optionally of one VM (name or instance UUID). */
-  app.get('/api/repositories/:id/restore-points', async (request): Promise<RepositoryRestorePoint[]> => {
+  app.get('/repositories/:id/restore-points', viewer, async (request): Promise<RepositoryRestorePoint[]> => {
     const row = await findRepository(request.params);
     const q = parse(z.object({ vm: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).default(200) }), request.query);
     const points = await db.restorePoint.findMany({
@@ -75,7 +76,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     return restorePointDtos(db, points);
   });
 
-  app.post('/api/repositories', { config: { minRole: 'admin' } }, async (request, reply) => {
+  app.post('/repositories', { config: { minRole: 'admin' } }, async (request, reply) => {
     const body = parse(RepositoryCreateSchema, request.body);
     if (await db.repository.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a repository named ${body.name} already exists`);
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;
@@ -122,7 +123,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         sftpHostKeySha256: hostKey,
       },
     });
-    await audit.record({ actor: request.user!.username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });
     reply.code(201);
     return repositoryDto(row);
   });

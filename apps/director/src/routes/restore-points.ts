@@ -16,6 +16,7 @@ import { parseDatastorePath, type HardwareDescription } from '@vaultline/vsphere
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
@@ -35,14 +36,14 @@ const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
   const { db } = deps;
 
-  app.get('/api/restore-points', async (request) => {
+  app.get('/restore-points', viewer, async (request) => {
     const q = parse(z.object({ vm: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
     const rows = await db.restorePoint.findMany({ where: q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {}, orderBy: { createdAt: 'desc' }, take: q.limit });
     return restorePointDtos(db, rows);
   });
 
   /** One restore point with what a restore offers: origin vCenter, recorded hardware, disks and NIC networks. */
-  app.get('/api/restore-points/:id', async (request): Promise<RestorePointDetail> => {
+  app.get('/restore-points/:id', viewer, async (request): Promise<RestorePointDetail> => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
@@ -82,7 +83,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     }
   });
 
-  app.get('/api/restore-points/:id/disks', async (request) => {
+  app.get('/restore-points/:id/disks', viewer, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
@@ -95,7 +96,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     }
   });
 
-  app.get('/api/restore-points/:id/disks/:key/download', { config: { minRole: 'operator' } }, async (request, reply) => {
+  app.get('/restore-points/:id/disks/:key/download', { config: { minRole: 'operator' } }, async (request, reply) => {
     const { id, key } = parse(z.object({ id: z.uuid(), key: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/) }), request.params);
     const { format } = parse(z.object({ format: z.enum(['raw', 'vmdk']).default('vmdk') }), request.query);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
@@ -112,7 +113,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
       const close = async () => {
         await r.close().catch(() => undefined);
       };
-      await deps.audit.record({ actor: request.user!.username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} disk ${key}`, detail: { format }, ip: request.ip });
+      await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} disk ${key}`, detail: { format }, ip: request.ip });
       const base = `${fileBase(point.vmName)}-${point.repoPointId}-disk${key}`;
       repo = null; // the stream closes it
       if (format === 'raw') {
@@ -136,7 +137,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
   // ?layout=chunked (default): one pass, each VMDK as OVF chunk files, manifest last.
   // ?layout=whole: one file per VMDK for importers that do not read chunks; reads and compresses every disk twice
   // and sends the first byte only after the first pass (see packages/vmdk/src/ova.ts).
-  app.get('/api/restore-points/:id/ova', { config: { minRole: 'operator' } }, async (request, reply) => {
+  app.get('/restore-points/:id/ova', { config: { minRole: 'operator' } }, async (request, reply) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const { layout } = parse(z.object({ layout: z.enum(['chunked', 'whole']).default('chunked') }), request.query);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
@@ -165,7 +166,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         mtime: point.createdAt,
         annotation: `${point.vmName} as backed up by Vaultline at ${point.createdAt.toISOString()} (restore point ${point.repoPointId})`,
       });
-      await deps.audit.record({ actor: request.user!.username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} OVA`, detail: { format: 'ova', layout }, ip: request.ip });
+      await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} OVA`, detail: { format: 'ova', layout }, ip: request.ip });
       const r = repo;
       repo = null; // the stream closes it
       const stream = writeOva(ova);

@@ -3,6 +3,7 @@ import type { Db } from '@vaultline/db';
 import type { WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../errors.ts';
+import { currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { VCenterProblem, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { startItemRun } from '../services/runs.ts';
@@ -20,7 +21,7 @@ import { connectionOf } from './vcenters.ts';
  */
 export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue; connector: VCenterConnector; secretKey: Buffer }): Promise<void> {
   const { db } = deps;
-  app.post('/api/restores', { config: { minRole: 'operator' } }, async (request, reply) => {
+  app.post('/restores', { config: { minRole: 'operator' } }, async (request, reply) => {
     const body = parse(RestoreRequestSchema, request.body);
     const point = await db.restorePoint.findUnique({ where: { id: body.restorePointId } });
     if (!point) throw new AppError('not_found', 'no such restore point');
@@ -58,12 +59,12 @@ export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const run = await startItemRun(db, (p) => deps.queue.enqueueRestore(p), {
       kind: body.drill ? 'drill' : 'restore',
       trigger: 'manual',
-      requestedBy: request.user!.username,
+      requestedBy: currentUser(request).username,
       request: { ...body, vcenterId },
       item: { name: body.name, instanceUuid: point.vmInstanceUuid, log: notes },
     });
     const action = body.drill ? 'restore.drill' : body.replace ? 'restore.replace' : 'restore.start';
-    await deps.audit.record({ actor: request.user!.username, action, subject: body.name, detail: { restorePointId: point.id, from: point.vmName, transport: body.transport }, ip: request.ip });
+    await deps.audit.record({ actor: currentUser(request).username, action, subject: body.name, detail: { restorePointId: point.id, from: point.vmName, transport: body.transport }, ip: request.ip });
     reply.code(202);
     return { runId: run.id };
   });

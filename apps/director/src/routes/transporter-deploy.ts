@@ -42,6 +42,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { admin, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { parse } from '../validate.ts';
 
@@ -63,7 +64,6 @@ export interface RemoteTransporterConfig {
 
 type Row = Awaited<ReturnType<Db['transporter']['findFirstOrThrow']>>;
 
-const admin = { config: { minRole: 'admin' as const } };
 
 function dto(r: Row): RemoteTransporter {
   return {
@@ -237,11 +237,11 @@ export async function transporterDeployRoutes(
     return { transporter: dto(updated), supervisor: result.supervisor, version: result.version, installDir: result.installDir, pid: result.pid, online, changed: true, message, check: checkDto(result.check) };
   };
 
-  app.get('/api/transporters/remote', admin, async () =>
+  app.get('/transporters/remote', admin, async () =>
     (await db.transporter.findMany({ where: { sshHost: { not: null } }, orderBy: { name: 'asc' } })).map(dto),
   );
 
-  app.post('/api/transporters/remote', admin, async (request, reply) => {
+  app.post('/transporters/remote', admin, async (request, reply) => {
     const body = parse(RemoteTransporterCreateSchema, request.body);
     const c = config();
     if (await db.transporter.findFirst({ where: { name: body.name } })) throw new AppError('conflict', `a Transporter named ${body.name} already exists`);
@@ -279,7 +279,7 @@ export async function transporterDeployRoutes(
       },
     });
     await audit.record({
-      actor: request.user!.username,
+      actor: currentUser(request).username,
       action: 'transporter.remote.add',
       subject: body.name,
       detail: { id: row.id, host: body.host, port: body.port, username: body.username, auth: row.sshAuth, hostKeySha256: presented.sha256, installDir: check.installDir, os: check.facts.os, machine: check.facts.machine, glibc: check.facts.glibc },
@@ -289,7 +289,7 @@ export async function transporterDeployRoutes(
     return { transporter: dto(row), check: checkDto(check) };
   });
 
-  app.get('/api/transporters/remote/:id', admin, async (request): Promise<RemoteTransporterStatus> => {
+  app.get('/transporters/remote/:id', admin, async (request): Promise<RemoteTransporterStatus> => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     const row = await remoteRow(id);
     const c = config();
@@ -324,16 +324,16 @@ export async function transporterDeployRoutes(
     };
   });
 
-  app.post('/api/transporters/remote/:id/deploy', admin, async (request) => {
+  app.post('/transporters/remote/:id/deploy', admin, async (request) => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     return exclusive(id, async () => {
       const row = await remoteRow(id);
       if (row.deployedVersion) throw new AppError('conflict', `${row.name} is already deployed (version ${row.deployedVersion}); use upgrade or restart`);
-      return deploy(row, 'deploy', request.user!.username, request.ip);
+      return deploy(row, 'deploy', currentUser(request).username, request.ip);
     });
   });
 
-  app.post('/api/transporters/remote/:id/upgrade', admin, async (request): Promise<RemoteDeployResult> => {
+  app.post('/transporters/remote/:id/upgrade', admin, async (request): Promise<RemoteDeployResult> => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     return exclusive(id, async () => {
       const row = await remoteRow(id);
@@ -353,11 +353,11 @@ export async function transporterDeployRoutes(
         };
       }
       await refuseWhileBusy(row, 'upgrading it');
-      return deploy(row, 'upgrade', request.user!.username, request.ip);
+      return deploy(row, 'upgrade', currentUser(request).username, request.ip);
     });
   });
 
-  app.post('/api/transporters/remote/:id/restart', admin, async (request) => {
+  app.post('/transporters/remote/:id/restart', admin, async (request) => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     return exclusive(id, async () => {
       const row = await remoteRow(id);
@@ -365,12 +365,12 @@ export async function transporterDeployRoutes(
       await refuseWhileBusy(row, 'restarting it');
       const state = await restartTransporter(specOf(row), row.installDir, row.id).catch(asAppError);
       const online = await waitOnline(row.id, state.pid);
-      await audit.record({ actor: request.user!.username, action: 'transporter.remote.restart', subject: row.name, detail: { id: row.id, pid: state.pid, online }, ip: request.ip });
+      await audit.record({ actor: currentUser(request).username, action: 'transporter.remote.restart', subject: row.name, detail: { id: row.id, pid: state.pid, online }, ip: request.ip });
       return { pid: state.pid, running: state.running, online, supervisor: state.installed?.supervisor ?? null };
     });
   });
 
-  app.post('/api/transporters/remote/:id/host-key', admin, async (request, reply) => {
+  app.post('/transporters/remote/:id/host-key', admin, async (request, reply) => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     const body = parse(HostKeyConfirmSchema, request.body);
     const row = await remoteRow(id);
@@ -386,11 +386,11 @@ export async function transporterDeployRoutes(
     }
     if (presented.sha256 !== body.hostKeySha256) throw new AppError('bad_request', `the host presents ${presented.sha256}, not the confirmed ${body.hostKeySha256}; nothing changed`, [{ path: 'hostKeySha256', message: 'host_key' }]);
     const updated = await db.transporter.update({ where: { id }, data: { sshHostKeySha256: presented.sha256 } });
-    await audit.record({ actor: request.user!.username, action: 'transporter.remote.host-key', subject: row.name, detail: { id, from: row.sshHostKeySha256, to: presented.sha256 }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'transporter.remote.host-key', subject: row.name, detail: { id, from: row.sshHostKeySha256, to: presented.sha256 }, ip: request.ip });
     return dto(updated);
   });
 
-  app.delete('/api/transporters/remote/:id', admin, async (request) => {
+  app.delete('/transporters/remote/:id', admin, async (request) => {
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     const { force } = parse(RemoteRemoveQuerySchema, request.query);
     return exclusive(id, async () => {
@@ -416,12 +416,12 @@ export async function transporterDeployRoutes(
       }
       await db.transporter.delete({ where: { id } });
       await registry.remove(id).catch(() => undefined);
-      await audit.record({ actor: request.user!.username, action: 'transporter.remote.remove', subject: row.name, detail: { id, host: row.sshHost, installDir: row.installDir, force, cleaned }, ip: request.ip });
+      await audit.record({ actor: currentUser(request).username, action: 'transporter.remote.remove', subject: row.name, detail: { id, host: row.sshHost, installDir: row.installDir, force, cleaned }, ip: request.ip });
       return { ok: true, cleaned, message };
     });
   });
 
-  app.get('/api/settings/transporter-endpoints', admin, async () => {
+  app.get('/settings/transporter-endpoints', admin, async () => {
     const c = config();
     const ep = await endpoints();
     // The URLs as remote Transporters get them, without credentials.
@@ -434,10 +434,10 @@ export async function transporterDeployRoutes(
     return { ...ep, databaseUrl: shown(urlForTransporters(c.databaseUrl, ep.databaseAddress)), redisUrl: shown(urlForTransporters(c.redisUrl, ep.redisAddress)) };
   });
 
-  app.put('/api/settings/transporter-endpoints', admin, async (request) => {
+  app.put('/settings/transporter-endpoints', admin, async (request) => {
     const body = parse(TransporterEndpointsSchema, request.body);
     await db.setting.upsert({ where: { key: ENDPOINTS_SETTING }, create: { key: ENDPOINTS_SETTING, value: body }, update: { value: body } });
-    await audit.record({ actor: request.user!.username, action: 'settings.transporter-endpoints', detail: body, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'settings.transporter-endpoints', detail: body, ip: request.ip });
     return body;
   });
 }

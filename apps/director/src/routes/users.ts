@@ -3,40 +3,40 @@ import type { FastifyInstance } from 'fastify';
 import type { Db } from '@vaultline/db';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { admin, currentUser } from '../auth/guard.ts';
 import { hashPassword } from '../auth/passwords.ts';
 import { parse } from '../validate.ts';
 import type { AuditLog } from '../services/audit.ts';
 
 export async function userRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog }): Promise<void> {
   const { db, audit } = deps;
-  const admin = { config: { minRole: 'admin' as const } };
 
-  app.get('/api/users', admin, async () => {
+  app.get('/users', admin, async () => {
     const users = await db.user.findMany({ orderBy: { username: 'asc' } });
     return users.map((u) => ({ id: u.id, username: u.username, role: u.role, mustChangePassword: u.mustChangePassword, lastLoginAt: u.lastLoginAt }));
   });
 
-  app.post('/api/users', admin, async (request, reply) => {
+  app.post('/users', admin, async (request, reply) => {
     const body = parse(CreateUserRequestSchema, request.body);
     if (await db.user.findUnique({ where: { username: body.username } })) throw new AppError('conflict', `user ${body.username} already exists`);
     const user = await db.user.create({
       data: { username: body.username, role: body.role, passwordHash: await hashPassword(body.password), mustChangePassword: true },
     });
-    await audit.record({ actor: request.user!.username, action: 'user.create', subject: user.username, detail: { role: user.role }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'user.create', subject: user.username, detail: { role: user.role }, ip: request.ip });
     reply.code(201);
     return { id: user.id, username: user.username, role: user.role, mustChangePassword: true };
   });
 
-  app.delete('/api/users/:id', admin, async (request) => {
+  app.delete('/users/:id', admin, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
-    if (id === request.user!.id) throw new AppError('conflict', 'you cannot delete your own account');
+    if (id === currentUser(request).id) throw new AppError('conflict', 'you cannot delete your own account');
     const user = await db.user.findUnique({ where: { id } });
     if (!user) throw new AppError('not_found', 'no such user');
     if (user.role === 'admin' && (await db.user.count({ where: { role: 'admin' } })) <= 1) {
       throw new AppError('conflict', 'the last admin cannot be deleted');
     }
     await db.user.delete({ where: { id } });
-    await audit.record({ actor: request.user!.username, action: 'user.delete', subject: user.username, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'user.delete', subject: user.username, ip: request.ip });
     return { ok: true };
   });
 }

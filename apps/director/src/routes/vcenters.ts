@@ -4,6 +4,7 @@ import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { VCenterProblem, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
@@ -34,9 +35,9 @@ function asAppError(err: unknown): never {
 export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
   const { db, audit, connector } = deps;
 
-  app.get('/api/vcenters', async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
+  app.get('/vcenters', viewer, async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
 
-  app.post('/api/vcenters', { config: { minRole: 'admin' } }, async (request, reply) => {
+  app.post('/vcenters', { config: { minRole: 'admin' } }, async (request, reply) => {
     const body = parse(VCenterCreateSchema, request.body);
     if (body.url.startsWith('http:') && !body.allowHttp) throw new AppError('bad_request', 'plain HTTP sends the password in clear; use https:// (or set allowHttp for a lab)');
     if (await db.vCenter.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a vCenter named ${body.name} already exists`);
@@ -69,30 +70,30 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
         thumbprintSha256: thumbprint,
       },
     });
-    await audit.record({ actor: request.user!.username, action: 'vcenter.create', subject: body.name, detail: { url: body.url, ...about }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'vcenter.create', subject: body.name, detail: { url: body.url, ...about }, ip: request.ip });
     reply.code(201);
     return vcenterDto(row);
   });
 
-  app.delete('/api/vcenters/:id', { config: { minRole: 'admin' } }, async (request) => {
+  app.delete('/vcenters/:id', { config: { minRole: 'admin' } }, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id }, include: { _count: { select: { jobs: true } } } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     if (row._count.jobs > 0) throw new AppError('conflict', `${row.name} is used by ${row._count.jobs} job(s); delete or move them first`);
     await db.vCenter.delete({ where: { id } });
-    await audit.record({ actor: request.user!.username, action: 'vcenter.delete', subject: row.name, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'vcenter.delete', subject: row.name, ip: request.ip });
     return { ok: true };
   });
 
   /** Where a restored VM can go (read-only; operators, who start restores). */
-  app.get('/api/vcenters/:id/placement', { config: { minRole: 'operator' } }, async (request) => {
+  app.get('/vcenters/:id/placement', { config: { minRole: 'operator' } }, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     return connector.placementTargets(connectionOf(row, deps.secretKey)).catch(asAppError);
   });
 
-  app.get('/api/vcenters/:id/vms', async (request) => {
+  app.get('/vcenters/:id/vms', viewer, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
