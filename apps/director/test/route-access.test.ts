@@ -7,7 +7,6 @@
  * variants of it, sent byte for byte as written (like `curl --path-as-is`).
  * None may succeed, and no row in PostgreSQL or key in the run queue may change.
  */
-import http from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fastifyCookie from '@fastify/cookie';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { apiPlugin, decorateAuth, type ApiRoute } from '../src/auth/guard.ts';
+import { concretePath as concrete, RawClient, type RawReply as Reply } from './raw-http.ts';
 import { sessionCookie, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
-const SOME_ID = '00000000-0000-4000-8000-000000000000';
 const INDEX_MARK = '<!-- vaultline route-access index -->';
 
 interface Caller {
@@ -28,14 +27,6 @@ interface Caller {
   cookie?: string;
   role?: Role;
   pending?: boolean;
-}
-
-/** A concrete path for a route pattern: every parameter gets a well-formed id. */
-function concrete(url: string): string {
-  return url
-    .split('/')
-    .map((seg) => (seg.startsWith(':') ? SOME_ID : seg === '*' ? 'x' : seg))
-    .join('/');
 }
 
 /** Ways the same route may be spelled on the wire. */
@@ -76,40 +67,6 @@ function allowed(route: ApiRoute, c: Caller): boolean {
   return RANK[c.role] >= RANK[route.access];
 }
 
-interface Reply {
-  status: number;
-  body: string;
-}
-
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-
-function send(port: number, method: string, rawPath: string, cookie?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const body = ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined;
-    const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        method,
-        path: rawPath,
-        agent,
-        headers: {
-          ...(cookie ? { cookie } : {}),
-          ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 /** Per table, a digest of every row: the same before and after means nothing changed. */
 async function fingerprint(db: Db): Promise<Record<string, string>> {
   const tables = await db.$queryRawUnsafe<{ t: string }[]>(`SELECT tablename AS t FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
@@ -136,7 +93,7 @@ function refusal(r: Reply, method: string): string | null {
 
 describe('every API route refuses callers below its role, however its path is spelled', () => {
   let d: TestDirector;
-  let port = 0;
+  let client: RawClient;
   let webDist = '';
   const callers: Caller[] = [];
 
@@ -160,11 +117,11 @@ describe('every API route refuses callers below its role, however its path is sp
       { name: 'admin', cookie: adminCookie, role: 'admin' },
     );
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
-    port = (d.app.fastify.server.address() as { port: number }).port;
+    client = new RawClient((d.app.fastify.server.address() as { port: number }).port);
   });
 
   afterAll(async () => {
-    agent.destroy();
+    client?.close();
     await d?.close();
     await rm(webDist, { recursive: true, force: true });
   });
@@ -192,7 +149,7 @@ describe('every API route refuses callers below its role, however its path is sp
       for (const caller of callers) {
         if (allowed(route, caller)) continue;
         for (const v of variants(p)) {
-          const r = await send(port, route.method, v, caller.cookie);
+          const r = await client.send({ method: route.method, path: v, cookie: caller.cookie });
           calls++;
           if (!refusal(r, route.method)) failures.push(`${route.method} ${v} as ${caller.name} (route needs ${route.access}): ${r.status} ${r.body.slice(0, 120)}`);
         }
@@ -205,10 +162,10 @@ describe('every API route refuses callers below its role, however its path is sp
   }, 240_000);
 
   it('the encoded-prefix bypass is closed: GET and POST /%61pi/users without a cookie are refused', async () => {
-    const list = await send(port, 'GET', '/%61pi/users');
+    const list = await client.send({ method: 'GET', path: '/%61pi/users' });
     expect(list.status).toBe(401);
     expect(list.body).not.toContain('admin');
-    const create = await send(port, 'POST', '/%61pi/users');
+    const create = await client.send({ method: 'POST', path: '/%61pi/users' });
     expect(create.status).toBe(401);
   });
 
@@ -218,11 +175,11 @@ describe('every API route refuses callers below its role, however its path is sp
       // Signing out ends the session the later calls use; it is checked on its own below.
       if (route.access === 'public' || route.url === '/api/auth/logout') continue;
       const caller = callers.find((c) => c.role === route.access && !c.pending)!;
-      const r = await send(port, route.method, concrete(route.url), caller.cookie);
+      const r = await client.send({ method: route.method, path: concrete(route.url), cookie: caller.cookie });
       if (r.status === 401 || r.status === 403) failures.push(`${route.method} ${route.url} as ${caller.name}: ${r.status} ${r.body.slice(0, 120)}`);
     }
     expect(failures).toEqual([]);
-    const out = await send(port, 'POST', '/api/auth/logout', callers.find((c) => c.name === 'viewer')!.cookie);
+    const out = await client.send({ method: 'POST', path: '/api/auth/logout', cookie: callers.find((c) => c.name === 'viewer')!.cookie });
     expect(out.status).toBe(200);
   });
 

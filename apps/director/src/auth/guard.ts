@@ -99,8 +99,22 @@ export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] 
       }
       if (!hasRole(request.user, min)) throw new AppError('forbidden', `this needs the ${min} role`);
     });
+    // PostgreSQL text cannot hold NUL; refuse it in any input before a handler stores or looks it up.
+    api.addHook('preHandler', async (request) => {
+      for (const [part, value] of [['path', request.params], ['query', request.query], ['body', request.body]] as const) {
+        if (containsNul(value)) throw new AppError('bad_request', `the request ${part} contains a NUL character`);
+      }
+    });
     await api.register(routes);
   };
+}
+
+function containsNul(value: unknown, depth = 0): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (depth > 32 || value === null || typeof value !== 'object') return false;
+  if (Buffer.isBuffer(value)) return false;
+  for (const [k, v] of Object.entries(value)) if (k.includes('\u0000') || containsNul(v, depth + 1)) return true;
+  return false;
 }
 
 /** Request decorations shared by every context (the API plugin fills them in). */
