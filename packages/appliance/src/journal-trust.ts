@@ -84,16 +84,17 @@ export function journalMacValid(key: Buffer, table: 'cleanup_journal' | 'flr_jou
 /**
  * The real path of `p` as far as it can be resolved: symlinks are followed;
  * components that do not exist (or cannot be stat'ed, as a dead FUSE mount
- * point: ENOTCONN) are kept as written — those cannot be symlinks.
+ * point: ENOTCONN) are kept as written — those cannot be symlinks. Anything
+ * else (a symlink loop, no permission) is not ours to act on.
  */
 async function resolvedPath(p: string): Promise<string> {
   try {
     return await realpath(p);
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
     const parent = path.dirname(p);
-    if (parent === p) throw err;
-    const base = path.basename(p);
-    return path.join(await resolvedPath(parent), base);
+    if (parent === p || !['ENOENT', 'ENOTCONN', 'ENOTDIR', 'EIO'].includes(code)) throw new JournalTrustError(`${p} cannot be resolved (${code || (err as Error).message})`);
+    return path.join(await resolvedPath(parent), path.basename(p));
   }
 }
 

@@ -128,11 +128,11 @@ export async function sweep(deps: { journal: FlrJournal; log: Logger; self: Owne
       if (!mp) continue;
       let was = false;
       if (await attempt(r, `unmounting the disk file at ${mp}`, async () => {
-        await underRoot(mp, 'disk file mount point');
-        was = (await mountsUnder(mp)).length > 0;
+        const real = await underRoot(mp, 'disk file mount point');
+        was = (await mountsUnder(real)).length > 0;
         // nbdfuse is signalled only when its command line is the one started for this mount point.
-        await stopNbdfuse(mp, num(r.target.pid) ?? undefined, str(r.target.start) ?? undefined);
-        await removeDir(mp);
+        await stopNbdfuse(real, num(r.target.pid) ?? undefined, str(r.target.start) ?? undefined);
+        await removeDir(real);
       }) && was) report.fuseUnmounted.push(mp);
     }
     if (dir) {
