@@ -254,6 +254,31 @@ describe('notifications (real Postgres, a loopback webhook receiver and a real S
     await ctx.d.db.flrJournalEntry.deleteMany({ where: { sessionId: session } });
   });
 
+  it('journal rows a sweep refused (forged, unsigned, naming what is not ours) are reported once, with the reason, before any attempt', async () => {
+    hook.got.length = 0;
+    const refused = await ctx.d.db.cleanupEntry.create({
+      data: { kind: 'lun_mount', transporterId: 'local', target: { naa: 'naa.600', device: '/dev/sda' }, refusedAt: clock, refusal: 'it carries no MAC: written before journal signing, or not by Vaultline' },
+    });
+    const session = '6f1c1d7e-0000-4000-8000-000000000002';
+    const flr = await ctx.d.db.flrJournalEntry.create({
+      data: { sessionId: session, host: 'director-3', ownerPid: 4243, ownerStart: '1', layer: 'mount', target: { mountPoint: '/etc', device: '/dev/loop7' }, refusedAt: clock, refusal: 'mount point /etc is not under /var/lib/vaultline/flr' },
+    });
+    await tick();
+    await tick();
+    const cleanup = hook.got.filter((h) => h.body.event === 'cleanup.refused');
+    expect(cleanup).toHaveLength(1);
+    expect(cleanup[0]!.body.subject).toBe('[Vaultline] cleanup journal row refused: LUN naa.600 mounted on the Transporter (/dev/sda)');
+    expect(cleanup[0]!.body.text).toContain('reason: it carries no MAC');
+    const fr = hook.got.filter((h) => h.body.event === 'file-restore.refused');
+    expect(fr).toHaveLength(1);
+    expect(fr[0]!.body.subject).toBe('[Vaultline] file-level restore journal row refused on director-3: filesystem mounted at /etc');
+    expect(fr[0]!.body.text).toContain('reason: mount point /etc is not under /var/lib/vaultline/flr');
+    expect(smtp.mails.some((m) => m.data.includes('cleanup journal row refused'))).toBe(true);
+    expect((await ctx.d.db.cleanupEntry.findUniqueOrThrow({ where: { id: refused.id } })).notifiedAt).not.toBeNull();
+    expect((await ctx.d.db.flrJournalEntry.findUniqueOrThrow({ where: { id: flr.id } })).notifiedAt).not.toBeNull();
+    await ctx.d.db.flrJournalEntry.deleteMany({ where: { sessionId: session } });
+  });
+
   it('a new target is not flooded with runs that finished before it existed, nor with runs older than a day', async () => {
     const before = await finishedRun('old-news', 'failed', new Date(clock.getTime() - 1000));
     const ancient = await finishedRun('ancient', 'failed', new Date(clock.getTime() - 2 * 86_400_000));

@@ -7,7 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { loadSecretKey } from '@vaultline/appliance';
+import { loadJournalKey, loadSecretKey } from '@vaultline/appliance';
 import { loadEnvOrExit } from '@vaultline/config';
 import { createDb } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
@@ -47,10 +47,11 @@ async function main(): Promise<void> {
   const redis = connectRedis(env.REDIS_URL, { name: `transporter:${id}` });
   const namespace = env.VAULTLINE_REDIS_NAMESPACE;
   const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace });
-  const devices = createLocalDevices({ byIdDir: env.VAULTLINE_DEVICE_BY_ID_DIR, log });
+  const devices = createLocalDevices({ byIdDir: env.VAULTLINE_DEVICE_BY_ID_DIR, mountDir: path.join(dataDir, 'mnt'), log });
   const proxyVmUuid = env.VAULTLINE_PROXY_VM_UUID ?? (await machineUuid());
   const connector = createVSphereConnector({ db, secretKey, proxyVmUuid, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
-  const journal = pgJournal(db, id);
+  // Signs and verifies this Transporter's cleanup journal rows; never leaves the data dir.
+  const journal = pgJournal(db, id, await loadJournalKey(dataDir), { log });
   const events = new EventBus(env.REDIS_URL, namespace);
   const cancelled = new Set<string>();
   await events.subscribe((e) => {
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
         log,
       });
       const did = report.snapshotsRemoved.length + report.disksDetached.length + report.mountsUndone + report.restoredVmsRemoved.length;
-      if (did || report.failures.length) log.info({ why, ...report }, 'orphan sweep');
+      if (did || report.failures.length || report.refused.length) log.info({ why, ...report }, 'orphan sweep');
     } catch (err) {
       log.warn({ err: (err as Error).message, why }, 'orphan sweep failed; will retry');
     }

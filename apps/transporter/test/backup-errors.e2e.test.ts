@@ -125,7 +125,7 @@ describe('bad input during a backup ends in a clear per-VM status and leaves not
     const { sweepOrphans } = await import('../src/backup/sweep.ts');
     const { pgJournal } = await import('../src/adapters/pg-journal.ts');
     await sweepOrphans({
-      journal: pgJournal(b.db, b.transporterId),
+      journal: pgJournal(b.db, b.transporterId, b.journalKey),
       vsphere: (id) => b.connector.portFor(id),
       vcenterIds: async () => [b.vcenterId],
       devices: b.devices,

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SECRET_LABELS } from '@vaultline/appliance';
+import { loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
@@ -40,6 +40,10 @@ export interface Bench {
   db: Db;
   database: TestDatabase;
   repoDir: string;
+  /** The Transporter's data dir (its journal.key, and LUN mounts under mnt/). */
+  dataDir: string;
+  /** The key the Transporter's cleanup journal rows are signed with. */
+  journalKey: Buffer;
   secretKey: Buffer;
   vcenterId: string;
   repositoryId: string;
@@ -70,11 +74,13 @@ export interface Bench {
 }
 
 export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http'> } = {}): Promise<Bench> {
-  const [lab, database, repoDir] = await Promise.all([
+  const [lab, database, repoDir, dataDir] = await Promise.all([
     startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...opts.lab }),
     createTestDatabase(PG_SERVER, 'vaultline_backup'),
     mkdtemp(path.join(os.tmpdir(), 'vaultline-bench-repo-')),
+    mkdtemp(path.join(os.tmpdir(), 'vaultline-bench-data-')),
   ]);
+  const journalKey = await loadJournalKey(dataDir);
   await applyMigrations(database.url, MIGRATIONS_DIR);
   const db = createDb(database.url);
   const secretKey = Buffer.alloc(32, 9);
@@ -100,9 +106,9 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   });
   const { log, lines: logs } = memoryLogger('transporter-test');
   const transporterId = `test-${randomUUID().slice(0, 8)}`;
-  const devices = createLocalDevices({ byIdDir: lab.byIdDir, log, appearTimeoutMs: 15_000 });
+  const devices = createLocalDevices({ byIdDir: lab.byIdDir, mountDir: path.join(dataDir, 'mnt'), log, appearTimeoutMs: 15_000 });
   const connector = createVSphereConnector({ db, secretKey, proxyVmUuid: lab.proxyVm.biosUuid, nbdStreamsPerHost: 4, log });
-  const journal = pgJournal(db, transporterId);
+  const journal = pgJournal(db, transporterId, journalKey, { log });
   const events: { type: string; [k: string]: unknown }[] = [];
   const cancelled = new Set<string>();
   const publish = (e: { type: string; [k: string]: unknown }) => {
@@ -162,6 +168,8 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     db,
     database,
     repoDir,
+    dataDir,
+    journalKey,
     secretKey,
     vcenterId: vcenter.id,
     repositoryId: repository.id,
@@ -219,6 +227,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       await lab.stop().catch(() => undefined);
       await database.drop().catch(() => undefined);
       await rm(repoDir, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
   return bench;

@@ -48,7 +48,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
     await b?.close();
   });
 
-  const journal = () => pgJournal(b.db, b.transporterId);
+  const journal = () => pgJournal(b.db, b.transporterId, b.journalKey);
   const input = (over: Partial<RestoreVmInput> = {}): RestoreVmInput => ({ repo, ref: { vmId: point.vmId, id: point.id }, name: 'crm01-copy', restoreId: randomUUID(), vcenterId: b.vcenterId, ...over });
   const deps = (lines: string[] = []) => ({ client, journal: journal(), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts, runLog: (_l: string, m: string) => void lines.push(m) });
 

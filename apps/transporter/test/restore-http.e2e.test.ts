@@ -43,7 +43,7 @@ describe.runIf(isRoot)('restore from an HTTP-only vCenter writes over NBD (lab v
     await b?.close();
   });
 
-  const deps = () => ({ client: session.client, journal: pgJournal(b.db, b.transporterId), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts });
+  const deps = () => ({ client: session.client, journal: pgJournal(b.db, b.transporterId, b.journalKey), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts });
   const input = (name: string, transport: 'automatic' | 'nbd' | 'nbdssl') => ({ repo, ref: { vmId: point.vmId, id: point.id }, name, restoreId: randomUUID(), transport, vcenterId: b.vcenterId });
 
   it('automatic: the IDE disk goes over NBD (HTTP) with the reasons, the SCSI disk through HotAdd; both bit-exact', async () => {

@@ -55,7 +55,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     await b?.close();
   });
 
-  const journal = () => pgJournal(b.db, b.transporterId);
+  const journal = () => pgJournal(b.db, b.transporterId, b.journalKey);
   const deps = (lines: string[] = []) => ({
     client,
     journal: journal(),

@@ -60,7 +60,7 @@ describe.runIf(isRoot && existsSync(TESTDATA))('Direct SAN reads from real VMFS 
       execFileSync('mkdir', ['-p', byId]);
       await symlink(device, path.join(byId, `wwn-0x${naa.slice(4)}`));
 
-      const devices = createLocalDevices({ byIdDir: byId, log: quiet });
+      const devices = createLocalDevices({ byIdDir: byId, mountDir: path.join(dir, 'mnt'), log: quiet });
       expect(await devices.findLun(naa)).toBe(device);
       expect(await devices.findLun('naa.6000c29000000000000000000000dead')).toBeNull();
 

@@ -4,3 +4,4 @@ export type { RepositoryRow } from './repositories.ts';
 export { loadSecretKey } from './secret-key.ts';
 export { applyRetention } from './retention.ts';
 export type { RetentionScope, RetentionOutcome } from './retention.ts';
+export { canonicalJson, commandLine, deviceMatching, DEVICE_PATTERNS, journalMac, journalMacValid, JournalTrustError, JOURNAL_KEY_FILE, loadJournalKey, pathUnder } from './journal-trust.ts';

@@ -5,6 +5,11 @@
  * succeeded. What a killed Director leaves unresolved is undone by the sweep
  * at the next start (sweep.ts). Rows carry their owner (host, pid, process
  * start time), so a sweep never touches a live Director's sessions.
+ *
+ * The Postgres journal signs each row with the Director's local journal.key
+ * and hands out only rows whose MAC verifies; the others are refused (marked,
+ * logged, reported once). refuse() is for a signed row the sweep still will
+ * not act on (a path outside the FLR root, a process that is not ours).
  */
 import type { Owner } from './system.ts';
 
@@ -25,6 +30,8 @@ export interface FlrJournal {
   update(id: string, target: Record<string, unknown>): Promise<void>;
   resolve(id: string): Promise<void>;
   failed(id: string, error: string): Promise<void>;
+  /** Never act on this row again; the reason is stored and reported to the operator. */
+  refuse(id: string, reason: string): Promise<void>;
   /** Unresolved rows recorded on `host`, oldest first. */
   pending(host: string): Promise<FlrJournalRow[]>;
 }

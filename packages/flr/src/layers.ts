@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { readFile, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unsealRepository, type RepositoryRow } from '@vaultline/appliance';
+import { DEVICE_PATTERNS, unsealRepository, type RepositoryRow } from '@vaultline/appliance';
 import type { ServeMessage } from './nbd/serve-process.ts';
 import { FlrError, processAlive, processCmdline, processStart, run } from './system.ts';
 
@@ -104,7 +104,7 @@ export async function attachLoop(file: string, offset: number, size: number): Pr
 export async function detachLoops(file: string, offset?: number): Promise<string[]> {
   const gone: string[] = [];
   for (const l of await loopDevices()) {
-    if (l.backingFile !== file || (offset !== undefined && l.offset !== offset)) continue;
+    if (l.backingFile !== file || (offset !== undefined && l.offset !== offset) || !DEVICE_PATTERNS.loop.test(l.device)) continue;
     await run('losetup', ['--detach', l.device]);
     gone.push(l.device);
   }
@@ -133,22 +133,26 @@ export async function removeDir(dir: string): Promise<void> {
 
 // ---- processes -------------------------------------------------------------------------
 
-/** Signals a process only when it is still the one recorded (same start time, command line naming `marker`). */
-export async function stopProcess(pid: number, start: string, marker: string, timeoutMs = 5_000): Promise<void> {
-  if (!(await processAlive(pid, start))) return;
-  if (!(await processCmdline(pid)).some((a) => a.includes(marker))) return;
+/** Signals a process only when it is still the one recorded (same start time) and its command line is the one we started; true when it did. */
+export async function stopProcess(pid: number, start: string, ours: (argv: string[]) => boolean, timeoutMs = 5_000): Promise<boolean> {
+  if (!(await processAlive(pid, start))) return false;
+  if (!ours(await processCmdline(pid))) return false;
   process.kill(pid, 'SIGTERM');
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    if (!(await processAlive(pid, start))) return;
+    if (!(await processAlive(pid, start))) return true;
     await sleep(50);
   }
   if (await processAlive(pid, start)) process.kill(pid, 'SIGKILL');
+  return true;
 }
 
 // ---- the NBD server process ---------------------------------------------------------------
 
 const SERVE_ENTRY = fileURLToPath(new URL('./nbd/serve-process.ts', import.meta.url));
+
+/** The command line NbdProcess.start runs for `socketPath`. */
+export const isNbdServerFor = (argv: string[], socketPath: string): boolean => argv.includes(SERVE_ENTRY) && argv[argv.length - 1] === socketPath;
 
 export class NbdProcess {
   private constructor(
@@ -275,6 +279,9 @@ export async function startNbdfuse(mountPoint: string, socketPath: string, expor
   return { pid, start, file };
 }
 
+/** The command line startNbdfuse runs for `mountPoint`. */
+export const isNbdfuseFor = (argv: string[], mountPoint: string): boolean => path.basename(argv[0] ?? '') === 'nbdfuse' && argv.includes(`${mountPoint}/disk`);
+
 export async function stopNbdfuse(mountPoint: string, pid?: number, start?: string): Promise<void> {
   if (await isMounted(mountPoint)) {
     const r = await run('fusermount3', ['-u', mountPoint], { allowFail: true });
@@ -284,7 +291,7 @@ export async function stopNbdfuse(mountPoint: string, pid?: number, start?: stri
     // nbdfuse exits by itself once unmounted; give it a moment, then make sure.
     const end = Date.now() + 3_000;
     while (Date.now() < end && (await processAlive(pid, start))) await sleep(50);
-    await stopProcess(pid, start, mountPoint);
+    await stopProcess(pid, start, (argv) => isNbdfuseFor(argv, mountPoint));
   }
   await unlink(`${mountPoint}.pid`).catch(() => undefined);
 }

@@ -127,7 +127,7 @@ export class FileRestoreSessions {
 
   /** Undoes what dead Directors of this host left, then watches for idle sessions. */
   async start(): Promise<SweepReport> {
-    const report = await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner() });
+    const report = await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), root: this.opts.root });
     const period = Math.max(200, Math.min(30_000, Math.floor(this.idleMs / 4)));
     let ticks = 0;
     this.timer = setInterval(() => {
@@ -142,7 +142,7 @@ export class FileRestoreSessions {
   private async resweep(): Promise<void> {
     const live = new Set([...this.sessions.values()].map((s) => s.id));
     for (const id of this.openingIds) live.add(id);
-    await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), live }).catch((err: unknown) => this.opts.log.warn({ err }, 'file restore: sweep failed'));
+    await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), root: this.opts.root, live }).catch((err: unknown) => this.opts.log.warn({ err }, 'file restore: sweep failed'));
   }
 
   private readonly openingIds = new Set<string>();

@@ -139,8 +139,8 @@ describe('browse sessions on an MBR disk with logical partitions, and the sweep'
       expect(held.mounts.length).toBe(3); // nbdfuse + two ext4
       expect(held.loops.length).toBe(2);
       // As if the manager had lost the session (its teardown failed part-way): nothing of ours is live.
-      const report = await sweep({ journal, log, self: await selfOwner(), live: new Set() });
-      expect(report).toMatchObject({ sessions: 1, failures: [] });
+      const report = await sweep({ journal, log, self: await selfOwner(), root, live: new Set() });
+      expect(report).toMatchObject({ sessions: 1, failures: [], refused: [], serversStopped: 1 });
       expect(report.unmounted.length).toBe(2);
       expect(report.loopsDetached.length).toBe(2);
       expect(report.fuseUnmounted.length).toBe(1);

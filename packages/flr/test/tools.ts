@@ -273,8 +273,8 @@ export function leftoversUnder(root: string): { mounts: string[]; loops: string[
 }
 
 /** The journal in memory (package tests and the benchmark; the Director uses Postgres). */
-export function memoryJournal(): FlrJournal & { rows: Map<string, FlrJournalRow & { resolved: boolean }> } {
-  const rows = new Map<string, FlrJournalRow & { resolved: boolean }>();
+export function memoryJournal(): FlrJournal & { rows: Map<string, FlrJournalRow & { resolved: boolean; refused?: string }> } {
+  const rows = new Map<string, FlrJournalRow & { resolved: boolean; refused?: string }>();
   let n = 0;
   return {
     rows,
@@ -292,8 +292,11 @@ export function memoryJournal(): FlrJournal & { rows: Map<string, FlrJournalRow 
     async failed(id) {
       rows.get(id)!.attempts++;
     },
+    async refuse(id, reason) {
+      rows.get(id)!.refused = reason;
+    },
     async pending(host) {
-      return [...rows.values()].filter((r) => !r.resolved && r.owner.host === host);
+      return [...rows.values()].filter((r) => !r.resolved && !r.refused && r.owner.host === host);
     },
   };
 }

@@ -24,6 +24,8 @@ export interface CleanupFacts {
   lastError: string | null;
   createdAt: Date;
   transporterId: string;
+  /** Why the sweep refused the row (journal-trust), when it did. */
+  refusal?: string | null;
 }
 
 export interface FlrLeftoverFacts {
@@ -35,10 +37,12 @@ export interface FlrLeftoverFacts {
   attempts: number;
   lastError: string | null;
   createdAt: Date;
+  /** Why the sweep refused the row (journal-trust), when it did. */
+  refusal?: string | null;
 }
 
 export interface Message {
-  event: 'run.finished' | 'cleanup.stuck' | 'file-restore.stuck' | 'test';
+  event: 'run.finished' | 'cleanup.stuck' | 'cleanup.refused' | 'file-restore.stuck' | 'file-restore.refused' | 'test';
   subject: string;
   text: string;
   data: Record<string, unknown>;
@@ -108,6 +112,20 @@ const LEFTOVER: Record<string, (t: Record<string, unknown>) => string> = {
 
 export function cleanupMessage(c: CleanupFacts): Message {
   const thing = (LEFTOVER[c.kind] ?? (() => `${c.kind} ${JSON.stringify(c.target)}`))(c.target);
+  if (c.refusal) {
+    return {
+      event: 'cleanup.refused',
+      subject: `[Vaultline] cleanup journal row refused: ${thing}`,
+      text: [
+        `The orphan sweep of Transporter ${c.transporterId} refused a cleanup journal row (${c.kind}, written ${c.createdAt.toISOString()}) and did nothing for it:`,
+        `reason: ${c.refusal}`,
+        '',
+        'Rows are signed by the Transporter that writes them; an unsigned row is either from before the upgrade that added signing or was written to the database by someone else.',
+        `Check whether the ${thing} still exists and remove it by hand if it is a leftover of Vaultline; if nobody expects this row, check who can write to the database.`,
+      ].join('\n'),
+      data: { cleanup: { id: c.id, kind: c.kind, target: c.target, refusal: c.refusal, since: c.createdAt.toISOString(), transporterId: c.transporterId } },
+    };
+  }
   return {
     event: 'cleanup.stuck',
     subject: `[Vaultline] cleanup needs attention: ${thing}`,
@@ -132,6 +150,20 @@ const FLR_LEFTOVER: Record<string, (t: Record<string, unknown>) => string> = {
 /** A layer of a file-level restore session that the Director's sweep keeps failing to undo. */
 export function flrLeftoverMessage(f: FlrLeftoverFacts): Message {
   const thing = (FLR_LEFTOVER[f.layer] ?? (() => `${f.layer} ${JSON.stringify(f.target)}`))(f.target);
+  if (f.refusal) {
+    return {
+      event: 'file-restore.refused',
+      subject: `[Vaultline] file-level restore journal row refused on ${f.host}: ${thing}`,
+      text: [
+        `The Director on ${f.host} refused a file-level restore journal row (session ${f.sessionId}, written ${f.createdAt.toISOString()}) and did nothing for it:`,
+        `reason: ${f.refusal}`,
+        '',
+        "Rows are signed by the Director that writes them, and undone only when what they name lies under the Director's file-restore folder; an unsigned row is either from before the upgrade that added signing or was written to the database by someone else.",
+        `Check on ${f.host} whether the ${thing} still exists and undo it by hand if it is a leftover of Vaultline; if nobody expects this row, check who can write to the database.`,
+      ].join('\n'),
+      data: { fileRestore: { id: f.id, session: f.sessionId, layer: f.layer, host: f.host, target: f.target, refusal: f.refusal, since: f.createdAt.toISOString() } },
+    };
+  }
   return {
     event: 'file-restore.stuck',
     subject: `[Vaultline] file-level restore cleanup needs attention on ${f.host}: ${thing}`,

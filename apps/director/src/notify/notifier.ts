@@ -9,6 +9,8 @@
  *      same way: a leftover snapshot or attached disk is always worth a message;
  *   3. file-level restore journal rows the Director's sweep kept failing to undo
  *      (3+ attempts): a mount or loop device left on the Director's host;
+ *      rows of either journal a sweep refused (MAC missing or wrong, a path or
+ *      device that is not Vaultline's; journal-trust.ts) are claimed the same way;
  *   4. due deliveries of enabled targets are leased, sent, and marked sent — or retried with
  *      backoff (1, 5, 15, 60 min) and given up after 5 attempts, logged.
  */
@@ -84,12 +86,12 @@ export async function notifyTick(deps: NotifierDeps): Promise<{ sent: number; fa
   }
   const stuck = await db.$queryRaw<{ id: string }[]>`
     UPDATE cleanup_journal SET notified_at = ${now}
-    WHERE resolved_at IS NULL AND notified_at IS NULL AND attempts >= ${STUCK_ATTEMPTS}
+    WHERE resolved_at IS NULL AND notified_at IS NULL AND (attempts >= ${STUCK_ATTEMPTS} OR refused_at IS NOT NULL)
     RETURNING id`;
   for (const c of stuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'cleanup', subjectId: c.id, nextAttemptAt: now });
   const flrStuck = await db.$queryRaw<{ id: string }[]>`
     UPDATE flr_journal SET notified_at = ${now}
-    WHERE resolved_at IS NULL AND notified_at IS NULL AND attempts >= ${STUCK_ATTEMPTS}
+    WHERE resolved_at IS NULL AND notified_at IS NULL AND (attempts >= ${STUCK_ATTEMPTS} OR refused_at IS NOT NULL)
     RETURNING id`;
   for (const f of flrStuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'flr', subjectId: f.id, nextAttemptAt: now });
   if (rows.length) await db.notificationDelivery.createMany({ data: rows, skipDuplicates: true });

@@ -18,7 +18,7 @@ import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema,
 import type { Db } from '@vaultline/db';
 import { archive, BrowseError, display, FileRestoreSessions, FlrSessionError, FlrUnavailableError, list, openFile, parsePath, pgFlrJournal, resolvePath, type ArchiveStats, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
-import { openRepository } from '@vaultline/appliance';
+import { loadJournalKey, openRepository } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -82,7 +82,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
   const { db, audit } = deps;
   const sessions = new FileRestoreSessions({
     root: deps.options?.root ?? path.join(path.resolve(deps.dataDir), 'flr'),
-    journal: pgFlrJournal(db),
+    // Rows are signed with the Director's local journal.key (never in the database); see docs/ARCHITECTURE.md.
+    journal: pgFlrJournal(db, await loadJournalKey(path.resolve(deps.dataDir)), { log: deps.log }),
     secretKey: deps.secretKey,
     log: deps.log,
     ...(deps.options?.idleMs ? { idleMs: deps.options.idleMs } : {}),

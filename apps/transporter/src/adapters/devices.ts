@@ -10,13 +10,16 @@
  *   the array (or the lab) changes the LUN behind our back.
  * Discovery looks in a by-id folder (/dev/disk/by-id on a real Transporter,
  * the lab's folder in tests), so the same code runs in both.
+ * LUN filesystems are mounted under <data dir>/mnt (mountDir); undoing a
+ * journaled mount touches only a mount point under it and a device the LUN's
+ * by-id link resolves to (journal-trust.ts).
  */
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { mkdtemp, open, readdir, readFile, realpath, rmdir, stat, type FileHandle } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, mkdtemp, open, readdir, readFile, realpath, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { deviceMatching, DEVICE_PATTERNS, JournalTrustError, pathUnder } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
 import type { LocalDevices, SourceReader } from '../backup/ports.ts';
 import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
@@ -113,6 +116,8 @@ export interface SanCleanup {
   kind: 'lun_mount';
   mountPoint: string;
   device: string;
+  /** The LUN, so an undo can check that `device` still is it. */
+  naa: string;
   /** We set the device read-only and must clear the flag afterwards. */
   restoreRw?: boolean;
 }
@@ -189,7 +194,24 @@ class HotAddedWriter implements HotAddedDiskWriter {
   }
 }
 
-export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices & RestoreDevices {
+/**
+ * A journaled LUN mount, checked before it is undone: the mount point must lie
+ * under `mountDir`, and the device (only touched to clear the read-only flag
+ * we set) must be what the LUN's by-id link resolves to now. JournalTrustError otherwise.
+ */
+async function trustedSanCleanup(c: Record<string, unknown>, mountDir: string, byIdDir: string): Promise<SanCleanup> {
+  const mountPoint = await pathUnder(c.mountPoint, mountDir, 'LUN mount point');
+  if (!c.restoreRw) return { kind: 'lun_mount', mountPoint, device: '', naa: String(c.naa ?? '') };
+  const device = await deviceMatching(c.device, DEVICE_PATTERNS.scsi, 'LUN device');
+  const naa = typeof c.naa === 'string' ? normaliseId(c.naa) : '';
+  if (!naa) throw new JournalTrustError(`LUN device ${device}: the row names no LUN`);
+  // A LUN no longer visible here cannot be told from a device that never was one: the operator looks.
+  const current = (await byIdLinks(byIdDir)).get(naa);
+  if (current !== device) throw new JournalTrustError(`LUN device ${device} is not LUN ${naa} (${current ? `that is ${current}` : 'not visible here'})`);
+  return { kind: 'lun_mount', mountPoint, device, naa, restoreRw: true };
+}
+
+export function createLocalDevices(opts: { byIdDir: string; mountDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices & RestoreDevices {
   const timeout = opts.appearTimeoutMs ?? 60_000;
   const realById = path.resolve(opts.byIdDir) === '/dev/disk/by-id';
 
@@ -224,8 +246,9 @@ export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearT
       if (!wasRo) await run('blockdev', ['--setro', device]);
       await run('blockdev', ['--flushbufs', device]);
       const type = await fsType(device);
-      const mountPoint = await mkdtemp(path.join(os.tmpdir(), 'vaultline-lun-'));
-      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, restoreRw: !wasRo };
+      await mkdir(opts.mountDir, { recursive: true, mode: 0o700 });
+      const mountPoint = await mkdtemp(path.join(opts.mountDir, 'lun-'));
+      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, naa, restoreRw: !wasRo };
       try {
         if (type === 'ext4') {
           await run('mount', ['-t', 'ext4', '-o', 'ro,noload', device, mountPoint]);
@@ -291,8 +314,8 @@ export function createLocalDevices(opts: { byIdDir: string; log: Logger; appearT
     },
 
     async undoSan(cleanup) {
-      const c = cleanup as SanCleanup;
-      if (c?.kind === 'lun_mount' && typeof c.mountPoint === 'string') await undoMount(c);
+      const c = cleanup as Record<string, unknown> | null;
+      if (c?.kind === 'lun_mount') await undoMount(await trustedSanCleanup(c, opts.mountDir, opts.byIdDir));
     },
   };
 }

@@ -92,7 +92,7 @@ export interface LocalDevices {
   /** Waits for a hot-added disk to appear and opens it read-only. */
   openHotAdded(diskUuid: string, capacity: number): Promise<SourceReader & { device: string }>;
   waitGone(diskUuid: string): Promise<void>;
-  /** Undoes a LUN mount recorded by openSan (after a crash). */
+  /** Undoes a LUN mount recorded by openSan (after a crash); JournalTrustError when the row names a mount point or device that is not ours. */
   undoSan(cleanup: unknown): Promise<void>;
 }
 

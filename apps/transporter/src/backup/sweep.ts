@@ -6,7 +6,11 @@
  * here, and disks on this Transporter's own VM that belong to another VM.
  * Removal escalates as Veeam's Snapshot Hunter does: remove → consolidate.
  * Run at start (before taking work) and periodically while idle.
+ * The journal hands out only rows whose MAC verifies; a row the undo still
+ * will not act on (JournalTrustError: a mount point outside the mount dir, a
+ * device that is not the LUN's) is refused, never retried.
  */
+import { JournalTrustError } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
 import type { CleanupJournal } from './journal.ts';
 import type { LocalDevices, VSpherePort } from './ports.ts';
@@ -29,12 +33,14 @@ export interface SweepReport {
   mountsUndone: number;
   restoredVmsRemoved: string[];
   failures: string[];
+  /** Rows refused (not acted on) by this sweep, with why. */
+  refused: string[];
 }
 
 const isGone = (err: unknown) => /ManagedObjectNotFound|not found|does not exist/i.test(`${(err as Error)?.name} ${(err as Error)?.message}`);
 
 export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
-  const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, restoredVmsRemoved: [], failures: [] };
+  const report: SweepReport = { snapshotsRemoved: [], disksDetached: [], mountsUndone: 0, restoredVmsRemoved: [], failures: [], refused: [] };
   const active = deps.activeRunVmIds();
   // Undo in the reverse order of doing: a disk is detached before the snapshot it was read
   // from is removed, and before the restored VM it belongs to is destroyed.
@@ -82,6 +88,11 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
       await deps.journal.resolve(rec.id);
     } catch (err) {
       const message = `${rec.kind} ${JSON.stringify(rec.target)}: ${(err as Error).message}`;
+      if (err instanceof JournalTrustError) {
+        report.refused.push(message);
+        await deps.journal.refuse(rec.id, err.message).catch(() => undefined);
+        continue;
+      }
       report.failures.push(message);
       await deps.journal.failed(rec.id, (err as Error).message).catch(() => undefined);
     }
