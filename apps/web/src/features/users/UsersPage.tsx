@@ -84,11 +84,12 @@ export default function UsersPage() {
   const qc = useQueryClient();
   const [flash, setFlash] = useState<string | null>(null);
   const removal = useConfirmation(
-    (u: User) => deleteUser(u.id),
+    (u: User, password) => deleteUser(u.id, password),
     async (_, u) => {
       setFlash(`User ${u.username} deleted.`);
       await qc.invalidateQueries({ queryKey: ['users'] });
     },
+    { reauth: true },
   );
   if (!admin) {
     return (
