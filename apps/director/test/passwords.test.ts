@@ -175,6 +175,8 @@ describe('sign-in, sessions, rate limits, TOTP and re-authentication (real Postg
       const ok = await inject({ method: 'POST', url: '/api/auth/totp/confirm', headers: { cookie }, payload: { code: code() } });
       expect(ok.statusCode).toBe(200);
       expect(ok.json()).toMatchObject({ totpEnabled: true });
+      const users = (await inject({ method: 'GET', url: '/api/users', headers: { cookie: ctx.cookie } })).json() as { username: string; totpEnabled: boolean }[];
+      expect(users.filter((u) => u.totpEnabled).map((u) => u.username)).toEqual(['totp-admin']);
       expect((await inject({ method: 'POST', url: '/api/auth/totp/enroll', headers: { cookie } })).statusCode).toBe(409);
     });
 

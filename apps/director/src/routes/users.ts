@@ -24,7 +24,7 @@ export async function userRoutes(app: FastifyInstance, deps: { db: Db; audit: Au
     });
     await audit.record({ actor: currentUser(request).username, action: 'user.create', subject: user.username, detail: { role: user.role }, ip: request.ip });
     reply.code(201);
-    return { id: user.id, username: user.username, role: user.role, mustChangePassword: true };
+    return { id: user.id, username: user.username, role: user.role, mustChangePassword: true, totpEnabled: false };
   });
 
   app.delete('/users/:id', admin, async (request) => {
