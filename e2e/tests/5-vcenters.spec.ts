@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { ADMIN_PASSWORD, labState, nav, shot, signIn } from '../fixtures/session.ts';
 
 const lab = () => {
   const s = labState();
@@ -44,13 +44,21 @@ test('removing a vCenter asks first; one that jobs use is refused with the serve
   const used = page.getByTestId('vcenter-row').filter({ hasText: 'Lab vCenter' });
   await used.getByRole('button', { name: 'Remove' }).click();
   const dialog = page.getByRole('dialog', { name: 'Remove Lab vCenter?' });
+  // Removing cannot be undone: the dialog wants the password again, and confirms nothing without it.
+  await expect(dialog.getByRole('button', { name: 'Remove vCenter' })).toBeDisabled();
+  await dialog.getByLabel('Your password, to confirm').fill(ADMIN_PASSWORD);
   await dialog.getByRole('button', { name: 'Remove vCenter' }).click();
   await expect(dialog.getByRole('alert')).toContainText('Lab vCenter is used by 1 job(s); delete or move them first');
   await dialog.getByRole('button', { name: 'Cancel' }).click();
 
   const second = page.getByTestId('vcenter-row').filter({ hasText: 'second' });
   await second.getByRole('button', { name: 'Remove' }).click();
-  await page.getByRole('dialog', { name: 'Remove second?' }).getByRole('button', { name: 'Remove vCenter' }).click();
+  const confirm = page.getByRole('dialog', { name: 'Remove second?' });
+  await confirm.getByLabel('Your password, to confirm').fill('not-the-password');
+  await confirm.getByRole('button', { name: 'Remove vCenter' }).click();
+  await expect(confirm.getByRole('alert')).toContainText('your password is wrong; nothing was changed');
+  await confirm.getByLabel('Your password, to confirm').fill(ADMIN_PASSWORD);
+  await confirm.getByRole('button', { name: 'Remove vCenter' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'vCenter second removed.' })).toBeVisible();
   await expect(second).toHaveCount(0);
 });

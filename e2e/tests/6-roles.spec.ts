@@ -90,7 +90,9 @@ test('a user changes their own password from the user menu, which ends their oth
   const row = page.getByTestId('user-row').filter({ hasText: VIEWER });
   await expect(row).not.toContainText('one-time password not changed yet');
   await row.getByRole('button', { name: 'Delete' }).click();
-  await page.getByRole('dialog', { name: `Delete user ${VIEWER}?` }).getByRole('button', { name: 'Delete user' }).click();
+  const dialog = page.getByRole('dialog', { name: `Delete user ${VIEWER}?` });
+  await dialog.getByLabel('Your password, to confirm').fill(ADMIN_PASSWORD);
+  await dialog.getByRole('button', { name: 'Delete user' }).click();
   await expect(page.getByRole('status').filter({ hasText: `User ${VIEWER} deleted.` })).toBeVisible();
   await expect(row).toHaveCount(0);
 });

@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { startSshLab } from '@vaultline/ssh-lab';
-import { nav, shot, signIn } from '../fixtures/session.ts';
+import { ADMIN_PASSWORD, nav, shot, signIn } from '../fixtures/session.ts';
 
 test('an admin adds a remote Transporter against a real sshd: the host key is shown to confirm, then pinned; deploy waits for its heartbeat; remove cleans the host', async ({ page }) => {
   // ssh-lab creates a local user for sshd to let in: that needs root.
@@ -55,6 +55,7 @@ test('an admin adds a remote Transporter against a real sshd: the host key is sh
     await row.getByRole('button', { name: 'Remove' }).click();
     const dialog = page.getByRole('dialog', { name: 'Remove e2e remote?' });
     await expect(dialog).toContainText('the env file holding the database and Redis addresses and the appliance key');
+    await dialog.getByLabel('Your password, to confirm').fill(ADMIN_PASSWORD);
     await dialog.getByRole('button', { name: 'Remove', exact: true }).click();
     await expect(section.getByRole('status').filter({ hasText: 'e2e remote removed: process stopped' })).toBeVisible({ timeout: 60_000 });
     await expect(row).toHaveCount(0);

@@ -38,7 +38,11 @@ export class DirectorClient {
     return data as T;
   }
 
-  login(username: string, password: string) {
-    return this.call<{ mustChangePassword: boolean }>('POST', '/api/auth/login', { username, password });
+  /** Signs in; an account with two-factor sign-in also needs the current code (`totp`). */
+  async login(username: string, password: string, totp?: string): Promise<{ mustChangePassword: boolean }> {
+    const res = await this.call<{ mustChangePassword: boolean } | { secondFactor: 'totp'; challenge: string }>('POST', '/api/auth/login', { username, password });
+    if (!('secondFactor' in res)) return res;
+    if (!totp) throw new ApiError(0, 'totp_required', `${username} signs in with a second factor: set VAULTLINE_TOTP to the current code of the authenticator app`, null);
+    return this.call<{ mustChangePassword: boolean }>('POST', '/api/auth/login/totp', { challenge: res.challenge, code: totp });
   }
 }

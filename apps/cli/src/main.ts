@@ -5,7 +5,7 @@
  * text, or JSON with --json. Exit code 0 on success, 1 on failure (for a run:
  * 1 unless it succeeded).
  */
-import type { DrillJobDto, InventoryVm, RepositoryDto, Run, VCenter } from '@vaultline/contracts';
+import { REAUTH_FIELD, type DrillJobDto, type InventoryVm, type RepositoryDto, type Run, type VCenter } from '@vaultline/contracts';
 import { ApiError, DirectorClient } from './api.ts';
 
 interface Parsed {
@@ -28,12 +28,13 @@ function parseArgs(argv: string[]): Parsed {
   return { positional, flags };
 }
 
-const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULTLINE_USER, VAULTLINE_PASSWORD)
+const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULTLINE_USER, VAULTLINE_PASSWORD, VAULTLINE_TOTP)
 
   health
   vcenter list
   vcenter add --name N --url https://vc/sdk --user U --password P [--thumbprint AB:CD:..] [--allow-http]
   vcenter vms <vcenter-name>
+  vcenter remove <vcenter-name>            (sends VAULTLINE_PASSWORD again to confirm)
   repo list
   repo add --name N --path /abs/path [--passphrase P]
   job list
@@ -100,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const password = process.env.VAULTLINE_PASSWORD;
   if (!password) throw new ApiError(0, 'no_credentials', 'set VAULTLINE_PASSWORD (and VAULTLINE_USER if not admin)', null);
-  const me = await client.login(process.env.VAULTLINE_USER ?? 'admin', password);
+  const me = await client.login(process.env.VAULTLINE_USER ?? 'admin', password, process.env.VAULTLINE_TOTP);
   if (me.mustChangePassword) throw new ApiError(0, 'password_change_required', 'this account must choose a new password in the web console first', null);
 
   const need = (name: string): string => {
@@ -140,6 +141,13 @@ async function main(argv: string[]): Promise<number> {
       const vc = await byName<VCenter>('/api/vcenters', arg ?? need('vcenter'), 'vCenter');
       const vms = await client.call<InventoryVm[]>('GET', `/api/vcenters/${vc.id}/vms`);
       out(vms, () => vms.forEach((v) => console.log(`${v.name}\t${v.moref}\t${v.powerState}\tCBT ${v.changeTrackingEnabled ? 'on' : 'off'}\t${v.disks.map((d) => `${d.label} ${fmtBytes(d.capacityBytes)} ${d.controller}`).join(', ')}`)));
+      return 0;
+    }
+    case 'vcenter remove': {
+      const vc = await byName<VCenter>('/api/vcenters', arg ?? need('vcenter'), 'vCenter');
+      // What cannot be undone carries the password again (the Director's re-authentication).
+      const r = await client.call<{ ok: true }>('DELETE', `/api/vcenters/${vc.id}`, { [REAUTH_FIELD]: password });
+      out(r, () => console.log(`removed ${vc.name}`));
       return 0;
     }
     case 'repo list': {

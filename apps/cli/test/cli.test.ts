@@ -7,6 +7,7 @@ import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The CLI is tested against a real Director (real Postgres/Redis) listening on a free port.
 import { signInAdmin, startTestDirector, type TestDirector } from '../../director/test/helpers.ts';
+import { totpCode } from '../../director/src/auth/totp.ts';
 
 const run = promisify(execFile);
 const MAIN = path.resolve(import.meta.dirname, '../src/main.ts');
@@ -85,6 +86,28 @@ describe('the vaultline CLI over the Director API', () => {
     expect(missing.err).toContain('no VM named nope in lab');
     const bad = await run(process.execPath, ['--import', 'tsx', MAIN, 'job', 'list'], { env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'wrong' } }).catch((e: { stderr: string }) => e);
     expect((bad as { stderr: string }).stderr).toContain('wrong username or password');
+  });
+
+  it('removes a vCenter, sending the password again, and signs in with a TOTP code when the account has one', async () => {
+    const vc = await d.db.vCenter.create({ data: { name: 'cli-doomed', url: 'https://vc.invalid', username: 'u', passwordSealed: 'x' } });
+    const removed = await cli('vcenter', 'remove', 'cli-doomed');
+    expect(removed.code, removed.err).toBe(0);
+    expect(removed.out).toContain('removed cli-doomed');
+    expect(await d.db.vCenter.findUnique({ where: { id: vc.id } })).toBeNull();
+    const audit = await d.db.auditEvent.findMany({ where: { subject: 'cli-doomed' } });
+    expect(audit.map((a) => a.action)).toEqual(['vcenter.delete']);
+
+    const cookie = (await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'cli-password-123' } })).cookies.find((c) => c.name === 'vl_session')!;
+    const headers = { cookie: `vl_session=${cookie.value}` };
+    const { secret } = (await d.app.fastify.inject({ method: 'POST', url: '/api/auth/totp/enroll', headers })).json() as { secret: string };
+    expect((await d.app.fastify.inject({ method: 'POST', url: '/api/auth/totp/confirm', headers, payload: { code: totpCode(secret) } })).statusCode).toBe(200);
+    const noCode = await cli('vcenter', 'list');
+    expect(noCode.code).toBe(1);
+    expect(noCode.err).toContain('set VAULTLINE_TOTP');
+    const withCode = await run(process.execPath, ['--import', 'tsx', MAIN, 'vcenter', 'list'], {
+      env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'cli-password-123', VAULTLINE_TOTP: totpCode(secret, Date.now() + 30_000) },
+    });
+    expect(withCode.stdout).toContain(lab.url);
   });
 
   it('reports an unreachable Director without a stack trace', async () => {

@@ -29,6 +29,8 @@ import { transporterDeployRoutes, type RemoteTransporterConfig } from './routes/
 import { fileRestoreRoutes, type FileRestoreOptions } from './routes/file-restore.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
+import type { PasswordCost } from './auth/passwords.ts';
+import { Credentials } from './auth/credentials.ts';
 
 export interface AppDeps {
   db: Db;
@@ -49,6 +51,10 @@ export interface AppDeps {
   remote?: RemoteTransporterConfig;
   /** File-level restore: idle timeout, session limit, mount folder. */
   fileRestore?: FileRestoreOptions;
+  /** Sessions end after this long without a request (default 30 min). */
+  sessionIdleMs?: number;
+  /** scrypt cost for new hashes; tests pass a cheap one, the Director never sets it. */
+  passwordCost?: PasswordCost;
 }
 
 export interface App {
@@ -71,12 +77,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);
+  const credentials = new Credentials(deps.db, audit, deps.secretKey, deps.passwordCost);
 
   await fastify.register(fastifyCookie);
   decorateAuth(fastify);
 
   fastify.setErrorHandler((err: Error, request, reply) => {
     if (err instanceof AppError) {
+      if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
       return reply.code(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
     }
     const status = (err as { statusCode?: number }).statusCode;
@@ -94,21 +102,21 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // Every API route lives in this one context: its hooks decide access for the route matched.
   const routes = async (api: FastifyInstance) => {
     await api.register(healthRoutes, { health, db: deps.db });
-    await api.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
-    await api.register(userRoutes, { db: deps.db, audit });
-    await api.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
+    await api.register(authRoutes, { db: deps.db, audit, credentials, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
+    await api.register(userRoutes, { db: deps.db, audit, credentials });
+    await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-    await api.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
+    await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events });
     await api.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-    await api.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
+    await api.register(transporterDeployRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
     await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];
-  await fastify.register(apiPlugin(deps.db, routes, table), { prefix: '/api' });
+  await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs }), { prefix: '/api' });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

@@ -7,6 +7,8 @@ export type AppErrorCode =
   | 'conflict'
   | 'rate_limited'
   | 'password_change_required'
+  | 'reauth_required'
+  | 'reauth_failed'
   | 'service_unavailable'
   | 'bad_gateway'
   | 'internal';
@@ -18,6 +20,8 @@ const STATUS: Record<AppErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   password_change_required: 403,
+  reauth_required: 403,
+  reauth_failed: 403,
   rate_limited: 429,
   service_unavailable: 503,
   bad_gateway: 502,
@@ -26,6 +30,8 @@ const STATUS: Record<AppErrorCode, number> = {
 
 export class AppError extends Error {
   override name = 'AppError';
+  /** Sent as Retry-After (rate_limited). */
+  retryAfterSeconds?: number;
   constructor(
     readonly code: AppErrorCode,
     message: string,

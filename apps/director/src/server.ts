@@ -69,8 +69,9 @@ async function main(): Promise<void> {
       logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,
     },
     fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
+    sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
-  const realtime = attachRealtime(fastify.server, { db, health, log, events });
+  const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000 });
   const scheduler = startScheduler({ db, queue, log });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });

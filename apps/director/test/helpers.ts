@@ -9,9 +9,16 @@ import { vsphereConnector } from '../src/services/vsphere-connector.ts';
 import { buildApp, type App, type AppDeps } from '../src/app.ts';
 import type { FileRestoreOptions } from '../src/routes/file-restore.ts';
 import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
+import type { PasswordCost } from '../src/auth/passwords.ts';
 
 export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/**
+ * scrypt at 2^10 instead of the Director's 2^17, so a sign-in costs a millisecond in tests.
+ * Only test Directors get it, by this explicit option: no setting can lower the real cost.
+ */
+export const TEST_PASSWORD_COST: PasswordCost = { N: 1 << 10, r: 8, p: 1 };
 
 export interface TestDirector {
   app: App;
@@ -45,7 +52,7 @@ export async function startTestDirector(
   const registry = new TransporterRegistry(redis, opts.heartbeatMs ?? 1_000, { namespace: database.name });
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-director-'));
   const { log, lines: logs } = memoryLogger('director-test');
-  const admin = await ensureFirstAdmin(db, dataDir);
+  const admin = await ensureFirstAdmin(db, dataDir, TEST_PASSWORD_COST);
   const queue = new WorkQueue({ redisUrl: opts.redisUrl ?? REDIS_URL, namespace: database.name });
   const events = new EventBus(opts.redisUrl ?? REDIS_URL, database.name);
   const extra = opts.extra?.({ databaseUrl, namespace: database.name, dataDir }) ?? {};
@@ -61,6 +68,7 @@ export async function startTestDirector(
     version: 'test',
     secretKey: Buffer.alloc(32, 3),
     dataDir,
+    passwordCost: TEST_PASSWORD_COST,
     ...(opts.fileRestore ? { fileRestore: opts.fileRestore } : {}),
     ...extra,
   });

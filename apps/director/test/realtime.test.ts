@@ -3,6 +3,7 @@ import { EventBus } from '@vaultline/queue';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachRealtime } from '../src/realtime/socket.ts';
+import { SESSION_IDLE_MS } from '../src/auth/sessions.ts';
 import { REDIS_URL, sessionCookie, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 
 describe('live events over socket.io (real Redis relay)', () => {
@@ -74,5 +75,15 @@ describe('live events over socket.io (real Redis relay)', () => {
     } finally {
       clearInterval(timer);
     }
+  });
+
+  it('drops a socket whose session sat idle past the idle timeout: an open socket is not activity', async () => {
+    const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'correct-horse-battery' } });
+    const idle = open({ cookie: sessionCookie(login) });
+    await new Promise((resolve) => idle.once('health', resolve));
+    const ended = new Promise<{ reason: string }>((resolve) => idle.once('session.ended', resolve));
+    const newest = await d.db.session.findFirstOrThrow({ orderBy: { createdAt: 'desc' } });
+    await d.db.session.update({ where: { id: newest.id }, data: { lastSeenAt: new Date(Date.now() - SESSION_IDLE_MS - 1000) } });
+    expect(await ended).toEqual({ reason: 'signed out or session expired' });
   });
 });

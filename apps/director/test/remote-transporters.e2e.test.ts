@@ -59,6 +59,8 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
 
   const api = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: object, who = cookie) =>
     d.app.fastify.inject({ method, url, headers: { cookie: who }, ...(payload ? { payload } : {}) });
+  // Removing a Transporter needs the admin's password again (signInAdmin's).
+  const REAUTH = { currentPassword: 'correct-horse-battery' };
   const keyBody = (extra: object = {}) => ({ name: 'remote one', host: ssh.host, port: ssh.port, username: ssh.user, privateKey: ssh.privateKey, ...extra });
 
   beforeAll(async () => {
@@ -85,7 +87,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     // Whatever a failed test left on the host goes (force: the host may be unreachable by then).
     if (d) {
       for (const t of await d.db.transporter.findMany({ where: { sshHost: { not: null } } }).catch(() => [])) {
-        await api('DELETE', `/api/transporters/remote/${t.id}?force=true`).catch(() => undefined);
+        await api('DELETE', `/api/transporters/remote/${t.id}?force=true`, REAUTH).catch(() => undefined);
       }
       await d.close();
     }
@@ -221,7 +223,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
   it('does not restart or remove it while it runs a VM job (that would cancel the job)', async () => {
     await whileBusy(async () => {
       refusedBusy(await api('POST', `/api/transporters/remote/${id}/restart`));
-      refusedBusy(await api('DELETE', `/api/transporters/remote/${id}`));
+      refusedBusy(await api('DELETE', `/api/transporters/remote/${id}`, REAUTH));
     });
   });
 
@@ -261,7 +263,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
   }, 300_000);
 
   it('removes it: the process stops, the install folder and env file are deleted, then the row', async () => {
-    const res = await api('DELETE', `/api/transporters/remote/${id}`);
+    const res = await api('DELETE', `/api/transporters/remote/${id}`, REAUTH);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ ok: true, cleaned: true });
     expect(alive(firstPid)).toBe(false);
@@ -346,7 +348,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
       const status = (await api('GET', `/api/transporters/remote/${rid}`)).json();
       expect(status.process).toBeNull();
       expect(status.problem).toContain(after);
-      const remove = await api('DELETE', `/api/transporters/remote/${rid}`);
+      const remove = await api('DELETE', `/api/transporters/remote/${rid}`, REAUTH);
       expect(remove.statusCode).toBe(409);
       expect(remove.json().message).toContain('?force=true');
 
@@ -359,10 +361,10 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
 
       // The host "goes away": removal without force is refused, with force it names what may be left there.
       await d.db.transporter.update({ where: { id: rid }, data: { sshPort: await freePort() } });
-      const gone = await api('DELETE', `/api/transporters/remote/${rid}`);
+      const gone = await api('DELETE', `/api/transporters/remote/${rid}`, REAUTH);
       expect(gone.statusCode).toBe(400);
       expect(gone.json().message).toMatch(/connection was refused.*nothing was removed.*\?force=true/);
-      const forced = await api('DELETE', `/api/transporters/remote/${rid}?force=true`);
+      const forced = await api('DELETE', `/api/transporters/remote/${rid}?force=true`, REAUTH);
       expect(forced.statusCode).toBe(200);
       expect(forced.json()).toMatchObject({ ok: true, cleaned: false });
       expect(forced.json().message).toContain('transporter.env holding the database and Redis addresses and the appliance key');

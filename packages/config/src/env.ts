@@ -51,6 +51,8 @@ const EnvSchema = z.object({
   VAULTLINE_FLR_IDLE_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
   /** File-level restore: browse sessions open at once. */
   VAULTLINE_FLR_MAX_SESSIONS: z.coerce.number().int().min(1).max(32).default(4),
+  /** A console session without requests for this long ends (besides the absolute 12 h). */
+  VAULTLINE_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(720).default(30),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;

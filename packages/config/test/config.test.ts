@@ -7,6 +7,13 @@ describe('loadEnv', () => {
     expect(env.DATABASE_URL).toMatch(/^postgresql:\/\/.+127\.0\.0\.1:5432/);
     expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379');
     expect(env.VAULTLINE_PORT).toBe(8080);
+    expect(env.VAULTLINE_SESSION_IDLE_MINUTES).toBe(30);
+  });
+
+  it('takes the session idle timeout in minutes, between 1 and 720', () => {
+    expect(loadEnv({ VAULTLINE_SESSION_IDLE_MINUTES: '5' }).VAULTLINE_SESSION_IDLE_MINUTES).toBe(5);
+    expect(() => loadEnv({ VAULTLINE_SESSION_IDLE_MINUTES: '0' })).toThrow(/VAULTLINE_SESSION_IDLE_MINUTES/);
+    expect(() => loadEnv({ VAULTLINE_SESSION_IDLE_MINUTES: '721' })).toThrow(ConfigError);
   });
 
   it('names every bad key in one error', () => {

@@ -14,8 +14,43 @@ export const MeSchema = z.object({
   username: z.string(),
   role: RoleSchema,
   mustChangePassword: z.boolean(),
+  /** A TOTP code is asked for at sign-in (admins may turn this on). */
+  totpEnabled: z.boolean(),
 });
 export type Me = z.infer<typeof MeSchema>;
+
+/** The password was right but the account has a second factor: send the code with this challenge to /auth/login/totp. */
+export const TotpChallengeSchema = z.object({
+  secondFactor: z.literal('totp'),
+  challenge: z.string(),
+});
+export type TotpChallenge = z.infer<typeof TotpChallengeSchema>;
+export type LoginResponse = Me | TotpChallenge;
+
+export const TotpCodeSchema = z.string().trim().regex(/^\d{6}$/, '6 digits');
+
+export const TotpLoginRequestSchema = z.object({
+  challenge: z.string().min(1).max(2048),
+  code: TotpCodeSchema,
+});
+export type TotpLoginRequest = z.infer<typeof TotpLoginRequestSchema>;
+
+/** Shown once when enrolling: the secret as text and as the URI authenticator apps read. */
+export const TotpEnrollmentSchema = z.object({
+  secret: z.string(),
+  uri: z.string(),
+});
+export type TotpEnrollment = z.infer<typeof TotpEnrollmentSchema>;
+
+export const TotpConfirmRequestSchema = z.object({ code: TotpCodeSchema });
+export const TotpDisableRequestSchema = z.object({ currentPassword: z.string().min(1).max(1024), code: TotpCodeSchema });
+
+/**
+ * Destructive actions (deleting a vCenter, a user or a remote Transporter, lowering a job's
+ * immutability) carry the signed-in user's password again in this body field.
+ */
+export const REAUTH_FIELD = 'currentPassword';
+export const ReauthSchema = z.object({ currentPassword: z.string().min(1).max(1024).optional() });
 
 export const PASSWORD_MIN_LENGTH = 10;
 

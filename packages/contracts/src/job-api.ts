@@ -35,7 +35,8 @@ export type Job = z.infer<typeof JobSchema>;
 /**
  * PATCH /api/jobs/:id. Only the fields sent change; `options`, when sent, replaces
  * the job's options as a whole. While a run of the job is queued or running,
- * only name, schedule and enabled may change.
+ * only name, schedule and enabled may change. Lowering `options.retention.immutableDays`
+ * needs the signed-in user's password in `currentPassword`.
  */
 export const JobUpdateSchema = z
   .object({
@@ -47,10 +48,12 @@ export const JobUpdateSchema = z
     options: JobOptionsSchema,
     schedule: z.string().trim().min(1).nullable(),
     enabled: z.boolean(),
+    /** Needed when the change lowers the job's immutability (see REAUTH_FIELD). */
+    currentPassword: z.string().min(1).max(1024),
   })
   .partial()
   .strict()
-  .refine((u) => Object.keys(u).length > 0, 'nothing to change');
+  .refine((u) => Object.keys(u).some((k) => k !== 'currentPassword'), 'nothing to change');
 export type JobUpdate = z.infer<typeof JobUpdateSchema>;
 
 export const SchedulePreviewRequestSchema = z.object({ schedule: z.string().trim().min(1, 'enter a cron expression') });

@@ -6,6 +6,8 @@ export const UserSchema = z.object({
   username: z.string(),
   role: RoleSchema,
   mustChangePassword: z.boolean(),
+  /** Signs in with a TOTP code as well. */
+  totpEnabled: z.boolean(),
   lastLoginAt: z.string().nullable(),
 });
 export type User = z.infer<typeof UserSchema>;

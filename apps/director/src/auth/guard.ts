@@ -26,6 +26,9 @@ declare module 'fastify' {
   }
 }
 
+/** Sent by the console on requests nobody asked for just now (polling): they do not count as activity. */
+export const BACKGROUND_HEADER = 'x-vaultline-background';
+
 /** Route options for the three roles: `app.get('/jobs', viewer, handler)`. */
 export const viewer = { config: { minRole: 'viewer' } } as const;
 export const operator = { config: { minRole: 'operator' } } as const;
@@ -66,7 +69,7 @@ export function requireDeclaredAccess(route: RouteOptions): void {
  * be percent-encoded, doubled or dotted). Deny by default: a route must declare
  * its role, and the check refuses unless the signed-in user has it.
  */
-export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = []): FastifyPluginAsync {
+export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = [], opts: { sessionIdleMs?: number } = {}): FastifyPluginAsync {
   return async (api: FastifyInstance) => {
     api.addHook('onRoute', (route) => {
       requireDeclaredAccess(route);
@@ -81,7 +84,9 @@ export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] 
       request.sessionToken = null;
       const token = request.cookies[SESSION_COOKIE];
       if (token) {
-        const user = await findSessionUser(db, token).catch((err: unknown) => {
+        // The console marks polls made while nobody touches it, so they do not keep an idle session alive.
+        const touch = request.headers[BACKGROUND_HEADER] === undefined;
+        const user = await findSessionUser(db, token, opts.sessionIdleMs, touch).catch((err: unknown) => {
           if (config.public === true) return null;
           throw err;
         });

@@ -1,7 +1,7 @@
 /**
  * socket.io lives here and nowhere else in the Director. A connection is
  * accepted only with a valid session cookie, and dropped once that session
- * ends (sign-out, expiry, user deleted, password changed elsewhere): each
+ * ends (sign-out, expiry, idle timeout, user deleted, password changed elsewhere): each
  * socket's session is checked again every few seconds. Signed-in clients get
  * `health` pushed every couple of seconds and every Transporter event (run
  * progress, phases, logs); each page keeps the runs it shows.
@@ -27,13 +27,13 @@ export interface RealtimeEvents {
 
 export function attachRealtime(
   server: HttpServer,
-  deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number },
+  deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number; sessionIdleMs?: number },
 ): { close(): Promise<void> } {
   const io = new Server(server, { serveClient: false, cors: { origin: false } });
   io.use((socket, next) => {
     const token = cookieValue(socket.handshake.headers.cookie, SESSION_COOKIE);
     if (!token) return next(new Error('unauthenticated'));
-    findSessionUser(deps.db, token)
+    findSessionUser(deps.db, token, deps.sessionIdleMs, false)
       .then((user) => {
         if (!user || user.mustChangePassword) return next(new Error('unauthenticated'));
         socket.data.token = token;
@@ -60,7 +60,7 @@ export function attachRealtime(
     checking = true;
     const sockets = [...io.sockets.sockets.values()];
     // One query for every socket; when the database does not answer, nobody is dropped.
-    void liveSessionTokens(deps.db, sockets.map((s) => String(s.data.token ?? '')))
+    void liveSessionTokens(deps.db, sockets.map((s) => String(s.data.token ?? '')), deps.sessionIdleMs)
       .then((live) => {
         for (const socket of sockets) {
           if (live.has(String(socket.data.token ?? ''))) continue;

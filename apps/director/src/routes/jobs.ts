@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, operator, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { Credentials } from '../auth/credentials.ts';
 import { parse } from '../validate.ts';
 import { startJobRun } from '../services/runs.ts';
 import { applianceTimeZone, nextOccurrences, scheduleProblem } from '../services/schedules.ts';
@@ -101,7 +102,7 @@ function checkSchedule(schedule: string | null | undefined): void {
   if (bad) throw new AppError('bad_request', `schedule "${schedule}" is not a valid cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
 }
 
-export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue; events: EventBus }): Promise<void> {
+export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus }): Promise<void> {
   const { db, audit, queue } = deps;
 
   app.get('/jobs', viewer, async () => (await loadJobs(db)).map((j) => jobDto(j)));
@@ -148,6 +149,18 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (body.repositoryId && !(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (body.name && body.name !== job.name && (await db.backupJob.findUnique({ where: { name: body.name } }))) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
+    // Shortening (or ending) the time restore points cannot be deleted is as destructive as deleting them.
+    const immutableBefore = JobOptionsSchema.safeParse(job.options).data?.retention.immutableDays ?? 0;
+    if (body.options && body.options.retention.immutableDays < immutableBefore) {
+      await deps.credentials.reauthenticate(request, 'job.immutability-lowered', job.name);
+      await audit.record({
+        actor: currentUser(request).username,
+        action: 'job.immutability-lowered',
+        subject: job.name,
+        detail: { from: immutableBefore, to: body.options.retention.immutableDays },
+        ip: request.ip,
+      });
+    }
     await db.backupJob.update({
       where: { id },
       data: {
@@ -164,7 +177,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
         ...(body.enabled === true && !job.enabled && body.schedule === undefined ? { lastScheduledAt: new Date() } : {}),
       },
     });
-    await audit.record({ actor: currentUser(request).username, action: 'job.update', subject: body.name ?? job.name, detail: { fields: Object.keys(body) }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'job.update', subject: body.name ?? job.name, detail: { fields: Object.keys(body).filter((k) => k !== 'currentPassword') }, ip: request.ip });
     const [updated] = await loadJobs(db, { id });
     return jobDto(updated!);
   });

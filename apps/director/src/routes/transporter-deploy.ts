@@ -44,6 +44,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { admin, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { Credentials } from '../auth/credentials.ts';
 import { parse } from '../validate.ts';
 
 export const ENDPOINTS_SETTING = 'transporter.endpoints';
@@ -129,7 +130,7 @@ export function urlForTransporters(url: string, address: string | null): string 
 
 export async function transporterDeployRoutes(
   app: FastifyInstance,
-  deps: { db: Db; audit: AuditLog; secretKey: Buffer; registry: TransporterRegistry; remote?: RemoteTransporterConfig },
+  deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; registry: TransporterRegistry; remote?: RemoteTransporterConfig },
 ): Promise<void> {
   const { db, audit, secretKey, registry } = deps;
   const busy = new Set<string>();
@@ -396,6 +397,7 @@ export async function transporterDeployRoutes(
     return exclusive(id, async () => {
       const row = await remoteRow(id);
       if (!force) await refuseWhileBusy(row, 'removing it');
+      await deps.credentials.reauthenticate(request, 'transporter.remote.remove', row.name);
       let cleaned = true;
       let message = `${row.name} removed: process stopped, ${row.installDir ?? 'its install folder'} and the env file deleted on ${row.sshHost}`;
       if (row.installDir) {

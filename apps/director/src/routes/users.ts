@@ -4,27 +4,27 @@ import type { Db } from '@vaultline/db';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { admin, currentUser } from '../auth/guard.ts';
-import { hashPassword } from '../auth/passwords.ts';
+import type { Credentials } from '../auth/credentials.ts';
 import { parse } from '../validate.ts';
 import type { AuditLog } from '../services/audit.ts';
 
-export async function userRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog }): Promise<void> {
+export async function userRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials }): Promise<void> {
   const { db, audit } = deps;
 
   app.get('/users', admin, async () => {
     const users = await db.user.findMany({ orderBy: { username: 'asc' } });
-    return users.map((u) => ({ id: u.id, username: u.username, role: u.role, mustChangePassword: u.mustChangePassword, lastLoginAt: u.lastLoginAt }));
+    return users.map((u) => ({ id: u.id, username: u.username, role: u.role, mustChangePassword: u.mustChangePassword, totpEnabled: u.totpEnabledAt !== null, lastLoginAt: u.lastLoginAt }));
   });
 
   app.post('/users', admin, async (request, reply) => {
     const body = parse(CreateUserRequestSchema, request.body);
     if (await db.user.findUnique({ where: { username: body.username } })) throw new AppError('conflict', `user ${body.username} already exists`);
     const user = await db.user.create({
-      data: { username: body.username, role: body.role, passwordHash: await hashPassword(body.password), mustChangePassword: true },
+      data: { username: body.username, role: body.role, passwordHash: await deps.credentials.hash(body.password), mustChangePassword: true },
     });
     await audit.record({ actor: currentUser(request).username, action: 'user.create', subject: user.username, detail: { role: user.role }, ip: request.ip });
     reply.code(201);
-    return { id: user.id, username: user.username, role: user.role, mustChangePassword: true };
+    return { id: user.id, username: user.username, role: user.role, mustChangePassword: true, totpEnabled: false };
   });
 
   app.delete('/users/:id', admin, async (request) => {
@@ -35,6 +35,7 @@ export async function userRoutes(app: FastifyInstance, deps: { db: Db; audit: Au
     if (user.role === 'admin' && (await db.user.count({ where: { role: 'admin' } })) <= 1) {
       throw new AppError('conflict', 'the last admin cannot be deleted');
     }
+    await deps.credentials.reauthenticate(request, 'user.delete', user.username);
     await db.user.delete({ where: { id } });
     await audit.record({ actor: currentUser(request).username, action: 'user.delete', subject: user.username, ip: request.ip });
     return { ok: true };

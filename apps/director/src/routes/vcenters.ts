@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { Credentials } from '../auth/credentials.ts';
 import { VCenterProblem, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
 
@@ -32,7 +33,7 @@ function asAppError(err: unknown): never {
   throw err;
 }
 
-export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
+export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
   const { db, audit, connector } = deps;
 
   app.get('/vcenters', viewer, async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
@@ -80,6 +81,7 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const row = await db.vCenter.findUnique({ where: { id }, include: { _count: { select: { jobs: true } } } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     if (row._count.jobs > 0) throw new AppError('conflict', `${row.name} is used by ${row._count.jobs} job(s); delete or move them first`);
+    await deps.credentials.reauthenticate(request, 'vcenter.delete', row.name);
     await db.vCenter.delete({ where: { id } });
     await audit.record({ actor: currentUser(request).username, action: 'vcenter.delete', subject: row.name, ip: request.ip });
     return { ok: true };

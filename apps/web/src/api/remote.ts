@@ -13,7 +13,8 @@ export const addRemote = (body: Partial<RemoteTransporterCreate> & Pick<RemoteTr
 export const deployRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/deploy`, { method: 'POST', body: {} });
 export const upgradeRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/upgrade`, { method: 'POST', body: {} });
 export const restartRemote = (id: string) => api<{ pid: number | null; running: boolean; online: boolean }>(`/api/transporters/remote/${id}/restart`, { method: 'POST', body: {} });
-export const removeRemote = (id: string, force: boolean) => api<{ ok: true; cleaned: boolean; message: string }>(`/api/transporters/remote/${id}${force ? '?force=true' : ''}`, { method: 'DELETE' });
+export const removeRemote = (id: string, force: boolean, currentPassword: string) =>
+  api<{ ok: true; cleaned: boolean; message: string }>(`/api/transporters/remote/${id}${force ? '?force=true' : ''}`, { method: 'DELETE', body: { currentPassword } });
 export const repinHostKey = (id: string, hostKeySha256?: string) => api<RemoteTransporter>(`/api/transporters/remote/${id}/host-key`, { method: 'POST', body: hostKeySha256 ? { hostKeySha256 } : {} });
 
 export interface EndpointsState extends TransporterEndpoints {

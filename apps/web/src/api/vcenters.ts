@@ -11,4 +11,4 @@ export const useInventories = (ids: string[]) => useQueries({ queries: ids.map(v
 
 /** First call without thumbprintSha256 answers 409 with the thumbprint to confirm. */
 export const addVCenter = (body: VCenterCreateInput) => api<VCenter>('/api/vcenters', { method: 'POST', body });
-export const deleteVCenter = (id: string) => api<{ ok: true }>(`/api/vcenters/${id}`, { method: 'DELETE' });
+export const deleteVCenter = (id: string, currentPassword: string) => api<{ ok: true }>(`/api/vcenters/${id}`, { method: 'DELETE', body: { currentPassword } });

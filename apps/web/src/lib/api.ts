@@ -9,12 +9,20 @@ export class ApiRequestError extends Error {
   }
 }
 
+// Requests made while nobody has touched the console for a minute (its polling) say so, and the
+// Director does not count them as activity: an unattended console still reaches the idle timeout.
+let lastInputAt = Date.now();
+if (typeof window !== 'undefined') {
+  for (const type of ['pointerdown', 'keydown']) window.addEventListener(type, () => (lastInputAt = Date.now()), { capture: true, passive: true });
+}
+const unattended = () => Date.now() - lastInputAt > 60_000;
+
 /** fetch with the session cookie; non-2xx becomes ApiRequestError carrying the server's message. */
 export async function api<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
   const res = await fetch(path, {
     method: init.method ?? 'GET',
     credentials: 'same-origin',
-    headers: init.body !== undefined ? { 'content-type': 'application/json' } : {},
+    headers: { ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...(unattended() ? { 'x-vaultline-background': '1' } : {}) },
     body: init.body !== undefined ? JSON.stringify(init.body) : undefined,
   });
   const text = await res.text();

@@ -1,7 +1,9 @@
 import { useState } from 'react';
 import { Page } from '../../components/Page.tsx';
 import { useMe } from '../../lib/me.ts';
+import { can } from '../../lib/roles.ts';
 import { PasswordForm } from './PasswordForm.tsx';
+import { TwoFactorSection } from './TwoFactorSection.tsx';
 
 export default function PasswordPage() {
   const me = useMe();
@@ -14,6 +16,7 @@ export default function PasswordPage() {
         </div>
       )}
       <PasswordForm className="card form narrow" currentLabel="Current password" submitLabel="Change password" busyLabel="Changing…" onChanged={() => setDone(true)} />
+      {can(me.role, 'admin') && <TwoFactorSection />}
     </Page>
   );
 }

@@ -79,6 +79,9 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
   const [reached, setReached] = useState(job ? STEPS.length - 1 : 0);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  // Shortening how long restore points stay undeletable needs the user's password again.
+  const [currentPassword, setCurrentPassword] = useState('');
+  const lowersImmutability = job !== null && state.options.retention.immutableDays < job.options.retention.immutableDays;
   const heading = useRef<HTMLHeadingElement>(null);
   const first = useRef(true);
   const set = (patch: Partial<WizardState>) => {
@@ -129,7 +132,7 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
       let saved: Job;
       if (job) {
         const diff = changes(job, state);
-        saved = Object.keys(diff).length > 0 ? await updateJob(job.id, diff) : job;
+        saved = Object.keys(diff).length > 0 ? await updateJob(job.id, lowersImmutability ? { ...diff, currentPassword } : diff) : job;
       } else {
         saved = await createJob({
           name: state.name.trim(),
@@ -190,6 +193,12 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
         {current === 'Schedule' && <ScheduleStep state={state} set={set} />}
         {current === 'Options' && <OptionsStep state={state} set={set} />}
         {current === 'Review' && <ReviewStep state={state} set={set} vcenters={vcenters} repositories={repositories} />}
+        {current === 'Review' && lowersImmutability && (
+          <label>
+            Immutability goes down from {job.options.retention.immutableDays} to {state.options.retention.immutableDays} days: confirm with your password
+            <input type="password" name="currentPassword" autoComplete="current-password" value={currentPassword} onChange={(e) => setCurrentPassword(e.target.value)} required />
+          </label>
+        )}
         <FormError message={error} />
         <div className="wizard-actions">
           <button type="button" onClick={() => void navigate(paths.jobs)} className="link">

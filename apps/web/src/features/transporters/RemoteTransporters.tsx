@@ -245,11 +245,12 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
   const [flash, setFlash] = useState<Outcome | null>(null);
   const [force, setForce] = useState(false);
   const removal = useConfirmation(
-    (t: RemoteTransporter) => removeRemote(t.id, force),
+    (t: RemoteTransporter, password) => removeRemote(t.id, force, password),
     async (r) => {
       setFlash({ kind: r.cleaned ? 'ok' : 'warn', text: r.message });
       await qc.invalidateQueries({ queryKey: ['remote-transporters'] });
     },
+    { reauth: true },
   );
   return (
     <section className="card" aria-labelledby="remote-title" data-testid="remote-transporters">

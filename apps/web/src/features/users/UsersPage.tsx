@@ -84,11 +84,12 @@ export default function UsersPage() {
   const qc = useQueryClient();
   const [flash, setFlash] = useState<string | null>(null);
   const removal = useConfirmation(
-    (u: User) => deleteUser(u.id),
+    (u: User, password) => deleteUser(u.id, password),
     async (_, u) => {
       setFlash(`User ${u.username} deleted.`);
       await qc.invalidateQueries({ queryKey: ['users'] });
     },
+    { reauth: true },
   );
   if (!admin) {
     return (
@@ -115,7 +116,7 @@ export default function UsersPage() {
               {users.data.map((u) => (
                 <tr key={u.id} data-testid="user-row">
                   <td>
-                    <strong>{u.username}</strong> {u.id === me.id && <span className="pill">you</span>} {u.mustChangePassword && <span className="muted small">one-time password not changed yet</span>}
+                    <strong>{u.username}</strong> {u.id === me.id && <span className="pill">you</span>} {u.totpEnabled && <span className="pill">two-factor</span>} {u.mustChangePassword && <span className="muted small">one-time password not changed yet</span>}
                   </td>
                   <td>{u.role}</td>
                   <td>{u.lastLoginAt ? ago(u.lastLoginAt) : <span className="muted">never</span>}</td>

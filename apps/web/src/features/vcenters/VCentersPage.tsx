@@ -17,11 +17,12 @@ export default function VCentersPage() {
   const [adding, setAdding] = useState(false);
   const [flash, setFlash] = useState<string | null>(null);
   const removal = useConfirmation(
-    (v: VCenter) => deleteVCenter(v.id),
+    (v: VCenter, password) => deleteVCenter(v.id, password),
     async (_, v) => {
       setFlash(`vCenter ${v.name} removed.`);
       await qc.invalidateQueries({ queryKey: ['vcenters'] });
     },
+    { reauth: true },
   );
   const admin = can(me.role, 'admin');
 
