@@ -51,6 +51,13 @@ const EnvSchema = z.object({
   VAULTLINE_FLR_IDLE_MINUTES: z.coerce.number().int().min(1).max(1440).default(30),
   /** File-level restore: browse sessions open at once. */
   VAULTLINE_FLR_MAX_SESSIONS: z.coerce.number().int().min(1).max(32).default(4),
+  /**
+   * File-level restore: the directory the Director shares with its helper (vaultline-flr): the helper's
+   * socket and token, and the Director's NBD sockets the helper reads disks from (default <data dir>/flr-run).
+   */
+  VAULTLINE_FLR_RUN_DIR: z.string().min(1).optional(),
+  /** File-level restore helper only: its journal and mount points (default <data dir>/flr-state). */
+  VAULTLINE_FLR_STATE_DIR: z.string().min(1).optional(),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;
