@@ -182,12 +182,13 @@ describe('the Docker image, run with podman', () => {
       await new Promise((r) => setTimeout(r, 1000));
     }
     expect(existsSync(token)).toBe(true);
-    // The Director process: the user vaultline (10001) with no capability at all.
-    const director = await pm.run(['exec', names.director, 'sh', '-c', 'for p in /proc/[0-9]*; do grep -q server.ts $p/cmdline 2>/dev/null && grep -E "^(Uid|CapEff):" $p/status; done']);
+    // The Director process (tini's child): the user vaultline (10001) with no capability at all.
+    const director = await pm.run(['exec', names.director, 'sh', '-c', 'p=$(cut -d" " -f1 /proc/1/task/1/children); tr "\\0" " " < /proc/$p/cmdline; echo; grep -E "^(Uid|CapEff):" /proc/$p/status']);
+    expect(director.stdout).toContain('apps/director/src/server.ts');
     expect(director.stdout).toMatch(/^Uid:\s+10001\s/m);
     expect(director.stdout).toMatch(/^CapEff:\s+0000000000000000$/m);
-    // The helper: root with CAP_SYS_ADMIN (21) and CAP_DAC_READ_SEARCH (2) only; no key, no database.
-    const helper = await pm.run(['exec', names.flr, 'sh', '-c', 'for p in /proc/[0-9]*; do grep -q helper/main.ts $p/cmdline 2>/dev/null && grep -E "^CapEff:" $p/status; done; test -e /var/lib/vaultline/secret.key && echo has-key || echo no-key; env | grep -c DATABASE_URL || true']);
+    // The helper (tini's child): root with CAP_SYS_ADMIN (21) and CAP_DAC_READ_SEARCH (2) only; no key, no database.
+    const helper = await pm.run(['exec', names.flr, 'sh', '-c', 'p=$(cut -d" " -f1 /proc/1/task/1/children); grep -E "^CapEff:" /proc/$p/status; test -e /var/lib/vaultline/secret.key && echo has-key || echo no-key; env | grep -c DATABASE_URL || true']);
     expect(helper.stdout).toBe(`CapEff:\t${((1n << 21n) | (1n << 2n)).toString(16).padStart(16, '0')}\nno-key\n0\n`);
     // As the Director's user, through the shared run directory: the helper may mount (nothing missing).
     const ask = "const t=require('fs').readFileSync('/run/vaultline-flr/token','utf8').trim();require('http').get({socketPath:'/run/vaultline-flr/flr.sock',path:'/v1/health',headers:{authorization:'Bearer '+t}},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>console.log(r.statusCode,b))})";
