@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -518,6 +518,14 @@ describe('a Director without any capability browses through the helper; killed w
 
     const weak = await startFlrHelper(root, { prefix: ['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--'] });
     try {
+      // Only the token of this start of the helper is accepted.
+      const tokenFile = path.join(runDir, 'token');
+      const token = await readFile(tokenFile, 'utf8');
+      await writeFile(tokenFile, `${'x'.repeat(43)}\n`);
+      const wrong = await browse(h, cookie);
+      expect(wrong.status).toBe(503);
+      expect(wrong.body.message).toContain("the helper (vaultline-flr) refused this Director's token");
+      await writeFile(tokenFile, token);
       const denied = await browse(h, cookie);
       expect(denied.status).toBe(503);
       expect(denied.body.message).toMatch(/^file-level restore is not available: the helper \(vaultline-flr\) cannot mount: mounting needs root or CAP_SYS_ADMIN/);
