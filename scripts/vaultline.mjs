@@ -2,8 +2,8 @@
 // The front door: `npm start`, `npm test`, `npm run lab`, `npm run bench`.
 // Plain Node with no dependencies, because its first job is to install them.
 //
-//   start  set up, then run the Director and one local Transporter (and the lab
-//          vCenter when no vCenter is configured) until Ctrl-C
+//   start  set up, then run the Director, the file-level restore helper and one
+//          local Transporter (and the lab vCenter when no vCenter is configured) until Ctrl-C
 //   test   set up, then lint, typecheck, every Vitest project and the browser tests
 //   setup  only the set-up: dependencies, PostgreSQL and Redis, Prisma client, build
 //   services  only PostgreSQL and Redis (started locally when not reachable), then stop them
@@ -268,6 +268,24 @@ async function waitForHealth(url, child, timeoutMs = 60_000) {
   return false;
 }
 
+/**
+ * Starts vaultline-flr, the file-level restore helper, next to a Director with environment `env`: in a
+ * private mount namespace when root (unshare), sharing the Director's run directory. Its environment
+ * names no data directory, database or key.
+ */
+function startFlrHelper(env) {
+  const helperEnv = {
+    PATH: process.env.PATH,
+    NODE_ENV: env.NODE_ENV,
+    VAULTLINE_FLR_RUN_DIR: env.VAULTLINE_FLR_RUN_DIR,
+    VAULTLINE_FLR_STATE_DIR: process.env.VAULTLINE_FLR_STATE_DIR || path.join(STATE, 'flr-state'),
+    ...(process.env.VAULTLINE_LOG_LEVEL ? { VAULTLINE_LOG_LEVEL: process.env.VAULTLINE_LOG_LEVEL } : {}),
+  };
+  const node = [process.execPath, '--import', 'tsx', 'packages/flr/src/helper/main.ts'];
+  const argv = isRoot ? ['unshare', '--mount', '--propagation', 'private', '--', ...node] : node;
+  return spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: helperEnv });
+}
+
 const LAB_CLI = 'packages/vsphere-lab/src/cli.ts';
 
 /** Starts the lab vCenter (detached) and returns its state; registers its stop. */
@@ -290,6 +308,8 @@ async function start() {
     VAULTLINE_PORT: port,
     VAULTLINE_HOST: host,
     NODE_ENV: process.env.NODE_ENV || 'production',
+    // Shared by the Director and the file-level restore helper (its socket and token, the NBD sockets).
+    VAULTLINE_FLR_RUN_DIR: process.env.VAULTLINE_FLR_RUN_DIR || path.join(STATE, 'flr-run'),
   };
   const children = [];
   let stopping = false;
@@ -320,6 +340,15 @@ async function start() {
     transporterEnv = { VAULTLINE_PROXY_VM_UUID: lab.proxyVm.biosUuid, VAULTLINE_DEVICE_BY_ID_DIR: lab.byIdDir };
     say(`lab vCenter at ${lab.url} (${lab.datastores.length} datastores, proxy VM ${lab.proxyVm.name})`);
   }
+
+  // File-level restore's helper: the only process that mounts guest filesystems, in a mount namespace of
+  // its own (as root; otherwise it runs and the console says why it cannot mount). Its environment holds
+  // no database address and no key: it reads disks from the Director's NBD sockets only.
+  const helper = startFlrHelper(env);
+  children.push(helper);
+  helper.once('exit', (code) => {
+    if (!stopping) process.stderr.write(`vaultline: the file-level restore helper stopped (exit code ${code}); browsing restore points answers 503 until it runs again\n`);
+  });
 
   const director = tsx('apps/director/src/server.ts', [], { env });
   children.push(director);

@@ -257,18 +257,19 @@ test('from the restore wizard’s “what” step; a session left unused past th
   expect(await sessionStatus(page, pointId, second)).toBe(404);
 });
 
-test('a Director that may not mount (no CAP_SYS_ADMIN) answers 503 and the page shows its message', async ({ page }) => {
+test('a Director whose file-level restore helper is not running answers 503 and the page shows its message', async ({ page }) => {
   const pointId = await (async () => {
     await signIn(page);
     return pointOf(page);
   })();
+  // No helper serves this Director's run directory; it runs without CAP_SYS_ADMIN, which it never needs.
   const other = await startExtraDirector({ prefix: ['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--'] });
   try {
     await page.context().clearCookies();
     await signIn(page, 'admin', undefined, other.url);
     await page.goto(`${other.url}/restore-points/${pointId}/files`);
     const failed = page.getByTestId('browse-failed');
-    await expect(failed).toContainText('file-level restore is not available on this Director: mounting needs root or CAP_SYS_ADMIN');
+    await expect(failed).toContainText('file-level restore is not available: its helper (vaultline-flr) is not running');
     await expect(failed).toContainText('An administrator can enable it');
     await expect(page.getByTestId('partitions')).toHaveCount(0);
     await page.screenshot({ path: shot('files-unavailable'), fullPage: true });

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       heartbeatMs: env.VAULTLINE_HEARTBEAT_MS,
       logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,
     },
-    fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
+    fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS, ...(env.VAULTLINE_FLR_RUN_DIR ? { runDir: env.VAULTLINE_FLR_RUN_DIR } : {}) },
     sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000 });

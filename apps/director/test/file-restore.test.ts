@@ -2,21 +2,23 @@
  * File-level restore, end to end and for real: disk images built with sgdisk,
  * mkfs.ext4, mkfs.vfat/mtools and mkntfs/ntfs-3g on loop devices, stored as a
  * restore point by the real repository writer, then browsed through a real
- * Director over HTTP — our NBD server process, nbdfuse, read-only loop devices,
- * kernel ext4 and FUSE ntfs-3g/fusefat mounts. GNU tar is the independent
- * reader of archives; /proc/mounts, losetup and /proc/<pid>/cmdline tell what
- * is left behind.
+ * Director over HTTP — our NBD server process in the Director; nbdfuse,
+ * read-only loop devices, kernel ext4 and FUSE ntfs-3g/fusefat mounts in the
+ * helper process (vaultline-flr, its own mount namespace, no key in reach).
+ * GNU tar is the independent reader of archives; /proc/<pid>/mountinfo,
+ * losetup and /proc/<pid>/cmdline tell what is left behind and where.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
-import { buildImages, describeTree, ensureFlrTools, leftoversUnder, ODD_NAME, RAW_NAME, repositoryFingerprint, storeRestorePoint, type BuiltImages } from '@vaultline/flr/testing';
+import { buildImages, describeTree, ensureFlrTools, leftoversUnder, mountsIn, ODD_NAME, RAW_NAME, repositoryFingerprint, startFlrHelper, storeRestorePoint, type BuiltImages, type RunningHelper } from '@vaultline/flr/testing';
 import { gc, LockedError, Repository, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PG_SERVER, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
@@ -72,6 +74,26 @@ function http(port: number): Http {
   return { base, req: (method, url, cookie, headers = {}) => fetch(`${base}${url}`, { method, headers: { cookie, ...headers } }) };
 }
 
+/**
+ * A stand-in for the helper's socket that forwards to the real one and keeps every byte that crosses
+ * it, both ways, so a test can show what the Director tells the helper. The token is the helper's.
+ */
+async function recordingProxy(helper: RunningHelper, dir: string): Promise<{ runDir: string; bytes: () => Buffer; close: () => void }> {
+  await mkdir(dir, { recursive: true });
+  await copyFile(path.join(helper.runDir, 'token'), path.join(dir, 'token'));
+  const seen: Buffer[] = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(path.join(helper.runDir, 'flr.sock'));
+    client.on('data', (b: Buffer) => seen.push(Buffer.from(b)));
+    upstream.on('data', (b: Buffer) => seen.push(Buffer.from(b)));
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(path.join(dir, 'flr.sock'), r));
+  return { runDir: dir, bytes: () => Buffer.concat(seen), close: () => server.close() };
+}
+
 const q = (o: Record<string, string | number>) => new URLSearchParams(Object.entries(o).map(([k, v]): [string, string] => [k, String(v)])).toString();
 
 describe('file-level restore through the Director over HTTP (real images, repository, NBD, nbdfuse, loop devices, mounts)', () => {
@@ -84,10 +106,14 @@ describe('file-level restore through the Director over HTTP (real images, reposi
   let session: string;
   let root: string;
   let base: string;
+  let helper: RunningHelper;
+  let proxy: Awaited<ReturnType<typeof recordingProxy>>;
 
   beforeAll(async () => {
     root = path.join(work, 'flr-main');
-    d = await startTestDirector({ fileRestore: { root } });
+    helper = await startFlrHelper(root);
+    proxy = await recordingProxy(helper, path.join(root, 'proxy'));
+    d = await startTestDirector({ fileRestore: { runDir: proxy.runDir } });
     admin = await signInAdmin(d);
     operator2 = await signInAs(d, admin, 'operator2', 'operator');
     viewer = await signInAs(d, admin, 'viewer1', 'viewer');
@@ -98,6 +124,8 @@ describe('file-level restore through the Director over HTTP (real images, reposi
   });
   afterAll(async () => {
     await d?.close();
+    proxy?.close();
+    await helper?.stop();
   });
 
   const get = (suffix: string, params: Record<string, string | number>, cookie = admin, headers?: Record<string, string>) => h.req('GET', `${base}/${suffix}?${q(params)}`, cookie, headers);
@@ -121,7 +149,7 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     expect(byId.d0p4!.reason).toMatch(/LVM physical volume/);
     expect(byId.d1).toMatchObject({ number: 0, filesystem: 'ext4', label: 'wholedisk', mounted: true, sizeBytes: 24 * MiB });
     // Every layer is read-only.
-    const mounts = leftoversUnder(root).mounts;
+    const mounts = leftoversUnder(root, helper.pid).mounts;
     expect(mounts.length).toBe(6); // 2 nbdfuse files + 4 filesystems
     for (const l of spawnSync('losetup', ['--list', '--noheadings', '--output', 'RO,BACK-FILE'], { encoding: 'utf8' }).stdout.split('\n').filter((x) => x.includes(root))) {
       expect(l.trim().startsWith('1')).toBe(true);
@@ -281,6 +309,38 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     expect((await h.req('GET', `${base}/list?partition=d0p1`, '')).status).toBe(401);
   });
 
+  it('mounts only in the helper: the Director process (this one) sees no guest mount, the helper sees all six in its own namespace', async () => {
+    expect(session).toBeTruthy();
+    expect(mountsIn('self', root)).toEqual([]);
+    expect(mountsIn(process.pid, root)).toEqual([]);
+    expect(mountsIn(helper.pid, root).length).toBe(6);
+    expect(await readlink(`/proc/${helper.pid}/ns/mnt`)).not.toBe(await readlink('/proc/self/ns/mnt'));
+  });
+
+  it('the helper never receives the repository passphrase, the appliance key or where the repository is', async () => {
+    const traffic = proxy.bytes();
+    expect(traffic.includes('POST /v1/sessions ')).toBe(true); // the session was opened through the recorder
+    expect(traffic.includes('/list ')).toBe(true);
+    const key = Buffer.alloc(32, 3); // the test Director's appliance key
+    const sealed = (await d.db.repository.findFirstOrThrow({ where: { location: repoDir } })).passphraseSealed!;
+    for (const secret of [PASSPHRASE, key.toString('hex'), key.toString('base64'), key.toString('base64url'), sealed, repoDir]) {
+      expect(traffic.includes(secret), `the helper's socket carried ${secret}`).toBe(false);
+    }
+    expect(traffic.includes(key)).toBe(false);
+    // Nor its environment, nor any file it (or its nbdfuse) holds open.
+    const environ = await readFile(`/proc/${helper.pid}/environ`, 'utf8');
+    expect(Object.keys(helper.env).sort()).toEqual(['PATH', 'VAULTLINE_FLR_RUN_DIR', 'VAULTLINE_FLR_STATE_DIR', 'VAULTLINE_LOG_LEVEL']);
+    for (const secret of [PASSPHRASE, key.toString('hex'), key.toString('base64'), 'VAULTLINE_SECRET_KEY', 'DATABASE_URL', repoDir]) expect(environ).not.toContain(secret);
+    const helperSide = [helper.pid, ...leftoversUnder(root).processes.filter((p) => p.includes('nbdfuse')).map((p) => Number(p.split(' ')[0]))];
+    expect(helperSide.length).toBe(3); // the helper and one nbdfuse per disk
+    for (const pid of helperSide) {
+      for (const fd of await readdir(`/proc/${pid}/fd`)) {
+        const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+        expect(target.startsWith(repoDir), `process ${pid} holds ${target}`).toBe(false);
+      }
+    }
+  });
+
   it('audits each action and logs neither the session token nor the repository passphrase', async () => {
     const actions = (await d.db.auditEvent.findMany({ where: { action: { startsWith: 'restore-point.' } } })).map((a) => a.action);
     expect(actions).toContain('restore-point.browse');
@@ -302,12 +362,14 @@ describe('file-level restore through the Director over HTTP (real images, reposi
   });
 
   it('closing unmounts everything: no mount, loop device, FUSE mount or NBD process is left and the journal is resolved', async () => {
-    expect(leftoversUnder(root).processes.length).toBeGreaterThan(0);
+    expect(leftoversUnder(root, helper.pid).processes.length).toBeGreaterThan(0);
+    expect((await readdir(path.join(helper.stateDir, 'journal'))).length).toBe(1 + 2 + 4 + 4); // the helper's: session, 2 nbdfuse, 4 loops, 4 mounts
     const res = await h.req('DELETE', base, admin);
     expect(res.status).toBe(204);
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
     expect(await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(0);
-    expect(await d.db.flrJournalEntry.count()).toBe(1 + 1 + 2 + 4 + 4); // session, NBD server, 2 nbdfuse, 4 loops, 4 mounts
+    expect(await d.db.flrJournalEntry.count()).toBe(1 + 1); // the Director's: session, NBD server
+    expect(await readdir(path.join(helper.stateDir, 'journal'))).toEqual([]);
     expect((await get('list', { partition: 'd0p1', path: '' })).status).toBe(404);
     // The session's repository lock went with it.
     const repo = await Repository.open(repoDir, { passphrase: PASSPHRASE, locks: { waitMs: 300 } });
@@ -338,47 +400,54 @@ describe('file-level restore sessions time out when idle and are limited in numb
   let cookie: string;
   let pointId: string;
   let root: string;
+  let helper: RunningHelper;
   beforeAll(async () => {
     root = path.join(work, 'flr-idle');
-    d = await startTestDirector({ fileRestore: { root, idleMs: 3_000, maxSessions: 1 } });
+    helper = await startFlrHelper(root);
+    d = await startTestDirector({ fileRestore: { runDir: helper.runDir, idleMs: 3_000, maxSessions: 1 } });
     cookie = await signInAdmin(d);
     pointId = await registerPoint(d.db);
   });
   afterAll(async () => {
     await d?.close();
+    await helper?.stop();
   });
   const post = () => d.app.fastify.inject({ method: 'POST', url: `/api/restore-points/${pointId}/browse`, headers: { cookie } });
 
   it('refuses a second session past the limit (429), then closes the idle one by itself, leaving nothing', async () => {
     const first = await post();
     expect(first.statusCode).toBe(201);
-    expect(leftoversUnder(root).mounts.length).toBe(6);
+    expect(leftoversUnder(root, helper.pid).mounts.length).toBe(6);
     const token = first.json().session as string;
     const second = await post();
     expect(second.statusCode).toBe(429);
     expect(second.json().message).toContain('1 browse sessions are open');
     // The idle close tears down layer by layer and resolves each journal row after its undo: wait for all of it.
     const end = Date.now() + 30_000;
-    const open = async () => Object.values(leftoversUnder(root)).some((l) => l.length > 0) || (await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })) > 0;
+    const open = async () => Object.values(leftoversUnder(root, helper.pid)).some((l) => l.length > 0) || (await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })) > 0;
     while (Date.now() < end && (await open())) await new Promise((r) => setTimeout(r, 250));
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
     const gone = await d.app.fastify.inject({ method: 'GET', url: `/api/restore-points/${pointId}/browse/${token}/list?partition=d0p1`, headers: { cookie } });
     expect(gone.statusCode).toBe(404);
     expect(await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(0);
     const third = await post();
     expect(third.statusCode).toBe(201);
     expect((await d.app.fastify.inject({ method: 'DELETE', url: `/api/restore-points/${pointId}/browse/${third.json().session as string}`, headers: { cookie } })).statusCode).toBe(204);
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
   });
 });
 
-describe('a Director killed with SIGKILL while holding a session: the next start sweeps everything; without CAP_SYS_ADMIN it answers 503', () => {
+describe('a Director without any capability browses through the helper; killed with SIGKILL while holding a session, the next start sweeps everything; without a helper that may mount it answers 503', () => {
   let database: TestDatabase;
   let db: Db;
   let dataDir: string;
   let root: string;
+  let runDir: string;
   let pointId: string;
+  let helper: RunningHelper | undefined;
   const children: ChildProcess[] = [];
+  /** A Director with no capability at all (root without any, as for an unprivileged user). */
+  const NO_CAPS = ['setpriv', '--bounding-set', '-all', '--inh-caps', '-all', '--'];
 
   beforeAll(async () => {
     database = await createTestDatabase(PG_SERVER);
@@ -387,15 +456,17 @@ describe('a Director killed with SIGKILL while holding a session: the next start
     pointId = await registerPoint(db);
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-flr-director-'));
     root = path.join(work, 'flr-killed');
+    runDir = path.join(root, 'run');
   });
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    if (root && leftoversUnder(root).mounts.length > 0) {
-      // A failed assertion above left a session behind: a Director's start sweeps it before the journal goes.
+    if (root && helper && leftoversUnder(root, helper.pid).mounts.length > 0) {
+      // A failed assertion above left a session behind: a Director's start has the helper sweep it.
       const sweeper = await startChild();
       sweeper.child.kill('SIGTERM');
       await new Promise((r) => sweeper.child.once('exit', r));
     }
+    await helper?.stop();
     await db?.$disconnect();
     await database?.drop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -405,7 +476,7 @@ describe('a Director killed with SIGKILL while holding a session: the next start
     const entry = path.join(import.meta.dirname, 'fixtures', 'flr-director.ts');
     const argv = [...prefix, process.execPath, '--import', 'tsx', entry];
     const child = spawn(argv[0]!, argv.slice(1), {
-      env: { ...process.env, FLR_TEST_DATABASE_URL: database.url, FLR_TEST_DATA_DIR: dataDir, FLR_TEST_ROOT: root, FLR_TEST_NAMESPACE: database.name },
+      env: { ...process.env, FLR_TEST_DATABASE_URL: database.url, FLR_TEST_DATA_DIR: dataDir, FLR_TEST_RUN_DIR: runDir, FLR_TEST_NAMESPACE: database.name },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(child);
@@ -419,46 +490,82 @@ describe('a Director killed with SIGKILL while holding a session: the next start
     return { child, ...info };
   }
 
+  const stopChild = async (child: ChildProcess) => {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  };
+
   const login = async (h: Http, password: string) => {
     const r = await fetch(`${h.base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
     const c = r.headers.getSetCookie().find((x) => x.startsWith('vl_session='))!.split(';')[0]!;
     return c;
   };
 
-  it('answers 503 naming CAP_SYS_ADMIN when the Director may not mount', async () => {
-    const { child, port, adminPassword } = await startChild(['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--']);
+  const browse = async (h: Http, cookie: string) => {
+    const res = await h.req('POST', `/api/restore-points/${pointId}/browse`, cookie);
+    return { status: res.status, body: (await res.json()) as { message?: string; session?: string } };
+  };
+
+  it('answers 503 naming the helper when it is not running, and naming CAP_SYS_ADMIN when the helper may not mount; never a stack', async () => {
+    const { child, port, adminPassword } = await startChild(NO_CAPS);
     const h = http(port);
     const cookie = await login(h, adminPassword!);
     const change = await fetch(`${h.base}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: adminPassword, newPassword: 'flr-admin-password-2' }) });
     expect(change.status).toBe(200);
-    const res = await h.req('POST', `/api/restore-points/${pointId}/browse`, cookie);
-    expect(res.status).toBe(503);
-    expect(((await res.json()) as { message: string }).message).toMatch(/file-level restore is not available on this Director: mounting needs root or CAP_SYS_ADMIN/);
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  });
+    const down = await browse(h, cookie);
+    expect(down.status).toBe(503);
+    expect(down.body.message).toBe(`file-level restore is not available: its helper (vaultline-flr) is not running (no ${path.join(runDir, 'token')}); start it (systemctl start vaultline-flr, or the compose service flr)`);
 
-  it('leaves mounts behind when killed, and the next Director removes them all at start', async () => {
-    const a = await startChild();
-    const h = http(a.port);
-    const cookie = await login(h, 'flr-admin-password-2');
-    const res = await h.req('POST', `/api/restore-points/${pointId}/browse`, cookie);
-    expect(res.status).toBe(201);
-    const before = leftoversUnder(root);
-    expect(before.mounts.length).toBe(6);
-    expect(before.loops.length).toBe(4);
-    a.child.kill('SIGKILL');
-    await new Promise((r) => a.child.once('exit', r));
-    const after = leftoversUnder(root);
-    expect(after.mounts.length).toBe(6); // what a killed Director leaves: every mount
-    expect(await db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(12);
-
-    const b = await startChild(); // its start sweeps before it listens
+    const weak = await startFlrHelper(root, { prefix: ['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--'] });
+    try {
+      // Only the token of this start of the helper is accepted.
+      const tokenFile = path.join(runDir, 'token');
+      const token = await readFile(tokenFile, 'utf8');
+      await writeFile(tokenFile, `${'x'.repeat(43)}\n`);
+      const wrong = await browse(h, cookie);
+      expect(wrong.status).toBe(503);
+      expect(wrong.body.message).toContain("the helper (vaultline-flr) refused this Director's token");
+      await writeFile(tokenFile, token);
+      const denied = await browse(h, cookie);
+      expect(denied.status).toBe(503);
+      expect(denied.body.message).toMatch(/^file-level restore is not available: the helper \(vaultline-flr\) cannot mount: mounting needs root or CAP_SYS_ADMIN/);
+      expect(denied.body.message).not.toMatch(/\n\s+at /);
+    } finally {
+      await weak.stop();
+    }
+    const gone = await browse(h, cookie); // a helper that stopped is as good as none
+    expect(gone.status).toBe(503);
+    expect(gone.body.message).toContain('is not running');
     expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
     expect(await db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(0);
-    b.child.kill('SIGTERM');
-    await new Promise((r) => b.child.once('exit', r));
-    expect(repositoryFingerprint(repoDir)).toEqual(fingerprint);
+    await stopChild(child);
   });
+
+  it('a Director with no capability browses; killed with a session open, the next Director has the helper remove everything at start', async () => {
+    helper = await startFlrHelper(root);
+    const a = await startChild(NO_CAPS);
+    expect((await readFile(`/proc/${a.child.pid}/status`, 'utf8')).match(/^CapEff:\s*(\w+)$/m)![1]).toBe('0000000000000000');
+    const h = http(a.port);
+    const cookie = await login(h, 'flr-admin-password-2');
+    const res = await browse(h, cookie);
+    expect(res.status).toBe(201);
+    const list = await h.req('GET', `/api/restore-points/${pointId}/browse/${res.body.session}/list?${q({ partition: 'd1', path: '' })}`, cookie);
+    expect(((await list.json()) as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(['hello.txt']);
+    const before = leftoversUnder(root, helper.pid);
+    expect(before.mounts.length).toBe(6);
+    expect(before.loops.length).toBe(4);
+    expect(mountsIn(a.child.pid!, root)).toEqual([]);
+    a.child.kill('SIGKILL');
+    await new Promise((r) => a.child.once('exit', r));
+    const after = leftoversUnder(root, helper.pid);
+    expect(after.mounts.length).toBe(6); // what a killed Director leaves: every mount, in the helper
+    expect(await db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(2); // its session directory and NBD server
+
+    const b = await startChild(NO_CAPS); // its start sweeps (and has the helper sweep) before it listens
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(await db.flrJournalEntry.count({ where: { resolvedAt: null } })).toBe(0);
+    expect(await readdir(path.join(helper.stateDir, 'journal'))).toEqual([]);
+    await stopChild(b.child);
+    expect(repositoryFingerprint(repoDir)).toEqual(fingerprint);
+  }, 180_000);
 });

@@ -53,6 +53,13 @@ const EnvSchema = z.object({
   VAULTLINE_FLR_MAX_SESSIONS: z.coerce.number().int().min(1).max(32).default(4),
   /** A console session without requests for this long ends (besides the absolute 12 h). */
   VAULTLINE_SESSION_IDLE_MINUTES: z.coerce.number().int().min(1).max(720).default(30),
+  /**
+   * File-level restore: the directory the Director shares with its helper (vaultline-flr): the helper's
+   * socket and token, and the Director's NBD sockets the helper reads disks from (default <data dir>/flr-run).
+   */
+  VAULTLINE_FLR_RUN_DIR: z.string().min(1).optional(),
+  /** File-level restore helper only: its journal and mount points (default <data dir>/flr-state). */
+  VAULTLINE_FLR_STATE_DIR: z.string().min(1).optional(),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;

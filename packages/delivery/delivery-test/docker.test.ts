@@ -1,11 +1,13 @@
 /**
  * docker/Dockerfile built with podman from a local Debian 12 + Node 20 base
  * (no registry is reachable here), then run the way docker/compose.yml runs
- * it: the Director and a privileged Transporter sharing the data volume, with
+ * it: the Director (as the user vaultline, without capabilities), the
+ * file-level restore helper (only CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH, no
+ * data volume) and a privileged Transporter sharing the data volume, with
  * compose's environment and settings, against this machine's PostgreSQL and
  * Redis (a database and a Redis namespace of their own).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +34,11 @@ interface ComposeService {
   volumes?: string[];
   privileged?: boolean;
   devices?: string[];
+  user?: string;
+  cap_drop?: string[];
+  cap_add?: string[];
+  security_opt?: string[];
+  device_cgroup_rules?: string[];
   ports?: string[];
   depends_on?: string[];
 }
@@ -42,10 +49,12 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'vaultline-docker-test-'));
 const suffix = `${process.pid}_${Date.now().toString(36)}`;
 const dbName = `vaultline_docker_${suffix}`;
 const namespace = `vl-docker-${suffix}`;
-const names = { director: `vl-director-${suffix}`, transporter: `vl-transporter-${suffix}` };
+const names = { director: `vl-director-${suffix}`, flr: `vl-flr-${suffix}`, transporter: `vl-transporter-${suffix}` };
 let port: number;
 let url: string;
-const dataDir = path.join(tmp, 'data');
+/** Each named volume of compose.yml is a host folder of its own: tmp/<volume name>. */
+const volumeDir = (name: string) => path.join(tmp, name);
+const dataDir = volumeDir('data');
 let cookie = '';
 
 beforeAll(async () => {
@@ -56,7 +65,7 @@ beforeAll(async () => {
   await buildImage({ rootDir: ROOT, base, tag: TAG, podman: pm, step });
   port = await freePort();
   url = `http://127.0.0.1:${port}`;
-  mkdirSync(dataDir, { recursive: true });
+  for (const v of Object.keys(compose.volumes)) mkdirSync(volumeDir(v), { recursive: true });
 }, 60 * MIN);
 
 afterAll(async () => {
@@ -68,33 +77,54 @@ afterAll(async () => {
 }, 2 * MIN);
 
 /** compose's settings of a service, as `podman run` arguments (network, database and Redis pointed at this machine's). */
-function runArgs(service: 'director' | 'transporter', name: string, extraEnv: Record<string, string>): string[] {
+function runArgs(service: 'director' | 'flr' | 'transporter', name: string, extraEnv: Record<string, string>): string[] {
   const svc = compose.services[service]!;
   const db = new URL(SERVER);
   db.pathname = `/${dbName}`;
-  const env: Record<string, string> = { ...svc.environment, DATABASE_URL: db.toString(), REDIS_URL: REDIS, VAULTLINE_REDIS_NAMESPACE: namespace, VAULTLINE_PORT: String(port), ...extraEnv };
+  // Only services that talk to the database get this machine's (the helper has none).
+  const services: Record<string, string> = svc.environment?.DATABASE_URL ? { DATABASE_URL: db.toString(), REDIS_URL: REDIS, VAULTLINE_REDIS_NAMESPACE: namespace, VAULTLINE_PORT: String(port) } : {};
+  const env: Record<string, string> = { ...svc.environment, ...services, ...extraEnv };
   const args = ['run', '-d', '--name', name, '--network', 'host'];
   for (const [k, v] of Object.entries(env)) args.push('-e', `${k}=${v}`);
   for (const v of svc.volumes ?? []) {
     const [src, dest] = v.split(':') as [string, string];
-    // Named volumes become one host folder shared like compose's `data` volume; host paths stay.
-    args.push('-v', `${src.startsWith('/') ? src : dataDir}:${dest}`);
+    // Named volumes become host folders shared like compose's volumes; host paths stay.
+    args.push('-v', `${src.startsWith('/') ? src : volumeDir(src)}:${dest}`);
   }
   if (svc.privileged) args.push('--privileged');
+  if (svc.user) args.push('--user', svc.user);
+  for (const c of svc.cap_drop ?? []) args.push('--cap-drop', c);
+  for (const c of svc.cap_add ?? []) args.push('--cap-add', c);
+  for (const o of svc.security_opt ?? []) args.push('--security-opt', o);
+  for (const r of svc.device_cgroup_rules ?? []) args.push('--device-cgroup-rule', r);
   for (const d of svc.devices ?? []) args.push('--device', d);
   return [...args, TAG, ...(svc.command ?? [])];
 }
 
 describe('docker/compose.yml', () => {
   it('runs the one image in both roles, shares the data volume, and gives every Vaultline setting a valid value', () => {
-    const { director, transporter, postgres, redis } = compose.services;
+    const { director, flr, transporter, postgres, redis } = compose.services;
     expect(director?.build).toEqual({ context: '..', dockerfile: 'docker/Dockerfile' });
     expect(transporter?.image).toBe(director?.image);
+    expect(flr?.image).toBe(director?.image);
     expect(director?.command).toEqual(['director']);
     expect(transporter?.command).toEqual(['transporter']);
+    expect(flr?.command).toEqual(['flr']);
     expect(director?.volumes).toContain('data:/var/lib/vaultline');
     expect(transporter?.volumes).toContain('data:/var/lib/vaultline');
     expect(transporter?.privileged).toBe(true);
+    // File-level restore: the Director is not privileged and mounts nothing; the helper has two
+    // capabilities, shares only the run directory with the Director, and never sees the data volume.
+    expect(director?.privileged).toBeUndefined();
+    expect(director?.devices).toBeUndefined();
+    expect(director?.volumes).toContain('flr-run:/run/vaultline-flr');
+    expect(flr?.privileged).toBeUndefined();
+    expect(flr?.cap_drop).toEqual(['ALL']);
+    expect(flr?.cap_add).toEqual(['SYS_ADMIN', 'DAC_READ_SEARCH']);
+    expect(flr?.volumes).toContain('flr-run:/run/vaultline-flr');
+    expect(flr?.volumes?.some((v) => v.startsWith('data:'))).toBe(false);
+    expect(flr?.environment).toEqual({ VAULTLINE_FLR_RUN_DIR: '/run/vaultline-flr', VAULTLINE_FLR_STATE_DIR: '/var/lib/vaultline-flr' });
+    expect(director?.environment?.VAULTLINE_FLR_RUN_DIR).toBe('/run/vaultline-flr');
     expect(director?.ports).toEqual(['8080:8080']);
     expect(Object.keys(compose.volumes)).toEqual(expect.arrayContaining(['data', 'pgdata']));
     expect(postgres?.image).toMatch(/^postgres:/);
@@ -142,6 +172,30 @@ describe('the Docker image, run with podman', () => {
     expect(changed.status).toBe(200);
   }, 4 * MIN);
 
+  it('starts the file-level restore helper with two capabilities and no data volume; the Director runs as vaultline without any and reaches it', async () => {
+    await pm.run(runArgs('flr', names.flr, {}));
+    const token = path.join(volumeDir('flr-run'), 'token');
+    const end = Date.now() + 2 * MIN;
+    while (Date.now() < end && !existsSync(token)) {
+      const state = (await pm.run(['inspect', '-f', '{{.State.Status}}', names.flr])).stdout.trim();
+      if (state !== 'running') throw new Error(`the helper container is ${state}: ${(await pm.run(['logs', names.flr], { allowFail: true })).stderr.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(existsSync(token)).toBe(true);
+    // The Director process (tini's child): the user vaultline (10001) with no capability at all.
+    const director = await pm.run(['exec', names.director, 'sh', '-c', 'p=$(cut -d" " -f1 /proc/1/task/1/children); tr "\\0" " " < /proc/$p/cmdline; echo; grep -E "^(Uid|CapEff):" /proc/$p/status']);
+    expect(director.stdout).toContain('apps/director/src/server.ts');
+    expect(director.stdout).toMatch(/^Uid:\s+10001\s/m);
+    expect(director.stdout).toMatch(/^CapEff:\s+0000000000000000$/m);
+    // The helper (tini's child): root with CAP_SYS_ADMIN (21) and CAP_DAC_READ_SEARCH (2) only; no key, no database.
+    const helper = await pm.run(['exec', names.flr, 'sh', '-c', 'p=$(cut -d" " -f1 /proc/1/task/1/children); grep -E "^CapEff:" /proc/$p/status; test -e /var/lib/vaultline/secret.key && echo has-key || echo no-key; env | grep -c DATABASE_URL || true']);
+    expect(helper.stdout).toBe(`CapEff:\t${((1n << 21n) | (1n << 2n)).toString(16).padStart(16, '0')}\nno-key\n0\n`);
+    // As the Director's user, through the shared run directory: the helper may mount (nothing missing).
+    const ask = "const t=require('fs').readFileSync('/run/vaultline-flr/token','utf8').trim();require('http').get({socketPath:'/run/vaultline-flr/flr.sock',path:'/v1/health',headers:{authorization:'Bearer '+t}},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>console.log(r.statusCode,b))})";
+    const health = await pm.run(['exec', '--user', 'vaultline', names.director, 'node', '-e', ask]);
+    expect(health.stdout.trim()).toBe('200 {"missing":[]}');
+  }, 4 * MIN);
+
   it('starts a privileged Transporter that registers with the Director', async () => {
     await pm.run(runArgs('transporter', names.transporter, { VAULTLINE_TRANSPORTER_NAME: 'docker-test' }));
     let online = 0;
@@ -162,8 +216,8 @@ describe('the Docker image, run with podman', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, postgres: { ok: true }, redis: { ok: true }, transporters: { online: 1 } });
   }, 2 * MIN);
 
-  it('stops both processes gracefully on SIGTERM (exit code 0)', async () => {
-    for (const n of [names.transporter, names.director]) {
+  it('stops every process gracefully on SIGTERM (exit code 0)', async () => {
+    for (const n of [names.transporter, names.flr, names.director]) {
       await pm.run(['stop', '-t', '60', n]);
       expect((await pm.run(['inspect', '-f', '{{.State.ExitCode}}', n])).stdout.trim()).toBe('0');
     }

@@ -173,16 +173,23 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(await ssh(`journalctl -o cat --no-pager | grep -cF '${firstPassword}' || true`)).toBe('0\n');
     expect(await ssh(`grep -rlF '${firstPassword}' /var/log /etc /root /opt/vaultline /var/lib/vaultline /run/vaultline 2>/dev/null || true`)).toBe('');
     expect(await ssh('test -e /var/lib/vaultline/first-login.txt && echo still-there || echo gone')).toBe('gone\n');
-    expect(await ssh('systemctl is-active vaultline-director vaultline-transporter postgresql@15-main redis-server')).toBe('active\nactive\nactive\nactive\n');
+    expect(await ssh('systemctl is-active vaultline-director vaultline-flr vaultline-transporter postgresql@15-main redis-server')).toBe('active\nactive\nactive\nactive\nactive\n');
     expect(await ssh('systemctl --failed --no-legend --plain | wc -l')).toBe('0\n');
     // The Transporter waited for the Director's migrations: its first orphan sweep found the tables.
     expect(await ssh("journalctl -u vaultline-transporter -o cat --no-pager | grep -c 'orphan sweep failed' || true")).toBe('0\n');
     expect(await ssh('stat -c %a /etc/vaultline/vaultline.env /var/lib/vaultline/secret.key')).toBe('600\n600\n');
     expect(await ssh("sshd -T | grep -E '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) ' | sort")).toBe('kbdinteractiveauthentication no\npasswordauthentication no\npermitrootlogin without-password\n');
-    // File-level restore's tools and the Director's mount rights; the Transporter's disk tools.
+    // File-level restore's tools; the Transporter's disk tools.
     expect(await ssh('for t in nbdfuse fusermount3 ntfs-3g losetup mount blkid vmfs-fuse vmfs6-fuse qemu-img blockdev; do command -v $t >/dev/null || echo missing $t; done')).toBe('');
-    const capEff = (await ssh('grep CapEff /proc/$(systemctl show -p MainPID --value vaultline-director)/status')).trim().split(/\s+/)[1]!;
-    expect((BigInt(`0x${capEff}`) >> 21n) & 1n).toBe(1n); // CAP_SYS_ADMIN
+    // The Director runs as vaultline without any capability and owns the data directory (the key too);
+    // the file-level restore helper is root with CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH only, in a mount
+    // namespace of its own, and shares only its socket and token with the Director's group.
+    const status = (unit: string) => ssh(`grep -E '^(Uid|CapEff):' /proc/$(systemctl show -p MainPID --value ${unit})/status`);
+    expect(await status('vaultline-director')).toMatch(new RegExp(`^Uid:\\s+${(await ssh('id -u vaultline')).trim()}\\s[\\s\\S]*^CapEff:\\s+0000000000000000$`, 'm'));
+    expect(await status('vaultline-flr')).toMatch(new RegExp(`^Uid:\\s+0\\s[\\s\\S]*^CapEff:\\s+${((1n << 21n) | (1n << 2n)).toString(16).padStart(16, '0')}$`, 'm'));
+    expect(await ssh('stat -c %U /var/lib/vaultline/secret.key')).toBe('vaultline\n');
+    expect(await ssh('stat -c "%a %U %G" /run/vaultline-flr/flr.sock /run/vaultline-flr/token')).toBe('660 root vaultline\n640 root vaultline\n');
+    expect(await ssh('[ "$(readlink /proc/$(systemctl show -p MainPID --value vaultline-flr)/ns/mnt)" != "$(readlink /proc/$(systemctl show -p MainPID --value vaultline-director)/ns/mnt)" ] && echo private')).toBe('private\n');
     expect(await ssh('test -c /dev/fuse && test -c /dev/loop-control && echo yes')).toBe('yes\n');
     // The Transporter knows the VM it runs in by its BIOS UUID (HotAdd attaches disks to that VM).
     expect((await ssh('cat /sys/class/dmi/id/product_uuid')).trim().toLowerCase()).toBe(biosUuid);
@@ -210,7 +217,7 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(out).toContain(`HotAdd: no VM with BIOS UUID ${biosUuid}`);
     expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline repo list')).toMatch(/Local repository/);
     // File-level restore works as delivered: the Director opens a browse session on the new restore
-    // point (its NBD server, nbdfuse, a read-only loop device) and closes it again.
+    // point (its NBD server; the helper's nbdfuse and read-only loop device) and closes it again.
     const points = (await http(`${url}/api/restore-points?vm=app-01`, { headers: { cookie } }).then((r) => r.json())) as { id: string }[];
     expect(points).toHaveLength(1);
     const browse = await http(`${url}/api/restore-points/${points[0]!.id}/browse`, { method: 'POST', headers: { cookie } });

@@ -35,6 +35,7 @@ export const ENABLED_UNITS = [
   'systemd-timesyncd.service',
   'vaultline-firstboot.service',
   'vaultline-guestinfo.service',
+  'vaultline-flr.service',
   'vaultline-director.service',
   'vaultline-transporter.service',
   'vaultline-console.service',
@@ -101,6 +102,8 @@ async function fillTree(root: string, inp: DiskInputs, rootUuid: string, grubOut
   await mkdir(path.join(root, 'boot/grub'), { recursive: true });
   await writeFile(path.join(root, 'boot/grub/grub.cfg'), grubConfig({ rootUuid, cmdline: KERNEL_CMDLINE, title: `Vaultline ${inp.version}` }));
   await withChroot(root, async () => {
+    // The Director's user (usr/lib/sysusers.d/vaultline.conf) exists in the image, not only after a boot.
+    await chroot(root, 'systemd-sysusers >/dev/null');
     await chroot(root, `systemctl enable ${ENABLED_UNITS.join(' ')} >/dev/null 2>&1 && systemctl disable ssh.socket >/dev/null 2>&1 || true; systemctl is-enabled ${ENABLED_UNITS.join(' ')} >/dev/null`);
     // Root signs in with a key only (none is set); no password is ever valid.
     await chroot(root, 'passwd -l root >/dev/null');

@@ -167,7 +167,7 @@ export class NbdProcess {
    * soon as the pid is known (before it serves), to journal it.
    */
   static async start(
-    opts: { socketPath: string; repository: RepositoryRow; secretKey: Buffer; ref: { vmId: string; id: string }; disks: Array<{ key: string; exportName: string }>; timeoutMs?: number; log?: (m: string) => void },
+    opts: { socketPath: string; socketMode?: number; repository: RepositoryRow; secretKey: Buffer; ref: { vmId: string; id: string }; disks: Array<{ key: string; exportName: string }>; timeoutMs?: number; log?: (m: string) => void },
     onSpawn: (pid: number, start: string) => Promise<void>,
   ): Promise<NbdProcess> {
     // --import tsx resolves from cwd; the package's folder finds the workspace's tsx.
@@ -205,6 +205,7 @@ export class NbdProcess {
         const msg: ServeMessage = {
           type: 'serve',
           socketPath: opts.socketPath,
+          ...(opts.socketMode ? { socketMode: opts.socketMode } : {}),
           repository: { kind: opts.repository.kind, location: opts.repository.location, sftpHostKeySha256: opts.repository.sftpHostKeySha256 ?? null },
           ...(passphrase ? { passphrase } : {}),
           ...(privateKey ? { privateKey } : {}),

@@ -1,43 +1,37 @@
 /**
- * Browse sessions: opening a restore point read-only (every disk, every
- * partition that can be mounted), handing out access to its files, and taking
- * it all down again — on request, after an idle timeout, at shutdown, or, for
- * a Director that died, by the sweep at the next start.
+ * Browse sessions, the Director's side: opening a restore point read-only,
+ * handing out access to its files, and taking it all down again — on request,
+ * after an idle timeout, at shutdown, or, for a Director that died, by the
+ * sweep at the next start.
  *
- * Each layer is journaled before it exists (journal.ts) and lives under the
- * session's own 0700 directory `<root>/<internal id>/`:
- *   nbd.sock            the NBD server's socket (one server process per session)
- *   disk<i>/disk        nbdfuse's file for disk i (disk<i> is the FUSE mount point)
- *   mnt/<partition id>  the partition's filesystem mount point
+ * The Director holds the repository's secrets and serves the restore point's
+ * disks from an NBD server process of its own; everything that touches guest
+ * data as a filesystem (nbdfuse, loop devices, mounts, reading files) happens
+ * in the file-level restore helper (vaultline-flr, helper/), which it asks
+ * over a unix socket (helper/client.ts). Its own layers are journaled before
+ * they exist (journal.ts) and live under `<run dir>/nbd/<internal id>/`
+ * (0750, the helper's group may enter):
+ *   nbd.sock            the NBD server's socket (0660; one server process per session)
  *
  * The session token the API hands out is 256 random bits, is bound to the user
  * who opened the session, is held only in memory (as its SHA-256) and appears
- * in no path, journal row or log line.
+ * in no path, journal row, helper request or log line.
  */
-import type { BrowsePartitionDto } from '@vaultline/contracts';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { RepositoryRow } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
-import type { FlrJournal, FlrLayer } from './journal.ts';
-import { attachLoop, detachLoops, NbdProcess, removeDir, startNbdfuse, stopNbdfuse, unmount } from './layers.ts';
-import { partitionSlots, planMount, probeVolume, type PartitionSlot } from './probe.ts';
+import { toRef } from './browse.ts';
+import type { FlrHelper } from './helper/client.ts';
+import type { FlrJournal } from './journal.ts';
+import { journaled, teardown, type Layer } from './layered.ts';
+import { NbdProcess, removeDir } from './layers.ts';
+import type { PartitionView } from './mounts.ts';
 import { sweep, type SweepReport } from './sweep.ts';
-import { FlrError, FlrUnavailableError, missingPrivileges, run, selfOwner, type Owner } from './system.ts';
+import { FlrSessionError, FlrUnavailableError, selfOwner } from './system.ts';
 
-export class FlrSessionError extends Error {
-  override name = 'FlrSessionError';
-  constructor(
-    readonly code: 'not_found' | 'forbidden' | 'conflict' | 'rate_limited',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** A partition as the API shows it ("d<disk index>p<number>" ids, stable within the session). */
-export type PartitionView = BrowsePartitionDto;
+export type { PartitionView } from './mounts.ts';
 
 export interface DiskView {
   key: string;
@@ -64,10 +58,10 @@ export interface OpenRequest {
   user: { id: string; username: string };
 }
 
-interface Layer {
-  row: string;
-  layer: FlrLayer;
-  undo: () => Promise<void>;
+/** A file or directory of a session's partition, as the helper takes it. */
+export interface Item {
+  partition: string;
+  path: Buffer[];
 }
 
 export class Session {
@@ -76,10 +70,6 @@ export class Session {
   active = 0;
   closing: Promise<void> | null = null;
   readonly layers: Layer[] = [];
-  readonly partitions: PartitionView[] = [];
-  readonly mountPoints = new Map<string, string>();
-  /** Partition table scheme per disk key. */
-  readonly tables = new Map<string, string>();
   readonly streams = new Set<{ destroy(err?: Error): void }>();
   view: SessionView | null = null;
 
@@ -98,8 +88,10 @@ export class Session {
 }
 
 export interface SessionsOptions {
-  /** Where session directories live (the Director uses <data dir>/flr). */
+  /** Where the NBD sockets' directories live (<run dir shared with the helper>/nbd). */
   root: string;
+  /** The file-level restore helper, which mounts and reads. */
+  helper: FlrHelper;
   journal: FlrJournal;
   secretKey: Buffer;
   log: Logger;
@@ -107,16 +99,18 @@ export interface SessionsOptions {
   idleMs?: number;
   /** Sessions open at once (default 4). */
   maxSessions?: number;
-  /** Overridable for tests of the 503 path only through a real unprivileged process. */
-  privileges?: () => Promise<string[]>;
 }
 
 const hashToken = (t: string) => createHash('sha256').update(t).digest('hex');
+const item = (i: Item) => ({ partition: i.partition, ref: toRef(Buffer.concat(i.path.flatMap((c, n) => (n ? [Buffer.from('/'), c] : [c])))) });
 
 export class FileRestoreSessions {
   private readonly sessions = new Map<string, Session>();
   private opening = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** This Director instance, as the helper knows it: a sweep it asks for closes every other instance's sessions. */
+  private readonly instance = randomUUID();
+  private helperSwept = false;
   readonly idleMs: number;
   readonly maxSessions: number;
 
@@ -125,9 +119,10 @@ export class FileRestoreSessions {
     this.maxSessions = opts.maxSessions ?? 4;
   }
 
-  /** Undoes what dead Directors of this host left, then watches for idle sessions. */
+  /** Undoes what dead Directors of this host left (ours and the helper's), then watches for idle sessions. */
   async start(): Promise<SweepReport> {
     const report = await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), root: this.opts.root });
+    await this.sweepHelper().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'file restore: the helper could not be asked to sweep; asked again at the next browse'));
     const period = Math.max(200, Math.min(30_000, Math.floor(this.idleMs / 4)));
     let ticks = 0;
     this.timer = setInterval(() => {
@@ -137,6 +132,13 @@ export class FileRestoreSessions {
     }, period);
     this.timer.unref();
     return report;
+  }
+
+  /** The helper closes what earlier instances of this Director left mounted (their NBD servers are gone). */
+  private async sweepHelper(): Promise<void> {
+    const report = await this.opts.helper.sweep(this.instance);
+    this.helperSwept = true;
+    if (report.sessions) this.opts.log.info({ sessions: report.sessions }, 'file restore: the helper swept what a stopped Director left');
   }
 
   private async resweep(): Promise<void> {
@@ -152,8 +154,6 @@ export class FileRestoreSessions {
   }
 
   async open(req: OpenRequest): Promise<SessionView> {
-    const missing = await (this.opts.privileges ?? missingPrivileges)();
-    if (missing.length) throw new FlrUnavailableError(missing);
     if (this.sessions.size + this.opening >= this.maxSessions) {
       throw new FlrSessionError('rate_limited', `${this.maxSessions} browse sessions are open, the most this Director allows; close one (DELETE …/browse/<session>) or wait until one has been idle for ${Math.round(this.idleMs / 60_000)} min`);
     }
@@ -163,19 +163,23 @@ export class FileRestoreSessions {
     const session = new Session(id, hashToken(token), req.user.id, req.user.username, req.restorePointId, path.join(this.opts.root, id));
     this.openingIds.add(id);
     try {
-      await this.build(session, req);
+      // Before anything is started: a helper that is not running (or may not mount) is a 503 with its reason.
+      const { missing } = await this.opts.helper.health();
+      if (missing.length) throw new FlrUnavailableError(missing);
+      if (!this.helperSwept) await this.sweepHelper();
+      const mounted = await this.build(session, req);
       session.view = {
         session: token,
         restorePointId: req.restorePointId,
         createdAt: session.createdAt.toISOString(),
         idleTimeoutSeconds: Math.round(this.idleMs / 1000),
-        disks: req.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, partitionTable: session.tables.get(d.key) ?? 'none', partitions: session.partitions.filter((p) => p.disk === d.key) })),
+        disks: req.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, partitionTable: mounted.tables[d.key] ?? 'none', partitions: mounted.partitions.filter((p) => p.disk === d.key) })),
       };
       this.sessions.set(session.tokenHash, session);
       session.touch(); // idle from the moment it is handed out, not from when mounting began
       return session.view;
     } catch (err) {
-      await this.teardown(session).catch((e: unknown) => this.opts.log.error({ err: e, session: session.id }, 'file restore: undoing a session that failed to open failed; the sweep at next start retries'));
+      await teardown(this.opts.journal, session.layers, session.id).catch((e: unknown) => this.opts.log.error({ err: e, session: session.id }, 'file restore: undoing a session that failed to open failed; the sweep at next start retries'));
       throw err;
     } finally {
       this.opening--;
@@ -183,42 +187,37 @@ export class FileRestoreSessions {
     }
   }
 
-  private async journaled<T>(session: Session, owner: Owner, layer: FlrLayer, target: Record<string, unknown>, act: (row: string) => Promise<T>, undo: (result: T | undefined) => Promise<void>): Promise<T> {
-    const row = await this.opts.journal.add(session.id, layer, target, owner);
-    const done: { result?: T } = {};
-    session.layers.push({ row, layer, undo: () => undo(done.result) });
-    done.result = await act(row);
-    return done.result;
-  }
-
-  private async build(session: Session, req: OpenRequest): Promise<void> {
+  private async build(session: Session, req: OpenRequest) {
     const owner = await selfOwner();
     const { journal, log } = this.opts;
-    await this.journaled(
-      session,
+    await journaled(
+      journal,
+      session.layers,
+      session.id,
       owner,
       'session',
       { dir: session.dir, restorePointId: req.restorePointId, user: req.user.username },
       async () => {
-        await mkdir(this.opts.root, { recursive: true, mode: 0o700 });
-        await mkdir(session.dir, { mode: 0o700 });
-        await mkdir(path.join(session.dir, 'mnt'), { mode: 0o700 });
+        // 0750: the helper (the directory's group) reaches the socket; no one else does.
+        await mkdir(this.opts.root, { recursive: true, mode: 0o750 });
+        await mkdir(session.dir, { mode: 0o750 });
       },
       async () => {
-        await removeDir(path.join(session.dir, 'mnt'));
         await removeDir(session.dir);
       },
     );
 
     const socketPath = path.join(session.dir, 'nbd.sock');
     const exportsFor = req.disks.map((d, i) => ({ key: d.key, exportName: `disk${i}` }));
-    await this.journaled(
-      session,
+    await journaled(
+      journal,
+      session.layers,
+      session.id,
       owner,
       'nbd_server',
       { socket: socketPath, pid: null },
       (row) =>
-        NbdProcess.start({ socketPath, repository: req.repository, secretKey: this.opts.secretKey, ref: req.ref, disks: exportsFor, log: (m) => log.warn({ session: session.id }, m) }, (pid, start) =>
+        NbdProcess.start({ socketPath, socketMode: 0o660, repository: req.repository, secretKey: this.opts.secretKey, ref: req.ref, disks: exportsFor, log: (m) => log.warn({ session: session.id }, m) }, (pid, start) =>
           journal.update(row, { socket: socketPath, pid, start }),
         ),
       async (nbd) => {
@@ -226,88 +225,11 @@ export class FileRestoreSessions {
       },
     );
 
-    for (const [i, disk] of req.disks.entries()) {
-      const mountPoint = path.join(session.dir, `disk${i}`);
-      await mkdir(mountPoint, { mode: 0o700 });
-      const fuse = await this.journaled(
-        session,
-        owner,
-        'fuse',
-        { mountPoint, pid: null },
-        (row) => startNbdfuse(mountPoint, socketPath, `disk${i}`, (pid) => journal.update(row, { mountPoint, pid, start: null })),
-        async (f) => {
-          await stopNbdfuse(mountPoint, f?.pid, f?.start);
-          await removeDir(mountPoint);
-        },
-      );
-      const journalRow = session.layers[session.layers.length - 1]!.row;
-      await journal.update(journalRow, { mountPoint, pid: fuse.pid, start: fuse.start });
-
-      const slots = await partitionSlots(fuse.file, disk.capacity);
-      session.tables.set(disk.key, slots[0]?.scheme ?? 'none');
-      for (const slot of slots) await this.addPartition(session, owner, i, disk.key, fuse.file, slot);
-    }
-    log.info({ session: session.id, restorePoint: req.restorePointId, user: req.user.username, mounted: session.partitions.filter((p) => p.mounted).map((p) => p.id) }, 'file restore: session open');
-  }
-
-  private async addPartition(session: Session, owner: Owner, diskIndex: number, diskKey: string, file: string, slot: PartitionSlot): Promise<void> {
-    const id = slot.number === 0 ? `d${diskIndex}` : `d${diskIndex}p${slot.number}`;
-    const volume = await probeVolume(file, slot);
-    const view: PartitionView = {
-      id,
-      disk: diskKey,
-      number: slot.number,
-      offsetBytes: slot.offset,
-      sizeBytes: slot.size,
-      partitionType: slot.typeId,
-      partitionName: slot.name,
-      filesystem: volume.fsType,
-      label: volume.label,
-      uuid: volume.uuid,
-      mounted: false,
-    };
-    session.partitions.push(view);
-    const plan = await planMount(volume, slot);
-    if (!plan.ok) {
-      view.reason = plan.reason;
-      return;
-    }
-    try {
-      const device = await this.journaled(
-        session,
-        owner,
-        'loop',
-        { backingFile: file, offset: slot.offset, size: slot.size },
-        () => attachLoop(file, slot.offset, slot.size),
-        async () => {
-          await detachLoops(file, slot.offset);
-        },
-      );
-      const mountPoint = path.join(session.dir, 'mnt', id);
-      await mkdir(mountPoint, { mode: 0o700 });
-      await this.journaled(
-        session,
-        owner,
-        'mount',
-        { mountPoint, device, driver: plan.description },
-        async () => {
-          const d = plan.driver;
-          if (d.kind === 'kernel') await run('mount', ['-t', d.fsType, '-o', d.options.join(','), device, mountPoint]);
-          else await run(d.command, d.args(device, mountPoint));
-        },
-        async () => {
-          await unmount(mountPoint);
-          await removeDir(mountPoint);
-        },
-      );
-      view.mounted = true;
-      view.driver = plan.description;
-      session.mountPoints.set(id, mountPoint);
-    } catch (err) {
-      // One partition that cannot be mounted does not stop the others.
-      view.reason = `mounting failed: ${(err as Error).message}`;
-      this.opts.log.warn({ session: session.id, partition: id, err: (err as Error).message }, 'file restore: a partition could not be mounted');
-    }
+    // The helper's layers are journaled by the helper; a Director that dies leaves them to the helper's sweep.
+    session.layers.push({ row: null, layer: 'helper', undo: () => this.opts.helper.close(session.id).catch((err: unknown) => (err instanceof FlrSessionError && err.code === 'not_found' ? undefined : Promise.reject(err))) });
+    const mounted = await this.opts.helper.open({ id: session.id, nbdSocket: socketPath, disks: req.disks.map((d, i) => ({ key: d.key, capacity: d.capacity, exportName: exportsFor[i]!.exportName })), owner: this.instance, label: req.label });
+    log.info({ session: session.id, restorePoint: req.restorePointId, user: req.user.username, mounted: mounted.partitions.filter((p) => p.mounted).map((p) => p.id) }, 'file restore: session open');
+    return mounted;
   }
 
   /** The caller's session, or an error saying why not. Counts as use. */
@@ -319,12 +241,27 @@ export class FileRestoreSessions {
     return s;
   }
 
-  mountPoint(s: Session, partitionId: string): string {
-    const mp = s.mountPoints.get(partitionId);
-    if (mp) return mp;
-    const p = s.partitions.find((x) => x.id === partitionId);
-    if (!p) throw new FlrSessionError('not_found', `no partition ${partitionId} in this session (it has ${s.partitions.map((x) => x.id).join(', ') || 'none'})`);
-    throw new FlrSessionError('conflict', `partition ${partitionId} is not mounted: ${p.reason ?? 'unknown reason'}`);
+  list(s: Session, i: Item, page: { cursor?: string | undefined; limit: number }) {
+    return this.opts.helper.list(s.id, item(i), page);
+  }
+
+  /** A regular file's size and modification time (links, devices, FIFOs and directories are refused). */
+  stat(s: Session, i: Item) {
+    return this.opts.helper.stat(s.id, item(i));
+  }
+
+  /** Bytes [start, end] of a regular file, kept open as a download of the session. */
+  async read(s: Session, i: Item, start: number, end: number) {
+    const stream = await this.opts.helper.read(s.id, item(i), start, end);
+    this.track(s, stream);
+    return stream;
+  }
+
+  /** A directory as tar, kept open as a download of the session. */
+  async archive(s: Session, i: Item) {
+    const a = await this.opts.helper.archive(s.id, item(i));
+    this.track(s, a.stream);
+    return a;
   }
 
   /** Keeps the session open while `stream` runs (downloads longer than the idle timeout are fine). */
@@ -348,7 +285,7 @@ export class FileRestoreSessions {
       s.closing = (async () => {
         for (const st of s.streams) st.destroy(new Error('the browse session was closed'));
         try {
-          await this.teardown(s);
+          await teardown(this.opts.journal, s.layers, s.id);
         } finally {
           // Gone for its user either way; what a failed teardown left stays journaled for the sweep.
           this.sessions.delete(s.tokenHash);
@@ -357,22 +294,6 @@ export class FileRestoreSessions {
       })();
     }
     await s.closing;
-  }
-
-  /** Undoes every layer, newest first; a layer whose undo fails stays journaled for the sweep. */
-  private async teardown(s: Session): Promise<void> {
-    const failures: string[] = [];
-    for (const layer of [...s.layers].reverse()) {
-      try {
-        await layer.undo();
-        await this.opts.journal.resolve(layer.row);
-      } catch (err) {
-        failures.push(`${layer.layer}: ${(err as Error).message}`);
-        await this.opts.journal.failed(layer.row, (err as Error).message).catch(() => undefined);
-      }
-    }
-    s.layers.length = 0;
-    if (failures.length) throw new FlrError(`closing browse session ${s.id} left: ${failures.join('; ')}`);
   }
 
   async closeIdle(now = Date.now()): Promise<void> {

@@ -13,11 +13,25 @@ export class FlrError extends Error {
   override name = 'FlrError';
 }
 
-/** The host cannot mount (no privileges, a missing tool): the API answers 503 with this message. */
+/**
+ * File-level restore cannot run (its helper is not running, may not mount, a tool is missing): the API
+ * answers 503 with this message.
+ */
 export class FlrUnavailableError extends FlrError {
   override name = 'FlrUnavailableError';
   constructor(readonly missing: string[]) {
-    super(`file-level restore is not available on this Director: ${missing.join('; ')}`);
+    super(`file-level restore is not available: ${missing.join('; ')}`);
+  }
+}
+
+/** A request about a browse session that cannot be served as asked (answered with the matching 4xx). */
+export class FlrSessionError extends Error {
+  override name = 'FlrSessionError';
+  constructor(
+    readonly code: 'bad_request' | 'not_found' | 'forbidden' | 'conflict' | 'rate_limited',
+    message: string,
+  ) {
+    super(message);
   }
 }
 

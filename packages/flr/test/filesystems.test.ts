@@ -2,17 +2,19 @@
  * The kernel filesystems besides ext4 that file-level restore mounts
  * read-only — xfs (ro,norecovery,nouuid) and btrfs (ro,rescue=nologreplay) —
  * each on a whole disk without a partition table, built with the real mkfs
- * tools, stored through the real repository and read back through a session.
+ * tools, stored through the real repository and read back through a session
+ * (mounted by the helper process, vaultline-flr).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileRestoreSessions, openFile, parsePath } from '../src/index.ts';
-import { ensureFlrTools, leftoversUnder, memoryJournal, storeRestorePoint } from './tools.ts';
+import { FileRestoreSessions, FlrHelper, parsePath } from '../src/index.ts';
+import { ensureFlrTools, leftoversUnder, memoryJournal, startFlrHelper, storeRestorePoint, type RunningHelper } from './tools.ts';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -67,14 +69,17 @@ describe('xfs and btrfs on whole disks, mounted read-only by the kernel', () => 
     repoDir = path.join(dir, 'repo');
     pointId = await storeRestorePoint(repoDir, undefined, { uuid: 'vm-fs', name: 'fs' }, disks.map((d) => ({ key: d.key, image: path.join(dir, `${d.fs}.img`) })));
   }, 300_000);
+  let helper: RunningHelper | undefined;
   afterAll(async () => {
-    if (dir && leftoversUnder(dir).mounts.length === 0) await rm(dir, { recursive: true, force: true });
+    await helper?.stop();
+    if (dir && leftoversUnder(dir, helper?.pid).mounts.length === 0) await rm(dir, { recursive: true, force: true });
   });
 
   it('mounts both read-only and reads the file back byte for byte', async () => {
     const root = path.join(dir, 'flr');
+    helper = await startFlrHelper(root);
     const journal = memoryJournal();
-    const sessions = new FileRestoreSessions({ root, journal, secretKey: Buffer.alloc(32, 2), log: memoryLogger('flr-fs').log });
+    const sessions = new FileRestoreSessions({ root: path.join(helper.runDir, 'nbd'), helper: new FlrHelper(helper.runDir), journal, secretKey: Buffer.alloc(32, 2), log: memoryLogger('flr-fs').log });
     const view = await sessions.open({
       restorePointId: 'rp-fs',
       label: 'fs',
@@ -89,17 +94,18 @@ describe('xfs and btrfs on whole disks, mounted read-only by the kernel', () => 
       expect(parts[1]).toMatchObject({ id: 'd1', filesystem: 'btrfs', label: 'btrdata', mounted: true, driver: 'btrfs (kernel, ro,rescue=nologreplay)' });
       const s = sessions.use(view.session, 'u');
       for (const id of ['d0', 'd1']) {
-        const f = await openFile(sessions.mountPoint(s, id), parsePath({ path: 'deep/er/data.bin' }));
-        const data = await f.handle.readFile();
-        await f.handle.close();
-        expect(sha(data)).toBe(sha(content));
+        const file = { partition: id, path: parsePath({ path: 'deep/er/data.bin' }) };
+        const st = await sessions.stat(s, file);
+        const chunks: Buffer[] = [];
+        for await (const c of await sessions.read(s, file, 0, st.size - 1)) chunks.push(c as Buffer);
+        expect(sha(Buffer.concat(chunks))).toBe(sha(content));
       }
-      const opts = (await import('node:fs')).readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(root) && l.includes('/mnt/'));
+      const opts = readFileSync(`/proc/${helper.pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.includes(root) && l.includes('/mnt/'));
       expect(opts.length).toBe(2);
       for (const l of opts) expect(l.split(' ')[5]).toMatch(/^ro,nosuid,nodev,noexec/);
     } finally {
       await sessions.closeAll();
     }
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
   });
 });

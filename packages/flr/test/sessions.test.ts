@@ -1,19 +1,20 @@
 /**
  * Browse sessions on an MBR disk with logical partitions (extended partition,
  * EBR chain written here byte by byte), real mkfs/mkswap, the real repository
- * and the whole mount stack; then the sweep removing a session its owner no
- * longer holds, from the journal alone.
+ * and the whole mount stack in the helper process (vaultline-flr, in its own
+ * mount namespace); then a helper killed while holding a session, whose
+ * successor sweeps it from the journal files alone.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileRestoreSessions, list, openFile, parsePath, sweep } from '../src/index.ts';
+import { FileRestoreSessions, FlrHelper, parsePath, sweep, type Session } from '../src/index.ts';
 import { selfOwner } from '../src/system.ts';
-import { ensureFlrTools, leftoversUnder, memoryJournal, repositoryFingerprint, storeRestorePoint } from './tools.ts';
+import { ensureFlrTools, leftoversUnder, memoryJournal, mountsIn, repositoryFingerprint, startFlrHelper, storeRestorePoint, type RunningHelper } from './tools.ts';
 
 const MiB = 1024 * 1024;
 const S = 512;
@@ -83,10 +84,24 @@ describe('browse sessions on an MBR disk with logical partitions, and the sweep'
     }
     repoDir = path.join(dir, 'repo');
     pointId = await storeRestorePoint(repoDir, undefined, { uuid: 'vm-mbr', name: 'mbr' }, [{ key: '2000', image }]);
+    helper = await startFlrHelper(path.join(dir, 'h'));
   });
   afterAll(async () => {
-    if (dir && leftoversUnder(dir).mounts.length === 0) await rm(dir, { recursive: true, force: true });
+    await helper?.stop();
+    if (dir && leftoversUnder(dir, helper?.pid).mounts.length === 0) await rm(dir, { recursive: true, force: true });
   });
+
+  let helper: RunningHelper;
+  const hdir = () => path.join(dir, 'h');
+  const sessionsWith = (journal: ReturnType<typeof memoryJournal>) =>
+    new FileRestoreSessions({ root: path.join(helper.runDir, 'nbd'), helper: new FlrHelper(helper.runDir), journal, secretKey: Buffer.alloc(32, 1), log: memoryLogger('flr-test').log });
+  const readWhole = async (sessions: FileRestoreSessions, s: Session, partition: string, p: string) => {
+    const file = { partition, path: parsePath({ path: p }) };
+    const st = await sessions.stat(s, file);
+    const chunks: Buffer[] = [];
+    for await (const c of await sessions.read(s, file, 0, st.size - 1)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  };
 
   const request = () => ({
     restorePointId: 'rp-mbr',
@@ -99,9 +114,7 @@ describe('browse sessions on an MBR disk with logical partitions, and the sweep'
 
   it('finds primary and logical partitions (the extended container is not listed), mounts ext4, names swap, and reads the files', async () => {
     const journal = memoryJournal();
-    const { log } = memoryLogger('flr-test');
-    const root = path.join(dir, 'flr-a');
-    const sessions = new FileRestoreSessions({ root, journal, secretKey: Buffer.alloc(32, 1), log });
+    const sessions = sessionsWith(journal);
     await sessions.start();
     const view = await sessions.open(request());
     try {
@@ -113,43 +126,51 @@ describe('browse sessions on an MBR disk with logical partitions, and the sweep'
       expect(parts[2]).toMatchObject({ filesystem: 'swap', label: 'swap6', mounted: false, reason: 'swap space (holds no files)' });
       const s = sessions.use(view.session, 'u1');
       expect(() => sessions.use(view.session, 'someone-else')).toThrow(/belongs to another user/);
-      const listing = await list(sessions.mountPoint(s, 'd0p5'), parsePath({ path: '' }), { limit: 10 });
+      const listing = await sessions.list(s, { partition: 'd0p5', path: parsePath({ path: '' }) }, { limit: 10 });
       expect(listing.entries.map((e) => e.name)).toEqual(['logical.bin', 'lost+found']);
-      const f = await openFile(sessions.mountPoint(s, 'd0p5'), parsePath({ path: 'logical.bin' }));
-      const data = await f.handle.readFile();
-      await f.handle.close();
-      expect(sha(data)).toBe(sha(secret));
-      expect(() => sessions.mountPoint(s, 'd0p6')).toThrow(/not mounted: swap space/);
+      expect(sha(await readWhole(sessions, s, 'd0p5', 'logical.bin'))).toBe(sha(secret));
+      expect(sha(await readWhole(sessions, s, 'd0p1', 'primary.bin'))).toBe(sha(secret));
+      await expect(sessions.list(s, { partition: 'd0p6', path: [] }, { limit: 1 })).rejects.toThrow(/not mounted: swap space/);
+      // The mounts are the helper's: this process (the Director's side) sees none of them.
+      expect(mountsIn(helper.pid, hdir()).length).toBe(3);
+      expect(mountsIn('self', hdir())).toEqual([]);
     } finally {
       await sessions.closeAll();
     }
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
     expect([...journal.rows.values()].filter((r) => !r.resolved)).toEqual([]);
+    expect(await readdir(path.join(helper.stateDir, 'journal'))).toEqual([]);
   });
 
-  it('the sweep removes, from the journal alone, a session its owner no longer holds', async () => {
+  it('a helper killed while holding a session: the next helper sweeps it from its journal files alone, the Director its NBD server', async () => {
     const journal = memoryJournal();
     const { log } = memoryLogger('flr-test');
-    const root = path.join(dir, 'flr-b');
     const before = repositoryFingerprint(repoDir);
-    const sessions = new FileRestoreSessions({ root, journal, secretKey: Buffer.alloc(32, 1), log });
+    const sessions = sessionsWith(journal);
     await sessions.open(request());
     try {
-      const held = leftoversUnder(root);
+      const held = leftoversUnder(hdir(), helper.pid);
       expect(held.mounts.length).toBe(3); // nbdfuse + two ext4
       expect(held.loops.length).toBe(2);
-      // As if the manager had lost the session (its teardown failed part-way): nothing of ours is live.
-      const report = await sweep({ journal, log, self: await selfOwner(), root, live: new Set() });
-      expect(report).toMatchObject({ sessions: 1, failures: [], refused: [], serversStopped: 1 });
-      expect(report.unmounted.length).toBe(2);
-      expect(report.loopsDetached.length).toBe(2);
-      expect(report.fuseUnmounted.length).toBe(1);
-      expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+      expect((await readdir(path.join(helper.stateDir, 'journal'))).length).toBe(1 + 1 + 2 + 2); // session, nbdfuse, 2 loops, 2 mounts
+      helper.child.kill('SIGKILL');
+      await new Promise((r) => helper.child.once('exit', r));
+      const orphaned = leftoversUnder(hdir());
+      expect(orphaned.loops.length).toBe(2); // loop devices outlive it; nbdfuse keeps its namespace and mounts alive
+      expect(orphaned.processes.some((p) => p.includes('nbdfuse'))).toBe(true);
+
+      helper = await startFlrHelper(hdir()); // its start sweeps before it listens
+      expect(await readdir(path.join(helper.stateDir, 'journal'))).toEqual([]);
+      expect(leftoversUnder(path.join(hdir(), 'state'), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
+      // The Director's side: as if it had lost the session, nothing of ours is live.
+      const report = await sweep({ journal, log, self: await selfOwner(), root: path.join(helper.runDir, 'nbd'), live: new Set() });
+      expect(report).toMatchObject({ sessions: 1, serversStopped: 1, failures: [], refused: [] });
+      expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
       expect([...journal.rows.values()].filter((r) => !r.resolved)).toEqual([]);
     } finally {
-      await sessions.closeAll(); // undoes are idempotent: after the sweep this finds nothing left
+      await sessions.closeAll(); // undoes are idempotent; the new helper knows no such session (404, ignored)
     }
-    expect(leftoversUnder(root)).toEqual({ mounts: [], loops: [], processes: [] });
+    expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
     expect((await readFile(image)).length).toBe(96 * MiB);
     expect(repositoryFingerprint(repoDir)).toEqual(before);
   });

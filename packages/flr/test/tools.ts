@@ -5,11 +5,13 @@
  * a disk with a filesystem and no partition table), storing them as a restore
  * point through the real repository, and describing a tree to compare with.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Repository, RestorePointWriter } from '@vaultline/repository';
 import type { FlrJournal, FlrJournalRow } from '../src/journal.ts';
 
@@ -250,18 +252,18 @@ export function repositoryFingerprint(dir: string): Map<string, string> {
   return out;
 }
 
-/** What of ours is still around: mounts and loop devices under `root`, and processes naming it. */
-export function leftoversUnder(root: string): { mounts: string[]; loops: string[]; processes: string[] } {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((m) => m.startsWith(root));
+/**
+ * What of ours is still around: mounts under `root` (as this process sees them, and as the helper
+ * `helperPid` sees them in its own mount namespace), loop devices backed by files under it, and
+ * processes naming it.
+ */
+export function leftoversUnder(root: string, helperPid?: number): { mounts: string[]; loops: string[]; processes: string[] } {
+  const mounts = [...new Set(mountsIn('self', root).concat(helperPid ? mountsIn(helperPid, root) : []))];
   const lo = JSON.parse(sh('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']) || '{"loopdevices":[]}') as { loopdevices?: Array<{ name: string; 'back-file': string | null }> };
   const loops = (lo.loopdevices ?? []).filter((l) => (l['back-file'] ?? '').startsWith(root)).map((l) => `${l.name} ${l['back-file']}`);
   const processes: string[] = [];
   for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    if (Number(pid) === process.pid) continue;
+    if (Number(pid) === process.pid || Number(pid) === helperPid) continue;
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
       if (cmd.includes(root)) processes.push(`${pid} ${cmd.trim()}`);
@@ -270,6 +272,70 @@ export function leftoversUnder(root: string): { mounts: string[]; loops: string[
     }
   }
   return { mounts, loops, processes };
+}
+
+/** Mount points under `root` in the mount namespace of process `pid` ([] once it is gone). */
+export function mountsIn(pid: number | 'self', root: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .map((m) => m.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((m) => m.startsWith(root));
+}
+
+export interface RunningHelper {
+  pid: number;
+  child: ChildProcess;
+  runDir: string;
+  stateDir: string;
+  /** Its environment: nothing but these directories, PATH and the log level (no key, no database). */
+  env: Record<string, string>;
+  /** SIGTERM (it closes every session) and wait. */
+  stop(): Promise<void>;
+}
+
+const HELPER_MAIN = fileURLToPath(new URL('../src/helper/main.ts', import.meta.url));
+
+/**
+ * Starts the file-level restore helper (vaultline-flr) as the appliance does: a process of its own in
+ * a private mount namespace (`unshare --mount`), with an environment that holds no key, no passphrase
+ * and no database address. `prefix` wraps it further inside the namespace (e.g. setpriv dropping
+ * CAP_SYS_ADMIN).
+ */
+export async function startFlrHelper(dir: string, opts: { prefix?: string[] } = {}): Promise<RunningHelper> {
+  const runDir = path.join(dir, 'run');
+  const stateDir = path.join(dir, 'state');
+  const env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', VAULTLINE_FLR_RUN_DIR: runDir, VAULTLINE_FLR_STATE_DIR: stateDir, VAULTLINE_LOG_LEVEL: 'warn' };
+  const argv = ['unshare', '--mount', '--propagation', 'private', '--', ...(opts.prefix ?? []), process.execPath, '--import', 'tsx', HELPER_MAIN];
+  // --import tsx resolves from cwd: the package's folder finds the workspace's tsx.
+  const child = spawn(argv[0]!, argv.slice(1), { cwd: path.dirname(HELPER_MAIN), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-8000)));
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (c) => reject(new Error(`the helper exited (${c}) before listening: ${stderr}`)));
+  });
+  const { pid } = JSON.parse(line) as { pid: number };
+  if (pid !== child.pid) throw new Error(`the helper runs as pid ${pid}, not the spawned ${child.pid}`);
+  return {
+    pid,
+    child,
+    runDir,
+    stateDir,
+    env,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /** The journal in memory (package tests and the benchmark; the Director uses Postgres). */

@@ -11,12 +11,16 @@
  * The session token is bound to the user who opened it. These routes log at
  * warn level only, so request lines (which carry the token and file names)
  * stay out of the log; the audit log records who took what.
+ *
+ * The Director mounts nothing: it serves the restore point's disks over NBD
+ * and the file-level restore helper (vaultline-flr) mounts and reads them,
+ * asked over a unix socket in the run directory they share. A helper that is
+ * not running is a 503 naming it.
  */
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema, type BrowseListingDto, type BrowseSessionDto } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
-import { archive, BrowseError, display, FileRestoreSessions, FlrSessionError, FlrUnavailableError, list, openFile, parsePath, pgFlrJournal, resolvePath, type ArchiveStats, type Session } from '@vaultline/flr';
+import { BrowseError, display, FileRestoreSessions, FlrHelper, FlrSessionError, FlrUnavailableError, parsePath, pgFlrJournal, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
 import { loadJournalKey, openRepository } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -31,8 +35,8 @@ export interface FileRestoreOptions {
   idleMs?: number;
   /** Sessions open at once (default 4). */
   maxSessions?: number;
-  /** Where session mounts live (default <data dir>/flr). */
-  root?: string;
+  /** The directory shared with the helper: its socket and token, and the NBD sockets (default <data dir>/flr-run). */
+  runDir?: string;
 }
 
 const Params = z.object({ id: z.uuid(), session: BrowseSessionTokenSchema });
@@ -80,8 +84,10 @@ function toAppError(err: unknown, what: string): never {
 
 export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; dataDir: string; log: Logger; options?: FileRestoreOptions }): Promise<void> {
   const { db, audit } = deps;
+  const runDir = path.resolve(deps.options?.runDir ?? path.join(deps.dataDir, 'flr-run'));
   const sessions = new FileRestoreSessions({
-    root: deps.options?.root ?? path.join(path.resolve(deps.dataDir), 'flr'),
+    root: path.join(runDir, 'nbd'),
+    helper: new FlrHelper(runDir),
     // Rows are signed with the Director's local journal.key (never in the database); see docs/ARCHITECTURE.md.
     journal: pgFlrJournal(db, await loadJournalKey(path.resolve(deps.dataDir)), { log: deps.log }),
     secretKey: deps.secretKey,
@@ -148,7 +154,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     const { s } = session(request);
     const q = parse(BrowseListQuerySchema, request.query);
     try {
-      return await list(sessions.mountPoint(s, q.partition), parsePath(q), { cursor: q.cursor, limit: q.limit });
+      return await sessions.list(s, { partition: q.partition, path: parsePath(q) }, { cursor: q.cursor, limit: q.limit });
     } catch (err) {
       toAppError(err, `listing ${q.partition}:${q.path ?? q.ref ?? ''}`);
     }
@@ -164,31 +170,30 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
         toAppError(err, 'download');
       }
     })();
-    const opened = await (async () => openFile(sessions.mountPoint(s, q.partition), comps))().catch((err: unknown) => toAppError(err, `downloading ${q.partition}:${q.path ?? q.ref ?? ''}`));
-    const range = parseRange(request.headers.range, opened.size);
+    const what = `downloading ${q.partition}:${q.path ?? q.ref ?? ''}`;
+    const file = { partition: q.partition, path: comps };
+    const st = await sessions.stat(s, file).catch((err: unknown) => toAppError(err, what));
+    const range = parseRange(request.headers.range, st.size);
     if (range === 'unsatisfiable') {
-      await opened.handle.close();
-      return reply.code(416).header('content-range', `bytes */${opened.size}`).send({ code: 'range_not_satisfiable', message: `the file has ${opened.size} bytes` });
+      return reply.code(416).header('content-range', `bytes */${st.size}`).send({ code: 'range_not_satisfiable', message: `the file has ${st.size} bytes` });
     }
     const shown = comps.map(display).join('/');
-    await audit.record({ ...who(request), action: 'restore-point.file-download', subject: `${s.restorePointId} ${q.partition}:${shown}`, detail: { bytes: opened.size, ...(range ? { range: `${range[0]}-${range[1]}` } : {}) } });
+    await audit.record({ ...who(request), action: 'restore-point.file-download', subject: `${s.restorePointId} ${q.partition}:${shown}`, detail: { bytes: st.size, ...(range ? { range: `${range[0]}-${range[1]}` } : {}) } });
     reply.header('content-type', 'application/octet-stream');
     reply.header('accept-ranges', 'bytes');
-    reply.header('last-modified', opened.mtime.toUTCString());
-    reply.header('content-disposition', contentDisposition(display(opened.name)));
-    if (opened.size === 0) {
-      await opened.handle.close();
+    reply.header('last-modified', new Date(st.mtime).toUTCString());
+    reply.header('content-disposition', contentDisposition(display(comps[comps.length - 1]!)));
+    if (st.size === 0) {
       reply.header('content-length', '0');
       return reply.send(Buffer.alloc(0));
     }
-    const [start, end] = range ?? [0, opened.size - 1];
+    const [start, end] = range ?? [0, st.size - 1];
+    const stream = await sessions.read(s, file, start, end).catch((err: unknown) => toAppError(err, what));
     if (range) {
       reply.code(206);
-      reply.header('content-range', `bytes ${start}-${end}/${opened.size}`);
+      reply.header('content-range', `bytes ${start}-${end}/${st.size}`);
     }
     reply.header('content-length', String(end - start + 1));
-    const stream = opened.handle.createReadStream({ start, end, highWaterMark: 1024 * 1024, autoClose: true });
-    sessions.track(s, stream);
     return reply.send(stream);
   });
 
@@ -196,27 +201,25 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     const { s } = session(request);
     const q = parse(BrowseItemQuerySchema, request.query);
     let comps: Buffer[];
-    let root: string;
+    let tar: Awaited<ReturnType<FileRestoreSessions['archive']>>;
     try {
       comps = parsePath(q);
-      root = sessions.mountPoint(s, q.partition);
-      await resolvePath(root, comps); // errors about the top path surface as 4xx before any byte is sent
+      // The helper answers errors about the top path (4xx) before any byte is sent.
+      tar = await sessions.archive(s, { partition: q.partition, path: comps });
     } catch (err) {
       toAppError(err, `archiving ${q.partition}:${q.path ?? q.ref ?? ''}`);
     }
-    const stats: ArchiveStats = { files: 0, directories: 0, symlinks: 0, bytes: 0, skipped: [] };
     const base = comps.length ? display(comps[comps.length - 1]!) : `${q.partition}`;
-    const stream = Readable.from(archive(root, comps, stats), { objectMode: false, highWaterMark: 4 * 1024 * 1024 });
-    sessions.track(s, stream);
     const shown = comps.map(display).join('/');
-    stream.once('close', () => {
+    tar.stream.once('close', () => {
+      const stats = tar.stats();
       void audit
-        .record({ ...who(request), action: 'restore-point.archive-download', subject: `${s.restorePointId} ${q.partition}:${shown || '/'}`, detail: { ...stats, skipped: stats.skipped.slice(0, 50), complete: stream.readableEnded } })
+        .record({ ...who(request), action: 'restore-point.archive-download', subject: `${s.restorePointId} ${q.partition}:${shown || '/'}`, detail: { ...(stats ?? { files: 0, directories: 0, symlinks: 0, bytes: 0, skipped: [] }), complete: stats !== null } })
         .catch(() => undefined);
     });
     reply.header('content-type', 'application/x-tar');
     reply.header('content-disposition', contentDisposition(`${base}.tar`));
-    return reply.send(stream);
+    return reply.send(tar.stream);
   });
 
   app.delete('/restore-points/:id/browse/:session', route, async (request, reply) => {

@@ -19,6 +19,8 @@ import { NbdServer } from './server.ts';
 export interface ServeMessage {
   type: 'serve';
   socketPath: string;
+  /** 0660 when the file-level restore helper (the socket's group) connects nbdfuse to it. */
+  socketMode?: number;
   repository: { kind: string; location: string; sftpHostKeySha256?: string | null };
   /** Unsealed by the Director; only this repository's secrets come here, never the appliance key. */
   passphrase?: string;
@@ -49,7 +51,7 @@ async function serve(msg: ServeMessage): Promise<void> {
     exports.push(diskExport(d.exportName, reader, `disk ${d.key} of restore point ${msg.ref.id}`));
   }
   server = new NbdServer(exports, { onError: (message) => process.send?.({ type: 'log', message }) });
-  await server.listen(msg.socketPath);
+  await server.listen(msg.socketPath, msg.socketMode);
   process.send?.({ type: 'ready' });
 }
 

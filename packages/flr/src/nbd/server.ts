@@ -59,8 +59,12 @@ export class NbdServer {
     this.opts = { maxConnections: opts.maxConnections ?? 16, maxInFlight: opts.maxInFlight ?? 16, onError: opts.onError ?? (() => undefined) };
   }
 
-  /** Listens on a unix socket (mode 0600; put it in a 0700 directory so no one races the chmod). */
-  async listen(socketPath: string): Promise<void> {
+  /**
+   * Listens on a unix socket (mode 0600, or 0660 for the group of the file-level restore helper that
+   * connects nbdfuse to it; put it in a directory only the owner and that group may enter, so no one
+   * races the chmod).
+   */
+  async listen(socketPath: string, mode = 0o600): Promise<void> {
     const server = net.createServer((socket) => this.accept(socket));
     server.maxConnections = this.opts.maxConnections;
     await new Promise<void>((resolve, reject) => {
@@ -70,7 +74,7 @@ export class NbdServer {
         resolve();
       });
     });
-    await chmod(socketPath, 0o600);
+    await chmod(socketPath, mode);
     this.server = server;
   }
 

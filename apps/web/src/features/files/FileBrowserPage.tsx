@@ -30,7 +30,7 @@ function SessionProblem({ state, reopen }: { state: BrowseSessionState; reopen: 
         <p className="prewrap">{state.message}</p>
         {state.status === 503 ? (
           <p className="small">
-            The Director mounts restore points itself, so it needs root or CAP_SYS_ADMIN and the packages libnbd-bin and fuse3 (ntfs-3g and fusefat for those filesystems); see “Files, from any restore point” in the README. An administrator can enable it; backups and restores are not affected.
+            Restore points are mounted by the file-level restore helper (vaultline-flr), a service of its own beside the Director that needs CAP_SYS_ADMIN and the packages libnbd-bin and fuse3 (ntfs-3g and fusefat for those filesystems); see “Files, from any restore point” in the README. An administrator can enable it; backups and restores are not affected.
           </p>
         ) : (
           <p>
