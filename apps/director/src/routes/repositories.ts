@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, openRepository } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, openRepository, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
@@ -109,6 +109,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         await repo.close();
       }
     } catch (err) {
+      if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
       if (err instanceof RepositoryError) throw new AppError('bad_request', `${body.location}: ${err.message}`);
       throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
     }
