@@ -47,9 +47,21 @@ export interface AppDeps {
   onFirstPasswordChanged?: () => Promise<void>;
   /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
   remote?: RemoteTransporterConfig;
-  /** File-level restore: idle timeout, session limit, mount folder. */
+  /** File-level restore: idle timeout, session limits, mount folder. */
   fileRestore?: FileRestoreOptions;
+  /** Overrides of HTTP_TIMEOUTS (tests). */
+  httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
 }
+
+/**
+ * No client holds a connection by being slow. A request (headers and its body of
+ * at most 1 MiB) must have arrived within 30 s; a connection on which nothing
+ * moved either way for 10 min is closed, so a download is never cut while it
+ * flows, however long it takes, but one whose client stopped reading is; an idle
+ * keep-alive connection is closed after 65 s (after the 60 s proxies in front
+ * usually keep theirs, so they close first).
+ */
+export const HTTP_TIMEOUTS = { requestTimeout: 30_000, connectionTimeout: 10 * 60_000, keepAliveTimeout: 65_000 };
 
 export interface App {
   fastify: FastifyInstance;
@@ -68,6 +80,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     loggerInstance: deps.log as FastifyBaseLogger,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
+    ...HTTP_TIMEOUTS,
+    ...deps.httpTimeouts,
   });
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);

@@ -26,13 +26,13 @@ export interface DirectorProcess {
   stop(): Promise<void>;
 }
 
-export async function startDirectorProcess(env: Record<string, string> = {}): Promise<DirectorProcess> {
+export async function startDirectorProcess(opts: { env?: Record<string, string>; databaseUrl?: (url: string) => string } = {}): Promise<DirectorProcess> {
   const database = await createTestDatabase(PG_SERVER);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-director-process-'));
   const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
     env: {
       ...process.env,
-      DATABASE_URL: database.url,
+      DATABASE_URL: opts.databaseUrl ? opts.databaseUrl(database.url) : database.url,
       REDIS_URL,
       VAULTLINE_REDIS_NAMESPACE: database.name,
       VAULTLINE_HOST: '127.0.0.1',
@@ -40,7 +40,7 @@ export async function startDirectorProcess(env: Record<string, string> = {}): Pr
       VAULTLINE_DATA_DIR: dataDir,
       VAULTLINE_LOG_LEVEL: 'info',
       VAULTLINE_WEB_DIST: path.join(dataDir, 'no-web'),
-      ...env,
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

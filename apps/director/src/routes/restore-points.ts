@@ -169,6 +169,8 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
       await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} OVA`, detail: { format: 'ova', layout }, ip: request.ip });
       const r = repo;
       repo = null; // the stream closes it
+      // 'whole' sends nothing until it has read every disk once: longer than the idle-connection timeout for big VMs.
+      if (layout === 'whole') request.raw.socket.setTimeout(0);
       const stream = writeOva(ova);
       stream.once('close', () => void r.close().catch(() => undefined));
       reply.header('content-type', 'application/x-tar');
