@@ -29,6 +29,7 @@ import { transporterDeployRoutes, type RemoteTransporterConfig } from './routes/
 import { fileRestoreRoutes, type FileRestoreOptions } from './routes/file-restore.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
+import { RepositoryCache } from './services/repository-cache.ts';
 
 export interface AppDeps {
   db: Db;
@@ -68,6 +69,8 @@ export interface App {
   health: HealthMonitor;
   /** Every API route with the access it declares (the route-access test calls each one). */
   routes: ApiRoute[];
+  /** Repositories opened for requests, kept open between them. */
+  repositories: RepositoryCache;
 }
 
 function isDatabaseDown(err: unknown): boolean {
@@ -85,6 +88,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   });
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);
+  const repositories = new RepositoryCache(deps.secretKey);
+  fastify.addHook('onClose', () => repositories.close());
 
   await fastify.register(fastifyCookie);
   decorateAuth(fastify);
@@ -111,15 +116,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(authRoutes, { db: deps.db, audit, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
     await api.register(userRoutes, { db: deps.db, audit });
     await api.register(vcenterRoutes, { db: deps.db, audit, secretKey: deps.secretKey, connector: deps.connector });
-    await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, queue: deps.queue, events: deps.events });
-    await api.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(restorePointRoutes, { db: deps.db, audit, repositories });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
     await api.register(transporterDeployRoutes, { db: deps.db, audit, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
-    await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
+    await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];
   await fastify.register(apiPlugin(deps.db, routes, table), { prefix: '/api' });
@@ -139,5 +144,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   }
 
-  return { fastify, health, routes: table };
+  return { fastify, health, routes: table, repositories };
 }

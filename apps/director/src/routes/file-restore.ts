@@ -18,12 +18,12 @@ import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema,
 import type { Db } from '@vaultline/db';
 import { archive, BrowseError, display, FileRestoreSessions, FlrSessionError, FlrUnavailableError, list, openFile, parsePath, pgFlrJournal, resolvePath, type ArchiveStats, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
-import { openRepository } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { RepositoryCache } from '../services/repository-cache.ts';
 import { parse } from '../validate.ts';
 
 export interface FileRestoreOptions {
@@ -78,7 +78,7 @@ function toAppError(err: unknown, what: string): never {
   throw new AppError('conflict', `${what}: ${(err as Error).message}`);
 }
 
-export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; dataDir: string; log: Logger; options?: FileRestoreOptions }): Promise<void> {
+export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; repositories: RepositoryCache; dataDir: string; log: Logger; options?: FileRestoreOptions }): Promise<void> {
   const { db, audit } = deps;
   const sessions = new FileRestoreSessions({
     root: deps.options?.root ?? path.join(path.resolve(deps.dataDir), 'flr'),
@@ -121,14 +121,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
     let view: BrowseSessionDto;
     try {
-      const repo = await openRepository(point.repository, deps.secretKey);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
-      let disks: Array<{ key: string; capacity: number }>;
-      try {
-        disks = (await repo.readManifest(ref)).disks.map((d) => ({ key: d.key, capacity: d.capacity }));
-      } finally {
-        await repo.close();
-      }
+      const disks = (await deps.repositories.use(point.repository, (repo) => repo.readManifest(ref))).disks.map((d) => ({ key: d.key, capacity: d.capacity }));
       view = await sessions.open({ restorePointId: id, label: what, repository: point.repository, ref, disks, user: { id: currentUser(request).id, username: currentUser(request).username } });
     } catch (err) {
       toAppError(err, `${what} cannot be opened for browsing`);
