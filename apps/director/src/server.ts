@@ -74,7 +74,12 @@ async function main(): Promise<void> {
       heartbeatMs: env.VAULTLINE_HEARTBEAT_MS,
       logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,
     },
-    fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
+    fileRestore: {
+      idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000,
+      maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS,
+      maxPerUser: env.VAULTLINE_FLR_MAX_SESSIONS_PER_USER,
+      maxLifetimeMs: env.VAULTLINE_FLR_MAX_HOURS * 3_600_000,
+    },
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events });
   const scheduler = startScheduler({ db, queue, log });

@@ -8,7 +8,9 @@
  *   GET    /api/restore-points/:id/browse/:session/archive      ?partition=&path=|ref=  a directory as tar, streamed
  *   DELETE /api/restore-points/:id/browse/:session              unmount everything
  *
- * The session token is bound to the user who opened it. These routes log at
+ * A user holds VAULTLINE_FLR_MAX_SESSIONS_PER_USER sessions at most (429 past
+ * that), and a session is closed VAULTLINE_FLR_MAX_HOURS after it was opened,
+ * even while in use. The session token is bound to the user who opened it. These routes log at
  * warn level only, so request lines (which carry the token and file names)
  * stay out of the log; the audit log records who took what.
  */
@@ -31,6 +33,10 @@ export interface FileRestoreOptions {
   idleMs?: number;
   /** Sessions open at once (default 4). */
   maxSessions?: number;
+  /** Sessions one user may hold at once (default 2). */
+  maxPerUser?: number;
+  /** Close a session this long after it was opened, even while in use (default 8 h). */
+  maxLifetimeMs?: number;
   /** Where session mounts live (default <data dir>/flr). */
   root?: string;
 }
@@ -87,6 +93,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     log: deps.log,
     ...(deps.options?.idleMs ? { idleMs: deps.options.idleMs } : {}),
     ...(deps.options?.maxSessions ? { maxSessions: deps.options.maxSessions } : {}),
+    ...(deps.options?.maxPerUser ? { maxPerUser: deps.options.maxPerUser } : {}),
+    ...(deps.options?.maxLifetimeMs ? { maxLifetimeMs: deps.options.maxLifetimeMs } : {}),
   });
   // Sweep what a Director that died left mounted, before serving anything; retried while the database is away.
   const sweepNow = async (): Promise<void> => {
