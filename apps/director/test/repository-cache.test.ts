@@ -48,6 +48,7 @@ describe('opened repositories are kept between requests (real repository, Postgr
 
   it('16 parallel requests for its figures and a restore point derive the key once, and /api/health answers while they run', async () => {
     const before = ctx.d.app.repositories.opened;
+    const derivedBefore = ctx.d.app.repositories.keysDerived;
     let running = 16;
     const requests = Array.from({ length: 16 }, (_, i) => get(i % 2 ? `/api/repositories/${repoId}/stats` : `/api/restore-points/${pointId}`).finally(() => running--));
     const health = await get('/api/health');
@@ -55,6 +56,7 @@ describe('opened repositories are kept between requests (real repository, Postgr
     expect(running).toBeGreaterThan(0);
     for (const res of await Promise.all(requests)) expect(res.statusCode, res.body).toBe(200);
     expect(ctx.d.app.repositories.opened - before).toBe(1);
+    expect(ctx.d.app.repositories.keysDerived - derivedBefore).toBe(1);
     expect((await get(`/api/restore-points/${pointId}/disks`)).statusCode).toBe(200);
     expect(ctx.d.app.repositories.opened - before).toBe(1);
   }, 60_000);
@@ -70,11 +72,13 @@ describe('opened repositories are kept between requests (real repository, Postgr
     expect(ctx.d.app.repositories.opened).toBe(before);
   }, 60_000);
 
-  it('a changed row (its passphrase sealed again) opens the repository afresh', async () => {
+  it('a changed row (its passphrase sealed again) opens the repository afresh; the same passphrase needs no new scrypt run', async () => {
     const before = ctx.d.app.repositories.opened;
+    const derivedBefore = ctx.d.app.repositories.keysDerived;
     await ctx.d.db.repository.update({ where: { id: repoId }, data: { passphraseSealed: sealSecret(SECRET, SECRET_LABELS.repositoryPassphrase, passphrase) } });
     expect((await get(`/api/restore-points/${pointId}`)).statusCode).toBe(200);
     expect(ctx.d.app.repositories.opened - before).toBe(1);
+    expect(ctx.d.app.repositories.keysDerived - derivedBefore).toBe(0);
   }, 60_000);
 });
 

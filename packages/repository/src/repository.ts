@@ -37,7 +37,7 @@ import {
   unwrapMasterKey,
   wrapMasterKey,
 } from './format.ts';
-import type { BlobLocation, DiskIndex, Keys, RepositoryConfig } from './format.ts';
+import type { BlobLocation, DiskIndex, KdfParams, Keys, RepositoryConfig } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
 import { makeChunkHasher } from './chunk-codec.mjs';
@@ -71,6 +71,8 @@ export interface OpenOptions {
    * chunks.
    */
   index?: boolean;
+  /** Derives the key-encryption key (default deriveKek: scrypt); a caller may pass one that remembers results. */
+  kek?: (passphrase: string, kdf: KdfParams) => Promise<Buffer>;
 }
 
 const SAFE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -172,7 +174,7 @@ export class Repository {
     let keys: Keys | null = null;
     if (config.encryption) {
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
-      keys = unwrapMasterKey(config.encryption.wrappedKey, await deriveKek(opts.passphrase, config.encryption.kdf), config.id);
+      keys = unwrapMasterKey(config.encryption.wrappedKey, await (opts.kek ?? deriveKek)(opts.passphrase, config.encryption.kdf), config.id);
     }
     const repo = new Repository(be, config, keys, opts);
     if (opts.index !== false) await repo.reloadIndex();

@@ -1,21 +1,23 @@
 /**
  * Opened repositories, kept between requests. Opening one derives its key
- * (scrypt: ~100 ms of a thread-pool thread) and, for SFTP, connects; a listing
- * or a figure should not pay that every time, and a burst of requests for one
- * repository shares a single opening. Entries are opened without the global
- * index: what needs chunk locations (stats, downloads) calls reloadIndex(),
- * which reads only index files named since.
+ * (scrypt: ~100 ms of a thread-pool thread); a listing or a figure should not
+ * pay that every time, and a burst of requests for one repository shares a
+ * single opening. Entries are opened without the global index: what needs
+ * chunk locations (stats, downloads) calls reloadIndex(), which reads only
+ * index files named since.
  *
- * A bounded LRU keyed by the repository's id, kind, location and a hash of its
- * sealed secrets, so a row that changed opens afresh (its old entry is retired);
- * a row that is gone is forgotten; an entry unused for a while is closed. An
- * error other than a refusal or a missing file (a dropped SFTP connection, a
- * repository replaced under the same path) retires the entry too, so the next
- * request opens it again.
+ * Local repositories stay open in a bounded LRU keyed by the repository's id,
+ * kind, location and a hash of its sealed secrets, so a row that changed opens
+ * afresh (its old entry is retired); a row that is gone is forgotten; an entry
+ * unused for a while is closed. An error other than a refusal or a missing file
+ * (a repository replaced under the same path) retires the entry too, so the
+ * next request opens it again. SFTP connections are not kept: the pinned host
+ * key is checked on every use (an open connection would not notice a server
+ * that changed keys), but their derived keys are remembered like all others.
  */
 import { createHash } from 'node:crypto';
 import { openRepository, type RepositoryRow } from '@vaultline/appliance';
-import { NotFoundError, type Repository } from '@vaultline/repository';
+import { deriveKek, NotFoundError, type KdfParams, type Repository } from '@vaultline/repository';
 import { AppError } from '../errors.ts';
 
 export type CachedRepositoryRow = RepositoryRow & { id: string };
@@ -57,8 +59,12 @@ export class RepositoryCache {
   private readonly timer: NodeJS.Timeout;
   private readonly max: number;
   private readonly idleMs: number;
-  /** Repositories opened (keys derived) so far. */
+  /** Key-encryption keys by passphrase and KDF parameters (bounded; the first is the oldest). */
+  private readonly keks = new Map<string, Promise<Buffer>>();
+  /** Repositories opened so far. */
   opened = 0;
+  /** Keys derived (scrypt runs) so far. */
+  keysDerived = 0;
 
   constructor(
     private readonly secretKey: Buffer,
@@ -70,8 +76,35 @@ export class RepositoryCache {
     this.timer.unref();
   }
 
+  /** deriveKek, remembered: the same passphrase with the same salt and cost gives the same key. */
+  private readonly kek = (passphrase: string, kdf: KdfParams): Promise<Buffer> => {
+    const id = createHash('sha256').update(JSON.stringify([passphrase, kdf.salt, kdf.N, kdf.r, kdf.p])).digest('hex');
+    let k = this.keks.get(id);
+    if (!k) {
+      this.keysDerived++;
+      k = deriveKek(passphrase, kdf);
+      k.catch(() => this.keks.delete(id));
+      this.keks.set(id, k);
+      if (this.keks.size > 4 * this.max) this.keks.delete(this.keks.keys().next().value!);
+    }
+    return k;
+  };
+
   /** The repository, opened if needed, kept open (never evicted) until release(). */
   async lease(row: CachedRepositoryRow): Promise<RepositoryLease> {
+    if (row.kind !== 'local') {
+      this.opened++;
+      const repo = await openRepository(row, this.secretKey, { index: false, kek: this.kek });
+      let released = false;
+      return {
+        repo,
+        release: () => {
+          if (released) return;
+          released = true;
+          void repo.close().catch(() => undefined);
+        },
+      };
+    }
     const key = keyOf(row);
     let entry = this.entries.get(key);
     if (entry) {
@@ -80,7 +113,7 @@ export class RepositoryCache {
       entry.users++;
     } else {
       for (const other of this.entries.values()) if (other.id === row.id) this.retire(other); // the row changed
-      const opened: Entry = { key, id: row.id, opening: openRepository(row, this.secretKey, { index: false }), users: 1, lastUsed: Date.now(), retired: false, closed: false };
+      const opened: Entry = { key, id: row.id, opening: openRepository(row, this.secretKey, { index: false, kek: this.kek }), users: 1, lastUsed: Date.now(), retired: false, closed: false };
       opened.opening.catch(() => this.retire(opened)); // a failed opening is not kept
       this.opened++;
       this.entries.set(key, opened);
