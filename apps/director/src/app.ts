@@ -31,6 +31,7 @@ import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 import type { PasswordCost } from './auth/passwords.ts';
 import { Credentials } from './auth/credentials.ts';
+import { RepositoryCache } from './services/repository-cache.ts';
 
 export interface AppDeps {
   db: Db;
@@ -49,19 +50,33 @@ export interface AppDeps {
   onFirstPasswordChanged?: () => Promise<void>;
   /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
   remote?: RemoteTransporterConfig;
-  /** File-level restore: idle timeout, session limit, mount folder. */
+  /** File-level restore: idle timeout, session limits, mount folder. */
   fileRestore?: FileRestoreOptions;
   /** Sessions end after this long without a request (default 30 min). */
   sessionIdleMs?: number;
   /** scrypt cost for new hashes; tests pass a cheap one, the Director never sets it. */
   passwordCost?: PasswordCost;
+  /** Overrides of HTTP_TIMEOUTS (tests). */
+  httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
 }
+
+/**
+ * No client holds a connection by being slow. A request (headers and its body of
+ * at most 1 MiB) must have arrived within 30 s; a connection on which nothing
+ * moved either way for 10 min is closed, so a download is never cut while it
+ * flows, however long it takes, but one whose client stopped reading is; an idle
+ * keep-alive connection is closed after 65 s (after the 60 s proxies in front
+ * usually keep theirs, so they close first).
+ */
+export const HTTP_TIMEOUTS = { requestTimeout: 30_000, connectionTimeout: 10 * 60_000, keepAliveTimeout: 65_000 };
 
 export interface App {
   fastify: FastifyInstance;
   health: HealthMonitor;
   /** Every API route with the access it declares (the route-access test calls each one). */
   routes: ApiRoute[];
+  /** Repositories opened for requests, kept open between them. */
+  repositories: RepositoryCache;
 }
 
 function isDatabaseDown(err: unknown): boolean {
@@ -74,10 +89,14 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     loggerInstance: deps.log as FastifyBaseLogger,
     trustProxy: false,
     bodyLimit: 1024 * 1024,
+    ...HTTP_TIMEOUTS,
+    ...deps.httpTimeouts,
   });
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);
   const credentials = new Credentials(deps.db, audit, deps.secretKey, deps.passwordCost);
+  const repositories = new RepositoryCache(deps.secretKey);
+  fastify.addHook('onClose', () => repositories.close());
 
   await fastify.register(fastifyCookie);
   decorateAuth(fastify);
@@ -105,15 +124,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(authRoutes, { db: deps.db, audit, credentials, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
     await api.register(userRoutes, { db: deps.db, audit, credentials });
     await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector });
-    await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events });
-    await api.register(restorePointRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
+    await api.register(restorePointRoutes, { db: deps.db, audit, repositories });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
     await api.register(transporterDeployRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
-    await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
+    await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];
   await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs }), { prefix: '/api' });
@@ -133,5 +152,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   }
 
-  return { fastify, health, routes: table };
+  return { fastify, health, routes: table, repositories };
 }

@@ -2,6 +2,7 @@
  * The Director's entry point: config → logger → database (created and migrated:
  * the appliance upgrades itself) → first admin → HTTP + socket.io → graceful close.
  */
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { loadEnvOrExit } from '@vaultline/config';
 import { applyMigrations, createDb, ensureDatabase, MIGRATIONS_DIR } from '@vaultline/db';
@@ -17,6 +18,11 @@ import { vsphereConnector } from './services/vsphere-connector.ts';
 import { startScheduler } from './scheduler/scheduler.ts';
 import { startNotifier } from './notify/notifier.ts';
 import { VERSION } from './version.ts';
+
+/** After SIGTERM/SIGINT: requests still running this long are cut. */
+const REQUEST_GRACE_MS = 3_000;
+/** After SIGTERM/SIGINT, what has not closed by then is named in the log and the process exits with 1. */
+const SHUTDOWN_DEADLINE_MS = 8_000;
 
 async function main(): Promise<void> {
   const env = loadEnvOrExit('director');
@@ -68,28 +74,64 @@ async function main(): Promise<void> {
       heartbeatMs: env.VAULTLINE_HEARTBEAT_MS,
       logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,
     },
-    fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS, ...(env.VAULTLINE_FLR_RUN_DIR ? { runDir: env.VAULTLINE_FLR_RUN_DIR } : {}) },
+    fileRestore: {
+      idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000,
+      maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS,
+      maxPerUser: env.VAULTLINE_FLR_MAX_SESSIONS_PER_USER,
+      maxLifetimeMs: env.VAULTLINE_FLR_MAX_HOURS * 3_600_000,
+      ...(env.VAULTLINE_FLR_RUN_DIR ? { runDir: env.VAULTLINE_FLR_RUN_DIR } : {}),
+    },
     sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000 });
   const scheduler = startScheduler({ db, queue, log });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
+  const connections = new Set<Socket>();
+  fastify.server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
 
+  // SIGTERM always ends the process within 10 s: each part gets its turn, and at
+  // the deadline whatever has not closed is named in the log and left behind.
   let closing = false;
   const close = async (signal: string) => {
     if (closing) return;
     closing = true;
     log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), 10_000);
+    let pending = '';
+    const force = setTimeout(() => {
+      log.error({ signal, pending }, `shutdown: ${pending} did not close within ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway`);
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
     force.unref();
+    const step = async (what: string, f: () => unknown) => {
+      pending = what;
+      try {
+        await f();
+      } catch (err) {
+        log.warn({ err }, `shutdown: closing ${what} failed`);
+      }
+    };
     scheduler.stop();
     notifier.stop();
-    await realtime.close().catch(() => undefined);
-    await fastify.close().catch(() => undefined);
-    await queue.close().catch(() => undefined);
-    await events.close().catch(() => undefined);
-    await db.$disconnect().catch(() => undefined);
+    await step('the live-event sockets and the HTTP server', async () => {
+      // Requests get a moment to finish; what still runs then (a download can take hours) is cut.
+      const cut = setTimeout(() => {
+        log.warn({ connections: connections.size }, `shutdown: cutting the ${connections.size} connection(s) still busy after ${REQUEST_GRACE_MS / 1000} s`);
+        fastify.server.closeAllConnections();
+      }, REQUEST_GRACE_MS);
+      try {
+        await realtime.close(); // socket.io closes the HTTP server too, and waits for its connections
+      } finally {
+        clearTimeout(cut);
+      }
+    });
+    await step('the file-restore sessions', () => fastify.close());
+    await step('the work queue (Redis)', () => queue.close());
+    await step('the live-event bus (Redis)', () => events.close());
+    await step('the database connection', () => db.$disconnect());
     redis.disconnect();
     process.exit(0);
   };

@@ -437,6 +437,46 @@ describe('file-level restore sessions time out when idle and are limited in numb
   });
 });
 
+describe('file-level restore sessions: a few per user, and an absolute lifetime', () => {
+  let d: TestDirector;
+  let admin: string;
+  let operator: string;
+  let pointId: string;
+  let root: string;
+  let helper: RunningHelper;
+  beforeAll(async () => {
+    root = path.join(work, 'flr-per-user');
+    helper = await startFlrHelper(root);
+    d = await startTestDirector({ fileRestore: { runDir: helper.runDir, maxPerUser: 1, maxLifetimeMs: 5_000 } });
+    admin = await signInAdmin(d);
+    operator = await signInAs(d, admin, 'opera', 'operator');
+    pointId = await registerPoint(d.db);
+  });
+  afterAll(async () => {
+    await d?.close();
+    await helper?.stop();
+  });
+  const post = (cookie: string) => d.app.fastify.inject({ method: 'POST', url: `/api/restore-points/${pointId}/browse`, headers: { cookie } });
+
+  it("a user's second session is a 429 naming the limit while another user still opens one; both close at the end of their lifetime", async () => {
+    const first = await post(admin);
+    expect(first.statusCode, first.body).toBe(201);
+    expect(Date.parse(first.json().expiresAt) - Date.parse(first.json().createdAt)).toBe(5_000);
+    const second = await post(admin);
+    expect(second.statusCode).toBe(429);
+    expect(second.json()).toEqual({ code: 'rate_limited', message: 'admin has 1 browse session open, the most one user may; close one (DELETE …/browse/<session>) first' });
+    const other = await post(operator);
+    expect(other.statusCode, other.body).toBe(201);
+    const end = Date.now() + 60_000;
+    const open = async () => Object.values(leftoversUnder(root, helper.pid)).some((l) => l.length > 0) || (await d.db.flrJournalEntry.count({ where: { resolvedAt: null } })) > 0;
+    while (Date.now() < end && (await open())) await new Promise((r) => setTimeout(r, 250));
+    expect(leftoversUnder(root, helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
+    const gone = await d.app.fastify.inject({ method: 'GET', url: `/api/restore-points/${pointId}/browse/${first.json().session as string}`, headers: { cookie: admin } });
+    expect(gone.statusCode).toBe(404);
+    expect((await post(admin)).statusCode).toBe(201);
+  }, 120_000);
+});
+
 describe('a Director without any capability browses through the helper; killed with SIGKILL while holding a session, the next start sweeps everything; without a helper that may mount it answers 503', () => {
   let database: TestDatabase;
   let db: Db;

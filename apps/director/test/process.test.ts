@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { startDirectorProcess } from './director-process.ts';
+import { PG_SERVER } from './helpers.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 
 const SERVER = path.resolve(import.meta.dirname, '../src/server.ts');
 
@@ -30,4 +34,58 @@ describe('Director process configuration errors', () => {
     expect(r.stderr + r.stdout).not.toContain('topsecret');
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
+});
+
+describe('Director process shutdown', () => {
+  it('SIGTERM ends it within 10 s with a request hanging: what has not finished after 3 s is cut, and it exits 0', async () => {
+    const director = await startDirectorProcess();
+    const socket = net.connect(Number(new URL(director.url).port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      // Headers that never end.
+      socket.write('GET /api/health HTTP/1.1\r\nHost: director\r\n');
+      const cut = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const signalled = Date.now();
+      director.child.kill('SIGTERM');
+      const { code } = await director.exited;
+      expect(Date.now() - signalled).toBeLessThan(10_000);
+      expect(code).toBe(0);
+      await cut;
+      expect(director.output()).toMatch(/shutdown: cutting the 1 connection\(s\) still busy after 3 s/);
+    } finally {
+      socket.destroy();
+      await director.stop();
+    }
+  }, 60_000);
+
+  it('SIGTERM ends it within 10 s even with a request hanging on a database that stopped answering, naming in the log what did not close', async () => {
+    const pg = new TcpProxy('127.0.0.1', Number(new URL(PG_SERVER).port || 5432));
+    await pg.up();
+    const director = await startDirectorProcess({
+      databaseUrl: (url) => {
+        const u = new URL(url);
+        u.port = String(pg.port);
+        return u.toString();
+      },
+    });
+    try {
+      const cookie = await director.signInAdmin();
+      pg.stall();
+      // Its session lookup waits on Postgres for ever.
+      const hanging = fetch(`${director.url}/api/repositories`, { headers: { cookie } }).catch(() => 'cut');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const signalled = Date.now();
+      director.child.kill('SIGTERM');
+      const { code } = await director.exited;
+      expect(Date.now() - signalled).toBeLessThan(10_000);
+      expect(code).toBe(1);
+      expect(director.output()).toMatch(/shutdown: the database connection did not close within 8 s; exiting anyway/);
+      expect(await hanging).toBe('cut');
+    } finally {
+      await director.stop();
+      await pg.down();
+    }
+  }, 60_000);
 });

@@ -2,13 +2,15 @@
  * A loopback TCP proxy whose far side can be "switched off": closing it refuses
  * new connections and cuts the open ones, exactly what a client sees when the
  * server behind it stops. Lets a test take Postgres or Redis away from one
- * Director without stopping the shared server other tests use.
+ * Director without stopping the shared server other tests use. Stalling it
+ * keeps the connections open but forwards nothing, like a server that hangs.
  */
 import net from 'node:net';
 
 export class TcpProxy {
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
+  private stalled = false;
   port = 0;
 
   constructor(
@@ -28,7 +30,8 @@ export class TcpProxy {
       };
       client.on('error', drop).on('close', drop);
       upstream.on('error', drop).on('close', drop);
-      client.pipe(upstream).pipe(client);
+      client.on('data', (b: Buffer) => void (this.stalled || upstream.write(b)));
+      upstream.on('data', (b: Buffer) => void (this.stalled || client.write(b)));
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -36,6 +39,11 @@ export class TcpProxy {
     });
     this.port = (server.address() as net.AddressInfo).port;
     this.server = server;
+  }
+
+  /** From now on nothing passes either way (what was sent is dropped); connections stay open. */
+  stall(): void {
+    this.stalled = true;
   }
 
   async down(): Promise<void> {

@@ -4,6 +4,8 @@
  * appliance key. Used by the Director (create, browse) and the Transporter
  * (write restore points).
  */
+import { lstat, readlink, realpath } from 'node:fs/promises';
+import path from 'node:path';
 import { openSecret } from '@vaultline/config';
 import { LocalBackend, Repository, SftpBackend, type Backend, type OpenOptions } from '@vaultline/repository';
 import { SECRET_LABELS } from './secrets.ts';
@@ -18,8 +20,59 @@ export interface RepositoryRow {
   sftpKeySealed: string | null;
 }
 
+/** A local repository path that cannot hold a repository; the message names the path and why. */
+export class RepositoryLocationError extends Error {
+  override name = 'RepositoryLocationError';
+}
+
+/** Kernel filesystems: nothing there is storage (and Node's recursive mkdir spins forever on procfs). */
+const KERNEL_TREES = ['/proc', '/sys', '/dev'];
+const kernelTree = (p: string) => KERNEL_TREES.find((t) => p === t || p.startsWith(`${t}/`));
+
+/**
+ * Where a local repository path really leads, found with asynchronous calls only
+ * (the event loop never waits on the filesystem): the deepest existing ancestor
+ * is resolved with realpath and the rest appended. A path under /proc, /sys or
+ * /dev, as written or once its symbolic links are followed, and a path through
+ * a dangling symbolic link are refused with a RepositoryLocationError.
+ */
+export async function resolveLocalLocation(location: string): Promise<string> {
+  if (!path.isAbsolute(location)) throw new RepositoryLocationError(`${location} is not an absolute path`);
+  const written = path.resolve(location);
+  const kernel = (p: string, how: string) => {
+    const tree = kernelTree(p);
+    if (tree) throw new RepositoryLocationError(`${location} ${how} under ${tree}, a kernel filesystem, not storage; choose a folder on a disk of the appliance`);
+  };
+  kernel(written, 'lies');
+  const rest: string[] = [];
+  let existing = written;
+  for (;;) {
+    try {
+      const resolved = path.join(await realpath(existing), ...rest);
+      kernel(resolved, `leads (through symbolic links) to ${resolved},`);
+      return resolved;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (err instanceof RepositoryLocationError) throw err;
+      if (code === 'ELOOP') throw new RepositoryLocationError(`${location} goes through a loop of symbolic links at ${existing}`);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      // It exists but cannot be resolved: a symbolic link whose target does not exist.
+      const link = await lstat(existing).catch(() => null);
+      if (link?.isSymbolicLink()) {
+        const target = await readlink(existing).catch(() => '?');
+        throw new RepositoryLocationError(`${location} goes through the dangling symbolic link ${existing} (its target ${target} does not exist)`);
+      }
+      rest.unshift(path.basename(existing));
+      existing = path.dirname(existing);
+    }
+  }
+}
+
 export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256'>, privateKey?: string): Promise<Backend> {
-  if (row.kind === 'local') return new LocalBackend(row.location);
+  if (row.kind === 'local') {
+    await resolveLocalLocation(row.location);
+    return new LocalBackend(row.location);
+  }
   if (row.kind === 'sftp') {
     const u = new URL(row.location);
     if (!privateKey) throw new Error(`the SFTP repository ${row.location} has no SSH key`);

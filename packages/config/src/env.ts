@@ -60,6 +60,10 @@ const EnvSchema = z.object({
   VAULTLINE_FLR_RUN_DIR: z.string().min(1).optional(),
   /** File-level restore helper only: its journal and mount points (default <data dir>/flr-state). */
   VAULTLINE_FLR_STATE_DIR: z.string().min(1).optional(),
+  /** File-level restore: browse sessions one user may hold at once. */
+  VAULTLINE_FLR_MAX_SESSIONS_PER_USER: z.coerce.number().int().min(1).max(32).default(2),
+  /** File-level restore: a browse session is closed this many hours after it was opened, even while in use. */
+  VAULTLINE_FLR_MAX_HOURS: z.coerce.number().int().min(1).max(168).default(8),
 });
 
 export type VaultlineEnv = z.infer<typeof EnvSchema>;

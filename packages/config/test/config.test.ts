@@ -16,6 +16,12 @@ describe('loadEnv', () => {
     expect(() => loadEnv({ VAULTLINE_SESSION_IDLE_MINUTES: '721' })).toThrow(ConfigError);
   });
 
+  it('file-level restore: 2 sessions per user and 8 hours at most by default; 0 of either is refused', () => {
+    expect(loadEnv({})).toMatchObject({ VAULTLINE_FLR_MAX_SESSIONS_PER_USER: 2, VAULTLINE_FLR_MAX_HOURS: 8 });
+    expect(loadEnv({ VAULTLINE_FLR_MAX_SESSIONS_PER_USER: '1', VAULTLINE_FLR_MAX_HOURS: '24' })).toMatchObject({ VAULTLINE_FLR_MAX_SESSIONS_PER_USER: 1, VAULTLINE_FLR_MAX_HOURS: 24 });
+    expect(() => loadEnv({ VAULTLINE_FLR_MAX_SESSIONS_PER_USER: '0', VAULTLINE_FLR_MAX_HOURS: '0' })).toThrow(/2 problems[\s\S]*VAULTLINE_FLR_MAX_SESSIONS_PER_USER[\s\S]*VAULTLINE_FLR_MAX_HOURS/);
+  });
+
   it('names every bad key in one error', () => {
     let caught: unknown;
     try {

@@ -56,6 +56,8 @@ export interface BrowseSessionDto {
   restorePointId: string;
   createdAt: string;
   idleTimeoutSeconds: number;
+  /** The session is closed then even while in use (VAULTLINE_FLR_MAX_HOURS after it was opened). */
+  expiresAt: string;
   disks: Array<{ key: string; capacityBytes: number; partitionTable: string; partitions: BrowsePartitionDto[] }>;
 }
 

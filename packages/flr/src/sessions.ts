@@ -1,8 +1,9 @@
 /**
  * Browse sessions, the Director's side: opening a restore point read-only,
  * handing out access to its files, and taking it all down again — on request,
- * after an idle timeout, at shutdown, or, for a Director that died, by the
- * sweep at the next start.
+ * after an idle timeout, at the end of its lifetime (even while in use), at
+ * shutdown, or, for a Director that died, by the sweep at the next start. A
+ * user holds a few sessions at most.
  *
  * The Director holds the repository's secrets and serves the restore point's
  * disks from an NBD server process of its own; everything that touches guest
@@ -45,6 +46,7 @@ export interface SessionView {
   restorePointId: string;
   createdAt: string;
   idleTimeoutSeconds: number;
+  expiresAt: string;
   disks: DiskView[];
 }
 
@@ -99,6 +101,10 @@ export interface SessionsOptions {
   idleMs?: number;
   /** Sessions open at once (default 4). */
   maxSessions?: number;
+  /** Sessions one user may hold at once (default 2). */
+  maxPerUser?: number;
+  /** A session is closed this long after it was opened, even while in use (default 8 h). */
+  maxLifetimeMs?: number;
 }
 
 const hashToken = (t: string) => createHash('sha256').update(t).digest('hex');
@@ -113,17 +119,23 @@ export class FileRestoreSessions {
   private helperSwept = false;
   readonly idleMs: number;
   readonly maxSessions: number;
+  readonly maxPerUser: number;
+  readonly maxLifetimeMs: number;
+  /** Sessions being opened, per user id. */
+  private readonly openingBy = new Map<string, number>();
 
   constructor(private readonly opts: SessionsOptions) {
     this.idleMs = opts.idleMs ?? 30 * 60_000;
     this.maxSessions = opts.maxSessions ?? 4;
+    this.maxPerUser = opts.maxPerUser ?? 2;
+    this.maxLifetimeMs = opts.maxLifetimeMs ?? 8 * 3_600_000;
   }
 
   /** Undoes what dead Directors of this host left (ours and the helper's), then watches for idle sessions. */
   async start(): Promise<SweepReport> {
     const report = await sweep({ journal: this.opts.journal, log: this.opts.log, self: await selfOwner(), root: this.opts.root });
     await this.sweepHelper().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'file restore: the helper could not be asked to sweep; asked again at the next browse'));
-    const period = Math.max(200, Math.min(30_000, Math.floor(this.idleMs / 4)));
+    const period = Math.max(200, Math.min(30_000, Math.floor(this.idleMs / 4), Math.floor(this.maxLifetimeMs / 4)));
     let ticks = 0;
     this.timer = setInterval(() => {
       void this.closeIdle();
@@ -157,7 +169,12 @@ export class FileRestoreSessions {
     if (this.sessions.size + this.opening >= this.maxSessions) {
       throw new FlrSessionError('rate_limited', `${this.maxSessions} browse sessions are open, the most this Director allows; close one (DELETE …/browse/<session>) or wait until one has been idle for ${Math.round(this.idleMs / 60_000)} min`);
     }
+    const mine = [...this.sessions.values()].filter((s) => s.userId === req.user.id).length + (this.openingBy.get(req.user.id) ?? 0);
+    if (mine >= this.maxPerUser) {
+      throw new FlrSessionError('rate_limited', `${req.user.username} has ${mine} browse session${mine === 1 ? '' : 's'} open, the most one user may; close one (DELETE …/browse/<session>) first`);
+    }
     this.opening++;
+    this.openingBy.set(req.user.id, (this.openingBy.get(req.user.id) ?? 0) + 1);
     const token = randomBytes(32).toString('base64url');
     const id = randomUUID();
     const session = new Session(id, hashToken(token), req.user.id, req.user.username, req.restorePointId, path.join(this.opts.root, id));
@@ -173,6 +190,7 @@ export class FileRestoreSessions {
         restorePointId: req.restorePointId,
         createdAt: session.createdAt.toISOString(),
         idleTimeoutSeconds: Math.round(this.idleMs / 1000),
+        expiresAt: new Date(session.createdAt.getTime() + this.maxLifetimeMs).toISOString(),
         disks: req.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, partitionTable: mounted.tables[d.key] ?? 'none', partitions: mounted.partitions.filter((p) => p.disk === d.key) })),
       };
       this.sessions.set(session.tokenHash, session);
@@ -183,6 +201,9 @@ export class FileRestoreSessions {
       throw err;
     } finally {
       this.opening--;
+      const n = (this.openingBy.get(req.user.id) ?? 1) - 1;
+      if (n > 0) this.openingBy.set(req.user.id, n);
+      else this.openingBy.delete(req.user.id);
       this.openingIds.delete(id);
     }
   }
@@ -296,11 +317,13 @@ export class FileRestoreSessions {
     await s.closing;
   }
 
+  /** Closes sessions idle too long, and those past their lifetime even while in use (their downloads are cut). */
   async closeIdle(now = Date.now()): Promise<void> {
     for (const s of [...this.sessions.values()]) {
-      if (s.active === 0 && !s.closing && now - s.lastUsed >= this.idleMs) {
-        await this.closeSession(s, `idle for ${Math.round((now - s.lastUsed) / 1000)} s`).catch((err: unknown) => this.opts.log.error({ err, session: s.id }, 'file restore: closing an idle session failed'));
-      }
+      if (s.closing) continue;
+      const age = now - s.createdAt.getTime();
+      const why = age >= this.maxLifetimeMs ? `open for ${Math.round(age / 1000)} s, its lifetime` : s.active === 0 && now - s.lastUsed >= this.idleMs ? `idle for ${Math.round((now - s.lastUsed) / 1000)} s` : null;
+      if (why) await this.closeSession(s, why).catch((err: unknown) => this.opts.log.error({ err, session: s.id }, 'file restore: closing an idle or expired session failed'));
     }
   }
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileRestoreSessions, FlrHelper, parsePath, sweep, type Session } from '../src/index.ts';
+import { FileRestoreSessions, FlrHelper, FlrSessionError, parsePath, sweep, type Session } from '../src/index.ts';
 import { selfOwner } from '../src/system.ts';
 import { ensureFlrTools, leftoversUnder, memoryJournal, mountsIn, repositoryFingerprint, startFlrHelper, storeRestorePoint, type RunningHelper } from './tools.ts';
 
@@ -173,5 +173,57 @@ describe('browse sessions on an MBR disk with logical partitions, and the sweep'
     expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
     expect((await readFile(image)).length).toBe(96 * MiB);
     expect(repositoryFingerprint(repoDir)).toEqual(before);
+  });
+
+  /** Until `done()` holds or 30 s passed (a teardown goes layer by layer). */
+  const until = async (done: () => boolean) => {
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && !done()) await new Promise((r) => setTimeout(r, 200));
+  };
+
+  it('one user holds at most maxPerUser sessions (also when asking twice at once); another user still opens one', async () => {
+    const journal = memoryJournal();
+    const { log } = memoryLogger('flr-test');
+    const sessions = new FileRestoreSessions({ root: path.join(helper.runDir, 'nbd'), helper: new FlrHelper(helper.runDir), journal, secretKey: Buffer.alloc(32, 1), log, maxPerUser: 1 });
+    try {
+      const both = await Promise.allSettled([sessions.open(request()), sessions.open(request())]);
+      expect(both.filter((r) => r.status === 'fulfilled').length).toBe(1);
+      const refused = both.find((r) => r.status === 'rejected')!.reason as FlrSessionError;
+      expect(refused).toBeInstanceOf(FlrSessionError);
+      expect(refused.code).toBe('rate_limited');
+      expect(refused.message).toBe('operator1 has 1 browse session open, the most one user may; close one (DELETE …/browse/<session>) first');
+      await expect(sessions.open(request())).rejects.toThrow(/operator1 has 1 browse session open/);
+      await sessions.open({ ...request(), user: { id: 'u2', username: 'operator2' } });
+      expect(sessions.size).toBe(2);
+    } finally {
+      await sessions.closeAll();
+    }
+    expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
+  });
+
+  it('a session is closed and unmounted at the end of its lifetime even while a download from it runs', async () => {
+    const journal = memoryJournal();
+    const { log } = memoryLogger('flr-test');
+    const sessions = new FileRestoreSessions({ root: path.join(helper.runDir, 'nbd'), helper: new FlrHelper(helper.runDir), journal, secretKey: Buffer.alloc(32, 1), log, maxLifetimeMs: 4_000, idleMs: 600_000 });
+    await sessions.start();
+    try {
+      const view = await sessions.open(request());
+      expect(Date.parse(view.expiresAt) - Date.parse(view.createdAt)).toBe(4_000);
+      const s = sessions.use(view.session, 'u1');
+      // A download whose client stopped reading: it keeps the session busy, never idle.
+      const file = { partition: 'd0p1', path: parsePath({ path: 'primary.bin' }) };
+      const st = await sessions.stat(s, file);
+      const stream = await sessions.read(s, file, 0, st.size - 1);
+      stream.on('error', () => undefined);
+      stream.pause();
+      await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      await until(() => sessions.size === 0 && leftoversUnder(hdir(), helper.pid).mounts.length === 0);
+      expect(() => sessions.use(view.session, 'u1')).toThrow(/no such browse session/);
+      expect(leftoversUnder(hdir(), helper.pid)).toEqual({ mounts: [], loops: [], processes: [] });
+      await until(() => [...journal.rows.values()].every((r) => r.resolved));
+      expect([...journal.rows.values()].filter((r) => !r.resolved)).toEqual([]);
+    } finally {
+      await sessions.closeAll();
+    }
   });
 });

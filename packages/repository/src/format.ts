@@ -73,13 +73,11 @@ export interface Keys {
   id: Buffer;
 }
 
-export function deriveKek(passphrase: string, kdf: KdfParams): Buffer {
-  return crypto.scryptSync(passphrase.normalize('NFC'), Buffer.from(kdf.salt, 'base64'), 32, {
-    N: kdf.N,
-    r: kdf.r,
-    p: kdf.p,
-    maxmem: 256 * kdf.N * kdf.r + 1024 * 1024,
-  });
+/** The key-encryption key; scrypt runs in libuv's thread pool (~100 ms at the default cost), never on the caller's thread. */
+export function deriveKek(passphrase: string, kdf: KdfParams): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    crypto.scrypt(passphrase.normalize('NFC'), Buffer.from(kdf.salt, 'base64'), 32, { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 * kdf.N * kdf.r + 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
+  );
 }
 
 export function wrapMasterKey(master: Buffer, kek: Buffer, repoId: string): string {

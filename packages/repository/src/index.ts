@@ -37,7 +37,8 @@ export { SftpBackend, probeSftpHostKey, sshFingerprint, HostKeyMismatchError } f
 export type { SftpOptions } from './backends/sftp.ts';
 export * from './errors.ts';
 export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';
-export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE } from './format.ts';
+export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE, deriveKek } from './format.ts';
+export type { KdfParams } from './format.ts';
 
 /** Stop the warm (idle) worker pools kept for writers; for tests and clean shutdown. */
 export function shutdownWorkerPools(): Promise<void> {

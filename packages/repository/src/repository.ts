@@ -37,7 +37,7 @@ import {
   unwrapMasterKey,
   wrapMasterKey,
 } from './format.ts';
-import type { BlobLocation, DiskIndex, Keys, RepositoryConfig } from './format.ts';
+import type { BlobLocation, DiskIndex, KdfParams, Keys, RepositoryConfig } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
 import { makeChunkHasher } from './chunk-codec.mjs';
@@ -65,6 +65,14 @@ export interface OpenOptions {
   /** Worker threads for the write path (default 2). */
   workers?: number;
   now?: () => number;
+  /**
+   * Read the global index (chunk locations) now; default true. False for
+   * callers that start with manifests: they call reloadIndex() before reading
+   * chunks.
+   */
+  index?: boolean;
+  /** Derives the key-encryption key (default deriveKek: scrypt); a caller may pass one that remembers results. */
+  kek?: (passphrase: string, kdf: KdfParams) => Promise<Buffer>;
 }
 
 const SAFE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -114,7 +122,7 @@ export class Repository {
       if (opts.passphrase.length === 0) throw new RepositoryError('INVALID_ARGUMENT', 'empty passphrase');
       const kdf = { name: 'scrypt' as const, ...(opts.kdf ?? { N: 1 << 15, r: 8, p: 1 }), salt: crypto.randomBytes(16).toString('base64') };
       const master = crypto.randomBytes(64);
-      encryption = { algorithm: 'aes-256-gcm', kdf, wrappedKey: wrapMasterKey(master, deriveKek(opts.passphrase, kdf), id) };
+      encryption = { algorithm: 'aes-256-gcm', kdf, wrappedKey: wrapMasterKey(master, await deriveKek(opts.passphrase, kdf), id) };
     }
     const config: RepositoryConfig = {
       format: FORMAT_NAME,
@@ -166,10 +174,10 @@ export class Repository {
     let keys: Keys | null = null;
     if (config.encryption) {
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
-      keys = unwrapMasterKey(config.encryption.wrappedKey, deriveKek(opts.passphrase, config.encryption.kdf), config.id);
+      keys = unwrapMasterKey(config.encryption.wrappedKey, await (opts.kek ?? deriveKek)(opts.passphrase, config.encryption.kdf), config.id);
     }
     const repo = new Repository(be, config, keys, opts);
-    await repo.reloadIndex();
+    if (opts.index !== false) await repo.reloadIndex();
     return repo;
   }
 
@@ -188,6 +196,16 @@ export class Repository {
    * consolidated them) everything is re-read. Damaged index files throw.
    */
   async reloadIndex(): Promise<void> {
+    // One reload at a time (callers may share an opened repository); a later caller runs after it, so it sees files named since.
+    const previous = this.reloading;
+    const run = previous.catch(() => undefined).then(() => this.readNewIndexFiles());
+    this.reloading = run;
+    await run;
+  }
+
+  private reloading: Promise<void> = Promise.resolve();
+
+  private async readNewIndexFiles(): Promise<void> {
     const names = (await this.backend.list('index')).filter((n) => n.endsWith('.idx') && !isTmpName(n));
     const present = new Set(names);
     const incremental = this.indexFiles.every((f) => present.has(f));

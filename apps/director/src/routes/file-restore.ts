@@ -8,7 +8,9 @@
  *   GET    /api/restore-points/:id/browse/:session/archive      ?partition=&path=|ref=  a directory as tar, streamed
  *   DELETE /api/restore-points/:id/browse/:session              unmount everything
  *
- * The session token is bound to the user who opened it. These routes log at
+ * A user holds VAULTLINE_FLR_MAX_SESSIONS_PER_USER sessions at most (429 past
+ * that), and a session is closed VAULTLINE_FLR_MAX_HOURS after it was opened,
+ * even while in use. The session token is bound to the user who opened it. These routes log at
  * warn level only, so request lines (which carry the token and file names)
  * stay out of the log; the audit log records who took what.
  *
@@ -22,12 +24,13 @@ import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema,
 import type { Db } from '@vaultline/db';
 import { BrowseError, display, FileRestoreSessions, FlrHelper, FlrSessionError, FlrUnavailableError, parsePath, pgFlrJournal, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
-import { loadJournalKey, openRepository } from '@vaultline/appliance';
+import { loadJournalKey } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { RepositoryCache } from '../services/repository-cache.ts';
 import { parse } from '../validate.ts';
 
 export interface FileRestoreOptions {
@@ -37,6 +40,10 @@ export interface FileRestoreOptions {
   maxSessions?: number;
   /** The directory shared with the helper: its socket and token, and the NBD sockets (default <data dir>/flr-run). */
   runDir?: string;
+  /** Sessions one user may hold at once (default 2). */
+  maxPerUser?: number;
+  /** Close a session this long after it was opened, even while in use (default 8 h). */
+  maxLifetimeMs?: number;
 }
 
 const Params = z.object({ id: z.uuid(), session: BrowseSessionTokenSchema });
@@ -82,7 +89,7 @@ function toAppError(err: unknown, what: string): never {
   throw new AppError('conflict', `${what}: ${(err as Error).message}`);
 }
 
-export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; dataDir: string; log: Logger; options?: FileRestoreOptions }): Promise<void> {
+export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; repositories: RepositoryCache; dataDir: string; log: Logger; options?: FileRestoreOptions }): Promise<void> {
   const { db, audit } = deps;
   const runDir = path.resolve(deps.options?.runDir ?? path.join(deps.dataDir, 'flr-run'));
   const sessions = new FileRestoreSessions({
@@ -94,6 +101,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     log: deps.log,
     ...(deps.options?.idleMs ? { idleMs: deps.options.idleMs } : {}),
     ...(deps.options?.maxSessions ? { maxSessions: deps.options.maxSessions } : {}),
+    ...(deps.options?.maxPerUser ? { maxPerUser: deps.options.maxPerUser } : {}),
+    ...(deps.options?.maxLifetimeMs ? { maxLifetimeMs: deps.options.maxLifetimeMs } : {}),
   });
   // Sweep what a Director that died left mounted, before serving anything; retried while the database is away.
   const sweepNow = async (): Promise<void> => {
@@ -128,14 +137,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
     let view: BrowseSessionDto;
     try {
-      const repo = await openRepository(point.repository, deps.secretKey);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
-      let disks: Array<{ key: string; capacity: number }>;
-      try {
-        disks = (await repo.readManifest(ref)).disks.map((d) => ({ key: d.key, capacity: d.capacity }));
-      } finally {
-        await repo.close();
-      }
+      const disks = (await deps.repositories.use(point.repository, (repo) => repo.readManifest(ref))).disks.map((d) => ({ key: d.key, capacity: d.capacity }));
       view = await sessions.open({ restorePointId: id, label: what, repository: point.repository, ref, disks, user: { id: currentUser(request).id, username: currentUser(request).username } });
     } catch (err) {
       toAppError(err, `${what} cannot be opened for browsing`);

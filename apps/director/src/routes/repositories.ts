@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, openRepository } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { RepositoryCache } from '../services/repository-cache.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
@@ -22,7 +23,7 @@ export const repositoryDto = (r: Row): RepositoryDto => ({
   createdAt: r.createdAt.toISOString(),
 });
 
-export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
+export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; repositories: RepositoryCache }): Promise<void> {
   const { db, audit } = deps;
 
   app.get('/repositories', viewer, async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
@@ -30,37 +31,38 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   const findRepository = async (params: unknown) => {
     const { id } = parse(z.object({ id: z.uuid() }), params);
     const row = await db.repository.findUnique({ where: { id } });
-    if (!row) throw new AppError('not_found', 'no such repository');
+    if (!row) {
+      deps.repositories.forget(id);
+      throw new AppError('not_found', 'no such repository');
+    }
     return row;
   };
 
   /** Sizes and ratios read from the repository itself, and free space where it lives (local only). */
   app.get('/repositories/:id/stats', viewer, async (request): Promise<RepositoryStats> => {
     const row = await findRepository(request.params);
-    let repo: Repository | null = null;
     try {
-      repo = await openRepository(row, deps.secretKey);
-      const s = await repositoryStats(repo);
-      let space: { freeBytes: number | null; totalBytes: number | null } = { freeBytes: null, totalBytes: null };
-      if (row.kind === 'local') {
-        const fs = await statfs(row.location);
-        space = { freeBytes: Number(fs.bavail) * Number(fs.bsize), totalBytes: Number(fs.blocks) * Number(fs.bsize) };
-      }
-      return {
-        repositoryId: row.id,
-        restorePoints: s.restorePoints,
-        logicalBytes: s.logicalBytes,
-        uniqueRawBytes: s.uniqueRawBytes,
-        storedBytes: s.storedBytes,
-        dedupRatio: s.dedupRatio,
-        compressionRatio: s.compressionRatio,
-        ...space,
-      };
+      return await deps.repositories.use(row, async (repo) => {
+        const s = await repositoryStats(repo);
+        let space: { freeBytes: number | null; totalBytes: number | null } = { freeBytes: null, totalBytes: null };
+        if (row.kind === 'local') {
+          const fs = await statfs(row.location);
+          space = { freeBytes: Number(fs.bavail) * Number(fs.bsize), totalBytes: Number(fs.blocks) * Number(fs.bsize) };
+        }
+        return {
+          repositoryId: row.id,
+          restorePoints: s.restorePoints,
+          logicalBytes: s.logicalBytes,
+          uniqueRawBytes: s.uniqueRawBytes,
+          storedBytes: s.storedBytes,
+          dedupRatio: s.dedupRatio,
+          compressionRatio: s.compressionRatio,
+          ...space,
+        };
+      });
     } catch (err) {
       if (err instanceof AppError) throw err;
       throw new AppError('service_unavailable', `repository ${row.name} (${row.location}) cannot be read: ${(err as Error).message}`);
-    } finally {
-      await repo?.close().catch(() => undefined);
     }
   });
 
@@ -109,6 +111,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         await repo.close();
       }
     } catch (err) {
+      if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
       if (err instanceof RepositoryError) throw new AppError('bad_request', `${body.location}: ${err.message}`);
       throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
     }

@@ -8,9 +8,8 @@
  */
 import { Readable } from 'node:stream';
 import type { RestorePointDetail } from '@vaultline/contracts';
-import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { DiskReader, type Repository } from '@vaultline/repository';
+import { DiskReader } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
 import { parseDatastorePath, type HardwareDescription } from '@vaultline/vsphere';
 import type { FastifyInstance } from 'fastify';
@@ -18,6 +17,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import type { RepositoryCache, RepositoryLease } from '../services/repository-cache.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
@@ -33,7 +33,7 @@ async function* rawImage(reader: DiskReader, capacity: number, close: () => Prom
 
 const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 
-export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer }): Promise<void> {
+export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; repositories: RepositoryCache }): Promise<void> {
   const { db } = deps;
 
   app.get('/restore-points', viewer, async (request) => {
@@ -48,10 +48,8 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     const origin = point.runVmId ? await db.runVm.findUnique({ where: { id: point.runVmId }, select: { vmMoref: true, run: { select: { job: { select: { vcenterId: true } } } } } }) : null;
-    let repo: Repository | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
-      const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
+      const m = await deps.repositories.use(point.repository, (repo) => repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId }));
       const vm = (m.vm ?? {}) as { moref?: string; hardware?: HardwareDescription | null };
       const hw = vm.hardware ?? null;
       const datastoreOf = (fileName: string | undefined) => {
@@ -78,8 +76,6 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     } catch (err) {
       if (err instanceof AppError) throw err;
       throw new AppError('service_unavailable', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
-    } finally {
-      await repo?.close().catch(() => undefined);
     }
   });
 
@@ -87,12 +83,12 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
-    const repo = await openRepository(point.repository, deps.secretKey);
+    // Its manifest only: neither the global index nor any other restore point is read.
     try {
-      const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
+      const m = await deps.repositories.use(point.repository, (repo) => repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId }));
       return m.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, controller: d.controller ?? null, transport: d.transport ?? null }));
-    } finally {
-      await repo.close();
+    } catch (err) {
+      throw new AppError('service_unavailable', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
     }
   });
 
@@ -101,26 +97,28 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const { format } = parse(z.object({ format: z.enum(['raw', 'vmdk']).default('vmdk') }), request.query);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
-    let repo: Repository | null = null;
+    let lease: RepositoryLease | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
+      lease = await deps.repositories.lease(point.repository);
+      const repo = lease.repo;
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       const manifest = await repo.readManifest(ref);
       const disk = manifest.disks.find((d) => d.key === key);
       if (!disk) throw new AppError('not_found', `restore point has no disk ${key} (it has ${manifest.disks.map((d) => d.key).join(', ')})`);
+      await repo.reloadIndex();
       const reader = await DiskReader.open(repo, ref, key);
-      const r = repo;
-      const close = async () => {
-        await r.close().catch(() => undefined);
-      };
+      const done = lease;
+      const close = async () => done.release();
       await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} disk ${key}`, detail: { format }, ip: request.ip });
       const base = `${fileBase(point.vmName)}-${point.repoPointId}-disk${key}`;
-      repo = null; // the stream closes it
+      lease = null; // the stream releases it
       if (format === 'raw') {
         reply.header('content-type', 'application/octet-stream');
         reply.header('content-length', String(disk.capacity));
         reply.header('content-disposition', `attachment; filename="${base}.img"`);
-        return reply.send(Readable.from(rawImage(reader, disk.capacity, close)));
+        const body = Readable.from(rawImage(reader, disk.capacity, close));
+        body.once('close', () => void close()); // also when it ends before its first read
+        return reply.send(body);
       }
       const stream = writeStreamOptimized({ capacity: disk.capacity, read: (o, l) => reader.read(o, l) }, { adapterType: adapterTypeFor(disk.controller) });
       stream.once('close', () => void close());
@@ -128,7 +126,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
       reply.header('content-disposition', `attachment; filename="${base}.vmdk"`);
       return reply.send(stream);
     } catch (err) {
-      await repo?.close().catch(() => undefined);
+      lease?.release(err);
       if (err instanceof AppError) throw err;
       throw new AppError('bad_request', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
     }
@@ -143,9 +141,10 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
-    let repo: Repository | null = null;
+    let lease: RepositoryLease | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
+      lease = await deps.repositories.lease(point.repository);
+      const repo = lease.repo;
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       const manifest = await repo.readManifest(ref);
       const recorded = (manifest.vm ?? {}) as { hardware?: unknown };
@@ -153,6 +152,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         throw new AppError('conflict', `${what} holds no hardware description, so it cannot be packaged as a VM; download its disks one by one (GET /api/restore-points/${id}/disks/<key>/download)`);
       }
       const hardware = parseOvfHardware(recorded.hardware);
+      await repo.reloadIndex();
       const disks: OvaDisk[] = [];
       for (const d of manifest.disks) {
         const key = Number(d.key);
@@ -167,15 +167,17 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
         annotation: `${point.vmName} as backed up by Vaultline at ${point.createdAt.toISOString()} (restore point ${point.repoPointId})`,
       });
       await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.download', subject: `${point.vmName} ${point.repoPointId} OVA`, detail: { format: 'ova', layout }, ip: request.ip });
-      const r = repo;
-      repo = null; // the stream closes it
+      const done = lease;
+      lease = null; // the stream releases it
+      // 'whole' sends nothing until it has read every disk once: longer than the idle-connection timeout for big VMs.
+      if (layout === 'whole') request.raw.socket.setTimeout(0);
       const stream = writeOva(ova);
-      stream.once('close', () => void r.close().catch(() => undefined));
+      stream.once('close', () => done.release());
       reply.header('content-type', 'application/x-tar');
       reply.header('content-disposition', `attachment; filename="${fileBase(point.vmName)}-${point.repoPointId}.ova"`);
       return reply.send(stream);
     } catch (err) {
-      await repo?.close().catch(() => undefined);
+      lease?.release(err);
       if (err instanceof AppError) throw err;
       if (err instanceof OvfError) throw new AppError('conflict', `${what} cannot be packaged as an OVA: ${err.message}`);
       throw new AppError('bad_request', `${what} cannot be read: ${(err as Error).message}`);

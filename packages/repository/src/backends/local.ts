@@ -20,6 +20,48 @@ async function fsyncDirAsync(dir: string): Promise<void> {
   }
 }
 
+/**
+ * mkdir -p that gives up instead of spinning. Node's recursive mkdir retries a
+ * directory for as long as its parent exists and mkdir answers ENOENT, which is
+ * forever on kernel filesystems (`mkdir /proc/x` is ENOENT under an existing
+ * /proc): the thread spins at 100% CPU. Here each level is tried at most twice.
+ */
+function mkdirs(dir: string): void {
+  const once = () => {
+    try {
+      fs.mkdirSync(dir);
+    } catch (err) {
+      if (!((err as NodeJS.ErrnoException).code === 'EEXIST' && fs.statSync(dir).isDirectory())) throw err;
+    }
+  };
+  try {
+    once();
+  } catch (err) {
+    const parent = path.dirname(dir);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw err;
+    mkdirs(parent);
+    once();
+  }
+}
+
+async function mkdirsAsync(dir: string): Promise<void> {
+  const once = async () => {
+    try {
+      await fsp.mkdir(dir);
+    } catch (err) {
+      if (!((err as NodeJS.ErrnoException).code === 'EEXIST' && (await fsp.stat(dir)).isDirectory())) throw err;
+    }
+  };
+  try {
+    await once();
+  } catch (err) {
+    const parent = path.dirname(dir);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw err;
+    await mkdirsAsync(parent);
+    await once();
+  }
+}
+
 function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
@@ -133,7 +175,7 @@ export class LocalBackend implements Backend {
     const abs = this.absolute(p);
     const tmp = tmpName(abs);
     try {
-      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      mkdirs(path.dirname(abs));
       const h = await fsp.open(tmp, 'w', 0o640);
       try {
         let off = 0;
@@ -156,7 +198,7 @@ export class LocalBackend implements Backend {
 
   async createExclusive(p: string, data: Uint8Array): Promise<boolean> {
     const abs = this.absolute(p);
-    fs.mkdirSync(path.dirname(abs), { recursive: true });
+    mkdirs(path.dirname(abs));
     // Write the content to a tmp file, then link() it: link fails with EEXIST
     // atomically, and readers never observe a half-written file.
     const tmp = tmpName(abs);
@@ -190,7 +232,7 @@ export class LocalBackend implements Backend {
     let fd: number;
     let direct: DirectAppender | null = null;
     try {
-      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      mkdirs(path.dirname(abs));
       const dfd = openDirect(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC);
       if (dfd !== null) {
         fd = dfd;
@@ -296,7 +338,7 @@ export class LocalBackend implements Backend {
   }
 
   async mkdirp(dir: string): Promise<void> {
-    fs.mkdirSync(this.absolute(dir), { recursive: true });
+    await mkdirsAsync(this.absolute(dir));
   }
 
   async close(): Promise<void> {
