@@ -1,6 +1,7 @@
 /**
  * The Director's entry point: config → logger → database (created and migrated:
- * the appliance upgrades itself) → first admin → HTTP + socket.io → graceful close.
+ * the appliance upgrades itself) → TLS certificate → first admin → HTTPS + socket.io
+ * → graceful close.
  */
 import path from 'node:path';
 import { loadEnvOrExit } from '@vaultline/config';
@@ -11,6 +12,7 @@ import { buildApp } from './app.ts';
 import { attachRealtime } from './realtime/socket.ts';
 import { loadSecretKey } from '@vaultline/appliance';
 import { transporterBundle } from '@vaultline/remote';
+import { loadTlsIdentity } from '@vaultline/tls';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
@@ -31,6 +33,13 @@ async function main(): Promise<void> {
     process.stderr.write(`vaultline director: cannot prepare the database at ${stripUrlCredentials(env.DATABASE_URL)}: ${stripUrlCredentials((err as Error).message)}\n`);
     process.exit(3);
   }
+
+  // Before the first admin: the appliance console shows the fingerprint next to the one-time password.
+  const tls = await loadTlsIdentity({ dataDir, certFile: env.VAULTLINE_TLS_CERT, keyFile: env.VAULTLINE_TLS_KEY, listenHost: env.VAULTLINE_HOST }).catch((err: unknown) => {
+    process.stderr.write(`vaultline director: ${(err as Error).message}\n`);
+    process.exit(2);
+  });
+  log.info({ certificate: tls.certFile, notAfter: tls.notAfter.toISOString(), generated: tls.generated }, `TLS certificate SHA-256 ${tls.fingerprint}`);
 
   const db = createDb(env.DATABASE_URL);
   const redis = connectRedis(env.REDIS_URL, { name: 'director' });
@@ -56,6 +65,8 @@ async function main(): Promise<void> {
     version: VERSION,
     secretKey,
     dataDir,
+    tls,
+    publicUrl: env.VAULTLINE_PUBLIC_URL ?? null,
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
     remote: {
@@ -70,7 +81,7 @@ async function main(): Promise<void> {
     },
     fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
   });
-  const realtime = attachRealtime(fastify.server, { db, health, log, events });
+  const realtime = attachRealtime(fastify.server, { db, health, log, events, publicOrigin: env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null });
   const scheduler = startScheduler({ db, queue, log });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });

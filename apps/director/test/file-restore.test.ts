@@ -19,6 +19,8 @@ import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db,
 import { buildImages, describeTree, ensureFlrTools, leftoversUnder, ODD_NAME, RAW_NAME, repositoryFingerprint, storeRestorePoint, type BuiltImages } from '@vaultline/flr/testing';
 import { gc, LockedError, Repository, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pinnedFetch } from '@vaultline/tls';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { PG_SERVER, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -64,12 +66,14 @@ async function registerPoint(db: Db): Promise<string> {
 
 interface Http {
   base: string;
+  fetch: ReturnType<typeof pinnedFetch>;
   req(method: string, url: string, cookie: string, headers?: Record<string, string>): Promise<Response>;
 }
 
-function http(port: number): Http {
-  const base = `http://127.0.0.1:${port}`;
-  return { base, req: (method, url, cookie, headers = {}) => fetch(`${base}${url}`, { method, headers: { cookie, ...headers } }) };
+function http(port: number, fingerprint: string): Http {
+  const base = `https://127.0.0.1:${port}`;
+  const fetch = pinnedFetch(fingerprint);
+  return { base, fetch, req: (method, url, cookie, headers = {}) => fetch(`${base}${url}`, { method, headers: { cookie, ...headers } }) };
 }
 
 const q = (o: Record<string, string | number>) => new URLSearchParams(Object.entries(o).map(([k, v]): [string, string] => [k, String(v)])).toString();
@@ -94,7 +98,7 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     pointId = await registerPoint(d.db);
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
     const addr = d.app.fastify.server.address();
-    h = http(typeof addr === 'object' && addr ? addr.port : 0);
+    h = http(typeof addr === 'object' && addr ? addr.port : 0, d.tls.fingerprint);
   });
   afterAll(async () => {
     await d?.close();
@@ -401,7 +405,7 @@ describe('a Director killed with SIGKILL while holding a session: the next start
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function startChild(prefix: string[] = []): Promise<{ child: ChildProcess; port: number; adminPassword: string | null }> {
+  async function startChild(prefix: string[] = []): Promise<{ child: ChildProcess; port: number; adminPassword: string | null; fingerprint: string }> {
     const entry = path.join(import.meta.dirname, 'fixtures', 'flr-director.ts');
     const argv = [...prefix, process.execPath, '--import', 'tsx', entry];
     const child = spawn(argv[0]!, argv.slice(1), {
@@ -415,21 +419,21 @@ describe('a Director killed with SIGKILL while holding a session: the next start
       createInterface({ input: child.stdout! }).once('line', resolve);
       child.once('exit', (c) => reject(new Error(`the Director exited (${c}) before listening: ${stderr}`)));
     });
-    const info = JSON.parse(line) as { port: number; adminPassword: string | null };
+    const info = JSON.parse(line) as { port: number; adminPassword: string | null; fingerprint: string };
     return { child, ...info };
   }
 
   const login = async (h: Http, password: string) => {
-    const r = await fetch(`${h.base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
-    const c = r.headers.getSetCookie().find((x) => x.startsWith('vl_session='))!.split(';')[0]!;
+    const r = await h.fetch(`${h.base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    const c = r.headers.getSetCookie().find((x) => x.startsWith(`${SESSION_COOKIE}=`))!.split(';')[0]!;
     return c;
   };
 
   it('answers 503 naming CAP_SYS_ADMIN when the Director may not mount', async () => {
-    const { child, port, adminPassword } = await startChild(['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--']);
-    const h = http(port);
+    const { child, port, adminPassword, fingerprint } = await startChild(['setpriv', '--bounding-set', '-sys_admin', '--inh-caps', '-sys_admin', '--']);
+    const h = http(port, fingerprint);
     const cookie = await login(h, adminPassword!);
-    const change = await fetch(`${h.base}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: adminPassword, newPassword: 'flr-admin-password-2' }) });
+    const change = await h.fetch(`${h.base}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: adminPassword, newPassword: 'flr-admin-password-2' }) });
     expect(change.status).toBe(200);
     const res = await h.req('POST', `/api/restore-points/${pointId}/browse`, cookie);
     expect(res.status).toBe(503);
@@ -441,7 +445,7 @@ describe('a Director killed with SIGKILL while holding a session: the next start
 
   it('leaves mounts behind when killed, and the next Director removes them all at start', async () => {
     const a = await startChild();
-    const h = http(a.port);
+    const h = http(a.port, a.fingerprint);
     const cookie = await login(h, 'flr-admin-password-2');
     const res = await h.req('POST', `/api/restore-points/${pointId}/browse`, cookie);
     expect(res.status).toBe(201);

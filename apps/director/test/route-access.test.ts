@@ -7,7 +7,7 @@
  * variants of it, sent byte for byte as written (like `curl --path-as-is`).
  * None may succeed, and no row in PostgreSQL or key in the run queue may change.
  */
-import http from 'node:http';
+import https from 'node:https';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,9 @@ import type { Db } from '@vaultline/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fastifyCookie from '@fastify/cookie';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { pinnedAgent } from '@vaultline/tls';
 import { apiPlugin, decorateAuth, type ApiRoute } from '../src/auth/guard.ts';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { sessionCookie, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -81,12 +83,13 @@ interface Reply {
   body: string;
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+/** Over the Director's TLS, pinned to its certificate (set once it is known). */
+let agent: https.Agent | undefined;
 
 function send(port: number, method: string, rawPath: string, cookie?: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const body = ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined;
-    const req = http.request(
+    const req = https.request(
       {
         host: '127.0.0.1',
         port,
@@ -153,7 +156,7 @@ describe('every API route refuses callers below its role, however its path is sp
     const pendingCookie = sessionCookie(await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'ra-pending', password: 'ra-pending-first-1' } }));
     callers.push(
       { name: 'no cookie' },
-      { name: 'made-up cookie', cookie: 'vl_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+      { name: 'made-up cookie', cookie: `${SESSION_COOKIE}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` },
       { name: 'pending admin', cookie: pendingCookie, role: 'admin', pending: true },
       { name: 'viewer', cookie: viewerCookie, role: 'viewer' },
       { name: 'operator', cookie: operatorCookie, role: 'operator' },
@@ -161,10 +164,11 @@ describe('every API route refuses callers below its role, however its path is sp
     );
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
     port = (d.app.fastify.server.address() as { port: number }).port;
+    agent = pinnedAgent(d.tls.fingerprint, { maxSockets: 8 });
   });
 
   afterAll(async () => {
-    agent.destroy();
+    agent?.destroy();
     await d?.close();
     await rm(webDist, { recursive: true, force: true });
   });

@@ -9,13 +9,15 @@ import { parse } from '../validate.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { LoginThrottle } from '../auth/throttle.ts';
 
+/** The session cookie's attributes (its __Host- prefix needs Secure and Path=/). */
+const COOKIE_ATTRIBUTES = { path: '/', httpOnly: true, secure: true, sameSite: 'strict' } as const;
+
 // A well-formed hash of a random password, so unknown usernames cost as much as known ones.
 const DUMMY_HASH = hashPassword('vaultline-timing-equaliser');
 
 export interface AuthRouteDeps {
   db: Db;
   audit: AuditLog;
-  secureCookies: boolean;
   onFirstPasswordChanged?: () => Promise<void>;
 }
 
@@ -39,20 +41,14 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     const session = await createSession(db, user.id);
     await db.user.update({ where: { id: user.id }, data: { lastLoginAt: new Date() } });
     await audit.record({ actor: user.username, action: 'auth.login', ip: request.ip });
-    reply.setCookie(SESSION_COOKIE, session.token, {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: deps.secureCookies,
-      maxAge: Math.floor(SESSION_TTL_MS / 1000),
-    });
+    reply.setCookie(SESSION_COOKIE, session.token, { ...COOKIE_ATTRIBUTES, maxAge: Math.floor(SESSION_TTL_MS / 1000) });
     const me: Me = { id: user.id, username: user.username, role: user.role, mustChangePassword: user.mustChangePassword };
     return me;
   });
 
   app.post('/auth/logout', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request, reply) => {
     if (request.sessionToken) await deleteSession(db, request.sessionToken);
-    reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    reply.clearCookie(SESSION_COOKIE, COOKIE_ATTRIBUTES);
     return { ok: true };
   });
 
