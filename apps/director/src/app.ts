@@ -47,8 +47,8 @@ export interface AppDeps {
   webDist?: string;
   /** The certificate and key served (PEM): the operator's own or the self-signed one (@vaultline/tls). */
   tls: { cert: string; key: string };
-  /** VAULTLINE_PUBLIC_URL: an origin besides https://<Host> whose browsers may change state. */
-  publicUrl?: string | null;
+  /** The origin of VAULTLINE_PUBLIC_URL: besides https://<Host>, the one origin whose browsers may change state. */
+  publicOrigin?: string | null;
   onFirstPasswordChanged?: () => Promise<void>;
   /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
   remote?: RemoteTransporterConfig;
@@ -69,12 +69,12 @@ function isDatabaseDown(err: unknown): boolean {
 }
 
 export async function buildApp(deps: AppDeps): Promise<App> {
+  // Typed as Fastify's default (http) instance, as the route plugins are; nothing in them depends on which.
   const fastify = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     https: { cert: deps.tls.cert, key: deps.tls.key },
     trustProxy: false,
     bodyLimit: 1024 * 1024,
-    // The route plugins are typed against Fastify's default (http) server; nothing in them depends on which.
   }) as unknown as FastifyInstance;
   acceptPlainHttpOn(fastify.server, httpsRedirectServer());
   addSecurityHeaders(fastify);
@@ -117,7 +117,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];
-  await fastify.register(apiPlugin(deps.db, routes, table, deps.publicUrl ? new URL(deps.publicUrl).origin : null), { prefix: '/api' });
+  await fastify.register(apiPlugin(deps.db, routes, table, deps.publicOrigin ?? null), { prefix: '/api' });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

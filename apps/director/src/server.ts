@@ -53,6 +53,7 @@ async function main(): Promise<void> {
   await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
+  const publicOrigin = env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null;
   const { fastify, health } = await buildApp({
     db,
     databaseUrl: env.DATABASE_URL,
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     secretKey,
     dataDir,
     tls,
-    publicUrl: env.VAULTLINE_PUBLIC_URL ?? null,
+    publicOrigin,
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
     remote: {
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
     },
     fileRestore: { idleMs: env.VAULTLINE_FLR_IDLE_MINUTES * 60_000, maxSessions: env.VAULTLINE_FLR_MAX_SESSIONS },
   });
-  const realtime = attachRealtime(fastify.server, { db, health, log, events, publicOrigin: env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null });
+  const realtime = attachRealtime(fastify.server, { db, health, log, events, publicOrigin });
   const scheduler = startScheduler({ db, queue, log });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });

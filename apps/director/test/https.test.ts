@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import { certificateFingerprint, loadTlsIdentity, makeSelfSignedCertificate, pinnedFetch, type TlsIdentity } from '@vaultline/tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSION_COOKIE } from '../src/auth/sessions.ts';
-import { SECURITY_HEADERS } from '../src/https.ts';
+import { SECURITY_HEADERS, crossSiteReason } from '../src/https.ts';
 import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 
 /** The certificate a TLS client is shown at this port. */
@@ -163,5 +163,12 @@ describe('HTTPS by default (real sockets)', () => {
 
     expect((await create('own-console', { origin: base, 'sec-fetch-site': 'same-origin' })).status).toBe(201);
     expect((await create('cli-user', {})).status).toBe(201);
+  });
+
+  it('also takes changes from the configured public URL\'s origin (a console reached through a proxy), and from no other', () => {
+    const proxied = { host: '10.0.0.5:8080', origin: 'https://backup.example.com', 'sec-fetch-site': 'same-origin' };
+    expect(crossSiteReason(proxied, 'https://backup.example.com')).toBeNull();
+    expect(crossSiteReason(proxied, null)).toBe('this request came from another origin (https://backup.example.com)');
+    expect(crossSiteReason({ ...proxied, origin: 'https://backup.example.com.evil.example' }, 'https://backup.example.com')).not.toBeNull();
   });
 });
