@@ -16,6 +16,7 @@ const owners = {
   undici: 'packages/vsphere',
   saxes: 'packages/vsphere',
   'node-ssh': 'packages/remote',
+  'node-forge': 'packages/tls',
 };
 
 const restrictFor = (except) =>

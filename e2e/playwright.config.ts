@@ -1,7 +1,11 @@
 import { defineConfig } from '@playwright/test';
 
 // Debian's chromium, never a downloaded browser. The appliance under test
-// (Director + Transporter on a fresh database) is started by global-setup.
+// (Director + Transporter on a fresh database) is started by global-setup. It
+// serves HTTPS with a self-signed certificate: Chromium accepts that one
+// certificate, named by its public key's hash (no TLS error is ignored otherwise).
+// The workers load this file after global-setup has set VAULTLINE_E2E_SPKI.
+const spki = process.env.VAULTLINE_E2E_SPKI;
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
@@ -15,7 +19,16 @@ export default defineConfig({
   use: {
     launchOptions: {
       executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        ...(spki ? [`--ignore-certificate-errors-spki-list=${spki}`] : []),
+      ],
     },
     screenshot: 'only-on-failure',
     trace: 'off',

@@ -14,8 +14,9 @@
 // non-default ports, and stops them when the command exits.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -253,19 +254,43 @@ async function setup() {
 const tsx = (file, args = [], opts = {}) =>
   spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, stdio: opts.stdio ?? 'inherit', env: { ...process.env, ...opts.env } });
 
-async function waitForHealth(url, child, timeoutMs = 60_000) {
+/** The SHA-256 fingerprint of the certificate in this PEM file, or null while there is none. */
+function fingerprintOf(certFile) {
+  try {
+    return new X509Certificate(readFileSync(certFile)).fingerprint256;
+  } catch {
+    return null;
+  }
+}
+
+/** GET over TLS, answering the status and the fingerprint of the certificate the server showed. */
+function probe(url) {
+  return new Promise((resolve, reject) => {
+    // The certificate is self-signed: it is compared with the one on disk instead of a CA.
+    const req = https.get(url, { rejectUnauthorized: false, agent: false, timeout: 5_000 }, (res) => {
+      const fingerprint = res.socket.getPeerCertificate().fingerprint256;
+      res.resume();
+      resolve({ status: res.statusCode, fingerprint });
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+  });
+}
+
+/** Waits until the Director answers /api/health over TLS with the certificate in certFile; returns its fingerprint, or null. */
+async function waitForHealth(url, child, certFile, timeoutMs = 60_000) {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
-    if (child.exitCode !== null) return false;
+    if (child.exitCode !== null) return null;
     try {
-      const res = await fetch(`${url}/api/health`);
-      if (res.status === 200 || res.status === 503) return true;
+      const res = await probe(`${url}/api/health`);
+      if ((res.status === 200 || res.status === 503) && res.fingerprint === fingerprintOf(certFile)) return res.fingerprint;
     } catch {
       /* not yet */
     }
     await new Promise((r) => setTimeout(r, 300));
   }
-  return false;
+  return null;
 }
 
 /**
@@ -358,8 +383,11 @@ async function start() {
       shutdown(code || 1);
     }
   });
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-  if (!(await waitForHealth(url, director))) {
+  const url = `https://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  // The Director serves the operator's certificate, or the self-signed one it makes in its data dir.
+  const certFile = process.env.VAULTLINE_TLS_CERT || path.join(env.VAULTLINE_DATA_DIR, 'tls', 'cert.pem');
+  const fingerprint = await waitForHealth(url, director, certFile);
+  if (!fingerprint) {
     if (!stopping) shutdown(1);
     return;
   }
@@ -372,6 +400,8 @@ async function start() {
   const firstLogin = path.join(env.VAULTLINE_DATA_DIR, 'first-login.txt');
   say('');
   say(`is up: \x1b[1m${url}\x1b[0m`);
+  say(`TLS certificate SHA-256: ${fingerprint}`);
+  if (!process.env.VAULTLINE_TLS_CERT) say('  (self-signed: your browser warns once; check it shows this fingerprint, then accept it)');
   if (existsSync(firstLogin)) {
     say('first login (you will be asked to choose a new password):');
     for (const line of readFileSync(firstLogin, 'utf8').trim().split('\n')) say(`    ${line}`);
@@ -527,7 +557,11 @@ const main = {
   },
   lab: () => passThrough('packages/vsphere-lab/src/cli.ts', rest, false),
   bench: () => passThrough('bench/run.ts', rest, false),
-  cli: () => passThrough('apps/cli/src/main.ts', rest, false),
+  // The CLI pins the certificate of the Director that `npm start` runs (read from its data dir).
+  cli: () => {
+    process.env.VAULTLINE_DATA_DIR ||= DATA;
+    return passThrough('apps/cli/src/main.ts', rest, false);
+  },
 }[command];
 if (!main) fail(`unknown command "${command}"; use start, test, setup, services, build-ova, lab, bench or cli`);
 main().catch((err) => {

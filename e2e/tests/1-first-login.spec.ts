@@ -1,9 +1,27 @@
-import { expect, test } from '@playwright/test';
+import { expect, test, type Page } from '@playwright/test';
 import { ADMIN_PASSWORD, nav, shot, signOut, url } from '../fixtures/session.ts';
 
 const firstPassword = () => process.env.VAULTLINE_E2E_ADMIN_PASSWORD!;
 
 test.describe.configure({ mode: 'serial' });
+
+/** What Chromium reports blocked by the console's Content-Security-Policy on this page. */
+function cspViolations(page: Page): string[] {
+  const violations: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to (load|execute|apply|connect)/i.test(m.text())) violations.push(m.text());
+  });
+  return violations;
+}
+
+test('http:// lands on the https console, which runs under its Content-Security-Policy without a violation', async ({ page }) => {
+  const violations = cspViolations(page);
+  const res = await page.goto(url().replace(/^https:/, 'http:'));
+  expect(page.url()).toBe(`${url()}/`);
+  expect(res!.headers()['content-security-policy']).toContain("script-src 'self'");
+  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
+  expect(violations).toEqual([]);
+});
 
 test('a wrong password shows a clear error', async ({ page }) => {
   await page.goto(url());
@@ -14,6 +32,7 @@ test('a wrong password shows a clear error', async ({ page }) => {
 });
 
 test('first login forces a new password, then shows health, and the Transporter online with its heartbeat', async ({ page }) => {
+  const violations = cspViolations(page);
   await page.goto(url());
   await page.getByLabel('Username').fill('admin');
   await page.getByLabel('Password').fill(firstPassword());
@@ -37,6 +56,7 @@ test('first login forces a new password, then shows health, and the Transporter 
   await expect(row).toContainText(/\d+ s ago/);
   await expect(row.getByTestId('transporter-load')).toHaveText('0 VMs · 0 of 6 disk tasks');
   await page.screenshot({ path: shot('transporters'), fullPage: true });
+  expect(violations).toEqual([]);
 });
 
 test('the new password works after signing out, the one-time one does not', async ({ page }) => {

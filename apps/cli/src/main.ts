@@ -1,12 +1,14 @@
 /**
  * `npm run vaultline -- <command>`: the Director's API from a terminal.
- * Credentials come from VAULTLINE_URL (default http://127.0.0.1:8080),
- * VAULTLINE_USER (default admin) and VAULTLINE_PASSWORD. Output is readable
+ * Credentials come from VAULTLINE_URL (default https://127.0.0.1:8080),
+ * VAULTLINE_USER (default admin) and VAULTLINE_PASSWORD; the Director's
+ * certificate is pinned by VAULTLINE_TLS_FINGERPRINT (or read from the local
+ * data dir for a Director on this machine). Output is readable
  * text, or JSON with --json. Exit code 0 on success, 1 on failure (for a run:
  * 1 unless it succeeded).
  */
 import { REAUTH_FIELD, type DrillJobDto, type InventoryVm, type RepositoryDto, type Run, type VCenter } from '@vaultline/contracts';
-import { ApiError, DirectorClient } from './api.ts';
+import { ApiError, DirectorClient, directorFingerprint } from './api.ts';
 
 interface Parsed {
   positional: string[];
@@ -28,7 +30,7 @@ function parseArgs(argv: string[]): Parsed {
   return { positional, flags };
 }
 
-const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULTLINE_USER, VAULTLINE_PASSWORD, VAULTLINE_TOTP)
+const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULTLINE_USER, VAULTLINE_PASSWORD, VAULTLINE_TOTP, VAULTLINE_TLS_FINGERPRINT)
 
   health
   vcenter list
@@ -90,7 +92,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return group ? 0 : 1;
   }
-  const client = new DirectorClient(process.env.VAULTLINE_URL ?? 'http://127.0.0.1:8080');
+  const baseUrl = process.env.VAULTLINE_URL ?? 'https://127.0.0.1:8080';
+  const client = new DirectorClient(baseUrl, directorFingerprint(baseUrl));
   if (group === 'health') {
     const h = await client.call<{ ok: boolean }>('GET', '/api/health').catch((e: unknown) => {
       if (e instanceof ApiError && e.status === 503) return e.body as { ok: boolean };

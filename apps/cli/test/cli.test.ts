@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -17,9 +17,12 @@ describe('the vaultline CLI over the Director API', () => {
   let lab: Lab;
   let url: string;
   let repoDir: string;
-  const cli = async (...args: string[]) => {
+  const cli = async (...args: string[]) => cliWith({}, ...args);
+  const cliWith = async (env: Record<string, string>, ...args: string[]) => {
     try {
-      const r = await run(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'cli-password-123' } });
+      const r = await run(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+        env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'cli-password-123', VAULTLINE_TLS_FINGERPRINT: d.tls.fingerprint, ...env },
+      });
       return { code: 0, out: r.stdout, err: r.stderr };
     } catch (e) {
       const x = e as { code: number; stdout: string; stderr: string };
@@ -84,8 +87,8 @@ describe('the vaultline CLI over the Director API', () => {
     const missing = await cli('job', 'create', '--name', 'x', '--vcenter', 'lab', '--repo', 'r', '--vm', 'nope');
     expect(missing.code).toBe(1);
     expect(missing.err).toContain('no VM named nope in lab');
-    const bad = await run(process.execPath, ['--import', 'tsx', MAIN, 'job', 'list'], { env: { ...process.env, VAULTLINE_URL: url, VAULTLINE_PASSWORD: 'wrong' } }).catch((e: { stderr: string }) => e);
-    expect((bad as { stderr: string }).stderr).toContain('wrong username or password');
+    const bad = await cliWith({ VAULTLINE_PASSWORD: 'wrong' }, 'job', 'list');
+    expect(bad.err).toContain('wrong username or password');
   });
 
   it('removes a vCenter, sending the password again, and signs in with a TOTP code when the account has one', async () => {
@@ -111,8 +114,36 @@ describe('the vaultline CLI over the Director API', () => {
   });
 
   it('reports an unreachable Director without a stack trace', async () => {
-    const r = await run(process.execPath, ['--import', 'tsx', MAIN, 'health'], { env: { ...process.env, VAULTLINE_URL: 'http://127.0.0.1:1' } }).catch((e: { stderr: string; code: number }) => e);
-    expect((r as { stderr: string }).stderr).toMatch(/^vaultline: cannot reach the Director at http:\/\/127\.0\.0\.1:1/);
-    expect((r as { stderr: string }).stderr).not.toMatch(/\n\s+at /);
+    const r = await cliWith({ VAULTLINE_URL: 'https://127.0.0.1:1' }, 'health');
+    expect(r.err).toMatch(/^vaultline: cannot reach the Director at https:\/\/127\.0\.0\.1:1/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('talks only to the pinned certificate, and says so clearly otherwise', async () => {
+    const other = '00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF';
+    const wrong = await cliWith({ VAULTLINE_TLS_FINGERPRINT: other }, 'job', 'list');
+    expect(wrong.code).toBe(1);
+    expect(wrong.err).toContain(`is not the one pinned: expected SHA-256 ${other}, got ${d.tls.fingerprint}`);
+    expect(wrong.err).not.toMatch(/\n\s+at /);
+    const plain = await cliWith({ VAULTLINE_URL: url.replace('https:', 'http:') }, 'health');
+    expect(plain.err).toContain('VAULTLINE_URL must start with https://');
+    // No fingerprint, a Director elsewhere: nothing to pin, so nothing is sent.
+    const unknown = await cliWith({ VAULTLINE_TLS_FINGERPRINT: '', VAULTLINE_URL: url.replace('127.0.0.1', 'localhost.invalid') }, 'health');
+    expect(unknown.err).toContain('set VAULTLINE_TLS_FINGERPRINT');
+  });
+
+  it('reads the fingerprint of a Director on this machine from its data dir', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-cli-data-'));
+    try {
+      await mkdir(path.join(dataDir, 'tls'));
+      await writeFile(path.join(dataDir, 'tls', 'cert.pem'), d.tls.cert);
+      const ok = await cliWith({ VAULTLINE_TLS_FINGERPRINT: '', VAULTLINE_DATA_DIR: dataDir }, 'job', 'list');
+      expect(ok.code, ok.err).toBe(0);
+      const missing = await cliWith({ VAULTLINE_TLS_FINGERPRINT: '', VAULTLINE_DATA_DIR: path.join(dataDir, 'nowhere') }, 'job', 'list');
+      expect(missing.err).toContain(`set VAULTLINE_TLS_FINGERPRINT`);
+      expect(missing.err).toContain(`${path.join(dataDir, 'nowhere', 'tls', 'cert.pem')} is not readable`);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * buildApp() assembles the Director without listening, so tests drive it with
- * inject() against real Postgres and Redis. server.ts adds the listening socket,
- * socket.io and graceful shutdown.
+ * inject() against real Postgres and Redis. Its server is HTTPS (with plain HTTP
+ * on the same port answered by a redirect only): listen() serves that. server.ts
+ * adds socket.io and graceful shutdown.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { EventBus, Redis, TransporterRegistry, WorkQueue } from '@vaultline/queue';
 import { apiPlugin, decorateAuth, type ApiRoute } from './auth/guard.ts';
+import { acceptPlainHttpOn, addSecurityHeaders, httpsRedirectServer } from './https.ts';
 import { AppError } from './errors.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -46,7 +48,10 @@ export interface AppDeps {
   secretKey: Buffer;
   dataDir: string;
   webDist?: string;
-  secureCookies?: boolean;
+  /** The certificate and key served (PEM): the operator's own or the self-signed one (@vaultline/tls). */
+  tls: { cert: string; key: string };
+  /** The origin of VAULTLINE_PUBLIC_URL: besides https://<Host>, the one origin whose browsers may change state. */
+  publicOrigin?: string | null;
   onFirstPasswordChanged?: () => Promise<void>;
   /** Remote Transporters over SSH: the bundle and the addresses handed to them. */
   remote?: RemoteTransporterConfig;
@@ -85,13 +90,17 @@ function isDatabaseDown(err: unknown): boolean {
 }
 
 export async function buildApp(deps: AppDeps): Promise<App> {
-  const fastify: FastifyInstance = Fastify({
+  // Typed as Fastify's default (http) instance, as the route plugins are; nothing in them depends on which.
+  const fastify = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
+    https: { cert: deps.tls.cert, key: deps.tls.key },
     trustProxy: false,
     bodyLimit: 1024 * 1024,
     ...HTTP_TIMEOUTS,
     ...deps.httpTimeouts,
-  });
+  }) as unknown as FastifyInstance;
+  acceptPlainHttpOn(fastify.server, httpsRedirectServer());
+  addSecurityHeaders(fastify);
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);
   const credentials = new Credentials(deps.db, audit, deps.secretKey, deps.passwordCost);
@@ -121,7 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // Every API route lives in this one context: its hooks decide access for the route matched.
   const routes = async (api: FastifyInstance) => {
     await api.register(healthRoutes, { health, db: deps.db });
-    await api.register(authRoutes, { db: deps.db, audit, credentials, secureCookies: deps.secureCookies ?? false, onFirstPasswordChanged: deps.onFirstPasswordChanged });
+    await api.register(authRoutes, { db: deps.db, audit, credentials, onFirstPasswordChanged: deps.onFirstPasswordChanged });
     await api.register(userRoutes, { db: deps.db, audit, credentials });
     await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
@@ -135,7 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];
-  await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs }), { prefix: '/api' });
+  await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs, publicOrigin: deps.publicOrigin ?? null }), { prefix: '/api' });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

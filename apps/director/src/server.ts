@@ -1,6 +1,7 @@
 /**
  * The Director's entry point: config → logger → database (created and migrated:
- * the appliance upgrades itself) → first admin → HTTP + socket.io → graceful close.
+ * the appliance upgrades itself) → TLS certificate → first admin → HTTPS + socket.io
+ * → graceful close.
  */
 import type { Socket } from 'node:net';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { buildApp } from './app.ts';
 import { attachRealtime } from './realtime/socket.ts';
 import { loadSecretKey } from '@vaultline/appliance';
 import { transporterBundle } from '@vaultline/remote';
+import { loadTlsIdentity } from '@vaultline/tls';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
@@ -38,6 +40,13 @@ async function main(): Promise<void> {
     process.exit(3);
   }
 
+  // Before the first admin: the appliance console shows the fingerprint next to the one-time password.
+  const tls = await loadTlsIdentity({ dataDir, certFile: env.VAULTLINE_TLS_CERT, keyFile: env.VAULTLINE_TLS_KEY, listenHost: env.VAULTLINE_HOST }).catch((err: unknown) => {
+    process.stderr.write(`vaultline director: ${(err as Error).message}\n`);
+    process.exit(2);
+  });
+  log.info({ certificate: tls.certFile, notAfter: tls.notAfter.toISOString(), generated: tls.generated }, `TLS certificate SHA-256 ${tls.fingerprint}`);
+
   const db = createDb(env.DATABASE_URL);
   const redis = connectRedis(env.REDIS_URL, { name: 'director' });
   const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace: env.VAULTLINE_REDIS_NAMESPACE });
@@ -50,6 +59,7 @@ async function main(): Promise<void> {
   await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
+  const publicOrigin = env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null;
   const { fastify, health } = await buildApp({
     db,
     databaseUrl: env.DATABASE_URL,
@@ -62,6 +72,8 @@ async function main(): Promise<void> {
     version: VERSION,
     secretKey,
     dataDir,
+    tls,
+    publicOrigin,
     webDist: env.VAULTLINE_WEB_DIST ?? path.resolve(import.meta.dirname, '../../web/dist'),
     onFirstPasswordChanged: () => forgetFirstLogin(dataDir),
     remote: {
@@ -83,7 +95,7 @@ async function main(): Promise<void> {
     },
     sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
-  const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000 });
+  const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000, publicOrigin });
   const scheduler = startScheduler({ db, queue, log });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });

@@ -7,14 +7,20 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase } from '@vaultline/db';
+import { certificateFingerprint, pinnedFetch, SELF_SIGNED_CERT } from '@vaultline/tls';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { PG_SERVER, REDIS_URL } from './helpers.ts';
 
 const SERVER = path.resolve(import.meta.dirname, '../src/server.ts');
 
 export interface DirectorProcess {
   child: ChildProcess;
-  /** http://127.0.0.1:<port> */
+  /** https://127.0.0.1:<port> */
   url: string;
+  /** fetch pinned to the certificate the Director made in its data dir. */
+  fetch: ReturnType<typeof pinnedFetch>;
+  /** SHA-256 fingerprint of that certificate. */
+  fingerprint: string;
   dataDir: string;
   /** Everything it wrote to stdout and stderr so far. */
   output(): string;
@@ -49,23 +55,27 @@ export async function startDirectorProcess(opts: { env?: Record<string, string>;
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (b: Buffer) => {
       out += String(b);
-      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      const m = /Server listening at (https:\/\/127\.0\.0\.1:\d+)/.exec(out);
       if (m) resolve(m[1]!);
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     void exited.then(({ code }) => reject(new Error(`the Director exited (${code}) before listening:\n${out}`)));
   });
+  const fingerprint = certificateFingerprint(await readFile(path.join(dataDir, SELF_SIGNED_CERT), 'utf8'));
+  const fetch = pinnedFetch(fingerprint);
   return {
     child,
     url,
+    fetch,
+    fingerprint,
     dataDir,
     output: () => out,
     exited,
     async signInAdmin() {
       const first = /password: (\S+)/.exec(await readFile(path.join(dataDir, 'first-login.txt'), 'utf8'))![1]!;
       const login = await fetch(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: first }) });
-      const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]!).find((c) => c.startsWith('vl_session='));
+      const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]!).find((c) => c.startsWith(`${SESSION_COOKIE}=`));
       if (!cookie) throw new Error(`sign-in failed: ${login.status} ${await login.text()}`);
       const change = await fetch(`${url}/api/auth/change-password`, {
         method: 'POST',

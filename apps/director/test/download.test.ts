@@ -11,7 +11,7 @@ import { DEFAULT_OVA_CHUNK_SIZE } from '@vaultline/vmdk';
 import { comparableHardware, ensureQemuImg, hardwareFromOvf, qemuImg, readManifest, readTar, summariseOvf, systemTarList } from '@vaultline/vmdk/testing';
 import type { HardwareDescription } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+import { sessionCookie, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 import { createRestorePoint } from './restore-point-fixture.ts';
 
 const MiB = 1024 * 1024;
@@ -28,7 +28,7 @@ function mixedImage(size: number, randomAt: number, randomBytesCount: number): B
 async function viewerCookie(d: TestDirector, adminCookie: string): Promise<string> {
   await d.app.fastify.inject({ method: 'POST', url: '/api/users', headers: { cookie: adminCookie }, payload: { username: 'viewer1', password: 'viewer-password-1', role: 'viewer' } });
   const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'viewer1', password: 'viewer-password-1' } });
-  const vc = `vl_session=${login.cookies.find((c) => c.name === 'vl_session')!.value}`;
+  const vc = sessionCookie(login);
   await d.app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie: vc }, payload: { currentPassword: 'viewer-password-1', newPassword: 'viewer-password-2' } });
   return vc;
 }
@@ -158,7 +158,7 @@ describe('downloading a restore point as an OVA over HTTP (GNU tar, Python XML a
 
   /** GET over a real socket; a 200 body is streamed to `file`. */
   async function download(pathAndQuery: string, file: string, c: string | null = cookie): Promise<Response> {
-    const res = await fetch(`${url}${pathAndQuery}`, { headers: c ? { cookie: c } : {} });
+    const res = await d.fetch(`${url}${pathAndQuery}`, { headers: c ? { cookie: c } : {} });
     if (res.status === 200 && res.body) await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), createWriteStream(file));
     return res;
   }

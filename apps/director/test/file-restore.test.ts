@@ -21,6 +21,8 @@ import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db,
 import { buildImages, describeTree, ensureFlrTools, leftoversUnder, mountsIn, ODD_NAME, RAW_NAME, repositoryFingerprint, startFlrHelper, storeRestorePoint, type BuiltImages, type RunningHelper } from '@vaultline/flr/testing';
 import { gc, LockedError, Repository, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pinnedFetch } from '@vaultline/tls';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { PG_SERVER, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -66,12 +68,14 @@ async function registerPoint(db: Db): Promise<string> {
 
 interface Http {
   base: string;
+  fetch: ReturnType<typeof pinnedFetch>;
   req(method: string, url: string, cookie: string, headers?: Record<string, string>): Promise<Response>;
 }
 
-function http(port: number): Http {
-  const base = `http://127.0.0.1:${port}`;
-  return { base, req: (method, url, cookie, headers = {}) => fetch(`${base}${url}`, { method, headers: { cookie, ...headers } }) };
+function http(port: number, fingerprint: string): Http {
+  const base = `https://127.0.0.1:${port}`;
+  const fetch = pinnedFetch(fingerprint);
+  return { base, fetch, req: (method, url, cookie, headers = {}) => fetch(`${base}${url}`, { method, headers: { cookie, ...headers } }) };
 }
 
 /**
@@ -120,7 +124,7 @@ describe('file-level restore through the Director over HTTP (real images, reposi
     pointId = await registerPoint(d.db);
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
     const addr = d.app.fastify.server.address();
-    h = http(typeof addr === 'object' && addr ? addr.port : 0);
+    h = http(typeof addr === 'object' && addr ? addr.port : 0, d.tls.fingerprint);
   });
   afterAll(async () => {
     await d?.close();
@@ -512,7 +516,7 @@ describe('a Director without any capability browses through the helper; killed w
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  async function startChild(prefix: string[] = []): Promise<{ child: ChildProcess; port: number; adminPassword: string | null }> {
+  async function startChild(prefix: string[] = []): Promise<{ child: ChildProcess; port: number; adminPassword: string | null; fingerprint: string }> {
     const entry = path.join(import.meta.dirname, 'fixtures', 'flr-director.ts');
     const argv = [...prefix, process.execPath, '--import', 'tsx', entry];
     const child = spawn(argv[0]!, argv.slice(1), {
@@ -526,7 +530,7 @@ describe('a Director without any capability browses through the helper; killed w
       createInterface({ input: child.stdout! }).once('line', resolve);
       child.once('exit', (c) => reject(new Error(`the Director exited (${c}) before listening: ${stderr}`)));
     });
-    const info = JSON.parse(line) as { port: number; adminPassword: string | null };
+    const info = JSON.parse(line) as { port: number; adminPassword: string | null; fingerprint: string };
     return { child, ...info };
   }
 
@@ -536,8 +540,8 @@ describe('a Director without any capability browses through the helper; killed w
   };
 
   const login = async (h: Http, password: string) => {
-    const r = await fetch(`${h.base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
-    const c = r.headers.getSetCookie().find((x) => x.startsWith('vl_session='))!.split(';')[0]!;
+    const r = await h.fetch(`${h.base}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+    const c = r.headers.getSetCookie().find((x) => x.startsWith(`${SESSION_COOKIE}=`))!.split(';')[0]!;
     return c;
   };
 
@@ -547,10 +551,10 @@ describe('a Director without any capability browses through the helper; killed w
   };
 
   it('answers 503 naming the helper when it is not running, and naming CAP_SYS_ADMIN when the helper may not mount; never a stack', async () => {
-    const { child, port, adminPassword } = await startChild(NO_CAPS);
-    const h = http(port);
+    const { child, port, adminPassword, fingerprint: tlsFingerprint } = await startChild(NO_CAPS);
+    const h = http(port, tlsFingerprint);
     const cookie = await login(h, adminPassword!);
-    const change = await fetch(`${h.base}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: adminPassword, newPassword: 'flr-admin-password-2' }) });
+    const change = await h.fetch(`${h.base}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: adminPassword, newPassword: 'flr-admin-password-2' }) });
     expect(change.status).toBe(200);
     const down = await browse(h, cookie);
     expect(down.status).toBe(503);
@@ -585,7 +589,7 @@ describe('a Director without any capability browses through the helper; killed w
     helper = await startFlrHelper(root);
     const a = await startChild(NO_CAPS);
     expect((await readFile(`/proc/${a.child.pid}/status`, 'utf8')).match(/^CapEff:\s*(\w+)$/m)![1]).toBe('0000000000000000');
-    const h = http(a.port);
+    const h = http(a.port, a.fingerprint);
     const cookie = await login(h, 'flr-admin-password-2');
     const res = await browse(h, cookie);
     expect(res.status).toBe(201);

@@ -74,7 +74,7 @@ describe('fuzzing every route leaves a Director that answers and never shows a s
     d = await startTestDirector();
     cookie = await signInAdmin(d);
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
-    client = new RawClient((d.app.fastify.server.address() as { port: number }).port);
+    client = new RawClient((d.app.fastify.server.address() as { port: number }).port, d.tls.fingerprint);
   });
 
   afterAll(async () => {

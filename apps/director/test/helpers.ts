@@ -4,12 +4,14 @@ import os from 'node:os';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
 import { memoryLogger } from '@vaultline/logger';
+import { certificateFingerprint, makeSelfSignedCertificate, pinnedFetch, selfSignedNames } from '@vaultline/tls';
 import { connectRedis, EventBus, redisReady, TransporterRegistry, WorkQueue, type Redis } from '@vaultline/queue';
 import { vsphereConnector } from '../src/services/vsphere-connector.ts';
 import { buildApp, type App, type AppDeps } from '../src/app.ts';
 import type { FileRestoreOptions } from '../src/routes/file-restore.ts';
 import { ensureFirstAdmin } from '../src/services/bootstrap.ts';
 import type { PasswordCost } from '../src/auth/passwords.ts';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 
 export const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -19,6 +21,21 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
  * Only test Directors get it, by this explicit option: no setting can lower the real cost.
  */
 export const TEST_PASSWORD_COST: PasswordCost = { N: 1 << 10, r: 8, p: 1 };
+export interface TestTls {
+  cert: string;
+  key: string;
+  fingerprint: string;
+}
+
+let testTls: TestTls | undefined;
+/** One self-signed certificate (for localhost and 127.0.0.1) shared by this process's test Directors. */
+export function testCertificate(): TestTls {
+  if (!testTls) {
+    const made = makeSelfSignedCertificate(selfSignedNames('127.0.0.1'));
+    testTls = { ...made, fingerprint: certificateFingerprint(made.cert) };
+  }
+  return testTls;
+}
 
 export interface TestDirector {
   app: App;
@@ -30,6 +47,9 @@ export interface TestDirector {
   logs: string[];
   adminPassword: string;
   queue: WorkQueue;
+  tls: TestTls;
+  /** fetch() that trusts this Director's certificate only (for tests that listen()). */
+  fetch: ReturnType<typeof pinnedFetch>;
   close(): Promise<void>;
 }
 
@@ -56,6 +76,7 @@ export async function startTestDirector(
   const queue = new WorkQueue({ redisUrl: opts.redisUrl ?? REDIS_URL, namespace: database.name });
   const events = new EventBus(opts.redisUrl ?? REDIS_URL, database.name);
   const extra = opts.extra?.({ databaseUrl, namespace: database.name, dataDir }) ?? {};
+  const tls = testCertificate();
   const app = await buildApp({
     db,
     databaseUrl,
@@ -69,6 +90,7 @@ export async function startTestDirector(
     secretKey: Buffer.alloc(32, 3),
     dataDir,
     passwordCost: TEST_PASSWORD_COST,
+    tls,
     ...(opts.fileRestore ? { fileRestore: opts.fileRestore } : {}),
     ...extra,
   });
@@ -83,6 +105,8 @@ export async function startTestDirector(
     logs,
     adminPassword: admin.password!,
     queue,
+    tls,
+    fetch: pinnedFetch(tls.fingerprint),
     async close() {
       await app.fastify.close();
       await queue.obliterate().catch(() => undefined);
@@ -97,9 +121,9 @@ export async function startTestDirector(
 }
 
 export function sessionCookie(res: { cookies: { name: string; value: string }[] }): string {
-  const c = res.cookies.find((x) => x.name === 'vl_session');
+  const c = res.cookies.find((x) => x.name === SESSION_COOKIE);
   if (!c) throw new Error('no session cookie in response');
-  return `vl_session=${c.value}`;
+  return `${SESSION_COOKIE}=${c.value}`;
 }
 
 /** Signs in as admin and completes the first-login password change; returns the cookie. */

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startDirectorProcess } from './director-process.ts';
@@ -39,10 +39,10 @@ describe('Director process configuration errors', () => {
 describe('Director process shutdown', () => {
   it('SIGTERM ends it within 10 s with a request hanging: what has not finished after 3 s is cut, and it exits 0', async () => {
     const director = await startDirectorProcess();
-    const socket = net.connect(Number(new URL(director.url).port), '127.0.0.1');
+    const socket = tls.connect({ port: Number(new URL(director.url).port), host: '127.0.0.1', rejectUnauthorized: false });
     socket.on('error', () => undefined);
     try {
-      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      await new Promise<void>((resolve) => socket.once('secureConnect', resolve));
       // Headers that never end.
       socket.write('GET /api/health HTTP/1.1\r\nHost: director\r\n');
       const cut = new Promise<void>((resolve) => socket.once('close', () => resolve()));
@@ -74,7 +74,7 @@ describe('Director process shutdown', () => {
       const cookie = await director.signInAdmin();
       pg.stall();
       // Its session lookup waits on Postgres for ever.
-      const hanging = fetch(`${director.url}/api/repositories`, { headers: { cookie } }).catch(() => 'cut');
+      const hanging = director.fetch(`${director.url}/api/repositories`, { headers: { cookie } }).catch(() => 'cut');
       await new Promise((resolve) => setTimeout(resolve, 500));
       const signalled = Date.now();
       director.child.kill('SIGTERM');

@@ -1,9 +1,12 @@
 /**
- * Raw HTTP/1.1 requests to a listening Director, the path sent byte for byte as
- * given (like `curl --path-as-is`): no client-side normalisation of `..`, `//`
- * or percent-escapes, so tests see what the server makes of them.
+ * Raw HTTP/1.1 requests to a listening Director over its TLS, pinned to its
+ * certificate, the path sent byte for byte as given (like `curl --path-as-is`):
+ * no client-side normalisation of `..`, `//` or percent-escapes, so tests see
+ * what the server makes of them.
  */
-import http from 'node:http';
+import type http from 'node:http';
+import https from 'node:https';
+import { pinnedAgent } from '@vaultline/tls';
 
 export interface RawReply {
   status: number;
@@ -21,14 +24,19 @@ export interface RawRequest {
 }
 
 export class RawClient {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly agent: https.Agent;
 
-  constructor(private readonly port: number) {}
+  constructor(
+    private readonly port: number,
+    fingerprint: string,
+  ) {
+    this.agent = pinnedAgent(fingerprint, { maxSockets: 8 });
+  }
 
   send(r: RawRequest): Promise<RawReply> {
     const body = r.body ?? (['POST', 'PUT', 'PATCH'].includes(r.method) ? '{}' : undefined);
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = https.request(
         {
           host: '127.0.0.1',
           port: this.port,

@@ -28,7 +28,7 @@ describe('live events over socket.io (real Redis relay)', () => {
   });
 
   const open = (headers: Record<string, string>) => {
-    const s = connect(url, { transports: ['websocket'], extraHeaders: headers, reconnection: false });
+    const s = connect(url, { transports: ['websocket'], extraHeaders: headers, reconnection: false, ca: d.tls.cert });
     sockets.push(s);
     return s;
   };
@@ -37,6 +37,19 @@ describe('live events over socket.io (real Redis relay)', () => {
     const s = open({});
     const err = await new Promise<Error>((resolve) => s.once('connect_error', resolve));
     expect(err.message).toBe('unauthenticated');
+  });
+
+  it('refuses a connection from another origin, even with a valid session, and takes one from its own', async () => {
+    const foreign: Record<string, string>[] = [{ origin: 'https://evil.example' }, { origin: url.replace('127.0.0.1', 'localhost') }, { 'sec-fetch-site': 'cross-site' }];
+    for (const headers of foreign) {
+      const s = open({ cookie, ...headers });
+      const err = await new Promise<Error>((resolve) => s.once('connect_error', resolve));
+      expect(err.message, JSON.stringify(headers)).toBe('websocket error');
+      expect(s.connected).toBe(false);
+    }
+    const own = open({ cookie, origin: url, 'sec-fetch-site': 'same-origin' });
+    const health = await new Promise<{ postgres: { ok: boolean } }>((resolve) => own.once('health', resolve));
+    expect(health.postgres.ok).toBe(true);
   });
 
   it('pushes health and relays Transporter events to signed-in browsers', async () => {

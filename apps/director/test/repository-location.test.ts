@@ -25,7 +25,7 @@ describe('a local repository path that cannot hold a repository (a real Director
   });
 
   const create = (location: string) =>
-    fetch(`${director.url}/api/repositories`, {
+    director.fetch(`${director.url}/api/repositories`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', cookie },
       body: JSON.stringify({ kind: 'local', name: `r-${path.basename(location)}-${Math.random().toString(36).slice(2)}`, location }),
@@ -48,9 +48,9 @@ describe('a local repository path that cannot hold a repository (a real Director
     }
     expect(existsSync('/dev/x')).toBe(false);
     expect(existsSync(path.join(dir, 'nowhere'))).toBe(false);
-    const health = await fetch(`${director.url}/api/health`, { signal: AbortSignal.timeout(SOON) });
+    const health = await director.fetch(`${director.url}/api/health`, { signal: AbortSignal.timeout(SOON) });
     expect(health.status).toBe(200);
-    const list = await fetch(`${director.url}/api/repositories`, { headers: { cookie }, signal: AbortSignal.timeout(SOON) });
+    const list = await director.fetch(`${director.url}/api/repositories`, { headers: { cookie }, signal: AbortSignal.timeout(SOON) });
     // Only the default repository of the data dir: none of the refused ones was recorded.
     expect(((await list.json()) as Array<{ name: string }>).map((r) => r.name)).toEqual(['Local repository']);
   });

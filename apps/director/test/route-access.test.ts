@@ -17,6 +17,7 @@ import fastifyCookie from '@fastify/cookie';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { apiPlugin, decorateAuth, type ApiRoute } from '../src/auth/guard.ts';
 import { concretePath as concrete, RawClient, type RawReply as Reply } from './raw-http.ts';
+import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { sessionCookie, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
@@ -113,14 +114,14 @@ describe('every API route refuses callers below its role, however its path is sp
     const pendingCookie = sessionCookie(await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'ra-pending', password: 'ra-pending-first-1' } }));
     callers.push(
       { name: 'no cookie' },
-      { name: 'made-up cookie', cookie: 'vl_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+      { name: 'made-up cookie', cookie: `${SESSION_COOKIE}=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA` },
       { name: 'pending admin', cookie: pendingCookie, role: 'admin', pending: true },
       { name: 'viewer', cookie: viewerCookie, role: 'viewer' },
       { name: 'operator', cookie: operatorCookie, role: 'operator' },
       { name: 'admin', cookie: adminCookie, role: 'admin' },
     );
     await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
-    client = new RawClient((d.app.fastify.server.address() as { port: number }).port);
+    client = new RawClient((d.app.fastify.server.address() as { port: number }).port, d.tls.fingerprint);
   });
 
   afterAll(async () => {

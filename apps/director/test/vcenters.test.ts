@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { InjectOptions } from 'fastify';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
+import { sessionCookie, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 describe('vCenters, repositories and jobs through the API (lab vCenter, real Postgres/Redis)', () => {
   let d: TestDirector;
@@ -110,7 +110,7 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
   it('a viewer can read but not create jobs', async () => {
     await inject({ method: 'POST', url: '/api/users', payload: { username: 'vi', password: 'viewer-password-1', role: 'viewer' } });
     const login = await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'vi', password: 'viewer-password-1' } });
-    const vc = `vl_session=${login.cookies.find((c) => c.name === 'vl_session')!.value}`;
+    const vc = sessionCookie(login);
     await d.app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie: vc }, payload: { currentPassword: 'viewer-password-1', newPassword: 'viewer-password-2' } });
     expect((await d.app.fastify.inject({ method: 'GET', url: '/api/jobs', headers: { cookie: vc } })).statusCode).toBe(200);
     const denied = await d.app.fastify.inject({ method: 'POST', url: '/api/jobs', headers: { cookie: vc }, payload: {} });

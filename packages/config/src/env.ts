@@ -30,6 +30,9 @@ const EnvSchema = z.object({
   VAULTLINE_SECRET_KEY: z.string().optional(),
   VAULTLINE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   VAULTLINE_WEB_DIST: z.string().optional(),
+  /** The Director's own TLS certificate and key (PEM files; both or neither). Unset: a self-signed one is made in the data dir. */
+  VAULTLINE_TLS_CERT: z.string().min(1).optional(),
+  VAULTLINE_TLS_KEY: z.string().min(1).optional(),
   /** The console's address as operators reach it, for links in notifications (e.g. https://vaultline.example.com). */
   VAULTLINE_PUBLIC_URL: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')).optional(),
   VAULTLINE_TRANSPORTER_ID: z.string().min(1).optional(),

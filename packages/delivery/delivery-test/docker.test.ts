@@ -14,14 +14,17 @@ import { fileURLToPath } from 'node:url';
 import { load } from 'js-yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEnv } from '@vaultline/config';
+import { SELF_SIGNED_CERT, certificateFingerprint, pinnedFetch, type PinnedRequest } from '@vaultline/tls';
 import { buildImage, localNodeBase, podman, type Podman } from '../src/containers.ts';
 import { run, stepLogger } from '../src/exec.ts';
 import { freePort } from '../src/qemu.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MIN = 60_000;
-/** fetch with a time limit: a request into a VM's user network can otherwise hang for good. */
-const http = (input: string, init: RequestInit = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(20_000) });
+/** The Director's certificate, as its log names it (set once the Director has started). */
+let fingerprint = '';
+/** fetch over TLS pinned to that certificate, with a time limit: a request can otherwise hang for good. */
+const http = (input: string, init: PinnedRequest = {}) => pinnedFetch(fingerprint)(input, { ...init, signal: AbortSignal.timeout(20_000) });
 const TAG = 'localhost/vaultline:delivery-test';
 const SERVER = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
 const REDIS = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -64,7 +67,7 @@ beforeAll(async () => {
   const base = await localNodeBase({ cacheDir, step, podman: pm });
   await buildImage({ rootDir: ROOT, base, tag: TAG, podman: pm, step });
   port = await freePort();
-  url = `http://127.0.0.1:${port}`;
+  url = `https://127.0.0.1:${port}`;
   for (const v of Object.keys(compose.volumes)) mkdirSync(volumeDir(v), { recursive: true });
 }, 60 * MIN);
 
@@ -145,18 +148,27 @@ describe('the Docker image, run with podman', () => {
     expect(r.stdout).toBe(`${process.version}\n`);
   }, 2 * MIN);
 
-  it('starts the Director, which creates its database, answers /api/health with PostgreSQL and Redis and serves the console', async () => {
+  it('starts the Director, which creates its database and certificate, answers /api/health over HTTPS with PostgreSQL and Redis and serves the console', async () => {
     await pm.run(runArgs('director', names.director, {}));
     let health: { ok: boolean; postgres: { ok: boolean }; redis: { ok: boolean }; transporters: { online: number } } | undefined;
     const end = Date.now() + 3 * MIN;
     while (Date.now() < end) {
-      health = await http(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined);
+      // The fingerprint an operator reads in `docker logs`, then pins.
+      const log = await pm.run(['logs', names.director], { allowFail: true });
+      fingerprint ||= /TLS certificate SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})/.exec(log.stdout + log.stderr)?.[1] ?? '';
+      health = fingerprint ? await http(`${url}/api/health`).then((r) => r.json() as Promise<typeof health>, () => undefined) : undefined;
       if (health) break;
       const state = (await pm.run(['inspect', '-f', '{{.State.Status}}', names.director])).stdout.trim();
       if (state !== 'running') throw new Error(`the Director container is ${state}: ${(await pm.run(['logs', names.director], { allowFail: true })).stderr.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 1000));
     }
     expect(health).toMatchObject({ postgres: { ok: true }, redis: { ok: true } });
+    // Self-signed, made in the data volume at first start: the logged fingerprint is that certificate's.
+    expect(certificateFingerprint(readFileSync(path.join(dataDir, SELF_SIGNED_CERT), 'utf8'))).toBe(fingerprint);
+    // Plain HTTP on the same port only redirects.
+    const plain = await fetch(`http://127.0.0.1:${port}/api/health`, { redirect: 'manual', signal: AbortSignal.timeout(20_000) });
+    expect(plain.status).toBe(301);
+    expect(plain.headers.get('location')).toBe(`${url}/api/health`);
     const page = await http(`${url}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/<div id="root">/);
@@ -168,6 +180,7 @@ describe('the Docker image, run with podman', () => {
     const login = await http(`${url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
     expect(await login.json()).toMatchObject({ mustChangePassword: true });
     cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    expect(cookie).toMatch(/^__Host-vl_session=/);
     const changed = await http(`${url}/api/auth/change-password`, { method: 'POST', headers: { cookie, 'content-type': 'application/json' }, body: JSON.stringify({ currentPassword: password, newPassword: 'docker-test-password' }) });
     expect(changed.status).toBe(200);
   }, 4 * MIN);
@@ -212,7 +225,7 @@ describe('the Docker image, run with podman', () => {
   }, 4 * MIN);
 
   it('runs the cli role against the Director', async () => {
-    const r = await pm.run(['run', '--rm', '--network', 'host', '-e', `VAULTLINE_URL=${url}`, TAG, 'cli', 'health']);
+    const r = await pm.run(['run', '--rm', '--network', 'host', '-e', `VAULTLINE_URL=${url}`, '-e', `VAULTLINE_TLS_FINGERPRINT=${fingerprint}`, TAG, 'cli', 'health']);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, postgres: { ok: true }, redis: { ok: true }, transporters: { online: 1 } });
   }, 2 * MIN);
 

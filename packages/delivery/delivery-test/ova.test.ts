@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest, readTar, summariseOvf, systemTarList, hardwareFromOvf } from '@vaultline/vmdk/testing';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { pinnedFetch, type PinnedRequest } from '@vaultline/tls';
 import { buildOva, type OvaBuild } from '../src/ova.ts';
 import { bootVm, freePort, probeKvm, type Accel, type Vm } from '../src/qemu.ts';
 import { run } from '../src/exec.ts';
@@ -20,8 +21,16 @@ import { ROOT_START } from '../src/disk.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const GiB = 1024 ** 3;
 const MIN = 60_000;
-/** fetch with a time limit: a request into a VM's user network can otherwise hang for good. */
-const http = (input: string, init: RequestInit = {}) => fetch(input, { ...init, signal: AbortSignal.timeout(20_000) });
+/** The console banner: the https address, then the certificate's SHA-256 on two lines of 16 bytes (what the browser shows to check). */
+const HALF_FINGERPRINT = '((?:[0-9A-F]{2}:){15}[0-9A-F]{2})';
+const BANNER = String.raw`Web console: +https:\/\/10\.0\.2\.15:8080\/\s*\r?\n\s*Certificate SHA-256: +${HALF_FINGERPRINT}\s*\r?\n\s+${HALF_FINGERPRINT}\s*\r?\n`;
+/** …followed by the one-time password until it is changed; without it after. */
+const BANNER_WITH_PASSWORD = new RegExp(String.raw`${BANNER}\s*First sign-in: user admin, one-time password ([A-Za-z0-9-]{20,})`);
+const BANNER_WITHOUT_PASSWORD = new RegExp(String.raw`${BANNER}(?!\s*First sign-in)`);
+/** The Director's certificate, as the VM console shows it (set by the first test). */
+let fingerprint = '';
+/** fetch over TLS pinned to that certificate, with a time limit: a request into a VM's user network can otherwise hang for good. */
+const http = (input: string, init: PinnedRequest = {}) => pinnedFetch(fingerprint)(input, { ...init, signal: AbortSignal.timeout(20_000) });
 
 let build: OvaBuild;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vaultline-ova-test-'));
@@ -103,14 +112,14 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     process.stderr.write(`ova test: booting with ${accel.accel.toUpperCase()} (${accel.why})\n`);
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', vmdkFile, '-F', 'vmdk', overlay]);
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
-    const http = await freePort();
+    const https = await freePort();
     sshPort = await freePort();
-    url = `http://127.0.0.1:${http}`;
+    url = `https://127.0.0.1:${https}`;
     vm = await bootVm({
       disk: overlay,
       format: 'qcow2',
       accel: accel.accel,
-      forwards: { [http]: 8080, [sshPort]: 22 },
+      forwards: { [https]: 8080, [sshPort]: 22 },
       fwCfg: { 'opt/vaultline/ssh_key': readFileSync(`${key}.pub`, 'utf8').trim() },
       uuid: biosUuid,
       serialFile: path.join(tmp, 'serial.log'),
@@ -126,10 +135,10 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     }
   });
 
-  it('shows the web console address and the one-time password on the VM console', async () => {
-    const m = await vm!.waitFor(/First sign-in: user admin, one-time password ([A-Za-z0-9-]{20,})/, 15 * MIN, 'one-time password');
-    firstPassword = m[1]!;
-    expect(vm!.text()).toMatch(/Web console: +http:\/\/10\.0\.2\.15:8080\//);
+  it('shows the https address, the certificate fingerprint and the one-time password on the VM console', async () => {
+    const m = await vm!.waitFor(BANNER_WITH_PASSWORD, 15 * MIN, 'one-time password');
+    fingerprint = `${m[1]!}:${m[2]!}`;
+    firstPassword = m[3]!;
   }, 16 * MIN);
 
   it('answers /api/health with PostgreSQL, Redis and its own Transporter online, and serves the web console', async () => {
@@ -141,6 +150,10 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
       await new Promise((r) => setTimeout(r, 3000));
     }
     expect(health).toMatchObject({ ok: true, postgres: { ok: true }, redis: { ok: true }, transporters: { online: 1, total: 1 } });
+    // Plain HTTP on the same port only redirects.
+    const plain = await fetch(`${url.replace('https:', 'http:')}/api/health`, { redirect: 'manual', signal: AbortSignal.timeout(20_000) });
+    expect(plain.status).toBe(301);
+    expect(plain.headers.get('location')).toBe(`${url}/api/health`);
     const page = await http(`${url}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/<div id="root">/);
@@ -152,6 +165,7 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ username: 'admin', role: 'admin', mustChangePassword: true });
     const pending = r.headers.get('set-cookie')!.split(';')[0]!;
+    expect(pending).toMatch(/^__Host-vl_session=/);
     const blocked = await http(`${url}/api/jobs`, { headers: { cookie: pending } });
     expect(blocked.status).toBe(403);
     expect(await blocked.json()).toMatchObject({ code: 'password_change_required' });
@@ -164,8 +178,8 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     // The console prints the banner again, without the password.
     const before = vm!.text().lastIndexOf(firstPassword);
     const end = Date.now() + 2 * MIN;
-    while (Date.now() < end && !/Web console:[^\n]*\n(?!\s*First sign-in)/.test(vm!.text().slice(before))) await new Promise((r) => setTimeout(r, 1000));
-    expect(vm!.text().slice(before)).toMatch(/Web console:[^\n]*\n(?!\s*First sign-in)/);
+    while (Date.now() < end && !BANNER_WITHOUT_PASSWORD.test(vm!.text().slice(before))) await new Promise((r) => setTimeout(r, 1000));
+    expect(vm!.text().slice(before)).toMatch(BANNER_WITHOUT_PASSWORD);
   }, 3 * MIN);
 
   it('keeps the one-time password out of every log and file once changed; SSH takes the key only; services, tools and rights are in place', async () => {
@@ -195,7 +209,11 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     expect((await ssh('cat /sys/class/dmi/id/product_uuid')).trim().toLowerCase()).toBe(biosUuid);
     const transporters = (await http(`${url}/api/transporters`, { headers: { cookie } }).then((r) => r.json())) as { name: string; online: boolean; capabilities: { proxyVmUuid?: string; transports: string[] } }[];
     expect(transporters).toMatchObject([{ name: 'appliance', online: true, capabilities: { proxyVmUuid: biosUuid, transports: ['san', 'hotadd', 'nbdssl', 'nbd'] } }]);
-    // The CLI is on the PATH and talks to this appliance's Director.
+    // The certificate the console showed is the one the Director made in its data dir (key 0600) and logged.
+    expect((await ssh(`node -e 'process.stdout.write(new (require("node:crypto").X509Certificate)(require("node:fs").readFileSync("/var/lib/vaultline/tls/cert.pem")).fingerprint256)'`))).toBe(fingerprint);
+    expect(await ssh('stat -c %a /var/lib/vaultline/tls/key.pem')).toBe('600\n');
+    expect(await ssh(`journalctl -u vaultline-director -o cat --no-pager | grep -c 'TLS certificate SHA-256 ${fingerprint}' || true`)).not.toBe('0\n');
+    // The CLI is on the PATH and talks to this appliance's Director (pinning the certificate in the data dir).
     expect(await ssh('VAULTLINE_PASSWORD=appliance-test-password vaultline health')).toMatch(/postgres/i);
     expect(await ssh('node --version')).toBe(`${process.version}\n`);
   }, 5 * MIN);
@@ -257,7 +275,8 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
       monitorSocket: path.join(tmp, 'monitor-efi.sock'),
     });
     try {
-      await efi.waitFor(/Web console: +http:\/\/10\.0\.2\.15:8080\//, 10 * MIN, 'console banner after an EFI boot');
+      await efi.waitFor(BANNER_WITHOUT_PASSWORD, 10 * MIN, 'console banner after an EFI boot');
+      expect(efi.text()).toContain(fingerprint.slice(0, 47));
       expect(await efi.powerdown(5 * MIN)).toBe(0);
     } finally {
       writeFileSync(path.join(os.tmpdir(), 'vaultline-ova-test-serial-efi.log'), efi.serial());

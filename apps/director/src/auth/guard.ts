@@ -2,6 +2,7 @@ import type { Role } from '@vaultline/contracts';
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RouteOptions } from 'fastify';
 import type { Db } from '@vaultline/db';
 import { AppError } from '../errors.ts';
+import { crossSiteReason } from '../https.ts';
 import { SESSION_COOKIE, findSessionUser } from './sessions.ts';
 
 export interface AuthUser {
@@ -35,6 +36,8 @@ export const operator = { config: { minRole: 'operator' } } as const;
 export const admin = { config: { minRole: 'admin' } } as const;
 
 const RANK: Record<Role, number> = { viewer: 0, operator: 1, admin: 2 };
+/** Methods that change nothing; every other one is checked for a cross-site origin. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 export function hasRole(user: AuthUser, min: Role): boolean {
   return RANK[user.role] >= RANK[min];
@@ -67,9 +70,11 @@ export function requireDeclaredAccess(route: RouteOptions): void {
  * Registers `routes` under /api inside one encapsulated context whose hooks run
  * for the route the router matched, never by looking at the raw URL (which may
  * be percent-encoded, doubled or dotted). Deny by default: a route must declare
- * its role, and the check refuses unless the signed-in user has it.
+ * its role, and the check refuses unless the signed-in user has it. A request
+ * that changes state is refused first when a browser says it came from another
+ * site (CSRF), whatever its cookie.
  */
-export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = [], opts: { sessionIdleMs?: number } = {}): FastifyPluginAsync {
+export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = [], opts: { sessionIdleMs?: number; publicOrigin?: string | null } = {}): FastifyPluginAsync {
   return async (api: FastifyInstance) => {
     api.addHook('onRoute', (route) => {
       requireDeclaredAccess(route);
@@ -79,6 +84,10 @@ export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] 
       }
     });
     api.addHook('onRequest', async (request: FastifyRequest) => {
+      if (!SAFE_METHODS.has(request.method)) {
+        const crossSite = crossSiteReason(request.headers, opts.publicOrigin ?? null);
+        if (crossSite) throw new AppError('forbidden', `${crossSite}; the Director only takes changes from its own console`);
+      }
       const config = request.routeOptions.config;
       request.user = null;
       request.sessionToken = null;

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '@vaultline/db';
 
-export const SESSION_COOKIE = 'vl_session';
+/** __Host-: browsers keep it only if set Secure, with Path=/ and no Domain, by this very host. */
+export const SESSION_COOKIE = '__Host-vl_session';
 /** Absolute lifetime of a session, however active. */
 export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
 /** Default idle timeout (VAULTLINE_SESSION_IDLE_MINUTES). */

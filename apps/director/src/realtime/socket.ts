@@ -1,6 +1,7 @@
 /**
  * socket.io lives here and nowhere else in the Director. A connection is
- * accepted only with a valid session cookie, and dropped once that session
+ * accepted only from the Director's own origin (or from no browser at all) and
+ * with a valid session cookie, and dropped once that session
  * ends (sign-out, expiry, idle timeout, user deleted, password changed elsewhere): each
  * socket's session is checked again every few seconds. Signed-in clients get
  * `health` pushed every couple of seconds and every Transporter event (run
@@ -12,6 +13,7 @@ import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { SESSION_COOKIE, findSessionUser, liveSessionTokens } from '../auth/sessions.ts';
 import type { HealthMonitor } from '../health/monitor.ts';
+import { crossSiteReason } from '../https.ts';
 
 function cookieValue(header: string | undefined, name: string): string | undefined {
   for (const part of (header ?? '').split(';')) {
@@ -27,9 +29,18 @@ export interface RealtimeEvents {
 
 export function attachRealtime(
   server: HttpServer,
-  deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number; sessionIdleMs?: number },
+  deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number; sessionIdleMs?: number; publicOrigin?: string | null },
 ): { close(): Promise<void> } {
-  const io = new Server(server, { serveClient: false, cors: { origin: false } });
+  const io = new Server(server, {
+    serveClient: false,
+    cors: { origin: false },
+    // Cross-site WebSocket hijacking: a page elsewhere would otherwise connect with the user's cookie.
+    allowRequest: (req, callback) => {
+      const crossSite = crossSiteReason(req.headers, deps.publicOrigin);
+      if (crossSite) deps.log.warn({ origin: req.headers.origin }, `socket.io connection refused: ${crossSite}`);
+      callback(crossSite, crossSite === null);
+    },
+  });
   io.use((socket, next) => {
     const token = cookieValue(socket.handshake.headers.cookie, SESSION_COOKIE);
     if (!token) return next(new Error('unauthenticated'));

@@ -18,11 +18,13 @@ import { newTotpSecret, totpUri } from '../auth/totp.ts';
 import { parse } from '../validate.ts';
 import type { AuditLog } from '../services/audit.ts';
 
+/** The session cookie's attributes (its __Host- prefix needs Secure and Path=/). */
+const COOKIE_ATTRIBUTES = { path: '/', httpOnly: true, secure: true, sameSite: 'strict' } as const;
+
 export interface AuthRouteDeps {
   db: Db;
   audit: AuditLog;
   credentials: Credentials;
-  secureCookies: boolean;
   onFirstPasswordChanged?: () => Promise<void>;
 }
 
@@ -41,13 +43,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     const session = await createSession(db, user.id);
     await db.user.update({ where: { id: user.id }, data: { lastLoginAt: new Date() } });
     await audit.record({ actor: user.username, action: 'auth.login', ...(user.totpEnabledAt ? { detail: { secondFactor: 'totp' } } : {}), ip: request.ip });
-    reply.setCookie(SESSION_COOKIE, session.token, {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: deps.secureCookies,
-      maxAge: Math.floor(SESSION_TTL_MS / 1000),
-    });
+    reply.setCookie(SESSION_COOKIE, session.token, { ...COOKIE_ATTRIBUTES, maxAge: Math.floor(SESSION_TTL_MS / 1000) });
     return meOf(user);
   };
 
@@ -77,7 +73,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
 
   app.post('/auth/logout', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request, reply) => {
     if (request.sessionToken) await deleteSession(db, request.sessionToken);
-    reply.clearCookie(SESSION_COOKIE, { path: '/' });
+    reply.clearCookie(SESSION_COOKIE, COOKIE_ATTRIBUTES);
     return { ok: true };
   });
 

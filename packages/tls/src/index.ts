@@ -1,0 +1,4 @@
+export { SELF_SIGNED_CERT, SELF_SIGNED_KEY, certificateFingerprint, loadTlsIdentity, makeSelfSignedCertificate, selfSignedNames, spkiHash } from './certificate.ts';
+export type { LoadTlsOptions, TlsIdentity } from './certificate.ts';
+export { PinMismatchError, normalizeFingerprint, pinnedAgent, pinnedFetch } from './client.ts';
+export type { PinnedRequest } from './client.ts';
