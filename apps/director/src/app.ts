@@ -140,7 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
-    await api.register(transporterDeployRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
+    await api.register(transporterDeployRoutes, { db: deps.db, redis: deps.redis, audit, credentials, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });
     await api.register(fileRestoreRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories, dataDir: deps.dataDir, log: deps.log, ...(deps.fileRestore ? { options: deps.fileRestore } : {}) });
   };
   const table: ApiRoute[] = [];

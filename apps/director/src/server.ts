@@ -82,6 +82,7 @@ async function main(): Promise<void> {
       bundle: () => transporterBundle({ rootDir: path.resolve(import.meta.dirname, '../../..'), version: VERSION, cacheDir: path.join(dataDir, 'bundles') }),
       databaseUrl: env.DATABASE_URL,
       redisUrl: env.REDIS_URL,
+      ...(env.VAULTLINE_TRANSPORTER_TLS_CA ? { tlsCaFile: env.VAULTLINE_TRANSPORTER_TLS_CA } : {}),
       namespace: env.VAULTLINE_REDIS_NAMESPACE,
       heartbeatMs: env.VAULTLINE_HEARTBEAT_MS,
       logLevel: env.VAULTLINE_LOG_LEVEL === 'silent' ? 'info' : env.VAULTLINE_LOG_LEVEL,

@@ -57,13 +57,15 @@ export interface TestDirector {
 export async function startTestDirector(
   opts: {
     databaseUrl?: (url: string) => string;
+    /** The PostgreSQL server to make the database on (default PG_SERVER). */
+    pgServer?: string;
     redisUrl?: string;
     heartbeatMs?: number;
     fileRestore?: FileRestoreOptions;
     extra?: (ctx: { databaseUrl: string; namespace: string; dataDir: string }) => Partial<AppDeps>;
   } = {},
 ): Promise<TestDirector> {
-  const database = await createTestDatabase(PG_SERVER);
+  const database = await createTestDatabase(opts.pgServer ?? PG_SERVER);
   await applyMigrations(database.url, MIGRATIONS_DIR);
   const databaseUrl = opts.databaseUrl ? opts.databaseUrl(database.url) : database.url;
   const db = createDb(databaseUrl, { connectTimeoutMs: 1_000 });

@@ -1,9 +1,11 @@
 /**
  * Remote Transporters through the Director's API, for real: an OpenSSH sshd on
- * 127.0.0.1 with a key-only user, the real Postgres and Redis, the lab vCenter.
- * The Transporter is copied as the self-contained bundle (once for this file),
- * started over SSH as that user from the installed folder, and must register,
- * be listed online and take a backup from the queue.
+ * 127.0.0.1 with a key-only user, a real PostgreSQL and Redis that let
+ * Transporters in over TLS only (tls-services.ts), the lab vCenter. The
+ * Transporter is copied as the self-contained bundle (once for this file),
+ * started over SSH as that user from the installed folder with only its own
+ * logins and key, and must register, be listed online and take a backup from
+ * the queue.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -17,7 +19,9 @@ import { startSshLab, freePort, type SshLab } from '@vaultline/ssh-lab';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RemoteTransporterConfig } from '../src/routes/transporter-deploy.ts';
-import { signInAdmin, signInAs, startTestDirector, REDIS_URL, type TestDirector } from './helpers.ts';
+import { sealSecretsForTransporters, transporterRole } from '../src/services/transporter-access.ts';
+import { signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
+import { startTlsServices, type TlsServices } from './tls-services.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const MiB = 1024 * 1024;
@@ -51,6 +55,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | null | f
 describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.0.1, Postgres, Redis, lab vCenter)', () => {
   let ssh: SshLab;
   let vlab: Lab;
+  let tls: TlsServices;
   let d: TestDirector;
   let cookie = '';
   let repoDir = '';
@@ -64,15 +69,18 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
   const keyBody = (extra: object = {}) => ({ name: 'remote one', host: ssh.host, port: ssh.port, username: ssh.user, privateKey: ssh.privateKey, ...extra });
 
   beforeAll(async () => {
-    [ssh, vlab] = await Promise.all([startSshLab({ userPrefix: 'vlrt' }), startLab({ port: 0 })]);
+    [ssh, vlab, tls] = await Promise.all([startSshLab({ userPrefix: 'vlrt' }), startLab({ port: 0 }), startTlsServices()]);
     d = await startTestDirector({
       heartbeatMs: 1_000,
+      pgServer: tls.pgAdminUrl,
+      redisUrl: tls.redisAdminUrl,
       extra: ({ databaseUrl, namespace }) => {
         remote.config = {
           version: '0.1.0',
           bundle: () => transporterBundle({ rootDir: ROOT, version: '0.1.0', cacheDir: bundleCache('0.1.0') }),
           databaseUrl,
-          redisUrl: REDIS_URL,
+          redisUrl: REDIS_TLS_URL(),
+          tlsCaFile: tls.caFile,
           namespace,
           heartbeatMs: 1_000,
           onlineTimeoutMs: 90_000,
@@ -93,11 +101,15 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     }
     await ssh?.stop();
     await vlab?.stop();
+    await tls?.stop();
     rmSync(scratch, { recursive: true, force: true });
   }, 180_000);
 
   let id = '';
   let firstPid = 0;
+  /** The Director's Redis URL as remote Transporters get it (without its CA file, which they get in their install folder). */
+  const REDIS_TLS_URL = () => `rediss://127.0.0.1:${tls.redisPort}`;
+  const envOf = () => Object.fromEntries([...readFileSync(path.join(installDir(), 'transporter.env'), 'utf8').matchAll(/^(\w+)="(.*)"$/gm)].map((m) => [m[1]!, m[2]!]));
   const installDir = () => path.join(ssh.home, '.vaultline-transporter');
 
   it('asks to confirm the SSH host key first, refuses another one, then pins it and checks the host', async () => {
@@ -135,10 +147,10 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
 
   it('hands remote Transporters the database and Redis addresses set for them (default: the Director\'s own)', async () => {
     const before = (await api('GET', '/api/settings/transporter-endpoints')).json();
-    expect(before).toMatchObject({ databaseAddress: null, redisAddress: null, redisUrl: `${REDIS_URL.replace(/\/$/, '')}` });
+    expect(before).toMatchObject({ databaseAddress: null, redisAddress: null, redisUrl: `${REDIS_TLS_URL()}` });
     const put = await api('PUT', '/api/settings/transporter-endpoints', { redisAddress: 'localhost' });
     expect(put.statusCode, put.body).toBe(200);
-    expect((await api('GET', '/api/settings/transporter-endpoints')).json()).toMatchObject({ redisAddress: 'localhost', redisUrl: 'redis://localhost:6379' });
+    expect((await api('GET', '/api/settings/transporter-endpoints')).json()).toMatchObject({ redisAddress: 'localhost', redisUrl: `rediss://localhost:${tls.redisPort}` });
     expect((await api('PUT', '/api/settings/transporter-endpoints', { databaseAddress: 'db host' })).statusCode).toBe(400);
   });
 
@@ -165,8 +177,17 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(st.uid).toBe(ssh.uid);
     const env = readFileSync(envFile, 'utf8');
     expect(env).toContain(`VAULTLINE_TRANSPORTER_ID="${id}"`);
-    expect(env).toContain(`VAULTLINE_SECRET_KEY="${Buffer.alloc(32, 3).toString('hex')}"`);
-    expect(env).toContain('REDIS_URL="redis://localhost:6379"');
+    // Least privilege: its own logins over verified TLS and its own key; never the appliance key nor the Director's logins.
+    expect(env).not.toContain('VAULTLINE_SECRET_KEY');
+    expect(env).not.toContain(Buffer.alloc(32, 3).toString('hex'));
+    const vars = envOf();
+    expect(vars.VAULTLINE_TRANSPORTER_KEY).toMatch(/^[\w-]{43}$/);
+    const dbUrl = new URL(vars.DATABASE_URL!);
+    expect(dbUrl.username).toBe(transporterRole(id));
+    expect(dbUrl.searchParams.get('sslmode')).toBe('verify-full');
+    expect(dbUrl.searchParams.get('sslrootcert')).toBe(path.join(installDir(), 'tls-ca.pem'));
+    expect(vars.REDIS_URL).toMatch(new RegExp(`^rediss://${transporterRole(id)}:[0-9a-f]{48}@localhost:${tls.redisPort}/?\\?tls_ca_file=`));
+    expect(readFileSync(path.join(installDir(), 'tls-ca.pem'), 'utf8')).toBe(readFileSync(tls.caFile, 'utf8'));
     // Secrets never reach the Director's log.
     const logs = d.logs.join('\n');
     expect(logs).not.toContain(Buffer.alloc(32, 3).toString('hex'));
@@ -191,6 +212,8 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
       data: { name: 'lab', url: vlab.url, username: vlab.username, passwordSealed: sealSecret(Buffer.alloc(32, 3), SECRET_LABELS.vcenterPassword, vlab.password), thumbprintSha256: vlab.thumbprintSha256, isLab: true },
     });
     const repo = await d.db.repository.create({ data: { name: 'remote-repo', kind: 'local', location: repoDir } });
+    // As the API does when a vCenter or repository is added: the remote gets the password sealed to its key.
+    await sealSecretsForTransporters(d.db, Buffer.alloc(32, 3));
     const job = await api('POST', '/api/jobs', { name: 'remote-job', vcenterId: vc.id, repositoryId: repo.id, sources: [{ moref: vm.moref, name: vm.name, instanceUuid: vm.instanceUuid }], transportMode: 'nbd' });
     expect(job.statusCode, job.body).toBe(201);
     const run = await api('POST', `/api/jobs/${job.json().id}/run`);
@@ -252,9 +275,15 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     remote.config!.bundle = () => transporterBundle({ rootDir: ROOT, version: '0.1.1', cacheDir: bundleCache('0.1.1') });
     expect((await api('GET', `/api/transporters/remote/${id}`)).json().upgradeAvailable).toBe(true);
     await whileBusy(async () => refusedBusy(await api('POST', `/api/transporters/remote/${id}/upgrade`)));
+    const before = envOf();
     const res = await api('POST', `/api/transporters/remote/${id}/upgrade`);
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ changed: true, online: true, version: '0.1.1', transporter: { id, deployedVersion: '0.1.1' } });
+    // New logins and key: the old ones no longer work.
+    const after = envOf();
+    expect(new URL(after.DATABASE_URL!).password).not.toBe(new URL(before.DATABASE_URL!).password);
+    expect(new URL(after.REDIS_URL!).password).not.toBe(new URL(before.REDIS_URL!).password);
+    expect(after.VAULTLINE_TRANSPORTER_KEY).not.toBe(before.VAULTLINE_TRANSPORTER_KEY);
     expect(alive(firstPid)).toBe(false);
     firstPid = res.json().pid;
     expect(execFileSync('readlink', [`/proc/${firstPid}/exe`], { encoding: 'utf8' }).trim()).toBe(path.join(installDir(), '0.1.1', 'node'));
@@ -272,6 +301,9 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     // Nothing of the user is left in the shared temp folder either (TMPDIR pointed into the install folder).
     expect(readdirSync(os.tmpdir()).filter((f) => statSync(path.join(os.tmpdir(), f), { throwIfNoEntry: false })?.uid === ssh.uid && !f.startsWith('vl-remote-test-'))).toEqual([]);
     expect(await d.db.transporter.findUnique({ where: { id } })).toBeNull();
+    // Its database role and Redis user are gone.
+    expect(await d.db.$queryRaw<unknown[]>`SELECT 1 FROM pg_roles WHERE rolname = ${transporterRole(id)}`).toHaveLength(0);
+    expect(await d.redis.call('ACL', 'USERS')).not.toContain(transporterRole(id));
     expect((await d.registry.list()).find((t) => t.id === id)).toBeUndefined();
     expect(((await api('GET', '/api/transporters')).json() as { id: string }[]).find((t) => t.id === id)).toBeUndefined();
   }, 180_000);
@@ -367,7 +399,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
       const forced = await api('DELETE', `/api/transporters/remote/${rid}?force=true`, REAUTH);
       expect(forced.statusCode).toBe(200);
       expect(forced.json()).toMatchObject({ ok: true, cleaned: false });
-      expect(forced.json().message).toContain('transporter.env holding the database and Redis addresses and the appliance key');
+      expect(forced.json().message).toContain('transporter.env holding its (now revoked) database and Redis logins and key');
       expect(await d.db.transporter.findUnique({ where: { id: rid } })).toBeNull();
     });
   });

@@ -4,6 +4,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { InjectOptions } from 'fastify';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateRecipientKeyPair, openSealedTo } from '@vaultline/config';
+import { SECRET_LABELS } from '@vaultline/appliance';
 import { sessionCookie, signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
 
 describe('vCenters, repositories and jobs through the API (lab vCenter, real Postgres/Redis)', () => {
@@ -11,9 +13,12 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
   let lab: Lab;
   let cookie: string;
   let repoDir: string;
+  /** A remote Transporter deployed before the vCenter and the repository are added. */
+  const remoteKey = generateRecipientKeyPair();
   beforeAll(async () => {
     [d, lab] = await Promise.all([startTestDirector(), startLab({ port: 0 })]);
     cookie = await signInAdmin(d);
+    await d.db.transporter.create({ data: { id: 'r-0000beef', name: 'remote', host: 'h', version: '', sshHost: 'h', publicKey: remoteKey.publicKey } });
     repoDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-repo-'));
   });
   afterAll(async () => {
@@ -74,6 +79,17 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
     const cancel = await inject({ method: 'POST', url: `/api/runs/${run.json().id}/cancel` });
     expect(cancel.statusCode).toBe(200);
     expect((await d.db.jobRun.findUniqueOrThrow({ where: { id: run.json().id } })).cancelRequested).toBe(true);
+  });
+
+  it('a remote Transporter gets the vCenter password and the repository passphrase sealed to its own key', async () => {
+    const vcenter = await d.db.vCenter.findFirstOrThrow();
+    const repo = await d.db.repository.findFirstOrThrow({ where: { name: 'r1' } });
+    const open = async (label: string, refId: string) => {
+      const row = await d.db.transporterSecret.findUniqueOrThrow({ where: { transporterId_label_refId: { transporterId: 'r-0000beef', label, refId } } });
+      return openSealedTo(remoteKey.privateKey, label, row.sealed);
+    };
+    expect(await open(SECRET_LABELS.vcenterPassword, vcenter.id)).toBe(lab.password);
+    expect(await open(SECRET_LABELS.repositoryPassphrase, repo.id)).toBe('correct horse');
   });
 
   it('lists where a restored VM can go: hosts, VM folders, resource pools, datastores with their free space, networks', async () => {

@@ -7,11 +7,12 @@
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { loadJournalKey, loadSecretKey } from '@vaultline/appliance';
+import { applianceKeyUnsealer, loadJournalKey, loadSecretKey } from '@vaultline/appliance';
 import { loadEnvOrExit } from '@vaultline/config';
 import { createDb } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, TransporterRegistry, WorkConsumer } from '@vaultline/queue';
+import { ownKeyUnsealer } from './adapters/own-key.ts';
 import { pgJournal } from './adapters/pg-journal.ts';
 import { createVSphereConnector } from './adapters/vsphere-port.ts';
 import { createLocalDevices } from './adapters/devices.ts';
@@ -42,14 +43,17 @@ async function main(): Promise<void> {
   const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
   const id = await transporterId(dataDir, env.VAULTLINE_TRANSPORTER_ID);
-  const secretKey = await loadSecretKey(dataDir, env.VAULTLINE_SECRET_KEY);
-  const db = createDb(env.DATABASE_URL, { max: 8 });
+  // A remote Transporter has its own key and a database role that cannot read the sealed columns;
+  // the appliance's own Transporter opens them with the appliance key, as the Director does.
+  const ownKey = env.VAULTLINE_TRANSPORTER_KEY;
+  const db = createDb(env.DATABASE_URL, { max: 8, sealedColumns: !ownKey });
+  const unseal = ownKey ? ownKeyUnsealer(db, id, ownKey) : applianceKeyUnsealer(await loadSecretKey(dataDir, env.VAULTLINE_SECRET_KEY));
   const redis = connectRedis(env.REDIS_URL, { name: `transporter:${id}` });
   const namespace = env.VAULTLINE_REDIS_NAMESPACE;
   const registry = new TransporterRegistry(redis, env.VAULTLINE_HEARTBEAT_MS, { namespace });
   const devices = createLocalDevices({ byIdDir: env.VAULTLINE_DEVICE_BY_ID_DIR, mountDir: path.join(dataDir, 'mnt'), log });
   const proxyVmUuid = env.VAULTLINE_PROXY_VM_UUID ?? (await machineUuid());
-  const connector = createVSphereConnector({ db, secretKey, proxyVmUuid, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
+  const connector = createVSphereConnector({ db, unseal, proxyVmUuid, nbdStreamsPerHost: env.VAULTLINE_NBD_STREAMS_PER_HOST, log });
   // Signs and verifies this Transporter's cleanup journal rows; never leaves the data dir.
   const journal = pgJournal(db, id, await loadJournalKey(dataDir), { log });
   const events = new EventBus(env.REDIS_URL, namespace);
@@ -130,7 +134,7 @@ async function main(): Promise<void> {
   const limits = new TransporterLimits(env.VAULTLINE_MAX_DISK_TASKS, env.VAULTLINE_NBD_STREAMS_PER_HOST);
   const handler = createBackupVmHandler({
     db,
-    secretKey,
+    unseal,
     transporterId: id,
     log,
     journal,
@@ -144,7 +148,7 @@ async function main(): Promise<void> {
   });
   const restore = createRestoreVmHandler({
     db,
-    secretKey,
+    unseal,
     transporterId: id,
     journal,
     log,
@@ -154,7 +158,7 @@ async function main(): Promise<void> {
     isCancelled,
     limits,
   });
-  const maintenance = createMaintenanceHandler({ db, secretKey, transporterId: id, log, publish: (e) => void events.publish(e) });
+  const maintenance = createMaintenanceHandler({ db, unseal, transporterId: id, log, publish: (e) => void events.publish(e) });
   const tracked = (fn: (p: { runVmId: string }, ctx: { attempt: number; jobId: string }) => Promise<void>) => async (payload: { runVmId: string }, ctx: { attempt: number; jobId: string }) => {
     active.add(payload.runVmId);
     try {

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
+import { applianceKeyUnsealer, loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
@@ -107,7 +107,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   const { log, lines: logs } = memoryLogger('transporter-test');
   const transporterId = `test-${randomUUID().slice(0, 8)}`;
   const devices = createLocalDevices({ byIdDir: lab.byIdDir, mountDir: path.join(dataDir, 'mnt'), log, appearTimeoutMs: 15_000 });
-  const connector = createVSphereConnector({ db, secretKey, proxyVmUuid: lab.proxyVm.biosUuid, nbdStreamsPerHost: 4, log });
+  const connector = createVSphereConnector({ db, unseal: applianceKeyUnsealer(secretKey), proxyVmUuid: lab.proxyVm.biosUuid, nbdStreamsPerHost: 4, log });
   const journal = pgJournal(db, transporterId, journalKey, { log });
   const events: { type: string; [k: string]: unknown }[] = [];
   const cancelled = new Set<string>();
@@ -125,7 +125,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   });
   const handler = createBackupVmHandler({
     db,
-    secretKey,
+    unseal: applianceKeyUnsealer(secretKey),
     transporterId,
     log,
     journal,
@@ -139,7 +139,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
 
   const restoreHandler = createRestoreVmHandler({
     db,
-    secretKey,
+    unseal: applianceKeyUnsealer(secretKey),
     transporterId,
     journal,
     log,

@@ -5,6 +5,7 @@
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { applianceKeyUnsealer } from '@vaultline/appliance';
 import { Repository } from '@vaultline/repository';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,7 +29,7 @@ describe('retention, garbage collection and verify on real backups (lab vCenter)
 
   beforeAll(async () => {
     b = await startBench();
-    handle = createMaintenanceHandler({ db: b.db, secretKey: b.secretKey, transporterId: b.transporterId, log: memoryLogger('m').log, publish: (e) => b.events.push(e) });
+    handle = createMaintenanceHandler({ db: b.db, unseal: applianceKeyUnsealer(b.secretKey), transporterId: b.transporterId, log: memoryLogger('m').log, publish: (e) => b.events.push(e) });
     await b.lab.createVm({ name: 'keep01', cbt: true, disks: [{ capacityBytes: 16 * MiB }, { capacityBytes: 8 * MiB }] });
   });
   afterAll(async () => {

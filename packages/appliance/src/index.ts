@@ -1,4 +1,5 @@
-export { SECRET_LABELS } from './secrets.ts';
+export { SECRET_LABELS, applianceKeyUnsealer } from './secrets.ts';
+export type { SecretLabel, Unsealer } from './secrets.ts';
 export { backendFor, openRepository, RepositoryLocationError, resolveLocalLocation, unsealRepository } from './repositories.ts';
 export type { RepositoryRow } from './repositories.ts';
 export { loadSecretKey } from './secret-key.ts';

@@ -1,16 +1,18 @@
 /**
  * Opening a repository described by its database row: local path or
  * sftp://user@host:port/path, with the passphrase and SSH key unsealed with the
- * appliance key. Used by the Director (create, browse) and the Transporter
- * (write restore points).
+ * appliance key (or, on a remote Transporter, its own copies: see Unsealer).
+ * Used by the Director (create, browse) and the Transporter (write restore points).
  */
 import { lstat, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openSecret } from '@vaultline/config';
 import { LocalBackend, Repository, SftpBackend, type Backend, type OpenOptions } from '@vaultline/repository';
-import { SECRET_LABELS } from './secrets.ts';
+import { SECRET_LABELS, type Unsealer } from './secrets.ts';
 
 export interface RepositoryRow {
+  /** Needed to open a remote Transporter's copies of the secrets. */
+  id?: string;
   kind: string;
   location: string;
   /** SFTP: the pinned host key fingerprint; a connection to any other key is refused. */
@@ -89,7 +91,17 @@ export function unsealRepository(row: RepositoryRow, secretKey: Buffer): { passp
   };
 }
 
-export async function openRepository(row: RepositoryRow, secretKey: Buffer, opts: Omit<OpenOptions, 'passphrase'> = {}): Promise<Repository> {
-  const { passphrase, privateKey } = unsealRepository(row, secretKey);
+async function unsealWith(row: RepositoryRow, unseal: Unsealer): Promise<{ passphrase?: string; privateKey?: string }> {
+  if (!row.id) throw new Error(`the repository ${row.location} has no id to open its secrets by`);
+  const [passphrase, privateKey] = await Promise.all([
+    unseal(SECRET_LABELS.repositoryPassphrase, row.id, row.passphraseSealed),
+    unseal(SECRET_LABELS.repositorySshKey, row.id, row.sftpKeySealed),
+  ]);
+  return { ...(passphrase ? { passphrase } : {}), ...(privateKey ? { privateKey } : {}) };
+}
+
+/** `key`: the appliance key, or an Unsealer (a remote Transporter's own). */
+export async function openRepository(row: RepositoryRow, key: Buffer | Unsealer, opts: Omit<OpenOptions, 'passphrase'> = {}): Promise<Repository> {
+  const { passphrase, privateKey } = Buffer.isBuffer(key) ? unsealRepository(row, key) : await unsealWith(row, key);
   return Repository.open(await backendFor(row, privateKey), { ...opts, ...(passphrase ? { passphrase } : {}) });
 }

@@ -1,3 +1,5 @@
+import { openSecret } from '@vaultline/config';
+
 /** Labels bound into each sealed secret's AAD, so one cannot be swapped for another. */
 export const SECRET_LABELS = {
   vcenterPassword: 'vcenter-password',
@@ -10,3 +12,18 @@ export const SECRET_LABELS = {
   /** The short-lived token between the password and the TOTP code of a sign-in. */
   loginChallenge: 'login-challenge',
 } as const;
+
+export type SecretLabel = (typeof SECRET_LABELS)[keyof typeof SECRET_LABELS];
+
+/**
+ * Opens the sealed secret `label` of the vCenter or repository `refId`. The Director and the
+ * appliance's own Transporter open the row's column with the appliance key; a remote
+ * Transporter, which holds no appliance key and cannot read those columns, opens its own copy
+ * sealed to its key. Undefined when there is no such secret.
+ */
+export type Unsealer = (label: SecretLabel, refId: string, sealed: string | null | undefined) => Promise<string | undefined>;
+
+/** The Unsealer of whoever holds the appliance key. */
+export function applianceKeyUnsealer(secretKey: Buffer): Unsealer {
+  return async (label, _refId, sealed) => (sealed ? openSecret(secretKey, label, sealed) : undefined);
+}

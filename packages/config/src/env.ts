@@ -37,6 +37,16 @@ const EnvSchema = z.object({
   VAULTLINE_PUBLIC_URL: z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, '')).optional(),
   VAULTLINE_TRANSPORTER_ID: z.string().min(1).optional(),
   VAULTLINE_TRANSPORTER_NAME: z.string().min(1).optional(),
+  /**
+   * A remote Transporter's own X25519 private key (base64url, from its deploy): it opens the secrets
+   * sealed to it and never holds the appliance key. Unset on the appliance's own Transporter.
+   */
+  VAULTLINE_TRANSPORTER_KEY: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be 32 bytes in base64url').optional(),
+  /**
+   * Director: the CA certificate (PEM file) that signed PostgreSQL's and Redis's TLS certificates; remote
+   * Transporters get it to verify them (sslmode=verify-full, rediss://). Without it they cannot be deployed.
+   */
+  VAULTLINE_TRANSPORTER_TLS_CA: z.string().min(1).optional(),
   VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
   /** How long a Transporter may be silent before its job is taken over (a killed Transporter's work is retried after this). */
   VAULTLINE_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),

@@ -30,6 +30,8 @@ export const APPLIANCE_PACKAGES = [
   'openssh-server',
   // the Director's database and the work queue
   'postgresql', 'redis-server',
+  // the appliance's CA and the TLS certificate of PostgreSQL and Redis (vaultline-tls)
+  'openssl',
   // vSphere guest (IP, clean shutdown from vCenter, time), disk tools of the Transporter
   'open-vm-tools', 'qemu-utils', 'vmfs-tools', 'vmfs6-tools', 'e2fsprogs', 'xfsprogs', 'dosfstools', 'util-linux', 'mount',
   // file-level restore: restore points served over NBD, shown by nbdfuse, guest filesystems read-only

@@ -1,4 +1,4 @@
-export { connectRedis, pingRedis, redisReady } from './redis.ts';
+export { connectRedis, pingRedis, redisEndpoint, redisReady } from './redis.ts';
 export type { Redis } from './redis.ts';
 export { TransporterRegistry } from './transporter-registry.ts';
 export { WorkQueue, WorkConsumer, EventBus, PermanentError } from './work-queue.ts';

@@ -1,13 +1,31 @@
-import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
 
 export type { Redis } from 'ioredis';
+
+/**
+ * A Redis URL as ioredis takes it, and its TLS options: rediss:// connects over TLS
+ * and verifies the server's certificate and name; `?tls_ca_file=<path>` names the
+ * CA (PEM) to verify it with instead of the system's (a remote Transporter's
+ * install folder has the appliance's).
+ */
+export function redisEndpoint(url: string): { url: string; options: Pick<RedisOptions, 'tls'> } {
+  const u = new URL(url);
+  const caFile = u.searchParams.get('tls_ca_file');
+  if (caFile === null) return { url, options: {} };
+  if (u.protocol !== 'rediss:') throw new Error('tls_ca_file needs a rediss:// URL');
+  u.searchParams.delete('tls_ca_file');
+  return { url: u.href, options: { tls: { ca: readFileSync(caFile, 'utf8') } } };
+}
 
 /**
  * A connection that fails fast instead of queueing commands while Redis is
  * down (so health and API calls answer at once), and reconnects forever.
  */
 export function connectRedis(url: string, opts: { name?: string } = {}): Redis {
-  const redis = new Redis(url, {
+  const endpoint = redisEndpoint(url);
+  const redis = new Redis(endpoint.url, {
+    ...endpoint.options,
     connectionName: opts.name,
     lazyConnect: false,
     enableOfflineQueue: false,

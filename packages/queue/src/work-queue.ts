@@ -8,6 +8,7 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { BackupVmJobSchema, JOB_NAMES, type BackupVmJob } from '@vaultline/contracts';
+import { redisEndpoint } from './redis.ts';
 
 export class PermanentError extends Error {
   override name = 'PermanentError';
@@ -17,7 +18,8 @@ const QUEUE = 'vm-work';
 
 function bullConnection(url: string): Redis {
   // BullMQ requires maxRetriesPerRequest=null on worker connections.
-  const r = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (t) => Math.min(t * 200, 2000) });
+  const endpoint = redisEndpoint(url);
+  const r = new Redis(endpoint.url, { ...endpoint.options, maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (t) => Math.min(t * 200, 2000) });
   r.on('error', () => undefined);
   return r;
 }
@@ -133,7 +135,8 @@ export class EventBus {
   private readonly channel: string;
 
   constructor(redisUrl: string, namespace = 'vaultline') {
-    this.pub = new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
+    const endpoint = redisEndpoint(redisUrl);
+    this.pub = new Redis(endpoint.url, { ...endpoint.options, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false });
     this.pub.on('error', () => undefined);
     this.channel = `${namespace}:events`;
     this.redisUrl = redisUrl;
@@ -146,7 +149,8 @@ export class EventBus {
   }
 
   async subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void> {
-    this.sub = new Redis(this.redisUrl, { maxRetriesPerRequest: null });
+    const endpoint = redisEndpoint(this.redisUrl);
+    this.sub = new Redis(endpoint.url, { ...endpoint.options, maxRetriesPerRequest: null });
     this.sub.on('error', () => undefined);
     this.sub.on('message', (_ch, message) => {
       try {

@@ -4,7 +4,7 @@ export { probeHostKey, fingerprintOf, RemoteProblem, RemoteSession, shq } from '
 export type { RemoteCredential, RemoteEndpoint, RemoteTarget, RemoteProblemKind } from './ssh.ts';
 export { parseHostFacts, judgePlatform, judgeInstallFolder, defaultInstallDir, SPACE_MARGIN_BYTES } from './preflight.ts';
 export type { HostFacts, InstallFolderFacts } from './preflight.ts';
-export { renderEnvFile, unitName } from './install.ts';
+export { renderEnvFile, unitName, TLS_CA_FILE } from './install.ts';
 export type { DeployResult, InstalledState, RemoteProcessState, RemoveResult, Supervisor } from './install.ts';
 export { checkHost, deployTransporter, remoteStatus, restartTransporter, removeTransporter, remoteLogTail } from './manager.ts';
 export type { HostCheck, RemoteHostSpec } from './manager.ts';

@@ -4,7 +4,8 @@
  * Layout under the install folder B (/opt/vaultline-transporter as root,
  * ~/.vaultline-transporter otherwise):
  *   B/<version>/          the unpacked bundle (node, app/, bin/, BUNDLE.json)
- *   B/transporter.env     mode 0600: database/Redis URLs, id, name, appliance key
+ *   B/transporter.env     mode 0600: its own database/Redis logins and key pair, id, name
+ *   B/tls-ca.pem          the CA that signed the appliance's PostgreSQL and Redis certificates
  *   B/data/, B/tmp/       the Transporter's data folder and TMPDIR (mode 0700)
  *   B/installed           what is installed (version, digest, supervisor, unit)
  *   B/.vaultline-transporter   marker: which Transporter owns B, whether we created B
@@ -29,7 +30,12 @@ export interface InstallSpec {
   installDir: string;
   /** Variables of the env file (DATABASE_URL, REDIS_URL, VAULTLINE_*). */
   env: Record<string, string>;
+  /** PEM written to B/tls-ca.pem (TLS_CA_FILE), which the env's URLs name to verify the servers with. */
+  tlsCa?: string;
 }
+
+/** The CA certificate's file name in the install folder. */
+export const TLS_CA_FILE = 'tls-ca.pem';
 
 export interface InstalledState {
   version: string;
@@ -225,6 +231,14 @@ mkdir ${shq(staging)}`,
       'install',
       { stdin: Readable.from([Buffer.from(envText)]) },
     );
+    if (spec.tlsCa !== undefined) {
+      await session.shOk(
+        `B=${shq(base)}; cat > "$B/${TLS_CA_FILE}.tmp" && chmod 644 "$B/${TLS_CA_FILE}.tmp" && mv -f "$B/${TLS_CA_FILE}.tmp" "$B/${TLS_CA_FILE}"`,
+        'writing the CA certificate',
+        'install',
+        { stdin: Readable.from([Buffer.from(spec.tlsCa)]) },
+      );
+    }
   } catch (err) {
     await undo();
     throw err;
@@ -312,7 +326,7 @@ for d in "$B"/*/ "$B"/.staging-*/; do
   case "$d" in "$B"/.staging-*) rm -rf "$d";; *) [ -f "$d/BUNDLE.json" ] && rm -rf "$d";; esac
 done
 rm -rf "$B/data" "$B/tmp"
-rm -f "$B/transporter.env" "$B/transporter.env.tmp" "$B/installed" "$B/transporter.log" "$B/supervisor.pid" "$B/transporter.pid"
+rm -f "$B/transporter.env" "$B/transporter.env.tmp" "$B/${TLS_CA_FILE}" "$B/${TLS_CA_FILE}.tmp" "$B/installed" "$B/transporter.log" "$B/supervisor.pid" "$B/transporter.pid"
 created=$(sed -n 's/^created=//p' "$B/.vaultline-transporter" 2>/dev/null)
 rm -f "$B/.vaultline-transporter"
 if [ "$created" = 1 ]; then rmdir "$B" 2>/dev/null && echo gone=1; fi

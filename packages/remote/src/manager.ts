@@ -47,11 +47,11 @@ export function checkHost(spec: RemoteHostSpec, bundle: TransporterBundle): Prom
 export function deployTransporter(
   spec: RemoteHostSpec,
   bundle: TransporterBundle,
-  install: { transporterId: string; name: string; env: Record<string, string> },
+  install: { transporterId: string; name: string; env: Record<string, string>; tlsCa?: string },
 ): Promise<DeployResult & { check: HostCheck }> {
   return withSession(spec, async (s) => {
     const c = await check(s, spec, bundle);
-    const result = await deployBundle(s, { bundle, facts: c.facts, folder: c.folder, name: install.name, spec: { transporterId: install.transporterId, installDir: c.installDir, env: install.env } });
+    const result = await deployBundle(s, { bundle, facts: c.facts, folder: c.folder, name: install.name, spec: { transporterId: install.transporterId, installDir: c.installDir, env: install.env, ...(install.tlsCa !== undefined ? { tlsCa: install.tlsCa } : {}) } });
     return { ...result, check: c };
   });
 }

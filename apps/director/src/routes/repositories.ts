@@ -11,6 +11,7 @@ import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { RepositoryCache } from '../services/repository-cache.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
+import { sealSecretsForTransporters } from '../services/transporter-access.ts';
 import { parse } from '../validate.ts';
 
 type Row = Awaited<ReturnType<Db['repository']['findFirstOrThrow']>>;
@@ -126,6 +127,8 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         sftpHostKeySha256: hostKey,
       },
     });
+    // Remote Transporters get the passphrase and SSH key sealed to their own keys.
+    await sealSecretsForTransporters(db, deps.secretKey);
     await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });
     reply.code(201);
     return repositoryDto(row);

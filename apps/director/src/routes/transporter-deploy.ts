@@ -8,8 +8,15 @@
  * (systemd when signed in as root on a systemd host, else a supervised
  * process); restart, status and remove act on the installed copy. Every SSH
  * connection checks the pinned host key; a changed key is refused naming both.
+ *
+ * A remote Transporter gets least privilege (docs/SECURITY.md): every deploy and
+ * upgrade gives it a new database role, Redis user and key pair of its own
+ * (services/transporter-access.ts), reached over TLS verified against the
+ * appliance CA; never the appliance key nor the Director's logins. Removing it
+ * revokes them.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import {
   HostKeyConfirmSchema,
   RemoteRemoveQuerySchema,
@@ -24,7 +31,7 @@ import {
 import { SECRET_LABELS } from '@vaultline/appliance';
 import { openSecret, sealSecret } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
-import type { TransporterRegistry } from '@vaultline/queue';
+import type { Redis, TransporterRegistry } from '@vaultline/queue';
 import {
   checkHost,
   deployTransporter,
@@ -34,6 +41,7 @@ import {
   removeTransporter,
   RemoteProblem,
   restartTransporter,
+  TLS_CA_FILE,
   type HostCheck,
   type RemoteCredential,
   type RemoteHostSpec,
@@ -45,6 +53,7 @@ import { AppError } from '../errors.ts';
 import { admin, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { Credentials } from '../auth/credentials.ts';
+import { provisionTransporter, revokeTransporter, type TransporterCredentials } from '../services/transporter-access.ts';
 import { parse } from '../validate.ts';
 
 export const ENDPOINTS_SETTING = 'transporter.endpoints';
@@ -54,8 +63,11 @@ export interface RemoteTransporterConfig {
   /** The appliance version: the install folder's name; an upgrade redeploys when it (or the bundle) changed. */
   version: string;
   bundle: () => Promise<TransporterBundle>;
+  /** The Director's own URLs (owner login, Redis default user); remote Transporters get other logins. */
   databaseUrl: string;
   redisUrl: string;
+  /** The CA certificate (PEM file) that signed PostgreSQL's and Redis's TLS certificates; without it nothing is deployed. */
+  tlsCaFile?: string;
   namespace: string;
   heartbeatMs: number;
   logLevel?: string;
@@ -128,9 +140,46 @@ export function urlForTransporters(url: string, address: string | null): string 
   return u.href;
 }
 
+/**
+ * A remote Transporter's env file: its own database role and Redis user, over TLS verified against
+ * the CA in its install folder (sslmode=verify-full, rediss://), its own private key; no appliance key.
+ */
+export function remoteTransporterEnv(
+  c: Pick<RemoteTransporterConfig, 'databaseUrl' | 'redisUrl' | 'namespace' | 'heartbeatMs' | 'logLevel'>,
+  ep: TransporterEndpoints,
+  t: { id: string; name: string; installDir: string },
+  cred: TransporterCredentials,
+): Record<string, string> {
+  const caFile = `${t.installDir.replace(/\/+$/, '')}/${TLS_CA_FILE}`;
+  const database = new URL(urlForTransporters(c.databaseUrl, ep.databaseAddress));
+  database.username = cred.user;
+  database.password = cred.dbPassword;
+  for (const p of ['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'ssl', 'uselibpqcompat']) database.searchParams.delete(p);
+  database.searchParams.set('sslmode', 'verify-full');
+  database.searchParams.set('sslrootcert', caFile);
+  const redis = new URL(urlForTransporters(c.redisUrl, ep.redisAddress));
+  redis.protocol = 'rediss:';
+  redis.username = cred.user;
+  redis.password = cred.redisPassword;
+  redis.searchParams.set('tls_ca_file', caFile);
+  return {
+    NODE_ENV: 'production',
+    DATABASE_URL: database.href,
+    REDIS_URL: redis.href,
+    VAULTLINE_REDIS_NAMESPACE: c.namespace,
+    VAULTLINE_HEARTBEAT_MS: String(c.heartbeatMs),
+    VAULTLINE_TRANSPORTER_ID: t.id,
+    VAULTLINE_TRANSPORTER_NAME: t.name,
+    VAULTLINE_TRANSPORTER_KEY: cred.privateKey,
+    VAULTLINE_DATA_DIR: `${t.installDir}/data`,
+    VAULTLINE_LOG_LEVEL: c.logLevel ?? 'info',
+    TMPDIR: `${t.installDir}/tmp`,
+  };
+}
+
 export async function transporterDeployRoutes(
   app: FastifyInstance,
-  deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; registry: TransporterRegistry; remote?: RemoteTransporterConfig },
+  deps: { db: Db; redis: Redis; audit: AuditLog; credentials: Credentials; secretKey: Buffer; registry: TransporterRegistry; remote?: RemoteTransporterConfig },
 ): Promise<void> {
   const { db, audit, secretKey, registry } = deps;
   const busy = new Set<string>();
@@ -196,28 +245,20 @@ export async function transporterDeployRoutes(
     return false;
   };
 
-  const envFor = async (row: Row, installDir: string): Promise<Record<string, string>> => {
-    const c = config();
-    const ep = await endpoints();
-    return {
-      NODE_ENV: 'production',
-      DATABASE_URL: urlForTransporters(c.databaseUrl, ep.databaseAddress),
-      REDIS_URL: urlForTransporters(c.redisUrl, ep.redisAddress),
-      VAULTLINE_REDIS_NAMESPACE: c.namespace,
-      VAULTLINE_HEARTBEAT_MS: String(c.heartbeatMs),
-      VAULTLINE_TRANSPORTER_ID: row.id,
-      VAULTLINE_TRANSPORTER_NAME: row.name,
-      VAULTLINE_SECRET_KEY: secretKey.toString('hex'),
-      VAULTLINE_DATA_DIR: `${installDir}/data`,
-      VAULTLINE_LOG_LEVEL: c.logLevel ?? 'info',
-      TMPDIR: `${installDir}/tmp`,
-    };
+  const tlsCa = async (): Promise<string> => {
+    const file = config().tlsCaFile;
+    if (!file) throw new AppError('service_unavailable', 'remote Transporters reach PostgreSQL and Redis over TLS only: set VAULTLINE_TRANSPORTER_TLS_CA to the CA certificate that signed their server certificates');
+    return readFile(file, 'utf8');
   };
 
   const deploy = async (row: Row, why: 'deploy' | 'upgrade', actor: string, ip: string): Promise<RemoteDeployResult> => {
-    const bundle = await config().bundle();
+    const c = config();
+    const [bundle, ca] = await Promise.all([c.bundle(), tlsCa()]);
     const spec = specOf(row);
-    const result = await deployTransporter(spec, bundle, { transporterId: row.id, name: row.name, env: await envFor(row, spec.installDir) }).catch(asAppError);
+    // New logins and key pair on every deploy: the previous ones stop working here.
+    const cred = await provisionTransporter({ db, redis: deps.redis, secretKey, namespace: c.namespace }, row.id);
+    const env = remoteTransporterEnv(c, await endpoints(), { id: row.id, name: row.name, installDir: spec.installDir }, cred);
+    const result = await deployTransporter(spec, bundle, { transporterId: row.id, name: row.name, env, tlsCa: ca }).catch(asAppError);
     const updated = await db.transporter.update({
       where: { id: row.id },
       data: { deployedVersion: result.version, deployedDigest: result.digest, supervisor: result.supervisor, deployedAt: new Date(), installDir: result.installDir },
@@ -413,9 +454,10 @@ export async function transporterDeployRoutes(
           message =
             `${row.name} removed from the Director without cleaning ${row.sshHost} (${err.message}). ` +
             `If that host comes back, it may still have: the Transporter running (${row.supervisor === 'systemd' ? `systemd unit vaultline-transporter-${row.id}.service` : `supervisor.pid in ${row.installDir}`}), ` +
-            `${row.installDir} with the bundle, and ${row.installDir}/transporter.env holding the database and Redis addresses and the appliance key: delete them`;
+            `${row.installDir} with the bundle, and ${row.installDir}/transporter.env holding its (now revoked) database and Redis logins and key: delete them`;
         }
       }
+      await revokeTransporter({ db, redis: deps.redis }, row.id);
       await db.transporter.delete({ where: { id } });
       await registry.remove(id).catch(() => undefined);
       await audit.record({ actor: currentUser(request).username, action: 'transporter.remote.remove', subject: row.name, detail: { id, host: row.sshHost, installDir: row.installDir, force, cleaned }, ip: request.ip });

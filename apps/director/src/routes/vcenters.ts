@@ -7,6 +7,7 @@ import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { Credentials } from '../auth/credentials.ts';
+import { sealSecretsForTransporters } from '../services/transporter-access.ts';
 import { VCenterProblem, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
 
@@ -71,6 +72,8 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
         thumbprintSha256: thumbprint,
       },
     });
+    // Remote Transporters get the password sealed to their own keys.
+    await sealSecretsForTransporters(db, deps.secretKey);
     await audit.record({ actor: currentUser(request).username, action: 'vcenter.create', subject: body.name, detail: { url: body.url, ...about }, ip: request.ip });
     reply.code(201);
     return vcenterDto(row);

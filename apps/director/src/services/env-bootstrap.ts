@@ -11,6 +11,7 @@ import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { Repository, RepositoryError } from '@vaultline/repository';
 import type { VCenterConnector } from './vcenter-connector.ts';
+import { sealSecretsForTransporters } from './transporter-access.ts';
 
 export async function registerVCenterFromEnv(env: VaultlineEnv, db: Db, connector: VCenterConnector, secretKey: Buffer, log: Logger): Promise<void> {
   const url = env.VAULTLINE_VCENTER_URL;
@@ -49,6 +50,7 @@ export async function registerVCenterFromEnv(env: VaultlineEnv, db: Db, connecto
     await db.vCenter.create({ data: { name, ...data } });
     log.info({ url }, 'vCenter registered from the environment');
   }
+  await sealSecretsForTransporters(db, secretKey);
 }
 
 export async function ensureDefaultRepository(db: Db, dataDir: string, log: Logger): Promise<void> {

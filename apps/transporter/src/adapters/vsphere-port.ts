@@ -3,8 +3,7 @@
  * per vCenter, cached for the sweep and reused by runs. Network reads fetch
  * several byte ranges of the disk's flat extent at once.
  */
-import { openSecret } from '@vaultline/config';
-import { SECRET_LABELS } from '@vaultline/appliance';
+import { SECRET_LABELS, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { ApplicationQuiesceFault, flatExtentPath, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
@@ -166,7 +165,8 @@ export function swapUuidEndianness(uuid: string): string {
 
 export interface ConnectorOptions {
   db: Db;
-  secretKey: Buffer;
+  /** Opens the vCenter password: with the appliance key, or (remote) this Transporter's own copy. */
+  unseal: Unsealer;
   proxyVmUuid: string | undefined;
   nbdStreamsPerHost: number;
   log: Logger;
@@ -175,14 +175,17 @@ export interface ConnectorOptions {
 export function createVSphereConnector(opts: ConnectorOptions) {
   const clients = new Map<string, Promise<VSphereClient>>();
 
-  const connect = (row: VCenterRow) =>
-    VSphereClient.connect({
+  const connect = async (row: VCenterRow) => {
+    const password = await opts.unseal(SECRET_LABELS.vcenterPassword, row.id, row.passwordSealed);
+    if (password === undefined) throw new Error(`this Transporter has no password for the vCenter ${row.url}: deploy it again (Transporters page) so the Director seals it to its key`);
+    return VSphereClient.connect({
       url: row.url,
       username: row.username,
-      password: openSecret(opts.secretKey, SECRET_LABELS.vcenterPassword, row.passwordSealed),
+      password,
       ...(row.thumbprintSha256 ? { thumbprintSha256: row.thumbprintSha256 } : {}),
       allowHttp: row.url.startsWith('http:'),
     });
+  };
 
   const cached = (row: VCenterRow): Promise<VSphereClient> => {
     const key = `${row.id}|${row.url}`;

@@ -6,7 +6,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { JobOptionsSchema, type BackupVmJob, type JobOptions, type RunStatus, type TransportMode } from '@vaultline/contracts';
-import { applyRetention, openRepository } from '@vaultline/appliance';
+import { applyRetention, openRepository, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -29,13 +29,15 @@ export interface VCenterRow {
   id: string;
   url: string;
   username: string;
-  passwordSealed: string;
+  /** Not read by a remote Transporter (its database role may not). */
+  passwordSealed?: string;
   thumbprintSha256: string | null;
 }
 
 export interface BackupHandlerDeps {
   db: Db;
-  secretKey: Buffer;
+  /** Opens repository secrets (appliance key, or a remote Transporter's own key). */
+  unseal: Unsealer;
   transporterId: string;
   log: Logger;
   journal: CleanupJournal;
@@ -107,7 +109,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     const rows = runDiskRows(db, item.id, deps.publish);
     try {
       try {
-        repo = await openRepository(job.repository, deps.secretKey);
+        repo = await openRepository(job.repository, deps.unseal);
       } catch (err) {
         throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, !/passphrase/i.test((err as Error).message));
       }

@@ -7,7 +7,7 @@
  * runs while a backup writes (the repository's exclusive lock); it then fails
  * clearly and runs again at its next occurrence.
  */
-import { openRepository } from '@vaultline/appliance';
+import { openRepository, type Unsealer } from '@vaultline/appliance';
 import { MaintenanceRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
@@ -16,7 +16,7 @@ import { gc, LockedError, verify, type Repository, type VerifyReport } from '@va
 
 const MiB = 1024 * 1024;
 
-export function createMaintenanceHandler(deps: { db: Db; secretKey: Buffer; transporterId: string; log: Logger; publish(e: { type: string; [k: string]: unknown }): void }) {
+export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; transporterId: string; log: Logger; publish(e: { type: string; [k: string]: unknown }): void }) {
   const { db } = deps;
   return async function handleMaintenance(payload: BackupVmJob): Promise<void> {
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
@@ -42,7 +42,7 @@ export function createMaintenanceHandler(deps: { db: Db; secretKey: Buffer; tran
 
     let repo: Repository | null = null;
     try {
-      repo = await openRepository(row, deps.secretKey);
+      repo = await openRepository(row, deps.unseal);
       if (request.task === 'gc') {
         await log('info', `garbage collection of ${row.name} started`);
         const r = await gc(repo);

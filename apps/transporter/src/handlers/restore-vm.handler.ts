@@ -7,7 +7,7 @@
  * half-created VM is removed and the run ends `cancelled`).
  */
 import { randomUUID } from 'node:crypto';
-import { openRepository } from '@vaultline/appliance';
+import { openRepository, type Unsealer } from '@vaultline/appliance';
 import { RestoreRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
@@ -31,7 +31,8 @@ export interface RestoreSession {
 
 export interface RestoreHandlerDeps {
   db: Db;
-  secretKey: Buffer;
+  /** Opens repository secrets (appliance key, or a remote Transporter's own key). */
+  unseal: Unsealer;
   transporterId: string;
   journal: CleanupJournal;
   log: Logger;
@@ -95,7 +96,7 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
       if (!point) throw new Error(`restore point ${request.restorePointId} no longer exists`);
       const vc = await db.vCenter.findUnique({ where: { id: request.vcenterId } });
       if (!vc) throw new Error(`vCenter ${request.vcenterId} is no longer registered`);
-      repo = await openRepository(point.repository, deps.secretKey);
+      repo = await openRepository(point.repository, deps.unseal);
       session = await deps.connect(vc);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       const common = { runLog, phase, progress: rows.progress, diskPhase: rows.diskPhase, isCancelled: () => deps.isCancelled(run.id) };
