@@ -13,6 +13,7 @@ import { loadSecretKey } from '@vaultline/appliance';
 import { transporterBundle } from '@vaultline/remote';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
+import { recordRepositoryIdentities } from './services/repositories.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
 import { startScheduler } from './scheduler/scheduler.ts';
 import { startNotifier } from './notify/notifier.ts';
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
   const admin = await ensureFirstAdmin(db, dataDir);
   await registerVCenterFromEnv(env, db, connector, secretKey, log).catch((err: unknown) => log.error({ err }, 'registering the configured vCenter failed'));
   await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
+  void recordRepositoryIdentities(db, secretKey, log);
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
   const { fastify, health } = await buildApp({

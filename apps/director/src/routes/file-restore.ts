@@ -18,11 +18,11 @@ import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema,
 import type { Db } from '@vaultline/db';
 import { archive, BrowseError, display, FileRestoreSessions, FlrSessionError, FlrUnavailableError, list, openFile, parsePath, pgFlrJournal, resolvePath, type ArchiveStats, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
-import { openRepository } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { openRecordedRepository } from '../services/repositories.ts';
 import { parse } from '../validate.ts';
 
 export interface FileRestoreOptions {
@@ -120,7 +120,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
     let view: BrowseSessionDto;
     try {
-      const repo = await openRepository(point.repository, deps.secretKey);
+      const repo = await openRecordedRepository(db, point.repository, deps.secretKey);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       let disks: Array<{ key: string; capacity: number }>;
       try {

@@ -1,13 +1,14 @@
 import { statfs } from 'node:fs/promises';
 import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, openRepository } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, identityColumns } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
+import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { identityConflict, openRecordedRepository } from '../services/repositories.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
@@ -38,7 +39,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     const row = await findRepository(request.params);
     let repo: Repository | null = null;
     try {
-      repo = await openRepository(row, deps.secretKey);
+      repo = await openRecordedRepository(db, row, deps.secretKey);
       const s = await repositoryStats(repo);
       let space: { freeBytes: number | null; totalBytes: number | null } = { freeBytes: null, totalBytes: null };
       if (row.kind === 'local') {
@@ -97,18 +98,22 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       if (presented !== body.hostKeySha256) throw new AppError('bad_request', `${u.host} presents SSH host key ${presented}, not the confirmed ${body.hostKeySha256}; refusing to connect`);
       hostKey = presented;
     }
-    // Create it on storage (or adopt an existing one whose passphrase matches).
+    // Create it on storage (or adopt an existing one whose passphrase matches; an unencrypted one only without a passphrase).
+    let identity: RepositoryIdentity;
     try {
       const backend = await backendFor({ kind: body.kind, location: body.location, sftpHostKeySha256: hostKey }, privateKey);
+      const passphrase = body.passphrase ? { passphrase: body.passphrase } : {};
       try {
-        await Repository.init(backend, body.passphrase ? { passphrase: body.passphrase } : {});
+        identity = await Repository.init(backend, passphrase);
       } catch (err) {
         if (!(err instanceof RepositoryError && err.code === 'ALREADY_EXISTS')) throw err;
-        const repo = await Repository.open(backend, body.passphrase ? { passphrase: body.passphrase } : {});
+        const repo = await Repository.open(backend, passphrase);
+        identity = repo.identity;
         await repo.close();
       }
     } catch (err) {
-      if (err instanceof RepositoryError) throw new AppError('bad_request', `${body.location}: ${err.message}`);
+      const conflict = identityConflict(err);
+      if (conflict) throw new AppError('conflict', `${body.location}: ${conflict.message}`);
       throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
     }
     const row = await db.repository.create({
@@ -120,6 +125,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         passphraseSealed: body.passphrase ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryPassphrase, body.passphrase) : null,
         sftpKeySealed: privateKey ? sealSecret(deps.secretKey, SECRET_LABELS.repositorySshKey, privateKey) : null,
         sftpHostKeySha256: hostKey,
+        ...identityColumns(identity),
       },
     });
     await audit.record({ actor: request.user!.username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });

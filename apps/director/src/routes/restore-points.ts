@@ -8,7 +8,6 @@
  */
 import { Readable } from 'node:stream';
 import type { RestorePointDetail } from '@vaultline/contracts';
-import { openRepository } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { DiskReader, type Repository } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
@@ -17,6 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { openRecordedRepository } from '../services/repositories.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
@@ -49,7 +49,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const origin = point.runVmId ? await db.runVm.findUnique({ where: { id: point.runVmId }, select: { vmMoref: true, run: { select: { job: { select: { vcenterId: true } } } } } }) : null;
     let repo: Repository | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
+      repo = await openRecordedRepository(db, point.repository, deps.secretKey);
       const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
       const vm = (m.vm ?? {}) as { moref?: string; hardware?: HardwareDescription | null };
       const hw = vm.hardware ?? null;
@@ -86,7 +86,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
-    const repo = await openRepository(point.repository, deps.secretKey);
+    const repo = await openRecordedRepository(db, point.repository, deps.secretKey);
     try {
       const m = await repo.readManifest({ vmId: point.vmInstanceUuid, id: point.repoPointId });
       return m.disks.map((d) => ({ key: d.key, capacityBytes: d.capacity, controller: d.controller ?? null, transport: d.transport ?? null }));
@@ -102,7 +102,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     if (!point) throw new AppError('not_found', 'no such restore point');
     let repo: Repository | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
+      repo = await openRecordedRepository(db, point.repository, deps.secretKey);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       const manifest = await repo.readManifest(ref);
       const disk = manifest.disks.find((d) => d.key === key);
@@ -144,7 +144,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
     let repo: Repository | null = null;
     try {
-      repo = await openRepository(point.repository, deps.secretKey);
+      repo = await openRecordedRepository(db, point.repository, deps.secretKey);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
       const manifest = await repo.readManifest(ref);
       const recorded = (manifest.vm ?? {}) as { hardware?: unknown };
