@@ -195,6 +195,7 @@ export class Repository {
         `repository format version ${config.version} at ${be.location} is not supported: this build reads versions ${READABLE_VERSIONS.join(' and ')}${config.version > FORMAT_VERSION ? '; upgrade Vaultline to open it' : ''}`,
       );
     }
+    if (config.encryption !== null && typeof config.encryption !== 'object') throw new CorruptDataError('config: "encryption" must be null or an object');
     if (config.hash !== chunkHashFor(config.version, config.encryption !== null)) {
       throw new CorruptDataError(`config: chunk hash ${JSON.stringify(config.hash)} does not belong to format version ${config.version}${config.encryption ? ' (encrypted)' : ''}`);
     }
@@ -313,7 +314,7 @@ export class Repository {
   }
 
   /**
-   * Decode blob `id`'s stored bytes into `out` (decrypt, decompress with frame checksum) and prove it is the
+   * Decode blob `id`'s stored bytes into `out` (decrypt, decompress) and prove it is the
    * blob of `id` (AAD, or re-hashing unless `checkId` is false: the caller hashes it itself). Returns bytes written.
    */
   decode(stored: Buffer, id: string, rawLen: number, out: Buffer, what: string, checkId = true): number {

@@ -95,6 +95,13 @@ describe('repository config is authenticated', () => {
       delete c.mac;
     });
     await expect(Repository.open(root, { passphrase: 'pw' })).rejects.toMatchObject({ code: 'NOT_ENCRYPTED' });
+    editConfig(root, (c) => {
+      delete (c as Partial<typeof c>).encryption;
+    });
+    await expect(Repository.open(root, { passphrase: 'pw' })).rejects.toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/"encryption" must be null or an object/) });
+    editConfig(root, (c) => {
+      c.encryption = null;
+    });
     await expect(Repository.open(root, { expect: identity })).rejects.toMatchObject({
       code: 'IDENTITY_MISMATCH',
       message: expect.stringMatching(/it is not encrypted, recorded as encrypted.*KDF is none, recorded scrypt N=1024/),
