@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   const admin = await ensureFirstAdmin(db, dataDir);
   await registerVCenterFromEnv(env, db, connector, secretKey, log).catch((err: unknown) => log.error({ err }, 'registering the configured vCenter failed'));
   await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
-  void recordRepositoryIdentities(db, secretKey, log);
+  void recordRepositoryIdentities(db, secretKey, log).catch((err: unknown) => log.warn({ err }, 'recording repository identities failed'));
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
   const { fastify, health } = await buildApp({
