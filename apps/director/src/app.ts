@@ -104,7 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const health = new HealthMonitor({ databaseUrl: deps.databaseUrl, db: deps.db, redis: deps.redis, registry: deps.registry, version: deps.version, log: deps.log });
   const audit = createAuditLog(deps.db, deps.log);
   const credentials = new Credentials(deps.db, audit, deps.secretKey, deps.passwordCost);
-  const repositories = new RepositoryCache(deps.secretKey);
+  const repositories = new RepositoryCache(deps.db, deps.secretKey);
   fastify.addHook('onClose', () => repositories.close());
 
   await fastify.register(fastifyCookie);

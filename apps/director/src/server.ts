@@ -16,6 +16,7 @@ import { transporterBundle } from '@vaultline/remote';
 import { loadTlsIdentity } from '@vaultline/tls';
 import { ensureFirstAdmin, forgetFirstLogin } from './services/bootstrap.ts';
 import { ensureDefaultRepository, registerVCenterFromEnv } from './services/env-bootstrap.ts';
+import { recordRepositoryIdentities } from './services/repositories.ts';
 import { vsphereConnector } from './services/vsphere-connector.ts';
 import { startScheduler } from './scheduler/scheduler.ts';
 import { startNotifier } from './notify/notifier.ts';
@@ -57,6 +58,7 @@ async function main(): Promise<void> {
   const admin = await ensureFirstAdmin(db, dataDir);
   await registerVCenterFromEnv(env, db, connector, secretKey, log).catch((err: unknown) => log.error({ err }, 'registering the configured vCenter failed'));
   await ensureDefaultRepository(db, dataDir, log).catch((err: unknown) => log.error({ err }, 'creating the default repository failed'));
+  void recordRepositoryIdentities(db, secretKey, log).catch((err: unknown) => log.warn({ err }, 'recording repository identities failed'));
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
   const publicOrigin = env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null;

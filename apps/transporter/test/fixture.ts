@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { applianceKeyUnsealer, loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
+import { applianceKeyUnsealer, identityColumns, loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
@@ -84,7 +84,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   await applyMigrations(database.url, MIGRATIONS_DIR);
   const db = createDb(database.url);
   const secretKey = Buffer.alloc(32, 9);
-  await Repository.init(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
+  const identity = await Repository.init(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
   const vcenter = await db.vCenter.create({
     data: {
       name: 'lab',
@@ -102,6 +102,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       location: repoDir,
       encrypted: Boolean(opts.passphrase),
       passphraseSealed: opts.passphrase ? sealSecret(secretKey, SECRET_LABELS.repositoryPassphrase, opts.passphrase) : null,
+      ...identityColumns(identity),
     },
   });
   const { log, lines: logs } = memoryLogger('transporter-test');

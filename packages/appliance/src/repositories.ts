@@ -7,7 +7,7 @@
 import { lstat, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openSecret } from '@vaultline/config';
-import { LocalBackend, Repository, SftpBackend, type Backend, type OpenOptions } from '@vaultline/repository';
+import { LocalBackend, Repository, SftpBackend, type Backend, type ExpectedIdentity, type OpenOptions, type RepositoryIdentity } from '@vaultline/repository';
 import { SECRET_LABELS, type Unsealer } from './secrets.ts';
 
 export interface RepositoryRow {
@@ -20,6 +20,26 @@ export interface RepositoryRow {
   encrypted: boolean;
   passphraseSealed: string | null;
   sftpKeySealed: string | null;
+  /** Recorded identity (null on rows from before it was recorded): the config's id, scrypt parameters and file hash. */
+  repositoryUid?: string | null;
+  kdfParams?: unknown;
+  configSha256?: string | null;
+}
+
+/** What a row says the storage must hold: always the encryption flag, the rest once recorded. */
+export function recordedIdentity(row: Pick<RepositoryRow, 'encrypted' | 'repositoryUid' | 'kdfParams' | 'configSha256'>): ExpectedIdentity {
+  if (!row.repositoryUid) return { encrypted: row.encrypted };
+  return {
+    encrypted: row.encrypted,
+    id: row.repositoryUid,
+    kdf: (row.kdfParams ?? null) as RepositoryIdentity['kdf'],
+    ...(row.configSha256 ? { configSha256: row.configSha256 } : {}),
+  };
+}
+
+/** The columns that record `identity` (kdfParams stays NULL for an unencrypted repository). */
+export function identityColumns(identity: RepositoryIdentity): { repositoryUid: string; configSha256: string; kdfParams?: NonNullable<RepositoryIdentity['kdf']> } {
+  return { repositoryUid: identity.id, configSha256: identity.configSha256, ...(identity.kdf ? { kdfParams: identity.kdf } : {}) };
 }
 
 /** A local repository path that cannot hold a repository; the message names the path and why. */
@@ -103,5 +123,5 @@ async function unsealWith(row: RepositoryRow, unseal: Unsealer): Promise<{ passp
 /** `key`: the appliance key, or an Unsealer (a remote Transporter's own). */
 export async function openRepository(row: RepositoryRow, key: Buffer | Unsealer, opts: Omit<OpenOptions, 'passphrase'> = {}): Promise<Repository> {
   const { passphrase, privateKey } = Buffer.isBuffer(key) ? unsealRepository(row, key) : await unsealWith(row, key);
-  return Repository.open(await backendFor(row, privateKey), { ...opts, ...(passphrase ? { passphrase } : {}) });
+  return Repository.open(await backendFor(row, privateKey), { ...opts, ...(passphrase ? { passphrase } : {}), expect: recordedIdentity(row) });
 }

@@ -7,3 +7,8 @@ export declare class KnownIds {
   has(hex: string): boolean;
   add(hex: string): void;
 }
+export declare function sealBlob(plain: Uint8Array, encKey: Uint8Array, aad: Uint8Array | null, out: Buffer, dst: number): number;
+export declare function openBlob(stored: Buffer, encKey: Uint8Array, aad: Uint8Array | null): Buffer;
+export declare function mustRehashIds(encrypted: boolean, bindsIds: boolean): boolean;
+export declare const ID_MISMATCH: string;
+export declare function blobDecoder<D>(zstd: { DCtx: new () => D }, rehashIds: boolean): D;

@@ -13,9 +13,8 @@
 // changed chunk): each is hashed, checked against the known ids and, when new,
 // compressed into the output area, one after the other.
 import { parentPort } from 'node:worker_threads';
-import * as crypto from 'node:crypto';
 import { createRequire } from 'node:module';
-import { KnownIds, makeChunkHasher } from './chunk-codec.mjs';
+import { ID_MISMATCH, KnownIds, blobDecoder, makeChunkHasher, mustRehashIds, openBlob, sealBlob } from './chunk-codec.mjs';
 
 const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding');
@@ -25,26 +24,24 @@ let outView; // Buffer over the output SAB
 let chunkSize = 0;
 let outSlotSize = 0;
 let encKey = null;
+// Format v3: encrypted blobs carry their id as AES-GCM AAD.
+let bindIds = false;
+// Restore re-hashes decoded blobs unless the AAD already proved their ids.
+let rehashIds = true;
 let hashChunk = null;
 // Ids to treat as already stored: the parent's (sent by the writer) and what this worker stored since.
 let known = new KnownIds(Buffer.alloc(0));
 const cctx = new zstd.CCtx();
-const dctx = new zstd.DCtx();
+let dctx = blobDecoder(zstd, true);
 let scratch = null;
 
-/** Compress (and encrypt) `src` into the output view at `dst`; returns the stored length. */
-function encode(src, dst, limit) {
+const aadOf = (hex) => (bindIds ? Buffer.from(hex, 'hex') : null);
+
+/** Compress (and encrypt) `src`, the plaintext of blob `hex`, into the output view at `dst`; returns the stored length. */
+function encode(src, hex, dst, limit) {
   if (!encKey) return cctx.compress2(outView.subarray(dst, limit), src);
   const n = cctx.compress2(scratch, src);
-  const nonce = crypto.randomBytes(12);
-  const c = crypto.createCipheriv('aes-256-gcm', encKey, nonce);
-  nonce.copy(outView, dst);
-  const a = c.update(scratch.subarray(0, n));
-  a.copy(outView, dst + 12);
-  const b = c.final();
-  b.copy(outView, dst + 12 + a.length);
-  c.getAuthTag().copy(outView, dst + 12 + a.length + b.length);
-  return 12 + n + 16;
+  return sealBlob(scratch.subarray(0, n), encKey, aadOf(hex), outView, dst);
 }
 
 function storeRange(slot, start, end, checkKnown, outOff) {
@@ -52,7 +49,7 @@ function storeRange(slot, start, end, checkKnown, outOff) {
   const hex = hashChunk(src);
   if (checkKnown && known.has(hex)) return { id: hex, dup: true, storedLen: 0, outOff };
   const base = slot * outSlotSize;
-  const storedLen = encode(src, base + outOff, base + outSlotSize);
+  const storedLen = encode(src, hex, base + outOff, base + outSlotSize);
   known.add(hex);
   return { id: hex, dup: false, storedLen, outOff };
 }
@@ -60,22 +57,15 @@ function storeRange(slot, start, end, checkKnown, outOff) {
 // Decode the parent's blob (at the start of the slot's output area) and copy
 // the gaps (ranges the new writes did not cover) into the slot. Bytes past the
 // base's length (a disk that grew) read as zeros.
-function mergeBase(slot, blobLen, baseRawLen, gaps) {
-  let plain = outView.subarray(slot * outSlotSize, slot * outSlotSize + blobLen);
-  if (encKey) {
-    const d = crypto.createDecipheriv('aes-256-gcm', encKey, plain.subarray(0, 12));
-    d.setAuthTag(plain.subarray(plain.length - 16));
-    plain = Buffer.concat([d.update(plain.subarray(12, plain.length - 16)), d.final()]);
-  }
-  const n = dctx.decompress(scratch, plain);
-  if (n !== baseRawLen) throw new Error(`base chunk decoded to ${n} bytes, expected ${baseRawLen}`);
-  if (n < chunkSize) scratch.fill(0, n, chunkSize);
+function mergeBase(slot, baseId, blobLen, baseRawLen, gaps) {
+  decodeBlob(outView, slot * outSlotSize, blobLen, baseId, baseRawLen, scratch, `base chunk ${baseId}`);
+  if (baseRawLen < chunkSize) scratch.fill(0, baseRawLen, chunkSize);
   const base = slot * chunkSize;
   for (let i = 0; i < gaps.length; i += 2) scratch.copy(inView, base + gaps[i], gaps[i], gaps[i + 1]);
 }
 
 function store(m) {
-  if (m.merge) mergeBase(m.slot, m.merge.blobLen, m.merge.baseRawLen, m.merge.gaps);
+  if (m.merge) mergeBase(m.slot, m.merge.id, m.merge.blobLen, m.merge.baseRawLen, m.merge.gaps);
   const runs = m.runs ?? [0, m.len];
   const results = [];
   let outOff = 0;
@@ -89,18 +79,17 @@ function store(m) {
 
 // Restore: decode stored blobs (read by the main thread into a shared input
 // buffer) straight into a shared, page-aligned output stage. A job is a whole
-// chunk ({inOff, storedLen, rawLen, dstOff, len}) or a split chunk
-// ({dstOff, pieces: [{start, len, hole} | {start, len, srcOff, inOff, storedLen, rawLen}]}).
-function decodeBlob(input, inOff, storedLen, rawLen, dst, what) {
+// chunk ({id, where, inOff, storedLen, rawLen, dstOff, len}) or a split chunk
+// ({where, dstOff, pieces: [{start, len, hole} | {start, len, id, srcOff, inOff, storedLen, rawLen}]}).
+// Every blob is proven to be the blob of its id as it is decoded: by the AAD
+// (encrypted, v3) or by hashing its plaintext while it is still in cache.
+function decodeBlob(input, inOff, storedLen, id, rawLen, dst, what) {
   let plain = input.subarray(inOff, inOff + storedLen);
   try {
-    if (encKey) {
-      const d = crypto.createDecipheriv('aes-256-gcm', encKey, plain.subarray(0, 12));
-      d.setAuthTag(plain.subarray(plain.length - 16));
-      plain = Buffer.concat([d.update(plain.subarray(12, plain.length - 16)), d.final()]);
-    }
+    if (encKey) plain = openBlob(plain, encKey, aadOf(id));
     const n = dctx.decompress(dst, plain);
     if (n !== rawLen) throw new Error(`decoded ${n} bytes, expected ${rawLen}`);
+    if (rehashIds && hashChunk(dst.subarray(0, n)) !== id) throw new Error(ID_MISMATCH);
   } catch (err) {
     throw new Error(`${what}: ${err && err.message ? err.message : err}`);
   }
@@ -111,7 +100,7 @@ function decodeJobs(m) {
   const out = Buffer.from(m.outSab);
   for (const j of m.jobs) {
     if (!j.pieces) {
-      decodeBlob(input, j.inOff, j.storedLen, j.rawLen, out.subarray(j.dstOff, j.dstOff + j.len), j.what);
+      decodeBlob(input, j.inOff, j.storedLen, j.id, j.rawLen, out.subarray(j.dstOff, j.dstOff + j.len), `chunk ${j.id} (${j.where})`);
       continue;
     }
     let cached = -1;
@@ -121,7 +110,7 @@ function decodeJobs(m) {
         continue;
       }
       if (cached !== p.inOff) {
-        decodeBlob(input, p.inOff, p.storedLen, p.rawLen, scratch, j.what);
+        decodeBlob(input, p.inOff, p.storedLen, p.id, p.rawLen, scratch, `chunk ${p.id} (${j.where})`);
         cached = p.inOff;
       }
       scratch.copy(out, j.dstOff + p.start, p.srcOff, p.srcOff + p.len);
@@ -138,6 +127,9 @@ parentPort.on('message', (m) => {
       chunkSize = m.chunkSize;
       outSlotSize = m.outSlotSize;
       encKey = m.encKey ? Buffer.from(m.encKey) : null;
+      bindIds = m.bindIds;
+      rehashIds = mustRehashIds(encKey !== null, bindIds);
+      dctx = blobDecoder(zstd, rehashIds);
       hashChunk = makeChunkHasher(m.hash, m.idKey ? Buffer.from(m.idKey) : null);
       cctx.setParameter(zstd.CParameter.compressionLevel, m.level);
       cctx.setParameter(zstd.CParameter.checksumFlag, 1);

@@ -8,6 +8,10 @@ export type RepositoryErrorCode =
   | 'NOT_A_REPOSITORY'
   | 'ALREADY_EXISTS'
   | 'UNSUPPORTED_VERSION'
+  /** The storage holds another repository than the one recorded (id, encryption, KDF or config changed). */
+  | 'IDENTITY_MISMATCH'
+  /** A passphrase was given for a repository that is not encrypted. */
+  | 'NOT_ENCRYPTED'
   | 'CORRUPT'
   | 'NOT_FOUND'
   | 'NO_SPACE'

@@ -11,14 +11,19 @@
  */
 import * as crypto from 'node:crypto';
 import { CorruptDataError, WrongPassphraseError, RepositoryError } from './errors.ts';
+import { openBlob } from './chunk-codec.mjs';
 import type { ChunkHash } from './chunk-codec.mjs';
 
 export type { ChunkHash };
 export const FORMAT_NAME = 'vaultline-repository';
 /** Version written by `Repository.init`. */
-export const FORMAT_VERSION = 2;
-/** Versions this build opens, verifies and writes new backups into (a v1 repository stays v1). */
-export const READABLE_VERSIONS: readonly number[] = [1, 2];
+export const FORMAT_VERSION = 3;
+/** Versions this build opens, verifies and writes new backups into (a v1 or v2 repository keeps its version). */
+export const READABLE_VERSIONS: readonly number[] = [1, 2, 3];
+/** From v3 an encrypted blob is bound to its id (AES-GCM AAD = the raw 32-byte id) and an encrypted config carries a MAC. */
+export function bindsBlobIds(version: number): boolean {
+  return version >= 3;
+}
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 /** Default piece size: 64 KiB (the usual CBT block), at most a quarter of the chunk. */
 export function defaultPieceSize(chunkSize: number): number {
@@ -65,6 +70,57 @@ export interface RepositoryConfig {
     /** nonce(12) | AES-256-GCM(masterKey(64)) | tag(16), base64; AAD = repository id. */
     wrappedKey: string;
   };
+  /** v3, encrypted: base64 HMAC-SHA256 of every other field (canonical JSON) under a key derived from the master key. */
+  mac?: string;
+}
+
+/**
+ * Upper bounds on scrypt parameters, checked before anything is derived: a
+ * config is written by whoever can write the storage, and scrypt with a huge
+ * N, r or p would hold the Director's CPU and memory for minutes. The default
+ * (N 2^15, r 8, p 1: 32 MiB, ~100 ms) is well inside.
+ */
+export const KDF_LIMITS = { maxN: 1 << 20, maxR: 32, maxP: 16, maxMemoryBytes: 1024 * 1024 * 1024, maxWork: 1 << 24 } as const;
+
+/** Throws a `CorruptDataError` naming the offending parameter unless `kdf` is a scrypt setting within `KDF_LIMITS`. */
+export function assertKdfWithinLimits(kdf: KdfParams): void {
+  const bad = (why: string) => new CorruptDataError(`config: KDF parameters refused (${why})`);
+  if (kdf?.name !== 'scrypt') throw bad(`unknown KDF ${JSON.stringify(kdf?.name)}`);
+  const { N, r, p } = kdf;
+  if (!Number.isSafeInteger(N) || N < 2 || (N & (N - 1)) !== 0 || N > KDF_LIMITS.maxN) throw bad(`N ${JSON.stringify(N)} must be a power of 2 up to ${KDF_LIMITS.maxN}`);
+  if (!Number.isSafeInteger(r) || r < 1 || r > KDF_LIMITS.maxR) throw bad(`r ${JSON.stringify(r)} must be 1 to ${KDF_LIMITS.maxR}`);
+  if (!Number.isSafeInteger(p) || p < 1 || p > KDF_LIMITS.maxP) throw bad(`p ${JSON.stringify(p)} must be 1 to ${KDF_LIMITS.maxP}`);
+  if (128 * N * r > KDF_LIMITS.maxMemoryBytes) throw bad(`N × r needs ${(128 * N * r) / 2 ** 20} MiB, more than ${KDF_LIMITS.maxMemoryBytes / 2 ** 20} MiB`);
+  if (N * r * p > KDF_LIMITS.maxWork) throw bad(`N × r × p = ${N * r * p} is more than ${KDF_LIMITS.maxWork}`);
+  if (typeof kdf.salt !== 'string' || Buffer.from(kdf.salt, 'base64').length < 16) throw bad('the salt must be at least 16 bytes');
+}
+
+/** JSON with object keys sorted at every level: the bytes a MAC covers do not depend on key order or whitespace. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** The config's MAC (v3, encrypted): HMAC-SHA256 over every field but `mac`, keyed by HKDF(master key, repository id). */
+export function configMac(config: RepositoryConfig, keys: Keys): string {
+  const key = Buffer.from(crypto.hkdfSync('sha256', Buffer.concat([keys.enc, keys.id]), Buffer.from(config.id), 'vaultline config mac', 32));
+  const { mac: _mac, ...fields } = config;
+  return crypto.createHmac('sha256', key).update(canonicalJson(fields)).digest('base64');
+}
+
+/** Throws unless the config's MAC is the one `keys` give; a v3 encrypted config without one is refused too. */
+export function assertConfigMac(config: RepositoryConfig, keys: Keys): void {
+  const want = Buffer.from(configMac(config, keys), 'base64');
+  const got = Buffer.from(typeof config.mac === 'string' ? config.mac : '', 'base64');
+  if (got.length !== want.length || !crypto.timingSafeEqual(got, want)) throw new CorruptDataError('config: MAC mismatch (the config was modified after the repository was created)');
 }
 
 /** Master key material: `enc` encrypts, `id` keys the chunk-id HMAC. */
@@ -152,15 +208,12 @@ export function unsealVersioned(kind: SealedKind, data: Buffer, keys: Keys | nul
   }
 }
 
-/** Decrypt one chunk blob (nonce | ct | tag) into a fresh buffer. */
-export function decryptBlob(blob: Buffer, keys: Keys, what: string): Buffer {
-  if (blob.length < 28) throw new CorruptDataError(`${what}: blob too short`);
-  const d = crypto.createDecipheriv('aes-256-gcm', keys.enc, blob.subarray(0, 12));
-  d.setAuthTag(blob.subarray(blob.length - 16));
+/** Decrypt one chunk blob (nonce | ct | tag) into a fresh buffer; `aad` is its raw id from v3 on, null before. */
+export function decryptBlob(blob: Buffer, keys: Keys, aad: Buffer | null, what: string): Buffer {
   try {
-    return Buffer.concat([d.update(blob.subarray(12, blob.length - 16)), d.final()]);
+    return openBlob(blob, keys.enc, aad);
   } catch (err) {
-    throw new CorruptDataError(`${what}: authentication failed`, { cause: err });
+    throw new CorruptDataError(`${what}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -20,7 +20,7 @@ import type { RestorePointRef } from './types.ts';
 import { ChunkPool } from './pool.ts';
 
 export { Repository, assertSafeName } from './repository.ts';
-export type { InitOptions, OpenOptions } from './repository.ts';
+export type { InitOptions, OpenOptions, RepositoryIdentity, ExpectedIdentity } from './repository.ts';
 export { RestorePointWriter, DiskWriter } from './writer.ts';
 export type { RestorePointOptions, DiskOptions } from './writer.ts';
 export { DiskReader } from './reader.ts';
@@ -37,7 +37,7 @@ export { SftpBackend, probeSftpHostKey, sshFingerprint, HostKeyMismatchError } f
 export type { SftpOptions } from './backends/sftp.ts';
 export * from './errors.ts';
 export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';
-export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE, deriveKek } from './format.ts';
+export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE, deriveKek, KDF_LIMITS } from './format.ts';
 export type { KdfParams } from './format.ts';
 
 /** Stop the warm (idle) worker pools kept for writers; for tests and clean shutdown. */

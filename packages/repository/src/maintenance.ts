@@ -149,7 +149,7 @@ export async function verify(repo: Repository, opts: VerifyOptions = {}): Promis
     if (sample < 1 && rand() >= sample) continue;
     try {
       const { stored } = await repo.readStored(id, scratch);
-      const n = repo.decode(stored, loc.rawLen, rawBuf, `chunk ${id}`);
+      const n = repo.decode(stored, id, loc.rawLen, rawBuf, `chunk ${id}`, false);
       const got = repo.hashChunk(rawBuf.subarray(0, n));
       if (got !== id) throw new Error('content hash mismatch');
       checked++;

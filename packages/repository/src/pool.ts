@@ -22,9 +22,9 @@ export interface StoreJob {
   checkKnown: boolean;
   /** Store only these [start,end) ranges of the slot, one blob each (default: the whole slot). */
   runs?: number[] | null;
-  /** Merge first: the parent's stored blob (blobLen bytes, raw length baseRawLen) sits at the start of the
+  /** Merge first: the parent's stored blob `id` (blobLen bytes, raw length baseRawLen) sits at the start of the
    *  slot's output area; its bytes fill `gaps` ([start,end) pairs) of the slot. */
-  merge?: { blobLen: number; baseRawLen: number; gaps: number[] } | null;
+  merge?: { id: string; blobLen: number; baseRawLen: number; gaps: number[] } | null;
 }
 
 export interface PoolOptions {
@@ -34,12 +34,14 @@ export interface PoolOptions {
   level: number;
   hash: ChunkHash;
   keys: Keys | null;
+  /** Format v3: encrypted blobs carry their id as AAD (see bindsBlobIds). */
+  bindIds: boolean;
 }
 
-/** One chunk to decode into an output stage (see chunk-worker.mjs). */
+/** One chunk to decode into an output stage (see chunk-worker.mjs); `where` names its place in errors, next to the blob's id. */
 export type DecodeJob =
-  | { what: string; dstOff: number; len: number; inOff: number; storedLen: number; rawLen: number; pieces?: undefined }
-  | { what: string; dstOff: number; len: number; pieces: Array<{ start: number; len: number; hole: true } | { start: number; len: number; hole?: false; srcOff: number; inOff: number; storedLen: number; rawLen: number }> };
+  | { where: string; dstOff: number; len: number; id: string; inOff: number; storedLen: number; rawLen: number; pieces?: undefined }
+  | { where: string; dstOff: number; len: number; pieces: Array<{ start: number; len: number; hole: true } | { start: number; len: number; hole?: false; id: string; srcOff: number; inOff: number; storedLen: number; rawLen: number }> };
 
 interface Pending {
   resolve: (r: StoreResult[]) => void;
@@ -146,6 +148,7 @@ export class ChunkPool {
               hash: opts.hash,
               encKey: opts.keys ? new Uint8Array(opts.keys.enc) : null,
               idKey: opts.keys ? new Uint8Array(opts.keys.id) : null,
+              bindIds: opts.bindIds,
             });
           }),
       ),
@@ -277,7 +280,7 @@ export class ChunkPool {
    * gives it back with `giveBack()`.
    */
   static async take(opts: PoolOptions): Promise<ChunkPool> {
-    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
+    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.bindIds, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
     const idle = ChunkPool.idle.get(key);
     if (idle && !idle.failed) {
       ChunkPool.idle.delete(key);

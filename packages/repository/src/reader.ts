@@ -99,8 +99,13 @@ export class DiskReader {
     return this.index.pieces.get(ci);
   }
 
+  /** Where chunk `ci` is, for error messages: `vm/restore point disk @offset`. */
+  private where(ci: number): string {
+    return `${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize}`;
+  }
+
   private what(id: string, ci: number): string {
-    return `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`;
+    return `chunk ${id} (${this.where(ci)})`;
   }
 
   private readonly blobCache = new Map<string, Buffer>();
@@ -110,7 +115,7 @@ export class DiskReader {
     if (hit) return hit;
     const { stored, loc } = await this.repo.readStored(id);
     const out = Buffer.allocUnsafe(loc.rawLen);
-    this.repo.decode(stored, loc.rawLen, out, this.what(id, ci));
+    this.repo.decode(stored, id, loc.rawLen, out, this.what(id, ci));
     this.blobCache.set(id, out);
     while (this.blobCache.size > Math.max(4, this.opts.cacheChunks)) this.blobCache.delete(this.blobCache.keys().next().value!);
     return out;
@@ -146,7 +151,7 @@ export class DiskReader {
       const stored = await this.fetchStored(ci);
       out = Buffer.allocUnsafe(len);
       const id = this.chunkId(ci);
-      this.repo.decode(stored, this.repo.index.get(id)?.rawLen ?? len, out, `chunk ${id} (${this.ref.vmId}/${this.ref.id} ${this.diskKey} @${ci * this.chunkSize})`);
+      this.repo.decode(stored, id, this.repo.index.get(id)?.rawLen ?? len, out, this.what(id, ci));
     }
     if (ci === this.lastChunk + 1) this.startReadAhead(ci + 1);
     this.lastChunk = ci;
@@ -376,7 +381,7 @@ export class DiskReader {
       const id = this.chunkId(ci);
       const loc = locate(id);
       const inOff = reads.add(id, loc);
-      return inOff < 0 ? null : { what: this.what(id, ci), dstOff, len, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen };
+      return inOff < 0 ? null : { where: this.where(ci), dstOff, len, id, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen };
     }
     const mark = reads.mark();
     const out: Extract<DecodeJob, { pieces: unknown[] }>['pieces'] = [];
@@ -391,9 +396,9 @@ export class DiskReader {
         reads.rewind(mark);
         return null;
       }
-      out.push({ start: p.start, len: p.len, srcOff: p.srcOff, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen });
+      out.push({ start: p.start, len: p.len, id: p.id, srcOff: p.srcOff, inOff, storedLen: loc.storedLen, rawLen: loc.rawLen });
     }
-    return { what: this.what(pieces.find((p) => p.id !== HOLE_HEX)?.id ?? HOLE_HEX, ci), dstOff, len, pieces: out };
+    return { where: this.where(ci), dstOff, len, pieces: out };
   }
 
   /**

@@ -25,7 +25,11 @@ import {
   FORMAT_VERSION,
   READABLE_VERSIONS,
   SealedKind,
+  assertConfigMac,
+  assertKdfWithinLimits,
+  bindsBlobIds,
   chunkHashFor,
+  configMac,
   decodeDiskIndex,
   decodeIndex,
   decryptBlob,
@@ -40,7 +44,7 @@ import {
 import type { BlobLocation, DiskIndex, KdfParams, Keys, RepositoryConfig } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import { LockManager } from './locks.ts';
-import { makeChunkHasher } from './chunk-codec.mjs';
+import { ID_MISMATCH, blobDecoder, makeChunkHasher, mustRehashIds } from './chunk-codec.mjs';
 import type { LockOptions } from './locks.ts';
 import type { PoolOptions } from './pool.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
@@ -59,8 +63,27 @@ export interface InitOptions {
   kdf?: { N: number; r: number; p: number };
 }
 
+/**
+ * What the Director records of a repository (PostgreSQL) and compares on every
+ * open: whoever can write the storage can replace the config, but not the
+ * record (docs/repository-format.md §2).
+ */
+export interface RepositoryIdentity {
+  id: string;
+  encrypted: boolean;
+  /** scrypt parameters of the wrapped key; null when unencrypted. */
+  kdf: Omit<KdfParams, 'name'> | null;
+  /** SHA-256 (hex) of the config file as stored; the config never changes after init. */
+  configSha256: string;
+}
+
+/** Identity fields to compare on open; an absent (undefined) field is not compared. */
+export type ExpectedIdentity = { [K in keyof RepositoryIdentity]?: RepositoryIdentity[K] };
+
 export interface OpenOptions {
   passphrase?: string;
+  /** Refuse to open (`IDENTITY_MISMATCH`, naming what differs) unless the repository is this one. Checked before any key is derived. */
+  expect?: ExpectedIdentity;
   locks?: LockOptions;
   /** Worker threads for the write path (default 2). */
   workers?: number;
@@ -97,19 +120,30 @@ export class Repository {
   indexFiles: string[] = [];
   /** The repository's chunk-id function (config `hash`): plaintext -> hex id. */
   readonly hashChunk: (data: Uint8Array) => string;
-  private readonly dctx = new zstd.DCtx();
+  /** What a caller records to recognise this repository on later opens (OpenOptions.expect). */
+  readonly identity: RepositoryIdentity;
+  /** Format v3: encrypted blobs are bound to their ids by AES-GCM AAD. */
+  private readonly bindIds: boolean;
+  /** Decoding re-hashes blobs to prove their ids (everything the AAD does not already prove). */
+  private readonly rehashIds: boolean;
+  private readonly dctx: ZstdBinding.DCtx;
 
-  private constructor(backend: Backend, config: RepositoryConfig, keys: Keys | null, opts: OpenOptions) {
+  private constructor(backend: Backend, config: RepositoryConfig, keys: Keys | null, identity: RepositoryIdentity, opts: OpenOptions) {
     this.backend = backend;
     this.config = config;
     this.keys = keys;
+    this.identity = identity;
+    this.bindIds = bindsBlobIds(config.version);
+    this.rehashIds = mustRehashIds(keys !== null, this.bindIds);
+    this.dctx = blobDecoder(zstd, this.rehashIds);
     this.hashChunk = makeChunkHasher(config.hash, keys ? keys.id : null);
     this.now = opts.now ?? Date.now;
     this.locks = new LockManager(backend, { now: this.now, ...opts.locks });
     this.workers = opts.workers ?? 2;
   }
 
-  static async init(backend: Backend | string, opts: InitOptions = {}): Promise<void> {
+  /** Create a repository (format FORMAT_VERSION); returns its identity, to be recorded by the caller. */
+  static async init(backend: Backend | string, opts: InitOptions = {}): Promise<RepositoryIdentity> {
     const be = typeof backend === 'string' ? new LocalBackend(backend) : backend;
     if (await be.stat('config')) throw new RepositoryError('ALREADY_EXISTS', `a repository already exists at ${be.location}`);
     const id = crypto.randomBytes(16).toString('hex');
@@ -118,10 +152,12 @@ export class Repository {
     const pieceSize = opts.pieceSize ?? defaultPieceSize(chunkSize);
     if (!Number.isInteger(pieceSize) || pieceSize < 1024 || pieceSize > chunkSize || chunkSize % pieceSize !== 0) throw new RepositoryError('INVALID_ARGUMENT', 'pieceSize must divide chunkSize and be at least 1 KiB');
     let encryption: RepositoryConfig['encryption'] = null;
+    let master: Buffer | null = null;
     if (opts.passphrase !== undefined) {
       if (opts.passphrase.length === 0) throw new RepositoryError('INVALID_ARGUMENT', 'empty passphrase');
       const kdf = { name: 'scrypt' as const, ...(opts.kdf ?? { N: 1 << 15, r: 8, p: 1 }), salt: crypto.randomBytes(16).toString('base64') };
-      const master = crypto.randomBytes(64);
+      assertKdfWithinLimits(kdf);
+      master = crypto.randomBytes(64);
       encryption = { algorithm: 'aes-256-gcm', kdf, wrappedKey: wrapMasterKey(master, await deriveKek(opts.passphrase, kdf), id) };
     }
     const config: RepositoryConfig = {
@@ -136,10 +172,13 @@ export class Repository {
       compression: { algorithm: 'zstd', level: opts.compressionLevel ?? 1 },
       encryption,
     };
+    if (master) config.mac = configMac(config, { enc: master.subarray(0, 32), id: master.subarray(32) });
+    const raw = Buffer.from(JSON.stringify(config, null, 2));
     for (const d of ['packs', 'index', 'snapshots', 'locks']) await be.mkdirp(d);
-    if (!(await be.createExclusive('config', Buffer.from(JSON.stringify(config, null, 2))))) {
+    if (!(await be.createExclusive('config', raw))) {
       throw new RepositoryError('ALREADY_EXISTS', `a repository already exists at ${be.location}`);
     }
+    return identityOf(config, raw);
   }
 
   static async open(backend: Backend | string, opts: OpenOptions = {}): Promise<Repository> {
@@ -164,6 +203,7 @@ export class Repository {
         `repository format version ${config.version} at ${be.location} is not supported: this build reads versions ${READABLE_VERSIONS.join(' and ')}${config.version > FORMAT_VERSION ? '; upgrade Vaultline to open it' : ''}`,
       );
     }
+    if (config.encryption !== null && typeof config.encryption !== 'object') throw new CorruptDataError('config: "encryption" must be null or an object');
     if (config.hash !== chunkHashFor(config.version, config.encryption !== null)) {
       throw new CorruptDataError(`config: chunk hash ${JSON.stringify(config.hash)} does not belong to format version ${config.version}${config.encryption ? ' (encrypted)' : ''}`);
     }
@@ -171,12 +211,18 @@ export class Repository {
       const ps = config.pieceSize;
       if (typeof ps !== 'number' || ps < 1024 || ps > config.chunkSize || config.chunkSize % ps !== 0) throw new CorruptDataError(`config: pieceSize ${JSON.stringify(ps)} does not divide chunkSize ${config.chunkSize}`);
     }
+    const identity = identityOf(config, raw);
+    if (opts.expect) assertIdentity(be.location, opts.expect, identity);
     let keys: Keys | null = null;
     if (config.encryption) {
+      assertKdfWithinLimits(config.encryption.kdf);
       if (opts.passphrase === undefined) throw new RepositoryError('PASSPHRASE_REQUIRED', 'the repository is encrypted: a passphrase is required');
       keys = unwrapMasterKey(config.encryption.wrappedKey, await (opts.kek ?? deriveKek)(opts.passphrase, config.encryption.kdf), config.id);
+      if (bindsBlobIds(config.version)) assertConfigMac(config, keys);
+    } else if (opts.passphrase !== undefined) {
+      throw new RepositoryError('NOT_ENCRYPTED', `the repository at ${be.location} is not encrypted, but a passphrase was given: refusing to use it as an encrypted repository`);
     }
-    const repo = new Repository(be, config, keys, opts);
+    const repo = new Repository(be, config, keys, identity, opts);
     if (opts.index !== false) await repo.reloadIndex();
     return repo;
   }
@@ -187,7 +233,7 @@ export class Repository {
 
   /** Worker-pool parameters for this repository (writers and restore share warm pools). */
   poolOptions(slots = 32): PoolOptions {
-    return { workers: this.workers, slots, chunkSize: this.config.chunkSize, level: this.config.compression.level, hash: this.config.hash, keys: this.keys };
+    return { workers: this.workers, slots, chunkSize: this.config.chunkSize, level: this.config.compression.level, hash: this.config.hash, keys: this.keys, bindIds: this.bindIds };
   }
 
   /**
@@ -285,9 +331,12 @@ export class Repository {
     return { stored, loc };
   }
 
-  /** Decode stored bytes into `out` (decrypt, decompress with frame checksum). Returns bytes written. */
-  decode(stored: Buffer, rawLen: number, out: Buffer, what: string): number {
-    const plain = this.keys ? decryptBlob(stored, this.keys, what) : stored;
+  /**
+   * Decode blob `id`'s stored bytes into `out` (decrypt, decompress) and prove it is the
+   * blob of `id` (AAD, or re-hashing unless `checkId` is false: the caller hashes it itself). Returns bytes written.
+   */
+  decode(stored: Buffer, id: string, rawLen: number, out: Buffer, what: string, checkId = true): number {
+    const plain = this.keys ? decryptBlob(stored, this.keys, this.bindIds ? Buffer.from(id, 'hex') : null, what) : stored;
     let n: number;
     try {
       n = this.dctx.decompress(out, plain);
@@ -295,13 +344,36 @@ export class Repository {
       throw new CorruptDataError(`${what}: ${(err as Error).message}`, { cause: err });
     }
     if (n !== rawLen) throw new CorruptDataError(`${what}: decoded ${n} bytes, expected ${rawLen}`);
+    if (checkId && this.rehashIds && this.hashChunk(out.subarray(0, n)) !== id) throw new CorruptDataError(`${what}: ${ID_MISMATCH}`);
     return n;
   }
 
   async readChunk(id: string, out: Buffer, scratch?: Buffer): Promise<number> {
     const { stored, loc } = await this.readStored(id, scratch);
-    return this.decode(stored, loc.rawLen, out, `chunk ${id}`);
+    return this.decode(stored, id, loc.rawLen, out, `chunk ${id}`);
   }
+}
+
+function identityOf(config: RepositoryConfig, raw: Buffer): RepositoryIdentity {
+  const kdf = config.encryption?.kdf;
+  return {
+    id: config.id,
+    encrypted: config.encryption !== null,
+    kdf: kdf ? { N: kdf.N, r: kdf.r, p: kdf.p, salt: kdf.salt } : null,
+    configSha256: crypto.createHash('sha256').update(raw).digest('hex'),
+  };
+}
+
+const describeKdf = (k: RepositoryIdentity['kdf']) => (k ? `scrypt N=${k.N} r=${k.r} p=${k.p} salt ${k.salt}` : 'none');
+
+/** Throws `IDENTITY_MISMATCH` naming every recorded field that differs from what the storage holds. */
+function assertIdentity(location: string, expected: ExpectedIdentity, found: RepositoryIdentity): void {
+  const diffs: string[] = [];
+  if (expected.id !== undefined && expected.id !== found.id) diffs.push(`repository id is ${found.id}, recorded ${expected.id}`);
+  if (expected.encrypted !== undefined && expected.encrypted !== found.encrypted) diffs.push(`it is ${found.encrypted ? 'encrypted' : 'not encrypted'}, recorded as ${expected.encrypted ? 'encrypted' : 'not encrypted'}`);
+  if (expected.kdf !== undefined && describeKdf(expected.kdf) !== describeKdf(found.kdf)) diffs.push(`KDF is ${describeKdf(found.kdf)}, recorded ${describeKdf(expected.kdf)}`);
+  if (expected.configSha256 !== undefined && expected.configSha256 !== found.configSha256) diffs.push(`config file SHA-256 is ${found.configSha256}, recorded ${expected.configSha256}`);
+  if (diffs.length > 0) throw new RepositoryError('IDENTITY_MISMATCH', `the repository at ${location} is not the one recorded (${diffs.join('; ')}); refusing to open it`);
 }
 
 /** Seal a metadata file in this repository's format version. */

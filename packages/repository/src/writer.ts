@@ -603,7 +603,7 @@ export class DiskWriter {
       const { storedLen, rawLen } = await this.rp.readBaseIntoSlot(hex, slot);
       this.stats.mergedChunks++;
       this.stats.baseReadBytes += storedLen;
-      return { blobLen: storedLen, baseRawLen: rawLen, gaps: ranges };
+      return { id: hex, blobLen: storedLen, baseRawLen: rawLen, gaps: ranges };
     }
     let read = false;
     for (let i = 0; i < ranges.length; i += 2) {
@@ -805,7 +805,7 @@ export class RestorePointWriter {
     this.baseScratch ??= { stored: Buffer.allocUnsafe(cs + (cs >> 7) + 4096), plain: Buffer.allocUnsafe(cs) };
     const { stored } = await this.repo.readStored(id, this.baseScratch.stored);
     stats.baseReadBytes += loc.storedLen;
-    const n = this.repo.decode(stored, loc.rawLen, this.baseScratch.plain, `chunk ${id}`);
+    const n = this.repo.decode(stored, id, loc.rawLen, this.baseScratch.plain, `chunk ${id}`);
     return this.baseScratch.plain.subarray(0, n);
   }
 

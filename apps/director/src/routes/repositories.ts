@@ -1,15 +1,16 @@
 import { statfs } from 'node:fs/promises';
 import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, RepositoryLocationError } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats } from '@vaultline/repository';
+import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { RepositoryCache } from '../services/repository-cache.ts';
+import { identityConflict } from '../services/repositories.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { sealSecretsForTransporters } from '../services/transporter-access.ts';
 import { parse } from '../validate.ts';
@@ -101,18 +102,23 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       if (presented !== body.hostKeySha256) throw new AppError('bad_request', `${u.host} presents SSH host key ${presented}, not the confirmed ${body.hostKeySha256}; refusing to connect`);
       hostKey = presented;
     }
-    // Create it on storage (or adopt an existing one whose passphrase matches).
+    // Create it on storage (or adopt an existing one whose passphrase matches; an unencrypted one only without a passphrase).
+    let identity: RepositoryIdentity;
     try {
       const backend = await backendFor({ kind: body.kind, location: body.location, sftpHostKeySha256: hostKey }, privateKey);
+      const passphrase = body.passphrase ? { passphrase: body.passphrase } : {};
       try {
-        await Repository.init(backend, body.passphrase ? { passphrase: body.passphrase } : {});
+        identity = await Repository.init(backend, passphrase);
       } catch (err) {
         if (!(err instanceof RepositoryError && err.code === 'ALREADY_EXISTS')) throw err;
-        const repo = await Repository.open(backend, body.passphrase ? { passphrase: body.passphrase } : {});
+        const repo = await Repository.open(backend, passphrase);
+        identity = repo.identity;
         await repo.close();
       }
     } catch (err) {
       if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
+      const conflict = identityConflict(err);
+      if (conflict) throw new AppError('conflict', `${body.location}: ${conflict.message}`);
       if (err instanceof RepositoryError) throw new AppError('bad_request', `${body.location}: ${err.message}`);
       throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
     }
@@ -125,6 +131,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         passphraseSealed: body.passphrase ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryPassphrase, body.passphrase) : null,
         sftpKeySealed: privateKey ? sealSecret(deps.secretKey, SECRET_LABELS.repositorySshKey, privateKey) : null,
         sftpHostKeySha256: hostKey,
+        ...identityColumns(identity),
       },
     });
     // Remote Transporters get the passphrase and SSH key sealed to their own keys.

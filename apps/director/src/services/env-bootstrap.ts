@@ -5,11 +5,11 @@
  * appliance can back something up at once.
  */
 import path from 'node:path';
-import { SECRET_LABELS } from '@vaultline/appliance';
+import { SECRET_LABELS, identityColumns } from '@vaultline/appliance';
 import { sealSecret, type VaultlineEnv } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { Repository, RepositoryError } from '@vaultline/repository';
+import { Repository, RepositoryError, type RepositoryIdentity } from '@vaultline/repository';
 import type { VCenterConnector } from './vcenter-connector.ts';
 import { sealSecretsForTransporters } from './transporter-access.ts';
 
@@ -56,11 +56,13 @@ export async function registerVCenterFromEnv(env: VaultlineEnv, db: Db, connecto
 export async function ensureDefaultRepository(db: Db, dataDir: string, log: Logger): Promise<void> {
   if ((await db.repository.count()) > 0) return;
   const location = path.join(dataDir, 'repository');
+  let identity: RepositoryIdentity | null = null;
   try {
-    await Repository.init(location);
+    identity = await Repository.init(location);
   } catch (err) {
     if (!(err instanceof RepositoryError && err.code === 'ALREADY_EXISTS')) throw err;
   }
-  await db.repository.create({ data: { name: 'Local repository', kind: 'local', location } });
+  // An existing one is recorded at its first open (services/repositories.ts).
+  await db.repository.create({ data: { name: 'Local repository', kind: 'local', location, ...(identity ? identityColumns(identity) : {}) } });
   log.info({ location }, 'created the default local repository');
 }

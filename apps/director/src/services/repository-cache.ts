@@ -6,8 +6,10 @@
  * chunk locations (stats, downloads) calls reloadIndex(), which reads only
  * index files named since.
  *
+ * Every opening compares the storage with the identity PostgreSQL recorded
+ * (services/repositories.ts): a repository that is not the recorded one is a 409.
  * Local repositories stay open in a bounded LRU keyed by the repository's id,
- * kind, location and a hash of its sealed secrets, so a row that changed opens
+ * kind, location, recorded identity and a hash of its sealed secrets, so a row that changed opens
  * afresh (its old entry is retired); a row that is gone is forgotten; an entry
  * unused for a while is closed. An error other than a refusal or a missing file
  * (a repository replaced under the same path) retires the entry too, so the
@@ -16,9 +18,11 @@
  * that changed keys), but their derived keys are remembered like all others.
  */
 import { createHash } from 'node:crypto';
-import { openRepository, type RepositoryRow } from '@vaultline/appliance';
+import type { RepositoryRow } from '@vaultline/appliance';
+import type { Db } from '@vaultline/db';
 import { deriveKek, NotFoundError, type KdfParams, type Repository } from '@vaultline/repository';
 import { AppError } from '../errors.ts';
+import { openRecordedRepository } from './repositories.ts';
 
 export type CachedRepositoryRow = RepositoryRow & { id: string };
 
@@ -47,7 +51,7 @@ export interface RepositoryCacheOptions {
 
 const keyOf = (row: CachedRepositoryRow) =>
   `${row.id} ${createHash('sha256')
-    .update(JSON.stringify([row.kind, row.location, row.passphraseSealed, row.sftpKeySealed, row.sftpHostKeySha256 ?? null]))
+    .update(JSON.stringify([row.kind, row.location, row.passphraseSealed, row.sftpKeySealed, row.sftpHostKeySha256 ?? null, row.repositoryUid ?? null, row.configSha256 ?? null]))
     .digest('hex')}`;
 
 /** Errors that say nothing about the opened repository itself. */
@@ -67,6 +71,7 @@ export class RepositoryCache {
   keysDerived = 0;
 
   constructor(
+    private readonly db: Db,
     private readonly secretKey: Buffer,
     opts: RepositoryCacheOptions = {},
   ) {
@@ -94,7 +99,7 @@ export class RepositoryCache {
   async lease(row: CachedRepositoryRow): Promise<RepositoryLease> {
     if (row.kind !== 'local') {
       this.opened++;
-      const repo = await openRepository(row, this.secretKey, { index: false, kek: this.kek });
+      const repo = await openRecordedRepository(this.db, row, this.secretKey, { index: false, kek: this.kek });
       let released = false;
       return {
         repo,
@@ -113,7 +118,7 @@ export class RepositoryCache {
       entry.users++;
     } else {
       for (const other of this.entries.values()) if (other.id === row.id) this.retire(other); // the row changed
-      const opened: Entry = { key, id: row.id, opening: openRepository(row, this.secretKey, { index: false, kek: this.kek }), users: 1, lastUsed: Date.now(), retired: false, closed: false };
+      const opened: Entry = { key, id: row.id, opening: openRecordedRepository(this.db, row, this.secretKey, { index: false, kek: this.kek }), users: 1, lastUsed: Date.now(), retired: false, closed: false };
       opened.opening.catch(() => this.retire(opened)); // a failed opening is not kept
       this.opened++;
       this.entries.set(key, opened);
