@@ -227,6 +227,12 @@ export class Repository {
     return repo;
   }
 
+  /** Whether the config file on storage differs from the one this instance opened (a cache then opens it afresh, and the open's checks apply). */
+  async configChanged(): Promise<boolean> {
+    const raw = await this.backend.readFile('config');
+    return crypto.createHash('sha256').update(raw).digest('hex') !== this.identity.configSha256;
+  }
+
   async close(): Promise<void> {
     await this.backend.close();
   }

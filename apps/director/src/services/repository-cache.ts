@@ -8,8 +8,10 @@
  *
  * Every opening compares the storage with the identity PostgreSQL recorded
  * (services/repositories.ts): a repository that is not the recorded one is a 409.
+ * A kept entry whose config file changed on storage since it was opened is
+ * opened afresh at its next use, so those checks apply to every request.
  * Local repositories stay open in a bounded LRU keyed by the repository's id,
- * kind, location, recorded identity and a hash of its sealed secrets, so a row that changed opens
+ * kind, location and a hash of its sealed secrets, so a row that changed opens
  * afresh (its old entry is retired); a row that is gone is forgotten; an entry
  * unused for a while is closed. An error other than a refusal or a missing file
  * (a repository replaced under the same path) retires the entry too, so the
@@ -51,7 +53,7 @@ export interface RepositoryCacheOptions {
 
 const keyOf = (row: CachedRepositoryRow) =>
   `${row.id} ${createHash('sha256')
-    .update(JSON.stringify([row.kind, row.location, row.passphraseSealed, row.sftpKeySealed, row.sftpHostKeySha256 ?? null, row.repositoryUid ?? null, row.configSha256 ?? null]))
+    .update(JSON.stringify([row.kind, row.location, row.passphraseSealed, row.sftpKeySealed, row.sftpHostKeySha256 ?? null]))
     .digest('hex')}`;
 
 /** Errors that say nothing about the opened repository itself. */
@@ -112,6 +114,7 @@ export class RepositoryCache {
     }
     const key = keyOf(row);
     let entry = this.entries.get(key);
+    const kept = entry !== undefined;
     if (entry) {
       this.entries.delete(key);
       this.entries.set(key, entry);
@@ -132,6 +135,13 @@ export class RepositoryCache {
     } catch (err) {
       e.users--;
       throw err;
+    }
+    if (kept && (await repo.configChanged().catch(() => true))) {
+      // Somebody changed the config on storage since it was opened: open it afresh, through the identity checks.
+      e.users--;
+      this.retire(e);
+      if (e.users === 0) this.closeEntry(e);
+      return this.lease(row);
     }
     let released = false;
     return {
