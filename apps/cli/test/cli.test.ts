@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The CLI is tested against a real Director (real Postgres/Redis) listening on a free port.
-import { signInAdmin, startTestDirector, type TestDirector } from '../../director/test/helpers.ts';
+import { sessionCookie, signInAdmin, startTestDirector, type TestDirector } from '../../director/test/helpers.ts';
 import { totpCode } from '../../director/src/auth/totp.ts';
 
 const run = promisify(execFile);
@@ -100,8 +100,7 @@ describe('the vaultline CLI over the Director API', () => {
     const audit = await d.db.auditEvent.findMany({ where: { subject: 'cli-doomed' } });
     expect(audit.map((a) => a.action)).toEqual(['vcenter.delete']);
 
-    const cookie = (await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'cli-password-123' } })).cookies.find((c) => c.name === 'vl_session')!;
-    const headers = { cookie: `vl_session=${cookie.value}` };
+    const headers = { cookie: sessionCookie(await d.app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'cli-password-123' } })) };
     const { secret } = (await d.app.fastify.inject({ method: 'POST', url: '/api/auth/totp/enroll', headers })).json() as { secret: string };
     expect((await d.app.fastify.inject({ method: 'POST', url: '/api/auth/totp/confirm', headers, payload: { code: totpCode(secret) } })).statusCode).toBe(200);
     const noCode = await cli('vcenter', 'list');

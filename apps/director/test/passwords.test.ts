@@ -2,7 +2,7 @@ import type { InjectOptions } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { PASSWORD_COST, hashPassword, needsRehash, verifyPassword } from '../src/auth/passwords.ts';
 import { base32Decode, base32Encode, hotp, matchTotp, totpCode, totpUri } from '../src/auth/totp.ts';
-import { LAST_SEEN_RESOLUTION_MS, SESSION_IDLE_MS } from '../src/auth/sessions.ts';
+import { LAST_SEEN_RESOLUTION_MS, SESSION_COOKIE, SESSION_IDLE_MS } from '../src/auth/sessions.ts';
 import { sessionCookie, signedInDirector, signInAs, TEST_PASSWORD_COST } from './helpers.ts';
 
 describe('password hashes', () => {
@@ -184,7 +184,7 @@ describe('sign-in, sessions, rate limits, TOTP and re-authentication (real Postg
       await forgetUsedCodes();
       const first = await login('totp-admin', 'totp-admin-chosen-password-2');
       expect(first.statusCode).toBe(200);
-      expect(first.cookies.find((c) => c.name === 'vl_session')).toBeUndefined();
+      expect(first.cookies.find((c) => c.name === SESSION_COOKIE)).toBeUndefined();
       const { secondFactor, challenge } = first.json() as { secondFactor: string; challenge: string };
       expect(secondFactor).toBe('totp');
       const step = (c: string, ch = challenge) => inject({ method: 'POST', url: '/api/auth/login/totp', payload: { challenge: ch, code: c } });

@@ -65,7 +65,9 @@ export function pinnedFetch(fingerprint: string): (url: string | URL, init?: Pin
     new Promise<Response>((resolve, reject) => {
       const target = new URL(url);
       if (target.protocol !== 'https:') return reject(new Error(`${target.origin} is not https: the pinned client only speaks TLS`));
-      const req = https.request(target, { method: init.method ?? 'GET', headers: init.headers, agent, signal: init.signal }, (res) => {
+      // A body goes with its length: some servers refuse a chunked DELETE.
+      const headers = init.body !== undefined ? { ...init.headers, 'content-length': String(Buffer.byteLength(init.body)) } : init.headers;
+      const req = https.request(target, { method: init.method ?? 'GET', headers, agent, signal: init.signal }, (res) => {
         const headers = new Headers();
         for (let i = 0; i < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i]!, res.rawHeaders[i + 1]!);
         const status = res.statusCode ?? 0;
