@@ -14,12 +14,16 @@ import type { FastifyInstance } from 'fastify';
 /** The first byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16;
 
+/** How long a plain-HTTP connection may take to send its request (it only ever gets a redirect). */
+export const PLAIN_HTTP_TIMEOUT_MS = 10_000;
+
 /** A Host header we are willing to echo into a Location header: a name or address and an optional port. */
 const SAFE_HOST = /^(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i;
 
 /** Answers every plain-HTTP request with a redirect to the same host, port and path over https, and nothing else. */
 export function httpsRedirectServer(): http.Server {
-  return http.createServer((req, res) => {
+  // A plain-HTTP client gets seconds, not the defaults' minutes, to say what it wants.
+  const server = http.createServer({ requestTimeout: PLAIN_HTTP_TIMEOUT_MS, headersTimeout: PLAIN_HTTP_TIMEOUT_MS, connectionsCheckingInterval: 1_000 }, (req, res) => {
     const host = req.headers.host ?? '';
     const location = SAFE_HOST.test(host) && req.url?.startsWith('/') ? `https://${host}${req.url}` : null;
     res.setHeader('connection', 'close');
@@ -29,6 +33,8 @@ export function httpsRedirectServer(): http.Server {
     }
     res.writeHead(301, { location, 'content-type': 'text/plain; charset=utf-8' }).end(`Use ${location}\n`);
   });
+  server.setTimeout(PLAIN_HTTP_TIMEOUT_MS, (socket) => socket.destroy());
+  return server;
 }
 
 /**

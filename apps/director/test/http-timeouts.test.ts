@@ -1,11 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
+import { pinnedAgent } from '@vaultline/tls';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HTTP_TIMEOUTS } from '../src/app.ts';
+import { PLAIN_HTTP_TIMEOUT_MS } from '../src/https.ts';
 import { signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
 import { createRestorePoint } from './restore-point-fixture.ts';
 
@@ -44,17 +47,27 @@ describe('HTTP timeouts: a slow client cannot hold a connection, a long download
     });
 
     it('a client that sends half a request and goes silent is disconnected', async () => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
       socket.on('error', () => undefined);
-      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      await new Promise<void>((resolve) => socket.once('secureConnect', resolve));
       socket.write('GET /api/health HTTP/1.1\r\nHost: director\r\n');
       await new Promise<void>((resolve) => socket.once('close', () => resolve()));
     });
 
+    it('so is a plain-HTTP client that sends half a request (it would only get a redirect)', async () => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      socket.write('GET /api/health HTTP/1.1\r\nHost: director\r\n');
+      const started = Date.now();
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      expect(Date.now() - started).toBeLessThan(PLAIN_HTTP_TIMEOUT_MS + 5_000);
+    }, 30_000);
+
     it('a download read slowly, for longer than that timeout in all, arrives whole', async () => {
       const received = await new Promise<Buffer>((resolve, reject) => {
-        http
-          .get({ host: '127.0.0.1', port, path: `/api/restore-points/${pointId}/disks/2000/download?format=raw`, headers: { cookie } }, (res) => {
+        https
+          .get({ host: '127.0.0.1', port, agent: pinnedAgent(d.tls.fingerprint), path: `/api/restore-points/${pointId}/disks/2000/download?format=raw`, headers: { cookie } }, (res) => {
             const parts: Buffer[] = [];
             let sinceBreak = 0;
             res.on('data', (b: Buffer) => {
