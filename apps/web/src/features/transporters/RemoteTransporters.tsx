@@ -309,7 +309,7 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
             Force: the host is gone
             <span className="muted small block">
               Removes it from the Director even when the host cannot be reached or cleaned, or while it runs jobs (they are cancelled). If that host comes back it may still have the Transporter
-              running, its install folder, and the env file holding the database and Redis addresses and the appliance key: delete them there.
+              running, its install folder, and the env file holding its own database and Redis logins (revoked by the Director) and its private key: delete them there.
             </span>
           </span>
         </label>
