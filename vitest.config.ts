@@ -14,6 +14,12 @@ const dirs = ['packages', 'apps']
 // one after another, while the light projects share group 0.
 const heavy = ['packages/vsphere-lab', 'packages/vsphere', 'apps/transporter', 'packages/repository'];
 
+// Tests that need root (loop devices, mounts, sshd, SAN LUNs) run only as root. On CI that is a
+// requirement, not a skip: a CI run without root stops here and says why.
+if (process.env.CI === 'true' && process.getuid?.() !== 0) {
+  throw new Error('CI=true but not running as root: the loop-device, mount, sshd and SAN tests need root and would not run');
+}
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
