@@ -6,6 +6,12 @@ import { defineConfig } from '@playwright/test';
 // certificate, named by its public key's hash (no TLS error is ignored otherwise).
 // The workers load this file after global-setup has set VAULTLINE_E2E_SPKI.
 const spki = process.env.VAULTLINE_E2E_SPKI;
+
+// Three specs need root (sshd on loopback, an SSH user, loop devices and mounts) and skip without it
+// on a developer's machine. On CI that is a requirement, not a skip: a CI run without root stops here.
+if (process.env.CI === 'true' && process.getuid?.() !== 0) {
+  throw new Error('CI=true but not running as root: the repository-over-SFTP, remote Transporter and file-level restore browser tests need root and would not run');
+}
 export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
