@@ -45,3 +45,29 @@ export async function teardown(journal: FlrJournal, layers: Layer[], sessionId: 
   layers.length = 0;
   if (failures.length) throw new FlrError(`closing browse session ${sessionId} left: ${failures.join('; ')}`);
 }
+
+/** What `closeOnce` needs of a session, in the Director's session table and in the helper's mount table alike. */
+export interface Closable {
+  id: string;
+  layers: Layer[];
+  streams: Set<{ destroy(err?: Error): void }>;
+  closing: Promise<void> | null;
+}
+
+/**
+ * Closes `s` once, however many callers ask: cuts its open streams (a mount with an open file cannot
+ * be unmounted), tears its layers down, and calls `forget` whether that succeeded or not (what a failed
+ * teardown left stays journaled for the sweep); `closed` runs after a clean teardown.
+ */
+export function closeOnce(journal: FlrJournal, s: Closable, forget: () => void, closed: () => void): Promise<void> {
+  s.closing ??= (async () => {
+    for (const st of s.streams) st.destroy(new Error('the browse session was closed'));
+    try {
+      await teardown(journal, s.layers, s.id);
+    } finally {
+      forget();
+    }
+    closed();
+  })();
+  return s.closing;
+}

@@ -16,7 +16,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '@vaultline/logger';
 import type { FlrJournal } from './journal.ts';
-import { journaled, teardown, type Layer } from './layered.ts';
+import { closeOnce, journaled, type Layer } from './layered.ts';
 import { attachLoop, detachLoops, removeDir, startNbdfuse, stopNbdfuse, unmount } from './layers.ts';
 import { partitionSlots, planMount, probeVolume, type PartitionSlot } from './probe.ts';
 import { sweep, type SweepReport } from './sweep.ts';
@@ -245,19 +245,12 @@ export class MountSessions {
   async close(id: string, why = 'closed by the Director'): Promise<void> {
     const s = this.sessions.get(id);
     if (!s) throw new FlrSessionError('not_found', 'no such browse session in the file-level restore helper');
-    if (!s.closing) {
-      s.closing = (async () => {
-        for (const st of s.streams) st.destroy(new Error('the browse session was closed'));
-        try {
-          await teardown(this.opts.journal, s.layers, s.id);
-        } finally {
-          // Gone either way; what a failed teardown left stays journaled for the sweep.
-          this.sessions.delete(s.id);
-        }
-        this.opts.log.info({ session: s.id, why }, 'file restore: disks unmounted');
-      })();
-    }
-    await s.closing;
+    await closeOnce(
+      this.opts.journal,
+      s,
+      () => this.sessions.delete(s.id),
+      () => this.opts.log.info({ session: s.id, why }, 'file restore: disks unmounted'),
+    );
   }
 
   async closeAll(): Promise<void> {

@@ -26,7 +26,7 @@ import type { Logger } from '@vaultline/logger';
 import { toRef } from './browse.ts';
 import type { FlrHelper } from './helper/client.ts';
 import type { FlrJournal } from './journal.ts';
-import { journaled, teardown, type Layer } from './layered.ts';
+import { closeOnce, journaled, teardown, type Layer } from './layered.ts';
 import { NbdProcess, removeDir } from './layers.ts';
 import type { PartitionView } from './mounts.ts';
 import { sweep, type SweepReport } from './sweep.ts';
@@ -302,19 +302,12 @@ export class FileRestoreSessions {
   }
 
   private async closeSession(s: Session, why: string): Promise<void> {
-    if (!s.closing) {
-      s.closing = (async () => {
-        for (const st of s.streams) st.destroy(new Error('the browse session was closed'));
-        try {
-          await teardown(this.opts.journal, s.layers, s.id);
-        } finally {
-          // Gone for its user either way; what a failed teardown left stays journaled for the sweep.
-          this.sessions.delete(s.tokenHash);
-        }
-        this.opts.log.info({ session: s.id, restorePoint: s.restorePointId, user: s.username, why }, 'file restore: session closed');
-      })();
-    }
-    await s.closing;
+    await closeOnce(
+      this.opts.journal,
+      s,
+      () => this.sessions.delete(s.tokenHash),
+      () => this.opts.log.info({ session: s.id, restorePoint: s.restorePointId, user: s.username, why }, 'file restore: session closed'),
+    );
   }
 
   /** Closes sessions idle too long, and those past their lifetime even while in use (their downloads are cut). */
