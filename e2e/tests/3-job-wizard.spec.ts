@@ -1,5 +1,5 @@
 import { expect, test, type Page } from '@playwright/test';
-import { nav, shot, signIn } from '../fixtures/session.ts';
+import { ADMIN_PASSWORD, nav, shot, signIn } from '../fixtures/session.ts';
 
 const JOB = 'e2e manual hotadd';
 
@@ -134,9 +134,19 @@ test('a job is disabled, edited to a weekly schedule, and deleted only after con
   await page.getByLabel('Weekly on').selectOption('Saturday');
   await page.getByLabel('Weekly at').fill('04:30');
   await expect(page.getByTestId('schedule-preview')).toContainText('30 4 * * 6');
+  // Keeping fewer restore points deletes some at the next prune: the review asks for the password again.
+  await page.getByRole('button', { name: /Options/ }).click();
+  await step(page, 4);
+  await page.getByRole('spinbutton', { name: 'Keep last' }).fill('3');
   await page.getByRole('button', { name: /Review/ }).click();
   await step(page, 5);
   await page.getByRole('checkbox', { name: /Enabled/ }).check();
+  const confirm = page.getByLabel(/Retention goes down \(keep last 7 → 3\).*Confirm with your password/);
+  await expect(confirm).toBeVisible();
+  await confirm.fill('not-my-password');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'your password is wrong; nothing was changed' })).toBeVisible();
+  await confirm.fill(ADMIN_PASSWORD);
   await page.getByRole('button', { name: 'Save changes' }).click();
   await expect(page.getByRole('status').filter({ hasText: `Job ${JOB} saved.` })).toBeVisible();
   await expect(job).toContainText('Saturdays at 04:30');

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { scheduleTick } from '../src/scheduler/scheduler.ts';
 import { signedInDirector, signInAs } from './helpers.ts';
 
-const OPTIONS = { quiesce: 'require', failoverToNetwork: false, enableCbt: false, cbtSanityRate: 0.01, retention: { keepLast: 3, keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 2, immutableDays: 5 } };
+const OPTIONS = { quiesce: 'require', failoverToNetwork: false, enableCbt: false, cbtSanityRate: 0.01, retention: { keepLast: 30, keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 2, immutableDays: 5 } };
 
 describe('jobs for the console: list, update, schedules, run history (real Postgres/Redis)', () => {
   const ctx = signedInDirector();

@@ -269,7 +269,7 @@ describe('sign-in, sessions, rate limits, TOTP and re-authentication (real Postg
       expect((await audit('vcenter.delete.refused')).map((a) => a.subject)).toEqual(['vc-doomed']);
     });
 
-    it('lowering a job\'s immutability (raising it or other changes need nothing)', async () => {
+    it('lowering a job\'s immutability or keeping fewer restore points (raising them or other changes need nothing)', async () => {
       const { db } = ctx.d;
       const vc = await db.vCenter.create({ data: { name: 'vc-imm', url: 'https://vc.invalid', username: 'u', passwordSealed: 'x' } });
       const repo = await db.repository.create({ data: { name: 'imm-repo', location: '/srv/imm' } });
@@ -293,9 +293,18 @@ describe('sign-in, sessions, rate limits, TOTP and re-authentication (real Postg
       const ok = await patch({ options: withDays(0), currentPassword: ADMIN_PASSWORD });
       expect(ok.statusCode).toBe(200);
       expect(ok.json().options.retention.immutableDays).toBe(0);
-      expect((await audit('job.immutability-lowered')).map((a) => a.detail)).toEqual([{ from: 14, to: 0 }]);
+      expect((await audit('job.retention-lowered')).map((a) => a.detail)).toEqual([{ immutableDays: { from: 14, to: 0 } }]);
       expect((await audit('job.update')).at(-1)?.detail).toEqual({ fields: ['options'] });
       expect((await patch({ currentPassword: ADMIN_PASSWORD })).statusCode).toBe(400);
+      // Keeping fewer points deletes some at the next prune: the same confirmation; keeping more needs none.
+      const withKeep = (keep: Record<string, number>) => ({ ...ok.json().options, retention: { ...ok.json().options.retention, ...keep } });
+      expect((await patch({ options: withKeep({ keepLast: 30, keepWeekly: 4 }) })).statusCode).toBe(200);
+      const fewer = await patch({ options: withKeep({ keepLast: 3, keepWeekly: 4 }) });
+      expect(fewer.statusCode).toBe(403);
+      expect(fewer.json().code).toBe('reauth_required');
+      expect((await db.backupJob.findUniqueOrThrow({ where: { id: job.id } })).options).toMatchObject({ retention: { keepLast: 30, keepWeekly: 4 } });
+      expect((await patch({ options: withKeep({ keepLast: 3, keepWeekly: 0 }), currentPassword: ADMIN_PASSWORD })).statusCode).toBe(200);
+      expect((await audit('job.retention-lowered')).at(-1)?.detail).toEqual({ keepLast: { from: 30, to: 3 }, keepWeekly: { from: 4, to: 0 } });
     });
   });
 });

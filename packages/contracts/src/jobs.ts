@@ -23,6 +23,17 @@ export const RetentionSchema = z.object({
   immutableDays: z.number().int().min(0).max(3650).default(0),
 });
 
+export type Retention = z.infer<typeof RetentionSchema>;
+
+/**
+ * The retention settings `after` lowers against `before`: keeping fewer restore points deletes
+ * some at the next prune, and a shorter immutability lets them be deleted sooner. Either needs the
+ * user's password again.
+ */
+export function retentionLowered(before: Retention, after: Retention): Array<{ field: keyof Retention; from: number; to: number }> {
+  return (Object.keys(RetentionSchema.shape) as Array<keyof Retention>).filter((k) => after[k] < before[k]).map((field) => ({ field, from: before[field], to: after[field] }));
+}
+
 export const JobOptionsSchema = z.object({
   /** Quiesce the guest: 'off', 'try' (fall back to crash-consistent and say so) or 'require' (fail the VM). */
   quiesce: z.enum(['off', 'try', 'require']).default('try'),
@@ -50,6 +61,21 @@ export type JobCreate = z.infer<typeof JobCreateSchema>;
 
 export const RunStatusSchema = z.enum(['queued', 'running', 'succeeded', 'warning', 'failed', 'cancelled']);
 export type RunStatus = z.infer<typeof RunStatusSchema>;
+
+/** A run or run item in one of these is not finished yet. */
+export const ACTIVE_RUN_STATUSES = ['queued', 'running'] as const satisfies readonly RunStatus[];
+export const TERMINAL_RUN_STATUSES = ['succeeded', 'warning', 'failed', 'cancelled'] as const satisfies readonly RunStatus[];
+export const isTerminalStatus = (status: RunStatus): boolean => (TERMINAL_RUN_STATUSES as readonly RunStatus[]).includes(status);
+
+/**
+ * A run's status from its items' once none is active, else null: one failed item fails the run, then
+ * one cancelled cancels it, then one warning makes it a warning; otherwise it succeeded.
+ */
+export function settledRunStatus(items: readonly RunStatus[]): RunStatus | null {
+  if (items.some((s) => !isTerminalStatus(s))) return null;
+  for (const s of ['failed', 'cancelled', 'warning'] as const) if (items.includes(s)) return s;
+  return 'succeeded';
+}
 
 export const TransportDecisionSchema = z.object({
   transport: TransportSchema,

@@ -1,4 +1,4 @@
-import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
+import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, retentionLowered, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -149,15 +149,17 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (body.repositoryId && !(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (body.name && body.name !== job.name && (await db.backupJob.findUnique({ where: { name: body.name } }))) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
-    // Shortening (or ending) the time restore points cannot be deleted is as destructive as deleting them.
-    const immutableBefore = JobOptionsSchema.safeParse(job.options).data?.retention.immutableDays ?? 0;
-    if (body.options && body.options.retention.immutableDays < immutableBefore) {
-      await deps.credentials.reauthenticate(request, 'job.immutability-lowered', job.name);
+    // Keeping fewer restore points, or shortening (or ending) the time they cannot be deleted, is as
+    // destructive as deleting them.
+    const retentionBefore = JobOptionsSchema.safeParse(job.options).data?.retention;
+    const lowered = body.options && retentionBefore ? retentionLowered(retentionBefore, body.options.retention) : [];
+    if (lowered.length > 0) {
+      await deps.credentials.reauthenticate(request, 'job.retention-lowered', job.name);
       await audit.record({
         actor: currentUser(request).username,
-        action: 'job.immutability-lowered',
+        action: 'job.retention-lowered',
         subject: job.name,
-        detail: { from: immutableBefore, to: body.options.retention.immutableDays },
+        detail: Object.fromEntries(lowered.map((l) => [l.field, { from: l.from, to: l.to }])),
         ip: request.ip,
       });
     }

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { useNavigate, useParams } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
-import type { Job, JobUpdate, RepositoryDto, VCenter } from '@vaultline/contracts';
+import { retentionLowered, type Job, type JobUpdate, type Retention, type RepositoryDto, type VCenter } from '@vaultline/contracts';
 import { createJob, previewSchedule, runJob, updateJob, useJob } from '../../api/jobs.ts';
 import { useRepositories } from '../../api/repositories.ts';
 import { useVCenters } from '../../api/vcenters.ts';
@@ -79,9 +79,9 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
   const [reached, setReached] = useState(job ? STEPS.length - 1 : 0);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  // Shortening how long restore points stay undeletable needs the user's password again.
+  // Keeping fewer restore points, or shortening how long they stay undeletable, needs the user's password again.
   const [currentPassword, setCurrentPassword] = useState('');
-  const lowersImmutability = job !== null && state.options.retention.immutableDays < job.options.retention.immutableDays;
+  const lowered = job !== null ? retentionLowered(job.options.retention, state.options.retention) : [];
   const heading = useRef<HTMLHeadingElement>(null);
   const first = useRef(true);
   const set = (patch: Partial<WizardState>) => {
@@ -132,7 +132,7 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
       let saved: Job;
       if (job) {
         const diff = changes(job, state);
-        saved = Object.keys(diff).length > 0 ? await updateJob(job.id, lowersImmutability ? { ...diff, currentPassword } : diff) : job;
+        saved = Object.keys(diff).length > 0 ? await updateJob(job.id, lowered.length > 0 ? { ...diff, currentPassword } : diff) : job;
       } else {
         saved = await createJob({
           name: state.name.trim(),
@@ -193,9 +193,9 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
         {current === 'Schedule' && <ScheduleStep state={state} set={set} />}
         {current === 'Options' && <OptionsStep state={state} set={set} />}
         {current === 'Review' && <ReviewStep state={state} set={set} vcenters={vcenters} repositories={repositories} />}
-        {current === 'Review' && lowersImmutability && (
+        {current === 'Review' && lowered.length > 0 && (
           <label>
-            Immutability goes down from {job.options.retention.immutableDays} to {state.options.retention.immutableDays} days: confirm with your password
+            Retention goes down ({lowered.map((l) => `${RETENTION_LABELS[l.field]} ${l.from} → ${l.to}`).join(', ')}): restore points will be deleted sooner. Confirm with your password
             <input type="password" name="currentPassword" autoComplete="current-password" value={currentPassword} onChange={(e) => setCurrentPassword(e.target.value)} required />
           </label>
         )}
@@ -229,6 +229,8 @@ function Wizard({ job, vcenters, repositories }: { job: Job | null; vcenters: VC
     </div>
   );
 }
+
+const RETENTION_LABELS: Record<keyof Retention, string> = { keepLast: 'keep last', keepDaily: 'daily', keepWeekly: 'weekly', keepMonthly: 'monthly', keepYearly: 'yearly', immutableDays: 'immutable days' };
 
 export default function JobWizardPage() {
   const { id } = useParams();
