@@ -65,6 +65,14 @@ export class WorkQueue {
     });
   }
 
+  /** Where the queue has item `runVmId`: BullMQ's state of its job, or null when the queue has no such job. */
+  async state(runVmId: string): Promise<string | null> {
+    const job = await this.queue.getJob(runVmId);
+    if (!job) return null;
+    const state = await job.getState();
+    return state === 'unknown' ? null : state;
+  }
+
   async counts(): Promise<Record<string, number>> {
     return this.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
   }

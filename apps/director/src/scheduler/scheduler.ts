@@ -14,6 +14,7 @@ import type { WorkQueue } from '@vaultline/queue';
 import { startDrillRuns } from '../services/drills.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
 import { startJobRun } from '../services/runs.ts';
+import { reconcileTick, type ReconcileDeps } from './reconciler.ts';
 
 /** The most recent occurrence of `schedule` at or before `now`, or null for an invalid expression. */
 export function previousOccurrence(schedule: string, now: Date): Date | null {
@@ -78,9 +79,10 @@ export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger
   return started;
 }
 
-export function startScheduler(deps: { db: Db; queue: WorkQueue; log: Logger; intervalMs?: number }): { stop(): void } {
+export function startScheduler(deps: ReconcileDeps & { intervalMs?: number }): { stop(): void } {
   const timer = setInterval(() => {
     void scheduleTick(deps).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'scheduler tick failed'));
+    void reconcileTick(deps).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'run reconciliation failed'));
   }, deps.intervalMs ?? 20_000);
   return { stop: () => clearInterval(timer) };
 }

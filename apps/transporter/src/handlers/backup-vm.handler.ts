@@ -5,7 +5,7 @@
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
 import { statfs } from 'node:fs/promises';
-import { JobOptionsSchema, type BackupVmJob, type JobOptions, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { isTerminalStatus, JobOptionsSchema, settledRunStatus, type BackupVmJob, type JobOptions, type RunStatus, type TransportMode } from '@vaultline/contracts';
 import { applyRetention, openRepository, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
@@ -50,7 +50,6 @@ export interface BackupHandlerDeps {
   limits?: TransporterLimits;
 }
 
-const TERMINAL: RunStatus[] = ['succeeded', 'warning', 'failed', 'cancelled'];
 
 export function createBackupVmHandler(deps: BackupHandlerDeps) {
   const { db } = deps;
@@ -62,16 +61,8 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
 
   /** A run is finished when none of its items is queued or running. */
   const finaliseRun = async (runId: string) => {
-    const items = await db.runVm.findMany({ where: { runId }, select: { status: true } });
-    if (items.some((i) => i.status === 'queued' || i.status === 'running')) return;
-    const statuses = items.map((i) => i.status);
-    const status: RunStatus = statuses.includes('failed')
-      ? 'failed'
-      : statuses.includes('cancelled')
-        ? 'cancelled'
-        : statuses.includes('warning')
-          ? 'warning'
-          : 'succeeded';
+    const status = settledRunStatus((await db.runVm.findMany({ where: { runId }, select: { status: true } })).map((i) => i.status));
+    if (!status) return;
     await db.jobRun.update({ where: { id: runId }, data: { status, finishedAt: new Date() } });
     deps.publish({ type: 'run.finished', runId, status });
   };
@@ -82,7 +73,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
       include: { run: { include: { job: { include: { vcenter: true, repository: true } } } } },
     });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
-    if (TERMINAL.includes(item.status)) return;
+    if (isTerminalStatus(item.status)) return;
     const run = item.run;
     const job = run.job;
     const log = deps.log.child({ runId: run.id, runVmId: item.id, vm: item.vmName });

@@ -8,7 +8,7 @@
  * clearly and runs again at its next occurrence.
  */
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { MaintenanceRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, MaintenanceRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -21,7 +21,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
   return async function handleMaintenance(payload: BackupVmJob): Promise<void> {
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
-    if (['succeeded', 'warning', 'failed', 'cancelled'].includes(item.status)) return;
+    if (isTerminalStatus(item.status)) return;
     const log = async (level: 'info' | 'warn' | 'error', message: string) => {
       deps.log[level]({ runVmId: item.id }, message);
       const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { RestoreRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -43,14 +43,13 @@ export interface RestoreHandlerDeps {
   limits?: TransporterLimits;
 }
 
-const TERMINAL: RunStatus[] = ['succeeded', 'warning', 'failed', 'cancelled'];
 
 export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
   const { db } = deps;
   return async function handleRestore(payload: BackupVmJob, ctx: { attempt: number } = { attempt: 1 }): Promise<void> {
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
-    if (TERMINAL.includes(item.status)) return;
+    if (isTerminalStatus(item.status)) return;
     const run = item.run;
     const log = deps.log.child({ runId: run.id, runVmId: item.id });
     // Log lines are appended one after the other (in order), and all of them before the run is finished.
