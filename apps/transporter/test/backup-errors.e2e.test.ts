@@ -5,6 +5,7 @@ import path from 'node:path';
 import { SECRET_LABELS, identityColumns } from '@vaultline/appliance';
 import { Prisma } from '@vaultline/db';
 import { sealSecret } from '@vaultline/config';
+import { PermanentError } from '@vaultline/queue';
 import { Repository, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot, startBench, type Bench } from './fixture.ts';
@@ -51,6 +52,36 @@ describe('bad input during a backup ends in a clear per-VM status and leaves not
     } finally {
       await b.db.repository.update({ where: { id: b.repositoryId }, data: { passphraseSealed: good.passphraseSealed } });
     }
+  });
+
+  it('a wrong vCenter password fails the VM at its first attempt (retrying cannot help), naming the cause; an unreachable vCenter is retried', async () => {
+    const good = await b.db.vCenter.findUniqueOrThrow({ where: { id: b.vcenterId } });
+    try {
+      await b.db.vCenter.update({ where: { id: b.vcenterId }, data: { passwordSealed: sealSecret(b.secretKey, SECRET_LABELS.vcenterPassword, 'not the password') } });
+      const wrong = await b.newRun(['victim'], 'nbdssl');
+      await expect(b.retryingHandler({ runVmId: wrong.items[0]!.id }, { attempt: 1 })).rejects.toThrow(PermanentError);
+      const failed = await lastItem(b, wrong.runId);
+      expect(failed.run.status).toBe('failed');
+      expect(failed.vm.error).toMatch(/wrong user name or password/);
+      expect(failed.vm.log).not.toContainEqual(expect.objectContaining({ message: expect.stringContaining('will retry') }));
+
+      // Nothing listens on port 1: the next attempt may find vCenter back, so the queue is asked to retry.
+      await b.db.vCenter.update({ where: { id: b.vcenterId }, data: { passwordSealed: good.passwordSealed, url: 'https://127.0.0.1:1/sdk' } });
+      const away = await b.newRun(['victim'], 'nbdssl');
+      const thrown = (await b.retryingHandler({ runVmId: away.items[0]!.id }, { attempt: 1 }).then(
+        () => null,
+        (e: unknown) => e,
+      )) as Error | null;
+      expect(thrown?.message).toMatch(/connection refused/);
+      expect(thrown).not.toBeInstanceOf(PermanentError);
+      const retrying = await lastItem(b, away.runId);
+      expect(retrying.vm).toMatchObject({ status: 'running', phase: 'retrying' });
+      await b.retryingHandler({ runVmId: away.items[0]!.id }, { attempt: 3 });
+      expect((await lastItem(b, away.runId)).run.status).toBe('failed');
+    } finally {
+      await b.db.vCenter.update({ where: { id: b.vcenterId }, data: { passwordSealed: good.passwordSealed, url: good.url } });
+    }
+    expect(await leftovers(b)).toEqual({ snapshots: [], foreignDisks: [], journal: 0 });
   });
 
   it('a changeId CBT rejects falls back to a full read of allocated areas, says so, and stays bit-exact', async () => {

@@ -53,6 +53,8 @@ export interface Bench {
   connector: ReturnType<typeof createVSphereConnector>;
   devices: ReturnType<typeof createLocalDevices>;
   handler: ReturnType<typeof createBackupVmHandler>;
+  /** The same backup handler with three attempts per VM, as the Transporter runs it (the queue retries what it throws). */
+  retryingHandler: ReturnType<typeof createBackupVmHandler>;
   /** The restore.run-vm handler wired like the Transporter's (same devices, connector, cancel set and events). */
   restoreHandler: ReturnType<typeof createRestoreVmHandler>;
   /** A restore run as the Director writes it (kind restore or drill, the request on the row); returns its ids. */
@@ -124,19 +126,21 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(d) : v;
     },
   });
-  const handler = createBackupVmHandler({
-    db,
-    unseal: applianceKeyUnsealer(secretKey),
-    transporterId,
-    log,
-    journal,
-    devices: deviceLayer,
-    connect: (row) => connector.session(row),
-    publish,
-    isCancelled: (runId) => cancelled.has(runId),
-    maxParallelDisks: 4,
-    maxAttempts: 1,
-  });
+  const backupHandler = (maxAttempts: number) =>
+    createBackupVmHandler({
+      db,
+      unseal: applianceKeyUnsealer(secretKey),
+      transporterId,
+      log,
+      journal,
+      devices: deviceLayer,
+      connect: (row) => connector.session(row),
+      publish,
+      isCancelled: (runId) => cancelled.has(runId),
+      maxParallelDisks: 4,
+      maxAttempts,
+    });
+  const handler = backupHandler(1);
 
   const restoreHandler = createRestoreVmHandler({
     db,
@@ -180,6 +184,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     connector,
     devices,
     handler,
+    retryingHandler: backupHandler(3),
     cancelled,
     async newRun(vmNames, mode = 'automatic', options = {}) {
       const sources = await Promise.all(vmNames.map(async (n) => lab.getVm(n))).then((vms) => vms.map((v) => ({ moref: v.moref, name: v.name, instanceUuid: v.instanceUuid })));

@@ -187,10 +187,16 @@ export function createVSphereConnector(opts: ConnectorOptions) {
     });
   };
 
+  /**
+   * One client per vCenter row as it is now: an edited URL, user, password or thumbprint makes a new
+   * one, so a corrected password takes effect at the next job. The old one is forgotten, not closed:
+   * a VM still being backed up with it keeps working, and vCenter ends the idle session itself.
+   */
   const cached = (row: VCenterRow): Promise<VSphereClient> => {
-    const key = `${row.id}|${row.url}`;
+    const key = JSON.stringify([row.id, row.url, row.username, row.passwordSealed, row.thumbprintSha256 ?? null]);
     let c = clients.get(key);
     if (!c) {
+      for (const k of clients.keys()) if ((JSON.parse(k) as string[])[0] === row.id) clients.delete(k);
       c = connect(row);
       c.catch(() => clients.delete(key));
       clients.set(key, c);

@@ -16,6 +16,7 @@ import type { CleanupJournal } from '../backup/journal.ts';
 import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
 import type { TransporterFacts } from '../backup/transport-select.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
+import { retryCanHelp } from './retry.ts';
 import { runDiskRows } from './run-disk-rows.ts';
 
 export interface VSphereSession {
@@ -102,7 +103,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
       try {
         repo = await openRepository(job.repository, deps.unseal);
       } catch (err) {
-        throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, !/passphrase/i.test((err as Error).message));
+        throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, retryCanHelp(err));
       }
       // Room for an estimate: what the last backup of this VM added, plus a margin.
       if (job.repository.kind === 'local') {
@@ -195,7 +196,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         return;
       }
       const message = (err as Error).message;
-      const permanent = err instanceof VmBackupError && !err.retriable;
+      const permanent = !retryCanHelp(err);
       if (permanent || ctx.attempt >= deps.maxAttempts) {
         runLog('error', message);
         await finish('failed', message);
