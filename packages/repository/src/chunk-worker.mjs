@@ -14,7 +14,7 @@
 // compressed into the output area, one after the other.
 import { parentPort } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { ID_MISMATCH, KnownIds, blobDecoder, makeChunkHasher, mustRehashIds, openBlob, sealBlob } from './chunk-codec.mjs';
+import { ID_MISMATCH, KnownIds, blobDecoder, makeChunkHasher, openBlob, sealBlob } from './chunk-codec.mjs';
 
 const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding');
@@ -128,7 +128,7 @@ parentPort.on('message', (m) => {
       outSlotSize = m.outSlotSize;
       encKey = m.encKey ? Buffer.from(m.encKey) : null;
       bindIds = m.bindIds;
-      rehashIds = mustRehashIds(encKey !== null, bindIds);
+      rehashIds = m.rehashIds;
       dctx = blobDecoder(zstd, rehashIds);
       hashChunk = makeChunkHasher(m.hash, m.idKey ? Buffer.from(m.idKey) : null);
       cctx.setParameter(zstd.CParameter.compressionLevel, m.level);

@@ -36,6 +36,8 @@ export interface PoolOptions {
   keys: Keys | null;
   /** Format v3: encrypted blobs carry their id as AAD (see bindsBlobIds). */
   bindIds: boolean;
+  /** Decoding re-hashes each blob to prove its id (mustRehashIds), else checks zstd's frame checksum. */
+  rehashIds: boolean;
 }
 
 /** One chunk to decode into an output stage (see chunk-worker.mjs); `where` names its place in errors, next to the blob's id. */
@@ -149,6 +151,7 @@ export class ChunkPool {
               encKey: opts.keys ? new Uint8Array(opts.keys.enc) : null,
               idKey: opts.keys ? new Uint8Array(opts.keys.id) : null,
               bindIds: opts.bindIds,
+              rehashIds: opts.rehashIds,
             });
           }),
       ),
@@ -280,7 +283,7 @@ export class ChunkPool {
    * gives it back with `giveBack()`.
    */
   static async take(opts: PoolOptions): Promise<ChunkPool> {
-    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.bindIds, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
+    const key = JSON.stringify([opts.workers, opts.slots, opts.chunkSize, opts.level, opts.hash, opts.bindIds, opts.rehashIds, opts.keys?.enc.toString('hex') ?? '', opts.keys?.id.toString('hex') ?? '']);
     const idle = ChunkPool.idle.get(key);
     if (idle && !idle.failed) {
       ChunkPool.idle.delete(key);
