@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createTestDatabase } from '@vaultline/db';
+import { createTestDatabase } from '@vaultline/db/testing';
 import { certificateFingerprint, pinnedFetch, SELF_SIGNED_CERT } from '@vaultline/tls';
 import { SESSION_COOKIE } from '../src/auth/sessions.ts';
 import { PG_SERVER, REDIS_URL } from './helpers.ts';

@@ -1,7 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { applyMigrations, createDb, createTestDatabase, MIGRATIONS_DIR, type Db, type TestDatabase } from '@vaultline/db';
+import { applyMigrations, createDb, MIGRATIONS_DIR, type Db } from '@vaultline/db';
+import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
 import { Repository, RestorePointWriter, verify } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRetention } from '../src/retention.ts';

@@ -6,8 +6,8 @@ export { applyMigrations, readMigrations, MigrationError } from './migrate.ts';
 export type { MigrateResult, MigrationFile } from './migrate.ts';
 export { checkSchemaDrift, expectedShape, actualShape, diffShapes } from './drift.ts';
 export type { SchemaShape } from './drift.ts';
-export { createTestDatabase, ensureDatabase, pingDatabase } from './testing.ts';
-export type { TestDatabase } from './testing.ts';
+export { ensureDatabase, pingDatabase } from './server.ts';
+// Test helpers: '@vaultline/db/testing'.
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** prisma/ at the repository root (schema + migrations). */

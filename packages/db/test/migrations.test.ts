@@ -6,11 +6,10 @@ import {
   applyMigrations,
   checkSchemaDrift,
   createDb,
-  createTestDatabase,
   MIGRATIONS_DIR,
   SCHEMA_PATH,
-  type TestDatabase,
 } from '../src/index.ts';
+import { createTestDatabase, type TestDatabase } from '../src/testing.ts';
 
 const SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 
