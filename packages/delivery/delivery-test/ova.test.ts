@@ -199,10 +199,9 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     // the file-level restore helper is root with CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH only, in a mount
     // namespace of its own, and shares only its socket and token with the Director's group.
     const status = (unit: string) => ssh(`grep -E '^(Uid|CapEff):' /proc/$(systemctl show -p MainPID --value ${unit})/status`);
-    // The Director still runs as root in the OVA: as the user vaultline its NBD server child crashed (SIGSEGV)
-    // under TCG in the file-level restore step below; not yet understood (docs/SECURITY.md, open in #12).
-    expect(await status('vaultline-director')).toMatch(/^Uid:\s+0\s/m);
+    expect(await status('vaultline-director')).toMatch(new RegExp(`^Uid:\\s+${(await ssh('id -u vaultline')).trim()}\\s[\\s\\S]*^CapEff:\\s+0000000000000000$`, 'm'));
     expect(await status('vaultline-flr')).toMatch(new RegExp(`^Uid:\\s+0\\s[\\s\\S]*^CapEff:\\s+${((1n << 21n) | (1n << 2n)).toString(16).padStart(16, '0')}$`, 'm'));
+    expect(await ssh('stat -c %U /var/lib/vaultline/secret.key')).toBe('vaultline\n');
     expect(await ssh('stat -c "%a %U %G" /run/vaultline-flr/flr.sock /run/vaultline-flr/token')).toBe('660 root vaultline\n640 root vaultline\n');
     expect(await ssh('[ "$(readlink /proc/$(systemctl show -p MainPID --value vaultline-flr)/ns/mnt)" != "$(readlink /proc/$(systemctl show -p MainPID --value vaultline-director)/ns/mnt)" ] && echo private')).toBe('private\n');
     expect(await ssh('test -c /dev/fuse && test -c /dev/loop-control && echo yes')).toBe('yes\n');
