@@ -174,6 +174,23 @@ describe('recorded vCenter: TLS and transport errors', () => {
     }
   });
 
+  it('https:// to a plain-HTTP port: a TlsError saying the port does not speak TLS (not an OpenSSL string), for the probe and the client', async () => {
+    const plain = await new FixtureServer().start({ plain: true });
+    try {
+      const https = plain.url.replace('http:', 'https:');
+      const where = new URL(plain.url).host;
+      for (const attempt of [() => probeThumbprint(https), () => VSphereClient.connect({ ...opts(), url: https })]) {
+        const err = await attempt().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(TlsError);
+        expect((err as Error).message).toBe(`${where} does not speak TLS (it answered like a plain-HTTP server): check the port, or use http:// for a lab that has no TLS`);
+        expect((err as TlsError).isRetriable()).toBe(false);
+      }
+      expect(plain.requests).toHaveLength(0);
+    } finally {
+      await plain.stop();
+    }
+  });
+
   it('unreachable host (closed loopback port): ConnectError, quickly', async () => {
     const { createServer } = await import('node:net');
     const s = createServer();

@@ -113,6 +113,10 @@ export function translateConnectError(e: unknown, where: string): Error {
       { cause: e },
     );
   }
+  // A TLS client hello answered by a plain-HTTP server: OpenSSL reads "HTTP/1.1 400" as a record header.
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || code === 'ERR_SSL_HTTP_REQUEST') {
+    return new TlsError(`${where} does not speak TLS (it answered like a plain-HTTP server): check the port, or use http:// for a lab that has no TLS`, { cause: e });
+  }
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
     return new TimeoutError(`connecting to ${where} timed out`, { cause: e });
   }
