@@ -9,6 +9,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { applianceKeyUnsealer, loadJournalKey, loadSecretKey } from '@vaultline/appliance';
 import { loadEnvOrExit } from '@vaultline/config';
+import { WORK_ATTEMPTS } from '@vaultline/contracts';
 import { createDb } from '@vaultline/db';
 import { createLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, TransporterRegistry, WorkConsumer } from '@vaultline/queue';
@@ -143,7 +144,7 @@ async function main(): Promise<void> {
     publish: (e) => void events.publish(e),
     isCancelled,
     maxParallelDisks: env.VAULTLINE_MAX_DISK_TASKS,
-    maxAttempts: 3,
+    maxAttempts: WORK_ATTEMPTS,
     limits,
   });
   const restore = createRestoreVmHandler({

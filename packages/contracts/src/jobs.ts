@@ -139,6 +139,12 @@ export type Run = z.infer<typeof RunSchema>;
 /** Queue payloads: ids only; the Transporter reads the rest from Postgres. */
 export const BackupVmJobSchema = z.object({ runVmId: z.uuid() });
 export type BackupVmJob = z.infer<typeof BackupVmJobSchema>;
+/**
+ * How many times the queue runs a backup or restore item before it stays failed. The queue retries
+ * with it and the Transporter's handler reads it to know its last attempt: one constant for both.
+ */
+export const WORK_ATTEMPTS = 3;
+
 export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', maintainRepository: 'repository.maintain', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
 
 export const RestoreRequestSchema = z

@@ -7,7 +7,7 @@
  */
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { BackupVmJobSchema, JOB_NAMES, type BackupVmJob } from '@vaultline/contracts';
+import { BackupVmJobSchema, JOB_NAMES, WORK_ATTEMPTS, type BackupVmJob } from '@vaultline/contracts';
 import { redisEndpoint } from './redis.ts';
 
 export class PermanentError extends Error {
@@ -57,7 +57,7 @@ export class WorkQueue {
     const data = BackupVmJobSchema.parse(payload);
     await this.queue.add(name, data, {
       jobId: data.runVmId,
-      attempts: opts.attempts ?? 3,
+      attempts: opts.attempts ?? WORK_ATTEMPTS,
       backoff: { type: 'exponential', delay: 5_000 },
       removeOnComplete: { age: 7 * 24 * 3600 },
       removeOnFail: { age: 30 * 24 * 3600 },
