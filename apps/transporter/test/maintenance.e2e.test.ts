@@ -94,6 +94,11 @@ describe('retention, garbage collection and verify on real backups (lab vCenter)
     const { run, log } = await maintain({ task: 'verify', sample: 1 });
     expect(run.status, run.error ?? '').toBe('succeeded');
     expect(log.at(-1)?.message ?? log.map((l) => l.message).join('|')).toMatch(/all intact/);
+    // The console hears the item finish, then the run, as for backups and restores.
+    expect(b.events.filter((e) => e.runId === run.id && (e.type === 'vm.finished' || e.type === 'run.finished')).map((e) => [e.type, e.status])).toEqual([
+      ['vm.finished', 'succeeded'],
+      ['run.finished', 'succeeded'],
+    ]);
     const rows = await b.db.restorePoint.findMany({ where: { repositoryId: b.repositoryId } });
     expect(rows.every((r) => r.verifiedAt && !r.damaged)).toBe(true);
   });

@@ -32,6 +32,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
       const now = new Date();
       await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: now } });
       await db.jobRun.update({ where: { id: item.runId }, data: { status, error, finishedAt: now } });
+      deps.publish({ type: 'vm.finished', runId: item.runId, runVmId: item.id, status, error });
       deps.publish({ type: 'run.finished', runId: item.runId, status });
     };
     const request = MaintenanceRequestSchema.parse(item.run.request);
