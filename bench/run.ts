@@ -387,6 +387,14 @@ async function roundOurs(imgs: Images): Promise<Row> {
   const restoreS = (await oursRestore(repoDir, incr.manifestId, restoreOut)).seconds;
   const same = (await runAll([{ cmd: 'cmp', args: ['-s', restoreOut, imgs.day2], mayFail: true }]))[0]!.status === 0;
   fs.rmSync(restoreOut, { force: true });
+  // The same for the restore to a file (A B B A again; each writes a new file, removed before the next).
+  const toFile = async (open: { benchmarkWithoutIdCheck?: true }) => {
+    const seconds = (await oursRestore(repoDir, incr.manifestId, restoreOut, open)).seconds;
+    fs.rmSync(restoreOut, { force: true });
+    return seconds;
+  };
+  const fileUnchecked = [await toFile({ benchmarkWithoutIdCheck: true }), await toFile({ benchmarkWithoutIdCheck: true })];
+  const fileChecked = [restoreS, await toFile({})];
   const repo = await Repository.open(repoDir);
   const st = await stats(repo);
   await repo.close();
@@ -416,6 +424,7 @@ async function roundOurs(imgs: Images): Promise<Row> {
     restore_stream_mib_s: SIZE / MiB / restoreStreamS,
     restore_stream_unchecked_mib_s: (2 * SIZE) / MiB / (unchecked[0]! + unchecked[1]!),
     restore_id_check_cost_pct: 100 * ((checked[0]! + checked[1]!) / (unchecked[0]! + unchecked[1]!) - 1),
+    restore_file_id_check_cost_pct: 100 * ((fileChecked[0]! + fileChecked[1]!) / (fileUnchecked[0]! + fileUnchecked[1]!) - 1),
     dedup_ratio: st.dedupRatio,
     compression_ratio: st.compressionRatio,
   };
@@ -508,6 +517,7 @@ async function main(): Promise<void> {
   results.incr_pct_of_full_rounds = incrPct.map((v) => v.toFixed(1)).join(' ');
   results.restore_mib_s_rounds = rounds.map((x) => (x.restore_mib_s as number).toFixed(0)).join(' ');
   results.restore_id_check_cost_pct_rounds = rounds.map((x) => (x.restore_id_check_cost_pct as number).toFixed(1)).join(' ');
+  results.restore_file_id_check_cost_pct_rounds = rounds.map((x) => (x.restore_file_id_check_cost_pct as number).toFixed(1)).join(' ');
   // The restore to a file writes restore_written_mib to a new file: the disk's own O_DIRECT write speed (dd, one
   // request at a time, measured once at the end) tells how much of its time is the disk's.
   const dd = path.join(work, 'disk-write-test');
