@@ -1,5 +1,12 @@
 import { expect, test } from '@playwright/test';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { ADMIN_PASSWORD, labState, nav, shot, signIn } from '../fixtures/session.ts';
+
+/** A second lab vCenter: the appliance's own lab is registered already (as "Lab vCenter"). */
+let other: Lab | undefined;
+test.afterAll(async () => {
+  await other?.stop();
+});
 
 const lab = () => {
   const s = labState();
@@ -31,11 +38,22 @@ test('adding a vCenter: the certificate thumbprint to confirm first, then a wron
   await expect(form.getByRole('alert').filter({ hasText: 'rejected' })).toHaveText(`${host} rejected the user name or password`);
   await page.screenshot({ path: shot('vcenter-wrong-password'), fullPage: true });
 
+  // The right password, but this is the vCenter the appliance has already (same instance UUID).
   await form.getByLabel('Password').fill(lab().password);
+  await form.getByRole('button', { name: 'Trust this certificate and add' }).click();
+  await expect(form.getByRole('alert').filter({ hasText: 'already registered' })).toContainText(`this vCenter is already registered as Lab vCenter (${lab().url}, instance UUID `);
+
+  // Another vCenter is added.
+  other = await startLab({ port: 0 });
+  await form.getByLabel('URL').fill(other.url);
+  await form.getByLabel('User').fill(other.username);
+  await form.getByLabel('Password').fill(other.password);
+  await form.getByRole('button', { name: 'Connect' }).click();
+  await expect(thumb).toContainText(other.thumbprintSha256);
   await form.getByRole('button', { name: 'Trust this certificate and add' }).click();
   await expect(page.getByRole('status').filter({ hasText: 'vCenter second added.' })).toBeVisible();
   const row = page.getByTestId('vcenter-row').filter({ hasText: 'second' });
-  await expect(row).toContainText(lab().thumbprint);
+  await expect(row).toContainText(other.thumbprintSha256);
 });
 
 test('removing a vCenter asks first; one that jobs use is refused with the server’s reason', async ({ page }) => {

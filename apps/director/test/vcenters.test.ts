@@ -60,6 +60,27 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
     expect(vms.json().map((v: { name: string }) => v.name)).toContain(lab.proxyVm.name);
   });
 
+  it('the same vCenter under another name and another spelling of its address is refused, naming the first (by its instance UUID)', async () => {
+    const first = await d.db.vCenter.findFirstOrThrow();
+    expect(first.instanceUuid).toMatch(/^[0-9a-f-]{36}$/);
+    const again = lab.url.replace('127.0.0.1', 'localhost');
+    const res = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'lab-again', url: again, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256 } });
+    expect(res.statusCode, res.body).toBe(409);
+    expect(res.json().message).toBe(`this vCenter is already registered as lab (${lab.url}, instance UUID ${first.instanceUuid}); use that one, or remove it first`);
+    expect(await d.db.vCenter.count()).toBe(1);
+    // Another vCenter (another lab) registers beside it.
+    const other = await startLab({ port: 0 });
+    try {
+      const ok = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'lab-two', url: other.url, username: other.username, password: other.password, thumbprintSha256: other.thumbprintSha256 } });
+      expect(ok.statusCode, ok.body).toBe(201);
+      const two = await d.db.vCenter.findUniqueOrThrow({ where: { name: 'lab-two' } });
+      expect(two.instanceUuid).not.toBe(first.instanceUuid);
+      await d.db.vCenter.delete({ where: { id: two.id } });
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('creates a repository, a job, runs it (rows first, queued by item id) and cancels it', async () => {
     const vm = await lab.createVm({ name: 'api-vm', disks: [{ capacityBytes: 8 * 1024 * 1024 }], cbt: true });
     const repo = await inject({ method: 'POST', url: '/api/repositories', payload: { kind: 'local', name: 'r1', location: repoDir, passphrase: 'correct horse' } });

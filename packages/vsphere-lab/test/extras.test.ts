@@ -31,6 +31,19 @@ describe('lab options for restore tests (small datastores, NICs, plain HTTP)', (
     }
   });
 
+  it('each lab is a vCenter of its own: ServiceContent.about.instanceUuid is a random UUID, not govmomi\'s constant one', async () => {
+    const other = await startLab({ port: 0 });
+    try {
+      const uuidOf = async (l: Lab) => tag(await (await l.soap()).call('<RetrieveServiceContent><_this type="ServiceInstance">ServiceInstance</_this></RetrieveServiceContent>'), 'instanceUuid');
+      const [a, b] = [await uuidOf(lab), await uuidOf(other)];
+      for (const u of [a, b]) expect(u).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(a).not.toBe(b);
+      expect(a).not.toBe('dbed6e0c-bd88-4ef6-b594-21283e1c677f');
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('a VM can be created with NICs on named networks; an unknown network is refused before vcsim sees it', async () => {
     const vm = await lab.createVm({ name: 'nics-01', disks: [{ capacityBytes: 1 * MiB }], nics: ['VM Network', 'DC0_DVPG0'] });
     const xml = await soap.retrieve('VirtualMachine', vm.moref, ['config.hardware.device']);

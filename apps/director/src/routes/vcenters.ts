@@ -63,15 +63,29 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const about = await connector
       .verify({ url: body.url, username: body.username, password: body.password, thumbprintSha256: thumbprint, allowHttp: body.allowHttp })
       .catch(asAppError);
-    const row = await db.vCenter.create({
-      data: {
-        name: body.name,
-        url: body.url,
-        username: body.username,
-        passwordSealed: sealSecret(deps.secretKey, VCENTER_PASSWORD_LABEL, body.password),
-        thumbprintSha256: thumbprint,
-      },
-    });
+    // The same vCenter under another name or another spelling of its address would back the same VMs
+    // up twice and split their restore points between two rows.
+    const already = () => (about.instanceUuid ? db.vCenter.findUnique({ where: { instanceUuid: about.instanceUuid } }) : null);
+    const sameAs = (other: { name: string; url: string }) =>
+      new AppError('conflict', `this vCenter is already registered as ${other.name} (${other.url}, instance UUID ${about.instanceUuid}); use that one, or remove it first`);
+    const registered = await already();
+    if (registered) throw sameAs(registered);
+    const row = await db.vCenter
+      .create({
+        data: {
+          name: body.name,
+          url: body.url,
+          username: body.username,
+          passwordSealed: sealSecret(deps.secretKey, VCENTER_PASSWORD_LABEL, body.password),
+          thumbprintSha256: thumbprint,
+          instanceUuid: about.instanceUuid,
+        },
+      })
+      .catch(async (err: unknown) => {
+        // Registered by someone else in the meantime (the unique index decides).
+        const raced = await already();
+        throw raced ? sameAs(raced) : err;
+      });
     // Remote Transporters get the password sealed to their own keys.
     await sealSecretsForTransporters(db, deps.secretKey);
     await audit.record({ actor: currentUser(request).username, action: 'vcenter.create', subject: body.name, detail: { url: body.url, ...about }, ip: request.ip });

@@ -30,10 +30,16 @@ export async function registerVCenterFromEnv(env: VaultlineEnv, db: Db, connecto
     log.warn(`not registering ${url}: set VAULTLINE_VCENTER_THUMBPRINT=${presented.sha256} once you have checked it is the vCenter's certificate`);
     return;
   }
+  let instanceUuid: string | null;
   try {
-    await connector.verify(conn);
+    instanceUuid = (await connector.verify(conn)).instanceUuid;
   } catch (err) {
     log.error(`cannot register ${url}: ${(err as Error).message}`);
+    return;
+  }
+  const same = instanceUuid ? await db.vCenter.findUnique({ where: { instanceUuid } }) : null;
+  if (same && same.id !== existing?.id) {
+    log.warn(`not registering ${url}: it is the vCenter already registered as ${same.name} (${same.url}, instance UUID ${instanceUuid})`);
     return;
   }
   const data = {
@@ -41,6 +47,7 @@ export async function registerVCenterFromEnv(env: VaultlineEnv, db: Db, connecto
     username: conn.username,
     passwordSealed: sealSecret(secretKey, SECRET_LABELS.vcenterPassword, conn.password),
     thumbprintSha256: thumbprint,
+    instanceUuid,
     isLab,
   };
   if (existing) {

@@ -12,8 +12,8 @@ export interface VCenterConnection {
 export interface VCenterConnector {
   /** The certificate a server presents, for the operator to confirm on first contact. */
   probeThumbprint(url: string): Promise<{ sha256: string; sha1: string }>;
-  /** Signs in once and out again; throws a readable error when it cannot. */
-  verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string }>;
+  /** Signs in once and out again; throws a readable error when it cannot. `instanceUuid` tells one vCenter from another. */
+  verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string; instanceUuid: string | null }>;
   listVms(conn: VCenterConnection): Promise<InventoryVm[]>;
   /** Hosts, VM folders, resource pools, datastores and networks: where a restored VM can go. */
   placementTargets(conn: VCenterConnection): Promise<PlacementTargets>;

@@ -51,7 +51,7 @@ export function vsphereConnector(): VCenterConnector {
     },
     verify: (conn) =>
       withClient(conn, async (c) => {
-        return { product: c.about.fullName, apiVersion: c.apiVersion };
+        return { product: c.about.fullName, apiVersion: c.apiVersion, instanceUuid: c.about.instanceUuid ?? null };
       }),
     listVms: (conn) =>
       withClient(conn, async (c): Promise<InventoryVm[]> =>

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"flag"
@@ -19,6 +20,17 @@ import (
 
 	"github.com/vmware/govmomi/simulator"
 )
+
+// newUUID is a random (version 4) UUID.
+func newUUID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		log.Fatalf("random: %s", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
 
 type multiFlag []string
 
@@ -52,6 +64,9 @@ func main() {
 	model.Machine = 0
 	model.Portgroup = 1
 	model.Autostart = false
+	// Every real vCenter has its own instance UUID (ServiceContent.about.instanceUuid); govmomi's
+	// simulator has one constant for all. Each lab gets a random one, so two labs are two vCenters.
+	model.ServiceContent.About.InstanceUuid = newUUID()
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %s", err)
 	}
