@@ -195,10 +195,20 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     await b.lab.createVm({ name: 'nocbt', cbt: false, disks: [{ capacityBytes: 6 * MiB }] });
     await b.lab.guestWrite('nocbt', 0, [{ offset: 2 * MiB, length: 1 * MiB, pattern: 'random', seed: 8 }]);
     const { runId } = await b.newRun(['nocbt'], 'nbdssl', { enableCbt: false });
-    await b.runAll(runId);
+    // The log as stored at the moment the item is announced finished.
+    let atFinish: Promise<unknown> | null = null;
+    b.onEvent = (e) => {
+      if (e.type === 'vm.finished') atFinish = b.db.runVm.findUniqueOrThrow({ where: { id: e.runVmId as string } }).then((r) => r.log);
+    };
+    await b.runAll(runId).finally(() => (b.onEvent = null));
     const { run, vm, point } = await outcome(b, runId);
     expect(run.status).toBe('warning');
     expect(JSON.stringify(vm.log)).toContain('Changed Block Tracking is off; reading the whole disk');
+    // The item's log, as stored by the time it is finished, is every line the console was sent, in order.
+    const sent = b.events.filter((e) => e.type === 'run.log' && e.runVmId === vm.id).map((e) => e.message);
+    expect(((await atFinish) as { message: string }[]).map((l) => l.message)).toEqual(sent);
+    expect((vm.log as { message: string }[]).map((l) => l.message)).toEqual(sent);
+    expect(sent.length).toBeGreaterThan(3);
     const lvm = await b.lab.getVm('nocbt');
     expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('nocbt', 0));
   });

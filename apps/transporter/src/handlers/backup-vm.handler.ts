@@ -78,12 +78,15 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     const run = item.run;
     const job = run.job;
     const log = deps.log.child({ runId: run.id, runVmId: item.id, vm: item.vmName });
+    // Log lines are appended one after the other (in order), and all of them before the item is finished.
+    let logWrites: Promise<unknown> = Promise.resolve();
     const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
       log[level](message);
-      void appendLog(item.id, level, message).catch(() => undefined);
+      logWrites = logWrites.then(() => appendLog(item.id, level, message)).catch(() => undefined);
       deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
     };
     const finish = async (status: RunStatus, error: string | null) => {
+      await logWrites;
       await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date() } });
       deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });
       await finaliseRun(run.id);
@@ -204,6 +207,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         return;
       }
       runLog('warn', `attempt ${ctx.attempt} failed: ${message}; will retry`);
+      await logWrites;
       await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', error: message } });
       throw err;
     } finally {
