@@ -196,9 +196,9 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     await b.lab.guestWrite('nocbt', 0, [{ offset: 2 * MiB, length: 1 * MiB, pattern: 'random', seed: 8 }]);
     const { runId } = await b.newRun(['nocbt'], 'nbdssl', { enableCbt: false });
     // The log as stored at the moment the item is announced finished.
-    let atFinish: Promise<unknown> | null = null;
+    const atFinish: { log?: Promise<unknown> } = {};
     b.onEvent = (e) => {
-      if (e.type === 'vm.finished') atFinish = b.db.runVm.findUniqueOrThrow({ where: { id: e.runVmId as string } }).then((r) => r.log);
+      if (e.type === 'vm.finished') atFinish.log = b.db.runVm.findUniqueOrThrow({ where: { id: e.runVmId as string } }).then((r) => r.log);
     };
     await b.runAll(runId).finally(() => (b.onEvent = null));
     const { run, vm, point } = await outcome(b, runId);
@@ -206,7 +206,7 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     expect(JSON.stringify(vm.log)).toContain('Changed Block Tracking is off; reading the whole disk');
     // The item's log, as stored by the time it is finished, is every line the console was sent, in order.
     const sent = b.events.filter((e) => e.type === 'run.log' && e.runVmId === vm.id).map((e) => e.message);
-    expect(((await atFinish) as { message: string }[]).map((l) => l.message)).toEqual(sent);
+    expect(((await atFinish.log) as { message: string }[]).map((l) => l.message)).toEqual(sent);
     expect((vm.log as { message: string }[]).map((l) => l.message)).toEqual(sent);
     expect(sent.length).toBeGreaterThan(3);
     const lvm = await b.lab.getVm('nocbt');
