@@ -89,6 +89,8 @@ test('the wizard builds a job with manual HotAdd; a bad cron is refused with the
   await expect(page.getByRole('button', { name: 'Cancel run' })).toHaveCount(0);
   // Where the time went stays on the run after it ended, also after a reload (no live events then).
   await page.reload();
+  // The read speed the Transporter recorded (average, and the fastest second when faster) stays too.
+  for (const d of await disks.all()) await expect(d.getByTestId('disk-speed')).toHaveText(/^\s*·\s[\d.]+ (B|KiB|MiB|GiB)\/s(\s\(peak [\d.]+ (B|KiB|MiB|GiB)\/s\))?$/);
   await expect(disks.first().getByTestId('bottleneck')).toContainText(/Bottleneck: (source|processing|target) — busy reading the source \d+%, processing \d+%, writing to the repository \d+%/);
   await page.screenshot({ path: shot('run-detail'), fullPage: true });
 

@@ -184,4 +184,18 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
     expect(bad.statusCode).toBe(400);
     expect(bad.json().details[0].path).toBe('status');
   });
+
+  it('a run shows each disk\'s read speed kept by the Transporter: the average and the fastest second', async () => {
+    const job = await createJob('speedy');
+    const run = await ctx.d.db.jobRun.create({
+      data: {
+        jobId: job.id,
+        status: 'succeeded',
+        vms: { create: [{ vmMoref: 'vm-1', vmName: 'app01', status: 'succeeded', disks: { create: [{ deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 1n << 30n, phase: 'done', bytesRead: 3n << 28n, avgBytesPerSecond: 150_000_000n, peakBytesPerSecond: 410_000_000n }] } }] },
+      },
+    });
+    const res = await inject({ method: 'GET', url: `/api/runs/${run.id}` });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json().vms[0].disks[0].speed).toEqual({ average: 150_000_000, peak: 410_000_000 });
+  });
 });

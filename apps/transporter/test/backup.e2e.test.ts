@@ -209,6 +209,10 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     expect(((await atFinish.log) as { message: string }[]).map((l) => l.message)).toEqual(sent);
     expect((vm.log as { message: string }[]).map((l) => l.message)).toEqual(sent);
     expect(sent.length).toBeGreaterThan(3);
+    // The disk's read speed stays on the run: its average and its fastest second (never below the average).
+    const disk = await b.db.runDisk.findFirstOrThrow({ where: { runVmId: vm.id } });
+    expect(disk.avgBytesPerSecond).toBeGreaterThan(0n);
+    expect(disk.peakBytesPerSecond).toBeGreaterThanOrEqual(disk.avgBytesPerSecond);
     const lvm = await b.lab.getVm('nocbt');
     expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[0]!.key))).toBe(await b.lab.diskSha256('nocbt', 0));
   });

@@ -100,6 +100,8 @@ export const RunDiskSchema = z.object({
   bytesRead: z.number(),
   bytesWritten: z.number(),
   bytesSkipped: z.number(),
+  /** Read speed in bytes per second: the average from start to the last tick, and the fastest second; 0 before bytes moved. */
+  speed: z.object({ average: z.number(), peak: z.number() }),
   /** The last measured busy fractions, kept after the run; null before the first bytes moved. */
   bottleneck: BottleneckSchema.nullable(),
   startedAt: z.string().nullable(),
@@ -200,7 +202,10 @@ export const DiskProgressSchema = z.object({
   bytesWritten: z.number(),
   bytesSkipped: z.number(),
   bytesTotal: z.number(),
+  /** Bytes read per second since the disk started (its average so far). */
   bytesPerSecond: z.number(),
+  /** The fastest second so far (windows of a second; a disk done sooner counts its whole time). */
+  peakBytesPerSecond: z.number(),
   etaSeconds: z.number().nullable(),
   /** Where time goes: busy fraction of source read, processing and repository write. */
   bottleneck: BottleneckSchema,

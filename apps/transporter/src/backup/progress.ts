@@ -18,6 +18,10 @@ export class DiskMeter {
   private readonly busy = { source: 0, processing: 0, target: 0 };
   private readonly startedAt: number;
   private lastEmit = 0;
+  /** The fastest second so far, and the window being measured (from `windowAt`, `windowBytes` read then). */
+  private peak = 0;
+  private windowAt: number;
+  private windowBytes = 0;
 
   constructor(
     private readonly base: { runId: string; runVmId: string; deviceKey: number; bytesTotal: number },
@@ -25,6 +29,7 @@ export class DiskMeter {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.startedAt = now();
+    this.windowAt = this.startedAt;
   }
 
   /** Times an async step into one of the three busy buckets. */
@@ -47,8 +52,19 @@ export class DiskMeter {
     this.emit(true);
   }
 
+  /** Folds the current window into the peak once it spans a second (or, on a forced tick, any span while no second was measured yet). */
+  private measure(t: number, force: boolean): void {
+    const span = t - this.windowAt;
+    if (span >= 1000 || (force && this.peak === 0 && span > 0 && this.bytesRead > this.windowBytes)) {
+      this.peak = Math.max(this.peak, ((this.bytesRead - this.windowBytes) * 1000) / span);
+      this.windowAt = t;
+      this.windowBytes = this.bytesRead;
+    }
+  }
+
   emit(force = false): void {
     const t = this.now();
+    this.measure(t, force);
     if (!force && t - this.lastEmit < 250) return;
     this.lastEmit = t;
     const elapsed = Math.max(1, t - this.startedAt) / 1000;
@@ -64,6 +80,7 @@ export class DiskMeter {
       bytesWritten: this.bytesWritten,
       bytesSkipped: this.bytesSkipped,
       bytesPerSecond: Math.round(speed),
+      peakBytesPerSecond: Math.round(Math.max(this.peak, speed)),
       etaSeconds: speed > 0 ? Math.round(remaining / Math.max(speed, 1)) : null,
       bottleneck: {
         source: round(this.busy.source / total),

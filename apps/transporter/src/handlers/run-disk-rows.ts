@@ -66,7 +66,16 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: { type: string
         if (last && now - last.at < 1000 && last.phase === p.phase && last.moved === moved) return;
         lastDbWrite.set(p.deviceKey, { at: now, phase: p.phase, moved });
         void serial(p.deviceKey, () =>
-          db.runDisk.updateMany({ where: { runVmId, deviceKey: p.deviceKey }, data: { bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten), bytesSkipped: BigInt(p.bytesSkipped), phase: p.phase, ...(moved ? { bottleneck: p.bottleneck } : {}) } }),
+          db.runDisk.updateMany({
+            where: { runVmId, deviceKey: p.deviceKey },
+            data: {
+              bytesRead: BigInt(p.bytesRead),
+              bytesWritten: BigInt(p.bytesWritten),
+              bytesSkipped: BigInt(p.bytesSkipped),
+              phase: p.phase,
+              ...(moved ? { bottleneck: p.bottleneck, avgBytesPerSecond: BigInt(p.bytesPerSecond), peakBytesPerSecond: BigInt(p.peakBytesPerSecond) } : {}),
+            },
+          }),
         ).catch(() => undefined);
       },
     },

@@ -31,7 +31,9 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   const stored = live?.bytesWritten ?? disk.bytesWritten;
   const isLive = running && live !== undefined && !disk.finishedAt;
   const elapsed = secondsBetween(disk.startedAt, disk.finishedAt);
-  const speed = isLive ? live.bytesPerSecond : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
+  // Live: the latest tick's; afterwards the average and fastest second the Transporter recorded (older runs: bytes over time).
+  const speed = isLive ? live.bytesPerSecond : disk.speed.average > 0 ? disk.speed.average : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
+  const peak = isLive ? live.peakBytesPerSecond : disk.speed.peak;
   const transport = live?.transport ?? disk.transport;
   // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
@@ -47,7 +49,7 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         </span>
         <span className="muted">
           {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
-          {speed > 0 && ` · ${formatBytes(speed)}/s`}
+          {speed > 0 && <span data-testid="disk-speed">{` · ${formatBytes(speed)}/s${peak > speed ? ` (peak ${formatBytes(peak)}/s)` : ''}`}</span>}
           {isLive && live.etaSeconds !== null && phase !== 'verifying' && ` · ${formatDuration(live.etaSeconds)} left`}
         </span>
       </div>
