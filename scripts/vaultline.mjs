@@ -322,6 +322,31 @@ function startLab() {
   return JSON.parse(json);
 }
 
+/**
+ * Keeps the local Transporter running: when it dies it is started again after 1 s, the wait doubling
+ * (to 30 s at most) while it keeps dying within a minute of starting. What it was doing is picked up
+ * again once its queue lock (30 s) has run out, by it or by another Transporter.
+ */
+function superviseTransporter(env, children, stopping) {
+  let delay = 1_000;
+  const launch = () => {
+    const child = tsx('apps/transporter/src/main.ts', [], { env });
+    const startedAt = Date.now();
+    children.push(child);
+    child.once('exit', (code, signal) => {
+      children.splice(children.indexOf(child), 1);
+      if (stopping()) return;
+      if (Date.now() - startedAt > 60_000) delay = 1_000;
+      process.stderr.write(`vaultline: the local Transporter stopped (${signal ?? `exit code ${code}`}); starting it again in ${delay / 1000} s (its unfinished work is picked up again once its queue lock runs out)\n`);
+      setTimeout(() => {
+        if (!stopping()) launch();
+      }, delay);
+      delay = Math.min(delay * 2, 30_000);
+    });
+  };
+  launch();
+}
+
 async function start() {
   const { databaseUrl, redisUrl } = await setup();
   const port = process.env.VAULTLINE_PORT || '8080';
@@ -391,11 +416,7 @@ async function start() {
     if (!stopping) shutdown(1);
     return;
   }
-  const transporter = tsx('apps/transporter/src/main.ts', [], { env: { ...env, ...transporterEnv, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local' } });
-  children.push(transporter);
-  transporter.once('exit', (code) => {
-    if (!stopping) process.stderr.write(`vaultline: the local Transporter stopped (exit code ${code}); the Director keeps running\n`);
-  });
+  superviseTransporter({ ...env, ...transporterEnv, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local' }, children, () => stopping);
 
   const firstLogin = path.join(env.VAULTLINE_DATA_DIR, 'first-login.txt');
   say('');
