@@ -1,10 +1,29 @@
 import { io as connect, type Socket } from 'socket.io-client';
+import type { RunEventOf } from '@vaultline/contracts';
 import { EventBus } from '@vaultline/queue';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachRealtime } from '../src/realtime/socket.ts';
 import { SESSION_IDLE_MS } from '../src/auth/sessions.ts';
 import { REDIS_URL, sessionCookie, signInAdmin, startTestDirector, type TestDirector } from './helpers.ts';
+
+/** A disk.progress event as a Transporter publishes it. */
+const progress = (runId: string, bytesRead: number): RunEventOf<'disk.progress'> => ({
+  type: 'disk.progress',
+  runId,
+  runVmId: 'v-1',
+  deviceKey: 2000,
+  phase: 'reading',
+  transport: 'nbdssl',
+  bytesRead,
+  bytesWritten: 0,
+  bytesSkipped: 0,
+  bytesTotal: 100,
+  bytesPerSecond: 1,
+  peakBytesPerSecond: 1,
+  etaSeconds: null,
+  bottleneck: { source: 1, processing: 0, target: 0 },
+});
 
 describe('live events over socket.io (real Redis relay)', () => {
   let d: TestDirector;
@@ -58,7 +77,7 @@ describe('live events over socket.io (real Redis relay)', () => {
     expect(health.postgres.ok).toBe(true);
     const got = new Promise<{ runId: string; bytesRead: number }>((resolve) => s.once('disk.progress', resolve));
     // The relay subscribes asynchronously; publish until it is heard.
-    const timer = setInterval(() => void bus.publish({ type: 'disk.progress', runId: 'r-1', bytesRead: 42 }), 50);
+    const timer = setInterval(() => void bus.publish(progress('r-1', 42)), 50);
     try {
       expect(await got).toMatchObject({ runId: 'r-1', bytesRead: 42 });
     } finally {
@@ -82,7 +101,7 @@ describe('live events over socket.io (real Redis relay)', () => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(kept.connected).toBe(true);
     const got = new Promise<{ runId: string }>((resolve) => kept.once('disk.progress', resolve));
-    const timer = setInterval(() => void bus.publish({ type: 'disk.progress', runId: 'r-2', bytesRead: 1 }), 50);
+    const timer = setInterval(() => void bus.publish(progress('r-2', 1)), 50);
     try {
       expect(await got).toMatchObject({ runId: 'r-2' });
     } finally {

@@ -183,13 +183,13 @@ describe('remote Transporter credentials (real PostgreSQL and Redis over TLS)', 
     const events = new EventBus(env.REDIS_URL!, NS);
     const seen: string[] = [];
     const got: string[] = [];
-    await events.subscribe((e) => got.push(e.type));
+    await events.subscribe((e) => got.push(e.type === 'run.log' ? e.message : e.type));
     const done = new Promise<void>((resolve) => {
       const consumer = new WorkConsumer(
         {
           backup: async (p) => {
             seen.push(p.runVmId);
-            await events.publish({ type: 'from-transporter' });
+            await events.publish({ type: 'run.log', runId: 'r', runVmId: p.runVmId, level: 'info', message: 'from the Transporter' });
             resolve();
             setTimeout(() => void consumer.close(), 10);
           },
@@ -204,7 +204,7 @@ describe('remote Transporter credentials (real PostgreSQL and Redis over TLS)', 
       await done;
       expect(seen).toEqual([runVmId]);
       for (let i = 0; i < 50 && !got.length; i++) await new Promise((r) => setTimeout(r, 100));
-      expect(got).toContain('from-transporter');
+      expect(got).toContain('from the Transporter');
     } finally {
       await events.close();
       await queue.close();

@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * from './vcenters.ts';
 export * from './repositories.ts';
 export * from './jobs.ts';
+export * from './events.ts';
 export * from './drills.ts';
 export * from './maintenance.ts';
 export * from './notifications.ts';

@@ -7,7 +7,7 @@
  */
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { BackupVmJobSchema, JOB_NAMES, WORK_ATTEMPTS, type BackupVmJob } from '@vaultline/contracts';
+import { BackupVmJobSchema, JOB_NAMES, RunEventSchema, WORK_ATTEMPTS, type BackupVmJob, type RunEvent } from '@vaultline/contracts';
 import { redisEndpoint } from './redis.ts';
 
 export class PermanentError extends Error {
@@ -152,20 +152,24 @@ export class EventBus {
 
   private readonly redisUrl: string;
 
-  async publish(event: { type: string; [k: string]: unknown }): Promise<void> {
+  async publish(event: RunEvent): Promise<void> {
     await this.pub.publish(this.channel, JSON.stringify(event)).catch(() => undefined);
   }
 
-  async subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void> {
+  /** Calls `onEvent` with every event that matches the contract; anything else on the channel is dropped. */
+  async subscribe(onEvent: (event: RunEvent) => void): Promise<void> {
     const endpoint = redisEndpoint(this.redisUrl);
     this.sub = new Redis(endpoint.url, { ...endpoint.options, maxRetriesPerRequest: null });
     this.sub.on('error', () => undefined);
     this.sub.on('message', (_ch, message) => {
+      let parsed: unknown;
       try {
-        onEvent(JSON.parse(message) as { type: string });
+        parsed = JSON.parse(message);
       } catch {
-        /* ignore malformed events */
+        return;
       }
+      const event = RunEventSchema.safeParse(parsed);
+      if (event.success) onEvent(event.data);
     });
     await this.sub.subscribe(this.channel);
   }

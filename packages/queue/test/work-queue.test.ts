@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { PermanentError, WorkConsumer, WorkQueue } from '../src/index.ts';
+import type { RunEvent } from '@vaultline/contracts';
+import { connectRedis, EventBus, PermanentError, WorkConsumer, WorkQueue } from '../src/index.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -44,6 +45,29 @@ describe('work queue over real Redis (BullMQ)', () => {
       await expect(queue.enqueueBackupVm({ runVmId: 'not-a-uuid' })).rejects.toThrow();
     } finally {
       await queue.close();
+    }
+  });
+});
+
+describe('event bus over real Redis (pub/sub)', () => {
+  it('delivers the events of the contract and drops anything else on its channel (not JSON, an unknown type, a missing field)', async () => {
+    const ns = `vltest-${randomUUID()}`;
+    const bus = new EventBus(REDIS_URL, ns);
+    const raw = connectRedis(REDIS_URL);
+    const got: RunEvent[] = [];
+    try {
+      await bus.subscribe((e) => got.push(e));
+      const good: RunEvent = { type: 'run.log', runId: 'r', runVmId: 'v', level: 'warn', message: 'disk 2 retried' };
+      const channel = `${ns}:events`;
+      for (const junk of ['not json', JSON.stringify({ type: 'run.explode', runId: 'r' }), JSON.stringify({ type: 'vm.finished', runId: 'r', runVmId: 'v', status: 'succeeded' })]) await raw.publish(channel, junk);
+      await bus.publish(good);
+      await bus.publish({ type: 'run.finished', runId: 'r', status: 'warning' });
+      for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(got).toEqual([good, { type: 'run.finished', runId: 'r', status: 'warning' }]);
+    } finally {
+      await bus.close();
+      raw.disconnect();
     }
   });
 });

@@ -9,6 +9,7 @@
  */
 import type { Server as HttpServer } from 'node:http';
 import { Server } from 'socket.io';
+import type { ClientToServerEvents, RunEvent, ServerToClientEvents } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { SESSION_COOKIE, findSessionUser, liveSessionTokens } from '../auth/sessions.ts';
@@ -24,14 +25,40 @@ function cookieValue(header: string | undefined, name: string): string | undefin
 }
 
 export interface RealtimeEvents {
-  subscribe(onEvent: (event: { type: string; [k: string]: unknown }) => void): Promise<void>;
+  subscribe(onEvent: (event: RunEvent) => void): Promise<void>;
+}
+
+type Io = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, { token?: string }>;
+
+/** Emits a run event under its own name (each case keeps the name and its payload's type together). */
+function relay(io: Io, e: RunEvent): void {
+  switch (e.type) {
+    case 'disk.progress':
+      io.emit(e.type, e);
+      break;
+    case 'vm.phase':
+      io.emit(e.type, e);
+      break;
+    case 'vm.finished':
+      io.emit(e.type, e);
+      break;
+    case 'run.log':
+      io.emit(e.type, e);
+      break;
+    case 'run.finished':
+      io.emit(e.type, e);
+      break;
+    case 'run.cancel':
+      io.emit(e.type, e);
+      break;
+  }
 }
 
 export function attachRealtime(
   server: HttpServer,
   deps: { db: Db; health: HealthMonitor; log: Logger; events?: RealtimeEvents; intervalMs?: number; sessionCheckMs?: number; sessionIdleMs?: number; publicOrigin?: string | null },
 ): { close(): Promise<void> } {
-  const io = new Server(server, {
+  const io: Io = new Server(server, {
     serveClient: false,
     cors: { origin: false },
     // Cross-site WebSocket hijacking: a page elsewhere would otherwise connect with the user's cookie.
@@ -56,7 +83,7 @@ export function attachRealtime(
     void deps.health.check().then((h) => socket.emit('health', h)).catch(() => undefined);
   });
   // Transporter events (progress, phases, run logs, finished runs) go to every signed-in browser.
-  void deps.events?.subscribe((event) => io.emit(event.type, event)).catch((err: unknown) => deps.log.warn({ err }, 'event relay failed'));
+  void deps.events?.subscribe((event) => relay(io, event)).catch((err: unknown) => deps.log.warn({ err }, 'event relay failed'));
   const timer = setInterval(() => {
     if (io.engine.clientsCount === 0) return;
     deps.health

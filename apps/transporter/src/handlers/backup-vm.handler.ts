@@ -5,7 +5,7 @@
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
 import { statfs } from 'node:fs/promises';
-import { isTerminalStatus, JobOptionsSchema, settledRunStatus, type BackupVmJob, type JobOptions, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { isTerminalStatus, JobOptionsSchema, settledRunStatus, type BackupVmJob, type JobOptions, type RunEvent, type RunStatus, type TransportMode } from '@vaultline/contracts';
 import { applyRetention, openRepository, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
@@ -44,7 +44,7 @@ export interface BackupHandlerDeps {
   journal: CleanupJournal;
   devices: LocalDevices;
   connect(vcenter: VCenterRow): Promise<VSphereSession>;
-  publish(event: { type: string; [k: string]: unknown }): void;
+  publish(event: RunEvent): void;
   isCancelled(runId: string): boolean;
   maxParallelDisks: number;
   maxAttempts: number;

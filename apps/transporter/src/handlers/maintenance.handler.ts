@@ -8,7 +8,7 @@
  * clearly and runs again at its next occurrence.
  */
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { isTerminalStatus, MaintenanceRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, MaintenanceRequestSchema, type BackupVmJob, type RunEvent, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -16,7 +16,7 @@ import { gc, LockedError, verify, type Repository, type VerifyReport } from '@va
 
 const MiB = 1024 * 1024;
 
-export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; transporterId: string; log: Logger; publish(e: { type: string; [k: string]: unknown }): void }) {
+export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; transporterId: string; log: Logger; publish(e: RunEvent): void }) {
   const { db } = deps;
   return async function handleMaintenance(payload: BackupVmJob): Promise<void> {
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });

@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunEvent, type RunStatus } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
@@ -36,7 +36,7 @@ export interface RestoreHandlerDeps {
   transporterId: string;
   journal: CleanupJournal;
   log: Logger;
-  publish(e: { type: string; [k: string]: unknown }): void;
+  publish(e: RunEvent): void;
   devices: RestoreDevices;
   connect(vcenter: VCenterRow): Promise<RestoreSession>;
   isCancelled(runId: string): boolean;

@@ -5,7 +5,7 @@
  * most once a second per disk (a new phase and the first bytes moved at once),
  * with the busy fractions, so where the time went stays on the row after the run.
  */
-import type { DiskProgress } from '@vaultline/contracts';
+import type { DiskProgress, RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { ProgressSink } from '../backup/progress.ts';
 
@@ -39,7 +39,7 @@ function diskData(u: DiskUpdate) {
   };
 }
 
-export function runDiskRows(db: Db, runVmId: string, publish: (e: { type: string; [k: string]: unknown }) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
+export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
   const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
   // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
   const tails = new Map<number, Promise<unknown>>();

@@ -6,7 +6,7 @@ import { useSocketEvents } from '../lib/socket.ts';
 /** Health, pushed over the socket every couple of seconds and polled as a fallback. */
 export function useHealth() {
   const qc = useQueryClient();
-  useSocketEvents(['health'], (_e, h) => qc.setQueryData(['health'], h as HealthResponse));
+  useSocketEvents(['health'], (_e, h) => qc.setQueryData(['health'], h));
   return useQuery({ queryKey: ['health'], queryFn: () => api<HealthResponse>('/api/health'), refetchInterval: 10_000 });
 }
 
