@@ -31,7 +31,7 @@ export { planRetention } from './retention.ts';
 export type { RetentionPolicy, RetentionCandidate, RetentionDecision, KeepReason } from './retention.ts';
 export { LockManager, Lock } from './locks.ts';
 export type { LockInfo, LockKind, LockOptions } from './locks.ts';
-export type { Backend, FileWriter, FileStat } from './backends/backend.ts';
+export type { Backend, FileWriter, FileStat, LocalFiles } from './backends/backend.ts';
 export { LocalBackend } from './backends/local.ts';
 export { SftpBackend, probeSftpHostKey, sshFingerprint, HostKeyMismatchError } from './backends/sftp.ts';
 export type { SftpOptions } from './backends/sftp.ts';

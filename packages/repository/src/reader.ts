@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { HOLE_HEX, ID_BYTES, chunkCount, packPath } from './format.ts';
 import type { Piece } from './format.ts';
-import { LocalBackend } from './backends/local.ts';
+import type { LocalFiles } from './backends/backend.ts';
 import { ALIGN, giveSharedAligned, openDirect, takeSharedAligned } from './backends/direct.ts';
 import type { SharedAligned } from './backends/direct.ts';
 import { ChunkPool } from './pool.ts';
@@ -447,10 +447,10 @@ export class DiskReader {
  * plain ranged reads.
  */
 class StoredReader {
-  private readonly local: LocalBackend | null;
+  private readonly local: LocalFiles | null;
   private readonly fds = new Map<string, number | null>();
   constructor(private readonly repo: Repository) {
-    this.local = repo.backend instanceof LocalBackend ? repo.backend : null;
+    this.local = repo.backend.local ?? null;
   }
 
   begin(into: SharedAligned): StageReads {

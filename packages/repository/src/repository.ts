@@ -339,7 +339,7 @@ export class Repository {
   async readStored(id: string, into?: Buffer): Promise<{ stored: Buffer; loc: BlobLocation }> {
     const loc = this.index.get(id);
     if (!loc) throw new NotFoundError(`chunk ${id}`);
-    const stored = this.backend instanceof LocalBackend ? this.backend.readRangeSync(packPath(loc.pack), loc.offset, loc.storedLen, into) : await this.backend.readRange(packPath(loc.pack), loc.offset, loc.storedLen, into);
+    const stored = this.backend.local ? this.backend.local.readRangeSync(packPath(loc.pack), loc.offset, loc.storedLen, into) : await this.backend.readRange(packPath(loc.pack), loc.offset, loc.storedLen, into);
     return { stored, loc };
   }
 

@@ -24,7 +24,6 @@
  */
 import * as crypto from 'node:crypto';
 import type { Backend, FileWriter } from './backends/backend.ts';
-import { LocalBackend } from './backends/local.ts';
 import { HOLE_HEX, HOLE_ID, ID_BYTES, SPLIT_ID, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath } from './format.ts';
 import type { BlobLocation, DiskIndex, PackEntry, Piece } from './format.ts';
 import { RepositoryError, classifyFsError } from './errors.ts';
@@ -785,7 +784,7 @@ export class RestorePointWriter {
     const loc = this.baseLocation(id);
     const into = this.pool.outSlot(slot, loc.storedLen);
     const be = this.repo.backend;
-    if (be instanceof LocalBackend) be.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
+    if (be.local) be.local.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
     else into.set(await be.readRange(packPath(loc.pack), loc.offset, loc.storedLen));
     return { storedLen: loc.storedLen, rawLen: loc.rawLen };
   }
@@ -913,6 +912,6 @@ export class RestorePointWriter {
     this.lockHeld = false;
     await this.pool.giveBack();
     await this.lock.release();
-    if (this.repo.backend instanceof LocalBackend) this.repo.backend.dropFds();
+    this.repo.backend.local?.dropFds();
   }
 }

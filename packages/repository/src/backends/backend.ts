@@ -28,8 +28,23 @@ export interface FileWriter {
   abort(): Promise<void>;
 }
 
+/**
+ * What a backend on this machine's filesystem can do besides the Backend calls: synchronous and
+ * O_DIRECT reads of pack ranges, and paths for its own direct readers. Other backends have none.
+ */
+export interface LocalFiles {
+  absolute(path: string): string;
+  readRangeSync(path: string, offset: number, length: number, into?: Buffer): Buffer;
+  /** O_DIRECT read of a range into `into` (buffered when O_DIRECT is not possible). */
+  readRangeDirect(path: string, offset: number, length: number, into: Buffer): Buffer;
+  /** Closes the file descriptors it keeps open. */
+  dropFds(): void;
+}
+
 export interface Backend {
   readonly kind: string;
+  /** Present when the repository is a folder on this machine (see LocalFiles). */
+  readonly local?: LocalFiles;
   /** A description safe to log (no secrets). */
   readonly location: string;
   readFile(path: string): Promise<Buffer>;

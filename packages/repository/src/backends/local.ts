@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { CorruptDataError, NotFoundError, classifyFsError } from '../errors.ts';
 import { dirOf, tmpName } from './backend.ts';
 import { ALIGN, DirectAppender, DirectWindowReader, alignedBuffer, openDirect } from './direct.ts';
-import type { Backend, FileStat, FileWriter } from './backend.ts';
+import type { Backend, FileStat, FileWriter, LocalFiles } from './backend.ts';
 
 async function fsyncDirAsync(dir: string): Promise<void> {
   const h = await fsp.open(dir, 'r');
@@ -71,8 +71,9 @@ function fsyncDir(dir: string): void {
   }
 }
 
-export class LocalBackend implements Backend {
+export class LocalBackend implements Backend, LocalFiles {
   readonly kind = 'local';
+  readonly local: LocalFiles = this;
   readonly root: string;
   private readonly fds = new Map<string, number>();
 
