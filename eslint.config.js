@@ -42,6 +42,15 @@ export default tseslint.config(
     files: [`${dir}/**/*.ts`],
     rules: { 'no-restricted-imports': ['error', { paths: restrictFor([dir]) }] },
   })),
+  // Settings come from the environment through @vaultline/config's schemas (one per app), checked at start;
+  // nothing else in the product reads process.env. (The CLI, the lab and the test tools read theirs directly.)
+  {
+    files: ['apps/director/src/**/*.ts', 'apps/transporter/src/**/*.ts', 'packages/*/src/**/*.ts'],
+    ignores: ['packages/config/src/**', 'packages/vsphere-lab/src/**', 'packages/ssh-lab/src/**', 'packages/delivery/src/**'],
+    rules: {
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'read settings through @vaultline/config (its env schemas), not process.env' }],
+    },
+  },
   {
     files: ['apps/web/**/*.{ts,tsx}'],
     languageOptions: { globals: { ...globals.browser } },

@@ -1,0 +1,31 @@
+/**
+ * The lint rules that keep the layers apart, shown failing on deliberate violations (the project's own
+ * eslint.config.js, run through ESLint's API on snippets placed where they would live).
+ */
+import path from 'node:path';
+import { ESLint } from 'eslint';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(import.meta.dirname, '../../..');
+const eslint = new ESLint({ cwd: ROOT });
+
+async function rulesHit(code: string, file: string): Promise<string[]> {
+  const [result] = await eslint.lintText(code, { filePath: path.join(ROOT, file) });
+  return result!.messages.map((m) => `${m.ruleId}: ${m.message}`);
+}
+
+describe('the lint configuration', () => {
+  it('refuses process.env in the Director, the Transporter and the packages, and allows it in @vaultline/config', async () => {
+    const code = 'export const port = process.env.VAULTLINE_PORT;\n';
+    for (const file of ['apps/director/src/zz-lint-probe.ts', 'apps/transporter/src/zz-lint-probe.ts', 'packages/repository/src/zz-lint-probe.ts']) {
+      expect(await rulesHit(code, file)).toEqual(['no-restricted-properties: \'process.env\' is restricted from being used. read settings through @vaultline/config (its env schemas), not process.env']);
+    }
+    expect(await rulesHit(code, 'packages/config/src/zz-lint-probe.ts')).toEqual([]);
+  });
+
+  it('lets only the owner package import an external system (BullMQ here: packages/queue)', async () => {
+    const code = "import { Queue } from 'bullmq';\nexport const q = Queue;\n";
+    expect(await rulesHit(code, 'apps/director/src/zz-lint-probe.ts')).toEqual(["no-restricted-imports: 'bullmq' import is restricted from being used. only packages/queue may import bullmq"]);
+    expect(await rulesHit(code, 'packages/queue/src/zz-lint-probe.ts')).toEqual([]);
+  });
+});
