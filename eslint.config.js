@@ -42,6 +42,17 @@ export default tseslint.config(
     files: [`${dir}/**/*.ts`],
     rules: { 'no-restricted-imports': ['error', { paths: restrictFor([dir]) }] },
   })),
+  // Type-aware: a promise is awaited, returned, or marked `void` on purpose; none goes where a callback's
+  // result is ignored (an async handler's rejection would be lost).
+  {
+    files: ['apps/*/src/**/*.{ts,tsx}', 'packages/*/src/**/*.ts'],
+    ignores: ['**/generated/**'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
   // Settings come from the environment through @vaultline/config's schemas (one per app), checked at start;
   // nothing else in the product reads process.env. (The CLI, the lab and the test tools read theirs directly.)
   {

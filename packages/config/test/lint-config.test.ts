@@ -7,7 +7,11 @@ import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
-const eslint = new ESLint({ cwd: ROOT });
+// The probes are not files of any tsconfig: the type-aware rules get them through TypeScript's default project.
+const eslint = new ESLint({
+  cwd: ROOT,
+  overrideConfig: { languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['apps/*/src/zz-lint-probe.ts', 'packages/*/src/zz-lint-probe.ts'] } } } },
+});
 
 async function rulesHit(code: string, file: string): Promise<string[]> {
   const [result] = await eslint.lintText(code, { filePath: path.join(ROOT, file) });
@@ -27,5 +31,11 @@ describe('the lint configuration', () => {
     const code = "import { Queue } from 'bullmq';\nexport const q = Queue;\n";
     expect(await rulesHit(code, 'apps/director/src/zz-lint-probe.ts')).toEqual(["no-restricted-imports: 'bullmq' import is restricted from being used. only packages/queue may import bullmq"]);
     expect(await rulesHit(code, 'packages/queue/src/zz-lint-probe.ts')).toEqual([]);
+  });
+
+  it('refuses a promise left floating in product code (type-aware: it knows the call returns a promise)', async () => {
+    const code = 'async function save(): Promise<void> {}\nexport function onClick(): void {\n  save();\n}\n';
+    expect(await rulesHit(code, 'apps/director/src/zz-lint-probe.ts')).toEqual([expect.stringMatching(/^@typescript-eslint\/no-floating-promises: Promises must be awaited/)]);
+    expect(await rulesHit(code.replace('  save();', '  void save();'), 'apps/director/src/zz-lint-probe.ts')).toEqual([]);
   });
 });
