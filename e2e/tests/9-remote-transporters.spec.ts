@@ -4,7 +4,7 @@ import { ADMIN_PASSWORD, nav, shot, signIn } from '../fixtures/session.ts';
 
 test('an admin adds a remote Transporter against a real sshd: the host key is shown to confirm, then pinned; deploy is refused while PostgreSQL and Redis have no TLS for Transporters; remove forgets it', async ({ page }) => {
   // ssh-lab creates a local user for sshd to let in: that needs root.
-  // Skipped only when the tests do not run as root (CI runs them as root, so there it always runs): deploying a remote Transporter needs a real SSH user and sshd, which only root can create here.
+  // Skipped only when the tests do not run as root (with CI=true, e2e/playwright.config.ts stops a run that is not root and says why, so in CI it always runs): deploying a remote Transporter needs a real SSH user and sshd, which only root can create here.
   test.skip(process.getuid?.() !== 0, 'needs root to create the SSH user and run sshd on loopback');
   // Building the bundle (first add) and copying it (deploy) take a while on two cores.
   test.setTimeout(420_000);
