@@ -179,3 +179,17 @@ export async function signInAs(d: TestDirector, adminCookie: string, username: s
   if (change.statusCode !== 200) throw new Error(`password change of ${username} failed: ${change.body}`);
   return cookie;
 }
+
+/**
+ * Polls `probe` until it returns something truthy, and returns that; after `timeoutMs` it throws naming
+ * `what` (and, when given, what `context()` says then, e.g. a process's output).
+ */
+export async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | null | false>, context?: () => string): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${context ? `; ${context()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

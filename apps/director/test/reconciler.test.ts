@@ -8,19 +8,9 @@ import { PermanentError, TransporterRegistry, WorkConsumer, type WorkQueue } fro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcileTick } from '../src/scheduler/reconciler.ts';
 import { startJobRun, startItemRun } from '../src/services/runs.ts';
-import { REDIS_URL, startTestDirector, type TestDirector } from './helpers.ts';
+import { REDIS_URL, startTestDirector, until, type TestDirector } from './helpers.ts';
 
 const MIN = 60_000;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
   let d: TestDirector;
@@ -76,9 +66,9 @@ describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
         { redisUrl: REDIS_URL, namespace: d.database.name, concurrency: 1 },
       ),
     );
-    await until('both items to be worked', async () => seen.length === 2);
+    await until('both items to be worked', 20_000, async () => seen.length === 2);
     expect(seen.sort()).toEqual(run.vms.map((v) => v.id).sort());
-    await until('the queue to record both as completed', async () => (await Promise.all(run.vms.map((v) => d.queue.state(v.id)))).every((s) => s === 'completed'));
+    await until('the queue to record both as completed', 20_000, async () => (await Promise.all(run.vms.map((v) => d.queue.state(v.id)))).every((s) => s === 'completed'));
     expect(await tick(later)).toEqual({ requeued: [], failed: [], settled: [] });
     await consumers.pop()!.close();
   });
@@ -87,7 +77,7 @@ describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
     const run = await startItemRun(d.db, (p) => d.queue.enqueueMaintenance(p), { kind: 'verify', trigger: 'manual', requestedBy: 'admin', request: { task: 'verify', repositoryId }, item: { name: 'r' } });
     const item = run.vms[0]!;
     const worker = new WorkConsumer({ backup: async () => undefined, maintenance: async () => Promise.reject(new PermanentError('cannot even start')) }, { redisUrl: REDIS_URL, namespace: d.database.name, concurrency: 1 });
-    await until('the queue to give up', async () => (await d.queue.state(item.id)) === 'failed');
+    await until('the queue to give up', 20_000, async () => (await d.queue.state(item.id)) === 'failed');
     await worker.close();
     const report = await tick(new Date(Date.now() + 3 * MIN));
     expect(report.failed).toEqual([{ runVmId: item.id, reason: 'the work queue gave up on this item without a Transporter recording a result' }]);

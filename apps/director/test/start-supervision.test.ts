@@ -11,19 +11,9 @@ import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
 import { connectRedis, TransporterRegistry, type Redis } from '@vaultline/queue';
 import { freePort } from '@vaultline/ssh-lab';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PG_SERVER, REDIS_URL } from './helpers.ts';
+import { PG_SERVER, REDIS_URL, until } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>, output: () => string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; npm start printed:\n${output().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe('npm start supervises its local Transporter', () => {
   let database: TestDatabase | undefined;
@@ -60,17 +50,18 @@ describe('npm start supervises its local Transporter', () => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += String(d)));
     child.stderr.on('data', (d: Buffer) => (out += String(d)));
+    const printed = () => `npm start printed:\n${out.slice(-3000)}`;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await until('the appliance to be up', 180_000, async () => out.includes('is up:'), () => out);
-      const first = await until('the Transporter to register', 60_000, async () => (await registry.list()).find((t) => t.name === 'supervised' && t.online), () => out);
+      await until('the appliance to be up', 180_000, async () => out.includes('is up:'), printed);
+      const first = await until('the Transporter to register', 60_000, async () => (await registry.list()).find((t) => t.name === 'supervised' && t.online), printed);
       process.kill(first.pid, 'SIGKILL');
-      await until('npm start to notice', 10_000, async () => out.includes('vaultline: the local Transporter stopped (SIGKILL); starting it again in 1 s'), () => out);
+      await until('npm start to notice', 10_000, async () => out.includes('vaultline: the local Transporter stopped (SIGKILL); starting it again in 1 s'), printed);
       const second = await until(
         'a new Transporter process to register',
         60_000,
         async () => (await registry.list()).find((t) => t.name === 'supervised' && t.online && t.pid !== first.pid && Date.parse(t.startedAt) > Date.parse(first.startedAt)),
-        () => out,
+        printed,
       );
       expect(second.id).toBe(first.id);
     } finally {
