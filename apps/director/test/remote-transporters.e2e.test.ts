@@ -1,7 +1,7 @@
 /**
  * Remote Transporters through the Director's API, for real: an OpenSSH sshd on
  * 127.0.0.1 with a key-only user, a real PostgreSQL and Redis that let
- * Transporters in over TLS only (tls-services.ts), the lab vCenter. The
+ * Transporters in over TLS only (@vaultline/db/tls-services), the lab vCenter. The
  * Transporter is copied as the self-contained bundle (once for this file),
  * started over SSH as that user from the installed folder with only its own
  * logins and key, and must register, be listed online and take a backup from
@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RemoteTransporterConfig } from '../src/routes/transporter-deploy.ts';
 import { sealSecretsForTransporters, transporterRole } from '../src/services/transporter-access.ts';
 import { signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
-import { startTlsServices, type TlsServices } from './tls-services.ts';
+import { startTlsServices, type TlsServices } from '@vaultline/db/tls-services';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 const MiB = 1024 * 1024;

@@ -15,7 +15,7 @@ import { connectRedis, EventBus, pingRedis, redisReady, WorkConsumer, WorkQueue,
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { remoteTransporterEnv } from '../src/routes/transporter-deploy.ts';
 import { provisionTransporter, revokeTransporter, transporterRole, type TransporterCredentials } from '../src/services/transporter-access.ts';
-import { startTlsServices, type TlsServices } from './tls-services.ts';
+import { startTlsServices, type TlsServices } from '@vaultline/db/tls-services';
 
 const KEY = Buffer.alloc(32, 7);
 const NS = `vlacc${randomUUID().slice(0, 8)}`;

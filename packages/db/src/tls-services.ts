@@ -4,13 +4,14 @@
  * PostgreSQL with ssl=on and an hba that lets vl_transporters members in only
  * over hostssl (the postgres superuser over plain loopback, as the Director);
  * Redis on a TLS port only, with an ACL file. Both on free loopback ports, in a
- * temporary folder removed by stop().
+ * temporary folder removed by stop(). Used by the Director's tests and by the
+ * browser tests' appliance (e2e/fixtures/appliance.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '@vaultline/ssh-lab';
 
 export interface TlsServices {
   dir: string;
@@ -22,6 +23,17 @@ export interface TlsServices {
   redisAdminUrl: string;
   redisPort: number;
   stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 const openssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
