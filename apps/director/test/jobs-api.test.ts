@@ -1,28 +1,39 @@
 import { randomUUID } from 'node:crypto';
 import type { InjectOptions } from 'fastify';
 import { memoryLogger } from '@vaultline/logger';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { startLab, type Lab, type LabVm } from '@vaultline/vsphere-lab';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scheduleTick } from '../src/scheduler/scheduler.ts';
 import { signedInDirector, signInAs } from './helpers.ts';
 
 const OPTIONS = { quiesce: 'require', failoverToNetwork: false, enableCbt: false, cbtSanityRate: 0.01, retention: { keepLast: 30, keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 2, immutableDays: 5 } };
 
-describe('jobs for the console: list, update, schedules, run history (real Postgres/Redis)', () => {
+describe('jobs for the console: list, update, schedules, run history (real Postgres/Redis, lab vCenter)', () => {
   const ctx = signedInDirector();
+  let lab: Lab;
+  let app01: LabVm;
+  let db01: LabVm;
   let vcenterId: string;
   let repoA: string;
   let repoB: string;
   let viewer: string;
   beforeAll(async () => {
     const db = ctx.d.db;
-    vcenterId = (await db.vCenter.create({ data: { name: 'vc', url: 'https://vc.example/sdk', username: 'u', passwordSealed: 'x' } })).id;
+    lab = await startLab({ port: 0 });
+    [app01, db01] = await Promise.all([lab.createVm({ name: 'app01', disks: [{ capacityBytes: 1 << 20 }] }), lab.createVm({ name: 'db01', disks: [{ capacityBytes: 1 << 20 }] })]);
+    const vc = await inject({ method: 'POST', url: '/api/vcenters', payload: { name: 'vc', url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256 } });
+    expect(vc.statusCode, vc.body).toBe(201);
+    vcenterId = vc.json().id;
     repoA = (await db.repository.create({ data: { name: 'a', location: '/srv/a' } })).id;
     repoB = (await db.repository.create({ data: { name: 'b', location: '/srv/b' } })).id;
     viewer = await signInAs(ctx.d, ctx.cookie, 'vera', 'viewer');
   });
+  afterAll(async () => {
+    await lab?.stop();
+  });
   const inject = (o: InjectOptions, cookie = ctx.cookie) => ctx.d.app.fastify.inject({ ...o, headers: { cookie, ...(o.headers ?? {}) } });
   const createJob = async (name: string, extra: Record<string, unknown> = {}) => {
-    const res = await inject({ method: 'POST', url: '/api/jobs', payload: { name, vcenterId, repositoryId: repoA, sources: [{ moref: 'vm-1', name: 'app01' }], ...extra } });
+    const res = await inject({ method: 'POST', url: '/api/jobs', payload: { name, vcenterId, repositoryId: repoA, sources: [{ moref: app01.moref, name: 'app01' }], ...extra } });
     expect(res.statusCode, res.body).toBe(201);
     return res.json() as { id: string; name: string };
   };
@@ -30,7 +41,7 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
   it('lists a job with its options, next scheduled run (appliance time) and last result', async () => {
     const job = await createJob('nightly', { schedule: '0 2 * * *' });
     let [listed] = (await inject({ method: 'GET', url: '/api/jobs' })).json();
-    expect(listed).toMatchObject({ id: job.id, name: 'nightly', schedule: '0 2 * * *', enabled: true, transportMode: 'automatic', lastRun: null, sources: [{ moref: 'vm-1', name: 'app01' }] });
+    expect(listed).toMatchObject({ id: job.id, name: 'nightly', schedule: '0 2 * * *', enabled: true, transportMode: 'automatic', lastRun: null, sources: [{ moref: app01.moref, name: 'app01', instanceUuid: app01.instanceUuid }] });
     expect(listed.options).toMatchObject({ quiesce: 'try', failoverToNetwork: true, retention: { keepLast: 14 } });
     const next = new Date(listed.nextRunAt);
     expect(next.getTime()).toBeGreaterThan(Date.now());
@@ -44,6 +55,39 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
     expect((await inject({ method: 'GET', url: `/api/jobs/${job.id}` })).json().lastRun.id).toBe(latest.id);
   });
 
+  it('refuses a job naming a VM its vCenter does not have, or under another name, saying which and why; nothing is stored', async () => {
+    const post = (sources: object[], vc = vcenterId) => inject({ method: 'POST', url: '/api/jobs', payload: { name: 'refused', vcenterId: vc, repositoryId: repoA, sources } });
+    const gone = await post([{ moref: app01.moref, name: 'app01' }, { moref: 'vm-999', name: 'ghost' }]);
+    expect(gone.statusCode).toBe(400);
+    expect(gone.json()).toMatchObject({ message: 'vCenter vc has no VM vm-999 (ghost): it was removed, or registered again under another id; choose it again from the inventory', details: [{ path: 'sources.1', message: 'not_found' }] });
+    const renamed = await post([{ moref: app01.moref, name: 'app02' }]);
+    expect(renamed.statusCode).toBe(400);
+    expect(renamed.json().message).toBe(`${app01.moref} in vCenter vc is named app01, not app02; choose the VM again from the inventory`);
+    // A moref now held by another VM than the one chosen (its instance UUID says so).
+    const other = await post([{ moref: db01.moref, name: 'db01', instanceUuid: '5003aaaa-0000-0000-0000-000000000000' }]);
+    expect(other.statusCode).toBe(400);
+    expect(other.json().message).toBe(`${db01.moref} in vCenter vc is now another VM (db01, instance UUID ${db01.instanceUuid}), not db01 (5003aaaa-0000-0000-0000-000000000000); choose it again from the inventory`);
+    // A VM registered again keeps its instance UUID: the job follows it to its new moref.
+    const moved = await post([{ moref: 'vm-old', name: 'app01', instanceUuid: app01.instanceUuid }]);
+    expect(moved.statusCode, moved.body).toBe(201);
+    expect(moved.json().sources).toEqual([{ moref: app01.moref, name: 'app01', instanceUuid: app01.instanceUuid }]);
+    await inject({ method: 'DELETE', url: `/api/jobs/${moved.json().id}` });
+    // A vCenter that cannot be asked: the reason, and no job.
+    const down = await ctx.d.db.vCenter.create({ data: { name: 'vc-down', url: 'https://127.0.0.1:9/sdk', username: 'u', passwordSealed: (await ctx.d.db.vCenter.findUniqueOrThrow({ where: { id: vcenterId } })).passwordSealed } });
+    const unreachable = await post([{ moref: app01.moref, name: 'app01' }], down.id);
+    expect(unreachable.statusCode).toBe(400);
+    expect(unreachable.json().message).toMatch(/^cannot check the job's VMs in vCenter vc-down: /);
+    expect(unreachable.json().details).toEqual([{ path: 'vcenterId', message: 'unreachable' }]);
+    await ctx.d.db.vCenter.delete({ where: { id: down.id } });
+    expect(await ctx.d.db.backupJob.count({ where: { name: 'refused' } })).toBe(0);
+    // New sources on an existing job are checked the same way.
+    const job = await createJob('checked-on-patch');
+    const patched = await inject({ method: 'PATCH', url: `/api/jobs/${job.id}`, payload: { sources: [{ moref: 'vm-999', name: 'ghost' }] } });
+    expect(patched.statusCode).toBe(400);
+    expect(patched.json().details).toEqual([{ path: 'sources.0', message: 'not_found' }]);
+    expect((await ctx.d.db.backupJob.findUniqueOrThrow({ where: { id: job.id } })).sources).toEqual([{ moref: app01.moref, name: 'app01', instanceUuid: app01.instanceUuid }]);
+  });
+
   it('PATCH changes only the fields sent, replaces options as a whole, and is audited', async () => {
     const job = await createJob('patch-me', { schedule: '0 3 * * *' });
     const off = await inject({ method: 'PATCH', url: `/api/jobs/${job.id}`, payload: { enabled: false } });
@@ -53,10 +97,10 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
     const res = await inject({
       method: 'PATCH',
       url: `/api/jobs/${job.id}`,
-      payload: { name: 'patched', repositoryId: repoB, transportMode: 'hotadd', options: OPTIONS, sources: [{ moref: 'vm-2', name: 'db01', instanceUuid: 'uuid-2' }] },
+      payload: { name: 'patched', repositoryId: repoB, transportMode: 'hotadd', options: OPTIONS, sources: [{ moref: db01.moref, name: 'db01', instanceUuid: db01.instanceUuid }] },
     });
     expect(res.statusCode, res.body).toBe(200);
-    expect(res.json()).toMatchObject({ name: 'patched', repositoryId: repoB, transportMode: 'hotadd', options: OPTIONS, sources: [{ moref: 'vm-2', name: 'db01', instanceUuid: 'uuid-2' }], enabled: false });
+    expect(res.json()).toMatchObject({ name: 'patched', repositoryId: repoB, transportMode: 'hotadd', options: OPTIONS, sources: [{ moref: db01.moref, name: 'db01', instanceUuid: db01.instanceUuid }], enabled: false });
     const row = await ctx.d.db.backupJob.findUniqueOrThrow({ where: { id: job.id } });
     expect(row.options).toEqual(OPTIONS);
     const audits = await ctx.d.db.auditEvent.findMany({ where: { action: 'job.update' }, orderBy: { at: 'asc' } });

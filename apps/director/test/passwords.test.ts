@@ -1,4 +1,5 @@
 import type { InjectOptions } from 'fastify';
+import { JobOptionsSchema } from '@vaultline/contracts';
 import { describe, expect, it } from 'vitest';
 import { PASSWORD_COST, hashPassword, needsRehash, verifyPassword } from '../src/auth/passwords.ts';
 import { base32Decode, base32Encode, hotp, matchTotp, totpCode, totpUri } from '../src/auth/totp.ts';
@@ -273,13 +274,10 @@ describe('sign-in, sessions, rate limits, TOTP and re-authentication (real Postg
       const { db } = ctx.d;
       const vc = await db.vCenter.create({ data: { name: 'vc-imm', url: 'https://vc.invalid', username: 'u', passwordSealed: 'x' } });
       const repo = await db.repository.create({ data: { name: 'imm-repo', location: '/srv/imm' } });
-      const created = await inject({
-        method: 'POST',
-        url: '/api/jobs',
-        headers: { cookie: ctx.cookie },
-        payload: { name: 'imm', vcenterId: vc.id, repositoryId: repo.id, sources: [{ moref: 'vm-1', name: 'a' }], options: { retention: { immutableDays: 7 } } },
-      });
-      expect(created.statusCode).toBe(201);
+      // Made in the database: the API would ask this (unreachable) vCenter for the job's VM first.
+      const row = await db.backupJob.create({ data: { name: 'imm', vcenterId: vc.id, repositoryId: repo.id, sources: [{ moref: 'vm-1', name: 'a' }], options: JobOptionsSchema.parse({ retention: { immutableDays: 7 } }) } });
+      const created = await inject({ method: 'GET', url: `/api/jobs/${row.id}`, headers: { cookie: ctx.cookie } });
+      expect(created.statusCode).toBe(200);
       const job = created.json() as { id: string; options: { retention: Record<string, number> } };
       const patch = (payload: object) => inject({ method: 'PATCH', url: `/api/jobs/${job.id}`, headers: { cookie: ctx.cookie }, payload });
       const withDays = (immutableDays: number) => ({ ...job.options, retention: { ...job.options.retention, immutableDays } });

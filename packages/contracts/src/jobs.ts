@@ -12,6 +12,7 @@ export const JobSourceSchema = z.object({
   /** Stable identity across re-registration; preferred over the moref when set. */
   instanceUuid: z.string().optional(),
 });
+export type JobSource = z.infer<typeof JobSourceSchema>;
 
 export const RetentionSchema = z.object({
   keepLast: z.number().int().min(1).max(10_000).default(14),

@@ -1,4 +1,4 @@
-import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, retentionLowered, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type Run, type SchedulePreview } from '@vaultline/contracts';
+import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, retentionLowered, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type JobSource, type Run, type SchedulePreview } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, operator, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
+import { VCenterProblem, type VCenterConnector } from '../services/vcenter-connector.ts';
+import { connectionOf } from './vcenters.ts';
 import type { Credentials } from '../auth/credentials.ts';
 import { parse } from '../validate.ts';
 import { startJobRun } from '../services/runs.ts';
@@ -103,7 +105,33 @@ function checkSchedule(schedule: string | null | undefined): void {
   if (bad) throw new AppError('bad_request', `schedule "${schedule}" is not a valid cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
 }
 
-export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus }): Promise<void> {
+type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
+
+/**
+ * A job may only name VMs its vCenter has now, under the names they have there: each source is looked up
+ * by its instance UUID (which survives re-registration) or else its moref. Returns the sources as the
+ * vCenter knows them (current moref, instance UUID filled in); refuses, naming the source, otherwise.
+ */
+export async function checkJobSources(connector: VCenterConnector, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
+  const vms = await connector.listVms(connectionOf(vcenter, secretKey)).catch((err: unknown) => {
+    if (err instanceof VCenterProblem) throw new AppError('bad_request', `cannot check the job's VMs in vCenter ${vcenter.name}: ${err.message}`, [{ path: 'vcenterId', message: err.kind }]);
+    throw err;
+  });
+  const byMoref = new Map(vms.map((v) => [v.moref, v]));
+  const byUuid = new Map(vms.filter((v) => v.instanceUuid).map((v) => [v.instanceUuid!, v]));
+  return sources.map((src, i) => {
+    const path = `sources.${i}`;
+    const vm = (src.instanceUuid ? byUuid.get(src.instanceUuid) : undefined) ?? byMoref.get(src.moref);
+    if (!vm) throw new AppError('bad_request', `vCenter ${vcenter.name} has no VM ${src.moref} (${src.name}): it was removed, or registered again under another id; choose it again from the inventory`, [{ path, message: 'not_found' }]);
+    if (src.instanceUuid && vm.instanceUuid !== src.instanceUuid) {
+      throw new AppError('bad_request', `${src.moref} in vCenter ${vcenter.name} is now another VM (${vm.name}, instance UUID ${vm.instanceUuid ?? 'unknown'}), not ${src.name} (${src.instanceUuid}); choose it again from the inventory`, [{ path, message: 'other_vm' }]);
+    }
+    if (vm.name !== src.name) throw new AppError('bad_request', `${vm.moref} in vCenter ${vcenter.name} is named ${vm.name}, not ${src.name}; choose the VM again from the inventory`, [{ path, message: 'name_mismatch' }]);
+    return { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) };
+  });
+}
+
+export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus; connector: VCenterConnector; secretKey: Buffer }): Promise<void> {
   const { db, audit, queue } = deps;
 
   app.get('/jobs', viewer, async () => (await loadJobs(db)).map((j) => jobDto(j)));
@@ -117,12 +145,15 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
 
   app.post('/jobs', operator, async (request, reply) => {
     const body = parse(JobCreateSchema, request.body);
-    if (!(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
+    const vcenter = await db.vCenter.findUnique({ where: { id: body.vcenterId } });
+    if (!vcenter) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (!(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (await db.backupJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
+    // Last, as it asks the vCenter.
+    const sources = await checkJobSources(deps.connector, vcenter, deps.secretKey, body.sources);
     const job = await db.backupJob.create({
-      data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources: body.sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
+      data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
     });
     await audit.record({ actor: currentUser(request).username, action: 'job.create', subject: job.name, ip: request.ip });
     reply.code(201);
@@ -146,10 +177,13 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (active && busyFields.length > 0) {
       throw new AppError('conflict', `job ${job.name} is running (run ${active.id}); change ${busyFields.join(', ')} after it finishes, or cancel it`);
     }
-    if (body.vcenterId && !(await db.vCenter.findUnique({ where: { id: body.vcenterId } }))) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
+    const vcenter = await db.vCenter.findUnique({ where: { id: body.vcenterId ?? job.vcenterId } });
+    if (!vcenter) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
     if (body.repositoryId && !(await db.repository.findUnique({ where: { id: body.repositoryId } }))) throw new AppError('bad_request', 'no such repository', [{ path: 'repositoryId', message: 'unknown' }]);
     if (body.name && body.name !== job.name && (await db.backupJob.findUnique({ where: { name: body.name } }))) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
+    // New sources, or the same ones in another vCenter, are checked there (last, as it asks the vCenter).
+    const sources = body.sources !== undefined || body.vcenterId !== undefined ? await checkJobSources(deps.connector, vcenter, deps.secretKey, body.sources ?? z.array(JobSourceSchema).parse(job.sources)) : undefined;
     // Keeping fewer restore points, or shortening (or ending) the time they cannot be deleted, is as
     // destructive as deleting them.
     const retentionBefore = JobOptionsSchema.safeParse(job.options).data?.retention;
@@ -170,7 +204,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
         ...(body.name !== undefined ? { name: body.name } : {}),
         ...(body.vcenterId !== undefined ? { vcenterId: body.vcenterId } : {}),
         ...(body.repositoryId !== undefined ? { repositoryId: body.repositoryId } : {}),
-        ...(body.sources !== undefined ? { sources: body.sources } : {}),
+        ...(sources !== undefined ? { sources } : {}),
         ...(body.transportMode !== undefined ? { transportMode: body.transportMode } : {}),
         ...(body.options !== undefined ? { options: body.options } : {}),
         // A new schedule starts counting from now: occurrences before the change are not run.
