@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000, publicOrigin });
-  const scheduler = startScheduler({ db, queue, registry, log });
+  const scheduler = startScheduler({ db, queue, registry, log, publish: (e) => void events.publish(e) });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
   const connections = new Set<Socket>();

@@ -47,7 +47,7 @@ describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
     await expect(startJobRun(d.db, d.queue, jobId, 'manual', 'admin')).rejects.toThrow(/already running/);
 
     // Too young to touch: a Director may still be between the two steps.
-    expect(await tick(new Date())).toEqual({ requeued: [], failed: [], settled: [] });
+    expect(await tick(new Date())).toEqual({ requeued: [], silent: [], failed: [], settled: [] });
     const later = new Date(Date.now() + 3 * MIN);
     expect((await tick(later)).requeued.sort()).toEqual(run.vms.map((v) => v.id).sort());
     expect(lines.filter((l) => l.includes('recorded but never queued'))).toHaveLength(2);
@@ -69,7 +69,7 @@ describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
     await until('both items to be worked', 20_000, async () => seen.length === 2);
     expect(seen.sort()).toEqual(run.vms.map((v) => v.id).sort());
     await until('the queue to record both as completed', 20_000, async () => (await Promise.all(run.vms.map((v) => d.queue.state(v.id)))).every((s) => s === 'completed'));
-    expect(await tick(later)).toEqual({ requeued: [], failed: [], settled: [] });
+    expect(await tick(later)).toEqual({ requeued: [], silent: [], failed: [], settled: [] });
     await consumers.pop()!.close();
   });
 
@@ -116,6 +116,36 @@ describe('run reconciliation (real PostgreSQL, Redis and BullMQ)', () => {
     expect((await d.db.runVm.findUniqueOrThrow({ where: { id: mixed.vms[0]!.id } })).status).toBe('running');
     expect(await d.db.jobRun.findUniqueOrThrow({ where: { id: lone.id } })).toMatchObject({ status: 'failed' });
     // Nothing more to do on the next tick.
-    expect(await tick(new Date(now))).toEqual({ requeued: [], failed: [], settled: [] });
+    expect(await tick(new Date(now))).toEqual({ requeued: [], silent: [], failed: [], settled: [] });
+  });
+
+  it('an item whose Transporter fell silent says so in its log and live at once, once, and stays running for a takeover', async () => {
+    const now = Date.now();
+    const lastBeat = new Date(now - 2 * MIN);
+    const quiet = new TransporterRegistry(d.redis, 1_000, { namespace: d.database.name, now: () => lastBeat });
+    await quiet.heartbeat({ id: 't-quiet', name: 'local', host: 'h', version: 't', pid: 1, startedAt: lastBeat.toISOString(), capabilities: { transports: ['nbd'], maxDiskTasks: 1 } });
+    const run = await d.db.jobRun.create({
+      data: { jobId, status: 'running', vms: { create: [{ vmMoref: 'vm-q', vmName: 'quiet-vm', status: 'running', phase: 'copying', transporterId: 't-quiet' }] } },
+      include: { vms: true },
+    });
+    const item = run.vms[0]!;
+    const events: unknown[] = [];
+    const publishing = (at: Date) => reconcileTick({ db: d.db, queue: d.queue, registry: d.registry, log, now: at, publish: (e) => events.push(e) });
+
+    // Silent for 20 s: not yet.
+    expect((await reconcileTick({ db: d.db, queue: d.queue, registry: d.registry, log, now: new Date(lastBeat.getTime() + 20_000), publish: (e) => events.push(e) })).silent).toEqual([]);
+    const report = await publishing(new Date(now));
+    expect(report).toMatchObject({ silent: [item.id], failed: [] });
+    const message = `Transporter local stopped responding at ${lastBeat.toISOString()} (its last heartbeat) while this item was at copying; the work will be taken over when a Transporter picks it up again (the item fails if none has within 5 minutes)`;
+    expect(events).toEqual([{ type: 'run.log', runId: run.id, runVmId: item.id, level: 'warn', message }]);
+    const row = await d.db.runVm.findUniqueOrThrow({ where: { id: item.id } });
+    expect(row).toMatchObject({ status: 'running', transporterLostAt: lastBeat });
+    expect(row.log).toEqual([{ at: new Date(now).toISOString(), level: 'warn', message }]);
+    // Once: the next ticks add nothing while the silence lasts.
+    expect((await publishing(new Date(now + 20_000))).silent).toEqual([]);
+    expect(events).toHaveLength(1);
+    expect((await d.db.runVm.findUniqueOrThrow({ where: { id: item.id } })).log).toHaveLength(1);
+    // Past the limit it is failed as before.
+    expect((await publishing(new Date(lastBeat.getTime() + 6 * MIN))).failed.map((f) => f.runVmId)).toEqual([item.id]);
   });
 });

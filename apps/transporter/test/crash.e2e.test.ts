@@ -2,7 +2,8 @@
  * kill -9 of a real Transporter process at several points of a backup, then a
  * new Transporter (same identity) starts: its sweep must leave no snapshot
  * with our tag and no foreign disk on the proxy VM, no partial restore point
- * may exist, and the retried run must succeed bit-exact.
+ * may exist, and the retried run must succeed bit-exact, its log naming the
+ * takeover.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -97,6 +98,14 @@ describe.runIf(isRoot)('kill -9 of the Transporter mid-backup leaves nothing beh
       }
       const vm = await b.db.runVm.findUniqueOrThrow({ where: { id: item.id } });
       expect(status, `${vm.error} ${JSON.stringify(vm.log)}`).toMatch(/succeeded|warning/);
+      // The log names the takeover once, with what the killed attempt had read (progress starting over is not silent).
+      const takeovers = (vm.log as { level: string; message: string }[]).filter((l) => l.message.startsWith('taken over by Transporter '));
+      expect(takeovers, JSON.stringify(vm.log)).toHaveLength(1);
+      expect(takeovers[0]!.level).toBe('warn');
+      expect(takeovers[0]!.message).toContain('from an earlier process of this same Transporter, which stopped at ');
+      expect(takeovers[0]!.message).toContain('was removed by the sweep this Transporter ran when it started');
+      if (point.name === 'mid-read') expect(takeovers[0]!.message).toMatch(/; it had read \d+\.\d (MiB|GiB) of Hard disk \d/);
+      expect(vm.transporterLostAt).toBeNull();
       second.kill('SIGTERM');
       await new Promise((r) => second.once('exit', r));
 

@@ -112,7 +112,13 @@ describe.runIf(isRoot)('kill -9 of the Transporter mid-restore leaves nothing be
       const proxyDisks = (await b.lab.getVm(b.lab.proxyVm.name)).disks.map((d) => d.fileName);
       expect(proxyDisks.filter((f) => !f.includes(b.lab.proxyVm.name)), 'foreign disks on the proxy VM').toEqual([]);
       expect(await b.db.cleanupEntry.count({ where: { resolvedAt: null } })).toBe(0);
-      expect(JSON.stringify(item.log)).toContain('an earlier attempt of this restore was interrupted');
+      const takeovers = (item.log as { message: string }[]).filter((l) => l.message.startsWith('taken over by Transporter '));
+      expect(takeovers, JSON.stringify(item.log)).toHaveLength(1);
+      expect(takeovers[0]!.message).toContain('from an earlier process of this same Transporter, which stopped at ');
+      expect(takeovers[0]!.message).toContain('what it left in vSphere (the half-restored VM, attached disks) was removed by the sweep this Transporter ran when it started');
+      expect(takeovers[0]!.message).toMatch(/this attempt restores again from the start$/);
+      // Killed once bytes were written (the kill point waits for them): the log says how many.
+      if (i === 1) expect(takeovers[0]!.message).toMatch(/; it had written \d+\.\d (MiB|GiB) of /);
       expect(await b.lab.diskSha256(name, 0)).toBe(truth[0]);
       expect(await b.lab.diskSha256(name, 1)).toBe(truth[1]);
     });

@@ -16,6 +16,7 @@ import type { CleanupJournal } from '../backup/journal.ts';
 import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
 import type { TransporterFacts } from '../backup/transport-select.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
+import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 import { retryCanHelp } from './retry.ts';
 import { runDiskRows } from './run-disk-rows.ts';
 
@@ -40,6 +41,8 @@ export interface BackupHandlerDeps {
   /** Opens repository secrets (appliance key, or a remote Transporter's own key). */
   unseal: Unsealer;
   transporterId: string;
+  /** This Transporter's name, as its run log lines call it (its id when it has none). */
+  transporterName?: string;
   log: Logger;
   journal: CleanupJournal;
   devices: LocalDevices;
@@ -96,7 +99,9 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     if (run.cancelRequested || deps.isCancelled(run.id)) return finish('cancelled', null);
 
     await db.jobRun.updateMany({ where: { id: run.id, startedAt: null }, data: { startedAt: new Date(), status: 'running' } });
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, startedAt: new Date(), error: null } });
+    const interrupted = await interruptedAttempt(db, item, 'read');
+    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, transporterLostAt: null, startedAt: new Date(), error: null } });
+    if (interrupted) runLog('warn', takeoverMessage(interrupted, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId }, 'backup'));
     if (ctx.attempt > 1) runLog('info', `attempt ${ctx.attempt} of ${deps.maxAttempts}`);
 
     let repo: Repository | null = null;

@@ -21,6 +21,7 @@ import type { RestoreDevices } from '../restore/ports.ts';
 import { restoreDisk, restoreVm } from '../restore/restore-vm.ts';
 import type { VCenterRow } from './backup-vm.handler.ts';
 import { runDiskRows } from './run-disk-rows.ts';
+import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 
 export interface RestoreSession {
   client: VSphereClient;
@@ -34,6 +35,8 @@ export interface RestoreHandlerDeps {
   /** Opens repository secrets (appliance key, or a remote Transporter's own key). */
   unseal: Unsealer;
   transporterId: string;
+  /** This Transporter's name, as its run log lines call it (its id when it has none). */
+  transporterName?: string;
   journal: CleanupJournal;
   log: Logger;
   publish(e: RunEvent): void;
@@ -78,10 +81,11 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
       return finish('failed', message);
     }
     const request = parsed.data;
-    const interrupted = item.status === 'running' || ctx.attempt > 1;
+    const interrupted = await interruptedAttempt(db, item, 'written');
     await db.jobRun.update({ where: { id: run.id }, data: { status: 'running', startedAt: run.startedAt ?? new Date() } });
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, startedAt: new Date(), error: null } });
-    if (interrupted) runLog('warn', 'an earlier attempt of this restore was interrupted; what it left was removed by the orphan sweep; restoring again');
+    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, transporterLostAt: null, startedAt: new Date(), error: null } });
+    if (interrupted) runLog('warn', takeoverMessage(interrupted, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId }, 'restore'));
+    else if (ctx.attempt > 1) runLog('warn', `attempt ${ctx.attempt}: an earlier attempt of this restore failed; what it left was removed; restoring again`);
     const rows = runDiskRows(db, item.id, deps.publish);
     const phase = async (p: string) => {
       await db.runVm.update({ where: { id: item.id }, data: { phase: p } });
