@@ -4,35 +4,19 @@
  * NAA id link as a LUN would be, and read through the Transporter's SAN path
  * (Debian's read-only VMFS FUSE drivers). The images are read in place
  * (decompressed to a temp file) and must be byte-identical afterwards.
+ * Without ../shared/testdata these tests skip, except on CI, where that
+ * fails (vmfs-images.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { memoryLogger } from '@vaultline/logger';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalDevices } from '../src/adapters/devices.ts';
+import { ensureVmfsTools, IMAGE_BYTES, isRoot, sha256, unpackImage, vmfsTestdataPresent } from './vmfs-images.ts';
 
-const TESTDATA = path.resolve(import.meta.dirname, '../../../../shared/testdata/vmfs');
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-
-function ensureVmfsTools() {
-  if (existsSync('/usr/sbin/vmfs6-fuse') && existsSync('/usr/sbin/vmfs-fuse')) return;
-  if (!isRoot) throw new Error('the VMFS tests need vmfs-tools and vmfs6-tools: apt-get install vmfs-tools vmfs6-tools');
-  execFileSync('apt-get', ['install', '-y', '-qq', 'vmfs-tools', 'vmfs6-tools'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, stdio: 'ignore' });
-}
-
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
-describe.runIf(isRoot && existsSync(TESTDATA))('Direct SAN reads from real VMFS volumes made on ESXi', () => {
+describe.runIf(isRoot && vmfsTestdataPresent())('Direct SAN reads from real VMFS volumes made on ESXi', () => {
   let dir: string;
   const loops: string[] = [];
   const quiet = memoryLogger('vmfs').log;
@@ -52,7 +36,7 @@ describe.runIf(isRoot && existsSync(TESTDATA))('Direct SAN reads from real VMFS 
   ] as const) {
     it(`${name}: finds the LUN by NAA id, reads files through the read-only mount, unmounts, and changes nothing`, async () => {
       const image = path.join(dir, `${name}.bin`);
-      await pipeline(createReadStream(path.join(TESTDATA, `${name}.bin.gz`)), createGunzip(), createWriteStream(image));
+      await unpackImage(name, image, 0, IMAGE_BYTES[name]);
       const before = await sha256(image);
       const device = execFileSync('losetup', ['-f', '--show', '-r', image], { encoding: 'utf8' }).trim();
       loops.push(device);
