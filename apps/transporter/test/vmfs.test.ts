@@ -4,8 +4,9 @@
  * NAA id link as a LUN would be, and read through the Transporter's SAN path
  * (Debian's read-only VMFS FUSE drivers). The images are read in place
  * (decompressed to a temp file) and must be byte-identical afterwards.
- * Without ../shared/testdata these tests skip, except on CI, where that
- * fails (vmfs-images.ts).
+ * Here each image is a whole, unpartitioned LUN; vmfs-partitions.test.ts puts
+ * them in GPT and MBR partitions as ESXi does. Without ../shared/testdata
+ * these tests skip, except on CI, where that fails (vmfs-images.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
@@ -48,14 +49,16 @@ describe.runIf(isRoot && vmfsTestdataPresent())('Direct SAN reads from real VMFS
       expect(await devices.findLun(naa)).toBe(device);
       expect(await devices.findLun('naa.6000c29000000000000000000000dead')).toBeNull();
 
-      const file4 = await devices.openSan(naa, device, '[VMFS Test] directory/file4', 8);
+      // vSphere reports partition 1 for every VMFS extent; a LUN without a partition table is read whole.
+      const file4 = await devices.openSan(naa, device, 1, '[VMFS Test] directory/file4', 8);
+      expect(file4.volume).toBe(`LUN ${naa} whole device (no partition table, ${name.toUpperCase()})`);
       expect((await file4.read(0, 8)).toString()).toBe('content\n');
       const mount = (file4.cleanup as { mountPoint: string }).mountPoint;
       expect(await readFile('/proc/mounts', 'utf8')).toContain(mount);
       await file4.close();
       expect(await readFile('/proc/mounts', 'utf8')).not.toContain(mount);
 
-      const file5 = await devices.openSan(naa, device, '[VMFS Test] directory/file5', 8193);
+      const file5 = await devices.openSan(naa, device, 0, '[VMFS Test] directory/file5', 8193);
       const data = await file5.read(0, 8193);
       expect(data.subarray(0, 8192).every((b) => b === 0x61)).toBe(true);
       expect(data[8192]).toBe(0x0a);

@@ -11,8 +11,13 @@
  * Discovery looks in a by-id folder (/dev/disk/by-id on a real Transporter,
  * the lab's folder in tests), so the same code runs in both.
  * LUN filesystems are mounted under <data dir>/mnt (mountDir); undoing a
- * journaled mount touches only a mount point under it and a device the LUN's
- * by-id link resolves to (journal-trust.ts).
+ * journaled mount touches only a mount point under it, a device the LUN's
+ * by-id link resolves to (journal-trust.ts) and a loop device that is over
+ * that device at the recorded offset.
+ * A real LUN is partitioned (VMFS in partition 1 of a GPT, or an MBR entry
+ * of type 0xFB): the partition is opened through its own device node (the
+ * LUN's `-partN` by-id link, as udev makes it) or else through a read-only
+ * loop device over the partition's bytes.
  */
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
@@ -23,6 +28,7 @@ import { deviceMatching, DEVICE_PATTERNS, JournalTrustError, pathUnder } from '@
 import type { Logger } from '@vaultline/logger';
 import type { LocalDevices, SourceReader } from '../backup/ports.ts';
 import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
+import { chooseVmfsPartition, formatOffset, PartitionTableError, readPartitionTable, type Partition, type PartitionTable } from './partitions.ts';
 
 const run = promisify(execFile);
 
@@ -120,9 +126,11 @@ export interface SanCleanup {
   naa: string;
   /** We set the device read-only and must clear the flag afterwards. */
   restoreRw?: boolean;
+  /** The read-only loop device we set up over the VMFS partition of `device` (bytes [offset, offset + sizeLimit)); detached on undo. */
+  loop?: { device: string; offset: number; sizeLimit: number };
 }
 
-/** 'ext4' (the lab's LUN stand-in), 'vmfs5'/'vmfs6' (by the LVM volume version), or 'unknown'. */
+/** What `device` (a LUN or one of its partitions) holds: 'ext4' (the lab's LUN stand-in), 'vmfs5'/'vmfs6' (by the LVM volume version), or 'unknown'. */
 async function fsType(device: string): Promise<string> {
   const head = Buffer.alloc(4096);
   const fh = await open(device, constants.O_RDONLY);
@@ -151,7 +159,80 @@ async function undoMount(c: SanCleanup): Promise<void> {
     await run('umount', [c.mountPoint]).catch(async () => run('umount', ['-l', c.mountPoint]));
   }
   await rmdir(c.mountPoint).catch(() => undefined);
+  // Still held by the exiting FUSE driver, the loop device is detached when it lets go (autoclear).
+  if (c.loop && (await loopState(c.loop.device))) await run('losetup', ['-d', c.loop.device]);
   if (c.restoreRw) await run('blockdev', ['--setrw', c.device]).catch(() => undefined);
+}
+
+/** What a loop device is set up over (from sysfs), or null when it is not set up. */
+async function loopState(loop: string): Promise<{ backingFile: string; offset: number; sizeLimit: number } | null> {
+  const sys = `/sys/block/${path.basename(loop)}/loop`;
+  let backingFile: string;
+  try {
+    backingFile = (await readFile(`${sys}/backing_file`, 'utf8')).trim();
+  } catch {
+    return null;
+  }
+  const num = async (f: string) => Number((await readFile(`${sys}/${f}`, 'utf8')).trim());
+  return { backingFile, offset: await num('offset'), sizeLimit: await num('sizelimit') };
+}
+
+async function sameBlockDevice(a: string, b: string): Promise<boolean> {
+  if (a === b) return true;
+  try {
+    const [sa, sb] = await Promise.all([stat(a), stat(b)]);
+    return sa.isBlockDevice() && sb.isBlockDevice() && sa.rdev === sb.rdev;
+  } catch {
+    return false;
+  }
+}
+
+/** The LUN's partition table (null: none), read from its first and last sectors. */
+async function partitionTableOf(device: string, size: number): Promise<PartitionTable | null> {
+  const ss = Number((await run('blockdev', ['--getss', device])).stdout.trim()) || 512;
+  const fh = await open(device, constants.O_RDONLY);
+  try {
+    return await readPartitionTable(
+      {
+        size,
+        read: async (offset, length) => {
+          const b = Buffer.alloc(length);
+          const { bytesRead } = await fh.read(b, 0, length, offset);
+          return b.subarray(0, bytesRead);
+        },
+      },
+      { mbrSectorSize: ss },
+    );
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The device node of partition `p` of the LUN, from its `-partN` by-id link
+ * (as udev makes: wwn-0x<naa>-part1 → /dev/sdb1), when the kernel's idea of
+ * that partition (sysfs: parent disk, start, size) is the table's. null
+ * otherwise: the caller sets up a loop device over the partition's bytes.
+ */
+async function partitionNode(byIdDir: string, naa: string, lunDevice: string, p: Partition, log: Logger): Promise<string | null> {
+  const want = normaliseId(naa);
+  for (const name of await readdir(byIdDir).catch(() => [] as string[])) {
+    const m = /^(?:wwn-0x|naa\.|scsi-3)([0-9a-fA-F]+)-part(\d+)$/.exec(name);
+    if (!m || m[1]!.toLowerCase() !== want || Number(m[2]) !== p.number) continue;
+    const node = await realpath(path.join(byIdDir, name)).catch(() => null);
+    if (!node || !(await isBlockDevice(node))) continue;
+    const sys = `/sys/class/block/${path.basename(node)}`;
+    try {
+      const parent = path.basename(await realpath(`${sys}/..`));
+      const start = Number((await readFile(`${sys}/start`, 'utf8')).trim()) * 512;
+      const size = Number((await readFile(`${sys}/size`, 'utf8')).trim()) * 512;
+      if (parent === path.basename(lunDevice) && start === p.start && size === p.size) return node;
+      log.warn({ link: name, node, parent, start, size, table: { start: p.start, size: p.size } }, 'the partition link does not match the LUN\'s partition table; reading the partition through a loop device');
+    } catch {
+      /* not a kernel partition of a disk (a device-mapper node): read through a loop device */
+    }
+  }
+  return null;
 }
 
 /** A read-write positional writer over a hot-added disk (restores only). */
@@ -196,19 +277,46 @@ class HotAddedWriter implements HotAddedDiskWriter {
 
 /**
  * A journaled LUN mount, checked before it is undone: the mount point must lie
- * under `mountDir`, and the device (only touched to clear the read-only flag
- * we set) must be what the LUN's by-id link resolves to now. JournalTrustError otherwise.
+ * under `mountDir`; the device (only touched to clear the read-only flag we
+ * set) must be what the LUN's by-id link resolves to now; a loop device to
+ * detach must be a /dev/loopN that is, now, a loop over that LUN device at
+ * the recorded offset and size (one no longer set up is left alone).
+ * JournalTrustError otherwise, before anything is done.
  */
 async function trustedSanCleanup(c: Record<string, unknown>, mountDir: string, byIdDir: string): Promise<SanCleanup> {
   const mountPoint = await pathUnder(c.mountPoint, mountDir, 'LUN mount point');
-  if (!c.restoreRw) return { kind: 'lun_mount', mountPoint, device: '', naa: String(c.naa ?? '') };
-  const device = await deviceMatching(c.device, DEVICE_PATTERNS.scsi, 'LUN device');
-  const naa = typeof c.naa === 'string' ? normaliseId(c.naa) : '';
-  if (!naa) throw new JournalTrustError(`LUN device ${device}: the row names no LUN`);
-  // A LUN no longer visible here cannot be told from a device that never was one: the operator looks.
-  const current = (await byIdLinks(byIdDir)).get(naa);
-  if (current !== device) throw new JournalTrustError(`LUN device ${device} is not LUN ${naa} (${current ? `that is ${current}` : 'not visible here'})`);
-  return { kind: 'lun_mount', mountPoint, device, naa, restoreRw: true };
+  let lun: string | null = null;
+  const trustedLun = async () => {
+    if (lun) return lun;
+    const device = await deviceMatching(c.device, DEVICE_PATTERNS.scsi, 'LUN device');
+    const naa = typeof c.naa === 'string' ? normaliseId(c.naa) : '';
+    if (!naa) throw new JournalTrustError(`LUN device ${device}: the row names no LUN`);
+    // A LUN no longer visible here cannot be told from a device that never was one: the operator looks.
+    const current = (await byIdLinks(byIdDir)).get(naa);
+    if (current !== device) throw new JournalTrustError(`LUN device ${device} is not LUN ${naa} (${current ? `that is ${current}` : 'not visible here'})`);
+    return (lun = device);
+  };
+  let loop: SanCleanup['loop'];
+  if (c.loop !== undefined) {
+    const l = (c.loop ?? {}) as Record<string, unknown>;
+    const device = await deviceMatching(l.device, DEVICE_PATTERNS.loop, 'partition loop device');
+    const offset = l.offset;
+    const sizeLimit = l.sizeLimit;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(sizeLimit) || (offset as number) < 0 || (sizeLimit as number) <= 0) {
+      throw new JournalTrustError(`partition loop device ${device}: offset ${JSON.stringify(offset)} and size ${JSON.stringify(sizeLimit)} are not byte counts`);
+    }
+    const now = await loopState(device);
+    if (now) {
+      const over = await trustedLun();
+      const backing = now.backingFile.replace(/ \(deleted\)$/, '');
+      if (backing !== now.backingFile || !(await sameBlockDevice(backing, over)) || now.offset !== offset || now.sizeLimit !== sizeLimit) {
+        throw new JournalTrustError(`loop device ${device} is over ${now.backingFile} at byte ${now.offset} (${now.sizeLimit} bytes), not the partition of ${over} at byte ${offset as number} (${sizeLimit as number} bytes) Vaultline set up`);
+      }
+      loop = { device, offset: offset as number, sizeLimit: sizeLimit as number };
+    }
+  }
+  const device = c.restoreRw ? await trustedLun() : (lun ?? '');
+  return { kind: 'lun_mount', mountPoint, device, naa: String(c.naa ?? ''), ...(c.restoreRw ? { restoreRw: true } : {}), ...(loop ? { loop } : {}) };
 }
 
 export function createLocalDevices(opts: { byIdDir: string; mountDir: string; log: Logger; appearTimeoutMs?: number }): LocalDevices & RestoreDevices {
@@ -239,33 +347,66 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
       return dev && (await isBlockDevice(dev)) ? dev : null;
     },
 
-    async openSan(naa, device, fileName, capacity) {
+    async openSan(naa, device, partition, fileName, capacity, record) {
       // Mark the LUN read-only for as long as we use it. The flag outlives the
       // device's user (even a loop device's detach), so it is put back as found.
       const wasRo = (await run('blockdev', ['--getro', device])).stdout.trim() === '1';
       if (!wasRo) await run('blockdev', ['--setro', device]);
-      await run('blockdev', ['--flushbufs', device]);
-      const type = await fsType(device);
       await mkdir(opts.mountDir, { recursive: true, mode: 0o700 });
       const mountPoint = await mkdtemp(path.join(opts.mountDir, 'lun-'));
       const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, naa, restoreRw: !wasRo };
       try {
+        await run('blockdev', ['--flushbufs', device]);
+        // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole (unpartitioned) device.
+        let table: PartitionTable | null;
+        let part: Partition | null;
+        try {
+          table = await partitionTableOf(device, await deviceSize(device));
+          part = chooseVmfsPartition(table, partition);
+        } catch (err) {
+          if (err instanceof PartitionTableError) throw new DeviceError(`LUN ${naa} (${device}): ${err.message}`);
+          throw err;
+        }
+        for (const note of table?.notes ?? []) opts.log.warn({ naa, device }, `LUN ${naa}: ${note}`);
+        let volume = device;
+        if (part) {
+          const node = await partitionNode(opts.byIdDir, naa, device, part, opts.log);
+          if (node) {
+            volume = node;
+          } else {
+            const { stdout } = await run('losetup', ['-f', '--show', '-r', '-o', String(part.start), '--sizelimit', String(part.size), device]);
+            const loop = stdout.trim();
+            if (!DEVICE_PATTERNS.loop.test(loop)) throw new DeviceError(`losetup answered ${JSON.stringify(loop)} instead of a loop device`);
+            cleanup.loop = { device: loop, offset: part.start, sizeLimit: part.size };
+            volume = loop;
+          }
+        }
+        // Journaled before the mount: a crash from here on leaves a row that undoes the loop device and the mount.
+        await record?.(cleanup);
+        const type = await fsType(volume);
+        const scheme = table?.scheme.toUpperCase() ?? '';
+        const where = part ? `partition ${part.number} of LUN ${naa} (${device}, ${scheme} at ${formatOffset(part.start)})` : `LUN ${naa} (${device})`;
         if (type === 'ext4') {
-          await run('mount', ['-t', 'ext4', '-o', 'ro,noload', device, mountPoint]);
+          await run('mount', ['-t', 'ext4', '-o', 'ro,noload', volume, mountPoint]);
         } else if (type === 'vmfs5' || type === 'vmfs6') {
           // Debian's read-only VMFS drivers (vmfs-tools for VMFS5, vmfs6-tools for VMFS6), through FUSE.
           const driver = type === 'vmfs6' ? 'vmfs6-fuse' : 'vmfs-fuse';
-          await run(driver, [device, mountPoint]).catch((err: Error & { code?: string }) => {
-            throw new DeviceError(err.code === 'ENOENT' ? `${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})` : `${driver} could not mount ${device}: ${err.message}`);
+          await run(driver, [volume, mountPoint]).catch((err: Error & { code?: string }) => {
+            throw new DeviceError(err.code === 'ENOENT' ? `${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})` : `${driver} could not mount ${where}: ${err.message}`);
           });
         } else {
-          throw new DeviceError(`LUN ${naa} (${device}) holds no filesystem Vaultline can read (not VMFS)`);
+          throw new DeviceError(`${where} holds no filesystem Vaultline can read (not VMFS)`);
         }
         const rel = fileName.replace(/^\[[^\]]+\]\s*/, '').replace(/\.vmdk$/, '-flat.vmdk');
         const reader = await ReadOnlyFileReader.open(path.join(mountPoint, rel), capacity);
+        const fsName = type === 'ext4' ? type : type.toUpperCase();
         return {
           capacity,
           cleanup,
+          // For the run log: "LUN naa.… partition 1 (GPT, VMFS6 at 1 MiB)".
+          volume: part
+            ? `LUN ${naa} partition ${part.number} (${scheme}, ${fsName} at ${formatOffset(part.start)}${cleanup.loop ? `, through ${volume}` : ''})`
+            : `LUN ${naa} whole device (no partition table, ${fsName})`,
           read: (o: number, l: number, into?: Buffer) => reader.read(o, l, into),
           close: async () => {
             await reader.close();

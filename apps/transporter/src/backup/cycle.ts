@@ -20,7 +20,7 @@ import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRe
 import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, type ProgressSink } from './progress.ts';
-import { QuiesceError, type Area, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
+import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
 import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
 
@@ -153,7 +153,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   const datastoreHosts = new Map<string, string[]>();
   const facts: DiskFacts[] = [];
   for (const d of disks) {
-    const ds = await vsphere.datastore(d.datastore).catch(() => ({ name: d.datastore, type: 'unknown', naaIds: [] as string[], hosts: [] as string[] }));
+    const ds = await vsphere.datastore(d.datastore).catch((): DatastoreInfo => ({ name: d.datastore, type: 'unknown', naaIds: [], extents: [], hosts: [] }));
     datastoreHosts.set(ds.name, ds.hosts);
     let visibleLun: string | null = null;
     if (deps.transporter.blockDevices) {
@@ -475,10 +475,13 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
       }
     }
     if (!device || !naa) throw new Error(`LUN of datastore ${snapDisk.datastore} is no longer visible`);
-    const jid = await deps.journal.add('lun_mount', { naa, device, fileName: snapDisk.fileName }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+    // The partition vSphere reports for this LUN's extent (0 when it does not say).
+    const partition = ds.extents.find((e) => e.naa === naa)?.partition ?? 0;
+    const target = { naa, device, partition, fileName: snapDisk.fileName };
+    const jid = await deps.journal.add('lun_mount', target, { runVmId: input.runVmId, vcenterId: input.vcenterId });
     try {
-      const reader = await deps.devices.openSan(naa, device, snapDisk.fileName, capacity);
-      await deps.journal.update(jid, { naa, device, fileName: snapDisk.fileName, cleanup: reader.cleanup as Record<string, unknown> });
+      const reader = await deps.devices.openSan(naa, device, partition, snapDisk.fileName, capacity, (cleanup) => deps.journal.update(jid, { ...target, cleanup: cleanup as Record<string, unknown> }));
+      await deps.journal.update(jid, { ...target, cleanup: reader.cleanup as Record<string, unknown> });
       return {
         reader,
         close: async () => {

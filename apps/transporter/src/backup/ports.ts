@@ -35,6 +35,8 @@ export interface DatastoreInfo {
   type: string;
   /** NAA ids of the VMFS extents (empty for NFS/vSAN). */
   naaIds: string[];
+  /** The VMFS extents: each LUN's NAA id and the partition on it vSphere reports (HostScsiDiskPartition; 0 = not reported). */
+  extents: { naa: string; partition: number }[];
   /** Host morefs that mount it. */
   hosts: string[];
 }
@@ -87,12 +89,24 @@ export interface LocalDevices {
   canUseBlockDevices(): Promise<boolean>;
   /** The local device of a LUN, or null when it is not visible here. */
   findLun(naa: string): Promise<string | null>;
-  /** Opens the VMDK's flat extent through the LUN, read-only. */
-  openSan(naa: string, device: string, fileName: string, capacity: number): Promise<SourceReader & { cleanup: unknown }>;
+  /**
+   * Opens the VMDK's flat extent through the LUN, read-only: through the VMFS partition `partition` (as vSphere
+   * reports it; 0 = not known: the table's one VMFS partition, or the whole device when it has no table).
+   * `record` is given the cleanup descriptor once there is something to undo, before the mount, to journal it.
+   * `volume` says which part of the LUN was read, for the run log.
+   */
+  openSan(
+    naa: string,
+    device: string,
+    partition: number,
+    fileName: string,
+    capacity: number,
+    record?: (cleanup: unknown) => Promise<void>,
+  ): Promise<SourceReader & { cleanup: unknown; volume: string }>;
   /** Waits for a hot-added disk to appear and opens it read-only. */
   openHotAdded(diskUuid: string, capacity: number): Promise<SourceReader & { device: string }>;
   waitGone(diskUuid: string): Promise<void>;
-  /** Undoes a LUN mount recorded by openSan (after a crash); JournalTrustError when the row names a mount point or device that is not ours. */
+  /** Undoes a LUN mount (and partition loop device) recorded by openSan (after a crash); JournalTrustError when the row names a mount point or device that is not ours. */
   undoSan(cleanup: unknown): Promise<void>;
 }
 
