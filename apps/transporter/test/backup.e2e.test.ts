@@ -108,6 +108,8 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       expect(d.transport).toBe('san');
       expect(d.transportReason as string[]).toEqual([expect.stringMatching(/^SAN: LUN naa\.[0-9a-f]+ visible on this Transporter$/)]);
     }
+    // The run log says which part of the LUN was read: the lab's LUNs are unpartitioned ext4 stand-ins for VMFS.
+    expect(JSON.stringify(vm.log)).toMatch(/disk [^:"]+: reading LUN naa\.[0-9a-f]+ whole device \(no partition table, ext4\)/);
   });
 
   it.runIf(isRoot)('each mode forced manually works and gives the same bytes', async () => {

@@ -482,6 +482,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
     try {
       const reader = await deps.devices.openSan(naa, device, partition, snapDisk.fileName, capacity, (cleanup) => deps.journal.update(jid, { ...target, cleanup: cleanup as Record<string, unknown> }));
       await deps.journal.update(jid, { ...target, cleanup: reader.cleanup as Record<string, unknown> });
+      deps.runLog('info', `disk ${job.disk.label}: reading ${reader.volume}`);
       return {
         reader,
         close: async () => {
