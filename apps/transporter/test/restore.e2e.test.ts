@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { DiskProgressSchema } from '@vaultline/contracts';
 import { Repository } from '@vaultline/repository';
 import { memoryLogger } from '@vaultline/logger';
-import type { VSphereClient } from '@vaultline/vsphere';
+import { parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
 import { sweepOrphans } from '../src/backup/sweep.ts';
@@ -182,6 +182,28 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     expect(await b.lab.diskSha256('erp01-placed', 0)).toBe(points[1]!.truth[0]);
   });
 
+  it("restores to the source VM's own host and datastore when the datastore's host list has lost that host (a lagging vCenter's view): the host's own list counts too", async () => {
+    const source = await client.inventory.vm((await b.lab.getVm('erp01')).moref);
+    const dsName = parseDatastorePath(source.disks[0]!.fileName).datastore;
+    await b.lab.listDatastoreHost(dsName, source.host!, false);
+    try {
+      const inv = await client.inventory.all();
+      const ds = inv.datastores.find((d) => d.name === dsName)!;
+      // The lab now shows what such a vCenter does: the datastore omits the host, the host still lists it.
+      expect(ds.hosts.map((h) => h.host)).not.toContain(source.host);
+      expect(ds.hosts.length).toBeGreaterThan(0);
+      expect(inv.hosts.find((h) => h.moref === source.host)!.datastores).toContain(ds.moref);
+      const lines: string[] = [];
+      const result = await restoreVm({ repo, ref: { vmId: points[1]!.vmId, id: points[1]!.id }, name: 'erp01-lagging', restoreId: randomUUID() }, deps(lines));
+      const vm = await client.inventory.vm(result.vmMoref);
+      expect(vm.host).toBe(source.host);
+      expect(vm.disks.every((d) => d.fileName.startsWith(`[${dsName}] `))).toBe(true);
+      expect(await b.lab.diskSha256('erp01-lagging', 0)).toBe(points[1]!.truth[0]);
+    } finally {
+      await b.lab.listDatastoreHost(dsName, source.host!, true);
+    }
+  });
+
   it("restores one disk as a new disk of an existing VM, leaving the VM's own disks alone", async () => {
     const { restoreDisk } = await import('../src/restore/restore-vm.ts');
     await b.lab.createVm({ name: 'target01', cbt: false, disks: [{ capacityBytes: 2 * MiB }] });
@@ -222,7 +244,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     // What a killed restore leaves: the journal row, and a VM with its marker.
     const source = await client.inventory.vm((await b.lab.getVm('erp01')).moref);
     const placement = await client.vms.placement(source.moref);
-    const { createSpecFromHardware, parseDatastorePath } = await import('@vaultline/vsphere');
+    const { createSpecFromHardware } = await import('@vaultline/vsphere');
     const snapHw = (await repo.readManifest({ vmId: points[1]!.vmId, id: points[1]!.id })).vm as { hardware: Parameters<typeof createSpecFromHardware>[0] };
     await j.add('restore_vm', { restoreId, name: 'erp01-killed', vm: null }, { vcenterId: b.vcenterId });
     await client.vms.create(createSpecFromHardware(snapHw.hardware, { name: 'erp01-killed', restoreId, folder: placement.folder!, resourcePool: placement.resourcePool!, datastore: parseDatastorePath(source.disks[0]!.fileName).datastore }));

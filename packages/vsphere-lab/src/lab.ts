@@ -117,6 +117,8 @@ export interface Lab {
   diskSha256(vmName: string, diskIndex: number, opts?: { snapshot?: string /* moref */ }): Promise<string>;
   /** From now on, quiesced snapshots of this VM fail with ApplicationQuiesceFault (or succeed again). */
   failQuiesce(vmName: string, fail: boolean): Promise<void>;
+  /** A datastore's own host list loses (or regains) a host that still lists the datastore, as a lagging vCenter shows it. */
+  listDatastoreHost(datastore: string, hostMoref: string, listed: boolean): Promise<void>;
   /** A logged-in SOAP session (the lab's private helper client). */
   soap(): Promise<SoapClient>;
   stop(): Promise<void>;
@@ -521,6 +523,14 @@ class LabImpl implements Lab {
         if (res.status !== 200) throw new Error(`guest write failed: ${res.body.toString('utf8')}`);
       }
     }
+  }
+
+  /**
+   * Takes a host out of (or back into) a datastore's own host list while the host still lists the datastore,
+   * as a vCenter whose views lag shows it (the datastore stays mounted there; only the list is incomplete).
+   */
+  async listDatastoreHost(datastore: string, hostMoref: string, listed: boolean): Promise<void> {
+    await this.labGet('datastore-host', { ds: datastore, host: hostMoref, listed: listed ? '1' : '0' });
   }
 
   async failQuiesce(vmName: string, fail: boolean): Promise<void> {

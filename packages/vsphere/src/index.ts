@@ -1,6 +1,6 @@
 export { VSphereClient, parseServiceContent } from './client.ts';
 export type { ConnectOptions } from './client.ts';
-export { InventoryApi, VM_PATHS } from './inventory.ts';
+export { InventoryApi, VM_PATHS, hostsMounting } from './inventory.ts';
 export { SnapshotsApi, snapshotTag, runIdOf, hardwareOf, SNAPSHOT_PREFIX } from './snapshots.ts';
 export type { CreateSnapshotOptions, TaggedSnapshot, SnapshotDisks } from './snapshots.ts';
 export { CbtApi, normalizeAreas } from './cbt.ts';

@@ -50,6 +50,18 @@ const numeric = (o: ObjectContent, p: string): number | undefined => {
 };
 const refs = (o: ObjectContent, p: string): string[] => (o.props.get(p)?.children ?? []).map((c) => c.text);
 
+/**
+ * The hosts that mount a datastore, from both sides: the datastore's own host list (mounted and accessible)
+ * and every host whose datastore list names it. Either list can be incomplete on a vCenter whose views lag
+ * (seen on simulators); a host the datastore lists as not mounted or not accessible is left out.
+ */
+export function hostsMounting(inv: Pick<Inventory, 'hosts'>, ds: Pick<Datastore, 'moref' | 'hosts'>): string[] {
+  const refused = new Set(ds.hosts.filter((h) => !h.mounted || !h.accessible).map((h) => h.host));
+  const out = new Set(ds.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host));
+  for (const h of inv.hosts) if (h.datastores.includes(ds.moref) && !refused.has(h.moref)) out.add(h.moref);
+  return [...out].sort();
+}
+
 export function parseSnapshotTree(n: XmlNode): SnapshotTreeNode {
   return {
     moref: child(n, 'snapshot')?.text ?? '',

@@ -1,6 +1,6 @@
 /** The Director's VCenterConnector over @vaultline/vsphere. */
 import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
-import { ConnectError, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
+import { ConnectError, hostsMounting, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
 import { VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
 
 function explain(err: unknown, url: string): never {
@@ -100,7 +100,7 @@ export function vsphereConnector(): VCenterConnector {
               capacityBytes: d.capacityBytes,
               freeBytes: d.freeBytes,
               accessible: d.accessible,
-              hosts: d.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host),
+              hosts: hostsMounting(inv, d),
             }))
             .sort(byName),
           networks: inv.networks.map((n) => ({ moref: n.moref, name: n.name, datacenter: n.datacenter })).sort(byName),

@@ -6,7 +6,7 @@
 import { SECRET_LABELS, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { ApplicationQuiesceFault, flatExtentPath, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
+import { ApplicationQuiesceFault, flatExtentPath, hostsMounting, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
 import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '../backup/ports.ts';
 import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
 import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
@@ -86,7 +86,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
                 type: d.type,
                 naaIds: (d.vmfs?.extents ?? []).map((e) => e.diskName),
                 extents: (d.vmfs?.extents ?? []).map((e) => ({ naa: e.diskName, partition: e.partition })),
-                hosts: d.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host),
+                hosts: hostsMounting(inv, d),
               },
             },
           ]),

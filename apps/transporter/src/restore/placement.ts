@@ -5,7 +5,7 @@
  * of them are checked against the inventory before anything is created, and
  * every problem is named in one error.
  */
-import { parseDatastorePath, type HardwareDescription, type Inventory, type ResourcePool, type VmFolder, type VSphereClient } from '@vaultline/vsphere';
+import { hostsMounting, parseDatastorePath, type HardwareDescription, type Inventory, type ResourcePool, type VmFolder, type VSphereClient } from '@vaultline/vsphere';
 import { RestoreError } from './disk-write.ts';
 
 export interface PlacementRequest {
@@ -96,7 +96,8 @@ export async function resolvePlacement(client: VSphereClient, req: PlacementRequ
   else if (!ds) problems.push(`datastore "${dsName}" does not exist (there are: ${inv.datastores.map((d) => d.name).sort().join(', ')})`);
   else if (!ds.accessible) problems.push(`datastore ${ds.name} is not accessible`);
   else {
-    const mountedOn = ds.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host);
+    // Both sides count: the datastore's host list and the hosts' datastore lists (either can lag).
+    const mountedOn = hostsMounting(inv, ds);
     if (host && mountedOn.length > 0 && !mountedOn.includes(host.moref)) problems.push(`datastore ${ds.name} is not mounted on host ${host.name}`);
     else if (!host && pool && pool.hosts.length > 0 && mountedOn.length > 0 && !pool.hosts.some((h) => mountedOn.includes(h))) {
       problems.push(`datastore ${ds.name} is not mounted on any host of resource pool ${pool.name}`);

@@ -22,7 +22,7 @@
 import type { TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
 import type { Manifest, Repository, RestorePointRef } from '@vaultline/repository';
-import { createSpecFromHardware, parseDatastorePath, type Disk, type HardwareDescription, type VirtualMachine, type VSphereClient } from '@vaultline/vsphere';
+import { createSpecFromHardware, hostsMounting, parseDatastorePath, type Disk, type HardwareDescription, type VirtualMachine, type VSphereClient } from '@vaultline/vsphere';
 import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
@@ -173,7 +173,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     blockDevices,
     proxyVm: deps.proxy?.proxyVm ?? null,
     ...(deps.proxy?.proxyVmUuid ? { proxyVmUuid: deps.proxy.proxyVmUuid } : {}),
-    datastoreHosts: new Map([[ds.name, ds.hosts.filter((h) => h.mounted && h.accessible).map((h) => h.host)]]),
+    datastoreHosts: new Map([[ds.name, hostsMounting(inv, ds)]]),
     networkTransport: network,
   };
   const choices = new Map<number, TransportChoice>();

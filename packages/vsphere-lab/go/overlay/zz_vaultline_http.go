@@ -227,6 +227,42 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		labSetQuiesceFail(vm.Self.Value, q.Get("fail") == "1")
 		labJSON(w, http.StatusOK, map[string]bool{"fail": q.Get("fail") == "1"})
+	case "datastore-host":
+		// GET /lab/datastore-host?ds=<name>&host=<moref>&listed=0|1: take a host out of (or back into) the
+		// datastore's own host list while the host keeps listing the datastore, as a vCenter whose views lag
+		// (and another simulator) shows it. The files stay where they are.
+		var ds *Datastore
+		for _, e := range Map.All("Datastore") {
+			if d := e.(*Datastore); d.Name == q.Get("ds") {
+				ds = d
+			}
+		}
+		host, _ := Map.Get(types.ManagedObjectReference{Type: "HostSystem", Value: q.Get("host")}).(*HostSystem)
+		if ds == nil || host == nil {
+			fail(404, "no such datastore or host")
+			return
+		}
+		listed := 0
+		Map.WithLock(ds, func() {
+			var kept []types.DatastoreHostMount
+			var mount *types.DatastoreHostMount
+			for i := range ds.Host {
+				if ds.Host[i].Key.Value == host.Self.Value {
+					mount = &ds.Host[i]
+					continue
+				}
+				kept = append(kept, ds.Host[i])
+			}
+			if q.Get("listed") == "1" {
+				if mount == nil {
+					mount = &types.DatastoreHostMount{Key: host.Self, MountInfo: types.HostMountInfo{AccessMode: string(types.HostMountModeReadWrite), Mounted: types.NewBool(true), Accessible: types.NewBool(true)}}
+				}
+				kept = append(kept, *mount)
+			}
+			ds.Host = kept
+			listed = len(kept)
+		})
+		labJSON(w, 200, map[string]int{"hosts": listed})
 	case "inventory":
 		out := map[string]interface{}{}
 		for _, e := range Map.All("Datacenter") {
