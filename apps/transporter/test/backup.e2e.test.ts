@@ -284,6 +284,53 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
     }
   });
 
+  it('automatic mode: SAN or HotAdd failing mid-disk (fake device layer: reads fail after 8 MiB) continues that disk over the network from where it stopped, even with failover off; the run ends warning, bit-exact', async () => {
+    await b.lab.createVm({ name: 'flaky02', cbt: true, disks: [{ capacityBytes: 32 * MiB }] });
+    await b.lab.guestWrite('flaky02', 0, [{ offset: 0, length: 24 * MiB, pattern: 'random', seed: 92 }]);
+    const truth = await b.lab.diskSha256('flaky02', 0);
+    const real = b.devices;
+    const failing = <R extends { read(offset: number, length: number, into?: Buffer): Promise<Buffer> }>(r: R): R => {
+      let served = 0;
+      return Object.assign(Object.create(r) as R, {
+        async read(offset: number, length: number, into?: Buffer) {
+          if (served >= 8 * MiB) throw new Error('fake: the path to the LUN or hot-added disk went away');
+          served += length;
+          return r.read(offset, length, into);
+        },
+      });
+    };
+    const opened: string[] = [];
+    b.devicesOverride = {
+      ...real,
+      async openHotAdded(uuid, capacity) {
+        opened.push('hotadd');
+        return failing(await real.openHotAdded(uuid, capacity));
+      },
+      async openSan(...args: Parameters<typeof real.openSan>) {
+        opened.push('san');
+        return failing(await real.openSan(...args));
+      },
+    };
+    try {
+      const { runId } = await b.newRun(['flaky02'], 'automatic', { failoverToNetwork: false, cbtSanityRate: 0 });
+      await b.runAll(runId);
+      const { run, vm, point } = await outcome(b, runId);
+      expect(run.status, `${vm.error ?? ''} ${JSON.stringify(vm.log)}`).toBe('warning');
+      expect(opened).toHaveLength(1);
+      const disk = vm.disks[0]!;
+      expect(disk.transport).toBe('nbdssl');
+      const reasons = disk.transportReason as string[];
+      expect(reasons.at(-1)).toBe(`${opened[0]} failed mid-copy: fake: the path to the LUN or hot-added disk went away; failover to nbdssl`);
+      expect(JSON.stringify(vm.log)).toContain(`disk Hard disk 1: ${opened[0]} read failed at ${8 * MiB}`);
+      // Only what was left: 24 MiB allocated, read once in all.
+      expect(Number(disk.bytesRead)).toBe(24 * MiB);
+      expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String((await b.lab.getVm('flaky02')).disks[0]!.key))).toBe(truth);
+      await nothingLeftBehind(b, 'flaky02');
+    } finally {
+      b.devicesOverride = null;
+    }
+  });
+
   it('the job option enables CBT on a VM that has it off, and the backup uses it at once', async () => {
     await b.lab.createVm({ name: 'cbt-later', cbt: false, disks: [{ capacityBytes: 8 * MiB }] });
     await b.lab.guestWrite('cbt-later', 0, [{ offset: 1 * MiB, length: 1 * MiB, pattern: 'random', seed: 61 }]);

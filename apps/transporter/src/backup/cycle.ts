@@ -352,8 +352,11 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   await deps.diskPhase(disk.key, { phase: 'opening', label: disk.label, capacityBytes: capacity, transport: job.choice.transport, reasons, cbtUsed, startedAt, bytesSkipped: meter.bytesSkipped });
 
   let transport = job.choice.transport;
+  // SAN or HotAdd failing once the snapshot exists: automatic mode always continues over the network (it is
+  // the mode's last resort anyway); a manual choice only when the job allows failover.
+  const mayFailOver = () => transport !== 'nbd' && transport !== 'nbdssl' && (input.transportMode === 'automatic' || input.options.failoverToNetwork);
   let source = await openSource(job, transport).catch(async (err: unknown) => {
-    if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
+    if (!mayFailOver()) throw err;
     const net = deps.transporter.networkTransport;
     job.warn(`disk ${disk.label}: ${transport} failed (${(err as Error).message}); failing over to ${net}`);
     reasons.push(`${transport} failed: ${(err as Error).message}; failover to ${net}`);
@@ -381,8 +384,8 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
         try {
           await readInto(into, at);
         } catch (err) {
-          if (input.transportMode === 'automatic' || !input.options.failoverToNetwork || transport === 'nbd' || transport === 'nbdssl') throw err;
-          // Mid-job failover: the snapshot stays; this disk continues over the network from here.
+          if (!mayFailOver()) throw err;
+          // Mid-job failover: the snapshot stays; this disk continues over the network from here (only what is left to read).
           const net = deps.transporter.networkTransport;
           job.warn(`disk ${disk.label}: ${transport} read failed at ${at} (${(err as Error).message}); continuing over ${net}`);
           reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);

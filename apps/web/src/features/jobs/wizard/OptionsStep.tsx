@@ -53,7 +53,7 @@ export function OptionsStep({ state, set }: { state: WizardState; set: (patch: P
         <p className="small muted">
           {manual
             ? `Manual: every disk uses ${TRANSPORT_LABEL[state.transportMode]}. A disk it cannot serve at all fails its VM before any snapshot is taken, with the reason.`
-            : 'Every run shows, per disk, the mode used and why each faster one was skipped.'}
+            : 'Every run shows, per disk, the mode used and why each faster one was skipped. A disk whose Direct SAN or HotAdd read fails after the snapshot continues over the network from where it stopped, and the run ends with a warning.'}
         </p>
         <label className="check-field">
           <input type="checkbox" checked={o.failoverToNetwork} disabled={!manual || network} onChange={(e) => setOptions({ failoverToNetwork: e.target.checked })} />
