@@ -24,6 +24,23 @@ describe('automatic transport selection', () => {
     expect(c).toEqual({ transport: 'hotadd', reasons: ['SAN: LUN naa.6000c2901 not visible on this Transporter', 'HotAdd: attach to proxy VM vaultline-proxy'] });
   });
 
+  it('skips SAN for a visible LUN whose datastore cannot be read here (found before the snapshot), saying why; manual SAN is refused with it', () => {
+    const unreadable = facts({ visibleLun: 'naa.6000c2901', lunProblem: 'partition 1 of LUN naa.6000c2901 (GPT at 1 MiB) is VMFS6, but vmfs6-fuse is not installed (apt-get install vmfs6-tools)' });
+    expect(chooseTransport('automatic', unreadable, transporter())).toEqual({
+      transport: 'hotadd',
+      reasons: ['SAN: LUN naa.6000c2901 is visible, but partition 1 of LUN naa.6000c2901 (GPT at 1 MiB) is VMFS6, but vmfs6-fuse is not installed (apt-get install vmfs6-tools)', 'HotAdd: attach to proxy VM vaultline-proxy'],
+    });
+    expect(() => chooseTransport('san', unreadable, transporter())).toThrow(/^SAN: LUN naa\.6000c2901 is visible, but .*vmfs6-fuse is not installed.* \(transport mode is manual: san\)$/);
+  });
+
+  it('never uses SAN for vSAN or vVol datastores (their disks are not on a LUN), even with a LUN id visible', () => {
+    for (const [type, what] of [['vsan', 'vSAN'], ['VVOL', 'a vVol datastore']] as const) {
+      const c = chooseTransport('automatic', facts({ datastoreType: type, visibleLun: 'naa.6000c2901' }), transporter());
+      expect(c.transport).toBe('hotadd');
+      expect(c.reasons[0]).toBe(`SAN: datastore ds1 is ${what}, whose disks are not on a LUN (Direct SAN reads VMFS on Fibre Channel or iSCSI LUNs only)`);
+    }
+  });
+
   it('uses the network for an IDE disk, with both reasons', () => {
     const c = chooseTransport('automatic', facts({ disk: disk({ controller: 'ide' }) }), transporter());
     expect(c.transport).toBe('nbdssl');

@@ -131,11 +131,11 @@ export interface SanCleanup {
 }
 
 /** What `device` (a LUN or one of its partitions) holds: 'ext4' (the lab's LUN stand-in), 'vmfs5'/'vmfs6' (by the LVM volume version), or 'unknown'. */
-async function fsType(device: string): Promise<string> {
+async function fsType(device: string, at = 0): Promise<string> {
   const head = Buffer.alloc(4096);
   const fh = await open(device, constants.O_RDONLY);
   try {
-    await fh.read(head, 0, head.length, 0);
+    await fh.read(head, 0, head.length, at);
     // ext2/3/4: magic 0xEF53 at byte 1080.
     if (head.readUInt16LE(1080) === 0xef53) return 'ext4';
   } finally {
@@ -145,7 +145,7 @@ async function fsType(device: string): Promise<string> {
   const fh2 = await open(device, constants.O_RDONLY);
   try {
     // VMFS volume header at 1 MiB: magic 0xc001d00d, then the major version (5 = VMFS5, 6 = VMFS6).
-    await fh2.read(vmfs, 0, 8, 0x100000);
+    await fh2.read(vmfs, 0, 8, at + 0x100000);
     if (vmfs.readUInt32LE(0) === 0xc001d00d) return vmfs.readUInt32LE(4) >= 6 ? 'vmfs6' : 'vmfs5';
   } finally {
     await fh2.close();
@@ -345,6 +345,31 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
     async findLun(naa) {
       const dev = (await byIdLinks(opts.byIdDir)).get(normaliseId(naa));
       return dev && (await isBlockDevice(dev)) ? dev : null;
+    },
+
+    async probeSan(naa, device, partition) {
+      // Read-only look at the LUN (no mount, nothing to undo): its partition table, the filesystem where
+      // vSphere says the datastore is, and the driver that would read it.
+      let part: Partition | null;
+      let table: PartitionTable | null;
+      try {
+        table = await partitionTableOf(device, await deviceSize(device));
+        part = chooseVmfsPartition(table, partition);
+      } catch (err) {
+        if (err instanceof PartitionTableError) throw new DeviceError(`LUN ${naa} (${device}): ${err.message}`);
+        throw new DeviceError(`LUN ${naa} (${device}) cannot be read: ${(err as Error).message}`);
+      }
+      const type = await fsType(device, part?.start ?? 0).catch((err: Error) => {
+        throw new DeviceError(`LUN ${naa} (${device}) cannot be read: ${err.message}`);
+      });
+      const where = part ? `partition ${part.number} of LUN ${naa} (${table!.scheme.toUpperCase()} at ${formatOffset(part.start)})` : `LUN ${naa}`;
+      if (type === 'unknown') throw new DeviceError(`${where} holds no filesystem Vaultline can read (no VMFS header)`);
+      if (type === 'vmfs5' || type === 'vmfs6') {
+        const driver = type === 'vmfs6' ? 'vmfs6-fuse' : 'vmfs-fuse';
+        const found = await Promise.any(['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map(async (d) => (await stat(path.join(d, driver))).isFile())).catch(() => false);
+        if (!found) throw new DeviceError(`${where} is ${type.toUpperCase()}, but ${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})`);
+      }
+      return `${where}, ${type === 'ext4' ? type : type.toUpperCase()}`;
     },
 
     async openSan(naa, device, partition, fileName, capacity, record) {

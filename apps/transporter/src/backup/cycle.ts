@@ -21,7 +21,7 @@ import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from '.
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, type ProgressSink } from './progress.ts';
 import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
-import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
+import { chooseTransport, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
@@ -151,20 +151,35 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
 
   // Transport decisions, before any snapshot exists.
   const datastoreHosts = new Map<string, string[]>();
+  const lunProbes = new Map<string, Promise<string | null>>();
   const facts: DiskFacts[] = [];
   for (const d of disks) {
     const ds = await vsphere.datastore(d.datastore).catch((): DatastoreInfo => ({ name: d.datastore, type: 'unknown', naaIds: [], extents: [], hosts: [] }));
     datastoreHosts.set(ds.name, ds.hosts);
     let visibleLun: string | null = null;
-    if (deps.transporter.blockDevices) {
+    let lunProblem: string | null = null;
+    if (deps.transporter.blockDevices && !SAN_NEVER.test(ds.type)) {
       for (const naa of ds.naaIds) {
-        if (await deps.devices.findLun(naa)) {
-          visibleLun = naa;
-          break;
+        const device = await deps.devices.findLun(naa);
+        if (!device) continue;
+        visibleLun = naa;
+        // Whether its datastore can be read here is known now, not after the snapshot (once per datastore).
+        if (input.transportMode === 'automatic' || input.transportMode === 'san') {
+          const partition = ds.extents.find((e) => e.naa === naa)?.partition ?? 0;
+          let probe = lunProbes.get(`${naa}|${partition}`);
+          if (!probe) {
+            probe = deps.devices.probeSan(naa, device, partition).then(
+              () => null,
+              (err: unknown) => (err as Error).message,
+            );
+            lunProbes.set(`${naa}|${partition}`, probe);
+          }
+          lunProblem = await probe;
         }
+        break;
       }
     }
-    facts.push({ disk: d, datastoreType: ds.type, naaIds: ds.naaIds, visibleLun });
+    facts.push({ disk: d, datastoreType: ds.type, naaIds: ds.naaIds, visibleLun, lunProblem });
   }
   const tf: TransporterFacts = { ...deps.transporter, datastoreHosts };
   const choices = new Map<number, TransportChoice>();

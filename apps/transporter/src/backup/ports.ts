@@ -90,6 +90,12 @@ export interface LocalDevices {
   /** The local device of a LUN, or null when it is not visible here. */
   findLun(naa: string): Promise<string | null>;
   /**
+   * Before the snapshot: can the LUN's datastore be read here? Reads the partition table, finds the
+   * filesystem where vSphere says it is and checks its driver is installed (no mount). Returns what it
+   * found ("partition 1 of LUN naa.… (GPT at 1 MiB), VMFS6"); throws with the reason otherwise.
+   */
+  probeSan(naa: string, device: string, partition: number): Promise<string>;
+  /**
    * Opens the VMDK's flat extent through the LUN, read-only: through the VMFS partition `partition` (as vSphere
    * reports it; 0 = not known: the table's one VMFS partition, or the whole device when it has no table).
    * `record` is given the cleanup descriptor once there is something to undo, before the mount, to journal it.

@@ -13,7 +13,12 @@ export interface DiskFacts {
   naaIds: string[];
   /** The NAA id visible as a local block device, if any. */
   visibleLun: string | null;
+  /** Why that LUN's datastore cannot be read here (found before the snapshot), if it cannot. */
+  lunProblem?: string | null;
 }
+
+/** Datastore types whose disks are never on a LUN this Transporter could read: vSAN objects and vVols. */
+export const SAN_NEVER = /^(vsan|vvol)$/i;
 
 export interface TransporterFacts {
   blockDevices: boolean;
@@ -29,9 +34,11 @@ export interface TransporterFacts {
 const SCSI = new Set(['pvscsi', 'lsilogic', 'lsisas', 'buslogic']);
 
 export function sanProblem(f: DiskFacts, t: TransporterFacts): string | null {
+  if (SAN_NEVER.test(f.datastoreType)) return `SAN: datastore ${f.disk.datastore} is ${/vsan/i.test(f.datastoreType) ? 'vSAN' : 'a vVol datastore'}, whose disks are not on a LUN (Direct SAN reads VMFS on Fibre Channel or iSCSI LUNs only)`;
   if (!t.blockDevices) return 'SAN: this Transporter has no block device access (needs root and /dev)';
   if (f.naaIds.length === 0) return `SAN: datastore ${f.disk.datastore} (${f.datastoreType}) has no LUN`;
   if (!f.visibleLun) return `SAN: LUN ${f.naaIds.join(', ')} not visible on this Transporter`;
+  if (f.lunProblem) return `SAN: LUN ${f.visibleLun} is visible, but ${f.lunProblem}`;
   return null;
 }
 
