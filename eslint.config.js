@@ -1,6 +1,7 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
+import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 
 // Each external system has exactly one owner package. Everything else reaches
 // it through that package's exports, so the domain stays free of frameworks.
@@ -52,6 +53,18 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
     },
+  },
+  // No import cycles inside an app or package: a module and what it imports form a tree, so each part can be
+  // read, tested and moved on its own. (Workspace packages are resolved as packages and not followed.)
+  {
+    files: ['apps/*/src/**/*.{ts,tsx}', 'packages/*/src/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.tsx', '.mjs', '.js'] })],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts', '.tsx'] },
+      'import-x/extensions': ['.ts', '.tsx', '.mjs', '.js'],
+    },
+    rules: { 'import-x/no-cycle': ['error', { ignoreExternal: true }] },
   },
   // Settings come from the environment through @vaultline/config's schemas (one per app), checked at start;
   // nothing else in the product reads process.env. (The CLI, the lab and the test tools read theirs directly.)

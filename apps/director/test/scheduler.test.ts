@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { memoryLogger } from '@vaultline/logger';
-import { previousOccurrence, scheduleTick } from '../src/scheduler/scheduler.ts';
+import { scheduleTick } from '../src/scheduler/scheduler.ts';
+import { previousOccurrence } from '../src/services/schedules.ts';
 import { signedInDirector } from './helpers.ts';
 
 const quiet = memoryLogger('scheduler').log;

@@ -1,7 +1,8 @@
 /**
- * The lint rules that keep the layers apart, shown failing on deliberate violations (the project's own
+ * The lint rules that keep the layers apart (owner imports, process.env, floating promises, import cycles), shown failing on deliberate violations (the project's own
  * eslint.config.js, run through ESLint's API on snippets placed where they would live).
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ESLint } from 'eslint';
 import { describe, expect, it } from 'vitest';
@@ -37,5 +38,21 @@ describe('the lint configuration', () => {
     const code = 'async function save(): Promise<void> {}\nexport function onClick(): void {\n  save();\n}\n';
     expect(await rulesHit(code, 'apps/director/src/zz-lint-probe.ts')).toEqual([expect.stringMatching(/^@typescript-eslint\/no-floating-promises: Promises must be awaited/)]);
     expect(await rulesHit(code.replace('  save();', '  void save();'), 'apps/director/src/zz-lint-probe.ts')).toEqual([]);
+  });
+
+  it('refuses an import cycle inside a package (two real files that import each other); the same files without the loop pass', async () => {
+    const dir = path.join(ROOT, 'packages/config/src');
+    const files = ['zz-cycle-probe-a.ts', 'zz-cycle-probe-b.ts', 'zz-cycle-probe-c.ts', 'zz-cycle-probe-d.ts'].map((f) => path.join(dir, f));
+    try {
+      writeFileSync(files[0]!, "import { b } from './zz-cycle-probe-b.ts';\nexport const a = (): number => b() + 1;\n");
+      writeFileSync(files[1]!, "import { a } from './zz-cycle-probe-a.ts';\nexport const b = (): number => a() - 1;\n");
+      writeFileSync(files[2]!, "import { d } from './zz-cycle-probe-d.ts';\nexport const c = (): number => d() + 1;\n");
+      writeFileSync(files[3]!, 'export const d = (): number => 1;\n');
+      const hits = async (file: string) => (await eslint.lintFiles([file])).flatMap((r) => r.messages.map((m) => `${m.ruleId}: ${m.message}`));
+      expect(await hits(files[0]!)).toEqual(['import-x/no-cycle: Dependency cycle detected']);
+      expect(await hits(files[2]!)).toEqual([]);
+    } finally {
+      for (const f of files) rmSync(f, { force: true });
+    }
   });
 });

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
-import { cronProblem } from '../scheduler/scheduler.ts';
+import { cronProblem } from '../services/schedules.ts';
 import type { AuditLog } from '../services/audit.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
 import { parse } from '../validate.ts';

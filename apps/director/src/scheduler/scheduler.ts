@@ -7,33 +7,16 @@
  * occurrence once. Occurrences missed while the appliance was down are not
  * replayed one by one: the latest one runs, once.
  */
-import cronParser from 'cron-parser';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { WorkQueue } from '@vaultline/queue';
 import { startDrillRuns } from '../services/drills.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
 import { startJobRun } from '../services/runs.ts';
+import { previousOccurrence } from '../services/schedules.ts';
 import { reconcileTick, type ReconcileDeps } from './reconciler.ts';
 
 /** The most recent occurrence of `schedule` at or before `now`, or null for an invalid expression. */
-export function previousOccurrence(schedule: string, now: Date): Date | null {
-  try {
-    return cronParser.parseExpression(schedule, { currentDate: new Date(now.getTime() + 1) }).prev().toDate();
-  } catch {
-    return null;
-  }
-}
-
-export function cronProblem(schedule: string): string | null {
-  try {
-    cronParser.parseExpression(schedule);
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
 /** The occurrence a job is due for now, or null (none since the one it last ran for, or a bad expression). */
 function dueOccurrence(job: { schedule: string | null; lastScheduledAt: Date | null; createdAt: Date }, now: Date): Date | null {
   const due = job.schedule ? previousOccurrence(job.schedule, now) : null;

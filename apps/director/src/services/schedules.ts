@@ -5,7 +5,25 @@
  * scheduler tick cannot honour, so those are refused here with the reason.
  */
 import cronParser from 'cron-parser';
-import { cronProblem } from '../scheduler/scheduler.ts';
+
+/** The latest occurrence at or before `now`, or null (a bad expression). */
+export function previousOccurrence(schedule: string, now: Date): Date | null {
+  try {
+    return cronParser.parseExpression(schedule, { currentDate: new Date(now.getTime() + 1) }).prev().toDate();
+  } catch {
+    return null;
+  }
+}
+
+/** Why cron-parser refuses an expression (any field count), or null. */
+export function cronProblem(schedule: string): string | null {
+  try {
+    cronParser.parseExpression(schedule);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 export function scheduleProblem(schedule: string): string | null {
   const fields = schedule.trim().split(/\s+/).length;
