@@ -14,7 +14,7 @@ import type { Logger } from '@vaultline/logger';
 import type { EventBus, Redis, TransporterRegistry, WorkQueue } from '@vaultline/queue';
 import { apiPlugin, decorateAuth, type ApiRoute } from './auth/guard.ts';
 import { acceptPlainHttpOn, addSecurityHeaders, httpsRedirectServer } from './https.ts';
-import { AppError } from './errors.ts';
+import { apiErrorOf } from './domain-errors.ts';
 import { HealthMonitor } from './health/monitor.ts';
 import { authRoutes } from './routes/auth.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -111,9 +111,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   decorateAuth(fastify);
 
   fastify.setErrorHandler((err: Error, request, reply) => {
-    if (err instanceof AppError) {
-      if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
-      return reply.code(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+    // An AppError, or a package's error answered by the one table (domain-errors.ts).
+    const api = apiErrorOf(err);
+    if (api) {
+      if (api.retryAfterSeconds !== undefined) void reply.header('retry-after', String(api.retryAfterSeconds));
+      return reply.code(api.status).send({ code: api.code, message: api.message, ...(api.details ? { details: api.details } : {}) });
     }
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) {

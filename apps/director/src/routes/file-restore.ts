@@ -22,11 +22,12 @@
 import path from 'node:path';
 import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema, type BrowseListingDto, type BrowseSessionDto } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
-import { BrowseError, display, FileRestoreSessions, FlrHelper, FlrSessionError, FlrUnavailableError, parsePath, pgFlrJournal, type Session } from '@vaultline/flr';
+import { display, FileRestoreSessions, FlrHelper, parsePath, pgFlrJournal, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
 import { loadJournalKey } from '@vaultline/appliance';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { apiErrorOf } from '../domain-errors.ts';
 import { AppError } from '../errors.ts';
 import { currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
@@ -78,10 +79,8 @@ export function parseRange(header: string | undefined, size: number): null | 'un
 }
 
 function toAppError(err: unknown, what: string): never {
-  if (err instanceof AppError) throw err;
-  if (err instanceof FlrUnavailableError) throw new AppError('service_unavailable', err.message);
-  if (err instanceof FlrSessionError) throw new AppError(err.code, err.message);
-  if (err instanceof BrowseError) throw new AppError(err.code, err.message);
+  const known = apiErrorOf(err);
+  if (known) throw known;
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EIO' || code === 'ENOTCONN') throw new AppError('bad_gateway', `${what}: the restore point could not be read (I/O error); verify the repository`);
   if (code === 'EACCES' || code === 'EPERM') throw new AppError('conflict', `${what}: permission denied by the filesystem`);

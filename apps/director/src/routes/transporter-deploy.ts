@@ -110,27 +110,6 @@ function checkDto(c: HostCheck): RemoteHostCheck {
   };
 }
 
-/** The request field an admin has to change for each kind of problem (for the console's form). */
-const FIELD_OF: Record<string, string> = {
-  unreachable: 'host',
-  auth: 'privateKey',
-  credentials: 'privateKey',
-  host_key: 'hostKeySha256',
-  platform: 'host',
-  space: 'installDir',
-  permission: 'installDir',
-  install: 'host',
-  not_installed: 'id',
-};
-
-function asAppError(err: unknown): never {
-  if (err instanceof RemoteProblem) {
-    const code = err.kind === 'host_key' || err.kind === 'not_installed' ? 'conflict' : 'bad_request';
-    throw new AppError(code, err.message, [{ path: FIELD_OF[err.kind] ?? 'host', message: err.kind }]);
-  }
-  throw err;
-}
-
 /** The Director's URL with the host (and port, when given) replaced by the address remote Transporters use. */
 export function urlForTransporters(url: string, address: string | null): string {
   if (!address) return url;
@@ -258,7 +237,7 @@ export async function transporterDeployRoutes(
     // New logins and key pair on every deploy: the previous ones stop working here.
     const cred = await provisionTransporter({ db, redis: deps.redis, secretKey, namespace: c.namespace }, row.id);
     const env = remoteTransporterEnv(c, await endpoints(), { id: row.id, name: row.name, installDir: spec.installDir }, cred);
-    const result = await deployTransporter(spec, bundle, { transporterId: row.id, name: row.name, env, tlsCa: ca }).catch(asAppError);
+    const result = await deployTransporter(spec, bundle, { transporterId: row.id, name: row.name, env, tlsCa: ca });
     const updated = await db.transporter.update({
       where: { id: row.id },
       data: { deployedVersion: result.version, deployedDigest: result.digest, supervisor: result.supervisor, deployedAt: new Date(), installDir: result.installDir },
@@ -287,7 +266,7 @@ export async function transporterDeployRoutes(
     const body = parse(RemoteTransporterCreateSchema, request.body);
     const c = config();
     if (await db.transporter.findFirst({ where: { name: body.name } })) throw new AppError('conflict', `a Transporter named ${body.name} already exists`);
-    const presented = await probeHostKey({ host: body.host, port: body.port }).catch(asAppError);
+    const presented = await probeHostKey({ host: body.host, port: body.port });
     if (!body.hostKeySha256) {
       reply.code(409);
       return {
@@ -302,7 +281,7 @@ export async function transporterDeployRoutes(
     }
     const credential: RemoteCredential = body.password ? { password: body.password } : { privateKey: body.privateKey!, ...(body.passphrase ? { passphrase: body.passphrase } : {}) };
     const bundle = await c.bundle();
-    const check = await checkHost({ host: body.host, port: body.port, username: body.username, credential, hostKeySha256: presented.sha256, installDir: body.installDir ?? null }, bundle).catch(asAppError);
+    const check = await checkHost({ host: body.host, port: body.port, username: body.username, credential, hostKeySha256: presented.sha256, installDir: body.installDir ?? null }, bundle);
     const clash = await db.transporter.findFirst({ where: { sshHost: body.host, sshPort: body.port, installDir: check.installDir } });
     if (clash) throw new AppError('conflict', `${clash.name} is already installed in ${check.installDir} on ${body.host}; choose another install folder`, [{ path: 'installDir', message: 'in use' }]);
     const row = await db.transporter.create({
@@ -405,7 +384,7 @@ export async function transporterDeployRoutes(
       const row = await remoteRow(id);
       if (!row.installDir || !row.deployedVersion) throw new AppError('conflict', `${row.name} is not deployed yet; deploy it first`);
       await refuseWhileBusy(row, 'restarting it');
-      const state = await restartTransporter(specOf(row), row.installDir, row.id).catch(asAppError);
+      const state = await restartTransporter(specOf(row), row.installDir, row.id);
       const online = await waitOnline(row.id, state.pid);
       await audit.record({ actor: currentUser(request).username, action: 'transporter.remote.restart', subject: row.name, detail: { id: row.id, pid: state.pid, online }, ip: request.ip });
       return { pid: state.pid, running: state.running, online, supervisor: state.installed?.supervisor ?? null };
@@ -416,7 +395,7 @@ export async function transporterDeployRoutes(
     const { id } = parse(z.object({ id: z.string().min(1) }), request.params);
     const body = parse(HostKeyConfirmSchema, request.body);
     const row = await remoteRow(id);
-    const presented = await probeHostKey({ host: row.sshHost!, port: row.sshPort ?? 22 }).catch(asAppError);
+    const presented = await probeHostKey({ host: row.sshHost!, port: row.sshPort ?? 22 });
     if (!body.hostKeySha256) {
       reply.code(409);
       return {

@@ -8,7 +8,7 @@ import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { Credentials } from '../auth/credentials.ts';
 import { sealSecretsForTransporters } from '../services/transporter-access.ts';
-import { VCenterProblem, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
+import type { VCenterConnection, VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
 
 export const VCENTER_PASSWORD_LABEL = 'vcenter-password';
@@ -29,11 +29,6 @@ export function connectionOf(v: VCenterRow, secretKey: Buffer): VCenterConnectio
   };
 }
 
-function asAppError(err: unknown): never {
-  if (err instanceof VCenterProblem) throw new AppError('bad_request', err.message);
-  throw err;
-}
-
 export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
   const { db, audit, connector } = deps;
 
@@ -45,7 +40,7 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     if (await db.vCenter.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a vCenter named ${body.name} already exists`);
     let thumbprint: string | null = null;
     if (body.url.startsWith('https:')) {
-      const presented = await connector.probeThumbprint(body.url).catch(asAppError);
+      const presented = await connector.probeThumbprint(body.url);
       if (!body.thumbprintSha256) {
         reply.code(409);
         return {
@@ -62,7 +57,7 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     }
     const about = await connector
       .verify({ url: body.url, username: body.username, password: body.password, thumbprintSha256: thumbprint, allowHttp: body.allowHttp })
-      .catch(asAppError);
+      ;
     // The same vCenter under another name or another spelling of its address would back the same VMs
     // up twice and split their restore points between two rows.
     const already = () => (about.instanceUuid ? db.vCenter.findUnique({ where: { instanceUuid: about.instanceUuid } }) : null);
@@ -109,14 +104,14 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
-    return connector.placementTargets(connectionOf(row, deps.secretKey)).catch(asAppError);
+    return connector.placementTargets(connectionOf(row, deps.secretKey));
   });
 
   app.get('/vcenters/:id/vms', viewer, async (request) => {
     const { id } = parse(z.object({ id: z.uuid() }), request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
-    const vms = await connector.listVms(connectionOf(row, deps.secretKey)).catch(asAppError);
+    const vms = await connector.listVms(connectionOf(row, deps.secretKey));
     await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
     return vms.sort((a, b) => a.name.localeCompare(b.name));
   });
