@@ -20,7 +20,7 @@ import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RemoteTransporterConfig } from '../src/routes/transporter-deploy.ts';
 import { sealSecretsForTransporters, transporterRole } from '../src/services/transporter-access.ts';
-import { signInAdmin, signInAs, startTestDirector, type TestDirector } from './helpers.ts';
+import { signInAdmin, signInAs, startTestDirector, until, type TestDirector } from './helpers.ts';
 import { startTlsServices, type TlsServices } from '@vaultline/db/tls-services';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -40,16 +40,6 @@ function alive(pid: number): boolean {
 function uidOf(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Uid:'))!;
   return Number(line.split(/\s+/)[1]);
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.0.1, Postgres, Redis, lab vCenter)', () => {
@@ -162,7 +152,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(out.message).toContain('supervised background process');
     firstPid = out.pid;
 
-    const listed = await until('the Director lists it online', async () => ((await api('GET', '/api/transporters')).json() as { id: string; online: boolean }[]).find((t) => t.id === id && t.online));
+    const listed = await until('the Director lists it online', 120_000, async () => ((await api('GET', '/api/transporters')).json() as { id: string; online: boolean }[]).find((t) => t.id === id && t.online));
     expect(listed).toMatchObject({ name: 'remote one', pid: firstPid });
 
     // The process runs as the SSH user, from the installed bundle's own node, not from this worktree.
@@ -218,10 +208,10 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
     expect(job.statusCode, job.body).toBe(201);
     const run = await api('POST', `/api/jobs/${job.json().id}/run`);
     expect(run.statusCode, run.body).toBe(202);
-    const done = await until('the run to finish', async () => {
+    const done = await until('the run to finish', 180_000, async () => {
       const r = await d.db.jobRun.findUniqueOrThrow({ where: { id: run.json().id }, include: { vms: true } });
       return ['succeeded', 'warning', 'failed', 'cancelled'].includes(r.status) ? r : null;
-    }, 180_000);
+    });
     expect(done.vms[0]!.error ?? null).toBeNull();
     expect(done.status).toBe('succeeded');
     expect(done.vms[0]!.transporterId).toBe(id);
@@ -262,7 +252,7 @@ describe('remote Transporters deployed and managed over SSH (real sshd on 127.0.
 
   it('keeps it running without systemd: the supervisor starts a killed Transporter again', async () => {
     process.kill(firstPid, 'SIGKILL');
-    const back = await until('a new process online', async () => (await d.registry.list()).find((t) => t.id === id && t.online && t.pid !== firstPid), 60_000);
+    const back = await until('a new process online', 60_000, async () => (await d.registry.list()).find((t) => t.id === id && t.online && t.pid !== firstPid));
     expect(uidOf(back.pid)).toBe(ssh.uid);
     firstPid = back.pid;
     expect((await api('GET', `/api/transporters/remote/${id}`)).json().process).toMatchObject({ running: true, pid: back.pid });
