@@ -21,7 +21,9 @@ export type VmdkErrorCode =
   /** Valid but not supported here (delta disks, seSparse, COWD, other compression). */
   | 'UNSUPPORTED'
   /** A read or argument outside the disk (offset + length > capacity, negative values). */
-  | 'RANGE';
+  | 'RANGE'
+  /** A snapshot chain that does not hold together: parent missing, parentCID != parent's CID, mixed delta formats. */
+  | 'CHAIN';
 
 export class VmdkError extends Error {
   override readonly name: string = 'VmdkError';
@@ -78,6 +80,17 @@ export class VmdkRangeError extends VmdkError {
   override readonly name = 'VmdkRangeError';
   constructor(message: string) {
     super('RANGE', message);
+  }
+}
+
+/** A broken snapshot chain; names the link (`path`) and, when known, its parent. */
+export class VmdkChainError extends VmdkError {
+  override readonly name = 'VmdkChainError';
+  /** The parent file, when the problem is between a link and its parent. */
+  readonly parent: string | undefined;
+  constructor(message: string, options: { child: string; parent?: string }) {
+    super('CHAIN', options.parent === undefined ? message : `${message}; parent ${options.parent}`, { path: options.child });
+    this.parent = options.parent;
   }
 }
 

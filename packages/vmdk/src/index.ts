@@ -1,7 +1,8 @@
 /**
  * @vaultline/vmdk — VMDK descriptors, readers for every base-disk layout we meet
  * (monolithicFlat, vmfs, monolithicSparse, twoGbMaxExtentSparse, streamOptimized,
- * raw) behind one `DiskImageReader`, a streaming streamOptimized writer, and
+ * raw) and ESXi snapshot chains (vmfsSparse / seSparse deltas, read and written)
+ * behind one `DiskImageReader`, a streaming streamOptimized writer, and
  * OVF descriptors / OVA packages of a whole VM built on it.
  */
 export * from './errors.ts';
@@ -19,7 +20,12 @@ export {
   parseDescriptor,
 } from './descriptor.ts';
 export type { AdapterType, DescriptorExtent, ExtentAccess, ExtentType, VmdkDescriptor } from './descriptor.ts';
-export { openVmdk } from './open.ts';
+export { openVmdk, openVmdkChain } from './open.ts';
+export type { ChainLinkInfo } from './chain.ts';
+export { DeltaExtent, SeSparseExtent, VmfsSparseExtent } from './delta-extent.ts';
+export type { DeltaFormat, GrainRun, GrainState } from './delta-extent.ts';
+export { buildDeltaLink, seSparseLayout, writeDeltaLink } from './delta-writer.ts';
+export type { DeltaLink, DeltaLinkOptions, DeltaOp } from './delta-writer.ts';
 export { localFiles } from './image-file.ts';
 export type { FileOpener, RandomAccessFile } from './image-file.ts';
 export type { ImageFormat, OpenOptions, VmdkImage } from './open.ts';

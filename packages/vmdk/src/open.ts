@@ -4,8 +4,8 @@
  * Detection, from the first bytes of the file:
  *   "KDMV"                 hosted sparse extent with embedded descriptor (or none):
  *                          monolithicSparse, streamOptimized, or a single sparse extent
- *   "COWD"                 vmfsSparse redo log (snapshot delta) — unsupported
- *   0xcafebabe (u64)       seSparse delta — unsupported
+ *   "COWD"                 vmfsSparse redo log data file — open its descriptor instead
+ *   0xcafebabe (u64)       seSparse delta data file — open its descriptor instead
  *   descriptor text        "# Disk DescriptorFile" or a createType= line within the
  *                          first 4 KiB of a small NUL-free text file: monolithicFlat,
  *                          vmfs, twoGbMaxExtent{Flat,Sparse}, or any mix of
@@ -13,10 +13,14 @@
  *   anything else          a raw disk image (capacity = file size) — except a file named
  *                          *.vmdk (not *-flat.vmdk / *-fNNN.vmdk): that is a bad-magic error
  *
- * Delta disks (parentCID != ffffffff) are refused: their unallocated grains
- * belong to the parent, and reading them as zeros would return wrong data.
+ * A vmfsSparse / seSparse descriptor with a parent (parentCID != ffffffff) opens
+ * the whole snapshot chain down to the base (chain.ts): the image reads the disk
+ * as that snapshot sees it. Other delta disks (hosted sparse children) are refused:
+ * their unallocated grains belong to the parent, and zeros would be wrong data.
  */
 import { posix } from 'node:path';
+import { ChainReader, DELTA_CREATE_TYPES, openChainLinks } from './chain.ts';
+import type { ChainLinkInfo } from './chain.ts';
 import { VmdkBadMagicError, VmdkCorruptError, VmdkRangeError, VmdkTruncatedError, VmdkUnsupportedError } from './errors.ts';
 import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
@@ -44,6 +48,8 @@ export interface VmdkImage extends DiskImageReader {
   readonly format: ImageFormat;
   /** The descriptor (separate file or embedded), when there is one. */
   readonly descriptor: VmdkDescriptor | undefined;
+  /** Snapshot delta links read on top of the base, newest first (absent for a base disk). */
+  readonly links?: readonly ChainLinkInfo[];
 }
 
 export interface OpenOptions {
@@ -210,6 +216,7 @@ async function openSparseFile(file: ImageFile, files: ImageFile[]): Promise<Vmdk
 async function openDescriptorFile(file: ImageFile, files: ImageFile[], opener: FileOpener): Promise<VmdkImage> {
   const text = (await file.readExact(0, file.size, 'descriptor')).toString('utf8').replace(/^\uFEFF/, '');
   const descriptor = parseDescriptor(text, { path: file.path });
+  if (descriptor.parentCid !== NO_PARENT_CID && DELTA_CREATE_TYPES[descriptor.createType]) return openChain(file, descriptor, files, opener);
   checkBaseDisk(descriptor, file.path);
   const base = posix.dirname(file.path);
   const backends: ExtentBackend[] = [];
@@ -244,6 +251,41 @@ async function openDescriptorFile(file: ImageFile, files: ImageFile[], opener: F
   return new CompositeImage(descriptor.createType, descriptor, backends, files);
 }
 
+class ChainImage extends ChainReader implements VmdkImage {
+  readonly format: ImageFormat;
+  constructor(
+    readonly descriptor: VmdkDescriptor,
+    links: ConstructorParameters<typeof ChainReader>[0],
+    base: VmdkImage,
+    files: ImageFile[],
+  ) {
+    super(links, base, files);
+    this.format = descriptor.createType;
+  }
+}
+
+async function openChain(file: ImageFile, descriptor: VmdkDescriptor, files: ImageFile[], opener: FileOpener): Promise<VmdkImage> {
+  const { links, basePath } = await openChainLinks(file.path, descriptor, opener, files);
+  const base = await openVmdk(basePath, { files: opener, format: 'vmdk' });
+  try {
+    return new ChainImage(descriptor, links, base, files);
+  } catch (e) {
+    await base.close();
+    throw e;
+  }
+}
+
+/**
+ * Open a snapshot's disk from its newest descriptor: follows parentFileNameHint down to
+ * the base, checks the links (VmdkChainError on a missing parent, a parentCID that is
+ * not the parent's CID, mixed formats), and reads the composed disk. `links` lists the
+ * deltas, newest first. A base disk opens as itself (no links).
+ */
+export async function openVmdkChain(path: string, options?: Omit<OpenOptions, 'format'>): Promise<VmdkImage & { links: readonly ChainLinkInfo[] }> {
+  const img = await openVmdk(path, { ...options, format: 'vmdk' });
+  return Object.assign(img, { links: img.links ?? [] });
+}
+
 /** Open a VMDK (any supported layout) or raw disk image for reading. */
 export async function openVmdk(path: string, options?: OpenOptions): Promise<VmdkImage> {
   const mode = options?.format ?? 'auto';
@@ -255,9 +297,11 @@ export async function openVmdk(path: string, options?: OpenOptions): Promise<Vmd
     const head = await file.readUpTo(0, 4096);
     const magic = head.length >= 4 ? head.readUInt32LE(0) : -1;
     if (magic === SPARSE_MAGIC) return await openSparseFile(file, files);
-    if (magic === COWD_MAGIC) throw new VmdkUnsupportedError('vmfsSparse (COWD) delta extents are not supported', { path });
+    if (magic === COWD_MAGIC) {
+      throw new VmdkUnsupportedError('a vmfsSparse (COWD) delta data file has no parent link: open its descriptor (createType "vmfsSparse") instead', { path });
+    }
     if (head.length >= 8 && head.readBigUInt64LE(0) === 0xcafebaben) {
-      throw new VmdkUnsupportedError('seSparse delta extents are not supported', { path });
+      throw new VmdkUnsupportedError('a seSparse delta data file has no parent link: open its descriptor (createType "seSparse") instead', { path });
     }
     if (looksLikeDescriptor(head, file.size)) return await openDescriptorFile(file, files, opener);
     // A *.vmdk that is neither sparse nor a descriptor is damaged, unless it is a flat extent opened directly.

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   VmdkBadMagicError,
+  VmdkChainError,
   VmdkCorruptError,
   VmdkError,
   VmdkRangeError,
@@ -157,10 +158,14 @@ describe('damaged images give typed errors, never garbage data', () => {
     expectVmdkError(await readFully(desc), VmdkTruncatedError, 'TRUNCATED', /flat extent 0/);
   });
 
-  it('delta disks are refused rather than read with the parent missing', async () => {
+  it('a delta disk whose parent is missing is a chain error, never read with zeros in place of the parent', async () => {
     const desc = join(tmp.dir, 'delta.vmdk');
     await writeFile(desc, '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=0172e8a4\ncreateType="vmfsSparse"\nparentFileNameHint="base.vmdk"\n\nRW 4096 VMFSSPARSE "delta-delta.vmdk"\n');
-    expectVmdkError(await readFully(desc), VmdkUnsupportedError, 'UNSUPPORTED', /delta disk.*base\.vmdk/);
+    const cowdHeader = Buffer.alloc(2048);
+    cowdHeader.write('COWD', 0, 'latin1');
+    for (const [i, v] of [1, 3, 4096, 1, 4, 1, 5].entries()) cowdHeader.writeUInt32LE(v, 4 + i * 4);
+    await writeFile(join(tmp.dir, 'delta-delta.vmdk'), Buffer.concat([cowdHeader, Buffer.alloc(512)]));
+    expectVmdkError(await readFully(desc), VmdkChainError, 'CHAIN', /parent disk not found.*delta\.vmdk/);
     const cowd = join(tmp.dir, 'x-delta.vmdk');
     await writeFile(cowd, Buffer.concat([Buffer.from('COWD'), Buffer.alloc(2044)]));
     expectVmdkError(await readFully(cowd), VmdkUnsupportedError, 'UNSUPPORTED', /COWD/);
