@@ -23,7 +23,7 @@ import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
 import { SeSparseExtent, VmfsSparseExtent } from './delta-extent.ts';
 import type { DeltaExtent, DeltaFormat } from './delta-extent.ts';
-import { VmdkChainError, VmdkRangeError, VmdkUnsupportedError } from './errors.ts';
+import { readTarget, VmdkChainError, VmdkUnsupportedError } from './errors.ts';
 import { ImageFile } from './image-file.ts';
 import type { FileOpener } from './image-file.ts';
 import type { ByteRange, DiskImageReader } from './types.ts';
@@ -180,14 +180,7 @@ export class ChainReader implements DiskImageReader {
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new VmdkRangeError(`bad read range offset=${offset} length=${length}`);
-    }
-    if (offset + length > this.capacity) {
-      throw new VmdkRangeError(`read of ${length} bytes at ${offset} goes past the end of the disk (${this.capacity} bytes)`);
-    }
-    if (into && into.length < length) throw new VmdkRangeError(`buffer of ${into.length} bytes cannot hold ${length}`);
-    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const out = readTarget(offset, length, this.capacity, into);
     let pending: ByteRange[] = length > 0 ? [{ offset, length }] : [];
     for (const link of this.links) {
       const next: ByteRange[] = [];

@@ -83,6 +83,19 @@ export class VmdkRangeError extends VmdkError {
   }
 }
 
+/**
+ * Checks a disk read of `length` bytes at `offset` against the disk's `capacity` (and `into`, when given) and
+ * returns the buffer the read fills: `into`'s first `length` bytes, or a new one.
+ */
+export function readTarget(offset: number, length: number, capacity: number, into?: Buffer): Buffer {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+    throw new VmdkRangeError(`bad read range offset=${offset} length=${length}`);
+  }
+  if (offset + length > capacity) throw new VmdkRangeError(`read of ${length} bytes at ${offset} goes past the end of the disk (${capacity} bytes)`);
+  if (into && into.length < length) throw new VmdkRangeError(`buffer of ${into.length} bytes cannot hold ${length}`);
+  return into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+}
+
 /** A broken snapshot chain; names the link (`path`) and, when known, its parent. */
 export class VmdkChainError extends VmdkError {
   override readonly name = 'VmdkChainError';

@@ -21,7 +21,7 @@
 import { posix } from 'node:path';
 import { ChainReader, DELTA_CREATE_TYPES, openChainLinks } from './chain.ts';
 import type { ChainLinkInfo } from './chain.ts';
-import { VmdkBadMagicError, VmdkCorruptError, VmdkRangeError, VmdkTruncatedError, VmdkUnsupportedError } from './errors.ts';
+import { readTarget, VmdkBadMagicError, VmdkCorruptError, VmdkRangeError, VmdkTruncatedError, VmdkUnsupportedError } from './errors.ts';
 import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
 import { ImageFile, localFiles } from './image-file.ts';
@@ -121,14 +121,7 @@ class CompositeImage implements VmdkImage {
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new VmdkRangeError(`bad read range offset=${offset} length=${length}`);
-    }
-    if (offset + length > this.capacity) {
-      throw new VmdkRangeError(`read of ${length} bytes at ${offset} goes past the end of the disk (${this.capacity} bytes)`);
-    }
-    if (into && into.length < length) throw new VmdkRangeError(`buffer of ${into.length} bytes cannot hold ${length}`);
-    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const out = readTarget(offset, length, this.capacity, into);
     let off = offset;
     let at = 0;
     let i = this.extentIndex(offset);

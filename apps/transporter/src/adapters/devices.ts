@@ -209,6 +209,21 @@ async function partitionTableOf(device: string, size: number): Promise<Partition
 }
 
 /**
+ * Where on the LUN the datastore is: its partition table (null: none) and the VMFS partition vSphere
+ * reports, or the table's one VMFS partition (null: the whole, unpartitioned device). A table that says
+ * otherwise is a DeviceError naming the LUN.
+ */
+async function datastoreRegion(naa: string, device: string, partition: number): Promise<{ table: PartitionTable | null; part: Partition | null }> {
+  try {
+    const table = await partitionTableOf(device, await deviceSize(device));
+    return { table, part: chooseVmfsPartition(table, partition) };
+  } catch (err) {
+    if (err instanceof PartitionTableError) throw new DeviceError(`LUN ${naa} (${device}): ${err.message}`);
+    throw err;
+  }
+}
+
+/**
  * The device node of partition `p` of the LUN, from its `-partN` by-id link
  * (as udev makes: wwn-0x<naa>-part1 → /dev/sdb1), when the kernel's idea of
  * that partition (sysfs: parent disk, start, size) is the table's. null
@@ -350,15 +365,9 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
     async probeSan(naa, device, partition) {
       // Read-only look at the LUN (no mount, nothing to undo): its partition table, the filesystem where
       // vSphere says the datastore is, and the driver that would read it.
-      let part: Partition | null;
-      let table: PartitionTable | null;
-      try {
-        table = await partitionTableOf(device, await deviceSize(device));
-        part = chooseVmfsPartition(table, partition);
-      } catch (err) {
-        if (err instanceof PartitionTableError) throw new DeviceError(`LUN ${naa} (${device}): ${err.message}`);
-        throw new DeviceError(`LUN ${naa} (${device}) cannot be read: ${(err as Error).message}`);
-      }
+      const { table, part } = await datastoreRegion(naa, device, partition).catch((err: unknown) => {
+        throw err instanceof DeviceError ? err : new DeviceError(`LUN ${naa} (${device}) cannot be read: ${(err as Error).message}`);
+      });
       const type = await fsType(device, part?.start ?? 0).catch((err: Error) => {
         throw new DeviceError(`LUN ${naa} (${device}) cannot be read: ${err.message}`);
       });
@@ -383,15 +392,7 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
       try {
         await run('blockdev', ['--flushbufs', device]);
         // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole (unpartitioned) device.
-        let table: PartitionTable | null;
-        let part: Partition | null;
-        try {
-          table = await partitionTableOf(device, await deviceSize(device));
-          part = chooseVmfsPartition(table, partition);
-        } catch (err) {
-          if (err instanceof PartitionTableError) throw new DeviceError(`LUN ${naa} (${device}): ${err.message}`);
-          throw err;
-        }
+        const { table, part } = await datastoreRegion(naa, device, partition);
         for (const note of table?.notes ?? []) opts.log.warn({ naa, device }, `LUN ${naa}: ${note}`);
         let volume = device;
         if (part) {
