@@ -577,7 +577,15 @@ const main = {
     return passThrough('packages/delivery/src/cli.ts', ['build-ova', ...rest], false);
   },
   lab: () => passThrough('packages/vsphere-lab/src/cli.ts', rest, false),
-  bench: () => passThrough('bench/run.ts', rest, false),
+  // `npm run bench -- transports ...`: the transport benchmark (bench/transports.ts) drives the Transporter against
+  // the lab and needs PostgreSQL (a server URL: it creates and drops its own database); else the repository benchmark.
+  bench: async () => {
+    if (rest[0] !== 'transports') return passThrough('bench/run.ts', rest, false);
+    const server = new URL((await ensureServices()).databaseUrl);
+    server.pathname = '/postgres';
+    process.env.DATABASE_URL = server.toString();
+    return passThrough('bench/transports.ts', rest.slice(1), false);
+  },
   // The CLI pins the certificate of the Director that `npm start` runs (read from its data dir).
   cli: () => {
     process.env.VAULTLINE_DATA_DIR ||= DATA;
