@@ -76,7 +76,7 @@ test('the wizard builds a job with manual HotAdd; a bad cron is refused with the
   await page.getByRole('button', { name: 'Create and run now' }).click();
 
   // The run detail, live: per disk the transport and why.
-  await expect(page.getByRole('heading', { level: 2, name: `${JOB} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `${JOB} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   const disks = page.getByTestId('run-disk');
   await expect(disks).toHaveCount(2);
@@ -128,7 +128,7 @@ test('a job is disabled, edited to a weekly schedule, and deleted only after con
   await expect(job).toContainText('disabled');
 
   await job.getByRole('button', { name: 'Edit' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Edit ${JOB}` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Edit ${JOB}` })).toBeVisible();
   await page.getByRole('button', { name: /Schedule/ }).click();
   await step(page, 3);
   await expect(page.getByLabel('Daily at')).toHaveValue('23:15');

@@ -50,7 +50,7 @@ test('the default repository shows its figures and the restore points per VM wri
   await expect(row).toContainText('×');
   await page.screenshot({ path: shot('repositories'), fullPage: true });
   await row.getByRole('link', { name: 'Local repository' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: 'Repository Local repository' })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: 'Repository Local repository' })).toBeVisible();
   const vms = page.getByTestId('vm-points');
   await expect(vms).toHaveCount(2);
   await expect(vms.filter({ hasText: 'web-01' }).getByTestId('point-row')).toHaveCount(1);

@@ -24,13 +24,13 @@ test('a VM backed up from the overview is restored from the wizard as a new VM: 
   await expect(row.getByRole('link', { name: `Restore ${VM}` })).toHaveCount(0);
   await row.getByRole('button', { name: 'Back up now' }).click();
   await page.getByRole('status').filter({ hasText: `Backup of ${VM} started` }).getByRole('link', { name: 'Watch it' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Quick backup – ${VM} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Quick backup – ${VM} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 90_000 });
 
   // From the VM in the inventory to the wizard.
   await nav(page, 'Overview');
   await row.getByRole('link', { name: `Restore ${VM}` }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Restore ${VM}` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Restore ${VM}` })).toBeVisible();
   await step(page, 1);
   await expect(page.getByTestId('restore-point-choice')).toHaveCount(1);
   await expect(page.getByRole('radio', { name: /\(newest\)$/ })).toBeChecked();
@@ -72,7 +72,7 @@ test('a VM backed up from the overview is restored from the wizard as a new VM: 
   await page.getByRole('button', { name: 'Start the restore' }).click();
 
   // The run's live page: disks with transport and reasons, then each disk's verify line.
-  await expect(page.getByRole('heading', { level: 2, name: `Restore to ${COPY} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Restore to ${COPY} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   const disks = page.getByTestId('run-disk');
   await expect(disks).toHaveCount(2);
@@ -124,7 +124,7 @@ test('replacing the VM is refused until its exact name is typed; then it succeed
   await step(page, 4);
   await page.getByRole('button', { name: `Restore and replace ${VM}` }).click();
 
-  await expect(page.getByRole('heading', { level: 2, name: `Restore to ${VM} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Restore to ${VM} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   await expect(page.getByTestId('disk-verified')).toHaveCount(2);
   const log = page.getByTestId('run-log');
@@ -162,7 +162,7 @@ test('one disk of the restore point goes into an existing VM as a new disk, veri
   await step(page, 4);
   await expect(page.getByRole('definition').filter({ hasText: `${COPY}, as a new disk` })).toBeVisible();
   await page.getByRole('button', { name: 'Start the restore' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Restore to ${COPY} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Restore to ${COPY} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   await expect(page.getByTestId('run-log')).toContainText(/disk written to .*, SHA-256 [0-9a-f]{64} verified/);
   const after = await lab.getVm(COPY);

@@ -46,7 +46,7 @@ test('a drill is created for a VM with restore points, with the schedule preview
   await expect(row.getByTestId('drill-result')).toHaveText(`${VM}: never drilled`);
   await row.getByRole('button', { name: 'Run now' }).click();
   await page.getByRole('status').filter({ hasText: `${DRILL} started.` }).getByRole('link', { name: 'Watch the run' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: new RegExp(`^Restore drill ${VM}-drill-\\d{8}-\\d{4} — run$`) })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: new RegExp(`^Restore drill ${VM}-drill-\\d{8}-\\d{4} — run$`) })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   await expect(page.getByTestId('disk-verified')).toContainText(/verified SHA-256 [0-9a-f]{64}/);
   await expect(page.getByTestId('run-log')).toContainText(/drill passed: .* restored, verified and deleted/);
@@ -84,7 +84,7 @@ test('Verify now on a repository runs a verify that succeeds; a full one records
   await panel.getByRole('radio', { name: 'every chunk (full)' }).check();
   await panel.getByRole('button', { name: 'Verify now' }).click();
   await panel.getByRole('status').filter({ hasText: 'Verify started (every chunk).' }).getByRole('link', { name: 'Watch the run' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: 'Verify of Local repository — run' })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: 'Verify of Local repository — run' })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 180_000 });
   await expect(page.getByTestId('run-log')).toContainText(/restore point\(s\), (\d+) of \1 chunk\(s\) checked .*: all intact/);
   await page.screenshot({ path: shot('verify-run'), fullPage: true });

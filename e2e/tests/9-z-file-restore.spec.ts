@@ -65,7 +65,7 @@ test('a restore point’s files from the restore point list: partitions and why 
   const row = page.getByTestId('vm-row').filter({ hasText: VM });
   await row.getByRole('button', { name: 'Back up now' }).click();
   await page.getByRole('status').filter({ hasText: `Backup of ${VM} started` }).getByRole('link', { name: 'Watch it' }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Quick backup – ${VM} — run` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Quick backup – ${VM} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 120_000 });
 
   await nav(page, 'Repositories');
@@ -73,7 +73,7 @@ test('a restore point’s files from the restore point list: partitions and why 
   await page.getByLabel('VM').selectOption(VM);
   const opened = nextSession(page);
   await page.getByTestId('point-row').first().getByRole('link', { name: new RegExp(`^Browse files of ${VM} from`) }).click();
-  await expect(page.getByRole('heading', { level: 2, name: `Files of ${VM}` })).toBeVisible();
+  await expect(page.getByRole('heading', { level: 1, name: `Files of ${VM}` })).toBeVisible();
   const token = await opened;
   const pointId = await pointOf(page);
 

@@ -1,6 +1,6 @@
 import { useEffect, type ReactNode } from 'react';
 
-/** A page: its heading (the one h2), optional actions on the right, and content. */
+/** A page: its heading (the page's one h1), optional actions on the right, and content. */
 export function Page({ title, actions, children, subtitle }: { title: string; subtitle?: ReactNode; actions?: ReactNode; children: ReactNode }) {
   useEffect(() => {
     document.title = `${title} · Vaultline`;
@@ -9,7 +9,7 @@ export function Page({ title, actions, children, subtitle }: { title: string; su
     <div className="page">
       <div className="page-head">
         <div>
-          <h2>{title}</h2>
+          <h1>{title}</h1>
           {subtitle && <p className="muted subtitle">{subtitle}</p>}
         </div>
         {actions && <div className="page-actions">{actions}</div>}
