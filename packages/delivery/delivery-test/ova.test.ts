@@ -29,8 +29,12 @@ const BANNER_WITH_PASSWORD = new RegExp(String.raw`${BANNER}\s*First sign-in: us
 const BANNER_WITHOUT_PASSWORD = new RegExp(String.raw`${BANNER}(?!\s*First sign-in)`);
 /** The Director's certificate, as the VM console shows it (set by the first test). */
 let fingerprint = '';
-/** fetch over TLS pinned to that certificate, with a time limit: a request into a VM's user network can otherwise hang for good. */
-const http = (input: string, init: PinnedRequest = {}) => pinnedFetch(fingerprint)(input, { ...init, signal: AbortSignal.timeout(20_000) });
+/**
+ * fetch over TLS pinned to that certificate, with a time limit: a request into a VM's user network can
+ * otherwise hang for good. The limit is generous: under TCG on one host thread the appliance runs many
+ * times slower than on hardware (opening a browse session took over 20 s in one CI run).
+ */
+const http = (input: string, init: PinnedRequest = {}, limitMs = 60_000) => pinnedFetch(fingerprint)(input, { ...init, signal: AbortSignal.timeout(limitMs) });
 
 let build: OvaBuild;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vaultline-ova-test-'));
@@ -238,11 +242,11 @@ describe('the appliance, booted in QEMU from the OVA\'s disk', () => {
     // point (its NBD server; the helper's nbdfuse and read-only loop device) and closes it again.
     const points = (await http(`${url}/api/restore-points?vm=app-01`, { headers: { cookie } }).then((r) => r.json())) as { id: string }[];
     expect(points).toHaveLength(1);
-    const browse = await http(`${url}/api/restore-points/${points[0]!.id}/browse`, { method: 'POST', headers: { cookie } });
+    const browse = await http(`${url}/api/restore-points/${points[0]!.id}/browse`, { method: 'POST', headers: { cookie } }, 3 * MIN);
     const body = (await browse.json()) as { session: string; disks: { key: string; partitionTable: string }[] };
     expect(browse.status, JSON.stringify(body)).toBe(201);
     expect(body.disks).toHaveLength(1);
-    expect((await http(`${url}/api/restore-points/${points[0]!.id}/browse/${body.session}`, { method: 'DELETE', headers: { cookie } })).status).toBe(204);
+    expect((await http(`${url}/api/restore-points/${points[0]!.id}/browse/${body.session}`, { method: 'DELETE', headers: { cookie } }, 3 * MIN)).status).toBe(204);
   }, 10 * MIN);
 
   it('powers off cleanly on the ACPI power button, leaving a clean filesystem', async () => {
