@@ -432,10 +432,21 @@ async function start() {
   say('press Ctrl-C to stop');
 }
 
+/** The first line of a failure message, without colour codes, at most 300 characters. */
+const firstLine = (m) => String(m ?? '').replace(/\x1b\[[0-9;]*m/g, '').split('\n').find((l) => l.trim())?.trim().slice(0, 300) ?? '';
+
 function parseVitestJson(file) {
   try {
     const j = JSON.parse(readFileSync(file, 'utf8'));
-    return { passed: j.numPassedTests ?? 0, failed: j.numFailedTests ?? 0, skipped: (j.numPendingTests ?? 0) + (j.numTodoTests ?? 0) };
+    const failures = [];
+    for (const f of j.testResults ?? []) {
+      for (const t of f.assertionResults ?? []) {
+        if (t.status === 'failed') failures.push({ where: `${path.relative(ROOT, f.name)} > ${t.fullName}`, why: firstLine(t.failureMessages?.[0]) });
+      }
+      // A file that failed before any test ran (import error, hook failure).
+      if (f.status === 'failed' && !(f.assertionResults ?? []).some((t) => t.status === 'failed')) failures.push({ where: path.relative(ROOT, f.name), why: firstLine(f.message) });
+    }
+    return { passed: j.numPassedTests ?? 0, failed: j.numFailedTests ?? 0, skipped: (j.numPendingTests ?? 0) + (j.numTodoTests ?? 0), failures };
   } catch {
     return null;
   }
@@ -444,7 +455,20 @@ function parseVitestJson(file) {
 function parsePlaywrightJson(file) {
   try {
     const j = JSON.parse(readFileSync(file, 'utf8'));
-    return { passed: j.stats?.expected ?? 0, failed: (j.stats?.unexpected ?? 0) + (j.stats?.flaky ?? 0), skipped: j.stats?.skipped ?? 0 };
+    const failures = [];
+    const walk = (suite, trail) => {
+      for (const spec of suite.specs ?? []) {
+        for (const t of spec.tests ?? []) {
+          if (t.status === 'unexpected' || t.status === 'flaky') {
+            const err = t.results?.find((r) => r.status !== 'passed')?.error?.message;
+            failures.push({ where: `${[...trail, spec.title].join(' > ')}${t.status === 'flaky' ? ' (flaky: passed on retry)' : ''}`, why: firstLine(err) });
+          }
+        }
+      }
+      for (const s of suite.suites ?? []) walk(s, [...trail, s.title]);
+    };
+    for (const s of j.suites ?? []) walk(s, [s.title]);
+    return { passed: j.stats?.expected ?? 0, failed: (j.stats?.unexpected ?? 0) + (j.stats?.flaky ?? 0), skipped: j.stats?.skipped ?? 0, failures };
   } catch {
     return null;
   }
@@ -531,7 +555,11 @@ async function test(args) {
   }
   stopServices();
   say('');
-  for (const r of results) say(`${r.ok ? '\x1b[32m✔\x1b[0m' : '\x1b[31m✘\x1b[0m'} ${r.name}`);
+  for (const r of results) {
+    say(`${r.ok ? '\x1b[32m✔\x1b[0m' : '\x1b[31m✘\x1b[0m'} ${r.name}`);
+    // Named again here, at the end, where a log cut to its last lines still shows them.
+    for (const f of r.counts?.failures ?? []) say(`    ✘ ${f.where}${f.why ? `\n        ${f.why}` : ''}`);
+  }
   const total = [unit, e2e, delivery].filter(Boolean).reduce((a, b) => ({ passed: a.passed + b.passed, failed: a.failed + b.failed, skipped: a.skipped + b.skipped }), { passed: 0, failed: 0, skipped: 0 });
   const stepFailures = results.filter((r) => !r.ok).length;
   // A failed step whose runner reported no failed test (lint, typecheck, a crash) counts as one failure.
