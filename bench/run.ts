@@ -12,20 +12,15 @@
  * rotating order; medians and per-round ratios are reported. Prints a table
  * and writes bench/results.json (default parameters only).
  */
-import { fork } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Repository, openDiskReader, openRestorePointWriter, stats } from '../packages/repository/src/index.ts';
+import { arg, commandRunner, median, rng, type Command, type Step } from './common.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const work = path.join(here, 'work');
-const args = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
-};
 const SIZE = Math.round(Number(arg('size-gib', '4')) * 1024 ** 3);
 const CHUNK = Number(arg('chunk-kib', '256')) * 1024;
 const ONLY = arg('only', 'all');
@@ -35,50 +30,12 @@ const SEED = Number(arg('seed', '20261125'));
 const MiB = 1024 * 1024;
 const BLOCK = 64 * 1024;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 0x100000000;
-  };
-}
 
 // ---- external commands -------------------------------------------------------
 // All of them run in bench/runner.mjs, started once before anything else: this
 // process never forks after that (see the runner for why a fork here would be
 // charged to our next timed step).
-interface Command {
-  cmd: string;
-  args: string[];
-  env?: NodeJS.ProcessEnv;
-  stdout?: boolean;
-  mayFail?: boolean;
-}
-interface Step {
-  status: number | null;
-  error: string | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-const runner = fork(path.join(here, 'runner.mjs'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-let runnerSeq = 0;
-const runnerWaits = new Map<number, (steps: Step[]) => void>();
-runner.on('message', (m: { id: number; steps: Step[] }) => {
-  runnerWaits.get(m.id)?.(m.steps);
-  runnerWaits.delete(m.id);
-});
-
-/** Run commands one after the other in the runner; stops at the first failure unless `mayFail`. */
-function runAll(commands: Command[]): Promise<Step[]> {
-  const id = ++runnerSeq;
-  return new Promise((resolve) => {
-    runnerWaits.set(id, resolve);
-    runner.send({ id, commands });
-  });
-}
+const { runAll, runner } = commandRunner();
 
 function failed(c: Command, s: Step): Error {
   return new Error(`${c.cmd} ${c.args.join(' ')} failed: ${s.error ?? `exit ${s.status}`} ${s.stderr}`);
@@ -466,10 +423,6 @@ async function roundZstd(imgs: Images): Promise<Row> {
   return { zstd_cli_seconds: t, zstd_cli_mib_s: SIZE / MiB / t, zstd_cli_stored_mib: stored };
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const round2 = (x: number): number => +x.toFixed(x >= 100 ? 1 : 3);
 
 async function main(): Promise<void> {

@@ -21,7 +21,6 @@
  * Prints a table, goals pass/fail (not asserted) and writes bench/transports.json.
  * External commands run in bench/runner.mjs (see there: this process never forks).
  */
-import { fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -32,14 +31,10 @@ import { identityColumns } from '@vaultline/appliance';
 import { Repository } from '@vaultline/repository';
 import type { VSphereClient } from '@vaultline/vsphere';
 import { isRoot, startBench, type Bench } from '../apps/transporter/test/fixture.ts';
+import { arg, commandRunner, median, rng, type Step } from './common.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const work = path.join(here, 'work', 'transports');
-const args = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
-};
 const MiB = 1024 * 1024;
 const KiB64 = 64 * 1024;
 const SIZE = Math.round((Number(arg('size-gib', '2')) * 1024 ** 3) / MiB) * MiB;
@@ -49,52 +44,10 @@ const SEED = Number(arg('seed', '20261206'));
 const NBD_STREAMS = 4;
 const VM = 'benchsrc';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 0x100000000;
-  };
-}
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
 // ---- external commands (bench/runner.mjs) ------------------------------------
-interface Command {
-  cmd: string;
-  args: string[];
-  env?: NodeJS.ProcessEnv;
-  stdout?: boolean;
-  mayFail?: boolean;
-}
-interface Step {
-  status: number | null;
-  error: string | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-const runner = fork(path.join(here, 'runner.mjs'), [], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-let runnerSeq = 0;
-const runnerWaits = new Map<number, (steps: Step[]) => void>();
-runner.on('message', (m: { id: number; steps: Step[] }) => {
-  runnerWaits.get(m.id)?.(m.steps);
-  runnerWaits.delete(m.id);
-});
-function runAll(commands: Command[]): Promise<Step[]> {
-  const id = ++runnerSeq;
-  return new Promise((resolve) => {
-    runnerWaits.set(id, resolve);
-    runner.send({ id, commands });
-  });
-}
+const { runAll, runner } = commandRunner();
 async function run(cmd: string, cmdArgs: string[]): Promise<Step> {
   const [s] = await runAll([{ cmd, args: cmdArgs, stdout: true }]);
   if (!s || s.status !== 0) throw new Error(`${cmd} ${cmdArgs.slice(0, 6).join(' ')} failed: ${s?.error ?? `exit ${s?.status}`} ${s?.stderr ?? ''}`);
