@@ -10,7 +10,7 @@ test('Cancel stops a running backup: the run ends cancelled, nothing is committe
   // A VM with enough random data that its copy takes many seconds on this machine.
   const lab = connectLab(labState());
   await lab.createVm({ name: VM, disks: [{ capacityBytes: 4 * GiB }], cbt: true, powerOn: true });
-  await lab.guestWrite(VM, 0, [{ offset: 0, length: 1.5 * GiB, pattern: 'random', seed: 7 }]);
+  await lab.guestWrite(VM, 0, [{ offset: 0, length: 3 * GiB, pattern: 'random', seed: 7 }]);
 
   await signIn(page);
   await page.getByTestId('vm-row').filter({ hasText: VM }).getByRole('button', { name: 'Back up now' }).click();

@@ -83,8 +83,18 @@ export class FilesApi {
     return this.rangeAt(this.url(f), start, length, opts, describe(f));
   }
 
+  /**
+   * Reads [start, start+length) with one Range request straight into `into` (at least `length` bytes): the
+   * answer's bytes are copied once, from the socket's buffers, with nothing allocated per request. Returns
+   * `into.subarray(0, length)`.
+   */
+  async readRangeInto(f: DatastoreFile, start: number, length: number, into: Buffer, opts: ReadOptions = {}): Promise<Buffer> {
+    if (into.length < length) throw new TypeError(`readRangeInto: a buffer of ${into.length} bytes for ${length}`);
+    return this.rangeAt(this.url(f), start, length, opts, describe(f), { into });
+  }
+
   /** Range GET on any URL of the connected server (also used for lease device URLs). */
-  async rangeAt(url: string, start: number, length: number, opts: ReadOptions, what: string, extra: { cookies?: string[]; withSession?: boolean; agent?: Agent } = {}): Promise<Buffer> {
+  async rangeAt(url: string, start: number, length: number, opts: ReadOptions, what: string, extra: { cookies?: string[]; withSession?: boolean; agent?: Agent; into?: Buffer } = {}): Promise<Buffer> {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length <= 0) throw new TypeError('bad range');
     const headers = { range: `bytes=${start}-${start + length - 1}` };
     const res = extra.agent
@@ -93,6 +103,27 @@ export class FilesApi {
     if (res.statusCode !== 206 && !(res.statusCode === 200 && start === 0)) {
       const body = (await res.body.text().catch(() => '')).slice(0, 200);
       throw httpError(res.statusCode, `GET bytes ${start}+${length} of`, what, body);
+    }
+    if (extra.into) {
+      // Copy the body's pieces into place; a 200 (whole file from 0) stops after `length` bytes.
+      const out = extra.into.subarray(0, length);
+      let got = 0;
+      try {
+        for await (const piece of res.body as AsyncIterable<Buffer>) {
+          const n = Math.min(piece.length, length - got);
+          if (res.statusCode === 206 && piece.length > n) throw new ProtocolError(`GET ${what}: asked for ${length} bytes at ${start}, got more`);
+          piece.copy(out, got, 0, n);
+          got += n;
+          if (got === length && res.statusCode === 200) break;
+        }
+      } catch (e) {
+        if (e instanceof ProtocolError) throw e;
+        throw this.ctx.soap.wrapError(e, `GET ${what}`);
+      } finally {
+        if (got === length && res.statusCode === 200) res.body.destroy();
+      }
+      if (got !== length) throw new ProtocolError(res.statusCode === 200 ? `GET ${what}: file has ${got} bytes, wanted ${length}` : `GET ${what}: asked for ${length} bytes at ${start}, got ${got}`);
+      return out;
     }
     const buf = Buffer.from(
       await res.body.arrayBuffer().catch((e: unknown) => {

@@ -373,6 +373,17 @@ describe('lab: datastore files and export leases', () => {
     await client.files.put(f, data);
     expect(await client.files.size(f)).toBe(data.length);
     expect((await client.files.readRange(f, 1_000_001, 77)).equals(data.subarray(1_000_001, 1_000_078))).toBe(true);
+    // Straight into a caller's buffer (larger than asked): only the asked bytes are written, the rest untouched.
+    const into = Buffer.alloc(3 * MiB, 0xee);
+    const view = await client.files.readRangeInto(f, 123_457, 2 * MiB, into);
+    expect(view.buffer).toBe(into.buffer);
+    expect(view.equals(data.subarray(123_457, 123_457 + 2 * MiB))).toBe(true);
+    expect(into.subarray(2 * MiB).every((b) => b === 0xee)).toBe(true);
+    await expect(client.files.readRangeInto(f, 0, 2 * MiB, Buffer.alloc(MiB))).rejects.toThrow(/a buffer of/);
+    // A short answer (the range runs past the end of the file) is an error, never bytes left unwritten.
+    await expect(client.files.readRangeInto(f, data.length - 100, 200, into)).rejects.toThrow(/asked for 200 bytes at \d+, got 100/);
+    const past = await client.files.readRangeInto(f, data.length + 10, 10, into).catch((e: unknown) => e);
+    expect((past as HttpError).status).toBe(416);
     const got = Buffer.alloc(data.length);
     for await (const { offset, data: d } of client.files.readExtents(f, [{ start: 0, length: data.length }], { chunkBytes: 256 * 1024, concurrency: 6 })) d.copy(got, offset);
     expect(got.equals(data)).toBe(true);

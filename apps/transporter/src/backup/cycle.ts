@@ -20,6 +20,7 @@ import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRe
 import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, type ProgressSink } from './progress.ts';
+import { ReadAhead, readAheadFor } from './readahead.ts';
 import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
 import { chooseTransport, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
@@ -384,11 +385,9 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   try {
     await deps.diskPhase(disk.key, { phase: 'reading', transport, reasons });
     meter.setPhase('reading');
-    // Reads land straight in the repository writer's chunk slots (no copy on this thread).
-    const readInto = async (into: Buffer, at: number) => {
-      const got = await source.reader.read(at, into.length, into);
-      if (got.buffer !== into.buffer || got.byteOffset !== into.byteOffset) got.copy(into, 0, 0, into.length);
-    };
+    // Requests of the source's own size run ahead of the writer, which takes them a chunk at a time into its
+    // slots (one copy, from the segment into the slot the workers hash and compress from).
+    const ahead = new ReadAhead(source.reader, areas, readAheadFor(source.reader));
     let sourceMs = 0;
     for (const p of pieces(areas, READ_SIZE)) {
       if (job.shouldStop()) throw new CancelledError();
@@ -397,18 +396,20 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
       await diskWriter.writeFrom(p.start, p.length, async (into, at) => {
         const r0 = performance.now();
         try {
-          await readInto(into, at);
+          await ahead.readInto(into, at);
         } catch (err) {
           if (!mayFailOver()) throw err;
           // Mid-job failover: the snapshot stays; this disk continues over the network from here (only what is left to read).
           const net = deps.transporter.networkTransport;
           job.warn(`disk ${disk.label}: ${transport} read failed at ${at} (${(err as Error).message}); continuing over ${net}`);
           reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
+          ahead.stop();
           await source.close().catch(() => undefined);
           transport = net;
           meter.transport = net;
           source = await openSource(job, net);
-          await readInto(into, at);
+          ahead.restart(source.reader, at);
+          await ahead.readInto(into, at);
         } finally {
           sourceMs += performance.now() - r0;
         }

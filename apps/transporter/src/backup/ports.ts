@@ -80,6 +80,8 @@ export interface VSpherePort {
 
 export interface SourceReader {
   readonly capacity: number;
+  /** How the copy should read ahead of the repository writer (request size, requests in flight); a default otherwise. */
+  readonly readAhead?: { segmentBytes: number; depth: number };
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
   close(): Promise<void>;
 }
