@@ -50,6 +50,8 @@ export function openRestorePointWriter(repo: Repository, opts: RestorePointOptio
 }
 
 export { nonZeroRuns } from './reader.ts';
+/** Page-aligned buffers (for O_DIRECT reads of devices and files). */
+export { alignedBuffer } from './backends/direct.ts';
 
 export function openDiskReader(repo: Repository, ref: RestorePointRef, diskKey: string, opts?: ReaderOptions): Promise<DiskReader> {
   return DiskReader.open(repo, ref, diskKey, opts);

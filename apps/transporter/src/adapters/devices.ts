@@ -26,6 +26,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { deviceMatching, DEVICE_PATTERNS, JournalTrustError, pathUnder } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
+import { alignedBuffer } from '@vaultline/repository';
 import type { LocalDevices, SourceReader } from '../backup/ports.ts';
 import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
 import { chooseVmfsPartition, formatOffset, PartitionTableError, readPartitionTable, type Partition, type PartitionTable } from './partitions.ts';
@@ -61,6 +62,9 @@ async function byIdLinks(dir: string): Promise<Map<string, string>> {
   return out;
 }
 
+/** O_DIRECT offsets and lengths are multiples of this (the largest logical block size in use). */
+const DIRECT_ALIGN = 4096;
+
 async function isBlockDevice(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isBlockDevice();
@@ -74,28 +78,58 @@ async function deviceSize(device: string): Promise<number> {
   return Number(stdout.trim());
 }
 
-/** A read-only positional reader over a block device or file. */
+/**
+ * A read-only positional reader over a block device or file. With `direct`, aligned reads bypass the page
+ * cache (O_DIRECT, as `dd iflag=direct` does): a backup reads each byte once, and filling page-cache pages
+ * costs more than the read itself on these hosts. A read O_DIRECT cannot take (unaligned, or a filesystem
+ * that refuses it) goes through the page cache instead.
+ */
 export class ReadOnlyFileReader implements SourceReader {
+  readonly readAhead: { segmentBytes: number; depth: number };
+
   private constructor(
     private readonly fh: FileHandle,
+    private readonly direct: FileHandle | null,
     readonly capacity: number,
     readonly path: string,
-  ) {}
+  ) {
+    // Direct reads wait on the device, not the cache: larger requests, as many in flight as libuv runs at once.
+    this.readAhead = direct ? { segmentBytes: 4 * 1024 * 1024, depth: 4 } : { segmentBytes: 1024 * 1024, depth: 4 };
+  }
 
-  static async open(p: string, capacity: number): Promise<ReadOnlyFileReader> {
+  static async open(p: string, capacity: number, opts: { direct?: boolean } = {}): Promise<ReadOnlyFileReader> {
     const fh = await open(p, constants.O_RDONLY);
-    return new ReadOnlyFileReader(fh, capacity, p);
+    let direct: FileHandle | null = null;
+    if (opts.direct && constants.O_DIRECT) direct = await open(p, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
+    return new ReadOnlyFileReader(fh, direct, capacity, p);
+  }
+
+  /** Buffers fit for direct reads (page-aligned). */
+  allocate(bytes: number): Buffer {
+    return this.direct ? alignedBuffer(bytes) : Buffer.allocUnsafe(bytes);
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     if (offset < 0 || offset + length > this.capacity) throw new DeviceError(`read [${offset}, +${length}) outside ${this.path} (${this.capacity} bytes)`);
-    const out = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const out = into && into.length >= length ? into.subarray(0, length) : this.allocate(length);
+    if (this.direct && offset % DIRECT_ALIGN === 0 && length % DIRECT_ALIGN === 0) {
+      try {
+        return await this.readWith(this.direct, out, offset);
+      } catch (err) {
+        // EINVAL: this buffer or this filesystem does not do O_DIRECT; read it through the cache below.
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      }
+    }
+    return this.readWith(this.fh, out, offset);
+  }
+
+  private async readWith(fh: FileHandle, out: Buffer, offset: number): Promise<Buffer> {
     let done = 0;
-    while (done < length) {
-      const { bytesRead } = await this.fh.read(out, done, length - done, offset + done);
+    while (done < out.length) {
+      const { bytesRead } = await fh.read(out, done, out.length - done, offset + done);
       if (bytesRead === 0) {
         // Past the end of a sparse or short file: the disk reads as zeros there.
-        out.fill(0, done, length);
+        out.fill(0, done);
         break;
       }
       done += bytesRead;
@@ -104,7 +138,11 @@ export class ReadOnlyFileReader implements SourceReader {
   }
 
   async close(): Promise<void> {
-    await this.fh.close();
+    try {
+      await this.direct?.close();
+    } finally {
+      await this.fh.close();
+    }
   }
 }
 
@@ -424,7 +462,7 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
           throw new DeviceError(`${where} holds no filesystem Vaultline can read (not VMFS)`);
         }
         const rel = fileName.replace(/^\[[^\]]+\]\s*/, '').replace(/\.vmdk$/, '-flat.vmdk');
-        const reader = await ReadOnlyFileReader.open(path.join(mountPoint, rel), capacity);
+        const reader = await ReadOnlyFileReader.open(path.join(mountPoint, rel), capacity, { direct: true });
         const fsName = type === 'ext4' ? type : type.toUpperCase();
         return {
           capacity,
@@ -455,7 +493,7 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
       await run('blockdev', ['--flushbufs', device]).catch(() => undefined);
       const size = await deviceSize(device);
       if (size < capacity) throw new DeviceError(`device ${device} for disk ${diskUuid} has ${size} bytes, the disk ${capacity}`);
-      const reader = await ReadOnlyFileReader.open(device, capacity);
+      const reader = await ReadOnlyFileReader.open(device, capacity, { direct: true });
       return Object.assign(reader, { device });
     },
 

@@ -111,7 +111,7 @@ export class ReadAhead {
       const a = this.areas[this.areaIndex]!;
       const start = a.start + this.areaPos;
       const length = Math.min(this.opts.segmentBytes, a.length - this.areaPos);
-      const own = this.free.pop() ?? Buffer.allocUnsafe(this.opts.segmentBytes);
+      const own = this.free.pop() ?? this.reader.allocate?.(this.opts.segmentBytes) ?? Buffer.allocUnsafe(this.opts.segmentBytes);
       const data = this.reader.read(start, length, own);
       // Observed later by readInto; never an unhandled rejection in between.
       data.catch(() => undefined);
