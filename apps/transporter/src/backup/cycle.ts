@@ -26,6 +26,8 @@ import { chooseTransport, SAN_NEVER, TransportUnavailable, type DiskFacts, type 
 import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
+/** Seconds since `t0` (performance.now()), to a tenth: how long a step the log names took. */
+const seconds = (t0: number) => ((performance.now() - t0) / 1000).toFixed(1);
 const SANITY_BLOCK = 64 * 1024;
 
 export class VmBackupError extends Error {
@@ -205,6 +207,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   let committed: Manifest | null = null;
   let snapshotRemoved = false;
   try {
+    const snapStarted = performance.now();
     try {
       snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, quiesced);
     } catch (err) {
@@ -217,7 +220,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false);
     }
     await journal.update(snapJournal, { vmMoref: vm.moref, snapshot });
-    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'})`);
+    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${seconds(snapStarted)} s`);
     checkCancel();
 
     const snapDisks = new Map((await vsphere.snapshotDisks(snapshot)).map((d) => [d.key, d]));
@@ -268,8 +271,10 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
 
     // ---- remove the snapshot, then commit
     await deps.phase('removing snapshot');
+    const removeStarted = performance.now();
     await vsphere.removeSnapshot(snapshot);
     await journal.resolve(snapJournal);
+    deps.runLog('info', `snapshot ${snapshot} removed in ${seconds(removeStarted)} s`);
     snapshot = null;
     snapshotRemoved = true;
 
