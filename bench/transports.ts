@@ -252,15 +252,7 @@ async function backup(site: Site, mode: 'nbdssl' | 'nbd' | 'hotadd' | 'san', rep
   const item = await b.db.runVm.findFirstOrThrow({ where: { runId } });
   if (item.status !== 'succeeded') throw new Error(`backup over ${mode} ended ${item.status}: ${item.error ?? ''}`);
   const disk = await b.db.runDisk.findFirstOrThrow({ where: { runVmId: item.id } });
-  // Where the VM's time went: its log lines and the disk's start and end, in seconds from the run's start.
-  const t0 = (item.startedAt ?? disk.startedAt ?? new Date()).getTime();
-  const marks = [
-    ...(item.log as { at: string; message: string }[]).map((l) => ({ at: Date.parse(l.at), what: l.message.slice(0, 60) })),
-    ...(disk.startedAt ? [{ at: disk.startedAt.getTime(), what: 'disk started' }] : []),
-    ...(disk.finishedAt ? [{ at: disk.finishedAt.getTime(), what: 'disk finished' }] : []),
-    ...(item.finishedAt ? [{ at: item.finishedAt.getTime(), what: 'VM finished' }] : []),
-  ].sort((x, y) => x.at - y.at);
-  console.log(`  timeline ${mode} (s from the VM's start; whole step ${m.seconds.toFixed(2)} s): ${marks.map((x) => `+${((x.at - t0) / 1000).toFixed(2)} ${x.what}`).join(' | ')}`);
+  printTimeline(`${mode} backup`, m.seconds, item, disk);
   const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
   const bytesRead = Number(disk.bytesRead ?? 0n);
   const diskSeconds = disk.startedAt && disk.finishedAt ? (disk.finishedAt.getTime() - disk.startedAt.getTime()) / 1000 : NaN;
@@ -276,11 +268,30 @@ async function backup(site: Site, mode: 'nbdssl' | 'nbd' | 'hotadd' | 'san', rep
     pointRowId: point.id, cbtUsed: Boolean(disk.cbtUsed) };
 }
 
+/** Where a VM's time went: its log lines and the disk's start and end, in seconds from the VM's start. */
+function printTimeline(
+  what: string,
+  stepSeconds: number,
+  item: { startedAt: Date | null; finishedAt: Date | null; log: unknown },
+  disk: { startedAt: Date | null; finishedAt: Date | null },
+): void {
+  const t0 = (item.startedAt ?? disk.startedAt ?? new Date()).getTime();
+  const marks = [
+    ...(item.log as { at: string; message: string }[]).map((l) => ({ at: Date.parse(l.at), what: l.message.slice(0, 72) })),
+    ...(disk.startedAt ? [{ at: disk.startedAt.getTime(), what: 'disk started' }] : []),
+    ...(disk.finishedAt ? [{ at: disk.finishedAt.getTime(), what: 'disk finished' }] : []),
+    ...(item.finishedAt ? [{ at: item.finishedAt.getTime(), what: 'VM finished' }] : []),
+  ].sort((x, y) => x.at - y.at);
+  console.log(`  timeline ${what} (s from the VM's start; whole step ${stepSeconds.toFixed(2)} s): ${marks.map((x) => `+${((x.at - t0) / 1000).toFixed(2)} ${x.what}`).join(' | ')}`);
+}
+
 interface RestoreResult extends Measured {
   transport: string;
   bytesWritten: number;
   mibS: number;
   diskSeconds: number;
+  /** The write before the verifying read-back (from the run log, to a tenth of a second). */
+  writeSeconds: number;
 }
 async function restore(site: Site, pointRowId: string, mode: 'nbdssl' | 'nbd' | 'hotadd', name: string): Promise<RestoreResult> {
   const { b } = site;
@@ -289,9 +300,13 @@ async function restore(site: Site, pointRowId: string, mode: 'nbdssl' | 'nbd' | 
   const item = await b.db.runVm.findUniqueOrThrow({ where: { id: runVmId } });
   if (item.status !== 'succeeded') throw new Error(`restore over ${mode} ended ${item.status}: ${item.error ?? ''}`);
   const disk = await b.db.runDisk.findFirstOrThrow({ where: { runVmId } });
+  printTimeline(`${mode} restore`, m.seconds, item, disk);
+  // The write alone (before the read-back that verifies it), as the run log states it.
+  const wrote = (item.log as { message: string }[]).map((l) => /: wrote \d+ bytes.* in ([\d.]+) s; read back/.exec(l.message)).find(Boolean);
+  const writeSeconds = wrote ? Number(wrote[1]) : NaN;
   const bytesWritten = Number(disk.bytesWritten ?? 0n);
   const diskSeconds = disk.startedAt && disk.finishedAt ? (disk.finishedAt.getTime() - disk.startedAt.getTime()) / 1000 : NaN;
-  return { ...m, transport: disk.transport ?? '?', bytesWritten, mibS: bytesWritten / MiB / m.seconds, diskSeconds };
+  return { ...m, transport: disk.transport ?? '?', bytesWritten, mibS: bytesWritten / MiB / m.seconds, diskSeconds, writeSeconds };
 }
 
 // ---- raw paths ---------------------------------------------------------------------
@@ -560,7 +575,7 @@ async function main(): Promise<void> {
           console.log(
             `restore ${wmode}: ${res.seconds.toFixed(2)} s, ${res.mibS.toFixed(0)} MiB/s of ${(res.bytesWritten / MiB).toFixed(0)} MiB written (raw ${raw.raw_mib_s!.toFixed(0)} MiB/s), CPU ${res.cpuSeconds.toFixed(2)} s, peak RSS ${res.peakRssMiB.toFixed(0)} MiB${res.transport === wmode ? '' : ` — RAN AS ${res.transport}`}`,
           );
-          row('restore', wmode).rounds.push({ ...res, ...raw, ratio: res.mibS / raw.raw_mib_s!, copy_ratio: res.bytesWritten / MiB / res.diskSeconds / raw.raw_mib_s! });
+          row('restore', wmode).rounds.push({ ...res, ...raw, ratio: res.mibS / raw.raw_mib_s!, copy_ratio: res.bytesWritten / MiB / res.diskSeconds / raw.raw_mib_s!, write_ratio: res.bytesWritten / MiB / res.writeSeconds / raw.raw_mib_s! });
         } catch (err) {
           console.log(`restore ${wmode}: FAILED ${(err as Error).message}`);
           row('restore', wmode).rounds.push({ error: (err as Error).message });
@@ -591,6 +606,8 @@ async function main(): Promise<void> {
       // The disk's own time only (run_disk started..finished): without the VM's snapshot, preflight, snapshot
       // removal and commit, which in the lab are dominated by its snapshots being complete copies of the disk.
       entry.copy_ratio = r.what.startsWith('reader') ? '' : round2(med(r, 'copy_ratio'));
+      // Restores: the write alone, without the read-back that verifies it.
+      entry.write_ratio = r.what === 'restore' ? round2(med(r, 'write_ratio')) : '';
       entry.cpu_s = round2(med(r, 'cpuSeconds'));
       entry.lab_cpu_s = round2(med(r, 'labCpuSeconds'));
       entry.peak_rss_mib = Math.round(med(r, 'peakRssMiB'));
@@ -614,7 +631,7 @@ async function main(): Promise<void> {
   goals.push({ goal: 'Transporter RSS ≤ 128 MiB per concurrent disk: whole bench process peak (upper bound)', value: `${Math.round(peakRss)} MiB`, pass: peakRss <= 128 });
   goals.push({ goal: 'Transporter RSS ≤ 128 MiB per concurrent disk: RSS growth during a one-disk step', value: `${Math.round(growth)} MiB`, pass: growth <= 128 });
 
-  const cols = ['what', 'mode', 'rounds', 'seconds', 'disk_s', 'mib_s', 'raw_mib_s', 'ratio', 'copy_ratio', 'busy_src', 'cpu_s', 'lab_cpu_s', 'peak_rss_mib', 'rss_growth_mib', 'loop_delay_max_ms', 'error'];
+  const cols = ['what', 'mode', 'rounds', 'seconds', 'disk_s', 'mib_s', 'raw_mib_s', 'ratio', 'copy_ratio', 'write_ratio', 'busy_src', 'cpu_s', 'lab_cpu_s', 'peak_rss_mib', 'rss_growth_mib', 'loop_delay_max_ms', 'error'];
   console.log(`\n| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`);
   for (const t of table) console.log(`| ${cols.map((c) => String(t[c] ?? '')).join(' | ')} |`);
   console.log(`\nhost load (1/5/15 min): start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}`);

@@ -19,15 +19,13 @@ import type { Logger } from '@vaultline/logger';
 import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRef, RestorePointWriter } from '@vaultline/repository';
 import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
 import type { CleanupJournal } from './journal.ts';
-import { DiskMeter, type ProgressSink } from './progress.ts';
+import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
 import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
 import { chooseTransport, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
-/** Seconds since `t0` (performance.now()), to a tenth: how long a step the log names took. */
-const seconds = (t0: number) => ((performance.now() - t0) / 1000).toFixed(1);
 const SANITY_BLOCK = 64 * 1024;
 
 export class VmBackupError extends Error {
@@ -220,7 +218,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false);
     }
     await journal.update(snapJournal, { vmMoref: vm.moref, snapshot });
-    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${seconds(snapStarted)} s`);
+    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${secondsSince(snapStarted)} s`);
     checkCancel();
 
     const snapDisks = new Map((await vsphere.snapshotDisks(snapshot)).map((d) => [d.key, d]));
@@ -274,7 +272,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     const removeStarted = performance.now();
     await vsphere.removeSnapshot(snapshot);
     await journal.resolve(snapJournal);
-    deps.runLog('info', `snapshot ${snapshot} removed in ${seconds(removeStarted)} s`);
+    deps.runLog('info', `snapshot ${snapshot} removed in ${secondsSince(removeStarted)} s`);
     snapshot = null;
     snapshotRemoved = true;
 

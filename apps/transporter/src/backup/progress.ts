@@ -5,6 +5,9 @@
  */
 import type { DiskProgress } from '@vaultline/contracts';
 
+/** Seconds since `t0` (a performance.now() reading), to a tenth: how long a step the run log names took. */
+export const secondsSince = (t0: number): string => ((performance.now() - t0) / 1000).toFixed(1);
+
 export interface ProgressSink {
   disk(p: DiskProgress): void;
 }

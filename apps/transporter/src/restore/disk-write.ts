@@ -21,7 +21,7 @@ import { DiskReader, nonZeroRuns, type Repository, type RestorePointRef } from '
 import { flatExtentPath, parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
 import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
-import { DiskMeter, type ProgressSink } from '../backup/progress.ts';
+import { DiskMeter, secondsSince, type ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice } from '../backup/ports.ts';
 import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
 import type { HotAddedDiskWriter, RestoreDevices } from './ports.ts';
@@ -208,6 +208,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     const writer = dev;
     await ctx.diskPhase(deviceKey, { phase: 'writing', transport: 'hotadd', reasons });
     meter.setPhase('writing');
+    const writeStarted = performance.now();
     const reader = await DiskReader.open(ctx.repo, ctx.ref, job.sourceKey);
     const expected = createHash('sha256');
     let pos = 0;
@@ -246,9 +247,11 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     const want = expected.digest('hex');
     checkRecorded(ctx, job, want);
     await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped });
+    const wroteIn = secondsSince(writeStarted);
+    const verifyStarted = performance.now();
     const got = await readBackSha(ctx, job.capacity, (o, l, into) => writer.read(o, l, into), meter);
     if (got !== want) throw new RestoreError(`disk ${job.label} reads back through HotAdd with SHA-256 ${got}, the restore point has ${want}`);
-    ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes, skipped ${meter.bytesSkipped} zero bytes; verified SHA-256 ${got}`);
+    ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes, skipped ${meter.bytesSkipped} zero bytes in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
     meter.setPhase('done');
     return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped };
   } finally {
@@ -297,6 +300,7 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   }
   await ctx.diskPhase(deviceKey, { phase: 'writing', transport: meter.transport ?? ctx.network, reasons });
   meter.setPhase('writing');
+  const writeStarted = performance.now();
   try {
     await ctx.client.files.put(file, Readable.from(body()), { size: job.capacity });
   } catch (err) {
@@ -307,10 +311,12 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   }
   const want = expected.digest('hex');
   checkRecorded(ctx, job, want);
+  const wroteIn = secondsSince(writeStarted);
   await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: 0 });
+  const verifyStarted = performance.now();
   const got = await readBackSha(ctx, job.capacity, (o, l, into) => ctx.client.files.readRangeInto(file, o, l, into), meter);
   if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);
-  ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes over ${meter.transport}; verified SHA-256 ${got}`);
+  ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes over ${meter.transport} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
   meter.setPhase('done');
   return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: 0 };
 }
