@@ -222,6 +222,12 @@ export class DiskWriter {
   readonly chunkSize: number;
   readonly mode: 'changed' | 'full';
   readonly stats: WriteStats = emptyStats();
+  /**
+   * Milliseconds write()/writeFrom() spent waiting for a free chunk slot, i.e. for the workers to finish
+   * hashing and compressing earlier chunks: the caller's "processing" share of the time (not recorded in
+   * the manifest).
+   */
+  workerWaitMs = 0;
   /** Current chunk ids (32 bytes each); starts as the parent's list or holes. */
   readonly ids: Buffer;
   /** Split chunks (format v2): chunk -> pieces; starts as the parent's. */
@@ -395,7 +401,7 @@ export class DiskWriter {
       if (this.jobs.has(ci) && !this.pending.has(ci)) await this.waitJob(ci);
       if (within === 0 && n === clen && !this.pending.has(ci)) {
         this.forceMerge.delete(ci);
-        const slot = await this.rp.pool.acquire();
+        const slot = await this.acquireSlot();
         const view = input.subarray(slot * cs, slot * cs + clen);
         try {
           await fillAt(view, pos);
@@ -412,7 +418,7 @@ export class DiskWriter {
         let p = this.pending.get(ci);
         if (!p) {
           if (this.pending.size >= this.rp.pool.slots / 2) await this.flushOldest();
-          p = { slot: await this.rp.pool.acquire(), covered: [] };
+          p = { slot: await this.acquireSlot(), covered: [] };
           this.pending.set(ci, p);
         }
         const view = input.subarray(p.slot * cs + within, p.slot * cs + within + n);
@@ -431,6 +437,14 @@ export class DiskWriter {
       }
       pos += n;
     }
+  }
+
+  /** A chunk slot of the worker pool, timing the wait (workerWaitMs). */
+  private async acquireSlot(): Promise<number> {
+    const t0 = performance.now();
+    const slot = await this.rp.pool.acquire();
+    this.workerWaitMs += performance.now() - t0;
+    return slot;
   }
 
   /** Declare [offset, offset+length) all-zero / unallocated (e.g. CBT-reported holes). */

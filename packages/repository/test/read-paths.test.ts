@@ -64,6 +64,26 @@ describe('write and read paths', () => {
     await repo.close();
   });
 
+  it('workerWaitMs counts the time a writer waits for the workers: none for holes, some when it outruns them', async () => {
+    const root = tmpDir();
+    dirs.push(root);
+    await Repository.init(root, { chunkSize: 256 * KiB });
+    const repo = await Repository.open(root);
+    const w = await openRestorePointWriter(repo, { vmId: 'vm' });
+    const zeros = await w.openDisk({ key: 'z', capacity: 64 * 1024 * KiB });
+    await zeros.writeFrom(0, zeros.capacity, (into) => void into.fill(0));
+    // Zero chunks are holes: their slot is given back at once, no worker is ever waited for.
+    expect(zeros.workerWaitMs).toBeLessThan(50);
+    // 96 MiB of VM-like data handed over as fast as memory copies: the pool's slots run out and the
+    // writer waits for workers hashing and compressing earlier chunks.
+    const img = makeImage(96 * 1024 * KiB, 5);
+    const d = await w.openDisk({ key: 'd', capacity: img.length });
+    await d.writeFrom(0, img.length, (into, at) => void img.copy(into, 0, at, at + into.length));
+    expect(d.workerWaitMs).toBeGreaterThan(0);
+    await w.commit();
+    await repo.close();
+  });
+
   it('sequential read() switches to the parallel pipeline, survives random reads in between, fills a caller buffer and stays bit-exact', async () => {
     const img = makeImage(9 * 1024 * KiB + 5000, 21);
     img.fill(0, 2 * 1024 * KiB, 4 * 1024 * KiB); // a run of zero chunks (holes) between stages

@@ -396,6 +396,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
       if (job.shouldStop()) throw new CancelledError();
       const t0 = performance.now();
       const before = sourceMs;
+      const waitedBefore = diskWriter.workerWaitMs;
       await diskWriter.writeFrom(p.start, p.length, async (into, at) => {
         const r0 = performance.now();
         try {
@@ -417,8 +418,11 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
           sourceMs += performance.now() - r0;
         }
       });
+      // Source: reading; processing: waiting for the workers to hash and compress; target: the rest (storing).
+      const processing = diskWriter.workerWaitMs - waitedBefore;
       meter.addBusy('source', sourceMs - before);
-      meter.addBusy('target', performance.now() - t0 - (sourceMs - before));
+      meter.addBusy('processing', processing);
+      meter.addBusy('target', Math.max(0, performance.now() - t0 - (sourceMs - before) - processing));
       meter.bytesRead += p.length;
       meter.bytesWritten = diskWriter.stats.newStoredBytes;
       meter.emit();
