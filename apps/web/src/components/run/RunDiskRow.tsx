@@ -60,7 +60,8 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
       )}
       {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
-      {detailed && busy && (
+      {/* Only once some time was measured: before the first data there is no bottleneck to name. */}
+      {detailed && busy && busy.source + busy.processing + busy.target > 0 && (
         <p className="small muted" data-testid="bottleneck">
           Bottleneck: <strong>{bottleneckOf(busy, restore)}</strong> —{' '}
           {restore
