@@ -6,11 +6,12 @@
 import { SECRET_LABELS, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { ApplicationQuiesceFault, flatExtentPath, hostsMounting, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
+import { ApplicationQuiesceFault, hostsMounting, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
 import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '../backup/ports.ts';
 import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
 import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
 import { parseRestoreTarget, undoRestore } from '../restore/undo.ts';
+import { openDatastoreDisk, type DatastoreDirectory } from './datastore-disk.ts';
 
 /** Bytes per Range request: large enough that a round trip costs little next to the transfer. */
 const RANGE = 4 * 1024 * 1024;
@@ -80,8 +81,8 @@ class NetworkReader implements SourceReader {
   async close(): Promise<void> {}
 }
 
-export function vspherePort(client: VSphereClient, opts: { nbdStreams: number }): VSpherePort & { datastoresCache(): Promise<Map<string, { datacenter: string; info: DatastoreInfo }>> } {
-  let datastores: Promise<Map<string, { datacenter: string; info: DatastoreInfo }>> | null = null;
+export function vspherePort(client: VSphereClient, opts: { nbdStreams: number }): VSpherePort & { datastoresCache(): Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> } {
+  let datastores: Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> | null = null;
   const loadDatastores = () =>
     (datastores ??= client.inventory.all().then(
       (inv) =>
@@ -90,6 +91,8 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
             d.name,
             {
               datacenter: d.datacenter,
+              // ds:///vmfs/volumes/<uuid>/: how ESXi names the datastore in absolute paths of a snapshot chain.
+              uuid: d.vmfs?.uuid ?? /\/vmfs\/volumes\/([^/]+)\/?$/.exec(d.url ?? '')?.[1],
               info: {
                 name: d.name,
                 type: d.type,
@@ -156,10 +159,9 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       await client.snapshots.consolidate(vmMoref);
     },
     async openNetworkReader(fileName, capacity) {
-      const { datastore, path } = parseDatastorePath(fileName);
-      const ds = (await loadDatastores()).get(datastore);
-      if (!ds) throw new Error(`datastore ${datastore} is not in the inventory`);
-      return new NetworkReader(client, { datacenter: ds.datacenter, datastore, path: flatExtentPath(path) }, capacity, opts.nbdStreams);
+      // As the disk's descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
+      const directory: DatastoreDirectory = new Map([...(await loadDatastores())].map(([name, d]) => [name, { datacenter: d.datacenter, uuid: d.uuid }]));
+      return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(client, file, capacity, opts.nbdStreams), opts.nbdStreams);
     },
   };
 }

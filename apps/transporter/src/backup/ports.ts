@@ -82,6 +82,8 @@ export interface SourceReader {
   readonly capacity: number;
   /** How the copy should read ahead of the repository writer (request size, requests in flight); a default otherwise. */
   readonly readAhead?: { segmentBytes: number; depth: number };
+  /** How the disk is read, for the run log ("flat extent x-flat.vmdk", "snapshot chain of 2 seSparse links over its base"). */
+  readonly describe?: string;
   /** Buffers this reader reads fastest into (e.g. page-aligned for O_DIRECT); any Buffer otherwise. */
   allocate?(bytes: number): Buffer;
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;

@@ -1,0 +1,145 @@
+/**
+ * The network transport reads a disk as its descriptor lays it out, over the lab's /folder: a flat disk from
+ * the extent its descriptor names, a snapshot link (vmfsSparse, seSparse) as the composed chain, and anything
+ * else refused with the layout named.
+ *
+ * The lab's own snapshots are complete images, so the chains here are written into its datastore with the
+ * VMDK package's delta writers (the format ESXi writes, checked against qemu-img in packages/vmdk), on top of
+ * a lab VM's disk. The expected bytes are composed here by applying each link's writes to the base, not by
+ * the reader under test.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { buildDeltaLink, openVmdkChain, writeDeltaLink, type DeltaFormat, type DeltaOp } from '@vaultline/vmdk';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { VSphereClient } from '@vaultline/vsphere';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { vspherePort } from '../src/adapters/vsphere-port.ts';
+import { pieces } from '../src/backup/areas.ts';
+import type { SourceReader } from '../src/backup/ports.ts';
+import { ReadAhead, readAheadFor } from '../src/backup/readahead.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const CAPACITY = 48 * MiB;
+
+let lab: Lab;
+let client: VSphereClient;
+let port: ReturnType<typeof vspherePort>;
+let dir: string;
+let base: Buffer;
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Reads the whole disk the way a backup does: through the read-ahead, in the writer's 256 KiB chunks. */
+async function copy(reader: SourceReader): Promise<Buffer> {
+  const out = Buffer.alloc(reader.capacity);
+  const areas = [{ start: 0, length: reader.capacity }];
+  const ahead = new ReadAhead(reader, areas, readAheadFor(reader));
+  for (const p of pieces(areas, 4 * MiB)) {
+    for (let at = p.start; at < p.start + p.length; at += 256 * KiB) await ahead.readInto(out.subarray(at, at + 256 * KiB), at);
+  }
+  return out;
+}
+
+/** Writes a link over `parent` (its file name and CID, its bytes `below`) and returns the composed bytes above it. */
+async function link(format: DeltaFormat, name: string, parent: { file: string; cid: string }, below: Buffer, ops: DeltaOp[]) {
+  const link = await buildDeltaLink({ format, capacity: CAPACITY, name, parentFileName: parent.file, parentCid: parent.cid, ops, parent: { read: async (o, l) => below.subarray(o, o + l) } });
+  await writeDeltaLink(dir, link);
+  const above = Buffer.from(below);
+  for (const op of ops) {
+    if ('data' in op) op.data.copy(above, op.offset);
+    else above.fill(0, op.offset, op.offset + op.length);
+  }
+  return { file: link.descriptorFileName, cid: link.cid, bytes: above };
+}
+
+beforeAll(async () => {
+  lab = await startLab();
+  client = await VSphereClient.connect({ url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256, keepAliveMs: 0 });
+  port = vspherePort(client, { nbdStreams: 4 });
+  await lab.createVm({ name: 'chain01', disks: [{ capacityBytes: CAPACITY }] });
+  await lab.guestWrite('chain01', 0, [
+    { offset: 0, length: 3 * MiB, pattern: 'random', seed: 1 },
+    { offset: 20 * MiB, length: 5 * MiB + 512, pattern: 'text', seed: 2 },
+    { offset: 47 * MiB, length: MiB, pattern: 'random', seed: 3 },
+  ]);
+  dir = path.join(lab.datastores[0]!.path, 'chain01');
+  base = fs.readFileSync(path.join(dir, 'chain01-flat.vmdk'));
+  expect(base.length).toBe(CAPACITY);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await lab?.stop();
+});
+
+describe('network reads of a disk as its descriptor lays it out', () => {
+  it('a flat disk: the extent its descriptor names, bit-exact', async () => {
+    const reader = await port.openNetworkReader('[datastore1] chain01/chain01.vmdk', CAPACITY, 'nbdssl');
+    expect(reader.describe).toBe('flat extent chain01-flat.vmdk');
+    expect(sha(await copy(reader))).toBe(sha(base));
+    await reader.close();
+  });
+
+  for (const format of ['vmfsSparse', 'seSparse'] as const) {
+    it(`a ${format} chain of two links: the composed disk, bit-exact, read over Range GETs`, async () => {
+      const grain = format === 'seSparse' ? 4 * KiB : 512;
+      const baseCid = /^CID=([0-9a-f]{8})$/m.exec(fs.readFileSync(path.join(dir, 'chain01.vmdk'), 'utf8'))![1]!;
+      // Link 1: writes over data, over a hole, across the base's data/hole border, unaligned to grains.
+      const one = await link(format, `${format}-a-000001`, { file: 'chain01.vmdk', cid: baseCid }, base, [
+        { offset: MiB + 100, data: randomBytes(2 * MiB) },
+        { offset: 10 * MiB, data: randomBytes(300 * KiB) },
+        { offset: 25 * MiB - 7 * KiB, data: randomBytes(64 * KiB) },
+      ]);
+      // Link 2 on top: overwrites part of link 1's data, and (seSparse) zeroes whole grains of the base.
+      const twoOps: DeltaOp[] = [
+        { offset: MiB + 64 * KiB, data: randomBytes(128 * KiB + 3) },
+        { offset: 40 * MiB, data: randomBytes(grain * 3) },
+      ];
+      if (format === 'seSparse') twoOps.push({ offset: 21 * MiB, length: 64 * KiB, zero: true }, { offset: 47 * MiB, length: 128 * KiB, unmap: true });
+      const two = await link(format, `${format}-a-000002`, one, one.bytes, twoOps);
+      expect(sha(two.bytes)).not.toBe(sha(base));
+
+      const reader = await port.openNetworkReader(`[datastore1] chain01/${two.file}`, CAPACITY, 'nbdssl');
+      expect(reader.describe).toBe(`snapshot chain of 2 ${format} links over its base`);
+      expect(sha(await copy(reader))).toBe(sha(two.bytes));
+      // Reads at any offset and length, as CBT areas ask for them.
+      for (const [o, l] of [[MiB + 64 * KiB - 5, 9000], [25 * MiB - 8 * KiB, 70 * KiB], [CAPACITY - 4096, 4096]] as const) {
+        expect((await reader.read(o, l)).equals(two.bytes.subarray(o, o + l)), `read at ${o}`).toBe(true);
+      }
+      await reader.close();
+      // The same chain read from the files themselves agrees (the reader under test only supplies the files).
+      const local = await openVmdkChain(path.join(dir, two.file));
+      expect(sha(await local.read(0, CAPACITY))).toBe(sha(two.bytes));
+      await local.close();
+    });
+  }
+
+  it('a parent named by its absolute ESXi path (/vmfs/volumes/<datastore>/…) is found on that datastore', async () => {
+    const baseCid = /^CID=([0-9a-f]{8})$/m.exec(fs.readFileSync(path.join(dir, 'chain01.vmdk'), 'utf8'))![1]!;
+    const one = await link('seSparse', 'abs-000001', { file: '/vmfs/volumes/datastore1/chain01/chain01.vmdk', cid: baseCid }, base, [{ offset: 4 * MiB, data: randomBytes(8 * KiB) }]);
+    const reader = await port.openNetworkReader(`[datastore1] chain01/${one.file}`, CAPACITY, 'nbd');
+    expect(sha(await copy(reader))).toBe(sha(one.bytes));
+    await reader.close();
+    const elsewhere = await link('seSparse', 'abs-000002', { file: '/vmfs/volumes/no-such-volume/chain01/chain01.vmdk', cid: baseCid }, base, []);
+    await expect(port.openNetworkReader(`[datastore1] chain01/${elsewhere.file}`, CAPACITY, 'nbd')).rejects.toThrow(/no datastore of this vCenter is named or has the UUID no-such-volume/);
+  });
+
+  it('refuses what it cannot read correctly, naming why: a broken chain, a vSAN object, a size that does not match', async () => {
+    // A link whose parent changed since it was taken (parentCID no longer the parent's CID).
+    const broken = await link('vmfsSparse', 'broken-000001', { file: 'chain01.vmdk', cid: '12345678' }, base, [{ offset: 0, data: randomBytes(512) }]);
+    await expect(port.openNetworkReader(`[datastore1] chain01/${broken.file}`, CAPACITY, 'nbdssl')).rejects.toThrow(/cannot be read over the network: .*CID/i);
+    // A missing parent.
+    const orphan = await link('vmfsSparse', 'orphan-000001', { file: 'gone.vmdk', cid: 'fffffffe' }, base, [{ offset: 0, data: randomBytes(512) }]);
+    await expect(port.openNetworkReader(`[datastore1] chain01/${orphan.file}`, CAPACITY, 'nbdssl')).rejects.toThrow(/parent disk not found/);
+    // vSAN objects have no file behind their descriptor's extent.
+    fs.writeFileSync(
+      path.join(dir, 'vsan01.vmdk'),
+      `# Disk DescriptorFile\nversion=4\nencoding="UTF-8"\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfs"\n\n# Extent description\nRW ${CAPACITY / 512} VMFS "vsan://52a0c2e4-0d1c-4a4c-9d43-2c1f1b9f8e11"\n`,
+    );
+    await expect(port.openNetworkReader('[datastore1] chain01/vsan01.vmdk', CAPACITY, 'nbdssl')).rejects.toThrow(/vsan01\.vmdk cannot be read over the network/);
+    await expect(port.openNetworkReader('[datastore1] chain01/chain01.vmdk', CAPACITY + MiB, 'nbdssl')).rejects.toThrow(/describes 50331648 bytes, the VM's disk has 51380224/);
+  });
+});
