@@ -1,20 +1,26 @@
 /**
  * The network transport reads a disk as its descriptor lays it out, over the lab's /folder: a flat disk from
  * the extent its descriptor names, a snapshot link (vmfsSparse, seSparse) as the composed chain, and anything
- * else refused with the layout named.
+ * else refused with the layout named. Direct SAN does the same from the LUN's mounted filesystem (root),
+ * and never reads a file outside it however a descriptor names it.
  *
  * The lab's own snapshots are complete images, so the chains here are written into its datastore with the
  * VMDK package's delta writers (the format ESXi writes, checked against qemu-img in packages/vmdk), on top of
  * a lab VM's disk. The expected bytes are composed here by applying each link's writes to the base, not by
  * the reader under test.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { createLogger } from '@vaultline/logger';
 import { buildDeltaLink, openVmdkChain, writeDeltaLink, type DeltaFormat, type DeltaOp } from '@vaultline/vmdk';
-import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { VSphereClient } from '@vaultline/vsphere';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isRoot } from './fixture.ts';
+import { createLocalDevices } from '../src/adapters/devices.ts';
 import { vspherePort } from '../src/adapters/vsphere-port.ts';
 import { pieces } from '../src/backup/areas.ts';
 import type { SourceReader } from '../src/backup/ports.ts';
@@ -141,5 +147,58 @@ describe('network reads of a disk as its descriptor lays it out', () => {
     );
     await expect(port.openNetworkReader('[datastore1] chain01/vsan01.vmdk', CAPACITY, 'nbdssl')).rejects.toThrow(/vsan01\.vmdk cannot be read over the network/);
     await expect(port.openNetworkReader('[datastore1] chain01/chain01.vmdk', CAPACITY + MiB, 'nbdssl')).rejects.toThrow(/describes 50331648 bytes, the VM's disk has 51380224/);
+  });
+});
+
+// Root: the lab's LUN is an ext4 image on a loop device, mounted read-only by the product as it would a VMFS LUN.
+describe.runIf(isRoot)('Direct SAN reads a disk as its descriptor lays it out, inside the LUN only', () => {
+  let sanLab: Lab;
+  let ds: { name: string; path: string; naa?: string; lunDevice?: string };
+  let mountDir: string;
+  const devices = () => createLocalDevices({ byIdDir: sanLab.byIdDir, mountDir, log: createLogger({ name: 'test', level: 'silent' }) });
+  beforeAll(async () => {
+    sanLab = await startLab({ san: true });
+    ds = sanLab.datastores[0]!;
+    mountDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vaultline-san-chain-'));
+    await sanLab.createVm({ name: 'sanchain', disks: [{ capacityBytes: CAPACITY }] });
+    await sanLab.guestWrite('sanchain', 0, [{ offset: 2 * MiB, length: 6 * MiB, pattern: 'random', seed: 9 }]);
+  });
+  afterAll(async () => {
+    await sanLab?.stop();
+    fs.rmSync(mountDir, { recursive: true, force: true });
+  });
+
+  it('a seSparse link over the base, composed from the mounted LUN; an extent naming a file outside it is refused', async () => {
+    const vmDir = path.join(ds.path, 'sanchain');
+    const below = fs.readFileSync(path.join(vmDir, 'sanchain-flat.vmdk'));
+    const baseCid = /^CID=([0-9a-f]{8})$/m.exec(fs.readFileSync(path.join(vmDir, 'sanchain.vmdk'), 'utf8'))![1]!;
+    const built = await buildDeltaLink({ format: 'seSparse', capacity: CAPACITY, name: 'sanchain-000001', parentFileName: 'sanchain.vmdk', parentCid: baseCid, ops: [{ offset: 3 * MiB, data: randomBytes(256 * KiB) }], parent: { read: async (o, l) => below.subarray(o, o + l) } });
+    await writeDeltaLink(vmDir, built);
+    const local = await openVmdkChain(path.join(vmDir, built.descriptorFileName));
+    const truth = await local.read(0, CAPACITY);
+    await local.close();
+    expect(sha(truth)).not.toBe(sha(below));
+    // A descriptor that names the Transporter's own files as its extent.
+    fs.writeFileSync(path.join(vmDir, 'escape.vmdk'), `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfs"\n\nRW ${CAPACITY / 512} VMFS "../../../../../../../../etc/hostname"\n`);
+    execFileSync('sync');
+
+    const reader = await devices().openSan(ds.naa!, ds.lunDevice!, 0, `[${ds.name}] sanchain/${built.descriptorFileName}`, CAPACITY);
+    try {
+      expect(reader.describe).toBe('snapshot chain of 1 seSparse link over its base');
+      expect(sha(await copy(reader))).toBe(sha(truth));
+    } finally {
+      await reader.close();
+    }
+    const flat = await devices().openSan(ds.naa!, ds.lunDevice!, 0, `[${ds.name}] sanchain/sanchain.vmdk`, CAPACITY);
+    try {
+      expect(flat.describe).toBe('flat extent sanchain-flat.vmdk');
+      expect(flat.allocate, 'page-aligned buffers for O_DIRECT are passed through').toBeDefined();
+      expect(sha(await copy(flat))).toBe(sha(below));
+    } finally {
+      await flat.close();
+    }
+    await expect(devices().openSan(ds.naa!, ds.lunDevice!, 0, `[${ds.name}] sanchain/escape.vmdk`, CAPACITY)).rejects.toThrow(/lies outside the datastore; refused/);
+    // Nothing is left mounted.
+    expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(mountDir);
   });
 });

@@ -81,9 +81,51 @@ function singleFlatExtent(d: VmdkDescriptor): string | null {
 }
 
 /**
- * Opens `fileName` (the snapshot's disk, "[ds] vm/vm.vmdk" or a delta link) for reading `capacity` bytes.
- * `describe` tells the caller how it is read, for the run log.
+ * Opens the disk whose descriptor is at `descriptorPath` (as `files` names files) for reading `capacity`
+ * bytes: a single flat extent through `flatReader` (given the extent's path, joined as the VMDK readers join
+ * it), a vmfsSparse/seSparse chain composed by the VMDK package. `how` names the way in for errors ("over
+ * the network"). `describe` tells the caller how it is read, for the run log.
  */
+export async function openDiskByDescriptor(
+  descriptorPath: string,
+  capacity: number,
+  files: FileOpener,
+  flatReader: (extentPath: string) => SourceReader | Promise<SourceReader>,
+  opts: { how: string; readAhead: { segmentBytes: number; depth: number } },
+): Promise<SourceReader & { describe: string }> {
+  // A flat extent or raw file named directly (vSphere names descriptors; tests and tools may not) is read as it is.
+  if (!/\.vmdk$/i.test(descriptorPath) || /-flat\.vmdk$/i.test(descriptorPath)) {
+    return Object.assign(await flatReader(descriptorPath), { describe: `file ${posix.basename(descriptorPath)}` });
+  }
+  const image = await openVmdkChain(descriptorPath, { files }).catch((err: unknown) => {
+    throw new DatastoreDiskError(`${descriptorPath} cannot be read ${opts.how}: ${(err as Error).message}`);
+  });
+  if (image.capacity !== capacity) {
+    await image.close();
+    throw new DatastoreDiskError(`${descriptorPath} describes ${image.capacity} bytes, the VM's disk has ${capacity}`);
+  }
+  const flat = image.links.length === 0 && image.descriptor ? singleFlatExtent(image.descriptor) : null;
+  if (flat !== null) {
+    await image.close();
+    const reader = await flatReader(posix.isAbsolute(flat) ? flat : posix.join(posix.dirname(descriptorPath), flat));
+    return Object.assign(reader, { describe: `flat extent ${flat}` });
+  }
+  if (image.links.length === 0) {
+    const kind = image.descriptor?.createType ?? image.format;
+    await image.close();
+    throw new DatastoreDiskError(`${descriptorPath} is a ${kind} disk, which is not read ${opts.how} (flat disks and vmfsSparse/seSparse snapshot links are)`);
+  }
+  const links = image.links;
+  return {
+    capacity,
+    describe: `snapshot chain of ${links.length} ${links[0]!.format} link${links.length > 1 ? 's' : ''} over its base`,
+    readAhead: opts.readAhead,
+    read: (offset, length, into) => image.read(offset, length, into && into.length >= length ? into : undefined),
+    close: () => image.close(),
+  };
+}
+
+/** Opens `fileName` (the snapshot's disk, "[ds] vm/vm.vmdk" or a delta link) over the vCenter's /folder. */
 export async function openDatastoreDisk(
   client: VSphereClient,
   fileName: string,
@@ -92,34 +134,9 @@ export async function openDatastoreDisk(
   flatReader: FlatReaderFactory,
   streams: number,
 ): Promise<SourceReader & { describe: string }> {
-  const files = datastoreFiles(client, datastores);
-  const image = await openVmdkChain(fileName, { files }).catch((err: unknown) => {
-    throw new DatastoreDiskError(`${fileName} cannot be read over the network: ${(err as Error).message}`);
-  });
-  if (image.capacity !== capacity) {
-    await image.close();
-    throw new DatastoreDiskError(`${fileName} describes ${image.capacity} bytes, the VM's disk has ${capacity}`);
-  }
-  const flat = image.links.length === 0 && image.descriptor ? singleFlatExtent(image.descriptor) : null;
-  if (flat !== null) {
-    await image.close();
-    const desc = datastoreFileOf(fileName, datastores);
-    const dir = posix.dirname(desc.path);
-    const reader = flatReader({ ...desc, path: posix.isAbsolute(flat) ? flat : dir === '.' ? flat : `${dir}/${flat}` });
-    return Object.assign(reader, { describe: `flat extent ${flat}` });
-  }
-  if (image.links.length === 0) {
-    const kind = image.descriptor?.createType ?? image.format;
-    await image.close();
-    throw new DatastoreDiskError(`${fileName} is a ${kind} disk, which is not read over the network (flat disks and vmfsSparse/seSparse snapshot links are)`);
-  }
-  const links = image.links;
-  return {
-    capacity,
-    describe: `snapshot chain of ${links.length} ${links[0]!.format} link${links.length > 1 ? 's' : ''} over its base`,
+  return openDiskByDescriptor(fileName, capacity, datastoreFiles(client, datastores), (extent) => flatReader(datastoreFileOf(extent, datastores)), {
+    how: 'over the network',
     // Each chain read asks for grain tables, then grains, link by link: several reads keep the streams busy.
     readAhead: { segmentBytes: 4 * 1024 * 1024, depth: Math.max(1, streams) },
-    read: (offset, length, into) => image.read(offset, length, into && into.length >= length ? into : undefined),
-    close: () => image.close(),
-  };
+  });
 }

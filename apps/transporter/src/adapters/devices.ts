@@ -27,6 +27,8 @@ import { promisify } from 'node:util';
 import { deviceMatching, DEVICE_PATTERNS, JournalTrustError, pathUnder } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
 import { alignedBuffer } from '@vaultline/repository';
+import { localFiles, type FileOpener } from '@vaultline/vmdk';
+import { openDiskByDescriptor } from './datastore-disk.ts';
 import type { LocalDevices, SourceReader } from '../backup/ports.ts';
 import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
 import { chooseVmfsPartition, formatOffset, PartitionTableError, readPartitionTable, type Partition, type PartitionTable } from './partitions.ts';
@@ -144,6 +146,31 @@ export class ReadOnlyFileReader implements SourceReader {
       await this.fh.close();
     }
   }
+}
+
+/**
+ * Files of a datastore mounted at `mountPoint` for the VMDK readers. Every path must stay inside the mount:
+ * a descriptor names its extent and parent, and a crafted one ("../../dev/sda") must never make this root
+ * process back up a file of its own host. ESXi's absolute paths name the datastore (/vmfs/volumes/<name>/…):
+ * this one maps to the mount; another datastore cannot be reached from here (the network can).
+ */
+function mountedFiles(mountPoint: string, datastore: string): FileOpener & { confine(p: string): Promise<string> } {
+  const confine = async (p: string): Promise<string> => {
+    let local = p;
+    const vmfs = /^\/vmfs\/volumes\/([^/]+)\/(.+)$/.exec(p);
+    if (vmfs) {
+      if (vmfs[1] !== datastore) throw new DeviceError(`${p} is on another datastore than ${datastore}; a chain across datastores is read over the network`);
+      local = path.join(mountPoint, vmfs[2]!);
+    }
+    // Resolved with symlinks followed; a missing file stays missing (ENOENT when it is opened).
+    return pathUnder(local, mountPoint, 'disk file').catch((err: unknown) => {
+      throw new DeviceError(`${p} lies outside the datastore; refused (${(err as Error).message})`);
+    });
+  };
+  return {
+    confine,
+    open: async (p) => localFiles.open(await confine(p)),
+  };
 }
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
@@ -461,8 +488,13 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
         } else {
           throw new DeviceError(`${where} holds no filesystem Vaultline can read (not VMFS)`);
         }
-        const rel = fileName.replace(/^\[[^\]]+\]\s*/, '').replace(/\.vmdk$/, '-flat.vmdk');
-        const reader = await ReadOnlyFileReader.open(path.join(mountPoint, rel), capacity, { direct: true });
+        // The disk as its descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
+        const files = mountedFiles(mountPoint, /^\[([^\]]+)\]/.exec(fileName)?.[1] ?? '');
+        const descriptor = path.join(mountPoint, fileName.replace(/^\[[^\]]+\]\s*/, ''));
+        const reader = await openDiskByDescriptor(descriptor, capacity, files, async (extent) => ReadOnlyFileReader.open(await files.confine(extent), capacity, { direct: true }), {
+          how: `from LUN ${naa}`,
+          readAhead: { segmentBytes: 4 * 1024 * 1024, depth: 4 },
+        });
         const fsName = type === 'ext4' ? type : type.toUpperCase();
         return {
           capacity,
@@ -471,6 +503,10 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
           volume: part
             ? `LUN ${naa} partition ${part.number} (${scheme}, ${fsName} at ${formatOffset(part.start)}${cleanup.loop ? `, through ${volume}` : ''})`
             : `LUN ${naa} whole device (no partition table, ${fsName})`,
+          describe: reader.describe,
+          ...(reader.readAhead ? { readAhead: reader.readAhead } : {}),
+          // Page-aligned buffers where the reader reads with O_DIRECT (without them every read fell back to the cache).
+          ...(reader.allocate ? { allocate: (n: number) => reader.allocate!(n) } : {}),
           read: (o: number, l: number, into?: Buffer) => reader.read(o, l, into),
           close: async () => {
             await reader.close();
