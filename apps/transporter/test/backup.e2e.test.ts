@@ -123,6 +123,8 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       expect(run.status, `${mode}: ${item.error}`).toMatch(/succeeded|warning/);
       expect(item.disks.map((d) => d.transport)).toEqual([mode, mode]);
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(vm.disks[0]!.key))).toBe(truth);
+      // The network modes say how they read the disk: the flat extent its descriptor names.
+      if (mode === 'nbd' || mode === 'nbdssl') expect(JSON.stringify(item.log)).toContain(`disk Hard disk 1: reading the flat extent app01-flat.vmdk over ${mode}`);
       await nothingLeftBehind(b, 'app01');
     }
   });
