@@ -432,8 +432,10 @@ async function start() {
   say('press Ctrl-C to stop');
 }
 
+/** A terminal colour code (ESC [ … m), built from its character code: a regex literal would hold a control character. */
+const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
 /** The first line of a failure message, without colour codes, at most 300 characters. */
-const firstLine = (m) => String(m ?? '').replace(/\x1b\[[0-9;]*m/g, '').split('\n').find((l) => l.trim())?.trim().slice(0, 300) ?? '';
+const firstLine = (m) => String(m ?? '').replace(ANSI_COLOUR, '').split('\n').find((l) => l.trim())?.trim().slice(0, 300) ?? '';
 
 function parseVitestJson(file) {
   try {
