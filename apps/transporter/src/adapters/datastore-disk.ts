@@ -12,7 +12,8 @@
  *
  * Paths in a chain are datastore paths ("[ds1] vm/vm-000001.vmdk"); a parentFileNameHint that is absolute
  * (`/vmfs/volumes/<datastore name or UUID>/…`, as ESXi writes it when the parent sits elsewhere) is mapped
- * to the datastore it names.
+ * to the datastore it names. Direct SAN uses the same `openDiskByDescriptor` on the LUN's mounted files
+ * (devices.ts confines those to the mount).
  */
 import { posix } from 'node:path';
 import { openVmdkChain, type FileOpener, type RandomAccessFile, type VmdkDescriptor } from '@vaultline/vmdk';
