@@ -14,8 +14,9 @@
  * (flr_journal) use this one module.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, open, readFile, realpath, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { createFileOnce } from './key-file.js';
 
 /** A journal row the sweep must not act on; `message` says why (it is stored and reported). */
 export class JournalTrustError extends Error {
@@ -39,19 +40,8 @@ export async function loadJournalKey(dataDir: string): Promise<Buffer> {
     }
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const key = randomBytes(32);
-    try {
-      // 'wx': two processes starting at once do not both write; the loser reads the winner's key.
-      const fh = await open(file, 'wx', 0o600);
-      try {
-        await fh.writeFile(key);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      return key;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+    // Two processes starting at once: one creates the key, the other reads the winner's.
+    if (await createFileOnce(file, key)) return key;
   }
 }
 

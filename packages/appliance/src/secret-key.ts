@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { createFileOnce } from './key-file.js';
 
 /** The appliance key that seals secrets at rest: from the environment, or generated once into the data dir. */
 export async function loadSecretKey(dataDir: string, fromEnv: string | undefined): Promise<Buffer> {
@@ -10,15 +11,17 @@ export async function loadSecretKey(dataDir: string, fromEnv: string | undefined
     return key;
   }
   const file = path.join(dataDir, 'secret.key');
-  try {
-    const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'hex');
-    if (key.length === 32) return key;
-    throw new Error(`${file} is damaged: expected 64 hex characters`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  for (;;) {
+    try {
+      const key = Buffer.from((await readFile(file, 'utf8')).trim(), 'hex');
+      if (key.length === 32) return key;
+      throw new Error(`${file} is damaged: expected 64 hex characters`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const key = randomBytes(32);
+    // Two processes starting at once: one creates the key, the other reads the winner's.
+    if (await createFileOnce(file, key.toString('hex') + '\n')) return key;
   }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(32);
-  await writeFile(file, key.toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
-  return key;
 }
