@@ -2,7 +2,8 @@
  * @vaultline/vmdk — VMDK descriptors, readers for every base-disk layout we meet
  * (monolithicFlat, vmfs, monolithicSparse, twoGbMaxExtentSparse, streamOptimized,
  * raw) and ESXi snapshot chains (vmfsSparse / seSparse deltas, read and written)
- * behind one `DiskImageReader`, a streaming streamOptimized writer, and
+ * behind one `DiskImageReader`, a streaming streamOptimized writer, a
+ * forward-only streamOptimized decoder (vSphere HttpNfcLease exports), and
  * OVF descriptors / OVA packages of a whole VM built on it.
  */
 export * from './errors.ts';
@@ -33,6 +34,8 @@ export { buildDescriptor, descriptorForFlat } from './create.ts';
 export type { DescriptorOptions } from './create.ts';
 export { rawChunks, streamOptimizedChunks, writeRaw, writeStreamOptimized } from './writer.ts';
 export type { DiskSource, StreamOptimizedOptions } from './writer.ts';
+export { StreamOptimizedReader, readStreamOptimized } from './stream-reader.ts';
+export type { StreamGrain, StreamOptimizedInfo, StreamOptimizedReadOptions } from './stream-reader.ts';
 export { GD_AT_END, parseSparseHeader } from './sparse-header.ts';
 export type { SparseHeader } from './sparse-header.ts';
 export { OVF_DEFAULTS, STREAM_OPTIMIZED_FORMAT, diskControllers, ovfDescriptor, parseOvfHardware, virtualSystemType } from './ovf.ts';
