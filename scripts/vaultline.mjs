@@ -481,6 +481,11 @@ function ensureChromium() {
   aptInstall(['chromium'], 'The browser tests need Debian\'s chromium (/usr/bin/chromium).');
 }
 
+function ensureQemuImg() {
+  if (have('qemu-img')) return;
+  aptInstall(['qemu-utils'], 'The VMDK and lab tests check disk images with an independent reader, qemu-img (qemu-utils).');
+}
+
 /** What `npm test -- delivery` runs besides Node: debootstrap, QEMU, podman and the image tools. */
 const DELIVERY_TOOLS = [
   ['debootstrap', 'debootstrap'],
@@ -529,6 +534,7 @@ async function test(args) {
   if (!only || only === 'typecheck') step('typecheck (tsc, every workspace)', bin('turbo'), ['run', 'typecheck', '--output-logs=errors-only'], { TURBO_TELEMETRY_DISABLED: '1' });
   let unit = null;
   if (!only || only === 'unit') {
+    ensureQemuImg();
     const out = path.join(reports, 'vitest.json');
     rmSync(out, { force: true });
     step('unit and integration tests (Vitest, real Postgres/Redis/lab)', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(only ? 1 : 0)]);

@@ -41,6 +41,12 @@ export interface LabOptions {
    * restore onto a datastore that is too small.
    */
   extraDatastores?: { name: string; sizeBytes: number }[];
+  /**
+   * Object datastores after those: vSAN-like (`type: 'vsan'`) or vVols-like (`'vvol'`). A disk there is an
+   * object: its descriptor names `vsan://…` or `vvol://…`, `/folder` has no `-flat.vmdk` for it (GET and HEAD
+   * answer 404, PUT is refused) and no LUN backs it; HotAdd, CBT and export leases work as on any datastore.
+   */
+  objectDatastores?: { name: string; type: 'vsan' | 'vvol' }[];
   /** Serve plain HTTP instead of HTTPS (to try what a client does with an HTTP-only vCenter, e.g. NBD without SSL). */
   http?: boolean;
   username?: string;
@@ -332,6 +338,14 @@ class LabImpl implements Lab {
       sh('mount', ['-t', 'tmpfs', '-o', `size=${Math.max(4096, Math.floor(extra.sizeBytes))}`, `vaultline-lab-${extra.name}`, dsPath]);
       this.datastores.push({ name: extra.name, path: dsPath });
       dsArgs.push('-ds', `${extra.name}=${dsPath}`);
+    }
+    for (const object of this.opts.objectDatastores ?? []) {
+      if (!/^[A-Za-z0-9_-]{1,40}$/.test(object.name) || this.datastores.some((d) => d.name === object.name)) throw new Error(`bad or duplicate datastore name ${object.name}`);
+      if (object.type !== 'vsan' && object.type !== 'vvol') throw new Error(`datastore ${object.name}: type must be vsan or vvol`);
+      const dsPath = path.join(this.run, 'ds', object.name);
+      fs.mkdirSync(dsPath, { recursive: true });
+      this.datastores.push({ name: object.name, path: dsPath });
+      dsArgs.push('-ds', `${object.name}=${dsPath},type=${object.type}`);
     }
 
     fs.writeFileSync(path.join(this.run, 'owner.json'), JSON.stringify({ owner: process.pid, detached: !!internals.detached }));

@@ -25,6 +25,11 @@ const CONTROLLER_KINDS: Record<string, ControllerKind> = {
   VirtualNVMEController: 'nvme',
 };
 
+/** The kind of a controller from its vim type name ("VirtualLsiLogicController" → "lsilogic"), or "other". */
+export function controllerKindOf(type: string): ControllerKind {
+  return CONTROLLER_KINDS[type] ?? 'other';
+}
+
 export const CONTROLLER_TYPES: Record<Exclude<ControllerKind, 'other'>, string> = {
   pvscsi: 'ParaVirtualSCSIController',
   lsilogic: 'VirtualLsiLogicController',

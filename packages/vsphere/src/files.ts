@@ -178,6 +178,31 @@ export class FilesApi {
     }
   }
 
+  /**
+   * One whole GET on any URL of the connected server (lease device URLs), read as it arrives: the answer must
+   * be 200, and `timeoutMs` bounds each pause, not the transfer. The caller reads the pieces in order and may
+   * stop early (`return` on the iterator closes the connection).
+   */
+  async streamAt(url: string, opts: ReadOptions, what: string): Promise<AsyncIterable<Buffer>> {
+    const res = await this.ctx.soap.http(url, { ...opts, streaming: true, what: `GET ${what}` });
+    if (res.statusCode !== 200) {
+      const body = (await res.body.text().catch(() => '')).slice(0, 200);
+      throw httpError(res.statusCode, 'GET', what, body);
+    }
+    const wrap = (e: unknown) => this.ctx.soap.wrapError(e, `GET ${what}`);
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          for await (const piece of res.body as AsyncIterable<Buffer>) yield piece;
+        } catch (e) {
+          throw wrap(e);
+        } finally {
+          if (!res.body.destroyed) res.body.destroy();
+        }
+      },
+    };
+  }
+
   /** Whole-file GET (small files: vmx, nvram, descriptors). */
   async get(f: DatastoreFile, opts: ReadOptions & { maxBytes?: number } = {}): Promise<Buffer> {
     const res = await this.ctx.soap.http(this.url(f), { ...opts, what: `GET ${describe(f)}` });

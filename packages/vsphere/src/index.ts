@@ -9,7 +9,7 @@ export { HotAddApi } from './hotadd.ts';
 export type { AttachOptions } from './hotadd.ts';
 export { FilesApi, parseDatastorePath, flatExtentPath } from './files.ts';
 export type { DatastoreFile, ServiceTicket, ReadOptions } from './files.ts';
-export { LeasesApi, ExportLease } from './lease.ts';
+export { LeasesApi, ExportLease, leaseDeviceOf } from './lease.ts';
 export type { LeaseDeviceUrl } from './lease.ts';
 export { VmsApi, createVmConfig, createSpecFromHardware, RESTORE_MARKER_KEY } from './vms.ts';
 export type { CreateVmSpec, RestoreTarget, VmFile } from './vms.ts';
@@ -26,6 +26,7 @@ export {
   freeUnits,
   CONTROLLER_TYPES,
   SCSI_KINDS,
+  controllerKindOf,
 } from './devices.ts';
 export type { DeviceChange, ConfigSpec, ParsedDevices, NicType } from './devices.ts';
 export { probeThumbprint, normalizeThumbprint } from './soap/tls.ts';

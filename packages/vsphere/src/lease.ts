@@ -9,11 +9,12 @@
  * the lab serves raw bytes.
  */
 import { props, read, snapRef, vmRef, type Ctx } from './context.ts';
+import { controllerKindOf } from './devices.ts';
 import type { FilesApi, ReadOptions } from './files.ts';
 import { parseLocalizedFault } from './soap/client.ts';
 import { ProtocolError, TimeoutError } from './soap/faults.ts';
 import { bool, children, join, num, ref, text, val, type MoRef } from './soap/xml.ts';
-import type { ChangedArea } from './types.ts';
+import type { ControllerKind } from './types.ts';
 
 export interface LeaseDeviceUrl {
   key: string;
@@ -24,6 +25,17 @@ export interface LeaseDeviceUrl {
   disk: boolean;
   fileSize?: number | undefined;
   sslThumbprint?: string | undefined;
+}
+
+/**
+ * The lease URL of a disk. vSphere keys each disk of a lease by where it is attached,
+ * "/<vm>/<controller type><bus>:<unit>" (e.g. "/vm-42/VirtualLsiLogicController0:1"), not by device key.
+ */
+export function leaseDeviceOf(urls: readonly LeaseDeviceUrl[], disk: { controller: ControllerKind; busNumber: number; unitNumber: number }): LeaseDeviceUrl | undefined {
+  return urls.find((u) => {
+    const m = /\/([A-Za-z]+?)(\d+):(\d+)$/.exec(u.key);
+    return u.disk && m !== null && controllerKindOf(m[1]!) === disk.controller && Number(m[2]) === disk.busNumber && Number(m[3]) === disk.unitNumber;
+  });
 }
 
 export class ExportLease {
@@ -65,12 +77,9 @@ export class ExportLease {
     this.timer = undefined;
   }
 
-  async readRange(device: LeaseDeviceUrl, start: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
-    return this.files.rangeAt(device.url, start, length, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
-  }
-
-  readExtents(device: LeaseDeviceUrl, extents: ChangedArea[], opts: ReadOptions & { concurrency?: number; chunkBytes?: number } = {}) {
-    return this.files.readExtentsAt(device.url, extents, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
+  /** The disk's streamOptimized VMDK, as it arrives (`timeoutMs` bounds each pause). */
+  stream(device: LeaseDeviceUrl, opts: ReadOptions = {}): Promise<AsyncIterable<Buffer>> {
+    return this.files.streamAt(device.url, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
   }
 
   async complete(): Promise<void> {

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { readStreamOptimized } from '@vaultline/vmdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ClientSafetyError,
@@ -17,6 +18,7 @@ import {
   HttpError,
   InvalidLogin,
   InvalidPowerState,
+  leaseDeviceOf,
   ManagedObjectNotFound,
   parseDatastorePath,
   probeThumbprint,
@@ -396,7 +398,7 @@ describe('lab: datastore files and export leases', () => {
     expect((e404 as Error).message).toMatch(/file not found/);
   });
 
-  it('ExportVm on a running VM is InvalidPowerState; ExportSnapshot gives a ready lease whose URLs serve the frozen disk; progress and complete work', async () => {
+  it('ExportVm on a running VM is InvalidPowerState; ExportSnapshot gives a ready lease whose URLs stream the frozen disk as streamOptimized VMDK; progress and complete work', async () => {
     const vm = await lab.createVm({ name: 'exp-01', disks: [{ capacityBytes: 8 * MiB }, { capacityBytes: 4 * MiB, controller: 'lsilogic' }], cbt: true, powerOn: true });
     await expect(client.leases.exportVm(vm.moref)).rejects.toBeInstanceOf(InvalidPowerState);
     await lab.guestWrite('exp-01', 0, [{ offset: 1 * MiB, length: 300_000, pattern: 'random', seed: 11 }]);
@@ -413,8 +415,14 @@ describe('lab: datastore files and export leases', () => {
     }
     let pct = 0;
     lease.startKeepAlive(() => pct, 50);
+    // The disks are keyed by where they are attached, as vSphere keys them.
+    expect(leaseDeviceOf(lease.deviceUrls, { controller: 'pvscsi', busNumber: 0, unitNumber: 0 })).toBe(lease.deviceUrls[0]);
+    expect(leaseDeviceOf(lease.deviceUrls, { controller: 'lsilogic', busNumber: 1, unitNumber: 0 })).toBe(lease.deviceUrls[1]);
+    expect(leaseDeviceOf(lease.deviceUrls, { controller: 'lsilogic', busNumber: 0, unitNumber: 0 })).toBeUndefined();
     const img = Buffer.alloc(8 * MiB);
-    for await (const { offset, data } of lease.readExtents(lease.deviceUrls[0]!, [{ start: 0, length: 8 * MiB }], { chunkBytes: 1 * MiB })) {
+    const disk = readStreamOptimized(await lease.stream(lease.deviceUrls[0]!), { maxCapacity: 8 * MiB });
+    expect((await disk.header()).capacity).toBe(8 * MiB);
+    for await (const { offset, data } of disk) {
       data.copy(img, offset);
       pct = Math.round(((offset + data.length) / (8 * MiB)) * 100);
     }
@@ -424,7 +432,7 @@ describe('lab: datastore files and export leases', () => {
     await lease.progress(100);
     await lease.complete();
     // a completed lease is gone: its URLs no longer serve data
-    await expect(lease.readRange(lease.deviceUrls[0]!, 0, 512)).rejects.toBeInstanceOf(HttpError);
+    await expect(lease.stream(lease.deviceUrls[0]!)).rejects.toBeInstanceOf(HttpError);
     await client.snapshots.remove(snap);
   });
 
@@ -453,9 +461,10 @@ describe('lab: datastore files and export leases', () => {
   it('a lease can be aborted', async () => {
     const vm = await lab.createVm({ name: 'exp-02', disks: [{ capacityBytes: 1 * MiB }] });
     const lease = await client.leases.exportVm(vm.moref);
-    expect((await lease.readRange(lease.deviceUrls[0]!, 0, 4096)).length).toBe(4096);
+    const first = (await (await lease.stream(lease.deviceUrls[0]!))[Symbol.asyncIterator]().next()).value as Buffer;
+    expect(first.subarray(0, 4).toString('latin1')).toBe('KDMV');
     await lease.abort();
-    await expect(lease.readRange(lease.deviceUrls[0]!, 0, 512)).rejects.toBeInstanceOf(HttpError);
+    await expect(lease.stream(lease.deviceUrls[0]!)).rejects.toBeInstanceOf(HttpError);
   });
 });
 

@@ -520,7 +520,14 @@ describe('recorded vCenter: datastore HTTP, service tickets and leases', () => {
     expect(lease.deviceUrls).toEqual([
       expect.objectContaining({ url: `https://${new URL(srv.url).host}/nfc/52c0ffee/disk-0.vmdk`, disk: true, fileSize: 65536, targetId: 'disk-0.vmdk' }),
     ]);
-    expect((await lease.readRange(lease.deviceUrls[0]!, 4096, 4096)).equals(DISK.subarray(4096, 8192))).toBe(true);
+    // The disk URL is read whole, with no Range, the session cookie sent.
+    const pieces: Buffer[] = [];
+    for await (const piece of await lease.stream(lease.deviceUrls[0]!)) pieces.push(piece);
+    expect(Buffer.concat(pieces).equals(DISK)).toBe(true);
+    const get = srv.requests.find((r) => r.method.startsWith('GET /nfc/'))!;
+    expect(get.method).toBe('GET /nfc/52c0ffee/disk-0.vmdk');
+    expect(get.headers.range).toBeUndefined();
+    expect(get.headers.cookie).toContain('vmware_soap_session');
     await lease.progress(50.4);
     await lease.complete();
     expect(srv.calls('HttpNfcLeaseProgress')[0]!.body).toContain('<percent>50</percent>');

@@ -1,6 +1,6 @@
 // Vaultline lab extension: ExportVm / ExportSnapshot leases served at
-// /lab-nfc/<lease>/<disk-N.vmdk> with HTTP Range (raw flat bytes; real vSphere
-// serves streamOptimized VMDK), and the lab-only JSON endpoints under /lab/
+// /lab-nfc/<lease>/<disk-N.vmdk> as streamOptimized VMDK, whole and in order,
+// as vSphere serves them (zz_vaultline_vsan.go), and the lab-only JSON endpoints under /lab/
 // used by the TypeScript harness (guest writes, VM and inventory lookups).
 // Like stock /folder, these are unauthenticated; the lab listens on loopback.
 
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/ioutil"
+	"log"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -25,7 +27,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-func labExportLease(ctx *Context, entity types.ManagedObjectReference, devices []types.BaseVirtualDevice) *HttpNfcLease {
+func labExportLease(ctx *Context, entity types.ManagedObjectReference, vm string, devices []types.BaseVirtualDevice) *HttpNfcLease {
 	lease := NewHttpNfcLease(ctx, entity)
 	scheme := "https"
 	if ctx.svc != nil && ctx.svc.Listen != nil && ctx.svc.Listen.Scheme != "" {
@@ -39,21 +41,31 @@ func labExportLease(ctx *Context, entity types.ManagedObjectReference, devices [
 			continue
 		}
 		name := fmt.Sprintf("disk-%d.vmdk", i)
-		lease.files[name] = labFlat(desc)
 		size := getDiskSize(disk)
+		lease.files[name] = labFlat(desc)
+		labLeaseDisks.Store(lease.Self.Value+"/"+name, labLeaseDisk{capacity: size, uuid: b.Uuid})
 		total += size / 1024
+		key := labLeaseKey(vm, devices, disk)
+		// No fileSize: a streamOptimized stream's length is known only once it is sent.
 		lease.Info.DeviceUrl = append(lease.Info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
-			Key:       fmt.Sprintf("/%s/%d", entity.Value, disk.Key),
-			ImportKey: fmt.Sprintf("/%s/%d", entity.Value, disk.Key),
+			Key:       key,
+			ImportKey: key,
 			Url:       fmt.Sprintf("%s://*/lab-nfc/%s/%s", scheme, url.PathEscape(lease.Self.Value), name),
 			Disk:      types.NewBool(true),
 			TargetId:  name,
-			FileSize:  size,
 		})
 	}
 	lease.Info.TotalDiskCapacityInKB = total
 	return lease
 }
+
+type labLeaseDisk struct {
+	capacity int64
+	uuid     string
+}
+
+// "<lease>/<disk-N.vmdk>" -> the disk's capacity and UUID
+var labLeaseDisks sync.Map
 
 // ExportVm returns a lease for a powered-off VM's disks.
 func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFault {
@@ -65,7 +77,7 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 		})
 		return body
 	}
-	lease := labExportLease(ctx, vm.Self, vm.Config.Hardware.Device)
+	lease := labExportLease(ctx, vm.Self, vm.Self.Value, vm.Config.Hardware.Device)
 	body.Res = &types.ExportVmResponse{Returnval: lease.Self}
 	return body
 }
@@ -73,7 +85,7 @@ func (vm *VirtualMachine) ExportVm(ctx *Context, req *types.ExportVm) soap.HasFa
 // ExportSnapshot returns a lease for a snapshot's (frozen) disks.
 func (s *VirtualMachineSnapshot) ExportSnapshot(ctx *Context, req *types.ExportSnapshot) soap.HasFault {
 	body := new(methods.ExportSnapshotBody)
-	lease := labExportLease(ctx, s.Self, s.Config.Hardware.Device)
+	lease := labExportLease(ctx, s.Self, s.Vm.Value, s.Config.Hardware.Device)
 	body.Res = &types.ExportSnapshotResponse{Returnval: lease.Self}
 	return body
 }
@@ -98,15 +110,26 @@ func labServeNFC(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := os.Open(file)
-	if err != nil {
+	d, ok := labLeaseDisks.Load(p[0] + "/" + p[1])
+	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	defer f.Close()
-	st, _ := f.Stat()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, p[1], st.ModTime(), f)
+	if _, err := os.Stat(file); err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	// Range is ignored, as by vSphere: a streamOptimized disk is sent whole, from its header.
+	w.Header().Set("Content-Type", "application/x-vnd.vmware-streamVmdk")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if err := labStreamOptimized(w, file, d.(labLeaseDisk).capacity, d.(labLeaseDisk).uuid); err != nil {
+		log.Printf("lab: export %s: %s", p[1], err)
+		// The client sees a stream without its end-of-stream marker.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // ---------------------------------------------------------------------------

@@ -205,6 +205,11 @@ func labWriteDescriptor(desc string, capacity int64, uuid string, parent string,
 	if thin {
 		thinFlag = "1"
 	}
+	extent := fmt.Sprintf("RW %d VMFS %q", capacity/512, path.Base(labFlat(desc)))
+	// On a vSAN or vVol datastore the descriptor names the disk's object, not a file.
+	if t, e := labObjectExtent(desc, capacity, uuid); e != "" {
+		createType, extent = t, e
+	}
 	text := fmt.Sprintf(`# Disk DescriptorFile
 version=1
 encoding="UTF-8"
@@ -213,7 +218,7 @@ parentCID=ffffffff
 createType=%q
 %s
 # Extent description
-RW %d VMFS %q
+%s
 
 # The Disk Data Base
 #DDB
@@ -222,7 +227,7 @@ ddb.adapterType = "lsilogic"
 ddb.thinProvisioned = %q
 ddb.uuid = %q
 ddb.virtualHWVersion = "13"
-`, createType, parentHint, capacity/512, path.Base(labFlat(desc)), thinFlag, ddbUUID)
+`, createType, parentHint, extent, thinFlag, ddbUUID)
 	_ = ioutil.WriteFile(desc, []byte(text), 0600)
 }
 
@@ -442,6 +447,7 @@ type LabDatastore struct {
 	Name string
 	Path string
 	NAA  string // when set, the datastore is reported as VMFS on this LUN
+	Type string // "vsan" or "vvol": an object datastore (no flat files through /folder); "" = files
 }
 
 // LabCreateDatastores creates each datastore on the first host and mounts it
@@ -478,6 +484,18 @@ func LabCreateDatastores(specs []LabDatastore) error {
 					Accessible: types.NewBool(true),
 				},
 			})
+		}
+		switch spec.Type {
+		case "vsan":
+			ds.Summary.Type = "vsan"
+		case "vvol":
+			ds.Summary.Type = "VVOL"
+		case "":
+		default:
+			return fmt.Errorf("datastore %s: unknown type %q (vsan, vvol)", spec.Name, spec.Type)
+		}
+		if spec.NAA != "" && spec.Type != "" {
+			return fmt.Errorf("datastore %s: a %s datastore has no LUN", spec.Name, spec.Type)
 		}
 		if spec.NAA != "" {
 			info := ds.Info.GetDatastoreInfo()

@@ -35,6 +35,9 @@ func labSetQuiesceFail(vm string, fail bool) {
 // LabWrapSDK wraps the server's handler so quiesced snapshots of marked VMs fail.
 func LabWrapSDK(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if labFolderGuard(w, r) {
+			return
+		}
 		if r.Method == http.MethodPost && r.URL.Path == "/sdk" {
 			body, err := ioutil.ReadAll(r.Body)
 			if err == nil {

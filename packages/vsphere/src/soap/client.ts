@@ -80,6 +80,11 @@ export interface HttpOptions {
   signal?: AbortSignal | undefined;
   /** send the session cookie (default true); false for ticket-authenticated requests */
   withSession?: boolean | undefined;
+  /**
+   * A long download read as it arrives: `timeoutMs` bounds the wait for the answer's headers and then each
+   * pause of the body, not the whole transfer (default: one deadline for the whole request).
+   */
+  streaming?: boolean | undefined;
   /** extra cookie pairs, e.g. `vmware_cgi_ticket=…` */
   cookies?: string[] | undefined;
 }
@@ -269,11 +274,12 @@ export class SoapClient {
     }
     if (opts.cookies) cookies.push(...opts.cookies);
     if (cookies.length) headers.cookie = cookies.join('; ');
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([deadline.signal, opts.signal]) : deadline.signal;
     const what = opts.what ?? `${opts.method ?? 'GET'} ${new URL(url).pathname}`;
     try {
-      return await request(url, {
+      const res = await request(url, {
         dispatcher: this.agent,
         method: opts.method ?? 'GET',
         headers,
@@ -281,10 +287,15 @@ export class SoapClient {
         signal,
         // the overall deadline (signal) fires first and gives the clearer message
         headersTimeout: timeoutMs + 1000,
-        bodyTimeout: timeoutMs + 1000,
+        bodyTimeout: opts.streaming ? timeoutMs : timeoutMs + 1000,
       });
+      // A streamed body may take as long as it needs, as long as it keeps coming (bodyTimeout).
+      if (opts.streaming) clearTimeout(timer);
+      else timer.unref();
+      return res;
     } catch (e) {
-      if (timeout.aborted) throw new TimeoutError(`${what}: no answer from ${this.host} within ${timeoutMs} ms`, { cause: e });
+      clearTimeout(timer);
+      if (deadline.signal.aborted) throw new TimeoutError(`${what}: no answer from ${this.host} within ${timeoutMs} ms`, { cause: e });
       throw this.wrapError(e, what);
     }
   }
