@@ -23,7 +23,7 @@ import { isRoot } from './fixture.ts';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 import { vspherePort } from '../src/adapters/vsphere-port.ts';
 import { pieces } from '../src/backup/areas.ts';
-import type { SourceReader } from '../src/backup/ports.ts';
+import type { SourceReader, VmDisk } from '../src/backup/ports.ts';
 import { ReadAhead, readAheadFor } from '../src/backup/readahead.ts';
 
 const KiB = 1024;
@@ -61,6 +61,11 @@ async function link(format: DeltaFormat, name: string, parent: { file: string; c
   return { file: link.descriptorFileName, cid: link.cid, bytes: above };
 }
 
+/** A disk of the VM as the backup sees it, its backing at `fileName` (chains here are written by hand, not by a snapshot). */
+function diskAt(fileName: string, capacityBytes: number): VmDisk {
+  return { key: 2000, label: 'Hard disk 1', capacityBytes, fileName, datastore: 'datastore1', controller: 'pvscsi', busNumber: 0, unitNumber: 0 };
+}
+
 beforeAll(async () => {
   lab = await startLab();
   client = await VSphereClient.connect({ url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256, keepAliveMs: 0 });
@@ -83,7 +88,7 @@ afterAll(async () => {
 
 describe('network reads of a disk as its descriptor lays it out', () => {
   it('a flat disk: the extent its descriptor names, bit-exact', async () => {
-    const reader = await port.openNetworkReader('[datastore1] chain01/chain01.vmdk', CAPACITY, 'nbdssl');
+    const reader = await port.openNetworkReader(diskAt('[datastore1] chain01/chain01.vmdk', CAPACITY), 'snapshot-unused', 'nbdssl');
     expect(reader.describe).toBe('flat extent chain01-flat.vmdk');
     expect(sha(await copy(reader))).toBe(sha(base));
     await reader.close();
@@ -108,7 +113,7 @@ describe('network reads of a disk as its descriptor lays it out', () => {
       const two = await link(format, `${format}-a-000002`, one, one.bytes, twoOps);
       expect(sha(two.bytes)).not.toBe(sha(base));
 
-      const reader = await port.openNetworkReader(`[datastore1] chain01/${two.file}`, CAPACITY, 'nbdssl');
+      const reader = await port.openNetworkReader(diskAt(`[datastore1] chain01/${two.file}`, CAPACITY), 'snapshot-unused', 'nbdssl');
       expect(reader.describe).toBe(`snapshot chain of 2 ${format} links over its base`);
       expect(sha(await copy(reader))).toBe(sha(two.bytes));
       // Reads at any offset and length, as CBT areas ask for them.
@@ -126,27 +131,27 @@ describe('network reads of a disk as its descriptor lays it out', () => {
   it('a parent named by its absolute ESXi path (/vmfs/volumes/<datastore>/…) is found on that datastore', async () => {
     const baseCid = /^CID=([0-9a-f]{8})$/m.exec(fs.readFileSync(path.join(dir, 'chain01.vmdk'), 'utf8'))![1]!;
     const one = await link('seSparse', 'abs-000001', { file: '/vmfs/volumes/datastore1/chain01/chain01.vmdk', cid: baseCid }, base, [{ offset: 4 * MiB, data: randomBytes(8 * KiB) }]);
-    const reader = await port.openNetworkReader(`[datastore1] chain01/${one.file}`, CAPACITY, 'nbd');
+    const reader = await port.openNetworkReader(diskAt(`[datastore1] chain01/${one.file}`, CAPACITY), 'snapshot-unused', 'nbd');
     expect(sha(await copy(reader))).toBe(sha(one.bytes));
     await reader.close();
     const elsewhere = await link('seSparse', 'abs-000002', { file: '/vmfs/volumes/no-such-volume/chain01/chain01.vmdk', cid: baseCid }, base, []);
-    await expect(port.openNetworkReader(`[datastore1] chain01/${elsewhere.file}`, CAPACITY, 'nbd')).rejects.toThrow(/no datastore of this vCenter is named or has the UUID no-such-volume/);
+    await expect(port.openNetworkReader(diskAt(`[datastore1] chain01/${elsewhere.file}`, CAPACITY), 'snapshot-unused', 'nbd')).rejects.toThrow(/no datastore of this vCenter is named or has the UUID no-such-volume/);
   });
 
   it('refuses what it cannot read correctly, naming why: a broken chain, a vSAN object, a size that does not match', async () => {
     // A link whose parent changed since it was taken (parentCID no longer the parent's CID).
     const broken = await link('vmfsSparse', 'broken-000001', { file: 'chain01.vmdk', cid: '12345678' }, base, [{ offset: 0, data: randomBytes(512) }]);
-    await expect(port.openNetworkReader(`[datastore1] chain01/${broken.file}`, CAPACITY, 'nbdssl')).rejects.toThrow(/cannot be read over the network: .*CID/i);
+    await expect(port.openNetworkReader(diskAt(`[datastore1] chain01/${broken.file}`, CAPACITY), 'snapshot-unused', 'nbdssl')).rejects.toThrow(/cannot be read over the network: .*CID/i);
     // A missing parent.
     const orphan = await link('vmfsSparse', 'orphan-000001', { file: 'gone.vmdk', cid: 'fffffffe' }, base, [{ offset: 0, data: randomBytes(512) }]);
-    await expect(port.openNetworkReader(`[datastore1] chain01/${orphan.file}`, CAPACITY, 'nbdssl')).rejects.toThrow(/parent disk not found/);
+    await expect(port.openNetworkReader(diskAt(`[datastore1] chain01/${orphan.file}`, CAPACITY), 'snapshot-unused', 'nbdssl')).rejects.toThrow(/parent disk not found/);
     // vSAN objects have no file behind their descriptor's extent.
     fs.writeFileSync(
       path.join(dir, 'vsan01.vmdk'),
       `# Disk DescriptorFile\nversion=4\nencoding="UTF-8"\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfs"\n\n# Extent description\nRW ${CAPACITY / 512} VMFS "vsan://52a0c2e4-0d1c-4a4c-9d43-2c1f1b9f8e11"\n`,
     );
-    await expect(port.openNetworkReader('[datastore1] chain01/vsan01.vmdk', CAPACITY, 'nbdssl')).rejects.toThrow(/vsan01\.vmdk cannot be read over the network/);
-    await expect(port.openNetworkReader('[datastore1] chain01/chain01.vmdk', CAPACITY + MiB, 'nbdssl')).rejects.toThrow(/describes 50331648 bytes, the VM's disk has 51380224/);
+    await expect(port.openNetworkReader(diskAt('[datastore1] chain01/vsan01.vmdk', CAPACITY), 'snapshot-unused', 'nbdssl')).rejects.toThrow(/vsan01\.vmdk cannot be read over the network/);
+    await expect(port.openNetworkReader(diskAt('[datastore1] chain01/chain01.vmdk', CAPACITY + MiB), 'snapshot-unused', 'nbdssl')).rejects.toThrow(/describes 50331648 bytes, the VM's disk has 51380224/);
   });
 });
 

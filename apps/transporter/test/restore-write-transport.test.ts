@@ -60,4 +60,17 @@ describe('write transport of a restore', () => {
     expect(chooseWriteTransport('nbd', facts(), transporter({ networkTransport: 'nbd' }), allow)).toEqual({ transport: 'nbd', reasons: ['NBD: chosen manually'] });
     expect(chooseWriteTransport('nbd', facts(), transporter(), allow).reasons[0]).toMatch(/^NBD: chosen manually \(this vCenter's datastore interface is HTTPS only/);
   });
+
+  it('vSAN and vVols: HotAdd writes there; the network cannot (it uploads a flat file, which object datastores do not have), so it is refused with the reason instead of chosen', () => {
+    for (const [type, what] of [['vsan', 'vSAN'], ['VVOL', 'a vVol datastore']] as const) {
+      const problem = `network: datastore ds1 is ${what}, whose disks are objects: a network restore uploads a flat file, which such a datastore does not have (HotAdd can write there)`;
+      expect(chooseWriteTransport('automatic', facts({ datastoreType: type }), transporter(), allow).transport).toBe('hotadd');
+      expect(() => chooseWriteTransport('automatic', facts({ datastoreType: type, disk: disk({ controller: 'ide' }) }), transporter(), allow)).toThrow(
+        `${SAN_WRITE_REASON}; HotAdd: disk on IDE controller; ${problem}`,
+      );
+      expect(() => chooseWriteTransport('hotadd', facts({ datastoreType: type }), transporter({ blockDevices: false }), allow)).toThrow(problem);
+      for (const mode of ['nbdssl', 'nbd'] as const) expect(() => chooseWriteTransport(mode, facts({ datastoreType: type }), transporter(), allow)).toThrow(TransportUnavailable);
+      expect(() => chooseWriteTransport('nbd', facts({ datastoreType: type }), transporter(), allow)).toThrow(problem);
+    }
+  });
 });

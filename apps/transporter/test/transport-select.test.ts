@@ -41,6 +41,14 @@ describe('automatic transport selection', () => {
     }
   });
 
+  it('on vSAN and vVols the network reads the snapshot\'s export lease, and says so', () => {
+    for (const type of ['vsan', 'VVOL']) {
+      const c = chooseTransport('automatic', facts({ datastoreType: type, disk: disk({ controller: 'ide' }) }), transporter());
+      expect(c.transport).toBe('nbdssl');
+      expect(c.reasons.at(-1)).toBe("NBDSSL: network copy of the snapshot's export lease over the vCenter's HTTPS interface (the datastore's disks are objects, with no file to fetch)");
+    }
+  });
+
   it('uses the network for an IDE disk, with both reasons', () => {
     const c = chooseTransport('automatic', facts({ disk: disk({ controller: 'ide' }) }), transporter());
     expect(c.transport).toBe('nbdssl');

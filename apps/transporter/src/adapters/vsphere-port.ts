@@ -11,7 +11,9 @@ import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type 
 import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
 import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
 import { parseRestoreTarget, undoRestore } from '../restore/undo.ts';
+import { SAN_NEVER } from '../backup/transport-select.ts';
 import { openDatastoreDisk, type DatastoreDirectory } from './datastore-disk.ts';
+import { openLeaseDisk } from './lease-disk.ts';
 
 /** Bytes per Range request: large enough that a round trip costs little next to the transfer. */
 const RANGE = 4 * 1024 * 1024;
@@ -25,6 +27,8 @@ function toDisk(d: Disk): VmDisk {
     fileName: d.fileName,
     datastore,
     controller: d.controller === 'other' ? 'unknown' : d.controller,
+    busNumber: d.busNumber,
+    unitNumber: d.unitNumber,
     ...(d.uuid ? { uuid: d.uuid } : {}),
     ...(d.changeId ? { changeId: d.changeId } : {}),
     thin: d.thin,
@@ -158,7 +162,16 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async consolidate(vmMoref) {
       await client.snapshots.consolidate(vmMoref);
     },
-    async openNetworkReader(fileName, capacity) {
+    async openNetworkReader(disk, snapshot) {
+      const { fileName, capacityBytes: capacity } = disk;
+      const datastore = (await loadDatastores()).get(disk.datastore);
+      if (datastore && SAN_NEVER.test(datastore.info.type)) {
+        // vSAN and vVols keep disks as objects: no file to fetch, so the disk comes from the snapshot's export.
+        if (disk.controller === 'unknown' || disk.busNumber === undefined || disk.unitNumber === undefined) {
+          throw new Error(`${disk.label} is on ${datastore.info.type} datastore ${disk.datastore}, read through an export lease, but vSphere did not say where it is attached`);
+        }
+        return openLeaseDisk(client, snapshot, { label: disk.label, capacity, controller: disk.controller, busNumber: disk.busNumber, unitNumber: disk.unitNumber }, `datastore ${disk.datastore} is ${/vsan/i.test(datastore.info.type) ? 'vSAN' : 'a vVol datastore'}, whose disks are objects with no file to fetch`);
+      }
       // As the disk's descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
       const directory: DatastoreDirectory = new Map([...(await loadDatastores())].map(([name, d]) => [name, { datacenter: d.datacenter, uuid: d.uuid }]));
       return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(client, file, capacity, opts.nbdStreams), opts.nbdStreams);

@@ -486,7 +486,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
   const { deps, input, snapDisk } = job;
   const capacity = job.disk.capacityBytes;
   if (transport === 'nbdssl' || transport === 'nbd') {
-    const reader = await deps.vsphere.openNetworkReader(snapDisk.fileName, capacity, transport);
+    const reader = await deps.vsphere.openNetworkReader(snapDisk, job.snapshot, transport);
     if (reader.describe) deps.runLog('info', `disk ${job.disk.label}: reading the ${reader.describe} over ${transport}`);
     return { reader, close: () => reader.close() };
   }

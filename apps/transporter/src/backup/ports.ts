@@ -13,6 +13,9 @@ export interface VmDisk {
   fileName: string;
   datastore: string;
   controller: 'pvscsi' | 'lsilogic' | 'lsisas' | 'buslogic' | 'ide' | 'sata' | 'nvme' | 'unknown';
+  /** Where it is attached: the controller's bus number and the disk's unit on it (when vSphere says). */
+  busNumber?: number;
+  unitNumber?: number;
   uuid?: string;
   changeId?: string;
   thin?: boolean;
@@ -74,8 +77,12 @@ export interface VSpherePort {
   undoRestore(target: Record<string, unknown>): Promise<{ removed: boolean; completed: boolean; done: string[] }>;
   /** Consolidates a VM's disks after a failed snapshot removal. */
   consolidate(vmMoref: string): Promise<void>;
-  /** Network transport: a reader of the disk file over the datastore's HTTPS (or HTTP) interface. */
-  openNetworkReader(fileName: string, capacity: number, transport: 'nbdssl' | 'nbd'): Promise<SourceReader>;
+  /**
+   * Network transport: a reader of the snapshot's disk over the vCenter's HTTPS (or HTTP) interface: the
+   * files its descriptor names through the datastore browser, or, where there are none (vSAN, vVols), the
+   * snapshot's export lease.
+   */
+  openNetworkReader(disk: VmDisk, snapshotMoref: string, transport: 'nbdssl' | 'nbd'): Promise<SourceReader>;
 }
 
 export interface SourceReader {

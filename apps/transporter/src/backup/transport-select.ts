@@ -72,7 +72,11 @@ export function chooseTransport(mode: TransportMode, f: DiskFacts, t: Transporte
     const hot = hotaddProblem(f, t);
     if (!hot) return { transport: 'hotadd', reasons: [...reasons, `HotAdd: attach to proxy VM ${t.proxyVm!.name}`] };
     reasons.push(hot);
-    return { transport: network, reasons: [...reasons, `${network === 'nbdssl' ? 'NBDSSL' : 'NBD'}: network copy over the datastore's ${network === 'nbdssl' ? 'HTTPS' : 'HTTP'} interface`] };
+    const proto = network === 'nbdssl' ? 'HTTPS' : 'HTTP';
+    const how = SAN_NEVER.test(f.datastoreType)
+      ? `network copy of the snapshot's export lease over the vCenter's ${proto} interface (the datastore's disks are objects, with no file to fetch)`
+      : `network copy over the datastore's ${proto} interface`;
+    return { transport: network, reasons: [...reasons, `${network === 'nbdssl' ? 'NBDSSL' : 'NBD'}: ${how}`] };
   }
   const problem: Record<Transport, () => string | null> = {
     san: () => sanProblem(f, t),

@@ -10,14 +10,33 @@
  */
 import type { TransportMode } from '@vaultline/contracts';
 import type { TransportChoice } from '../backup/ports.ts';
-import { hotaddProblem, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
+import { hotaddProblem, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
 
 export const SAN_WRITE_REASON = "SAN: never used to write a restore: writing into a VMFS LUN needs VDDK's private block-allocation lease, which Vaultline does not have";
 
 const networkReason = (t: TransporterFacts) =>
   t.networkTransport === 'nbdssl' ? "NBDSSL: write over the datastore's HTTPS interface" : "NBD: write over the datastore's HTTP interface";
 
+/**
+ * Why the network cannot write this disk, or null. A network restore uploads the disk's flat extent through
+ * the datastore interface (/folder); a vSAN or vVol datastore keeps disks as objects and has no flat file to
+ * write (HotAdd writes them through the proxy VM).
+ */
+export function networkWriteProblem(f: DiskFacts): string | null {
+  if (!SAN_NEVER.test(f.datastoreType)) return null;
+  return `network: datastore ${f.disk.datastore} is ${/vsan/i.test(f.datastoreType) ? 'vSAN' : 'a vVol datastore'}, whose disks are objects: a network restore uploads a flat file, which such a datastore does not have (HotAdd can write there)`;
+}
+
 export function chooseWriteTransport(mode: TransportMode, f: DiskFacts, t: TransporterFacts, opts: { failoverToNetwork: boolean }): TransportChoice {
+  const choice = chooseByMode(mode, f, t, opts);
+  if (choice.transport === 'nbd' || choice.transport === 'nbdssl') {
+    const problem = networkWriteProblem(f);
+    if (problem) throw new TransportUnavailable(`${choice.reasons.filter((r) => !/^NBD/.test(r)).concat(problem).join('; ')}`);
+  }
+  return choice;
+}
+
+function chooseByMode(mode: TransportMode, f: DiskFacts, t: TransporterFacts, opts: { failoverToNetwork: boolean }): TransportChoice {
   const network = t.networkTransport;
   switch (mode) {
     case 'san':
