@@ -3,7 +3,9 @@
  * and restores: a phase change writes the row at once (creating it the first
  * time), progress is published on every meter tick and written to the row at
  * most once a second per disk (a new phase and the first bytes moved at once),
- * with the busy fractions, so where the time went stays on the row after the run.
+ * with the busy fractions, so where the time went stays on the row after the run. A phase change that
+ * carries no counters (a disk cancelled or failed mid-copy) writes the last published ones, so a reload
+ * shows what the live view last showed.
  */
 import type { DiskProgress, RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
@@ -41,6 +43,7 @@ function diskData(u: DiskUpdate) {
 
 export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
   const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
+  const lastPublished = new Map<number, DiskProgress>();
   // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
   const tails = new Map<number, Promise<unknown>>();
   const serial = <T>(deviceKey: number, fn: () => Promise<T>): Promise<T> => {
@@ -51,7 +54,8 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
   return {
     diskPhase: (deviceKey, u) =>
       serial(deviceKey, async () => {
-        const data = diskData(u);
+        const live = lastPublished.get(deviceKey);
+        const data = diskData(live && u.bytesRead === undefined ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, ...u } : u);
         const row = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } } });
         if (row) await db.runDisk.update({ where: { id: row.id }, data });
         else await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
@@ -59,6 +63,7 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
     progress: {
       disk: (p: DiskProgress) => {
         publish({ type: 'disk.progress', ...p });
+        lastPublished.set(p.deviceKey, p);
         // At most once a second per disk, but a new phase and the first bytes moved are written at once.
         const now = Date.now();
         const moved = p.bytesRead + p.bytesWritten > 0;
