@@ -30,7 +30,7 @@ describe('write transport of a restore', () => {
       reasons: [SAN_WRITE_REASON, 'HotAdd: disk on IDE controller', "NBDSSL: write over the datastore's HTTPS interface"],
     });
     expect(net(facts(), transporter({ blockDevices: false })).reasons[1]).toBe('HotAdd: this Transporter has no block device access (needs root and /dev)');
-    expect(net(facts(), transporter({ proxyVm: { moref: 'vm-9', name: 'p', freeScsiUnits: 0, host: 'host-1' } })).reasons[1]).toBe('HotAdd: proxy VM p has no free SCSI unit');
+    expect(net(facts(), transporter({ proxyVm: { moref: 'vm-9', name: 'p', freeScsiUnits: 0, host: 'host-1' } })).reasons[1]).toBe("HotAdd: proxy VM p has no free SCSI unit (15 per controller, unit 7 is the controller's)");
     expect(net(facts(), transporter({ proxyVm: { moref: 'vm-9', name: 'p', freeScsiUnits: 3, host: 'host-7' } })).reasons[1]).toBe('HotAdd: proxy VM p runs on a host that cannot see datastore ds1');
     expect(net(facts(), transporter({ networkTransport: 'nbd', proxyVm: null }))).toEqual({
       transport: 'nbd',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseTransport, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
+import { chooseTransport, chooseTransports, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
 import type { VmDisk } from '../src/backup/ports.ts';
 
 const disk = (over: Partial<VmDisk> = {}): VmDisk => ({ key: 2000, label: 'Hard disk 1', capacityBytes: 1 << 30, fileName: '[ds1] vm/vm.vmdk', datastore: 'ds1', controller: 'pvscsi', ...over });
@@ -85,5 +85,22 @@ describe('proxy VM identity', () => {
     const { swapUuidEndianness } = await import('../src/adapters/vsphere-port.ts');
     expect(swapUuidEndianness('00112233-4455-6677-8899-aabbccddeeff')).toBe('33221100-5544-7766-8899-aabbccddeeff');
     expect(swapUuidEndianness(swapUuidEndianness('4210c8d2-1f2e-3d4c-5b6a-798877665544'))).toBe('4210c8d2-1f2e-3d4c-5b6a-798877665544');
+  });
+
+  it('counts HotAdd units across the disks of one VM: once the free units are promised, automatic sends the next disks over the network saying why, manual hotadd refuses them', () => {
+    const three = [1, 2, 3].map((n) => facts({ disk: disk({ key: 2000 + n, label: `Hard disk ${n}` }) }));
+    const two = transporter({ proxyVm: { moref: 'vm-9', name: 'proxy', freeScsiUnits: 2, host: 'host-1' } });
+    const auto = chooseTransports('automatic', three, two);
+    expect(auto.map((c) => (c instanceof TransportUnavailable ? 'refused' : c.transport))).toEqual(['hotadd', 'hotadd', 'nbdssl']);
+    expect((auto[2] as { reasons: string[] }).reasons).toContain(
+      "HotAdd: proxy VM proxy has no free SCSI unit left (its 2 free units go to this VM's other disks; 15 per controller, unit 7 is the controller's)",
+    );
+    const manual = chooseTransports('hotadd', three, two);
+    expect(manual.slice(0, 2).map((c) => (c as { transport: string }).transport)).toEqual(['hotadd', 'hotadd']);
+    expect(manual[2]).toBeInstanceOf(TransportUnavailable);
+    expect((manual[2] as Error).message).toMatch(/no free SCSI unit left .*\(transport mode is manual: hotadd\)$/);
+    // A disk that does not HotAdd (IDE) promises nothing.
+    const mixed = chooseTransports('automatic', [facts({ disk: disk({ controller: 'ide' }) }), ...three.slice(0, 2)], two);
+    expect(mixed.map((c) => (c as { transport: string }).transport)).toEqual(['nbdssl', 'hotadd', 'hotadd']);
   });
 });

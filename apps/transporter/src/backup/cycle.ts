@@ -22,7 +22,7 @@ import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
 import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
-import { chooseTransport, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
+import { chooseTransports, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
@@ -184,15 +184,11 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   }
   const tf: TransporterFacts = { ...deps.transporter, datastoreHosts };
   const choices = new Map<number, TransportChoice>();
-  for (const f of facts) {
-    try {
-      const choice = chooseTransport(input.transportMode, f, tf);
-      choices.set(f.disk.key, choice);
-      deps.runLog('info', `disk ${f.disk.label}: ${choice.transport} — ${choice.reasons.join('; ')}`);
-    } catch (err) {
-      if (err instanceof TransportUnavailable) throw new VmBackupError(`disk ${f.disk.label}: ${err.message}`, false);
-      throw err;
-    }
+  for (const [i, choice] of chooseTransports(input.transportMode, facts, tf).entries()) {
+    const f = facts[i]!;
+    if (choice instanceof TransportUnavailable) throw new VmBackupError(`disk ${f.disk.label}: ${choice.message}`, false);
+    choices.set(f.disk.key, choice);
+    deps.runLog('info', `disk ${f.disk.label}: ${choice.transport} — ${choice.reasons.join('; ')}`);
   }
   checkCancel();
 

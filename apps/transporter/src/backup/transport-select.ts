@@ -23,7 +23,7 @@ export const SAN_NEVER = /^(vsan|vvol)$/i;
 export interface TransporterFacts {
   blockDevices: boolean;
   /** The Transporter's own VM in this vCenter, if it runs in one. */
-  proxyVm: { moref: string; name: string; freeScsiUnits: number; host?: string } | null;
+  proxyVm: { moref: string; name: string; freeScsiUnits: number; host?: string; /** Units already promised to other disks of the same VM (chooseTransports). */ promisedScsiUnits?: number } | null;
   proxyVmUuid?: string;
   /** Hosts that mount each datastore, for the HotAdd visibility check. */
   datastoreHosts: Map<string, string[]>;
@@ -50,7 +50,12 @@ export function hotaddProblem(f: DiskFacts, t: TransporterFacts, unitsWanted = 1
       ? `HotAdd: no VM with BIOS UUID ${t.proxyVmUuid} (this Transporter's VM) in this vCenter`
       : 'HotAdd: this Transporter does not know which VM it runs in';
   }
-  if (t.proxyVm.freeScsiUnits < unitsWanted) return `HotAdd: proxy VM ${t.proxyVm.name} has no free SCSI unit`;
+  if (t.proxyVm.freeScsiUnits < unitsWanted) {
+    const promised = t.proxyVm.promisedScsiUnits ?? 0;
+    return promised > 0
+      ? `HotAdd: proxy VM ${t.proxyVm.name} has no free SCSI unit left (its ${promised + t.proxyVm.freeScsiUnits} free units go to this VM's other disks; 15 per controller, unit 7 is the controller's)`
+      : `HotAdd: proxy VM ${t.proxyVm.name} has no free SCSI unit (15 per controller, unit 7 is the controller's)`;
+  }
   const hosts = t.datastoreHosts.get(f.disk.datastore);
   if (t.proxyVm.host && hosts && hosts.length > 0 && !hosts.includes(t.proxyVm.host)) {
     return `HotAdd: proxy VM ${t.proxyVm.name} runs on a host that cannot see datastore ${f.disk.datastore}`;
@@ -88,3 +93,27 @@ export function chooseTransport(mode: TransportMode, f: DiskFacts, t: Transporte
   if (p) throw new TransportUnavailable(`${p} (transport mode is manual: ${mode})`);
   return { transport: mode, reasons: [`${mode.toUpperCase()}: chosen manually`] };
 }
+
+/**
+ * The transport of every disk of one VM, in order. The disks are attached at the same time, so HotAdd units
+ * are counted across them: once the proxy VM's free SCSI units are promised, the next disk cannot HotAdd
+ * (automatic mode moves it to the network, saying why; manual hotadd refuses it). Each entry is the choice,
+ * or the TransportUnavailable that refused that disk. `choose` decides one disk (backup: chooseTransport;
+ * restore: chooseWriteTransport).
+ */
+export function chooseInTurn(facts: readonly DiskFacts[], t: TransporterFacts, choose: (f: DiskFacts, t: TransporterFacts) => TransportChoice): (TransportChoice | TransportUnavailable)[] {
+  let promised = 0;
+  return facts.map((f) => {
+    const now: TransporterFacts = t.proxyVm ? { ...t, proxyVm: { ...t.proxyVm, freeScsiUnits: t.proxyVm.freeScsiUnits - promised, promisedScsiUnits: promised } } : t;
+    try {
+      const choice = choose(f, now);
+      if (choice.transport === 'hotadd') promised++;
+      return choice;
+    } catch (err) {
+      if (err instanceof TransportUnavailable) return err;
+      throw err;
+    }
+  });
+}
+
+export const chooseTransports = (mode: TransportMode, facts: readonly DiskFacts[], t: TransporterFacts) => chooseInTurn(facts, t, (f, now) => chooseTransport(mode, f, now));

@@ -28,7 +28,7 @@ import type { CleanupJournal } from '../backup/journal.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
 import type { ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice, VmDisk } from '../backup/ports.ts';
-import { TransportUnavailable, type TransporterFacts } from '../backup/transport-select.ts';
+import { chooseInTurn, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
 import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
 import { RestoreError, writeDisk, type DiskWriteContext, type WrittenDisk } from './disk-write.ts';
 import { resolvePlacement, type PlacementRequest } from './placement.ts';
@@ -176,8 +176,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     datastoreHosts: new Map([[ds.name, hostsMounting(inv, ds)]]),
     networkTransport: network,
   };
-  const choices = new Map<number, TransportChoice>();
-  for (const d of hw.disks) {
+  const diskFacts: DiskFacts[] = hw.disks.map((d) => {
     const kind = hw.controllers.find((c) => c.key === d.controllerKey)?.kind ?? d.controller;
     const disk: VmDisk = {
       key: d.key,
@@ -187,14 +186,15 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       datastore: ds.name,
       controller: SCSI.has(kind) || ['ide', 'sata', 'nvme'].includes(kind) ? (kind as VmDisk['controller']) : 'unknown',
     };
-    try {
-      const c = chooseWriteTransport(input.transport ?? 'automatic', { disk, datastoreType: ds.type, naaIds: [], visibleLun: null }, facts, { failoverToNetwork: input.failoverToNetwork ?? true });
-      choices.set(d.key, c);
-      runLog('info', `disk ${disk.label}: ${c.transport} — ${c.reasons.join('; ')}`);
-    } catch (err) {
-      if (err instanceof TransportUnavailable) throw new RestoreError(`disk ${disk.label}: ${err.message}. Nothing was created.`);
-      throw err;
-    }
+    return { disk, datastoreType: ds.type, naaIds: [], visibleLun: null };
+  });
+  // The new disks are attached together: HotAdd units promised to earlier disks are not free for later ones.
+  const choices = new Map<number, TransportChoice>();
+  for (const [i, c] of chooseInTurn(diskFacts, facts, (f, now) => chooseWriteTransport(input.transport ?? 'automatic', f, now, { failoverToNetwork: input.failoverToNetwork ?? true })).entries()) {
+    const { disk } = diskFacts[i]!;
+    if (c instanceof TransportUnavailable) throw new RestoreError(`disk ${disk.label}: ${c.message}. Nothing was created.`);
+    choices.set(disk.key, c);
+    runLog('info', `disk ${disk.label}: ${c.transport} — ${c.reasons.join('; ')}`);
   }
   checkCancel();
 
