@@ -327,7 +327,8 @@ class LabImpl implements Lab {
       const ds: LabDatastore = { name, path: dsPath };
       if (this.opts.san) Object.assign(ds, sanSetup(this.run, this.byIdDir, name, dsPath));
       this.datastores.push(ds);
-      dsArgs.push('-ds', `${name}=${dsPath}${ds.naa ? `,naa=${ds.naa}` : ''}`);
+      // datastore1 is VMFS6-like (seSparse snapshot links), datastore2 VMFS5-like (vmfsSparse links).
+      dsArgs.push('-ds', `${name}=${dsPath}${ds.naa ? `,naa=${ds.naa}` : ''}${name === 'datastore2' ? ',delta=vmfsSparse' : ''}`);
     }
     for (const extra of this.opts.extraDatastores ?? []) {
       if (!isRoot()) throw new Error(`extra datastore ${extra.name} needs root (it is a tmpfs mount)`);

@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLab, sha256File, type Lab } from '../src/index.ts';
-import type { SoapClient } from '../src/soap.ts';
+import { httpRequest, type SoapClient } from '../src/soap.ts';
 import { createSnapshot, MiB, removeSnapshot, soapDisks } from './helpers.ts';
 
 let lab: Lab;
@@ -76,8 +79,9 @@ describe('snapshots freeze disk data', () => {
     const s2 = await createSnapshot(soap, vm.moref, 's2');
     await lab.guestWrite('chain', 0, [{ offset: 1 * MiB, length: 4096, pattern: 'random', seed: 3 }]);
     const current = await lab.diskSha256('chain', 0);
+    // Each link is an ESXi seSparse delta (datastore1 is VMFS6-like), beside the lab's private complete image of it.
     expect(vmFiles('chain')).toEqual([
-      'chain-000001-flat.vmdk', 'chain-000001.vmdk', 'chain-000002-flat.vmdk', 'chain-000002.vmdk', 'chain-flat.vmdk', 'chain.vmdk',
+      'chain-000001-flat.vmdk', 'chain-000001-sesparse.vmdk', 'chain-000001.vmdk', 'chain-000002-flat.vmdk', 'chain-000002-sesparse.vmdk', 'chain-000002.vmdk', 'chain-flat.vmdk', 'chain.vmdk',
     ]);
 
     await removeSnapshot(soap, s1);
@@ -132,4 +136,75 @@ describe('snapshots freeze disk data', () => {
     expect(xml).toContain(`<changedArea><start>${2 * MiB}</start><length>65536</length></changedArea>`);
     expect(fs.existsSync(path.join(lab.datastores[0]!.path, 'ctk-chain', 'ctk-chain-ctk.log'))).toBe(true);
   });
+});
+
+/** The disk a descriptor describes, read by an independent reader: qemu-img follows the chain down to the base. */
+function qemuSha256(descriptor: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vl-qemu-chain-'));
+  try {
+    execFileSync('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', descriptor, path.join(dir, 'disk.raw')]);
+    return createHash('sha256').update(fs.readFileSync(path.join(dir, 'disk.raw'))).digest('hex');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('snapshot links are deltas in ESXi\'s formats', () => {
+  for (const [datastore, format, dataFile] of [
+    ['datastore1', 'seSparse', '-sesparse.vmdk'],
+    ['datastore2', 'vmfsSparse', '-delta.vmdk'],
+  ] as const) {
+    it(`${datastore}: a ${format} link per snapshot holds only what was written to it; qemu-img reads each snapshot's chain as the lab's ground truth; /folder has no flat file for a link; consolidation removes the deltas`, async () => {
+      const name = `links-${format}`;
+      const vm = await lab.createVm({ name, disks: [{ capacityBytes: 24 * MiB + 512 * 3, datastore }], cbt: true, powerOn: true });
+      await lab.guestWrite(name, 0, [{ offset: 0, length: 3 * MiB, pattern: 'random', seed: 1 }]);
+      const s1 = await createSnapshot(soap, vm.moref, 'user-1');
+      // Unaligned writes: the link copies the rest of each grain from its parent, as ESXi does.
+      await lab.guestWrite(name, 0, [{ offset: 1 * MiB + 100, length: 70_000, pattern: 'text', seed: 2 }, { offset: 20 * MiB, length: 5000, pattern: 'random', seed: 3 }]);
+      const s2 = await createSnapshot(soap, vm.moref, 'user-2');
+      await lab.guestWrite(name, 0, [{ offset: 24 * MiB + 512, length: 1024, pattern: 'random', seed: 4 }, { offset: 2 * MiB, length: 4096, pattern: 'zeros' }]);
+      const truth = { s1: await lab.diskSha256(name, 0, { snapshot: s1 }), s2: await lab.diskSha256(name, 0, { snapshot: s2 }), now: await lab.diskSha256(name, 0) };
+
+      const dir = path.join(lab.datastores.find((d) => d.name === datastore)!.path, name);
+      const d1 = fs.readFileSync(path.join(dir, `${name}-000001.vmdk`), 'utf8');
+      const d2 = fs.readFileSync(path.join(dir, `${name}-000002.vmdk`), 'utf8');
+      const cid = (d: string, key: string) => new RegExp(`^${key}=([0-9a-f]{8})$`, 'm').exec(d)?.[1];
+      expect(d1).toContain(`createType="${format}"`);
+      expect(d1).toContain(`parentFileNameHint="${name}.vmdk"`);
+      expect(d1).toMatch(new RegExp(`^RW ${(24 * MiB + 1536) / 512} ${format === 'seSparse' ? 'SESPARSE' : 'VMFSSPARSE'} "${name}-000001${dataFile}"$`, 'm'));
+      expect(cid(d1, 'parentCID')).toBe('fffffffe');
+      expect(cid(d2, 'parentCID')).toBe(cid(d1, 'CID'));
+      expect(d2).toContain(`parentFileNameHint="${name}-000001.vmdk"`);
+      // Each delta holds the grains written to it and no more (metadata aside): 70 000 + 5 000 bytes, not the disk.
+      const size = fs.statSync(path.join(dir, `${name}-000001${dataFile}`)).size;
+      const blocks = fs.statSync(path.join(dir, `${name}-000001${dataFile}`)).blocks * 512;
+      expect(Math.min(size, blocks)).toBeLessThan(1 * MiB);
+
+      // The snapshots' chains and the VM's current one, read by qemu-img from the descriptors, are the lab's truth.
+      expect(qemuSha256(path.join(dir, `${name}.vmdk`))).toBe(truth.s1);
+      expect(qemuSha256(path.join(dir, `${name}-000001.vmdk`))).toBe(truth.s2);
+      expect(qemuSha256(path.join(dir, `${name}-000002.vmdk`))).toBe(truth.now);
+
+      // Through /folder a link is its descriptor and its delta; the lab's complete image of it is not there.
+      const folder = (file: string) => {
+        const u = new URL(`${new URL(lab.url).origin}/folder/${name}/${file}`);
+        u.searchParams.set('dcPath', lab.datacenter);
+        u.searchParams.set('dsName', datastore);
+        return u.toString();
+      };
+      expect((await httpRequest(folder(`${name}-000001.vmdk`), { ca: lab.certPem })).body.toString()).toBe(d1);
+      expect((await httpRequest(folder(`${name}-000001${dataFile}`), { ca: lab.certPem })).status).toBe(200);
+      expect((await httpRequest(folder(`${name}-000001-flat.vmdk`), { ca: lab.certPem })).status).toBe(404);
+      expect((await httpRequest(folder(`${name}-000002-flat.vmdk`), { ca: lab.certPem, method: 'PUT', body: Buffer.alloc(512) })).status).toBe(403);
+      expect((await httpRequest(folder(`${name}-flat.vmdk`), { ca: lab.certPem, method: 'HEAD' })).status).toBe(200);
+
+      await removeSnapshot(soap, s2);
+      // Consolidated into link 1, which now holds what links 1 and 2 held.
+      expect(qemuSha256(path.join(dir, `${name}-000001.vmdk`))).toBe(truth.now);
+      expect(fs.existsSync(path.join(dir, `${name}-000002${dataFile}`))).toBe(false);
+      await removeSnapshot(soap, s1);
+      expect(fs.readdirSync(dir).filter((f) => f.includes('-00000')).sort()).toEqual([]);
+      expect(await lab.diskSha256(name, 0)).toBe(truth.now);
+    });
+  }
 });

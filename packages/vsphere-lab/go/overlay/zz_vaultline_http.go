@@ -434,6 +434,15 @@ func labGuestWrite(vm *VirtualMachine, key int32, off int64, data []byte) (int, 
 		if err != nil {
 			return 500, err.Error()
 		}
+		if labIsLink(desc) && len(data) > 0 {
+			// A snapshot link: its delta holds what was written while it is the VM's disk.
+			if err := labRecordLinkWrite(desc, off, int64(len(data))); err != nil {
+				return 500, err.Error()
+			}
+			if err := labMaterialize(desc, getDiskSize(d)); err != nil {
+				return 500, err.Error()
+			}
+		}
 		if labCBTEnabled(vm) && len(data) > 0 {
 			labMu.Lock()
 			c, err := labLoadCtk(b, true)

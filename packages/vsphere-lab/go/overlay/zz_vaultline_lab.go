@@ -190,6 +190,14 @@ func labUUIDHex(u string) string { return strings.ToLower(strings.ReplaceAll(u, 
 
 // labWriteDescriptor writes a monolithicFlat-style descriptor next to the flat extent.
 func labWriteDescriptor(desc string, capacity int64, uuid string, parent string, thin bool) {
+	if parent != "" && labIsLink(desc) {
+		// A snapshot link: ESXi's delta descriptor, and its delta data file rebuilt.
+		_ = ioutil.WriteFile(desc, []byte(labLinkDescriptor(desc, capacity, uuid, parent, thin)), 0600)
+		if err := labMaterialize(desc, capacity); err != nil {
+			log.Printf("lab: delta of %s: %s", desc, err)
+		}
+		return
+	}
 	h := labUUIDHex(uuid)
 	var ddb []string
 	for i := 0; i+2 <= len(h); i += 2 {
@@ -447,6 +455,9 @@ type LabDatastore struct {
 	Name string
 	Path string
 	NAA  string // when set, the datastore is reported as VMFS on this LUN
+	// "vmfsSparse": a VMFS5-like datastore whose snapshot links are vmfsSparse (and whose VMFS is
+	// reported as version 5); otherwise VMFS6-like, with seSparse links
+	Delta string
 	Type string // "vsan" or "vvol": an object datastore (no flat files through /folder); "" = files
 }
 
@@ -494,10 +505,21 @@ func LabCreateDatastores(specs []LabDatastore) error {
 		default:
 			return fmt.Errorf("datastore %s: unknown type %q (vsan, vvol)", spec.Name, spec.Type)
 		}
+		switch spec.Delta {
+		case "", "seSparse":
+		case "vmfsSparse":
+			labDeltaFormats[spec.Name] = "vmfsSparse"
+		default:
+			return fmt.Errorf("datastore %s: unknown delta format %q (seSparse, vmfsSparse)", spec.Name, spec.Delta)
+		}
 		if spec.NAA != "" && spec.Type != "" {
 			return fmt.Errorf("datastore %s: a %s datastore has no LUN", spec.Name, spec.Type)
 		}
 		if spec.NAA != "" {
+			vmfsMajor, vmfsVersion := int32(6), "6.82"
+			if spec.Delta == "vmfsSparse" {
+				vmfsMajor, vmfsVersion = 5, "5.81"
+			}
 			info := ds.Info.GetDatastoreInfo()
 			vmfs := &types.VmfsDatastoreInfo{
 				DatastoreInfo: *info,
@@ -505,8 +527,8 @@ func LabCreateDatastores(specs []LabDatastore) error {
 					HostFileSystemVolume: types.HostFileSystemVolume{Type: "VMFS", Name: spec.Name, Capacity: ds.Summary.Capacity},
 					BlockSizeMb:          1,
 					MaxBlocks:            63963136,
-					MajorVersion:         6,
-					Version:              "6.82",
+					MajorVersion:         vmfsMajor,
+					Version:              vmfsVersion,
 					Uuid:                 newUUID(spec.NAA),
 					Extent:               []types.HostScsiDiskPartition{{DiskName: spec.NAA, Partition: 1}},
 					Local:                types.NewBool(false),

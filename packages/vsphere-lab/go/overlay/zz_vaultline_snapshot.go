@@ -144,6 +144,7 @@ func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2Backing
 	if err := labSparseCopy(flat, labFlat(deltaDesc), capacity); err != nil {
 		return err
 	}
+	_ = os.Remove(labWritesFile(deltaDesc)) // a new link starts with nothing written
 	labWriteDescriptor(deltaDesc, capacity, fb.Uuid, path.Base(fb.FileName), labThin(fb))
 	if cbt {
 		labMu.Lock()
@@ -324,6 +325,11 @@ func labMerge(child, parent string) error {
 	if err := os.Rename(labFlat(cd), labFlat(pd)); err != nil {
 		return err
 	}
+	// What was written to the child is now the parent's (its delta is rebuilt with its descriptor).
+	if err := labMergeWrites(cd, pd); err != nil {
+		log.Printf("lab: consolidate %s: %s", child, err)
+	}
+	labRemoveLinkFiles(cd)
 	_ = os.Remove(cd)
 	log.Printf("lab: consolidated %s into %s", child, parent)
 	return nil

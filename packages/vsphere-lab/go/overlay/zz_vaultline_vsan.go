@@ -75,7 +75,19 @@ func labObjectExtent(desc string, capacity int64, uuid string) (createType, exte
 // labFolderGuard answers /folder requests that an object datastore would not
 // serve; it returns true when it answered.
 func labFolderGuard(w http.ResponseWriter, r *http.Request) bool {
-	if !strings.HasPrefix(r.URL.Path, "/folder/") || !strings.HasSuffix(strings.ToLower(r.URL.Path), "-flat.vmdk") {
+	if !strings.HasPrefix(r.URL.Path, "/folder/") {
+		return false
+	}
+	// The lab-private files of snapshot links (zz_vaultline_delta.go): ESXi has no such files.
+	if labHiddenRe.MatchString(r.URL.Path) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			http.Error(w, "no such file", http.StatusNotFound)
+		} else {
+			http.Error(w, "not a file of this datastore", http.StatusForbidden)
+		}
+		return true
+	}
+	if !strings.HasSuffix(strings.ToLower(r.URL.Path), "-flat.vmdk") {
 		return false
 	}
 	kind := labDatastoreKind(r.URL.Query().Get("dsName"))

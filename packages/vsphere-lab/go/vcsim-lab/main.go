@@ -48,7 +48,7 @@ func main() {
 	hosts := flag.Int("hosts", 2, "hosts in the cluster")
 	trace := flag.Bool("trace", false, "trace SOAP to stderr")
 	var dss multiFlag
-	flag.Var(&dss, "ds", "datastore NAME=PATH[,naa=ID][,type=vsan|vvol] (repeatable)")
+	flag.Var(&dss, "ds", "datastore NAME=PATH[,naa=ID][,type=vsan|vvol][,delta=vmfsSparse] (repeatable)")
 	flag.Parse()
 
 	simulator.Trace = *trace
@@ -83,6 +83,9 @@ func main() {
 		for _, p := range parts[1:] {
 			if strings.HasPrefix(p, "naa=") {
 				spec.NAA = strings.TrimPrefix(p, "naa=")
+			}
+			if strings.HasPrefix(p, "delta=") {
+				spec.Delta = strings.TrimPrefix(p, "delta=")
 			}
 			if strings.HasPrefix(p, "type=") {
 				spec.Type = strings.TrimPrefix(p, "type=")
