@@ -15,14 +15,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '@vaultline/logger';
-import { buildDeltaLink, openVmdkChain, writeDeltaLink, type DeltaFormat, type DeltaOp } from '@vaultline/vmdk';
+import { buildDeltaLink, openVmdkChain, writeDeltaLink, type DeltaFormat, type DeltaOp, type FileOpener } from '@vaultline/vmdk';
 import { VSphereClient } from '@vaultline/vsphere';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot } from './fixture.ts';
+import { datastoreFiles, openDiskByDescriptor } from '../src/adapters/datastore-disk.ts';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 import { vspherePort } from '../src/adapters/vsphere-port.ts';
-import { pieces } from '../src/backup/areas.ts';
+import { normaliseAreas, pieces } from '../src/backup/areas.ts';
 import type { SourceReader, VmDisk } from '../src/backup/ports.ts';
 import { ReadAhead, readAheadFor } from '../src/backup/readahead.ts';
 
@@ -125,6 +126,43 @@ describe('network reads of a disk as its descriptor lays it out', () => {
       const local = await openVmdkChain(path.join(dir, two.file));
       expect(sha(await local.read(0, CAPACITY))).toBe(sha(two.bytes));
       await local.close();
+    });
+  }
+
+  for (const format of ['vmfsSparse', 'seSparse'] as const) {
+    it(`a ${format} chain of three links fetches at most 1.2× the bytes a backup reads (the disk's allocated areas)`, async () => {
+      const baseCid = /^CID=([0-9a-f]{8})$/m.exec(fs.readFileSync(path.join(dir, 'chain01.vmdk'), 'utf8'))![1]!;
+      const one = await link(format, `${format}-amp-000001`, { file: 'chain01.vmdk', cid: baseCid }, base, [
+        { offset: MiB + 100, data: randomBytes(MiB) },
+        { offset: 12 * MiB, data: randomBytes(512 * KiB) },
+      ]);
+      const two = await link(format, `${format}-amp-000002`, one, one.bytes, [{ offset: 21 * MiB + 3, data: randomBytes(200 * KiB) }, { offset: 12 * MiB + 64 * KiB, data: randomBytes(64 * KiB) }]);
+      const three = await link(format, `${format}-amp-000003`, two, two.bytes, [{ offset: 30 * MiB, data: randomBytes(2 * MiB) }, { offset: 47 * MiB + 4 * KiB, data: randomBytes(8 * KiB) }]);
+      // What a full backup reads: the allocated areas (as CBT's "*" reports them, in 64 KiB blocks).
+      const written: [number, number][] = [
+        [0, 3 * MiB], [20 * MiB, 5 * MiB + 512], [47 * MiB, MiB], // the base
+        [MiB + 100, MiB], [12 * MiB, 512 * KiB], [21 * MiB + 3, 200 * KiB], [30 * MiB, 2 * MiB], [47 * MiB + 4 * KiB, 8 * KiB],
+      ];
+      const blocks = new Set<number>();
+      for (const [o, l] of written) for (let b = Math.floor(o / (64 * KiB)); b * 64 * KiB < o + l; b++) blocks.add(b);
+      const areas = normaliseAreas([...blocks].map((b) => ({ start: b * 64 * KiB, length: 64 * KiB })), CAPACITY);
+      const wanted = areas.reduce((n, a) => n + a.length, 0);
+      // Every byte fetched from the datastore, descriptors and tables included.
+      let fetched = 0;
+      const inner = datastoreFiles(client, new Map([['datastore1', { datacenter: lab.datacenter }]]));
+      const counting: FileOpener = {
+        async open(p) {
+          const f = await inner.open(p);
+          return { size: f.size, read: async (pos, len, into, at) => { const n = await f.read(pos, len, into, at); fetched += n; return n; }, close: () => f.close() };
+        },
+      };
+      const reader = await openDiskByDescriptor(`[datastore1] chain01/${three.file}`, CAPACITY, counting, async (extent) => { throw new Error(`no flat read expected: ${extent}`); }, { how: 'over the network', readAhead: { segmentBytes: 4 * MiB, depth: 4 } });
+      const got = Buffer.alloc(CAPACITY);
+      for (const p of pieces(areas, 4 * MiB)) (await reader.read(p.start, p.length)).copy(got, p.start);
+      await reader.close();
+      for (const a of areas) expect(got.subarray(a.start, a.start + a.length).equals(three.bytes.subarray(a.start, a.start + a.length)), `area at ${a.start}`).toBe(true);
+      const amplification = fetched / wanted;
+      expect(amplification, `${fetched} bytes fetched for ${wanted} read`).toBeLessThanOrEqual(1.2);
     });
   }
 
