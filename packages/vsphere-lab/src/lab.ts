@@ -47,6 +47,11 @@ export interface LabOptions {
    * answer 404, PUT is refused) and no LUN backs it; HotAdd, CBT and export leases work as on any datastore.
    */
   objectDatastores?: { name: string; type: 'vsan' | 'vvol' }[];
+  /**
+   * Be a standalone ESXi host (API type HostAgent, datacenter `ha-datacenter`, one host, no cluster and no
+   * vCenter instance UUID) instead of a vCenter, as an ESXi registered directly is.
+   */
+  esx?: boolean;
   /** Serve plain HTTP instead of HTTPS (to try what a client does with an HTTP-only vCenter, e.g. NBD without SSL). */
   http?: boolean;
   username?: string;
@@ -357,6 +362,7 @@ class LabImpl implements Lab {
       ...(this.opts.http ? [] : ['-cert', tls.cert, '-key', tls.key]),
       '-user', `${this.username}:${this.password}`,
       '-env', envFile, '-proxy', PROXY_VM_NAME,
+      ...(this.opts.esx ? ['-esx'] : []),
       ...(this.opts.hotadd !== false && isRoot() ? ['-byid', this.byIdDir] : []),
       ...dsArgs,
     ];

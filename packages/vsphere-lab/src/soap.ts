@@ -77,6 +77,8 @@ export function faultType(xml: string): string {
 
 export class SoapClient {
   private cookie: string | undefined;
+  /** The service's own managed objects (a vCenter's and a standalone ESXi host's are named differently). */
+  private service: { sessionManager: string; propertyCollector: string } | undefined;
 
   constructor(
     readonly url: string,
@@ -102,17 +104,28 @@ export class SoapClient {
     return text;
   }
 
+  /** RetrieveServiceContent, once: the morefs of the session manager and the property collector. */
+  private async serviceContent(): Promise<{ sessionManager: string; propertyCollector: string }> {
+    if (!this.service) {
+      const xml = await this.call('<RetrieveServiceContent><_this type="ServiceInstance">ServiceInstance</_this></RetrieveServiceContent>');
+      this.service = { sessionManager: tag(xml, 'sessionManager') ?? 'SessionManager', propertyCollector: tag(xml, 'propertyCollector') ?? 'propertyCollector' };
+    }
+    return this.service;
+  }
+
   async login(username: string, password: string): Promise<void> {
+    const { sessionManager } = await this.serviceContent();
     await this.call(
-      `<Login><_this type="SessionManager">SessionManager</_this><userName>${xmlEscape(username)}</userName>` +
+      `<Login><_this type="SessionManager">${xmlEscape(sessionManager)}</_this><userName>${xmlEscape(username)}</userName>` +
         `<password>${xmlEscape(password)}</password></Login>`,
     );
   }
 
   /** RetrievePropertiesEx for one object; returns the raw response. */
   async retrieve(type: string, moref: string, paths: string[]): Promise<string> {
+    const { propertyCollector } = await this.serviceContent();
     return this.call(
-      `<RetrievePropertiesEx><_this type="PropertyCollector">propertyCollector</_this><specSet><propSet><type>${type}</type>` +
+      `<RetrievePropertiesEx><_this type="PropertyCollector">${xmlEscape(propertyCollector)}</_this><specSet><propSet><type>${type}</type>` +
         paths.map((p) => `<pathSet>${p}</pathSet>`).join('') +
         `</propSet><objectSet><obj type="${type}">${xmlEscape(moref)}</obj></objectSet></specSet><options/></RetrievePropertiesEx>`,
     );

@@ -259,6 +259,7 @@ export function createVSphereConnector(opts: ConnectorOptions) {
         facts: {
           proxyVm: proxy ? { moref: proxy.moref, name: proxy.name, freeScsiUnits: proxy.freeScsiUnits, ...(proxy.host ? { host: proxy.host } : {}) } : null,
           ...(opts.proxyVmUuid ? { proxyVmUuid: opts.proxyVmUuid } : {}),
+          ...(client.isVCenter ? {} : { standaloneHost: client.about.fullName || 'ESXi' }),
           networkTransport: row.url.startsWith('https:') ? 'nbdssl' : 'nbd',
         },
         close: () => client.close(),
@@ -274,6 +275,7 @@ export function createVSphereConnector(opts: ConnectorOptions) {
           facts: {
             proxyVm: proxy ? { moref: proxy.moref, name: proxy.name, freeScsiUnits: proxy.freeScsiUnits, ...(proxy.host ? { host: proxy.host } : {}) } : null,
             ...(opts.proxyVmUuid ? { proxyVmUuid: opts.proxyVmUuid } : {}),
+            ...(client.isVCenter ? {} : { standaloneHost: client.about.fullName || 'ESXi' }),
           },
           close: () => client.close(),
         };

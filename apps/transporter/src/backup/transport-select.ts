@@ -25,6 +25,8 @@ export interface TransporterFacts {
   /** The Transporter's own VM in this vCenter, if it runs in one. */
   proxyVm: { moref: string; name: string; freeScsiUnits: number; host?: string; /** Units already promised to other disks of the same VM (chooseTransports). */ promisedScsiUnits?: number } | null;
   proxyVmUuid?: string;
+  /** Set when the connection is to a standalone ESXi host, not a vCenter: what it is ("VMware ESXi 8.0.2 …"). */
+  standaloneHost?: string;
   /** Hosts that mount each datastore, for the HotAdd visibility check. */
   datastoreHosts: Map<string, string[]>;
   /** The vCenter speaks HTTPS (NBDSSL) or only HTTP (NBD). */
@@ -46,6 +48,9 @@ export function hotaddProblem(f: DiskFacts, t: TransporterFacts, unitsWanted = 1
   if (!SCSI.has(f.disk.controller)) return `HotAdd: disk on ${f.disk.controller.toUpperCase()} controller`;
   if (!t.blockDevices) return 'HotAdd: this Transporter has no block device access (needs root and /dev)';
   if (!t.proxyVm) {
+    if (t.standaloneHost && t.proxyVmUuid) {
+      return `HotAdd: this is a standalone ESXi host (${t.standaloneHost}), and this Transporter's VM (BIOS UUID ${t.proxyVmUuid}) does not run on it: without a vCenter, HotAdd needs the Transporter's VM on the same host as the disks`;
+    }
     return t.proxyVmUuid
       ? `HotAdd: no VM with BIOS UUID ${t.proxyVmUuid} (this Transporter's VM) in this vCenter`
       : 'HotAdd: this Transporter does not know which VM it runs in';

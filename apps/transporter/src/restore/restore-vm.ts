@@ -173,6 +173,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     blockDevices,
     proxyVm: deps.proxy?.proxyVm ?? null,
     ...(deps.proxy?.proxyVmUuid ? { proxyVmUuid: deps.proxy.proxyVmUuid } : {}),
+    ...(client.isVCenter ? {} : { standaloneHost: client.about.fullName || 'ESXi' }),
     datastoreHosts: new Map([[ds.name, hostsMounting(inv, ds)]]),
     networkTransport: network,
   };

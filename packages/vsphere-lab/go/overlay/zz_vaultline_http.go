@@ -305,6 +305,12 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out["clusterName"] = c.Name
 			out["resourcePool"] = c.ResourcePool.Value
 		}
+		if _, ok := out["resourcePool"]; !ok {
+			// A standalone ESXi host: its ComputeResource's root pool.
+			for _, e := range Map.All("ComputeResource") {
+				out["resourcePool"] = e.(*mo.ComputeResource).ResourcePool.Value
+			}
+		}
 		dss := map[string]string{}
 		for _, e := range Map.All("Datastore") {
 			ds := e.(*Datastore)

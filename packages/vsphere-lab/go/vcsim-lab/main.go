@@ -46,6 +46,7 @@ func main() {
 	byid := flag.String("byid", "", "folder for HotAdd wwn-0x<uuid> links (empty = HotAdd emulation off)")
 	proxy := flag.String("proxy", "vaultline-proxy", "name of the proxy (appliance) VM")
 	hosts := flag.Int("hosts", 2, "hosts in the cluster")
+	esx := flag.Bool("esx", false, "be a standalone ESXi host instead of a vCenter")
 	trace := flag.Bool("trace", false, "trace SOAP to stderr")
 	var dss multiFlag
 	flag.Var(&dss, "ds", "datastore NAME=PATH[,naa=ID][,type=vsan|vvol][,delta=vmfsSparse] (repeatable)")
@@ -55,18 +56,29 @@ func main() {
 	simulator.LabConfig.ByIDDir = *byid
 	simulator.LabConfig.ProxyVM = *proxy
 
-	model := simulator.VPX()
-	model.Datacenter = 1
-	model.Cluster = 1
-	model.ClusterHost = *hosts
-	model.Host = 0
-	model.Datastore = 0
-	model.Machine = 0
-	model.Portgroup = 1
-	model.Autostart = false
+	var model *simulator.Model
+	if *esx {
+		// A standalone ESXi host (HostAgent API, ha-datacenter), as registered without a vCenter.
+		model = simulator.ESX()
+		model.Datastore = 0
+		model.Machine = 0
+		model.Autostart = false
+	} else {
+		model = simulator.VPX()
+		model.Datacenter = 1
+		model.Cluster = 1
+		model.ClusterHost = *hosts
+		model.Host = 0
+		model.Datastore = 0
+		model.Machine = 0
+		model.Portgroup = 1
+		model.Autostart = false
+	}
 	// Every real vCenter has its own instance UUID (ServiceContent.about.instanceUuid); govmomi's
 	// simulator has one constant for all. Each lab gets a random one, so two labs are two vCenters.
-	model.ServiceContent.About.InstanceUuid = newUUID()
+	if !*esx {
+		model.ServiceContent.About.InstanceUuid = newUUID()
+	}
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %s", err)
 	}
