@@ -81,6 +81,28 @@ describe('vCenters, repositories and jobs through the API (lab vCenter, real Pos
     }
   });
 
+  it('a standalone ESXi host registers directly, known by its hardware UUID: the same host again is refused, naming the first', async () => {
+    const esx = await startLab({ port: 0, esx: true });
+    try {
+      const add = (name: string, url: string) => inject({ method: 'POST', url: '/api/vcenters', payload: { name, url, username: esx.username, password: esx.password, thumbprintSha256: esx.thumbprintSha256 } });
+      const ok = await add('esx-a', esx.url);
+      expect(ok.statusCode, ok.body).toBe(201);
+      const row = await d.db.vCenter.findUniqueOrThrow({ where: { name: 'esx-a' } });
+      expect(row.instanceUuid).toMatch(/^esxi-host:[0-9a-f-]{36}$/);
+      const again = await add('esx-b', esx.url.replace('127.0.0.1', 'localhost'));
+      expect(again.statusCode, again.body).toBe(409);
+      expect(again.json().message).toBe(`this ESXi host is already registered as esx-a (${esx.url}, host UUID ${row.instanceUuid!.slice('esxi-host:'.length)}); use that one, or remove it first`);
+      // Its VMs are listed like a vCenter's.
+      await esx.createVm({ name: 'esx-vm', disks: [{ capacityBytes: 1024 * 1024 }] });
+      const vms = await inject({ method: 'GET', url: `/api/vcenters/${row.id}/vms` });
+      expect(vms.statusCode, vms.body).toBe(200);
+      expect((vms.json() as { name: string }[]).map((v) => v.name)).toContain('esx-vm');
+      await d.db.vCenter.delete({ where: { id: row.id } });
+    } finally {
+      await esx.stop();
+    }
+  });
+
   it('creates a repository, a job, runs it (rows first, queued by item id) and cancels it', async () => {
     const vm = await lab.createVm({ name: 'api-vm', disks: [{ capacityBytes: 8 * 1024 * 1024 }], cbt: true });
     const repo = await inject({ method: 'POST', url: '/api/repositories', payload: { kind: 'local', name: 'r1', location: repoDir, passphrase: 'correct horse' } });

@@ -36,7 +36,7 @@ export const VM_PATHS = [
 ];
 
 const DS_PATHS = ['name', 'summary.type', 'summary.capacity', 'summary.freeSpace', 'summary.url', 'summary.accessible', 'info', 'host'];
-const HOST_PATHS = ['name', 'parent', 'datastore', 'runtime.connectionState', 'runtime.powerState', 'runtime.inMaintenanceMode'];
+const HOST_PATHS = ['name', 'parent', 'datastore', 'runtime.connectionState', 'runtime.powerState', 'runtime.inMaintenanceMode', 'hardware.systemInfo.uuid'];
 const CLUSTER_PATHS = ['name', 'host', 'datastore', 'resourcePool'];
 
 const str = (o: ObjectContent, p: string): string | undefined => o.props.get(p)?.text;
@@ -225,6 +225,7 @@ export class InventoryApi {
             powerState: str(o, 'runtime.powerState'),
             inMaintenanceMode: flag(o, 'runtime.inMaintenanceMode'),
             datastores: refs(o, 'datastore'),
+            systemUuid: str(o, 'hardware.systemInfo.uuid'),
           };
           inv.hosts.push(h);
           break;

@@ -60,6 +60,8 @@ export interface Host {
   powerState?: string | undefined;
   inMaintenanceMode?: boolean | undefined;
   datastores: string[];
+  /** The host's hardware UUID (hardware.systemInfo.uuid): what identifies a standalone ESXi host. */
+  systemUuid?: string | undefined;
 }
 
 export interface VmfsExtent {

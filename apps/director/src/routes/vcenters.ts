@@ -8,7 +8,7 @@ import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { Credentials } from '../auth/credentials.ts';
 import { sealSecretsForTransporters } from '../services/transporter-access.ts';
-import type { VCenterConnection, VCenterConnector } from '../services/vcenter-connector.ts';
+import { ESXI_HOST_IDENTITY, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
 
 export const VCENTER_PASSWORD_LABEL = 'vcenter-password';
@@ -62,7 +62,12 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     // up twice and split their restore points between two rows.
     const already = () => (about.instanceUuid ? db.vCenter.findUnique({ where: { instanceUuid: about.instanceUuid } }) : null);
     const sameAs = (other: { name: string; url: string }) =>
-      new AppError('conflict', `this vCenter is already registered as ${other.name} (${other.url}, instance UUID ${about.instanceUuid}); use that one, or remove it first`);
+      new AppError(
+        'conflict',
+        about.instanceUuid?.startsWith(ESXI_HOST_IDENTITY)
+          ? `this ESXi host is already registered as ${other.name} (${other.url}, host UUID ${about.instanceUuid.slice(ESXI_HOST_IDENTITY.length)}); use that one, or remove it first`
+          : `this vCenter is already registered as ${other.name} (${other.url}, instance UUID ${about.instanceUuid}); use that one, or remove it first`,
+      );
     const registered = await already();
     if (registered) throw sameAs(registered);
     const row = await db.vCenter

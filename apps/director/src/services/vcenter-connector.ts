@@ -12,7 +12,10 @@ export interface VCenterConnection {
 export interface VCenterConnector {
   /** The certificate a server presents, for the operator to confirm on first contact. */
   probeThumbprint(url: string): Promise<{ sha256: string; sha1: string }>;
-  /** Signs in once and out again; throws a readable error when it cannot. `instanceUuid` tells one vCenter from another. */
+  /**
+   * Signs in once and out again; throws a readable error when it cannot. `instanceUuid` tells one vCenter from
+   * another; for a standalone ESXi host (which has none) it is ESXI_HOST_IDENTITY and the host's hardware UUID.
+   */
   verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string; instanceUuid: string | null }>;
   listVms(conn: VCenterConnection): Promise<InventoryVm[]>;
   /** Hosts, VM folders, resource pools, datastores and networks: where a restored VM can go. */
@@ -29,3 +32,6 @@ export class VCenterProblem extends Error {
     super(message);
   }
 }
+
+/** Prefix of the identity recorded for a standalone ESXi host (its hardware UUID follows). */
+export const ESXI_HOST_IDENTITY = 'esxi-host:';

@@ -1,7 +1,7 @@
 /** The Director's VCenterConnector over @vaultline/vsphere. */
 import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
 import { ConnectError, hostsMounting, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
-import { VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
+import { ESXI_HOST_IDENTITY, VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
 
 function explain(err: unknown, url: string): never {
   const host = (() => {
@@ -51,7 +51,10 @@ export function vsphereConnector(): VCenterConnector {
     },
     verify: (conn) =>
       withClient(conn, async (c) => {
-        return { product: c.about.fullName, apiVersion: c.apiVersion, instanceUuid: c.about.instanceUuid ?? null };
+        if (c.isVCenter || c.about.instanceUuid) return { product: c.about.fullName, apiVersion: c.apiVersion, instanceUuid: c.about.instanceUuid ?? null };
+        // A standalone ESXi host has no instance UUID: its hardware UUID identifies it instead.
+        const host = (await c.inventory.all()).hosts[0]?.systemUuid;
+        return { product: c.about.fullName, apiVersion: c.apiVersion, instanceUuid: host ? `${ESXI_HOST_IDENTITY}${host}` : null };
       }),
     listVms: (conn) =>
       withClient(conn, async (c): Promise<InventoryVm[]> =>

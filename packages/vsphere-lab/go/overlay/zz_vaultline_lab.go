@@ -571,3 +571,22 @@ func labAddScsiLun(h *HostSystem, naa string, capacity int64) {
 	}
 	h.Config.StorageDevice.ScsiLun = append(h.Config.StorageDevice.ScsiLun, lun)
 }
+
+// LabGiveHostsUUIDs gives every host a hardware UUID of its own (hardware.systemInfo.uuid and
+// summary.hardware.uuid), as real hosts have; the simulator shares one between all of them.
+func LabGiveHostsUUIDs(newUUID func() string) {
+	for _, e := range Map.All("HostSystem") {
+		h := e.(*HostSystem)
+		id := newUUID()
+		if h.Hardware != nil {
+			hw := *h.Hardware
+			hw.SystemInfo.Uuid = id
+			h.Hardware = &hw
+		}
+		if h.Summary.Hardware != nil {
+			shw := *h.Summary.Hardware
+			shw.Uuid = id
+			h.Summary.Hardware = &shw
+		}
+	}
+}

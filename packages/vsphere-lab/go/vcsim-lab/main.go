@@ -82,6 +82,9 @@ func main() {
 	if err := model.Create(); err != nil {
 		log.Fatalf("create model: %s", err)
 	}
+	// Every real host has its own hardware UUID; the simulator gives all of them one. (A standalone
+	// ESXi host is known by it, having no vCenter instance UUID.)
+	simulator.LabGiveHostsUUIDs(newUUID)
 
 	var specs []simulator.LabDatastore
 	for _, d := range dss {
