@@ -76,7 +76,7 @@ export interface Bench {
   close(): Promise<void>;
 }
 
-export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http' | 'objectDatastores' | 'esx'> } = {}): Promise<Bench> {
+export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http' | 'objectDatastores' | 'esx' | 'directHosts'> } = {}): Promise<Bench> {
   const [lab, database, repoDir, dataDir] = await Promise.all([
     startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...opts.lab }),
     createTestDatabase(PG_SERVER, 'vaultline_backup'),

@@ -52,6 +52,12 @@ export interface LabOptions {
    * vCenter instance UUID) instead of a vCenter, as an ESXi registered directly is.
    */
   esx?: boolean;
+  /**
+   * Hosts a client can reach directly (root: binds port 443): each host gets a loopback address of its own
+   * as its name, with an HTTPS /folder there that takes vCenter's generic service tickets (one per request,
+   * for that URL only) and presents a certificate of its own, whose SHA-1 thumbprint the tickets name.
+   */
+  directHosts?: boolean;
   /** Serve plain HTTP instead of HTTPS (to try what a client does with an HTTP-only vCenter, e.g. NBD without SSL). */
   http?: boolean;
   username?: string;
@@ -128,6 +134,8 @@ export interface Lab {
   diskSha256(vmName: string, diskIndex: number, opts?: { snapshot?: string /* moref */ }): Promise<string>;
   /** From now on, quiesced snapshots of this VM fail with ApplicationQuiesceFault (or succeed again). */
   failQuiesce(vmName: string, fail: boolean): Promise<void>;
+  /** With `directHosts`: the host at `address` answers `answers` more /folder requests, then 503 (-1: all again). */
+  directHostAnswers(address: string, answers: number): Promise<void>;
   /** A datastore's own host list loses (or regains) a host that still lists the datastore, as a lagging vCenter shows it. */
   listDatastoreHost(datastore: string, hostMoref: string, listed: boolean): Promise<void>;
   /** A logged-in SOAP session (the lab's private helper client). */
@@ -325,6 +333,7 @@ class LabImpl implements Lab {
 
     // HotAdd quietly stays off without root; SAN cannot work at all without it.
     if (this.opts.san && !isRoot()) throw new Error('san: true needs root (losetup, mkfs.ext4, mount)');
+    if (this.opts.directHosts && !isRoot()) throw new Error('directHosts: true needs root (each host listens on port 443 of a loopback address)');
     const dsArgs: string[] = [];
     for (const name of ['datastore1', 'datastore2']) {
       const dsPath = path.join(this.run, 'ds', name);
@@ -363,6 +372,7 @@ class LabImpl implements Lab {
       '-user', `${this.username}:${this.password}`,
       '-env', envFile, '-proxy', PROXY_VM_NAME,
       ...(this.opts.esx ? ['-esx'] : []),
+      ...(this.opts.directHosts ? ['-direct-hosts'] : []),
       ...(this.opts.hotadd !== false && isRoot() ? ['-byid', this.byIdDir] : []),
       ...dsArgs,
     ];
@@ -557,6 +567,10 @@ class LabImpl implements Lab {
   async failQuiesce(vmName: string, fail: boolean): Promise<void> {
     const vm = await this.getVm(vmName);
     await this.labGet('quiesce-fail', { vm: vm.moref, fail: fail ? '1' : '0' });
+  }
+
+  async directHostAnswers(address: string, answers: number): Promise<void> {
+    await this.labGet('direct-host', { host: address, answers: String(answers) });
   }
 
   async diskSha256(vmName: string, diskIndex: number, opts: { snapshot?: string } = {}): Promise<string> {

@@ -77,7 +77,7 @@ describe('disk data over HTTP', () => {
   it('ExportVm on a powered-off VM returns a ready lease whose disk URLs serve each disk whole as streamOptimized VMDK, Range ignored, keyed by controller and unit', async () => {
     const vm = await lab.createVm({ name: 'export-off', disks: [{ capacityBytes: 32 * MiB }, { capacityBytes: 16 * MiB, controller: 'lsilogic' }] });
     await lab.guestWrite('export-off', 1, [{ offset: 5 * MiB, length: 70000, pattern: 'text', seed: 3 }]);
-    await lab.guestWrite('export-off', 0, [{ offset: 0, length: 3 * MiB, pattern: 'random', seed: 4 }, { offset: 20 * MiB, length: 1 * MiB, pattern: 'zero', seed: 0 }]);
+    await lab.guestWrite('export-off', 0, [{ offset: 0, length: 3 * MiB, pattern: 'random', seed: 4 }, { offset: 20 * MiB, length: 1 * MiB, pattern: 'zeros' }]);
     const xml = await soap.call(`<ExportVm><_this type="VirtualMachine">${vm.moref}</_this></ExportVm>`);
     const lease = tag(xml, 'returnval')!;
     const urls = await leaseUrls(lease);

@@ -242,12 +242,21 @@ export class FilesApi {
    * Direct-to-host Range read: `hostUrl` is https://<esxi>/folder/<path>?dsName=<ds>.
    * Takes a fresh ticket per request (tickets are single use).
    */
-  async readRangeDirect(hostUrl: string, start: number, length: number, opts: ReadOptions = {}): Promise<Buffer> {
+  async readRangeDirect(hostUrl: string, start: number, length: number, opts: ReadOptions = {}, into?: Buffer): Promise<Buffer> {
     const t = await this.acquireTicket(hostUrl, 'httpGet');
     const u = new URL(hostUrl);
     // no thumbprint in the ticket and the same endpoint as the session: keep the session's trust
     const agent = !t.sslThumbprint && u.host === this.ctx.soap.url.host ? this.ctx.soap.agent : this.hostAgent(u.host, t.sslThumbprint);
-    return this.rangeAt(hostUrl, start, length, opts, u.pathname, { cookies: [`vmware_cgi_ticket=${t.id}`], withSession: false, agent });
+    return this.rangeAt(hostUrl, start, length, opts, `${u.host}${u.pathname}`, { cookies: [`vmware_cgi_ticket=${t.id}`], withSession: false, agent, ...(into ? { into } : {}) });
+  }
+
+  /** The /folder URL of a datastore file on an ESXi host itself (its one datacenter is ha-datacenter). */
+  hostUrl(host: string, f: Pick<DatastoreFile, 'datastore' | 'path'>): string {
+    const u = new URL(`https://${host}/`);
+    u.pathname = `/folder/${f.path.split('/').map(encodeURIComponent).join('/')}`;
+    u.searchParams.set('dcPath', 'ha-datacenter');
+    u.searchParams.set('dsName', f.datastore);
+    return u.toString();
   }
 
   private hostAgent(host: string, sha1: string | undefined): Agent {

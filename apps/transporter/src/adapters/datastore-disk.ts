@@ -109,7 +109,7 @@ export async function openDiskByDescriptor(
   if (flat !== null) {
     await image.close();
     const reader = await flatReader(posix.isAbsolute(flat) ? flat : posix.join(posix.dirname(descriptorPath), flat));
-    return Object.assign(reader, { describe: `flat extent ${flat}` });
+    return Object.assign(reader, { describe: `flat extent ${flat}${reader.via ? ` ${reader.via}` : ''}` });
   }
   if (image.links.length === 0) {
     const kind = image.descriptor?.createType ?? image.format;

@@ -3,6 +3,7 @@
  * per vCenter, cached for the sweep and reused by runs. Network reads fetch
  * several byte ranges of the disk's flat extent at once.
  */
+import { connect } from 'node:net';
 import { SECRET_LABELS, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
@@ -49,6 +50,12 @@ export function toVmInfo(vm: VirtualMachine): VmInfo {
   };
 }
 
+/** Reads straight from the ESXi host that runs the VM, with a service ticket per request, when it can be reached. */
+export interface DirectHost {
+  /** The host's name as vCenter knows it (what a client connects to). */
+  name: string;
+}
+
 class NetworkReader implements SourceReader {
   /**
    * The copy keeps two requests per stream in flight, each of up to RANGE bytes: the next one is queued on
@@ -56,14 +63,36 @@ class NetworkReader implements SourceReader {
    * stream busy. Measured in the transport bench, the source then stops being the bottleneck of NBD.
    */
   readonly readAhead: { segmentBytes: number; depth: number };
+  readonly via: string;
+  readonly notes: string[] = [];
+  private direct: DirectHost | null;
 
   constructor(
     private readonly client: VSphereClient,
     private readonly file: { datacenter: string; datastore: string; path: string },
     readonly capacity: number,
     private readonly streams: number,
+    path: { direct: DirectHost } | { why: string },
   ) {
     this.readAhead = { segmentBytes: RANGE, depth: Math.max(1, streams) * 2 };
+    this.direct = 'direct' in path ? path.direct : null;
+    this.via = 'direct' in path ? `directly from ESXi host ${path.direct.name} (a vCenter service ticket per request)` : `through vCenter (${path.why})`;
+  }
+
+  private async part(start: number, length: number, into: Buffer): Promise<void> {
+    const direct = this.direct;
+    if (direct) {
+      try {
+        await this.client.files.readRangeDirect(this.client.files.hostUrl(direct.name, this.file), start, length, {}, into);
+        return;
+      } catch (err) {
+        // The host stopped answering: the rest goes through vCenter, and the run log says so.
+        if (this.direct) this.notes.push(`reading directly from ESXi host ${direct.name} failed at byte ${start} (${(err as Error).message}); the rest went through vCenter`);
+        this.direct = null;
+      }
+    }
+    // Straight into place: a short answer is an error there (ProtocolError), never silently zero.
+    await this.client.files.readRangeInto(this.file, start, length, into);
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -74,8 +103,7 @@ class NetworkReader implements SourceReader {
     const worker = async () => {
       for (let i = next++; i < parts.length; i = next++) {
         const part = parts[i]!;
-        // Straight into place: a short answer is an error there (ProtocolError), never silently zero.
-        await this.client.files.readRangeInto(this.file, part.start, part.length, out.subarray(part.start - offset));
+        await this.part(part.start, part.length, out.subarray(part.start - offset));
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.streams, parts.length) }, worker));
@@ -85,8 +113,36 @@ class NetworkReader implements SourceReader {
   async close(): Promise<void> {}
 }
 
+/** Whether something answers on port 443 of `host` within 2 s: null when it does, else why not. */
+function probeHost(host: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port: 443, timeout: 2000 });
+    const done = (why: string | null) => {
+      socket.destroy();
+      resolve(why);
+    };
+    socket.once('connect', () => done(null));
+    socket.once('timeout', () => done(`host ${host} did not answer on port 443 within 2 s`));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' ? `host name ${host} does not resolve here` : `host ${host} cannot be reached: ${err.code ?? err.message}`));
+  });
+}
+
 export function vspherePort(client: VSphereClient, opts: { nbdStreams: number }): VSpherePort & { datastoresCache(): Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> } {
   let datastores: Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> | null = null;
+  let hosts: Promise<Map<string, string>> | null = null;
+  const hostProbes = new Map<string, Promise<string | null>>();
+  const loadHosts = () => (hosts ??= client.inventory.all().then((inv) => new Map(inv.hosts.map((h) => [h.moref, h.name]))));
+  /** How to read a flat extent of a VM running on `hostMoref`: directly from that host when it answers, else through vCenter. */
+  const readPath = async (hostMoref: string | undefined): Promise<{ direct: DirectHost } | { why: string }> => {
+    if (!client.isVCenter) return { why: 'connected to the ESXi host itself' };
+    if (!hostMoref) return { why: 'vCenter does not say which host runs the VM' };
+    const name = (await loadHosts()).get(hostMoref);
+    if (!name) return { why: `host ${hostMoref} is not in the inventory` };
+    let probe = hostProbes.get(name);
+    if (!probe) hostProbes.set(name, (probe = probeHost(name)));
+    const why = await probe;
+    return why === null ? { direct: { name } } : { why };
+  };
   const loadDatastores = () =>
     (datastores ??= client.inventory.all().then(
       (inv) =>
@@ -162,7 +218,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async consolidate(vmMoref) {
       await client.snapshots.consolidate(vmMoref);
     },
-    async openNetworkReader(disk, snapshot) {
+    async openNetworkReader(disk, snapshot, _transport, vmHost) {
       const { fileName, capacityBytes: capacity } = disk;
       const datastore = (await loadDatastores()).get(disk.datastore);
       if (datastore && SAN_NEVER.test(datastore.info.type)) {
@@ -174,7 +230,8 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       }
       // As the disk's descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
       const directory: DatastoreDirectory = new Map([...(await loadDatastores())].map(([name, d]) => [name, { datacenter: d.datacenter, uuid: d.uuid }]));
-      return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(client, file, capacity, opts.nbdStreams), opts.nbdStreams);
+      const path = await readPath(vmHost);
+      return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(client, file, capacity, opts.nbdStreams, path), opts.nbdStreams);
     },
   };
 }

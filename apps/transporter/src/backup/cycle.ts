@@ -445,6 +445,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
       }
     }
   } finally {
+    for (const note of source.reader.notes ?? []) deps.runLog('warn', `disk ${disk.label}: ${note}`);
     await source.close().catch((err: unknown) => deps.runLog('error', `closing the ${transport} reader of ${disk.label} failed: ${(err as Error).message}`));
   }
   meter.setPhase('done');
@@ -482,7 +483,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
   const { deps, input, snapDisk } = job;
   const capacity = job.disk.capacityBytes;
   if (transport === 'nbdssl' || transport === 'nbd') {
-    const reader = await deps.vsphere.openNetworkReader(snapDisk, job.snapshot, transport);
+    const reader = await deps.vsphere.openNetworkReader(snapDisk, job.snapshot, transport, job.vm.host);
     if (reader.describe) deps.runLog('info', `disk ${job.disk.label}: reading the ${reader.describe} over ${transport}`);
     return { reader, close: () => reader.close() };
   }

@@ -82,7 +82,7 @@ export interface VSpherePort {
    * files its descriptor names through the datastore browser, or, where there are none (vSAN, vVols), the
    * snapshot's export lease.
    */
-  openNetworkReader(disk: VmDisk, snapshotMoref: string, transport: 'nbdssl' | 'nbd'): Promise<SourceReader>;
+  openNetworkReader(disk: VmDisk, snapshotMoref: string, transport: 'nbdssl' | 'nbd', vmHost?: string): Promise<SourceReader>;
 }
 
 export interface SourceReader {
@@ -91,6 +91,10 @@ export interface SourceReader {
   readonly readAhead?: { segmentBytes: number; depth: number };
   /** How the disk is read, for the run log ("flat extent x-flat.vmdk", "snapshot chain of 2 seSparse links over its base"). */
   readonly describe?: string;
+  /** Which way the bytes come, for the run log ("directly from ESXi host h1 …", "through vCenter (…)"). */
+  readonly via?: string;
+  /** What changed while reading (e.g. a fallback from the host to vCenter), logged after the copy. */
+  readonly notes?: readonly string[];
   /** Buffers this reader reads fastest into (e.g. page-aligned for O_DIRECT); any Buffer otherwise. */
   allocate?(bytes: number): Buffer;
   read(offset: number, length: number, into?: Buffer): Promise<Buffer>;

@@ -404,6 +404,14 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 			out = append(out, [2]int64{e.off, e.len})
 		}
 		labJSON(w, 200, out)
+	case "direct-host":
+		// POST /lab/direct-host?host=<address>&answers=<n>: the host answers n more requests, then 503 (-1: all)
+		n, err := strconv.Atoi(q.Get("answers"))
+		if err != nil || !LabDirectHostAnswers(q.Get("host"), n) {
+			fail(400, "no direct host "+q.Get("host")+" or a bad answers count")
+			return
+		}
+		labJSON(w, 200, map[string]bool{"ok": true})
 	case "sync":
 		// flush a file and its filesystem: POST /lab/sync?path=...
 		labSyncFS(q.Get("path"), true)

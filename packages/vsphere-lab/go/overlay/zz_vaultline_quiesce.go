@@ -43,6 +43,10 @@ func LabWrapSDK(next http.Handler) http.Handler {
 			if err == nil {
 				r.Body = ioutil.NopCloser(bytes.NewReader(body))
 				s := string(body)
+				if strings.Contains(s, "AcquireGenericServiceTicket") && labIssueTicket(w, r, s, next) {
+					return
+				}
+				r.Body = ioutil.NopCloser(bytes.NewReader(body))
 				if strings.Contains(s, "CreateSnapshot_Task") && strings.Contains(s, "<quiesce>true</quiesce>") {
 					if m := labThisRe.FindStringSubmatch(s); m != nil {
 						if _, marked := labQuiesceFail.Load(m[1]); marked {

@@ -47,6 +47,7 @@ func main() {
 	proxy := flag.String("proxy", "vaultline-proxy", "name of the proxy (appliance) VM")
 	hosts := flag.Int("hosts", 2, "hosts in the cluster")
 	esx := flag.Bool("esx", false, "be a standalone ESXi host instead of a vCenter")
+	direct := flag.Bool("direct-hosts", false, "give each host a loopback address and HTTPS /folder on port 443 (root)")
 	trace := flag.Bool("trace", false, "trace SOAP to stderr")
 	var dss multiFlag
 	flag.Var(&dss, "ds", "datastore NAME=PATH[,naa=ID][,type=vsan|vvol][,delta=vmfsSparse] (repeatable)")
@@ -110,6 +111,11 @@ func main() {
 	}
 	if err := simulator.LabCreateDatastores(specs); err != nil {
 		log.Fatalf("datastores: %s", err)
+	}
+	if *direct {
+		if err := simulator.LabStartDirectHosts(); err != nil {
+			log.Fatalf("direct hosts: %s", err)
+		}
 	}
 
 	u := &url.URL{Host: *listen}
