@@ -1,15 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, runOutcome as outcome, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
-
-/** Everything a run left in Postgres about one VM. */
-async function outcome(b: Bench, runId: string) {
-  const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } } } } });
-  const vm = run.vms[0]!;
-  const point = await b.db.restorePoint.findFirst({ where: { runVmId: vm.id } });
-  return { run, vm, point };
-}
 
 /** Moves the lab's LUN links out of the by-id folder (and back). */
 async function hideLuns(b: Bench) {

@@ -58,12 +58,30 @@ describe.runIf(isRoot)('network reads directly from the ESXi host', () => {
       expect(run.status, `${vm.error ?? ''} ${JSON.stringify(vm.log)}`).toBe('succeeded');
       const log = JSON.stringify(vm.log);
       expect(log).toContain(`directly from ESXi host ${address}`);
-      expect(log).toMatch(new RegExp(`disk Hard disk 1: reading directly from ESXi host ${address.replace(/\./g, '\\.')} failed at byte \\d+ \\([^)]*503[^)]*\\); the rest went through vCenter`));
+      expect(log).toMatch(new RegExp(`disk Hard disk 1: reading directly from ESXi host ${address.replace(/\./g, '\\.')} failed at byte \\d+ of direct-fail/direct-fail-flat\\.vmdk \\([^)]*503[^)]*\\); the rest went through vCenter`));
       const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: vm.id } });
       const disk = (await b.lab.getVm('direct-fail')).disks[0]!;
       expect(await b.restoredSha256(point.repoPointId, point.vmInstanceUuid, String(disk.key))).toBe(truth);
     } finally {
       await b.lab.directHostAnswers(address, -1);
     }
+  });
+
+  it('a disk that is a snapshot chain (the VM has a user snapshot) is read from the host too, bit-exact', async () => {
+    const vm = await b.lab.createVm({ name: 'direct-chain', cbt: true, powerOn: true, disks: [{ capacityBytes: 16 * MiB }] });
+    await b.lab.guestWrite('direct-chain', 0, [{ offset: 0, length: 4 * MiB, pattern: 'random', seed: 7 }]);
+    const soap = await b.lab.soap();
+    await soap.task(`<CreateSnapshot_Task><_this type="VirtualMachine">${vm.moref}</_this><name>user</name><memory>false</memory><quiesce>false</quiesce></CreateSnapshot_Task>`);
+    await b.lab.guestWrite('direct-chain', 0, [{ offset: MiB + 3, length: 100_000, pattern: 'text', seed: 8 }]);
+    const truth = await b.lab.diskSha256('direct-chain', 0);
+    const { runId } = await b.newRun(['direct-chain'], 'nbdssl', { cbtSanityRate: 0 });
+    await b.runAll(runId);
+    const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: true } });
+    const item = run.vms[0]!;
+    expect(run.status, `${item.error ?? ''} ${JSON.stringify(item.log)}`).toBe('succeeded');
+    expect(JSON.stringify(item.log)).toMatch(/reading the snapshot chain of 1 seSparse link over its base directly from ESXi host 127\.\d+\.\d+\.\d+ \(a vCenter service ticket per request\) over nbdssl/);
+    const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
+    const disk = (await b.lab.getVm('direct-chain')).disks[0]!;
+    expect(await b.restoredSha256(point.repoPointId, point.vmInstanceUuid, String(disk.key))).toBe(truth);
   });
 });

@@ -266,3 +266,11 @@ export function spawnTransporter(b: Bench, opts: { namespace: string; dataDir: s
   child.stderr!.on('data', () => undefined);
   return child;
 }
+
+/** Everything a run left in Postgres about its (first) VM: the run, the item with its disks in key order, and its restore point. */
+export async function runOutcome(b: Bench, runId: string) {
+  const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } } } } });
+  const vm = run.vms[0]!;
+  const point = await b.db.restorePoint.findFirst({ where: { runVmId: vm.id } });
+  return { run, vm, point };
+}

@@ -90,7 +90,7 @@ afterAll(async () => {
 describe('network reads of a disk as its descriptor lays it out', () => {
   it('a flat disk: the extent its descriptor names, bit-exact', async () => {
     const reader = await port.openNetworkReader(diskAt('[datastore1] chain01/chain01.vmdk', CAPACITY), 'snapshot-unused', 'nbdssl');
-    expect(reader.describe).toBe('flat extent chain01-flat.vmdk');
+    expect(reader.describe).toBe('flat extent chain01-flat.vmdk through vCenter (vCenter does not say which host runs the VM)');
     expect(sha(await copy(reader))).toBe(sha(base));
     await reader.close();
   });
@@ -115,7 +115,7 @@ describe('network reads of a disk as its descriptor lays it out', () => {
       expect(sha(two.bytes)).not.toBe(sha(base));
 
       const reader = await port.openNetworkReader(diskAt(`[datastore1] chain01/${two.file}`, CAPACITY), 'snapshot-unused', 'nbdssl');
-      expect(reader.describe).toBe(`snapshot chain of 2 ${format} links over its base`);
+      expect(reader.describe).toBe(`snapshot chain of 2 ${format} links over its base through vCenter (vCenter does not say which host runs the VM)`);
       expect(sha(await copy(reader))).toBe(sha(two.bytes));
       // Reads at any offset and length, as CBT areas ask for them.
       for (const [o, l] of [[MiB + 64 * KiB - 5, 9000], [25 * MiB - 8 * KiB, 70 * KiB], [CAPACITY - 4096, 4096]] as const) {

@@ -5,16 +5,9 @@
  * bit-exact against the lab's ground truth.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, runOutcome as outcome, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
-
-async function outcome(b: Bench, runId: string) {
-  const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } } } } });
-  const vm = run.vms[0]!;
-  const point = await b.db.restorePoint.findFirst({ where: { runVmId: vm.id } });
-  return { run, vm, point };
-}
 
 describe('backups of VMs on object datastores (vSAN, vVols) against the lab', () => {
   let b: Bench;

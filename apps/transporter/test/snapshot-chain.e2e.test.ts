@@ -6,16 +6,9 @@
  * with in the lab's tests), and leave the user's snapshots as they were.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isRoot, startBench, type Bench } from './fixture.ts';
+import { isRoot, runOutcome as outcome, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
-
-async function outcome(b: Bench, runId: string) {
-  const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } } } } });
-  const vm = run.vms[0]!;
-  const point = await b.db.restorePoint.findFirst({ where: { runVmId: vm.id } });
-  return { run, vm, point };
-}
 
 describe('backups of a VM with two user snapshots (disks are delta chains)', () => {
   let b: Bench;
@@ -69,8 +62,9 @@ describe('backups of a VM with two user snapshots (disks are delta chains)', () 
       expect(vm.disks.map((d) => d.transport)).toEqual([mode, mode]);
       const log = JSON.stringify(vm.log);
       if (mode === 'nbd' || mode === 'nbdssl') {
-        expect(log).toContain(`disk Hard disk 1: reading the snapshot chain of 2 seSparse links over its base over ${mode}`);
-        expect(log).toContain(`disk Hard disk 2: reading the snapshot chain of 2 vmfsSparse links over its base over ${mode}`);
+        // The lab's hosts have names that do not resolve here: the chain's bytes come through vCenter, and the log says why.
+        expect(log).toMatch(new RegExp(`disk Hard disk 1: reading the snapshot chain of 2 seSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${mode}`));
+        expect(log).toMatch(new RegExp(`disk Hard disk 2: reading the snapshot chain of 2 vmfsSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${mode}`));
       }
       const disks = (await b.lab.getVm('chained')).disks;
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(disks[0]!.key)), `${mode} disk 1`).toBe(truth[0]);

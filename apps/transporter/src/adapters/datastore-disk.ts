@@ -43,8 +43,43 @@ export function datastoreFileOf(p: string, datastores: DatastoreDirectory): Data
   return { datacenter: d.datacenter, datastore, path };
 }
 
-/** Files of the vCenter's datastores for the VMDK readers: size by HEAD, reads by Range GETs. */
-export function datastoreFiles(client: VSphereClient, datastores: DatastoreDirectory): FileOpener {
+/**
+ * Where Range reads of datastore files go: straight to the ESXi host that runs the VM (a vCenter service ticket
+ * per request, its certificate pinned by the ticket's thumbprint) when it answered a probe, else through
+ * vCenter's /folder. A host that stops answering hands every later read to vCenter, noted for the run log.
+ */
+export class RangeSource {
+  readonly notes: string[] = [];
+  /** Which way the bytes come, for the run log. */
+  readonly via: string;
+  private host: string | null;
+
+  constructor(
+    private readonly client: VSphereClient,
+    path: { direct: string } | { why: string },
+  ) {
+    this.host = 'direct' in path ? path.direct : null;
+    this.via = 'direct' in path ? `directly from ESXi host ${path.direct} (a vCenter service ticket per request)` : `through vCenter (${path.why})`;
+  }
+
+  async readInto(file: DatastoreFile, start: number, length: number, into: Buffer): Promise<void> {
+    const host = this.host;
+    if (host) {
+      try {
+        await this.client.files.readRangeDirect(this.client.files.hostUrl(host, file), start, length, {}, into);
+        return;
+      } catch (err) {
+        if (this.host) this.notes.push(`reading directly from ESXi host ${host} failed at byte ${start} of ${file.path} (${(err as Error).message}); the rest went through vCenter`);
+        this.host = null;
+      }
+    }
+    // Straight into place: a short answer is an error there (ProtocolError), never silently zero.
+    await this.client.files.readRangeInto(file, start, length, into);
+  }
+}
+
+/** Files of the vCenter's datastores for the VMDK readers: size by HEAD (through vCenter), reads through `source`. */
+export function datastoreFiles(client: VSphereClient, datastores: DatastoreDirectory, source = new RangeSource(client, { why: 'reads of metadata' })): FileOpener {
   return {
     async open(p: string): Promise<RandomAccessFile> {
       const file = datastoreFileOf(p, datastores);
@@ -59,7 +94,7 @@ export function datastoreFiles(client: VSphereClient, datastores: DatastoreDirec
         async read(position, length, into, intoOffset) {
           const n = Math.min(length, size - position);
           if (n <= 0) return 0;
-          await client.files.readRangeInto(file, position, n, into.subarray(intoOffset));
+          await source.readInto(file, position, n, into.subarray(intoOffset));
           return n;
         },
         async close() {},
@@ -92,7 +127,7 @@ export async function openDiskByDescriptor(
   capacity: number,
   files: FileOpener,
   flatReader: (extentPath: string) => SourceReader | Promise<SourceReader>,
-  opts: { how: string; readAhead: { segmentBytes: number; depth: number } },
+  opts: { how: string; readAhead: { segmentBytes: number; depth: number }; via?: string; notes?: readonly string[] },
 ): Promise<SourceReader & { describe: string }> {
   // A flat extent or raw file named directly (vSphere names descriptors; tests and tools may not) is read as it is.
   if (!/\.vmdk$/i.test(descriptorPath) || /-flat\.vmdk$/i.test(descriptorPath)) {
@@ -119,14 +154,15 @@ export async function openDiskByDescriptor(
   const links = image.links;
   return {
     capacity,
-    describe: `snapshot chain of ${links.length} ${links[0]!.format} link${links.length > 1 ? 's' : ''} over its base`,
+    describe: `snapshot chain of ${links.length} ${links[0]!.format} link${links.length > 1 ? 's' : ''} over its base${opts.via ? ` ${opts.via}` : ''}`,
+    ...(opts.notes ? { notes: opts.notes } : {}),
     readAhead: opts.readAhead,
     read: (offset, length, into) => image.read(offset, length, into && into.length >= length ? into : undefined),
     close: () => image.close(),
   };
 }
 
-/** Opens `fileName` (the snapshot's disk, "[ds] vm/vm.vmdk" or a delta link) over the vCenter's /folder. */
+/** Opens `fileName` (the snapshot's disk, "[ds] vm/vm.vmdk" or a delta link) over the datastores, its bytes through `source`. */
 export async function openDatastoreDisk(
   client: VSphereClient,
   fileName: string,
@@ -134,10 +170,13 @@ export async function openDatastoreDisk(
   datastores: DatastoreDirectory,
   flatReader: FlatReaderFactory,
   streams: number,
+  source: RangeSource,
 ): Promise<SourceReader & { describe: string }> {
-  return openDiskByDescriptor(fileName, capacity, datastoreFiles(client, datastores), (extent) => flatReader(datastoreFileOf(extent, datastores)), {
+  return openDiskByDescriptor(fileName, capacity, datastoreFiles(client, datastores, source), (extent) => flatReader(datastoreFileOf(extent, datastores)), {
     how: 'over the network',
     // Each chain read asks for grain tables, then grains, link by link: several reads keep the streams busy.
     readAhead: { segmentBytes: 4 * 1024 * 1024, depth: Math.max(1, streams) },
+    via: source.via,
+    notes: source.notes,
   });
 }

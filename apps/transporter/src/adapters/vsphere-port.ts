@@ -13,7 +13,7 @@ import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.t
 import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
 import { parseRestoreTarget, undoRestore } from '../restore/undo.ts';
 import { SAN_NEVER } from '../backup/transport-select.ts';
-import { openDatastoreDisk, type DatastoreDirectory } from './datastore-disk.ts';
+import { openDatastoreDisk, RangeSource, type DatastoreDirectory } from './datastore-disk.ts';
 import { openLeaseDisk } from './lease-disk.ts';
 
 /** Bytes per Range request: large enough that a round trip costs little next to the transfer. */
@@ -50,12 +50,6 @@ export function toVmInfo(vm: VirtualMachine): VmInfo {
   };
 }
 
-/** Reads straight from the ESXi host that runs the VM, with a service ticket per request, when it can be reached. */
-export interface DirectHost {
-  /** The host's name as vCenter knows it (what a client connects to). */
-  name: string;
-}
-
 class NetworkReader implements SourceReader {
   /**
    * The copy keeps two requests per stream in flight, each of up to RANGE bytes: the next one is queued on
@@ -64,35 +58,17 @@ class NetworkReader implements SourceReader {
    */
   readonly readAhead: { segmentBytes: number; depth: number };
   readonly via: string;
-  readonly notes: string[] = [];
-  private direct: DirectHost | null;
+  readonly notes: readonly string[];
 
   constructor(
-    private readonly client: VSphereClient,
     private readonly file: { datacenter: string; datastore: string; path: string },
     readonly capacity: number,
     private readonly streams: number,
-    path: { direct: DirectHost } | { why: string },
+    private readonly source: RangeSource,
   ) {
     this.readAhead = { segmentBytes: RANGE, depth: Math.max(1, streams) * 2 };
-    this.direct = 'direct' in path ? path.direct : null;
-    this.via = 'direct' in path ? `directly from ESXi host ${path.direct.name} (a vCenter service ticket per request)` : `through vCenter (${path.why})`;
-  }
-
-  private async part(start: number, length: number, into: Buffer): Promise<void> {
-    const direct = this.direct;
-    if (direct) {
-      try {
-        await this.client.files.readRangeDirect(this.client.files.hostUrl(direct.name, this.file), start, length, {}, into);
-        return;
-      } catch (err) {
-        // The host stopped answering: the rest goes through vCenter, and the run log says so.
-        if (this.direct) this.notes.push(`reading directly from ESXi host ${direct.name} failed at byte ${start} (${(err as Error).message}); the rest went through vCenter`);
-        this.direct = null;
-      }
-    }
-    // Straight into place: a short answer is an error there (ProtocolError), never silently zero.
-    await this.client.files.readRangeInto(this.file, start, length, into);
+    this.via = source.via;
+    this.notes = source.notes;
   }
 
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
@@ -103,7 +79,7 @@ class NetworkReader implements SourceReader {
     const worker = async () => {
       for (let i = next++; i < parts.length; i = next++) {
         const part = parts[i]!;
-        await this.part(part.start, part.length, out.subarray(part.start - offset));
+        await this.source.readInto(this.file, part.start, part.length, out.subarray(part.start - offset));
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.streams, parts.length) }, worker));
@@ -133,7 +109,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
   const hostProbes = new Map<string, Promise<string | null>>();
   const loadHosts = () => (hosts ??= client.inventory.all().then((inv) => new Map(inv.hosts.map((h) => [h.moref, h.name]))));
   /** How to read a flat extent of a VM running on `hostMoref`: directly from that host when it answers, else through vCenter. */
-  const readPath = async (hostMoref: string | undefined): Promise<{ direct: DirectHost } | { why: string }> => {
+  const readPath = async (hostMoref: string | undefined): Promise<{ direct: string } | { why: string }> => {
     if (!client.isVCenter) return { why: 'connected to the ESXi host itself' };
     if (!hostMoref) return { why: 'vCenter does not say which host runs the VM' };
     const name = (await loadHosts()).get(hostMoref);
@@ -141,7 +117,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     let probe = hostProbes.get(name);
     if (!probe) hostProbes.set(name, (probe = probeHost(name)));
     const why = await probe;
-    return why === null ? { direct: { name } } : { why };
+    return why === null ? { direct: name } : { why };
   };
   const loadDatastores = () =>
     (datastores ??= client.inventory.all().then(
@@ -230,8 +206,8 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       }
       // As the disk's descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
       const directory: DatastoreDirectory = new Map([...(await loadDatastores())].map(([name, d]) => [name, { datacenter: d.datacenter, uuid: d.uuid }]));
-      const path = await readPath(vmHost);
-      return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(client, file, capacity, opts.nbdStreams, path), opts.nbdStreams);
+      const source = new RangeSource(client, await readPath(vmHost));
+      return openDatastoreDisk(client, fileName, capacity, directory, (file) => new NetworkReader(file, capacity, opts.nbdStreams, source), opts.nbdStreams, source);
     },
   };
 }

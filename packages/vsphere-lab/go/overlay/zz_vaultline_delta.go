@@ -276,14 +276,7 @@ func labWriteVmfsSparse(out *os.File, src *os.File, capacity int64, grains []int
 	gdOffset := int64(4)
 	gdSectors := (gdEntries*4 + 511) / 512
 	gtSectors := int64(gtes * 4 / 512)
-	var tables []int64
-	seen := map[int64]bool{}
-	for _, g := range grains {
-		if t := g / gtes; !seen[t] {
-			seen[t] = true
-			tables = append(tables, t)
-		}
-	}
+	tables := labTablesOf(grains, gtes)
 	gd := make([]byte, gdSectors*512)
 	gts := make([]byte, int64(len(tables))*gtSectors*512)
 	index := map[int64]int64{}
@@ -329,6 +322,17 @@ func labWriteVmfsSparse(out *os.File, src *os.File, capacity int64, grains []int
 
 func labRoundUp(n, m int64) int64 { return (n + m - 1) / m * m }
 
+// labTablesOf lists the grain tables (of gtes entries) that the sorted grains fall in, in order.
+func labTablesOf(grains []int64, gtes int64) []int64 {
+	var tables []int64
+	for _, g := range grains {
+		if t := g / gtes; len(tables) == 0 || tables[len(tables)-1] != t {
+			tables = append(tables, t)
+		}
+	}
+	return tables
+}
+
 // labWriteSeSparse writes a seSparse delta as ESXi lays it out: const header, volatile header, empty
 // journal, grain directory at sector 4096, grain tables, free bitmap and backmap (each rounded up to
 // 2048 sectors), then the grains area; grains are numbered in disk order and all allocated.
@@ -348,14 +352,7 @@ func labWriteSeSparse(out *os.File, src *os.File, capacity int64, grains []int64
 	grainsOffset := backmapOffset + backmapSectors
 	grainsSectors := labRoundUp(sectors, grainSectors)
 
-	var tables []int64
-	seen := map[int64]bool{}
-	for _, g := range grains {
-		if t := g / gtes; !seen[t] {
-			seen[t] = true
-			tables = append(tables, t)
-		}
-	}
+	tables := labTablesOf(grains, gtes)
 	gd := make([]byte, (tablesTotal*8+511)/512*512)
 	gts := make([]byte, int64(len(tables))*gtSectors*512)
 	index := map[int64]int64{}
