@@ -202,9 +202,10 @@ describe.runIf(isRoot && vmfsTestdataPresent())('Direct SAN reads VMFS in partit
     );
     const err2 = await refused(2);
     expect(err2.message).toMatch(new RegExp(`^LUN ${naa} \\(${lun}\\): vSphere reports the datastore in partition 2, but that is not a VMFS partition \\(type vmkcore, ${VMKCORE_TYPE}\\)`));
-    // The preflight (before any snapshot) gives the same answers from the headers alone, mounting nothing.
-    expect(await devices.probeSan(naa, lun, 1)).toBe(`partition 1 of LUN ${naa} (GPT at 17 MiB), VMFS6`);
-    expect(await devices.probeSan(naa, lun, 0)).toBe(`partition 1 of LUN ${naa} (GPT at 17 MiB), VMFS6`);
+    // The preflight (before any snapshot) gives the same answers from the headers, then mounts the volume
+    // read-only through vmfs6-fuse, lists it and unmounts it, leaving nothing.
+    expect(await devices.probeSan(naa, lun, 1)).toBe(`partition 1 of LUN ${naa} (GPT at 17 MiB), VMFS6, mounted read-only and unmounted`);
+    expect(await devices.probeSan(naa, lun, 0)).toBe(`partition 1 of LUN ${naa} (GPT at 17 MiB), VMFS6, mounted read-only and unmounted`);
     await expect(devices.probeSan(naa, lun, 3)).rejects.toThrow(err3.message);
     await expect(devices.probeSan(naa, lun, 2)).rejects.toThrow(/^LUN .* vSphere reports the datastore in partition 2, but that is not a VMFS partition/);
     expect(await readdir(mountDir).catch(() => [])).toEqual([]);

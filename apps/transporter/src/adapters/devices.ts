@@ -411,6 +411,60 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
     }
   };
 
+  /**
+   * Mounts the LUN's datastore read-only (the LUN marked read-only, a loop device over the partition when the
+   * kernel has no node for it): `record` is given the cleanup descriptor before anything is mounted, to journal
+   * it. Undone (everything it did) when it fails; the caller undoes it with undoMount otherwise.
+   */
+  const mountVolume = async (naa: string, device: string, partition: number, record?: (cleanup: unknown) => Promise<void>) => {
+    // Mark the LUN read-only for as long as we use it. The flag outlives the
+    // device's user (even a loop device's detach), so it is put back as found.
+    const wasRo = (await run('blockdev', ['--getro', device])).stdout.trim() === '1';
+    if (!wasRo) await run('blockdev', ['--setro', device]);
+    await mkdir(opts.mountDir, { recursive: true, mode: 0o700 });
+    const mountPoint = await mkdtemp(path.join(opts.mountDir, 'lun-'));
+    const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, naa, restoreRw: !wasRo };
+    try {
+      await run('blockdev', ['--flushbufs', device]);
+      // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole (unpartitioned) device.
+      const { table, part } = await datastoreRegion(naa, device, partition);
+      for (const note of table?.notes ?? []) opts.log.warn({ naa, device }, `LUN ${naa}: ${note}`);
+      let volume = device;
+      if (part) {
+        const node = await partitionNode(opts.byIdDir, naa, device, part, opts.log);
+        if (node) {
+          volume = node;
+        } else {
+          const { stdout } = await run('losetup', ['-f', '--show', '-r', '-o', String(part.start), '--sizelimit', String(part.size), device]);
+          const loop = stdout.trim();
+          if (!DEVICE_PATTERNS.loop.test(loop)) throw new DeviceError(`losetup answered ${JSON.stringify(loop)} instead of a loop device`);
+          cleanup.loop = { device: loop, offset: part.start, sizeLimit: part.size };
+          volume = loop;
+        }
+      }
+      // Journaled before the mount: a crash from here on leaves a row that undoes the loop device and the mount.
+      await record?.(cleanup);
+      const type = await fsType(volume);
+      const scheme = table?.scheme.toUpperCase() ?? '';
+      const where = part ? `partition ${part.number} of LUN ${naa} (${device}, ${scheme} at ${formatOffset(part.start)})` : `LUN ${naa} (${device})`;
+      if (type === 'ext4') {
+        await run('mount', ['-t', 'ext4', '-o', 'ro,noload', volume, mountPoint]);
+      } else if (type === 'vmfs5' || type === 'vmfs6') {
+        // Debian's read-only VMFS drivers (vmfs-tools for VMFS5, vmfs6-tools for VMFS6), through FUSE.
+        const driver = type === 'vmfs6' ? 'vmfs6-fuse' : 'vmfs-fuse';
+        await run(driver, [volume, mountPoint]).catch((err: Error & { code?: string }) => {
+          throw new DeviceError(err.code === 'ENOENT' ? `${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})` : `${driver} could not mount ${where}: ${err.message}`);
+        });
+      } else {
+        throw new DeviceError(`${where} holds no filesystem Vaultline can read (not VMFS)`);
+      }
+      return { mountPoint, cleanup, type, volume, part, scheme };
+    } catch (err) {
+      await undoMount(cleanup).catch(() => undefined);
+      throw err instanceof DeviceError ? err : new DeviceError(`cannot mount the datastore of LUN ${naa} (${device}): ${(err as Error).message}`);
+    }
+  };
+
   return {
     async canUseBlockDevices() {
       if (typeof process.getuid !== 'function' || process.getuid() !== 0) return false;
@@ -427,9 +481,9 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
       return dev && (await isBlockDevice(dev)) ? dev : null;
     },
 
-    async probeSan(naa, device, partition) {
-      // Read-only look at the LUN (no mount, nothing to undo): its partition table, the filesystem where
-      // vSphere says the datastore is, and the driver that would read it.
+    async probeSan(naa, device, partition, record) {
+      // A read-only look at the LUN first: its partition table, the filesystem where vSphere says the datastore
+      // is, and the driver that would read it.
       const { table, part } = await datastoreRegion(naa, device, partition).catch((err: unknown) => {
         throw err instanceof DeviceError ? err : new DeviceError(`LUN ${naa} (${device}) cannot be read: ${(err as Error).message}`);
       });
@@ -443,51 +497,25 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
         const found = await Promise.any(['/usr/sbin', '/usr/bin', '/sbin', '/bin'].map(async (d) => (await stat(path.join(d, driver))).isFile())).catch(() => false);
         if (!found) throw new DeviceError(`${where} is ${type.toUpperCase()}, but ${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})`);
       }
-      return `${where}, ${type === 'ext4' ? type : type.toUpperCase()}`;
+      // Then mount it read-only and list its root, as the copy will: a volume the driver cannot open is known
+      // now, before the snapshot, not after. `record` journals the mount while it exists.
+      const m = await mountVolume(naa, device, partition, record);
+      try {
+        await readdir(m.mountPoint);
+      } catch (err) {
+        throw new DeviceError(`${where} was mounted, but its files cannot be listed: ${(err as Error).message}`);
+      } finally {
+        await undoMount(m.cleanup).catch((err: unknown) => {
+          throw Object.assign(new DeviceError(`${where}: undoing the preflight mount at ${m.cleanup.mountPoint} failed: ${(err as Error).message}`), { leftMounted: true });
+        });
+      }
+      return `${where}, ${type === 'ext4' ? type : type.toUpperCase()}, mounted read-only and unmounted`;
     },
 
     async openSan(naa, device, partition, fileName, capacity, record) {
-      // Mark the LUN read-only for as long as we use it. The flag outlives the
-      // device's user (even a loop device's detach), so it is put back as found.
-      const wasRo = (await run('blockdev', ['--getro', device])).stdout.trim() === '1';
-      if (!wasRo) await run('blockdev', ['--setro', device]);
-      await mkdir(opts.mountDir, { recursive: true, mode: 0o700 });
-      const mountPoint = await mkdtemp(path.join(opts.mountDir, 'lun-'));
-      const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, naa, restoreRw: !wasRo };
+      const m = await mountVolume(naa, device, partition, record);
+      const { mountPoint, cleanup, type, volume, part, scheme } = m;
       try {
-        await run('blockdev', ['--flushbufs', device]);
-        // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole (unpartitioned) device.
-        const { table, part } = await datastoreRegion(naa, device, partition);
-        for (const note of table?.notes ?? []) opts.log.warn({ naa, device }, `LUN ${naa}: ${note}`);
-        let volume = device;
-        if (part) {
-          const node = await partitionNode(opts.byIdDir, naa, device, part, opts.log);
-          if (node) {
-            volume = node;
-          } else {
-            const { stdout } = await run('losetup', ['-f', '--show', '-r', '-o', String(part.start), '--sizelimit', String(part.size), device]);
-            const loop = stdout.trim();
-            if (!DEVICE_PATTERNS.loop.test(loop)) throw new DeviceError(`losetup answered ${JSON.stringify(loop)} instead of a loop device`);
-            cleanup.loop = { device: loop, offset: part.start, sizeLimit: part.size };
-            volume = loop;
-          }
-        }
-        // Journaled before the mount: a crash from here on leaves a row that undoes the loop device and the mount.
-        await record?.(cleanup);
-        const type = await fsType(volume);
-        const scheme = table?.scheme.toUpperCase() ?? '';
-        const where = part ? `partition ${part.number} of LUN ${naa} (${device}, ${scheme} at ${formatOffset(part.start)})` : `LUN ${naa} (${device})`;
-        if (type === 'ext4') {
-          await run('mount', ['-t', 'ext4', '-o', 'ro,noload', volume, mountPoint]);
-        } else if (type === 'vmfs5' || type === 'vmfs6') {
-          // Debian's read-only VMFS drivers (vmfs-tools for VMFS5, vmfs6-tools for VMFS6), through FUSE.
-          const driver = type === 'vmfs6' ? 'vmfs6-fuse' : 'vmfs-fuse';
-          await run(driver, [volume, mountPoint]).catch((err: Error & { code?: string }) => {
-            throw new DeviceError(err.code === 'ENOENT' ? `${driver} is not installed (apt-get install ${type === 'vmfs6' ? 'vmfs6-tools' : 'vmfs-tools'})` : `${driver} could not mount ${where}: ${err.message}`);
-          });
-        } else {
-          throw new DeviceError(`${where} holds no filesystem Vaultline can read (not VMFS)`);
-        }
         // The disk as its descriptor lays it out: its flat extent, or the snapshot chain it is a link of.
         const files = mountedFiles(mountPoint, /^\[([^\]]+)\]/.exec(fileName)?.[1] ?? '');
         const descriptor = path.join(mountPoint, fileName.replace(/^\[[^\]]+\]\s*/, ''));

@@ -169,10 +169,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
           const partition = ds.extents.find((e) => e.naa === naa)?.partition ?? 0;
           let probe = lunProbes.get(`${naa}|${partition}`);
           if (!probe) {
-            probe = deps.devices.probeSan(naa, device, partition).then(
-              () => null,
-              (err: unknown) => (err as Error).message,
-            );
+            probe = probeLun(deps, input, naa, device, partition);
             lunProbes.set(`${naa}|${partition}`, probe);
           }
           lunProblem = await probe;
@@ -475,6 +472,25 @@ async function allocatedOrAll(job: DiskJob): Promise<Area[]> {
   } catch (err) {
     job.warn(`disk ${job.disk.label}: cannot list allocated areas (${(err as Error).message}); reading the whole disk`);
     return [{ start: 0, length: job.disk.capacityBytes }];
+  }
+}
+
+/**
+ * The SAN preflight of one LUN, before the snapshot: null when its datastore mounts read-only here, else why
+ * not. The short-lived mount is journaled like the copy's, so a crash in between leaves nothing mounted.
+ */
+async function probeLun(deps: VmBackupDeps, input: VmBackupInput, naa: string, device: string, partition: number): Promise<string | null> {
+  const target = { naa, device, partition, fileName: null, preflight: true };
+  const jid = await deps.journal.add('lun_mount', target, { runVmId: input.runVmId, vcenterId: input.vcenterId });
+  try {
+    await deps.devices.probeSan(naa, device, partition, (cleanup) => deps.journal.update(jid, { ...target, cleanup: cleanup as Record<string, unknown> }));
+    await deps.journal.resolve(jid);
+    return null;
+  } catch (err) {
+    // Unmounted again unless undoing failed too: then the row stays for the sweep.
+    if ((err as { leftMounted?: boolean }).leftMounted) await deps.journal.failed(jid, (err as Error).message).catch(() => undefined);
+    else await deps.journal.resolve(jid);
+    return (err as Error).message;
   }
 }
 

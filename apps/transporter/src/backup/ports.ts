@@ -108,10 +108,12 @@ export interface LocalDevices {
   findLun(naa: string): Promise<string | null>;
   /**
    * Before the snapshot: can the LUN's datastore be read here? Reads the partition table, finds the
-   * filesystem where vSphere says it is and checks its driver is installed (no mount). Returns what it
-   * found ("partition 1 of LUN naa.… (GPT at 1 MiB), VMFS6"); throws with the reason otherwise.
+   * filesystem where vSphere says it is, checks its driver is installed, then mounts it read-only, lists it
+   * and unmounts it. `record` is given the cleanup descriptor before the mount, to journal it. Returns what
+   * it found ("partition 1 of LUN naa.… (GPT at 1 MiB), VMFS6, mounted read-only and unmounted"); throws with
+   * the reason otherwise (`leftMounted` set when even undoing the mount failed).
    */
-  probeSan(naa: string, device: string, partition: number): Promise<string>;
+  probeSan(naa: string, device: string, partition: number, record?: (cleanup: unknown) => Promise<void>): Promise<string>;
   /**
    * Opens the VMDK's flat extent through the LUN, read-only: through the VMFS partition `partition` (as vSphere
    * reports it; 0 = not known: the table's one VMFS partition, or the whole device when it has no table).
