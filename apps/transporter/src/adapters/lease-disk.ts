@@ -11,7 +11,7 @@
  * disk and keeps only the changed areas: the run log says so.
  */
 import { readStreamOptimized, type StreamGrain } from '@vaultline/vmdk';
-import { leaseDeviceOf, type ControllerKind, type ExportLease, type VSphereClient } from '@vaultline/vsphere';
+import { leaseDeviceOf, type ControllerKind, type ExportLease, type LeaseDeviceUrl, type VSphereClient } from '@vaultline/vsphere';
 import type { SourceReader } from '../backup/ports.ts';
 
 export interface LeaseDiskTarget {
@@ -59,7 +59,7 @@ class LeaseDiskReader implements SourceReader {
 
   constructor(
     private readonly lease: ExportLease,
-    private readonly device: { url: string; key: string; targetId?: string | undefined },
+    private readonly device: LeaseDeviceUrl,
     private readonly disk: LeaseDiskTarget,
     why: string,
   ) {
@@ -76,7 +76,7 @@ class LeaseDiskReader implements SourceReader {
 
   private async open(): Promise<void> {
     await this.grains?.return?.(undefined);
-    const stream = readStreamOptimized(await this.lease.stream(this.device as Parameters<ExportLease['stream']>[0]), { name: `${this.disk.label} (${this.device.key})`, maxCapacity: this.capacity });
+    const stream = readStreamOptimized(await this.lease.stream(this.device), { name: `${this.disk.label} (${this.device.key})`, maxCapacity: this.capacity });
     const info = await stream.header();
     if (info.capacity !== this.capacity) {
       await stream.close();

@@ -106,8 +106,11 @@ function probeHost(host: string): Promise<string | null> {
 export function vspherePort(client: VSphereClient, opts: { nbdStreams: number }): VSpherePort & { datastoresCache(): Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> } {
   let datastores: Promise<Map<string, { datacenter: string; uuid: string | undefined; info: DatastoreInfo }>> | null = null;
   let hosts: Promise<Map<string, string>> | null = null;
+  // One inventory walk per port feeds both the host names and the datastores.
+  let inventory: ReturnType<typeof client.inventory.all> | null = null;
+  const loadInventory = () => (inventory ??= client.inventory.all());
   const hostProbes = new Map<string, Promise<string | null>>();
-  const loadHosts = () => (hosts ??= client.inventory.all().then((inv) => new Map(inv.hosts.map((h) => [h.moref, h.name]))));
+  const loadHosts = () => (hosts ??= loadInventory().then((inv) => new Map(inv.hosts.map((h) => [h.moref, h.name]))));
   /** How to read a flat extent of a VM running on `hostMoref`: directly from that host when it answers, else through vCenter. */
   const readPath = async (hostMoref: string | undefined): Promise<{ direct: string } | { why: string }> => {
     if (!client.isVCenter) return { why: 'connected to the ESXi host itself' };
@@ -120,7 +123,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     return why === null ? { direct: name } : { why };
   };
   const loadDatastores = () =>
-    (datastores ??= client.inventory.all().then(
+    (datastores ??= loadInventory().then(
       (inv) =>
         new Map(
           inv.datastores.map((d) => [

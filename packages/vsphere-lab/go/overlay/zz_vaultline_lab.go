@@ -198,12 +198,7 @@ func labWriteDescriptor(desc string, capacity int64, uuid string, parent string,
 		}
 		return
 	}
-	h := labUUIDHex(uuid)
-	var ddb []string
-	for i := 0; i+2 <= len(h); i += 2 {
-		ddb = append(ddb, h[i:i+2])
-	}
-	ddbUUID := strings.Join(ddb[:8], " ") + "-" + strings.Join(ddb[8:], " ")
+	ddbUUID := labDdbUUID(uuid)
 	createType := "vmfs"
 	parentHint := ""
 	if parent != "" {
