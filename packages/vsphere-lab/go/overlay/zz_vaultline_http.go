@@ -242,6 +242,9 @@ func labServeHTTP(w http.ResponseWriter, r *http.Request) {
 		labJSON(w, status, map[string]string{"error": fmt.Sprintf(format, a...)})
 	}
 	switch strings.TrimPrefix(r.URL.Path, "/lab/") {
+	case "paging":
+		// GET /lab/paging[?reset=1]: how clients used PropertyCollector pages (zz_vaultline_paging.go).
+		labJSON(w, http.StatusOK, labPagingReport(q.Get("reset") == "1"))
 	case "quiesce-fail":
 		vm := labFindVM(q)
 		if vm == nil {

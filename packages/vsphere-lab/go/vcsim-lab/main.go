@@ -48,6 +48,7 @@ func main() {
 	hosts := flag.Int("hosts", 2, "hosts in the cluster")
 	esx := flag.Bool("esx", false, "be a standalone ESXi host instead of a vCenter")
 	direct := flag.Bool("direct-hosts", false, "give each host a loopback address and HTTPS /folder on port 443 (root)")
+	pageMax := flag.Int("page-max", 100, "PropertyCollector pages hold at most this many objects (0: no cap), as vCenter's policy caps them")
 	trace := flag.Bool("trace", false, "trace SOAP to stderr")
 	var dss multiFlag
 	flag.Var(&dss, "ds", "datastore NAME=PATH[,naa=ID][,type=vsan|vvol][,delta=vmfsSparse] (repeatable)")
@@ -86,6 +87,9 @@ func main() {
 	// Every real host has its own hardware UUID; the simulator gives all of them one. (A standalone
 	// ESXi host is known by it, having no vCenter instance UUID.)
 	simulator.LabGiveHostsUUIDs(newUUID)
+	// RetrievePropertiesEx answers in pages behind a token, as vSphere does (the simulator sends everything at once).
+	simulator.LabPaging.PageMax = *pageMax
+	simulator.LabPagedPropertyCollector()
 
 	var specs []simulator.LabDatastore
 	for _, d := range dss {
