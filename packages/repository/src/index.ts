@@ -12,19 +12,21 @@
  *   const reader = await openDiskReader(repo, { vmId, id: manifest.id }, 'scsi0:0');
  */
 import type { Repository } from './repository.ts';
-import { RestorePointWriter } from './writer.ts';
-import type { RestorePointOptions } from './writer.ts';
-import { DiskReader } from './reader.ts';
-import type { ReaderOptions } from './reader.ts';
+import { RestorePointWriter } from './restore-point-writer.ts';
+import type { RestorePointOptions } from './restore-point-writer.ts';
+import { DiskReader } from './disk-reader.ts';
+import type { ReaderOptions } from './disk-reader.ts';
 import type { RestorePointRef } from './types.ts';
 import { ChunkPool } from './pool.ts';
 
 export { Repository, assertSafeName } from './repository.ts';
 export type { InitOptions, OpenOptions, RepositoryIdentity, ExpectedIdentity } from './repository.ts';
-export { RestorePointWriter, DiskWriter } from './writer.ts';
-export type { RestorePointOptions, DiskOptions } from './writer.ts';
-export { DiskReader } from './reader.ts';
-export type { ReaderOptions } from './reader.ts';
+export { RestorePointWriter } from './restore-point-writer.ts';
+export { DiskWriter } from './disk-writer.ts';
+export type { RestorePointOptions } from './restore-point-writer.ts';
+export type { DiskOptions } from './disk-writer.ts';
+export { DiskReader } from './disk-reader.ts';
+export type { ReaderOptions } from './disk-reader.ts';
 export { verify, prune, gc, stats, deleteRestorePoint } from './maintenance.ts';
 export type { VerifyReport, VerifyProblem, VerifyOptions, GcOptions, GcReport, RepositoryStats, AffectedRef } from './maintenance.ts';
 export { planRetention } from './retention.ts';
@@ -49,7 +51,7 @@ export function openRestorePointWriter(repo: Repository, opts: RestorePointOptio
   return RestorePointWriter.open(repo, opts);
 }
 
-export { nonZeroRuns } from './reader.ts';
+export { nonZeroRuns } from './restore-to-file.ts';
 /** Page-aligned buffers (for O_DIRECT reads of devices and files). */
 export { alignedBuffer } from './backends/direct.ts';
 

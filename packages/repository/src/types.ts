@@ -75,3 +75,13 @@ export interface RestorePointRef {
   vmId: string;
   id: string;
 }
+
+/** Receives a disk's decoded extents in offset order (see DiskReader.forEachExtent). */
+export type ExtentSink = (offset: number, data: Buffer, retain: (p: Promise<unknown>) => void) => void | Promise<void>;
+
+/** A disk read as a sequence of decoded extents (DiskReader implements it). */
+export interface ExtentSource {
+  readonly capacity: number;
+  readonly chunkSize: number;
+  forEachExtent(sink: ExtentSink, runBytes?: number, fromChunk?: number): Promise<void>;
+}

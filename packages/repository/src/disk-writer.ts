@@ -1,18 +1,7 @@
 /**
- * Restore-point writer.
- *
- * Crash safety — the order of durable steps is the whole story:
- *   1. chunk blobs are appended to pack files written under a tmp name; a pack
- *      is fsynced and renamed into place when full (in the libuv pool, so the
- *      pipeline keeps running: durable writes are batched per ~32 MiB pack);
- *   2. commit: the last pack is finished and every pack fsync is awaited;
- *   3. one index file for this session's new chunks (tmp, fsync, rename, fsync dir);
- *   4. the disk indexes, then the manifest, the same way. The manifest pins
- *      each disk index by SHA-256, and its presence is what makes the restore
- *      point visible.
- * A writer killed before step 4 completes leaves at most unreferenced packs,
- * an unreferenced index file, tmp files or a directory without manifest: none
- * is visible, verify ignores them, GC removes them after its grace period.
+ * Disk writer: one disk of a restore point, cut into chunks that go to the
+ * worker pool to be hashed, compressed and stored (see restore-point-writer.ts
+ * for how they become durable).
  *
  * Incremental by reference: a disk opened in 'changed' mode starts from the
  * parent's chunk-id list. Unwritten chunks keep the parent's ids (never read).
@@ -23,30 +12,14 @@
  * covered, when writes move past them, or at close.
  */
 import * as crypto from 'node:crypto';
-import type { Backend, FileWriter } from './backends/backend.ts';
-import { HOLE_HEX, HOLE_ID, ID_BYTES, SPLIT_ID, SealedKind, chunkCount, encodeDiskIndex, encodeIndex, encodePackFooter, packPath } from './format.ts';
-import type { BlobLocation, DiskIndex, PackEntry, Piece } from './format.ts';
+import { HOLE_HEX, HOLE_ID, ID_BYTES, SPLIT_ID, chunkCount, encodeDiskIndex } from './format.ts';
+import type { DiskIndex, Piece } from './format.ts';
 import { RepositoryError, classifyFsError } from './errors.ts';
-import type { Lock } from './locks.ts';
-import { ChunkPool } from './pool.ts';
-import type { StoreJob } from './pool.ts';
+import { addInterval, gapsOf, intersect } from './intervals.ts';
+import type { ChunkPool, StoreJob } from './pool.ts';
 import type { Repository } from './repository.ts';
-import { assertSafeName, newRestorePointId, sealFor } from './repository.ts';
-import type { DiskManifest, Manifest, RestorePointRef, WriteStats } from './types.ts';
-import { addStats, emptyStats } from './types.ts';
-
-export interface RestorePointOptions {
-  vmId: string;
-  /** Restore point this one is based on (its disks are the default parents). */
-  parent?: RestorePointRef | null;
-  vm?: unknown;
-  transport?: string;
-  labels?: Record<string, string>;
-  /** Immutability: the restore point cannot be pruned or deleted before this date. */
-  lockedUntil?: Date | null;
-  /** Pool slots (chunk buffers in flight). Default 32. */
-  slots?: number;
-}
+import type { DiskManifest, WriteStats } from './types.ts';
+import { emptyStats } from './types.ts';
 
 export interface DiskOptions {
   key: string;
@@ -64,125 +37,20 @@ export interface DiskOptions {
   fullImageSha256?: boolean;
 }
 
-class PackWriter {
-  private fw: FileWriter | null = null;
-  private packId = '';
-  private entries: PackEntry[] = [];
-  private readonly commits: Promise<void>[] = [];
-  private readonly writers: FileWriter[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
-  readonly written: string[] = [];
-  constructor(
-    private readonly backend: Backend,
-    private readonly target: number,
-  ) {}
-
-  /** Serialised append; resolves once the data has been handed to the backend. */
-  append(id: Buffer, data: Buffer, rawLen: number): Promise<BlobLocation> {
-    const run = async (): Promise<BlobLocation> => {
-      if (!this.fw) {
-        this.packId = crypto.randomBytes(16).toString('hex');
-        this.fw = await this.backend.openWriter(packPath(this.packId));
-        this.entries = [];
-      }
-      // A blob in a worker's shared slot is copied fastest when it lands at the same
-      // offset mod 8 as it sits (V8 copies out of shared memory word by word only
-      // when both sides are aligned alike: ~3 GiB/s byte-wise against 8-16), so up
-      // to 7 zero bytes may precede it; entries name their offsets.
-      const pad = data.buffer instanceof SharedArrayBuffer ? (((data.byteOffset - this.fw.size) % 8) + 8) % 8 : 0;
-      const offset = this.fw.size + pad;
-      await this.fw.write(data, pad);
-      this.entries.push({ id, offset, storedLen: data.length, rawLen });
-      const loc = { pack: this.packId, offset, storedLen: data.length, rawLen };
-      if (this.fw.size >= this.target) await this.rotate();
-      return loc;
-    };
-    const p = this.chain.then(run, run);
-    this.chain = p.catch(() => undefined);
-    return p;
-  }
-
-  private async rotate(): Promise<void> {
-    const fw = this.fw;
-    if (!fw) return;
-    this.fw = null;
-    await fw.write(encodePackFooter(this.entries));
-    this.written.push(this.packId);
-    this.writers.push(fw);
-    const c = fw.commit();
-    c.catch(() => undefined);
-    this.commits.push(c);
-  }
-
-  async finish(): Promise<void> {
-    await this.chain;
-    await this.rotate();
-    await Promise.all(this.commits);
-  }
-
-  async abort(): Promise<void> {
-    await this.chain.catch(() => undefined);
-    if (this.fw) await this.fw.abort();
-    this.fw = null;
-    await Promise.allSettled(this.commits);
-    // Failed commits leave their tmp file: abort() removes it (a no-op after a successful commit).
-    for (const w of this.writers) await w.abort();
-    for (const p of this.written) await this.backend.remove(packPath(p)).catch(() => undefined);
-  }
+/** What a disk writer uses of its restore point writer (RestorePointWriter implements it). */
+export interface DiskWriterSession {
+  readonly repo: Repository;
+  readonly pool: ChunkPool;
+  has(id: string): boolean;
+  addBlob(id: string, data: Buffer, rawLen: number): Promise<void>;
+  readBaseIntoSlot(id: string, slot: number): Promise<{ storedLen: number; rawLen: number }>;
+  decodeBase(id: string, stats: WriteStats): Promise<Buffer>;
+  rawLen(id: string): number;
 }
 
 interface PendingChunk {
   slot: number;
   covered: number[]; // sorted, merged [start,end) pairs
-}
-
-function addInterval(iv: number[], s: number, e: number): void {
-  const out: number[] = [];
-  let placed = false;
-  for (let i = 0; i < iv.length; i += 2) {
-    const a = iv[i]!;
-    const b = iv[i + 1]!;
-    if (b < s) out.push(a, b);
-    else if (a > e) {
-      if (!placed) {
-        out.push(s, e);
-        placed = true;
-      }
-      out.push(a, b);
-    } else {
-      s = Math.min(s, a);
-      e = Math.max(e, b);
-    }
-  }
-  if (!placed) out.push(s, e);
-  iv.length = 0;
-  iv.push(...out);
-}
-
-function gapsOf(iv: number[], len: number): number[] {
-  const gaps: number[] = [];
-  let pos = 0;
-  for (let i = 0; i < iv.length; i += 2) {
-    if (iv[i]! > pos) gaps.push(pos, iv[i]!);
-    pos = iv[i + 1]!;
-  }
-  if (pos < len) gaps.push(pos, len);
-  return gaps;
-}
-
-/** Intersection of two sorted [start,end) pair lists. */
-function intersect(a: number[], b: number[]): number[] {
-  const out: number[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const s = Math.max(a[i]!, b[j]!);
-    const e = Math.min(a[i + 1]!, b[j + 1]!);
-    if (s < e) out.push(s, e);
-    if (a[i + 1]! < b[j + 1]!) i += 2;
-    else j += 2;
-  }
-  return out;
 }
 
 /** Merge neighbouring pieces that continue the same blob (or are both zeros). */
@@ -250,7 +118,7 @@ export class DiskWriter {
   manifest: DiskManifest | null = null;
 
   constructor(
-    private readonly rp: RestorePointWriter,
+    private readonly rp: DiskWriterSession,
     readonly opts: DiskOptions,
     base: DiskIndex | null,
   ) {
@@ -736,196 +604,5 @@ export class DiskWriter {
   private imageDigest(): string {
     const v = this.rp.repo.config.version;
     return crypto.createHash('sha256').update(v === 1 ? this.ids : encodeDiskIndex(this.diskIndex(), v)).digest('hex');
-  }
-}
-
-export class RestorePointWriter {
-  readonly id: string;
-  readonly vmId: string;
-  readonly pool: ChunkPool;
-  private readonly packs: PackWriter;
-  private readonly session = new Map<string, BlobLocation>();
-  private readonly disks: DiskWriter[] = [];
-  private parentManifest: Manifest | null = null;
-  private done = false;
-  private readonly startedAt: Date;
-
-  private constructor(
-    readonly repo: Repository,
-    readonly opts: RestorePointOptions,
-    private readonly lock: Lock,
-    pool: ChunkPool,
-  ) {
-    this.vmId = opts.vmId;
-    this.startedAt = new Date(repo.now());
-    this.id = newRestorePointId(repo.now());
-    this.pool = pool;
-    this.packs = new PackWriter(repo.backend, repo.config.packTargetSize);
-  }
-
-  static async open(repo: Repository, opts: RestorePointOptions): Promise<RestorePointWriter> {
-    assertSafeName('vmId', opts.vmId);
-    const lock = await repo.locks.acquire('shared', `backup ${opts.vmId}`);
-    try {
-      // The index may have grown since open: re-read it under the lock so dedup
-      // never references a chunk that a GC (which needed an exclusive lock) removed.
-      await repo.reloadIndex();
-      const pool = await ChunkPool.take(repo.poolOptions(opts.slots ?? 32));
-      const w = new RestorePointWriter(repo, opts, lock, pool);
-      if (opts.parent) {
-        if (opts.parent.vmId !== opts.vmId) throw new RepositoryError('INVALID_ARGUMENT', 'parent restore point belongs to another VM');
-        w.parentManifest = await repo.readManifest(opts.parent);
-      }
-      return w;
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
-  }
-
-  has(id: string): boolean {
-    return this.session.has(id) || this.repo.index.has(id);
-  }
-
-  async addBlob(id: string, data: Buffer, rawLen: number): Promise<void> {
-    if (this.has(id)) return;
-    const loc = await this.packs.append(Buffer.from(id, 'hex'), data, rawLen);
-    this.session.set(id, loc);
-  }
-
-  /** Read a parent chunk's stored blob into the slot's output area (no allocation). */
-  async readBaseIntoSlot(id: string, slot: number): Promise<{ storedLen: number; rawLen: number }> {
-    const loc = this.baseLocation(id);
-    const into = this.pool.outSlot(slot, loc.storedLen);
-    const be = this.repo.backend;
-    if (be.local) be.local.readRangeDirect(packPath(loc.pack), loc.offset, loc.storedLen, into);
-    else into.set(await be.readRange(packPath(loc.pack), loc.offset, loc.storedLen));
-    return { storedLen: loc.storedLen, rawLen: loc.rawLen };
-  }
-
-  private baseLocation(id: string): BlobLocation {
-    const loc = this.repo.index.get(id);
-    if (loc) return loc;
-    // Written earlier in this session (out-of-order writes): not readable yet.
-    throw new RepositoryError('INVALID_ARGUMENT', `chunk rewritten out of order within one session (chunk ${id}); write each area once`);
-  }
-
-  private baseScratch: { stored: Buffer; plain: Buffer } | null = null;
-  /** Decode a committed blob on this thread (rare paths: re-assembling split chunks). Valid until the next call. */
-  async decodeBase(id: string, stats: WriteStats): Promise<Buffer> {
-    const loc = this.baseLocation(id);
-    const cs = this.repo.config.chunkSize;
-    this.baseScratch ??= { stored: Buffer.allocUnsafe(cs + (cs >> 7) + 4096), plain: Buffer.allocUnsafe(cs) };
-    const { stored } = await this.repo.readStored(id, this.baseScratch.stored);
-    stats.baseReadBytes += loc.storedLen;
-    const n = this.repo.decode(stored, id, loc.rawLen, this.baseScratch.plain, `chunk ${id}`);
-    return this.baseScratch.plain.subarray(0, n);
-  }
-
-  /** Raw length of a stored blob (committed or written in this session). */
-  rawLen(id: string): number {
-    return (this.session.get(id) ?? this.repo.index.get(id))?.rawLen ?? 0;
-  }
-
-  async openDisk(opts: DiskOptions): Promise<DiskWriter> {
-    if (this.done) throw new RepositoryError('INVALID_ARGUMENT', 'restore point writer is finished');
-    if (this.disks.some((d) => d.key === opts.key)) throw new RepositoryError('INVALID_ARGUMENT', `disk ${opts.key} already opened`);
-    if (!Number.isSafeInteger(opts.capacity) || opts.capacity <= 0) throw new RepositoryError('INVALID_ARGUMENT', 'capacity must be a positive integer');
-    let base: DiskIndex | null = null;
-    const pkey = opts.parentKey ?? opts.key;
-    if (this.parentManifest && this.parentManifest.disks.some((d) => d.key === pkey)) {
-      base = await this.repo.readDiskIndex(this.opts.parent!, pkey, this.parentManifest);
-      if (base.chunkSize !== this.repo.config.chunkSize) base = null;
-    }
-    if (opts.mode === 'changed' && !base) {
-      throw new RepositoryError('INVALID_ARGUMENT', `disk ${opts.key}: mode 'changed' needs a parent restore point containing disk ${pkey}`);
-    }
-    if (base) {
-      const pieceIds = [...base.pieces.values()].flat().map((p) => Buffer.from(p.id, 'hex'));
-      this.pool.setKnown(pieceIds.length > 0 ? Buffer.concat([base.ids, ...pieceIds]) : base.ids);
-    }
-    const d = new DiskWriter(this, opts, base);
-    this.disks.push(d);
-    return d;
-  }
-
-  get stats(): WriteStats {
-    return this.disks.reduce((a, d) => addStats(a, d.stats), emptyStats());
-  }
-
-  /** Make the restore point durable and visible. */
-  async commit(): Promise<Manifest> {
-    if (this.done) throw new RepositoryError('INVALID_ARGUMENT', 'restore point writer is finished');
-    try {
-      const diskManifests: DiskManifest[] = [];
-      for (const d of this.disks) diskManifests.push(await d.close());
-      await this.packs.finish();
-      await this.lock.check();
-      const be = this.repo.backend;
-      // The index file and the disk indexes become durable together (their fsyncs overlap); the manifest follows.
-      const writes: Array<Promise<void>> = [];
-      if (this.session.size > 0) writes.push(be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session))));
-      const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
-      for (let i = 0; i < this.disks.length; i++) {
-        const d = this.disks[i]!;
-        const m = diskManifests[i]!;
-        const file = `disk-${i}.didx`;
-        const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex(d.diskIndex(), this.repo.config.version));
-        writes.push(be.writeFileAtomic(`${dir}/${file}`, sealed));
-        m.file = file;
-        m.indexSha256 = crypto.createHash('sha256').update(sealed).digest('hex');
-      }
-      const settled = await Promise.allSettled(writes);
-      const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-      if (failed) throw failed.reason;
-      const committedAt = new Date(this.repo.now());
-      const manifest: Manifest = {
-        formatVersion: this.repo.config.version,
-        id: this.id,
-        vmId: this.vmId,
-        parent: this.opts.parent?.id ?? null,
-        createdAt: this.startedAt.toISOString(),
-        committedAt: committedAt.toISOString(),
-        lockedUntil: this.opts.lockedUntil ? this.opts.lockedUntil.toISOString() : null,
-        transport: this.opts.transport,
-        vm: this.opts.vm ?? null,
-        labels: this.opts.labels ?? {},
-        disks: diskManifests,
-        stats: this.stats,
-        timings: { startedAt: this.startedAt.toISOString(), committedAt: committedAt.toISOString(), durationMs: committedAt.getTime() - this.startedAt.getTime() },
-      };
-      await be.writeFileAtomic(`${dir}/manifest`, sealFor(this.repo, SealedKind.Manifest, Buffer.from(JSON.stringify(manifest))));
-      this.done = true;
-      for (const [id, loc] of this.session) this.repo.index.set(id, loc);
-      await this.cleanup();
-      return manifest;
-    } catch (err) {
-      await this.abort();
-      throw classifyFsError(err, `restore point ${this.vmId}/${this.id}`);
-    }
-  }
-
-  /** Discard everything written by this writer. */
-  async abort(): Promise<void> {
-    if (this.done && !this.lockHeld) return;
-    const wasDone = this.done;
-    this.done = true;
-    for (const d of this.disks) d.fail(new RepositoryError('ABORTED', 'restore point aborted'));
-    if (!wasDone) {
-      await this.packs.abort();
-      const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
-      for (const name of await this.repo.backend.list(dir).catch(() => [] as string[])) await this.repo.backend.remove(`${dir}/${name}`).catch(() => undefined);
-      await this.repo.backend.removeDir(dir);
-    }
-    await this.cleanup();
-  }
-
-  private lockHeld = true;
-  private async cleanup(): Promise<void> {
-    if (!this.lockHeld) return;
-    this.lockHeld = false;
-    await this.pool.giveBack();
-    await this.lock.release();
-    this.repo.backend.local?.dropFds();
   }
 }

@@ -3,50 +3,24 @@
  * and read-ahead of stored blobs on sequential access, a Readable stream of the
  * whole image, and a fast sequential restore path into a file descriptor
  * (holes are skipped, so the target stays sparse).
+ *
+ * Stage reads are coalesced in read-coalescing.ts, sequential reads served by
+ * the pipeline in read-ahead.ts, and the restore into a file is restore-to-file.ts.
  */
-import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
-import { HOLE_HEX, ID_BYTES, chunkCount, packPath } from './format.ts';
+import { HOLE_HEX, ID_BYTES, chunkCount } from './format.ts';
 import type { Piece } from './format.ts';
-import type { LocalFiles } from './backends/backend.ts';
-import { ALIGN, giveSharedAligned, openDirect, takeSharedAligned } from './backends/direct.ts';
-import type { SharedAligned } from './backends/direct.ts';
+import { ALIGN, giveSharedAligned, takeSharedAligned } from './backends/direct.ts';
 import { ChunkPool } from './pool.ts';
 import type { DecodeJob } from './pool.ts';
-import type { BlobLocation, DiskIndex } from './format.ts';
+import type { DiskIndex } from './format.ts';
 import { CorruptDataError, NotFoundError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
-import type { Manifest, RestorePointRef } from './types.ts';
-
-function writeAsync(fd: number, buf: Buffer, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-const ZERO_BLOCK = 64 * 1024;
-const zeroBlock = Buffer.alloc(ZERO_BLOCK);
-
-/**
- * The runs of `data` (which sits at disk offset `offset`) left when all-zero
- * 64 KiB blocks of the disk's grid are cut out: what a restore has to write to
- * a target that already reads as zeros (a new sparse file, a new thin disk).
- */
-export function nonZeroRuns(offset: number, data: Buffer): Array<{ start: number; end: number }> {
-  const runs: Array<{ start: number; end: number }> = [];
-  let runStart = -1;
-  for (let p = 0; p < data.length; ) {
-    // Blocks follow the disk's grid, so the runs stay aligned.
-    const next = Math.min(data.length, p + ZERO_BLOCK - ((offset + p) % ZERO_BLOCK));
-    const zero = data.subarray(p, next).equals(zeroBlock.subarray(0, next - p));
-    if (!zero && runStart < 0) runStart = p;
-    if (zero && runStart >= 0) {
-      runs.push({ start: runStart, end: p });
-      runStart = -1;
-    }
-    p = next;
-  }
-  if (runStart >= 0) runs.push({ start: runStart, end: data.length });
-  return runs;
-}
+import type { ExtentSink, ExtentSource, Manifest, RestorePointRef } from './types.ts';
+import { StoredReader } from './read-coalescing.ts';
+import type { StageReads } from './read-coalescing.ts';
+import { SequentialStream, StreamCancelled } from './read-ahead.ts';
+import { restoreToFile } from './restore-to-file.ts';
 
 export interface ReaderOptions {
   /** Decoded chunks kept in memory (default 8). */
@@ -55,7 +29,7 @@ export interface ReaderOptions {
   readAhead?: number;
 }
 
-export class DiskReader {
+export class DiskReader implements ExtentSource {
   readonly capacity: number;
   readonly chunkSize: number;
   readonly count: number;
@@ -288,7 +262,7 @@ export class DiskReader {
    * each), and the sink consumes stages in order while later ones are read and
    * decoded. STAGES stages are in flight.
    */
-  async forEachExtent(sink: (offset: number, data: Buffer, retain: (p: Promise<unknown>) => void) => void | Promise<void>, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
+  async forEachExtent(sink: ExtentSink, runBytes = 4 * 1024 * 1024, fromChunk = 0): Promise<void> {
     const cs = this.chunkSize;
     const size = Math.max(runBytes - (runBytes % cs), cs);
     const perStage = size / cs;
@@ -402,274 +376,10 @@ export class DiskReader {
   }
 
   /**
-   * Fast sequential restore into a raw image file. Holes are not written (the
-   * file is sized to the capacity, so they read back as zeros), nor are
-   * all-zero 64 KiB blocks inside stored chunks (an image's zero extents rarely
-   * end on a chunk boundary: ~9% of a typical restore's bytes). Aligned runs go
-   * out with O_DIRECT where the filesystem supports it, several in flight while
-   * the next runs are decoded and scanned.
+   * Fast sequential restore into a raw image file (holes and all-zero blocks
+   * are not written, so the file stays sparse): see restore-to-file.ts.
    */
-  async restoreToFile(path: string): Promise<number> {
-    const fd = fs.openSync(path, 'w');
-    fs.ftruncateSync(fd, this.capacity);
-    const dfd = openDirect(path, fs.constants.O_WRONLY);
-    try {
-      await this.forEachExtent((offset, data, retain) => {
-        for (const { start: s, end: e } of nonZeroRuns(offset, data)) {
-          const aligned = dfd !== null ? e - ((e - s) % ALIGN) : s;
-          if (aligned > s) {
-            const run = data.subarray(s, aligned);
-            retain(
-              (async () => {
-                let off = 0;
-                while (off < run.length) off += await writeAsync(dfd!, run.subarray(off), offset + s + off);
-              })(),
-            );
-          }
-          let off = aligned;
-          while (off < e) off += fs.writeSync(fd, data, off, e - off, offset + off);
-        }
-      });
-      if (dfd !== null) fs.fsyncSync(dfd);
-      fs.fsyncSync(fd);
-    } finally {
-      if (dfd !== null) fs.closeSync(dfd);
-      fs.closeSync(fd);
-    }
-    return this.capacity;
-  }
-}
-
-/**
- * Reads the stored blobs of one restore stage into a shared input buffer:
- * blobs adjacent in the same pack are coalesced into one read; on the local
- * backend reads are aligned O_DIRECT preads (no page-cache pages), elsewhere
- * plain ranged reads.
- */
-class StoredReader {
-  private readonly local: LocalFiles | null;
-  private readonly fds = new Map<string, number | null>();
-  constructor(private readonly repo: Repository) {
-    this.local = repo.backend.local ?? null;
-  }
-
-  begin(into: SharedAligned): StageReads {
-    return new StageReads(this, into);
-  }
-
-  /** O_DIRECT fd for a pack, or null (no direct I/O there, or not the local backend). */
-  directFd(pack: string): number | null {
-    if (!this.local) return null;
-    let fd = this.fds.get(pack);
-    if (fd === undefined) {
-      fd = openDirect(this.local.absolute(packPath(pack)), fs.constants.O_RDONLY);
-      this.fds.set(pack, fd);
-    }
-    return fd;
-  }
-
-  async readPlain(pack: string, offset: number, into: Buffer): Promise<void> {
-    const got = await this.repo.backend.readRange(packPath(pack), offset, into.length, into);
-    if (got !== into && got.buffer !== into.buffer) into.set(got);
-  }
-
-  close(): void {
-    for (const fd of this.fds.values()) if (fd !== null) fs.closeSync(fd);
-    this.fds.clear();
-  }
-}
-
-interface Segment {
-  pack: string;
-  start: number; // file offset of the first blob
-  end: number; // file offset past the last blob
-  at: number; // position in the input buffer of file offset `start` (after alignment slack)
-}
-
-class StageReads {
-  private readonly segs: Segment[] = [];
-  private readonly placed = new Map<string, number>();
-  private pos = 0;
-  constructor(
-    private readonly reader: StoredReader,
-    private readonly into: SharedAligned,
-  ) {}
-
-  mark(): { segs: number; pos: number; placed: string[] } {
-    return { segs: this.segs.length, pos: this.pos, placed: [...this.placed.keys()] };
-  }
-
-  rewind(m: { segs: number; pos: number; placed: string[] }): void {
-    const last = this.segs[m.segs - 1];
-    this.segs.length = m.segs;
-    this.pos = m.pos;
-    const keep = new Set(m.placed);
-    for (const id of [...this.placed.keys()]) if (!keep.has(id)) this.placed.delete(id);
-    // A segment extended after the mark is cut back to its extent at the mark.
-    if (last) last.end = Math.min(last.end, last.start + (m.pos - last.at));
-  }
-
-  /** Position of the blob in the input buffer (queued for reading), or -1 when it does not fit. */
-  add(id: string, loc: BlobLocation): number {
-    const seen = this.placed.get(id);
-    if (seen !== undefined) return seen;
-    const last = this.segs[this.segs.length - 1];
-    let at: number;
-    // The next blob of the same pack (packs may hold up to 7 padding bytes between blobs): extend the read.
-    if (last && last.pack === loc.pack && loc.offset >= last.end && loc.offset - last.end < 8) {
-      at = last.at + (loc.offset - last.start);
-      if (Math.ceil((at + loc.storedLen) / ALIGN) * ALIGN > this.into.buf.length) return -1;
-      last.end = loc.offset + loc.storedLen;
-    } else {
-      const slack = loc.offset % ALIGN;
-      const base = Math.ceil(this.pos / ALIGN) * ALIGN;
-      at = base + slack;
-      if (Math.ceil((at + loc.storedLen) / ALIGN) * ALIGN > this.into.buf.length) return -1;
-      this.segs.push({ pack: loc.pack, start: loc.offset, end: loc.offset + loc.storedLen, at });
-    }
-    this.pos = at + loc.storedLen;
-    this.placed.set(id, at);
-    return at;
-  }
-
-  async run(): Promise<void> {
-    await Promise.all(
-      this.segs.map(async (s) => {
-        const fd = this.reader.directFd(s.pack);
-        if (fd === null) return this.reader.readPlain(s.pack, s.start, this.into.buf.subarray(s.at, s.at + (s.end - s.start)));
-        const fileStart = s.start - (s.start % ALIGN);
-        const bufStart = s.at - (s.start - fileStart);
-        const len = Math.ceil((s.end - fileStart) / ALIGN) * ALIGN;
-        let got = 0;
-        while (got < s.end - fileStart) {
-          const n = await preadAsync(fd, this.into.buf, bufStart + got, len - got, fileStart + got);
-          if (n === 0) throw new CorruptDataError(`short read: pack ${s.pack} has fewer than ${s.end} bytes`);
-          got += n;
-          if (n % ALIGN !== 0) break;
-        }
-        if (got < s.end - fileStart) throw new CorruptDataError(`short read: pack ${s.pack} has fewer than ${s.end} bytes`);
-      }),
-    );
-  }
-}
-
-function preadAsync(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-class StreamCancelled extends Error {}
-
-/**
- * Sequential reads served from the `forEachExtent` pipeline: stages arrive in
- * offset order, `read()` copies out of the current one (zeros for holes
- * between stages) and releases it once passed, which lets the pipeline reuse
- * the stage buffer. An idle stream (no read for IDLE_MS) cancels itself so an
- * abandoned reader never pins the worker pool.
- */
-class SequentialStream {
-  static readonly IDLE_MS = 5000;
-  pos: number;
-  private stages: Array<{ offset: number; data: Buffer; release: () => void }> = [];
-  private waiter: (() => void) | null = null;
-  private done = false;
-  private error: unknown = null;
-  private cancelled = false;
-  private idle: NodeJS.Timeout | null = null;
-  private readonly run: Promise<void>;
-
-  constructor(
-    private readonly reader: DiskReader,
-    offset: number,
-  ) {
-    this.pos = offset;
-    this.run = reader
-      .forEachExtent(
-        (off, data) =>
-          new Promise<void>((resolve, reject) => {
-            if (this.cancelled) return reject(new StreamCancelled());
-            this.stages.push({ offset: off, data, release: resolve });
-            this.cancelStage = reject;
-            this.wake();
-          }),
-        4 * 1024 * 1024,
-        Math.floor(offset / reader.chunkSize),
-      )
-      .then(
-        () => {
-          this.done = true;
-          this.wake();
-        },
-        (err: unknown) => {
-          if (!(err instanceof StreamCancelled)) this.error = err;
-          this.done = true;
-          this.wake();
-        },
-      );
-    this.armIdle();
-  }
-  private cancelStage: ((e: unknown) => void) | null = null;
-
-  get isCancelled(): boolean {
-    return this.cancelled;
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
-  private armIdle(): void {
-    if (this.idle) clearTimeout(this.idle);
-    this.idle = setTimeout(() => this.cancel(), SequentialStream.IDLE_MS);
-    this.idle.unref();
-  }
-
-  cancel(): void {
-    if (this.idle) clearTimeout(this.idle);
-    if (this.cancelled) return;
-    this.cancelled = true;
-    for (const s of this.stages) s.release();
-    this.stages = [];
-    this.cancelStage?.(new StreamCancelled());
-    this.wake(); // a read waiting for a stage learns it was cancelled
-    void this.run;
-  }
-
-  async read(offset: number, out: Buffer): Promise<Buffer> {
-    if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
-    this.armIdle();
-    const end = offset + out.length;
-    let pos = offset;
-    while (pos < end) {
-      let s = this.stages[0];
-      while (s && s.offset + s.data.length <= pos) {
-        this.stages.shift();
-        s.release();
-        s = this.stages[0];
-      }
-      if (!s) {
-        if (this.error) throw this.error;
-        if (this.done) {
-          out.fill(0, pos - offset); // holes up to the end
-          break;
-        }
-        await new Promise<void>((resolve) => (this.waiter = resolve));
-        // Cancelled while waiting: the stages are gone, so what follows is not known to be holes.
-        if (this.cancelled) throw new StreamCancelled('sequential stream cancelled');
-        continue;
-      }
-      if (pos < s.offset) {
-        const n = Math.min(s.offset, end) - pos; // a hole before the next stage
-        out.fill(0, pos - offset, pos - offset + n);
-        pos += n;
-        continue;
-      }
-      const n = Math.min(s.offset + s.data.length, end) - pos;
-      s.data.copy(out, pos - offset, pos - s.offset, pos - s.offset + n);
-      pos += n;
-    }
-    this.pos = end;
-    return out;
+  restoreToFile(path: string): Promise<number> {
+    return restoreToFile(this, path);
   }
 }
