@@ -16,7 +16,7 @@
 import { parseArgs } from 'node:util';
 import { buildLabServer } from './build.ts';
 import { labDown, labStatus, labUp, sharedLab } from './control.ts';
-import type { LabDiskSpec, WriteOp } from './lab.ts';
+import type { LabDiskSpec, WriteOp } from './types.ts';
 
 function size(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([KMGT]?)(?:i?B)?$/i.exec(text.trim());

@@ -6,7 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { labEnv } from './env.ts';
-import { cleanupRunDir, connectLab, labState, startLabWith, stopPid, type Lab, type LabOptions, type LabState } from './lab.ts';
+import { cleanupRunDir, stopPid } from './host-resources.ts';
+import { startLabWith } from './lab.ts';
+import { connectLab, labState, type LabState } from './state.ts';
+import type { Lab, LabOptions } from './types.ts';
 
 function stateFile(dir: string): string {
   return path.join(dir, 'state.json');

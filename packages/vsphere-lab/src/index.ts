@@ -1,16 +1,11 @@
-export {
-  startLab,
-  createDemoInventory,
-  sha256File,
-  cleanupRunDir,
-  loopDevicesUnder,
-  mountsUnder,
-  PROXY_VM_NAME,
-  connectLab,
-  labState,
-} from './lab.ts';
+export { startLab, PROXY_VM_NAME } from './lab.ts';
+export { createDemoInventory } from './demo.ts';
+export { sha256File } from './ground-truth.ts';
+export { cleanupRunDir, loopDevicesUnder, mountsUnder } from './host-resources.ts';
+export { connectLab, labState } from './state.ts';
 export { labUp, labDown, labStatus, readLabState, sharedLab } from './control.ts';
-export type { Lab, LabOptions, LabDiskSpec, LabVmSpec, LabDisk, LabVm, WriteOp, LabDatastore, LabState } from './lab.ts';
+export type { Lab, LabOptions, LabDiskSpec, LabVmSpec, LabDisk, LabVm, WriteOp, LabDatastore } from './types.ts';
+export type { LabState } from './state.ts';
 export { buildLabServer, ensureToolchain } from './build.ts';
 export { patternBytes } from './patterns.ts';
 export type { Pattern } from './patterns.ts';
