@@ -18,6 +18,7 @@ const owners = {
   saxes: 'packages/vsphere',
   'node-ssh': 'packages/remote',
   'node-forge': 'packages/tls',
+  '@aws-sdk/client-s3': 'packages/repository',
 };
 
 const restrictFor = (except) =>
@@ -26,6 +27,13 @@ const restrictFor = (except) =>
     .map(([name, owner]) => ({ name, message: `only ${owner} may import ${name}` }));
 
 const ownerDirs = [...new Set(Object.values(owners))];
+
+// The engine (packages/core) reaches the outside world only through its ports, which the Transporter
+// implements: no database, queue, vSphere client, appliance services or child processes, and nothing of an app.
+const engineMessage = 'the engine reaches it through a port (packages/core/src/*/ports.ts) that the Transporter implements';
+const notInEngine = ['@vaultline/db', '@vaultline/queue', '@vaultline/vsphere', '@vaultline/appliance', 'node:child_process', 'child_process']
+  .concat(['cli', 'director', 'transporter', 'web'].map((app) => `@vaultline/${app}`))
+  .map((name) => ({ name, message: engineMessage }));
 
 export default tseslint.config(
   { ignores: ['**/node_modules/**', '**/dist/**', '**/generated/**', '.vaultline/**', 'bench/work/**', '**/.cache/**'] },
@@ -43,6 +51,8 @@ export default tseslint.config(
     files: [`${dir}/**/*.ts`],
     rules: { 'no-restricted-imports': ['error', { paths: restrictFor([dir]) }] },
   })),
+  // The S3 lab proves its server with an S3 client of its own.
+  { files: ['packages/s3-lab/**/*.ts'], rules: { 'no-restricted-imports': ['error', { paths: restrictFor(['packages/repository']) }] } },
   // Type-aware: a promise is awaited, returned, or marked `void` on purpose; none goes where a callback's
   // result is ignored (an async handler's rejection would be lost).
   {
@@ -70,9 +80,26 @@ export default tseslint.config(
   // nothing else in the product reads process.env. (The CLI, the lab and the test tools read theirs directly.)
   {
     files: ['apps/director/src/**/*.ts', 'apps/transporter/src/**/*.ts', 'packages/*/src/**/*.ts'],
-    ignores: ['packages/config/src/**', 'packages/vsphere-lab/src/**', 'packages/ssh-lab/src/**', 'packages/delivery/src/**'],
+    ignores: ['packages/config/src/**', 'packages/vsphere-lab/src/**', 'packages/ssh-lab/src/**', 'packages/s3-lab/src/**', 'packages/delivery/src/**'],
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'read settings through @vaultline/config (its env schemas), not process.env' }],
+    },
+  },
+  {
+    files: ['packages/core/src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [...restrictFor([]), ...notInEngine], patterns: [{ regex: '(^|/)apps/', message: engineMessage }] }],
+    },
+  },
+  // Handlers depend on the engine and the adapters, never on each other: what two handlers share lives in a
+  // module both import (src/sessions.ts, @vaultline/core).
+  {
+    files: ['apps/transporter/src/handlers/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: restrictFor([]), patterns: [{ regex: '\\.handler(\\.ts)?$', message: 'a handler does not import another handler; move what both need to a shared module' }] },
+      ],
     },
   },
   {

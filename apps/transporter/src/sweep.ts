@@ -12,8 +12,7 @@
  */
 import { JournalTrustError } from '@vaultline/appliance';
 import type { Logger } from '@vaultline/logger';
-import type { CleanupJournal } from './journal.ts';
-import type { LocalDevices, VSpherePort } from './ports.ts';
+import type { CleanupJournal, LocalDevices, VSpherePort } from '@vaultline/core';
 
 export interface SweepDeps {
   journal: CleanupJournal;

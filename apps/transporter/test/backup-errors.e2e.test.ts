@@ -154,7 +154,7 @@ describe('bad input during a backup ends in a clear per-VM status and leaves not
     expect(r.vm.error).toMatch(/^quiescing the guest failed and the job requires it: /);
     expect(r.point).toBeNull();
     // The journal row of the failed snapshot attempt stays for the sweep, which finds nothing and resolves it.
-    const { sweepOrphans } = await import('../src/backup/sweep.ts');
+    const { sweepOrphans } = await import('../src/sweep.ts');
     const { pgJournal } = await import('../src/adapters/pg-journal.ts');
     await sweepOrphans({
       journal: pgJournal(b.db, b.transporterId, b.journalKey),

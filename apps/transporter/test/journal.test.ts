@@ -10,7 +10,7 @@ import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
 import { memoryLogger } from '@vaultline/logger';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
-import { sweepOrphans } from '../src/backup/sweep.ts';
+import { sweepOrphans } from '../src/sweep.ts';
 
 const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { normaliseAreas, pieces, ReadAhead, readAheadFor, type SourceReader, type VmDisk } from '@vaultline/core';
 import { createLogger } from '@vaultline/logger';
 import { buildDeltaLink, openVmdkChain, writeDeltaLink, type DeltaFormat, type DeltaOp, type FileOpener } from '@vaultline/vmdk';
 import { VSphereClient } from '@vaultline/vsphere';
@@ -23,9 +24,6 @@ import { isRoot } from './fixture.ts';
 import { datastoreFiles, openDiskByDescriptor } from '../src/adapters/datastore-disk.ts';
 import { createLocalDevices } from '../src/adapters/devices.ts';
 import { vspherePort } from '../src/adapters/vsphere-port.ts';
-import { normaliseAreas, pieces } from '../src/backup/areas.ts';
-import type { SourceReader, VmDisk } from '../src/backup/ports.ts';
-import { ReadAhead, readAheadFor } from '../src/backup/readahead.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -10,22 +10,21 @@ import fs from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { RestoreRequestSchema } from '@vaultline/contracts';
+import { DamagedPointError, restoreVm, RestoreError, SAN_WRITE_REASON, type RestoreVmInput } from '@vaultline/core';
 import { memoryLogger } from '@vaultline/logger';
 import { Repository } from '@vaultline/repository';
 import { createSpecFromHardware, type HardwareDescription, type VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
-import { sweepOrphans } from '../src/backup/sweep.ts';
-import type { RestoreSession } from '../src/handlers/restore-vm.handler.ts';
-import { DamagedPointError, restoreVm, RestoreError, type RestoreVmInput } from '../src/restore/restore-vm.ts';
-import { SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
+import type { RestoreClientSession } from '../src/adapters/vsphere-port.ts';
+import { sweepOrphans } from '../src/sweep.ts';
 import { isRoot, startBench, type Bench, type BenchPoint } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
 describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-done (lab vCenter)', () => {
   let b: Bench;
-  let session: RestoreSession;
+  let session: RestoreClientSession;
   let client: VSphereClient;
   let repo: Repository;
   let point: BenchPoint;
@@ -50,7 +49,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
 
   const journal = () => pgJournal(b.db, b.transporterId, b.journalKey);
   const input = (over: Partial<RestoreVmInput> = {}): RestoreVmInput => ({ repo, ref: { vmId: point.vmId, id: point.id }, name: 'crm01-copy', restoreId: randomUUID(), vcenterId: b.vcenterId, ...over });
-  const deps = (lines: string[] = []) => ({ client, journal: journal(), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts, runLog: (_l: string, m: string) => void lines.push(m) });
+  const deps = (lines: string[] = []) => ({ vsphere: session.port, journal: journal(), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts, runLog: (_l: string, m: string) => void lines.push(m) });
 
   /** VMs, disks on the proxy, unresolved journal rows and hot-added devices: what a restore could leave. */
   const state = async () => ({

@@ -4,20 +4,19 @@
  * reason, and a manual NBDSSL is refused before anything is created.
  */
 import { randomUUID } from 'node:crypto';
+import { restoreVm, SAN_WRITE_REASON } from '@vaultline/core';
 import { memoryLogger } from '@vaultline/logger';
 import { Repository } from '@vaultline/repository';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
-import type { RestoreSession } from '../src/handlers/restore-vm.handler.ts';
-import { restoreVm } from '../src/restore/restore-vm.ts';
-import { SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
+import type { RestoreClientSession } from '../src/adapters/vsphere-port.ts';
 import { isRoot, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
 
 describe.runIf(isRoot)('restore from an HTTP-only vCenter writes over NBD (lab vCenter over plain HTTP)', () => {
   let b: Bench;
-  let session: RestoreSession;
+  let session: RestoreClientSession;
   let repo: Repository;
   let point: { id: string; vmId: string; truth: string[] };
 
@@ -43,7 +42,7 @@ describe.runIf(isRoot)('restore from an HTTP-only vCenter writes over NBD (lab v
     await b?.close();
   });
 
-  const deps = () => ({ client: session.client, journal: pgJournal(b.db, b.transporterId, b.journalKey), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts });
+  const deps = () => ({ vsphere: session.port, journal: pgJournal(b.db, b.transporterId, b.journalKey), log: memoryLogger('r').log, devices: b.devices, proxy: session.facts });
   const input = (name: string, transport: 'automatic' | 'nbd' | 'nbdssl') => ({ repo, ref: { vmId: point.vmId, id: point.id }, name, restoreId: randomUUID(), transport, vcenterId: b.vcenterId });
 
   it('automatic: the IDE disk goes over NBD (HTTP) with the reasons, the SCSI disk through HotAdd; both bit-exact', async () => {

@@ -8,15 +8,14 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { DiskProgressSchema } from '@vaultline/contracts';
+import { restoreVm, SAN_WRITE_REASON } from '@vaultline/core';
 import { Repository } from '@vaultline/repository';
 import { memoryLogger } from '@vaultline/logger';
 import { parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgJournal } from '../src/adapters/pg-journal.ts';
-import { sweepOrphans } from '../src/backup/sweep.ts';
-import type { RestoreSession } from '../src/handlers/restore-vm.handler.ts';
-import { restoreVm } from '../src/restore/restore-vm.ts';
-import { SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
+import type { RestoreClientSession } from '../src/adapters/vsphere-port.ts';
+import { sweepOrphans } from '../src/sweep.ts';
 import { isRoot, startBench, type Bench, type BenchPoint } from './fixture.ts';
 
 const MiB = 1024 * 1024;
@@ -25,7 +24,7 @@ type Point = BenchPoint;
 
 describe.runIf(isRoot)('full VM restore to a new VM through each write transport, verified bit-exact (lab vCenter)', () => {
   let b: Bench;
-  let session: RestoreSession;
+  let session: RestoreClientSession;
   let client: VSphereClient;
   let repo: Repository;
   const points: Point[] = [];
@@ -57,7 +56,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
 
   const journal = () => pgJournal(b.db, b.transporterId, b.journalKey);
   const deps = (lines: string[] = []) => ({
-    client,
+    vsphere: session.port,
     journal: journal(),
     log: memoryLogger('r').log,
     devices: b.devices,
@@ -205,7 +204,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
   });
 
   it("restores one disk as a new disk of an existing VM, leaving the VM's own disks alone", async () => {
-    const { restoreDisk } = await import('../src/restore/restore-vm.ts');
+    const { restoreDisk } = await import('@vaultline/core');
     await b.lab.createVm({ name: 'target01', cbt: false, disks: [{ capacityBytes: 2 * MiB }] });
     await b.lab.guestWrite('target01', 0, [{ offset: 0, length: 1 * MiB, pattern: 'text', seed: 7 }]);
     const own = await b.lab.diskSha256('target01', 0);
@@ -213,7 +212,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     // Disk keys in a restore point are the source VM's device keys.
     const sourceDisks = (await b.lab.getVm('erp01')).disks;
     const key = String(sourceDisks[1]!.key);
-    const r = await restoreDisk({ repo, ref: { vmId: points[0]!.vmId, id: points[0]!.id }, diskKey: key, targetVm: target.moref }, { client, log: memoryLogger('d').log });
+    const r = await restoreDisk({ repo, ref: { vmId: points[0]!.vmId, id: points[0]!.id }, diskKey: key, targetVm: target.moref }, { vsphere: session.port, log: memoryLogger('d').log });
     expect(r.sha256).toBe(points[0]!.truth[1]);
     const after = await b.lab.getVm('target01');
     expect(after.disks).toHaveLength(2);

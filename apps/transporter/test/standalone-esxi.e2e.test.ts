@@ -3,10 +3,10 @@
  * host). Backups over the network work as against a vCenter, incrementals included, and a restore onto the
  * host is bit-exact; HotAdd needs the Transporter's VM on that same host, and says so when it is not.
  */
+import { chooseTransport } from '@vaultline/core';
 import { VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBench, type Bench } from './fixture.ts';
-import { chooseTransport } from '../src/backup/transport-select.ts';
 
 const MiB = 1024 * 1024;
 

@@ -1,5 +1,5 @@
 /**
- * The lint rules that keep the layers apart (owner imports, process.env, floating promises, import cycles), shown failing on deliberate violations (the project's own
+ * The lint rules that keep the layers apart (owner imports, process.env, floating promises, import cycles, the engine's zone, handlers apart), shown failing on deliberate violations (the project's own
  * eslint.config.js, run through ESLint's API on snippets placed where they would live).
  */
 import { rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ const ROOT = path.resolve(import.meta.dirname, '../../..');
 // The probes are not files of any tsconfig: the type-aware rules get them through TypeScript's default project.
 const eslint = new ESLint({
   cwd: ROOT,
-  overrideConfig: { languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['apps/*/src/zz-lint-probe.ts', 'packages/*/src/zz-lint-probe.ts'] } } } },
+  overrideConfig: { languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['apps/*/src/zz-lint-probe.ts', 'apps/*/src/*/zz-lint-probe.ts', 'packages/*/src/zz-lint-probe.ts'] } } } },
 });
 
 async function rulesHit(code: string, file: string): Promise<string[]> {
@@ -32,6 +32,28 @@ describe('the lint configuration', () => {
     const code = "import { Queue } from 'bullmq';\nexport const q = Queue;\n";
     expect(await rulesHit(code, 'apps/director/src/zz-lint-probe.ts')).toEqual(["no-restricted-imports: 'bullmq' import is restricted from being used. only packages/queue may import bullmq"]);
     expect(await rulesHit(code, 'packages/queue/src/zz-lint-probe.ts')).toEqual([]);
+  });
+
+  it('keeps the engine (packages/core) to its ports: no database, queue, vSphere client, appliance, child process or app; the same imports pass in the Transporter', async () => {
+    const engine = 'packages/core/src/zz-lint-probe.ts';
+    const refused = (name: string, how = '') =>
+      `no-restricted-imports: '${name}' import is restricted from being used${how}. the engine reaches it through a port (packages/core/src/*/ports.ts) that the Transporter implements`;
+    for (const name of ['@vaultline/db', '@vaultline/queue', '@vaultline/vsphere', '@vaultline/appliance', 'node:child_process', 'child_process', '@vaultline/transporter']) {
+      const code = `import * as m from '${name}';\nexport const x = m;\n`;
+      expect(await rulesHit(code, engine)).toEqual([refused(name)]);
+      expect(await rulesHit(code, 'apps/transporter/src/zz-lint-probe.ts')).toEqual([]);
+    }
+    const app = '../../../apps/transporter/src/sweep.ts';
+    expect(await rulesHit(`import { sweepOrphans } from '${app}';\nexport const s = sweepOrphans;\n`, engine)).toEqual([refused(app, ' by a pattern')]);
+    expect(await rulesHit("import type { Logger } from '@vaultline/logger';\nimport { DiskReader } from '@vaultline/repository';\nexport type L = Logger;\nexport const r = DiskReader;\n", engine)).toEqual([]);
+  });
+
+  it("refuses a Transporter handler importing another handler; a handler's own modules pass", async () => {
+    const file = 'apps/transporter/src/handlers/zz-lint-probe.ts';
+    expect(await rulesHit("import { createBackupVmHandler } from './backup-vm.handler.ts';\nexport const h = createBackupVmHandler;\n", file)).toEqual([
+      "no-restricted-imports: './backup-vm.handler.ts' import is restricted from being used by a pattern. a handler does not import another handler; move what both need to a shared module",
+    ]);
+    expect(await rulesHit("import { runDiskRows } from './run-disk-rows.ts';\nimport type { VCenterRow } from '../sessions.ts';\nexport const r = runDiskRows;\nexport type V = VCenterRow;\n", file)).toEqual([]);
   });
 
   it('refuses a promise left floating in product code (type-aware: it knows the call returns a promise)', async () => {

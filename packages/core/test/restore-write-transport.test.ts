@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { VmDisk } from '../src/backup/ports.ts';
-import { TransportUnavailable, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
+import type { DiskFacts, TransporterFacts } from '../src/backup/transport-select.ts';
+import { TransportUnavailable } from '../src/errors.ts';
 import { chooseWriteTransport, SAN_WRITE_REASON } from '../src/restore/write-transport.ts';
 
 const disk = (over: Partial<VmDisk> = {}): VmDisk => ({ key: 2000, label: 'Hard disk 1', capacityBytes: 1 << 30, fileName: '', datastore: 'ds1', controller: 'pvscsi', ...over });

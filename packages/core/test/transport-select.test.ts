@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { chooseTransport, chooseTransports, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
+import { chooseTransport, chooseTransports, type DiskFacts, type TransporterFacts } from '../src/backup/transport-select.ts';
+import { TransportUnavailable } from '../src/errors.ts';
 import type { VmDisk } from '../src/backup/ports.ts';
 
 const disk = (over: Partial<VmDisk> = {}): VmDisk => ({ key: 2000, label: 'Hard disk 1', capacityBytes: 1 << 30, fileName: '[ds1] vm/vm.vmdk', datastore: 'ds1', controller: 'pvscsi', ...over });
@@ -81,12 +82,6 @@ describe('manual transport selection', () => {
 });
 
 describe('proxy VM identity', () => {
-  it('swaps the first three UUID fields of an SMBIOS UUID and back', async () => {
-    const { swapUuidEndianness } = await import('../src/adapters/vsphere-port.ts');
-    expect(swapUuidEndianness('00112233-4455-6677-8899-aabbccddeeff')).toBe('33221100-5544-7766-8899-aabbccddeeff');
-    expect(swapUuidEndianness(swapUuidEndianness('4210c8d2-1f2e-3d4c-5b6a-798877665544'))).toBe('4210c8d2-1f2e-3d4c-5b6a-798877665544');
-  });
-
   it('counts HotAdd units across the disks of one VM: once the free units are promised, automatic sends the next disks over the network saying why, manual hotadd refuses them', () => {
     const three = [1, 2, 3].map((n) => facts({ disk: disk({ key: 2000 + n, label: `Hard disk ${n}` }) }));
     const two = transporter({ proxyVm: { moref: 'vm-9', name: 'proxy', freeScsiUnits: 2, host: 'host-1' } });

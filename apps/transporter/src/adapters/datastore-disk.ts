@@ -18,7 +18,7 @@
 import { posix } from 'node:path';
 import { openVmdkChain, type FileOpener, type RandomAccessFile, type VmdkDescriptor } from '@vaultline/vmdk';
 import { HttpError, parseDatastorePath, type DatastoreFile, type VSphereClient } from '@vaultline/vsphere';
-import type { SourceReader } from '../backup/ports.ts';
+import type { SourceReader } from '@vaultline/core';
 
 /** The datastores a chain may span: name → its datacenter and the UUID in its URL (ds:///vmfs/volumes/<uuid>/). */
 export type DatastoreDirectory = Map<string, { datacenter: string; uuid?: string | undefined }>;

@@ -29,8 +29,7 @@ import type { Logger } from '@vaultline/logger';
 import { alignedBuffer } from '@vaultline/repository';
 import { localFiles, type FileOpener } from '@vaultline/vmdk';
 import { openDiskByDescriptor } from './datastore-disk.ts';
-import type { LocalDevices, SourceReader } from '../backup/ports.ts';
-import type { HotAddedDiskWriter, RestoreDevices } from '../restore/ports.ts';
+import type { HotAddedDiskWriter, LocalDevices, RestoreDevices, SourceReader } from '@vaultline/core';
 import { chooseVmfsPartition, formatOffset, PartitionTableError, readPartitionTable, type Partition, type PartitionTable } from './partitions.ts';
 
 const run = promisify(execFile);

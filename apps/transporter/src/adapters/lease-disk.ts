@@ -12,7 +12,7 @@
  */
 import { readStreamOptimized, type StreamGrain } from '@vaultline/vmdk';
 import { leaseDeviceOf, type ControllerKind, type ExportLease, type LeaseDeviceUrl, type VSphereClient } from '@vaultline/vsphere';
-import type { SourceReader } from '../backup/ports.ts';
+import type { SourceReader } from '@vaultline/core';
 
 export interface LeaseDiskTarget {
   label: string;

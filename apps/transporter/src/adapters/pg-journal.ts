@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { journalMac, journalMacValid } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import type { CleanupJournal, CleanupKind, CleanupRecord } from '../backup/journal.ts';
+import type { CleanupJournal, CleanupKind, CleanupRecord } from '@vaultline/core';
 
 /** A Transporter silent this long is presumed gone; its vSphere leftovers are adopted. */
 const ADOPT_AFTER_MS = 10 * 60_000;

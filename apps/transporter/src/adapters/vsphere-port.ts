@@ -1,20 +1,19 @@
 /**
  * The backup cycle's VSpherePort over @vaultline/vsphere, one logged-in client
- * per vCenter, cached for the sweep and reused by runs. Network reads fetch
- * several byte ranges of the disk's flat extent at once.
+ * per vCenter, cached for the sweep and reused by runs (a restore's session
+ * gets a RestorePort, restore-port.ts). Network reads fetch several byte
+ * ranges of the disk's flat extent at once.
  */
 import { connect } from 'node:net';
 import { SECRET_LABELS, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { ApplicationQuiesceFault, hostsMounting, parseDatastorePath, VSphereClient, type Disk, type VirtualMachine } from '@vaultline/vsphere';
-import { QuiesceError, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '../backup/ports.ts';
-import type { VCenterRow, VSphereSession } from '../handlers/backup-vm.handler.ts';
-import type { RestoreSession } from '../handlers/restore-vm.handler.ts';
-import { parseRestoreTarget, undoRestore } from '../restore/undo.ts';
-import { SAN_NEVER } from '../backup/transport-select.ts';
+import { parseRestoreTarget, QuiesceError, SAN_NEVER, undoRestore, type DatastoreInfo, type SourceReader, type VmDisk, type VmInfo, type VSpherePort } from '@vaultline/core';
+import type { RestoreSession, VCenterRow, VSphereSession } from '../sessions.ts';
 import { openDatastoreDisk, RangeSource, type DatastoreDirectory } from './datastore-disk.ts';
 import { openLeaseDisk } from './lease-disk.ts';
+import { restorePort } from './restore-port.ts';
 
 /** Bytes per Range request: large enough that a round trip costs little next to the transfer. */
 const RANGE = 4 * 1024 * 1024;
@@ -193,7 +192,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async vmDisks(vmMoref) {
       return (await client.inventory.vm(vmMoref)).disks.map(toDisk);
     },
-    undoRestore: (target) => undoRestore(client, parseRestoreTarget(target)),
+    undoRestore: (target) => undoRestore(restorePort(client), parseRestoreTarget(target)),
     async consolidate(vmMoref) {
       await client.snapshots.consolidate(vmMoref);
     },
@@ -222,6 +221,11 @@ export function swapUuidEndianness(uuid: string): string {
   const rev = (s: string) => s.match(/../g)!.reverse().join('');
   const out = rev(h.slice(0, 8)) + rev(h.slice(8, 12)) + rev(h.slice(12, 16)) + h.slice(16);
   return `${out.slice(0, 8)}-${out.slice(8, 12)}-${out.slice(12, 16)}-${out.slice(16, 20)}-${out.slice(20)}`;
+}
+
+/** A restore's session with its client too, for callers that look at vCenter themselves (the tests, the bench). */
+export interface RestoreClientSession extends RestoreSession {
+  client: VSphereClient;
 }
 
 export interface ConnectorOptions {
@@ -302,12 +306,13 @@ export function createVSphereConnector(opts: ConnectorOptions) {
       };
     },
     /** A fresh client for one restore (its own session) with this Transporter's proxy VM in that vCenter. */
-    async restoreSession(row: VCenterRow): Promise<RestoreSession> {
+    async restoreSession(row: VCenterRow): Promise<RestoreClientSession> {
       const client = await connect(row);
       try {
         const proxy = await proxyOf(client);
         return {
           client,
+          port: restorePort(client),
           facts: {
             proxyVm: proxy ? { moref: proxy.moref, name: proxy.name, freeScsiUnits: proxy.freeScsiUnits, ...(proxy.host ? { host: proxy.host } : {}) } : null,
             ...(opts.proxyVmUuid ? { proxyVmUuid: opts.proxyVmUuid } : {}),

@@ -11,30 +11,11 @@ import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { DiskReader, RestorePointWriter, type Repository } from '@vaultline/repository';
-import { CancelledError, runVmBackup, VmBackupError, type PreviousPoint } from '../backup/cycle.ts';
-import type { CleanupJournal } from '../backup/journal.ts';
-import type { LocalDevices, VSpherePort } from '../backup/ports.ts';
-import type { TransporterFacts } from '../backup/transport-select.ts';
-import type { TransporterLimits } from '../backup/limits.ts';
+import { CancelledError, runVmBackup, VmBackupError, type CleanupJournal, type LocalDevices, type PreviousPoint, type TransporterLimits } from '@vaultline/core';
+import type { VCenterRow, VSphereSession } from '../sessions.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 import { retryCanHelp } from './retry.ts';
 import { runDiskRows } from './run-disk-rows.ts';
-
-export interface VSphereSession {
-  port: VSpherePort;
-  /** Facts about this Transporter in that vCenter (its proxy VM, HTTPS or not). */
-  facts: Omit<TransporterFacts, 'datastoreHosts' | 'blockDevices'>;
-  close(): Promise<void>;
-}
-
-export interface VCenterRow {
-  id: string;
-  url: string;
-  username: string;
-  /** Not read by a remote Transporter (its database role may not). */
-  passwordSealed?: string;
-  thumbprintSha256: string | null;
-}
 
 export interface BackupHandlerDeps {
   db: Db;

@@ -12,23 +12,10 @@ import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunEvent
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
-import type { VSphereClient } from '@vaultline/vsphere';
-import { CancelledError } from '../backup/cycle.ts';
-import type { CleanupJournal } from '../backup/journal.ts';
-import type { TransporterLimits } from '../backup/limits.ts';
-import type { TransporterFacts } from '../backup/transport-select.ts';
-import type { RestoreDevices } from '../restore/ports.ts';
-import { restoreDisk, restoreVm } from '../restore/restore-vm.ts';
-import type { VCenterRow } from './backup-vm.handler.ts';
+import { CancelledError, restoreDisk, restoreVm, type CleanupJournal, type RestoreDevices, type TransporterLimits } from '@vaultline/core';
+import type { RestoreSession, VCenterRow } from '../sessions.ts';
 import { runDiskRows } from './run-disk-rows.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
-
-export interface RestoreSession {
-  client: VSphereClient;
-  /** This Transporter's VM in that vCenter, for HotAdd. */
-  facts: Pick<TransporterFacts, 'proxyVm' | 'proxyVmUuid'>;
-  close(): Promise<void>;
-}
 
 export interface RestoreHandlerDeps {
   db: Db;
@@ -107,7 +94,7 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
         runLog('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
         const d = await restoreDisk(
           { repo, ref, diskKey: request.disk.key, targetVm: request.disk.targetVm, runId: run.id, runVmId: item.id, ...(request.datastore ? { datastore: request.datastore } : {}) },
-          { client: session.client, log, ...common },
+          { vsphere: session.port, log, ...common },
         );
         runLog('info', `disk written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
         await finish('succeeded', null, request.disk.targetVm);
@@ -137,7 +124,7 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
             networkMap: request.networkMap,
           },
         },
-        { client: session.client, journal: deps.journal, log, devices: deps.devices, proxy: session.facts, ...common, ...(deps.limits ? { limits: deps.limits } : {}) },
+        { vsphere: session.port, journal: deps.journal, log, devices: deps.devices, proxy: session.facts, ...common, ...(deps.limits ? { limits: deps.limits } : {}) },
       );
       for (const d of result.disks) runLog('info', `disk ${d.key} written to ${d.fileName} over ${d.transport}, SHA-256 ${d.sha256} verified`);
       if (result.replaced) runLog('info', `replaced: ${request.name} is the restored VM (${result.vmMoref}); the original is kept as ${result.replaced.renamedTo} (${result.replaced.moref}), powered off`);

@@ -5,9 +5,9 @@
  * same way every time, so the item fails at once with the reason instead of three times over minutes.
  * vSphere faults the client does not know by name are retried (nothing says they cannot pass).
  */
+import { VmBackupError } from '@vaultline/core';
 import { CorruptDataError, RepositoryFullError, WrongPassphraseError } from '@vaultline/repository';
 import { VimFault, VSphereError } from '@vaultline/vsphere';
-import { VmBackupError } from '../backup/cycle.ts';
 
 export function retryCanHelp(err: unknown): boolean {
   if (err instanceof VmBackupError) return err.retriable;

@@ -9,22 +9,7 @@
  */
 import type { DiskProgress, RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
-import type { ProgressSink } from '../backup/progress.ts';
-
-export interface DiskUpdate {
-  phase: string;
-  label?: string;
-  capacityBytes?: number;
-  transport?: string;
-  reasons?: string[];
-  cbtUsed?: boolean;
-  bytesRead?: number;
-  bytesWritten?: number;
-  bytesSkipped?: number;
-  startedAt?: Date;
-  finishedAt?: Date;
-  error?: string | null;
-}
+import type { DiskUpdate, ProgressSink } from '@vaultline/core';
 
 function diskData(u: DiskUpdate) {
   return {

@@ -21,30 +21,13 @@ import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from '.
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
-import { QuiesceError, type Area, type DatastoreInfo, type LocalDevices, type SourceReader, type TransportChoice, type VmDisk, type VmInfo, type VSpherePort } from './ports.ts';
-import { chooseTransports, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from './transport-select.ts';
+import { CancelledError, QuiesceError, TransportUnavailable, VmBackupError } from '../errors.ts';
+import type { Area, DatastoreInfo, LocalDevices, SourceReader, TransportChoice, VmDisk, VmInfo, VSpherePort } from './ports.ts';
+import { chooseTransports, SAN_NEVER, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
 
 const READ_SIZE = 4 * 1024 * 1024;
 const SANITY_BLOCK = 64 * 1024;
-
-export class VmBackupError extends Error {
-  override name = 'VmBackupError';
-  constructor(
-    message: string,
-    /** false when retrying cannot help (VM deleted, manual transport unavailable, quiesce required and failing). */
-    readonly retriable: boolean,
-  ) {
-    super(message);
-  }
-}
-
-export class CancelledError extends Error {
-  override name = 'CancelledError';
-  constructor() {
-    super('cancelled by the operator');
-  }
-}
 
 export interface PreviousPoint {
   ref: RestorePointRef;

@@ -135,10 +135,6 @@ export interface LocalDevices {
   undoSan(cleanup: unknown): Promise<void>;
 }
 
-export class QuiesceError extends Error {
-  override name = 'QuiesceError';
-}
-
 export interface TransportChoice {
   transport: Transport;
   reasons: string[];

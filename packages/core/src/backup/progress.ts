@@ -12,6 +12,22 @@ export interface ProgressSink {
   disk(p: DiskProgress): void;
 }
 
+/** A change of one disk's run row (its phase, and what is known by then), as backups and restores report it. */
+export interface DiskUpdate {
+  phase: string;
+  label?: string;
+  capacityBytes?: number;
+  transport?: string;
+  reasons?: string[];
+  cbtUsed?: boolean;
+  bytesRead?: number;
+  bytesWritten?: number;
+  bytesSkipped?: number;
+  startedAt?: Date;
+  finishedAt?: Date;
+  error?: string | null;
+}
+
 export class DiskMeter {
   bytesRead = 0;
   bytesWritten = 0;

@@ -5,6 +5,7 @@
  * with the reason. Pure: every fact is gathered by the caller.
  */
 import type { Transport, TransportMode } from '@vaultline/contracts';
+import { TransportUnavailable } from '../errors.ts';
 import type { TransportChoice, VmDisk } from './ports.ts';
 
 export interface DiskFacts {
@@ -66,10 +67,6 @@ export function hotaddProblem(f: DiskFacts, t: TransporterFacts, unitsWanted = 1
     return `HotAdd: proxy VM ${t.proxyVm.name} runs on a host that cannot see datastore ${f.disk.datastore}`;
   }
   return null;
-}
-
-export class TransportUnavailable extends Error {
-  override name = 'TransportUnavailable';
 }
 
 export function chooseTransport(mode: TransportMode, f: DiskFacts, t: TransporterFacts): TransportChoice {

@@ -18,29 +18,19 @@ import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Transport } from '@vaultline/contracts';
 import { DiskReader, nonZeroRuns, type Repository, type RestorePointRef } from '@vaultline/repository';
-import { flatExtentPath, parseDatastorePath, type VSphereClient } from '@vaultline/vsphere';
-import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
-import { DiskMeter, secondsSince, type ProgressSink } from '../backup/progress.ts';
+import { DiskMeter, secondsSince, type DiskUpdate, type ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice } from '../backup/ports.ts';
-import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
-import type { HotAddedDiskWriter, RestoreDevices } from './ports.ts';
+import { CancelledError, DamagedPointError, RestoreError } from '../errors.ts';
+import { flatExtentPath, parseDatastorePath } from './datastore-path.ts';
+import type { HotAddedDiskWriter, RestoreDevices, RestorePort } from './ports.ts';
 
 const STEP = 4 * 1024 * 1024;
 /** Zero detection granularity: an all-zero block of this size is not written. */
 const BLOCK = 64 * 1024;
 
-export class RestoreError extends Error {
-  override name = 'RestoreError';
-}
-
-/** The restore point cannot be read: never retried over another transport. */
-export class DamagedPointError extends RestoreError {
-  override name = 'DamagedPointError';
-}
-
 export interface DiskWriteContext {
-  client: VSphereClient;
+  vsphere: RestorePort;
   repo: Repository;
   ref: RestorePointRef;
   /** Needed for HotAdd (the attach is journaled). */
@@ -192,7 +182,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
   const jid = await journal.add('disk_attach', { proxyVm: proxy.moref, fileName: job.fileName, deviceKey: null, restore: true }, jctx);
   let attached: { key: number; uuid: string } | null = null;
   try {
-    const d = await ctx.client.hotadd.attach(proxy.moref, job.fileName, { diskMode: 'independent_persistent' });
+    const d = await ctx.vsphere.attachForWrite(proxy.moref, job.fileName);
     if (!d.uuid) throw new Error(`the attached disk ${job.fileName} reports no uuid; cannot find its device`);
     attached = { key: d.key, uuid: d.uuid };
   } catch (err) {
@@ -257,7 +247,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
   } finally {
     await dev?.close().catch(() => undefined);
     try {
-      await ctx.client.hotadd.detach(proxy.moref, attached.key, { expectFileName: job.fileName });
+      await ctx.vsphere.detachDisk(proxy.moref, attached.key, job.fileName);
       await devices.waitGone(attached.uuid);
       await journal.resolve(jid);
       ctx.runLog('info', `disk ${job.label}: detached from ${proxy.name}`);
@@ -302,7 +292,7 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   meter.setPhase('writing');
   const writeStarted = performance.now();
   try {
-    await ctx.client.files.put(file, Readable.from(body()), { size: job.capacity });
+    await ctx.vsphere.putFile(file, Readable.from(body()), job.capacity);
   } catch (err) {
     // A failure of the repository read or a cancel surfaces as a failed upload: name the real cause.
     if (cancelled) throw new CancelledError();
@@ -314,7 +304,7 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   const wroteIn = secondsSince(writeStarted);
   await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: 0 });
   const verifyStarted = performance.now();
-  const got = await readBackSha(ctx, job.capacity, (o, l, into) => ctx.client.files.readRangeInto(file, o, l, into), meter);
+  const got = await readBackSha(ctx, job.capacity, (o, l, into) => ctx.vsphere.readFileRange(file, o, l, into), meter);
   if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);
   ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes over ${meter.transport} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
   meter.setPhase('done');

@@ -5,8 +5,12 @@
  * of them are checked against the inventory before anything is created, and
  * every problem is named in one error.
  */
-import { hostsMounting, parseDatastorePath, type HardwareDescription, type Inventory, type ResourcePool, type VmFolder, type VSphereClient } from '@vaultline/vsphere';
-import { RestoreError } from './disk-write.ts';
+import { RestoreError } from '../errors.ts';
+import { parseDatastorePath } from './datastore-path.ts';
+import type { PlacementTargets, RestoreInventory, RestorePort, VmHardware } from './ports.ts';
+
+type ResourcePool = PlacementTargets['resourcePools'][number];
+type VmFolder = PlacementTargets['folders'][number];
 
 export interface PlacementRequest {
   host?: string | undefined;
@@ -22,7 +26,7 @@ export interface Placement {
   resourcePool: string;
   host?: string | undefined;
   datastore: string;
-  /** for createSpecFromHardware: every source network name -> its target */
+  /** for CreateVM: every source network name -> its target */
   networkMap: Record<string, { name: string; moref: string }>;
   /** "host DC0_C0_H1, folder vm, pool Resources, datastore datastore1" for the run log */
   summary: string;
@@ -38,14 +42,14 @@ function pick<T extends { moref: string; name: string }>(what: string, wanted: s
   return { problem: `${what} "${wanted}" does not exist (there ${known.length === 1 ? 'is' : 'are'}: ${known.join(', ') || 'none'})` };
 }
 
-export async function resolvePlacement(client: VSphereClient, req: PlacementRequest, hw: HardwareDescription, source: { moref?: string | undefined; datastores?: string[] } | undefined, inv?: Inventory): Promise<Placement> {
-  inv ??= await client.inventory.all();
-  const targets = await client.inventory.placementTargets();
-  const from = source?.moref && inv.vms.some((v) => v.moref === source.moref) ? await client.vms.placement(source.moref) : {};
+export async function resolvePlacement(vsphere: RestorePort, req: PlacementRequest, hw: VmHardware, source: { moref?: string | undefined; datastores?: string[] } | undefined, inv?: RestoreInventory): Promise<Placement> {
+  inv ??= await vsphere.inventory();
+  const targets = await vsphere.placementTargets();
+  const from = source?.moref && inv.vms.some((v) => v.moref === source.moref) ? await vsphere.vmPlacement(source.moref) : {};
   const problems: string[] = [];
 
   // Host
-  let host: Inventory['hosts'][number] | undefined;
+  let host: RestoreInventory['hosts'][number] | undefined;
   if (req.host) {
     const r = pick('host', req.host, inv.hosts);
     host = r.found;
@@ -96,8 +100,7 @@ export async function resolvePlacement(client: VSphereClient, req: PlacementRequ
   else if (!ds) problems.push(`datastore "${dsName}" does not exist (there are: ${inv.datastores.map((d) => d.name).sort().join(', ')})`);
   else if (!ds.accessible) problems.push(`datastore ${ds.name} is not accessible`);
   else {
-    // Both sides count: the datastore's host list and the hosts' datastore lists (either can lag).
-    const mountedOn = hostsMounting(inv, ds);
+    const { mountedOn } = ds;
     if (host && mountedOn.length > 0 && !mountedOn.includes(host.moref)) problems.push(`datastore ${ds.name} is not mounted on host ${host.name}`);
     else if (!host && pool && pool.hosts.length > 0 && mountedOn.length > 0 && !pool.hosts.some((h) => mountedOn.includes(h))) {
       problems.push(`datastore ${ds.name} is not mounted on any host of resource pool ${pool.name}`);

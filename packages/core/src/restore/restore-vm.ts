@@ -22,22 +22,17 @@
 import type { TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
 import type { Manifest, Repository, RestorePointRef } from '@vaultline/repository';
-import { createSpecFromHardware, hostsMounting, parseDatastorePath, type Disk, type HardwareDescription, type VirtualMachine, type VSphereClient } from '@vaultline/vsphere';
-import { CancelledError } from '../backup/cycle.ts';
 import type { CleanupJournal } from '../backup/journal.ts';
 import type { TransporterLimits } from '../backup/limits.ts';
-import type { ProgressSink } from '../backup/progress.ts';
+import type { DiskUpdate, ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice, VmDisk } from '../backup/ports.ts';
-import { chooseInTurn, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
-import type { DiskUpdate } from '../handlers/run-disk-rows.ts';
-import { RestoreError, writeDisk, type DiskWriteContext, type WrittenDisk } from './disk-write.ts';
+import { chooseInTurn, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
+import { CancelledError, RestoreError, TransportUnavailable } from '../errors.ts';
+import { writeDisk, type DiskWriteContext, type WrittenDisk } from './disk-write.ts';
 import { resolvePlacement, type PlacementRequest } from './placement.ts';
-import type { RestoreDevices } from './ports.ts';
+import type { HardwareDisk, RestoreDevices, RestorePort, RestoreVmInfo, VmHardware } from './ports.ts';
 import { undoRestore, type RestoreJournalTarget } from './undo.ts';
 import { chooseWriteTransport } from './write-transport.ts';
-
-export { RestoreError, DamagedPointError } from './disk-write.ts';
-export type { WrittenDisk as RestoredDisk } from './disk-write.ts';
 
 export interface RestoreVmInput {
   repo: Repository;
@@ -63,7 +58,7 @@ export interface RestoreVmInput {
 }
 
 export interface RestoreVmDeps {
-  client: VSphereClient;
+  vsphere: RestorePort;
   journal: CleanupJournal;
   log: Logger;
   /** This Transporter's block devices (HotAdd); without them, disks go over the network. */
@@ -104,8 +99,8 @@ function utcStamp(d: Date): string {
 }
 
 /** The new VM's disk for each disk of the hardware description: same controller kind, bus and unit. */
-function matchDisks(hw: HardwareDescription, created: Disk[]): Map<number, Disk> {
-  const out = new Map<number, Disk>();
+function matchDisks(hw: VmHardware, created: HardwareDisk[]): Map<number, HardwareDisk> {
+  const out = new Map<number, HardwareDisk>();
   const left = [...created];
   hw.disks.forEach((src, i) => {
     const kind = hw.controllers.find((c) => c.key === src.controllerKey)?.kind ?? src.controller;
@@ -118,7 +113,7 @@ function matchDisks(hw: HardwareDescription, created: Disk[]): Map<number, Disk>
 }
 
 export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Promise<RestoreVmResult> {
-  const { client, journal } = deps;
+  const { vsphere, journal } = deps;
   const runLog = deps.runLog ?? ((level, message) => deps.log[level](message));
   const isCancelled = deps.isCancelled ?? (() => false);
   const checkCancel = () => {
@@ -130,16 +125,16 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   // ---- preflight: nothing exists yet
   await phase('preflight');
   const manifest: Manifest = await input.repo.readManifest(input.ref);
-  const meta = (manifest.vm ?? {}) as { moref?: string; name?: string; hardware?: HardwareDescription | null };
+  const meta = (manifest.vm ?? {}) as { moref?: string; name?: string; hardware?: VmHardware | null };
   if (!meta.hardware) throw new RestoreError(`restore point ${manifest.id} holds no hardware description; restore its disks instead`);
   const hw = meta.hardware;
   for (const d of hw.disks) {
     if (!manifest.disks.some((m) => m.key === String(d.key))) throw new RestoreError(`restore point ${manifest.id} has no data for disk ${d.label ?? d.key}`);
   }
 
-  const inv = await client.inventory.all();
+  const inv = await vsphere.inventory();
   const sameName = inv.vms.filter((v) => v.name === input.name);
-  let original: VirtualMachine | undefined;
+  let original: RestoreVmInfo | undefined;
   if (!input.replace) {
     if (sameName.length) {
       throw new RestoreError(
@@ -157,7 +152,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   }
 
   const source = meta.moref ? inv.vms.find((v) => v.moref === meta.moref) : undefined;
-  const placement = await resolvePlacement(client, input.placement ?? {}, hw, source, inv);
+  const placement = await resolvePlacement(vsphere, input.placement ?? {}, hw, source, inv);
 
   // Room on the target datastore for the disks.
   const ds = inv.datastores.find((d) => d.name === placement.datastore)!;
@@ -168,13 +163,13 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
 
   // Write transport per disk, recorded with reasons.
   const blockDevices = deps.devices ? await deps.devices.canUseBlockDevices() : false;
-  const network = client.soap.url.protocol === 'https:' ? 'nbdssl' : 'nbd';
+  const network = vsphere.networkTransport;
   const facts: TransporterFacts = {
     blockDevices,
     proxyVm: deps.proxy?.proxyVm ?? null,
     ...(deps.proxy?.proxyVmUuid ? { proxyVmUuid: deps.proxy.proxyVmUuid } : {}),
-    ...(client.isVCenter ? {} : { standaloneHost: client.about.fullName || 'ESXi' }),
-    datastoreHosts: new Map([[ds.name, hostsMounting(inv, ds)]]),
+    ...(vsphere.standaloneHost !== undefined ? { standaloneHost: vsphere.standaloneHost } : {}),
+    datastoreHosts: new Map([[ds.name, ds.mountedOn]]),
     networkTransport: network,
   };
   const diskFacts: DiskFacts[] = hw.disks.map((d) => {
@@ -210,7 +205,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   try {
     await phase('creating VM');
     runLog('info', `creating VM ${createAs}: ${placement.summary}`);
-    const spec = createSpecFromHardware(hw, {
+    vmMoref = await vsphere.createVm(hw, {
       name: createAs,
       restoreId: input.restoreId,
       folder: placement.folder,
@@ -219,7 +214,6 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       datastore: placement.datastore,
       networkMap: placement.networkMap,
     });
-    vmMoref = await client.vms.create(spec);
     target.vm = vmMoref;
     await journal.update(jid, { ...target });
     runLog('info', `created VM ${createAs} (${vmMoref})`);
@@ -227,9 +221,9 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
 
     // ---- disks
     await phase('writing');
-    const created = matchDisks(hw, (await client.inventory.vm(vmMoref)).disks);
+    const created = matchDisks(hw, (await vsphere.vm(vmMoref)).disks);
     const ctx: DiskWriteContext = {
-      client,
+      vsphere,
       repo: input.repo,
       ref: input.ref,
       journal,
@@ -271,13 +265,13 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     if (original) {
       // ---- swap: only now is the original touched
       await phase('swapping');
-      replaced = await swap(client, { original, restored: vmMoref, name: input.name, now: deps.now?.() ?? new Date(), target, jid, journal, runLog });
+      replaced = await swap(vsphere, { original, restored: vmMoref, name: input.name, now: deps.now?.() ?? new Date(), target, jid, journal, runLog });
       finalName = input.name;
     }
     if (input.drill) {
       // A drill proves the restore point restores; the throwaway VM goes again (journaled until it is gone).
       await phase('deleting drill VM');
-      await client.vms.destroyRestored(vmMoref, input.restoreId);
+      await vsphere.destroyRestored(vmMoref, input.restoreId);
       await journal.resolve(jid);
       resolved = true;
       runLog('info', `drill passed: ${finalName} restored, verified and deleted`);
@@ -288,7 +282,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     if (input.powerOn) {
       await phase('powering on');
       try {
-        await client.vms.powerOn(vmMoref);
+        await vsphere.powerOn(vmMoref);
         runLog('info', `powered on ${finalName}`);
       } catch (err) {
         const m = `the restored VM ${finalName} is in place and verified, but powering it on failed: ${(err as Error).message}`;
@@ -300,7 +294,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   } catch (err) {
     if (!resolved) {
       try {
-        const undo = await undoRestore(client, target);
+        const undo = await undoRestore(vsphere, target);
         for (const m of undo.done) runLog('info', m);
         if (undo.completed) await journal.resolve(jid);
         else if (!vmMoref && !undo.removed) await journal.failed(jid, 'the VM may have been created before the failure');
@@ -321,9 +315,9 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
  * <name>-replaced-<UTC yyyymmdd-hhmm>, rename the restored VM to <name>.
  */
 async function swap(
-  client: VSphereClient,
+  vsphere: RestorePort,
   s: {
-    original: VirtualMachine;
+    original: RestoreVmInfo;
     restored: string;
     name: string;
     now: Date;
@@ -334,10 +328,10 @@ async function swap(
   },
 ): Promise<{ moref: string; renamedTo: string }> {
   const { original } = s;
-  const current = await client.inventory.vm(original.moref);
+  const current = await vsphere.vm(original.moref);
   if (current.name !== s.name) throw new RestoreError(`the VM to replace (${original.moref}) is now called ${current.name}, not ${s.name}; nothing was swapped`);
   const base = suffixed(s.name, `replaced-${utcStamp(s.now)}`);
-  const taken = new Set((await client.inventory.vms()).map((v) => v.name));
+  const taken = new Set((await vsphere.vms()).map((v) => v.name));
   let renamedTo = base;
   for (let i = 2; taken.has(renamedTo); i++) renamedTo = suffixed(s.name, `replaced-${utcStamp(s.now)}-${i}`);
   const wasPoweredOn = current.powerState === 'poweredOn';
@@ -347,88 +341,14 @@ async function swap(
   };
   await record('powering off');
   if (wasPoweredOn) {
-    await client.vms.powerOff(original.moref);
+    await vsphere.powerOff(original.moref);
     s.runLog('info', `powered off the original VM ${s.name} (${original.moref})`);
   }
   await record('renaming original');
-  await client.vms.rename(original.moref, renamedTo);
+  await vsphere.rename(original.moref, renamedTo);
   s.runLog('info', `renamed the original VM ${s.name} (${original.moref}) to ${renamedTo}; it is kept, with its disks untouched`);
   await record('renaming restored');
-  await client.vms.rename(s.restored, s.name);
+  await vsphere.rename(s.restored, s.name);
   s.runLog('info', `renamed the restored VM ${s.target.name} (${s.restored}) to ${s.name}`);
   return { moref: original.moref, renamedTo };
-}
-
-export interface RestoreDiskInput {
-  repo: Repository;
-  ref: RestorePointRef;
-  /** Disk key in the restore point. */
-  diskKey: string;
-  /** The existing VM that receives the disk as a new one (its own disks are never touched). */
-  targetVm: string;
-  /** Datastore for the new disk file; default: the target VM's first disk's. */
-  datastore?: string;
-  runId?: string;
-  runVmId?: string;
-}
-
-/**
- * Restores one disk of a restore point as a NEW disk of an existing VM: a new
- * thin disk is created on a free SCSI unit (CreateFile through ReconfigVM),
- * written over the network and read back. (Not through HotAdd: the disk
- * already belongs to the target VM, which may be running and holds its lock.)
- * On failure the new disk is detached again (its file, named *-restored-*,
- * stays on the datastore for the operator to inspect or delete); an existing
- * disk is never replaced or written.
- */
-export async function restoreDisk(
-  input: RestoreDiskInput,
-  deps: Pick<RestoreVmDeps, 'client' | 'log' | 'runLog' | 'progress' | 'diskPhase' | 'isCancelled'>,
-): Promise<WrittenDisk> {
-  const { client } = deps;
-  const runLog = deps.runLog ?? ((level, message) => deps.log[level](message));
-  const manifest = await input.repo.readManifest(input.ref);
-  const md = manifest.disks.find((d) => d.key === input.diskKey);
-  if (!md) throw new RestoreError(`restore point ${manifest.id} has no disk ${input.diskKey} (it has ${manifest.disks.map((d) => d.key).join(', ')})`);
-  const vm = await client.inventory.vm(input.targetVm);
-  const devices = await client.hotadd.devicesOf(input.targetVm);
-  const { HotAddApi, newDiskChange } = await import('@vaultline/vsphere');
-  const slot = HotAddApi.chooseSlot(devices);
-  const datastore = input.datastore ?? (vm.disks[0] ? parseDatastorePath(vm.disks[0].fileName).datastore : undefined);
-  if (!datastore) throw new RestoreError(`${vm.name} has no disk to take a datastore from; name one`);
-  const inv = await client.inventory.all();
-  const ds = inv.datastores.find((d) => d.name === datastore);
-  if (!ds) throw new RestoreError(`datastore ${datastore} does not exist`);
-  if (ds.freeBytes >= 0 && ds.freeBytes < md.capacity) throw new RestoreError(`datastore ${datastore} has ${Math.floor(ds.freeBytes / 2 ** 20)} MiB free; the disk needs ${Math.ceil(md.capacity / 2 ** 20)} MiB`);
-  const dir = vm.vmPathName ? parseDatastorePath(vm.vmPathName).path.replace(/[^/]*$/, '') : `${vm.name}/`;
-  const fileName = `[${datastore}] ${dir}${vm.name}-restored-${input.diskKey}-${Date.now()}.vmdk`;
-  const before = new Set(devices.disks.map((d) => d.key));
-  await client.vms.reconfigure(input.targetVm, {
-    deviceChange: [newDiskChange({ key: -300, fileName, controllerKey: slot.controller.key, unitNumber: slot.unitNumber, capacityBytes: md.capacity, thin: true })],
-  });
-  const added = (await client.inventory.vm(input.targetVm)).disks.find((d) => !before.has(d.key));
-  if (!added) throw new RestoreError(`the new disk did not appear on ${vm.name}`);
-  const network = client.soap.url.protocol === 'https:' ? 'nbdssl' : 'nbd';
-  try {
-    return await writeDisk(
-      {
-        client,
-        repo: input.repo,
-        ref: input.ref,
-        network,
-        failoverToNetwork: false,
-        runId: input.runId,
-        runVmId: input.runVmId,
-        datacenterOf: () => ds.datacenter,
-        runLog,
-        progress: deps.progress ?? { disk: () => undefined },
-        diskPhase: deps.diskPhase ?? (async () => undefined),
-        isCancelled: deps.isCancelled ?? (() => false),
-      },
-      { sourceKey: input.diskKey, label: `disk ${input.diskKey}`, capacity: md.capacity, fileName: added.fileName, recordedSha256: md.sha256, choice: { transport: network, reasons: ['a disk restore writes over the network: the new disk belongs to the target VM'] } },
-    );
-  } catch (err) {
-    await client.hotadd.detach(input.targetVm, added.key, { expectFileName: added.fileName }).catch(() => undefined);
-    throw err;
-  }
 }

@@ -4,13 +4,13 @@
  * itself and by the orphan sweep after a crash.
  *
  * - The restored VM is destroyed only when it carries this restore's marker
- *   (the vSphere client refuses any other VM), so an existing VM can never be.
+ *   (the port refuses any other VM), so an existing VM can never be.
  * - A replace that was interrupted mid-swap is rolled back: the original gets
  *   its name back and is powered on again if it was running. When the swap had
  *   completed (the restored VM already carries the final name), nothing is
  *   undone: the restored VM is the one in service now.
  */
-import type { VSphereClient } from '@vaultline/vsphere';
+import type { RestorePort } from './ports.ts';
 
 export type SwapStep = 'powering off' | 'renaming original' | 'renaming restored';
 
@@ -46,11 +46,11 @@ export interface UndoReport {
 
 const isGone = (err: unknown) => /ManagedObjectNotFound|not found|does not exist/i.test(`${(err as Error)?.name} ${(err as Error)?.message}`);
 
-export async function undoRestore(client: VSphereClient, t: RestoreJournalTarget): Promise<UndoReport> {
+export async function undoRestore(vsphere: RestorePort, t: RestoreJournalTarget): Promise<UndoReport> {
   const report: UndoReport = { removed: false, completed: false, done: [] };
   const swap = t.swap;
   if (swap && t.vm && swap.step === 'renaming restored') {
-    const current = await client.inventory.vm(t.vm).catch((err: unknown) => (isGone(err) ? null : Promise.reject(err)));
+    const current = await vsphere.vm(t.vm).catch((err: unknown) => (isGone(err) ? null : Promise.reject(err)));
     if (current && current.name === swap.originalName) {
       report.completed = true;
       report.done.push(`the swap had completed: ${swap.originalName} is the restored VM, the original is kept as ${swap.renamedTo}`);
@@ -58,26 +58,26 @@ export async function undoRestore(client: VSphereClient, t: RestoreJournalTarget
     }
   }
   // The VM this restore created (found by name when the crash came before its moref was recorded).
-  const moref = t.vm ?? (await client.inventory.vms()).find((v) => v.name === t.name)?.moref;
+  const moref = t.vm ?? (await vsphere.vms()).find((v) => v.name === t.name)?.moref;
   if (moref) {
-    const marker = await client.vms.restoreIdOf(moref).catch((err: unknown) => (isGone(err) ? undefined : Promise.reject(err)));
+    const marker = await vsphere.restoreIdOf(moref).catch((err: unknown) => (isGone(err) ? undefined : Promise.reject(err)));
     if (marker === t.restoreId) {
-      await client.vms.destroyRestored(moref, t.restoreId);
+      await vsphere.destroyRestored(moref, t.restoreId);
       report.removed = true;
       report.done.push(`removed the half-restored VM ${t.name} (${moref})`);
     }
   }
   if (swap) {
-    const original = await client.inventory.vm(swap.original).catch((err: unknown) => (isGone(err) ? null : Promise.reject(err)));
+    const original = await vsphere.vm(swap.original).catch((err: unknown) => (isGone(err) ? null : Promise.reject(err)));
     if (!original) {
       report.done.push(`the original VM ${swap.originalName} (${swap.original}) no longer exists`);
     } else {
       if (original.name === swap.renamedTo) {
-        await client.vms.rename(swap.original, swap.originalName);
+        await vsphere.rename(swap.original, swap.originalName);
         report.done.push(`renamed the original VM back from ${swap.renamedTo} to ${swap.originalName}`);
       }
       if (swap.wasPoweredOn && original.powerState !== 'poweredOn') {
-        await client.vms.powerOn(swap.original);
+        await vsphere.powerOn(swap.original);
         report.done.push(`powered the original VM ${swap.originalName} on again`);
       }
     }

@@ -10,7 +10,8 @@
  */
 import type { TransportMode } from '@vaultline/contracts';
 import type { TransportChoice } from '../backup/ports.ts';
-import { hotaddProblem, SAN_NEVER, TransportUnavailable, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
+import { hotaddProblem, SAN_NEVER, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
+import { TransportUnavailable } from '../errors.ts';
 
 export const SAN_WRITE_REASON = "SAN: never used to write a restore: writing into a VMFS LUN needs VDDK's private block-allocation lease, which Vaultline does not have";
 
