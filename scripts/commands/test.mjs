@@ -63,6 +63,13 @@ function ensureQemuImg() {
   aptInstall(['qemu-utils'], 'The VMDK and lab tests check disk images with an independent reader, qemu-img (qemu-utils).');
 }
 
+/** The S3 tests' server: Ceph's RADOS Gateway with a monitor and an OSD of its own (@vaultline/s3-lab). */
+function ensureCeph() {
+  const tools = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'ceph', 'monmaptool'];
+  if (tools.every(have)) return;
+  aptInstall(['radosgw', 'ceph-mon', 'ceph-osd', 'ceph-common'], "The S3 backend tests run against a real S3 server, Ceph's RADOS Gateway (radosgw, ceph-mon, ceph-osd).");
+}
+
 /** What `npm test -- delivery` runs besides Node: debootstrap, QEMU, podman and the image tools. */
 const DELIVERY_TOOLS = [
   ['debootstrap', 'debootstrap'],
@@ -112,6 +119,8 @@ export async function test(args) {
   let unit = null;
   if (!only || only === 'unit') {
     ensureQemuImg();
+    // Installed once here: test files started in parallel must not each run apt-get.
+    ensureCeph();
     const out = path.join(reports, 'vitest.json');
     rmSync(out, { force: true });
     step('unit and integration tests (Vitest, real Postgres/Redis/lab)', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`, ...args.slice(only ? 1 : 0)]);

@@ -23,6 +23,7 @@ import type { BlobLocation, DiskIndex, PackEntry } from './format.ts';
 import { ImmutableError, LockedError, RepositoryError } from './errors.ts';
 import type { Repository } from './repository.ts';
 import { sealFor } from './repository.ts';
+import { isLocked } from './immutability.ts';
 import { planRetention } from './retention.ts';
 import type { RetentionPolicy, RetentionDecision, RetentionCandidate } from './retention.ts';
 import type { Manifest, RestorePointRef } from './types.ts';
@@ -234,13 +235,15 @@ export interface GcReport {
   repackedPacks: number;
   deletedBytes: number;
   removedLeftovers: number;
+  /** Packs and files GC left in place because the storage locks them (Object Lock) past now. */
+  lockedKept: number;
 }
 
 export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcReport> {
   const graceMs = opts.graceMs ?? 24 * 3600_000;
   const threshold = opts.repackThreshold ?? 0.3;
   const lock = await repo.locks.acquire('exclusive', 'gc');
-  const report: GcReport = { liveChunks: 0, deletedPacks: 0, repackedPacks: 0, deletedBytes: 0, removedLeftovers: 0 };
+  const report: GcReport = { liveChunks: 0, deletedPacks: 0, repackedPacks: 0, deletedBytes: 0, removedLeftovers: 0, lockedKept: 0 };
   try {
     await repo.reloadIndex();
     const { refs, broken } = await mark(repo);
@@ -273,8 +276,30 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
       newPacks.push(packId);
       fw = null;
     };
+    // What the storage locks is neither deleted nor repacked: it stays as it is, live chunks and all.
+    const keepLocked = async (pack: string, p: { live: Array<[string, BlobLocation]> }) => {
+      if (!(await isLocked(be, packPath(pack)))) return false;
+      for (const [id, loc] of p.live) if (!keepIndex.has(id)) keepIndex.set(id, loc);
+      report.lockedKept++;
+      return true;
+    };
+    /** Removes `path` unless the storage locks it (then counts it as kept); true when removed. */
+    const removeUnlessLocked = async (path: string) => {
+      try {
+        await be.remove(path);
+        return true;
+      } catch (err) {
+        if (!(err instanceof ImmutableError)) throw err;
+        report.lockedKept++;
+        return false;
+      }
+    };
     for (const [pack, p] of packs) {
       const dead = p.totalBytes - p.liveBytes;
+      if (dead > 0 && (p.live.length === 0 || dead / p.totalBytes > threshold) && (await keepLocked(pack, p))) {
+        changed = true; // its dead chunks leave the index
+        continue;
+      }
       if (p.live.length === 0) {
         toDelete.push(pack);
         changed = true;
@@ -307,10 +332,12 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
     if (changed) {
       const oldFiles = [...repo.indexFiles];
       await be.writeFileAtomic(`index/gc-${now}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(repo, SealedKind.Index, encodeIndex(keepIndex)));
-      for (const f of oldFiles) await be.remove(`index/${f}`);
+      // A locked index file stays beside the new one: it names only chunks of locked packs, which stay too.
+      for (const f of oldFiles) await removeUnlessLocked(`index/${f}`);
       for (const pack of toDelete) {
-        report.deletedBytes += (await be.stat(packPath(pack)))?.size ?? 0;
-        await be.remove(packPath(pack));
+        const size = (await be.stat(packPath(pack)))?.size ?? 0;
+        if (!(await removeUnlessLocked(packPath(pack)))) continue;
+        report.deletedBytes += size;
         report.deletedPacks++;
       }
     }
@@ -325,24 +352,27 @@ export async function gc(repo: Repository, opts: GcOptions = {}): Promise<GcRepo
       for (const name of await be.list(`packs/${dir}`)) {
         const p = `packs/${dir}/${name}`;
         if ((isTmpName(name) || !indexed.has(name.replace(/\.pack$/, ''))) && (await old(p))) {
-          report.deletedBytes += (await be.stat(p))?.size ?? 0;
-          await be.remove(p);
+          const size = (await be.stat(p))?.size ?? 0;
+          if (!(await removeUnlessLocked(p))) continue;
+          report.deletedBytes += size;
           report.removedLeftovers++;
         }
       }
     }
-    for (const name of await be.list('index')) if (isTmpName(name) && (await old(`index/${name}`))) await be.remove(`index/${name}`);
+    for (const name of await be.list('index')) if (isTmpName(name) && (await old(`index/${name}`))) await removeUnlessLocked(`index/${name}`);
     for (const vm of await repo.listVms()) {
       for (const id of await be.list(`snapshots/${vm}`)) {
         const dir = `snapshots/${vm}/${id}`;
         if (await be.stat(`${dir}/manifest`)) {
-          for (const n of await be.list(dir)) if (isTmpName(n) && (await old(`${dir}/${n}`))) await be.remove(`${dir}/${n}`);
+          for (const n of await be.list(dir)) if (isTmpName(n) && (await old(`${dir}/${n}`))) await removeUnlessLocked(`${dir}/${n}`);
           continue;
         }
         const names = await be.list(dir);
         const ages = await Promise.all(names.map((n) => old(`${dir}/${n}`)));
         if (ages.every(Boolean)) {
-          for (const n of names) await be.remove(`${dir}/${n}`);
+          let all = true;
+          for (const n of names) all = (await removeUnlessLocked(`${dir}/${n}`)) && all;
+          if (!all) continue;
           await be.removeDir(dir);
           report.removedLeftovers++;
         }

@@ -10,6 +10,9 @@
  *   4. the disk indexes, then the manifest, the same way. The manifest pins
  *      each disk index by SHA-256, and its presence is what makes the restore
  *      point visible.
+ * On storage that enforces immutability (immutability.ts), a point with `lockedUntil` locks its packs,
+ * index file, disk indexes and the config between steps 4's disk indexes and its manifest, then the
+ * manifest: a point that is visible is already undeletable.
  * A writer killed before step 4 completes leaves at most unreferenced packs,
  * an unreferenced index file, tmp files or a directory without manifest: none
  * is visible, verify ignores them, GC removes them after its grace period.
@@ -29,6 +32,7 @@ import { addStats, emptyStats } from './types.ts';
 import { DiskWriter } from './disk-writer.ts';
 import type { DiskOptions, DiskWriterSession } from './disk-writer.ts';
 import { PackWriter } from './pack-writer.ts';
+import { assertCanLock, lockAll, lockPacks } from './immutability.ts';
 
 export interface RestorePointOptions {
   vmId: string;
@@ -69,6 +73,7 @@ export class RestorePointWriter implements DiskWriterSession {
 
   static async open(repo: Repository, opts: RestorePointOptions): Promise<RestorePointWriter> {
     assertSafeName('vmId', opts.vmId);
+    assertCanLock(repo.backend, opts.lockedUntil);
     const lock = await repo.locks.acquire('shared', `backup ${opts.vmId}`);
     try {
       // The index may have grown since open: re-read it under the lock so dedup
@@ -168,20 +173,34 @@ export class RestorePointWriter implements DiskWriterSession {
       const be = this.repo.backend;
       // The index file and the disk indexes become durable together (their fsyncs overlap); the manifest follows.
       const writes: Array<Promise<void>> = [];
-      if (this.session.size > 0) writes.push(be.writeFileAtomic(`index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session))));
+      const written: string[] = [];
+      if (this.session.size > 0) {
+        const indexFile = `index/${this.id}-${crypto.randomBytes(4).toString('hex')}.idx`;
+        writes.push(be.writeFileAtomic(indexFile, sealFor(this.repo, SealedKind.Index, encodeIndex(this.session))));
+        written.push(indexFile);
+      }
       const dir = this.repo.rpDir({ vmId: this.vmId, id: this.id });
+      const diskIndexes: DiskIndex[] = [];
       for (let i = 0; i < this.disks.length; i++) {
         const d = this.disks[i]!;
         const m = diskManifests[i]!;
         const file = `disk-${i}.didx`;
-        const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex(d.diskIndex(), this.repo.config.version));
+        const index = d.diskIndex();
+        diskIndexes.push(index);
+        const sealed = sealFor(this.repo, SealedKind.DiskIndex, encodeDiskIndex(index, this.repo.config.version));
         writes.push(be.writeFileAtomic(`${dir}/${file}`, sealed));
+        written.push(`${dir}/${file}`);
         m.file = file;
         m.indexSha256 = crypto.createHash('sha256').update(sealed).digest('hex');
       }
       const settled = await Promise.allSettled(writes);
       const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
       if (failed) throw failed.reason;
+      const until = this.opts.lockedUntil;
+      if (until && be.retention) {
+        await lockPacks(be, diskIndexes, (id) => this.session.get(id) ?? this.repo.index.get(id), until);
+        await lockAll(be, [...written, 'config'], until);
+      }
       const committedAt = new Date(this.repo.now());
       const manifest: Manifest = {
         formatVersion: this.repo.config.version,
@@ -199,6 +218,7 @@ export class RestorePointWriter implements DiskWriterSession {
         timings: { startedAt: this.startedAt.toISOString(), committedAt: committedAt.toISOString(), durationMs: committedAt.getTime() - this.startedAt.getTime() },
       };
       await be.writeFileAtomic(`${dir}/manifest`, sealFor(this.repo, SealedKind.Manifest, Buffer.from(JSON.stringify(manifest))));
+      if (until && be.retention) await lockAll(be, [`${dir}/manifest`], until);
       this.done = true;
       for (const [id, loc] of this.session) this.repo.index.set(id, loc);
       await this.cleanup();

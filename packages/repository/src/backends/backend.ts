@@ -41,10 +41,29 @@ export interface LocalFiles {
   dropFds(): void;
 }
 
+/**
+ * Storage that itself refuses to delete or overwrite an object until a date (S3 Object Lock in
+ * compliance mode): what the repository locks cannot be removed early by anyone, this process and
+ * whoever holds the storage's keys included.
+ */
+export interface Retention {
+  /** Make `path` undeletable until `until`, or keep it so longer if it already is (retention only grows). */
+  lockUntil(path: string, until: Date): Promise<void>;
+  /** Until when `path` cannot be deleted; null when it can be now. */
+  lockedUntil(path: string): Promise<Date | null>;
+}
+
 export interface Backend {
   readonly kind: string;
   /** Present when the repository is a folder on this machine (see LocalFiles). */
   readonly local?: LocalFiles;
+  /** Present when the storage can lock objects against deletion (see Retention). */
+  readonly retention?: Retention;
+  /**
+   * Why this storage cannot make restore points immutable, when it is storage that should (an S3 bucket
+   * without Object Lock): a locked restore point is then refused before anything is written.
+   */
+  readonly cannotLock?: string;
   /** A description safe to log (no secrets). */
   readonly location: string;
   readFile(path: string): Promise<Buffer>;
