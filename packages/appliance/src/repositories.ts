@@ -1,13 +1,14 @@
 /**
- * Opening a repository described by its database row: local path or
- * sftp://user@host:port/path, with the passphrase and SSH key unsealed with the
- * appliance key (or, on a remote Transporter, its own copies: see Unsealer).
+ * Opening a repository described by its database row: local path,
+ * sftp://user@host:port/path or s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=…,
+ * with the passphrase and the storage credential (SSH key, S3 secret access key) unsealed
+ * with the appliance key (or, on a remote Transporter, its own copies: see Unsealer).
  * Used by the Director (create, browse) and the Transporter (write restore points).
  */
 import { lstat, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openSecret } from '@vaultline/config';
-import { LocalBackend, Repository, SftpBackend, type Backend, type ExpectedIdentity, type OpenOptions, type RepositoryIdentity } from '@vaultline/repository';
+import { LocalBackend, Repository, S3Backend, SftpBackend, type Backend, type ExpectedIdentity, type OpenOptions, type RepositoryIdentity } from '@vaultline/repository';
 import { SECRET_LABELS, type Unsealer } from './secrets.ts';
 
 export interface RepositoryRow {
@@ -20,6 +21,8 @@ export interface RepositoryRow {
   encrypted: boolean;
   passphraseSealed: string | null;
   sftpKeySealed: string | null;
+  /** S3: the sealed secret access key. */
+  s3SecretSealed?: string | null;
   /** Recorded identity (null on rows from before it was recorded): the config's id, scrypt parameters and file hash. */
   repositoryUid?: string | null;
   kdfParams?: unknown;
@@ -90,38 +93,68 @@ export async function resolveLocalLocation(location: string): Promise<string> {
   }
 }
 
-export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256'>, privateKey?: string): Promise<Backend> {
+/** Where an S3 repository is, as its location says: s3://<access key id>@<bucket>/<prefix>?endpoint=<url>&region=<region>. */
+export function parseS3Location(location: string): { bucket: string; prefix: string; accessKeyId: string; endpoint?: string; region: string } {
+  let u: URL;
+  try {
+    u = new URL(location);
+  } catch {
+    throw new RepositoryLocationError(`${location} is not an s3://<access key id>@<bucket>/<prefix> location`);
+  }
+  if (u.protocol !== 's3:' || !u.hostname || !u.username) throw new RepositoryLocationError(`${location} is not an s3://<access key id>@<bucket>/<prefix> location`);
+  const endpoint = u.searchParams.get('endpoint') ?? undefined;
+  if (endpoint && !/^https?:\/\//.test(endpoint)) throw new RepositoryLocationError(`the S3 endpoint ${endpoint} is not an http(s) URL`);
+  return {
+    bucket: u.hostname,
+    prefix: decodeURIComponent(u.pathname.replace(/^\/+/, '')),
+    accessKeyId: decodeURIComponent(u.username),
+    ...(endpoint ? { endpoint } : {}),
+    region: u.searchParams.get('region') ?? 'us-east-1',
+  };
+}
+
+/** A row's storage, opened with its credential: the SSH private key of an SFTP repository, the secret access key of an S3 one. */
+export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256'>, credential?: string): Promise<Backend> {
   if (row.kind === 'local') {
     await resolveLocalLocation(row.location);
     return new LocalBackend(row.location);
   }
   if (row.kind === 'sftp') {
     const u = new URL(row.location);
-    if (!privateKey) throw new Error(`the SFTP repository ${row.location} has no SSH key`);
+    if (!credential) throw new Error(`the SFTP repository ${row.location} has no SSH key`);
     if (!row.sftpHostKeySha256) throw new Error(`the SFTP server of ${row.location} has no pinned host key; remove the repository and add it again to confirm the server's key`);
-    return SftpBackend.connect({ host: u.hostname, port: Number(u.port || 22), username: decodeURIComponent(u.username), privateKey, root: decodeURIComponent(u.pathname), hostKeySha256: row.sftpHostKeySha256 });
+    return SftpBackend.connect({ host: u.hostname, port: Number(u.port || 22), username: decodeURIComponent(u.username), privateKey: credential, root: decodeURIComponent(u.pathname), hostKeySha256: row.sftpHostKeySha256 });
+  }
+  if (row.kind === 's3') {
+    if (!credential) throw new Error(`the S3 repository ${row.location} has no secret access key`);
+    return S3Backend.connect({ ...parseS3Location(row.location), secretAccessKey: credential });
   }
   throw new Error(`unknown repository kind ${row.kind}`);
 }
 
-export function unsealRepository(row: RepositoryRow, secretKey: Buffer): { passphrase?: string; privateKey?: string } {
+/** The row's secrets: its passphrase, and its storage credential (the SSH key of an SFTP repository, the secret access key of an S3 one). */
+export function unsealRepository(row: RepositoryRow, secretKey: Buffer): { passphrase?: string; credential?: string } {
+  const credential =
+    row.kind === 's3'
+      ? row.s3SecretSealed && openSecret(secretKey, SECRET_LABELS.repositoryS3Secret, row.s3SecretSealed)
+      : row.sftpKeySealed && openSecret(secretKey, SECRET_LABELS.repositorySshKey, row.sftpKeySealed);
   return {
     ...(row.passphraseSealed ? { passphrase: openSecret(secretKey, SECRET_LABELS.repositoryPassphrase, row.passphraseSealed) } : {}),
-    ...(row.sftpKeySealed ? { privateKey: openSecret(secretKey, SECRET_LABELS.repositorySshKey, row.sftpKeySealed) } : {}),
+    ...(credential ? { credential } : {}),
   };
 }
 
-async function unsealWith(row: RepositoryRow, unseal: Unsealer): Promise<{ passphrase?: string; privateKey?: string }> {
+async function unsealWith(row: RepositoryRow, unseal: Unsealer): Promise<{ passphrase?: string; credential?: string }> {
   if (!row.id) throw new Error(`the repository ${row.location} has no id to open its secrets by`);
-  const [passphrase, privateKey] = await Promise.all([
+  const [passphrase, credential] = await Promise.all([
     unseal(SECRET_LABELS.repositoryPassphrase, row.id, row.passphraseSealed),
-    unseal(SECRET_LABELS.repositorySshKey, row.id, row.sftpKeySealed),
+    row.kind === 's3' ? unseal(SECRET_LABELS.repositoryS3Secret, row.id, row.s3SecretSealed) : unseal(SECRET_LABELS.repositorySshKey, row.id, row.sftpKeySealed),
   ]);
-  return { ...(passphrase ? { passphrase } : {}), ...(privateKey ? { privateKey } : {}) };
+  return { ...(passphrase ? { passphrase } : {}), ...(credential ? { credential } : {}) };
 }
 
 /** `key`: the appliance key, or an Unsealer (a remote Transporter's own). */
 export async function openRepository(row: RepositoryRow, key: Buffer | Unsealer, opts: Omit<OpenOptions, 'passphrase'> = {}): Promise<Repository> {
-  const { passphrase, privateKey } = Buffer.isBuffer(key) ? unsealRepository(row, key) : await unsealWith(row, key);
-  return Repository.open(await backendFor(row, privateKey), { ...opts, ...(passphrase ? { passphrase } : {}), expect: recordedIdentity(row) });
+  const { passphrase, credential } = Buffer.isBuffer(key) ? unsealRepository(row, key) : await unsealWith(row, key);
+  return Repository.open(await backendFor(row, credential), { ...opts, ...(passphrase ? { passphrase } : {}), expect: recordedIdentity(row) });
 }

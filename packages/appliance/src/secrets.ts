@@ -5,6 +5,7 @@ export const SECRET_LABELS = {
   vcenterPassword: 'vcenter-password',
   repositoryPassphrase: 'repository-passphrase',
   repositorySshKey: 'repository-ssh-key',
+  repositoryS3Secret: 'repository-s3-secret',
   transporterSshKey: 'transporter-ssh-key',
   notificationSecret: 'notification-secret',
   /** Bound to the user id as well: `totp-secret:<id>`. */

@@ -201,14 +201,14 @@ export class NbdProcess {
           clearTimeout(timer);
           reject(new FlrError(`the NBD server exited (${signal ?? code}) before serving${stderr ? `: ${stderr.trim().split('\n').slice(-3).join(' / ')}` : ''}`));
         });
-        const { passphrase, privateKey } = unsealRepository(opts.repository, opts.secretKey);
+        const { passphrase, credential } = unsealRepository(opts.repository, opts.secretKey);
         const msg: ServeMessage = {
           type: 'serve',
           socketPath: opts.socketPath,
           ...(opts.socketMode ? { socketMode: opts.socketMode } : {}),
           repository: { kind: opts.repository.kind, location: opts.repository.location, sftpHostKeySha256: opts.repository.sftpHostKeySha256 ?? null },
           ...(passphrase ? { passphrase } : {}),
-          ...(privateKey ? { privateKey } : {}),
+          ...(credential ? { credential } : {}),
           ref: opts.ref,
           disks: opts.disks,
         };

@@ -24,7 +24,8 @@ export interface ServeMessage {
   repository: { kind: string; location: string; sftpHostKeySha256?: string | null };
   /** Unsealed by the Director; only this repository's secrets come here, never the appliance key. */
   passphrase?: string;
-  privateKey?: string;
+  /** The storage credential: SSH key (SFTP) or secret access key (S3). */
+  credential?: string;
   ref: { vmId: string; id: string };
   disks: Array<{ key: string; exportName: string }>;
 }
@@ -41,7 +42,7 @@ async function stop(code: number): Promise<never> {
 }
 
 async function serve(msg: ServeMessage): Promise<void> {
-  repo = await Repository.open(await backendFor(msg.repository, msg.privateKey), msg.passphrase ? { passphrase: msg.passphrase } : {});
+  repo = await Repository.open(await backendFor(msg.repository, msg.credential), msg.passphrase ? { passphrase: msg.passphrase } : {});
   // A shared lock for as long as the session is open: garbage collection (exclusive) waits, so it
   // can never sweep chunks this session is reading, even if retention removes the point meanwhile.
   lock = await repo.locks.acquire('shared', `file-level restore of ${msg.ref.vmId}/${msg.ref.id}`);
