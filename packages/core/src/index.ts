@@ -12,6 +12,7 @@ export { Semaphore, TransporterLimits } from './backup/limits.ts';
 export { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './backup/areas.ts';
 export { DiskMeter, secondsSince } from './backup/progress.ts';
 export type { DiskUpdate, ProgressSink } from './backup/progress.ts';
+export type { RunLogLevel, RunRecorder } from './run/recorder.ts';
 export { ReadAhead, readAheadFor } from './backup/readahead.ts';
 export type { ReadAheadOptions } from './backup/readahead.ts';
 export { chooseInTurn, chooseTransport, chooseTransports, hotaddProblem, SAN_NEVER, sanProblem } from './backup/transport-select.ts';

@@ -5,17 +5,17 @@
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
 import { statfs } from 'node:fs/promises';
-import { isTerminalStatus, JobOptionsSchema, settledRunStatus, type BackupVmJob, type JobOptions, type RunEvent, type RunStatus, type TransportMode } from '@vaultline/contracts';
+import { isTerminalStatus, JobOptionsSchema, type BackupVmJob, type JobOptions, type RunEvent, type TransportMode } from '@vaultline/contracts';
 import { applyRetention, openRepository, type Unsealer } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { DiskReader, RestorePointWriter, type Repository } from '@vaultline/repository';
-import { CancelledError, runVmBackup, VmBackupError, type CleanupJournal, type LocalDevices, type PreviousPoint, type TransporterLimits } from '@vaultline/core';
+import { CancelledError, runVmBackup, VmBackupError, type CleanupJournal, type LocalDevices, type PreviousPoint, type RunRecorder, type TransporterLimits } from '@vaultline/core';
 import type { VCenterRow, VSphereSession } from '../sessions.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 import { retryCanHelp } from './retry.ts';
-import { runDiskRows } from './run-disk-rows.ts';
+import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
 
 export interface BackupHandlerDeps {
   db: Db;
@@ -39,19 +39,6 @@ export interface BackupHandlerDeps {
 export function createBackupVmHandler(deps: BackupHandlerDeps) {
   const { db } = deps;
 
-  const appendLog = async (runVmId: string, level: string, message: string) => {
-    const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
-    await db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${runVmId}::uuid`;
-  };
-
-  /** A run is finished when none of its items is queued or running. */
-  const finaliseRun = async (runId: string) => {
-    const status = settledRunStatus((await db.runVm.findMany({ where: { runId }, select: { status: true } })).map((i) => i.status));
-    if (!status) return;
-    await db.jobRun.update({ where: { id: runId }, data: { status, finishedAt: new Date() } });
-    deps.publish({ type: 'run.finished', runId, status });
-  };
-
   return async function handleBackupVm(payload: BackupVmJob, ctx: { attempt: number }): Promise<void> {
     const item = await db.runVm.findUnique({
       where: { id: payload.runVmId },
@@ -62,69 +49,30 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     const run = item.run;
     const job = run.job;
     const log = deps.log.child({ runId: run.id, runVmId: item.id, vm: item.vmName });
-    // Log lines are appended one after the other (in order), and all of them before the item is finished.
-    let logWrites: Promise<unknown> = Promise.resolve();
-    const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
-      log[level](message);
-      logWrites = logWrites.then(() => appendLog(item.id, level, message)).catch(() => undefined);
-      deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
-    };
-    const finish = async (status: RunStatus, error: string | null) => {
-      await logWrites;
-      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date() } });
-      deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });
-      await finaliseRun(run.id);
-    };
+    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id });
+    const finish = rec.finish.bind(rec);
+    const runLog = rec.log.bind(rec);
 
     if (!job) return finish('failed', 'the job of this run was deleted');
     if (run.cancelRequested || deps.isCancelled(run.id)) return finish('cancelled', null);
 
-    await db.jobRun.updateMany({ where: { id: run.id, startedAt: null }, data: { startedAt: new Date(), status: 'running' } });
     const interrupted = await interruptedAttempt(db, item, 'read');
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, transporterLostAt: null, startedAt: new Date(), error: null } });
+    await rec.start('preflight');
     if (interrupted) runLog('warn', takeoverMessage(interrupted, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId }, 'backup'));
     if (ctx.attempt > 1) runLog('info', `attempt ${ctx.attempt} of ${deps.maxAttempts}`);
 
     let repo: Repository | null = null;
     let session: VSphereSession | null = null;
-    const rows = runDiskRows(db, item.id, deps.publish);
     try {
       try {
         repo = await openRepository(job.repository, deps.unseal);
       } catch (err) {
         throw new VmBackupError(`repository ${job.repository.name} cannot be opened: ${(err as Error).message}`, retryCanHelp(err));
       }
-      // Room for an estimate: what the last backup of this VM added, plus a margin.
-      if (job.repository.kind === 'local') {
-        const st = await statfs(job.repository.location);
-        const free = Number(st.bavail) * Number(st.bsize);
-        const lastNew = await db.restorePoint.findFirst({ where: { repositoryId: job.repositoryId, vmName: item.vmName }, orderBy: { createdAt: 'desc' }, select: { newBytes: true } });
-        const estimate = Number(lastNew?.newBytes ?? 0n) + 16 * 1024 * 1024;
-        if (free < estimate) {
-          throw new VmBackupError(`repository ${job.repository.name} is full: ${Math.floor(free / 1048576)} MiB free, about ${Math.ceil(estimate / 1048576)} MiB needed`, true);
-        }
-      }
+      await checkRoom(db, job.repository, job.repositoryId, item.vmName);
       session = await deps.connect(job.vcenter);
       const options = JobOptionsSchema.parse(job.options);
-      const instanceUuid = item.vmInstanceUuid;
-      const last = await db.restorePoint.findFirst({
-        where: { repositoryId: job.repositoryId, ...(instanceUuid ? { vmInstanceUuid: instanceUuid } : { vmName: item.vmName }) },
-        orderBy: { createdAt: 'desc' },
-      });
-      let previous: PreviousPoint | null = null;
-      if (last) {
-        const manifest = await repo.readManifest({ vmId: last.vmInstanceUuid, id: last.repoPointId }).catch(() => null);
-        if (manifest) {
-          previous = {
-            ref: { vmId: manifest.vmId, id: manifest.id },
-            changeIds: (last.changeIds ?? {}) as Record<string, string>,
-            capacities: Object.fromEntries(manifest.disks.map((d) => [d.key, d.capacity])),
-            suspect: last.suspect,
-          };
-        } else {
-          runLog('warn', `the last restore point ${last.repoPointId} is missing from the repository; taking a full backup`);
-        }
-      }
+      const previous = await previousPoint(db, repo, job.repositoryId, item, rec);
       const blockDevices = await deps.devices.canUseBlockDevices();
       const result = await runVmBackup(
         {
@@ -145,14 +93,11 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
           openWriter: (r, o) => RestorePointWriter.open(r, o),
           openParentReader: (r, ref, key) => DiskReader.open(r, ref, key),
           transporter: { ...session.facts, blockDevices },
-          progress: rows.progress,
+          progress: rec.progress,
           log,
           runLog,
-          phase: async (phase) => {
-            await db.runVm.update({ where: { id: item.id }, data: { phase } });
-            deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase });
-          },
-          diskPhase: rows.diskPhase,
+          phase: (phase) => rec.phase(phase),
+          diskPhase: (key, u) => rec.diskPhase(key, u),
           isCancelled: () => deps.isCancelled(run.id),
           maxParallelDisks: deps.maxParallelDisks,
           ...(deps.limits ? { limits: deps.limits } : {}),
@@ -193,13 +138,44 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         return;
       }
       runLog('warn', `attempt ${ctx.attempt} failed: ${message}; will retry`);
-      await logWrites;
-      await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', error: message } });
+      await rec.retrying(message);
       throw err;
     } finally {
       await session?.close().catch(() => undefined);
       await repo?.close().catch(() => undefined);
     }
+  };
+}
+
+/** Room for an estimate in a local repository: what the last backup of this VM added, plus a margin. */
+async function checkRoom(db: Db, repository: { kind: string; location: string; name: string }, repositoryId: string, vmName: string): Promise<void> {
+  if (repository.kind !== 'local') return;
+  const st = await statfs(repository.location);
+  const free = Number(st.bavail) * Number(st.bsize);
+  const lastNew = await db.restorePoint.findFirst({ where: { repositoryId, vmName }, orderBy: { createdAt: 'desc' }, select: { newBytes: true } });
+  const estimate = Number(lastNew?.newBytes ?? 0n) + 16 * 1024 * 1024;
+  if (free < estimate) {
+    throw new VmBackupError(`repository ${repository.name} is full: ${Math.floor(free / 1048576)} MiB free, about ${Math.ceil(estimate / 1048576)} MiB needed`, true);
+  }
+}
+
+/** The VM's last restore point in this repository, to back up incrementally from; null for a full backup. */
+async function previousPoint(db: Db, repo: Repository, repositoryId: string, item: { vmInstanceUuid: string | null; vmName: string }, rec: RunRecorder): Promise<PreviousPoint | null> {
+  const last = await db.restorePoint.findFirst({
+    where: { repositoryId, ...(item.vmInstanceUuid ? { vmInstanceUuid: item.vmInstanceUuid } : { vmName: item.vmName }) },
+    orderBy: { createdAt: 'desc' },
+  });
+  if (!last) return null;
+  const manifest = await repo.readManifest({ vmId: last.vmInstanceUuid, id: last.repoPointId }).catch(() => null);
+  if (!manifest) {
+    rec.log('warn', `the last restore point ${last.repoPointId} is missing from the repository; taking a full backup`);
+    return null;
+  }
+  return {
+    ref: { vmId: manifest.vmId, id: manifest.id },
+    changeIds: (last.changeIds ?? {}) as Record<string, string>,
+    capacities: Object.fromEntries(manifest.disks.map((d) => [d.key, d.capacity])),
+    suspect: last.suspect,
   };
 }
 

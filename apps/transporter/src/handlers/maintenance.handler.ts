@@ -8,11 +8,12 @@
  * clearly and runs again at its next occurrence.
  */
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { isTerminalStatus, MaintenanceRequestSchema, type BackupVmJob, type RunEvent, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, MaintenanceRequestSchema, type BackupVmJob, type RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { gc, LockedError, verify, type Repository, type VerifyReport } from '@vaultline/repository';
+import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
 
 const MiB = 1024 * 1024;
 
@@ -22,45 +23,34 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
     if (isTerminalStatus(item.status)) return;
-    const log = async (level: 'info' | 'warn' | 'error', message: string) => {
-      deps.log[level]({ runVmId: item.id }, message);
-      const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
-      await db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`;
-      deps.publish({ type: 'run.log', runId: item.runId, runVmId: item.id, level, message });
-    };
-    const finish = async (status: RunStatus, error: string | null) => {
-      const now = new Date();
-      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: now } });
-      await db.jobRun.update({ where: { id: item.runId }, data: { status, error, finishedAt: now } });
-      deps.publish({ type: 'vm.finished', runId: item.runId, runVmId: item.id, status, error });
-      deps.publish({ type: 'run.finished', runId: item.runId, status });
-    };
+    const rec = pgRunRecorder({ db, publish: deps.publish, log: deps.log.child({ runId: item.runId, runVmId: item.id }), transporterId: deps.transporterId }, { id: item.id, runId: item.runId });
+    const log = rec.log.bind(rec);
+    const finish = rec.finish.bind(rec);
     const request = MaintenanceRequestSchema.parse(item.run.request);
     const row = await db.repository.findUnique({ where: { id: request.repositoryId } });
     if (!row) return finish('failed', 'the repository was removed from Vaultline');
-    await db.jobRun.update({ where: { id: item.runId }, data: { status: 'running', startedAt: new Date() } });
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: request.task === 'gc' ? 'collecting' : 'verifying', transporterId: deps.transporterId, startedAt: new Date() } });
+    await rec.start(request.task === 'gc' ? 'collecting' : 'verifying');
 
     let repo: Repository | null = null;
     try {
       repo = await openRepository(row, deps.unseal);
       if (request.task === 'gc') {
-        await log('info', `garbage collection of ${row.name} started`);
+        log('info', `garbage collection of ${row.name} started`);
         const r = await gc(repo);
-        await log('info', `removed ${r.deletedPacks} pack(s) and ${r.removedLeftovers} leftover(s) of interrupted writes (${(r.deletedBytes / MiB).toFixed(1)} MiB freed), repacked ${r.repackedPacks}; ${r.liveChunks} chunk(s) in use`);
+        log('info', `removed ${r.deletedPacks} pack(s) and ${r.removedLeftovers} leftover(s) of interrupted writes (${(r.deletedBytes / MiB).toFixed(1)} MiB freed), repacked ${r.repackedPacks}; ${r.liveChunks} chunk(s) in use${r.lockedKept ? `; ${r.lockedKept} pack(s) or file(s) kept because the storage locks them (Object Lock)` : ''}`);
         return await finish('succeeded', null);
       }
       const what = request.sample >= 1 ? 'full verify (every chunk re-read and re-hashed)' : `sampled verify (${Math.round(request.sample * 100)}% of chunks)`;
-      await log('info', `${what} of ${row.name} started`);
+      log('info', `${what} of ${row.name} started`);
       const report = await verify(repo, { sample: request.sample });
       const problems = await recordVerify(db, repo, row.id, report, request.sample >= 1);
-      await log(
+      log(
         problems.length ? 'error' : 'info',
         `${report.restorePoints} restore point(s), ${report.chunksChecked} of ${report.chunksReferenced} chunk(s) checked (${(report.bytesChecked / MiB).toFixed(1)} MiB): ${problems.length ? `${problems.length} restore point(s) damaged` : 'all intact'}`,
       );
-      for (const p of problems) await log('error', `damaged: ${p.vmName} restore point of ${p.createdAt.toISOString()} (${p.repoPointId}): ${p.reason}`);
+      for (const p of problems) log('error', `damaged: ${p.vmName} restore point of ${p.createdAt.toISOString()} (${p.repoPointId}): ${p.reason}`);
       if (report.unreferencedPacks || report.incompleteRestorePoints) {
-        await log('info', `${report.unreferencedPacks} unreferenced pack(s) and ${report.incompleteRestorePoints} incomplete restore point(s) left by interrupted backups; garbage collection removes them`);
+        log('info', `${report.unreferencedPacks} unreferenced pack(s) and ${report.incompleteRestorePoints} incomplete restore point(s) left by interrupted backups; garbage collection removes them`);
       }
       return await finish(problems.length ? 'failed' : 'succeeded', problems.length ? `${problems.length} restore point(s) damaged: ${problems.map((p) => `${p.vmName} ${p.createdAt.toISOString()}`).join(', ')}` : null);
     } catch (err) {
@@ -68,7 +58,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
         err instanceof LockedError
           ? `a backup or another maintenance task is using ${row.name} (${err.message}); this runs again at its next occurrence`
           : `${request.task === 'gc' ? 'garbage collection' : 'verify'} of ${row.name} failed: ${(err as Error).message}`;
-      await log('error', message);
+      log('error', message);
       await finish('failed', message);
     } finally {
       await repo?.close().catch(() => undefined);

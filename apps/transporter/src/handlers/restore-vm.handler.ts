@@ -8,13 +8,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openRepository, type Unsealer } from '@vaultline/appliance';
-import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunEvent, type RunStatus } from '@vaultline/contracts';
+import { isTerminalStatus, RestoreRequestSchema, type BackupVmJob, type RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { CancelledError, restoreDisk, restoreVm, type CleanupJournal, type RestoreDevices, type TransporterLimits } from '@vaultline/core';
 import type { RestoreSession, VCenterRow } from '../sessions.ts';
-import { runDiskRows } from './run-disk-rows.ts';
+import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 
 export interface RestoreHandlerDeps {
@@ -42,21 +42,9 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
     if (isTerminalStatus(item.status)) return;
     const run = item.run;
     const log = deps.log.child({ runId: run.id, runVmId: item.id });
-    // Log lines are appended one after the other (in order), and all of them before the run is finished.
-    let logWrites: Promise<unknown> = Promise.resolve();
-    const runLog = (level: 'info' | 'warn' | 'error', message: string) => {
-      log[level](message);
-      const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
-      logWrites = logWrites.then(() => db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`).catch(() => undefined);
-      deps.publish({ type: 'run.log', runId: run.id, runVmId: item.id, level, message });
-    };
-    const finish = async (status: RunStatus, error: string | null, vmMoref?: string) => {
-      await logWrites;
-      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: new Date(), ...(vmMoref ? { vmMoref } : {}) } });
-      await db.jobRun.update({ where: { id: run.id }, data: { status, error, finishedAt: new Date() } });
-      deps.publish({ type: 'vm.finished', runId: run.id, runVmId: item.id, status, error });
-      deps.publish({ type: 'run.finished', runId: run.id, status });
-    };
+    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id });
+    const runLog = rec.log.bind(rec);
+    const finish = (status: Parameters<typeof rec.finish>[0], error: string | null, vmMoref?: string) => rec.finish(status, error, vmMoref ? { vmMoref } : {});
     if (run.cancelRequested || deps.isCancelled(run.id)) {
       runLog('warn', 'cancelled before it started: nothing was created');
       return finish('cancelled', null);
@@ -69,15 +57,9 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
     }
     const request = parsed.data;
     const interrupted = await interruptedAttempt(db, item, 'written');
-    await db.jobRun.update({ where: { id: run.id }, data: { status: 'running', startedAt: run.startedAt ?? new Date() } });
-    await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase: 'preflight', transporterId: deps.transporterId, transporterLostAt: null, startedAt: new Date(), error: null } });
+    await rec.start('preflight');
     if (interrupted) runLog('warn', takeoverMessage(interrupted, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId }, 'restore'));
     else if (ctx.attempt > 1) runLog('warn', `attempt ${ctx.attempt}: an earlier attempt of this restore failed; what it left was removed; restoring again`);
-    const rows = runDiskRows(db, item.id, deps.publish);
-    const phase = async (p: string) => {
-      await db.runVm.update({ where: { id: item.id }, data: { phase: p } });
-      deps.publish({ type: 'vm.phase', runId: run.id, runVmId: item.id, phase: p });
-    };
     const restoreId = randomUUID();
     let session: RestoreSession | null = null;
     let repo: Awaited<ReturnType<typeof openRepository>> | null = null;
@@ -89,7 +71,7 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
       repo = await openRepository(point.repository, deps.unseal);
       session = await deps.connect(vc);
       const ref = { vmId: point.vmInstanceUuid, id: point.repoPointId };
-      const common = { runLog, phase, progress: rows.progress, diskPhase: rows.diskPhase, isCancelled: () => deps.isCancelled(run.id) };
+      const common = { runLog, phase: (p: string) => rec.phase(p), progress: rec.progress, diskPhase: rec.diskPhase.bind(rec), isCancelled: () => deps.isCancelled(run.id) };
       if (request.disk) {
         runLog('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
         const d = await restoreDisk(

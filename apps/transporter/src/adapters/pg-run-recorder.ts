@@ -1,0 +1,68 @@
+/**
+ * The RunRecorder (packages/core/src/run/recorder.ts) over PostgreSQL, the truth about runs, and the
+ * event bus that carries what happens to the Director and the browsers. Disk rows and their progress
+ * events come from runDiskRows.
+ */
+import { settledRunStatus, type RunEvent, type RunStatus } from '@vaultline/contracts';
+import type { RunLogLevel, RunRecorder } from '@vaultline/core';
+import type { Db } from '@vaultline/db';
+import type { Logger } from '@vaultline/logger';
+import { runDiskRows } from './run-disk-rows.ts';
+
+export interface RecorderDeps {
+  db: Db;
+  publish(event: RunEvent): void;
+  /** Where the lines also go (the Transporter's own log), with the run and item ids bound. */
+  log: Logger;
+  transporterId: string;
+}
+
+export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: string }): RunRecorder {
+  const { db, publish } = deps;
+  const runId = item.runId;
+  const rows = runDiskRows(db, item.id, publish);
+  let writes: Promise<unknown> = Promise.resolve();
+
+  const setPhase = async (phase: string) => {
+    await db.runVm.update({ where: { id: item.id }, data: { phase } });
+    publish({ type: 'vm.phase', runId, runVmId: item.id, phase });
+  };
+
+  return {
+    runId,
+    itemId: item.id,
+    async start(phase) {
+      const now = new Date();
+      await db.jobRun.updateMany({ where: { id: runId, startedAt: null }, data: { startedAt: now } });
+      await db.jobRun.update({ where: { id: runId }, data: { status: 'running' } });
+      await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase, transporterId: deps.transporterId, transporterLostAt: null, startedAt: now, error: null } });
+      publish({ type: 'vm.phase', runId, runVmId: item.id, phase });
+    },
+    phase: setPhase,
+    log(level: RunLogLevel, message: string) {
+      deps.log[level](message);
+      const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
+      // A line that cannot be written is not worth failing the work for; the next one still follows it.
+      writes = writes.then(() => db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`).catch(() => undefined);
+      publish({ type: 'run.log', runId, runVmId: item.id, level, message });
+    },
+    flush: () => writes.then(() => undefined),
+    diskPhase: rows.diskPhase,
+    progress: rows.progress,
+    async finish(status: RunStatus, error: string | null, extra: { vmMoref?: string } = {}) {
+      await writes;
+      const now = new Date();
+      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: now, ...(extra.vmMoref ? { vmMoref: extra.vmMoref } : {}) } });
+      publish({ type: 'vm.finished', runId, runVmId: item.id, status, error });
+      const items = await db.runVm.findMany({ where: { runId }, select: { status: true, error: true } });
+      const settled = settledRunStatus(items.map((i) => i.status as RunStatus));
+      if (!settled) return;
+      await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(items.length === 1 ? { error: items[0]!.error } : {}) } });
+      publish({ type: 'run.finished', runId, status: settled });
+    },
+    async retrying(error: string) {
+      await writes;
+      await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', error } });
+    },
+  };
+}
