@@ -65,7 +65,7 @@ function ensureQemuImg() {
 
 /** The S3 tests' server: Ceph's RADOS Gateway with a monitor and an OSD of its own (@vaultline/s3-lab). */
 function ensureCeph() {
-  const tools = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'ceph', 'monmaptool'];
+  const tools = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'ceph', 'monmaptool', 'ceph-authtool'];
   if (tools.every(have)) return;
   aptInstall(['radosgw', 'ceph-mon', 'ceph-osd', 'ceph-common'], "The S3 backend tests run against a real S3 server, Ceph's RADOS Gateway (radosgw, ceph-mon, ceph-osd).");
 }

@@ -6,8 +6,7 @@
  *
  * Every daemon runs in the foreground as a child of this process, in a run folder of its own under the
  * temporary directory; stop() ends them by pid and removes the folder. A folder left by a process that
- * died (its owner pid is gone) is cleaned up by the next start, daemons included. Ceph is installed from
- * Debian's packages when missing (root only).
+ * died (its owner pid is gone) is cleaned up by the next start, daemons included.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -31,25 +30,11 @@ export interface S3Lab {
 const PACKAGES = ['radosgw', 'ceph-mon', 'ceph-osd', 'ceph-common'];
 const PREFIX = 'vaultline-s3-lab-';
 
-/** A fresh machine may lack Ceph: install it from Debian's packages (without starting its services). */
+/** Ceph's daemons and tools must be here: `npm test` installs them from Debian's packages (scripts/commands/test.mjs). */
 export function ensureCeph(): void {
-  const have = ['/usr/bin/radosgw', '/usr/bin/ceph-mon', '/usr/bin/ceph-osd', '/usr/bin/ceph', '/usr/bin/monmaptool', '/usr/bin/radosgw-admin'].every((f) => fs.existsSync(f));
-  if (have) return;
-  if (process.getuid?.() !== 0) throw new Error(`the S3 tests need Ceph's RADOS Gateway: apt-get install ${PACKAGES.join(' ')}`);
-  const policy = '/usr/sbin/policy-rc.d';
-  const hadPolicy = fs.existsSync(policy);
-  // Package scripts must not start Ceph's system services: the lab runs its own daemons.
-  if (!hadPolicy) fs.writeFileSync(policy, '#!/bin/sh\nexit 101\n', { mode: 0o755 });
-  try {
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    try {
-      execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...PACKAGES], { env, stdio: 'pipe' });
-    } catch {
-      execFileSync('apt-get', ['update'], { env, stdio: 'pipe' });
-      execFileSync('apt-get', ['install', '-y', '--no-install-recommends', ...PACKAGES], { env, stdio: 'pipe' });
-    }
-  } finally {
-    if (!hadPolicy) fs.rmSync(policy, { force: true });
+  const missing = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'ceph', 'monmaptool', 'ceph-authtool'].filter((t) => !fs.existsSync(`/usr/bin/${t}`));
+  if (missing.length > 0) {
+    throw new Error(`the S3 tests need Ceph's RADOS Gateway (missing ${missing.join(', ')}): npm test installs it, or run apt-get install ${PACKAGES.join(' ')}`);
   }
 }
 

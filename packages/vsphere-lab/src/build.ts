@@ -16,6 +16,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { childEnv, isRoot, labEnv, packageDir } from './env.ts';
+import { pidAlive } from './host-resources.ts';
 
 const goDir = path.join(packageDir, 'go');
 const goPackages = ['golang-go', 'golang-github-vmware-govmomi-dev'];
@@ -80,14 +81,6 @@ function sourceHash(): string {
   return h.digest('hex').slice(0, 16);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function withLock<T>(lockFile: string, fn: () => Promise<T>): Promise<T> {
   for (;;) {

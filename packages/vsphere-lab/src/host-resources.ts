@@ -89,7 +89,8 @@ export function cleanupRunDir(run: string, removeDir = true): void {
 
 // ---------------------------------------------------------------------------
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
