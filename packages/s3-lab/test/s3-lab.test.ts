@@ -1,7 +1,7 @@
 /**
  * The S3 lab is a real RADOS Gateway: objects round-trip, Object Lock in compliance mode refuses deletes and
  * shorter retention for everyone (owner included), and stop() leaves neither a daemon nor a file behind.
- * Needs root (Ceph's packages are installed when missing); CI runs as root, so there it always runs.
+ * Needs root and Ceph's packages (npm test installs them); CI runs as root, so there it always runs.
  */
 import * as fs from 'node:fs';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, PutObjectRetentionCommand, S3Client } from '@aws-sdk/client-s3';
