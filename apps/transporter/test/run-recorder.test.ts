@@ -25,8 +25,8 @@ describe('run recorder in PostgreSQL', () => {
     await database?.drop();
   });
 
-  const newRun = async (items: number) => {
-    const run = await db.jobRun.create({ data: { vms: { create: Array.from({ length: items }, (_, i) => ({ vmMoref: `vm-${i}`, vmName: `vm ${i}` })) } }, include: { vms: true } });
+  const newRun = async (items: number, kind: 'backup' | 'restore' = 'backup') => {
+    const run = await db.jobRun.create({ data: { kind, vms: { create: Array.from({ length: items }, (_, i) => ({ vmMoref: `vm-${i}`, vmName: `vm ${i}` })) } }, include: { vms: true } });
     const events: RunEvent[] = [];
     const recorders = run.vms.map((v) => pgRunRecorder({ db, publish: (e) => events.push(e), log: memoryLogger('test').log, transporterId: 'tp-1' }, { id: v.id, runId: run.id }));
     return { runId: run.id, recorders, events };
@@ -63,8 +63,12 @@ describe('run recorder in PostgreSQL', () => {
     expect(events.filter((e) => e.type === 'run.finished')).toEqual([{ type: 'run.finished', runId, status: 'failed' }]);
   });
 
-  it('a run of one item carries its error; a retried attempt waits in phase retrying and starts clean', async () => {
-    const { runId, recorders } = await newRun(1);
+  it("a restore run carries its item's error, a backup run's errors stay on its VMs; a retried attempt waits in phase retrying and starts clean", async () => {
+    const backup = await newRun(1);
+    await backup.recorders[0]!.start('preflight');
+    await backup.recorders[0]!.finish('failed', 'no room in the repository');
+    expect(await db.jobRun.findUniqueOrThrow({ where: { id: backup.runId } })).toMatchObject({ status: 'failed', error: null });
+    const { runId, recorders } = await newRun(1, 'restore');
     const rec = recorders[0]!;
     await rec.start('preflight');
     rec.log('warn', 'attempt 1 failed: connection reset; will retry');

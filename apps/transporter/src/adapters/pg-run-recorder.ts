@@ -57,7 +57,9 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
       const items = await db.runVm.findMany({ where: { runId }, select: { status: true, error: true } });
       const settled = settledRunStatus(items.map((i) => i.status as RunStatus));
       if (!settled) return;
-      await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(items.length === 1 ? { error: items[0]!.error } : {}) } });
+      // A restore or maintenance run is its one item: the run shows the item's error. A backup's stay on its VMs.
+      const { kind } = await db.jobRun.findUniqueOrThrow({ where: { id: runId }, select: { kind: true } });
+      await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(kind !== 'backup' && items.length === 1 ? { error: items[0]!.error } : {}) } });
       publish({ type: 'run.finished', runId, status: settled });
     },
     async retrying(error: string) {

@@ -7,7 +7,7 @@
  *   finished or handed back for a retry (a reader never sees a finish before the lines that explain it);
  * - finish: the item's outcome, then `vm.finished`, then the run settles once none of its items is
  *   queued or running (settledRunStatus: failed over cancelled over warning over succeeded), with
- *   `run.finished`; a run of one item also carries that item's error.
+ *   `run.finished`; a restore or maintenance run (one item) also carries that item's error.
  * The Transporter implements it over PostgreSQL and the event bus (adapters/pg-run-recorder.ts).
  */
 import type { RunStatus } from '@vaultline/contracts';
