@@ -78,7 +78,7 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
         const fileName = rec.target.fileName as string;
         for (const d of await vs.vmDisks(proxy)) {
           if (d.fileName === fileName) {
-            await vs.detachDisk(proxy, d.key);
+            await vs.detachDisk(proxy, d.key, d.fileName);
             if (d.uuid) await deps.devices.waitGone(d.uuid).catch(() => undefined);
             report.disksDetached.push(fileName);
           }
@@ -120,7 +120,7 @@ export async function sweepOrphans(deps: SweepDeps): Promise<SweepReport> {
       if (proxy && active.size === 0) {
         for (const d of await vs.vmDisks(proxy.moref)) {
           if (d.fileName.startsWith(proxy.folder)) continue;
-          await vs.detachDisk(proxy.moref, d.key);
+          await vs.detachDisk(proxy.moref, d.key, d.fileName);
           if (d.uuid) await deps.devices.waitGone(d.uuid).catch(() => undefined);
           report.disksDetached.push(d.fileName);
         }

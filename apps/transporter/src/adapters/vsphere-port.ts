@@ -179,8 +179,8 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       if (!d.uuid) throw new Error(`the attached disk ${fileName} reports no uuid; cannot find its device`);
       return { deviceKey: d.key, uuid: d.uuid };
     },
-    async detachDisk(proxyVmMoref, deviceKey) {
-      await client.hotadd.detach(proxyVmMoref, deviceKey);
+    async detachDisk(proxyVmMoref, deviceKey, expectFileName) {
+      await client.hotadd.detach(proxyVmMoref, deviceKey, { expectFileName });
     },
     async findVmByBiosUuid(biosUuid) {
       const moref = await client.inventory.findVmByUuid(biosUuid, { instanceUuid: false });

@@ -384,10 +384,14 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
           job.warn(`disk ${disk.label}: ${transport} read failed at ${at} (${(err as Error).message}); continuing over ${net}`);
           reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
           ahead.stop();
-          await source.close().catch(() => undefined);
+          // The failed source is closed once, here: until the network reader is open, nothing is left to close
+          // (a second close would detach by a device key the disk no longer holds, maybe another disk's by then).
+          const failed = source;
+          source = CLOSED;
+          await failed.close().catch(() => undefined);
+          source = await openSource(job, net);
           transport = net;
           meter.transport = net;
-          source = await openSource(job, net);
           ahead.restart(source.reader, at);
           await ahead.readInto(into, at);
         } finally {
@@ -478,6 +482,16 @@ async function probeLun(deps: VmBackupDeps, input: VmBackupInput, naa: string, d
 }
 
 /** Opens the snapshot's disk through a transport, journaled so a crash leaves nothing attached or mounted. */
+/** What stands in for a source between closing a failed one and opening its replacement: nothing to read or close. */
+const CLOSED: { reader: SourceReader; close(): Promise<void> } = {
+  reader: {
+    capacity: 0,
+    read: () => Promise.reject(new Error('the source is closed')),
+    close: () => Promise.resolve(),
+  },
+  close: () => Promise.resolve(),
+};
+
 async function openSource(job: DiskJob, transport: string): Promise<{ reader: SourceReader; close(): Promise<void> }> {
   const { deps, input, snapDisk } = job;
   const capacity = job.disk.capacityBytes;
@@ -533,7 +547,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
       reader,
       close: async () => {
         await reader.close();
-        await deps.vsphere.detachDisk(proxy.moref, att.deviceKey);
+        await deps.vsphere.detachDisk(proxy.moref, att.deviceKey, snapDisk.fileName);
         await deps.devices.waitGone(att.uuid);
         await deps.journal.resolve(jid);
         deps.runLog('info', `disk ${job.disk.label}: detached from ${proxy.name}`);
@@ -541,7 +555,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
     };
   } catch (err) {
     if (attached) {
-      await deps.vsphere.detachDisk(proxy.moref, attached.deviceKey).then(
+      await deps.vsphere.detachDisk(proxy.moref, attached.deviceKey, snapDisk.fileName).then(
         () => deps.journal.resolve(jid),
         (e: unknown) => deps.journal.failed(jid, (e as Error).message),
       );

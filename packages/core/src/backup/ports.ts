@@ -63,8 +63,11 @@ export interface VSpherePort {
   changedAreas(vmMoref: string, snapshotMoref: string, deviceKey: number, changeId: string, capacity: number): Promise<Area[]>;
   /** HotAdd: attach the disk file read-only to the proxy VM; returns the new device key and disk uuid. */
   attachDisk(proxyVmMoref: string, fileName: string): Promise<{ deviceKey: number; uuid: string }>;
-  /** Detach without any file operation (never destroys the file). */
-  detachDisk(proxyVmMoref: string, deviceKey: number): Promise<void>;
+  /**
+   * Detach without any file operation (never destroys the file), only if the device still holds
+   * `expectFileName`: keys are reused, so a key alone may name another disk by now.
+   */
+  detachDisk(proxyVmMoref: string, deviceKey: number, expectFileName: string): Promise<void>;
   findVmByBiosUuid(biosUuid: string): Promise<VmInfo | null>;
   /** Vaultline's snapshots on any VM (all, or one run item's), for the orphan sweep. */
   findTaggedSnapshots(runVmId?: string): Promise<{ vmMoref: string; vmName: string; snapshot: string; runVmId: string }[]>;
