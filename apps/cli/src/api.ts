@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { LoginResponse, Me } from '@vaultline/contracts';
 import { PinMismatchError, SELF_SIGNED_CERT, certificateFingerprint, normalizeFingerprint, pinnedFetch } from '@vaultline/tls';
 
 export class ApiError extends Error {
@@ -85,10 +86,10 @@ export class DirectorClient {
   }
 
   /** Signs in; an account with two-factor sign-in also needs the current code (`totp`). */
-  async login(username: string, password: string, totp?: string): Promise<{ mustChangePassword: boolean }> {
-    const res = await this.call<{ mustChangePassword: boolean } | { secondFactor: 'totp'; challenge: string }>('POST', '/api/auth/login', { username, password });
+  async login(username: string, password: string, totp?: string): Promise<Me> {
+    const res = await this.call<LoginResponse>('POST', '/api/auth/login', { username, password });
     if (!('secondFactor' in res)) return res;
     if (!totp) throw new ApiError(0, 'totp_required', `${username} signs in with a second factor: set VAULTLINE_TOTP to the current code of the authenticator app`, null);
-    return this.call<{ mustChangePassword: boolean }>('POST', '/api/auth/login/totp', { challenge: res.challenge, code: totp });
+    return this.call<Me>('POST', '/api/auth/login/totp', { challenge: res.challenge, code: totp });
   }
 }

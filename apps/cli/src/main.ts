@@ -7,7 +7,21 @@
  * text, or JSON with --json. Exit code 0 on success, 1 on failure (for a run:
  * 1 unless it succeeded).
  */
-import { REAUTH_FIELD, type DrillJobDto, type InventoryVm, type RepositoryDto, type Run, type VCenter } from '@vaultline/contracts';
+import {
+  REAUTH_FIELD,
+  type DrillJobDto,
+  type DrillRunsStarted,
+  type HealthResponse,
+  type InventoryVm,
+  type Job,
+  type Ok,
+  type PublicHealth,
+  type RepositoryDto,
+  type RepositoryRestorePoint,
+  type Run,
+  type ThumbprintConfirmation,
+  type VCenter,
+} from '@vaultline/contracts';
 import { ApiError, DirectorClient, directorFingerprint } from './api.ts';
 
 interface Parsed {
@@ -95,8 +109,8 @@ async function main(argv: string[]): Promise<number> {
   const baseUrl = process.env.VAULTLINE_URL ?? 'https://127.0.0.1:8080';
   const client = new DirectorClient(baseUrl, directorFingerprint(baseUrl));
   if (group === 'health') {
-    const h = await client.call<{ ok: boolean }>('GET', '/api/health').catch((e: unknown) => {
-      if (e instanceof ApiError && e.status === 503) return e.body as { ok: boolean };
+    const h = await client.call<HealthResponse | PublicHealth>('GET', '/api/health').catch((e: unknown) => {
+      if (e instanceof ApiError && e.status === 503) return e.body as HealthResponse | PublicHealth;
       throw e;
     });
     out(h, () => console.log(JSON.stringify(h, null, 2)));
@@ -133,7 +147,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       } catch (e) {
         if (e instanceof ApiError && e.code === 'thumbprint_confirmation_required') {
-          const t = (e.body as { thumbprintSha256: string }).thumbprintSha256;
+          const t = (e.body as ThumbprintConfirmation).thumbprintSha256;
           console.error(`${e.message}\n\nrun again with --thumbprint ${t} once you have checked it`);
           return 1;
         }
@@ -149,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
     case 'vcenter remove': {
       const vc = await byName<VCenter>('/api/vcenters', arg ?? need('vcenter'), 'vCenter');
       // What cannot be undone carries the password again (the Director's re-authentication).
-      const r = await client.call<{ ok: true }>('DELETE', `/api/vcenters/${vc.id}`, { [REAUTH_FIELD]: password });
+      const r = await client.call<Ok>('DELETE', `/api/vcenters/${vc.id}`, { [REAUTH_FIELD]: password });
       out(r, () => console.log(`removed ${vc.name}`));
       return 0;
     }
@@ -164,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'job list': {
-      const list = await client.call<{ id: string; name: string; transportMode: string; enabled: boolean }[]>('GET', '/api/jobs');
+      const list = await client.call<Job[]>('GET', '/api/jobs');
       out(list, () => list.forEach((j) => console.log(`${j.name}\t${j.transportMode}\t${j.enabled ? 'enabled' : 'disabled'}\t${j.id}`)));
       return 0;
     }
@@ -179,12 +193,12 @@ async function main(argv: string[]): Promise<number> {
         if (!vm) throw new ApiError(0, 'not_found', `no VM named ${n} in ${vc.name}`, null);
         return { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) };
       });
-      const job = await client.call<{ id: string; name: string }>('POST', '/api/jobs', { name: need('name'), vcenterId: vc.id, repositoryId: repo.id, sources, transportMode: typeof flags.mode === 'string' ? flags.mode : 'automatic' });
+      const job = await client.call<Job>('POST', '/api/jobs', { name: need('name'), vcenterId: vc.id, repositoryId: repo.id, sources, transportMode: typeof flags.mode === 'string' ? flags.mode : 'automatic' });
       out(job, () => console.log(`created job ${job.name} (${job.id})`));
       return 0;
     }
     case 'job run': {
-      const job = await byName<{ id: string; name: string }>('/api/jobs', arg ?? need('job'), 'job');
+      const job = await byName<Job>('/api/jobs', arg ?? need('job'), 'job');
       const started = await client.call<Run>('POST', `/api/jobs/${job.id}/run`);
       if (flags.wait !== true) {
         out(started, () => console.log(`started run ${started.id}`));
@@ -216,7 +230,7 @@ async function main(argv: string[]): Promise<number> {
       // A drill restores restore points, so its VMs are found by their restore points (the VM itself may be gone).
       const vms = await Promise.all(
         wanted.map(async (n) => {
-          const [p] = await client.call<{ vmName: string; vmInstanceUuid: string }[]>('GET', `/api/restore-points?vm=${encodeURIComponent(n)}&limit=1`);
+          const [p] = await client.call<RepositoryRestorePoint[]>('GET', `/api/restore-points?vm=${encodeURIComponent(n)}&limit=1`);
           if (!p) throw new ApiError(0, 'not_found', `${n} has no restore point to drill; back it up first`, null);
           return { instanceUuid: p.vmInstanceUuid, name: p.vmName };
         }),
@@ -228,7 +242,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'drill run': {
       const drill = await byName<DrillJobDto>('/api/drills', arg ?? need('drill'), 'drill');
-      const { runIds } = await client.call<{ runIds: string[] }>('POST', `/api/drills/${drill.id}/run`);
+      const { runIds } = await client.call<DrillRunsStarted>('POST', `/api/drills/${drill.id}/run`);
       if (flags.wait !== true) {
         out({ runIds }, () => runIds.forEach((id) => console.log(`started run ${id}`)));
         return 0;

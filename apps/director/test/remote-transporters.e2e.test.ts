@@ -18,7 +18,7 @@ import { Repository } from '@vaultline/repository';
 import { startSshLab, freePort, type SshLab } from '@vaultline/ssh-lab';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RemoteTransporterConfig } from '../src/routes/transporter-deploy.ts';
+import type { RemoteTransporterConfig } from '../src/services/remote-transporter-env.ts';
 import { sealSecretsForTransporters, transporterRole } from '../src/services/transporter-access.ts';
 import { signInAdmin, signInAs, startTestDirector, until, type TestDirector } from './helpers.ts';
 import { startTlsServices, type TlsServices } from '@vaultline/db/tls-services';

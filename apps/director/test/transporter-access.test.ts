@@ -13,7 +13,7 @@ import { applyMigrations, createDb, MIGRATIONS_DIR, pingDatabase, type Db } from
 import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
 import { connectRedis, EventBus, pingRedis, redisReady, WorkConsumer, WorkQueue, type Redis } from '@vaultline/queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { remoteTransporterEnv } from '../src/routes/transporter-deploy.ts';
+import { remoteTransporterEnv } from '../src/services/remote-transporter-env.ts';
 import { provisionTransporter, revokeTransporter, transporterRole, type TransporterCredentials } from '../src/services/transporter-access.ts';
 import { startTlsServices, type TlsServices } from '@vaultline/db/tls-services';
 

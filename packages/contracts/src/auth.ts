@@ -25,7 +25,6 @@ export const TotpChallengeSchema = z.object({
   challenge: z.string(),
 });
 export type TotpChallenge = z.infer<typeof TotpChallengeSchema>;
-export type LoginResponse = Me | TotpChallenge;
 
 export const TotpCodeSchema = z.string().trim().regex(/^\d{6}$/, '6 digits');
 
@@ -66,3 +65,7 @@ export const CreateUserRequestSchema = z.object({
   role: RoleSchema,
 });
 export type CreateUserRequest = z.infer<typeof CreateUserRequestSchema>;
+
+/** POST /api/auth/login: the user (signed in), or the second-factor challenge. */
+export const LoginResponseSchema = z.union([MeSchema, TotpChallengeSchema]);
+export type LoginResponse = z.infer<typeof LoginResponseSchema>;

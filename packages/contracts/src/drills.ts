@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { RunStatus } from './jobs.ts';
+import { RunStatusSchema } from './jobs.ts';
 
 /** A VM whose restore points a drill job restores, by the instance UUID the restore points carry. */
 export const DrillVmSchema = z.object({
@@ -36,20 +36,31 @@ export const DrillUpdateSchema = z
   .refine((u) => Object.keys(u).length > 0, 'nothing to change');
 export type DrillUpdate = z.infer<typeof DrillUpdateSchema>;
 
-export interface DrillJobDto {
-  id: string;
-  name: string;
-  vcenterId: string;
-  vms: z.infer<typeof DrillVmSchema>[];
-  pointChoice: z.infer<typeof DrillPointChoiceSchema>;
-  datastore: string | null;
-  schedule: string | null;
-  enabled: boolean;
-  lastScheduledAt: string | null;
+export const DrillJobSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  vcenterId: z.string(),
+  vms: z.array(DrillVmSchema),
+  pointChoice: DrillPointChoiceSchema,
+  datastore: z.string().nullable(),
+  schedule: z.string().nullable(),
+  enabled: z.boolean(),
+  lastScheduledAt: z.string().nullable(),
   /** When the scheduler starts it next (null: no schedule, or disabled). */
-  nextRunAt: string | null;
+  nextRunAt: z.string().nullable(),
   /** Per VM of the drill, its latest drill run (null: never drilled). */
-  lastResults: { instanceUuid: string; name: string; run: { id: string; status: RunStatus; createdAt: string; finishedAt: string | null; error: string | null } | null }[];
-  createdAt: string;
-  updatedAt: string;
-}
+  lastResults: z.array(
+    z.object({
+      instanceUuid: z.string(),
+      name: z.string(),
+      run: z.object({ id: z.string(), status: RunStatusSchema, createdAt: z.string(), finishedAt: z.string().nullable(), error: z.string().nullable() }).nullable(),
+    }),
+  ),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type DrillJobDto = z.infer<typeof DrillJobSchema>;
+
+/** POST /api/drills/:id/run: one run per VM of the drill. */
+export const DrillRunsStartedSchema = z.object({ runIds: z.array(z.string()) });
+export type DrillRunsStarted = z.infer<typeof DrillRunsStartedSchema>;

@@ -31,57 +31,62 @@ export type BrowseListQuery = z.infer<typeof BrowseListQuerySchema>;
 export const BrowseItemQuerySchema = z.object(PathParams);
 export type BrowseItemQuery = z.infer<typeof BrowseItemQuerySchema>;
 
-export interface BrowsePartitionDto {
-  id: string;
-  disk: string;
+export const BrowsePartitionSchema = z.object({
+  id: z.string(),
+  disk: z.string(),
   /** Number in the partition table; 0 for a filesystem on the whole disk. */
-  number: number;
-  offsetBytes: number;
-  sizeBytes: number;
+  number: z.number(),
+  offsetBytes: z.number(),
+  sizeBytes: z.number(),
   /** GPT type GUID or MBR type ("0x83"). */
-  partitionType: string | null;
-  partitionName: string | null;
+  partitionType: z.string().nullable(),
+  partitionName: z.string().nullable(),
   /** As blkid names it: ext4, xfs, btrfs, vfat, ntfs, LVM2_member, BitLocker, … */
-  filesystem: string | null;
-  label: string | null;
-  uuid: string | null;
-  mounted: boolean;
-  driver?: string;
+  filesystem: z.string().nullable(),
+  label: z.string().nullable(),
+  uuid: z.string().nullable(),
+  mounted: z.boolean(),
+  driver: z.string().optional(),
   /** Why it could not be mounted (unsupported, encrypted, no filesystem, mount error). */
-  reason?: string;
-}
+  reason: z.string().optional(),
+});
+export type BrowsePartitionDto = z.infer<typeof BrowsePartitionSchema>;
 
-export interface BrowseSessionDto {
-  session: string;
-  restorePointId: string;
-  createdAt: string;
-  idleTimeoutSeconds: number;
+export const BrowseSessionSchema = z.object({
+  session: z.string(),
+  restorePointId: z.string(),
+  createdAt: z.string(),
+  idleTimeoutSeconds: z.number(),
   /** The session is closed then even while in use (VAULTLINE_FLR_MAX_HOURS after it was opened). */
-  expiresAt: string;
-  disks: Array<{ key: string; capacityBytes: number; partitionTable: string; partitions: BrowsePartitionDto[] }>;
-}
+  expiresAt: z.string(),
+  disks: z.array(z.object({ key: z.string(), capacityBytes: z.number(), partitionTable: z.string(), partitions: z.array(BrowsePartitionSchema) })),
+});
+export type BrowseSessionDto = z.infer<typeof BrowseSessionSchema>;
 
-export type BrowseEntryType = 'file' | 'directory' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device' | 'other';
+export const BrowseEntryTypeSchema = z.enum(['file', 'directory', 'symlink', 'fifo', 'socket', 'char-device', 'block-device', 'other']);
+export type BrowseEntryType = z.infer<typeof BrowseEntryTypeSchema>;
 
-export interface BrowseEntryDto {
-  name: string;
+export const BrowseEntrySchema = z.object({
+  name: z.string(),
   /** base64url of the raw path from the partition root; accepted as `ref`. */
-  ref: string;
-  type: BrowseEntryType;
-  size: number;
-  mtime: string;
+  ref: z.string(),
+  type: BrowseEntryTypeSchema,
+  size: z.number(),
+  mtime: z.string(),
   /** Permission bits, octal ("0644"). */
-  mode: string;
+  mode: z.string(),
   /** A symbolic link's target as stored; links are never followed. */
-  target?: string;
+  target: z.string().optional(),
   /** The raw name is not UTF-8: `name` shows replacement characters, use `ref`. */
-  nameLossy?: true;
-}
+  nameLossy: z.literal(true).optional(),
+});
+export type BrowseEntryDto = z.infer<typeof BrowseEntrySchema>;
 
-export interface BrowseListingDto {
-  path: string;
-  ref: string;
-  total: number;
-  entries: BrowseEntryDto[];
-  nextCursor: string | null;
-}
+export const BrowseListingSchema = z.object({
+  path: z.string(),
+  ref: z.string(),
+  total: z.number(),
+  entries: z.array(BrowseEntrySchema),
+  nextCursor: z.string().nullable(),
+});
+export type BrowseListingDto = z.infer<typeof BrowseListingSchema>;

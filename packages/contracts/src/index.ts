@@ -16,3 +16,4 @@ export * from './transporter-api.ts';
 export * from './user-api.ts';
 export * from './inputs.ts';
 export * from './file-restore.ts';
+export * from './responses.ts';

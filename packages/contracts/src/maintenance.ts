@@ -22,3 +22,10 @@ export const MaintenanceSettingsSchema = z.object({
   verifySample: z.number().gt(0).max(1),
 });
 export type MaintenanceSettings = z.infer<typeof MaintenanceSettingsSchema>;
+
+/** GET /api/repositories/:id/maintenance: the settings and what verify found. */
+export const MaintenanceStateSchema = MaintenanceSettingsSchema.extend({
+  damagedRestorePoints: z.number(),
+  lastFullVerifyAt: z.string().nullable(),
+});
+export type MaintenanceState = z.infer<typeof MaintenanceStateSchema>;

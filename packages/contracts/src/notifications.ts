@@ -27,15 +27,29 @@ export type NotificationCreate = z.infer<typeof NotificationCreateSchema>;
 
 export const NotificationUpdateSchema = z.object({ events: NotificationEventsSchema, enabled: z.boolean() }).partial();
 
-export interface NotificationTargetDto {
-  id: string;
-  name: string;
-  kind: 'webhook' | 'email';
-  url: string | null;
-  email: z.infer<typeof EmailSettingsSchema> | null;
+export const NotificationTargetSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['webhook', 'email']),
+  url: z.string().nullable(),
+  email: EmailSettingsSchema.nullable(),
   /** Whether a signing secret / SMTP password is stored (never the secret itself). */
-  hasSecret: boolean;
-  events: z.infer<typeof NotificationEventsSchema>;
-  enabled: boolean;
-  createdAt: string;
-}
+  hasSecret: z.boolean(),
+  events: NotificationEventsSchema,
+  enabled: z.boolean(),
+  createdAt: z.string(),
+});
+export type NotificationTargetDto = z.infer<typeof NotificationTargetSchema>;
+
+/** One message to a target (GET /api/notifications/:id/deliveries). */
+export const NotificationDeliverySchema = z.object({
+  id: z.string(),
+  kind: z.string(),
+  subjectId: z.string(),
+  status: z.string(),
+  attempts: z.number(),
+  lastError: z.string().nullable(),
+  createdAt: z.string(),
+  sentAt: z.string().nullable(),
+});
+export type NotificationDelivery = z.infer<typeof NotificationDeliverySchema>;

@@ -124,3 +124,32 @@ export const TransporterEndpointsSchema = z.object({
   redisAddress: AddressSchema.nullable().default(null),
 });
 export type TransporterEndpoints = z.infer<typeof TransporterEndpointsSchema>;
+
+/** 409 of adding a remote Transporter or re-pinning its key without hostKeySha256: the key presented, to confirm. */
+export const HostKeyConfirmationSchema = z.object({
+  code: z.literal('host_key_confirmation_required'),
+  message: z.string(),
+  hostKeySha256: z.string(),
+  keyType: z.string(),
+});
+export type HostKeyConfirmation = z.infer<typeof HostKeyConfirmationSchema>;
+
+/** 201 of POST /api/transporters/remote. */
+export const RemoteAddResultSchema = z.object({ transporter: RemoteTransporterSchema, check: RemoteHostCheckSchema });
+export type RemoteAddResult = z.infer<typeof RemoteAddResultSchema>;
+
+export const RemoteRestartResultSchema = z.object({ pid: z.number().nullable(), running: z.boolean(), online: z.boolean(), supervisor: SupervisorSchema.nullable() });
+export type RemoteRestartResult = z.infer<typeof RemoteRestartResultSchema>;
+
+/** cleaned: false when the host could not be cleaned (forced); message says what may be left there. */
+export const RemoteRemoveResultSchema = z.object({ ok: z.literal(true), cleaned: z.boolean(), message: z.string() });
+export type RemoteRemoveResult = z.infer<typeof RemoteRemoveResultSchema>;
+
+/** GET /api/settings/transporter-endpoints: the addresses, and the URLs remote Transporters get (credentials hidden). */
+export const TransporterEndpointsViewSchema = z.object({
+  databaseAddress: z.string().nullable(),
+  redisAddress: z.string().nullable(),
+  databaseUrl: z.string(),
+  redisUrl: z.string(),
+});
+export type TransporterEndpointsView = z.infer<typeof TransporterEndpointsViewSchema>;

@@ -29,3 +29,10 @@ export const RepositorySchema = z.object({
   createdAt: z.string(),
 });
 export type RepositoryDto = z.infer<typeof RepositorySchema>;
+
+/** 409 of POST /api/repositories (SFTP) without hostKeySha256: the SSH host key presented, to confirm and send back. */
+export const SftpHostKeyConfirmationSchema = z.object({
+  code: z.literal('host_key_confirmation_required'),
+  message: z.string(),
+  hostKeySha256: z.string(),
+});

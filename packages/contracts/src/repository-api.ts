@@ -74,3 +74,12 @@ export const RestorePointDetailSchema = RepositoryRestorePointSchema.extend({
   networks: z.array(z.string()),
 });
 export type RestorePointDetail = z.infer<typeof RestorePointDetailSchema>;
+
+/** GET /api/restore-points/:id/disks: the disks of a restore point, from its manifest. */
+export const RestorePointDiskSchema = z.object({
+  key: z.string(),
+  capacityBytes: z.number(),
+  controller: z.string().nullable(),
+  transport: z.string().nullable(),
+});
+export type RestorePointDisk = z.infer<typeof RestorePointDiskSchema>;

@@ -73,3 +73,12 @@ export const PlacementTargetsSchema = z.object({
   networks: z.array(z.object({ moref: z.string(), name: z.string(), datacenter: z.string() })),
 });
 export type PlacementTargets = z.infer<typeof PlacementTargetsSchema>;
+
+/** 409 of POST /api/vcenters without thumbprintSha256: the certificate presented, to confirm and send back. */
+export const ThumbprintConfirmationSchema = z.object({
+  code: z.literal('thumbprint_confirmation_required'),
+  message: z.string(),
+  thumbprintSha256: z.string(),
+  thumbprintSha1: z.string(),
+});
+export type ThumbprintConfirmation = z.infer<typeof ThumbprintConfirmationSchema>;

@@ -55,6 +55,8 @@ export interface ApiRoute {
   url: string;
   access: Role | 'public';
   allowPendingPasswordChange: boolean;
+  /** What it takes and answers (zod schemas, see openapi.ts), for /api/docs. */
+  schema?: RouteOptions['schema'];
 }
 
 /** Throws at registration (so the Director does not start) when a route declares neither a role nor `public`. */
@@ -80,9 +82,14 @@ export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] 
       requireDeclaredAccess(route);
       const config = (route.config ?? {}) as { public?: boolean; minRole?: Role; allowPendingPasswordChange?: boolean };
       for (const method of [route.method].flat()) {
-        table.push({ method, url: route.url, access: config.public === true ? 'public' : config.minRole!, allowPendingPasswordChange: config.allowPendingPasswordChange === true });
+        table.push({ method, url: route.url, access: config.public === true ? 'public' : config.minRole!, allowPendingPasswordChange: config.allowPendingPasswordChange === true, schema: route.schema });
       }
     });
+    // A route's schema (zod, from @vaultline/contracts) documents it for /api/docs and is not compiled: the
+    // handler parses each part itself (validate.ts), in its own order and with the field named, and answers
+    // are sent as JSON.stringify makes them, as for a route without a schema.
+    api.setValidatorCompiler(() => () => true);
+    api.setSerializerCompiler(() => (data) => JSON.stringify(data));
     api.addHook('onRequest', async (request: FastifyRequest) => {
       if (!SAFE_METHODS.has(request.method)) {
         const crossSite = crossSiteReason(request.headers, opts.publicOrigin ?? null);

@@ -1,8 +1,12 @@
 import {
   ChangePasswordRequestSchema,
   LoginRequestSchema,
+  LoginResponseSchema,
+  MeSchema,
+  OkSchema,
   TotpConfirmRequestSchema,
   TotpDisableRequestSchema,
+  TotpEnrollmentSchema,
   TotpLoginRequestSchema,
   type LoginResponse,
   type Me,
@@ -47,7 +51,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     return meOf(user);
   };
 
-  app.post('/auth/login', { config: { public: true } }, async (request, reply): Promise<LoginResponse> => {
+  app.post('/auth/login', { config: { public: true }, schema: { body: LoginRequestSchema, response: { 200: LoginResponseSchema } } }, async (request, reply): Promise<LoginResponse> => {
     const body = parse(LoginRequestSchema, request.body);
     const user = await db.user.findUnique({ where: { username: body.username } });
     if (!(await credentials.passwordMatches(body.username, user, body.password)) || !user) {
@@ -59,7 +63,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     return startSession(request, reply, user);
   });
 
-  app.post('/auth/login/totp', { config: { public: true } }, async (request, reply): Promise<Me> => {
+  app.post('/auth/login/totp', { config: { public: true }, schema: { body: TotpLoginRequestSchema, response: { 200: MeSchema } } }, async (request, reply): Promise<Me> => {
     const body = parse(TotpLoginRequestSchema, request.body);
     const userId = credentials.openLoginChallenge(body.challenge);
     const user = userId ? await db.user.findUnique({ where: { id: userId } }) : null;
@@ -71,19 +75,19 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     return startSession(request, reply, user);
   });
 
-  app.post('/auth/logout', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request, reply) => {
+  app.post('/auth/logout', { config: { minRole: 'viewer', allowPendingPasswordChange: true }, schema: { response: { 200: OkSchema } } }, async (request, reply) => {
     if (request.sessionToken) await deleteSession(db, request.sessionToken);
     reply.clearCookie(SESSION_COOKIE, COOKIE_ATTRIBUTES);
     return { ok: true };
   });
 
-  app.get('/auth/me', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request) => {
+  app.get('/auth/me', { config: { minRole: 'viewer', allowPendingPasswordChange: true }, schema: { response: { 200: MeSchema } } }, async (request) => {
     const user = await db.user.findUnique({ where: { id: currentUser(request).id } });
     if (!user) throw new AppError('unauthenticated', 'sign in first');
     return meOf(user);
   });
 
-  app.post('/auth/change-password', { config: { minRole: 'viewer', allowPendingPasswordChange: true } }, async (request) => {
+  app.post('/auth/change-password', { config: { minRole: 'viewer', allowPendingPasswordChange: true }, schema: { body: ChangePasswordRequestSchema, response: { 200: OkSchema } } }, async (request) => {
     const body = parse(ChangePasswordRequestSchema, request.body);
     const user = await db.user.findUniqueOrThrow({ where: { id: currentUser(request).id } });
     if (!(await credentials.passwordMatches(user.username, user, body.currentPassword))) {
@@ -102,7 +106,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
   });
 
   /** Starts (or restarts) enrolment: a new secret, shown this once; it counts only after /auth/totp/confirm. */
-  app.post('/auth/totp/enroll', admin, async (request): Promise<TotpEnrollment> => {
+  app.post('/auth/totp/enroll', { ...admin, schema: { response: { 200: TotpEnrollmentSchema } } }, async (request): Promise<TotpEnrollment> => {
     const user = await db.user.findUniqueOrThrow({ where: { id: currentUser(request).id } });
     if (user.totpEnabledAt) throw new AppError('conflict', 'two-factor sign-in is already on; turn it off first to enrol a new authenticator');
     const secret = newTotpSecret();
@@ -111,7 +115,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
     return { secret, uri: totpUri(secret, user.username) };
   });
 
-  app.post('/auth/totp/confirm', admin, async (request): Promise<Me> => {
+  app.post('/auth/totp/confirm', { ...admin, schema: { body: TotpConfirmRequestSchema, response: { 200: MeSchema } } }, async (request): Promise<Me> => {
     const body = parse(TotpConfirmRequestSchema, request.body);
     const user = await db.user.findUniqueOrThrow({ where: { id: currentUser(request).id } });
     if (user.totpEnabledAt) throw new AppError('conflict', 'two-factor sign-in is already on');
@@ -125,7 +129,7 @@ export async function authRoutes(app: FastifyInstance, deps: AuthRouteDeps): Pro
   });
 
   /** Turning the second factor off needs both the password and a current code. */
-  app.post('/auth/totp/disable', admin, async (request): Promise<Me> => {
+  app.post('/auth/totp/disable', { ...admin, schema: { body: TotpDisableRequestSchema, response: { 200: MeSchema } } }, async (request): Promise<Me> => {
     const body = parse(TotpDisableRequestSchema, request.body);
     const user = await db.user.findUniqueOrThrow({ where: { id: currentUser(request).id } });
     if (!user.totpEnabledAt) throw new AppError('conflict', 'two-factor sign-in is not on');

@@ -20,7 +20,16 @@
  * not running is a 503 naming it.
  */
 import path from 'node:path';
-import { BrowseItemQuerySchema, BrowseListQuerySchema, BrowseSessionTokenSchema, type BrowseListingDto, type BrowseSessionDto } from '@vaultline/contracts';
+import {
+  ApiErrorSchema,
+  BrowseItemQuerySchema,
+  BrowseListingSchema,
+  BrowseListQuerySchema,
+  BrowseSessionSchema,
+  BrowseSessionTokenSchema,
+  type BrowseListingDto,
+  type BrowseSessionDto,
+} from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import { display, FileRestoreSessions, FlrHelper, parsePath, pgFlrJournal, type Session } from '@vaultline/flr';
 import type { Logger } from '@vaultline/logger';
@@ -30,6 +39,7 @@ import { z } from 'zod';
 import { apiErrorOf } from '../domain-errors.ts';
 import { AppError } from '../errors.ts';
 import { currentUser } from '../auth/guard.ts';
+import { binary, NoContent } from '../openapi.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { RepositoryCache } from '../services/repository-cache.ts';
 import { parse } from '../validate.ts';
@@ -47,6 +57,7 @@ export interface FileRestoreOptions {
   maxLifetimeMs?: number;
 }
 
+const Id = z.object({ id: z.uuid() });
 const Params = z.object({ id: z.uuid(), session: BrowseSessionTokenSchema });
 
 /** attachment; filename="ascii"; filename*=UTF-8''… (RFC 6266) */
@@ -129,8 +140,8 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     }
   };
 
-  app.post('/restore-points/:id/browse', route, async (request, reply) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.post('/restore-points/:id/browse', { ...route, schema: { params: Id, response: { 201: BrowseSessionSchema } } }, async (request, reply) => {
+    const { id } = parse(Id, request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;
@@ -147,12 +158,12 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.code(201).send(view);
   });
 
-  app.get('/restore-points/:id/browse/:session', route, async (request) => {
+  app.get('/restore-points/:id/browse/:session', { ...route, schema: { params: Params, response: { 200: BrowseSessionSchema } } }, async (request) => {
     const { s } = session(request);
     return s.view;
   });
 
-  app.get('/restore-points/:id/browse/:session/list', route, async (request): Promise<BrowseListingDto> => {
+  app.get('/restore-points/:id/browse/:session/list', { ...route, schema: { params: Params, querystring: BrowseListQuerySchema, response: { 200: BrowseListingSchema } } }, async (request): Promise<BrowseListingDto> => {
     const { s } = session(request);
     const q = parse(BrowseListQuerySchema, request.query);
     try {
@@ -162,7 +173,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     }
   });
 
-  app.get('/restore-points/:id/browse/:session/file', route, async (request, reply: FastifyReply) => {
+  app.get('/restore-points/:id/browse/:session/file', { ...route, schema: { params: Params, querystring: BrowseItemQuerySchema, response: { 200: binary('application/octet-stream'), 206: binary('application/octet-stream'), 416: ApiErrorSchema } } }, async (request, reply: FastifyReply) => {
     const { s } = session(request);
     const q = parse(BrowseItemQuerySchema, request.query);
     const comps = (() => {
@@ -199,7 +210,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.send(stream);
   });
 
-  app.get('/restore-points/:id/browse/:session/archive', route, async (request, reply) => {
+  app.get('/restore-points/:id/browse/:session/archive', { ...route, schema: { params: Params, querystring: BrowseItemQuerySchema, response: { 200: binary('application/x-tar') } } }, async (request, reply) => {
     const { s } = session(request);
     const q = parse(BrowseItemQuerySchema, request.query);
     let comps: Buffer[];
@@ -224,7 +235,7 @@ export async function fileRestoreRoutes(app: FastifyInstance, deps: { db: Db; au
     return reply.send(tar.stream);
   });
 
-  app.delete('/restore-points/:id/browse/:session', route, async (request, reply) => {
+  app.delete('/restore-points/:id/browse/:session', { ...route, schema: { params: Params, response: { 204: NoContent } } }, async (request, reply) => {
     const { s } = session(request);
     const { session: token } = parse(Params, request.params);
     try {

@@ -1,6 +1,7 @@
-import type { TransporterLoad } from '@vaultline/contracts';
+import { HealthResponseSchema, PublicHealthSchema, TransporterLoadSchema, type TransporterLoad } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import type { HealthMonitor } from '../health/monitor.ts';
 import { viewer } from '../auth/guard.ts';
 
@@ -8,7 +9,8 @@ export async function healthRoutes(app: FastifyInstance, deps: { health: HealthM
   // Public so load balancers and `curl` can use it, with the reason a component is
   // down (the UI cannot sign anyone in while Postgres is away); Transporter
   // details only for signed-in users.
-  app.get('/health', { config: { public: true } }, async (request, reply) => {
+  const Health = z.union([HealthResponseSchema, PublicHealthSchema]).meta({ description: 'The full health for a signed-in user, else the public part' });
+  app.get('/health', { config: { public: true }, schema: { response: { 200: Health, 503: Health } } }, async (request, reply) => {
     const h = await deps.health.check();
     reply.code(h.postgres.ok && h.redis.ok ? 200 : 503);
     if (request.user) return h;
@@ -23,7 +25,7 @@ export async function healthRoutes(app: FastifyInstance, deps: { health: HealthM
   });
 
   /** Every Transporter seen, online or not, with the VMs and disks it is working on now (from Postgres). */
-  app.get('/transporters', viewer, async (): Promise<TransporterLoad[]> => {
+  app.get('/transporters', { ...viewer, schema: { response: { 200: z.array(TransporterLoadSchema) } } }, async (): Promise<TransporterLoad[]> => {
     const transporters = (await deps.health.check()).transporters;
     const [vms, disks] = await Promise.all([
       deps.db.runVm.groupBy({ by: ['transporterId'], where: { status: 'running', transporterId: { not: null } }, _count: { _all: true } }),

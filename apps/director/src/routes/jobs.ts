@@ -1,4 +1,21 @@
-import { BottleneckSchema, JobCreateSchema, JobOptionsSchema, JobSourceSchema, retentionLowered, JobUpdateSchema, RunListQuerySchema, SchedulePreviewRequestSchema, type Job, type JobSource, type Run, type SchedulePreview } from '@vaultline/contracts';
+import {
+  BottleneckSchema,
+  JobCreateSchema,
+  JobOptionsSchema,
+  JobSchema,
+  JobSourceSchema,
+  OkSchema,
+  retentionLowered,
+  JobUpdateSchema,
+  RunListQuerySchema,
+  RunSchema,
+  SchedulePreviewRequestSchema,
+  SchedulePreviewSchema,
+  type Job,
+  type JobSource,
+  type Run,
+  type SchedulePreview,
+} from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -134,16 +151,16 @@ export async function checkJobSources(connector: VCenterConnector, vcenter: VCen
 export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus; connector: VCenterConnector; secretKey: Buffer }): Promise<void> {
   const { db, audit, queue } = deps;
 
-  app.get('/jobs', viewer, async () => (await loadJobs(db)).map((j) => jobDto(j)));
+  app.get('/jobs', { ...viewer, schema: { response: { 200: z.array(JobSchema) } } }, async () => (await loadJobs(db)).map((j) => jobDto(j)));
 
   /** Checks a schedule the way create and update do, and says when it would run next. */
-  app.post('/schedules/preview', viewer, async (request): Promise<SchedulePreview> => {
+  app.post('/schedules/preview', { ...viewer, schema: { body: SchedulePreviewRequestSchema, response: { 200: SchedulePreviewSchema } } }, async (request): Promise<SchedulePreview> => {
     const { schedule } = parse(SchedulePreviewRequestSchema, request.body);
     checkSchedule(schedule);
     return { schedule, timeZone: applianceTimeZone(), next: nextOccurrences(schedule, 3).map((d) => d.toISOString()) };
   });
 
-  app.post('/jobs', operator, async (request, reply) => {
+  app.post('/jobs', { ...operator, schema: { body: JobCreateSchema, response: { 201: JobSchema } } }, async (request, reply) => {
     const body = parse(JobCreateSchema, request.body);
     const vcenter = await db.vCenter.findUnique({ where: { id: body.vcenterId } });
     if (!vcenter) throw new AppError('bad_request', 'no such vCenter', [{ path: 'vcenterId', message: 'unknown' }]);
@@ -160,14 +177,14 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return jobDto(job);
   });
 
-  app.get('/jobs/:id', viewer, async (request) => {
+  app.get('/jobs/:id', { ...viewer, schema: { params: Id, response: { 200: JobSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const [job] = await loadJobs(db, { id });
     if (!job) throw new AppError('not_found', 'no such job');
     return jobDto(job);
   });
 
-  app.patch('/jobs/:id', operator, async (request) => {
+  app.patch('/jobs/:id', { ...operator, schema: { params: Id, body: JobUpdateSchema, response: { 200: JobSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(JobUpdateSchema, request.body);
     const job = await db.backupJob.findUnique({ where: { id } });
@@ -219,7 +236,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return jobDto(updated!);
   });
 
-  app.delete('/jobs/:id', operator, async (request) => {
+  app.delete('/jobs/:id', { ...operator, schema: { params: Id, response: { 200: OkSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const job = await db.backupJob.findUnique({ where: { id } });
     if (!job) throw new AppError('not_found', 'no such job');
@@ -231,7 +248,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
   });
 
   /** Run now: the run and one item per VM are rows first; the queue carries the item ids. */
-  app.post('/jobs/:id/run', operator, async (request, reply) => {
+  app.post('/jobs/:id/run', { ...operator, schema: { params: Id, response: { 202: RunSchema } } }, async (request, reply) => {
     const { id } = parse(Id, request.params);
     const { job, run } = await startJobRun(db, queue, id, 'manual', currentUser(request).username);
     await audit.record({ actor: currentUser(request).username, action: 'job.run', subject: job.name, detail: { runId: run.id }, ip: request.ip });
@@ -239,7 +256,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return runDto((await loadRun(db, run.id))!);
   });
 
-  app.get('/runs', viewer, async (request) => {
+  app.get('/runs', { ...viewer, schema: { querystring: RunListQuerySchema, response: { 200: z.array(RunSchema) } } }, async (request) => {
     const q = parse(RunListQuerySchema, request.query);
     const runs = await db.jobRun.findMany({
       where: { ...(q.jobId ? { jobId: q.jobId } : {}), ...(q.status ? { status: q.status } : {}) },
@@ -250,14 +267,14 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return runs.map(runDto);
   });
 
-  app.get('/runs/:id', viewer, async (request) => {
+  app.get('/runs/:id', { ...viewer, schema: { params: Id, response: { 200: RunSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const run = await loadRun(db, id);
     if (!run) throw new AppError('not_found', 'no such run');
     return runDto(run);
   });
 
-  app.post('/runs/:id/cancel', operator, async (request) => {
+  app.post('/runs/:id/cancel', { ...operator, schema: { params: Id, response: { 200: OkSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const run = await db.jobRun.findUnique({ where: { id } });
     if (!run) throw new AppError('not_found', 'no such run');

@@ -1,6 +1,16 @@
 import { SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
-import { EmailSettingsSchema, NotificationCreateSchema, NotificationEventsSchema, NotificationUpdateSchema, type NotificationTargetDto } from '@vaultline/contracts';
+import {
+  EmailSettingsSchema,
+  NotificationCreateSchema,
+  NotificationDeliverySchema,
+  NotificationEventsSchema,
+  NotificationTargetSchema,
+  NotificationUpdateSchema,
+  OkSchema,
+  type NotificationDelivery,
+  type NotificationTargetDto,
+} from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -36,9 +46,9 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
     return row;
   };
 
-  app.get('/notifications', operator, async () => (await db.notificationTarget.findMany({ orderBy: { name: 'asc' } })).map(dto));
+  app.get('/notifications', { ...operator, schema: { response: { 200: z.array(NotificationTargetSchema) } } }, async () => (await db.notificationTarget.findMany({ orderBy: { name: 'asc' } })).map(dto));
 
-  app.post('/notifications', admin, async (request, reply) => {
+  app.post('/notifications', { ...admin, schema: { body: NotificationCreateSchema, response: { 201: NotificationTargetSchema } } }, async (request, reply) => {
     const body = parse(NotificationCreateSchema, request.body);
     if (await db.notificationTarget.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a notification target named ${body.name} already exists`);
     const secret = body.kind === 'webhook' ? body.secret : body.password;
@@ -58,7 +68,7 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
     return dto(row);
   });
 
-  app.patch('/notifications/:id', admin, async (request) => {
+  app.patch('/notifications/:id', { ...admin, schema: { params: Id, body: NotificationUpdateSchema, response: { 200: NotificationTargetSchema } } }, async (request) => {
     const { id } = parse(Id, request.params);
     const body = parse(NotificationUpdateSchema, request.body);
     await load(id);
@@ -67,7 +77,7 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
     return dto(row);
   });
 
-  app.delete('/notifications/:id', admin, async (request) => {
+  app.delete('/notifications/:id', { ...admin, schema: { params: Id, response: { 200: OkSchema } } }, async (request) => {
     const row = await load(parse(Id, request.params).id);
     await db.notificationTarget.delete({ where: { id: row.id } });
     await audit.record({ actor: currentUser(request).username, action: 'notification.delete', subject: row.name, ip: request.ip });
@@ -75,7 +85,7 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
   });
 
   /** Sends a test message now and answers with the outcome (502 with the cause when it fails). */
-  app.post('/notifications/:id/test', admin, async (request) => {
+  app.post('/notifications/:id/test', { ...admin, schema: { params: Id, response: { 200: OkSchema } } }, async (request) => {
     const row = await load(parse(Id, request.params).id);
     try {
       await deliver(targetOf(row, deps.secretKey), testMessage(row.name), `test-${Date.now()}`);
@@ -86,7 +96,7 @@ export async function notificationRoutes(app: FastifyInstance, deps: { db: Db; a
     return { ok: true };
   });
 
-  app.get('/notifications/:id/deliveries', operator, async (request) => {
+  app.get('/notifications/:id/deliveries', { ...operator, schema: { params: Id, response: { 200: z.array(NotificationDeliverySchema) } } }, async (request): Promise<NotificationDelivery[]> => {
     const row = await load(parse(Id, request.params).id);
     const list = await db.notificationDelivery.findMany({ where: { targetId: row.id }, orderBy: { createdAt: 'desc' }, take: 100 });
     return list.map((d) => ({ id: d.id, kind: d.kind, subjectId: d.subjectId, status: d.status, attempts: d.attempts, lastError: d.lastError, createdAt: d.createdAt.toISOString(), sentAt: d.sentAt?.toISOString() ?? null }));

@@ -1,5 +1,15 @@
 import { statfs } from 'node:fs/promises';
-import { RepositoryCreateSchema, type RepositoryDto, type RepositoryRestorePoint, type RepositoryStats } from '@vaultline/contracts';
+import {
+  ApiErrorSchema,
+  RepositoryCreateSchema,
+  RepositoryRestorePointSchema,
+  RepositorySchema,
+  RepositoryStatsSchema,
+  SftpHostKeyConfirmationSchema,
+  type RepositoryDto,
+  type RepositoryRestorePoint,
+  type RepositoryStats,
+} from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
 import { SECRET_LABELS, backendFor, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
@@ -25,13 +35,16 @@ export const repositoryDto = (r: Row): RepositoryDto => ({
   createdAt: r.createdAt.toISOString(),
 });
 
+const Id = z.object({ id: z.uuid() });
+const RestorePointsQuery = z.object({ vm: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).default(200) });
+
 export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; secretKey: Buffer; repositories: RepositoryCache }): Promise<void> {
   const { db, audit } = deps;
 
-  app.get('/repositories', viewer, async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
+  app.get('/repositories', { ...viewer, schema: { response: { 200: z.array(RepositorySchema) } } }, async () => (await db.repository.findMany({ orderBy: { name: 'asc' } })).map(repositoryDto));
 
   const findRepository = async (params: unknown) => {
-    const { id } = parse(z.object({ id: z.uuid() }), params);
+    const { id } = parse(Id, params);
     const row = await db.repository.findUnique({ where: { id } });
     if (!row) {
       deps.repositories.forget(id);
@@ -41,7 +54,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   };
 
   /** Sizes and ratios read from the repository itself, and free space where it lives (local only). */
-  app.get('/repositories/:id/stats', viewer, async (request): Promise<RepositoryStats> => {
+  app.get('/repositories/:id/stats', { ...viewer, schema: { params: Id, response: { 200: RepositoryStatsSchema } } }, async (request): Promise<RepositoryStats> => {
     const row = await findRepository(request.params);
     try {
       return await deps.repositories.use(row, async (repo) => {
@@ -69,9 +82,9 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
   });
 
   /** Restore points recorded for this repository, newest first, optionally of one VM (name or instance UUID). */
-  app.get('/repositories/:id/restore-points', viewer, async (request): Promise<RepositoryRestorePoint[]> => {
+  app.get('/repositories/:id/restore-points', { ...viewer, schema: { params: Id, querystring: RestorePointsQuery, response: { 200: z.array(RepositoryRestorePointSchema) } } }, async (request): Promise<RepositoryRestorePoint[]> => {
     const row = await findRepository(request.params);
-    const q = parse(z.object({ vm: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).default(200) }), request.query);
+    const q = parse(RestorePointsQuery, request.query);
     const points = await db.restorePoint.findMany({
       where: { repositoryId: row.id, ...(q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {}) },
       orderBy: { createdAt: 'desc' },
@@ -80,7 +93,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     return restorePointDtos(db, points);
   });
 
-  app.post('/repositories', { config: { minRole: 'admin' } }, async (request, reply) => {
+  app.post('/repositories', { config: { minRole: 'admin' }, schema: { body: RepositoryCreateSchema, response: { 201: RepositorySchema, 409: z.union([SftpHostKeyConfirmationSchema, ApiErrorSchema]) } } }, async (request, reply) => {
     const body = parse(RepositoryCreateSchema, request.body);
     if (await db.repository.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a repository named ${body.name} already exists`);
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;

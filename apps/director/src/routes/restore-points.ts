@@ -7,7 +7,7 @@
  * every byte of the VM's disks, which a viewer may not take away.
  */
 import { Readable } from 'node:stream';
-import type { RestorePointDetail } from '@vaultline/contracts';
+import { RepositoryRestorePointSchema, RestorePointDetailSchema, RestorePointDiskSchema, type RestorePointDetail } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import { DiskReader } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
@@ -16,12 +16,19 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, currentUser } from '../auth/guard.ts';
+import { binary } from '../openapi.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { RepositoryCache, RepositoryLease } from '../services/repository-cache.ts';
 import { restorePointDtos } from '../services/restore-points.ts';
 import { parse } from '../validate.ts';
 
 const STEP = 4 * 1024 * 1024;
+
+const Id = z.object({ id: z.uuid() });
+const ListQuery = z.object({ vm: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) });
+const DiskParams = z.object({ id: z.uuid(), key: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/) });
+const DiskQuery = z.object({ format: z.enum(['raw', 'vmdk']).default('vmdk') });
+const OvaQuery = z.object({ layout: z.enum(['chunked', 'whole']).default('chunked') });
 
 async function* rawImage(reader: DiskReader, capacity: number, close: () => Promise<void>): AsyncGenerator<Buffer> {
   try {
@@ -36,15 +43,15 @@ const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; repositories: RepositoryCache }): Promise<void> {
   const { db } = deps;
 
-  app.get('/restore-points', viewer, async (request) => {
-    const q = parse(z.object({ vm: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }), request.query);
+  app.get('/restore-points', { ...viewer, schema: { querystring: ListQuery, response: { 200: z.array(RepositoryRestorePointSchema) } } }, async (request) => {
+    const q = parse(ListQuery, request.query);
     const rows = await db.restorePoint.findMany({ where: q.vm ? { OR: [{ vmName: q.vm }, { vmInstanceUuid: q.vm }] } : {}, orderBy: { createdAt: 'desc' }, take: q.limit });
     return restorePointDtos(db, rows);
   });
 
   /** One restore point with what a restore offers: origin vCenter, recorded hardware, disks and NIC networks. */
-  app.get('/restore-points/:id', viewer, async (request): Promise<RestorePointDetail> => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.get('/restore-points/:id', { ...viewer, schema: { params: Id, response: { 200: RestorePointDetailSchema } } }, async (request): Promise<RestorePointDetail> => {
+    const { id } = parse(Id, request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     const origin = point.runVmId ? await db.runVm.findUnique({ where: { id: point.runVmId }, select: { vmMoref: true, run: { select: { job: { select: { vcenterId: true } } } } } }) : null;
@@ -79,8 +86,8 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     }
   });
 
-  app.get('/restore-points/:id/disks', viewer, async (request) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.get('/restore-points/:id/disks', { ...viewer, schema: { params: Id, response: { 200: z.array(RestorePointDiskSchema) } } }, async (request) => {
+    const { id } = parse(Id, request.params);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     // Its manifest only: neither the global index nor any other restore point is read.
@@ -92,9 +99,9 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     }
   });
 
-  app.get('/restore-points/:id/disks/:key/download', { config: { minRole: 'operator' } }, async (request, reply) => {
-    const { id, key } = parse(z.object({ id: z.uuid(), key: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/) }), request.params);
-    const { format } = parse(z.object({ format: z.enum(['raw', 'vmdk']).default('vmdk') }), request.query);
+  app.get('/restore-points/:id/disks/:key/download', { config: { minRole: 'operator' }, schema: { params: DiskParams, querystring: DiskQuery, response: { 200: binary('application/x-vmdk', 'application/octet-stream') } } }, async (request, reply) => {
+    const { id, key } = parse(DiskParams, request.params);
+    const { format } = parse(DiskQuery, request.query);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     let lease: RepositoryLease | null = null;
@@ -135,9 +142,9 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
   // ?layout=chunked (default): one pass, each VMDK as OVF chunk files, manifest last.
   // ?layout=whole: one file per VMDK for importers that do not read chunks; reads and compresses every disk twice
   // and sends the first byte only after the first pass (see packages/vmdk/src/ova.ts).
-  app.get('/restore-points/:id/ova', { config: { minRole: 'operator' } }, async (request, reply) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
-    const { layout } = parse(z.object({ layout: z.enum(['chunked', 'whole']).default('chunked') }), request.query);
+  app.get('/restore-points/:id/ova', { config: { minRole: 'operator' }, schema: { params: Id, querystring: OvaQuery, response: { 200: binary('application/x-tar') } } }, async (request, reply) => {
+    const { id } = parse(Id, request.params);
+    const { layout } = parse(OvaQuery, request.query);
     const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
     if (!point) throw new AppError('not_found', 'no such restore point');
     const what = `restore point ${point.repoPointId} of ${point.vmName}`;

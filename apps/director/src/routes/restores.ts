@@ -1,4 +1,4 @@
-import { RestoreRequestSchema } from '@vaultline/contracts';
+import { RestoreRequestSchema, RunStartedSchema } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
@@ -21,7 +21,7 @@ import { connectionOf } from './vcenters.ts';
  */
 export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; queue: WorkQueue; connector: VCenterConnector; secretKey: Buffer }): Promise<void> {
   const { db } = deps;
-  app.post('/restores', { config: { minRole: 'operator' } }, async (request, reply) => {
+  app.post('/restores', { config: { minRole: 'operator' }, schema: { body: RestoreRequestSchema, response: { 202: RunStartedSchema } } }, async (request, reply) => {
     const body = parse(RestoreRequestSchema, request.body);
     const point = await db.restorePoint.findUnique({ where: { id: body.restorePointId } });
     if (!point) throw new AppError('not_found', 'no such restore point');

@@ -1,4 +1,4 @@
-import { VCenterCreateSchema, type VCenter } from '@vaultline/contracts';
+import { ApiErrorSchema, InventoryVmSchema, OkSchema, PlacementTargetsSchema, ReauthSchema, ThumbprintConfirmationSchema, VCenterCreateSchema, VCenterSchema, type VCenter } from '@vaultline/contracts';
 import { openSecret, sealSecret } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
@@ -12,6 +12,8 @@ import { ESXI_HOST_IDENTITY, type VCenterConnection, type VCenterConnector } fro
 import { parse } from '../validate.ts';
 
 export const VCENTER_PASSWORD_LABEL = 'vcenter-password';
+
+const Id = z.object({ id: z.uuid() });
 
 type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
 
@@ -32,9 +34,9 @@ export function connectionOf(v: VCenterRow, secretKey: Buffer): VCenterConnectio
 export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
   const { db, audit, connector } = deps;
 
-  app.get('/vcenters', viewer, async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
+  app.get('/vcenters', { ...viewer, schema: { response: { 200: z.array(VCenterSchema) } } }, async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
 
-  app.post('/vcenters', { config: { minRole: 'admin' } }, async (request, reply) => {
+  app.post('/vcenters', { config: { minRole: 'admin' }, schema: { body: VCenterCreateSchema, response: { 201: VCenterSchema, 409: z.union([ThumbprintConfirmationSchema, ApiErrorSchema]) } } }, async (request, reply) => {
     const body = parse(VCenterCreateSchema, request.body);
     if (body.url.startsWith('http:') && !body.allowHttp) throw new AppError('bad_request', 'plain HTTP sends the password in clear; use https:// (or set allowHttp for a lab)');
     if (await db.vCenter.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a vCenter named ${body.name} already exists`);
@@ -93,8 +95,8 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     return vcenterDto(row);
   });
 
-  app.delete('/vcenters/:id', { config: { minRole: 'admin' } }, async (request) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.delete('/vcenters/:id', { config: { minRole: 'admin' }, schema: { params: Id, body: ReauthSchema, response: { 200: OkSchema } } }, async (request) => {
+    const { id } = parse(Id, request.params);
     const row = await db.vCenter.findUnique({ where: { id }, include: { _count: { select: { jobs: true } } } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     if (row._count.jobs > 0) throw new AppError('conflict', `${row.name} is used by ${row._count.jobs} job(s); delete or move them first`);
@@ -105,15 +107,15 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
   });
 
   /** Where a restored VM can go (read-only; operators, who start restores). */
-  app.get('/vcenters/:id/placement', { config: { minRole: 'operator' } }, async (request) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.get('/vcenters/:id/placement', { config: { minRole: 'operator' }, schema: { params: Id, response: { 200: PlacementTargetsSchema } } }, async (request) => {
+    const { id } = parse(Id, request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     return connector.placementTargets(connectionOf(row, deps.secretKey));
   });
 
-  app.get('/vcenters/:id/vms', viewer, async (request) => {
-    const { id } = parse(z.object({ id: z.uuid() }), request.params);
+  app.get('/vcenters/:id/vms', { ...viewer, schema: { params: Id, response: { 200: z.array(InventoryVmSchema) } } }, async (request) => {
+    const { id } = parse(Id, request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     const vms = await connector.listVms(connectionOf(row, deps.secretKey));

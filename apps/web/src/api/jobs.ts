@@ -1,5 +1,5 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import type { Job, JobCreateInput, JobUpdate, Run, SchedulePreview } from '@vaultline/contracts';
+import type { Job, JobCreateInput, JobUpdate, Ok, Run, SchedulePreview } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export const getJobs = () => api<Job[]>('/api/jobs');
@@ -11,7 +11,7 @@ export const useJob = (id: string | undefined) => useQuery({ queryKey: ['jobs', 
 
 export const createJob = (body: JobCreateInput) => api<Job>('/api/jobs', { method: 'POST', body });
 export const updateJob = (id: string, body: JobUpdate) => api<Job>(`/api/jobs/${id}`, { method: 'PATCH', body });
-export const deleteJob = (id: string) => api<{ ok: true }>(`/api/jobs/${id}`, { method: 'DELETE' });
+export const deleteJob = (id: string) => api<Ok>(`/api/jobs/${id}`, { method: 'DELETE' });
 export const runJob = (id: string) => api<Run>(`/api/jobs/${id}/run`, { method: 'POST' });
 
 /** Mutations that refresh the job list (and runs) when they succeed. */

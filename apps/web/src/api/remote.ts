@@ -1,5 +1,15 @@
 import { useQuery } from '@tanstack/react-query';
-import type { RemoteDeployResult, RemoteHostCheck, RemoteTransporter, RemoteTransporterCreate, RemoteTransporterStatus, TransporterEndpoints } from '@vaultline/contracts';
+import type {
+  RemoteAddResult,
+  RemoteDeployResult,
+  RemoteRemoveResult,
+  RemoteRestartResult,
+  RemoteTransporter,
+  RemoteTransporterCreate,
+  RemoteTransporterStatus,
+  TransporterEndpoints,
+  TransporterEndpointsView,
+} from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export const useRemoteTransporters = (enabled: boolean) => useQuery({ queryKey: ['remote-transporters'], queryFn: () => api<RemoteTransporter[]>('/api/transporters/remote'), enabled });
@@ -9,17 +19,13 @@ export const useRemoteStatus = (id: string, enabled: boolean) =>
 
 /** The first call (without hostKeySha256) answers 409 with the host key to confirm. */
 export const addRemote = (body: Partial<RemoteTransporterCreate> & Pick<RemoteTransporterCreate, 'name' | 'host' | 'username'>) =>
-  api<{ transporter: RemoteTransporter; check: RemoteHostCheck }>('/api/transporters/remote', { method: 'POST', body });
+  api<RemoteAddResult>('/api/transporters/remote', { method: 'POST', body });
 export const deployRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/deploy`, { method: 'POST', body: {} });
 export const upgradeRemote = (id: string) => api<RemoteDeployResult>(`/api/transporters/remote/${id}/upgrade`, { method: 'POST', body: {} });
-export const restartRemote = (id: string) => api<{ pid: number | null; running: boolean; online: boolean }>(`/api/transporters/remote/${id}/restart`, { method: 'POST', body: {} });
+export const restartRemote = (id: string) => api<RemoteRestartResult>(`/api/transporters/remote/${id}/restart`, { method: 'POST', body: {} });
 export const removeRemote = (id: string, force: boolean, currentPassword: string) =>
-  api<{ ok: true; cleaned: boolean; message: string }>(`/api/transporters/remote/${id}${force ? '?force=true' : ''}`, { method: 'DELETE', body: { currentPassword } });
+  api<RemoteRemoveResult>(`/api/transporters/remote/${id}${force ? '?force=true' : ''}`, { method: 'DELETE', body: { currentPassword } });
 export const repinHostKey = (id: string, hostKeySha256?: string) => api<RemoteTransporter>(`/api/transporters/remote/${id}/host-key`, { method: 'POST', body: hostKeySha256 ? { hostKeySha256 } : {} });
 
-export interface EndpointsState extends TransporterEndpoints {
-  databaseUrl: string;
-  redisUrl: string;
-}
-export const useEndpoints = (enabled: boolean) => useQuery({ queryKey: ['transporter-endpoints'], queryFn: () => api<EndpointsState>('/api/settings/transporter-endpoints'), enabled, retry: false });
+export const useEndpoints = (enabled: boolean) => useQuery({ queryKey: ['transporter-endpoints'], queryFn: () => api<TransporterEndpointsView>('/api/settings/transporter-endpoints'), enabled, retry: false });
 export const saveEndpoints = (body: TransporterEndpoints) => api<TransporterEndpoints>('/api/settings/transporter-endpoints', { method: 'PUT', body });

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import type { PlacementTargets, RepositoryRestorePoint, RestorePointDetail, RestoreRequest } from '@vaultline/contracts';
+import type { PlacementTargets, RepositoryRestorePoint, RestorePointDetail, RestoreRequest, RunStarted } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 /** Every restore point of one VM (instance UUID or name), newest first, across repositories. */
@@ -20,7 +20,7 @@ export const usePlacement = (vcenterId: string | undefined) =>
 
 /** The body as the Director takes it; defaults (powerOn, transport, …) are filled in there. */
 export type RestoreBody = Partial<Pick<RestoreRequest, 'powerOn' | 'transport' | 'failoverToNetwork' | 'drill'>> & Omit<RestoreRequest, 'powerOn' | 'transport' | 'failoverToNetwork' | 'drill'>;
-export const startRestore = (body: RestoreBody) => api<{ runId: string }>('/api/restores', { method: 'POST', body });
+export const startRestore = (body: RestoreBody) => api<RunStarted>('/api/restores', { method: 'POST', body });
 
 export const diskDownloadUrl = (pointId: string, key: string, format: 'raw' | 'vmdk') => `/api/restore-points/${pointId}/disks/${encodeURIComponent(key)}/download?format=${format}`;
 export const ovaUrl = (pointId: string, layout: 'chunked' | 'whole') => `/api/restore-points/${pointId}/ova?layout=${layout}`;

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import type { Run, RunStatus } from '@vaultline/contracts';
+import type { Ok, Run, RunStatus } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export interface RunFilter {
@@ -21,6 +21,6 @@ export const useRuns = (f: RunFilter = {}) => useQuery(runsQueryOptions(f));
 export const getRun = (id: string) => api<Run>(`/api/runs/${id}`);
 export const useRun = (id: string) => useQuery({ queryKey: ['runs', 'one', id], queryFn: () => getRun(id), refetchInterval: 10_000 });
 
-export const cancelRun = (id: string) => api<{ ok: true }>(`/api/runs/${id}/cancel`, { method: 'POST' });
+export const cancelRun = (id: string) => api<Ok>(`/api/runs/${id}/cancel`, { method: 'POST' });
 
 export const isActive = (status: RunStatus) => status === 'queued' || status === 'running';

@@ -1,12 +1,12 @@
 import { useQuery } from '@tanstack/react-query';
-import type { CreateUserRequest, Me, TotpEnrollment, User } from '@vaultline/contracts';
+import type { CreateUserRequest, Me, Ok, TotpEnrollment, User } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export const useUsers = (enabled = true) => useQuery({ queryKey: ['users'], queryFn: () => api<User[]>('/api/users'), enabled });
 export const createUser = (body: CreateUserRequest) => api<User>('/api/users', { method: 'POST', body });
-export const deleteUser = (id: string, currentPassword: string) => api<{ ok: true }>(`/api/users/${id}`, { method: 'DELETE', body: { currentPassword } });
-export const changePassword = (currentPassword: string, newPassword: string) => api<{ ok: true }>('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } });
-export const signOut = () => api<{ ok: true }>('/api/auth/logout', { method: 'POST' });
+export const deleteUser = (id: string, currentPassword: string) => api<Ok>(`/api/users/${id}`, { method: 'DELETE', body: { currentPassword } });
+export const changePassword = (currentPassword: string, newPassword: string) => api<Ok>('/api/auth/change-password', { method: 'POST', body: { currentPassword, newPassword } });
+export const signOut = () => api<Ok>('/api/auth/logout', { method: 'POST' });
 
 /** Two-factor sign-in (admins): enrol shows the secret once, confirm turns it on, disable needs password and code. */
 export const enrollTotp = () => api<TotpEnrollment>('/api/auth/totp/enroll', { method: 'POST' });

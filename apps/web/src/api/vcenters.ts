@@ -1,5 +1,5 @@
 import { useQueries, useQuery } from '@tanstack/react-query';
-import type { InventoryVm, VCenter, VCenterCreateInput } from '@vaultline/contracts';
+import type { InventoryVm, Ok, VCenter, VCenterCreateInput } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export const getVCenters = () => api<VCenter[]>('/api/vcenters');
@@ -11,4 +11,4 @@ export const useInventories = (ids: string[]) => useQueries({ queries: ids.map(v
 
 /** First call without thumbprintSha256 answers 409 with the thumbprint to confirm. */
 export const addVCenter = (body: VCenterCreateInput) => api<VCenter>('/api/vcenters', { method: 'POST', body });
-export const deleteVCenter = (id: string, currentPassword: string) => api<{ ok: true }>(`/api/vcenters/${id}`, { method: 'DELETE', body: { currentPassword } });
+export const deleteVCenter = (id: string, currentPassword: string) => api<Ok>(`/api/vcenters/${id}`, { method: 'DELETE', body: { currentPassword } });
