@@ -17,13 +17,31 @@ export const RepositoryCreateSchema = z.discriminatedUnion('kind', [
     hostKeySha256: z.string().optional(),
     passphrase: z.string().min(8).max(1024).optional(),
   }),
+  z.object({
+    kind: z.literal('s3'),
+    name: z.string().trim().min(1).max(100),
+    /** The S3 service, e.g. https://s3.example.com; absent for AWS itself. */
+    endpoint: z.string().regex(/^https?:\/\/[^\s/]+(\/.*)?$/, 'an http(s) URL').optional(),
+    region: z.string().trim().min(1).max(64).default('us-east-1'),
+    /** An existing bucket; created with Object Lock for immutable restore points. */
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3–63 lowercase letters, digits, dots, hyphens)'),
+    /** The repository's folder in the bucket. */
+    prefix: z
+      .string()
+      .max(512)
+      .refine((p) => !p.startsWith('/') && !p.split('/').some((part) => part === '.' || part === '..'), 'a relative folder, without . or .. parts')
+      .default(''),
+    accessKeyId: z.string().trim().min(1).max(128),
+    secretAccessKey: z.string().min(1).max(256),
+    passphrase: z.string().min(8).max(1024).optional(),
+  }),
 ]);
 export type RepositoryCreate = z.infer<typeof RepositoryCreateSchema>;
 
 export const RepositorySchema = z.object({
   id: z.string(),
   name: z.string(),
-  kind: z.enum(['local', 'sftp']),
+  kind: z.enum(['local', 'sftp', 's3']),
   location: z.string(),
   encrypted: z.boolean(),
   createdAt: z.string(),

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
 export interface S3Lab {
   /** http://127.0.0.1:<port> (path-style bucket addressing). */
@@ -23,6 +24,8 @@ export interface S3Lab {
   secretAccessKey: string;
   /** Credentials of a second user, for tests that act as someone else holding the storage's keys. */
   other: { accessKeyId: string; secretAccessKey: string };
+  /** Creates a bucket of the first user's (with Object Lock when asked; it cannot be added later). */
+  createBucket(name: string, opts?: { objectLock?: boolean }): Promise<void>;
   /** Stops the gateway, the OSD and the monitor, and removes every file of the lab. */
   stop(): Promise<void>;
 }
@@ -197,7 +200,16 @@ export async function startS3Lab(): Promise<S3Lab> {
       const res = await fetch(`${endpoint}/`);
       if (res.status !== 200) throw new Error(`the gateway answered ${res.status}`);
     }, () => early);
-    return { endpoint, region: 'us-east-1', ...user, other, stop };
+    const region = 'us-east-1';
+    const createBucket = async (name: string, opts: { objectLock?: boolean } = {}) => {
+      const s3 = new S3Client({ endpoint, region, forcePathStyle: true, credentials: user });
+      try {
+        await s3.send(new CreateBucketCommand({ Bucket: name, ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}) }));
+      } finally {
+        s3.destroy();
+      }
+    };
+    return { endpoint, region, ...user, other, createBucket, stop };
   } catch (err) {
     const log = (name: string) => {
       try {

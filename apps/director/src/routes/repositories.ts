@@ -29,7 +29,7 @@ type Row = Awaited<ReturnType<Db['repository']['findFirstOrThrow']>>;
 export const repositoryDto = (r: Row): RepositoryDto => ({
   id: r.id,
   name: r.name,
-  kind: r.kind === 'sftp' ? 'sftp' : 'local',
+  kind: r.kind === 'sftp' || r.kind === 's3' ? r.kind : 'local',
   location: r.location,
   encrypted: r.encrypted,
   createdAt: r.createdAt.toISOString(),
@@ -97,6 +97,9 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     const body = parse(RepositoryCreateSchema, request.body);
     if (await db.repository.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a repository named ${body.name} already exists`);
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;
+    const s3Secret = body.kind === 's3' ? body.secretAccessKey : undefined;
+    // S3: where the repository is, as the row keeps it (the secret access key is sealed apart).
+    const location = body.kind === 's3' ? s3Location(body) : body.location;
     // SFTP: the admin confirms the server's host key first; it is pinned from then on.
     let hostKey: string | null = null;
     if (body.kind === 'sftp') {
@@ -118,7 +121,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     // Create it on storage (or adopt an existing one whose passphrase matches; an unencrypted one only without a passphrase).
     let identity: RepositoryIdentity;
     try {
-      const backend = await backendFor({ kind: body.kind, location: body.location, sftpHostKeySha256: hostKey }, privateKey);
+      const backend = await backendFor({ kind: body.kind, location, sftpHostKeySha256: hostKey }, privateKey ?? s3Secret);
       const passphrase = body.passphrase ? { passphrase: body.passphrase } : {};
       try {
         identity = await Repository.init(backend, passphrase);
@@ -131,26 +134,34 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     } catch (err) {
       if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
       const conflict = identityConflict(err);
-      if (conflict) throw new AppError('conflict', `${body.location}: ${conflict.message}`);
-      if (err instanceof RepositoryError) throw new AppError('bad_request', `${body.location}: ${err.message}`);
-      throw new AppError('bad_request', `${body.location}: ${(err as Error).message}`);
+      if (conflict) throw new AppError('conflict', `${location}: ${conflict.message}`);
+      if (err instanceof RepositoryError) throw new AppError('bad_request', `${location}: ${err.message}`);
+      throw new AppError('bad_request', `${location}: ${(err as Error).message}`);
     }
     const row = await db.repository.create({
       data: {
         name: body.name,
         kind: body.kind,
-        location: body.location,
+        location,
         encrypted: Boolean(body.passphrase),
         passphraseSealed: body.passphrase ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryPassphrase, body.passphrase) : null,
         sftpKeySealed: privateKey ? sealSecret(deps.secretKey, SECRET_LABELS.repositorySshKey, privateKey) : null,
         sftpHostKeySha256: hostKey,
+        s3SecretSealed: s3Secret ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryS3Secret, s3Secret) : null,
         ...identityColumns(identity),
       },
     });
-    // Remote Transporters get the passphrase and SSH key sealed to their own keys.
+    // Remote Transporters get the passphrase and the storage credential sealed to their own keys.
     await sealSecretsForTransporters(db, deps.secretKey);
-    await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location: body.location }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location }, ip: request.ip });
     reply.code(201);
     return repositoryDto(row);
   });
+}
+
+/** s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=… (what parseS3Location reads back). */
+function s3Location(b: { accessKeyId: string; bucket: string; prefix: string; endpoint?: string | undefined; region: string }): string {
+  const q = new URLSearchParams({ ...(b.endpoint ? { endpoint: b.endpoint } : {}), region: b.region });
+  const prefix = b.prefix.replace(/\/+$/, '').split('/').filter(Boolean).map(encodeURIComponent).join('/');
+  return `s3://${encodeURIComponent(b.accessKeyId)}@${b.bucket}/${prefix}?${q.toString()}`;
 }

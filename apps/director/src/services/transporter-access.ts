@@ -162,13 +162,14 @@ export async function sealSecretsForTransporters(db: Db, secretKey: Buffer, only
   if (!transporters.length) return;
   const [vcenters, repositories] = await Promise.all([
     db.vCenter.findMany({ select: { id: true, passwordSealed: true } }),
-    db.repository.findMany({ select: { id: true, passphraseSealed: true, sftpKeySealed: true } }),
+    db.repository.findMany({ select: { id: true, passphraseSealed: true, sftpKeySealed: true, s3SecretSealed: true } }),
   ]);
   const plain: Array<{ label: string; refId: string; value: string }> = [];
   for (const v of vcenters) plain.push({ label: SECRET_LABELS.vcenterPassword, refId: v.id, value: openSecret(secretKey, SECRET_LABELS.vcenterPassword, v.passwordSealed) });
   for (const r of repositories) {
     if (r.passphraseSealed) plain.push({ label: SECRET_LABELS.repositoryPassphrase, refId: r.id, value: openSecret(secretKey, SECRET_LABELS.repositoryPassphrase, r.passphraseSealed) });
     if (r.sftpKeySealed) plain.push({ label: SECRET_LABELS.repositorySshKey, refId: r.id, value: openSecret(secretKey, SECRET_LABELS.repositorySshKey, r.sftpKeySealed) });
+    if (r.s3SecretSealed) plain.push({ label: SECRET_LABELS.repositoryS3Secret, refId: r.id, value: openSecret(secretKey, SECRET_LABELS.repositoryS3Secret, r.s3SecretSealed) });
   }
   for (const t of transporters) {
     const rows = plain.map((p) => ({ transporterId: t.id, label: p.label, refId: p.refId, sealed: sealTo(t.publicKey!, p.label, p.value) }));

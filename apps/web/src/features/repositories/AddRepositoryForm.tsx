@@ -9,11 +9,13 @@ import { useAction } from '../../lib/use-action.ts';
 
 export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: RepositoryDto) => void; onCancel: () => void }) {
   const qc = useQueryClient();
-  const [kind, setKind] = useState<'local' | 'sftp'>('local');
+  const [kind, setKind] = useState<RepositoryCreate['kind']>('local');
   const [name, setName] = useState('');
   const [path, setPath] = useState('');
   const [sftpUrl, setSftpUrl] = useState('');
   const [privateKey, setPrivateKey] = useState('');
+  const [s3, setS3] = useState({ endpoint: '', region: 'us-east-1', bucket: '', prefix: '', accessKeyId: '', secretAccessKey: '' });
+  const s3Field = (field: keyof typeof s3) => ({ name: field, value: s3[field], onChange: (e: { target: { value: string } }) => setS3({ ...s3, [field]: e.target.value }) });
   const [encrypt, setEncrypt] = useState(false);
   const [passphrase, setPassphrase] = useState('');
   const [passphrase2, setPassphrase2] = useState('');
@@ -29,7 +31,11 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
     }
     const secret = encrypt ? { passphrase } : {};
     const body: RepositoryCreate =
-      kind === 'local' ? { kind, name, location: path, ...secret } : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
+      kind === 'local'
+        ? { kind, name, location: path, ...secret }
+        : kind === 's3'
+          ? { kind, name, ...s3, endpoint: s3.endpoint || undefined, ...secret }
+          : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
     return run(async () => {
       try {
         const repo = await createRepository(body);
@@ -53,12 +59,44 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
         <label>
           <input type="radio" name="kind" checked={kind === 'sftp'} onChange={() => setKind('sftp')} /> SFTP server
         </label>
+        <label>
+          <input type="radio" name="kind" checked={kind === 's3'} onChange={() => setKind('s3')} /> S3 object storage
+        </label>
       </fieldset>
       <label>
         Name
         <input name="name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={100} />
       </label>
-      {kind === 'local' ? (
+      {kind === 's3' ? (
+        <>
+          <label>
+            Endpoint
+            <input {...s3Field('endpoint')} placeholder="https://s3.example.com (empty for AWS)" className="mono" />
+          </label>
+          <label>
+            Region
+            <input {...s3Field('region')} required className="mono" />
+          </label>
+          <label>
+            Bucket
+            <input {...s3Field('bucket')} required className="mono" />
+            <span className="muted small">An existing bucket. For immutable restore points it must have been created with Object Lock; Vaultline turns versioning on when it is off.</span>
+          </label>
+          <label>
+            Folder in the bucket
+            <input {...s3Field('prefix')} placeholder="vaultline" className="mono" />
+          </label>
+          <label>
+            Access key id
+            <input {...s3Field('accessKeyId')} required className="mono" autoComplete="off" />
+          </label>
+          <label>
+            Secret access key
+            <input {...s3Field('secretAccessKey')} type="password" required autoComplete="off" />
+            <span className="muted small">Sealed with the appliance key before it is stored.</span>
+          </label>
+        </>
+      ) : kind === 'local' ? (
         <label>
           Path
           <input name="path" value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/srv/vaultline" className="mono" />
