@@ -85,6 +85,9 @@ describe('backup failover per disk (against fakes of vSphere)', () => {
     expect(d0).toMatchObject({ deviceKey: 2000, transport: 'nbdssl', bytesRead: 6 * MiB });
     expect(d1).toMatchObject({ deviceKey: 2001, transport: 'san', bytesRead: 3 * MiB });
     expect(d1!.reasons.join('; ')).not.toMatch(/failover/);
+    // The restore point records how each disk was really read: both ways for the one that failed over.
+    expect(result.manifest.disks.map((d) => d.transport)).toEqual(['san,nbdssl', 'san']);
+    expect(result.manifest.transport).toBe('san,nbdssl');
     // The read-ahead segment (256 KiB) holding the failing byte fails whole: the copy resumes at its start.
     const resumeAt = Math.floor(failAt / (256 * 1024)) * 256 * 1024;
     expect(resumeAt).toBeGreaterThan(0);

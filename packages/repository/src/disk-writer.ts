@@ -96,6 +96,8 @@ export class DiskWriter {
    * the manifest).
    */
   workerWaitMs = 0;
+  /** How the disk was read, as recorded in its manifest: the transport it started with, and any it failed over to. */
+  private transports: string[];
   /** Current chunk ids (32 bytes each); starts as the parent's list or holes. */
   readonly ids: Buffer;
   /** Split chunks (format v2): chunk -> pieces; starts as the parent's. */
@@ -126,6 +128,7 @@ export class DiskWriter {
     this.capacity = opts.capacity;
     this.chunkSize = rp.repo.config.chunkSize;
     this.mode = opts.mode ?? (base ? 'changed' : 'full');
+    this.transports = opts.transport ? [opts.transport] : [];
     const n = chunkCount(this.capacity, this.chunkSize);
     this.ids = Buffer.alloc(n * ID_BYTES);
     this.touched = new Uint8Array(n);
@@ -543,6 +546,11 @@ export class DiskWriter {
   }
 
   /** Finish all chunks of this disk. Idempotent. */
+  /** The rest of the disk is read another way (a failover): its manifest names both. */
+  switchedTransport(transport: string): void {
+    if (!this.transports.includes(transport)) this.transports.push(transport);
+  }
+
   async close(): Promise<DiskManifest> {
     if (this.manifest) return this.manifest;
     if (this.error) throw this.error;
@@ -581,7 +589,7 @@ export class DiskWriter {
       format: this.opts.format,
       controller: this.opts.controller,
       changeId: this.opts.changeId,
-      transport: this.opts.transport,
+      transport: this.transports.length > 0 ? this.transports.join(',') : undefined,
       mode: this.mode,
       imageDigest: this.imageDigest(),
       sha256: this.flatHash ? this.flatHash.digest('hex') : undefined,

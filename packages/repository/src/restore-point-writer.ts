@@ -210,7 +210,8 @@ export class RestorePointWriter implements DiskWriterSession {
         createdAt: this.startedAt.toISOString(),
         committedAt: committedAt.toISOString(),
         lockedUntil: this.opts.lockedUntil ? this.opts.lockedUntil.toISOString() : null,
-        transport: this.opts.transport,
+        // What the disks were read with, failovers included (else what the caller said).
+        transport: [...new Set(diskManifests.flatMap((m) => m.transport?.split(',') ?? []))].join(',') || this.opts.transport,
         vm: this.opts.vm ?? null,
         labels: this.opts.labels ?? {},
         disks: diskManifests,

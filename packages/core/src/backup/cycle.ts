@@ -392,6 +392,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
           source = await openSource(job, net);
           transport = net;
           meter.transport = net;
+          diskWriter.switchedTransport(net);
           ahead.restart(source.reader, at);
           await ahead.readInto(into, at);
         } finally {
