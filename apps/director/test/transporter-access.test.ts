@@ -103,6 +103,7 @@ describe('remote Transporter credentials (real PostgreSQL and Redis over TLS)', 
       await denied(c, 'SELECT * FROM vcenters');
       await denied(c, 'SELECT passphrase_sealed FROM repositories');
       await denied(c, 'SELECT sftp_key_sealed FROM repositories');
+      await denied(c, 'SELECT s3_secret_sealed FROM repositories');
       await denied(c, 'SELECT ssh_key_sealed FROM transporters');
       await denied(c, `UPDATE vcenters SET url = 'https://evil' WHERE true`);
       await denied(c, 'DELETE FROM job_runs');

@@ -42,7 +42,7 @@ const TABLE_GRANTS: ReadonlyArray<readonly [table: string, privileges: string]> 
 /** Tables it reads only some columns of: every column but the sealed ones (or only the ones named). */
 const COLUMN_GRANTS: ReadonlyArray<{ table: string; except?: string[]; only?: string[] }> = [
   { table: 'vcenters', except: ['password_sealed'] },
-  { table: 'repositories', except: ['passphrase_sealed', 'sftp_key_sealed'] },
+  { table: 'repositories', except: ['passphrase_sealed', 'sftp_key_sealed', 's3_secret_sealed'] },
   // Whose cleanup journal it may adopt (Transporters silent for long).
   { table: 'transporters', only: ['id', 'last_heartbeat'] },
 ];
