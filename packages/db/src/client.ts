@@ -10,7 +10,7 @@ export type Db = PrismaClient;
 /** The columns holding secrets sealed under the appliance key. */
 const SEALED_COLUMNS = {
   vCenter: { passwordSealed: true },
-  repository: { passphraseSealed: true, sftpKeySealed: true },
+  repository: { passphraseSealed: true, sftpKeySealed: true, s3SecretSealed: true },
   transporter: { sshKeySealed: true },
   notificationTarget: { secretSealed: true },
 } as const;
