@@ -212,7 +212,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     // Disk keys in a restore point are the source VM's device keys.
     const sourceDisks = (await b.lab.getVm('erp01')).disks;
     const key = String(sourceDisks[1]!.key);
-    const r = await restoreDisk({ repo, ref: { vmId: points[0]!.vmId, id: points[0]!.id }, diskKey: key, targetVm: target.moref }, { vsphere: session.port, log: memoryLogger('d').log });
+    const r = await restoreDisk({ repo, ref: { vmId: points[0]!.vmId, id: points[0]!.id }, diskKey: key, targetVm: target.moref }, { vsphere: session.port, journal: journal(), log: memoryLogger('d').log });
     expect(r.sha256).toBe(points[0]!.truth[1]);
     const after = await b.lab.getVm('target01');
     expect(after.disks).toHaveLength(2);

@@ -137,10 +137,13 @@ describe('restoreDisk (against fakes of vSphere)', () => {
     const s = await setup();
     s.port.addVm({ moref: 'vm-target', name: 'db01', powerState: 'poweredOn', template: false, vmPathName: '[ds1] db01/db01.vmx', datastores: ['ds1'], disks: [{ key: 2000, controllerKey: 1000, controller: 'pvscsi', busNumber: 0, unitNumber: 0, capacityBytes: MiB, fileName: '[ds1] db01/db01.vmdk' }] });
     s.port.files.set('ds1/db01/db01-flat.vmdk', Buffer.alloc(MiB, 0x55));
-    const written = await restoreDisk({ repo: s.repo, ref: s.ref, diskKey: '2001', targetVm: 'vm-target' }, { vsphere: s.port, log: s.deps.log });
+    const written = await restoreDisk({ repo: s.repo, ref: s.ref, diskKey: '2001', targetVm: 'vm-target' }, { vsphere: s.port, journal: s.journal, log: s.deps.log });
     expect(written.transport).toBe('nbdssl');
     expect(s.port.diskBytes(written.fileName).equals(s.images[1]!.bytes)).toBe(true);
     expect((await s.port.vm('vm-target')).disks.map((d) => d.fileName)).toEqual(['[ds1] db01/db01.vmdk', written.fileName]);
+    // Journaled from before the disk existed until it was written, then cleared.
+    expect(s.journal.calls.map((c) => `${c.op} ${c.kind}`)).toEqual(['add disk_attach', 'resolve disk_attach']);
+    expect([...s.journal.rows.values()].filter((r) => r.status === 'pending')).toEqual([]);
   });
 
   it('a network write failing mid-disk detaches the new disk again; the existing disk is untouched and its file stays', async () => {
@@ -148,11 +151,16 @@ describe('restoreDisk (against fakes of vSphere)', () => {
     s.port.addVm({ moref: 'vm-target', name: 'db01', powerState: 'poweredOn', template: false, vmPathName: '[ds1] db01/db01.vmx', datastores: ['ds1'], disks: [{ key: 2000, controllerKey: 1000, controller: 'pvscsi', busNumber: 0, unitNumber: 0, capacityBytes: MiB, fileName: '[ds1] db01/db01.vmdk' }] });
     s.port.files.set('ds1/db01/db01-flat.vmdk', Buffer.alloc(MiB, 0x55));
     s.port.writeFaults.push({ via: 'network', file: /restored/, afterBytes: MiB, message: 'fake HTTP 503 from the datastore' });
-    await expect(restoreDisk({ repo: s.repo, ref: s.ref, diskKey: '2001', targetVm: 'vm-target' }, { vsphere: s.port, log: s.deps.log })).rejects.toThrow('fake HTTP 503 from the datastore');
+    await expect(restoreDisk({ repo: s.repo, ref: s.ref, diskKey: '2001', targetVm: 'vm-target' }, { vsphere: s.port, journal: s.journal, log: s.deps.log })).rejects.toThrow('fake HTTP 503 from the datastore');
     const vm = await s.port.vm('vm-target');
     expect(vm.disks.map((d) => d.fileName)).toEqual(['[ds1] db01/db01.vmdk']);
     expect(s.port.files.get('ds1/db01/db01-flat.vmdk')!.equals(Buffer.alloc(MiB, 0x55))).toBe(true);
     expect([...s.port.files.keys()].filter((k) => k.includes('-restored-'))).toHaveLength(1);
     expect(s.timeline.has(/^restore\.detachDisk vm-target /)).toBe(true);
+    // The row named the new disk while it was attached, and is cleared once it is detached.
+    const [row] = [...s.journal.rows.values()];
+    expect(row).toMatchObject({ kind: 'disk_attach', target: { proxyVm: 'vm-target' } });
+    expect(String(row!.target.fileName)).toMatch(/-restored-/);
+    expect(row!.status).not.toBe('pending');
   });
 });

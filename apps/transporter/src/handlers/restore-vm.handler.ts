@@ -75,8 +75,8 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
       if (request.disk) {
         runLog('info', `restoring disk ${request.disk.key} of ${point.vmName} (restore point ${point.repoPointId}) as a new disk of ${request.disk.targetVm}`);
         const d = await restoreDisk(
-          { repo, ref, diskKey: request.disk.key, targetVm: request.disk.targetVm, runId: run.id, runVmId: item.id, ...(request.datastore ? { datastore: request.datastore } : {}) },
-          { vsphere: session.port, log, ...common },
+          { repo, ref, diskKey: request.disk.key, targetVm: request.disk.targetVm, runId: run.id, runVmId: item.id, vcenterId: vc.id, ...(request.datastore ? { datastore: request.datastore } : {}) },
+          { vsphere: session.port, journal: deps.journal, log, ...common },
         );
         runLog('info', `disk written to ${d.fileName}, SHA-256 ${d.sha256} verified`);
         await finish('succeeded', null, request.disk.targetVm);

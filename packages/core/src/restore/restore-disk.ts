@@ -5,10 +5,13 @@
  * already belongs to the target VM, which may be running and holds its lock.)
  * On failure the new disk is detached again (its file, named *-restored-*,
  * stays on the datastore for the operator to inspect or delete); an existing
- * disk is never replaced or written.
+ * disk is never replaced or written. The new disk is journaled before it is
+ * created and until it is written: a Transporter killed meanwhile leaves a row
+ * whose sweep detaches the half-written disk from the VM by its file name.
  */
 import type { Logger } from '@vaultline/logger';
 import type { Repository, RestorePointRef } from '@vaultline/repository';
+import type { CleanupJournal } from '../backup/journal.ts';
 import type { DiskUpdate, ProgressSink } from '../backup/progress.ts';
 import { RestoreError } from '../errors.ts';
 import { parseDatastorePath } from './datastore-path.ts';
@@ -26,10 +29,12 @@ export interface RestoreDiskInput {
   datastore?: string;
   runId?: string;
   runVmId?: string;
+  vcenterId?: string;
 }
 
 export interface RestoreDiskDeps {
   vsphere: RestorePort;
+  journal: CleanupJournal;
   log: Logger;
   /** Run-log lines for the operator. */
   runLog?(level: 'info' | 'warn' | 'error', message: string): void;
@@ -55,12 +60,22 @@ export async function restoreDisk(input: RestoreDiskInput, deps: RestoreDiskDeps
   const dir = vm.vmPathName ? parseDatastorePath(vm.vmPathName).path.replace(/[^/]*$/, '') : `${vm.name}/`;
   const fileName = `[${datastore}] ${dir}${vm.name}-restored-${input.diskKey}-${Date.now()}.vmdk`;
   const before = new Set(slot.diskKeys);
-  await vsphere.createDisk(input.targetVm, { controllerKey: slot.controllerKey, unitNumber: slot.unitNumber, fileName, capacityBytes: md.capacity });
-  const added = (await vsphere.vm(input.targetVm)).disks.find((d) => !before.has(d.key));
-  if (!added) throw new RestoreError(`the new disk did not appear on ${vm.name}`);
+  const jctx = { ...(input.runVmId ? { runVmId: input.runVmId } : {}), ...(input.vcenterId ? { vcenterId: input.vcenterId } : {}) };
+  // The sweep of a disk_attach row detaches the disk with this file from this VM (never deleting the file).
+  const jid = await deps.journal.add('disk_attach', { proxyVm: input.targetVm, fileName }, jctx);
+  let added: { key: number; fileName: string } | undefined;
+  try {
+    await vsphere.createDisk(input.targetVm, { controllerKey: slot.controllerKey, unitNumber: slot.unitNumber, fileName, capacityBytes: md.capacity });
+    added = (await vsphere.vm(input.targetVm)).disks.find((d) => !before.has(d.key));
+    if (!added) throw new RestoreError(`the new disk did not appear on ${vm.name}`);
+  } catch (err) {
+    // It may exist on the server although the call failed: the row stays for the sweep.
+    await deps.journal.failed(jid, (err as Error).message).catch(() => undefined);
+    throw err;
+  }
   const network = vsphere.networkTransport;
   try {
-    return await writeDisk(
+    const written = await writeDisk(
       {
         vsphere,
         repo: input.repo,
@@ -77,8 +92,14 @@ export async function restoreDisk(input: RestoreDiskInput, deps: RestoreDiskDeps
       },
       { sourceKey: input.diskKey, label: `disk ${input.diskKey}`, capacity: md.capacity, fileName: added.fileName, recordedSha256: md.sha256, choice: { transport: network, reasons: ['a disk restore writes over the network: the new disk belongs to the target VM'] } },
     );
+    await deps.journal.resolve(jid);
+    return written;
   } catch (err) {
-    await vsphere.detachDisk(input.targetVm, added.key, added.fileName).catch(() => undefined);
+    const disk = added;
+    await vsphere.detachDisk(input.targetVm, disk.key, disk.fileName).then(
+      () => deps.journal.resolve(jid),
+      (e: unknown) => deps.journal.failed(jid, (e as Error).message),
+    ).catch(() => undefined);
     throw err;
   }
 }
