@@ -17,3 +17,4 @@ export * from './user-api.ts';
 export * from './inputs.ts';
 export * from './file-restore.ts';
 export * from './responses.ts';
+export { flatExtentPath, parseDatastorePath } from './datastore-path.ts';

@@ -26,7 +26,7 @@ import { DiskReader, Repository, RestorePointWriter, openDiskReader } from '@vau
 import type { VmBackupDeps, VmBackupInput } from '../src/backup/cycle.ts';
 import type { CleanupJournal, CleanupKind, CleanupRecord } from '../src/backup/journal.ts';
 import type { Area, DatastoreInfo, LocalDevices, SourceReader, VmDisk, VmInfo, VSpherePort } from '../src/backup/ports.ts';
-import { parseDatastorePath } from '../src/restore/datastore-path.ts';
+import { parseDatastorePath } from '@vaultline/contracts';
 import type { DatastoreFile, HardwareDisk, HotAddedDiskWriter, NewVm, PlacementTargets, RestoreDevices, RestoreInventory, RestorePort, RestoreVmInfo, VmHardware } from '../src/restore/ports.ts';
 
 // ---------------------------------------------------------------- timeline

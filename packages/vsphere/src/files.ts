@@ -28,17 +28,8 @@ export interface DatastoreFile {
   path: string;
 }
 
-/** "[ds1] app01/app01.vmdk" -> { datastore: "ds1", path: "app01/app01.vmdk" } */
-export function parseDatastorePath(p: string): { datastore: string; path: string } {
-  const m = /^\[([^\]]+)\]\s*(.*)$/.exec(p);
-  if (!m) throw new TypeError(`not a datastore path: ${p}`);
-  return { datastore: m[1]!, path: m[2]! };
-}
-
-/** The flat extent of a flat-backed descriptor: "x.vmdk" -> "x-flat.vmdk". */
-export function flatExtentPath(descriptorPath: string): string {
-  return descriptorPath.replace(/\.vmdk$/, '-flat.vmdk');
-}
+// Datastore paths are read the same way by the client and the engine.
+export { flatExtentPath, parseDatastorePath } from '@vaultline/contracts';
 
 export interface ServiceTicket {
   id: string;

@@ -22,7 +22,7 @@ import type { CleanupJournal } from '../backup/journal.ts';
 import { DiskMeter, secondsSince, type DiskUpdate, type ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice } from '../backup/ports.ts';
 import { CancelledError, DamagedPointError, RestoreError } from '../errors.ts';
-import { flatExtentPath, parseDatastorePath } from './datastore-path.ts';
+import { flatExtentPath, parseDatastorePath } from '@vaultline/contracts';
 import type { HotAddedDiskWriter, RestoreDevices, RestorePort } from './ports.ts';
 
 const STEP = 4 * 1024 * 1024;

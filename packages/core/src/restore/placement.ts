@@ -6,7 +6,7 @@
  * every problem is named in one error.
  */
 import { RestoreError } from '../errors.ts';
-import { parseDatastorePath } from './datastore-path.ts';
+import { parseDatastorePath } from '@vaultline/contracts';
 import type { PlacementTargets, RestoreInventory, RestorePort, VmHardware } from './ports.ts';
 
 type ResourcePool = PlacementTargets['resourcePools'][number];

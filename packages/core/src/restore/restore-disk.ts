@@ -14,7 +14,7 @@ import type { Repository, RestorePointRef } from '@vaultline/repository';
 import type { CleanupJournal } from '../backup/journal.ts';
 import type { DiskUpdate, ProgressSink } from '../backup/progress.ts';
 import { RestoreError } from '../errors.ts';
-import { parseDatastorePath } from './datastore-path.ts';
+import { parseDatastorePath } from '@vaultline/contracts';
 import { writeDisk, type WrittenDisk } from './disk-write.ts';
 import type { RestorePort } from './ports.ts';
 

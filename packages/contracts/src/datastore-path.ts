@@ -1,6 +1,6 @@
 /**
- * vSphere's datastore paths ("[ds1] app01/app01.vmdk"), read the way @vaultline/vsphere reads them: the
- * engine names the files it creates and writes, without importing the vSphere client.
+ * vSphere's datastore paths ("[ds1] app01/app01.vmdk"): one reading for the vSphere client and the engine
+ * (which names the files it creates and writes without importing the client).
  */
 
 /** "[ds1] app01/app01.vmdk" -> { datastore: "ds1", path: "app01/app01.vmdk" } */
