@@ -10,8 +10,10 @@ import { SetupError, say } from './output.mjs';
 import { SERVICES, isRoot } from './paths.mjs';
 import { have, run, stops } from './processes.mjs';
 
-const LOCAL_PG_PORT = 55432;
-const LOCAL_REDIS_PORT = 56379;
+// Below the kernel's ephemeral range (32768–60999 by default): a port there can be taken at any moment as the
+// local end of some outgoing connection, and the project-local server would then fail to listen.
+const LOCAL_PG_PORT = 15432;
+const LOCAL_REDIS_PORT = 16379;
 
 function tcpReachable(host, port, timeoutMs = 1500) {
   return new Promise((resolve) => {

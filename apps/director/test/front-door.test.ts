@@ -24,11 +24,11 @@ describe.runIf(isRoot)('the front door on a machine without PostgreSQL and Redis
       timeout: 180_000,
     });
     expect(stdout).toContain('PostgreSQL is not reachable at 127.0.0.1:5999; starting a project-local one');
-    expect(stdout).toContain('started a project-local PostgreSQL on 127.0.0.1:55432 (data in .vaultline/services/postgres)');
-    expect(stdout).toContain('started a project-local Redis on 127.0.0.1:56379');
-    expect(stdout).toMatch(/ready: DATABASE_URL=postgresql:\/\/\*\*\*@127\.0\.0\.1:55432\/vaultline REDIS_URL=redis:\/\/127\.0\.0\.1:56379/);
-    expect(await listening(55432)).toBe(false);
-    expect(await listening(56379)).toBe(false);
+    expect(stdout).toContain('started a project-local PostgreSQL on 127.0.0.1:15432 (data in .vaultline/services/postgres)');
+    expect(stdout).toContain('started a project-local Redis on 127.0.0.1:16379');
+    expect(stdout).toMatch(/ready: DATABASE_URL=postgresql:\/\/\*\*\*@127\.0\.0\.1:15432\/vaultline REDIS_URL=redis:\/\/127\.0\.0\.1:16379/);
+    expect(await listening(15432)).toBe(false);
+    expect(await listening(16379)).toBe(false);
   });
 
   it('stops with one clear message when a command is unknown', async () => {
