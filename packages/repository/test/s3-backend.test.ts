@@ -49,7 +49,7 @@ describe.runIf(isRoot)('S3 backend (Ceph RADOS Gateway on loopback)', () => {
   it('createExclusive has one winner among many racing writers, and the losers leave no version behind', async () => {
     const b = await connect('conformance', 'race');
     try {
-      for (let round = 0; round < 5; round++) {
+      for (let round = 0; round < 12; round++) {
         const results = await Promise.all(Array.from({ length: 8 }, (_, i) => b.createExclusive(`locks/r${round}`, Buffer.from(`writer ${i}`))));
         expect(results.filter(Boolean)).toHaveLength(1);
         const winner = results.indexOf(true);

@@ -8,7 +8,7 @@
  * - The bucket must keep versions (Object Lock needs them anyway; `connect` turns versioning on when the
  *   credentials may). `createExclusive` rests on them, because not every S3 server honours
  *   `If-None-Match: *` (Ceph 16 ignores it): it puts its version, then lists the key's versions, and
- *   the oldest one since the last delete marker wins; a loser deletes its own version.
+ *   the oldest one since the last delete marker, in the order the storage lists them, wins; a loser deletes its own version.
  * - `remove` deletes every version of a key (a plain DELETE would only hide it behind a marker and keep
  *   paying for it), and overwriting a key deletes the versions it replaced. A version under Object Lock
  *   cannot be deleted by anyone until its retention ends: `remove` then fails with ImmutableError.
@@ -211,40 +211,43 @@ export class S3Backend implements Backend {
     return false;
   }
 
-  /** The key's versions since its last delete marker, newest first. */
+  /**
+   * The key's versions since its last delete marker, newest first, in the order the storage lists them.
+   * That order is the storage's own: a version's place is fixed when its write completes, while its
+   * LastModified is taken when the write began, so two racing writers may have times in the opposite order.
+   * Sorting by time let two writers each see itself oldest (one listed before the other's write completed,
+   * the other sorted by time). Times only place delete markers, which the S3 API lists apart; this backend
+   * never writes markers, so they come from other tools, long before.
+   */
   private async liveVersions(p: string): Promise<string[]> {
-    const all = await this.versions(p);
-    const out: string[] = [];
-    for (const v of all) {
-      if (v.marker) break;
-      out.push(v.id);
-    }
-    return out;
+    const { versions, markers } = await this.versions(p);
+    const lastMarker = Math.max(-Infinity, ...markers.map((m) => m.at));
+    return versions.filter((v) => v.at > lastMarker).map((v) => v.id);
   }
 
-  /** Every version and delete marker of exactly this key, newest first. */
-  private async versions(p: string): Promise<{ id: string; marker: boolean; at: number }[]> {
+  /** Every version (newest first, as the storage orders them) and delete marker of exactly this key. */
+  private async versions(p: string): Promise<{ versions: { id: string; at: number }[]; markers: { id: string; at: number }[] }> {
     const key = this.key(p);
-    const out: { id: string; marker: boolean; at: number }[] = [];
+    const versions: { id: string; at: number }[] = [];
+    const markers: { id: string; at: number }[] = [];
     let keyMarker: string | undefined;
     let versionMarker: string | undefined;
     for (;;) {
       const page = await this.send(p, () =>
         this.s3.send(new ListObjectVersionsCommand({ Bucket: this.opts.bucket, Prefix: key, KeyMarker: keyMarker, VersionIdMarker: versionMarker })),
       );
-      for (const v of page.Versions ?? []) if (v.Key === key && v.VersionId) out.push({ id: v.VersionId, marker: false, at: v.LastModified?.getTime() ?? 0 });
-      for (const m of page.DeleteMarkers ?? []) if (m.Key === key && m.VersionId) out.push({ id: m.VersionId, marker: true, at: m.LastModified?.getTime() ?? 0 });
+      for (const v of page.Versions ?? []) if (v.Key === key && v.VersionId) versions.push({ id: v.VersionId, at: v.LastModified?.getTime() ?? 0 });
+      for (const m of page.DeleteMarkers ?? []) if (m.Key === key && m.VersionId) markers.push({ id: m.VersionId, at: m.LastModified?.getTime() ?? 0 });
       if (!page.IsTruncated) break;
       keyMarker = page.NextKeyMarker;
       versionMarker = page.NextVersionIdMarker;
     }
-    // Versions and markers come in two lists, each newest first: merge them (stable, so equal times keep the server's order).
-    const order = new Map(out.map((v, i) => [v.id, i]));
-    return out.sort((a, b) => b.at - a.at || order.get(a.id)! - order.get(b.id)!);
+    return { versions, markers };
   }
 
   private async deleteVersions(p: string, which: (versionId: string) => boolean, why: string): Promise<void> {
-    for (const v of await this.versions(p)) {
+    const { versions, markers } = await this.versions(p);
+    for (const v of [...versions, ...markers]) {
       if (!which(v.id)) continue;
       try {
         await this.s3.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.key(p), VersionId: v.id }));
