@@ -7,6 +7,14 @@
  * repository's config (which holds the wrapped keys: without it nothing can be read). Retention only
  * grows, so a pack shared by several locked points stays locked until the last of their dates.
  *
+ * Lock generations: each locked point would otherwise renew the lock of every pack it shares, one
+ * request per pack (thousands for a large VM, hourly), although most were locked by its parent to a
+ * date almost as late. So shared objects (packs and config) are locked a little longer than needed,
+ * up to the end of a generation (`lockGeneration`: a tenth of the lock period, at most a week), and a
+ * point whose parent's packs are locked past its own date leaves the parent's packs alone: only its
+ * new packs are locked. A point's own files are locked to its exact date. The cost: a pack may stay
+ * undeletable up to a generation longer than the points that need it.
+ *
  * Garbage collection never tries to delete a locked object: a locked pack is kept as it is (not
  * repacked), and a locked index file is kept beside the new one (it only names locked packs, which
  * stay where it says).
@@ -36,6 +44,18 @@ export function packsOf(indexes: DiskIndex[], locate: (id: string) => BlobLocati
     });
   }
   return packs;
+}
+
+const WEEK_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The date shared objects are locked to for a point locked until `until`: rounded up to a boundary of
+ * a tenth of the lock period (at most a week), so points made within one generation lock to one date.
+ */
+export function lockGeneration(until: Date, now: number): Date {
+  const generation = Math.min(WEEK_MS, Math.floor((until.getTime() - now) / 10));
+  if (generation < 1) return until;
+  return new Date(Math.ceil(until.getTime() / generation) * generation);
 }
 
 /** Locks `paths` until `until` (retention only grows), a few at a time. */

@@ -32,7 +32,7 @@ import { addStats, emptyStats } from './types.ts';
 import { DiskWriter } from './disk-writer.ts';
 import type { DiskOptions, DiskWriterSession } from './disk-writer.ts';
 import { PackWriter } from './pack-writer.ts';
-import { assertCanLock, lockAll, lockPacks } from './immutability.ts';
+import { assertCanLock, lockAll, lockGeneration, lockPacks, packsOf } from './immutability.ts';
 
 export interface RestorePointOptions {
   vmId: string;
@@ -55,6 +55,8 @@ export class RestorePointWriter implements DiskWriterSession {
   private readonly session = new Map<string, BlobLocation>();
   private readonly disks: DiskWriter[] = [];
   private parentManifest: Manifest | null = null;
+  /** The parent's disk indexes this point was written against (their packs may be locked already). */
+  private readonly parentIndexes: DiskIndex[] = [];
   private done = false;
   private readonly startedAt: Date;
 
@@ -144,6 +146,7 @@ export class RestorePointWriter implements DiskWriterSession {
     const pkey = opts.parentKey ?? opts.key;
     if (this.parentManifest && this.parentManifest.disks.some((d) => d.key === pkey)) {
       base = await this.repo.readDiskIndex(this.opts.parent!, pkey, this.parentManifest);
+      this.parentIndexes.push(base);
       if (base.chunkSize !== this.repo.config.chunkSize) base = null;
     }
     if (opts.mode === 'changed' && !base) {
@@ -197,9 +200,21 @@ export class RestorePointWriter implements DiskWriterSession {
       const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
       if (failed) throw failed.reason;
       const until = this.opts.lockedUntil;
-      if (until && be.retention) {
-        await lockPacks(be, diskIndexes, (id) => this.session.get(id) ?? this.repo.index.get(id), until);
-        await lockAll(be, [...written, 'config'], until);
+      // The date every pack this point references (and the config) is locked to at least.
+      let packsUntil = until && be.retention ? lockGeneration(until, this.repo.now()) : null;
+      if (until && packsUntil) {
+        const locate = (id: string) => this.session.get(id) ?? this.repo.index.get(id);
+        const parentLocked = this.parentManifest?.packsLockedUntil ? new Date(this.parentManifest.packsLockedUntil) : null;
+        if (parentLocked && parentLocked.getTime() >= until.getTime()) {
+          // The parent locked its packs and the config past our date already: lock only what is new.
+          const lockedAlready = packsOf(this.parentIndexes, locate);
+          await lockAll(be, [...packsOf(diskIndexes, locate)].filter((p) => !lockedAlready.has(p)).map(packPath), packsUntil);
+          if (parentLocked < packsUntil) packsUntil = parentLocked;
+        } else {
+          await lockPacks(be, diskIndexes, locate, packsUntil);
+          await lockAll(be, ['config'], packsUntil);
+        }
+        await lockAll(be, written, until);
       }
       const committedAt = new Date(this.repo.now());
       const manifest: Manifest = {
@@ -210,6 +225,7 @@ export class RestorePointWriter implements DiskWriterSession {
         createdAt: this.startedAt.toISOString(),
         committedAt: committedAt.toISOString(),
         lockedUntil: this.opts.lockedUntil ? this.opts.lockedUntil.toISOString() : null,
+        ...(packsUntil ? { packsLockedUntil: packsUntil.toISOString() } : {}),
         // What the disks were read with, failovers included (else what the caller said).
         transport: [...new Set(diskManifests.flatMap((m) => m.transport?.split(',') ?? []))].join(',') || this.opts.transport,
         vm: this.opts.vm ?? null,

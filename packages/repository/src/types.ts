@@ -62,6 +62,11 @@ export interface Manifest {
   createdAt: string;
   committedAt: string;
   lockedUntil: string | null;
+  /**
+   * Until when the storage locks the packs this point references and the config (immutability.ts:
+   * `lockGeneration`, a little after `lockedUntil`); absent when nothing was locked or written before it.
+   */
+  packsLockedUntil?: string | undefined;
   transport?: string | undefined;
   /** Opaque VM description (hardware, name, ...) kept for restore. */
   vm: unknown;

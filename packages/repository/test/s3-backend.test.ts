@@ -187,7 +187,12 @@ describe.runIf(isRoot)('S3 backend (Ceph RADOS Gateway on loopback)', () => {
         const a = await backup(repo, img, untilA);
         const ofA = await objectsOf(repo, a);
         expect(ofA.packs.length).toBeGreaterThan(1);
-        for (const p of [...ofA.packs, ...ofA.files]) expect((await b.lockedUntil(p))?.getTime(), p).toBe(untilA.getTime());
+        // Its own files to its date; the packs and the config to the end of the lock generation, a little later.
+        for (const p of ofA.files.filter((f) => f !== 'config')) expect((await b.lockedUntil(p))?.getTime(), p).toBe(untilA.getTime());
+        const generationA = Date.parse(a.packsLockedUntil!);
+        expect(generationA).toBeGreaterThanOrEqual(untilA.getTime());
+        expect(generationA).toBeLessThanOrEqual(untilA.getTime() + hour / 10);
+        for (const p of [...ofA.packs, 'config']) expect((await b.lockedUntil(p))?.getTime(), p).toBe(generationA);
 
         // An incremental locked longer shares most of A's packs: their retention grows to its date.
         const changed = Buffer.from(img);
@@ -197,7 +202,27 @@ describe.runIf(isRoot)('S3 backend (Ceph RADOS Gateway on loopback)', () => {
         const ofB = await objectsOf(repo, bPoint);
         const shared = ofA.packs.filter((p) => ofB.packs.includes(p));
         expect(shared.length).toBeGreaterThan(0);
-        for (const p of shared) expect((await b.lockedUntil(p))?.getTime(), p).toBe(untilB.getTime());
+        const generationB = Date.parse(bPoint.packsLockedUntil!);
+        expect(generationB).toBeGreaterThanOrEqual(untilB.getTime());
+        for (const p of shared) expect((await b.lockedUntil(p))?.getTime(), p).toBe(generationB);
+
+        // A point made within B's generation locks only its new packs and its own files: one request each,
+        // none for the many packs B locked past its date already.
+        const untilC = new Date(Math.min(generationB, untilB.getTime() + 60_000));
+        const before = b.requests.get('PutObjectRetentionCommand') ?? 0;
+        const again = Buffer.from(changed);
+        const changesC = mutate(again, 5, 3, 64 * 1024, 64 * 1024);
+        const cPoint = await backup(repo, again, untilC, bPoint, changesC);
+        const ofC = await objectsOf(repo, cPoint);
+        const newPacks = ofC.packs.filter((p) => !ofB.packs.includes(p));
+        expect(newPacks.length).toBeGreaterThan(0);
+        expect(ofC.packs.length - newPacks.length, 'C shares most packs with B').toBeGreaterThan(newPacks.length);
+        // New packs, the session's index file, the disk index and the manifest.
+        expect((b.requests.get('PutObjectRetentionCommand') ?? 0) - before).toBe(newPacks.length + 3);
+        for (const p of ofC.packs) expect((await b.lockedUntil(p))!.getTime(), p).toBeGreaterThanOrEqual(untilC.getTime());
+        // What C records is what all its packs are locked to at least (B's generation for the shared ones).
+        expect(Date.parse(cPoint.packsLockedUntil!)).toBeLessThanOrEqual(generationB);
+        expect(Date.parse(cPoint.packsLockedUntil!)).toBeGreaterThanOrEqual(untilC.getTime());
 
         // Deleting is refused by the repository, by the backend, and by the storage to its own keys.
         await expect(deleteRestorePoint(repo, { vmId: 'vm-l', id: a.id })).rejects.toBeInstanceOf(ImmutableError);

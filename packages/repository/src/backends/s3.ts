@@ -92,6 +92,8 @@ export class S3Backend implements Backend {
   readonly kind = 's3';
   /** Whether the bucket has Object Lock: retention can then be set on objects (see `lockUntil`). */
   readonly objectLock: boolean;
+  /** Requests sent, by command (retries not counted): what this backend costs at a per-request price. */
+  readonly requests = new Map<string, number>();
   private readonly prefix: string;
   private readonly partBytes: number;
 
@@ -104,6 +106,14 @@ export class S3Backend implements Backend {
     const p = (opts.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.prefix = p ? `${p}/` : '';
     this.partBytes = Math.max(5 * MiB, opts.partBytes ?? 16 * MiB);
+    s3.middlewareStack.add(
+      (next, context) => (args) => {
+        const name = context.commandName ?? 'unknown';
+        this.requests.set(name, (this.requests.get(name) ?? 0) + 1);
+        return next(args);
+      },
+      { step: 'initialize', name: 'vaultlineRequestCount' },
+    );
   }
 
   /** Object Lock, when the bucket has it (else absent: nothing can be made immutable there). */
