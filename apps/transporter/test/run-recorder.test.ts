@@ -28,7 +28,7 @@ describe('run recorder in PostgreSQL', () => {
   const newRun = async (items: number, kind: 'backup' | 'restore' = 'backup') => {
     const run = await db.jobRun.create({ data: { kind, vms: { create: Array.from({ length: items }, (_, i) => ({ vmMoref: `vm-${i}`, vmName: `vm ${i}` })) } }, include: { vms: true } });
     const events: RunEvent[] = [];
-    const recorders = run.vms.map((v) => pgRunRecorder({ db, publish: (e) => events.push(e), log: memoryLogger('test').log, transporterId: 'tp-1' }, { id: v.id, runId: run.id }));
+    const recorders = run.vms.map((v) => pgRunRecorder({ db, publish: (e) => events.push(e), log: memoryLogger('test').log, transporterId: 'tp-1' }, { id: v.id, runId: run.id, kind }));
     return { runId: run.id, recorders, events };
   };
 

@@ -17,7 +17,11 @@ export interface RecorderDeps {
   transporterId: string;
 }
 
-export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: string }): RunRecorder {
+/**
+ * `item.kind` is the run's kind: a restore or maintenance run is its one item, so the run shows the
+ * item's error; a backup's errors stay on its VMs.
+ */
+export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: string; kind: 'backup' | 'restore' | 'maintenance' }): RunRecorder {
   const { db, publish } = deps;
   const runId = item.runId;
   const rows = runDiskRows(db, item.id, publish);
@@ -57,9 +61,7 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
       const items = await db.runVm.findMany({ where: { runId }, select: { status: true, error: true } });
       const settled = settledRunStatus(items.map((i) => i.status as RunStatus));
       if (!settled) return;
-      // A restore or maintenance run is its one item: the run shows the item's error. A backup's stay on its VMs.
-      const { kind } = await db.jobRun.findUniqueOrThrow({ where: { id: runId }, select: { kind: true } });
-      await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(kind !== 'backup' && items.length === 1 ? { error: items[0]!.error } : {}) } });
+      await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(item.kind !== 'backup' && items.length === 1 ? { error: items[0]!.error } : {}) } });
       publish({ type: 'run.finished', runId, status: settled });
     },
     async retrying(error: string) {

@@ -49,7 +49,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
     const run = item.run;
     const job = run.job;
     const log = deps.log.child({ runId: run.id, runVmId: item.id, vm: item.vmName });
-    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id });
+    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id, kind: 'backup' });
     const finish = rec.finish.bind(rec);
     const runLog = rec.log.bind(rec);
 

@@ -23,7 +23,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
     const item = await db.runVm.findUnique({ where: { id: payload.runVmId }, include: { run: true } });
     if (!item) throw new PermanentError(`run item ${payload.runVmId} does not exist`);
     if (isTerminalStatus(item.status)) return;
-    const rec = pgRunRecorder({ db, publish: deps.publish, log: deps.log.child({ runId: item.runId, runVmId: item.id }), transporterId: deps.transporterId }, { id: item.id, runId: item.runId });
+    const rec = pgRunRecorder({ db, publish: deps.publish, log: deps.log.child({ runId: item.runId, runVmId: item.id }), transporterId: deps.transporterId }, { id: item.id, runId: item.runId, kind: 'maintenance' });
     const log = rec.log.bind(rec);
     const finish = rec.finish.bind(rec);
     const request = MaintenanceRequestSchema.parse(item.run.request);

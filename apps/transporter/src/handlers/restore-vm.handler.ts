@@ -42,7 +42,7 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
     if (isTerminalStatus(item.status)) return;
     const run = item.run;
     const log = deps.log.child({ runId: run.id, runVmId: item.id });
-    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id });
+    const rec = pgRunRecorder({ db, publish: deps.publish, log, transporterId: deps.transporterId }, { id: item.id, runId: run.id, kind: 'restore' });
     const runLog = rec.log.bind(rec);
     const finish = (status: Parameters<typeof rec.finish>[0], error: string | null, vmMoref?: string) => rec.finish(status, error, vmMoref ? { vmMoref } : {});
     if (run.cancelRequested || deps.isCancelled(run.id)) {
