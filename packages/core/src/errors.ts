@@ -15,6 +15,14 @@ export class VmBackupError extends Error {
   }
 }
 
+/**
+ * A hot-added disk could not be detached from the proxy VM. It stays attached, and vSphere cannot remove
+ * the snapshot under it: the orphan sweep detaches it first, then removes the snapshot.
+ */
+export class DetachError extends Error {
+  override name = 'DetachError';
+}
+
 export class CancelledError extends Error {
   override name = 'CancelledError';
   constructor() {

@@ -2,7 +2,7 @@
  * @vaultline/core: the backup and restore engine over narrow ports. The Transporter wires the ports to
  * vSphere, its block devices, the repository and Postgres; nothing here knows them.
  */
-export { CancelledError, DamagedPointError, QuiesceError, RestoreError, TransportUnavailable, VmBackupError } from './errors.ts';
+export { CancelledError, DamagedPointError, DetachError, QuiesceError, RestoreError, TransportUnavailable, VmBackupError } from './errors.ts';
 
 export { runVmBackup } from './backup/cycle.ts';
 export type { DiskOutcome, PreviousPoint, VmBackupDeps, VmBackupInput, VmBackupResult } from './backup/cycle.ts';

@@ -780,6 +780,8 @@ export function backupDeps(lab: FakeLab, repo: Repository, over: Partial<VmBacku
       return lab.cancelled;
     },
     maxParallelDisks: 2,
+    // Retried as in production, without the production pauses.
+    snapshotRemoval: { attempts: 3, delayMs: 1 },
     ...over,
   };
 }

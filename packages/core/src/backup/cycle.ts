@@ -11,7 +11,11 @@
  *   left behind;
  * - a detach never carries a file operation (the vSphere client cannot send one);
  * - nothing is committed unless every disk was read completely; a failed or
- *   cancelled VM leaves no restore point.
+ *   cancelled VM leaves no restore point;
+ * - a snapshot is never removed while one of its disks is still attached to the
+ *   proxy (a failed detach fails that disk and leaves both to the sweep); a
+ *   removal vSphere keeps refusing, after every disk was read, still commits the
+ *   complete point, with a warning, and leaves the snapshot to the sweep.
  */
 import { randomInt } from 'node:crypto';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
@@ -21,7 +25,7 @@ import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from '.
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
-import { CancelledError, QuiesceError, TransportUnavailable, VmBackupError } from '../errors.ts';
+import { CancelledError, DetachError, QuiesceError, TransportUnavailable, VmBackupError } from '../errors.ts';
 import type { Area, DatastoreInfo, LocalDevices, SourceReader, TransportChoice, VmDisk, VmInfo, VSpherePort } from './ports.ts';
 import { chooseTransports, SAN_NEVER, type DiskFacts, type TransporterFacts } from './transport-select.ts';
 import type { TransporterLimits } from './limits.ts';
@@ -93,6 +97,12 @@ export interface VmBackupDeps {
   maxParallelDisks: number;
   /** Transporter-wide limits (disk tasks, network streams per ESXi host). */
   limits?: TransporterLimits;
+  /**
+   * How often, and how patiently, removing the snapshot is tried before the point is committed anyway
+   * (default 3 attempts, 5 s apart, growing): vSphere often refuses just after a detach, while the
+   * disk's lock lingers, or while another task runs on the VM.
+   */
+  snapshotRemoval?: { attempts: number; delayMs: number };
 }
 
 export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Promise<VmBackupResult> {
@@ -180,6 +190,8 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   let writer: RestorePointWriter | null = null;
   let committed: Manifest | null = null;
   let snapshotRemoved = false;
+  /** A hot-added disk could not be detached: the snapshot must stay until the sweep has detached it. */
+  let leftAttached = false;
   try {
     const snapStarted = performance.now();
     try {
@@ -233,6 +245,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
           // Name the disk and transport in the VM's error, keeping the error's class.
           if (err instanceof Error && !(err instanceof CancelledError)) err.message = `disk ${d.label} (${choice.transport}): ${err.message}`;
           await deps.diskPhase(d.key, { phase: err instanceof CancelledError ? 'cancelled' : 'failed' }).catch(() => undefined);
+          if (err instanceof DetachError) leftAttached = true;
           failure ??= err;
         } finally {
           release();
@@ -246,9 +259,16 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     // ---- remove the snapshot, then commit
     await deps.phase('removing snapshot');
     const removeStarted = performance.now();
-    await vsphere.removeSnapshot(snapshot);
-    await journal.resolve(snapJournal);
-    deps.runLog('info', `snapshot ${snapshot} removed in ${secondsSince(removeStarted)} s`);
+    const removal = await removeSnapshotPatiently(deps, snapshot);
+    if (removal === null) {
+      await journal.resolve(snapJournal);
+      deps.runLog('info', `snapshot ${snapshot} removed in ${secondsSince(removeStarted)} s`);
+    } else {
+      // Every byte was read from the snapshot, so the restore point is good: it is committed, with a warning,
+      // and the snapshot is left to the orphan sweep, whose row says why.
+      await journal.failed(snapJournal, removal).catch(() => undefined);
+      warn(`snapshot ${snapshot} could not be removed (${removal}); the restore point is complete, and the orphan sweep will remove the snapshot`);
+    }
     snapshot = null;
     snapshotRemoved = true;
 
@@ -262,7 +282,12 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     return { manifest: committed, disks: outcomes.sort((a, b) => a.deviceKey - b.deviceKey), changeIds, quiesced, suspect, warnings };
   } finally {
     if (writer) await writer.abort().catch((err: unknown) => log.warn({ err }, 'aborting the restore point failed'));
-    if (snapshot) {
+    if (snapshot && leftAttached) {
+      // vSphere cannot remove a snapshot while one of its disks is attached to the proxy: the sweep detaches, then removes.
+      const why = 'a disk of this snapshot is still attached to the proxy VM; the orphan sweep detaches it, then removes the snapshot';
+      await journal.failed(snapJournal, why).catch(() => undefined);
+      deps.runLog('error', `snapshot ${snapshot} was left in place: ${why}`);
+    } else if (snapshot) {
       try {
         await vsphere.removeSnapshot(snapshot);
         await journal.resolve(snapJournal);
@@ -361,6 +386,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   });
   let sanityChecked = 0;
   let sanityMismatches = 0;
+  let stillAttached: DetachError | null = null;
   try {
     await deps.diskPhase(disk.key, { phase: 'reading', transport, reasons });
     meter.setPhase('reading');
@@ -388,7 +414,10 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
           // (a second close would detach by a device key the disk no longer holds, maybe another disk's by then).
           const failed = source;
           source = CLOSED;
-          await failed.close().catch(() => undefined);
+          await failed.close().catch((closeErr: unknown) => {
+            // A disk that stays attached keeps the snapshot: going on over the network could not end well.
+            if (closeErr instanceof DetachError) throw closeErr;
+          });
           source = await openSource(job, net);
           transport = net;
           meter.transport = net;
@@ -431,8 +460,13 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
     }
   } finally {
     for (const note of source.reader.notes ?? []) deps.runLog('warn', `disk ${disk.label}: ${note}`);
-    await source.close().catch((err: unknown) => deps.runLog('error', `closing the ${transport} reader of ${disk.label} failed: ${(err as Error).message}`));
+    await source.close().catch((err: unknown) => {
+      deps.runLog('error', `closing the ${transport} reader of ${disk.label} failed: ${(err as Error).message}`);
+      if (err instanceof DetachError) stillAttached = err;
+    });
   }
+  // The copy is complete, but a disk left attached keeps the snapshot from being removed: this disk fails.
+  if (stillAttached) throw stillAttached;
   meter.setPhase('done');
   const outcome: DiskOutcome = {
     deviceKey: disk.key,
@@ -482,7 +516,23 @@ async function probeLun(deps: VmBackupDeps, input: VmBackupInput, naa: string, d
   }
 }
 
-/** Opens the snapshot's disk through a transport, journaled so a crash leaves nothing attached or mounted. */
+/** Removes the snapshot, trying again a few times: null once removed, else the last refusal. */
+async function removeSnapshotPatiently(deps: VmBackupDeps, snapshot: string): Promise<string | null> {
+  const { attempts, delayMs } = deps.snapshotRemoval ?? { attempts: 3, delayMs: 5000 };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await deps.vsphere.removeSnapshot(snapshot);
+      return null;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (attempt >= attempts) return message;
+      const wait = delayMs * attempt;
+      deps.runLog('warn', `removing snapshot ${snapshot} failed (${message}); trying again in ${Math.round(wait / 1000)} s (attempt ${attempt + 1} of ${attempts})`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
 /** What stands in for a source between closing a failed one and opening its replacement: nothing to read or close. */
 const CLOSED: { reader: SourceReader; close(): Promise<void> } = {
   reader: {
@@ -493,6 +543,7 @@ const CLOSED: { reader: SourceReader; close(): Promise<void> } = {
   close: () => Promise.resolve(),
 };
 
+/** Opens the snapshot's disk through a transport, journaled so a crash leaves nothing attached or mounted. */
 async function openSource(job: DiskJob, transport: string): Promise<{ reader: SourceReader; close(): Promise<void> }> {
   const { deps, input, snapDisk } = job;
   const capacity = job.disk.capacityBytes;
@@ -548,7 +599,12 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
       reader,
       close: async () => {
         await reader.close();
-        await deps.vsphere.detachDisk(proxy.moref, att.deviceKey, snapDisk.fileName);
+        try {
+          await deps.vsphere.detachDisk(proxy.moref, att.deviceKey, snapDisk.fileName);
+        } catch (err) {
+          await deps.journal.failed(jid, (err as Error).message).catch(() => undefined);
+          throw new DetachError(`the disk could not be detached from ${proxy.name} (${(err as Error).message}); it stays attached, with the snapshot, until the orphan sweep detaches it`);
+        }
         await deps.devices.waitGone(att.uuid);
         await deps.journal.resolve(jid);
         deps.runLog('info', `disk ${job.disk.label}: detached from ${proxy.name}`);
