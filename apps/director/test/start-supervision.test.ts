@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
 import { connectRedis, TransporterRegistry, type Redis } from '@vaultline/queue';
-import { freePort } from '@vaultline/ssh-lab';
+import { freePort } from '@vaultline/config';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PG_SERVER, REDIS_URL, until } from './helpers.ts';
 

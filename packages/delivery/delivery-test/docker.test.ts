@@ -17,7 +17,7 @@ import { loadEnv } from '@vaultline/config';
 import { SELF_SIGNED_CERT, certificateFingerprint, pinnedFetch, type PinnedRequest } from '@vaultline/tls';
 import { buildImage, localNodeBase, podman, type Podman } from '../src/containers.ts';
 import { run, stepLogger } from '../src/exec.ts';
-import { freePort } from '../src/qemu.ts';
+import { freePort } from '@vaultline/config';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MIN = 60_000;

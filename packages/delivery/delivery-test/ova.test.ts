@@ -14,7 +14,8 @@ import { readManifest, readTar, summariseOvf, systemTarList, hardwareFromOvf } f
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { pinnedFetch, type PinnedRequest } from '@vaultline/tls';
 import { buildOva, type OvaBuild } from '../src/ova.ts';
-import { bootVm, freePort, probeKvm, type Accel, type Vm } from '../src/qemu.ts';
+import { freePort } from '@vaultline/config';
+import { bootVm, probeKvm, type Accel, type Vm } from '../src/qemu.ts';
 import { run } from '../src/exec.ts';
 import { ROOT_START } from '../src/disk.ts';
 

@@ -11,10 +11,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { freePort } from '@vaultline/config';
 
 export interface S3Lab {
   /** http://127.0.0.1:<port> (path-style bucket addressing). */
@@ -39,16 +39,6 @@ export function ensureCeph(): void {
   if (missing.length > 0) {
     throw new Error(`the S3 tests need Ceph's RADOS Gateway (missing ${missing.join(', ')}): npm test installs it, or run apt-get install ${PACKAGES.join(' ')}`);
   }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
 }
 
 const alive = (pid: number) => {

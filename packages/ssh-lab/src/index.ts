@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { freePort } from '@vaultline/config';
 
 export interface SshLabOptions {
   /** Prefix of the generated user name (a random suffix is added). */
@@ -36,16 +37,6 @@ export interface SshLab {
   rotateHostKey(): Promise<void>;
   /** Kills sshd, removes the user and every file of the lab. */
   stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
 }
 
 /** A fresh machine may lack OpenSSH: install it from Debian's packages (without starting its service). */
