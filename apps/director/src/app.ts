@@ -66,6 +66,8 @@ export interface AppDeps {
   passwordCost?: PasswordCost;
   /** Overrides of HTTP_TIMEOUTS (tests). */
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
+  /** Check every answer against its route's declared schema (development and tests; schemas.ts). */
+  checkAnswers?: boolean;
 }
 
 /**
@@ -151,7 +153,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(docsRoutes, { routes: table, version: deps.version });
   };
   const table: ApiRoute[] = [];
-  await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs, publicOrigin: deps.publicOrigin ?? null }), { prefix: '/api' });
+  await fastify.register(apiPlugin(deps.db, routes, table, { sessionIdleMs: deps.sessionIdleMs, publicOrigin: deps.publicOrigin ?? null, checkAnswers: deps.checkAnswers ?? false }), { prefix: '/api' });
 
   const webDist = deps.webDist ? path.resolve(deps.webDist) : undefined;
   if (webDist && existsSync(path.join(webDist, 'index.html'))) {

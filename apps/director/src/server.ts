@@ -65,6 +65,7 @@ async function main(): Promise<void> {
   const { fastify, health } = await buildApp({
     db,
     databaseUrl: env.DATABASE_URL,
+    checkAnswers: env.NODE_ENV !== 'production',
     redis,
     registry,
     queue,

@@ -93,6 +93,7 @@ export async function startTestDirector(
     secretKey: Buffer.alloc(32, 3),
     dataDir,
     passwordCost: TEST_PASSWORD_COST,
+    checkAnswers: true,
     tls,
     ...(opts.fileRestore ? { fileRestore: opts.fileRestore } : {}),
     ...extra,

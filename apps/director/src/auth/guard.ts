@@ -4,6 +4,7 @@ import type { Db } from '@vaultline/db';
 import { AppError } from '../errors.ts';
 import { crossSiteReason } from '../https.ts';
 import { SESSION_COOKIE, findSessionUser } from './sessions.ts';
+import { checkedSerializerFor, validatorFor } from '../schemas.ts';
 
 export interface AuthUser {
   id: string;
@@ -76,7 +77,7 @@ export function requireDeclaredAccess(route: RouteOptions): void {
  * that changes state is refused first when a browser says it came from another
  * site (CSRF), whatever its cookie.
  */
-export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = [], opts: { sessionIdleMs?: number; publicOrigin?: string | null } = {}): FastifyPluginAsync {
+export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] = [], opts: { sessionIdleMs?: number; publicOrigin?: string | null; checkAnswers?: boolean } = {}): FastifyPluginAsync {
   return async (api: FastifyInstance) => {
     api.addHook('onRoute', (route) => {
       requireDeclaredAccess(route);
@@ -85,11 +86,10 @@ export function apiPlugin(db: Db, routes: FastifyPluginAsync, table: ApiRoute[] 
         table.push({ method, url: route.url, access: config.public === true ? 'public' : config.minRole!, allowPendingPasswordChange: config.allowPendingPasswordChange === true, schema: route.schema });
       }
     });
-    // A route's schema (zod, from @vaultline/contracts) documents it for /api/docs and is not compiled: the
-    // handler parses each part itself (validate.ts), in its own order and with the field named, and answers
-    // are sent as JSON.stringify makes them, as for a route without a schema.
-    api.setValidatorCompiler(() => () => true);
-    api.setSerializerCompiler(() => (data) => JSON.stringify(data));
+    // A route's schema (zod, from @vaultline/contracts) is what Fastify checks its request against, before
+    // the handler runs (after the access check), and what /api/docs documents; see schemas.ts.
+    api.setValidatorCompiler(validatorFor);
+    api.setSerializerCompiler(opts.checkAnswers ? checkedSerializerFor : () => (data) => JSON.stringify(data));
     api.addHook('onRequest', async (request: FastifyRequest) => {
       if (!SAFE_METHODS.has(request.method)) {
         const crossSite = crossSiteReason(request.headers, opts.publicOrigin ?? null);
