@@ -415,7 +415,7 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
    * kernel has no node for it): `record` is given the cleanup descriptor before anything is mounted, to journal
    * it. Undone (everything it did) when it fails; the caller undoes it with undoMount otherwise.
    */
-  const mountVolume = async (naa: string, device: string, partition: number, record?: (cleanup: unknown) => Promise<void>) => {
+  const mountVolume = async (naa: string, device: string, partition: number, record?: (cleanup: unknown) => Promise<void>, region?: Awaited<ReturnType<typeof datastoreRegion>>) => {
     // Mark the LUN read-only for as long as we use it. The flag outlives the
     // device's user (even a loop device's detach), so it is put back as found.
     const wasRo = (await run('blockdev', ['--getro', device])).stdout.trim() === '1';
@@ -425,8 +425,9 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
     const cleanup: SanCleanup = { kind: 'lun_mount', mountPoint, device, naa, restoreRw: !wasRo };
     try {
       await run('blockdev', ['--flushbufs', device]);
-      // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole (unpartitioned) device.
-      const { table, part } = await datastoreRegion(naa, device, partition);
+      // Which part of the LUN holds the datastore: vSphere's partition, the one VMFS partition, or the whole
+      // (unpartitioned) device; read here unless the caller just read it (after a flush, as here).
+      const { table, part } = region ?? (await datastoreRegion(naa, device, partition));
       for (const note of table?.notes ?? []) opts.log.warn({ naa, device }, `LUN ${naa}: ${note}`);
       let volume = device;
       if (part) {
@@ -482,10 +483,12 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
 
     async probeSan(naa, device, partition, record) {
       // A read-only look at the LUN first: its partition table, the filesystem where vSphere says the datastore
-      // is, and the driver that would read it.
-      const { table, part } = await datastoreRegion(naa, device, partition).catch((err: unknown) => {
+      // is, and the driver that would read it. The region is read once, after a flush, and mounted as read.
+      await run('blockdev', ['--flushbufs', device]).catch(() => undefined);
+      const region = await datastoreRegion(naa, device, partition).catch((err: unknown) => {
         throw err instanceof DeviceError ? err : new DeviceError(`LUN ${naa} (${device}) cannot be read: ${(err as Error).message}`);
       });
+      const { table, part } = region;
       const type = await fsType(device, part?.start ?? 0).catch((err: Error) => {
         throw new DeviceError(`LUN ${naa} (${device}) cannot be read: ${err.message}`);
       });
@@ -498,7 +501,7 @@ export function createLocalDevices(opts: { byIdDir: string; mountDir: string; lo
       }
       // Then mount it read-only and list its root, as the copy will: a volume the driver cannot open is known
       // now, before the snapshot, not after. `record` journals the mount while it exists.
-      const m = await mountVolume(naa, device, partition, record);
+      const m = await mountVolume(naa, device, partition, record, region);
       try {
         await readdir(m.mountPoint);
       } catch (err) {
