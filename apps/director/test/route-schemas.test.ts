@@ -24,7 +24,7 @@ describe('route schemas', () => {
   beforeAll(async () => {
     app = Fastify();
     await app.register(cookie);
-    app.setErrorHandler((err, _request, reply) => {
+    app.setErrorHandler((err: Error, _request, reply) => {
       if (err instanceof AppError) return reply.code(err.status).send({ code: err.code, message: err.message, details: err.details });
       return reply.code(500).send({ code: 'other', message: err.message });
     });
