@@ -52,7 +52,7 @@ const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULT
   vcenter vms <vcenter-name>
   vcenter remove <vcenter-name>            (sends VAULTLINE_PASSWORD again to confirm)
   repo list
-  repo add --name N --path /abs/path [--passphrase P]
+  repo add --name N --path /abs/path [--passphrase P] [--hardened]
   job list
   job create --name N --vcenter VC --repo R --vm NAME [--vm NAME ...] [--mode automatic|san|hotadd|nbdssl|nbd]
   job run <job-name> [--wait]
@@ -173,8 +173,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'repo add': {
-      const r = await client.call<RepositoryDto>('POST', '/api/repositories', { kind: 'local', name: need('name'), location: need('path'), ...(typeof flags.passphrase === 'string' ? { passphrase: flags.passphrase } : {}) });
-      out(r, () => console.log(`added repository ${r.name} at ${r.location}${r.encrypted ? ' (encrypted)' : ''}`));
+      const r = await client.call<RepositoryDto>('POST', '/api/repositories', { kind: 'local', name: need('name'), location: need('path'), hardened: flags.hardened === true, ...(typeof flags.passphrase === 'string' ? { passphrase: flags.passphrase } : {}) });
+      out(r, () => console.log(`added repository ${r.name} at ${r.location}${r.encrypted ? ' (encrypted)' : ''}${r.hardened ? ' (hardened)' : ''}`));
       return 0;
     }
     case 'job list': {

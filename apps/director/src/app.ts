@@ -142,7 +142,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, connector: deps.connector, secretKey: deps.secretKey });
-    await api.register(restorePointRoutes, { db: deps.db, audit, repositories });
+    await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });

@@ -23,6 +23,8 @@ export interface RepositoryRow {
   sftpKeySealed: string | null;
   /** S3: the sealed secret access key. */
   s3SecretSealed?: string | null;
+  /** Local: files of locked restore points are made immutable by the root helper (LocalBackend hardened). */
+  hardened?: boolean;
   /** Recorded identity (null on rows from before it was recorded): the config's id, scrypt parameters and file hash. */
   repositoryUid?: string | null;
   kdfParams?: unknown;
@@ -114,10 +116,10 @@ export function parseS3Location(location: string): { bucket: string; prefix: str
 }
 
 /** A row's storage, opened with its credential: the SSH private key of an SFTP repository, the secret access key of an S3 one. */
-export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256'>, credential?: string): Promise<Backend> {
+export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 'sftpHostKeySha256' | 'hardened'>, credential?: string): Promise<Backend> {
   if (row.kind === 'local') {
     await resolveLocalLocation(row.location);
-    return new LocalBackend(row.location);
+    return row.hardened ? LocalBackend.open(row.location, { hardened: true }) : new LocalBackend(row.location);
   }
   if (row.kind === 'sftp') {
     const u = new URL(row.location);

@@ -7,6 +7,12 @@ export const RepositoryCreateSchema = z.discriminatedUnion('kind', [
     /** Absolute path on the Transporters' filesystem. */
     location: z.string().startsWith('/', 'an absolute path'),
     passphrase: z.string().min(8).max(1024).optional(),
+    /**
+     * Hardened: the files of restore points locked by their job's immutability are made immutable on the
+     * filesystem (chattr +i) until then, so nobody but root can delete them early. Needs root and a
+     * filesystem with the immutable attribute (ext4, XFS, Btrfs).
+     */
+    hardened: z.boolean().default(false),
   }),
   z.object({
     kind: z.literal('sftp'),
@@ -44,6 +50,8 @@ export const RepositorySchema = z.object({
   kind: z.enum(['local', 'sftp', 's3']),
   location: z.string(),
   encrypted: z.boolean(),
+  /** Local only: restore points' files are made immutable on the filesystem (see RepositoryCreateSchema). */
+  hardened: z.boolean(),
   createdAt: z.string(),
 });
 export type RepositoryDto = z.infer<typeof RepositorySchema>;

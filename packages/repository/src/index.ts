@@ -37,6 +37,7 @@ export type { Backend, FileWriter, FileStat, LocalFiles, Retention } from './bac
 export { LocalBackend } from './backends/local.ts';
 export { SftpBackend, probeSftpHostKey, sshFingerprint, HostKeyMismatchError } from './backends/sftp.ts';
 export type { SftpOptions } from './backends/sftp.ts';
+export { hardeningProblem } from './backends/immutable-helper.ts';
 export { S3Backend } from './backends/s3.ts';
 export type { S3Options } from './backends/s3.ts';
 export * from './errors.ts';

@@ -13,7 +13,7 @@ import {
 import { sealSecret } from '@vaultline/config';
 import { SECRET_LABELS, backendFor, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
-import { probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
+import { hardeningProblem, probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -32,6 +32,7 @@ export const repositoryDto = (r: Row): RepositoryDto => ({
   kind: r.kind === 'sftp' || r.kind === 's3' ? r.kind : 'local',
   location: r.location,
   encrypted: r.encrypted,
+  hardened: r.hardened,
   createdAt: r.createdAt.toISOString(),
 });
 
@@ -100,6 +101,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     const s3Secret = body.kind === 's3' ? body.secretAccessKey : undefined;
     // S3: where the repository is, as the row keeps it (the secret access key is sealed apart).
     const location = body.kind === 's3' ? s3Location(body) : body.location;
+    const hardened = body.kind === 'local' && body.hardened;
     // SFTP: the admin confirms the server's host key first; it is pinned from then on.
     let hostKey: string | null = null;
     if (body.kind === 'sftp') {
@@ -121,7 +123,10 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     // Create it on storage (or adopt an existing one whose passphrase matches; an unencrypted one only without a passphrase).
     let identity: RepositoryIdentity;
     try {
-      const backend = await backendFor({ kind: body.kind, location, sftpHostKeySha256: hostKey }, privateKey ?? s3Secret);
+      const backend = await backendFor({ kind: body.kind, location, sftpHostKeySha256: hostKey, hardened }, privateKey ?? s3Secret);
+      // Hardened only where its files can really be made immutable, or its points would be refused at every backup.
+      const problem = hardened ? await hardeningProblem(location) : null;
+      if (problem) throw new AppError('bad_request', `${location} cannot be a hardened repository: ${problem}`);
       const passphrase = body.passphrase ? { passphrase: body.passphrase } : {};
       try {
         identity = await Repository.init(backend, passphrase);
@@ -132,6 +137,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         await repo.close();
       }
     } catch (err) {
+      if (err instanceof AppError) throw err;
       if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
       const conflict = identityConflict(err);
       if (conflict) throw new AppError('conflict', `${location}: ${conflict.message}`);
@@ -148,12 +154,13 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
         sftpKeySealed: privateKey ? sealSecret(deps.secretKey, SECRET_LABELS.repositorySshKey, privateKey) : null,
         sftpHostKeySha256: hostKey,
         s3SecretSealed: s3Secret ? sealSecret(deps.secretKey, SECRET_LABELS.repositoryS3Secret, s3Secret) : null,
+        hardened,
         ...identityColumns(identity),
       },
     });
     // Remote Transporters get the passphrase and the storage credential sealed to their own keys.
     await sealSecretsForTransporters(db, deps.secretKey);
-    await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location }, ip: request.ip });
+    await audit.record({ actor: currentUser(request).username, action: 'repository.create', subject: body.name, detail: { kind: body.kind, location, ...(hardened ? { hardened } : {}) }, ip: request.ip });
     reply.code(201);
     return repositoryDto(row);
   });

@@ -4,18 +4,21 @@
  * the whole VM as an OVA (OVF descriptor from the recorded hardware + one
  * streamOptimized VMDK per disk), all streamed straight from the repository
  * without a temporary copy. Downloads need the operator role: they hand out
- * every byte of the VM's disks, which a viewer may not take away.
+ * every byte of the VM's disks, which a viewer may not take away. Deleting one (admin, with the current
+ * password) is refused while it is immutable: by its row, and whatever the row says, by the repository
+ * (its manifest's lock date, and on S3 with Object Lock or a hardened local repository, the storage itself).
  */
 import { Readable } from 'node:stream';
-import { RepositoryRestorePointSchema, RestorePointDetailSchema, RestorePointDiskSchema, type RestorePointDetail } from '@vaultline/contracts';
+import { OkSchema, ReauthSchema, RepositoryRestorePointSchema, RestorePointDetailSchema, RestorePointDiskSchema, type RestorePointDetail } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
-import { DiskReader } from '@vaultline/repository';
+import { deleteRestorePoint, DiskReader, RepositoryError } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
 import { parseDatastorePath, type HardwareDescription } from '@vaultline/vsphere';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { viewer, currentUser } from '../auth/guard.ts';
+import { admin, viewer, currentUser } from '../auth/guard.ts';
+import type { Credentials } from '../auth/credentials.ts';
 import { binary } from '../openapi.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { RepositoryCache, RepositoryLease } from '../services/repository-cache.ts';
@@ -40,7 +43,7 @@ async function* rawImage(reader: DiskReader, capacity: number, close: () => Prom
 
 const fileBase = (vmName: string) => vmName.replace(/[^A-Za-z0-9._-]/g, '_');
 
-export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; repositories: RepositoryCache }): Promise<void> {
+export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; repositories: RepositoryCache }): Promise<void> {
   const { db } = deps;
 
   app.get('/restore-points', { ...viewer, schema: { querystring: ListQuery, response: { 200: z.array(RepositoryRestorePointSchema) } } }, async (request) => {
@@ -84,6 +87,34 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
       if (err instanceof AppError) throw err;
       throw new AppError('service_unavailable', `restore point ${point.repoPointId} of ${point.vmName} cannot be read: ${(err as Error).message}`);
     }
+  });
+
+  app.delete('/restore-points/:id', { ...admin, schema: { params: Id, body: ReauthSchema, response: { 200: OkSchema } } }, async (request) => {
+    const { id } = parse(Id, request.params);
+    const point = await db.restorePoint.findUnique({ where: { id }, include: { repository: true } });
+    if (!point) throw new AppError('not_found', 'no such restore point');
+    const what = `the restore point of ${point.vmName} taken ${point.createdAt.toISOString()}`;
+    if (point.immutableUntil && point.immutableUntil.getTime() > Date.now()) throw new AppError('conflict', `${what} is immutable until ${point.immutableUntil.toISOString()}`);
+    await deps.credentials.reauthenticate(request, 'restore-point.delete', what);
+    try {
+      await deps.repositories.use(point.repository, async (repo) => {
+        // Shared, like retention's deletes: GC (exclusive) never sweeps while a point is half gone.
+        const lock = await repo.locks.acquire('shared', 'delete restore point');
+        try {
+          await deleteRestorePoint(repo, { vmId: point.vmInstanceUuid, id: point.repoPointId });
+        } finally {
+          await lock.release();
+        }
+      });
+    } catch (err) {
+      // The repository's own lock date wins over the row's (which anyone able to write the database could clear).
+      if (err instanceof RepositoryError && err.code === 'IMMUTABLE') throw new AppError('conflict', `${what} cannot be deleted: ${err.message}`);
+      if (!(err instanceof RepositoryError && err.code === 'NOT_FOUND')) throw new AppError('service_unavailable', `${what} cannot be deleted: ${(err as Error).message}`);
+      // Already gone from the repository: its row goes too.
+    }
+    await db.restorePoint.delete({ where: { id } });
+    await deps.audit.record({ actor: currentUser(request).username, action: 'restore-point.delete', subject: what, detail: { repository: point.repository.name }, ip: request.ip });
+    return { ok: true as const };
   });
 
   app.get('/restore-points/:id/disks', { ...viewer, schema: { params: Id, response: { 200: z.array(RestorePointDiskSchema) } } }, async (request) => {

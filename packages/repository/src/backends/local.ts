@@ -2,14 +2,21 @@
  * Local filesystem backend (the default). Also exposes `absolute()` and a pread
  * fd cache so the repository's hot paths can bypass the generic methods; the
  * on-disk bytes are the same either way.
+ *
+ * Hardened (`LocalBackend.open(root, { hardened: true })`): the storage itself refuses to delete what a
+ * restore point locks, like S3 Object Lock. Files are made immutable by the root helper
+ * (immutable-helper.ts, which also says who may do what); `retention` is present when this process can
+ * lock (root, on a filesystem with the immutable attribute), else `cannotLock` says why. `remove` of a
+ * locked file fails with ImmutableError in every process, and the kernel refuses it to anyone else.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { CorruptDataError, NotFoundError, classifyFsError } from '../errors.ts';
+import { CorruptDataError, ImmutableError, NotFoundError, classifyFsError } from '../errors.ts';
 import { dirOf, tmpName } from './backend.ts';
 import { ALIGN, DirectAppender, DirectWindowReader, alignedBuffer, openDirect } from './direct.ts';
-import type { Backend, FileStat, FileWriter, LocalFiles } from './backend.ts';
+import { ImmutableHelper } from './immutable-helper.ts';
+import type { Backend, FileStat, FileWriter, LocalFiles, Retention } from './backend.ts';
 
 async function fsyncDirAsync(dir: string): Promise<void> {
   const h = await fsp.open(dir, 'r');
@@ -76,9 +83,43 @@ export class LocalBackend implements Backend, LocalFiles {
   readonly local: LocalFiles = this;
   readonly root: string;
   private readonly fds = new Map<string, number>();
+  /** Present when the repository is hardened (see the header). */
+  private readonly immutable: ImmutableHelper | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, immutable?: ImmutableHelper) {
     this.root = path.resolve(root);
+    this.immutable = immutable;
+  }
+
+  /** A backend at `root`; hardened, it first finds out whether this process can lock there. */
+  static async open(root: string, opts: { hardened?: boolean } = {}): Promise<LocalBackend> {
+    const resolved = path.resolve(root);
+    return new LocalBackend(resolved, opts.hardened ? await ImmutableHelper.open(resolved) : undefined);
+  }
+
+  get hardened(): boolean {
+    return this.immutable !== undefined;
+  }
+
+  get retention(): Retention | undefined {
+    const helper = this.immutable;
+    return helper && !helper.cannotLock ? helper : undefined;
+  }
+
+  get cannotLock(): string | undefined {
+    return this.immutable?.cannotLock;
+  }
+
+  /** EPERM on a hardened repository is the immutable attribute (with the lock date when a record has it). */
+  private async immutableRefusal(err: unknown, p: string): Promise<unknown> {
+    if (!this.immutable || (err as NodeJS.ErrnoException).code !== 'EPERM') return err;
+    const until = await this.immutable.recorded(p).catch(() => null);
+    if (until && until.getTime() > Date.now()) return new ImmutableError(`${p} is immutable until ${until.toISOString()}`);
+    return new ImmutableError(
+      until
+        ? `${p} was immutable until ${until.toISOString()}; only root (the Transporter) can clear the attribute now that the lock has ended`
+        : `${p} has the immutable attribute set (chattr +i) without a lock record; an operator must check and clear it`,
+    );
   }
 
   get location(): string {
@@ -193,7 +234,7 @@ export class LocalBackend implements Backend, LocalFiles {
       } catch {
         /* already gone */
       }
-      throw classifyFsError(err, p);
+      throw classifyFsError(await this.immutableRefusal(err, p), p);
     }
   }
 
@@ -323,10 +364,12 @@ export class LocalBackend implements Backend, LocalFiles {
       fs.closeSync(fd);
       this.fds.delete(p);
     }
+    // Refuses while locked; clears the attribute of a file whose lock has ended (root only).
+    await this.immutable?.release(p);
     try {
       fs.unlinkSync(this.absolute(p));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw await this.immutableRefusal(err, p);
     }
   }
 

@@ -16,6 +16,7 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
   const [privateKey, setPrivateKey] = useState('');
   const [s3, setS3] = useState({ endpoint: '', region: 'us-east-1', bucket: '', prefix: '', accessKeyId: '', secretAccessKey: '' });
   const s3Field = (field: keyof typeof s3) => ({ name: field, value: s3[field], onChange: (e: { target: { value: string } }) => setS3({ ...s3, [field]: e.target.value }) });
+  const [hardened, setHardened] = useState(false);
   const [encrypt, setEncrypt] = useState(false);
   const [passphrase, setPassphrase] = useState('');
   const [passphrase2, setPassphrase2] = useState('');
@@ -32,7 +33,7 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
     const secret = encrypt ? { passphrase } : {};
     const body: RepositoryCreate =
       kind === 'local'
-        ? { kind, name, location: path, ...secret }
+        ? { kind, name, location: path, hardened, ...secret }
         : kind === 's3'
           ? { kind, name, ...s3, endpoint: s3.endpoint || undefined, ...secret }
           : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
@@ -97,11 +98,22 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
           </label>
         </>
       ) : kind === 'local' ? (
-        <label>
-          Path
-          <input name="path" value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/srv/vaultline" className="mono" />
-          <span className="muted small">An absolute path on the appliance (Director and Transporters). An existing Vaultline repository there is adopted if its passphrase matches.</span>
-        </label>
+        <>
+          <label>
+            Path
+            <input name="path" value={path} onChange={(e) => setPath(e.target.value)} required placeholder="/srv/vaultline" className="mono" />
+            <span className="muted small">An absolute path on the appliance (Director and Transporters). An existing Vaultline repository there is adopted if its passphrase matches.</span>
+          </label>
+          <label className="check-field">
+            <input type="checkbox" name="hardened" checked={hardened} onChange={(e) => setHardened(e.target.checked)} />
+            <span>
+              Hardened (immutable files)
+              <span className="muted small block">
+                The files of restore points a job keeps immutable are locked on the filesystem (chattr +i) until their date: nobody but root can delete them early. Needs ext4, XFS or Btrfs.
+              </span>
+            </span>
+          </label>
+        </>
       ) : (
         <>
           <label>

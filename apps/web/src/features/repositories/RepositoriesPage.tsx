@@ -60,7 +60,7 @@ export default function RepositoriesPage() {
                       <Link to={paths.repository(r.id)}>
                         <strong>{r.name}</strong>
                       </Link>{' '}
-                      <span className="pill">{r.kind}</span> {r.encrypted && <span className="pill ok">encrypted</span>}
+                      <span className="pill">{r.kind}</span> {r.encrypted && <span className="pill ok">encrypted</span>} {r.hardened && <span className="pill ok">hardened</span>}
                       <div className="muted small mono">{r.location}</div>
                     </td>
                     {s?.data ? (

@@ -110,8 +110,8 @@ export function OptionsStep({ state, set }: { state: WizardState; set: (patch: P
           <NumberField label="Immutable for" value={o.retention.immutableDays} min={0} max={3650} suffix="days" onChange={(n) => setRetention({ immutableDays: n })} />
         </div>
         <p className="small muted">
-          A restore point is kept while any rule keeps it. Vaultline refuses to delete an immutable restore point for that many days, whoever asks (this is not storage-level WORM:
-          root on the storage itself still can). The rules apply after every successful backup, to this job's restore points only; the run log names what was removed.
+          A restore point is kept while any rule keeps it. Vaultline refuses to delete an immutable restore point for that many days, whoever asks; on an S3
+          bucket with Object Lock or a hardened local repository the storage itself refuses too (elsewhere root on the storage still can). The rules apply after every successful backup, to this job's restore points only; the run log names what was removed.
         </p>
       </fieldset>
     </div>
