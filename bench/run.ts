@@ -16,7 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Repository, openDiskReader, openRestorePointWriter, stats } from '../packages/repository/src/index.ts';
+import { ENTROPY_SAMPLE_BYTES, Repository, addNewBlob, emptyChangedData, openDiskReader, openRestorePointWriter, stats, type ChangedDataStats } from '../packages/repository/src/index.ts';
 import { arg, commandRunner, median, rng, type Command, type Step } from './common.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -229,7 +229,7 @@ function readFully(fd: number, into: Buffer, at: number): number {
 }
 
 /** Full backup of `img`, reading `areas` (all of it by default) straight into the writer's slots. */
-async function oursFull(repoDir: string, img: string, areas: Array<[number, number]> = [[0, SIZE]]): Promise<{ seconds: number; cpu: number; manifestId: string; phases: Record<string, number> }> {
+async function oursFull(repoDir: string, img: string, areas: Array<[number, number]> = [[0, SIZE]]): Promise<{ seconds: number; cpu: number; manifestId: string; phases: Record<string, number>; changedData: ChangedDataStats }> {
   const repo = await Repository.open(repoDir);
   await sh('sync', []);
   const cpu0 = process.cpuUsage();
@@ -252,12 +252,45 @@ async function oursFull(repoDir: string, img: string, areas: Array<[number, numb
   const c = process.cpuUsage(cpu0);
   await repo.close();
   const phases = { writes: (tw - t) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
-  return { seconds, cpu: (c.user + c.system) / 1e6, manifestId: m.id, phases };
+  return { seconds, cpu: (c.user + c.system) / 1e6, manifestId: m.id, phases, changedData: m.disks[0]!.changedData! };
+}
+
+/**
+ * CPU seconds of the ransomware signal's statistic (entropy sampling, entropy.ts) for `blobs` new blobs of
+ * `img`: the writer's own call (addNewBlob) on each chunk-sized piece of `areas`, in order, as the writer
+ * meets them — run alone, so its cost is not lost in the noise of a whole backup (its compressibility is
+ * free: the workers' stored size). Checks it measured what the backup's writer did.
+ */
+function signalCpu(img: string, areas: Array<[number, number]>, blobs: number, expected: ChangedDataStats): number {
+  const fd = fs.openSync(img, 'r');
+  const chunk = Buffer.alloc(CHUNK);
+  const pieces: Buffer[] = [];
+  try {
+    for (const [start, len] of areas) {
+      // Pieces of at most a chunk that never cross a chunk boundary: the writer's blobs.
+      for (let off = start; off < start + len && pieces.length < blobs; off = (Math.floor(off / CHUNK) + 1) * CHUNK) {
+        const n = Math.min((Math.floor(off / CHUNK) + 1) * CHUNK, start + len) - off;
+        readFully(fd, chunk.subarray(0, n), off);
+        pieces.push(Buffer.from(chunk.subarray(0, n)));
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  const got = emptyChangedData();
+  const cpu0 = process.cpuUsage();
+  for (const b of pieces) addNewBlob(got, b, 0);
+  const c = process.cpuUsage(cpu0);
+  if (got.sampledBytes > expected.sampledBytes || got.sampledBytes < expected.sampledBytes / 2) {
+    throw new Error(`the signal's replay sampled ${got.sampledBytes} bytes, the backup ${expected.sampledBytes}`);
+  }
+  return (c.user + c.system) / 1e6;
 }
 
 async function oursIncr(repoDir: string, img: string, parent: string, changes: Array<[number, number]>) {
   const repo = await Repository.open(repoDir);
   await sh('sync', []);
+  const cpu0 = process.cpuUsage();
   const t = performance.now();
   const w = await openRestorePointWriter(repo, { vmId: 'bench-vm', parent: { vmId: 'bench-vm', id: parent }, transport: 'bench' });
   const disk = await w.openDisk({ key: 'scsi0:0', capacity: SIZE });
@@ -282,8 +315,9 @@ async function oursIncr(repoDir: string, img: string, parent: string, changes: A
   await sh('sync', []);
   const seconds = (performance.now() - t) / 1000;
   await repo.close();
+  const c = process.cpuUsage(cpu0);
   const phases = { open: (to - t) / 1000, writes: (tw - to) / 1000, commit: (tc - tw) / 1000, sync: (performance.now() - tc) / 1000 };
-  return { seconds, read, manifestId: m.id, stats: m.stats, phases };
+  return { seconds, cpu: (c.user + c.system) / 1e6, read, manifestId: m.id, stats: m.stats, changedData: m.disks[0]!.changedData!, phases };
 }
 
 /** Seconds, and the bytes of the non-hole runs (what a restore to a file writes). */
@@ -332,6 +366,10 @@ async function roundOurs(imgs: Images): Promise<Row> {
   console.log('ours: incremental ...');
   const incr = await oursIncr(repoDir, imgs.day2, full.manifestId, imgs.changes);
   const storedIncr = (await duBytes(repoDir)) - storedFull;
+  // The ransomware signal's statistic on the full backup's new blobs (the allocated areas, in order) and on the
+  // incremental's (its changed areas: the writer stores their blocks as new pieces).
+  const signalFull = signalCpu(imgs.day1, imgs.allocated, full.changedData.sampledBytes / ENTROPY_SAMPLE_BYTES, full.changedData);
+  const signalIncr = signalCpu(imgs.day2, imgs.changes, incr.changedData.sampledBytes / ENTROPY_SAMPLE_BYTES, incr.changedData);
   const restoreOut = path.join(work, 'restore.img');
   console.log('ours: restore ...');
   const stream = await oursRestore(repoDir, incr.manifestId, null);
@@ -365,7 +403,14 @@ async function roundOurs(imgs: Images): Promise<Row> {
     full_readall_mib_s: SIZE / MiB / fullAll.seconds,
     full_readall_cpu_seconds: fullAll.cpu,
     full_stored_mib: storedFull / MiB,
+    signal_full_cpu_seconds: signalFull,
+    signal_full_cpu_pct: (100 * signalFull) / full.cpu,
+    signal_incr_cpu_seconds: signalIncr,
+    signal_incr_cpu_pct: (100 * signalIncr) / incr.cpu,
+    full_new_high_entropy_pct: (100 * full.changedData.highEntropyBytes) / Math.max(1, full.changedData.newRawBytes),
+    full_new_mean_entropy_bits: full.changedData.entropyBits / Math.max(1, full.changedData.sampledBytes),
     incr_seconds: incr.seconds,
+    incr_cpu_seconds: incr.cpu,
     incr_phases_s: Object.entries(incr.phases).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', '),
     incr_read_bytes: incr.read,
     incr_repo_read_bytes: incr.stats.baseReadBytes,

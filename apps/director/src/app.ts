@@ -22,6 +22,7 @@ import { userRoutes } from './routes/users.ts';
 import { vcenterRoutes } from './routes/vcenters.ts';
 import { repositoryRoutes } from './routes/repositories.ts';
 import { jobRoutes } from './routes/jobs.ts';
+import { retentionHoldRoutes } from './routes/retention-holds.ts';
 import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
 import { drillRoutes } from './routes/drills.ts';
@@ -143,6 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
+    await api.register(retentionHoldRoutes, { db: deps.db, audit });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });

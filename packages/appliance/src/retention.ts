@@ -12,6 +12,10 @@
  *   3. the row is deleted.
  * A crash after 1 or 2 leaves a marked row; the next run finishes it. A point
  * that turned out to be immutable has its mark cleared and is kept.
+ *
+ * A restore point of the VM in this repository that the ransomware signal marked, and whose hold no
+ * operator has released yet, holds retention: nothing of the VM there is pruned (not even a decision a crash
+ * interrupted), so the points from before the encryption stay restorable however many backups follow.
  */
 import type { Db } from '@vaultline/db';
 import { deleteRestorePoint, planRetention, RepositoryError, type Repository, type RetentionPolicy } from '@vaultline/repository';
@@ -27,10 +31,14 @@ export interface RetentionOutcome {
   pruned: { repoPointId: string; createdAt: Date }[];
   /** Points retention chose but could not delete yet (retried at the next backup). */
   failed: { repoPointId: string; error: string }[];
+  /** The unreleased ransomware-suspect points holding retention of this VM (nothing was pruned), oldest first. */
+  heldBy: { repoPointId: string; createdAt: Date }[];
 }
 
 export async function applyRetention(db: Db, repo: Repository, scope: RetentionScope, policy: RetentionPolicy, now = new Date()): Promise<RetentionOutcome> {
-  const rows = await db.restorePoint.findMany({ where: { repositoryId: scope.repositoryId, vmInstanceUuid: scope.vmInstanceUuid } });
+  const rows = await db.restorePoint.findMany({ where: { repositoryId: scope.repositoryId, vmInstanceUuid: scope.vmInstanceUuid }, orderBy: { createdAt: 'asc' } });
+  const holds = rows.filter((r) => r.ransomwareSuspect && !r.holdReleasedAt);
+  if (holds.length > 0) return { kept: rows.length, pruned: [], failed: [], heldBy: holds.map((r) => ({ repoPointId: r.repoPointId, createdAt: r.createdAt })) };
   const runVmIds = rows.flatMap((r) => (r.runVmId ? [r.runVmId] : []));
   const ours = new Set(
     (await db.runVm.findMany({ where: { id: { in: runVmIds }, run: { jobId: scope.jobId } }, select: { id: true } })).map((v) => v.id),
@@ -43,7 +51,7 @@ export async function applyRetention(db: Db, repo: Repository, scope: RetentionS
   );
   // Earlier decisions that a crash interrupted are carried out too.
   const doomed = [...candidates.filter((r) => r.pruningAt), ...plan.prune.map((p) => p.row)];
-  const outcome: RetentionOutcome = { kept: plan.keep.length, pruned: [], failed: [] };
+  const outcome: RetentionOutcome = { kept: plan.keep.length, pruned: [], failed: [], heldBy: [] };
   if (doomed.length === 0) return outcome;
 
   const lock = await repo.locks.acquire('shared', 'retention');

@@ -37,8 +37,24 @@ export const RepositoryRestorePointSchema = z.object({
   verifiedAt: z.string().nullable(),
   /** The run that wrote it, when known. */
   runId: z.string().nullable(),
+  /**
+   * The ransomware signal: its new data jumped to high-entropy, incompressible against the VM's recent
+   * restore points (`anomaly` says what was measured against what). Not `suspect` (a CBT sanity mismatch).
+   */
+  ransomwareSuspect: z.boolean(),
+  anomaly: z.string().nullable(),
+  /** While a ransomware-suspect point's hold is not released, retention prunes nothing of the VM in that repository. */
+  holdReleasedAt: z.string().nullable(),
+  holdReleasedBy: z.string().nullable(),
 });
 export type RepositoryRestorePoint = z.infer<typeof RepositoryRestorePointSchema>;
+
+/**
+ * POST /api/restore-points/:id/release-hold (operator): the operator has looked at a ransomware-suspect
+ * point and releases the retention hold it put on its VM; `note` (why) goes to the audit log.
+ */
+export const ReleaseHoldSchema = z.object({ note: z.string().trim().min(1, 'say why the hold is released').max(500) });
+export type ReleaseHold = z.infer<typeof ReleaseHoldSchema>;
 
 /**
  * GET /api/restore-points/:id: one restore point with what a restore needs to offer: the vCenter it was

@@ -5,6 +5,8 @@
 export { CancelledError, DamagedPointError, DetachError, QuiesceError, RestoreError, TransportUnavailable, VmBackupError } from './errors.ts';
 
 export { runVmBackup } from './backup/cycle.ts';
+export { ANOMALY_HISTORY_DEPTH, assessChangedData, DEFAULT_ANOMALY_THRESHOLDS, summarise } from './backup/anomaly.ts';
+export type { AnomalyThresholds, AnomalyVerdict, DataSummary, DiskDataStats, DiskFinding } from './backup/anomaly.ts';
 export type { DiskOutcome, PreviousPoint, VmBackupDeps, VmBackupInput, VmBackupResult } from './backup/cycle.ts';
 export type { Area, DatastoreInfo, LocalDevices, SourceReader, TransportChoice, VmDisk, VmInfo, VSpherePort } from './backup/ports.ts';
 export type { CleanupJournal, CleanupKind, CleanupRecord } from './backup/journal.ts';

@@ -19,6 +19,7 @@ import { addInterval, gapsOf, intersect } from './intervals.ts';
 import type { ChunkPool, StoreJob } from './pool.ts';
 import type { Repository } from './repository.ts';
 import type { DiskManifest, WriteStats } from './types.ts';
+import { addNewBlob, emptyChangedData, type ChangedDataStats } from './entropy.ts';
 import { emptyStats } from './types.ts';
 
 export interface DiskOptions {
@@ -90,6 +91,8 @@ export class DiskWriter {
   readonly chunkSize: number;
   readonly mode: 'changed' | 'full';
   readonly stats: WriteStats = emptyStats();
+  /** Compressibility and sampled entropy of the blobs this disk stored anew (recorded in its manifest). */
+  readonly changedData: ChangedDataStats = emptyChangedData();
   /**
    * Milliseconds write()/writeFrom() spent waiting for a free chunk slot, i.e. for the workers to finish
    * hashing and compressing earlier chunks: the caller's "processing" share of the time (not recorded in
@@ -520,6 +523,9 @@ export class DiskWriter {
             this.stats.dedupedBytes += rawLen;
           } else {
             await this.rp.addBlob(r.id, pool.outAt(job.slot, r.outOff, r.storedLen), rawLen);
+            // The slot still holds the plaintext until it is released below: sample it for the ransomware signal.
+            const from = job.runs ? job.runs[k * 2]! : 0;
+            addNewBlob(this.changedData, pool.inSlot(job.slot).subarray(from, from + rawLen), r.storedLen);
             this.stats.newChunks++;
             this.stats.newRawBytes += rawLen;
             this.stats.newStoredBytes += r.storedLen;
@@ -594,6 +600,7 @@ export class DiskWriter {
       imageDigest: this.imageDigest(),
       sha256: this.flatHash ? this.flatHash.digest('hex') : undefined,
       stats: this.stats,
+      changedData: this.changedData,
       timings: { startedAt: this.startedAt.toISOString(), closedAt: this.closedAt.toISOString(), durationMs: this.closedAt.getTime() - this.startedAt.getTime() },
     };
     return this.manifest;

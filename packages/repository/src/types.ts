@@ -1,3 +1,5 @@
+import type { ChangedDataStats } from './entropy.ts';
+
 export interface WriteStats {
   /** Bytes handed to write()/markZero() by the caller. */
   receivedBytes: number;
@@ -51,6 +53,8 @@ export interface DiskManifest {
   /** Flat SHA-256 of the whole logical image, when the writer saw every byte in order (opt-in). */
   sha256?: string | undefined;
   stats: WriteStats;
+  /** Compressibility and sampled entropy of this disk's new blobs (absent in manifests written before they were measured). */
+  changedData?: ChangedDataStats | undefined;
   timings: { startedAt: string; closedAt: string; durationMs: number };
 }
 

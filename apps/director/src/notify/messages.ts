@@ -42,7 +42,7 @@ export interface FlrLeftoverFacts {
 }
 
 export interface Message {
-  event: 'run.finished' | 'cleanup.stuck' | 'cleanup.refused' | 'file-restore.stuck' | 'file-restore.refused' | 'test';
+  event: 'run.finished' | 'cleanup.stuck' | 'cleanup.refused' | 'file-restore.stuck' | 'file-restore.refused' | 'restore-point.anomaly' | 'test';
   subject: string;
   text: string;
   data: Record<string, unknown>;
@@ -174,6 +174,37 @@ export function flrLeftoverMessage(f: FlrLeftoverFacts): Message {
       'The Director retries every five minutes and at its next start. If this does not clear, unmount or detach it on that host (umount, losetup -d, then remove the session folder).',
     ].join('\n'),
     data: { fileRestore: { id: f.id, session: f.sessionId, layer: f.layer, host: f.host, target: f.target, attempts: f.attempts, lastError: f.lastError, since: f.createdAt.toISOString() } },
+  };
+}
+
+export interface AnomalyFacts {
+  id: string;
+  vmName: string;
+  vmInstanceUuid: string;
+  repoPointId: string;
+  createdAt: Date;
+  anomaly: string | null;
+  repositoryId: string;
+  repository: string;
+  holdReleasedAt: Date | null;
+}
+
+/** The ransomware signal marked a restore point: what was measured, and that retention of the VM is held. */
+export function anomalyMessage(a: AnomalyFacts, consoleUrl: string | null): Message {
+  return {
+    event: 'restore-point.anomaly',
+    subject: `[Vaultline] possible ransomware: ${a.vmName}'s new data turned high-entropy`,
+    text: [
+      `The restore point ${a.repoPointId} of ${a.vmName} in repository ${a.repository} (taken ${a.createdAt.toISOString()}) stored new data that is high-entropy and incompressible against the VM's recent restore points:`,
+      a.anomaly ?? '(no measurement recorded)',
+      '',
+      a.holdReleasedAt
+        ? `An operator already released the retention hold (${a.holdReleasedAt.toISOString()}).`
+        : `Retention of ${a.vmName} in ${a.repository} is held: no older restore point is pruned until an operator releases the hold on this point in the console.`,
+      'Check the VM for encrypted files before restoring from, or trusting, points taken after it.',
+      ...(consoleUrl ? ['', `details: ${consoleUrl}/repositories/${a.repositoryId}`] : []),
+    ].join('\n'),
+    data: { restorePoint: { id: a.id, repoPointId: a.repoPointId, vmName: a.vmName, vmInstanceUuid: a.vmInstanceUuid, repository: a.repository, createdAt: a.createdAt.toISOString(), anomaly: a.anomaly, held: !a.holdReleasedAt } },
   };
 }
 

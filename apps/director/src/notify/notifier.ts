@@ -11,6 +11,7 @@
  *      (3+ attempts): a mount or loop device left on the Director's host;
  *      rows of either journal a sweep refused (MAC missing or wrong, a path or
  *      device that is not Vaultline's; journal-trust.ts) are claimed the same way;
+ *   3b. restore points the ransomware signal marked (to every enabled target, like leftovers);
  *   4. due deliveries of enabled targets are leased, sent, and marked sent — or retried with
  *      backoff (1, 5, 15, 60 min) and given up after 5 attempts, logged.
  */
@@ -19,7 +20,7 @@ import { SECRET_LABELS } from '@vaultline/appliance';
 import { EmailSettingsSchema } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { cleanupMessage, flrLeftoverMessage, runMessage, type Message } from './messages.ts';
+import { anomalyMessage, cleanupMessage, flrLeftoverMessage, runMessage, type Message } from './messages.ts';
 import { deliver, type Target } from './senders.ts';
 
 const BACKOFF_MIN = [1, 5, 15, 60];
@@ -62,6 +63,10 @@ async function messageFor(db: Db, kind: string, subjectId: string, consoleUrl: s
     const f = await db.flrJournalEntry.findUnique({ where: { id: subjectId } });
     return f ? flrLeftoverMessage({ ...f, target: f.target as Record<string, unknown> }) : null;
   }
+  if (kind === 'anomaly') {
+    const p = await db.restorePoint.findUnique({ where: { id: subjectId }, include: { repository: { select: { name: true } } } });
+    return p ? anomalyMessage({ ...p, repository: p.repository.name }, consoleUrl) : null;
+  }
   const r = await db.jobRun.findUnique({ where: { id: subjectId }, include: { vms: { orderBy: { vmName: 'asc' } }, job: { select: { name: true } }, drillJob: { select: { name: true } } } });
   return r ? runMessage({ ...r, jobName: r.job?.name ?? null, drillName: r.drillJob?.name ?? null }, consoleUrl) : null;
 }
@@ -94,6 +99,12 @@ export async function notifyTick(deps: NotifierDeps): Promise<{ sent: number; fa
     WHERE resolved_at IS NULL AND notified_at IS NULL AND (attempts >= ${STUCK_ATTEMPTS} OR refused_at IS NOT NULL)
     RETURNING id`;
   for (const f of flrStuck) for (const t of targets) rows.push({ targetId: t.id, kind: 'flr', subjectId: f.id, nextAttemptAt: now });
+  // A ransomware-suspect restore point is always worth a message, whatever a target's run filter says.
+  const anomalies = await db.$queryRaw<{ id: string }[]>`
+    UPDATE restore_points SET anomaly_notified_at = ${now}
+    WHERE ransomware_suspect AND anomaly_notified_at IS NULL
+    RETURNING id`;
+  for (const a of anomalies) for (const t of targets) rows.push({ targetId: t.id, kind: 'anomaly', subjectId: a.id, nextAttemptAt: now });
   if (rows.length) await db.notificationDelivery.createMany({ data: rows, skipDuplicates: true });
 
   let sent = 0;

@@ -29,5 +29,9 @@ export async function restorePointDtos(db: Db, points: PointRow[]): Promise<Repo
     damage: p.damage,
     verifiedAt: p.verifiedAt?.toISOString() ?? null,
     runId: (p.runVmId && runOf.get(p.runVmId)) ?? null,
+    ransomwareSuspect: p.ransomwareSuspect,
+    anomaly: p.anomaly,
+    holdReleasedAt: p.holdReleasedAt?.toISOString() ?? null,
+    holdReleasedBy: p.holdReleasedBy,
   }));
 }

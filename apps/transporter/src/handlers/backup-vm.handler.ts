@@ -16,6 +16,7 @@ import type { VCenterRow, VSphereSession } from '../sessions.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 import { retryCanHelp } from './retry.ts';
 import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
+import { judgeChangedData } from './ransomware-signal.ts';
 
 export interface BackupHandlerDeps {
   db: Db;
@@ -104,6 +105,13 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         },
       );
       const m = result.manifest;
+      const signal = await judgeChangedData(db, { repositoryId: job.repositoryId, vmInstanceUuid: m.vmId }, m, result.disks).catch((err: unknown) => {
+        // The statistics never cost the restore point: the signal is skipped for it, with a warning.
+        runLog('warn', `ransomware signal: not evaluated (${(err as Error).message})`);
+        return null;
+      });
+      for (const line of signal?.lines ?? []) runLog(line.level, line.message);
+      const ransomwareSuspect = signal?.verdict.anomalous ?? false;
       await db.restorePoint.create({
         data: {
           repositoryId: job.repositoryId,
@@ -116,13 +124,16 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
           newBytes: BigInt(m.stats.newStoredBytes),
           changeIds: result.changeIds,
           suspect: result.suspect,
+          dataStats: (signal?.dataStats ?? []) as object[],
+          ransomwareSuspect,
+          anomaly: ransomwareSuspect ? signal!.verdict.findings.map((f) => f.message).join('\n') : null,
           immutableUntil: m.lockedUntil ? new Date(m.lockedUntil) : null,
         },
       });
       await db.runVm.update({ where: { id: item.id }, data: { quiesced: result.quiesced } });
       runLog('info', `restore point ${m.id} committed: ${m.disks.length} disk(s), ${m.stats.newStoredBytes} new bytes stored`);
       const retained = await retain(db, repo, { repositoryId: job.repositoryId, jobId: job.id, vmInstanceUuid: m.vmId }, options.retention, runLog);
-      await finish(result.warnings.length > 0 || !retained ? 'warning' : 'succeeded', null);
+      await finish(result.warnings.length > 0 || !retained || ransomwareSuspect ? 'warning' : 'succeeded', null);
     } catch (err) {
       if (err instanceof CancelledError) {
         runLog('warn', 'cancelled: nothing was committed and everything was cleaned up');
@@ -187,6 +198,12 @@ async function retain(db: Db, repo: Repository, scope: Parameters<typeof applyRe
   const { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly } = policy;
   try {
     const r = await applyRetention(db, repo, scope, { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly });
+    if (r.heldBy.length > 0) {
+      const by = r.heldBy.map((h) => `${h.repoPointId} (${h.createdAt.toISOString()})`).join(', ');
+      runLog('warn', `retention: held, nothing pruned: ransomware-suspect restore point(s) ${by} of this VM are not released yet`);
+      // The policy is not being applied until an operator looks: every backup until then ends as a warning.
+      return false;
+    }
     if (r.pruned.length > 0) runLog('info', `retention: removed ${r.pruned.length} older restore point(s) (${r.pruned.map((p) => p.repoPointId).join(', ')}); ${r.kept} kept`);
     for (const f of r.failed) runLog('warn', `retention: restore point ${f.repoPointId} could not be removed (${f.error}); retried after the next backup`);
     return r.failed.length === 0;

@@ -24,3 +24,6 @@ export const startRestore = (body: RestoreBody) => api<RunStarted>('/api/restore
 
 export const diskDownloadUrl = (pointId: string, key: string, format: 'raw' | 'vmdk') => `/api/restore-points/${pointId}/disks/${encodeURIComponent(key)}/download?format=${format}`;
 export const ovaUrl = (pointId: string, layout: 'chunked' | 'whole') => `/api/restore-points/${pointId}/ova?layout=${layout}`;
+
+/** Releases the retention hold a ransomware-suspect point put on its VM (operator role; the note is audited). */
+export const releaseHold = (pointId: string, note: string) => api<RepositoryRestorePoint>(`/api/restore-points/${encodeURIComponent(pointId)}/release-hold`, { method: 'POST', body: { note } });
