@@ -33,6 +33,7 @@ import { transporterSettingsRoutes } from './routes/transporter-settings.ts';
 import type { RemoteTransporterConfig } from './services/remote-transporter-env.ts';
 import { fileRestoreRoutes, type FileRestoreOptions } from './routes/file-restore.ts';
 import { docsRoutes } from './routes/docs.ts';
+import { overviewRoutes } from './routes/overview.ts';
 import type { VCenterConnector } from './services/vcenter-connector.ts';
 import { createAuditLog } from './services/audit.ts';
 import type { PasswordCost } from './auth/passwords.ts';
@@ -146,6 +147,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
     await api.register(retentionHoldRoutes, { db: deps.db, audit });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
+    await api.register(overviewRoutes, { db: deps.db, secretKey: deps.secretKey, connector: deps.connector });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });

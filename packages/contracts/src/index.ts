@@ -17,4 +17,6 @@ export * from './user-api.ts';
 export * from './inputs.ts';
 export * from './file-restore.ts';
 export * from './responses.ts';
+export * from './overview.ts';
+export * from './run-samples.ts';
 export { flatExtentPath, parseDatastorePath } from './datastore-path.ts';

@@ -8,12 +8,15 @@ import {
   retentionLowered,
   JobUpdateSchema,
   RunListQuerySchema,
+  RunDetailSchema,
   RunSchema,
   SchedulePreviewRequestSchema,
   SchedulePreviewSchema,
   type Job,
   type JobSource,
+  type DiskSamples,
   type Run,
+  type RunDetail,
   type SchedulePreview,
 } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
@@ -38,6 +41,21 @@ async function loadRun(db: Db, id: string) {
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/** The throughput samples of a run's disks (stored by the Transporter, bounded per disk), oldest first. */
+async function runSamples(db: Db, diskIds: string[]): Promise<DiskSamples[]> {
+  if (diskIds.length === 0) return [];
+  const rows = await db.runDiskSample.findMany({ where: { runDiskId: { in: diskIds } }, orderBy: [{ runDiskId: 'asc' }, { at: 'asc' }, { id: 'asc' }] });
+  const byDisk = new Map<string, DiskSamples>();
+  for (const r of rows) {
+    let s = byDisk.get(r.runDiskId);
+    if (!s) byDisk.set(r.runDiskId, (s = { runDiskId: r.runDiskId, at: [], bytesRead: [], bytesWritten: [] }));
+    s.at.push(r.at.getTime());
+    s.bytesRead.push(Number(r.bytesRead));
+    s.bytesWritten.push(Number(r.bytesWritten));
+  }
+  return [...byDisk.values()];
+}
 
 export function runDto(r: NonNullable<RunWithItems>): Run {
   return {
@@ -267,11 +285,11 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     return runs.map(runDto);
   });
 
-  app.get('/runs/:id', { ...viewer, schema: { params: Id, response: { 200: RunSchema } } }, async (request) => {
+  app.get('/runs/:id', { ...viewer, schema: { params: Id, response: { 200: RunDetailSchema } } }, async (request): Promise<RunDetail> => {
     const { id } = parse(Id, request.params);
     const run = await loadRun(db, id);
     if (!run) throw new AppError('not_found', 'no such run');
-    return runDto(run);
+    return { ...runDto(run), samples: await runSamples(db, run.vms.flatMap((v) => v.disks.map((d) => d.id))) };
   });
 
   app.post('/runs/:id/cancel', { ...operator, schema: { params: Id, response: { 200: OkSchema } } }, async (request) => {

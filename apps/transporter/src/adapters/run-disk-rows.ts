@@ -10,6 +10,7 @@
 import type { DiskProgress, RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { DiskUpdate, ProgressSink } from '@vaultline/core';
+import { diskSamples, type SampleLimits } from './run-disk-samples.ts';
 
 function diskData(u: DiskUpdate) {
   return {
@@ -26,7 +27,8 @@ function diskData(u: DiskUpdate) {
   };
 }
 
-export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => void): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
+export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => void, sampleLimits?: SampleLimits): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
+  const samples = diskSamples(db, runVmId, sampleLimits);
   const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
   const lastPublished = new Map<number, DiskProgress>();
   // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
@@ -49,6 +51,9 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
       disk: (p: DiskProgress) => {
         publish({ type: 'disk.progress', ...p });
         lastPublished.set(p.deviceKey, p);
+        // Throughput samples for the run page's chart (run-disk-samples.ts), in order with the row's writes.
+        const at = new Date();
+        if (samples.due(p, at.getTime())) void serial(p.deviceKey, () => samples.write(p, at)).catch(() => undefined);
         // At most once a second per disk, but a new phase and the first bytes moved are written at once.
         const now = Date.now();
         const moved = p.bytesRead + p.bytesWritten > 0;

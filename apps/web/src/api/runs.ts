@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import type { Ok, Run, RunStatus } from '@vaultline/contracts';
+import type { Ok, Run, RunDetail, RunStatus } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export interface RunFilter {
@@ -18,7 +18,8 @@ export function getRuns(f: RunFilter = {}): Promise<Run[]> {
 export const runsQueryOptions = (f: RunFilter = {}) => ({ queryKey: ['runs', f], queryFn: () => getRuns(f), refetchInterval: 15_000 });
 export const useRuns = (f: RunFilter = {}) => useQuery(runsQueryOptions(f));
 
-export const getRun = (id: string) => api<Run>(`/api/runs/${id}`);
+/** One run with its disks' throughput samples. */
+export const getRun = (id: string) => api<RunDetail>(`/api/runs/${id}`);
 export const useRun = (id: string) => useQuery({ queryKey: ['runs', 'one', id], queryFn: () => getRun(id), refetchInterval: 10_000 });
 
 export const cancelRun = (id: string) => api<Ok>(`/api/runs/${id}/cancel`, { method: 'POST' });

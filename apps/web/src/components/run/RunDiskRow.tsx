@@ -1,3 +1,4 @@
+import { useRef } from 'react';
 import type { Bottleneck, DiskProgress, Run, RunStatus } from '@vaultline/contracts';
 import { formatBytes, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { ProgressBar } from '../ProgressBar.tsx';
@@ -19,6 +20,27 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 const IN_FLIGHT = new Set(['queued', 'opening', 'reading']);
 
+/** Seconds of live ticks the current speed is averaged over. */
+const SPEED_WINDOW_S = 10;
+
+/**
+ * The read speed over the last SPEED_WINDOW_S seconds of live ticks (the tick's own figure is the average since the
+ * disk started, which lags behind a change, and a single interval jumps about); null until a second is covered.
+ */
+function useWindowSpeed(live: DiskProgress | undefined): number | null {
+  const ticks = useRef<{ t: number; read: number }[]>([]);
+  if (live && ticks.current.at(-1)?.read !== live.bytesRead) {
+    const now = Date.now();
+    ticks.current.push({ t: now, read: live.bytesRead });
+    // Keep one tick older than the window, so the window is always covered once it can be.
+    while (ticks.current.length > 2 && ticks.current[1]!.t <= now - SPEED_WINDOW_S * 1000) ticks.current.shift();
+  }
+  const first = ticks.current[0];
+  const last = ticks.current.at(-1);
+  if (!first || !last || last.t - first.t < 1000) return null;
+  return ((last.read - first.read) * 1000) / (last.t - first.t);
+}
+
 /**
  * One disk of a run: transport and why, bytes moved, speed, ETA while live, and the bottleneck (live, then as recorded). A backup reads the
  * disk into the repository (read / skipped / stored); a restore writes it from the repository (written / zeros
@@ -30,10 +52,13 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   const skipped = live?.bytesSkipped ?? disk.bytesSkipped;
   const stored = live?.bytesWritten ?? disk.bytesWritten;
   const isLive = running && live !== undefined && !disk.finishedAt;
+  const windowSpeed = useWindowSpeed(isLive ? live : undefined);
   const elapsed = secondsBetween(disk.startedAt, disk.finishedAt);
   // Live: the latest tick's; afterwards the average and fastest second the Transporter recorded (older runs: bytes over time).
-  const speed = isLive ? live.bytesPerSecond : disk.speed.average > 0 ? disk.speed.average : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
+  const speed = isLive ? (windowSpeed ?? live.bytesPerSecond) : disk.speed.average > 0 ? disk.speed.average : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
   const peak = isLive ? live.peakBytesPerSecond : disk.speed.peak;
+  // ETA from the windowed speed (what is left to read: the disk less what was read or skipped), else the Transporter's.
+  const eta = isLive ? (windowSpeed && windowSpeed > 0 ? Math.round(Math.max(0, live.bytesTotal - read - skipped) / windowSpeed) : live.etaSeconds) : null;
   const transport = live?.transport ?? disk.transport;
   // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
@@ -50,7 +75,7 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <span className="muted">
           {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
           {speed > 0 && <span data-testid="disk-speed">{` · ${formatBytes(speed)}/s${peak > speed ? ` (peak ${formatBytes(peak)}/s)` : ''}`}</span>}
-          {isLive && live.etaSeconds !== null && phase !== 'verifying' && ` · ${formatDuration(live.etaSeconds)} left`}
+          {isLive && phase !== 'verifying' && eta !== null && <span data-testid="disk-eta">{` · ${formatDuration(eta)} left`}</span>}
         </span>
       </div>
       {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the whole disk, zeros included. */}

@@ -4,27 +4,23 @@ import { useHealth } from '../../api/health.ts';
 import { Page } from '../../components/Page.tsx';
 import { paths } from '../../config/paths.ts';
 import { InventoryPanel } from './InventoryPanel.tsx';
+import { ProtectionPanel } from './ProtectionPanel.tsx';
 import { RecentRuns } from './RecentRuns.tsx';
 
-function Light({ ok, label }: { ok: boolean; label: string }) {
+/** One component of the appliance in the status strip: a dot, its name and, when it is down, why. */
+function Status({ name, ok, detail, testId }: { name: string; ok: boolean; detail: string; testId: string }) {
   return (
-    <span className={`light ${ok ? 'ok' : 'bad'}`} role="status" aria-label={`${label}: ${ok ? 'ok' : 'down'}`}>
-      {ok ? 'OK' : 'Down'}
-    </span>
+    <li className={`status-item ${ok ? 'ok' : 'bad'}`} data-testid={testId}>
+      <span className="dot" role="status" aria-label={`${name}: ${ok ? 'ok' : 'down'}`} />
+      <span>
+        {name} <span className={ok ? 'muted small' : 'small'}>{detail}</span>
+      </span>
+    </li>
   );
 }
 
-function ComponentCard({ name, detail, health }: { name: string; detail: string; health: ComponentHealth }) {
-  return (
-    <section className="card component" data-testid={`health-${name.toLowerCase()}`}>
-      <div className="row">
-        <h3>{name}</h3>
-        <Light ok={health.ok} label={name} />
-      </div>
-      <p className="muted">{detail}</p>
-      {health.ok ? <p className="muted small">answered in {health.latencyMs ?? '?'} ms</p> : <p className="reason">{health.reason}</p>}
-    </section>
-  );
+function componentDetail(h: ComponentHealth): string {
+  return h.ok ? `${h.latencyMs ?? '?'} ms` : (h.reason ?? 'down');
 }
 
 export default function OverviewPage() {
@@ -44,20 +40,15 @@ export default function OverviewPage() {
         </span>
       }
     >
-      <div className="grid">
-        <ComponentCard name="PostgreSQL" detail="Jobs, runs, restore points, users" health={h.postgres} />
-        <ComponentCard name="Redis" detail="Work queue to the Transporters" health={h.redis} />
-        <section className="card component" data-testid="health-transporters">
-          <div className="row">
-            <h3>Transporters</h3>
-            <Light ok={online > 0} label="Transporters" />
-          </div>
-          <p className="muted">
-            {online} of {h.transporters.length} online · <Link to={paths.transporters}>details</Link>
-          </p>
-          <p className="muted small">Director {h.version}</p>
-        </section>
-      </div>
+      <ul className="status-strip" aria-label="Appliance status">
+        <Status name="PostgreSQL" ok={h.postgres.ok} detail={componentDetail(h.postgres)} testId="health-postgres" />
+        <Status name="Redis" ok={h.redis.ok} detail={componentDetail(h.redis)} testId="health-redis" />
+        <Status name="Transporters" ok={online > 0} detail={`${online} of ${h.transporters.length} online`} testId="health-transporters" />
+        <li className="muted small">
+          Director {h.version} · <Link to={paths.transporters}>Transporters</Link>
+        </li>
+      </ul>
+      <ProtectionPanel />
       <InventoryPanel />
       <RecentRuns />
     </Page>

@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Link, useParams } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
 import type { Run } from '@vaultline/contracts';
@@ -16,6 +16,7 @@ import { formatDateTime, formatDuration, secondsBetween } from '../../lib/format
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { runTitle, writesDisks } from '../../lib/run-title.ts';
+import { ThroughputChart } from './ThroughputChart.tsx';
 
 type LogLine = Run['vms'][number]['log'][number] & { vm: string };
 
@@ -98,6 +99,16 @@ function Cancel({ run }: { run: Run }) {
   );
 }
 
+/** Re-renders every second while `on`, so an elapsed clock ticks between events. */
+function useTicking(on: boolean): void {
+  const [, setNow] = useState(0);
+  useEffect(() => {
+    if (!on) return;
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [on]);
+}
+
 export default function RunDetailPage() {
   const { id } = useParams();
   const me = useMe();
@@ -108,6 +119,7 @@ export default function RunDetailPage() {
   const r = run.data;
   const job = r?.jobId ? jobs.data?.find((j) => j.id === r.jobId) : undefined;
   const title = r ? `${runTitle(r, job?.name)} — run` : 'Run';
+  useTicking(r !== undefined && isActive(r.status));
   const took = r ? secondsBetween(r.startedAt, r.finishedAt) : null;
 
   return (
@@ -154,6 +166,7 @@ export default function RunDetailPage() {
               <RunVmBlock key={vm.id} vm={vm} live={live} detailed kind={r.kind} transporterName={transporters.data?.find((t) => t.id === vm.transporterId)?.name} />
             ))}
           </section>
+          {r.kind === 'backup' && <ThroughputChart run={r} live={live} />}
           <RunLog run={r} />
         </>
       )}

@@ -1,0 +1,165 @@
+/**
+ * The console's overview: which VMs are protected, computed here from a few grouped queries (the latest
+ * finished backup item per VM, restore points counted per VM, runs of the last 24 hours by result) and the
+ * vCenters' inventories read in parallel, so the browser makes one call whatever the number of VMs.
+ */
+import { JobSourceSchema, ProtectionOverviewSchema, ProtectionQuerySchema, type InventoryVm, type LastBackup, type ProtectionOverview, type RunStatus, type VmProtection } from '@vaultline/contracts';
+import type { Db } from '@vaultline/db';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { viewer } from '../auth/guard.ts';
+import type { VCenterConnector } from '../services/vcenter-connector.ts';
+import { nextOccurrences, scheduleProblem } from '../services/schedules.ts';
+import { parse } from '../validate.ts';
+import { connectionOf } from './vcenters.ts';
+
+/** How long one vCenter's inventory may take before the overview is answered without it. */
+const INVENTORY_TIMEOUT_MS = 15_000;
+
+interface LatestItem {
+  k: string;
+  run_id: string;
+  status: string;
+  at: Date;
+  error: string | null;
+  bytes_written: bigint;
+  incremental: boolean | null;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The latest finished backup item of every VM (keyed like VmProtection.key), with what its disks moved. */
+async function latestBackups(db: Db): Promise<Map<string, LastBackup>> {
+  // Incremental: every disk read through CBT against an earlier sound restore point of the VM in the job's
+  // repository (what the backup cycle needs to read changed areas only); otherwise a full read.
+  const rows = await db.$queryRaw<LatestItem[]>`
+    WITH items AS (
+      SELECT COALESCE(v.vm_instance_uuid, j.vcenter_id::text || '/' || v.vm_moref) AS k, v.id, v.run_id, v.vm_instance_uuid,
+             j.repository_id, v.status::text AS status, COALESCE(v.started_at, r.created_at) AS started_at,
+             COALESCE(v.finished_at, r.created_at) AS at, v.error
+      FROM run_vms v JOIN job_runs r ON r.id = v.run_id LEFT JOIN backup_jobs j ON j.id = r.job_id
+      WHERE r.kind = 'backup' AND v.status IN ('succeeded', 'warning', 'failed', 'cancelled')
+    ), latest AS (
+      SELECT DISTINCT ON (k) * FROM items WHERE k IS NOT NULL ORDER BY k, at DESC
+    )
+    SELECT l.k, l.run_id::text AS run_id, l.status, l.at, l.error,
+           COALESCE(SUM(d.bytes_written), 0)::bigint AS bytes_written,
+           bool_and(d.cbt_used) FILTER (WHERE d.bytes_read > 0 OR d.bytes_skipped > 0)
+             AND EXISTS (SELECT 1 FROM restore_points p WHERE p.vm_instance_uuid = l.vm_instance_uuid AND p.repository_id = l.repository_id
+                           AND p.created_at < l.started_at AND NOT p.suspect) AS incremental
+    FROM latest l LEFT JOIN run_disks d ON d.run_vm_id = l.id
+    GROUP BY l.k, l.run_id, l.vm_instance_uuid, l.repository_id, l.status, l.started_at, l.at, l.error`;
+  return new Map(
+    rows.map((r) => [
+      r.k,
+      {
+        runId: r.run_id,
+        status: r.status as RunStatus,
+        at: r.at.toISOString(),
+        mode: r.incremental === null ? null : r.incremental ? 'incremental' : 'full',
+        bytesWritten: Number(r.bytes_written),
+        error: r.error,
+      },
+    ]),
+  );
+}
+
+export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
+  const { db } = deps;
+
+  app.get('/overview/protection', { ...viewer, schema: { querystring: ProtectionQuerySchema, response: { 200: ProtectionOverviewSchema } } }, async (request): Promise<ProtectionOverview> => {
+    const query = parse(ProtectionQuerySchema, request.query);
+    const now = new Date();
+    const since = new Date(now.getTime() - 24 * 3600_000);
+    const [vcenters, jobs, latest, points, finished, active] = await Promise.all([
+      db.vCenter.findMany({ orderBy: { name: 'asc' } }),
+      db.backupJob.findMany({ where: { enabled: true }, select: { id: true, name: true, vcenterId: true, sources: true, schedule: true }, orderBy: { name: 'asc' } }),
+      latestBackups(db),
+      db.restorePoint.groupBy({ by: ['vmInstanceUuid'], where: { pruningAt: null }, _count: { _all: true }, _max: { createdAt: true } }),
+      db.jobRun.groupBy({ by: ['status'], where: { kind: 'backup', finishedAt: { gte: since } }, _count: { _all: true } }),
+      db.jobRun.count({ where: { kind: 'backup', status: { in: ['queued', 'running'] } } }),
+    ]);
+    const inventories = await Promise.allSettled(vcenters.map((vc) => withTimeout(deps.connector.listVms(connectionOf(vc, deps.secretKey)), INVENTORY_TIMEOUT_MS, vc.name)));
+
+    const vms = new Map<string, VmProtection>();
+    /** `<vCenter id>/<moref>` → key, so a job source without an instance UUID finds its inventory VM. */
+    const byMoref = new Map<string, string>();
+    const vcenterName = new Map(vcenters.map((vc) => [vc.id, vc.name]));
+    const entry = (key: string, name: string, vcenterId: string | null, moref: string | null, instanceUuid: string | null, inInventory: boolean): VmProtection => ({
+      key,
+      name,
+      vcenterId,
+      vcenterName: vcenterId ? (vcenterName.get(vcenterId) ?? null) : null,
+      moref,
+      instanceUuid,
+      inInventory,
+      jobs: [],
+      protected: false,
+      unprotectedReason: 'no_job',
+      lastBackup: null,
+      restorePoints: 0,
+      newestPointAt: null,
+      nextRunAt: null,
+    });
+    const inventoryProblems: ProtectionOverview['inventoryProblems'] = [];
+    inventories.forEach((result, i) => {
+      const vc = vcenters[i]!;
+      if (result.status === 'rejected') {
+        inventoryProblems.push({ vcenterId: vc.id, vcenterName: vc.name, reason: (result.reason as Error).message });
+        return;
+      }
+      for (const vm of result.value as InventoryVm[]) {
+        const key = vm.instanceUuid ?? `${vc.id}/${vm.moref}`;
+        vms.set(key, entry(key, vm.name, vc.id, vm.moref, vm.instanceUuid ?? null, true));
+        byMoref.set(`${vc.id}/${vm.moref}`, key);
+      }
+    });
+
+    const nextRuns: ProtectionOverview['nextRuns'] = [];
+    for (const job of jobs) {
+      const sources = z.array(JobSourceSchema).catch([]).parse(job.sources);
+      const next = job.schedule && !scheduleProblem(job.schedule) ? nextOccurrences(job.schedule, 1, now)[0]!.toISOString() : null;
+      if (next) nextRuns.push({ jobId: job.id, jobName: job.name, at: next, vms: sources.length });
+      for (const s of sources) {
+        const key = (s.instanceUuid && vms.has(s.instanceUuid) ? s.instanceUuid : byMoref.get(`${job.vcenterId}/${s.moref}`)) ?? s.instanceUuid ?? `${job.vcenterId}/${s.moref}`;
+        let vm = vms.get(key);
+        if (!vm) {
+          vm = entry(key, s.name, job.vcenterId, s.moref, s.instanceUuid ?? null, false);
+          vms.set(key, vm);
+        }
+        if (!vm.jobs.some((j) => j.id === job.id)) vm.jobs.push({ id: job.id, name: job.name });
+        if (next && (!vm.nextRunAt || next < vm.nextRunAt)) vm.nextRunAt = next;
+      }
+    }
+
+    const pointsOf = new Map(points.map((p) => [p.vmInstanceUuid, p]));
+    for (const vm of vms.values()) {
+      vm.lastBackup = latest.get(vm.key) ?? null;
+      const p = vm.instanceUuid ? pointsOf.get(vm.instanceUuid) : undefined;
+      vm.restorePoints = p?._count._all ?? 0;
+      vm.newestPointAt = p?._max.createdAt?.toISOString() ?? null;
+      vm.unprotectedReason = vm.jobs.length === 0 ? 'no_job' : vm.restorePoints === 0 ? 'no_restore_point' : null;
+      vm.protected = vm.unprotectedReason === null;
+    }
+
+    const attention = (vm: VmProtection) => vm.lastBackup?.status === 'failed' || vm.lastBackup?.status === 'warning';
+    const rank = (vm: VmProtection) => (!vm.protected ? 0 : attention(vm) ? 1 : 2);
+    const all = [...vms.values()].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name) || a.key.localeCompare(b.key));
+    const count = (s: RunStatus) => finished.find((f) => f.status === s)?._count._all ?? 0;
+    return {
+      generatedAt: now.toISOString(),
+      total: all.length,
+      counts: { protected: all.filter((v) => v.protected).length, unprotected: all.filter((v) => !v.protected).length, attention: all.filter(attention).length },
+      last24h: { succeeded: count('succeeded'), warnings: count('warning'), failed: count('failed'), running: active },
+      nextRuns: nextRuns.sort((a, b) => a.at.localeCompare(b.at)).slice(0, 5),
+      inventoryProblems,
+      vms: all.slice(query.offset, query.offset + query.limit),
+    };
+  });
+}
