@@ -2,7 +2,7 @@ import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
 import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
 
-const VM = 'e2e-files-01';
+const VM = 'e2e-ransom-01';
 const MiB = 1024 * 1024;
 
 /** Runs the job now and waits for its run to finish; returns the run's status. */
@@ -55,7 +55,7 @@ test('a VM whose guest starts encrypting its files: its restore point shows the 
   await expect(points).toHaveCount(3);
   await page.screenshot({ path: shot('ransomware-signal'), fullPage: true });
 
-  const button = flagged.getByRole('button', { name: /^Release retention hold of e2e-files-01 from / });
+  const button = flagged.getByRole('button', { name: /^Release retention hold of e2e-ransom-01 from / });
   await button.click();
   const dialog = page.getByRole('dialog', { name: `Release the retention hold of ${VM}?` });
   await dialog.getByRole('button', { name: 'Release hold' }).click();
