@@ -16,7 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENTROPY_SAMPLE_BYTES, Repository, addNewBlob, emptyChangedData, openDiskReader, openRestorePointWriter, stats, type ChangedDataStats } from '../packages/repository/src/index.ts';
+import { ENTROPY_SAMPLE_BYTES, Repository, addNewBlob, emptyChangedData, sampleEntropy, openDiskReader, openRestorePointWriter, stats, type ChangedDataStats } from '../packages/repository/src/index.ts';
 import { arg, commandRunner, median, rng, type Command, type Step } from './common.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -257,8 +257,8 @@ async function oursFull(repoDir: string, img: string, areas: Array<[number, numb
 
 /**
  * CPU seconds of the ransomware signal's statistic (entropy sampling, entropy.ts) for `blobs` new blobs of
- * `img`: the writer's own call (addNewBlob) on each chunk-sized piece of `areas`, in order, as the writer
- * meets them — run alone, so its cost is not lost in the noise of a whole backup (its compressibility is
+ * `img`: the workers' sample (sampleEntropy) and the writer's sum (addNewBlob) on each chunk-sized piece of
+ * `areas`, in order, as the backup meets them — run alone, so its cost is not lost in the noise of a whole backup (its compressibility is
  * free: the workers' stored size). Checks it measured what the backup's writer did.
  */
 function signalCpu(img: string, areas: Array<[number, number]>, blobs: number, expected: ChangedDataStats): number {
@@ -279,7 +279,7 @@ function signalCpu(img: string, areas: Array<[number, number]>, blobs: number, e
   }
   const got = emptyChangedData();
   const cpu0 = process.cpuUsage();
-  for (const b of pieces) addNewBlob(got, b, 0);
+  for (const b of pieces) addNewBlob(got, b.length, 0, sampleEntropy(b));
   const c = process.cpuUsage(cpu0);
   if (got.sampledBytes > expected.sampledBytes || got.sampledBytes < expected.sampledBytes / 2) {
     throw new Error(`the signal's replay sampled ${got.sampledBytes} bytes, the backup ${expected.sampledBytes}`);

@@ -11,10 +11,12 @@
 // decoded here and only the `gaps` are copied in), then store either the whole
 // slot or only `runs` ([start,end) pairs, the changed pieces of a partly
 // changed chunk): each is hashed, checked against the known ids and, when new,
-// compressed into the output area, one after the other.
+// compressed into the output area, one after the other; a new blob's entropy
+// is sampled too (the ransomware signal), while its bytes are in cache.
 import { parentPort } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { ID_MISMATCH, KnownIds, blobDecoder, makeChunkHasher, openBlob, sealBlob } from './chunk-codec.mjs';
+import { sampleEntropy } from './entropy-sample.mjs';
 
 const require = createRequire(import.meta.url);
 const zstd = require('zstd-napi/binding');
@@ -47,11 +49,11 @@ function encode(src, hex, dst, limit) {
 function storeRange(slot, start, end, checkKnown, outOff) {
   const src = inView.subarray(slot * chunkSize + start, slot * chunkSize + end);
   const hex = hashChunk(src);
-  if (checkKnown && known.has(hex)) return { id: hex, dup: true, storedLen: 0, outOff };
+  if (checkKnown && known.has(hex)) return { id: hex, dup: true, storedLen: 0, outOff, entropy: 0 };
   const base = slot * outSlotSize;
   const storedLen = encode(src, hex, base + outOff, base + outSlotSize);
   known.add(hex);
-  return { id: hex, dup: false, storedLen, outOff };
+  return { id: hex, dup: false, storedLen, outOff, entropy: sampleEntropy(src) };
 }
 
 // Decode the parent's blob (at the start of the slot's output area) and copy

@@ -523,9 +523,7 @@ export class DiskWriter {
             this.stats.dedupedBytes += rawLen;
           } else {
             await this.rp.addBlob(r.id, pool.outAt(job.slot, r.outOff, r.storedLen), rawLen);
-            // The slot still holds the plaintext until it is released below: sample it for the ransomware signal.
-            const from = job.runs ? job.runs[k * 2]! : 0;
-            addNewBlob(this.changedData, pool.inSlot(job.slot).subarray(from, from + rawLen), r.storedLen);
+            addNewBlob(this.changedData, rawLen, r.storedLen, r.entropy);
             this.stats.newChunks++;
             this.stats.newRawBytes += rawLen;
             this.stats.newStoredBytes += r.storedLen;

@@ -2,16 +2,16 @@
  * Statistics of the data a backup stored anew, for the ransomware signal (packages/core backup/anomaly.ts).
  *
  * Compressibility comes for free: the workers already compressed every new chunk, so it is the disk's
- * new stored bytes over its new raw bytes. Entropy is not: it is estimated from a small sample of each new
- * blob (ENTROPY_SAMPLE_BYTES from its middle), on the writer's thread while the slot still holds the
- * plaintext, so the cost stays a fraction of a percent of hashing and compressing the whole chunk.
+ * new stored bytes over its new raw bytes. Entropy is estimated by the same workers from a small sample of
+ * each new blob (entropy-sample.mjs), while they hash and compress it: the writer only adds up the figures.
  */
+import { ENTROPY_SAMPLE_BYTES } from './entropy-sample.mjs';
 
-/** Bytes sampled per new blob: enough for a stable byte histogram, small next to a chunk. */
-export const ENTROPY_SAMPLE_BYTES = 4096;
+export { byteEntropy, ENTROPY_SAMPLE_BYTES, sampleEntropy } from './entropy-sample.mjs';
+
 /**
  * A sample at or above this many bits per byte counts as high-entropy (encrypted or already compressed):
- * ciphertext measures ≈ 7.95 over 4 KiB, text and binaries 4–6.5.
+ * ciphertext measures ≈ 8.0 (corrected, see sampleEntropy), text and binaries 4–6.5.
  */
 export const HIGH_ENTROPY_BITS = 7.5;
 
@@ -32,35 +32,13 @@ export function emptyChangedData(): ChangedDataStats {
   return { newRawBytes: 0, newStoredBytes: 0, sampledBytes: 0, entropyBits: 0, highEntropyBytes: 0 };
 }
 
-const counts = new Uint32Array(256);
-const log2Table = new Float64Array(ENTROPY_SAMPLE_BYTES + 1).map((_, i) => (i > 0 ? Math.log2(i) : 0));
-
-/** Shannon entropy of the bytes of `b`, in bits per byte (0 for an empty buffer, 8 at most). */
-export function byteEntropy(b: Uint8Array): number {
-  const n = b.length;
-  if (n === 0) return 0;
-  counts.fill(0);
-  for (let i = 0; i < n; i++) counts[b[i]!]!++;
-  // H = log2 n − Σ c·log2 c / n
-  const logN = n < log2Table.length ? log2Table[n]! : Math.log2(n);
-  let sum = 0;
-  for (let v = 0; v < 256; v++) {
-    const c = counts[v]!;
-    if (c > 0) sum += c * (c < log2Table.length ? log2Table[c]! : Math.log2(c));
-  }
-  return Math.max(0, logN - sum / n);
-}
-
-/** Adds one new blob of `raw` bytes (stored as `storedLen`) to `into`, sampling its entropy. */
-export function addNewBlob(into: ChangedDataStats, raw: Uint8Array, storedLen: number): void {
-  const len = raw.length;
-  into.newRawBytes += len;
+/** Adds one new blob of `rawLen` bytes, stored as `storedLen`, whose sample measured `entropy` bits per byte. */
+export function addNewBlob(into: ChangedDataStats, rawLen: number, storedLen: number, entropy: number): void {
+  into.newRawBytes += rawLen;
   into.newStoredBytes += storedLen;
-  if (len === 0) return;
-  const take = Math.min(len, ENTROPY_SAMPLE_BYTES);
-  const at = (len - take) >> 1;
-  const h = byteEntropy(raw.subarray(at, at + take));
+  if (rawLen === 0) return;
+  const take = Math.min(rawLen, ENTROPY_SAMPLE_BYTES);
   into.sampledBytes += take;
-  into.entropyBits += h * take;
-  if (h >= HIGH_ENTROPY_BITS) into.highEntropyBytes += len;
+  into.entropyBits += entropy * take;
+  if (entropy >= HIGH_ENTROPY_BITS) into.highEntropyBytes += rawLen;
 }

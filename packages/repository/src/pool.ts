@@ -14,6 +14,8 @@ export interface StoreResult {
   storedLen: number;
   /** Where the stored bytes start in the slot's output area. */
   outOff: number;
+  /** A new blob's sampled entropy in bits per byte (entropy-sample.mjs); 0 for a duplicate. */
+  entropy: number;
 }
 
 export interface StoreJob {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { byteEntropy, ENTROPY_SAMPLE_BYTES, HIGH_ENTROPY_BITS, openRestorePointWriter, Repository } from '../src/index.ts';
+import { byteEntropy, ENTROPY_SAMPLE_BYTES, HIGH_ENTROPY_BITS, openRestorePointWriter, Repository, sampleEntropy } from '../src/index.ts';
 import { tmpDir } from './helpers.ts';
 
 const dirs: string[] = [];
@@ -42,6 +42,25 @@ describe('byteEntropy', () => {
     expect(t).toBeLessThan(5.5);
     // Longer than the log table: computed, not refused.
     expect(byteEntropy(randomBytes(3 * ENTROPY_SAMPLE_BYTES))).toBeGreaterThan(7.9);
+  });
+});
+
+describe('sampleEntropy', () => {
+  it('reads a small sample as a large one (Miller–Madow): random bytes ≈ 8, text well below the threshold, a run of one byte 0', () => {
+    // Uncorrected, 1 KiB of random bytes counts ≈ 7.82 bits; corrected ≈ 7.98 (7.89 the least of 100,000 samples).
+    for (let i = 0; i < 20; i++) {
+      const r = randomBytes(64 * 1024);
+      expect(sampleEntropy(r)).toBeGreaterThan(7.85);
+      expect(sampleEntropy(r)).toBeLessThanOrEqual(8);
+      expect(Math.abs(sampleEntropy(r) - byteEntropy(r))).toBeLessThan(0.08);
+    }
+    const t = text(64 * 1024, 2);
+    expect(sampleEntropy(t)).toBeLessThan(HIGH_ENTROPY_BITS - 1.5);
+    expect(Math.abs(sampleEntropy(t) - byteEntropy(t))).toBeLessThan(0.3);
+    expect(sampleEntropy(Buffer.alloc(256 * 1024))).toBe(0);
+    // Smaller than the sample: all of it.
+    expect(sampleEntropy(randomBytes(300))).toBeGreaterThan(HIGH_ENTROPY_BITS);
+    expect(sampleEntropy(Buffer.alloc(0))).toBe(0);
   });
 });
 
