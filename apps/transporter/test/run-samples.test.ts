@@ -69,7 +69,8 @@ describe('run disk samples in PostgreSQL', () => {
   it('keeps at most `max` samples of a disk: every other one goes and the interval doubles, first and shape kept', async () => {
     const ids = await newItem();
     await runDiskRows(db, ids.runVmId, () => undefined).diskPhase(2000, { phase: 'reading', label: 'Hard disk 1', capacityBytes: 1 << 30 });
-    const samples = diskSamples(db, ids.runVmId, { everyMs: 10, max: 8 });
+    const row = await db.runDisk.findUniqueOrThrow({ where: { runVmId_deviceKey: { runVmId: ids.runVmId, deviceKey: 2000 } } });
+    const samples = diskSamples(db, { everyMs: 10, max: 8 });
     let now = Date.parse('2026-12-06T12:00:00Z');
     const stored: number[] = [];
     for (let i = 1; i <= 40; i++) {
@@ -77,7 +78,7 @@ describe('run disk samples in PostgreSQL', () => {
       const p = tick(ids, 2000, i * 100);
       if (samples.due(p, now)) {
         stored.push(i);
-        await samples.write(p, new Date(now));
+        await samples.write(row.id, p, new Date(now));
       }
     }
     const left = await samplesOf(ids.runVmId, 2000);

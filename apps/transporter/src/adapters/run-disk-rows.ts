@@ -27,40 +27,64 @@ function diskData(u: DiskUpdate) {
   };
 }
 
+/** What this run knows of one disk: its row, when the row was last written, what was last published. */
+interface DiskState {
+  rowId?: string;
+  lastWrite?: { at: number; phase: string; moved: boolean };
+  published?: DiskProgress;
+  /** Writes of the disk's row and samples go one after the other, so a late tick never overwrites a newer phase. */
+  tail: Promise<unknown>;
+}
+
 export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => void, sampleLimits?: SampleLimits): { diskPhase(deviceKey: number, u: DiskUpdate): Promise<void>; progress: ProgressSink } {
-  const samples = diskSamples(db, runVmId, sampleLimits);
-  const lastDbWrite = new Map<number, { at: number; phase: string; moved: boolean }>();
-  const lastPublished = new Map<number, DiskProgress>();
-  // Writes of one disk's row go one after the other, so a late progress tick never overwrites a newer phase.
-  const tails = new Map<number, Promise<unknown>>();
-  const serial = <T>(deviceKey: number, fn: () => Promise<T>): Promise<T> => {
-    const next = (tails.get(deviceKey) ?? Promise.resolve()).catch(() => undefined).then(fn);
-    tails.set(deviceKey, next);
+  const samples = diskSamples(db, sampleLimits);
+  const disks = new Map<number, DiskState>();
+  const stateOf = (deviceKey: number): DiskState => {
+    let d = disks.get(deviceKey);
+    if (!d) disks.set(deviceKey, (d = { tail: Promise.resolve() }));
+    return d;
+  };
+  const serial = <T>(d: DiskState, fn: () => Promise<T>): Promise<T> => {
+    const next = d.tail.catch(() => undefined).then(fn);
+    d.tail = next;
     return next;
   };
+  /** The disk's row id, looked up once (a tick that comes before any phase finds no row: null). */
+  const rowIdOf = async (deviceKey: number, d: DiskState): Promise<string | null> => {
+    d.rowId ??= (await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } }, select: { id: true } }))?.id;
+    return d.rowId ?? null;
+  };
   return {
-    diskPhase: (deviceKey, u) =>
-      serial(deviceKey, async () => {
-        const live = lastPublished.get(deviceKey);
+    diskPhase: (deviceKey, u) => {
+      const d = stateOf(deviceKey);
+      return serial(d, async () => {
+        const live = d.published;
         const data = diskData(live && u.bytesRead === undefined ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, ...u } : u);
-        const row = await db.runDisk.findUnique({ where: { runVmId_deviceKey: { runVmId, deviceKey } } });
-        if (row) await db.runDisk.update({ where: { id: row.id }, data });
-        else await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data } });
-      }),
+        const id = await rowIdOf(deviceKey, d);
+        if (id) await db.runDisk.update({ where: { id }, data });
+        else d.rowId = (await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data }, select: { id: true } })).id;
+      });
+    },
     progress: {
       disk: (p: DiskProgress) => {
         publish({ type: 'disk.progress', ...p });
-        lastPublished.set(p.deviceKey, p);
+        const d = stateOf(p.deviceKey);
+        d.published = p;
         // Throughput samples for the run page's chart (run-disk-samples.ts), in order with the row's writes.
         const at = new Date();
-        if (samples.due(p, at.getTime())) void serial(p.deviceKey, () => samples.write(p, at)).catch(() => undefined);
+        if (samples.due(p, at.getTime())) {
+          void serial(d, async () => {
+            const id = await rowIdOf(p.deviceKey, d);
+            if (id) await samples.write(id, p, at);
+          }).catch(() => undefined);
+        }
         // At most once a second per disk, but a new phase and the first bytes moved are written at once.
-        const now = Date.now();
+        const now = at.getTime();
         const moved = p.bytesRead + p.bytesWritten > 0;
-        const last = lastDbWrite.get(p.deviceKey);
+        const last = d.lastWrite;
         if (last && now - last.at < 1000 && last.phase === p.phase && last.moved === moved) return;
-        lastDbWrite.set(p.deviceKey, { at: now, phase: p.phase, moved });
-        void serial(p.deviceKey, () =>
+        d.lastWrite = { at: now, phase: p.phase, moved };
+        void serial(d, () =>
           db.runDisk.updateMany({
             where: { runVmId, deviceKey: p.deviceKey },
             data: {

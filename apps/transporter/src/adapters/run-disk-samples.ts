@@ -15,7 +15,7 @@ export interface SampleLimits {
 /** The meter ticks at most 4 times a second: a short lab backup still draws a curve. */
 export const SAMPLE_LIMITS: SampleLimits = { everyMs: 250, max: 1200 };
 
-export function diskSamples(db: Db, runVmId: string, limits: SampleLimits = SAMPLE_LIMITS) {
+export function diskSamples(db: Db, limits: SampleLimits = SAMPLE_LIMITS) {
   const disks = new Map<number, { at: number; phase: string; moved: number; every: number; count: number }>();
   return {
     /** Whether this tick is to be stored; when it is, records it as taken. */
@@ -26,20 +26,17 @@ export function diskSamples(db: Db, runVmId: string, limits: SampleLimits = SAMP
       disks.set(p.deviceKey, { at: now, phase: p.phase, moved, every: last?.every ?? limits.everyMs, count: last?.count ?? 0 });
       return true;
     },
-    /** Stores a tick `due` accepted (the disk's row must exist by then), thinning the disk's samples when they reach the limit. */
-    async write(p: DiskProgress, at = new Date()): Promise<void> {
+    /** Stores a tick `due` accepted as a sample of the disk's row `runDiskId`, thinning its samples when they reach the limit. */
+    async write(runDiskId: string, p: DiskProgress, at = new Date()): Promise<void> {
       const state = disks.get(p.deviceKey);
       if (!state) return;
-      const inserted = await db.$executeRaw`
-        INSERT INTO run_disk_samples (run_disk_id, at, bytes_read, bytes_written)
-        SELECT id, ${at}, ${BigInt(p.bytesRead)}, ${BigInt(p.bytesWritten)} FROM run_disks WHERE run_vm_id = ${runVmId}::uuid AND device_key = ${p.deviceKey}`;
-      state.count += inserted;
+      await db.runDiskSample.create({ data: { runDiskId, at, bytesRead: BigInt(p.bytesRead), bytesWritten: BigInt(p.bytesWritten) } });
+      state.count += 1;
       if (state.count < limits.max) return;
       const deleted = await db.$executeRaw`
         DELETE FROM run_disk_samples WHERE id IN (
           SELECT s.id FROM (
-            SELECT rs.id, row_number() OVER (ORDER BY rs.at, rs.id) AS n FROM run_disk_samples rs
-            JOIN run_disks d ON d.id = rs.run_disk_id WHERE d.run_vm_id = ${runVmId}::uuid AND d.device_key = ${p.deviceKey}
+            SELECT id, row_number() OVER (ORDER BY at, id) AS n FROM run_disk_samples WHERE run_disk_id = ${runDiskId}::uuid
           ) s WHERE s.n % 2 = 0)`;
       state.count -= deleted;
       state.every *= 2;
