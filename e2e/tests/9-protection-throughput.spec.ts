@@ -64,6 +64,9 @@ test('a backup stores its throughput: after a reload the run page charts the sto
 
   await page.setViewportSize({ width: 1440, height: 900 });
   await nav(page, 'Overview');
+  // The Director keeps each vCenter's inventory for a minute, and BARE was made just now: read it again.
+  await page.getByRole('button', { name: 'Refresh inventory' }).click();
+  await expect(page.getByRole('button', { name: 'Refresh inventory' })).toBeEnabled();
   const rows = page.getByTestId('protection').getByTestId('protection-row');
   const mine = rows.filter({ hasText: VM });
   await expect(mine.getByTestId('protection-state')).toHaveText('Protected');

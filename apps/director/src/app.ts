@@ -39,6 +39,7 @@ import { createAuditLog } from './services/audit.ts';
 import type { PasswordCost } from './auth/passwords.ts';
 import { Credentials } from './auth/credentials.ts';
 import { RepositoryCache } from './services/repository-cache.ts';
+import { InventoryCache, type InventoryCacheOptions } from './services/inventory-cache.ts';
 
 export interface AppDeps {
   db: Db;
@@ -68,6 +69,8 @@ export interface AppDeps {
   passwordCost?: PasswordCost;
   /** Overrides of HTTP_TIMEOUTS (tests). */
   httpTimeouts?: Partial<typeof HTTP_TIMEOUTS>;
+  /** Overrides of how long vCenter inventories are kept and waited for (tests). */
+  inventoryCache?: Partial<InventoryCacheOptions>;
   /** Check every answer against its route's declared schema (development and tests; schemas.ts). */
   checkAnswers?: boolean;
 }
@@ -112,6 +115,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const audit = createAuditLog(deps.db, deps.log);
   const credentials = new Credentials(deps.db, audit, deps.secretKey, deps.passwordCost);
   const repositories = new RepositoryCache(deps.db, deps.secretKey);
+  const inventory = new InventoryCache(deps.connector, deps.inventoryCache);
   fastify.addHook('onClose', () => repositories.close());
 
   await fastify.register(fastifyCookie);
@@ -141,13 +145,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(healthRoutes, { health, db: deps.db });
     await api.register(authRoutes, { db: deps.db, audit, credentials, onFirstPasswordChanged: deps.onFirstPasswordChanged });
     await api.register(userRoutes, { db: deps.db, audit, credentials });
-    await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector });
+    await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector, inventory });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
     await api.register(retentionHoldRoutes, { db: deps.db, audit });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
-    await api.register(overviewRoutes, { db: deps.db, secretKey: deps.secretKey, connector: deps.connector });
+    await api.register(overviewRoutes, { db: deps.db, secretKey: deps.secretKey, inventory });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });

@@ -148,11 +148,11 @@ export async function signInAdmin(d: TestDirector, newPassword = 'correct-horse-
  * For a describe block: a Director on its own database with the admin signed in
  * (first-login password already changed), closed after the block.
  */
-export function signedInDirector(): { readonly d: TestDirector; readonly cookie: string } {
+export function signedInDirector(opts?: Parameters<typeof startTestDirector>[0]): { readonly d: TestDirector; readonly cookie: string } {
   let d: TestDirector | undefined;
   let cookie = '';
   beforeAll(async () => {
-    d = await startTestDirector();
+    d = await startTestDirector(opts);
     cookie = await signInAdmin(d);
   });
   afterAll(async () => {

@@ -8,6 +8,8 @@ import { RunStatusSchema } from './jobs.ts';
 export const ProtectionQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(5000).default(500),
   offset: z.coerce.number().int().min(0).default(0),
+  /** Read every vCenter's inventory now instead of the copy the Director keeps for a minute. */
+  fresh: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
 });
 export type ProtectionQuery = z.infer<typeof ProtectionQuerySchema>;
 
@@ -56,8 +58,13 @@ export const ProtectionOverviewSchema = z.object({
   last24h: z.object({ succeeded: z.number(), warnings: z.number(), failed: z.number(), running: z.number() }),
   /** The next scheduled backup runs, soonest first. */
   nextRuns: z.array(z.object({ jobId: z.string(), jobName: z.string(), at: z.string(), vms: z.number() })),
-  /** vCenters whose inventory could not be read, and why. */
-  inventoryProblems: z.array(z.object({ vcenterId: z.string(), vcenterName: z.string(), reason: z.string() })),
+  /** When the oldest inventory shown was read (the Director keeps each vCenter's for a minute); null without vCenters. */
+  inventoryAsOf: z.string().nullable(),
+  /**
+   * vCenters whose inventory could not be read, and why: `asOf` is when the copy shown instead was read, null
+   * when there is none (their VMs are then known from jobs only).
+   */
+  inventoryProblems: z.array(z.object({ vcenterId: z.string(), vcenterName: z.string(), reason: z.string(), asOf: z.string().nullable() })),
   vms: z.array(VmProtectionSchema),
 });
 export type ProtectionOverview = z.infer<typeof ProtectionOverviewSchema>;

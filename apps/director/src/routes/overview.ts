@@ -1,20 +1,18 @@
 /**
  * The console's overview: which VMs are protected, computed here from a few grouped queries (the latest
  * finished backup item per VM, restore points counted per VM, runs of the last 24 hours by result) and the
- * vCenters' inventories read in parallel, so the browser makes one call whatever the number of VMs.
+ * vCenters' inventories (kept for a minute by the inventory cache; a vCenter that does not answer is shown
+ * as it last answered, with the problem), so the browser makes one call whatever the number of VMs.
  */
 import { JobSourceSchema, ProtectionOverviewSchema, ProtectionQuerySchema, type InventoryVm, type LastBackup, type ProtectionOverview, type RunStatus, type VmProtection } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { viewer } from '../auth/guard.ts';
-import type { VCenterConnector } from '../services/vcenter-connector.ts';
+import type { InventoryCache } from '../services/inventory-cache.ts';
 import { nextOccurrences, scheduleProblem } from '../services/schedules.ts';
 import { parse } from '../validate.ts';
 import { connectionOf } from './vcenters.ts';
-
-/** How long one vCenter's inventory may take before the overview is answered without it. */
-const INVENTORY_TIMEOUT_MS = 15_000;
 
 interface LatestItem {
   k: string;
@@ -24,14 +22,6 @@ interface LatestItem {
   error: string | null;
   bytes_written: bigint;
   incremental: boolean | null;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The latest finished backup item of every VM (keyed like VmProtection.key), with what its disks moved. */
@@ -70,7 +60,7 @@ async function latestBackups(db: Db): Promise<Map<string, LastBackup>> {
   );
 }
 
-export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
+export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secretKey: Buffer; inventory: InventoryCache }): Promise<void> {
   const { db } = deps;
 
   app.get('/overview/protection', { ...viewer, schema: { querystring: ProtectionQuerySchema, response: { 200: ProtectionOverviewSchema } } }, async (request): Promise<ProtectionOverview> => {
@@ -85,7 +75,8 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
       db.jobRun.groupBy({ by: ['status'], where: { kind: 'backup', finishedAt: { gte: since } }, _count: { _all: true } }),
       db.jobRun.count({ where: { kind: 'backup', status: { in: ['queued', 'running'] } } }),
     ]);
-    const inventories = await Promise.allSettled(vcenters.map((vc) => withTimeout(deps.connector.listVms(connectionOf(vc, deps.secretKey)), INVENTORY_TIMEOUT_MS, vc.name)));
+    const inventories = await Promise.allSettled(vcenters.map((vc) => deps.inventory.listVms(connectionOf(vc, deps.secretKey), vc.name, query.fresh ? { maxAgeMs: 0 } : {})));
+    let inventoryAsOf: Date | null = null;
 
     const vms = new Map<string, VmProtection>();
     /** `<vCenter id>/<moref>` → key, so a job source without an instance UUID finds its inventory VM. */
@@ -111,10 +102,13 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
     inventories.forEach((result, i) => {
       const vc = vcenters[i]!;
       if (result.status === 'rejected') {
-        inventoryProblems.push({ vcenterId: vc.id, vcenterName: vc.name, reason: (result.reason as Error).message });
+        inventoryProblems.push({ vcenterId: vc.id, vcenterName: vc.name, reason: (result.reason as Error).message, asOf: null });
         return;
       }
-      for (const vm of result.value as InventoryVm[]) {
+      const { at, problem } = result.value;
+      if (problem) inventoryProblems.push({ vcenterId: vc.id, vcenterName: vc.name, reason: problem, asOf: at.toISOString() });
+      if (!inventoryAsOf || at < inventoryAsOf) inventoryAsOf = at;
+      for (const vm of result.value.vms as InventoryVm[]) {
         const key = vm.instanceUuid ?? `${vc.id}/${vm.moref}`;
         vms.set(key, entry(key, vm.name, vc.id, vm.moref, vm.instanceUuid ?? null, true));
         byMoref.set(`${vc.id}/${vm.moref}`, key);
@@ -158,6 +152,7 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
       counts: { protected: all.filter((v) => v.protected).length, unprotected: all.filter((v) => !v.protected).length, attention: all.filter(attention).length },
       last24h: { succeeded: count('succeeded'), warnings: count('warning'), failed: count('failed'), running: active },
       nextRuns: nextRuns.sort((a, b) => a.at.localeCompare(b.at)).slice(0, 5),
+      inventoryAsOf: inventoryAsOf?.toISOString() ?? null,
       inventoryProblems,
       vms: all.slice(query.offset, query.offset + query.limit),
     };

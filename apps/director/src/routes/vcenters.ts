@@ -8,6 +8,7 @@ import { viewer, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
 import type { Credentials } from '../auth/credentials.ts';
 import { sealSecretsForTransporters } from '../services/transporter-access.ts';
+import type { InventoryCache } from '../services/inventory-cache.ts';
 import { ESXI_HOST_IDENTITY, type VCenterConnection, type VCenterConnector } from '../services/vcenter-connector.ts';
 import { parse } from '../validate.ts';
 
@@ -31,7 +32,7 @@ export function connectionOf(v: VCenterRow, secretKey: Buffer): VCenterConnectio
   };
 }
 
-export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; connector: VCenterConnector }): Promise<void> {
+export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; secretKey: Buffer; connector: VCenterConnector; inventory: InventoryCache }): Promise<void> {
   const { db, audit, connector } = deps;
 
   app.get('/vcenters', { ...viewer, schema: { response: { 200: z.array(VCenterSchema) } } }, async () => (await db.vCenter.findMany({ orderBy: { name: 'asc' } })).map(vcenterDto));
@@ -118,8 +119,9 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const { id } = parse(Id, request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
-    const vms = await connector.listVms(connectionOf(row, deps.secretKey));
+    // The present (the wizard lists what to back up), which also renews the overview's copy.
+    const { vms } = await deps.inventory.listVms(connectionOf(row, deps.secretKey), row.name, { maxAgeMs: 0 });
     await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
-    return vms.sort((a, b) => a.name.localeCompare(b.name));
+    return [...vms].sort((a, b) => a.name.localeCompare(b.name));
   });
 }

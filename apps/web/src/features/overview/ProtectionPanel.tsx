@@ -1,6 +1,7 @@
 import type { ProtectionOverview, VmProtection } from '@vaultline/contracts';
 import { Link } from 'react-router';
-import { useProtection } from '../../api/overview.ts';
+import { useState } from 'react';
+import { useProtection, useRefreshInventory } from '../../api/overview.ts';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { ago, formatBytes, formatDateTime } from '../../lib/format.ts';
@@ -64,6 +65,34 @@ function LastBackup({ vm }: { vm: VmProtection }) {
   );
 }
 
+/** When the inventories shown were read, and a way to read them now (the Director keeps them a minute). */
+function InventoryAge({ asOf }: { asOf: string | null }) {
+  const refresh = useRefreshInventory();
+  const [state, setState] = useState<{ busy: boolean; error: string | null }>({ busy: false, error: null });
+  if (!asOf) return null;
+  const run = () => {
+    setState({ busy: true, error: null });
+    refresh().then(
+      () => setState({ busy: false, error: null }),
+      (err: Error) => setState({ busy: false, error: err.message }),
+    );
+  };
+  return (
+    <p className="muted small inventory-age">
+      Inventory as of {formatDateTime(asOf)}{' '}
+      <button type="button" className="link" onClick={run} disabled={state.busy}>
+        {state.busy ? 'Reading inventory…' : 'Refresh inventory'}
+      </button>
+      {state.error && (
+        <span className="alert error" role="alert">
+          {' '}
+          Cannot refresh: {state.error}
+        </span>
+      )}
+    </p>
+  );
+}
+
 /** Every VM in an inventory or a job: protected or not, its last backup, restore points and next run. */
 export function ProtectionPanel() {
   const protection = useProtection();
@@ -83,9 +112,10 @@ export function ProtectionPanel() {
           <h2 className="card-title">Protection</h2>
           <span className="muted small">{data.total} VMs</span>
         </div>
+        <InventoryAge asOf={data.inventoryAsOf} />
         {data.inventoryProblems.map((p) => (
           <p key={p.vcenterId} className="alert error" role="alert">
-            {p.vcenterName}: {p.reason}. Its VMs are shown from jobs only.
+            {p.vcenterName}: {p.reason}. {p.asOf ? `Its VMs are shown as they were at ${formatDateTime(p.asOf)}.` : 'Its VMs are shown from jobs only.'}
           </p>
         ))}
         {data.vms.length === 0 ? (

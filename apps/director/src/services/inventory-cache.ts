@@ -1,0 +1,101 @@
+/**
+ * The VMs of each vCenter, kept for a while, so a page that is read often (the overview, every few seconds
+ * on an operator's screen) does not walk every vCenter's inventory on every call.
+ *
+ *  - A copy younger than `maxAgeMs` is answered as is.
+ *  - An older one is refreshed, but the caller waits at most `staleWaitMs`: a vCenter that is slow or down
+ *    is answered with the copy it last gave, dated, while the refresh goes on (and updates the copy when
+ *    it ends). Without any copy the caller waits up to `firstWaitMs`.
+ *  - One read per vCenter at a time: callers that arrive during a read share it.
+ *
+ * Copies are keyed by what reaches the vCenter (URL, user, a hash of the password, pinned thumbprint), so a
+ * changed connection never answers from the old one. Pages that need the present (a job's sources checked
+ * at creation, the wizard's VM list) read with `maxAgeMs: 0`, which also renews the copy.
+ */
+import { createHash } from 'node:crypto';
+import type { InventoryVm } from '@vaultline/contracts';
+import type { VCenterConnection, VCenterConnector } from './vcenter-connector.ts';
+
+export interface InventoryAnswer {
+  vms: InventoryVm[];
+  /** When the vCenter gave this list. */
+  at: Date;
+  /** Set when the list is an older copy because the vCenter did not answer in time: what went wrong. */
+  problem: string | null;
+}
+
+export interface InventoryCacheOptions {
+  maxAgeMs: number;
+  staleWaitMs: number;
+  firstWaitMs: number;
+  now?: () => number;
+}
+
+export const INVENTORY_CACHE_DEFAULTS: InventoryCacheOptions = { maxAgeMs: 60_000, staleWaitMs: 3_000, firstWaitMs: 15_000 };
+
+interface Entry {
+  vms: InventoryVm[];
+  at: number;
+}
+
+const keyOf = (c: VCenterConnection) => createHash('sha256').update(JSON.stringify([c.url, c.username, c.password, c.thumbprintSha256, c.allowHttp])).digest('hex');
+
+/** Resolves with `p`, or rejects after `ms` saying what did not answer (p goes on). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export class InventoryCache {
+  private readonly copies = new Map<string, Entry>();
+  private readonly reading = new Map<string, Promise<Entry>>();
+  private readonly opts: Required<InventoryCacheOptions>;
+
+  constructor(
+    private readonly connector: VCenterConnector,
+    opts: Partial<InventoryCacheOptions> = {},
+  ) {
+    this.opts = { now: Date.now, ...INVENTORY_CACHE_DEFAULTS, ...opts };
+  }
+
+  /** The VMs of the vCenter `conn` (named `what` in errors), at most `maxAgeMs` old when it answers in time. */
+  async listVms(conn: VCenterConnection, what: string, opts: { maxAgeMs?: number } = {}): Promise<InventoryAnswer> {
+    const key = keyOf(conn);
+    const copy = this.copies.get(key);
+    const now = this.opts.now();
+    if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return { vms: copy.vms, at: new Date(copy.at), problem: null };
+    const read = this.read(key, conn);
+    // A page that asked for the present waits for it, like a direct read.
+    if (!copy || opts.maxAgeMs === 0) {
+      const e = await (opts.maxAgeMs === 0 ? read : within(read, this.opts.firstWaitMs, what));
+      return { vms: e.vms, at: new Date(e.at), problem: null };
+    }
+    try {
+      const e = await within(read, this.opts.staleWaitMs, what);
+      return { vms: e.vms, at: new Date(e.at), problem: null };
+    } catch (err) {
+      return { vms: copy.vms, at: new Date(copy.at), problem: (err as Error).message };
+    }
+  }
+
+  private read(key: string, conn: VCenterConnection): Promise<Entry> {
+    const running = this.reading.get(key);
+    if (running) return running;
+    const started = this.opts.now();
+    const p = this.connector
+      .listVms(conn)
+      .then((vms) => {
+        const e = { vms, at: started };
+        this.copies.set(key, e);
+        return e;
+      })
+      .finally(() => this.reading.delete(key));
+    // A refresh nobody waits for any more must not become an unhandled rejection.
+    p.catch(() => undefined);
+    this.reading.set(key, p);
+    return p;
+  }
+}
