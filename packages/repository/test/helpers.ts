@@ -2,6 +2,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { forEachReference, packPath } from '../src/format.ts';
+import { openRestorePointWriter, type Manifest, type Repository } from '../src/index.ts';
 
 export function tmpDir(prefix = 'vl-repo-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -60,4 +62,24 @@ export function mutate(img: Buffer, count: number, seed: number, len = 64 * 1024
     out.push([off, len]);
   }
   return out.sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * One restore point of VM `vmId` with a single disk d0 holding `img` (only `changes`, [offset, length] pairs,
+ * written when a parent is given), locked until `lockedUntil`.
+ */
+export async function backupImage(repo: Repository, vmId: string, img: Buffer, lockedUntil: Date | null, parent?: Manifest, changes?: Array<[number, number]>): Promise<Manifest> {
+  const w = await openRestorePointWriter(repo, { vmId, lockedUntil, ...(parent ? { parent: { vmId, id: parent.id } } : {}) });
+  const d = await w.openDisk({ key: 'd0', capacity: img.length });
+  for (const [o, l] of changes ?? [[0, img.length]]) await d.write(o, img.subarray(o, o + l));
+  return w.commit();
+}
+
+/** The storage paths a one-disk point (backupImage) depends on: every pack holding one of its chunks, and its own files. */
+export async function storedFilesOf(repo: Repository, m: Manifest): Promise<{ packs: string[]; own: string[] }> {
+  const idx = await repo.readDiskIndex({ vmId: m.vmId, id: m.id }, 'd0', m);
+  const packs = new Set<string>();
+  forEachReference(idx, (id) => packs.add(packPath(repo.index.get(id)!.pack)));
+  const dir = repo.rpDir({ vmId: m.vmId, id: m.id });
+  return { packs: [...packs], own: [`${dir}/manifest`, `${dir}/disk-0.didx`] };
 }

@@ -10,8 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteRestorePoint, gc, ImmutableError, LocalBackend, openDiskReader, openRestorePointWriter, Repository, verify, type Manifest } from '../src/index.ts';
-import { forEachReference, packPath } from '../src/format.ts';
-import { seededBytes, sha256, tmpDir } from './helpers.ts';
+import { backupImage, seededBytes, sha256, storedFilesOf, tmpDir } from './helpers.ts';
 
 const isRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
@@ -40,19 +39,8 @@ const errnoOf = (fn: () => void) => {
   }
 };
 
-const backup = async (repo: Repository, img: Buffer, lockedUntil: Date | null, parent?: Manifest, changes?: Array<[number, number]>) => {
-  const w = await openRestorePointWriter(repo, { vmId: 'vm-h', lockedUntil, ...(parent ? { parent: { vmId: 'vm-h', id: parent.id } } : {}) });
-  const d = await w.openDisk({ key: 'd0', capacity: img.length });
-  for (const [o, l] of changes ?? [[0, img.length]]) await d.write(o, img.subarray(o, o + l));
-  return w.commit();
-};
-const filesOf = async (repo: Repository, m: Manifest) => {
-  const idx = await repo.readDiskIndex({ vmId: m.vmId, id: m.id }, 'd0', m);
-  const packs = new Set<string>();
-  forEachReference(idx, (id) => packs.add(packPath(repo.index.get(id)!.pack)));
-  const dir = repo.rpDir({ vmId: m.vmId, id: m.id });
-  return { packs: [...packs], own: [`${dir}/manifest`, `${dir}/disk-0.didx`] };
-};
+const backup = (repo: Repository, img: Buffer, lockedUntil: Date | null, parent?: Manifest, changes?: Array<[number, number]>) => backupImage(repo, 'vm-h', img, lockedUntil, parent, changes);
+const filesOf = storedFilesOf;
 
 describe.runIf(isRoot)('hardened local repository (chattr +i by the root helper)', () => {
   it('locks a file until a date: the backend, unlink and rm as root all fail until then; a lock only grows; after it ends the file goes', async () => {

@@ -8,9 +8,8 @@ import { CreateBucketCommand, DeleteObjectCommand, ListObjectVersionsCommand, Pu
 import { startS3Lab, type S3Lab } from '@vaultline/s3-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteRestorePoint, gc, ImmutableError, NotFoundError, openDiskReader, openRestorePointWriter, Repository, RepositoryError, S3Backend, verify, type Manifest } from '../src/index.ts';
-import { forEachReference, packPath } from '../src/format.ts';
 import { backendConformance } from './backend-conformance.ts';
-import { makeImage, mutate, seededBytes, sha256 } from './helpers.ts';
+import { backupImage, makeImage, mutate, seededBytes, sha256, storedFilesOf } from './helpers.ts';
 
 const isRoot = process.getuid?.() === 0;
 let lab: S3Lab;
@@ -161,19 +160,11 @@ describe.runIf(isRoot)('S3 backend (Ceph RADOS Gateway on loopback)', () => {
   describe('restore points the storage keeps immutable (Object Lock, compliance mode)', () => {
     const hour = 3_600_000;
     /** Writes one restore point of `img` (an incremental when `parent` is given). */
-    const backup = async (repo: Repository, img: Buffer, lockedUntil: Date | null, parent?: Manifest, changes?: Array<[number, number]>) => {
-      const w = await openRestorePointWriter(repo, { vmId: 'vm-l', lockedUntil, ...(parent ? { parent: { vmId: 'vm-l', id: parent.id } } : {}) });
-      const d = await w.openDisk({ key: 'd0', capacity: img.length });
-      for (const [o, l] of changes ?? [[0, img.length]]) await d.write(o, img.subarray(o, o + l));
-      return w.commit();
-    };
+    const backup = (repo: Repository, img: Buffer, lockedUntil: Date | null, parent?: Manifest, changes?: Array<[number, number]>) => backupImage(repo, 'vm-l', img, lockedUntil, parent, changes);
     /** Every pack holding a chunk of the point, and its own files. */
     const objectsOf = async (repo: Repository, m: Manifest) => {
-      const idx = await repo.readDiskIndex({ vmId: m.vmId, id: m.id }, 'd0', m);
-      const packs = new Set<string>();
-      forEachReference(idx, (id) => packs.add(packPath(repo.index.get(id)!.pack)));
-      const dir = repo.rpDir({ vmId: m.vmId, id: m.id });
-      return { packs: [...packs], files: [`${dir}/manifest`, `${dir}/disk-0.didx`, 'config'] };
+      const { packs, own } = await storedFilesOf(repo, m);
+      return { packs, files: [...own, 'config'] };
     };
 
     it('a locked point is undeletable in the storage before it is visible; a later point extends the packs it shares; GC and deletes are refused until the date', async () => {
