@@ -10,6 +10,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteRestorePoint, gc, ImmutableError, LocalBackend, openDiskReader, openRestorePointWriter, Repository, verify, type Manifest } from '../src/index.ts';
+import { chattrRuns } from '../src/backends/immutable-helper.ts';
+import { lockAll } from '../src/immutability.ts';
 import { backupImage, seededBytes, sha256, storedFilesOf, tmpDir } from './helpers.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -182,6 +184,33 @@ console.log(JSON.stringify({
     fs.symlinkSync(outside, path.join(root, 'packs', 'zz'));
     await expect(b.retention!.lockUntil('packs/zz/victim', new Date(Date.now() + 60_000))).rejects.toThrow(`packs/zz/victim leads to ${fs.realpathSync(outside)}, outside the repository`);
     expect(execFileSync('lsattr', ['-d', path.join(outside, 'victim')]).toString()).not.toMatch(/^\S*i\S* /);
+  });
+
+  it('locks many files with few chattr processes (files asked for while one runs go together); a file that fails fails alone', async () => {
+    const root = freshDir();
+    const b = await LocalBackend.open(root, { hardened: true });
+    const names = Array.from({ length: 60 }, (_, i) => `packs/${String(i % 4).padStart(2, '0')}/p${i}`);
+    for (const n of names) {
+      fs.mkdirSync(path.dirname(path.join(root, n)), { recursive: true });
+      fs.writeFileSync(path.join(root, n), n);
+    }
+    const until = new Date(Date.now() + 60_000);
+    const before = chattrRuns;
+    await lockAll(b, names, until);
+    expect(chattrRuns - before).toBeLessThan(names.length / 2);
+    const flags = execFileSync('lsattr', names.map((n) => path.join(root, n))).toString().trim().split('\n');
+    expect(flags).toHaveLength(names.length);
+    for (const line of flags) expect(line).toMatch(/^\S*i\S* /);
+    // A file gone between its record and chattr: its own lock fails, naming it; the others in its batch hold.
+    fs.writeFileSync(path.join(root, 'packs/00/late'), 'x');
+    const [ok, gone] = await Promise.allSettled([b.retention!.lockUntil('packs/00/late', until), (async () => {
+      fs.mkdirSync(path.join(root, 'packs/09'), { recursive: true });
+      return b.retention!.lockUntil('packs/09/never-written', until);
+    })()]);
+    expect(ok.status).toBe('fulfilled');
+    expect(gone.status).toBe('rejected');
+    expect(String((gone as PromiseRejectedResult).reason)).toMatch(/making packs\/09\/never-written immutable failed/);
+    expect(execFileSync('lsattr', [path.join(root, 'packs/00/late')]).toString()).toMatch(/^\S*i\S* /);
   });
 
   it('a locked restore point: delete and GC are refused until its lock ends, then it is deleted and GC frees its packs', async () => {

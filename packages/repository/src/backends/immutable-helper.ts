@@ -41,10 +41,54 @@ const run = promisify(execFile);
 /** The lock records' folder in the repository (root's own). */
 export const RECORDS_DIR = '.immutable';
 
-async function chattr(flag: '+i' | '-i', abs: string): Promise<void> {
-  // Paths are absolute, so chattr never reads one as a mode or an option.
-  await run('chattr', [flag, abs], { timeout: 30_000 });
+type Flag = '+i' | '-i';
+interface Waiting {
+  abs: string;
+  done: (err?: unknown) => void;
 }
+
+/** chattr processes started by this process (tests count them). */
+export let chattrRuns = 0;
+/** Files per chattr process at most. */
+const CHATTR_BATCH = 128;
+
+async function chattrNow(flag: Flag, files: string[]): Promise<void> {
+  chattrRuns++;
+  // Paths are absolute, so chattr never reads one as a mode or an option.
+  await run('chattr', [flag, ...files], { timeout: 30_000 });
+}
+
+/**
+ * chattr for many files at once: while a chattr process runs, the files asked for meanwhile wait and go
+ * together in the next one (a point locks its packs several at a time, so most of them share a process).
+ * When a batch fails, each of its files is tried alone, so an error belongs to the file it names.
+ */
+function batcher(flag: Flag): (abs: string) => Promise<void> {
+  const waiting: Waiting[] = [];
+  let running = false;
+  const drain = async () => {
+    running = true;
+    while (waiting.length) {
+      const batch = waiting.splice(0, CHATTR_BATCH);
+      try {
+        await chattrNow(flag, batch.map((w) => w.abs));
+        for (const w of batch) w.done();
+      } catch (err) {
+        if (batch.length === 1) batch[0]!.done(err);
+        else await Promise.all(batch.map((w) => chattrNow(flag, [w.abs]).then(() => w.done(), (e: unknown) => w.done(e))));
+      }
+    }
+    running = false;
+  };
+  return (abs) =>
+    new Promise<void>((resolve, reject) => {
+      waiting.push({ abs, done: (err) => (err === undefined ? resolve() : reject(err)) });
+      if (!running) void drain();
+    });
+}
+
+const setFlag: Record<Flag, (abs: string) => Promise<void>> = { '+i': batcher('+i'), '-i': batcher('-i') };
+const chattr = (flag: Flag, abs: string) => setFlag[flag](abs);
 
 const stderrOf = (err: unknown) => ((err as { stderr?: string }).stderr || (err as Error).message).trim();
 
