@@ -22,7 +22,7 @@ describe('the protection overview: per VM protection, last backup and the last 2
     return res.json() as ProtectionOverview;
   };
   /** A finished backup run of one VM of the job, with one disk row, `hoursAgo` hours ago. */
-  const backupRun = async (vm: LabVm, status: 'succeeded' | 'warning' | 'failed', hoursAgo: number, disk: { cbtUsed: boolean; bytesWritten: number }, error: string | null = null) => {
+  const backupRun = async (vm: LabVm, status: 'succeeded' | 'warning' | 'failed', hoursAgo: number, disk: { readMode: 'changed' | 'full' | null; bytesWritten: number }, error: string | null = null) => {
     const at = new Date(Date.now() - hoursAgo * 3600_000);
     const run = await ctx.d.db.jobRun.create({
       data: {
@@ -37,7 +37,7 @@ describe('the protection overview: per VM protection, last backup and the last 2
       include: { vms: true },
     });
     await ctx.d.db.runDisk.create({
-      data: { runVmId: run.vms[0]!.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 1n << 20n, phase: 'done', cbtUsed: disk.cbtUsed, bytesRead: BigInt(disk.bytesWritten), bytesWritten: BigInt(disk.bytesWritten) },
+      data: { runVmId: run.vms[0]!.id, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 1n << 20n, phase: 'done', cbtUsed: disk.readMode !== null, readMode: disk.readMode, bytesRead: BigInt(disk.bytesWritten), bytesWritten: BigInt(disk.bytesWritten) },
     });
     if (status !== 'failed') {
       await ctx.d.db.restorePoint.create({
@@ -81,15 +81,15 @@ describe('the protection overview: per VM protection, last backup and the last 2
   });
 
   it('shows the last backup of each VM (a failed one in its row), restore points and the counts of the last 24 hours', async () => {
-    await backupRun(app01, 'succeeded', 30, { cbtUsed: false, bytesWritten: 1000 });
-    const latest = await backupRun(app01, 'succeeded', 2, { cbtUsed: true, bytesWritten: 200 });
-    await backupRun(db01, 'succeeded', 5, { cbtUsed: false, bytesWritten: 3000 });
-    const failed = await backupRun(db01, 'failed', 1, { cbtUsed: true, bytesWritten: 0 }, 'the snapshot could not be taken');
-    await backupRun(web01, 'warning', 3, { cbtUsed: true, bytesWritten: 50 }); // CBT, but no earlier point: a full read
+    await backupRun(app01, 'succeeded', 30, { readMode: 'full', bytesWritten: 1000 });
+    const latest = await backupRun(app01, 'succeeded', 2, { readMode: 'changed', bytesWritten: 200 });
+    await backupRun(db01, 'succeeded', 5, { readMode: 'full', bytesWritten: 3000 });
+    const failed = await backupRun(db01, 'failed', 1, { readMode: null, bytesWritten: 0 }, 'the snapshot could not be taken');
+    await backupRun(web01, 'warning', 3, { readMode: 'full', bytesWritten: 50 }); // CBT, but no earlier point: a full read
     const o = await overview();
     const byName = (name: string) => o.vms.find((v) => v.name === name)!;
     expect(byName('app01')).toMatchObject({ protected: true, unprotectedReason: null, restorePoints: 2, lastBackup: { runId: latest, status: 'succeeded', mode: 'incremental', bytesWritten: 200, error: null } });
-    expect(byName('db01')).toMatchObject({ protected: true, restorePoints: 1, lastBackup: { runId: failed, status: 'failed', error: 'the snapshot could not be taken' } });
+    expect(byName('db01')).toMatchObject({ protected: true, restorePoints: 1, lastBackup: { runId: failed, status: 'failed', mode: null, error: 'the snapshot could not be taken' } });
     // A restore point without a job covering the VM does not make it protected.
     expect(byName('web01')).toMatchObject({ protected: false, unprotectedReason: 'no_job', restorePoints: 1, lastBackup: { status: 'warning', mode: 'full', bytesWritten: 50 } });
     expect(o.last24h).toEqual({ succeeded: 2, warnings: 1, failed: 1, running: 0 });

@@ -75,6 +75,8 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       points.push({ id: point!.repoPointId, vmId: point!.vmInstanceUuid });
       reads.push(vm.disks.reduce((n, d) => n + Number(d.bytesRead), 0));
       expect(vm.disks.every((d) => d.cbtUsed)).toBe(true);
+      // The first reads every allocated area; the later ones only what CBT says changed.
+      expect(vm.disks.map((d) => d.readMode)).toEqual(vm.disks.map(() => (round === 0 ? 'full' : 'changed')));
       await nothingLeftBehind(b, 'app01');
     }
     // Every point is complete on its own: read each back and compare with the truth of its day.

@@ -98,6 +98,8 @@ export const RunDiskSchema = z.object({
   transport: z.string().nullable(),
   transportReason: z.array(z.string()),
   cbtUsed: z.boolean(),
+  /** Backups: `changed` (an incremental: the CBT areas since the parent point) or `full`; null before the disk opens and for restores. */
+  readMode: z.enum(['changed', 'full']).nullable(),
   bytesRead: z.number(),
   bytesWritten: z.number(),
   bytesSkipped: z.number(),

@@ -89,6 +89,7 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
         transport: d.transport,
         transportReason: Array.isArray(d.transportReason) ? (d.transportReason as string[]) : [],
         cbtUsed: d.cbtUsed,
+        readMode: d.readMode === 'changed' || d.readMode === 'full' ? d.readMode : null,
         bytesRead: Number(d.bytesRead),
         bytesWritten: Number(d.bytesWritten),
         bytesSkipped: Number(d.bytesSkipped),

@@ -26,13 +26,12 @@ interface LatestItem {
 
 /** The latest finished backup item of every VM (keyed like VmProtection.key), with what its disks moved. */
 async function latestBackups(db: Db): Promise<Map<string, LastBackup>> {
-  // Incremental: every disk read through CBT against an earlier sound restore point of the VM in the job's
-  // repository (what the backup cycle needs to read changed areas only); otherwise a full read.
+  // Incremental: every disk that opened was read as its CBT changes since the parent point (the engine records
+  // how it read each disk); null when no disk opened.
   const rows = await db.$queryRaw<LatestItem[]>`
     WITH items AS (
-      SELECT COALESCE(v.vm_instance_uuid, j.vcenter_id::text || '/' || v.vm_moref) AS k, v.id, v.run_id, v.vm_instance_uuid,
-             j.repository_id, v.status::text AS status, COALESCE(v.started_at, r.created_at) AS started_at,
-             COALESCE(v.finished_at, r.created_at) AS at, v.error
+      SELECT COALESCE(v.vm_instance_uuid, j.vcenter_id::text || '/' || v.vm_moref) AS k, v.id, v.run_id,
+             v.status::text AS status, COALESCE(v.finished_at, r.created_at) AS at, v.error
       FROM run_vms v JOIN job_runs r ON r.id = v.run_id LEFT JOIN backup_jobs j ON j.id = r.job_id
       WHERE r.kind = 'backup' AND v.status IN ('succeeded', 'warning', 'failed', 'cancelled')
     ), latest AS (
@@ -40,11 +39,9 @@ async function latestBackups(db: Db): Promise<Map<string, LastBackup>> {
     )
     SELECT l.k, l.run_id::text AS run_id, l.status, l.at, l.error,
            COALESCE(SUM(d.bytes_written), 0)::bigint AS bytes_written,
-           bool_and(d.cbt_used) FILTER (WHERE d.bytes_read > 0 OR d.bytes_skipped > 0)
-             AND EXISTS (SELECT 1 FROM restore_points p WHERE p.vm_instance_uuid = l.vm_instance_uuid AND p.repository_id = l.repository_id
-                           AND p.created_at < l.started_at AND NOT p.suspect) AS incremental
+           bool_and(d.read_mode = 'changed') AS incremental
     FROM latest l LEFT JOIN run_disks d ON d.run_vm_id = l.id
-    GROUP BY l.k, l.run_id, l.vm_instance_uuid, l.repository_id, l.status, l.started_at, l.at, l.error`;
+    GROUP BY l.k, l.run_id, l.status, l.at, l.error`;
   return new Map(
     rows.map((r) => [
       r.k,
@@ -76,7 +73,7 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
       db.jobRun.count({ where: { kind: 'backup', status: { in: ['queued', 'running'] } } }),
     ]);
     const inventories = await Promise.allSettled(vcenters.map((vc) => deps.inventory.listVms(connectionOf(vc, deps.secretKey), vc.name, query.fresh ? { maxAgeMs: 0 } : {})));
-    let inventoryAsOf: Date | null = null;
+    let inventoryAsOf = null as Date | null;
 
     const vms = new Map<string, VmProtection>();
     /** `<vCenter id>/<moref>` → key, so a job source without an instance UUID finds its inventory VM. */

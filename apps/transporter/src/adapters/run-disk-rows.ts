@@ -18,6 +18,7 @@ function diskData(u: DiskUpdate) {
     ...(u.transport !== undefined ? { transport: u.transport } : {}),
     ...(u.reasons !== undefined ? { transportReason: u.reasons } : {}),
     ...(u.cbtUsed !== undefined ? { cbtUsed: u.cbtUsed } : {}),
+    ...(u.readMode !== undefined ? { readMode: u.readMode } : {}),
     ...(u.bytesRead !== undefined ? { bytesRead: BigInt(u.bytesRead) } : {}),
     ...(u.bytesWritten !== undefined ? { bytesWritten: BigInt(u.bytesWritten) } : {}),
     ...(u.bytesSkipped !== undefined ? { bytesSkipped: BigInt(u.bytesSkipped) } : {}),

@@ -49,6 +49,8 @@ export interface DiskOutcome {
   transport: string;
   reasons: string[];
   cbtUsed: boolean;
+  /** `changed`: only the CBT areas since the parent point were read (an incremental); `full`: every allocated area. */
+  readMode: 'changed' | 'full';
   bytesRead: number;
   bytesWritten: number;
   bytesSkipped: number;
@@ -369,7 +371,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
     transport: job.choice.transport,
   });
   meter.transport = job.choice.transport;
-  await deps.diskPhase(disk.key, { phase: 'opening', label: disk.label, capacityBytes: capacity, transport: job.choice.transport, reasons, cbtUsed, startedAt, bytesSkipped: meter.bytesSkipped });
+  await deps.diskPhase(disk.key, { phase: 'opening', label: disk.label, capacityBytes: capacity, transport: job.choice.transport, reasons, cbtUsed, readMode: incremental ? 'changed' : 'full', startedAt, bytesSkipped: meter.bytesSkipped });
 
   let transport = job.choice.transport;
   // SAN or HotAdd failing once the snapshot exists: automatic mode always continues over the network (it is
@@ -475,6 +477,7 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
     transport,
     reasons,
     cbtUsed,
+    readMode: incremental ? 'changed' : 'full',
     bytesRead: meter.bytesRead,
     bytesWritten: diskWriter.stats.newStoredBytes,
     bytesSkipped: meter.bytesSkipped,

@@ -20,6 +20,8 @@ export interface DiskUpdate {
   transport?: string;
   reasons?: string[];
   cbtUsed?: boolean;
+  /** Backups: `changed` when only the CBT areas since the parent point are read (an incremental), else `full`. */
+  readMode?: 'changed' | 'full';
   bytesRead?: number;
   bytesWritten?: number;
   bytesSkipped?: number;

@@ -70,7 +70,8 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <span>
           <strong>{disk.label}</strong> <span className="muted">{formatBytes(disk.capacityBytes)}</span> ·{' '}
           <span data-testid="disk-transport">{transportLabel(transport)}</span>
-          {disk.cbtUsed && <span className="muted"> · CBT</span>} <span className="muted">· {phase}</span>
+          {disk.cbtUsed && <span className="muted"> · CBT</span>}
+          {disk.readMode && <span className="muted"> · {disk.readMode === 'changed' ? 'incremental' : 'full read'}</span>} <span className="muted">· {phase}</span>
         </span>
         <span className="muted">
           {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
