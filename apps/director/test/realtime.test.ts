@@ -19,6 +19,8 @@ const progress = (runId: string, bytesRead: number): RunEventOf<'disk.progress'>
   bytesWritten: 0,
   bytesSkipped: 0,
   bytesTotal: 100,
+  bytesVerified: 0,
+  verifyTotal: 0,
   bytesPerSecond: 1,
   peakBytesPerSecond: 1,
   etaSeconds: null,

@@ -126,6 +126,16 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     const last = (key: number) => progress.filter((e) => e.deviceKey === key).at(-1) as { phase: string; bytesTotal: number; transport: string } | undefined;
     expect(last(ide!.deviceKey)).toMatchObject({ phase: 'done', bytesTotal: 4 * MiB, transport: 'nbdssl' });
     expect(last(scsi!.deviceKey)).toMatchObject({ phase: 'done', bytesTotal: 3 * MiB, transport: 'hotadd' });
+    // The verify pass is part of the progress: every disk is read back whole, counted as it goes, and stored.
+    for (const d of [ide!, scsi!]) {
+      const ticks = progress.filter((e) => e.deviceKey === d.deviceKey) as { phase: string; bytesVerified: number; verifyTotal: number }[];
+      expect(ticks.every((t) => t.verifyTotal === Number(d.capacityBytes))).toBe(true);
+      const verified = ticks.filter((t) => t.phase === 'verifying').map((t) => t.bytesVerified);
+      expect(verified[0]).toBe(0);
+      expect(verified).toEqual([...verified].sort((x, y) => x - y));
+      expect(ticks.at(-1)!.bytesVerified).toBe(Number(d.capacityBytes));
+      expect(d.bytesVerified).toBe(d.capacityBytes);
+    }
     expect(b.events.slice(mark).some((e) => e.type === 'vm.phase' && e.phase === 'writing')).toBe(true);
 
     const log = (item.log as { message: string }[]).map((l) => l.message);

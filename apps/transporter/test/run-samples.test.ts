@@ -38,6 +38,8 @@ describe('run disk samples in PostgreSQL', () => {
     bytesRead,
     bytesWritten: Math.floor(bytesRead / 2),
     bytesSkipped: 0,
+    bytesVerified: 0,
+    verifyTotal: 0,
     bytesPerSecond: 0,
     peakBytesPerSecond: 0,
     etaSeconds: null,

@@ -103,6 +103,8 @@ export const RunDiskSchema = z.object({
   bytesRead: z.number(),
   bytesWritten: z.number(),
   bytesSkipped: z.number(),
+  /** Restores: bytes the verify pass has read back (the whole disk once verified). */
+  bytesVerified: z.number(),
   /** Read speed in bytes per second: the average from start to the last tick, and the fastest second; 0 before bytes moved. */
   speed: z.object({ average: z.number(), peak: z.number() }),
   /** The last measured busy fractions, kept after the run; null before the first bytes moved. */
@@ -205,6 +207,9 @@ export const DiskProgressSchema = z.object({
   bytesWritten: z.number(),
   bytesSkipped: z.number(),
   bytesTotal: z.number(),
+  /** Restores: bytes the verify pass has read back so far, and how many it reads in all (0: no verify pass). */
+  bytesVerified: z.number().default(0),
+  verifyTotal: z.number().default(0),
   /** Bytes read per second since the disk started (its average so far). */
   bytesPerSecond: z.number(),
   /** The fastest second so far (windows of a second; a disk done sooner counts its whole time). */

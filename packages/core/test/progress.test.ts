@@ -55,3 +55,38 @@ describe('DiskMeter speed', () => {
     expect(last()).toMatchObject({ bytesPerSecond: 0, peakBytesPerSecond: 0 });
   });
 });
+
+describe('DiskMeter with a verify pass (restores)', () => {
+  it('counts the read-back in the ETA: while writing, what is left to write and the whole verify at the speed so far; while verifying, what is left at its own speed', () => {
+    const { m, at, last } = meter();
+    m.verifyTotal = 100 * MiB;
+    at(1000);
+    m.bytesRead = 20 * MiB;
+    m.bytesSkipped = 30 * MiB;
+    m.emit(true);
+    // 50 MiB left to write and 100 MiB to read back, at 20 MiB/s.
+    expect(last()).toMatchObject({ etaSeconds: 8, bytesVerified: 0, verifyTotal: 100 * MiB });
+    at(2000);
+    m.bytesRead = 70 * MiB;
+    m.setPhase('verifying');
+    expect(last().etaSeconds).toBeNull();
+    at(3000);
+    m.bytesVerified = 50 * MiB;
+    m.emit(true);
+    // Reading back at 50 MiB/s, 50 MiB left.
+    expect(last()).toMatchObject({ phase: 'verifying', bytesVerified: 50 * MiB, etaSeconds: 1 });
+    at(3500);
+    m.bytesVerified = 100 * MiB;
+    m.setPhase('done');
+    expect(last()).toMatchObject({ bytesVerified: 100 * MiB, etaSeconds: 0 });
+  });
+
+  it('without a verify pass (backups) the ETA is what is left to read, as before', () => {
+    const { m, at, last } = meter();
+    at(2000);
+    m.bytesRead = 40 * MiB;
+    m.bytesSkipped = 20 * MiB;
+    m.emit(true);
+    expect(last()).toMatchObject({ etaSeconds: 2, bytesVerified: 0, verifyTotal: 0 });
+  });
+});

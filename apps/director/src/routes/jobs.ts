@@ -93,6 +93,7 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
         bytesRead: Number(d.bytesRead),
         bytesWritten: Number(d.bytesWritten),
         bytesSkipped: Number(d.bytesSkipped),
+        bytesVerified: Number(d.bytesVerified),
         speed: { average: Number(d.avgBytesPerSecond), peak: Number(d.peakBytesPerSecond) },
         bottleneck: BottleneckSchema.safeParse(d.bottleneck).data ?? null,
         startedAt: iso(d.startedAt),

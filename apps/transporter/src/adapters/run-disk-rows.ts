@@ -22,6 +22,7 @@ function diskData(u: DiskUpdate) {
     ...(u.bytesRead !== undefined ? { bytesRead: BigInt(u.bytesRead) } : {}),
     ...(u.bytesWritten !== undefined ? { bytesWritten: BigInt(u.bytesWritten) } : {}),
     ...(u.bytesSkipped !== undefined ? { bytesSkipped: BigInt(u.bytesSkipped) } : {}),
+    ...(u.bytesVerified !== undefined ? { bytesVerified: BigInt(u.bytesVerified) } : {}),
     ...(u.startedAt !== undefined ? { startedAt: u.startedAt } : {}),
     ...(u.finishedAt !== undefined ? { finishedAt: u.finishedAt } : {}),
     ...(u.error !== undefined ? { error: u.error } : {}),
@@ -60,7 +61,7 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
       const d = stateOf(deviceKey);
       return serial(d, async () => {
         const live = d.published;
-        const data = diskData(live && u.bytesRead === undefined ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, ...u } : u);
+        const data = diskData(live && u.bytesRead === undefined ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, bytesVerified: live.bytesVerified, ...u } : u);
         const id = await rowIdOf(deviceKey, d);
         if (id) await db.runDisk.update({ where: { id }, data });
         else d.rowId = (await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data }, select: { id: true } })).id;
@@ -92,6 +93,7 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
               bytesRead: BigInt(p.bytesRead),
               bytesWritten: BigInt(p.bytesWritten),
               bytesSkipped: BigInt(p.bytesSkipped),
+              bytesVerified: BigInt(p.bytesVerified),
               phase: p.phase,
               ...(moved ? { bottleneck: p.bottleneck, avgBytesPerSecond: BigInt(p.bytesPerSecond), peakBytesPerSecond: BigInt(p.peakBytesPerSecond) } : {}),
             },

@@ -25,6 +25,8 @@ export interface DiskUpdate {
   bytesRead?: number;
   bytesWritten?: number;
   bytesSkipped?: number;
+  /** Restores: bytes read back by the verify pass. */
+  bytesVerified?: number;
   startedAt?: Date;
   finishedAt?: Date;
   error?: string | null;
@@ -34,6 +36,10 @@ export class DiskMeter {
   bytesRead = 0;
   bytesWritten = 0;
   bytesSkipped = 0;
+  /** Restores: what the verify pass has read back so far, and what it reads in all (0: no verify pass). */
+  bytesVerified = 0;
+  verifyTotal = 0;
+  private verifyStartedAt: number | null = null;
   phase = 'queued';
   transport: string | null = null;
   private readonly busy = { source: 0, processing: 0, target: 0 };
@@ -70,7 +76,23 @@ export class DiskMeter {
 
   setPhase(phase: string): void {
     this.phase = phase;
+    if (phase === 'verifying') this.verifyStartedAt ??= this.now();
     this.emit(true);
+  }
+
+  /**
+   * Seconds left: while verifying, what is left to read back at the verify pass's own speed; before, what is
+   * left to move at the speed so far, plus the verify pass at that speed too (it reads every byte, the writes
+   * skip zeros, so this errs long).
+   */
+  private eta(t: number, speed: number): number | null {
+    const verifyLeft = Math.max(0, this.verifyTotal - this.bytesVerified);
+    if (this.verifyStartedAt !== null) {
+      const verifySpeed = this.bytesVerified / (Math.max(1, t - this.verifyStartedAt) / 1000);
+      return verifySpeed > 0 ? Math.round(verifyLeft / verifySpeed) : null;
+    }
+    const left = Math.max(0, this.base.bytesTotal - this.bytesRead - this.bytesSkipped) + verifyLeft;
+    return speed > 0 ? Math.round(left / Math.max(speed, 1)) : null;
   }
 
   /** Folds the current window into the peak once it spans a second (or, on a forced tick, any span while no second was measured yet). */
@@ -89,9 +111,7 @@ export class DiskMeter {
     if (!force && t - this.lastEmit < 250) return;
     this.lastEmit = t;
     const elapsed = Math.max(1, t - this.startedAt) / 1000;
-    const done = this.bytesRead + this.bytesSkipped;
     const speed = this.bytesRead / elapsed;
-    const remaining = Math.max(0, this.base.bytesTotal - done);
     const total = this.busy.source + this.busy.processing + this.busy.target || 1;
     this.sink.disk({
       ...this.base,
@@ -100,9 +120,11 @@ export class DiskMeter {
       bytesRead: this.bytesRead,
       bytesWritten: this.bytesWritten,
       bytesSkipped: this.bytesSkipped,
+      bytesVerified: this.bytesVerified,
+      verifyTotal: this.verifyTotal,
       bytesPerSecond: Math.round(speed),
       peakBytesPerSecond: Math.round(Math.max(this.peak, speed)),
-      etaSeconds: speed > 0 ? Math.round(remaining / Math.max(speed, 1)) : null,
+      etaSeconds: this.eta(t, speed),
       bottleneck: {
         source: round(this.busy.source / total),
         processing: round(this.busy.processing / total),

@@ -95,6 +95,8 @@ export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promi
   const meterFor = (transport: string) => {
     const m = new DiskMeter({ runId: ctx.runId ?? '', runVmId: ctx.runVmId ?? '', deviceKey, bytesTotal: job.capacity }, ctx.progress);
     m.transport = transport;
+    // Every disk is read back whole after it is written: the verify pass is part of its progress and ETA.
+    m.verifyTotal = job.capacity;
     return m;
   };
   let transport: Transport = job.choice.transport;
@@ -126,6 +128,7 @@ export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promi
     bytesRead: result.bytesWritten,
     bytesWritten: result.bytesWritten,
     bytesSkipped: result.bytesSkipped,
+    bytesVerified: job.capacity,
     finishedAt: new Date(),
   });
   return { key: job.sourceKey, label: job.label, fileName: job.fileName, capacityBytes: job.capacity, transport, reasons, ...result };
@@ -163,8 +166,11 @@ async function readBackSha(ctx: DiskWriteContext, capacity: number, read: (o: nu
       checkCancel(ctx);
       while (next < capacity && free.length > 0) launch();
       const head = inFlight.shift()!;
-      h.update(await meter.time('target', () => head.data));
+      const data = await meter.time('target', () => head.data);
+      h.update(data);
       free.push(head.buf);
+      meter.bytesVerified += data.length;
+      meter.emit();
     }
   } finally {
     // On a failure or a cancel, let what is still in flight end before the caller closes the device.

@@ -51,14 +51,16 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   const read = live?.bytesRead ?? disk.bytesRead;
   const skipped = live?.bytesSkipped ?? disk.bytesSkipped;
   const stored = live?.bytesWritten ?? disk.bytesWritten;
+  const verifiedBytes = live?.bytesVerified ?? disk.bytesVerified;
   const isLive = running && live !== undefined && !disk.finishedAt;
   const windowSpeed = useWindowSpeed(isLive ? live : undefined);
   const elapsed = secondsBetween(disk.startedAt, disk.finishedAt);
   // Live: the latest tick's; afterwards the average and fastest second the Transporter recorded (older runs: bytes over time).
   const speed = isLive ? (windowSpeed ?? live.bytesPerSecond) : disk.speed.average > 0 ? disk.speed.average : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
   const peak = isLive ? live.peakBytesPerSecond : disk.speed.peak;
-  // ETA from the windowed speed (what is left to read: the disk less what was read or skipped), else the Transporter's.
-  const eta = isLive ? (windowSpeed && windowSpeed > 0 ? Math.round(Math.max(0, live.bytesTotal - read - skipped) / windowSpeed) : live.etaSeconds) : null;
+  // ETA from the windowed speed (what is left to read: the disk less what was read or skipped), else the Transporter's;
+  // a restore's includes the verify pass, whose speed only the Transporter measures.
+  const eta = isLive ? (windowSpeed && windowSpeed > 0 && live.verifyTotal === 0 ? Math.round(Math.max(0, live.bytesTotal - read - skipped) / windowSpeed) : live.etaSeconds) : null;
   const transport = live?.transport ?? disk.transport;
   // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
@@ -76,12 +78,14 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <span className="muted">
           {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
           {speed > 0 && <span data-testid="disk-speed">{` · ${formatBytes(speed)}/s${peak > speed ? ` (peak ${formatBytes(peak)}/s)` : ''}`}</span>}
-          {isLive && phase !== 'verifying' && eta !== null && <span data-testid="disk-eta">{` · ${formatDuration(eta)} left`}</span>}
+          {restore && verifiedBytes > 0 && <span data-testid="disk-read-back">{` · read back ${formatBytes(verifiedBytes)} of ${formatBytes(disk.capacityBytes)}`}</span>}
+          {isLive && eta !== null && <span data-testid="disk-eta">{` · ${formatDuration(eta)} left`}</span>}
         </span>
       </div>
-      {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the whole disk, zeros included. */}
+      {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the
+          whole disk, zeros included, written and then read back whole. */}
       {restore ? (
-        <ProgressBar done={disk.finishedAt || phase === 'verifying' ? 1 : stored + skipped} total={disk.finishedAt || phase === 'verifying' ? 1 : disk.capacityBytes} label={`${disk.label} progress`} />
+        <ProgressBar done={disk.finishedAt ? 1 : stored + skipped + verifiedBytes} total={disk.finishedAt ? 1 : 2 * disk.capacityBytes} label={`${disk.label} progress`} />
       ) : (
         <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
       )}
