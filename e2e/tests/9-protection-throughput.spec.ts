@@ -1,39 +1,11 @@
-/// <reference lib="dom" />
-// (page.evaluate callbacks run in the page: they use the DOM.)
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
+import { fitsWidths } from '../fixtures/layout.ts';
 import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
 
 const VM = 'e2e-chart-01';
 const BARE = 'e2e-bare-01';
 const MiB = 1024 * 1024;
-
-/** No horizontal scrolling at a phone's and a laptop's width (a failure names the elements sticking out). */
-async function fitsWidths(page: Page) {
-  for (const width of [390, 1440]) {
-    await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
-    const overflow = () =>
-      page.evaluate(() => {
-        const root = document.documentElement;
-        if (root.scrollWidth <= root.clientWidth) return [];
-        const clipped = (e: Element) => {
-          for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) if (getComputedStyle(a).overflowX !== 'visible') return true;
-          return false;
-        };
-        const out = (e: Element) => e.getBoundingClientRect().right > root.clientWidth + 1 && !clipped(e);
-        // The innermost elements reaching past the window, not inside a scrolling box: what makes the page scroll.
-        const culprits = Array.from(document.querySelectorAll('body *'))
-          .filter((e) => out(e) && !Array.from(e.children).some(out))
-          .slice(0, 12)
-          .map((e) => `${e.tagName.toLowerCase()}.${Array.from(e.classList).join('.')} (${Math.round(e.getBoundingClientRect().width)} px)`);
-        if (culprits.length) return culprits;
-        // Else something inside a scrolling box that escapes it (an absolute element whose containing block is outside).
-        const past = Array.from(document.querySelectorAll('body *')).filter((e) => e.getBoundingClientRect().right > root.clientWidth + 0.5);
-        return [`the page is ${root.scrollWidth - root.clientWidth} px too wide`, ...past.slice(0, 8).map((e) => `${e.tagName.toLowerCase()}.${Array.from(e.classList).join('.')} right ${Math.round(e.getBoundingClientRect().right)} ${e.textContent?.slice(0, 40) ?? ''}`)];
-      });
-    await expect.poll(overflow, { message: `horizontal scroll at ${width} px on ${page.url()}` }).toEqual([]);
-  }
-}
 
 test('a backup stores its throughput: after a reload the run page charts the stored samples; the overview shows it protected and a VM no job covers unprotected', async ({ page }) => {
   test.setTimeout(240_000);

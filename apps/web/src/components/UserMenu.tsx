@@ -45,8 +45,8 @@ export function UserMenu({ me, onSignOut }: { me: Me; onSignOut: () => void }) {
         <span className="avatar" aria-hidden="true">
           {me.username.slice(0, 1).toUpperCase()}
         </span>
-        <span>{me.username}</span>
-        <span className="muted small">{me.role}</span>
+        <span className="user-name">{me.username}</span>
+        <span className="muted small user-role">{me.role}</span>
       </button>
       {open && (
         <div className="menu" role="menu" aria-label="Account">

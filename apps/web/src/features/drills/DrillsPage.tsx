@@ -76,23 +76,23 @@ export default function DrillsPage() {
       )}
       {drills.data && drills.data.length > 0 && (
         <section className="card">
-          <table data-testid="drills">
+          <table className="cards" data-testid="drills">
             <TableHead columns={['Drill', 'Schedule', 'Next run', 'Restore point', 'Last result', 'Enabled']} actions="Actions" />
             <tbody>
               {drills.data.map((d) => {
                 const running = d.lastResults.some((r) => r.run && (r.run.status === 'queued' || r.run.status === 'running'));
                 return (
                   <tr key={d.id} data-testid="drill-row">
-                    <td>
+                    <td data-label="Drill">
                       <strong>{d.name}</strong>
                       <div className="muted small">
                         {vcenters.data?.find((v) => v.id === d.vcenterId)?.name ?? 'vCenter'} · {d.datastore ? `datastore ${d.datastore}` : 'the source datastores'}
                       </div>
                     </td>
-                    <td>{describeSchedule(d.schedule)}</td>
-                    <td>{d.nextRunAt ? formatDateTime(d.nextRunAt) : <span className="muted">{d.schedule && !d.enabled ? 'disabled' : '—'}</span>}</td>
-                    <td>{d.pointChoice === 'random' ? 'a random one' : 'the newest'}</td>
-                    <td className="small">
+                    <td data-label="Schedule">{describeSchedule(d.schedule)}</td>
+                    <td data-label="Next run">{d.nextRunAt ? formatDateTime(d.nextRunAt) : <span className="muted">{d.schedule && !d.enabled ? 'disabled' : '—'}</span>}</td>
+                    <td data-label="Restore point">{d.pointChoice === 'random' ? 'a random one' : 'the newest'}</td>
+                    <td data-label="Last result" className="small">
                       {d.lastResults.map((r) => (
                         <div key={r.instanceUuid} data-testid="drill-result">
                           {r.name}:{' '}
@@ -106,7 +106,7 @@ export default function DrillsPage() {
                         </div>
                       ))}
                     </td>
-                    <td>
+                    <td data-label="Enabled">
                       {operator ? (
                         <button
                           type="button"

@@ -78,18 +78,18 @@ export function InventoryPanel() {
             {inv?.isPending && <p className="muted">Reading the inventory…</p>}
             {inv?.isError && <p className="reason">{inv.error.message}</p>}
             {inv?.data && (
-              <table>
+              <table className="cards">
                 <TableHead columns={['Name', 'Power', 'CBT', 'Disks']} actions="Actions" />
                 <tbody>
                   {inv.data.map((vm) => (
                     <tr key={vm.moref} data-testid="vm-row">
-                      <td>
+                      <td data-label="Name">
                         <strong>{vm.name}</strong>
                         <div className="muted small">{vm.guestId ?? vm.moref}</div>
                       </td>
-                      <td>{powerLabel(vm.powerState)}</td>
-                      <td>{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>
-                      <td>{vm.disks.map((d) => `${formatBytes(d.capacityBytes)} ${d.controller}`).join(', ')}</td>
+                      <td data-label="Power">{powerLabel(vm.powerState)}</td>
+                      <td data-label="CBT">{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>
+                      <td data-label="Disks">{vm.disks.map((d) => `${formatBytes(d.capacityBytes)} ${d.controller}`).join(', ')}</td>
                       <td className="actions">
                         {canRun && pointsOf(vm) && (
                           <Link className="button" to={paths.restoreVm(pointsOf(vm)!)} aria-label={`Restore ${vm.name}`}>

@@ -71,7 +71,7 @@ export default function RunsPage() {
           {runs.data.length === 0 ? (
             <p className="muted">No run matches.</p>
           ) : (
-            <table data-testid="run-history">
+            <table className="cards" data-testid="run-history">
               <TableHead columns={['Started', 'Job', 'VMs', 'Status', 'Took', 'Read / stored']} />
               <tbody>
                 {runs.data.map((run) => {
@@ -79,19 +79,19 @@ export default function RunsPage() {
                   const took = secondsBetween(run.startedAt, run.finishedAt);
                   return (
                     <tr key={run.id} data-testid="history-row">
-                      <td>
+                      <td data-label="Started">
                         <Link to={paths.run(run.id)}>{formatDateTime(run.startedAt ?? run.createdAt)}</Link>
                         <div className="muted small">{run.trigger}</div>
                       </td>
-                      <td>
+                      <td data-label="Job">
                         {run.kind === 'backup' ? (jobName(run.jobId) ?? RUN_KIND.backup) : RUN_KIND[run.kind]}
                       </td>
-                      <td className="small">{run.vms.map((v) => v.vmName).join(', ')}</td>
-                      <td>
+                      <td data-label="VMs" className="small">{run.vms.map((v) => v.vmName).join(', ')}</td>
+                      <td data-label="Status">
                         <StatusPill status={run.status} />
                       </td>
-                      <td>{took !== null ? formatDuration(took) : '—'}</td>
-                      <td className="small">
+                      <td data-label="Took">{took !== null ? formatDuration(took) : '—'}</td>
+                      <td data-label="Read / stored" className="small">
                         {formatBytes(t.read)} / {formatBytes(t.stored)}
                       </td>
                     </tr>

@@ -21,29 +21,29 @@ export default function TransportersPage() {
       )}
       {transporters.data && transporters.data.length > 0 && (
         <section className="card">
-          <table data-testid="transporters">
+          <table className="cards" data-testid="transporters">
             <TableHead columns={['Transporter', 'State', 'Last heartbeat', 'Version', 'Transports', 'Running now']} />
             <tbody>
               {transporters.data.map((t) => (
                 <tr key={t.id} data-testid="transporter-row">
-                  <td>
+                  <td data-label="Transporter">
                     <strong>{t.name}</strong>
                     <div className="muted small">
                       {t.host} · {t.id}
                     </div>
                   </td>
-                  <td>
+                  <td data-label="State">
                     <span className={`pill ${t.online ? 'ok' : 'bad'}`}>{t.online ? 'online' : 'offline'}</span>
                   </td>
-                  <td>
+                  <td data-label="Last heartbeat">
                     <time dateTime={t.lastHeartbeat} title={formatDateTime(t.lastHeartbeat)}>
                       {ago(t.lastHeartbeat)}
                     </time>
                     <div className="muted small">up since {formatDateTime(t.startedAt)}</div>
                   </td>
-                  <td>{t.version}</td>
-                  <td className="small">{t.capabilities.transports.map(transportLabel).join(', ') || '—'}</td>
-                  <td data-testid="transporter-load">
+                  <td data-label="Version">{t.version}</td>
+                  <td data-label="Transports" className="small">{t.capabilities.transports.map(transportLabel).join(', ') || '—'}</td>
+                  <td data-label="Running now" data-testid="transporter-load">
                     {t.runningVms} VM{t.runningVms === 1 ? '' : 's'} · {t.runningDisks} of {t.capabilities.maxDiskTasks} disk tasks
                   </td>
                 </tr>

@@ -110,16 +110,16 @@ export default function UsersPage() {
       {users.isError && <LoadError what="users" error={users.error} />}
       {users.data && (
         <section className="card">
-          <table data-testid="users">
+          <table className="cards" data-testid="users">
             <TableHead columns={['User', 'Role', 'Last sign-in']} actions="Actions" />
             <tbody>
               {users.data.map((u) => (
                 <tr key={u.id} data-testid="user-row">
-                  <td>
+                  <td data-label="User">
                     <strong>{u.username}</strong> {u.id === me.id && <span className="pill">you</span>} {u.totpEnabled && <span className="pill">two-factor</span>} {u.mustChangePassword && <span className="muted small">one-time password not changed yet</span>}
                   </td>
-                  <td>{u.role}</td>
-                  <td>{u.lastLoginAt ? ago(u.lastLoginAt) : <span className="muted">never</span>}</td>
+                  <td data-label="Role">{u.role}</td>
+                  <td data-label="Last sign-in">{u.lastLoginAt ? ago(u.lastLoginAt) : <span className="muted">never</span>}</td>
                   <td className="actions">
                     {u.id !== me.id && (
                       <button

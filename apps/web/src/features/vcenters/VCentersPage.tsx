@@ -58,20 +58,20 @@ export default function VCentersPage() {
       {vcenters.data?.length === 0 && <p className="muted">No vCenter yet.</p>}
       {vcenters.data && vcenters.data.length > 0 && (
         <section className="card">
-          <table data-testid="vcenters">
+          <table className="cards" data-testid="vcenters">
             <TableHead columns={['vCenter', 'User', 'Pinned certificate (SHA-256)', 'Added']} actions="Actions" />
             <tbody>
               {vcenters.data.map((v) => (
                 <tr key={v.id} data-testid="vcenter-row">
-                  <td>
+                  <td data-label="vCenter">
                     <strong>{v.name}</strong> {v.isLab && <span className="pill">lab</span>}
                     <div className="muted small mono">{v.url}</div>
                   </td>
-                  <td>{v.username}</td>
-                  <td className="mono small thumb-cell" title={v.thumbprintSha256 ?? undefined}>
+                  <td data-label="User">{v.username}</td>
+                  <td data-label="Pinned certificate (SHA-256)" className="mono small thumb-cell" title={v.thumbprintSha256 ?? undefined}>
                     {v.thumbprintSha256 ?? <span className="muted">none (plain HTTP)</span>}
                   </td>
-                  <td>{formatDateTime(v.createdAt)}</td>
+                  <td data-label="Added">{formatDateTime(v.createdAt)}</td>
                   <td className="actions">
                     {admin && (
                       <button
