@@ -23,15 +23,18 @@ test('every page of the console has one h1 and passes axe-core with no serious o
     await nav(page, label);
     await check(label);
   }
-  // The pages reached from those: a run, a repository, the wizards, the password form.
+  // The pages reached from those: a run, a repository, a job, the wizards, the password form.
   const runs = (await (await page.request.get(`${url()}/api/runs`)).json()) as { id: string }[] | { items: { id: string }[] };
   const firstRun = (Array.isArray(runs) ? runs : runs.items)[0];
   expect(firstRun, 'the earlier specs made runs').toBeDefined();
   const repos = (await (await page.request.get(`${url()}/api/repositories`)).json()) as { id: string }[];
   expect(repos.length).toBeGreaterThan(0);
+  const jobs = (await (await page.request.get(`${url()}/api/jobs`)).json()) as { id: string }[];
+  expect(jobs.length).toBeGreaterThan(0);
   for (const [label, path] of [
     ['a run', `/runs/${firstRun!.id}`],
     ['a repository', `/repositories/${repos[0]!.id}`],
+    ['a job', `/jobs/${jobs[0]!.id}`],
     ['the job wizard', '/jobs/new'],
     ['the drill form', '/drills/new'],
     ['the restore wizard', '/restore'],

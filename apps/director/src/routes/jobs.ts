@@ -18,8 +18,15 @@ import {
   type Run,
   type RunDetail,
   type SchedulePreview,
+  JobHistoryQuerySchema,
+  JobHistorySchema,
+  JobsHistoryQuerySchema,
+  JobsHistorySchema,
+  type JobHistory,
+  type JobHistoryRun,
+  type JobsHistory,
 } from '@vaultline/contracts';
-import type { Db } from '@vaultline/db';
+import { Prisma, type Db } from '@vaultline/db';
 import type { EventBus, WorkQueue } from '@vaultline/queue';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -137,6 +144,62 @@ export function jobDto(j: JobRow & { runs?: LastRunRow[] }, now = new Date()): J
   };
 }
 
+type HistoryRow = {
+  job_id: string;
+  id: string;
+  status: JobHistoryRun['status'];
+  kind: JobHistoryRun['kind'];
+  trigger: string;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+  bytes_read: bigint;
+  bytes_written: bigint;
+};
+
+/** From start to finish; null until finished, 0 when it ended without starting (cancelled while queued). */
+function durationSeconds(startedAt: Date | null, finishedAt: Date | null): number | null {
+  if (!finishedAt) return null;
+  return startedAt ? Math.max(0, (finishedAt.getTime() - startedAt.getTime()) / 1000) : 0;
+}
+
+/**
+ * The latest `limit` runs of job `jobId` (of each job when null), oldest first per job, with bytes summed
+ * over their disks: one query, each job's runs read newest first through the (job_id, created_at) index.
+ */
+async function jobHistories(db: Db, jobId: string | null, limit: number, withBytes: boolean): Promise<HistoryRow[]> {
+  const jobs = jobId ? Prisma.sql`SELECT ${jobId}::uuid AS id` : Prisma.sql`SELECT id FROM backup_jobs`;
+  const bytes = withBytes
+    ? Prisma.sql`LEFT JOIN LATERAL (
+        SELECT sum(d.bytes_read) AS bytes_read, sum(d.bytes_written) AS bytes_written
+        FROM run_vms v JOIN run_disks d ON d.run_vm_id = v.id WHERE v.run_id = r.id) b ON true`
+    : Prisma.sql`LEFT JOIN LATERAL (SELECT 0 AS bytes_read, 0 AS bytes_written) b ON true`;
+  return db.$queryRaw<HistoryRow[]>`
+    SELECT j.id::text AS job_id, r.id::text AS id, r.status::text AS status, r.kind::text AS kind, r.trigger,
+      r.created_at, r.started_at, r.finished_at,
+      coalesce(b.bytes_read, 0)::bigint AS bytes_read, coalesce(b.bytes_written, 0)::bigint AS bytes_written
+    FROM (${jobs}) j
+    CROSS JOIN LATERAL (
+      SELECT * FROM job_runs WHERE job_id = j.id ORDER BY created_at DESC, id DESC LIMIT ${limit}) r
+    ${bytes}
+    ORDER BY j.id, r.created_at ASC, r.id ASC`;
+}
+
+function historyRunDto(r: HistoryRow): JobHistoryRun {
+  return {
+    id: r.id,
+    status: r.status,
+    kind: r.kind,
+    trigger: r.trigger,
+    createdAt: r.created_at.toISOString(),
+    startedAt: iso(r.started_at),
+    finishedAt: iso(r.finished_at),
+    durationSeconds: durationSeconds(r.started_at, r.finished_at),
+    bytesRead: Number(r.bytes_read),
+    bytesWritten: Number(r.bytes_written),
+  };
+}
+
 function checkSchedule(schedule: string | null | undefined): void {
   const bad = schedule ? scheduleProblem(schedule) : null;
   if (bad) throw new AppError('bad_request', `schedule "${schedule}" is not a valid cron expression: ${bad}`, [{ path: 'schedule', message: bad }]);
@@ -195,6 +258,26 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     await audit.record({ actor: currentUser(request).username, action: 'job.create', subject: job.name, ip: request.ip });
     reply.code(201);
     return jobDto(job);
+  });
+
+  /** Every job's latest runs (status and duration), oldest first: the bars of the Jobs list, in one query. */
+  app.get('/jobs/history', { ...viewer, schema: { querystring: JobsHistoryQuerySchema, response: { 200: JobsHistorySchema } } }, async (request): Promise<JobsHistory> => {
+    const { limit } = parse(JobsHistoryQuerySchema, request.query);
+    const [jobs, rows] = await Promise.all([db.backupJob.findMany({ select: { id: true }, orderBy: { name: 'asc' } }), jobHistories(db, null, limit, false)]);
+    const byJob = new Map(jobs.map((j): [string, JobsHistory[number]] => [j.id, { jobId: j.id, runs: [] }]));
+    for (const r of rows) {
+      const { id, status, createdAt, startedAt, durationSeconds } = historyRunDto(r);
+      byJob.get(r.job_id)?.runs.push({ id, status, createdAt, startedAt, durationSeconds });
+    }
+    return [...byJob.values()];
+  });
+
+  /** A job's latest runs, oldest first, with their durations and bytes: the job page's history chart. */
+  app.get('/jobs/:id/history', { ...viewer, schema: { params: Id, querystring: JobHistoryQuerySchema, response: { 200: JobHistorySchema } } }, async (request): Promise<JobHistory> => {
+    const { id } = parse(Id, request.params);
+    const { limit } = parse(JobHistoryQuerySchema, request.query);
+    if (!(await db.backupJob.findUnique({ where: { id }, select: { id: true } }))) throw new AppError('not_found', 'no such job');
+    return { jobId: id, runs: (await jobHistories(db, id, limit, true)).map(historyRunDto) };
   });
 
   app.get('/jobs/:id', { ...viewer, schema: { params: Id, response: { 200: JobSchema } } }, async (request) => {

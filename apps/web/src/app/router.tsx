@@ -7,6 +7,7 @@ import { paths } from '../config/paths.ts';
 const OverviewPage = lazy(() => import('../features/overview/OverviewPage.tsx'));
 const JobsPage = lazy(() => import('../features/jobs/JobsPage.tsx'));
 const JobWizardPage = lazy(() => import('../features/jobs/JobWizardPage.tsx'));
+const JobPage = lazy(() => import('../features/jobs/JobPage.tsx'));
 const RunsPage = lazy(() => import('../features/runs/RunsPage.tsx'));
 const RunDetailPage = lazy(() => import('../features/runs/RunDetailPage.tsx'));
 const RepositoriesPage = lazy(() => import('../features/repositories/RepositoriesPage.tsx'));
@@ -38,6 +39,7 @@ export function AppRoutes() {
         <Route path={paths.overview} element={<OverviewPage />} />
         <Route path={paths.jobs} element={<JobsPage />} />
         <Route path={paths.newJob} element={<JobWizardPage />} />
+        <Route path="/jobs/:id" element={<JobPage />} />
         <Route path="/jobs/:id/edit" element={<JobWizardPage />} />
         <Route path={paths.runs} element={<RunsPage />} />
         <Route path="/runs/:id" element={<RunDetailPage />} />

@@ -3,6 +3,7 @@ export const paths = {
   overview: '/',
   jobs: '/jobs',
   newJob: '/jobs/new',
+  job: (id: string) => `/jobs/${id}`,
   editJob: (id: string) => `/jobs/${id}/edit`,
   runs: '/runs',
   run: (id: string) => `/runs/${id}`,

@@ -1,9 +1,10 @@
 import { useState } from 'react';
 import { Link, useLocation, useNavigate } from 'react-router';
 import type { Job } from '@vaultline/contracts';
-import { useJobMutations, useJobs } from '../../api/jobs.ts';
+import { useJobMutations, useJobs, useJobsHistory } from '../../api/jobs.ts';
 import { useRepositories } from '../../api/repositories.ts';
 import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
+import { HistoryBars } from '../../components/HistoryBars.tsx';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { TRANSPORT_LABEL } from '../../components/run/transport.ts';
@@ -22,6 +23,7 @@ export default function JobsPage() {
   const location = useLocation();
   const navigate = useNavigate();
   const jobs = useJobs();
+  const history = useJobsHistory();
   const repositories = useRepositories();
   const { update, remove, run } = useJobMutations();
   const [flash, setFlash] = useState<Flash | null>(() => {
@@ -77,7 +79,9 @@ export default function JobsPage() {
               {jobs.data.map((job) => (
                 <tr key={job.id} data-testid="job-row">
                   <td>
-                    <strong>{job.name}</strong>
+                    <Link to={paths.job(job.id)}>
+                      <strong>{job.name}</strong>
+                    </Link>
                     <div className="muted small">{job.sources.map((s) => s.name).join(', ')}</div>
                   </td>
                   <td>{repoName(job.repositoryId)}</td>
@@ -92,6 +96,7 @@ export default function JobsPage() {
                     ) : (
                       <span className="muted">never run</span>
                     )}
+                    <HistoryBars compact runs={history.data?.find((h) => h.jobId === job.id)?.runs ?? []} label={`Recent runs of ${job.name}`} />
                   </td>
                   <td>
                     {operator ? (
