@@ -128,7 +128,7 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     expect(last(scsi!.deviceKey)).toMatchObject({ phase: 'done', bytesTotal: 3 * MiB, transport: 'hotadd' });
     // The verify pass is part of the progress: every disk is read back whole, counted as it goes, and stored.
     for (const d of [ide!, scsi!]) {
-      const ticks = progress.filter((e) => e.deviceKey === d.deviceKey) as { phase: string; bytesVerified: number; verifyTotal: number }[];
+      const ticks = progress.filter((e) => e.deviceKey === d.deviceKey) as unknown as { phase: string; bytesVerified: number; verifyTotal: number }[];
       expect(ticks.every((t) => t.verifyTotal === Number(d.capacityBytes))).toBe(true);
       const verified = ticks.filter((t) => t.phase === 'verifying').map((t) => t.bytesVerified);
       expect(verified[0]).toBe(0);
