@@ -11,7 +11,7 @@ const item = { runId: z.string(), runVmId: z.string() };
 
 export const RunEventSchema = z.discriminatedUnion('type', [
   DiskProgressSchema.extend({ type: z.literal('disk.progress') }),
-  z.object({ type: z.literal('vm.phase'), ...item, phase: z.string() }),
+  z.object({ type: z.literal('vm.phase'), ...item, phase: z.string(), detail: z.string().nullable().default(null) }),
   z.object({ type: z.literal('vm.finished'), ...item, status: RunStatusSchema, error: z.string().nullable() }),
   z.object({ type: z.literal('run.log'), ...item, level: z.enum(['info', 'warn', 'error']), message: z.string() }),
   z.object({ type: z.literal('run.finished'), runId: z.string(), status: RunStatusSchema }),

@@ -120,6 +120,8 @@ export const RunVmSchema = z.object({
   vmName: z.string(),
   status: RunStatusSchema,
   phase: z.string(),
+  /** What a long phase waits on (e.g. "vCenter is taking a quiesced snapshot — task 40 %"); null when the disks show it. */
+  phaseDetail: z.string().nullable(),
   transporterId: z.string().nullable(),
   quiesced: z.boolean().nullable(),
   startedAt: z.string().nullable(),

@@ -162,6 +162,26 @@ describe('backup failover per disk (against fakes of vSphere)', () => {
   });
 });
 
+describe('long phases say what they wait on (fake vSphere whose snapshot tasks report progress; vcsim finishes tasks at once)', () => {
+  it('preflight, the snapshot (quiesced) and its removal name vCenter and the task progress every 10 %, in order, never after the next phase; the commit names the repository', async () => {
+    const lab = twoDiskLab({ sizes: [MiB, MiB] });
+    lab.vsphere.taskProgress = [5, 20, 25, 40, 100];
+    const { repo } = await repository();
+    await runVmBackup(backupInput({ options: defaultOptions({ quiesce: 'try' }) }), backupDeps(lab, repo));
+    const of = (phase: string) => lab.phaseDetails.filter((p) => p.phase === phase).map((p) => p.detail);
+    expect(of('preflight')).toEqual(["reading the VM's configuration, disks and datastores from vCenter"]);
+    const snap = "vCenter is taking a quiesced snapshot (VMware Tools first has the guest's applications flush their writes)";
+    expect(of('snapshot')).toEqual([snap, `${snap} — task 20 %`, `${snap} — task 40 %`]);
+    const removing = 'vCenter is removing the snapshot, merging what the VM wrote during the backup into its disks';
+    expect(of('removing snapshot')).toEqual([removing, `${removing} — task 20 %`, `${removing} — task 40 %`]);
+    expect(of('committing')).toEqual(["writing the restore point's disk indexes and manifest to the repository"]);
+    // Each phase's details come before the next phase starts.
+    const order = lab.phaseDetails.map((p) => p.phase);
+    expect(order.lastIndexOf('snapshot')).toBeLessThan(order.indexOf('copying'));
+    expect(order.lastIndexOf('removing snapshot')).toBeLessThan(order.indexOf('committing'));
+  });
+});
+
 describe('backup cancel at each phase (against fakes of vSphere)', () => {
   // One disk at a time, over HotAdd (the LUN is not visible) and over SAN: the first disk is 5 MiB, i.e. two
   // pieces (the cycle copies 4 MiB pieces and checks for a cancel before each).

@@ -229,6 +229,8 @@ export class FakeVSphere implements VSpherePort {
   readonly violations: string[] = [];
   /** When set, createSnapshot with quiesce throws it (a test passes a QuiesceError, as the port contract says). */
   quiesceError: Error | null = null;
+  /** The progress percentages the snapshot tasks report while they run (none: they finish at once, as vcsim's do). */
+  taskProgress: number[] = [];
   /** Awaited before a network reader opens (tests hold it to let something else happen first). */
   beforeNetworkOpen: ((disk: VmDisk) => Promise<void>) | null = null;
   /** Called with each reader as it opens (tests hook its onRead). */
@@ -356,8 +358,9 @@ export class FakeVSphere implements VSpherePort {
     this.timeline.note(`vsphere.enableCbt ${vmMoref}`);
   }
 
-  async createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean): Promise<string> {
+  async createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean, onProgress?: (percent: number) => void): Promise<string> {
     this.timeline.note(`vsphere.createSnapshot.call ${vmMoref} quiesce=${quiesce}`);
+    for (const p of this.taskProgress) onProgress?.(p);
     this.faults.check('createSnapshot');
     if (quiesce && this.quiesceError) throw this.quiesceError;
     const vm = this.vm(vmMoref);
@@ -390,8 +393,9 @@ export class FakeVSphere implements VSpherePort {
     return { fake: true, disks: s.disks.map((d) => ({ key: d.key, capacityBytes: d.capacityBytes })) };
   }
 
-  async removeSnapshot(snapshotMoref: string): Promise<void> {
+  async removeSnapshot(snapshotMoref: string, onProgress?: (percent: number) => void): Promise<void> {
     this.timeline.note(`vsphere.removeSnapshot.call ${snapshotMoref}`);
+    for (const p of this.taskProgress) onProgress?.(p);
     const s = this.snapshots.get(snapshotMoref);
     if (!s) throw new Error(`ManagedObjectNotFound: ${snapshotMoref}`);
     const files = new Set(s.disks.map((d) => d.fileName));
@@ -696,6 +700,8 @@ export interface FakeLab {
   /** Run-log lines the cycle wrote. */
   runLog: { level: string; message: string }[];
   phases: string[];
+  /** Every phase call with what it said it waits on, in order. */
+  phaseDetails: { phase: string; detail: string | null }[];
   diskPhases: { key: number; phase: string }[];
   /** What isCancelled() answers (tests set it from hooks, at the point they want the cancel). */
   cancelled: boolean;
@@ -707,7 +713,7 @@ export function fakeLab(): FakeLab {
   const faults = new Faults();
   const vsphere = new FakeVSphere(timeline, faults);
   const devices = new FakeDevices(vsphere, timeline, faults);
-  return { timeline, faults, vsphere, devices, journal: new MemoryJournal(timeline), runLog: [], phases: [], diskPhases: [], cancelled: false, isCancelledCalls: 0 };
+  return { timeline, faults, vsphere, devices, journal: new MemoryJournal(timeline), runLog: [], phases: [], phaseDetails: [], diskPhases: [], cancelled: false, isCancelledCalls: 0 };
 }
 
 /**
@@ -767,7 +773,9 @@ export function backupDeps(lab: FakeLab, repo: Repository, over: Partial<VmBacku
     runLog: (level, message) => {
       lab.runLog.push({ level, message });
     },
-    phase: async (phase) => {
+    phase: async (phase, detail) => {
+      lab.phaseDetails.push({ phase, detail: detail ?? null });
+      if (lab.phases.at(-1) === phase && lab.phaseDetails.at(-2)?.phase === phase) return;
       lab.phases.push(phase);
       lab.timeline.note(`phase ${phase}`);
     },

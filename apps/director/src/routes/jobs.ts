@@ -81,6 +81,7 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
       vmName: v.vmName,
       status: v.status,
       phase: v.phase,
+      phaseDetail: v.phaseDetail,
       transporterId: v.transporterId,
       quiesced: v.quiesced,
       startedAt: iso(v.startedAt),

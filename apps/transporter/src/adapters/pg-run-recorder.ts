@@ -27,9 +27,9 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
   const rows = runDiskRows(db, item.id, publish);
   let writes: Promise<unknown> = Promise.resolve();
 
-  const setPhase = async (phase: string) => {
-    await db.runVm.update({ where: { id: item.id }, data: { phase } });
-    publish({ type: 'vm.phase', runId, runVmId: item.id, phase });
+  const setPhase = async (phase: string, detail: string | null = null) => {
+    await db.runVm.update({ where: { id: item.id }, data: { phase, phaseDetail: detail } });
+    publish({ type: 'vm.phase', runId, runVmId: item.id, phase, detail });
   };
 
   return {
@@ -39,8 +39,8 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
       const now = new Date();
       await db.jobRun.updateMany({ where: { id: runId, startedAt: null }, data: { startedAt: now } });
       await db.jobRun.update({ where: { id: runId }, data: { status: 'running' } });
-      await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase, transporterId: deps.transporterId, transporterLostAt: null, startedAt: now, error: null } });
-      publish({ type: 'vm.phase', runId, runVmId: item.id, phase });
+      await db.runVm.update({ where: { id: item.id }, data: { status: 'running', phase, phaseDetail: null, transporterId: deps.transporterId, transporterLostAt: null, startedAt: now, error: null } });
+      publish({ type: 'vm.phase', runId, runVmId: item.id, phase, detail: null });
     },
     phase: setPhase,
     log(level: RunLogLevel, message: string) {
@@ -56,7 +56,7 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
     async finish(status: RunStatus, error: string | null, extra: { vmMoref?: string } = {}) {
       await writes;
       const now = new Date();
-      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, finishedAt: now, ...(extra.vmMoref ? { vmMoref: extra.vmMoref } : {}) } });
+      await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, phaseDetail: null, finishedAt: now, ...(extra.vmMoref ? { vmMoref: extra.vmMoref } : {}) } });
       publish({ type: 'vm.finished', runId, runVmId: item.id, status, error });
       const items = await db.runVm.findMany({ where: { runId }, select: { status: true, error: true } });
       const settled = settledRunStatus(items.map((i) => i.status as RunStatus));
@@ -66,7 +66,7 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
     },
     async retrying(error: string) {
       await writes;
-      await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', error } });
+      await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', phaseDetail: null, error } });
     },
   };
 }

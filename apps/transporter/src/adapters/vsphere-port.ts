@@ -156,9 +156,9 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
     async enableCbt(vmMoref) {
       await client.cbt.enable(vmMoref);
     },
-    async createSnapshot(vmMoref, runVmId, quiesce) {
+    async createSnapshot(vmMoref, runVmId, quiesce, onProgress) {
       try {
-        return await client.snapshots.create(vmMoref, { runId: runVmId, quiesce });
+        return await client.snapshots.create(vmMoref, { runId: runVmId, quiesce, ...(onProgress ? { onProgress } : {}) });
       } catch (err) {
         if (err instanceof ApplicationQuiesceFault) throw new QuiesceError(err.message);
         throw err;
@@ -168,8 +168,8 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       return (await client.snapshots.disks(snapshot)).map(toDisk);
     },
     snapshotHardware: (snapshot) => client.snapshots.hardware(snapshot),
-    async removeSnapshot(snapshot) {
-      await client.snapshots.remove(snapshot, { consolidate: true });
+    async removeSnapshot(snapshot, onProgress) {
+      await client.snapshots.remove(snapshot, { consolidate: true, ...(onProgress ? { onProgress } : {}) });
     },
     async changedAreas(vmMoref, snapshotMoref, deviceKey, changeId, capacity) {
       return (await client.cbt.queryChangedDiskAreas(vmMoref, snapshotMoref, deviceKey, changeId, capacity)).areas;

@@ -93,7 +93,8 @@ export interface VmBackupDeps {
   log: Logger;
   /** Run-log lines shown to the operator for this VM. */
   runLog(level: 'info' | 'warn' | 'error', message: string): void;
-  phase(phase: string): Promise<void>;
+  /** A new phase, or what the phase now waits on (`detail`, shown under it). */
+  phase(phase: string, detail?: string | null): Promise<void>;
   diskPhase(deviceKey: number, update: Partial<DiskOutcome> & { phase: string }): Promise<void>;
   isCancelled(): boolean;
   maxParallelDisks: number;
@@ -119,7 +120,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   };
 
   // ---- preflight
-  await deps.phase('preflight');
+  await deps.phase('preflight', "reading the VM's configuration, disks and datastores from vCenter");
   let vm: VmInfo;
   try {
     vm = await vsphere.getVm(input.vmMoref);
@@ -185,7 +186,9 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   checkCancel();
 
   // ---- snapshot
-  await deps.phase('snapshot');
+  const snapshotWhat = (q: boolean) =>
+    q ? "vCenter is taking a quiesced snapshot (VMware Tools first has the guest's applications flush their writes)" : 'vCenter is taking a crash-consistent snapshot';
+  await deps.phase('snapshot', snapshotWhat(input.options.quiesce !== 'off'));
   const snapJournal = await journal.add('snapshot', { vmMoref: vm.moref, snapshot: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
   let snapshot: string | null = null;
   let quiesced = input.options.quiesce !== 'off';
@@ -197,7 +200,8 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   try {
     const snapStarted = performance.now();
     try {
-      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, quiesced);
+      const progress = taskProgress(deps, 'snapshot', snapshotWhat(quiesced));
+      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, quiesced, progress.onProgress).finally(progress.settled);
     } catch (err) {
       if (!(err instanceof QuiesceError) || input.options.quiesce !== 'try') {
         if (err instanceof QuiesceError) throw new VmBackupError(`quiescing the guest failed and the job requires it: ${err.message}`, false);
@@ -205,7 +209,9 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       }
       warn(`quiescing the guest failed (${err.message}); taking a crash-consistent snapshot instead`);
       quiesced = false;
-      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false);
+      await deps.phase('snapshot', snapshotWhat(false));
+      const progress = taskProgress(deps, 'snapshot', snapshotWhat(false));
+      snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false, progress.onProgress).finally(progress.settled);
     }
     await journal.update(snapJournal, { vmMoref: vm.moref, snapshot });
     deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${secondsSince(snapStarted)} s`);
@@ -259,7 +265,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     checkCancel();
 
     // ---- remove the snapshot, then commit
-    await deps.phase('removing snapshot');
+    await deps.phase('removing snapshot', REMOVING_WHAT);
     const removeStarted = performance.now();
     const removal = await removeSnapshotPatiently(deps, snapshot);
     if (removal === null) {
@@ -274,7 +280,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     snapshot = null;
     snapshotRemoved = true;
 
-    await deps.phase('committing');
+    await deps.phase('committing', "writing the restore point's disk indexes and manifest to the repository");
     committed = await writer.commit();
     writer = null;
     const changeIds: Record<string, string> = {};
@@ -520,11 +526,31 @@ async function probeLun(deps: VmBackupDeps, input: VmBackupInput, naa: string, d
 }
 
 /** Removes the snapshot, trying again a few times: null once removed, else the last refusal. */
+const REMOVING_WHAT = 'vCenter is removing the snapshot, merging what the VM wrote during the backup into its disks';
+
+/**
+ * A vCenter task's progress shown in its phase's detail ("… — task 40 %"), at most every 10 %, written in
+ * order; `settled` resolves once the last one is written, so a later phase is never overwritten by it.
+ */
+function taskProgress(deps: VmBackupDeps, phase: string, what: string): { onProgress: (percent: number) => void; settled: () => Promise<void> } {
+  let shown = 0;
+  let writes: Promise<void> = Promise.resolve();
+  return {
+    onProgress: (percent) => {
+      if (percent >= 100 || percent < shown + 10) return;
+      shown = percent;
+      writes = writes.then(() => deps.phase(phase, `${what} — task ${Math.round(percent)} %`)).catch(() => undefined);
+    },
+    settled: () => writes,
+  };
+}
+
 async function removeSnapshotPatiently(deps: VmBackupDeps, snapshot: string): Promise<string | null> {
   const { attempts, delayMs } = deps.snapshotRemoval ?? { attempts: 3, delayMs: 5000 };
   for (let attempt = 1; ; attempt++) {
     try {
-      await deps.vsphere.removeSnapshot(snapshot);
+      const progress = taskProgress(deps, 'removing snapshot', REMOVING_WHAT);
+      await deps.vsphere.removeSnapshot(snapshot, progress.onProgress).finally(progress.settled);
       return null;
     } catch (err) {
       const message = (err as Error).message;

@@ -54,11 +54,12 @@ export interface VSpherePort {
   datastore(name: string): Promise<DatastoreInfo>;
   enableCbt(vmMoref: string): Promise<void>;
   /** Takes a snapshot tagged with the run item id; returns its moref; throws QuiesceError when quiescing failed. */
-  createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean): Promise<string>;
+  createSnapshot(vmMoref: string, runVmId: string, quiesce: boolean, onProgress?: (percent: number) => void): Promise<string>;
   snapshotDisks(snapshotMoref: string): Promise<VmDisk[]>;
   /** The VM's hardware as the snapshot captured it (kept in the restore point to recreate the VM). */
   snapshotHardware(snapshotMoref: string): Promise<unknown>;
-  removeSnapshot(snapshotMoref: string): Promise<void>;
+  /** Removes the snapshot (its changes are merged into the disks); `onProgress` gets the vCenter task's percent. */
+  removeSnapshot(snapshotMoref: string, onProgress?: (percent: number) => void): Promise<void>;
   /** Every changed area of the disk since changeId ("*" = allocated), following the paging loop to capacity. */
   changedAreas(vmMoref: string, snapshotMoref: string, deviceKey: number, changeId: string, capacity: number): Promise<Area[]>;
   /** HotAdd: attach the disk file read-only to the proxy VM; returns the new device key and disk uuid. */

@@ -20,7 +20,8 @@ export interface RunRecorder {
   readonly itemId: string;
   /** The item starts (or starts again) on this Transporter, in `phase`. */
   start(phase: string): Promise<void>;
-  phase(phase: string): Promise<void>;
+  /** A new phase, or what the same phase now waits on (`detail`: what a long phase waits on, shown under it). */
+  phase(phase: string, detail?: string | null): Promise<void>;
   /** A run log line: written in order, after every line before it. */
   log(level: RunLogLevel, message: string): void;
   /** Resolves when every line logged so far is written. */

@@ -31,6 +31,11 @@ export function RunVmBlock({ vm, live, detailed, transporterName, kind = 'backup
           </span>
         )}
       </div>
+      {vm.status === 'running' && vm.phaseDetail && (
+        <p className="small muted" data-testid="phase-detail" role="status">
+          {vm.phaseDetail}…
+        </p>
+      )}
       {vm.error && <p className="reason">{vm.error}</p>}
       {vm.disks.length === 0 && vm.status === 'queued' && <p className="muted small">Waiting for a Transporter…</p>}
       {vm.disks.map((d) => (
