@@ -138,6 +138,13 @@ describe('remote Transporter credentials (real PostgreSQL and Redis over TLS)', 
       // The sealed values are in the Director's database only as copies sealed to a Transporter key.
       expect(vc.sealed).not.toContain('vc-secret');
       expect(await tdb.user.findMany().catch((e: Error) => e.message)).toMatch(/permission denied/);
+      // The charts' samples: a run's throughput and a repository's size; its own load, never another's.
+      const disk = await tdb.runDisk.create({ data: { runVmId, deviceKey: 2000, label: 'Hard disk 1', capacityBytes: 1n << 20n } });
+      await tdb.runDiskSample.create({ data: { runDiskId: disk.id, at: new Date(), bytesRead: 1n, bytesWritten: 1n } });
+      await tdb.repositorySample.create({ data: { repositoryId, at: new Date(), storedBytes: 1n, logicalBytes: 2n, restorePoints: 1 } });
+      await tdb.transporterSample.create({ data: { transporterId: 'r-aaaa1111', at: new Date(), activeDisks: 1, cpuPercent: 5, load1: 0.5, rssBytes: 1n } });
+      const other = await tdb.transporterSample.create({ data: { transporterId: 'r-bbbb2222', at: new Date(), activeDisks: 1, cpuPercent: 5, load1: 0.5, rssBytes: 1n } }).catch((e: Error) => e.message);
+      expect(other).toMatch(/row-level security/);
     } finally {
       await tdb.$disconnect();
     }

@@ -22,7 +22,7 @@ import { sweepOrphans } from './sweep.ts';
 import { createBackupVmHandler } from './handlers/backup-vm.handler.ts';
 import { createRestoreVmHandler } from './handlers/restore-vm.handler.ts';
 import { createMaintenanceHandler } from './handlers/maintenance.handler.ts';
-import { Heartbeat } from './heartbeat.ts';
+import { Heartbeat, LoadSampler } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 
 /** The BIOS UUID of the VM this Transporter runs in (for HotAdd), when it runs in one. */
@@ -82,6 +82,8 @@ async function main(): Promise<void> {
     },
     env.VAULTLINE_HEARTBEAT_MS,
     log,
+    // Its load over time, for the Transporters page (at most a sample a minute).
+    new LoadSampler(db, id),
   );
   redis.on('ready', () => void heartbeat.beat());
   redis.once('ready', () => log.info({ id }, 'transporter registered'));

@@ -19,5 +19,6 @@ export * from './file-restore.ts';
 export * from './responses.ts';
 export * from './overview.ts';
 export * from './run-samples.ts';
+export * from './capacity.ts';
 export * from './job-history.ts';
 export { flatExtentPath, parseDatastorePath } from './datastore-path.ts';

@@ -1,11 +1,14 @@
 import { statfs } from 'node:fs/promises';
 import {
   ApiErrorSchema,
+  CapacityQuerySchema,
+  RepositoryCapacitySchema,
   RepositoryCreateSchema,
   RepositoryRestorePointSchema,
   RepositorySchema,
   RepositoryStatsSchema,
   SftpHostKeyConfirmationSchema,
+  type RepositoryCapacity,
   type RepositoryDto,
   type RepositoryRestorePoint,
   type RepositoryStats,
@@ -80,6 +83,36 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       if (err instanceof AppError) throw err;
       throw new AppError('service_unavailable', `repository ${row.name} (${row.location}) cannot be read: ${(err as Error).message}`);
     }
+  });
+
+  /** The repository's size over the last `days` (samples the Transporter stored when it changed), and its newest figures. */
+  app.get('/repositories/:id/capacity', { ...viewer, schema: { params: Id, querystring: CapacityQuerySchema, response: { 200: RepositoryCapacitySchema } } }, async (request): Promise<RepositoryCapacity> => {
+    const row = await findRepository(request.params);
+    const { days } = parse(CapacityQuerySchema, request.query);
+    const since = new Date(Date.now() - days * 86_400_000);
+    const [rows, newest] = await Promise.all([
+      db.repositorySample.findMany({ where: { repositoryId: row.id, at: { gte: since } }, orderBy: [{ at: 'asc' }, { id: 'asc' }] }),
+      db.repositorySample.findFirst({ where: { repositoryId: row.id }, orderBy: [{ at: 'desc' }, { id: 'desc' }] }),
+    ]);
+    const sample = (s: NonNullable<typeof newest>): RepositoryCapacity['samples'][number] => ({
+      at: s.at.toISOString(),
+      storedBytes: Number(s.storedBytes),
+      logicalBytes: Number(s.logicalBytes),
+      uniqueBytes: s.uniqueBytes === null ? null : Number(s.uniqueBytes),
+      restorePoints: s.restorePoints,
+      chunks: s.chunks,
+    });
+    const current = newest ? sample(newest) : null;
+    return {
+      repositoryId: row.id,
+      days,
+      samples: rows.map(sample),
+      current: current && {
+        ...current,
+        dedupRatio: current.uniqueBytes ? current.logicalBytes / current.uniqueBytes : null,
+        compressionRatio: current.uniqueBytes && current.storedBytes ? current.uniqueBytes / current.storedBytes : null,
+      },
+    };
   });
 
   /** Restore points recorded for this repository, newest first, optionally of one VM (name or instance UUID). */

@@ -37,7 +37,14 @@ const TABLE_GRANTS: ReadonlyArray<readonly [table: string, privileges: string]> 
   ['cleanup_journal', 'SELECT, INSERT, UPDATE'],
   // Row-level security: a role sees only its own rows (migration 20261205130000).
   ['transporter_secrets', 'SELECT'],
+  // The charts' samples: a run's throughput, a repository's size, its own load (row-level security: its rows only).
+  ['run_disk_samples', 'SELECT, INSERT, DELETE'],
+  ['repository_samples', 'SELECT, INSERT, DELETE'],
+  ['transporter_samples', 'SELECT, INSERT, DELETE'],
 ];
+
+/** The sequences behind the tables it inserts into with generated ids. */
+const SEQUENCE_GRANTS = ['run_disk_samples_id_seq', 'repository_samples_id_seq', 'transporter_samples_id_seq'];
 
 /** Tables it reads only some columns of: every column but the sealed ones (or only the ones named). */
 const COLUMN_GRANTS: ReadonlyArray<{ table: string; except?: string[]; only?: string[] }> = [
@@ -73,6 +80,7 @@ async function grantGroup(db: Db): Promise<void> {
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$`);
   for (const [table, privileges] of TABLE_GRANTS) await db.$executeRawUnsafe(`GRANT ${privileges} ON ${ident(table)} TO ${TRANSPORTER_GROUP}`);
+  for (const seq of SEQUENCE_GRANTS) await db.$executeRawUnsafe(`GRANT USAGE ON SEQUENCE ${ident(seq)} TO ${TRANSPORTER_GROUP}`);
   for (const g of COLUMN_GRANTS) {
     const columns = (
       await db.$queryRaw<Array<{ column_name: string }>>`SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ${g.table} ORDER BY ordinal_position`

@@ -9,6 +9,7 @@ import type { JobOptions } from '@vaultline/contracts';
 import { VmBackupError, type PreviousPoint, type RunRecorder, type VmBackupResult } from '@vaultline/core';
 import type { Db } from '@vaultline/db';
 import type { Repository } from '@vaultline/repository';
+import { recordRepositorySample } from '../adapters/repository-samples.ts';
 import { judgeChangedData } from './ransomware-signal.ts';
 import { retryCanHelp } from './retry.ts';
 
@@ -93,6 +94,15 @@ export async function previousPoint(db: Db, repo: Repository, repositoryId: stri
  * failure here never undoes the backup; it is a warning, retried next time.
  */
 export async function retain(db: Db, repo: Repository, scope: Parameters<typeof applyRetention>[2], policy: JobOptions['retention'], runLog: (level: 'info' | 'warn', m: string) => void): Promise<boolean> {
+  try {
+    return await applyPolicy(db, repo, scope, policy, runLog);
+  } finally {
+    // The repository's size after the new point and what retention removed, for the capacity chart.
+    await recordRepositorySample(db, repo, scope.repositoryId).catch((err: unknown) => runLog('warn', `repository size not sampled: ${(err as Error).message}`));
+  }
+}
+
+async function applyPolicy(db: Db, repo: Repository, scope: Parameters<typeof applyRetention>[2], policy: JobOptions['retention'], runLog: (level: 'info' | 'warn', m: string) => void): Promise<boolean> {
   const { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly } = policy;
   try {
     const r = await applyRetention(db, repo, scope, { keepLast, keepDaily, keepWeekly, keepMonthly, keepYearly });

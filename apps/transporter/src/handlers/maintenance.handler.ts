@@ -14,6 +14,7 @@ import type { Logger } from '@vaultline/logger';
 import { PermanentError } from '@vaultline/queue';
 import { gc, LockedError, verify, type Repository, type VerifyReport } from '@vaultline/repository';
 import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
+import { recordRepositorySample } from '../adapters/repository-samples.ts';
 
 const MiB = 1024 * 1024;
 
@@ -38,6 +39,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
         log('info', `garbage collection of ${row.name} started`);
         const r = await gc(repo);
         log('info', `removed ${r.deletedPacks} pack(s) and ${r.removedLeftovers} leftover(s) of interrupted writes (${(r.deletedBytes / MiB).toFixed(1)} MiB freed), repacked ${r.repackedPacks}; ${r.liveChunks} chunk(s) in use${r.lockedKept ? `; ${r.lockedKept} pack(s) or file(s) kept because the storage locks them (Object Lock)` : ''}`);
+        await recordRepositorySample(db, repo, row.id).catch((err: unknown) => log('warn', `repository size not sampled: ${(err as Error).message}`));
         return await finish('succeeded', null);
       }
       const what = request.sample >= 1 ? 'full verify (every chunk re-read and re-hashed)' : `sampled verify (${Math.round(request.sample * 100)}% of chunks)`;

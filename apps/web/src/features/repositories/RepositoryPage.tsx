@@ -8,6 +8,7 @@ import { formatBytes, formatDateTime, formatRatio } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { PointFlags } from '../restores/PointFlags.tsx';
+import { CapacityChart } from './CapacityChart.tsx';
 import { MaintenancePanel } from './MaintenancePanel.tsx';
 import { TableHead } from '../../components/TableHead.tsx';
 
@@ -56,6 +57,7 @@ export default function RepositoryPage() {
         </div>
       )}
       {stats.isError && <LoadError what="the repository's figures" error={stats.error} />}
+      <CapacityChart repositoryId={id!} />
       <section className="card" aria-labelledby="points-title">
         <div className="row">
           <h3 id="points-title">Restore points</h3>

@@ -1,7 +1,13 @@
+import { useEffect, useMemo, useRef } from 'react';
+import { useQuery } from '@tanstack/react-query';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import type { TransporterLoad, TransporterLoadHistory } from '@vaultline/contracts';
 import { useTransporters } from '../../api/health.ts';
+import { api } from '../../lib/api.ts';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { transportLabel } from '../../components/run/transport.ts';
-import { ago, formatDateTime } from '../../lib/format.ts';
+import { ago, formatBytes, formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { RemoteTransporters } from './RemoteTransporters.tsx';
@@ -52,7 +58,78 @@ export default function TransportersPage() {
           </table>
         </section>
       )}
+      {transporters.data && transporters.data.length > 0 && (
+        <section className="card" aria-labelledby="load-title">
+          <h3 id="load-title">Load, last {LOAD_HOURS} hours</h3>
+          {transporters.data.map((t) => (
+            <LoadChart key={t.id} transporter={t} />
+          ))}
+        </section>
+      )}
       {admin && <RemoteTransporters live={transporters.data ?? []} />}
     </Page>
+  );
+}
+
+const LOAD_HOURS = 24;
+const AXIS = { stroke: '#8b949e', grid: { stroke: 'rgba(139, 148, 158, 0.12)' }, ticks: { stroke: 'rgba(139, 148, 158, 0.2)' } };
+
+const useTransporterLoad = (id: string) =>
+  useQuery({ queryKey: ['transporters', id, 'load', LOAD_HOURS], queryFn: () => api<TransporterLoadHistory>(`/api/transporters/${encodeURIComponent(id)}/load?hours=${LOAD_HOURS}`), refetchInterval: 60_000 });
+
+/** One Transporter's disk tasks and process CPU over time (uPlot, as the run page's throughput chart), from the samples its heartbeat stored. */
+function LoadChart({ transporter: t }: { transporter: TransporterLoad }) {
+  const load = useTransporterLoad(t.id);
+  const h = load.data;
+  const data = useMemo(() => (h && h.at.length > 0 ? ([h.at.map((x) => x / 1000), h.activeDisks, h.cpuPercent] as uPlot.AlignedData) : null), [h]);
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+
+  useEffect(() => {
+    const el = box.current;
+    if (!el || !data) return;
+    const opts: uPlot.Options = {
+      width: el.clientWidth,
+      height: 120,
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, disks: { range: (_u, _min, max) => [0, Math.max(t.capabilities.maxDiskTasks, max)] }, cpu: { range: (_u, _min, max) => [0, Math.max(100, max * 1.1)] } },
+      axes: [AXIS, { ...AXIS, scale: 'disks', size: 40 }, { ...AXIS, scale: 'cpu', side: 1, size: 60, grid: { show: false }, values: (_u, v: (number | null)[]) => v.map((x) => (x === null ? '' : `${x.toFixed(0)} %`)) }],
+      series: [
+        {},
+        { label: 'Disk tasks', scale: 'disks', stroke: '#58a6ff', width: 1.5, paths: uPlot.paths.stepped!({ align: 1 }), points: { show: false } },
+        { label: 'CPU', scale: 'cpu', stroke: '#e3b341', width: 1.5, points: { show: false }, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(0)} %`) },
+      ],
+    };
+    const u = new uPlot(opts, data, el);
+    plot.current = u;
+    const resize = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: 120 }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+    // A new chart only when there comes to be something to draw; new samples go through setData below.
+  }, [data === null]);
+
+  useEffect(() => {
+    if (plot.current && data) plot.current.setData(data);
+  }, [data]);
+
+  const n = h?.at.length ?? 0;
+  return (
+    <figure className="load-figure" data-testid="transporter-load-chart" data-samples={n} aria-labelledby={`load-${t.id}`}>
+      <figcaption id={`load-${t.id}`}>
+        <strong>{t.name}</strong>{' '}
+        {h && n > 0 && (
+          <span className="muted small">
+            {n} samples; busiest {Math.max(...h.activeDisks)} of {t.capabilities.maxDiskTasks} disk tasks, CPU up to {Math.max(...h.cpuPercent).toFixed(0)} %, memory {formatBytes(h.rssBytes.at(-1)!)} now
+          </span>
+        )}
+      </figcaption>
+      {load.isError && <LoadError what={`the load of ${t.name}`} error={load.error} />}
+      {h && n === 0 && <p className="muted small">No load recorded yet: the Transporter records it once a minute.</p>}
+      {data && <div ref={box} className="chart" role="img" aria-label={`Disk tasks and CPU of ${t.name} over the last ${LOAD_HOURS} hours`} />}
+    </figure>
   );
 }
