@@ -61,6 +61,8 @@ const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULT
   drill list
   drill create --name N --vcenter VC --vm NAME [--vm NAME ...] [--schedule CRON] [--random] [--datastore DS]
   drill run <drill-name> [--wait]
+  point list [--vm NAME] [--suspects] [--limit N]   (--suspects: ransomware suspects and whether they hold retention)
+  point release-hold <point-id> --note "why"      (the VM's retention runs again; audited)
   --json prints raw JSON`;
 
 function fmtBytes(n: number): string {
@@ -250,6 +252,25 @@ async function main(argv: string[]): Promise<number> {
       const runs = await Promise.all(runIds.map((id) => waitForRun(client, id)));
       out(runs, () => runs.forEach(printRun));
       return runs.every((r) => r.status === 'succeeded' || r.status === 'warning') ? 0 : 1;
+    }
+    case 'point list': {
+      const q = new URLSearchParams({ limit: typeof flags.limit === 'string' ? flags.limit : '100', ...(typeof flags.vm === 'string' ? { vm: flags.vm } : {}) });
+      const all = await client.call<RepositoryRestorePoint[]>('GET', `/api/restore-points?${q.toString()}`);
+      const points = flags.suspects === true ? all.filter((p) => p.ransomwareSuspect) : all;
+      out(points, () => {
+        for (const p of points) {
+          const marks = [p.ransomwareSuspect ? (p.holdReleasedAt ? `ransomware suspect, hold released by ${p.holdReleasedBy ?? '?'} ${p.holdReleasedAt}` : 'ransomware suspect: holds retention') : null, p.damaged ? 'damaged' : null].filter(Boolean);
+          console.log(`${p.id}\t${p.createdAt}\t${p.vmName}\t${p.repository}\t${fmtBytes(p.logicalBytes)}${marks.length ? `\t${marks.join('; ')}` : ''}`);
+          if (p.ransomwareSuspect && p.anomaly) console.log(`  ${p.anomaly}`);
+        }
+      });
+      return 0;
+    }
+    case 'point release-hold': {
+      const id = arg ?? need('point');
+      const point = await client.call<RepositoryRestorePoint>('POST', `/api/restore-points/${encodeURIComponent(id)}/release-hold`, { note: need('note') });
+      out(point, () => console.log(`released the retention hold of ${point.vmName}'s restore point of ${point.createdAt}; retention of ${point.vmName} in ${point.repository} runs again`));
+      return 0;
     }
     default:
       console.error(USAGE);

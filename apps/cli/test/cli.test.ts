@@ -83,6 +83,29 @@ describe('the vaultline CLI over the Director API', () => {
     expect((await cli('run', 'status', runId!)).out).toMatch(/cli-vm-drill-\d{8}-\d{4}: queued/);
   });
 
+  it('lists ransomware suspects and releases a hold with a reason, once', async () => {
+    const repo = await d.db.repository.findFirstOrThrow({ where: { name: 'r' } });
+    const suspect = await d.db.restorePoint.create({
+      data: { repositoryId: repo.id, repoPointId: 'p-enc', vmInstanceUuid: 'uuid-enc-vm', vmName: 'enc-vm', createdAt: new Date(), logicalBytes: 1n, ransomwareSuspect: true, anomaly: 'new data 99 % incompressible, 7.99 bits/byte' },
+    });
+    await d.db.restorePoint.create({ data: { repositoryId: repo.id, repoPointId: 'p-enc-0', vmInstanceUuid: 'uuid-enc-vm', vmName: 'enc-vm', createdAt: new Date(Date.now() - 86_400_000), logicalBytes: 1n } });
+    const listed = await cli('point', 'list', '--vm', 'enc-vm', '--suspects');
+    expect(listed.code, listed.err).toBe(0);
+    expect(listed.out.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${suspect.id}\t.*\tenc-vm\tr\t1 B\transomware suspect: holds retention$`)), '  new data 99 % incompressible, 7.99 bits/byte']);
+    expect((await cli('point', 'list', '--vm', 'enc-vm')).out.trim().split('\n')).toHaveLength(3);
+    const noReason = await cli('point', 'release-hold', suspect.id);
+    expect(noReason.code).toBe(1);
+    expect(noReason.err).toContain('--note is required');
+    const released = await cli('point', 'release-hold', suspect.id, '--note', 'planned re-encryption of the archive disk');
+    expect(released.code, released.err).toBe(0);
+    expect(released.out).toContain("released the retention hold of enc-vm's restore point");
+    expect((await cli('point', 'list', '--vm', 'enc-vm', '--suspects')).out).toContain('ransomware suspect, hold released by admin');
+    const again = await cli('point', 'release-hold', suspect.id, '--note', 'again');
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/already released by admin/);
+    expect(await d.db.auditEvent.count({ where: { action: 'restore-point.release-hold' } })).toBe(1);
+  });
+
   it('names a missing VM and a wrong password clearly', async () => {
     const missing = await cli('job', 'create', '--name', 'x', '--vcenter', 'lab', '--repo', 'r', '--vm', 'nope');
     expect(missing.code).toBe(1);
