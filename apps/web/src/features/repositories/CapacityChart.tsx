@@ -4,9 +4,9 @@
  * Transporter stores each time the size changes; with the newest figures and their dedup and compression
  * ratios. A size holds until the next sample, so the lines are steps and reach the present.
  */
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { useMemo, useRef, useState } from 'react';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
+import { AXIS, useUPlot } from '../../components/chart/useUPlot.ts';
 import type { RepositoryCapacity } from '@vaultline/contracts';
 import { useRepositoryCapacity } from '../../api/repositories.ts';
 import { LoadError, Loading } from '../../components/Page.tsx';
@@ -15,7 +15,6 @@ import { formatBytes, formatDateTime, formatRatio } from '../../lib/format.ts';
 const PERIODS = [7, 30, 90, 365] as const;
 const LOGICAL = '#58a6ff';
 const STORED = '#56d364';
-const AXIS = { stroke: '#8b949e', grid: { stroke: 'rgba(139, 148, 158, 0.12)' }, ticks: { stroke: 'rgba(139, 148, 158, 0.2)' } };
 /** The hidden table lists at most this many samples, the newest. */
 const LISTED = 50;
 
@@ -57,17 +56,14 @@ export function CapacityChart({ repositoryId }: { repositoryId: string }) {
   const c = capacity.data;
   const data = useMemo(() => (c ? series(c, Date.now() / 1000) : null), [c]);
   const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
-
-  useEffect(() => {
-    const el = box.current;
-    if (!el || !data) return;
+  useUPlot(box, data, (width) => {
+    const d = data!;
     const step = uPlot.paths.stepped!({ align: 1 });
     const bytes = (_u: uPlot, v: number | null) => (v === null ? '—' : formatBytes(v));
     // uPlot hides points packed closer than a few pixels: a short history would show nothing.
-    const few = data[0].length <= 200;
-    const opts: uPlot.Options = {
-      width: el.clientWidth,
+    const few = d[0].length <= 200;
+    return {
+      width,
       height: 200,
       cursor: { drag: { x: false, y: false } },
       // Logical and stored sizes often differ a hundredfold (empty blocks, dedup): a log scale shows both.
@@ -84,21 +80,7 @@ export function CapacityChart({ repositoryId }: { repositoryId: string }) {
         { label: 'Stored', stroke: STORED, fill: 'rgba(86, 211, 100, 0.12)', width: 2, paths: step, points: { show: few, size: 7 }, value: bytes },
       ],
     };
-    const u = new uPlot(opts, data, el);
-    plot.current = u;
-    const resize = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: 200 }));
-    resize.observe(el);
-    return () => {
-      resize.disconnect();
-      u.destroy();
-      plot.current = null;
-    };
-    // A new chart only when there comes to be something to draw; new samples or another period go through setData below.
-  }, [data === null]);
-
-  useEffect(() => {
-    if (plot.current && data) plot.current.setData(data);
-  }, [data]);
+  });
 
   const now = c?.current;
   return (

@@ -5,7 +5,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from 'react';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
+import { AXIS, useUPlot } from '../../components/chart/useUPlot.ts';
 import type { DiskSamples, RunDetail } from '@vaultline/contracts';
 import { liveKey, type LiveProgress } from '../../api/live.ts';
 import { formatBytes } from '../../lib/format.ts';
@@ -82,40 +82,23 @@ export function ThroughputChart({ run, live }: { run: RunDetail; live: LiveProgr
   }, [run, live]);
   const drawn = useMemo(() => series.filter((s) => s.at.length > 1), [series]);
   const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
   const data = useMemo(() => (drawn.length ? uPlot.join(drawn.map((s) => rates(s) as uPlot.AlignedData)) : null), [drawn]);
   const names = drawn.map((s) => s.label).join('\n');
-
-  useEffect(() => {
-    const el = box.current;
-    if (!el || !data) return;
-    const opts: uPlot.Options = {
-      width: el.clientWidth,
+  // Made again when the disks drawn change.
+  useUPlot(
+    box,
+    data,
+    (width) => ({
+      width,
       height: 200,
       legend: { show: drawn.length > 1 },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
-      axes: [
-        { stroke: '#8b949e', grid: { stroke: 'rgba(139, 148, 158, 0.12)' }, ticks: { stroke: 'rgba(139, 148, 158, 0.2)' } },
-        { stroke: '#8b949e', grid: { stroke: 'rgba(139, 148, 158, 0.12)' }, ticks: { stroke: 'rgba(139, 148, 158, 0.2)' }, values: (_u, v) => v.map((x) => `${x.toFixed(x < 10 ? 1 : 0)} MiB/s`), size: 90 },
-      ],
+      axes: [AXIS, { ...AXIS, values: (_u, v) => v.map((x) => `${x.toFixed(x < 10 ? 1 : 0)} MiB/s`), size: 90 }],
       series: [{}, ...drawn.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length]!, width: 1.5, spanGaps: true, points: { show: false }, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(1)} MiB/s`) }))],
-    };
-    const u = new uPlot(opts, data, el);
-    plot.current = u;
-    const resize = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: 200 }));
-    resize.observe(el);
-    return () => {
-      resize.disconnect();
-      u.destroy();
-      plot.current = null;
-    };
-    // A new chart only when the disks drawn change; new points go through setData below.
-  }, [names, data === null]);
-
-  useEffect(() => {
-    if (plot.current && data) plot.current.setData(data);
-  }, [data]);
+    }),
+    names,
+  );
 
   const storedPoints = series.reduce((n, s) => n + s.stored, 0);
   return (

@@ -1,7 +1,7 @@
-import { useEffect, useMemo, useRef } from 'react';
+import { useMemo, useRef } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
+import { AXIS, useUPlot } from '../../components/chart/useUPlot.ts';
 import type { TransporterLoad, TransporterLoadHistory } from '@vaultline/contracts';
 import { useTransporters } from '../../api/health.ts';
 import { api } from '../../lib/api.ts';
@@ -72,7 +72,6 @@ export default function TransportersPage() {
 }
 
 const LOAD_HOURS = 24;
-const AXIS = { stroke: '#8b949e', grid: { stroke: 'rgba(139, 148, 158, 0.12)' }, ticks: { stroke: 'rgba(139, 148, 158, 0.2)' } };
 
 const useTransporterLoad = (id: string) =>
   useQuery({ queryKey: ['transporters', id, 'load', LOAD_HOURS], queryFn: () => api<TransporterLoadHistory>(`/api/transporters/${encodeURIComponent(id)}/load?hours=${LOAD_HOURS}`), refetchInterval: 60_000 });
@@ -83,38 +82,18 @@ function LoadChart({ transporter: t }: { transporter: TransporterLoad }) {
   const h = load.data;
   const data = useMemo(() => (h && h.at.length > 0 ? ([h.at.map((x) => x / 1000), h.activeDisks, h.cpuPercent] as uPlot.AlignedData) : null), [h]);
   const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
-
-  useEffect(() => {
-    const el = box.current;
-    if (!el || !data) return;
-    const opts: uPlot.Options = {
-      width: el.clientWidth,
-      height: 120,
-      cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, disks: { range: (_u, _min, max) => [0, Math.max(t.capabilities.maxDiskTasks, max)] }, cpu: { range: (_u, _min, max) => [0, Math.max(100, max * 1.1)] } },
-      axes: [AXIS, { ...AXIS, scale: 'disks', size: 40 }, { ...AXIS, scale: 'cpu', side: 1, size: 60, grid: { show: false }, values: (_u, v: (number | null)[]) => v.map((x) => (x === null ? '' : `${x.toFixed(0)} %`)) }],
-      series: [
-        {},
-        { label: 'Disk tasks', scale: 'disks', stroke: '#58a6ff', width: 1.5, paths: uPlot.paths.stepped!({ align: 1 }), points: { show: false } },
-        { label: 'CPU', scale: 'cpu', stroke: '#e3b341', width: 1.5, points: { show: false }, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(0)} %`) },
-      ],
-    };
-    const u = new uPlot(opts, data, el);
-    plot.current = u;
-    const resize = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: 120 }));
-    resize.observe(el);
-    return () => {
-      resize.disconnect();
-      u.destroy();
-      plot.current = null;
-    };
-    // A new chart only when there comes to be something to draw; new samples go through setData below.
-  }, [data === null]);
-
-  useEffect(() => {
-    if (plot.current && data) plot.current.setData(data);
-  }, [data]);
+  useUPlot(box, data, (width) => ({
+    width,
+    height: 120,
+    cursor: { drag: { x: false, y: false } },
+    scales: { x: { time: true }, disks: { range: (_u, _min, max) => [0, Math.max(t.capabilities.maxDiskTasks, max)] }, cpu: { range: (_u, _min, max) => [0, Math.max(100, max * 1.1)] } },
+    axes: [AXIS, { ...AXIS, scale: 'disks', size: 40 }, { ...AXIS, scale: 'cpu', side: 1, size: 60, grid: { show: false }, values: (_u, v: (number | null)[]) => v.map((x) => (x === null ? '' : `${x.toFixed(0)} %`)) }],
+    series: [
+      {},
+      { label: 'Disk tasks', scale: 'disks', stroke: '#58a6ff', width: 1.5, paths: uPlot.paths.stepped!({ align: 1 }), points: { show: false } },
+      { label: 'CPU', scale: 'cpu', stroke: '#e3b341', width: 1.5, points: { show: false }, value: (_u: uPlot, v: number | null) => (v === null ? '—' : `${v.toFixed(0)} %`) },
+    ],
+  }));
 
   const n = h?.at.length ?? 0;
   return (
