@@ -1,9 +1,9 @@
 import { expect, test, type Page } from '@playwright/test';
 import { expectNoHorizontalScroll, horizontalOverflow, LAPTOP, PHONE } from '../fixtures/layout.ts';
-import { nav, signIn, url } from '../fixtures/session.ts';
+import { NAV_PAGES, visitEveryPage } from '../fixtures/pages.ts';
+import { signIn } from '../fixtures/session.ts';
 
 // Runs after the other 9-* specs (every list holds what they made) and before 9-zzz-accessibility.
-const PAGES = ['Overview', 'Jobs', 'Drills', 'Runs', 'Repositories', 'Transporters', 'vCenters', 'Notifications', 'Users'];
 /** The widest window with the Menu button (styles.css); wider, the links are inline. */
 const MENU_UP_TO = 1120;
 /** Widths checked for sideways scrolling besides the two photographed: a small tablet, the narrow layout's edge, around the menu's breakpoint, wide screens. */
@@ -20,12 +20,12 @@ test('at 390 px the main navigation collapses behind a Menu button; at 1440 px i
   await page.setViewportSize(LAPTOP);
   await signIn(page);
   await expect(menuButton(page)).toBeHidden();
-  for (const label of PAGES) await expect(mainLink(page, label)).toBeVisible();
+  for (const label of NAV_PAGES) await expect(mainLink(page, label)).toBeVisible();
   // Just wider than the menu's breakpoint, an admin's links still fit on one line of the top bar.
   await page.setViewportSize({ width: MENU_UP_TO + 1, height: 900 });
   await expect(menuButton(page)).toBeHidden();
   const tops = await page.locator('#main-nav-links a').evaluateAll((links) => links.map((a) => Math.round(a.getBoundingClientRect().top)));
-  expect(tops.length).toBe(PAGES.length);
+  expect(tops.length).toBe(NAV_PAGES.length);
   expect(new Set(tops).size, `the links' top edges: ${tops.join(', ')}`).toBe(1);
   await page.setViewportSize({ width: MENU_UP_TO, height: 900 });
   await expect(menuButton(page)).toBeVisible();
@@ -35,12 +35,12 @@ test('at 390 px the main navigation collapses behind a Menu button; at 1440 px i
   await expect(menu).toBeVisible();
   await expect(menu).toHaveAttribute('aria-expanded', 'false');
   await expect(menu).toHaveAttribute('aria-controls', 'main-nav-links');
-  for (const label of PAGES) await expect(mainLink(page, label)).toBeHidden();
+  for (const label of NAV_PAGES) await expect(mainLink(page, label)).toBeHidden();
 
   // Pressed: the links show; one chosen navigates and the menu closes, focus on the page it opened.
   await menu.click();
   await expect(menu).toHaveAttribute('aria-expanded', 'true');
-  for (const label of PAGES) await expect(mainLink(page, label)).toBeVisible();
+  for (const label of NAV_PAGES) await expect(mainLink(page, label)).toBeVisible();
   await expectNoHorizontalScroll(page, 'the open menu');
   await page.screenshot({ path: screen('menu-open-390'), fullPage: true });
   await mainLink(page, 'Runs').click();
@@ -110,37 +110,6 @@ test('every page fits the window without horizontal scroll at 1440Ã—900 and 390Ã
     }
     await page.setViewportSize(LAPTOP);
   };
-  for (const label of PAGES) {
-    await nav(page, label);
-    await check(label);
-  }
-  // The pages reached from those: a run, a repository, a job (when the console has a page for one), the wizards (the
-  // restore wizard also started from a restore point), the password form.
-  const runs = (await (await page.request.get(`${url()}/api/runs`)).json()) as { id: string }[] | { items: { id: string }[] };
-  const firstRun = (Array.isArray(runs) ? runs : runs.items)[0];
-  expect(firstRun, 'the earlier specs made runs').toBeDefined();
-  const repos = (await (await page.request.get(`${url()}/api/repositories`)).json()) as { id: string }[];
-  expect(repos.length).toBeGreaterThan(0);
-  const jobs = (await (await page.request.get(`${url()}/api/jobs`)).json()) as { id: string }[] | { items: { id: string }[] };
-  const firstJob = (Array.isArray(jobs) ? jobs : jobs.items)[0];
-  const reached: [string, string][] = [
-    ['run', `/runs/${firstRun!.id}`],
-    ['repository', `/repositories/${repos[0]!.id}`],
-    ['job wizard', '/jobs/new'],
-    ['drill form', '/drills/new'],
-    ['restore wizard', '/restore'],
-    ['password form', '/account/password'],
-  ];
-  const [point] = (await (await page.request.get(`${url()}/api/restore-points?limit=1`)).json()) as { id: string }[];
-  expect(point, 'the earlier specs made restore points').toBeDefined();
-  reached.push(['restore from a point', `/restore?point=${encodeURIComponent(point!.id)}`]);
-  if (firstJob) reached.push(['job editor', `/jobs/${firstJob.id}/edit`], ['job', `/jobs/${firstJob.id}`]);
-  for (const [label, path] of reached) {
-    await page.goto(`${url()}${path}`);
-    await expect(page.getByRole('heading', { level: 1 })).toBeVisible();
-    // The job page is being added: until it exists, /jobs/<id> is the console's "Not found".
-    if (label === 'job' && (await page.getByRole('heading', { level: 1, name: 'Not found' }).isVisible())) continue;
-    await check(label);
-  }
+  await visitEveryPage(page, check);
   expect(found, found.join('\n')).toEqual([]);
 });
