@@ -1,5 +1,4 @@
 import { expect, test } from '@playwright/test';
-import { createDb } from '@vaultline/db';
 import { fitsWidths } from '../fixtures/layout.ts';
 import { shot, signIn, url } from '../fixtures/session.ts';
 
@@ -52,22 +51,14 @@ test("the Transporters page has a load chart per Transporter (its heartbeat's sa
   page.on('pageerror', (e) => errors.push(e.message));
   await signIn(page);
   const [local] = (await (await page.request.get(`${url()}/api/transporters`)).json()) as { id: string; name: string }[];
-  // An hour of samples as the heartbeat stores them (one a minute), written straight to the appliance's database.
-  const env = JSON.parse(process.env.VAULTLINE_E2E_DIRECTOR_ENV!) as Record<string, string>;
-  const db = createDb(env.DATABASE_URL!);
-  try {
-    const now = Date.now();
-    await db.transporterSample.createMany({
-      data: Array.from({ length: 60 }, (_, i) => ({ transporterId: local!.id, at: new Date(now - (60 - i) * 60_000), activeDisks: i % 4, cpuPercent: 5 + (i % 10) * 8, load1: 0.5, rssBytes: BigInt(300 * 1024 * 1024) })),
-    });
-  } finally {
-    await db.$disconnect();
-  }
+  // The local Transporter's heartbeat has stored its load since it started (a sample a minute, the first at once).
+  const samples = async () => ((await (await page.request.get(`${url()}/api/transporters/${encodeURIComponent(local!.id)}/load?hours=24`)).json()) as { at: number[] }).at.length;
+  await expect.poll(samples, { message: 'the heartbeat stores load samples' }).toBeGreaterThan(0);
   await page.goto(`${url()}/transporters`);
   const section = page.getByRole('region', { name: /Load, last 24 hours/ });
-  const figure = section.getByRole('figure', { name: new RegExp(`^${local!.name} \\d+ samples; busiest 3 of \\d+ disk tasks, CPU up to 77 %, memory 300 MiB now`) });
+  const figure = section.getByRole('figure', { name: new RegExp(`^${local!.name} \\d+ samples?; busiest \\d+ of \\d+ disk tasks, CPU up to \\d+ %, memory [\\d.]+ (MiB|GiB) now`) });
   await expect(figure).toBeVisible();
-  expect(Number(await figure.getAttribute('data-samples'))).toBeGreaterThanOrEqual(60);
+  expect(Number(await figure.getAttribute('data-samples'))).toBeGreaterThan(0);
   await expect(figure.getByRole('img', { name: `Disk tasks and CPU of ${local!.name} over the last 24 hours` }).locator('canvas').first()).toBeVisible();
   await fitsWidths(page);
   await page.screenshot({ path: shot('transporters-load'), fullPage: true });

@@ -102,7 +102,7 @@ function LoadChart({ transporter: t }: { transporter: TransporterLoad }) {
         <strong>{t.name}</strong>{' '}
         {h && n > 0 && (
           <span className="muted small">
-            {n} samples; busiest {Math.max(...h.activeDisks)} of {t.capabilities.maxDiskTasks} disk tasks, CPU up to {Math.max(...h.cpuPercent).toFixed(0)} %, memory {formatBytes(h.rssBytes.at(-1)!)} now
+            {n} sample{n === 1 ? '' : 's'}; busiest {Math.max(...h.activeDisks)} of {t.capabilities.maxDiskTasks} disk tasks, CPU up to {Math.max(...h.cpuPercent).toFixed(0)} %, memory {formatBytes(h.rssBytes.at(-1)!)} now
           </span>
         )}
       </figcaption>
