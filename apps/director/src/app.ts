@@ -147,7 +147,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(userRoutes, { db: deps.db, audit, credentials });
     await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector, inventory });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
-    await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, connector: deps.connector, secretKey: deps.secretKey });
+    await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, inventory, secretKey: deps.secretKey });
     await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
     await api.register(retentionHoldRoutes, { db: deps.db, audit });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });

@@ -67,6 +67,15 @@ describe('InventoryCache (lab vCenter)', () => {
     await expect(c.listVms({ ...conn, password: 'not-the-password' }, 'vc')).rejects.toThrow(/login|password|incorrect|denied/i);
   });
 
+  it('a caller asking for the present gets a read of its own, not one already under way', async () => {
+    const c = cache();
+    reads = 0;
+    const under = c.listVms(conn, 'vc');
+    const present = c.listVms(conn, 'vc', { maxAgeMs: 0 });
+    await Promise.all([under, present]);
+    expect(reads).toBe(2);
+  });
+
   it('shows a vCenter that stops answering as it last answered, dated; without a copy it is an error', async () => {
     const c = cache();
     const first = await c.listVms(conn, 'vc');

@@ -103,16 +103,19 @@ describe('the protection overview: per VM protection, last backup and the last 2
     expect(page.vms.map((v) => v.name)).toEqual(['db01']);
   });
 
-  it('lists a job source its vCenter no longer has, and says which vCenter did not answer', async () => {
+  it('lists a job source its vCenter no longer has; a vCenter that stops answering is shown as it last answered, dated', async () => {
     const gone = await lab.createVm({ name: 'gone01', disks: [{ capacityBytes: 1 << 20 }] });
     const job = await inject({ method: 'POST', url: '/api/jobs', payload: { name: 'gone', vcenterId, repositoryId, sources: [{ moref: gone.moref, name: 'gone01' }] } });
     expect(job.statusCode, job.body).toBe(201);
+    // A job whose VM the vCenter has since lost (written as the Director once accepted it).
+    await ctx.d.db.backupJob.create({ data: { name: 'lost', vcenterId, repositoryId, sources: [{ moref: 'vm-99999', name: 'lost01' }] } });
     await lab.stop();
     const o = await overview();
-    // The vCenter is shown as it last answered (gone01 was made after that), and the problem says so.
     expect(o.inventoryProblems).toMatchObject([{ vcenterId, vcenterName: 'vc', asOf: expect.stringMatching(/^\d{4}-/) }]);
     expect(o.inventoryAsOf).toBe(o.inventoryProblems[0]!.asOf);
-    expect(o.vms.find((v) => v.name === 'gone01')).toMatchObject({ inInventory: false, protected: false, unprotectedReason: 'no_restore_point', jobs: [{ name: 'gone' }] });
+    // Checking the job's sources read the vCenter, so its last answer has gone01.
+    expect(o.vms.find((v) => v.name === 'gone01')).toMatchObject({ inInventory: true, protected: false, unprotectedReason: 'no_restore_point', jobs: [{ name: 'gone' }] });
+    expect(o.vms.find((v) => v.name === 'lost01')).toMatchObject({ inInventory: false, protected: false, unprotectedReason: 'no_restore_point', jobs: [{ name: 'lost' }] });
     expect(o.vms.find((v) => v.name === 'app01')).toMatchObject({ inInventory: true, protected: true, restorePoints: 2 });
   });
 

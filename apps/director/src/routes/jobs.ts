@@ -33,7 +33,8 @@ import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { viewer, operator, currentUser } from '../auth/guard.ts';
 import type { AuditLog } from '../services/audit.ts';
-import { VCenterProblem, type VCenterConnector } from '../services/vcenter-connector.ts';
+import type { InventoryCache } from '../services/inventory-cache.ts';
+import { VCenterProblem } from '../services/vcenter-connector.ts';
 import { connectionOf } from './vcenters.ts';
 import type { Credentials } from '../auth/credentials.ts';
 import { parse } from '../validate.ts';
@@ -213,8 +214,9 @@ type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
  * by its instance UUID (which survives re-registration) or else its moref. Returns the sources as the
  * vCenter knows them (current moref, instance UUID filled in); refuses, naming the source, otherwise.
  */
-export async function checkJobSources(connector: VCenterConnector, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
-  const vms = await connector.listVms(connectionOf(vcenter, secretKey)).catch((err: unknown) => {
+/** The job's sources checked against the vCenter as it is now (which also renews the overview's copy of it). */
+export async function checkJobSources(inventory: InventoryCache, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
+  const { vms } = await inventory.listVms(connectionOf(vcenter, secretKey), vcenter.name, { maxAgeMs: 0 }).catch((err: unknown) => {
     if (err instanceof VCenterProblem) throw new AppError('bad_request', `cannot check the job's VMs in vCenter ${vcenter.name}: ${err.message}`, [{ path: 'vcenterId', message: err.kind }]);
     throw err;
   });
@@ -232,7 +234,7 @@ export async function checkJobSources(connector: VCenterConnector, vcenter: VCen
   });
 }
 
-export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus; connector: VCenterConnector; secretKey: Buffer }): Promise<void> {
+export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: AuditLog; credentials: Credentials; queue: WorkQueue; events: EventBus; inventory: InventoryCache; secretKey: Buffer }): Promise<void> {
   const { db, audit, queue } = deps;
 
   app.get('/jobs', { ...viewer, schema: { response: { 200: z.array(JobSchema) } } }, async () => (await loadJobs(db)).map((j) => jobDto(j)));
@@ -252,7 +254,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (await db.backupJob.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
     // Last, as it asks the vCenter.
-    const sources = await checkJobSources(deps.connector, vcenter, deps.secretKey, body.sources);
+    const sources = await checkJobSources(deps.inventory, vcenter, deps.secretKey, body.sources);
     const job = await db.backupJob.create({
       data: { name: body.name, vcenterId: body.vcenterId, repositoryId: body.repositoryId, sources, transportMode: body.transportMode, options: JobOptionsSchema.parse(body.options), schedule: body.schedule, enabled: body.enabled },
     });
@@ -304,7 +306,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
     if (body.name && body.name !== job.name && (await db.backupJob.findUnique({ where: { name: body.name } }))) throw new AppError('conflict', `a job named ${body.name} already exists`);
     checkSchedule(body.schedule);
     // New sources, or the same ones in another vCenter, are checked there (last, as it asks the vCenter).
-    const sources = body.sources !== undefined || body.vcenterId !== undefined ? await checkJobSources(deps.connector, vcenter, deps.secretKey, body.sources ?? z.array(JobSourceSchema).parse(job.sources)) : undefined;
+    const sources = body.sources !== undefined || body.vcenterId !== undefined ? await checkJobSources(deps.inventory, vcenter, deps.secretKey, body.sources ?? z.array(JobSourceSchema).parse(job.sources)) : undefined;
     // Keeping fewer restore points, or shortening (or ending) the time they cannot be deleted, is as
     // destructive as deleting them.
     const retentionBefore = JobOptionsSchema.safeParse(job.options).data?.retention;

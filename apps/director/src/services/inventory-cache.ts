@@ -6,7 +6,8 @@
  *  - An older one is refreshed, but the caller waits at most `staleWaitMs`: a vCenter that is slow or down
  *    is answered with the copy it last gave, dated, while the refresh goes on (and updates the copy when
  *    it ends). Without any copy the caller waits up to `firstWaitMs`.
- *  - One read per vCenter at a time: callers that arrive during a read share it.
+ *  - One read per vCenter at a time: callers that arrive during a read share it (except those asking for the
+ *    present, whose read must start after they asked).
  *
  * Copies are keyed by what reaches the vCenter (URL, user, a hash of the password, pinned thumbprint), so a
  * changed connection never answers from the old one. Pages that need the present (a job's sources checked
@@ -67,10 +68,14 @@ export class InventoryCache {
     const copy = this.copies.get(key);
     const now = this.opts.now();
     if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return { vms: copy.vms, at: new Date(copy.at), problem: null };
+    // A page that asked for the present waits for a read of its own, like a direct read.
+    if (opts.maxAgeMs === 0) {
+      const e = await this.readNow(key, conn);
+      return { vms: e.vms, at: new Date(e.at), problem: null };
+    }
     const read = this.read(key, conn);
-    // A page that asked for the present waits for it, like a direct read.
-    if (!copy || opts.maxAgeMs === 0) {
-      const e = await (opts.maxAgeMs === 0 ? read : within(read, this.opts.firstWaitMs, what));
+    if (!copy) {
+      const e = await within(read, this.opts.firstWaitMs, what);
       return { vms: e.vms, at: new Date(e.at), problem: null };
     }
     try {
@@ -81,18 +86,18 @@ export class InventoryCache {
     }
   }
 
+  /** A read of the vCenter started now; its answer becomes the copy unless a read started later already did. */
+  private async readNow(key: string, conn: VCenterConnection): Promise<Entry> {
+    const started = this.opts.now();
+    const e = { vms: await this.connector.listVms(conn), at: started };
+    if ((this.copies.get(key)?.at ?? -Infinity) <= started) this.copies.set(key, e);
+    return e;
+  }
+
   private read(key: string, conn: VCenterConnection): Promise<Entry> {
     const running = this.reading.get(key);
     if (running) return running;
-    const started = this.opts.now();
-    const p = this.connector
-      .listVms(conn)
-      .then((vms) => {
-        const e = { vms, at: started };
-        this.copies.set(key, e);
-        return e;
-      })
-      .finally(() => this.reading.delete(key));
+    const p = this.readNow(key, conn).finally(() => this.reading.delete(key));
     // A refresh nobody waits for any more must not become an unhandled rejection.
     p.catch(() => undefined);
     this.reading.set(key, p);
