@@ -1,16 +1,17 @@
 import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, shot, signIn, url } from '../fixtures/session.ts';
+import { flushLabWrites, labState, shot, signIn, url } from '../fixtures/session.ts';
 
 const VM = 'e2e-big-01';
 const GiB = 1024 ** 3;
 
 test('Cancel stops a running backup: the run ends cancelled, nothing is committed and no snapshot is left', async ({ page }) => {
-  test.setTimeout(180_000);
+  test.setTimeout(300_000);
   // A VM with enough random data that its copy takes many seconds on this machine.
   const lab = connectLab(labState());
   await lab.createVm({ name: VM, disks: [{ capacityBytes: 4 * GiB }], cbt: true, powerOn: true });
   await lab.guestWrite(VM, 0, [{ offset: 0, length: 3 * GiB, pattern: 'random', seed: 7 }]);
+  flushLabWrites();
 
   await signIn(page);
   await page.getByTestId('vm-row').filter({ hasText: VM }).getByRole('button', { name: 'Back up now' }).click();

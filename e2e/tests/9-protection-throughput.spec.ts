@@ -1,7 +1,7 @@
 import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
 import { fitsWidths } from '../fixtures/layout.ts';
-import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
+import { flushLabWrites, labState, nav, shot, signIn, url } from '../fixtures/session.ts';
 
 const VM = 'e2e-chart-01';
 const BARE = 'e2e-bare-01';
@@ -13,6 +13,7 @@ test('a backup stores its throughput: after a reload the run page charts the sto
   // Enough random data that reading it takes a few seconds: the Transporter samples at most 4 times a second.
   const vm = await lab.createVm({ name: VM, disks: [{ capacityBytes: 2048 * MiB }], cbt: true, powerOn: true });
   await lab.guestWrite(VM, 0, [{ offset: 0, length: 2048 * MiB, pattern: 'random', seed: 23 }]);
+  flushLabWrites();
   await lab.createVm({ name: BARE, disks: [{ capacityBytes: 16 * MiB }] });
 
   await signIn(page);
