@@ -176,14 +176,17 @@ class CompositeImage implements VmdkImage {
   }
 }
 
-function looksLikeDescriptor(head: Buffer, size: number): boolean {
-  if (size > MAX_DESCRIPTOR_FILE) return false;
+/** Why `head` (the first bytes of a file of `size` bytes) is not a descriptor file, or null when it is one. */
+function descriptorProblem(head: Buffer, size: number): string | null {
+  if (size > MAX_DESCRIPTOR_FILE) return `${size} bytes is larger than a descriptor file can be`;
   // qemu pads descriptor files with NULs to a whole sector: allow NULs only as trailing padding.
   const nul = head.indexOf(0);
-  if (nul >= 0 && head.subarray(nul).some((b) => b !== 0)) return false;
+  const after = nul >= 0 ? head.subarray(nul).findIndex((b) => b !== 0) : -1;
+  if (after >= 0) return `a NUL at byte ${nul} is followed by other bytes at ${nul + after} (of ${head.length} read, ${size} in the file)`;
   const text = head.subarray(0, nul >= 0 ? nul : head.length).toString('utf8').replace(/^\uFEFF/, '');
-  if (/^\s*# Disk DescriptorFile/.test(text)) return true;
-  return /^\s*createType\s*=/m.test(text) && /^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+/m.test(text);
+  if (/^\s*# Disk DescriptorFile/.test(text)) return null;
+  if (/^\s*createType\s*=/m.test(text) && /^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+/m.test(text)) return null;
+  return 'no "# Disk DescriptorFile" line, nor a createType and an extent line';
 }
 
 function checkBaseDisk(d: VmdkDescriptor, path: string): void {
@@ -296,12 +299,13 @@ export async function openVmdk(path: string, options?: OpenOptions): Promise<Vmd
     if (head.length >= 8 && head.readBigUInt64LE(0) === 0xcafebaben) {
       throw new VmdkUnsupportedError('a seSparse delta data file has no parent link: open its descriptor (createType "seSparse") instead', { path });
     }
-    if (looksLikeDescriptor(head, file.size)) return await openDescriptorFile(file, files, opener);
+    const notDescriptor = descriptorProblem(head, file.size);
+    if (notDescriptor === null) return await openDescriptorFile(file, files, opener);
     // A *.vmdk that is neither sparse nor a descriptor is damaged, unless it is a flat extent opened directly.
     const vmdkName = /\.vmdk$/i.test(path) && !/-(flat|f\d{3}|rdm|rdmp)\.vmdk$/i.test(path);
     if (mode === 'vmdk' || vmdkName) {
       const m = head.subarray(0, 4).toString('hex');
-      throw new VmdkBadMagicError(`not a VMDK: first bytes ${m} are neither the sparse magic "KDMV" nor a descriptor`, { path });
+      throw new VmdkBadMagicError(`not a VMDK: first bytes ${m} are neither the sparse magic "KDMV" nor a descriptor (${notDescriptor})`, { path });
     }
     return new CompositeImage('raw', undefined, [new FlatBackend(file, 0, file.size)], files);
   } catch (e) {
