@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { applianceKeyUnsealer, identityColumns, loadJournalKey, SECRET_LABELS } from '@vaultline/appliance';
+import { applianceKeyUnsealer, backendFor, formatS3Location, identityColumns, loadJournalKey, openRepository, SECRET_LABELS } from '@vaultline/appliance';
 import { sealSecret } from '@vaultline/config';
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { applyMigrations, createDb, MIGRATIONS_DIR, type Db } from '@vaultline/db';
@@ -40,6 +40,7 @@ export interface Bench {
   lab: Lab;
   db: Db;
   database: TestDatabase;
+  /** The local repository's folder (made but left empty when the repository is in S3). */
   repoDir: string;
   /** The Transporter's data dir (its journal.key, and LUN mounts under mnt/). */
   dataDir: string;
@@ -71,12 +72,24 @@ export interface Bench {
   backupPoint(vmName: string, disks: number): Promise<BenchPoint>;
   /** Runs every item of a run through the handler, as the queue would. */
   runAll(runId: string): Promise<void>;
+  /** The bench's repository, opened as a Transporter opens it (local or S3, with its passphrase). */
+  openRepository(): Promise<Repository>;
   /** SHA-256 of a disk of a restore point, read back from the repository. */
   restoredSha256(repoPointId: string, vmId: string, diskKey: string): Promise<string>;
   close(): Promise<void>;
 }
 
-export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; lab?: Pick<LabOptions, 'extraDatastores' | 'http' | 'objectDatastores' | 'esx' | 'directHosts'> } = {}): Promise<Bench> {
+/** An S3 bucket (and folder in it) to keep the bench's repository in, instead of a local folder. */
+export interface BenchS3 {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: number; s3?: BenchS3; lab?: Pick<LabOptions, 'extraDatastores' | 'http' | 'objectDatastores' | 'esx' | 'directHosts'> } = {}): Promise<Bench> {
   const [lab, database, repoDir, dataDir] = await Promise.all([
     startLab({ port: 0, hotadd: isRoot, san: isRoot, ...(opts.cbtMaxAreas ? { cbtMaxAreas: opts.cbtMaxAreas } : {}), ...opts.lab }),
     createTestDatabase(PG_SERVER, 'vaultline_backup'),
@@ -87,7 +100,11 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   await applyMigrations(database.url, MIGRATIONS_DIR);
   const db = createDb(database.url);
   const secretKey = Buffer.alloc(32, 9);
-  const identity = await Repository.init(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
+  // Where the repository lives: the temp folder, or (opts.s3) a folder in a bucket, registered as the Director does.
+  const storage = opts.s3
+    ? { kind: 's3' as const, location: formatS3Location(opts.s3), s3SecretSealed: sealSecret(secretKey, SECRET_LABELS.repositoryS3Secret, opts.s3.secretAccessKey) }
+    : { kind: 'local' as const, location: repoDir };
+  const identity = await Repository.init(await backendFor(storage, opts.s3?.secretAccessKey), opts.passphrase ? { passphrase: opts.passphrase } : {});
   const vcenter = await db.vCenter.create({
     data: {
       name: 'lab',
@@ -101,8 +118,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
   const repository = await db.repository.create({
     data: {
       name: 'bench',
-      kind: 'local',
-      location: repoDir,
+      ...storage,
       encrypted: Boolean(opts.passphrase),
       passphraseSealed: opts.passphrase ? sealSecret(secretKey, SECRET_LABELS.repositoryPassphrase, opts.passphrase) : null,
       ...identityColumns(identity),
@@ -215,8 +231,11 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
       const items = await db.runVm.findMany({ where: { runId } });
       for (const it of items) await handler({ runVmId: it.id }, { attempt: 1 }).catch(() => undefined);
     },
+    async openRepository() {
+      return openRepository(await db.repository.findUniqueOrThrow({ where: { id: repository.id } }), secretKey);
+    },
     async restoredSha256(repoPointId, vmId, diskKey) {
-      const repo = await Repository.open(repoDir, opts.passphrase ? { passphrase: opts.passphrase } : {});
+      const repo = await bench.openRepository();
       try {
         const reader = await DiskReader.open(repo, { vmId, id: repoPointId }, diskKey);
         const h = createHash('sha256');

@@ -1,6 +1,6 @@
 export { SECRET_LABELS, applianceKeyUnsealer } from './secrets.ts';
 export type { SecretLabel, Unsealer } from './secrets.ts';
-export { backendFor, identityColumns, openRepository, recordedIdentity, RepositoryLocationError, resolveLocalLocation, unsealRepository } from './repositories.ts';
+export { backendFor, formatS3Location, identityColumns, openRepository, recordedIdentity, RepositoryLocationError, resolveLocalLocation, unsealRepository } from './repositories.ts';
 export type { RepositoryRow } from './repositories.ts';
 export { loadSecretKey } from './secret-key.ts';
 export { applyRetention } from './retention.ts';

@@ -95,6 +95,13 @@ export async function resolveLocalLocation(location: string): Promise<string> {
   }
 }
 
+/** s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=… (what parseS3Location reads back). */
+export function formatS3Location(b: { accessKeyId: string; bucket: string; prefix: string; endpoint?: string | undefined; region: string }): string {
+  const q = new URLSearchParams({ ...(b.endpoint ? { endpoint: b.endpoint } : {}), region: b.region });
+  const prefix = b.prefix.replace(/\/+$/, '').split('/').filter(Boolean).map(encodeURIComponent).join('/');
+  return `s3://${encodeURIComponent(b.accessKeyId)}@${b.bucket}/${prefix}?${q.toString()}`;
+}
+
 /** Where an S3 repository is, as its location says: s3://<access key id>@<bucket>/<prefix>?endpoint=<url>&region=<region>. */
 export function parseS3Location(location: string): { bucket: string; prefix: string; accessKeyId: string; endpoint?: string; region: string } {
   let u: URL;

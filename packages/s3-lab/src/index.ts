@@ -13,7 +13,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { freePort } from '@vaultline/config';
 
 export interface S3Lab {
@@ -26,6 +26,8 @@ export interface S3Lab {
   other: { accessKeyId: string; secretAccessKey: string };
   /** Creates a bucket of the first user's (with Object Lock when asked; it cannot be added later). */
   createBucket(name: string, opts?: { objectLock?: boolean }): Promise<void>;
+  /** Every object (its newest version) in a bucket of the first user's whose key starts with `prefix`: key → size. */
+  objects(bucket: string, prefix?: string): Promise<Map<string, number>>;
   /** Stops the gateway, the OSD and the monitor, and removes every file of the lab. */
   stop(): Promise<void>;
 }
@@ -199,7 +201,22 @@ export async function startS3Lab(): Promise<S3Lab> {
         s3.destroy();
       }
     };
-    return { endpoint, region, ...user, other, createBucket, stop };
+    const objects = async (bucket: string, prefix = '') => {
+      const s3 = new S3Client({ endpoint, region, forcePathStyle: true, credentials: user });
+      const out = new Map<string, number>();
+      try {
+        let token: string | undefined;
+        do {
+          const page: ListObjectsV2CommandOutput = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+          for (const o of page.Contents ?? []) out.set(o.Key!, o.Size ?? 0);
+          token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+      } finally {
+        s3.destroy();
+      }
+      return out;
+    };
+    return { endpoint, region, ...user, other, createBucket, objects, stop };
   } catch (err) {
     const log = (name: string) => {
       try {

@@ -14,7 +14,7 @@ import {
   type RepositoryStats,
 } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, formatS3Location, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { hardeningProblem, probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
@@ -133,7 +133,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;
     const s3Secret = body.kind === 's3' ? body.secretAccessKey : undefined;
     // S3: where the repository is, as the row keeps it (the secret access key is sealed apart).
-    const location = body.kind === 's3' ? s3Location(body) : body.location;
+    const location = body.kind === 's3' ? formatS3Location(body) : body.location;
     const hardened = body.kind === 'local' && body.hardened;
     // SFTP: the admin confirms the server's host key first; it is pinned from then on.
     let hostKey: string | null = null;
@@ -197,11 +197,4 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     reply.code(201);
     return repositoryDto(row);
   });
-}
-
-/** s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=… (what parseS3Location reads back). */
-function s3Location(b: { accessKeyId: string; bucket: string; prefix: string; endpoint?: string | undefined; region: string }): string {
-  const q = new URLSearchParams({ ...(b.endpoint ? { endpoint: b.endpoint } : {}), region: b.region });
-  const prefix = b.prefix.replace(/\/+$/, '').split('/').filter(Boolean).map(encodeURIComponent).join('/');
-  return `s3://${encodeURIComponent(b.accessKeyId)}@${b.bucket}/${prefix}?${q.toString()}`;
 }
