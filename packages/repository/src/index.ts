@@ -30,6 +30,8 @@ export type { ReaderOptions } from './disk-reader.ts';
 export { verify, prune, gc, stats, deleteRestorePoint } from './maintenance.ts';
 export type { VerifyReport, VerifyProblem, VerifyOptions, GcOptions, GcReport, RepositoryStats, AffectedRef } from './maintenance.ts';
 export { planRetention } from './retention.ts';
+export { copyRestorePoint, COPY_LABELS } from './copy.ts';
+export type { CopyOptions, CopyResult } from './copy.ts';
 export { byteEntropy, sampleEntropy, addNewBlob, emptyChangedData, ENTROPY_SAMPLE_BYTES, HIGH_ENTROPY_BITS } from './entropy.ts';
 export type { ChangedDataStats } from './entropy.ts';
 export type { RetentionPolicy, RetentionCandidate, RetentionDecision, KeepReason } from './retention.ts';
