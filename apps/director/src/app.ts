@@ -25,6 +25,7 @@ import { jobRoutes } from './routes/jobs.ts';
 import { retentionHoldRoutes } from './routes/retention-holds.ts';
 import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
+import { copyJobRoutes } from './routes/copy-jobs.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
 import { notificationRoutes } from './routes/notifications.ts';
@@ -153,6 +154,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(overviewRoutes, { db: deps.db, secretKey: deps.secretKey, inventory });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
+    await api.register(copyJobRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });
     await api.register(transporterDeployRoutes, { db: deps.db, redis: deps.redis, audit, credentials, secretKey: deps.secretKey, registry: deps.registry, remote: deps.remote });

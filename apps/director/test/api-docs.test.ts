@@ -15,6 +15,7 @@ const NO_BODY = new Set([
   'POST /api/jobs/:id/run',
   'POST /api/runs/:id/cancel',
   'POST /api/drills/:id/run',
+  'POST /api/copy-jobs/:id/run',
   'POST /api/repositories/:id/gc',
   'POST /api/notifications/:id/test',
   'POST /api/restore-points/:id/browse',

@@ -1,6 +1,6 @@
 /**
  * Retention of one backup job's restore points of one VM, applied after each
- * successful backup: the job's GFS policy decides, immutable points are always
+ * successful backup (or of one copy job's copies, after each copy): the job's GFS policy decides, immutable points are always
  * kept, and only points this job made are candidates (another job's points of
  * the same VM follow that job's policy; points of a deleted job stay until an
  * operator deletes them).
@@ -20,11 +20,8 @@
 import type { Db } from '@vaultline/db';
 import { deleteRestorePoint, planRetention, RepositoryError, type Repository, type RetentionPolicy } from '@vaultline/repository';
 
-export interface RetentionScope {
-  repositoryId: string;
-  jobId: string;
-  vmInstanceUuid: string;
-}
+/** Whose points: a backup job's (`jobId`: the points its runs made) or a copy job's (`copyJobId`: the copies it made). */
+export type RetentionScope = { repositoryId: string; vmInstanceUuid: string } & ({ jobId: string; copyJobId?: undefined } | { copyJobId: string; jobId?: undefined });
 
 export interface RetentionOutcome {
   kept: number;
@@ -39,11 +36,15 @@ export async function applyRetention(db: Db, repo: Repository, scope: RetentionS
   const rows = await db.restorePoint.findMany({ where: { repositoryId: scope.repositoryId, vmInstanceUuid: scope.vmInstanceUuid }, orderBy: { createdAt: 'asc' } });
   const holds = rows.filter((r) => r.ransomwareSuspect && !r.holdReleasedAt);
   if (holds.length > 0) return { kept: rows.length, pruned: [], failed: [], heldBy: holds.map((r) => ({ repoPointId: r.repoPointId, createdAt: r.createdAt })) };
-  const runVmIds = rows.flatMap((r) => (r.runVmId ? [r.runVmId] : []));
-  const ours = new Set(
-    (await db.runVm.findMany({ where: { id: { in: runVmIds }, run: { jobId: scope.jobId } }, select: { id: true } })).map((v) => v.id),
-  );
-  const candidates = rows.filter((r) => r.runVmId && ours.has(r.runVmId));
+  let candidates: typeof rows;
+  if (scope.copyJobId) candidates = rows.filter((r) => r.copyJobId === scope.copyJobId);
+  else {
+    const runVmIds = rows.flatMap((r) => (r.runVmId ? [r.runVmId] : []));
+    const ours = new Set(
+      (await db.runVm.findMany({ where: { id: { in: runVmIds }, run: { jobId: scope.jobId } }, select: { id: true } })).map((v) => v.id),
+    );
+    candidates = rows.filter((r) => r.runVmId && ours.has(r.runVmId));
+  }
   const plan = planRetention(
     candidates.filter((r) => !r.pruningAt).map((r) => ({ id: r.id, time: r.createdAt, lockedUntil: r.immutableUntil, row: r })),
     policy,

@@ -8,6 +8,7 @@ export * from './jobs.ts';
 export * from './events.ts';
 export * from './drills.ts';
 export * from './maintenance.ts';
+export * from './copy-jobs.ts';
 export * from './notifications.ts';
 export * from './remote.ts';
 export * from './job-api.ts';

@@ -134,7 +134,7 @@ export const RunVmSchema = z.object({
 export const RunSchema = z.object({
   id: z.string(),
   jobId: z.string().nullable(),
-  kind: z.enum(['backup', 'restore', 'verify', 'drill', 'gc']),
+  kind: z.enum(['backup', 'restore', 'verify', 'drill', 'gc', 'copy']),
   status: RunStatusSchema,
   trigger: z.string(),
   createdAt: z.string(),

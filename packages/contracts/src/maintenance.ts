@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** What a maintenance run (kind 'verify' or 'gc') was asked to do; kept on the run row. */
+/** What a maintenance run (kind 'verify', 'gc' or 'copy') was asked to do; kept on the run row. */
 export const MaintenanceRequestSchema = z.discriminatedUnion('task', [
   z.object({
     task: z.literal('verify'),
@@ -9,6 +9,8 @@ export const MaintenanceRequestSchema = z.discriminatedUnion('task', [
     sample: z.number().gt(0).max(1).default(1),
   }),
   z.object({ task: z.literal('gc'), repositoryId: z.uuid() }),
+  /** A backup copy job's run: `repositoryId` is the job's target (one copy into a repository at a time). */
+  z.object({ task: z.literal('copy'), repositoryId: z.uuid(), copyJobId: z.uuid() }),
 ]);
 export type MaintenanceRequest = z.infer<typeof MaintenanceRequestSchema>;
 

@@ -62,6 +62,8 @@ function what(r: RunFacts): string {
       return `verify of repository ${item}`;
     case 'gc':
       return `garbage collection of repository ${item}`;
+    case 'copy':
+      return `backup copy job ${item}`;
     default:
       return `${r.kind} run`;
   }

@@ -10,6 +10,7 @@
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { WorkQueue } from '@vaultline/queue';
+import { startCopyRun } from '../services/copy-jobs.ts';
 import { startDrillRuns } from '../services/drills.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
 import { startJobRun } from '../services/runs.ts';
@@ -48,6 +49,11 @@ export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger
     const due = dueOccurrence(drill, now);
     if (!due || (await db.drillJob.updateMany({ where: unclaimed(drill.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
     await attempt(`drill ${drill.name}`, due, async () => (await startDrillRuns(db, deps.queue, drill.id, 'schedule', null, now)).runIds);
+  }
+  for (const job of await db.copyJob.findMany({ where: { enabled: true, schedule: { not: null } } })) {
+    const due = dueOccurrence(job, now);
+    if (!due || (await db.copyJob.updateMany({ where: unclaimed(job.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
+    await attempt(`copy job ${job.name}`, due, async () => [(await startCopyRun(db, deps.queue, job.id, 'schedule', null)).run.id]);
   }
   for (const repo of await db.repository.findMany({ where: { OR: [{ gcSchedule: { not: null } }, { verifySchedule: { not: null } }] } })) {
     const gcDue = dueOccurrence({ schedule: repo.gcSchedule, lastScheduledAt: repo.lastGcScheduledAt, createdAt: repo.createdAt }, now);

@@ -29,7 +29,7 @@ export async function startJobRun(db: Db, queue: WorkQueue, jobId: string, trigg
   return { job, run };
 }
 
-type ItemRunKind = 'restore' | 'drill' | 'verify' | 'gc';
+type ItemRunKind = 'restore' | 'drill' | 'verify' | 'gc' | 'copy';
 
 /**
  * A run of one item that carries its request on the run row — restores,

@@ -32,6 +32,7 @@ const TABLE_GRANTS: ReadonlyArray<readonly [table: string, privileges: string]> 
   ['job_runs', 'SELECT, UPDATE'],
   ['run_vms', 'SELECT, UPDATE'],
   ['backup_jobs', 'SELECT'],
+  ['copy_jobs', 'SELECT'],
   ['run_disks', 'SELECT, INSERT, UPDATE'],
   ['restore_points', 'SELECT, INSERT, UPDATE, DELETE'],
   ['cleanup_journal', 'SELECT, INSERT, UPDATE'],

@@ -15,6 +15,7 @@ import { PermanentError } from '@vaultline/queue';
 import { gc, LockedError, verify, type Repository, type VerifyReport } from '@vaultline/repository';
 import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
 import { recordRepositorySample } from '../adapters/repository-samples.ts';
+import { runCopy } from './copy.ts';
 
 const MiB = 1024 * 1024;
 
@@ -28,6 +29,7 @@ export function createMaintenanceHandler(deps: { db: Db; unseal: Unsealer; trans
     const log = rec.log.bind(rec);
     const finish = rec.finish.bind(rec);
     const request = MaintenanceRequestSchema.parse(item.run.request);
+    if (request.task === 'copy') return runCopy(deps, rec, item, request);
     const row = await db.repository.findUnique({ where: { id: request.repositoryId } });
     if (!row) return finish('failed', 'the repository was removed from Vaultline');
     await rec.start(request.task === 'gc' ? 'collecting' : 'verifying');

@@ -1,6 +1,6 @@
 import type { Run } from '@vaultline/contracts';
 
-export const RUN_KIND: Record<Run['kind'], string> = { backup: 'Backup', restore: 'Restore', verify: 'Verify', drill: 'Restore drill', gc: 'Garbage collection' };
+export const RUN_KIND: Record<Run['kind'], string> = { backup: 'Backup', restore: 'Restore', verify: 'Verify', drill: 'Restore drill', gc: 'Garbage collection', copy: 'Backup copy' };
 
 /** What a run is, in words: the job's name for backups, else its kind and what it acts on. */
 export function runTitle(run: Pick<Run, 'kind' | 'vms'>, jobName: string | undefined): string {
@@ -16,6 +16,8 @@ export function runTitle(run: Pick<Run, 'kind' | 'vms'>, jobName: string | undef
       return what ? `Verify of ${what}` : 'Verify';
     case 'gc':
       return what ? `Garbage collection of ${what}` : 'Garbage collection';
+    case 'copy':
+      return what ? `Backup copy ${what}` : 'Backup copy';
   }
 }
 
