@@ -1,7 +1,7 @@
 import { expect, test, type Page } from '@playwright/test';
-import { expectNoHorizontalScroll, horizontalOverflow, LAPTOP, PHONE } from '../fixtures/layout.ts';
+import { expectNoHorizontalScroll, horizontalOverflow, LAPTOP, PHONE, tablesScrollingSideways } from '../fixtures/layout.ts';
 import { NAV_PAGES, visitEveryPage } from '../fixtures/pages.ts';
-import { signIn } from '../fixtures/session.ts';
+import { signIn, url } from '../fixtures/session.ts';
 
 // Runs after the other 9-* specs (every list holds what they made) and before 9-zzz-accessibility.
 /** The widest window with the Menu button (styles.css); wider, the links are inline. */
@@ -111,5 +111,108 @@ test('every page fits the window without horizontal scroll at 1440×900 and 390�
     await page.setViewportSize(LAPTOP);
   };
   await visitEveryPage(page, check);
+  expect(found, found.join('\n')).toEqual([]);
+});
+
+/**
+ * The job wizard's sources step (SourcesStep.tsx, on the wizard's and the job editor's first step) is not part of the
+ * change that made the lists cards: its table is named here so that it is recorded, not asserted.
+ */
+const SOURCES_TABLE = 'table.pick (headings VM, Power, Disks, Controllers, Notes)';
+
+/** The tables scrolling sideways on the page shown, once its lists have loaded (they lay out as their rows come: a few tries before naming them). */
+async function scrollingTables(page: Page): Promise<string[]> {
+  await expect(page.getByText(/^Loading .*…$/)).toHaveCount(0);
+  await page.waitForTimeout(300);
+  let found = await tablesScrollingSideways(page);
+  for (let i = 0; i < 5 && found.length; i++) {
+    await page.waitForTimeout(200);
+    found = await tablesScrollingSideways(page);
+  }
+  return found;
+}
+
+const wizardStep = (page: Page, n: number, of: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of ${of}`) })).toBeVisible();
+const nextStep = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
+
+test('at 390 px no list scrolls sideways inside its card: every page, the job wizard’s steps and the restore wizard’s show their tables as cards', async ({ page }) => {
+  test.setTimeout(300_000);
+  await page.setViewportSize(LAPTOP);
+  await signIn(page);
+  const found: string[] = [];
+  const notChecked: string[] = [];
+  const record = (where: string, findings: string[]) => {
+    for (const f of findings) (f.includes(SOURCES_TABLE) ? notChecked : found).push(`${where}: ${f}`);
+  };
+  const check = async (label: string) => {
+    await expect(page.getByRole('heading', { level: 1 })).toHaveCount(1);
+    await page.waitForLoadState('networkidle');
+    await page.setViewportSize(PHONE);
+    record(label, await scrollingTables(page));
+    await page.setViewportSize(LAPTOP);
+  };
+  // The navigation's links are behind the Menu button at 390 px: each page is opened at 1440 px, then narrowed.
+  await visitEveryPage(page, check);
+
+  // The job wizard's steps, at 390 px throughout.
+  await page.setViewportSize(PHONE);
+  await page.goto(`${url()}/jobs/new`);
+  await wizardStep(page, 1, 5);
+  await page.getByLabel('Search VMs').fill('app-0');
+  await page.getByLabel('Select app-02').check();
+  await page.waitForLoadState('networkidle');
+  record('the job wizard’s sources step', await scrollingTables(page));
+  await nextStep(page);
+  for (const [n, label] of [
+    [2, 'destination'],
+    [3, 'schedule'],
+    [4, 'options'],
+    [5, 'review'],
+  ] as const) {
+    await wizardStep(page, n, 5);
+    await page.waitForLoadState('networkidle');
+    record(`the job wizard’s ${label} step`, await scrollingTables(page));
+    if (n < 5) await nextStep(page);
+  }
+
+  // The restore wizard from the newest restore point: its point, what, details (the network map) and download steps.
+  const points = (await (await page.request.get(`${url()}/api/restore-points?limit=1`)).json()) as Array<{ id: string }> | { items: Array<{ id: string }> };
+  const [point] = Array.isArray(points) ? points : points.items;
+  expect(point, 'the earlier specs made restore points').toBeDefined();
+  await page.goto(`${url()}/restore?point=${encodeURIComponent(point!.id)}`);
+  const restoreStep = async (label: string) => {
+    await page.waitForLoadState('networkidle');
+    record(`the restore wizard’s ${label} step`, await scrollingTables(page));
+  };
+  await wizardStep(page, 1, 4);
+  await expect(page.getByTestId('restore-point-choice').first()).toBeVisible();
+  await restoreStep('restore point');
+  await nextStep(page);
+  await wizardStep(page, 2, 4);
+  await restoreStep('what');
+  await nextStep(page);
+  await wizardStep(page, 3, 4);
+  await restoreStep('details');
+  await page.getByRole('button', { name: 'Back' }).click();
+  await wizardStep(page, 2, 4);
+  await page.getByRole('radio', { name: /Download/ }).check();
+  await nextStep(page);
+  await wizardStep(page, 3, 3);
+  await expect(page.getByTestId('download-disks')).toBeVisible();
+  await restoreStep('download');
+
+  // The file browser, when the file-level restore spec (9-z, as root) made its restore point: the disk's partitions and
+  // the root folder's entries. As cards the entries' sort buttons are hidden with their headings: a Sort by list stands in.
+  const [files] = (await (await page.request.get(`${url()}/api/restore-points?vm=e2e-files-01`)).json()) as Array<{ id: string }>;
+  if (files) {
+    await page.goto(`${url()}/restore-points/${encodeURIComponent(files.id)}/files`);
+    await expect(page.getByTestId('entry').first()).toBeVisible({ timeout: 60_000 });
+    record('the file browser', await scrollingTables(page));
+    await page.getByLabel('Sort by').selectOption({ label: 'Size, largest first' });
+    await expect(page.getByTestId('entries').getByRole('columnheader', { name: 'Size' })).toHaveAttribute('aria-sort', 'descending');
+    await page.getByRole('button', { name: 'Close the browse session' }).click();
+  } else test.info().annotations.push({ type: 'not checked', description: 'the file browser: no restore point of e2e-files-01 (9-z-file-restore.spec.ts did not run)' });
+
+  for (const n of notChecked) test.info().annotations.push({ type: 'not checked (SourcesStep.tsx)', description: n });
   expect(found, found.join('\n')).toEqual([]);
 });

@@ -106,7 +106,7 @@ function DrillForm({ drill, vcenters, vms }: { drill: DrillJobDto | null; vcente
         {vms.length === 0 ? (
           <p className="muted">No VM has a restore point yet: back one up first.</p>
         ) : (
-          <table className="pick compact">
+          <table className="pick compact cards" aria-label="VMs to drill">
             <thead>
               <tr>
                 <th scope="col" className="check">
@@ -123,11 +123,11 @@ function DrillForm({ drill, vcenters, vms }: { drill: DrillJobDto | null; vcente
                   <td className="check">
                     <input type="checkbox" aria-label={`Drill ${vm.name}`} checked={isChosen(vm.instanceUuid)} onChange={() => toggle(vm)} />
                   </td>
-                  <td>
+                  <td data-label="VM" className="name-cell">
                     <strong>{vm.name}</strong>
                   </td>
-                  <td>{vm.points}</td>
-                  <td>{formatDateTime(vm.newest)}</td>
+                  <td data-label="Restore points">{vm.points}</td>
+                  <td data-label="Newest">{formatDateTime(vm.newest)}</td>
                 </tr>
               ))}
             </tbody>

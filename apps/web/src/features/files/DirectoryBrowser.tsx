@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { Link } from 'react-router';
 import type { BrowseEntryDto, BrowseEntryType } from '@vaultline/contracts';
 import { browseArchiveUrl, browseFileUrl, useDirectory, type BrowseLocation } from '../../api/file-restore.ts';
@@ -25,6 +25,28 @@ const COLUMNS: Array<{ key: SortKey; label: string }> = [
   { key: 'size', label: 'Size' },
   { key: 'mtime', label: 'Modified' },
 ];
+/** The narrow window's Sort by list: each column's order in words, ascending then descending. */
+const SORT_WORDS: Record<SortKey, [string, string]> = {
+  name: ['A to Z', 'Z to A'],
+  type: ['A to Z', 'Z to A'],
+  size: ['smallest first', 'largest first'],
+  mtime: ['oldest first', 'newest first'],
+};
+
+/** Up to this width (styles.css) a table.cards shows its rows as cards and its headings to screen readers only. */
+const CARDS = '(max-width: 760px)';
+const cardsQuery = () => (typeof window.matchMedia === 'function' ? window.matchMedia(CARDS) : null);
+/** Whether the window is narrow enough for the list to show as cards (its sort buttons then hidden with its headings). */
+function useCards(): boolean {
+  return useSyncExternalStore(
+    (changed) => {
+      const m = cardsQuery();
+      m?.addEventListener('change', changed);
+      return () => m?.removeEventListener('change', changed);
+    },
+    () => cardsQuery()?.matches ?? false,
+  );
+}
 
 const byName = (a: BrowseEntryDto, b: BrowseEntryDto) => a.name.localeCompare(b.name, undefined, { numeric: true, sensitivity: 'base' }) || (a.ref < b.ref ? -1 : 1);
 const compare: Record<SortKey, (a: BrowseEntryDto, b: BrowseEntryDto) => number> = {
@@ -73,6 +95,7 @@ export function DirectoryBrowser(props: {
   const { pointId, session, at } = props;
   const dir = useDirectory(pointId, session, at, props.used);
   const [sort, setSort] = useState<{ key: SortKey; asc: boolean }>({ key: 'name', asc: true });
+  const cards = useCards();
   const loaded = useMemo(() => dir.data?.pages.flatMap((p) => p.entries) ?? [], [dir.data]);
   const entries = useMemo(() => {
     const folder = (e: BrowseEntryDto) => e.type === 'directory';
@@ -108,7 +131,8 @@ export function DirectoryBrowser(props: {
     const active = sort.key === c.key;
     return (
       <th key={c.key} scope="col" aria-sort={active ? (sort.asc ? 'ascending' : 'descending') : 'none'} className={c.key === 'size' ? 'num' : undefined}>
-        <button type="button" className="sort" onClick={() => setSort({ key: c.key, asc: active ? !sort.asc : true })}>
+        {/* As cards the headings are visually hidden: a visible Sort by list stands in for their buttons (still there for screen readers). */}
+        <button type="button" className="sort" tabIndex={cards ? -1 : undefined} onClick={() => setSort({ key: c.key, asc: active ? !sort.asc : true })}>
           {c.label}
           <span aria-hidden="true" className="sort-mark">
             {active ? (sort.asc ? '▲' : '▼') : ''}
@@ -158,7 +182,28 @@ export function DirectoryBrowser(props: {
       {dir.data && total === 0 && <p className="muted">This folder is empty.</p>}
       {dir.data && total > 0 && (
         <>
-          <table className="files" data-testid="entries" aria-label={`Contents of ${here === undefined ? 'the root folder' : safeText(here)}`}>
+          {cards && (
+            <label className="inline">
+              Sort by
+              <select
+                value={`${sort.key} ${sort.asc ? 'asc' : 'desc'}`}
+                onChange={(e) => {
+                  const [key, order] = e.target.value.split(' ');
+                  setSort({ key: key as SortKey, asc: order === 'asc' });
+                }}
+              >
+                {COLUMNS.flatMap((c) => [
+                  <option key={`${c.key} asc`} value={`${c.key} asc`}>
+                    {c.label}, {SORT_WORDS[c.key][0]}
+                  </option>,
+                  <option key={`${c.key} desc`} value={`${c.key} desc`}>
+                    {c.label}, {SORT_WORDS[c.key][1]}
+                  </option>,
+                ])}
+              </select>
+            </label>
+          )}
+          <table className="files cards" data-testid="entries" aria-label={`Contents of ${here === undefined ? 'the root folder' : safeText(here)}`}>
             <thead>
               <tr>
                 {COLUMNS.map(header)}
@@ -170,7 +215,7 @@ export function DirectoryBrowser(props: {
             <tbody>
               {entries.map((e) => (
                 <tr key={e.ref} data-testid="entry" data-type={e.type}>
-                  <td className="name-cell">
+                  <td data-label="Name" className="name-cell">
                     {e.type === 'directory' ? (
                       <Link to={props.hrefOf(e.ref)} className="folder">
                         <EntryName name={e.name} lossy={e.nameLossy} />
@@ -188,9 +233,11 @@ export function DirectoryBrowser(props: {
                       </span>
                     )}
                   </td>
-                  <td>{TYPE[e.type]}</td>
-                  <td className="num">{e.type === 'file' ? formatBytes(e.size) : <span className="muted">—</span>}</td>
-                  <td>
+                  <td data-label="Type">{TYPE[e.type]}</td>
+                  <td data-label="Size" className={cards ? undefined : 'num'}>
+                    {e.type === 'file' ? formatBytes(e.size) : <span className="muted">—</span>}
+                  </td>
+                  <td data-label="Modified">
                     <time dateTime={e.mtime}>{formatDateTime(e.mtime)}</time>
                   </td>
                   <td className="actions">

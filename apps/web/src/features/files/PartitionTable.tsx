@@ -27,16 +27,22 @@ export function PartitionTable({ view, point, chosen, choose }: { view: BrowseSe
             {disk.partitions.length === 0 ? (
               <p className="muted">No partition and no filesystem found on this disk.</p>
             ) : (
-              <table className="compact partitions">
+              <table className="compact partitions cards" aria-label={`Partitions of ${label}`}>
                 <TableHead columns={['Partition', 'Filesystem', 'Label', 'Size', 'State']} actions="Browse" />
                 <tbody>
                   {disk.partitions.map((p) => (
                     <tr key={p.id} data-testid="partition-row" className={chosen === p.id ? 'selected' : undefined}>
-                      <td className="nowrap">{partitionName(p)}</td>
-                      <td>{p.filesystem ?? <span className="muted">none recognised</span>}</td>
-                      <td className="nowrap">{p.label ?? <span className="muted">—</span>}</td>
-                      <td className="nowrap">{formatBytes(p.sizeBytes)}</td>
-                      <td>
+                      <td data-label="Partition" className="nowrap">
+                        {partitionName(p)}
+                      </td>
+                      <td data-label="Filesystem">{p.filesystem ?? <span className="muted">none recognised</span>}</td>
+                      <td data-label="Label" className="nowrap">
+                        {p.label ?? <span className="muted">—</span>}
+                      </td>
+                      <td data-label="Size" className="nowrap">
+                        {formatBytes(p.sizeBytes)}
+                      </td>
+                      <td data-label="State">
                         {p.mounted ? (
                           <span className="muted small">read-only{p.driver ? ` · ${p.driver}` : ''}</span>
                         ) : (

@@ -73,22 +73,22 @@ export default function JobsPage() {
       )}
       {jobs.data && jobs.data.length > 0 && (
         <section className="card">
-          <table data-testid="jobs">
+          <table className="cards" data-testid="jobs">
             <TableHead columns={['Job', 'Repository', 'Transport', 'Schedule', 'Next run', 'Last result', 'Enabled']} actions="Actions" />
             <tbody>
               {jobs.data.map((job) => (
                 <tr key={job.id} data-testid="job-row">
-                  <td>
+                  <td data-label="Job" className="name-cell">
                     <Link to={paths.job(job.id)}>
                       <strong>{job.name}</strong>
                     </Link>
                     <div className="muted small">{job.sources.map((s) => s.name).join(', ')}</div>
                   </td>
-                  <td>{repoName(job.repositoryId)}</td>
-                  <td>{TRANSPORT_LABEL[job.transportMode]}</td>
-                  <td>{describeSchedule(job.schedule)}</td>
-                  <td>{job.nextRunAt ? formatDateTime(job.nextRunAt) : <span className="muted">{job.schedule && !job.enabled ? 'disabled' : '—'}</span>}</td>
-                  <td>
+                  <td data-label="Repository">{repoName(job.repositoryId)}</td>
+                  <td data-label="Transport">{TRANSPORT_LABEL[job.transportMode]}</td>
+                  <td data-label="Schedule">{describeSchedule(job.schedule)}</td>
+                  <td data-label="Next run">{job.nextRunAt ? formatDateTime(job.nextRunAt) : <span className="muted">{job.schedule && !job.enabled ? 'disabled' : '—'}</span>}</td>
+                  <td data-label="Last result">
                     {job.lastRun ? (
                       <Link to={paths.run(job.lastRun.id)} className="plain" aria-label={`Last run of ${job.name}: ${job.lastRun.status}`}>
                         <StatusPill status={job.lastRun.status} /> <span className="muted small">{ago(job.lastRun.finishedAt ?? job.lastRun.createdAt)}</span>
@@ -98,7 +98,7 @@ export default function JobsPage() {
                     )}
                     <HistoryBars compact runs={history.data?.find((h) => h.jobId === job.id)?.runs ?? []} label={`Recent runs of ${job.name}`} />
                   </td>
-                  <td>
+                  <td data-label="Enabled">
                     {operator ? (
                       <button
                         type="button"

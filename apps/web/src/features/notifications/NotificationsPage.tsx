@@ -18,18 +18,20 @@ function Deliveries({ target }: { target: NotificationTargetDto }) {
   if (list.isError) return <LoadError what="deliveries" error={list.error} />;
   if (list.data.length === 0) return <p className="muted small">Nothing sent to {target.name} yet (test messages are not recorded here).</p>;
   return (
-    <table className="compact" data-testid="deliveries" aria-label={`Recent deliveries to ${target.name}`}>
+    <table className="compact cards" data-testid="deliveries" aria-label={`Recent deliveries to ${target.name}`}>
       <TableHead columns={['When', 'What', 'Status', 'Attempts', 'Last error']} />
       <tbody>
         {list.data.map((d) => (
           <tr key={d.id}>
-            <td>{formatDateTime(d.sentAt ?? d.createdAt)}</td>
-            <td>{d.kind}</td>
-            <td>
+            <td data-label="When">{formatDateTime(d.sentAt ?? d.createdAt)}</td>
+            <td data-label="What">{d.kind}</td>
+            <td data-label="Status">
               <span className={`pill ${d.status === 'sent' ? 'ok' : d.status === 'failed' ? 'bad' : ''}`}>{d.status}</span>
             </td>
-            <td>{d.attempts}</td>
-            <td className="reason">{d.lastError ?? ''}</td>
+            <td data-label="Attempts">{d.attempts}</td>
+            <td data-label="Last error" className="reason">
+              {d.lastError ?? ''}
+            </td>
           </tr>
         ))}
       </tbody>
@@ -58,12 +60,12 @@ function TargetRow({ t, admin, onDelete }: { t: NotificationTargetDto; admin: bo
   return (
     <>
       <tr data-testid="target-row">
-        <td>
+        <td data-label="Target" className="name-cell">
           <strong>{t.name}</strong> <span className="pill">{t.kind === 'webhook' ? 'webhook' : 'e-mail'}</span>
           <div className="muted small mono">{t.kind === 'webhook' ? t.url : `${t.email?.to.join(', ')} via ${t.email?.host}:${t.email?.port} (${t.email?.security})`}</div>
           {t.kind === 'webhook' && <div className="muted small">{t.hasSecret ? 'signed (X-Vaultline-Signature)' : 'not signed'}</div>}
         </td>
-        <td>
+        <td data-label="Events">
           {admin ? (
             <select aria-label={`Events for ${t.name}`} value={t.events} disabled={busy} onChange={(e) => act(async () => (await updateTarget(t.id, { events: e.target.value as Events }), null))}>
               {EVENTS.map((x) => (
@@ -76,7 +78,7 @@ function TargetRow({ t, admin, onDelete }: { t: NotificationTargetDto; admin: bo
             EVENTS.find((x) => x.value === t.events)?.label
           )}
         </td>
-        <td>
+        <td data-label="Enabled">
           {admin ? (
             <button
               type="button"
@@ -93,7 +95,9 @@ function TargetRow({ t, admin, onDelete }: { t: NotificationTargetDto; admin: bo
             <span>{t.enabled ? 'yes' : 'no'}</span>
           )}
         </td>
-        <td className="small muted">{ago(t.createdAt)}</td>
+        <td data-label="Added" className="small muted">
+          {ago(t.createdAt)}
+        </td>
         <td className="actions">
           <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)}>
             Deliveries
@@ -188,7 +192,7 @@ export default function NotificationsPage() {
       )}
       {targets.data && targets.data.length > 0 && (
         <section className="card">
-          <table data-testid="targets">
+          <table className="cards" data-testid="targets">
             <TableHead columns={['Target', 'Events', 'Enabled', 'Added']} actions="Actions" />
             <tbody>
               {targets.data.map((t) => (

@@ -49,14 +49,14 @@ export default function RepositoriesPage() {
       {repositories.data?.length === 0 && <p className="muted">No repository yet.</p>}
       {repositories.data && repositories.data.length > 0 && (
         <section className="card">
-          <table data-testid="repositories">
+          <table className="cards" data-testid="repositories">
             <TableHead columns={['Repository', 'Restore points', 'Logical', 'Stored', 'Dedup', 'Compression', 'Free']} />
             <tbody>
               {repositories.data.map((r, i) => {
                 const s = stats[i];
                 return (
                   <tr key={r.id} data-testid="repository-row">
-                    <td>
+                    <td data-label="Repository" className="name-cell">
                       <Link to={paths.repository(r.id)}>
                         <strong>{r.name}</strong>
                       </Link>{' '}
@@ -65,12 +65,12 @@ export default function RepositoriesPage() {
                     </td>
                     {s?.data ? (
                       <>
-                        <td>{s.data.restorePoints}</td>
-                        <td>{formatBytes(s.data.logicalBytes)}</td>
-                        <td>{formatBytes(s.data.storedBytes)}</td>
-                        <td>{formatRatio(s.data.dedupRatio)}</td>
-                        <td>{formatRatio(s.data.compressionRatio)}</td>
-                        <td>{s.data.freeBytes !== null ? `${formatBytes(s.data.freeBytes)} of ${formatBytes(s.data.totalBytes ?? 0)}` : <span className="muted">not reported</span>}</td>
+                        <td data-label="Restore points">{s.data.restorePoints}</td>
+                        <td data-label="Logical">{formatBytes(s.data.logicalBytes)}</td>
+                        <td data-label="Stored">{formatBytes(s.data.storedBytes)}</td>
+                        <td data-label="Dedup">{formatRatio(s.data.dedupRatio)}</td>
+                        <td data-label="Compression">{formatRatio(s.data.compressionRatio)}</td>
+                        <td data-label="Free">{s.data.freeBytes !== null ? `${formatBytes(s.data.freeBytes)} of ${formatBytes(s.data.totalBytes ?? 0)}` : <span className="muted">not reported</span>}</td>
                       </>
                     ) : (
                       <td colSpan={6} className={s?.isError ? 'reason' : 'muted'}>

@@ -79,18 +79,18 @@ export default function RepositoryPage() {
             <h4>
               {name} <span className="muted small">{list.length} restore point{list.length === 1 ? '' : 's'}</span>
             </h4>
-            <table>
+            <table className="cards" aria-label={`Restore points of ${name}`}>
               <TableHead columns={['Taken', 'Size', 'New data stored', 'State', 'Run']} actions="Actions" />
               <tbody>
                 {list.map((p) => (
                   <tr key={p.id} data-testid="point-row">
-                    <td>{formatDateTime(p.createdAt)}</td>
-                    <td>{formatBytes(p.logicalBytes)}</td>
-                    <td>{formatBytes(p.newBytes)}</td>
-                    <td>
+                    <td data-label="Taken">{formatDateTime(p.createdAt)}</td>
+                    <td data-label="Size">{formatBytes(p.logicalBytes)}</td>
+                    <td data-label="New data stored">{formatBytes(p.newBytes)}</td>
+                    <td data-label="State">
                       <PointFlags point={p} />
                     </td>
-                    <td>{p.runId ? <Link to={paths.run(p.runId)}>run</Link> : <span className="muted">—</span>}</td>
+                    <td data-label="Run">{p.runId ? <Link to={paths.run(p.runId)}>run</Link> : <span className="muted">—</span>}</td>
                     <td className="actions">
                       {operator && (
                         <>

@@ -11,11 +11,11 @@ export function DownloadStep({ point }: { point: RestorePointDetail }) {
       <section aria-labelledby="dl-disks">
         <h4 id="dl-disks">A disk</h4>
         <p className="muted small">Raw: the disk byte for byte, its full size. VMDK: streamOptimized (compressed, zeros left out), what qemu-img and ESXi imports read.</p>
-        <table className="compact" data-testid="download-disks">
+        <table className="compact cards" data-testid="download-disks" aria-labelledby="dl-disks">
           <tbody>
             {point.disks.map((d) => (
               <tr key={d.key}>
-                <td>
+                <td data-label="Disk" className="name-cell">
                   <strong>{d.label}</strong> <span className="muted">{formatBytes(d.capacityBytes)}</span>
                 </td>
                 <td className="actions">

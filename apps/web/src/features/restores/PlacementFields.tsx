@@ -82,15 +82,17 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
         <fieldset>
           <legend>Networks</legend>
           <p className="muted small">Each NIC of the restored VM goes on the network chosen for the network it was on; by default the same one.</p>
-          <table className="compact" aria-label="Network map">
+          <table className="compact cards" aria-label="Network map">
             <TableHead columns={['Backed up on', 'Restore onto']} />
             <tbody>
               {point.networks.map((src) => {
                 const same = placement.networks.find((n) => n.name === src);
                 return (
                   <tr key={src}>
-                    <td>{src}</td>
-                    <td>
+                    <td data-label="Backed up on" className="name-cell">
+                      {src}
+                    </td>
+                    <td data-label="Restore onto">
                       <select
                         aria-label={`Network for ${src}`}
                         value={state.networkMap[src] ?? ''}

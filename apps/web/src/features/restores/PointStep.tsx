@@ -7,7 +7,7 @@ export function PointStep({ points, chosen, choose }: { points: RepositoryRestor
   return (
     <fieldset className="step-body">
       <legend>Restore point of {points[0]?.vmName ?? 'the VM'}</legend>
-      <table className="pick" data-testid="restore-points">
+      <table className="pick cards" data-testid="restore-points">
         <thead>
           <tr>
             <th scope="col" className="check">
@@ -25,12 +25,14 @@ export function PointStep({ points, chosen, choose }: { points: RepositoryRestor
               <td className="check">
                 <input type="radio" name="point" checked={chosen === p.id} onChange={() => choose(p)} aria-label={`Restore point of ${formatDateTime(p.createdAt)}${i === 0 ? ' (newest)' : ''}`} />
               </td>
-              <td>
+              <td data-label="Taken">
                 {formatDateTime(p.createdAt)} {i === 0 && <span className="pill">newest</span>}
               </td>
-              <td>{p.repository}</td>
-              <td>{formatBytes(p.logicalBytes)}</td>
-              <td>
+              <td data-label="Repository" className="name-cell">
+                {p.repository}
+              </td>
+              <td data-label="Size">{formatBytes(p.logicalBytes)}</td>
+              <td data-label="State">
                 <PointFlags point={p} />
               </td>
             </tr>

@@ -65,7 +65,7 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
   return (
     <>
       <tr data-testid="remote-row">
-        <td>
+        <td data-label="Host" className="name-cell">
           <strong>{t.name}</strong>
           <div className="muted small mono">
             {t.username}@{t.host}:{t.port} · {t.auth === 'key' ? 'SSH key' : 'password'}
@@ -74,7 +74,7 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
             {t.hostKeySha256}
           </div>
         </td>
-        <td className="small">
+        <td data-label="Deployed" className="small name-cell">
           {deployed ? (
             <>
               {t.deployedVersion} in <span className="mono">{t.installDir}</span>
@@ -86,7 +86,7 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
             <span className="muted">not deployed yet{t.installDir ? ` (will go to ${t.installDir})` : ''}</span>
           )}
         </td>
-        <td>
+        <td data-label="State">
           <span className={`pill ${live?.online ? 'ok' : 'bad'}`}>{live?.online ? 'online' : 'offline'}</span>
         </td>
         <td className="actions">
@@ -283,7 +283,7 @@ export function RemoteTransporters({ live }: { live: TransporterLoad[] }) {
       {remotes.isError && <LoadError what="remote Transporters" error={remotes.error} />}
       {remotes.data?.length === 0 && !adding && <p className="muted">None yet. The Director deploys and manages a Transporter on another Linux host over SSH.</p>}
       {remotes.data && remotes.data.length > 0 && (
-        <table data-testid="remotes">
+        <table className="cards" data-testid="remotes">
           <TableHead columns={['Host', 'Deployed', 'State']} actions="Actions" />
           <tbody>
             {remotes.data.map((t) => (
