@@ -7,6 +7,7 @@ import { formatBytes, formatRatio } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { AddRepositoryForm } from './AddRepositoryForm.tsx';
+import { CopyJobsPanel } from './CopyJobsPanel.tsx';
 import { TableHead } from '../../components/TableHead.tsx';
 
 export default function RepositoriesPage() {
@@ -87,6 +88,7 @@ export default function RepositoriesPage() {
           </p>
         </section>
       )}
+      {repositories.data && <CopyJobsPanel repositories={repositories.data} operator={can(me.role, 'operator')} />}
     </Page>
   );
 }

@@ -1,0 +1,62 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expect, test } from '@playwright/test';
+import { nav, shot, signIn } from '../fixtures/session.ts';
+
+let dir = '';
+test.beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-e2e-copies-'));
+});
+test.afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+test('an admin sets up a backup copy into a second repository, runs it, and the copied restore points are listed in that repository', async ({ page }) => {
+  test.setTimeout(180_000);
+  await signIn(page);
+  await nav(page, 'Repositories');
+  await page.getByRole('button', { name: 'Add repository' }).click();
+  const form = page.getByRole('form', { name: 'Add a repository' });
+  await form.getByLabel('Name').fill('e2e offsite');
+  await form.getByLabel('Path').fill(path.join(dir, 'offsite'));
+  await form.getByRole('checkbox', { name: /Encrypt with a passphrase/ }).check();
+  await form.getByLabel(/^Passphrase \(at least/).fill('e2e offsite passphrase');
+  await form.getByLabel('Passphrase again').fill('e2e offsite passphrase');
+  await form.getByRole('button', { name: 'Add repository' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'Repository e2e offsite added.' })).toBeVisible();
+
+  const copies = page.getByTestId('copy-jobs');
+  await copies.getByRole('button', { name: 'New copy job' }).click();
+  const add = copies.getByRole('form', { name: 'New copy job' });
+  await add.getByLabel('Name').fill('e2e offsite copy');
+  await add.getByLabel('Copy from').selectOption({ label: 'Local repository' });
+  await add.getByLabel('Copy into').selectOption({ label: 'e2e offsite (local, encrypted)' });
+  // The same repository on both sides is refused before anything is sent.
+  await add.getByLabel('Copy into').selectOption({ label: 'Local repository (local)' });
+  await add.getByRole('button', { name: 'Add copy job' }).click();
+  await expect(add.getByRole('alert')).toHaveText('Choose another repository to copy into than the one copied from.');
+  await add.getByLabel('Copy into').selectOption({ label: 'e2e offsite (local, encrypted)' });
+  await add.getByLabel('Copies kept per VM').fill('5');
+  await add.getByRole('button', { name: 'Add copy job' }).click();
+  await expect(copies.getByRole('status')).toHaveText('Copy job e2e offsite copy added.');
+  const row = copies.getByTestId('copy-job-row').filter({ hasText: 'e2e offsite copy' });
+  await expect(row).toContainText('Local repository');
+  await expect(row).toContainText('the last 5');
+  await expect(row).toContainText('On demand');
+
+  await row.getByRole('button', { name: 'Run e2e offsite copy now' }).click();
+  await expect(copies.getByRole('status')).toContainText('Copy job e2e offsite copy started.');
+  await copies.getByRole('link', { name: 'Watch the run' }).click();
+  await expect(page.getByTestId('run-status').first()).toHaveText('succeeded', { timeout: 120_000 });
+  await expect(page.getByText(/restore point\(s\) copied: .* read from Local repository/)).toBeVisible();
+  await page.screenshot({ path: shot('copy-job-run'), fullPage: true });
+
+  // The copies are restore points of the second repository, one per point of the first (the earlier specs' backups).
+  await nav(page, 'Repositories');
+  const copied = Number(await row.locator('td[data-label="Copies"]').innerText());
+  expect(copied).toBeGreaterThan(0);
+  await page.getByRole('link', { name: 'e2e offsite', exact: true }).first().click();
+  await expect(page.getByTestId('point-row')).toHaveCount(copied);
+  await expect(page.getByTestId('vm-points').filter({ hasText: 'web-01' })).toBeVisible();
+});
