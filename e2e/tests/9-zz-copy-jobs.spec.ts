@@ -1,3 +1,4 @@
+// Runs after the other specs that read restore points (copies are restore points too, listed beside the originals) and before the responsive and accessibility specs, which then see the copy job.
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
