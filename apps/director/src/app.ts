@@ -93,6 +93,8 @@ export interface App {
   routes: ApiRoute[];
   /** Repositories opened for requests, kept open between them. */
   repositories: RepositoryCache;
+  /** The vCenters' inventories, kept for a while (the scheduler's run starts read through it too). */
+  inventory: InventoryCache;
 }
 
 function isDatabaseDown(err: unknown): boolean {
@@ -180,5 +182,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     );
   }
 
-  return { fastify, health, routes: table, repositories };
+  return { fastify, health, routes: table, repositories, inventory };
 }

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   if (admin.created) log.info(`first admin created; credentials are in ${path.join(dataDir, 'first-login.txt')}`);
 
   const publicOrigin = env.VAULTLINE_PUBLIC_URL ? new URL(env.VAULTLINE_PUBLIC_URL).origin : null;
-  const { fastify, health } = await buildApp({
+  const { fastify, health, inventory } = await buildApp({
     db,
     databaseUrl: env.DATABASE_URL,
     checkAnswers: env.NODE_ENV !== 'production',
@@ -100,7 +100,7 @@ async function main(): Promise<void> {
     sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000,
   });
   const realtime = attachRealtime(fastify.server, { db, health, log, events, sessionIdleMs: env.VAULTLINE_SESSION_IDLE_MINUTES * 60_000, publicOrigin });
-  const scheduler = startScheduler({ db, queue, registry, log, publish: (e) => void events.publish(e) });
+  const scheduler = startScheduler({ db, queue, registry, log, publish: (e) => void events.publish(e), inventory: { inventory, secretKey } });
   const notifier = startNotifier({ db, secretKey, log, consoleUrl: env.VAULTLINE_PUBLIC_URL ?? null });
   await fastify.listen({ host: env.VAULTLINE_HOST, port: env.VAULTLINE_PORT });
   const connections = new Set<Socket>();

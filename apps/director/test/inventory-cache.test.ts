@@ -17,9 +17,9 @@ describe('InventoryCache (lab vCenter)', () => {
   const real = vsphereConnector();
   const counting: VCenterConnector = {
     ...real,
-    listVms: (c) => {
+    inventory: (c) => {
       reads++;
-      return real.listVms(c);
+      return real.inventory(c);
     },
   };
   let clock = Date.parse('2026-12-06T12:00:00Z');

@@ -22,4 +22,5 @@ export * from './overview.ts';
 export * from './run-samples.ts';
 export * from './capacity.ts';
 export * from './job-history.ts';
+export * from './job-sources.ts';
 export { flatExtentPath, parseDatastorePath } from './datastore-path.ts';

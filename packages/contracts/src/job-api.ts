@@ -43,7 +43,7 @@ export const JobUpdateSchema = z
     name: z.string().trim().min(1).max(100),
     vcenterId: z.uuid(),
     repositoryId: z.uuid(),
-    sources: z.array(JobSourceSchema).min(1, 'choose at least one VM'),
+    sources: z.array(JobSourceSchema).min(1, 'choose at least one VM or container'),
     transportMode: TransportModeSchema,
     options: JobOptionsSchema,
     schedule: z.string().trim().min(1).nullable(),

@@ -5,14 +5,40 @@ export type TransportMode = z.infer<typeof TransportModeSchema>;
 export const TransportSchema = z.enum(['san', 'hotadd', 'nbdssl', 'nbd']);
 export type Transport = z.infer<typeof TransportSchema>;
 
-export const JobSourceSchema = z.object({
+/** One VM. Jobs stored before containers existed have exactly this shape (no `kind`). */
+export const VmSourceSchema = z.object({
+  kind: z.literal('vm').optional(),
   /** The VM's moref in its vCenter at the time it was chosen. */
   moref: z.string().min(1),
   name: z.string().min(1),
   /** Stable identity across re-registration; preferred over the moref when set. */
   instanceUuid: z.string().optional(),
 });
+export type VmSource = z.infer<typeof VmSourceSchema>;
+
+/** A VM a container source skips (matched by instance UUID when set, else moref). */
+export const ExcludedVmSchema = VmSourceSchema.omit({ kind: true });
+export type ExcludedVm = z.infer<typeof ExcludedVmSchema>;
+
+/**
+ * A datacenter, cluster, host or VM folder: each run backs up the VMs it holds when the run starts (VMs
+ * added later are included, removed ones are not), less `exclude`.
+ */
+export const ContainerSourceSchema = z.object({
+  kind: z.enum(['datacenter', 'cluster', 'host', 'folder']),
+  moref: z.string().min(1),
+  name: z.string().min(1),
+  /** Inventory path when chosen ("DC0/DC0_C0", "DC0/vm/Apps"), for people; the moref identifies it. */
+  path: z.string().min(1),
+  exclude: z.array(ExcludedVmSchema).optional(),
+});
+export type ContainerSource = z.infer<typeof ContainerSourceSchema>;
+
+/** A job's source: a container (with a `kind`), or a VM (`kind` 'vm' or absent, as jobs stored before containers). */
+export const JobSourceSchema = z.union([ContainerSourceSchema, VmSourceSchema]);
 export type JobSource = z.infer<typeof JobSourceSchema>;
+
+export const isContainerSource = (s: JobSource): s is ContainerSource => s.kind !== undefined && s.kind !== 'vm';
 
 export const RetentionSchema = z.object({
   keepLast: z.number().int().min(1).max(10_000).default(14),
@@ -52,7 +78,7 @@ export const JobCreateSchema = z.object({
   name: z.string().trim().min(1).max(100),
   vcenterId: z.uuid(),
   repositoryId: z.uuid(),
-  sources: z.array(JobSourceSchema).min(1, 'choose at least one VM'),
+  sources: z.array(JobSourceSchema).min(1, 'choose at least one VM or container'),
   transportMode: TransportModeSchema.default('automatic'),
   options: JobOptionsSchema.default(JobOptionsSchema.parse({})),
   schedule: z.string().trim().min(1).nullable().default(null),

@@ -54,8 +54,43 @@ export const InventoryVmSchema = z.object({
   host: z.string().optional(),
   changeTrackingEnabled: z.boolean(),
   disks: z.array(InventoryDiskSchema),
+  /** The VM's datacenter (moref). */
+  datacenter: z.string().optional(),
+  /** The cluster of its host (moref), when the host is in one. */
+  cluster: z.string().optional(),
+  /** Its VM folder (moref) and that folder's path ("DC0/vm/Apps"). */
+  folder: z.string().optional(),
+  folderPath: z.string().optional(),
+  /** Every container that holds it now (morefs): datacenter, VM folders up to the datacenter's, cluster, host. */
+  containers: z.array(z.string()).optional(),
 });
 export type InventoryVm = z.infer<typeof InventoryVmSchema>;
+
+/** What a job can take as a source besides single VMs: its VMs are read again at every run. */
+export const ContainerKindSchema = z.enum(['datacenter', 'cluster', 'host', 'folder']);
+export type ContainerKind = z.infer<typeof ContainerKindSchema>;
+
+/**
+ * A datacenter, cluster, host or VM folder. `path` is its inventory path ("DC0/DC0_C0/DC0_C0_H0",
+ * "DC0/vm/Apps"); `parent` is the container above it in its tree (datacenter → cluster → host, or
+ * datacenter → folders), null for a datacenter.
+ */
+export const InventoryContainerSchema = z.object({
+  kind: ContainerKindSchema,
+  moref: z.string(),
+  name: z.string(),
+  path: z.string(),
+  parent: z.string().nullable(),
+  datacenter: z.string(),
+});
+export type InventoryContainer = z.infer<typeof InventoryContainerSchema>;
+
+/** GET /api/vcenters/:id/inventory: the VMs and the containers they are in, read now. */
+export const InventoryTreeSchema = z.object({
+  vms: z.array(InventoryVmSchema),
+  containers: z.array(InventoryContainerSchema),
+});
+export type InventoryTree = z.infer<typeof InventoryTreeSchema>;
 
 /**
  * GET /api/vcenters/:id/placement: where a restored VM can go. Names are what a restore request takes

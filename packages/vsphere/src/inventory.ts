@@ -9,7 +9,7 @@ import { parseDevices } from './devices.ts';
 import { withContainerView, type ObjectContent } from './property.ts';
 import { child, children, join, num, bool, ref, text, val, type XmlNode } from './soap/xml.ts';
 import { ProtocolError } from './soap/faults.ts';
-import type { Cluster, Datacenter, Datastore, Host, Inventory, Network, ResourcePool, SnapshotTreeNode, VirtualMachine, VmFolder } from './types.ts';
+import type { Cluster, Datacenter, Datastore, Host, Inventory, InventoryTree, Network, ResourcePool, SnapshotTreeNode, VirtualMachine, VmFolder, VmPlacement } from './types.ts';
 
 export const VM_PATHS = [
   'name',
@@ -297,6 +297,93 @@ export class InventoryApi {
       });
     }
     return { folders, resourcePools };
+  }
+
+  /**
+   * Every VM with the containers that hold it (datacenter, VM folders, cluster, host), and those containers:
+   * datacenters, clusters, hosts and VM folders (a datacenter's root "vm" folder is not listed: the
+   * datacenter stands for it). One ContainerView per datacenter, read in one paged RetrievePropertiesEx.
+   */
+  async tree(opts: { pageSize?: number } = {}): Promise<InventoryTree> {
+    const sc = this.ctx.sc();
+    const out: InventoryTree = { vms: [], containers: [] };
+    for (const dc of await this.datacenters()) {
+      out.containers.push({ kind: 'datacenter', moref: dc.moref, name: dc.name, path: dc.path, parent: null, datacenter: dc.moref });
+      await withContainerView(this.ctx.soap, sc.viewManager, { type: 'Datacenter', value: dc.moref }, ['Folder', 'ClusterComputeResource', 'ComputeResource', 'HostSystem', 'VirtualMachine'], async (view) => {
+        const objs = await props(
+          this.ctx,
+          {
+            view,
+            maxObjects: opts.pageSize ?? 200,
+            propSets: [
+              { type: 'Folder', paths: ['name', 'parent', 'childType'] },
+              { type: 'ClusterComputeResource', paths: ['name', 'parent'] },
+              { type: 'ComputeResource', paths: ['name', 'parent'] },
+              { type: 'HostSystem', paths: ['name', 'parent'] },
+              { type: 'VirtualMachine', paths: VM_PATHS },
+            ],
+          },
+          `inventory tree of ${dc.path}`,
+        );
+        const byId = new Map(objs.map((o) => [o.obj.value, o]));
+        const name = (o: ObjectContent) => str(o, 'name') ?? '';
+        /** The folders from the datacenter's `root` folder (excluded) down to `moref` (included): names and morefs. */
+        const folderChain = (moref: string | undefined, root: string): ObjectContent[] => {
+          const chain: ObjectContent[] = [];
+          let cur = moref ? byId.get(moref) : undefined;
+          for (let guard = 0; cur && cur.obj.type === 'Folder' && cur.obj.value !== root && guard < 100; guard++) {
+            chain.unshift(cur);
+            cur = byId.get(str(cur, 'parent') ?? '');
+          }
+          return chain;
+        };
+        const hostFolderPath = (o: ObjectContent) => [dc.path, ...folderChain(str(o, 'parent'), dc.hostFolder).map(name), name(o)].join('/');
+        const clusterPath = new Map<string, string>();
+        for (const o of objs) {
+          if (o.obj.type === 'ClusterComputeResource') {
+            const path = hostFolderPath(o);
+            clusterPath.set(o.obj.value, path);
+            out.containers.push({ kind: 'cluster', moref: o.obj.value, name: name(o), path, parent: dc.moref, datacenter: dc.moref });
+          }
+        }
+        const hostCluster = new Map<string, string>();
+        for (const o of objs) {
+          if (o.obj.type !== 'HostSystem') continue;
+          const parent = o.props.get('parent');
+          const cluster = parent?.attrs.type === 'ClusterComputeResource' ? parent.text : undefined;
+          if (cluster) hostCluster.set(o.obj.value, cluster);
+          // A standalone host sits in a ComputeResource of its own name: its path is that resource's.
+          const cr = parent && !cluster ? byId.get(parent.text) : undefined;
+          const path = cluster ? `${clusterPath.get(cluster) ?? dc.path}/${name(o)}` : cr ? hostFolderPath(cr) : `${dc.path}/${name(o)}`;
+          out.containers.push({ kind: 'host', moref: o.obj.value, name: name(o), path, parent: cluster ?? dc.moref, datacenter: dc.moref });
+        }
+        const vmFolderPath = (chain: ObjectContent[]) => [dc.path, 'vm', ...chain.map(name)].join('/');
+        for (const o of objs) {
+          if (o.obj.type !== 'Folder' || o.obj.value === dc.vmFolder) continue;
+          if (!(o.props.get('childType')?.children ?? []).some((c) => c.text === 'VirtualMachine')) continue;
+          const chain = folderChain(o.obj.value, dc.vmFolder);
+          if (chain.length === 0 || str(chain[0]!, 'parent') !== dc.vmFolder) continue; // not under this datacenter's vm folder
+          const parent = str(o, 'parent');
+          out.containers.push({ kind: 'folder', moref: o.obj.value, name: name(o), path: vmFolderPath(chain), parent: parent && parent !== dc.vmFolder ? parent : dc.moref, datacenter: dc.moref });
+        }
+        for (const o of objs) {
+          if (o.obj.type !== 'VirtualMachine') continue;
+          const vm = parseVm(o, dc.path);
+          const chain = folderChain(vm.folder, dc.vmFolder);
+          const cluster = vm.host ? hostCluster.get(vm.host) : undefined;
+          const placement: VmPlacement = {
+            datacenter: dc.moref,
+            folder: vm.folder,
+            folderPath: vm.folder === dc.vmFolder ? `${dc.path}/vm` : chain.length > 0 ? vmFolderPath(chain) : undefined,
+            host: vm.host,
+            cluster,
+            containers: [dc.moref, dc.vmFolder, ...chain.map((f) => f.obj.value), ...(cluster ? [cluster] : []), ...(vm.host ? [vm.host] : [])],
+          };
+          out.vms.push({ ...vm, placement });
+        }
+      });
+    }
+    return out;
   }
 
   /** One VM by moref (ManagedObjectNotFound when it does not exist). */

@@ -227,6 +227,35 @@ export interface Inventory {
   vms: VirtualMachine[];
 }
 
+/** A datacenter, cluster, host or VM folder a backup job can take as a source (see InventoryApi.tree). */
+export interface InventoryContainerInfo {
+  kind: 'datacenter' | 'cluster' | 'host' | 'folder';
+  moref: string;
+  name: string;
+  /** "DC0", "DC0/DC0_C0", "DC0/DC0_C0/DC0_C0_H0", "DC0/vm/Apps" (host folders between a datacenter and a cluster included) */
+  path: string;
+  /** The container above it: folder → folder or datacenter; cluster → datacenter; host → cluster or datacenter; null for a datacenter. */
+  parent: string | null;
+  /** datacenter moref */
+  datacenter: string;
+}
+
+/** Where a VM is: the containers that hold it. */
+export interface VmPlacement {
+  datacenter: string;
+  folder?: string | undefined;
+  folderPath?: string | undefined;
+  host?: string | undefined;
+  cluster?: string | undefined;
+  /** Every container holding it (morefs): datacenter, VM folders (the datacenter's root vm folder included), cluster, host. */
+  containers: string[];
+}
+
+export interface InventoryTree {
+  vms: Array<VirtualMachine & { placement: VmPlacement }>;
+  containers: InventoryContainerInfo[];
+}
+
 export type TaskState = 'queued' | 'running' | 'success' | 'error';
 
 export interface TaskInfo {

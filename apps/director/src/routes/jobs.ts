@@ -4,6 +4,7 @@ import {
   JobOptionsSchema,
   JobSchema,
   JobSourceSchema,
+  isContainerSource,
   OkSchema,
   retentionLowered,
   JobUpdateSchema,
@@ -210,20 +211,29 @@ function checkSchedule(schedule: string | null | undefined): void {
 type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
 
 /**
- * A job may only name VMs its vCenter has now, under the names they have there: each source is looked up
- * by its instance UUID (which survives re-registration) or else its moref. Returns the sources as the
- * vCenter knows them (current moref, instance UUID filled in); refuses, naming the source, otherwise.
+ * A job may only name VMs and containers its vCenter has now, under the names they have there: each VM is
+ * looked up by its instance UUID (which survives re-registration) or else its moref, each container by its
+ * moref and kind. Returns the sources as the vCenter knows them (current moref, instance UUID filled in, a
+ * container's current name and path); refuses, naming the source, otherwise. A container's exclusions are
+ * kept as given (a VM excluded and gone is simply not there).
  */
 /** The job's sources checked against the vCenter as it is now (which also renews the overview's copy of it). */
 export async function checkJobSources(inventory: InventoryCache, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
-  const { vms } = await inventory.listVms(connectionOf(vcenter, secretKey), vcenter.name, { maxAgeMs: 0 }).catch((err: unknown) => {
+  const { vms, containers } = await inventory.listVms(connectionOf(vcenter, secretKey), vcenter.name, { maxAgeMs: 0 }).catch((err: unknown) => {
     if (err instanceof VCenterProblem) throw new AppError('bad_request', `cannot check the job's VMs in vCenter ${vcenter.name}: ${err.message}`, [{ path: 'vcenterId', message: err.kind }]);
     throw err;
   });
   const byMoref = new Map(vms.map((v) => [v.moref, v]));
   const byUuid = new Map(vms.filter((v) => v.instanceUuid).map((v) => [v.instanceUuid!, v]));
-  return sources.map((src, i) => {
+  const containerOf = new Map(containers.map((c) => [c.moref, c]));
+  return sources.map((src, i): JobSource => {
     const path = `sources.${i}`;
+    if (isContainerSource(src)) {
+      const c = containerOf.get(src.moref);
+      if (!c) throw new AppError('bad_request', `vCenter ${vcenter.name} has no ${src.kind} ${src.moref} (${src.path}): it was removed; choose it again from the inventory`, [{ path, message: 'not_found' }]);
+      if (c.kind !== src.kind) throw new AppError('bad_request', `${src.moref} in vCenter ${vcenter.name} is a ${c.kind} (${c.path}), not a ${src.kind}; choose it again from the inventory`, [{ path, message: 'other_kind' }]);
+      return { kind: c.kind, moref: c.moref, name: c.name, path: c.path, ...(src.exclude?.length ? { exclude: src.exclude } : {}) };
+    }
     const vm = (src.instanceUuid ? byUuid.get(src.instanceUuid) : undefined) ?? byMoref.get(src.moref);
     if (!vm) throw new AppError('bad_request', `vCenter ${vcenter.name} has no VM ${src.moref} (${src.name}): it was removed, or registered again under another id; choose it again from the inventory`, [{ path, message: 'not_found' }]);
     if (src.instanceUuid && vm.instanceUuid !== src.instanceUuid) {
@@ -356,7 +366,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
   /** Run now: the run and one item per VM are rows first; the queue carries the item ids. */
   app.post('/jobs/:id/run', { ...operator, schema: { params: Id, response: { 202: RunSchema } } }, async (request, reply) => {
     const { id } = parse(Id, request.params);
-    const { job, run } = await startJobRun(db, queue, id, 'manual', currentUser(request).username);
+    const { job, run } = await startJobRun(db, queue, id, 'manual', currentUser(request).username, { inventory: deps.inventory, secretKey: deps.secretKey });
     await audit.record({ actor: currentUser(request).username, action: 'job.run', subject: job.name, detail: { runId: run.id }, ip: request.ip });
     reply.code(202);
     return runDto((await loadRun(db, run.id))!);

@@ -4,7 +4,7 @@
  * vCenters' inventories (kept for a minute by the inventory cache; a vCenter that does not answer is shown
  * as it last answered, with the problem), so the browser makes one call whatever the number of VMs.
  */
-import { JobSourceSchema, ProtectionOverviewSchema, ProtectionQuerySchema, type InventoryVm, type LastBackup, type ProtectionOverview, type RunStatus, type VmProtection } from '@vaultline/contracts';
+import { expandSources, JobSourceSchema, ProtectionOverviewSchema, ProtectionQuerySchema, type InventoryVm, type LastBackup, type ProtectionOverview, type RunStatus, type VmProtection } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -113,11 +113,14 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
     });
 
     const nextRuns: ProtectionOverview['nextRuns'] = [];
+    // A job's containers count with the VMs they hold in the inventory read above (an unread vCenter's hold none).
+    const inventoryOf = new Map(vcenters.map((vc, i) => [vc.id, inventories[i]!.status === 'fulfilled' ? inventories[i]!.value : { vms: [], containers: [] }]));
     for (const job of jobs) {
       const sources = z.array(JobSourceSchema).catch([]).parse(job.sources);
+      const expanded = expandSources(sources, inventoryOf.get(job.vcenterId) ?? { vms: [], containers: [] }).vms;
       const next = job.schedule && !scheduleProblem(job.schedule) ? nextOccurrences(job.schedule, 1, now)[0]!.toISOString() : null;
-      if (next) nextRuns.push({ jobId: job.id, jobName: job.name, at: next, vms: sources.length });
-      for (const s of sources) {
+      if (next) nextRuns.push({ jobId: job.id, jobName: job.name, at: next, vms: expanded.length });
+      for (const { vm: s } of expanded) {
         const key = (s.instanceUuid && vms.has(s.instanceUuid) ? s.instanceUuid : byMoref.get(`${job.vcenterId}/${s.moref}`)) ?? s.instanceUuid ?? `${job.vcenterId}/${s.moref}`;
         let vm = vms.get(key);
         if (!vm) {

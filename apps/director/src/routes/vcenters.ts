@@ -1,4 +1,4 @@
-import { ApiErrorSchema, InventoryVmSchema, OkSchema, PlacementTargetsSchema, ReauthSchema, ThumbprintConfirmationSchema, VCenterCreateSchema, VCenterSchema, type VCenter } from '@vaultline/contracts';
+import { ApiErrorSchema, InventoryTreeSchema, InventoryVmSchema, OkSchema, PlacementTargetsSchema, ReauthSchema, ThumbprintConfirmationSchema, VCenterCreateSchema, VCenterSchema, type InventoryTree, type VCenter } from '@vaultline/contracts';
 import { openSecret, sealSecret } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
@@ -123,5 +123,15 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const { vms } = await deps.inventory.listVms(connectionOf(row, deps.secretKey), row.name, { maxAgeMs: 0 });
     await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
     return [...vms].sort((a, b) => a.name.localeCompare(b.name));
+  });
+
+  /** The VMs with the containers that hold them, and the containers (the wizard's inventory tree), read now. */
+  app.get('/vcenters/:id/inventory', { ...viewer, schema: { params: Id, response: { 200: InventoryTreeSchema } } }, async (request): Promise<InventoryTree> => {
+    const { id } = parse(Id, request.params);
+    const row = await db.vCenter.findUnique({ where: { id } });
+    if (!row) throw new AppError('not_found', 'no such vCenter');
+    const { vms, containers } = await deps.inventory.listVms(connectionOf(row, deps.secretKey), row.name, { maxAgeMs: 0 });
+    await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
+    return { vms: [...vms].sort((a, b) => a.name.localeCompare(b.name)), containers: [...containers].sort((a, b) => a.path.localeCompare(b.path)) };
   });
 }

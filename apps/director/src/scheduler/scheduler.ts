@@ -13,7 +13,7 @@ import type { WorkQueue } from '@vaultline/queue';
 import { startCopyRun } from '../services/copy-jobs.ts';
 import { startDrillRuns } from '../services/drills.ts';
 import { startMaintenanceRun } from '../services/maintenance.ts';
-import { startJobRun } from '../services/runs.ts';
+import { startJobRun, type RunInventory } from '../services/runs.ts';
 import { previousOccurrence } from '../services/schedules.ts';
 import { reconcileTick, type ReconcileDeps } from './reconciler.ts';
 
@@ -27,7 +27,8 @@ function dueOccurrence(job: { schedule: string | null; lastScheduledAt: Date | n
 /** Only claimed when nobody has claimed this occurrence (or a later one) yet. */
 const unclaimed = (id: string, due: Date) => ({ id, OR: [{ lastScheduledAt: null }, { lastScheduledAt: { lt: due } }] });
 
-export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger; now?: Date }): Promise<string[]> {
+/** `inventory`: how a job with container sources reads its vCenter when its run starts (without it, they fail). */
+export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger; now?: Date; inventory?: RunInventory }): Promise<string[]> {
   const { db, log } = deps;
   const now = deps.now ?? new Date();
   const started: string[] = [];
@@ -43,7 +44,7 @@ export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger
   for (const job of await db.backupJob.findMany({ where: { enabled: true, schedule: { not: null } } })) {
     const due = dueOccurrence(job, now);
     if (!due || (await db.backupJob.updateMany({ where: unclaimed(job.id, due), data: { lastScheduledAt: due } })).count !== 1) continue;
-    await attempt(job.name, due, async () => [(await startJobRun(db, deps.queue, job.id, 'schedule', null)).run.id]);
+    await attempt(job.name, due, async () => [(await startJobRun(db, deps.queue, job.id, 'schedule', null, deps.inventory)).run.id]);
   }
   for (const drill of await db.drillJob.findMany({ where: { enabled: true, schedule: { not: null } } })) {
     const due = dueOccurrence(drill, now);
@@ -68,7 +69,7 @@ export async function scheduleTick(deps: { db: Db; queue: WorkQueue; log: Logger
   return started;
 }
 
-export function startScheduler(deps: ReconcileDeps & { intervalMs?: number }): { stop(): void } {
+export function startScheduler(deps: ReconcileDeps & { intervalMs?: number; inventory?: RunInventory }): { stop(): void } {
   const timer = setInterval(() => {
     void scheduleTick(deps).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'scheduler tick failed'));
     void reconcileTick(deps).catch((err: unknown) => deps.log.warn({ err: (err as Error).message }, 'run reconciliation failed'));

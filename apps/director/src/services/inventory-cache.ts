@@ -14,11 +14,13 @@
  * at creation, the wizard's VM list) read with `maxAgeMs: 0`, which also renews the copy.
  */
 import { createHash } from 'node:crypto';
-import type { InventoryVm } from '@vaultline/contracts';
+import type { InventoryContainer, InventoryVm } from '@vaultline/contracts';
 import type { VCenterConnection, VCenterConnector } from './vcenter-connector.ts';
 
 export interface InventoryAnswer {
   vms: InventoryVm[];
+  /** The datacenters, clusters, hosts and VM folders of the same read (each VM names those holding it). */
+  containers: InventoryContainer[];
   /** When the vCenter gave this list. */
   at: Date;
   /** Set when the list is an older copy because the vCenter did not answer in time: what went wrong. */
@@ -36,6 +38,7 @@ export const INVENTORY_CACHE_DEFAULTS: InventoryCacheOptions = { maxAgeMs: 60_00
 
 interface Entry {
   vms: InventoryVm[];
+  containers: InventoryContainer[];
   at: number;
 }
 
@@ -62,34 +65,35 @@ export class InventoryCache {
     this.opts = { now: Date.now, ...INVENTORY_CACHE_DEFAULTS, ...opts };
   }
 
-  /** The VMs of the vCenter `conn` (named `what` in errors), at most `maxAgeMs` old when it answers in time. */
+  /** The VMs and containers of the vCenter `conn` (named `what` in errors), at most `maxAgeMs` old when it answers in time. */
   async listVms(conn: VCenterConnection, what: string, opts: { maxAgeMs?: number } = {}): Promise<InventoryAnswer> {
     const key = keyOf(conn);
     const copy = this.copies.get(key);
     const now = this.opts.now();
-    if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return { vms: copy.vms, at: new Date(copy.at), problem: null };
+    if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return { vms: copy.vms, containers: copy.containers, at: new Date(copy.at), problem: null };
     // A page that asked for the present waits for a read of its own, like a direct read.
     if (opts.maxAgeMs === 0) {
       const e = await this.readNow(key, conn);
-      return { vms: e.vms, at: new Date(e.at), problem: null };
+      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
     }
     const read = this.read(key, conn);
     if (!copy) {
       const e = await within(read, this.opts.firstWaitMs, what);
-      return { vms: e.vms, at: new Date(e.at), problem: null };
+      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
     }
     try {
       const e = await within(read, this.opts.staleWaitMs, what);
-      return { vms: e.vms, at: new Date(e.at), problem: null };
+      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
     } catch (err) {
-      return { vms: copy.vms, at: new Date(copy.at), problem: (err as Error).message };
+      return { vms: copy.vms, containers: copy.containers, at: new Date(copy.at), problem: (err as Error).message };
     }
   }
 
   /** A read of the vCenter started now; its answer becomes the copy unless a read started later already did. */
   private async readNow(key: string, conn: VCenterConnection): Promise<Entry> {
     const started = this.opts.now();
-    const e = { vms: await this.connector.listVms(conn), at: started };
+    const { vms, containers } = await this.connector.inventory(conn);
+    const e = { vms, containers, at: started };
     if ((this.copies.get(key)?.at ?? -Infinity) <= started) this.copies.set(key, e);
     return e;
   }

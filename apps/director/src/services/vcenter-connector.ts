@@ -1,4 +1,4 @@
-import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
+import type { InventoryTree, InventoryVm, PlacementTargets } from '@vaultline/contracts';
 
 /** What the Director needs from a vCenter; implemented over @vaultline/vsphere. */
 export interface VCenterConnection {
@@ -18,6 +18,8 @@ export interface VCenterConnector {
    */
   verify(conn: VCenterConnection): Promise<{ product: string; apiVersion: string; instanceUuid: string | null }>;
   listVms(conn: VCenterConnection): Promise<InventoryVm[]>;
+  /** The VMs (templates left out) with the containers that hold them, and the containers (datacenters, clusters, hosts, VM folders). */
+  inventory(conn: VCenterConnection): Promise<InventoryTree>;
   /** Hosts, VM folders, resource pools, datastores and networks: where a restored VM can go. */
   placementTargets(conn: VCenterConnection): Promise<PlacementTargets>;
 }

@@ -1,6 +1,6 @@
 /** The Director's VCenterConnector over @vaultline/vsphere. */
-import type { InventoryVm, PlacementTargets } from '@vaultline/contracts';
-import { ConnectError, hostsMounting, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
+import type { InventoryTree, InventoryVm, PlacementTargets } from '@vaultline/contracts';
+import { ConnectError, hostsMounting, type VirtualMachine, type VmPlacement, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
 import { ESXI_HOST_IDENTITY, VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
 
 function explain(err: unknown, url: string): never {
@@ -39,6 +39,41 @@ async function withClient<T>(conn: VCenterConnection, fn: (c: VSphereClient) => 
   }
 }
 
+function inventoryVm(vm: VirtualMachine, placement?: VmPlacement): InventoryVm {
+  return {
+    moref: vm.moref,
+    name: vm.name,
+    ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}),
+    ...(vm.biosUuid ? { biosUuid: vm.biosUuid } : {}),
+    powerState: vm.powerState,
+    ...(vm.guestId ? { guestId: vm.guestId } : {}),
+    ...(vm.numCpu !== undefined ? { cpus: vm.numCpu } : {}),
+    ...(vm.memoryMiB !== undefined ? { memoryMiB: vm.memoryMiB } : {}),
+    ...(vm.host ? { host: vm.host } : {}),
+    changeTrackingEnabled: vm.changeTrackingEnabled,
+    disks: vm.disks.map((d) => ({
+      key: d.key,
+      label: d.label ?? `disk ${d.key}`,
+      capacityBytes: d.capacityBytes,
+      fileName: d.fileName,
+      controller: d.controller,
+      busNumber: d.busNumber,
+      unitNumber: d.unitNumber,
+      thin: d.thin,
+      diskMode: d.diskMode,
+    })),
+    ...(placement
+      ? {
+          datacenter: placement.datacenter,
+          ...(placement.cluster ? { cluster: placement.cluster } : {}),
+          ...(placement.folder ? { folder: placement.folder } : {}),
+          ...(placement.folderPath ? { folderPath: placement.folderPath } : {}),
+          containers: placement.containers,
+        }
+      : {}),
+  };
+}
+
 export function vsphereConnector(): VCenterConnector {
   return {
     async probeThumbprint(url) {
@@ -56,34 +91,15 @@ export function vsphereConnector(): VCenterConnector {
         const host = (await c.inventory.all()).hosts[0]?.systemUuid;
         return { product: c.about.fullName, apiVersion: c.apiVersion, instanceUuid: host ? `${ESXI_HOST_IDENTITY}${host}` : null };
       }),
-    listVms: (conn) =>
-      withClient(conn, async (c): Promise<InventoryVm[]> =>
-        (await c.inventory.vms())
-          .filter((vm) => !vm.template)
-          .map((vm) => ({
-            moref: vm.moref,
-            name: vm.name,
-            ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}),
-            ...(vm.biosUuid ? { biosUuid: vm.biosUuid } : {}),
-            powerState: vm.powerState,
-            ...(vm.guestId ? { guestId: vm.guestId } : {}),
-            ...(vm.numCpu !== undefined ? { cpus: vm.numCpu } : {}),
-            ...(vm.memoryMiB !== undefined ? { memoryMiB: vm.memoryMiB } : {}),
-            ...(vm.host ? { host: vm.host } : {}),
-            changeTrackingEnabled: vm.changeTrackingEnabled,
-            disks: vm.disks.map((d) => ({
-              key: d.key,
-              label: d.label ?? `disk ${d.key}`,
-              capacityBytes: d.capacityBytes,
-              fileName: d.fileName,
-              controller: d.controller,
-              busNumber: d.busNumber,
-              unitNumber: d.unitNumber,
-              thin: d.thin,
-              diskMode: d.diskMode,
-            })),
-          })),
-      ),
+    listVms: (conn) => withClient(conn, async (c): Promise<InventoryVm[]> => (await c.inventory.vms()).filter((vm) => !vm.template).map((vm) => inventoryVm(vm))),
+    inventory: (conn) =>
+      withClient(conn, async (c): Promise<InventoryTree> => {
+        const tree = await c.inventory.tree();
+        return {
+          vms: tree.vms.filter((vm) => !vm.template).map((vm) => inventoryVm(vm, vm.placement)),
+          containers: tree.containers.map((k) => ({ kind: k.kind, moref: k.moref, name: k.name, path: k.path, parent: k.parent, datacenter: k.datacenter })),
+        };
+      }),
     placementTargets: (conn) =>
       withClient(conn, async (c): Promise<PlacementTargets> => {
         const [inv, targets] = [await c.inventory.all(), await c.inventory.placementTargets()];

@@ -16,6 +16,7 @@ import { formatBytes, formatDateTime, formatDuration } from '../../lib/format.ts
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { describeSchedule } from './schedule.ts';
+import { sourceCount, sourceLabel } from './sources.ts';
 
 /** "the last 14, 7 daily, 4 weekly; immutable for 5 days". */
 function keeps(r: Retention): string {
@@ -53,7 +54,7 @@ export default function JobPage() {
   return (
     <Page
       title={j ? j.name : 'Job'}
-      subtitle={j && `Backup job · ${j.sources.length} VM${j.sources.length === 1 ? '' : 's'} · ${j.enabled ? 'enabled' : 'disabled'}`}
+      subtitle={j && `Backup job · ${sourceCount(j.sources)} · ${j.enabled ? 'enabled' : 'disabled'}`}
       actions={
         j &&
         operator && (
@@ -85,7 +86,7 @@ export default function JobPage() {
           </h2>
           <dl className="summary job-summary">
             <dt>VMs</dt>
-            <dd data-testid="job-sources">{j.sources.map((s) => s.name).join(', ')}</dd>
+            <dd data-testid="job-sources">{j.sources.map(sourceLabel).join(', ')}</dd>
             <dt>vCenter</dt>
             <dd>{vcenters.data?.find((v) => v.id === j.vcenterId)?.name ?? '…'}</dd>
             <dt>Repository</dt>

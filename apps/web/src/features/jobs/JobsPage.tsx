@@ -14,6 +14,7 @@ import { ago, formatDateTime } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { describeSchedule } from './schedule.ts';
+import { sourceLabel } from './sources.ts';
 import { TableHead } from '../../components/TableHead.tsx';
 
 type Flash = { kind: 'ok' | 'error'; text: string; runId?: string };
@@ -82,7 +83,7 @@ export default function JobsPage() {
                     <Link to={paths.job(job.id)}>
                       <strong>{job.name}</strong>
                     </Link>
-                    <div className="muted small">{job.sources.map((s) => s.name).join(', ')}</div>
+                    <div className="muted small">{job.sources.map(sourceLabel).join(', ')}</div>
                   </td>
                   <td data-label="Repository">{repoName(job.repositoryId)}</td>
                   <td data-label="Transport">{TRANSPORT_LABEL[job.transportMode]}</td>

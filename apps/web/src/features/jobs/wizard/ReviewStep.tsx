@@ -1,4 +1,4 @@
-import type { RepositoryDto, VCenter } from '@vaultline/contracts';
+import { isContainerSource, type RepositoryDto, type VCenter } from '@vaultline/contracts';
 import { TRANSPORT_LABEL } from '../../../components/run/transport.ts';
 import { describeSchedule, toCron } from '../schedule.ts';
 import type { WizardState } from './state.ts';
@@ -7,6 +7,8 @@ export function ReviewStep({ state, set, vcenters, repositories }: { state: Wiza
   const o = state.options;
   const r = o.retention;
   const cron = toCron(state.schedule);
+  const containers = state.sources.filter(isContainerSource);
+  const vms = state.sources.filter((s) => !isContainerSource(s));
   return (
     <div className="step-body">
       <label>
@@ -20,9 +22,16 @@ export function ReviewStep({ state, set, vcenters, repositories }: { state: Wiza
         </span>
       </label>
       <dl className="summary" aria-label="Summary">
-        <dt>VMs</dt>
-        <dd>
-          {state.sources.map((s) => s.name).join(', ')} <span className="muted">on {vcenters.find((v) => v.id === state.vcenterId)?.name}</span>
+        <dt>Sources</dt>
+        <dd data-testid="review-sources">
+          {vms.length > 0 && <div>VMs: {vms.map((s) => s.name).join(', ')}</div>}
+          {containers.map((c) => (
+            <div key={c.moref}>
+              {c.kind[0]!.toUpperCase() + c.kind.slice(1)} {c.path}: its VMs at each run, VMs added later included
+              {c.exclude?.length ? <span className="muted"> (except {c.exclude.map((x) => x.name).join(', ')})</span> : null}
+            </div>
+          ))}
+          <span className="muted">on {vcenters.find((v) => v.id === state.vcenterId)?.name}</span>
         </dd>
         <dt>Repository</dt>
         <dd>{repositories.find((x) => x.id === state.repositoryId)?.name}</dd>

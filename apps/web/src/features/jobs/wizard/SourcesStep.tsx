@@ -1,12 +1,14 @@
-import { useMemo, useState } from 'react';
-import type { InventoryVm, VCenter } from '@vaultline/contracts';
-import { useInventory } from '../../../api/vcenters.ts';
+import { useMemo, useState, type ReactNode } from 'react';
+import { isContainerSource, vmsInContainer, type ContainerSource, type InventoryContainer, type InventoryTree, type InventoryVm, type VCenter } from '@vaultline/contracts';
+import { useInventoryTree } from '../../../api/vcenters.ts';
 import { formatBytes, powerLabel } from '../../../lib/format.ts';
 import { sameVm, type Source, type WizardState } from './state.ts';
 
 const SCSI = new Set(['pvscsi', 'lsilogic', 'lsisas', 'buslogic']);
 
 const asSource = (vm: InventoryVm): Source => ({ moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) });
+const asExcluded = (vm: InventoryVm) => ({ moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) });
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /** What an operator should know before picking a VM, in the Transporter's own terms. */
 function vmNotes(vm: InventoryVm): string[] {
@@ -26,26 +28,203 @@ function controllers(vm: InventoryVm): string {
   return [...count].map(([c, n]) => (n > 1 ? `${c} ×${n}` : c)).join(', ') || '—';
 }
 
+type View = 'hosts' | 'folders';
+interface TreeNode {
+  key: string;
+  container?: InventoryContainer;
+  vm?: InventoryVm;
+  children: TreeNode[];
+}
+
+const KIND_LABEL: Record<InventoryContainer['kind'], string> = { datacenter: 'datacenter', cluster: 'cluster', host: 'host', folder: 'folder' };
+
+/** The inventory as a tree: datacenter → cluster → host → VMs, or datacenter → VM folders → VMs. */
+function buildTree(inv: InventoryTree, view: View): TreeNode[] {
+  const vmNode = (vm: InventoryVm): TreeNode => ({ key: `vm:${vm.moref}`, vm, children: [] });
+  const byName = (a: TreeNode, b: TreeNode) => (a.vm ? 1 : 0) - (b.vm ? 1 : 0) || (a.container?.name ?? a.vm?.name ?? '').localeCompare(b.container?.name ?? b.vm?.name ?? '');
+  const kinds = view === 'hosts' ? ['cluster', 'host'] : ['folder'];
+  const inView = inv.containers.filter((c) => kinds.includes(c.kind));
+  const known = new Set(inView.map((c) => c.moref));
+  const nodeOf = (c: InventoryContainer): TreeNode => {
+    const children = inView.filter((x) => x.parent === c.moref).map(nodeOf);
+    // The VMs directly in it: a host's VMs; a folder's own VMs; a datacenter's VMs that no listed container of this view holds.
+    const direct = inv.vms.filter((vm) => {
+      if (c.kind === 'host') return vm.host === c.moref;
+      if (c.kind === 'folder') return vm.folder === c.moref;
+      if (c.kind === 'datacenter') return vm.datacenter === c.moref && !(view === 'hosts' ? vm.host && known.has(vm.host) : vm.folder && known.has(vm.folder));
+      return false;
+    });
+    return { key: `${c.kind}:${c.moref}`, container: c, children: [...children, ...direct.map(vmNode)].sort(byName) };
+  };
+  const roots = inv.containers.filter((c) => c.kind === 'datacenter').map(nodeOf);
+  // VMs without a datacenter (a Director older than container support): a flat list.
+  const loose = inv.vms.filter((vm) => !vm.datacenter || !inv.containers.some((c) => c.moref === vm.datacenter)).map(vmNode);
+  return [...roots, ...loose];
+}
+
 export function SourcesStep({ state, set, vcenters }: { state: WizardState; set: (patch: Partial<WizardState>) => void; vcenters: VCenter[] }) {
   const [query, setQuery] = useState('');
-  const inventory = useInventory(state.vcenterId || undefined);
-  const vms = useMemo(() => inventory.data ?? [], [inventory.data]);
+  const [view, setView] = useState<View>('hosts');
+  const [open, setOpen] = useState<Record<string, boolean>>({});
+  const inventory = useInventoryTree(state.vcenterId || undefined);
+  const inv = useMemo<InventoryTree>(() => inventory.data ?? { vms: [], containers: [] }, [inventory.data]);
+  const tree = useMemo(() => buildTree(inv, view), [inv, view]);
+  const hostName = useMemo(() => new Map(inv.containers.filter((c) => c.kind === 'host').map((c) => [c.moref, c.name])), [inv]);
+  const counts = useMemo(() => new Map(inv.containers.map((c) => [c.moref, vmsInContainer(inv, c.moref).length])), [inv]);
   const q = query.trim().toLowerCase();
-  const shown = useMemo(
-    () => (q ? vms.filter((vm) => [vm.name, vm.guestId, vm.host, vm.moref].some((f) => f?.toLowerCase().includes(q))) : vms),
-    [vms, q],
-  );
-  const isSelected = (vm: InventoryVm) => state.sources.some((s) => sameVm(s, asSource(vm)));
-  const toggle = (vm: InventoryVm) => {
-    const src = asSource(vm);
-    set({ sources: isSelected(vm) ? state.sources.filter((s) => !sameVm(s, src)) : [...state.sources, src] });
+
+  const containerSources = state.sources.filter(isContainerSource);
+  const selectedContainer = (moref: string) => containerSources.find((s) => s.moref === moref);
+  const containerOf = (moref: string) => inv.containers.find((c) => c.moref === moref);
+  /** The selected container above `c` (its datacenter, cluster or parent folder), if any. */
+  const selectedAncestor = (c: InventoryContainer): ContainerSource | undefined => containerSources.find((s) => c.path.startsWith(`${(containerOf(s.moref) ?? s).path}/`));
+  const holding = (vm: InventoryVm) => containerSources.filter((s) => vm.containers?.includes(s.moref));
+  const includedBy = (vm: InventoryVm) => holding(vm).filter((s) => !s.exclude?.some((x) => sameVm(x, vm)));
+  const chosen = (vm: InventoryVm) => state.sources.some((s) => !isContainerSource(s) && sameVm(s, vm));
+  const isChecked = (vm: InventoryVm) => chosen(vm) || includedBy(vm).length > 0;
+
+  const toggleVm = (vm: InventoryVm) => {
+    if (isChecked(vm)) {
+      // Unchecked inside a selected container: an exclusion of that container.
+      let sources = state.sources.filter((s) => isContainerSource(s) || !sameVm(s, vm));
+      for (const c of includedBy(vm)) sources = sources.map((x) => (x === c ? { ...c, exclude: [...(c.exclude ?? []), asExcluded(vm)] } : x));
+      set({ sources });
+      return;
+    }
+    const excludedFrom = holding(vm);
+    if (excludedFrom.length > 0) {
+      let sources = state.sources;
+      for (const c of excludedFrom) {
+        const exclude = (c.exclude ?? []).filter((x) => !sameVm(x, vm));
+        const rest: ContainerSource = { kind: c.kind, moref: c.moref, name: c.name, path: c.path };
+        sources = sources.map((x) => (x === c ? (exclude.length ? { ...rest, exclude } : rest) : x));
+      }
+      set({ sources });
+    } else set({ sources: [...state.sources, asSource(vm)] });
   };
-  const allShown = shown.length > 0 && shown.every(isSelected);
-  const toggleAll = () => {
-    if (allShown) set({ sources: state.sources.filter((s) => !shown.some((vm) => sameVm(s, asSource(vm)))) });
-    else set({ sources: [...state.sources, ...shown.filter((vm) => !isSelected(vm)).map(asSource)] });
+  const toggleContainer = (c: InventoryContainer) => {
+    const s = selectedContainer(c.moref);
+    if (s) {
+      set({ sources: state.sources.filter((x) => x !== s) });
+      return;
+    }
+    // Its VMs chosen one by one and the containers below it are now in it.
+    const inside = new Set(vmsInContainer(inv, c.moref).map((vm) => vm.moref));
+    const sources = state.sources.filter((x) => (isContainerSource(x) ? !(containerOf(x.moref) ?? x).path.startsWith(`${c.path}/`) : !inside.has(x.moref)));
+    set({ sources: [...sources, { kind: c.kind, moref: c.moref, name: c.name, path: c.path }] });
   };
-  const missing = inventory.data ? state.sources.filter((s) => !vms.some((vm) => sameVm(s, asSource(vm)))) : [];
+
+  const vmMatches = (vm: InventoryVm) => [vm.name, vm.guestId, vm.host, vm.host ? hostName.get(vm.host) : undefined, vm.moref].some((f) => f?.toLowerCase().includes(q));
+  const nodeMatches = (n: TreeNode) => (n.vm ? vmMatches(n.vm) : [n.container!.name, n.container!.path].some((f) => f.toLowerCase().includes(q)));
+  /** The nodes shown for the search: a match with all below it, and the way down to matches below. */
+  const filter = (nodes: TreeNode[]): TreeNode[] => {
+    if (!q) return nodes;
+    const out: TreeNode[] = [];
+    for (const n of nodes) {
+      if (nodeMatches(n)) out.push(n);
+      else {
+        const children = filter(n.children);
+        if (children.length > 0) out.push({ ...n, children, key: n.key });
+      }
+    }
+    return out;
+  };
+  const shown = filter(tree);
+  const shownVms = (nodes: TreeNode[]): number => nodes.reduce((n, x) => n + (x.vm ? 1 : 0) + shownVms(x.children), 0);
+  const manyVms = inv.vms.length > 60;
+  const isOpen = (n: TreeNode) => open[n.key] ?? (q ? true : n.container?.kind !== 'host' || !manyVms);
+
+  const missing = inventory.data
+    ? state.sources.filter((s) => (isContainerSource(s) ? !inv.containers.some((c) => c.moref === s.moref) : !inv.vms.some((vm) => sameVm(s, asSource(vm)))))
+    : [];
+  const expanded = useMemo(() => {
+    const vms = new Map<string, InventoryVm>();
+    for (const s of state.sources) {
+      if (isContainerSource(s)) {
+        for (const vm of vmsInContainer(inv, s.moref)) if (!s.exclude?.some((x) => sameVm(x, vm))) vms.set(vm.instanceUuid ?? vm.moref, vm);
+      } else vms.set(s.instanceUuid ?? s.moref, inv.vms.find((vm) => sameVm(s, vm)) ?? ({ moref: s.moref, name: s.name } as InventoryVm));
+    }
+    return vms.size;
+  }, [state.sources, inv]);
+
+  const renderVm = (n: TreeNode, level: number) => {
+    const vm = n.vm!;
+    const checked = isChecked(vm);
+    const by = includedBy(vm);
+    const excluded = !checked && holding(vm).length > 0;
+    const id = `src-${vm.moref}`;
+    return (
+      <li key={n.key} className={`tree-node vm${checked ? ' selected' : ''}`} data-testid="pick-vm" style={{ ['--level' as string]: level }}>
+        <div className="tree-row">
+          <span className="twisty" aria-hidden="true" />
+          <input id={id} type="checkbox" aria-label={`Select ${vm.name}`} checked={checked} onChange={() => toggleVm(vm)} />
+          <label htmlFor={id} className="tree-label">
+            <strong>{vm.name}</strong> <span className={`power ${vm.powerState}`}>{powerLabel(vm.powerState)}</span>
+            <span className="muted small block">
+              {vm.guestId ?? vm.moref}
+              {vm.host && ` · ${hostName.get(vm.host) ?? vm.host}`}
+              {vm.cpus !== undefined && ` · ${vm.cpus} vCPU`}
+              {vm.memoryMiB !== undefined && ` · ${formatBytes(vm.memoryMiB * 1048576)}`}
+            </span>
+          </label>
+        </div>
+        <div className="tree-detail small">
+          {vm.disks.map((d) => (
+            <div key={d.key}>
+              {d.label}: {formatBytes(d.capacityBytes)} · {d.controller}
+              {d.busNumber !== undefined && d.unitNumber !== undefined && ` ${d.busNumber}:${d.unitNumber}`}
+              {d.thin && ' · thin'}
+              {d.datastore && <span className="muted"> · {d.datastore}</span>}
+            </div>
+          ))}
+          <div className="muted">Controllers: {controllers(vm)}</div>
+          {vmNotes(vm).map((note) => (
+            <div key={note} className="muted">
+              {note}
+            </div>
+          ))}
+          {by.length > 0 && !chosen(vm) && <div className="muted">In {by.map((s) => `${s.kind} ${s.name}`).join(', ')}</div>}
+          {excluded && <div className="muted">Excluded from {holding(vm).map((s) => `${s.kind} ${s.name}`).join(', ')}</div>}
+        </div>
+      </li>
+    );
+  };
+
+  const renderNode = (n: TreeNode, level: number): ReactNode => {
+    if (n.vm) return renderVm(n, level);
+    const c = n.container!;
+    const sel = selectedContainer(c.moref);
+    const above = sel ? undefined : selectedAncestor(c);
+    const count = counts.get(c.moref) ?? 0;
+    const expandedNode = isOpen(n);
+    const id = `src-${c.moref}`;
+    const label = `${KIND_LABEL[c.kind]} ${c.name}`;
+    return (
+      <li key={n.key} className={`tree-node container${sel ? ' selected' : ''}`} data-testid="pick-container" style={{ ['--level' as string]: level }}>
+        <div className="tree-row">
+          {n.children.length > 0 ? (
+            <button type="button" className="twisty" aria-expanded={expandedNode} aria-label={`${expandedNode ? 'Collapse' : 'Expand'} ${label}`} onClick={() => setOpen((o) => ({ ...o, [n.key]: !expandedNode }))}>
+              {expandedNode ? '▾' : '▸'}
+            </button>
+          ) : (
+            <span className="twisty" aria-hidden="true" />
+          )}
+          <input id={id} type="checkbox" aria-label={`Select ${label}`} checked={Boolean(sel) || Boolean(above)} disabled={Boolean(above)} onChange={() => toggleContainer(c)} aria-describedby={`${id}-note`} />
+          <label htmlFor={id} className="tree-label">
+            <span className="kind">{KIND_LABEL[c.kind]}</span> <strong>{c.name}</strong> <span className="muted small">· {plural(count, 'VM')}</span>
+          </label>
+        </div>
+        <p id={`${id}-note`} className={sel ? 'tree-note small' : 'sr-only'} data-testid={sel ? 'container-note' : undefined}>
+          {sel
+            ? `${plural(count, 'VM')} in it now${sel.exclude?.length ? `, ${sel.exclude.length} excluded` : ''}. VMs added to it later are backed up by the next run; VMs removed from it are not.`
+            : above
+              ? `Included with ${above.kind} ${above.name}.`
+              : `${plural(count, 'VM')} now; choosing it includes VMs added to it later.`}
+        </p>
+        {n.children.length > 0 && expandedNode && <ul className="tree-children">{n.children.map((x) => renderNode(x, level + 1))}</ul>}
+      </li>
+    );
+  };
 
   return (
     <div className="step-body">
@@ -70,13 +249,23 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
           <span className="muted">vCenter: {vcenters[0]?.name}</span>
         )}
         <label className="inline grow">
-          Search VMs
-          <input type="search" value={query} onChange={(e) => setQuery(e.target.value)} onKeyDown={(e) => e.key === 'Enter' && e.preventDefault()} placeholder="name, guest OS, host" />
+          Search VMs and containers
+          <input type="search" value={query} onChange={(e) => setQuery(e.target.value)} onKeyDown={(e) => e.key === 'Enter' && e.preventDefault()} placeholder="name, guest OS, host, folder" />
         </label>
-        <span className="muted small" role="status" data-testid="selected-count">
-          {state.sources.length} selected
+        <span className="muted small" role="status">
+          <span data-testid="selected-count">{state.sources.length} selected</span>
+          {inventory.data && containerSources.length > 0 && <span data-testid="vm-count"> · {plural(expanded, 'VM')} now</span>}
         </span>
       </div>
+      <fieldset className="view-choice">
+        <legend className="sr-only">Inventory view</legend>
+        <label className="inline">
+          <input type="radio" name="inventory-view" checked={view === 'hosts'} onChange={() => setView('hosts')} /> Hosts and clusters
+        </label>
+        <label className="inline">
+          <input type="radio" name="inventory-view" checked={view === 'folders'} onChange={() => setView('folders')} /> VMs and folders
+        </label>
+      </fieldset>
       {inventory.isPending && <p className="muted">Reading the inventory…</p>}
       {inventory.isError && (
         <div className="alert error" role="alert">
@@ -87,74 +276,20 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
         <div className="alert warn">
           Not in the inventory any more (kept until you remove them):{' '}
           {missing.map((s) => (
-            <button key={s.moref} type="button" className="chip" onClick={() => set({ sources: state.sources.filter((x) => !sameVm(x, s)) })} aria-label={`Remove ${s.name}`}>
-              {s.name} ×
+            <button key={s.moref} type="button" className="chip" onClick={() => set({ sources: state.sources.filter((x) => x !== s) })} aria-label={`Remove ${s.name}`}>
+              {isContainerSource(s) ? `${s.kind} ${s.path}` : s.name} ×
             </button>
           ))}
         </div>
       )}
       {inventory.data && (
-        <table className="pick">
-          <thead>
-            <tr>
-              <th scope="col" className="check">
-                <input type="checkbox" aria-label="Select all shown" checked={allShown} onChange={toggleAll} disabled={shown.length === 0} />
-              </th>
-              <th scope="col">VM</th>
-              <th scope="col">Power</th>
-              <th scope="col">Disks</th>
-              <th scope="col">Controllers</th>
-              <th scope="col">Notes</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.map((vm) => {
-              const selected = isSelected(vm);
-              return (
-                <tr key={vm.moref} className={selected ? 'selected' : undefined} data-testid="pick-vm" onClick={(e) => (e.target as HTMLElement).closest('input,button,a') === null && toggle(vm)}>
-                  <td className="check">
-                    <input type="checkbox" aria-label={`Select ${vm.name}`} checked={selected} onChange={() => toggle(vm)} />
-                  </td>
-                  <td>
-                    <strong>{vm.name}</strong>
-                    <div className="muted small">
-                      {vm.guestId ?? vm.moref}
-                      {vm.host && ` · ${vm.host}`}
-                      {vm.cpus !== undefined && ` · ${vm.cpus} vCPU`}
-                      {vm.memoryMiB !== undefined && ` · ${formatBytes(vm.memoryMiB * 1048576)}`}
-                    </div>
-                  </td>
-                  <td>
-                    <span className={`power ${vm.powerState}`}>{powerLabel(vm.powerState)}</span>
-                  </td>
-                  <td className="small">
-                    {vm.disks.map((d) => (
-                      <div key={d.key}>
-                        {d.label}: {formatBytes(d.capacityBytes)} · {d.controller}
-                        {d.busNumber !== undefined && d.unitNumber !== undefined && ` ${d.busNumber}:${d.unitNumber}`}
-                        {d.thin && ' · thin'}
-                        {d.datastore && <span className="muted"> · {d.datastore}</span>}
-                      </div>
-                    ))}
-                  </td>
-                  <td className="small">{controllers(vm)}</td>
-                  <td className="small muted">
-                    {vmNotes(vm).map((n) => (
-                      <div key={n}>{n}</div>
-                    ))}
-                  </td>
-                </tr>
-              );
-            })}
-            {shown.length === 0 && (
-              <tr>
-                <td colSpan={6} className="muted">
-                  {vms.length === 0 ? 'This vCenter has no VMs.' : `No VM matches “${query}”.`}
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
+        <>
+          <p className="muted small">Choose VMs, or a datacenter, cluster, host or folder: its VMs are read again at every run, so VMs added to it later are backed up too.</p>
+          <ul className="inventory-tree" aria-label={view === 'hosts' ? 'Inventory: hosts and clusters' : 'Inventory: VMs and folders'} data-testid="inventory-tree">
+            {shown.map((n) => renderNode(n, 0))}
+          </ul>
+          {shownVms(shown) === 0 && shown.length === 0 && <p className="muted">{inv.vms.length === 0 && inv.containers.length === 0 ? 'This vCenter has no VMs.' : `Nothing matches “${query}”.`}</p>}
+        </>
       )}
     </div>
   );

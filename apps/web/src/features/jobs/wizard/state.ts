@@ -1,11 +1,8 @@
-import { JobOptionsSchema, type Job, type JobOptions, type TransportMode } from '@vaultline/contracts';
+import { JobOptionsSchema, type Job, type JobOptions, type JobSource, type TransportMode } from '@vaultline/contracts';
 import { fromCron, type ScheduleChoice } from '../schedule.ts';
 
-export interface Source {
-  moref: string;
-  name: string;
-  instanceUuid?: string | undefined;
-}
+/** A VM, or a datacenter, cluster, host or VM folder (whose VMs each run reads again). */
+export type Source = JobSource;
 
 export interface WizardState {
   name: string;
@@ -39,7 +36,7 @@ export function stateFromJob(job: Job): WizardState {
 }
 
 /** Same VM: by instance UUID when both have one, else by moref. */
-export function sameVm(a: Source, b: Source): boolean {
+export function sameVm(a: { moref: string; instanceUuid?: string | undefined }, b: { moref: string; instanceUuid?: string | undefined }): boolean {
   if (a.instanceUuid && b.instanceUuid) return a.instanceUuid === b.instanceUuid;
   return a.moref === b.moref;
 }
