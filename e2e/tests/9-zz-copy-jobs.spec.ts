@@ -60,4 +60,6 @@ test('an admin sets up a backup copy into a second repository, runs it, and the 
   await page.getByRole('link', { name: 'e2e offsite', exact: true }).first().click();
   await expect(page.getByTestId('point-row')).toHaveCount(copied);
   await expect(page.getByTestId('vm-points').filter({ hasText: 'web-01' })).toBeVisible();
+  // Each is marked a copy (the originals in Local repository are not).
+  await expect(page.getByTestId('point-row').filter({ hasText: 'copy' })).toHaveCount(copied);
 });

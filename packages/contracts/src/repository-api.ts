@@ -46,6 +46,8 @@ export const RepositoryRestorePointSchema = z.object({
   /** While a ransomware-suspect point's hold is not released, retention prunes nothing of the VM in that repository. */
   holdReleasedAt: z.string().nullable(),
   holdReleasedBy: z.string().nullable(),
+  /** A backup copy (made by a copy job) of a point in another repository: restorable like the original. */
+  copy: z.boolean(),
 });
 export type RepositoryRestorePoint = z.infer<typeof RepositoryRestorePointSchema>;
 

@@ -33,5 +33,6 @@ export async function restorePointDtos(db: Db, points: PointRow[]): Promise<Repo
     anomaly: p.anomaly,
     holdReleasedAt: p.holdReleasedAt?.toISOString() ?? null,
     holdReleasedBy: p.holdReleasedBy,
+    copy: p.copyOfId !== null,
   }));
 }

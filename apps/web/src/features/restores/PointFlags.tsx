@@ -10,6 +10,11 @@ export function PointFlags({ point: p }: { point: RepositoryRestorePoint }) {
   const immutable = p.immutableUntil && Date.parse(p.immutableUntil) > Date.now();
   return (
     <span className="flags">
+      {p.copy && (
+        <span className="pill" title="Made by a backup copy job from a restore point in another repository; restores like the original.">
+          copy
+        </span>
+      )}
       {p.damaged && (
         <span className="pill status-failed" data-testid="point-damaged">
           damaged

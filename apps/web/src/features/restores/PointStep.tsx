@@ -23,7 +23,7 @@ export function PointStep({ points, chosen, choose }: { points: RepositoryRestor
           {points.map((p, i) => (
             <tr key={p.id} className={chosen === p.id ? 'selected' : undefined} data-testid="restore-point-choice" onClick={(e) => (e.target as HTMLElement).closest('input,a') === null && choose(p)}>
               <td className="check">
-                <input type="radio" name="point" checked={chosen === p.id} onChange={() => choose(p)} aria-label={`Restore point of ${formatDateTime(p.createdAt)}${i === 0 ? ' (newest)' : ''}`} />
+                <input type="radio" name="point" checked={chosen === p.id} onChange={() => choose(p)} aria-label={`Restore point of ${formatDateTime(p.createdAt)} in ${p.repository}${p.copy ? ' (a copy)' : ''}${i === 0 ? ' (newest)' : ''}`} />
               </td>
               <td data-label="Taken">
                 {formatDateTime(p.createdAt)} {i === 0 && <span className="pill">newest</span>}
