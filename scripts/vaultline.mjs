@@ -50,6 +50,16 @@ const main = {
   // `npm run bench -- transports ...`: the transport benchmark (bench/transports.ts) drives the Transporter against
   // the lab and needs PostgreSQL (a server URL: it creates and drops its own database); else the repository benchmark.
   bench: async () => {
+    // `npm run bench -- overview ...`: the overview at estate scale (bench/overview.ts): the lab vCenter, a Director
+    // built in its process on a database of its own (PostgreSQL server URL) and Redis.
+    if (rest[0] === 'overview') {
+      const services = await ensureServices();
+      const server = new URL(services.databaseUrl);
+      server.pathname = '/postgres';
+      process.env.DATABASE_URL = server.toString();
+      process.env.REDIS_URL = services.redisUrl;
+      return passThrough('bench/overview.ts', rest.slice(1), false);
+    }
     if (rest[0] !== 'transports') return passThrough('bench/run.ts', rest, false);
     const server = new URL((await ensureServices()).databaseUrl);
     server.pathname = '/postgres';

@@ -10,7 +10,17 @@ export const ProtectionQuerySchema = z.object({
   offset: z.coerce.number().int().min(0).default(0),
   /** Read every vCenter's inventory now instead of the copy the Director keeps for a minute. */
   fresh: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
+  /**
+   * Only the VMs in that state: `unprotected` and `protected` as `counts` splits them, `attention` those whose last
+   * backup failed or ended with warnings (as `counts.attention`). `total` is then the number that matched.
+   */
+  status: z.enum(['unprotected', 'attention', 'protected']).optional(),
+  /** Only the VMs whose name contains this (case-insensitive); `total` is then the number that matched. */
+  q: z.string().trim().max(200).optional(),
 });
+/** The states `status` filters on, in the console's order. */
+export const PROTECTION_FILTERS = ['unprotected', 'attention', 'protected'] as const;
+export type ProtectionFilter = (typeof PROTECTION_FILTERS)[number];
 export type ProtectionQuery = z.infer<typeof ProtectionQuerySchema>;
 
 export const LastBackupSchema = z.object({
@@ -51,7 +61,7 @@ export type VmProtection = z.infer<typeof VmProtectionSchema>;
 
 export const ProtectionOverviewSchema = z.object({
   generatedAt: z.string(),
-  /** Every VM known, before paging; `vms` is the page asked for, unprotected and failed first. */
+  /** Every VM known (those matching `status`/`q` when given), before paging; `vms` is the page asked for, unprotected and failed first. */
   total: z.number(),
   counts: z.object({ protected: z.number(), unprotected: z.number(), attention: z.number() }),
   /** Backup runs finished in the last 24 hours, by result, and those running now. */

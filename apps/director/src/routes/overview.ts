@@ -146,15 +146,22 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
     const rank = (vm: VmProtection) => (!vm.protected ? 0 : attention(vm) ? 1 : 2);
     const all = [...vms.values()].sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name) || a.key.localeCompare(b.key));
     const count = (s: RunStatus) => finished.find((f) => f.status === s)?._count._all ?? 0;
+    // The filters (state, then name), before paging; the counts stay those of every VM.
+    const needle = query.q?.toLocaleLowerCase();
+    const matching = all.filter(
+      (vm) =>
+        (query.status === undefined || (query.status === 'unprotected' ? !vm.protected : query.status === 'protected' ? vm.protected : attention(vm))) &&
+        (!needle || vm.name.toLocaleLowerCase().includes(needle)),
+    );
     return {
       generatedAt: now.toISOString(),
-      total: all.length,
+      total: matching.length,
       counts: { protected: all.filter((v) => v.protected).length, unprotected: all.filter((v) => !v.protected).length, attention: all.filter(attention).length },
       last24h: { succeeded: count('succeeded'), warnings: count('warning'), failed: count('failed'), running: active },
       nextRuns: nextRuns.sort((a, b) => a.at.localeCompare(b.at)).slice(0, 5),
       inventoryAsOf: inventoryAsOf?.toISOString() ?? null,
       inventoryProblems,
-      vms: all.slice(query.offset, query.offset + query.limit),
+      vms: matching.slice(query.offset, query.offset + query.limit),
     };
   });
 }

@@ -1,10 +1,11 @@
 import type { ProtectionOverview, VmProtection } from '@vaultline/contracts';
 import { Link } from 'react-router';
-import { useState } from 'react';
-import { useProtection, useRefreshInventory } from '../../api/overview.ts';
+import { useEffect, useState } from 'react';
+import { useProtection, useRefreshInventory, type ProtectionPage } from '../../api/overview.ts';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { ago, formatBytes, formatDateTime } from '../../lib/format.ts';
+import { ProtectionFilters, ProtectionPager, useProtectionPage } from './ProtectionPager.tsx';
 
 const REASON: Record<NonNullable<VmProtection['unprotectedReason']>, string> = {
   no_job: 'no job covers it',
@@ -66,13 +67,13 @@ function LastBackup({ vm }: { vm: VmProtection }) {
 }
 
 /** When the inventories shown were read, and a way to read them now (the Director keeps them a minute). */
-function InventoryAge({ asOf }: { asOf: string | null }) {
+function InventoryAge({ asOf, page }: { asOf: string | null; page: ProtectionPage }) {
   const refresh = useRefreshInventory();
   const [state, setState] = useState<{ busy: boolean; error: string | null }>({ busy: false, error: null });
   if (!asOf) return null;
   const run = () => {
     setState({ busy: true, error: null });
-    refresh().then(
+    refresh(page).then(
       () => setState({ busy: false, error: null }),
       (err: Error) => setState({ busy: false, error: err.message }),
     );
@@ -95,7 +96,13 @@ function InventoryAge({ asOf }: { asOf: string | null }) {
 
 /** Every VM in an inventory or a job: protected or not, its last backup, restore points and next run. */
 export function ProtectionPanel() {
-  const protection = useProtection();
+  const { page, pageIndex, set } = useProtectionPage();
+  const protection = useProtection(page);
+  const total = protection.data?.total;
+  // A page that no longer exists (fewer VMs since, or an old link) becomes the last one that does.
+  useEffect(() => {
+    if (total !== undefined && !protection.isPlaceholderData && pageIndex > 0 && page.offset >= total) set({ page: Math.max(0, Math.ceil(total / page.limit) - 1) });
+  }, [total, protection.isPlaceholderData, pageIndex, page.offset, page.limit, set]);
   if (protection.isPending)
     return (
       <p className="muted" role="status">
@@ -104,26 +111,36 @@ export function ProtectionPanel() {
     );
   if (protection.isError) return <div className="alert error">Cannot read protection: {protection.error.message}</div>;
   const data = protection.data;
+  const all = data.counts.protected + data.counts.unprotected;
+  const filtered = page.status !== undefined || page.q !== undefined;
+  const busy = protection.isPlaceholderData;
   return (
     <>
       <Summary data={data} />
       <section className="card" data-testid="protection">
         <div className="row">
           <h2 className="card-title">Protection</h2>
-          <span className="muted small">{data.total} VMs</span>
+          <span className="muted small">{filtered ? `${data.total} of ${all} VMs` : `${data.total} VMs`}</span>
         </div>
-        <InventoryAge asOf={data.inventoryAsOf} />
+        <InventoryAge asOf={data.inventoryAsOf} page={page} />
         {data.inventoryProblems.map((p) => (
           <p key={p.vcenterId} className="alert error" role="alert">
             {p.vcenterName}: {p.reason}. {p.asOf ? `Its VMs are shown as they were at ${formatDateTime(p.asOf)}.` : 'Its VMs are shown from jobs only.'}
           </p>
         ))}
-        {data.vms.length === 0 ? (
+        {(all > 0 || filtered) && (
+          <ProtectionFilters status={page.status} q={page.q ?? ''} counts={data.counts} onStatus={(status) => set({ status })} onSearch={(q) => set({ q })} />
+        )}
+        {data.vms.length === 0 && filtered ? (
+          <p className="muted" role="status">
+            No VM matches.
+          </p>
+        ) : data.vms.length === 0 && data.total === 0 ? (
           <p className="muted">
             No VM yet. <Link to={paths.vcenters}>Add a vCenter</Link> or <Link to={paths.newJob}>create a job</Link>.
           </p>
         ) : (
-          <table className="cards protection">
+          <table className="cards protection" aria-busy={busy} aria-label="Protection of each VM" style={busy ? { opacity: 0.6 } : undefined}>
             <thead>
               <tr>
                 <th scope="col">VM</th>
@@ -168,6 +185,7 @@ export function ProtectionPanel() {
             </tbody>
           </table>
         )}
+        {data.total > 0 && <ProtectionPager offset={page.offset} limit={page.limit} shown={data.vms.length} total={data.total} busy={busy} onPage={(i) => set({ page: i })} onSize={(size) => set({ size })} />}
       </section>
     </>
   );

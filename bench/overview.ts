@@ -1,0 +1,484 @@
+/**
+ * Overview benchmark at estate scale (a script that prints figures, never a test).
+ *
+ *   npm run bench -- overview [--vms 2000] [--runs 10000] [--jobs 36] [--reps 20] [--seed N]
+ *
+ * On a database of its own (created and dropped here) and a lab vCenter of its own: the lab gets `--vms` VMs
+ * (no disks: the overview reads names and UUIDs only), registered with a Director built in this process as
+ * apps/director's tests build it. The database gets `--jobs` jobs covering 90% of the VMs (the last 5% of each
+ * job's VMs were added lately: never backed up), `--runs` finished backup runs spread over the jobs, one a day
+ * per job, each with a run_vm and a run_disk per VM of its job (~90% succeeded, ~6% warning, ~4% failed; a
+ * failed run has one failed VM), and restore points for each VM's last 14 good backups. Then it times, through
+ * the Director's own routes (fastify.inject: routing, session, schema validation and serialization included),
+ * N repetitions after one warm-up each of:
+ *  - GET /api/overview/protection: the first page, a middle page, the last page, each state filter, a name
+ *    search; with the inventory copy warm (the Director keeps it a minute; here an hour, so that no refresh falls
+ *    inside the timed requests), and with `fresh=true` (every VM read from the lab vCenter now);
+ *  - GET /api/runs: the Runs page's 100, 50, a job's runs, the failed runs.
+ * Prints p50/p95/max milliseconds, the response size, the Director process's RSS (it is this process) and, for
+ * the diagnosis, EXPLAIN ANALYZE of the overview's heaviest query, and writes bench/overview.json (default
+ * sizes) or bench/work/overview-*.json.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { ProtectionOverview } from '@vaultline/contracts';
+import { applyMigrations, createDb, MIGRATIONS_DIR, type Db } from '@vaultline/db';
+import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
+import { memoryLogger } from '@vaultline/logger';
+import { connectRedis, EventBus, redisReady, TransporterRegistry, WorkQueue, type Redis } from '@vaultline/queue';
+import { makeSelfSignedCertificate, selfSignedNames } from '@vaultline/tls';
+import { startLab, type Lab } from '@vaultline/vsphere-lab';
+import { buildApp, type App } from '../apps/director/src/app.ts';
+import { SESSION_COOKIE } from '../apps/director/src/auth/sessions.ts';
+import { ensureFirstAdmin } from '../apps/director/src/services/bootstrap.ts';
+import { vsphereConnector } from '../apps/director/src/services/vsphere-connector.ts';
+import { arg, rng } from './common.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const VMS = Math.max(10, Number(arg('vms', '2000')));
+const RUNS = Math.max(1, Number(arg('runs', '10000')));
+const JOBS = Math.max(1, Number(arg('jobs', '36')));
+const REPS = Math.max(1, Number(arg('reps', '20')));
+const SEED = Number(arg('seed', '20261206'));
+const PG_SERVER = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const MiB = 1024 * 1024;
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+/** The nearest-rank percentile. */
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+// ---- the Director, as apps/director/test/helpers.ts builds it ----------------------------------------------------
+interface Director {
+  app: App;
+  db: Db;
+  database: TestDatabase;
+  cookie: string;
+  close(): Promise<void>;
+}
+
+async function startDirector(): Promise<Director> {
+  const database = await createTestDatabase(PG_SERVER, 'vaultline_bench_overview');
+  try {
+    await applyMigrations(database.url, MIGRATIONS_DIR);
+    const db = createDb(database.url, { connectTimeoutMs: 2_000 });
+    const redis: Redis = connectRedis(REDIS_URL);
+    await redisReady(redis);
+    const registry = new TransporterRegistry(redis, 1_000, { namespace: database.name });
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-bench-overview-'));
+    const { log } = memoryLogger('bench-overview');
+    const cost = { N: 1 << 10, r: 8, p: 1 };
+    const admin = await ensureFirstAdmin(db, dataDir, cost);
+    const queue = new WorkQueue({ redisUrl: REDIS_URL, namespace: database.name });
+    const events = new EventBus(REDIS_URL, database.name);
+    const made = makeSelfSignedCertificate(selfSignedNames('127.0.0.1'));
+    const app = await buildApp({
+      db,
+      databaseUrl: database.url,
+      redis,
+      registry,
+      queue,
+      events,
+      connector: vsphereConnector(),
+      log,
+      version: 'bench',
+      secretKey: Buffer.alloc(32, 7),
+      dataDir,
+      passwordCost: cost,
+      checkAnswers: false,
+      tls: made,
+      // The copy of the inventory outlives the timed requests (the product keeps it a minute): a refresh inside them
+      // would time the vCenter, which `fresh=true` times on its own.
+      inventoryCache: { maxAgeMs: 3600_000 },
+    });
+    await app.fastify.ready();
+    const login = await app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: admin.password } });
+    const c = login.cookies.find((x) => x.name === SESSION_COOKIE);
+    if (!c) throw new Error(`no session cookie: ${login.body}`);
+    const cookie = `${SESSION_COOKIE}=${c.value}`;
+    const change = await app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie }, payload: { currentPassword: admin.password, newPassword: 'bench-horse-battery-1' } });
+    if (change.statusCode !== 200) throw new Error(`password change failed: ${change.body}`);
+    return {
+      app,
+      db,
+      database,
+      cookie,
+      async close() {
+        await app.fastify.close();
+        await queue.obliterate().catch(() => undefined);
+        await queue.close();
+        await events.close();
+        await db.$disconnect();
+        redis.disconnect();
+        await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await database.drop().catch(() => undefined);
+    throw err;
+  }
+}
+
+// ---- the estate ----------------------------------------------------------------------------------------------------
+interface EstateVm {
+  name: string;
+  moref: string;
+  instanceUuid: string;
+}
+
+/** `VMS` VMs in the lab, 16 at a time, named like an estate's (`<role>-<site>-<n>`). */
+async function makeVms(lab: Lab): Promise<EstateVm[]> {
+  const roles = ['web', 'app', 'db', 'file', 'mail', 'dc', 'ci', 'cache', 'proxy', 'kube'];
+  const sites = ['par', 'fra', 'ams', 'lon'];
+  const names = Array.from({ length: VMS }, (_, i) => `${roles[i % roles.length]}-${sites[Math.floor(i / roles.length) % sites.length]}-${String(i).padStart(4, '0')}`);
+  const out: EstateVm[] = new Array(VMS);
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < names.length) {
+        const i = next++;
+        const vm = await lab.createVm({ name: names[i]!, disks: [], cbt: false });
+        if (!vm.instanceUuid) throw new Error(`lab VM ${vm.name} has no instance UUID`);
+        out[i] = { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid };
+      }
+    }),
+  );
+  console.log(`lab: ${VMS} VMs created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return out;
+}
+
+interface SeedFigures {
+  seconds: number;
+  jobs: number;
+  runs: number;
+  runVms: number;
+  runDisks: number;
+  restorePoints: number;
+  coveredVms: number;
+  neverBackedUp: number;
+}
+
+/**
+ * Jobs, runs, run_vms, run_disks and restore points, written by PostgreSQL itself from a table of the VMs
+ * (`bench_vms`, dropped at the end): 10,000 runs of ~50 VMs are half a million rows, too many to send one by one.
+ */
+async function seed(db: Db, vcenterId: string, vms: EstateVm[]): Promise<SeedFigures> {
+  const t0 = performance.now();
+  const r = rng(SEED);
+  const repos = await Promise.all([0, 1].map((i) => db.repository.create({ data: { name: `bench-repo-${i}`, location: `/srv/bench-${i}` } })));
+  // 90% of the VMs are in a job, in contiguous slices of about the same size.
+  const covered = Math.floor(vms.length * 0.9);
+  const perJob = Math.ceil(covered / JOBS);
+  const jobs: { id: string; vms: EstateVm[] }[] = [];
+  for (let j = 0; j < JOBS; j++) {
+    const slice = vms.slice(j * perJob, Math.min(covered, (j + 1) * perJob));
+    if (slice.length === 0) break;
+    const job = await db.backupJob.create({
+      data: {
+        name: `bench-job-${String(j).padStart(2, '0')}`,
+        vcenterId,
+        repositoryId: repos[j % 2]!.id,
+        sources: slice.map((v) => ({ moref: v.moref, name: v.name, instanceUuid: v.instanceUuid })),
+        schedule: `${j % 60} ${(j % 6) + 20} * * *`,
+      },
+    });
+    jobs.push({ id: job.id, vms: slice });
+  }
+  await db.$executeRawUnsafe(`CREATE TABLE bench_vms (job_id uuid NOT NULL, pos int NOT NULL, moref text NOT NULL, name text NOT NULL, uuid text NOT NULL, backed_up boolean NOT NULL)`);
+  const rows: string[] = [];
+  for (const job of jobs) {
+    // The last 5% of a job's VMs joined it lately: no run has them yet.
+    const fresh = Math.floor(job.vms.length * 0.05);
+    job.vms.forEach((v, pos) => rows.push(`('${job.id}', ${pos}, '${v.moref}', '${v.name}', '${v.instanceUuid}', ${pos < job.vms.length - fresh})`));
+  }
+  for (let i = 0; i < rows.length; i += 1000) await db.$executeRawUnsafe(`INSERT INTO bench_vms VALUES ${rows.slice(i, i + 1000).join(',')}`);
+
+  // The runs: RUNS spread over the jobs, one a day per job going back, with a seeded result.
+  await db.$executeRawUnsafe(`CREATE TABLE bench_runs (id uuid PRIMARY KEY, job_id uuid NOT NULL, day int NOT NULL, status text NOT NULL, at timestamptz NOT NULL)`);
+  const runRows: string[] = [];
+  const now = Date.now();
+  for (let k = 0; k < RUNS; k++) {
+    const job = jobs[k % jobs.length]!;
+    const day = Math.floor(k / jobs.length);
+    const x = r();
+    const status = x < 0.04 ? 'failed' : x < 0.1 ? 'warning' : 'succeeded';
+    // Nightly at 20:00–01:00, `day` days ago (day 0: the last night, within the last 24 hours).
+    const at = new Date(now - (day * 24 + 2 + (k % jobs.length) / 6) * 3600_000);
+    runRows.push(`(gen_random_uuid(), '${job.id}', ${day}, '${status}', '${at.toISOString()}')`);
+  }
+  for (let i = 0; i < runRows.length; i += 2000) await db.$executeRawUnsafe(`INSERT INTO bench_runs VALUES ${runRows.slice(i, i + 2000).join(',')}`);
+  await db.$executeRawUnsafe(`
+    INSERT INTO job_runs (id, job_id, kind, status, trigger, created_at, started_at, finished_at, error)
+    SELECT id, job_id, 'backup', status::"RunStatus", 'schedule', at, at, at + interval '40 minutes',
+           CASE WHEN status = 'failed' THEN '1 of the VMs failed' END
+    FROM bench_runs`);
+  // One item per VM of the job (backed up already); in a failed run the VM at (day mod size) failed, in a warning
+  // run it ended with a warning, the others succeeded.
+  await db.$executeRawUnsafe(`
+    INSERT INTO run_vms (id, run_id, vm_moref, vm_name, vm_instance_uuid, status, phase, transporter_id, started_at, finished_at, error, log)
+    SELECT gen_random_uuid(), r.id, v.moref, v.name, v.uuid, s.status::"RunStatus", s.status, 'bench-transporter',
+           r.at + (v.pos * interval '20 seconds'), r.at + (v.pos * interval '20 seconds') + interval '3 minutes',
+           CASE WHEN s.status = 'failed' THEN 'the snapshot could not be taken: the VM is busy'
+                WHEN s.status = 'warning' THEN 'quiescing failed: a crash-consistent snapshot was taken' END,
+           jsonb_build_array(jsonb_build_object('at', r.at, 'level', 'info', 'message', 'snapshot taken'), jsonb_build_object('at', r.at, 'level', 'info', 'message', 'snapshot removed'))
+    FROM bench_runs r
+    JOIN bench_vms v ON v.job_id = r.job_id AND v.backed_up
+    CROSS JOIN LATERAL (SELECT CASE WHEN r.status = 'succeeded' THEN 'succeeded'
+                                    WHEN v.pos = r.day % (SELECT count(*) FROM bench_vms w WHERE w.job_id = r.job_id AND w.backed_up) THEN r.status
+                                    ELSE 'succeeded' END AS status) s`);
+  await db.$executeRawUnsafe(`
+    INSERT INTO run_disks (id, run_vm_id, device_key, label, capacity_bytes, phase, transport, cbt_used, read_mode, bytes_read, bytes_written, started_at, finished_at)
+    SELECT gen_random_uuid(), v.id, 2000, 'Hard disk 1', 64::bigint << 30, CASE WHEN v.status = 'failed' THEN 'failed' ELSE 'done' END, 'nbdssl', true,
+           CASE WHEN v.status = 'failed' THEN NULL WHEN r.day % 7 = 6 THEN 'full' ELSE 'changed' END,
+           CASE WHEN v.status = 'failed' THEN 0 ELSE (1 + (hashtext(v.id::text) & 1023))::bigint << 20 END,
+           CASE WHEN v.status = 'failed' THEN 0 ELSE (1 + (hashtext(v.id::text) & 255))::bigint << 20 END,
+           v.started_at, v.finished_at
+    FROM run_vms v JOIN bench_runs r ON r.id = v.run_id`);
+  // Restore points of each VM's 14 newest good backups (retention keeps 14).
+  await db.$executeRawUnsafe(`
+    INSERT INTO restore_points (id, repository_id, repo_point_id, run_vm_id, vm_instance_uuid, vm_name, created_at, logical_bytes, new_bytes)
+    SELECT gen_random_uuid(), j.repository_id, x.id::text, x.id, x.vm_instance_uuid, x.vm_name, x.finished_at, 64::bigint << 30, 1::bigint << 28
+    FROM (SELECT v.*, r.job_id, row_number() OVER (PARTITION BY v.vm_instance_uuid ORDER BY v.finished_at DESC) AS n
+          FROM run_vms v JOIN job_runs r ON r.id = v.run_id WHERE v.status IN ('succeeded', 'warning')) x
+    JOIN backup_jobs j ON j.id = x.job_id
+    WHERE x.n <= 14`);
+  await db.$executeRawUnsafe('DROP TABLE bench_vms');
+  await db.$executeRawUnsafe('DROP TABLE bench_runs');
+  await db.$executeRawUnsafe('VACUUM ANALYZE');
+  const [runs, runVms, runDisks, restorePoints] = await Promise.all([db.jobRun.count(), db.runVm.count(), db.runDisk.count(), db.restorePoint.count()]);
+  const fresh = jobs.reduce((a, j) => a + Math.floor(j.vms.length * 0.05), 0);
+  return { seconds: (performance.now() - t0) / 1000, jobs: jobs.length, runs, runVms, runDisks, restorePoints, coveredVms: jobs.reduce((a, j) => a + j.vms.length, 0), neverBackedUp: fresh };
+}
+
+// ---- timing ---------------------------------------------------------------------------------------------------------
+interface Timed {
+  what: string;
+  url: string;
+  reps: number;
+  p50_ms: number;
+  p95_ms: number;
+  max_ms: number;
+  kib: number;
+  rows: number;
+  rss_mib: number;
+  rss_peak_mib: number;
+}
+
+async function time(d: Director, what: string, url: string, reps = REPS): Promise<Timed> {
+  const get = () => d.app.fastify.inject({ method: 'GET', url, headers: { cookie: d.cookie } });
+  const first = await get(); // warm-up (and the answer's size)
+  if (first.statusCode !== 200) throw new Error(`${url}: ${first.statusCode} ${first.body.slice(0, 300)}`);
+  const body = first.json() as ProtectionOverview | unknown[];
+  let peak = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 10);
+  const ms: number[] = [];
+  try {
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      const res = await get();
+      ms.push(performance.now() - t0);
+      if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode}`);
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  const rss = process.memoryUsage.rss();
+  const row: Timed = {
+    what,
+    url,
+    reps,
+    p50_ms: round1(percentile(ms, 50)),
+    p95_ms: round1(percentile(ms, 95)),
+    max_ms: round1(Math.max(...ms)),
+    kib: round1(first.rawPayload.length / 1024),
+    rows: Array.isArray(body) ? body.length : (body as ProtectionOverview).vms.length,
+    rss_mib: Math.round(rss / MiB),
+    rss_peak_mib: Math.round(Math.max(peak, rss) / MiB),
+  };
+  console.log(`  ${what}: p50 ${row.p50_ms} ms, p95 ${row.p95_ms} ms (${row.rows} rows, ${row.kib} KiB)`);
+  return row;
+}
+
+/** EXPLAIN ANALYZE of a query (its plan's total time and the top lines). */
+async function explain(db: Db, sql: string): Promise<{ ms: number; plan: string[] }> {
+  const rows = await db.$queryRawUnsafe<{ 'QUERY PLAN': string }[]>(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`);
+  const plan = rows.map((r) => r['QUERY PLAN']);
+  const ms = Number(/Execution Time: ([\d.]+) ms/.exec(plan.at(-1) ?? '')?.[1] ?? NaN);
+  return { ms, plan };
+}
+
+// The overview's query of every VM's latest finished backup item (apps/director/src/routes/overview.ts, latestBackups).
+const LATEST_BACKUPS_SQL = `
+    WITH items AS (
+      SELECT COALESCE(v.vm_instance_uuid, j.vcenter_id::text || '/' || v.vm_moref) AS k, v.id, v.run_id,
+             v.status::text AS status, COALESCE(v.finished_at, r.created_at) AS at, v.error
+      FROM run_vms v JOIN job_runs r ON r.id = v.run_id LEFT JOIN backup_jobs j ON j.id = r.job_id
+      WHERE r.kind = 'backup' AND v.status IN ('succeeded', 'warning', 'failed', 'cancelled')
+    ), latest AS (
+      SELECT DISTINCT ON (k) * FROM items WHERE k IS NOT NULL ORDER BY k, at DESC
+    )
+    SELECT l.k, l.run_id::text AS run_id, l.status, l.at, l.error,
+           COALESCE(SUM(d.bytes_written), 0)::bigint AS bytes_written,
+           bool_and(d.read_mode = 'changed') AS incremental
+    FROM latest l LEFT JOIN run_disks d ON d.run_vm_id = l.id
+    GROUP BY l.k, l.run_id, l.status, l.at, l.error`;
+
+/**
+ * What an index on each VM's items would allow: per VM known, its newest finished backup item (the index walked
+ * newest first until an item of a backup run), and that item's disks. Same answer as LATEST_BACKUPS_SQL for VMs
+ * with an instance UUID whose items all have `finished_at` (VMs known by moref only would need their own probe).
+ */
+const LATEST_BY_INDEX_SQL = (keys: string) => `
+    SELECT k, x.run_id::text AS run_id, x.status::text AS status, x.at, x.error,
+           COALESCE(d.bytes_written, 0)::bigint AS bytes_written, d.incremental
+    FROM unnest(${keys}) AS k
+    CROSS JOIN LATERAL (
+      SELECT v.id, v.run_id, v.status, COALESCE(v.finished_at, r.created_at) AS at, v.error
+      FROM run_vms v JOIN job_runs r ON r.id = v.run_id
+      WHERE v.vm_instance_uuid = k AND r.kind = 'backup' AND v.status IN ('succeeded', 'warning', 'failed', 'cancelled')
+      ORDER BY v.finished_at DESC LIMIT 1
+    ) x
+    LEFT JOIN LATERAL (SELECT SUM(bytes_written) AS bytes_written, bool_and(read_mode = 'changed') AS incremental FROM run_disks WHERE run_vm_id = x.id) d ON true`;
+
+/** The median of 5 runs of `fn`, after one more, in ms. */
+async function medianMs(fn: () => Promise<unknown>): Promise<number> {
+  await fn();
+  const ms: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    await fn();
+    ms.push(performance.now() - t0);
+  }
+  return percentile(ms, 50);
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date().toISOString();
+  const loadStart = os.loadavg();
+  let lab: Lab | undefined;
+  let d: Director | undefined;
+  try {
+    lab = await startLab({ port: 0, hotadd: false });
+    d = await startDirector();
+    const rssIdle = process.memoryUsage.rss();
+    const vms = await makeVms(lab);
+    const vc = await d.app.fastify.inject({
+      method: 'POST',
+      url: '/api/vcenters',
+      headers: { cookie: d.cookie },
+      payload: { name: 'bench-vc', url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256 },
+    });
+    if (vc.statusCode !== 201) throw new Error(`vCenter refused: ${vc.body}`);
+    const figures = await seed(d.db, (vc.json() as { id: string }).id, vms);
+    console.log(
+      `seeded in ${figures.seconds.toFixed(1)} s: ${figures.jobs} jobs covering ${figures.coveredVms} VMs (${figures.neverBackedUp} never backed up), ${figures.runs} runs, ${figures.runVms} run_vms, ${figures.runDisks} run_disks, ${figures.restorePoints} restore points`,
+    );
+    const rssSeeded = process.memoryUsage.rss();
+
+    const o = (q: string) => `/api/overview/protection?${q}`;
+    const all = (await d.app.fastify.inject({ method: 'GET', url: o('limit=50&fresh=true'), headers: { cookie: d.cookie } })).json() as ProtectionOverview;
+    console.log(`overview: ${all.total} VMs, counts ${JSON.stringify(all.counts)}, last 24 h ${JSON.stringify(all.last24h)}`);
+    const middle = Math.floor(all.total / 2 / 50) * 50;
+    const last = Math.floor((all.total - 1) / 50) * 50;
+    const [job] = await d.db.backupJob.findMany({ take: 1, orderBy: { name: 'asc' } });
+    console.log(`timing, ${REPS} repetitions each after one warm-up:`);
+    const table: Timed[] = [];
+    table.push(await time(d, 'protection: first page (50)', o('offset=0&limit=50')));
+    table.push(await time(d, `protection: middle page (offset ${middle})`, o(`offset=${middle}&limit=50`)));
+    table.push(await time(d, `protection: last page (offset ${last})`, o(`offset=${last}&limit=50`)));
+    table.push(await time(d, 'protection: 100 a page', o('offset=0&limit=100')));
+    table.push(await time(d, 'protection: status=unprotected', o('status=unprotected&limit=50')));
+    table.push(await time(d, 'protection: status=attention', o('status=attention&limit=50')));
+    table.push(await time(d, 'protection: status=protected (middle page)', o(`status=protected&offset=${Math.floor(all.counts.protected / 2 / 50) * 50}&limit=50`)));
+    table.push(await time(d, 'protection: name search q=db-par', o('q=db-par&limit=50')));
+    table.push(await time(d, 'protection: fresh=true (inventory read now)', o('fresh=true&limit=50'), Math.min(REPS, 5)));
+    table.push(await time(d, 'runs: limit=100 (the Runs page)', '/api/runs?limit=100'));
+    table.push(await time(d, 'runs: limit=50', '/api/runs?limit=50'));
+    table.push(await time(d, "runs: a job's, limit=50", `/api/runs?jobId=${job!.id}&limit=50`));
+    table.push(await time(d, 'runs: status=failed, limit=50', '/api/runs?status=failed&limit=50'));
+    const rssEnd = process.memoryUsage.rss();
+
+    // Where the time goes: each query of the overview's handler alone (they run in parallel there), the plan of
+    // the heaviest, and what an index would give it; the Runs list's queries and answer.
+    const db = d.db;
+    const since = new Date(Date.now() - 24 * 3600_000);
+    const parts = {
+      latestBackups: await medianMs(() => db.$queryRawUnsafe(LATEST_BACKUPS_SQL)),
+      restorePointsByVm: await medianMs(() => db.restorePoint.groupBy({ by: ['vmInstanceUuid'], where: { pruningAt: null }, _count: { _all: true }, _max: { createdAt: true } })),
+      runsLast24hByStatus: await medianMs(() => db.jobRun.groupBy({ by: ['status'], where: { kind: 'backup', finishedAt: { gte: since } }, _count: { _all: true } })),
+      enabledJobs: await medianMs(() => db.backupJob.findMany({ where: { enabled: true }, select: { id: true, name: true, vcenterId: true, sources: true, schedule: true } })),
+      runsPageQueries: await medianMs(() =>
+        db.jobRun.findMany({ orderBy: { createdAt: 'desc' }, take: 100, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } } }),
+      ),
+      runsPageWithoutItems: await medianMs(() => db.jobRun.findMany({ orderBy: { createdAt: 'desc' }, take: 100 })),
+    };
+    const latest = await explain(db, LATEST_BACKUPS_SQL);
+    // The same answer from an index on each VM's items, newest first, probed once per VM the overview knows.
+    await db.$executeRawUnsafe(`CREATE INDEX bench_run_vms_vm_latest ON run_vms (vm_instance_uuid, finished_at DESC) WHERE status IN ('succeeded', 'warning', 'failed', 'cancelled')`);
+    await db.$executeRawUnsafe('ANALYZE run_vms');
+    const keys = `ARRAY[${vms.map((v) => `'${v.instanceUuid}'`).join(',')}]::text[]`;
+    const lateral = await explain(db, LATEST_BY_INDEX_SQL(keys));
+    const lateralMs = await medianMs(() => db.$queryRawUnsafe(LATEST_BY_INDEX_SQL(keys)));
+    await db.$executeRawUnsafe('DROP INDEX bench_run_vms_vm_latest');
+    const runItems = await db.$queryRawUnsafe<{ items: bigint; disks: bigint }[]>(
+      `SELECT count(DISTINCT v.id) AS items, count(d.id) AS disks FROM (SELECT id FROM job_runs ORDER BY created_at DESC LIMIT 100) r JOIN run_vms v ON v.run_id = r.id LEFT JOIN run_disks d ON d.run_vm_id = v.id`,
+    );
+    console.log('\neach query alone (median of 5, through Prisma, ms):');
+    for (const [k, v] of Object.entries(parts)) console.log(`  ${k}: ${v.toFixed(1)}`);
+    console.log(`the Runs page's 100 runs hold ${runItems[0]!.items} items and ${runItems[0]!.disks} disks, all in the answer (with each item's log)`);
+    console.log(`\nlatestBackups (the overview's query of every VM's last backup): ${latest.ms.toFixed(1)} ms in PostgreSQL; plan:`);
+    for (const line of latest.plan) console.log(`    ${line}`);
+    console.log(`\nthe same from an index on run_vms (vm_instance_uuid, finished_at DESC), one probe per VM: ${lateral.ms.toFixed(1)} ms in PostgreSQL, ${lateralMs.toFixed(1)} ms through Prisma; plan:`);
+    for (const line of lateral.plan.slice(0, 14)) console.log(`    ${line}`);
+
+    const cols: (keyof Timed)[] = ['what', 'reps', 'p50_ms', 'p95_ms', 'max_ms', 'rows', 'kib', 'rss_mib', 'rss_peak_mib'];
+    console.log(`\n| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`);
+    for (const t of table) console.log(`| ${cols.map((c) => String(t[c])).join(' | ')} |`);
+    const mib = (x: number) => Math.round(x / MiB);
+    console.log(`\nDirector (this process) RSS: ${mib(rssIdle)} MiB built, ${mib(rssSeeded)} MiB after seeding, ${mib(rssEnd)} MiB after the timed requests, peak ${Math.max(...table.map((t) => t.rss_peak_mib))} MiB`);
+    const loadEnd = os.loadavg();
+    console.log(`host load (1/5/15 min): start ${loadStart.map((x) => x.toFixed(2)).join(' ')}, end ${loadEnd.map((x) => x.toFixed(2)).join(' ')}`);
+
+    const out = {
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      host: { cpus: os.cpus().length, node: process.version, loadavgStart: loadStart, loadavgEnd: loadEnd },
+      params: { vms: VMS, runs: RUNS, jobs: JOBS, reps: REPS, seed: SEED },
+      estate: { ...figures, total: all.total, counts: all.counts, last24h: all.last24h },
+      rssMiB: { built: mib(rssIdle), seeded: mib(rssSeeded), end: mib(rssEnd) },
+      table,
+      diagnosis: {
+        queriesAloneMs: parts,
+        latestBackupsPlanMs: latest.ms,
+        latestBackupsPlan: latest.plan,
+        latestByIndexPlanMs: lateral.ms,
+        latestByIndexMs: lateralMs,
+        latestByIndexPlan: lateral.plan,
+        runsPage: { items: Number(runItems[0]!.items), disks: Number(runItems[0]!.disks) },
+      },
+    };
+    const isDefault = VMS === 2000 && RUNS === 10000 && JOBS === 36;
+    const file = isDefault ? path.join(here, 'overview.json') : path.join(here, 'work', `overview-${VMS}vms-${RUNS}runs.json`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+    console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await d?.close().catch((err: unknown) => console.error('closing the Director:', err));
+    await d?.database.drop().catch((err: unknown) => console.error('dropping the database:', err));
+    await lab?.stop().catch((err: unknown) => console.error('stopping the lab:', err));
+  }
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error((err as Error).stack ?? err);
+    process.exitCode = 1;
+  })
+  .finally(() => setTimeout(() => process.exit(), 500).unref());
