@@ -131,19 +131,25 @@ export class SoapClient {
     );
   }
 
-  /** Waits for a task (vcsim runs them synchronously, but poll anyway). Returns the result text; throws SoapFault on error. */
-  async waitTask(task: string): Promise<string> {
-    for (let i = 0; i < 600; i++) {
+  /**
+   * Waits for a task: the lab runs snapshot tasks in the background (running, with progress), others finish
+   * at once. `onInfo` sees every state/progress polled. Returns the result text; throws SoapFault on error.
+   */
+  async waitTask(task: string, opts: { timeoutMs?: number; onInfo?: (info: { state: string; progress?: number }) => void } = {}): Promise<string> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 600_000);
+    for (;;) {
       const xml = await this.retrieve('Task', task, ['info']);
-      const state = tag(xml, 'state');
+      const state = tag(xml, 'state') ?? 'queued';
+      const progress = tag(xml, 'progress');
+      opts.onInfo?.({ state, ...(progress !== undefined ? { progress: Number(progress) } : {}) });
       if (state === 'success') return tag(xml, 'result') ?? '';
       if (state === 'error') {
         const err = tag(xml, 'error') ?? xml;
         throw new SoapFault(faultType(err), tag(err, 'localizedMessage') ?? 'task failed', xml);
       }
-      await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() > deadline) throw new Error(`task ${task} did not finish (still ${state})`);
+      await new Promise((r) => setTimeout(r, 20));
     }
-    throw new Error(`task ${task} did not finish`);
   }
 
   /** Calls a *_Task method and waits for it. */

@@ -1,6 +1,8 @@
 /**
  * Waiting for vSphere tasks by polling `info` through RetrievePropertiesEx.
- * The poll interval starts at 100 ms and backs off to 1 s. A task in state
+ * The poll interval starts at 100 ms and backs off to 1 s. While the task is
+ * queued or running, `onProgress` gets info.progress each time it has risen
+ * (never a lower value than already reported), and 100 once it succeeded. A task in state
  * `error` becomes its typed fault (info.error is a LocalizedMethodFault). On
  * timeout or abort the task is cancelled (CancelTask) when it is cancelable,
  * and a TimeoutError / the abort reason is raised; waiting never hangs past
@@ -78,7 +80,8 @@ export class Tasks {
         const err = child(raw, 'error');
         throw err ? parseLocalizedFault(err, context) : new ProtocolError(`${context}: task failed without error details`);
       }
-      if (info.progress !== undefined && info.progress !== lastProgress) {
+      // progress only rises: a poll that reads an older or equal value reports nothing
+      if (info.progress !== undefined && info.progress > lastProgress) {
         lastProgress = info.progress;
         opts.onProgress?.(info.progress, info);
       }

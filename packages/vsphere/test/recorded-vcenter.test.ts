@@ -346,6 +346,15 @@ describe('recorded vCenter: tasks', () => {
     await c.close();
   });
 
+  it('reports progress only as it rises, even when a poll reads a lower value', async () => {
+    taskServer(['running:0', 'running:30', 'running:20', 'running:30', 'running:75', 'task-success-snapshot.xml']);
+    const c = await VSphereClient.connect(opts());
+    const progress: number[] = [];
+    await c.snapshots.create('vm-42', { runId: 'run-18', onProgress: (p) => progress.push(p) });
+    expect(progress).toEqual([0, 30, 75, 100]);
+    await c.close();
+  });
+
   it('a fault inside task info becomes the typed fault with the server message', async () => {
     taskServer(['running:5', 'task-error-quiesce.xml']);
     const c = await VSphereClient.connect(opts());

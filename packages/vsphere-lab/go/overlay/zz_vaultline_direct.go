@@ -50,7 +50,7 @@ type labDirectHost struct {
 	ip    string
 	thumb string // SHA-1 of the certificate, colon-separated upper-case hex
 	host  *HostSystem
-	mu sync.Mutex
+	mu    sync.Mutex
 	// requests still answered before the host starts failing (503); negative = always answer
 	answers int
 }

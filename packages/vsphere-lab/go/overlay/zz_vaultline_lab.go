@@ -453,7 +453,7 @@ type LabDatastore struct {
 	// "vmfsSparse": a VMFS5-like datastore whose snapshot links are vmfsSparse (and whose VMFS is
 	// reported as version 5); otherwise VMFS6-like, with seSparse links
 	Delta string
-	Type string // "vsan" or "vvol": an object datastore (no flat files through /folder); "" = files
+	Type  string // "vsan" or "vvol": an object datastore (no flat files through /folder); "" = files
 }
 
 // LabCreateDatastores creates each datastore on the first host and mounts it

@@ -20,17 +20,20 @@
 package simulator
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"os"
 	"path"
+	"syscall"
 
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// labSparseCopy copies only the data extents of src into a new sparse dst.
-func labSparseCopy(src, dst string, size int64) error {
+// labSparseCopy copies only the data extents of src into a new sparse dst,
+// reporting each chunk copied to progress (may be nil).
+func labSparseCopy(src, dst string, size int64, progress func(int64)) error {
 	extents, err := labAllocated(src, size)
 	if err != nil {
 		return err
@@ -42,11 +45,11 @@ func labSparseCopy(src, dst string, size int64) error {
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0600)
 	if err != nil {
-		return err
+		return labDstError{err}
 	}
 	defer out.Close()
 	if err := out.Truncate(size); err != nil {
-		return err
+		return labDstError{err}
 	}
 	buf := make([]byte, 1<<20)
 	for _, e := range extents {
@@ -63,9 +66,12 @@ func labSparseCopy(src, dst string, size int64) error {
 				return err
 			}
 			if _, err := out.WriteAt(buf[:got], e.off+done); err != nil {
-				return err
+				return labDstError{err}
 			}
 			done += int64(got)
+			if progress != nil {
+				progress(int64(got))
+			}
 		}
 	}
 	return nil // page cache is coherent for file readers; only the frozen file is flushed
@@ -92,45 +98,133 @@ func labNextDelta(fileName string) (string, string, error) {
 	return "", "", fmt.Errorf("no free delta name for %s", fileName)
 }
 
-func labOnSnapshotCreated(snap *VirtualMachineSnapshot) {
-	vm, ok := Map.Get(snap.Vm).(*VirtualMachine)
-	if !ok {
-		return
-	}
+// labFrozen is what freezing a VM's disks produced: the snapshot's devices
+// (the frozen files) and the VM's new devices (on fresh links).
+type labFrozen struct {
+	snapDevices, vmDevices []types.BaseVirtualDevice
+}
+
+// labPrepared holds, per VM, disks frozen by a snapshot task just before it
+// creates the snapshot object (whose registry hook then uses them); labTaskMu guards it.
+var labPrepared = map[types.ManagedObjectReference]*labFrozen{}
+
+// labPrepareFreeze freezes every flat disk of the VM (the VM lock is held):
+// each current file becomes the snapshot's and the VM moves to a new link,
+// a sparse copy of it (progress gets the bytes copied). On an error the links
+// made so far are deleted and nothing changes.
+func labPrepareFreeze(vm *VirtualMachine, progress func(int64)) (*labFrozen, error) {
 	cbt := labCBTEnabled(vm)
-	var snapDevices, vmDevices []types.BaseVirtualDevice
+	out := &labFrozen{}
+	var made []string
 	for _, d := range vm.Config.Hardware.Device {
 		disk, ok := d.(*types.VirtualDisk)
 		if ok {
 			_, ok = disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo)
 		}
 		if !ok {
-			snapDevices = append(snapDevices, d)
-			vmDevices = append(vmDevices, d)
+			out.snapDevices = append(out.snapDevices, d)
+			out.vmDevices = append(out.vmDevices, d)
 			continue
 		}
 		frozen := labCopyDisk(disk)
 		cur := labCopyDisk(disk)
 		fb, cb := labBacking(frozen), labBacking(cur)
-		if err := labFreeze(disk, fb, cb, cbt); err != nil {
-			log.Printf("lab: snapshot %s of %s: %s", snap.Self.Value, vm.Name, err)
-			snapDevices = append(snapDevices, frozen)
-			vmDevices = append(vmDevices, d)
+		deltaDesc, err := labFreeze(disk, fb, cb, cbt, progress)
+		if deltaDesc != "" {
+			made = append(made, deltaDesc)
+		}
+		if _, linkFailed := err.(*labDiskError); linkFailed {
+			// the new link could not be written (a full datastore, say): the task fails
+			for _, desc := range made {
+				labRemoveLink(desc)
+			}
+			return nil, err
+		}
+		if err != nil {
+			// the disk's own file is unreadable (gone behind vCenter's back, say): as before,
+			// the snapshot is taken and this disk stays where it is (its readers will fail)
+			log.Printf("lab: snapshot of %s: %s", vm.Name, err)
+			if deltaDesc != "" {
+				labRemoveLink(deltaDesc)
+				made = made[:len(made)-1]
+			}
+			out.snapDevices = append(out.snapDevices, frozen)
+			out.vmDevices = append(out.vmDevices, d)
 			continue
 		}
-		snapDevices = append(snapDevices, frozen)
-		vmDevices = append(vmDevices, cur)
+		out.snapDevices = append(out.snapDevices, frozen)
+		out.vmDevices = append(out.vmDevices, cur)
 	}
-	snap.Config.Hardware.Device = snapDevices
-	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: vmDevices}})
+	return out, nil
+}
+
+// labRemoveLink deletes a link's files (descriptor, complete image, delta, write list).
+func labRemoveLink(desc string) {
+	labRemoveLinkFiles(desc)
+	_ = os.Remove(labFlat(desc))
+	_ = os.Remove(desc)
+}
+
+// labDstError is a failure to write the copy (not to read its source).
+type labDstError struct{ err error }
+
+func (e labDstError) Error() string { return e.err.Error() }
+
+// labDiskError is a failed file operation on a datastore file ("[ds] path").
+type labDiskError struct {
+	file string
+	err  error
+}
+
+func (e *labDiskError) Error() string { return fmt.Sprintf("%s: %s", e.file, e.err) }
+
+func labFileErrorOf(file string, err error) error { return &labDiskError{file, err} }
+
+// labFaultOf is the fault ESXi reports for err: NoDiskSpace when a datastore is
+// full, a FileFault naming the file for other file errors, else SystemError.
+func labFaultOf(err error) types.BaseMethodFault {
+	de, ok := err.(*labDiskError)
+	if !ok {
+		return &types.SystemError{Reason: err.Error()}
+	}
+	if errors.Is(de.err, syscall.ENOSPC) {
+		ds := ""
+		if p, f := parseDatastorePath(de.file); f == nil {
+			ds = p.Datastore
+		}
+		return &types.NoDiskSpace{FileFault: types.FileFault{File: de.file}, Datastore: ds}
+	}
+	return &types.FileFault{File: de.file}
+}
+
+func labOnSnapshotCreated(snap *VirtualMachineSnapshot) {
+	vm, ok := Map.Get(snap.Vm).(*VirtualMachine)
+	if !ok {
+		return
+	}
+	labTaskMu.Lock()
+	frozen := labPrepared[vm.Self]
+	delete(labPrepared, vm.Self)
+	labTaskMu.Unlock()
+	if frozen == nil {
+		// a snapshot made without the lab's task (in-process callers): freeze now
+		var err error
+		if frozen, err = labPrepareFreeze(vm, nil); err != nil {
+			log.Printf("lab: snapshot %s of %s: %s", snap.Self.Value, vm.Name, err)
+			frozen = &labFrozen{snapDevices: vm.Config.Hardware.Device, vmDevices: vm.Config.Hardware.Device}
+		}
+	}
+	snap.Config.Hardware.Device = frozen.snapDevices
+	Map.Update(vm, []types.PropertyChange{{Name: "config.hardware.device", Val: frozen.vmDevices}})
 	vm.updateDiskLayouts()
 }
 
 // labFreeze freezes the file of fb and moves cb to a fresh delta copy of it.
-func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2BackingInfo, cbt bool) error {
+// It returns the new link's descriptor once it has started making it.
+func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2BackingInfo, cbt bool, progress func(int64)) (string, error) {
 	desc, err := labLocalPath(fb.FileName)
 	if err != nil {
-		return err
+		return "", err
 	}
 	flat := labFlat(desc)
 	capacity := getDiskSize(disk)
@@ -139,10 +233,13 @@ func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2Backing
 	labSyncFS(flat, labOnSAN(fb.FileName))
 	deltaName, deltaDesc, err := labNextDelta(fb.FileName)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if err := labSparseCopy(flat, labFlat(deltaDesc), capacity); err != nil {
-		return err
+	if err := labSparseCopy(flat, labFlat(deltaDesc), capacity, progress); err != nil {
+		if dst, ok := err.(labDstError); ok {
+			return deltaDesc, labFileErrorOf(deltaName, dst.err)
+		}
+		return deltaDesc, err
 	}
 	_ = os.Remove(labWritesFile(deltaDesc)) // a new link starts with nothing written
 	labWriteDescriptor(deltaDesc, capacity, fb.Uuid, path.Base(fb.FileName), labThin(fb))
@@ -154,13 +251,13 @@ func labFreeze(disk *types.VirtualDisk, fb, cb *types.VirtualDiskFlatVer2Backing
 		}
 		labMu.Unlock()
 		if err != nil {
-			return err
+			return deltaDesc, err
 		}
 	}
 	cb.FileName = deltaName
 	cb.Parent = labCopyBacking(fb)
 	cb.ChangeId = fb.ChangeId
-	return nil
+	return deltaDesc, nil
 }
 
 // labSnapshots lists the snapshots still in the VM's tree.
@@ -217,7 +314,7 @@ func labConsolidate(vm *VirtualMachine) {
 				continue
 			}
 			child, parent := names[i-1], names[i]
-			if err := labMerge(child, parent); err != nil {
+			if err := labMerge(vm, child, parent); err != nil {
 				log.Printf("lab: consolidate %s into %s: %s", child, parent, err)
 				i++
 				continue
@@ -313,7 +410,9 @@ func labConsolidate(vm *VirtualMachine) {
 
 // labMerge moves the child's (newer, complete) data over the parent's name
 // and deletes the child's files.
-func labMerge(child, parent string) error {
+// A snapshot task removing snapshots then makes the merged areas durable
+// (labPendingMerge), with progress, after it has released the VM.
+func labMerge(vm *VirtualMachine, child, parent string) error {
 	cd, err := labLocalPath(child)
 	if err != nil {
 		return err
@@ -322,9 +421,11 @@ func labMerge(child, parent string) error {
 	if err != nil {
 		return err
 	}
+	written, _ := labLinkWrites(cd)
 	if err := os.Rename(labFlat(cd), labFlat(pd)); err != nil {
 		return err
 	}
+	labNoteMerge(vm, labFlat(pd), written)
 	// What was written to the child is now the parent's (its delta is rebuilt with its descriptor).
 	if err := labMergeWrites(cd, pd); err != nil {
 		log.Printf("lab: consolidate %s: %s", child, err)
