@@ -28,20 +28,14 @@ interface LatestItem {
 async function latestBackups(db: Db): Promise<Map<string, LastBackup>> {
   // Incremental: every disk that opened was read as its CBT changes since the parent point (the engine records
   // how it read each disk); null when no disk opened.
+  // vm_latest_backups holds each VM's latest finished backup item (a trigger keeps it as items finish): one row
+  // per VM, whatever the number of backups run.
   const rows = await db.$queryRaw<LatestItem[]>`
-    WITH items AS (
-      SELECT COALESCE(v.vm_instance_uuid, j.vcenter_id::text || '/' || v.vm_moref) AS k, v.id, v.run_id,
-             v.status::text AS status, COALESCE(v.finished_at, r.created_at) AS at, v.error
-      FROM run_vms v JOIN job_runs r ON r.id = v.run_id LEFT JOIN backup_jobs j ON j.id = r.job_id
-      WHERE r.kind = 'backup' AND v.status IN ('succeeded', 'warning', 'failed', 'cancelled')
-    ), latest AS (
-      SELECT DISTINCT ON (k) * FROM items WHERE k IS NOT NULL ORDER BY k, at DESC
-    )
-    SELECT l.k, l.run_id::text AS run_id, l.status, l.at, l.error,
+    SELECT l.vm_key AS k, v.run_id::text AS run_id, v.status::text AS status, l.at, v.error,
            COALESCE(SUM(d.bytes_written), 0)::bigint AS bytes_written,
            bool_and(d.read_mode = 'changed') AS incremental
-    FROM latest l LEFT JOIN run_disks d ON d.run_vm_id = l.id
-    GROUP BY l.k, l.run_id, l.status, l.at, l.error`;
+    FROM vm_latest_backups l JOIN run_vms v ON v.id = l.run_vm_id LEFT JOIN run_disks d ON d.run_vm_id = v.id
+    GROUP BY l.vm_key, v.run_id, v.status, l.at, v.error`;
   return new Map(
     rows.map((r) => [
       r.k,
@@ -72,7 +66,8 @@ export async function overviewRoutes(app: FastifyInstance, deps: { db: Db; secre
       db.jobRun.groupBy({ by: ['status'], where: { kind: 'backup', finishedAt: { gte: since } }, _count: { _all: true } }),
       db.jobRun.count({ where: { kind: 'backup', status: { in: ['queued', 'running'] } } }),
     ]);
-    const inventories = await Promise.allSettled(vcenters.map((vc) => deps.inventory.listVms(connectionOf(vc, deps.secretKey), vc.name, query.fresh ? { maxAgeMs: 0 } : {})));
+    // Async, so a vCenter whose connection cannot even be made (its password does not unseal) is one problem, not a failed page.
+    const inventories = await Promise.allSettled(vcenters.map(async (vc) => deps.inventory.listVms(connectionOf(vc, deps.secretKey), vc.name, query.fresh ? { maxAgeMs: 0 } : {})));
     let inventoryAsOf = null as Date | null;
 
     const vms = new Map<string, VmProtection>();
