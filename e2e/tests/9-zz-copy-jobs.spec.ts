@@ -55,7 +55,10 @@ test('an admin sets up a backup copy into a second repository, runs it, and the 
 
   // The copies are restore points of the second repository, one per point of the first (the earlier specs' backups).
   await nav(page, 'Repositories');
-  const copied = Number(await row.locator('td[data-label="Copies"]').innerText());
+  // (The list shown first may be the one read before the run; it is read again on opening the page.)
+  const copiesCell = row.locator('td[data-label="Copies"]');
+  await expect(copiesCell).not.toHaveText('0');
+  const copied = Number(await copiesCell.innerText());
   expect(copied).toBeGreaterThan(0);
   await page.getByRole('link', { name: 'e2e offsite', exact: true }).first().click();
   await expect(page.getByTestId('point-row')).toHaveCount(copied);
