@@ -9,6 +9,7 @@
  */
 import {
   REAUTH_FIELD,
+  type CopyJob,
   type DrillJobDto,
   type DrillRunsStarted,
   type HealthResponse,
@@ -19,6 +20,7 @@ import {
   type RepositoryDto,
   type RepositoryRestorePoint,
   type Run,
+  type RunStarted,
   type ThumbprintConfirmation,
   type VCenter,
 } from '@vaultline/contracts';
@@ -61,6 +63,9 @@ const USAGE = `usage: vaultline <command> [options]   (env: VAULTLINE_URL, VAULT
   drill list
   drill create --name N --vcenter VC --vm NAME [--vm NAME ...] [--schedule CRON] [--random] [--datastore DS]
   drill run <drill-name> [--wait]
+  copy list
+  copy create --name N --from REPO --to REPO [--newest N] [--keep N] [--schedule CRON]   (a backup copy job)
+  copy run <copy-job-name> [--wait]
   point list [--vm NAME] [--suspects] [--limit N]   (--suspects: ransomware suspects and whether they hold retention)
   point release-hold <point-id> --note "why"      (the VM's retention runs again; audited)
   --json prints raw JSON`;
@@ -252,6 +257,40 @@ async function main(argv: string[]): Promise<number> {
       const runs = await Promise.all(runIds.map((id) => waitForRun(client, id)));
       out(runs, () => runs.forEach(printRun));
       return runs.every((r) => r.status === 'succeeded' || r.status === 'warning') ? 0 : 1;
+    }
+    case 'copy list': {
+      const list = await client.call<CopyJob[]>('GET', '/api/copy-jobs');
+      out(list, () => list.forEach((j) => console.log(`${j.name}\t${j.source.name} -> ${j.target.name}\t${j.newest ? `newest ${j.newest}` : 'every point'}\tkeeps ${j.retention.keepLast}\t${j.schedule ?? 'on demand'}\t${j.copies} copies`)));
+      return 0;
+    }
+    case 'copy create': {
+      const from = await byName<RepositoryDto>('/api/repositories', need('from'), 'repository');
+      const to = await byName<RepositoryDto>('/api/repositories', need('to'), 'repository');
+      const body = {
+        name: need('name'),
+        sourceRepositoryId: from.id,
+        targetRepositoryId: to.id,
+        newest: typeof flags.newest === 'string' ? Number(flags.newest) : null,
+        ...(typeof flags.keep === 'string' ? { retention: { keepLast: Number(flags.keep) } } : {}),
+        ...(typeof flags.schedule === 'string' ? { schedule: flags.schedule } : {}),
+      };
+      const job = await client.call<CopyJob>('POST', '/api/copy-jobs', body);
+      out(job, () => console.log(`created copy job ${job.name}: ${job.source.name} -> ${job.target.name} (${job.schedule ?? 'on demand'})`));
+      return 0;
+    }
+    case 'copy run': {
+      const job = await byName<CopyJob>('/api/copy-jobs', arg ?? need('job'), 'copy job');
+      const { runId } = await client.call<RunStarted>('POST', `/api/copy-jobs/${job.id}/run`);
+      if (flags.wait !== true) {
+        out({ runId }, () => console.log(`started run ${runId}`));
+        return 0;
+      }
+      const run = await waitForRun(client, runId);
+      out(run, () => {
+        printRun(run);
+        for (const l of run.vms.flatMap((v) => v.log)) console.log(`  ${l.message}`);
+      });
+      return run.status === 'succeeded' || run.status === 'warning' ? 0 : 1;
     }
     case 'point list': {
       const q = new URLSearchParams({ limit: typeof flags.limit === 'string' ? flags.limit : '100', ...(typeof flags.vm === 'string' ? { vm: flags.vm } : {}) });

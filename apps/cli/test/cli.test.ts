@@ -64,6 +64,23 @@ describe('the vaultline CLI over the Director API', () => {
     expect(status.out).toContain('cli-vm: queued');
   });
 
+  it('creates a backup copy job between two repositories, lists it and starts its run; the same repository twice is refused', async () => {
+    const second = path.join(repoDir, 'copies');
+    await mkdir(second);
+    expect((await cli('repo', 'add', '--name', 'r2', '--path', second)).code).toBe(0);
+    const same = await cli('copy', 'create', '--name', 'loop', '--from', 'r', '--to', 'r');
+    expect(same.code).toBe(1);
+    expect(same.err).toContain('a copy job copies into another repository than its source');
+    const created = await cli('copy', 'create', '--name', 'offsite', '--from', 'r', '--to', 'r2', '--newest', '3', '--keep', '5', '--schedule', '0 4 * * *');
+    expect(created.code, created.err).toBe(0);
+    expect(created.out).toContain('created copy job offsite: r -> r2 (0 4 * * *)');
+    expect((await cli('copy', 'list')).out).toBe('offsite\tr -> r2\tnewest 3\tkeeps 5\t0 4 * * *\t0 copies\n');
+    const started = await cli('copy', 'run', 'offsite', '--json');
+    expect(started.code, started.err).toBe(0);
+    const run = await d.db.jobRun.findUniqueOrThrow({ where: { id: JSON.parse(started.out).runId as string } });
+    expect(run).toMatchObject({ kind: 'copy', status: 'queued', requestedBy: 'admin' });
+  });
+
   it('creates a scheduled drill from a VM with restore points, and refuses one without', async () => {
     const vc = await d.db.vCenter.findFirstOrThrow({ where: { name: 'lab' } });
     const repo = await d.db.repository.findFirstOrThrow({ where: { name: 'r' } });
