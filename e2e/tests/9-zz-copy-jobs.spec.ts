@@ -38,12 +38,14 @@ test('an admin sets up a backup copy into a second repository, runs it, and the 
   await add.getByRole('button', { name: 'Add copy job' }).click();
   await expect(add.getByRole('alert')).toHaveText('Choose another repository to copy into than the one copied from.');
   await add.getByLabel('Copy into').selectOption({ label: 'e2e offsite (local, encrypted)' });
-  await add.getByLabel('Copies kept per VM').fill('5');
+  const kept = add.getByRole('group', { name: 'Copies kept per VM' });
+  await kept.getByLabel('Keep last').fill('5');
+  await kept.getByLabel('Weekly').fill('4');
   await add.getByRole('button', { name: 'Add copy job' }).click();
   await expect(copies.getByRole('status')).toHaveText('Copy job e2e offsite copy added.');
   const row = copies.getByTestId('copy-job-row').filter({ hasText: 'e2e offsite copy' });
   await expect(row).toContainText('Local repository');
-  await expect(row).toContainText('the last 5');
+  await expect(row).toContainText('the last 5, 4 weekly');
   await expect(row).toContainText('On demand');
 
   await row.getByRole('button', { name: 'Run e2e offsite copy now' }).click();

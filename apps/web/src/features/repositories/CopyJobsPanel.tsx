@@ -1,11 +1,12 @@
 import { useState, type FormEvent } from 'react';
 import { Link } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
-import type { CopyJob, RepositoryDto as Repository } from '@vaultline/contracts';
+import type { CopyJob, RepositoryDto as Repository, Retention } from '@vaultline/contracts';
 import { createCopyJob, deleteCopyJob, runCopyJob, useCopyJobs } from '../../api/copy-jobs.ts';
 import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
 import { FormError } from '../../components/FormError.tsx';
 import { LoadError, Loading } from '../../components/Page.tsx';
+import { RetentionFields } from '../../components/RetentionFields.tsx';
 import { TableHead } from '../../components/TableHead.tsx';
 import { paths } from '../../config/paths.ts';
 import { errorMessage } from '../../lib/api.ts';
@@ -88,7 +89,7 @@ export function CopyJobsPanel({ repositories, operator }: { repositories: Reposi
                   <Link to={paths.repository(j.target.id)}>{j.target.name}</Link>
                 </td>
                 <td data-label="Which points">{j.newest ? `each VM's newest ${j.newest}` : 'every one'}</td>
-                <td data-label="Keeps">the last {j.retention.keepLast}</td>
+                <td data-label="Keeps">{describeRetention(j.retention)}</td>
                 <td data-label="Schedule">{describeSchedule(j.schedule)}</td>
                 <td data-label="Copies">{j.copies}</td>
                 {operator && (
@@ -149,7 +150,7 @@ function CopyJobForm({ repositories, onCancel, onAdded }: { repositories: Reposi
   const [target, setTarget] = useState(repositories[1]?.id ?? '');
   const [which, setWhich] = useState<'all' | 'newest'>('all');
   const [newest, setNewest] = useState(7);
-  const [keepLast, setKeepLast] = useState(14);
+  const [retention, setRetention] = useState<Retention>({ keepLast: 14, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, immutableDays: 0 });
   const [schedule, setSchedule] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -164,7 +165,7 @@ function CopyJobForm({ repositories, onCancel, onAdded }: { repositories: Reposi
       sourceRepositoryId: source,
       targetRepositoryId: target,
       newest: which === 'newest' ? newest : null,
-      retention: { keepLast, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, immutableDays: 0 },
+      retention,
       schedule: schedule.trim() || null,
     })
       .then(onAdded)
@@ -214,10 +215,11 @@ function CopyJobForm({ repositories, onCancel, onAdded }: { repositories: Reposi
           <input type="number" min={1} max={10000} value={newest} onChange={(e) => setNewest(Number(e.target.value))} />
         </label>
       )}
-      <label>
-        Copies kept per VM
-        <input type="number" min={1} max={10000} value={keepLast} onChange={(e) => setKeepLast(Number(e.target.value))} />
-      </label>
+      <fieldset>
+        <legend>Copies kept per VM</legend>
+        <RetentionFields value={retention} onChange={(patch) => setRetention({ ...retention, ...patch })} />
+        <p className="small muted">Counted from each copied point's own time. Immutable copies cannot be deleted for that many days, whoever asks.</p>
+      </fieldset>
       <label>
         Schedule (cron, empty for on demand)
         <input value={schedule} onChange={(e) => setSchedule(e.target.value)} placeholder="0 4 * * *" className="mono" />
@@ -233,4 +235,10 @@ function CopyJobForm({ repositories, onCancel, onAdded }: { repositories: Reposi
       </div>
     </form>
   );
+}
+
+/** "the last 14", "the last 7, 4 weekly, 12 monthly; immutable 30 days". */
+function describeRetention(r: Retention): string {
+  const rules = [`the last ${r.keepLast}`, ...(['keepDaily', 'keepWeekly', 'keepMonthly', 'keepYearly'] as const).filter((k) => r[k] > 0).map((k) => `${r[k]} ${k.slice(4).toLowerCase()}`)];
+  return `${rules.join(', ')}${r.immutableDays > 0 ? `; immutable ${r.immutableDays} day${r.immutableDays === 1 ? '' : 's'}` : ''}`;
 }

@@ -1,5 +1,6 @@
 import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import { TRANSPORT_HELP, TRANSPORT_LABEL } from '../../../components/run/transport.ts';
+import { NumberField, RetentionFields } from '../../../components/RetentionFields.tsx';
 import type { WizardState } from './state.ts';
 
 const MODES: TransportMode[] = ['automatic', 'san', 'hotadd', 'nbdssl', 'nbd'];
@@ -9,27 +10,6 @@ const QUIESCE: { value: JobOptions['quiesce']; label: string; help: string }[] =
   { value: 'require', label: 'Require', help: 'Fail the VM when the guest cannot be quiesced.' },
   { value: 'off', label: 'Off', help: 'Crash-consistent snapshots only (like pulling the plug).' },
 ];
-
-const RETENTION: { key: keyof JobOptions['retention']; label: string; min: number }[] = [
-  { key: 'keepLast', label: 'Keep last', min: 1 },
-  { key: 'keepDaily', label: 'Daily', min: 0 },
-  { key: 'keepWeekly', label: 'Weekly', min: 0 },
-  { key: 'keepMonthly', label: 'Monthly', min: 0 },
-  { key: 'keepYearly', label: 'Yearly', min: 0 },
-];
-
-function NumberField({ label, value, min, max, step, onChange, suffix, help }: { label: string; value: number; min: number; max: number; step?: number; onChange: (n: number) => void; suffix?: string; help?: string }) {
-  return (
-    <label className="number-field">
-      {label}
-      <span className="with-suffix">
-        <input type="number" value={Number.isFinite(value) ? value : ''} min={min} max={max} step={step ?? 1} required onChange={(e) => onChange(e.target.valueAsNumber)} />
-        {suffix && <span className="muted">{suffix}</span>}
-      </span>
-      {help && <span className="muted small">{help}</span>}
-    </label>
-  );
-}
 
 export function OptionsStep({ state, set }: { state: WizardState; set: (patch: Partial<WizardState>) => void }) {
   const o = state.options;
@@ -103,12 +83,7 @@ export function OptionsStep({ state, set }: { state: WizardState; set: (patch: P
 
       <fieldset>
         <legend>Retention</legend>
-        <div className="retention">
-          {RETENTION.map((r) => (
-            <NumberField key={r.key} label={r.label} value={o.retention[r.key]} min={r.min} max={10_000} onChange={(n) => setRetention({ [r.key]: n })} />
-          ))}
-          <NumberField label="Immutable for" value={o.retention.immutableDays} min={0} max={3650} suffix="days" onChange={(n) => setRetention({ immutableDays: n })} />
-        </div>
+        <RetentionFields value={o.retention} onChange={setRetention} />
         <p className="small muted">
           A restore point is kept while any rule keeps it. Vaultline refuses to delete an immutable restore point for that many days, whoever asks; on an S3
           bucket with Object Lock or a hardened local repository the storage itself refuses too (elsewhere root on the storage still can). The rules apply after every successful backup, to this job's restore points only; the run log names what was removed.
