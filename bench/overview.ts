@@ -392,7 +392,8 @@ async function main(): Promise<void> {
     table.push(await time(d, 'protection: status=protected (middle page)', o(`status=protected&offset=${Math.floor(all.counts.protected / 2 / 50) * 50}&limit=50`)));
     table.push(await time(d, 'protection: name search q=db-par', o('q=db-par&limit=50')));
     table.push(await time(d, 'protection: fresh=true (inventory read now)', o('fresh=true&limit=50'), Math.min(REPS, 5)));
-    table.push(await time(d, 'runs: limit=100 (the Runs page)', '/api/runs?limit=100'));
+    table.push(await time(d, 'runs: limit=100, logs=false (the Runs page)', '/api/runs?limit=100&logs=false'));
+    table.push(await time(d, 'runs: limit=100 with every log', '/api/runs?limit=100'));
     table.push(await time(d, 'runs: limit=50', '/api/runs?limit=50'));
     table.push(await time(d, "runs: a job's, limit=50", `/api/runs?jobId=${job!.id}&limit=50`));
     table.push(await time(d, 'runs: status=failed, limit=50', '/api/runs?status=failed&limit=50'));

@@ -229,6 +229,18 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
     expect(bad.json().details[0].path).toBe('status');
   });
 
+  it('the run list leaves each item\'s log out when asked (logs=false); by default and on the run\'s own page it is there', async () => {
+    const job = await createJob('logged');
+    const log = [{ at: new Date().toISOString(), level: 'info', message: 'snapshot taken' }];
+    const run = await ctx.d.db.jobRun.create({ data: { jobId: job.id, status: 'succeeded', vms: { create: [{ vmMoref: 'vm-1', vmName: 'app01', status: 'succeeded', log }] } } });
+    const listed = ((await inject({ method: 'GET', url: `/api/runs?jobId=${job.id}&logs=false` })).json() as { id: string; vms: { vmName: string; log: unknown[] }[] }[])[0]!;
+    expect(listed.id).toBe(run.id);
+    expect(listed.vms.map((v) => [v.vmName, v.log])).toEqual([['app01', []]]);
+    expect((await inject({ method: 'GET', url: `/api/runs?jobId=${job.id}` })).json()[0].vms[0].log).toEqual(log);
+    expect((await inject({ method: 'GET', url: `/api/runs?jobId=${job.id}&logs=maybe` })).statusCode).toBe(400);
+    expect((await inject({ method: 'GET', url: `/api/runs/${run.id}` })).json().vms[0].log).toEqual(log);
+  });
+
   it('a run shows each disk\'s read speed kept by the Transporter: the average and the fastest second', async () => {
     const job = await createJob('speedy');
     const run = await ctx.d.db.jobRun.create({

@@ -71,4 +71,6 @@ export const RunListQuerySchema = z.object({
   jobId: z.uuid().optional(),
   status: RunStatusSchema.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
+  /** `false`: each item's log is left out (a history list does not show it; the run's page reads it). */
+  logs: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
 });

@@ -153,6 +153,7 @@ export const RunVmSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   error: z.string().nullable(),
+  /** The item's run log (empty in GET /api/runs?logs=false). */
   log: z.array(z.object({ at: z.string(), level: z.string(), message: z.string() })),
   disks: z.array(RunDiskSchema),
 });

@@ -378,9 +378,9 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
       where: { ...(q.jobId ? { jobId: q.jobId } : {}), ...(q.status ? { status: q.status } : {}) },
       orderBy: { createdAt: 'desc' },
       take: q.limit,
-      include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } },
+      include: { vms: { omit: { log: !q.logs }, include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } },
     });
-    return runs.map(runDto);
+    return runs.map((r) => runDto({ ...r, vms: r.vms.map((v) => ({ ...v, log: 'log' in v ? v.log : [] })) }));
   });
 
   app.get('/runs/:id', { ...viewer, schema: { params: Id, response: { 200: RunDetailSchema } } }, async (request): Promise<RunDetail> => {

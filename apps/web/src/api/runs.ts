@@ -6,6 +6,8 @@ export interface RunFilter {
   jobId?: string | undefined;
   status?: RunStatus | undefined;
   limit?: number;
+  /** false: items without their logs (lists that do not show them). */
+  logs?: boolean;
 }
 
 export function getRuns(f: RunFilter = {}): Promise<Run[]> {
@@ -13,6 +15,7 @@ export function getRuns(f: RunFilter = {}): Promise<Run[]> {
   if (f.jobId) q.set('jobId', f.jobId);
   if (f.status) q.set('status', f.status);
   q.set('limit', String(f.limit ?? 50));
+  if (f.logs === false) q.set('logs', 'false');
   return api<Run[]>(`/api/runs?${q}`);
 }
 export const runsQueryOptions = (f: RunFilter = {}) => ({ queryKey: ['runs', f], queryFn: () => getRuns(f), refetchInterval: 15_000 });

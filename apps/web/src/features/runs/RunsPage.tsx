@@ -27,7 +27,7 @@ export default function RunsPage() {
   const [params, setParams] = useSearchParams();
   const jobId = params.get('job') ?? undefined;
   const status = RunStatusSchema.safeParse(params.get('status')).data;
-  const runs = useRuns({ jobId, status, limit: 100 });
+  const runs = useRuns({ jobId, status, limit: 100, logs: false });
   const jobs = useJobs();
   useLiveRuns();
   const jobName = (id: string | null) => (id ? (jobs.data?.find((j) => j.id === id)?.name ?? 'deleted job') : null);
