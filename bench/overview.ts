@@ -35,9 +35,64 @@ import { buildApp, type App } from '../apps/director/src/app.ts';
 import { SESSION_COOKIE } from '../apps/director/src/auth/sessions.ts';
 import { ensureFirstAdmin } from '../apps/director/src/services/bootstrap.ts';
 import { vsphereConnector } from '../apps/director/src/services/vsphere-connector.ts';
-import { arg, rng } from './common.ts';
+import { arg, median, rng } from './common.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const WEB_DIST = path.join(here, '..', 'apps', 'web', 'dist');
+const CHROMIUM = '/usr/bin/chromium';
+/** The admin's password once the bench has changed the first one (the browser signs in with it). */
+const BENCH_PASSWORD = 'bench-horse-battery-1';
+const BROWSER_ROUNDS = Math.max(1, Number(arg('browser-rounds', '5')));
+
+interface BrowserLoad {
+  /** First contentful paint after navigating to the overview (ms from navigation start). */
+  fcpMs: number | null;
+  /** Navigation start to the protection table's first row on screen (the page usable). */
+  interactiveMs: number;
+  /** API calls the page made while loading, in order. */
+  api: string[];
+}
+
+/**
+ * The overview in Chromium (Debian's) through the Director listening on a free port: sign in once, then load
+ * the overview `rounds` times, each time the first contentful paint, the time until the protection table's
+ * first row shows, and the API calls made. Null (with why) when the console is not built or Chromium is missing.
+ */
+async function browserFigures(d: Director, rounds: number): Promise<{ loads: BrowserLoad[] } | { skipped: string }> {
+  if (!fs.existsSync(path.join(WEB_DIST, 'index.html'))) return { skipped: `the console is not built (${WEB_DIST}): npx turbo run build` };
+  if (!fs.existsSync(CHROMIUM)) return { skipped: `no Chromium at ${CHROMIUM}: apt-get install chromium` };
+  const { chromium } = await import('playwright');
+  const base = await d.app.fastify.listen({ host: '127.0.0.1', port: 0 });
+  const browser = await chromium.launch({ executablePath: CHROMIUM });
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1440, height: 900 } });
+    const page = await context.newPage();
+    await page.goto(base);
+    await page.getByLabel('Username').fill('admin');
+    await page.getByLabel('Password').fill(BENCH_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByTestId('protection-row').first().waitFor({ timeout: 120_000 });
+    const loads: BrowserLoad[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const api: string[] = [];
+      const onRequest = (r: { url(): string; method(): string }) => {
+        const u = new URL(r.url());
+        if (u.pathname.startsWith('/api/')) api.push(`${r.method()} ${u.pathname}${u.search}`);
+      };
+      page.on('request', onRequest);
+      const t0 = Date.now();
+      await page.goto(`${base}/`, { waitUntil: 'commit' });
+      await page.getByTestId('protection-row').first().waitFor({ timeout: 120_000 });
+      const interactiveMs = Date.now() - t0;
+      const fcpMs = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null);
+      page.off('request', onRequest);
+      loads.push({ fcpMs: fcpMs === null ? null : Math.round(fcpMs), interactiveMs, api });
+    }
+    return { loads };
+  } finally {
+    await browser.close();
+  }
+}
 const VMS = Math.max(10, Number(arg('vms', '2000')));
 const RUNS = Math.max(1, Number(arg('runs', '10000')));
 const JOBS = Math.max(1, Number(arg('jobs', '36')));
@@ -96,13 +151,15 @@ async function startDirector(): Promise<Director> {
       // The copy of the inventory outlives the timed requests (the product keeps it a minute): a refresh inside them
       // would time the vCenter, which `fresh=true` times on its own.
       inventoryCache: { maxAgeMs: 3600_000 },
+      // The console as the appliance serves it (built by `npx turbo run build`), for the browser figures.
+      webDist: WEB_DIST,
     });
     await app.fastify.ready();
     const login = await app.fastify.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: admin.password } });
     const c = login.cookies.find((x) => x.name === SESSION_COOKIE);
     if (!c) throw new Error(`no session cookie: ${login.body}`);
     const cookie = `${SESSION_COOKIE}=${c.value}`;
-    const change = await app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie }, payload: { currentPassword: admin.password, newPassword: 'bench-horse-battery-1' } });
+    const change = await app.fastify.inject({ method: 'POST', url: '/api/auth/change-password', headers: { cookie }, payload: { currentPassword: admin.password, newPassword: BENCH_PASSWORD } });
     if (change.statusCode !== 200) throw new Error(`password change failed: ${change.body}`);
     return {
       app,
@@ -426,6 +483,16 @@ async function main(): Promise<void> {
     for (const line of latest.plan) console.log(`    ${line}`);
     console.log(`\nthe scan over every finished item it replaced (migration 20261206210000): ${scan.ms.toFixed(1)} ms in PostgreSQL`);
 
+    console.log(`\nthe overview in Chromium, ${BROWSER_ROUNDS} loads after signing in ...`);
+    const inBrowser = await browserFigures(d, BROWSER_ROUNDS);
+    if ('skipped' in inBrowser) console.log(`  not measured: ${inBrowser.skipped}`);
+    else {
+      const fcp = inBrowser.loads.flatMap((l) => (l.fcpMs === null ? [] : [l.fcpMs]));
+      console.log(`  first contentful paint: ${fcp.join(', ')} ms (median ${median(fcp)})`);
+      console.log(`  protection table on screen: ${inBrowser.loads.map((l) => l.interactiveMs).join(', ')} ms (median ${median(inBrowser.loads.map((l) => l.interactiveMs))})`);
+      console.log(`  API calls of one load (${inBrowser.loads[0]!.api.length}): ${inBrowser.loads[0]!.api.join(', ')}`);
+    }
+
     const cols: (keyof Timed)[] = ['what', 'reps', 'p50_ms', 'p95_ms', 'max_ms', 'rows', 'kib', 'rss_mib', 'rss_peak_mib'];
     console.log(`\n| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|`);
     for (const t of table) console.log(`| ${cols.map((c) => String(t[c])).join(' | ')} |`);
@@ -442,6 +509,7 @@ async function main(): Promise<void> {
       estate: { ...figures, total: all.total, counts: all.counts, last24h: all.last24h },
       rssMiB: { built: mib(rssIdle), seeded: mib(rssSeeded), end: mib(rssEnd) },
       table,
+      browser: inBrowser,
       diagnosis: {
         queriesAloneMs: parts,
         latestBackupsPlanMs: latest.ms,
