@@ -47,14 +47,15 @@ export async function runCopy(deps: { db: Db; unseal: Unsealer }, rec: RunRecord
       const name = all[all.length - 1]!.vmName;
       if (todo.length === 0) continue;
       await rec.phase('copying', `${name}: ${todo.length} restore point(s)`);
+      // This VM's copies (read once above; each new one is added as it is made) and its points in the source by row id.
+      const mine = copies.filter((c) => c.vmInstanceUuid === vmId && c.copyOfId !== null).map((c) => ({ copyOfId: c.copyOfId!, repoPointId: c.repoPointId, createdAt: c.createdAt }));
+      const sources = new Map(all.map((s) => [s.id, s]));
       try {
         for (const p of todo) {
           if ((await db.jobRun.findUnique({ where: { id: item.runId }, select: { cancelRequested: true } }))?.cancelRequested) throw new CopyCancelled();
           // The base: the VM's newest copy in the target whose source point is still in the source repository.
-          const mine = await db.restorePoint.findMany({ where: { repositoryId: job.targetRepositoryId, copyJobId: job.id, vmInstanceUuid: vmId, copyOfId: { not: null } }, orderBy: { createdAt: 'desc' } });
-          const sources = new Map(all.map((s) => [s.id, s]));
-          const baseCopy = mine.find((c) => sources.has(c.copyOfId!));
-          const base = baseCopy ? { source: { vmId, id: sources.get(baseCopy.copyOfId!)!.repoPointId }, target: { vmId, id: baseCopy.repoPointId } } : null;
+          const baseCopy = mine.filter((c) => sources.has(c.copyOfId)).reduce<(typeof mine)[number] | null>((a, c) => (a && a.createdAt >= c.createdAt ? a : c), null);
+          const base = baseCopy ? { source: { vmId, id: sources.get(baseCopy.copyOfId)!.repoPointId }, target: { vmId, id: baseCopy.repoPointId } } : null;
           const lockedUntil = retention.immutableDays > 0 ? new Date(Date.now() + retention.immutableDays * 86_400_000) : null;
           const r = await copyRestorePoint(source, target, { vmId, id: p.repoPointId }, { base, lockedUntil });
           await db.restorePoint.create({
@@ -74,6 +75,7 @@ export async function runCopy(deps: { db: Db; unseal: Unsealer }, rec: RunRecord
               copyJobId: job.id,
             },
           });
+          mine.push({ copyOfId: p.id, repoPointId: r.manifest.id, createdAt: p.createdAt });
           done += 1;
           readTotal += r.readBytes;
           storedTotal += r.stats.newStoredBytes;

@@ -1,7 +1,7 @@
-import { isContainerSource, type JobSource } from '@vaultline/contracts';
+import { describeSource, isContainerSource, type JobSource } from '@vaultline/contracts';
 
 /** A job source as lists show it: a VM by its name, a container by its kind and path ("folder DC0/vm/Apps"). */
-export const sourceLabel = (s: JobSource): string => (isContainerSource(s) ? `${s.kind} ${s.path}` : s.name);
+export const sourceLabel = (s: JobSource): string => (isContainerSource(s) ? describeSource(s) : s.name);
 
 /** "2 VMs", "1 folder", "3 VMs and 1 host": what a job's sources are. */
 export function sourceCount(sources: readonly JobSource[]): string {
