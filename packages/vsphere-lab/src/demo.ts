@@ -43,4 +43,11 @@ export async function createDemoInventory(lab: Lab): Promise<void> {
       await lab.guestWrite(spec.name, i, demoData(seed++, spec.disks[i]!.capacityBytes));
     }
   }
+  // vSphere tags, as administrators use them to say what gets backed up how (a job can take a tag as a source).
+  for (const [tag, names] of [
+    ['Gold', ['db-01', 'file-01', 'mail-01']],
+    ['Silver', ['web-01', 'web-02', 'app-01', 'app-02']],
+  ] as const) {
+    for (const name of names) await lab.tagVm('Backup tier', tag, name);
+  }
 }

@@ -332,6 +332,45 @@ export class LabImpl implements Lab {
     await this.labGet('datastore-host', { ds: datastore, host: hostMoref, listed: listed ? '1' : '0' });
   }
 
+  /**
+   * Attaches the vSphere tag `category`/`tag` to the VM named `vmName` (or detaches it, `attach` false) through
+   * vCenter's vAPI as an administrator would in the vSphere Client; the category (multiple tags per object) and
+   * the tag are created when missing. Returns the tag's id.
+   */
+  async tagVm(category: string, tag: string, vmName: string, attach = true): Promise<string> {
+    const vm = await this.getVm(vmName);
+    const rest = async <T>(method: string, path: string, body?: unknown, session?: string): Promise<T> => {
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (session) headers['vmware-api-session-id'] = session;
+      else headers.authorization = `Basic ${Buffer.from(`${this.username}:${this.password}`).toString('base64')}`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await httpRequest(`${this.baseUrl}/rest/com/vmware/cis${path}`, { method, headers, ca: this.certPem, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      if (res.status !== 200) throw new Error(`lab vAPI ${method} ${path}: HTTP ${res.status} ${res.body.toString('utf8').slice(0, 200)}`);
+      const text = res.body.toString('utf8');
+      return (text ? (JSON.parse(text) as { value: T }).value : undefined) as T;
+    };
+    const session = await rest<string>('POST', '/session');
+    try {
+      const categories = (await rest<string[] | undefined>('GET', '/tagging/category', undefined, session)) ?? [];
+      let categoryId: string | undefined;
+      for (const id of categories) if ((await rest<{ name: string }>('GET', `/tagging/category/id:${id}`, undefined, session)).name === category) categoryId = id;
+      categoryId ??= await rest<string>('POST', '/tagging/category', { create_spec: { name: category, description: '', cardinality: 'MULTIPLE', associable_types: [] } }, session);
+      const tags = (await rest<string[] | undefined>('POST', `/tagging/tag/id:${categoryId}?~action=list-tags-for-category`, {}, session)) ?? [];
+      let tagId: string | undefined;
+      for (const id of tags) if ((await rest<{ name: string }>('GET', `/tagging/tag/id:${id}`, undefined, session)).name === tag) tagId = id;
+      tagId ??= await rest<string>('POST', '/tagging/tag', { create_spec: { name: tag, description: '', category_id: categoryId } }, session);
+      await rest('POST', `/tagging/tag-association/id:${tagId}?~action=${attach ? 'attach' : 'detach'}`, { object_id: { id: vm.moref, type: 'VirtualMachine' } }, session);
+      return tagId;
+    } finally {
+      await httpRequest(`${this.baseUrl}/rest/com/vmware/cis/session`, { method: 'DELETE', headers: { 'vmware-api-session-id': session }, ca: this.certPem }).catch(() => undefined);
+    }
+  }
+
+  /** Stops (or restarts) vCenter's vAPI endpoint (tags) while SOAP keeps answering: every /rest request gets 503. */
+  async vapiDown(down: boolean): Promise<void> {
+    await this.labGet('vapi-down', { down: down ? '1' : '0' });
+  }
+
   async failQuiesce(vmName: string, fail: boolean): Promise<void> {
     const vm = await this.getVm(vmName);
     await this.labGet('quiesce-fail', { vm: vm.moref, fail: fail ? '1' : '0' });

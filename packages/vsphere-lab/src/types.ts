@@ -112,6 +112,10 @@ export interface Lab {
   directHostAnswers(address: string, answers: number): Promise<void>;
   /** A datastore's own host list loses (or regains) a host that still lists the datastore, as a lagging vCenter shows it. */
   listDatastoreHost(datastore: string, hostMoref: string, listed: boolean): Promise<void>;
+  /** Attaches (or detaches) the vSphere tag category/tag to a VM through vCenter's vAPI, creating both when missing; the tag's id. Not on a standalone ESXi lab. */
+  tagVm(category: string, tag: string, vmName: string, attach?: boolean): Promise<string>;
+  /** Stops (or restarts) vCenter's vAPI endpoint (tags) while SOAP keeps answering. */
+  vapiDown(down: boolean): Promise<void>;
   /** A logged-in SOAP session (the lab's private helper client). */
   soap(): Promise<SoapClient>;
   stop(): Promise<void>;

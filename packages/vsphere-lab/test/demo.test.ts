@@ -56,4 +56,23 @@ describe('demo inventory', () => {
     expect(fs.statSync(web.disks[0]!.flatPath).size).toBe(8 * 1024 * MiB);
     expect(startMs).toBeLessThan(20_000); // typically ~5 s; generous for a loaded CI machine
   });
+
+  it('tags its VMs Backup tier/Gold and Backup tier/Silver in vCenter\'s vAPI, so a job can be tried on a tag', async () => {
+    const api = async (method: string, p: string, body?: unknown, session?: string) => {
+      const headers: Record<string, string> = session ? { 'vmware-api-session-id': session } : { authorization: `Basic ${Buffer.from(`${lab.username}:${lab.password}`).toString('base64')}` };
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await httpRequest(`${new URL(lab.url).origin}/rest/com/vmware/cis${p}`, { method, headers, ca: lab.certPem, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      expect(res.status, res.body.toString()).toBe(200);
+      return JSON.parse(res.body.toString()).value;
+    };
+    const session = (await api('POST', '/session')) as string;
+    const ids = (await api('GET', '/tagging/tag', undefined, session)) as string[];
+    const tags = await Promise.all(ids.map(async (id) => ({ id, name: ((await api('GET', `/tagging/tag/id:${id}`, undefined, session)) as { name: string }).name })));
+    const attached = (await api('POST', '/tagging/tag-association?~action=list-attached-objects-on-tags', { tag_ids: ids }, session)) as Array<{ tag_id: string; object_ids: Array<{ id: string }> }>;
+    const names = new Map((await Promise.all(demoNames.map((n) => lab.getVm(n)))).map((vm) => [vm.moref, vm.name]));
+    const holding = (tag: string) => attached.find((a) => a.tag_id === tags.find((t) => t.name === tag)!.id)!.object_ids.map((o) => names.get(o.id)).sort();
+    expect(tags.map((t) => t.name).sort()).toEqual(['Gold', 'Silver']);
+    expect(holding('Gold')).toEqual(['db-01', 'file-01', 'mail-01']);
+    expect(holding('Silver')).toEqual(['app-01', 'app-02', 'web-01', 'web-02']);
+  });
 });

@@ -24,6 +24,7 @@ import { SnapshotsApi } from './snapshots.ts';
 import { SoapClient, type SoapClientOptions } from './soap/client.ts';
 import { InvalidLogin, ProtocolError } from './soap/faults.ts';
 import { child, join, ref, text, val, type MoRef, type XmlNode } from './soap/xml.ts';
+import { TaggingApi } from './tagging.ts';
 import { Tasks } from './tasks.ts';
 import type { AboutInfo, ServiceContent, UserSession } from './types.ts';
 import { VmsApi } from './vms.ts';
@@ -94,6 +95,8 @@ export class VSphereClient {
   readonly files: FilesApi;
   readonly leases: LeasesApi;
   readonly vms: VmsApi;
+  /** vSphere tags (vCenter's vAPI, a session of its own with the same account). */
+  readonly tagging: TaggingApi;
   /** the logged-in session, if any */
   session: UserSession | undefined;
   private content: ServiceContent | undefined;
@@ -132,6 +135,7 @@ export class VSphereClient {
     this.files = new FilesApi(ctx, { caPem: opts.caPem, timeoutMs: opts.timeoutMs });
     this.leases = new LeasesApi(ctx, this.files);
     this.vms = new VmsApi(ctx);
+    this.tagging = new TaggingApi(ctx, () => ({ username: this.#username, password: this.#password }));
   }
 
   /** Connects and logs in. Errors are typed (InvalidLogin, TlsError, ConnectError, …). */
@@ -227,6 +231,7 @@ export class VSphereClient {
     if (this.closed) return;
     if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
     this.leases.stopAll();
+    await this.tagging.logout();
     await this.logout();
     this.closed = true;
     this.soap.setReauthenticator(undefined);

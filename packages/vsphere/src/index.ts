@@ -14,6 +14,7 @@ export type { LeaseDeviceUrl } from './lease.ts';
 export { VmsApi, createVmConfig, createSpecFromHardware, RESTORE_MARKER_KEY } from './vms.ts';
 export type { CreateVmSpec, RestoreTarget, VmFile } from './vms.ts';
 export { Tasks } from './tasks.ts';
+export { TaggingApi, type TaggedTree, type VSphereTag } from './tagging.ts';
 export {
   parseDevices,
   deviceChangeXml,

@@ -229,7 +229,8 @@ export interface Inventory {
 
 /** A datacenter, cluster, host or VM folder a backup job can take as a source (see InventoryApi.tree). */
 export interface InventoryContainerInfo {
-  kind: 'datacenter' | 'cluster' | 'host' | 'folder';
+  /** A tag (moref = the tag's id, path "Category/Tag") holds the VMs it is attached to, directly or through a container. */
+  kind: 'datacenter' | 'cluster' | 'host' | 'folder' | 'tag';
   moref: string;
   name: string;
   /** "DC0", "DC0/DC0_C0", "DC0/DC0_C0/DC0_C0_H0", "DC0/vm/Apps" (host folders between a datacenter and a cluster included) */

@@ -27,10 +27,10 @@ func labSetQuiesceFail(vm string, fail bool) {
 	}
 }
 
-// LabWrapSDK wraps the server's handler: /folder guards, service tickets, and snapshot tasks renamed to the lab's background versions.
+// LabWrapSDK wraps the server's handler: /folder guards, import uploads, service tickets, and snapshot tasks renamed to the lab's background versions.
 func LabWrapSDK(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if labFolderGuard(w, r) {
+		if labFolderGuard(w, r) || labVapiGuard(w, r) || labImportUpload(w, r) {
 			return
 		}
 		if r.Method == http.MethodPost && r.URL.Path == "/sdk" {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
+	// vCenter's vAPI REST endpoints (tagging), registered with the simulator's other endpoints.
+	_ "github.com/vmware/govmomi/vapi/simulator"
 )
 
 // newUUID is a random (version 4) UUID.
@@ -129,6 +131,7 @@ func main() {
 			log.Fatalf("-user must be username:password")
 		}
 		u.User = url.UserPassword(up[0], up[1])
+		simulator.LabVapiUser = u.User
 	}
 	model.Service.Listen = u
 	if *certFile != "" {

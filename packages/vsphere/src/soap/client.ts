@@ -73,7 +73,7 @@ export interface CallOptions {
 }
 
 export interface HttpOptions {
-  method?: 'GET' | 'PUT' | 'POST' | 'HEAD' | undefined;
+  method?: 'GET' | 'PUT' | 'POST' | 'HEAD' | 'DELETE' | undefined;
   headers?: Record<string, string> | undefined;
   body?: Dispatcher.DispatchOptions['body'];
   timeoutMs?: number | undefined;
