@@ -3,10 +3,13 @@
  * expands it against the inventory read when the run starts, so a VM added to the container later is
  * backed up by the next run and a removed one is not; duplicates come once, exclusions are honoured, the
  * run log says which container brought each VM in, and a container the vCenter lost fails that source only.
+ * A vSphere tag (the lab's vAPI) is a source the same way: the VMs tagged when the run starts, directly or
+ * through their host; a tag that cannot be read fails that source with the reason.
  * No Transporter runs here: the run items are the rows a run start writes.
  */
 import type { InjectOptions } from 'fastify';
 import type { InventoryTree, ProtectionOverview } from '@vaultline/contracts';
+import { VSphereClient } from '@vaultline/vsphere';
 import { startLab, PROXY_VM_NAME, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signedInDirector } from './helpers.ts';
@@ -189,5 +192,62 @@ describe('jobs on folders and hosts: containers expanded at each run start (real
     expect(listed.json().sources).toEqual([{ moref: web01.moref, name: 'web01', instanceUuid: web01.instanceUuid }]);
     const r = await run(job.id);
     expect(r.items.map((i) => [i.vmName, i.vmMoref, i.vmInstanceUuid, i.log])).toEqual([['web01', web01.moref, web01.instanceUuid, []]]);
+  });
+
+  it('a tag job backs up the VMs tagged when each run starts (directly or through their host); unreadable tags fail that source, saying why', async () => {
+    const vc = await VSphereClient.connect({ url: lab.url, username: lab.username, password: lab.password, thumbprintSha256: lab.thumbprintSha256, keepAliveMs: 0 });
+    try {
+      const tier = await vc.tagging.createCategory('Tier');
+      const gold = await vc.tagging.createTag(tier, 'Gold');
+      const tagged = await newVm('gold01');
+      await vc.tagging.attach(gold, { type: 'VirtualMachine', value: tagged.moref });
+
+      let t = await tree();
+      expect(t.tagsError).toBeUndefined();
+      expect(t.containers.find((c) => c.moref === gold)).toEqual({ kind: 'tag', moref: gold, name: 'Gold', path: 'Tier/Gold', parent: null, datacenter: '' });
+      expect(t.vms.find((v) => v.name === 'gold01')!.containers).toContain(gold);
+
+      const created = await inject({ method: 'POST', url: '/api/jobs', payload: { name: 'gold', vcenterId, repositoryId, sources: [{ kind: 'tag', moref: gold, name: 'Gold', path: 'old/name' }] } });
+      expect(created.statusCode, created.body).toBe(201);
+      expect(created.json().sources).toEqual([{ kind: 'tag', moref: gold, name: 'Gold', path: 'Tier/Gold' }]);
+      const jobId = created.json().id as string;
+      const first = await run(jobId);
+      expect(first.names).toEqual(['gold01']);
+      expect(first.logOf('gold01')).toEqual(['Included by tag Tier/Gold']);
+
+      // Tagged after the job was made: in the next run. A tag on a host brings in every VM on it.
+      const later = await newVm('gold02');
+      await vc.tagging.attach(gold, { type: 'VirtualMachine', value: later.moref });
+      expect((await run(jobId)).names).toEqual(['gold01', 'gold02']);
+      await vc.tagging.detach(gold, { type: 'VirtualMachine', value: later.moref });
+      t = await tree();
+      const host = t.vms.find((v) => v.name === 'web01')!.host!;
+      await vc.tagging.attach(gold, { type: 'HostSystem', value: host });
+      const onHost = (await tree()).vms.filter((v) => v.host === host).map((v) => v.name);
+      expect((await run(jobId)).names).toEqual([...new Set(['gold01', ...onHost])].sort());
+      await vc.tagging.detach(gold, { type: 'HostSystem', value: host });
+
+      // vCenter's tagging service stops answering while SOAP still does.
+      await lab.vapiDown(true);
+      try {
+        t = await tree();
+        expect(t.tagsError).toMatch(/HTTP 503/);
+        expect(t.containers.some((c) => c.kind === 'tag')).toBe(false);
+        const refused = await inject({ method: 'POST', url: '/api/jobs', payload: { name: 'gold-again', vcenterId, repositoryId, sources: [{ kind: 'tag', moref: gold, name: 'Gold', path: 'Tier/Gold' }] } });
+        expect(refused.statusCode).toBe(400);
+        expect(refused.json()).toMatchObject({ message: expect.stringMatching(/^cannot check tag Tier\/Gold in vCenter vc: its tags could not be read \(.*HTTP 503/), details: [{ path: 'sources.0', message: 'tags_unavailable' }] });
+        // A job on a tag and a folder: the tag fails with the reason, the folder's VMs still run.
+        await ctx.d.db.backupJob.update({ where: { id: jobId }, data: { sources: [{ kind: 'tag', moref: gold, name: 'Gold', path: 'Tier/Gold' }, { kind: 'folder', moref: apps, name: 'Apps', path: 'DC0/vm/Apps' }] } });
+        const r = await run(jobId);
+        const failed = r.items.find((i) => i.vmName === 'tag Tier/Gold')!;
+        expect(failed).toMatchObject({ status: 'failed', vmMoref: gold });
+        expect(failed.error).toMatch(/^tag Tier\/Gold was not expanded: the tags of vCenter vc could not be read \(.*HTTP 503.*\); the job's other sources were backed up\.$/);
+        expect(r.items.filter((i) => i.status === 'queued').map((i) => i.vmName)).toEqual(expect.arrayContaining(['web01']));
+      } finally {
+        await lab.vapiDown(false);
+      }
+    } finally {
+      await vc.close();
+    }
   });
 });

@@ -21,14 +21,15 @@ export const ExcludedVmSchema = VmSourceSchema.omit({ kind: true });
 export type ExcludedVm = z.infer<typeof ExcludedVmSchema>;
 
 /**
- * A datacenter, cluster, host or VM folder: each run backs up the VMs it holds when the run starts (VMs
- * added later are included, removed ones are not), less `exclude`.
+ * A datacenter, cluster, host or VM folder, or a vSphere tag: each run backs up the VMs it holds when the run
+ * starts (VMs added or tagged later are included, removed or untagged ones are not), less `exclude`. A tag
+ * holds the VMs it is attached to, directly or through a container of theirs; its moref is the tag's id.
  */
 export const ContainerSourceSchema = z.object({
-  kind: z.enum(['datacenter', 'cluster', 'host', 'folder']),
+  kind: z.enum(['datacenter', 'cluster', 'host', 'folder', 'tag']),
   moref: z.string().min(1),
   name: z.string().min(1),
-  /** Inventory path when chosen ("DC0/DC0_C0", "DC0/vm/Apps"), for people; the moref identifies it. */
+  /** Inventory path when chosen ("DC0/DC0_C0", "DC0/vm/Apps"; "Category/Tag" for a tag), for people; the moref identifies it. */
   path: z.string().min(1),
   exclude: z.array(ExcludedVmSchema).optional(),
 });

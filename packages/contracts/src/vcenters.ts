@@ -61,19 +61,20 @@ export const InventoryVmSchema = z.object({
   /** Its VM folder (moref) and that folder's path ("DC0/vm/Apps"). */
   folder: z.string().optional(),
   folderPath: z.string().optional(),
-  /** Every container that holds it now (morefs): datacenter, VM folders up to the datacenter's, cluster, host. */
+  /** Every container that holds it now (morefs): datacenter, VM folders up to the datacenter's, cluster, host; and the ids of its tags. */
   containers: z.array(z.string()).optional(),
 });
 export type InventoryVm = z.infer<typeof InventoryVmSchema>;
 
 /** What a job can take as a source besides single VMs: its VMs are read again at every run. */
-export const ContainerKindSchema = z.enum(['datacenter', 'cluster', 'host', 'folder']);
+export const ContainerKindSchema = z.enum(['datacenter', 'cluster', 'host', 'folder', 'tag']);
 export type ContainerKind = z.infer<typeof ContainerKindSchema>;
 
 /**
  * A datacenter, cluster, host or VM folder. `path` is its inventory path ("DC0/DC0_C0/DC0_C0_H0",
  * "DC0/vm/Apps"); `parent` is the container above it in its tree (datacenter → cluster → host, or
- * datacenter → folders), null for a datacenter.
+ * datacenter → folders), null for a datacenter. A tag (kind `tag`) has path "Category/Tag", no parent and
+ * datacenter '' (tags are vCenter-wide).
  */
 export const InventoryContainerSchema = z.object({
   kind: ContainerKindSchema,
@@ -89,6 +90,8 @@ export type InventoryContainer = z.infer<typeof InventoryContainerSchema>;
 export const InventoryTreeSchema = z.object({
   vms: z.array(InventoryVmSchema),
   containers: z.array(InventoryContainerSchema),
+  /** Why the tree has no tags (vCenter's tagging service could not be read); absent when it has them. */
+  tagsError: z.string().optional(),
 });
 export type InventoryTree = z.infer<typeof InventoryTreeSchema>;
 

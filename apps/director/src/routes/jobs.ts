@@ -219,7 +219,7 @@ type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
  */
 /** The job's sources checked against the vCenter as it is now (which also renews the overview's copy of it). */
 export async function checkJobSources(inventory: InventoryCache, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
-  const { vms, containers } = await inventory.listVms(connectionOf(vcenter, secretKey), vcenter.name, { maxAgeMs: 0 }).catch((err: unknown) => {
+  const { vms, containers, tagsError } = await inventory.listVms(connectionOf(vcenter, secretKey), vcenter.name, { maxAgeMs: 0 }).catch((err: unknown) => {
     if (err instanceof VCenterProblem) throw new AppError('bad_request', `cannot check the job's VMs in vCenter ${vcenter.name}: ${err.message}`, [{ path: 'vcenterId', message: err.kind }]);
     throw err;
   });
@@ -229,6 +229,7 @@ export async function checkJobSources(inventory: InventoryCache, vcenter: VCente
   return sources.map((src, i): JobSource => {
     const path = `sources.${i}`;
     if (isContainerSource(src)) {
+      if (src.kind === 'tag' && tagsError) throw new AppError('bad_request', `cannot check tag ${src.path} in vCenter ${vcenter.name}: its tags could not be read (${tagsError})`, [{ path, message: 'tags_unavailable' }]);
       const c = containerOf.get(src.moref);
       if (!c) throw new AppError('bad_request', `vCenter ${vcenter.name} has no ${src.kind} ${src.moref} (${src.path}): it was removed; choose it again from the inventory`, [{ path, message: 'not_found' }]);
       if (c.kind !== src.kind) throw new AppError('bad_request', `${src.moref} in vCenter ${vcenter.name} is a ${c.kind} (${c.path}), not a ${src.kind}; choose it again from the inventory`, [{ path, message: 'other_kind' }]);

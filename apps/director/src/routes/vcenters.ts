@@ -130,8 +130,8 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const { id } = parse(Id, request.params);
     const row = await db.vCenter.findUnique({ where: { id } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
-    const { vms, containers } = await deps.inventory.listVms(connectionOf(row, deps.secretKey), row.name, { maxAgeMs: 0 });
+    const { vms, containers, tagsError } = await deps.inventory.listVms(connectionOf(row, deps.secretKey), row.name, { maxAgeMs: 0 });
     await db.vCenter.update({ where: { id }, data: { lastInventoryAt: new Date() } });
-    return { vms: [...vms].sort((a, b) => a.name.localeCompare(b.name)), containers: [...containers].sort((a, b) => a.path.localeCompare(b.path)) };
+    return { vms: [...vms].sort((a, b) => a.name.localeCompare(b.name)), containers: [...containers].sort((a, b) => a.path.localeCompare(b.path)), ...(tagsError ? { tagsError } : {}) };
   });
 }

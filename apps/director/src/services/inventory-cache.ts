@@ -21,6 +21,8 @@ export interface InventoryAnswer {
   vms: InventoryVm[];
   /** The datacenters, clusters, hosts and VM folders of the same read (each VM names those holding it). */
   containers: InventoryContainer[];
+  /** Why the containers hold no tags (the vCenter's tagging service could not be read), when so. */
+  tagsError?: string | undefined;
   /** When the vCenter gave this list. */
   at: Date;
   /** Set when the list is an older copy because the vCenter did not answer in time: what went wrong. */
@@ -39,8 +41,11 @@ export const INVENTORY_CACHE_DEFAULTS: InventoryCacheOptions = { maxAgeMs: 60_00
 interface Entry {
   vms: InventoryVm[];
   containers: InventoryContainer[];
+  tagsError?: string | undefined;
   at: number;
 }
+
+const answer = (e: Entry, problem: string | null): InventoryAnswer => ({ vms: e.vms, containers: e.containers, ...(e.tagsError ? { tagsError: e.tagsError } : {}), at: new Date(e.at), problem });
 
 const keyOf = (c: VCenterConnection) => createHash('sha256').update(JSON.stringify([c.url, c.username, c.password, c.thumbprintSha256, c.allowHttp])).digest('hex');
 
@@ -70,30 +75,30 @@ export class InventoryCache {
     const key = keyOf(conn);
     const copy = this.copies.get(key);
     const now = this.opts.now();
-    if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return { vms: copy.vms, containers: copy.containers, at: new Date(copy.at), problem: null };
+    if (copy && now - copy.at < (opts.maxAgeMs ?? this.opts.maxAgeMs)) return answer(copy, null);
     // A page that asked for the present waits for a read of its own, like a direct read.
     if (opts.maxAgeMs === 0) {
       const e = await this.readNow(key, conn);
-      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
+      return answer(e, null);
     }
     const read = this.read(key, conn);
     if (!copy) {
       const e = await within(read, this.opts.firstWaitMs, what);
-      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
+      return answer(e, null);
     }
     try {
       const e = await within(read, this.opts.staleWaitMs, what);
-      return { vms: e.vms, containers: e.containers, at: new Date(e.at), problem: null };
+      return answer(e, null);
     } catch (err) {
-      return { vms: copy.vms, containers: copy.containers, at: new Date(copy.at), problem: (err as Error).message };
+      return answer(copy, (err as Error).message);
     }
   }
 
   /** A read of the vCenter started now; its answer becomes the copy unless a read started later already did. */
   private async readNow(key: string, conn: VCenterConnection): Promise<Entry> {
     const started = this.opts.now();
-    const { vms, containers } = await this.connector.inventory(conn);
-    const e = { vms, containers, at: started };
+    const { vms, containers, tagsError } = await this.connector.inventory(conn);
+    const e: Entry = { vms, containers, ...(tagsError ? { tagsError } : {}), at: started };
     if ((this.copies.get(key)?.at ?? -Infinity) <= started) this.copies.set(key, e);
     return e;
   }

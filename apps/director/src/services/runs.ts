@@ -27,7 +27,7 @@ async function runItems(db: Db, job: { vcenterId: string; name: string }, source
   const at = now.toISOString();
   const containerSources = sources.filter(isContainerSource);
   if (containerSources.length === 0) return sources.map((s) => ({ vmMoref: s.moref, vmName: s.name, vmInstanceUuid: ('instanceUuid' in s && s.instanceUuid) || null }));
-  let read: { vms: InventoryVm[]; containers: InventoryContainer[] } | null = null;
+  let read: { vms: InventoryVm[]; containers: InventoryContainer[]; tagsError?: string | undefined } | null = null;
   let problem: string | null = null;
   const vcenter = await db.vCenter.findUnique({ where: { id: job.vcenterId } });
   if (!vcenter) problem = 'the job\'s vCenter is no longer registered';
@@ -57,13 +57,19 @@ async function runItems(db: Db, job: { vcenterId: string; name: string }, source
       ...containerSources.map((s) => failed(s, `${describeSource(s)} was not expanded: ${problem}`)),
     ];
   }
-  const expanded = expandSources(sources, read);
+  // Tags that could not be read fail with the reason: an unread tag is not an empty one, nor a deleted one.
+  const unreadTags = read.tagsError ? containerSources.filter((s) => s.kind === 'tag') : [];
+  const expanded = expandSources(
+    sources.filter((s) => !unreadTags.includes(s as ContainerSource)),
+    read,
+  );
   const items: ItemRow[] = expanded.vms.map(({ vm, via }) => {
     const byContainers = via.filter(isContainerSource);
     const chosen = via.length > byContainers.length;
     const message = byContainers.length === 0 ? null : chosen ? `Chosen by itself; also in ${byContainers.map(describeSource).join(', ')}` : `Included by ${byContainers.map(describeSource).join(', ')}`;
     return { vmMoref: vm.moref, vmName: vm.name, vmInstanceUuid: vm.instanceUuid ?? null, ...(message ? { log: [{ at, level: 'info', message }] } : {}) };
   });
+  for (const s of unreadTags) items.push(failed(s, `${describeSource(s)} was not expanded: the tags of vCenter ${vcenter!.name} could not be read (${read.tagsError}); the job's other sources were backed up.`));
   for (const s of expanded.missing) {
     items.push(failed(s, `${describeSource(s)} (${s.moref}) no longer exists in vCenter ${vcenter!.name}: it was removed or recreated under another id; the job's other sources were backed up. Choose it again in the job's sources.`));
   }

@@ -1,6 +1,6 @@
 /** The Director's VCenterConnector over @vaultline/vsphere. */
 import type { InventoryTree, InventoryVm, PlacementTargets } from '@vaultline/contracts';
-import { ConnectError, hostsMounting, type VirtualMachine, type VmPlacement, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
+import { ConnectError, hostsMounting, type TaggedTree, type VirtualMachine, type VmPlacement, InvalidLogin, probeThumbprint, ThumbprintMismatchError, TimeoutError, TlsError, VSphereClient, VSphereError } from '@vaultline/vsphere';
 import { ESXI_HOST_IDENTITY, VCenterProblem, type VCenterConnection, type VCenterConnector } from './vcenter-connector.ts';
 
 function explain(err: unknown, url: string): never {
@@ -94,10 +94,12 @@ export function vsphereConnector(): VCenterConnector {
     listVms: (conn) => withClient(conn, async (c): Promise<InventoryVm[]> => (await c.inventory.vms()).filter((vm) => !vm.template).map((vm) => inventoryVm(vm))),
     inventory: (conn) =>
       withClient(conn, async (c): Promise<InventoryTree> => {
-        const tree = await c.inventory.tree();
+        // Tags are vCenter's (vAPI); a standalone ESXi host has none.
+        const tree: TaggedTree = c.isVCenter ? await c.tagging.withTags(await c.inventory.tree()) : await c.inventory.tree();
         return {
           vms: tree.vms.filter((vm) => !vm.template).map((vm) => inventoryVm(vm, vm.placement)),
           containers: tree.containers.map((k) => ({ kind: k.kind, moref: k.moref, name: k.name, path: k.path, parent: k.parent, datacenter: k.datacenter })),
+          ...(tree.tagsError ? { tagsError: tree.tagsError } : {}),
         };
       }),
     placementTargets: (conn) =>

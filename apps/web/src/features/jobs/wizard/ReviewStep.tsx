@@ -27,7 +27,7 @@ export function ReviewStep({ state, set, vcenters, repositories }: { state: Wiza
           {vms.length > 0 && <div>VMs: {vms.map((s) => s.name).join(', ')}</div>}
           {containers.map((c) => (
             <div key={c.moref}>
-              {c.kind[0]!.toUpperCase() + c.kind.slice(1)} {c.path}: its VMs at each run, VMs added later included
+              {c.kind === 'tag' ? `Tag ${c.path}: the VMs tagged at each run, VMs tagged later included` : `${c.kind[0]!.toUpperCase() + c.kind.slice(1)} ${c.path}: its VMs at each run, VMs added later included`}
               {c.exclude?.length ? <span className="muted"> (except {c.exclude.map((x) => x.name).join(', ')})</span> : null}
             </div>
           ))}

@@ -28,20 +28,36 @@ function controllers(vm: InventoryVm): string {
   return [...count].map(([c, n]) => (n > 1 ? `${c} ×${n}` : c)).join(', ') || '—';
 }
 
-type View = 'hosts' | 'folders';
+type View = 'hosts' | 'folders' | 'tags';
 interface TreeNode {
   key: string;
   container?: InventoryContainer;
   vm?: InventoryVm;
+  /** A tag category: a heading over its tags, not a source itself. */
+  category?: string;
   children: TreeNode[];
 }
 
-const KIND_LABEL: Record<InventoryContainer['kind'], string> = { datacenter: 'datacenter', cluster: 'cluster', host: 'host', folder: 'folder' };
+const KIND_LABEL: Record<InventoryContainer['kind'], string> = { datacenter: 'datacenter', cluster: 'cluster', host: 'host', folder: 'folder', tag: 'tag' };
 
-/** The inventory as a tree: datacenter → cluster → host → VMs, or datacenter → VM folders → VMs. */
+/** Tags and the inventory's containers are two families: a path of one never holds the other's. */
+const sameFamily = (a: { kind: string }, b: { kind: string }) => (a.kind === 'tag') === (b.kind === 'tag');
+
+/** The inventory as a tree: datacenter → cluster → host → VMs, datacenter → VM folders → VMs, or tag category → tag → VMs. */
 function buildTree(inv: InventoryTree, view: View): TreeNode[] {
   const vmNode = (vm: InventoryVm): TreeNode => ({ key: `vm:${vm.moref}`, vm, children: [] });
   const byName = (a: TreeNode, b: TreeNode) => (a.vm ? 1 : 0) - (b.vm ? 1 : 0) || (a.container?.name ?? a.vm?.name ?? '').localeCompare(b.container?.name ?? b.vm?.name ?? '');
+  if (view === 'tags') {
+    const categories = new Map<string, TreeNode[]>();
+    for (const c of inv.containers.filter((x) => x.kind === 'tag')) {
+      const category = c.path.slice(0, c.path.length - c.name.length - 1) || c.path;
+      const tag: TreeNode = { key: `tag:${c.moref}`, container: c, children: vmsInContainer(inv, c.moref).map(vmNode).sort(byName) };
+      categories.set(category, [...(categories.get(category) ?? []), tag]);
+    }
+    return [...categories]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([category, tags]) => ({ key: `category:${category}`, category, children: tags.sort(byName) }));
+  }
   const kinds = view === 'hosts' ? ['cluster', 'host'] : ['folder'];
   const inView = inv.containers.filter((c) => kinds.includes(c.kind));
   const known = new Set(inView.map((c) => c.moref));
@@ -77,7 +93,7 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
   const selectedContainer = (moref: string) => containerSources.find((s) => s.moref === moref);
   const containerOf = (moref: string) => inv.containers.find((c) => c.moref === moref);
   /** The selected container above `c` (its datacenter, cluster or parent folder), if any. */
-  const selectedAncestor = (c: InventoryContainer): ContainerSource | undefined => containerSources.find((s) => c.path.startsWith(`${(containerOf(s.moref) ?? s).path}/`));
+  const selectedAncestor = (c: InventoryContainer): ContainerSource | undefined => containerSources.find((s) => sameFamily(s, c) && c.path.startsWith(`${(containerOf(s.moref) ?? s).path}/`));
   const holding = (vm: InventoryVm) => containerSources.filter((s) => vm.containers?.includes(s.moref));
   const includedBy = (vm: InventoryVm) => holding(vm).filter((s) => !s.exclude?.some((x) => sameVm(x, vm)));
   const chosen = (vm: InventoryVm) => state.sources.some((s) => !isContainerSource(s) && sameVm(s, vm));
@@ -110,12 +126,12 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
     }
     // Its VMs chosen one by one and the containers below it are now in it.
     const inside = new Set(vmsInContainer(inv, c.moref).map((vm) => vm.moref));
-    const sources = state.sources.filter((x) => (isContainerSource(x) ? !(containerOf(x.moref) ?? x).path.startsWith(`${c.path}/`) : !inside.has(x.moref)));
+    const sources = state.sources.filter((x) => (isContainerSource(x) ? !(sameFamily(x, c) && (containerOf(x.moref) ?? x).path.startsWith(`${c.path}/`)) : !inside.has(x.moref)));
     set({ sources: [...sources, { kind: c.kind, moref: c.moref, name: c.name, path: c.path }] });
   };
 
   const vmMatches = (vm: InventoryVm) => [vm.name, vm.guestId, vm.host, vm.host ? hostName.get(vm.host) : undefined, vm.moref].some((f) => f?.toLowerCase().includes(q));
-  const nodeMatches = (n: TreeNode) => (n.vm ? vmMatches(n.vm) : [n.container!.name, n.container!.path].some((f) => f.toLowerCase().includes(q)));
+  const nodeMatches = (n: TreeNode) => (n.vm ? vmMatches(n.vm) : n.category !== undefined ? n.category.toLowerCase().includes(q) : [n.container!.name, n.container!.path].some((f) => f.toLowerCase().includes(q)));
   /** The nodes shown for the search: a match with all below it, and the way down to matches below. */
   const filter = (nodes: TreeNode[]): TreeNode[] => {
     if (!q) return nodes;
@@ -132,7 +148,7 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
   const shown = filter(tree);
   const shownVms = (nodes: TreeNode[]): number => nodes.reduce((n, x) => n + (x.vm ? 1 : 0) + shownVms(x.children), 0);
   const manyVms = inv.vms.length > 60;
-  const isOpen = (n: TreeNode) => open[n.key] ?? (q ? true : n.container?.kind !== 'host' || !manyVms);
+  const isOpen = (n: TreeNode) => open[n.key] ?? (q ? true : (n.container?.kind !== 'host' && n.container?.kind !== 'tag') || !manyVms);
 
   const missing = inventory.data
     ? state.sources.filter((s) => (isContainerSource(s) ? !inv.containers.some((c) => c.moref === s.moref) : !inv.vms.some((vm) => sameVm(s, asSource(vm)))))
@@ -190,8 +206,27 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
     );
   };
 
+  const renderCategory = (n: TreeNode, level: number): ReactNode => {
+    const expandedNode = isOpen(n);
+    const label = `tag category ${n.category}`;
+    return (
+      <li key={n.key} className="tree-node category" data-testid="tag-category" style={{ ['--level' as string]: level }}>
+        <div className="tree-row">
+          <button type="button" className="twisty" aria-expanded={expandedNode} aria-label={`${expandedNode ? 'Collapse' : 'Expand'} ${label}`} onClick={() => setOpen((o) => ({ ...o, [n.key]: !expandedNode }))}>
+            {expandedNode ? '▾' : '▸'}
+          </button>
+          <span className="tree-label">
+            <span className="kind">category</span> <strong>{n.category}</strong> <span className="muted small">· {plural(n.children.length, 'tag')}</span>
+          </span>
+        </div>
+        {expandedNode && <ul className="tree-children">{n.children.map((x) => renderNode(x, level + 1))}</ul>}
+      </li>
+    );
+  };
+
   const renderNode = (n: TreeNode, level: number): ReactNode => {
     if (n.vm) return renderVm(n, level);
+    if (n.category !== undefined) return renderCategory(n, level);
     const c = n.container!;
     const sel = selectedContainer(c.moref);
     const above = sel ? undefined : selectedAncestor(c);
@@ -216,10 +251,14 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
         </div>
         <p id={`${id}-note`} className={sel ? 'tree-note small' : 'sr-only'} data-testid={sel ? 'container-note' : undefined}>
           {sel
-            ? `${plural(count, 'VM')} in it now${sel.exclude?.length ? `, ${sel.exclude.length} excluded` : ''}. VMs added to it later are backed up by the next run; VMs removed from it are not.`
+            ? c.kind === 'tag'
+              ? `${plural(count, 'VM')} tagged now${sel.exclude?.length ? `, ${sel.exclude.length} excluded` : ''}. VMs tagged later (or on a tagged host, cluster or folder) are backed up by the next run; VMs untagged are not.`
+              : `${plural(count, 'VM')} in it now${sel.exclude?.length ? `, ${sel.exclude.length} excluded` : ''}. VMs added to it later are backed up by the next run; VMs removed from it are not.`
             : above
               ? `Included with ${above.kind} ${above.name}.`
-              : `${plural(count, 'VM')} now; choosing it includes VMs added to it later.`}
+              : c.kind === 'tag'
+                ? `${plural(count, 'VM')} tagged now; choosing it includes VMs tagged later.`
+                : `${plural(count, 'VM')} now; choosing it includes VMs added to it later.`}
         </p>
         {n.children.length > 0 && expandedNode && <ul className="tree-children">{n.children.map((x) => renderNode(x, level + 1))}</ul>}
       </li>
@@ -265,6 +304,9 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
         <label className="inline">
           <input type="radio" name="inventory-view" checked={view === 'folders'} onChange={() => setView('folders')} /> VMs and folders
         </label>
+        <label className="inline">
+          <input type="radio" name="inventory-view" checked={view === 'tags'} onChange={() => setView('tags')} /> Tags
+        </label>
       </fieldset>
       {inventory.isPending && <p className="muted">Reading the inventory…</p>}
       {inventory.isError && (
@@ -284,11 +326,20 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
       )}
       {inventory.data && (
         <>
-          <p className="muted small">Choose VMs, or a datacenter, cluster, host or folder: its VMs are read again at every run, so VMs added to it later are backed up too.</p>
-          <ul className="inventory-tree" aria-label={view === 'hosts' ? 'Inventory: hosts and clusters' : 'Inventory: VMs and folders'} data-testid="inventory-tree">
+          <p className="muted small">Choose VMs, or a datacenter, cluster, host, folder or vSphere tag: its VMs are read again at every run, so VMs added to it (or tagged) later are backed up too.</p>
+          {view === 'tags' && inv.tagsError && (
+            <div className="alert warn" role="alert" data-testid="tags-error">
+              The tags of this vCenter could not be read: {inv.tagsError}
+            </div>
+          )}
+          <ul className="inventory-tree" aria-label={view === 'hosts' ? 'Inventory: hosts and clusters' : view === 'folders' ? 'Inventory: VMs and folders' : 'Inventory: tags'} data-testid="inventory-tree">
             {shown.map((n) => renderNode(n, 0))}
           </ul>
-          {shownVms(shown) === 0 && shown.length === 0 && <p className="muted">{inv.vms.length === 0 && inv.containers.length === 0 ? 'This vCenter has no VMs.' : `Nothing matches “${query}”.`}</p>}
+          {shownVms(shown) === 0 && shown.length === 0 && (
+            <p className="muted">
+              {q ? `Nothing matches “${query}”.` : view === 'tags' ? (inv.tagsError ? '' : 'This vCenter has no tags.') : inv.vms.length === 0 && inv.containers.length === 0 ? 'This vCenter has no VMs.' : ''}
+            </p>
+          )}
         </>
       )}
     </div>
