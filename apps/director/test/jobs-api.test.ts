@@ -102,7 +102,7 @@ describe('jobs for the console: list, update, schedules, run history (real Postg
     expect(res.statusCode, res.body).toBe(200);
     expect(res.json()).toMatchObject({ name: 'patched', repositoryId: repoB, transportMode: 'hotadd', options: OPTIONS, sources: [{ moref: db01.moref, name: 'db01', instanceUuid: db01.instanceUuid }], enabled: false });
     const row = await ctx.d.db.backupJob.findUniqueOrThrow({ where: { id: job.id } });
-    expect(row.options).toEqual(OPTIONS);
+    expect(row.options).toEqual({ ...OPTIONS, retries: { count: 0, delayMinutes: 10 }, window: null });
     const audits = await ctx.d.db.auditEvent.findMany({ where: { action: 'job.update' }, orderBy: { at: 'asc' } });
     expect(audits.map((a) => a.subject)).toEqual(['patch-me', 'patched']);
     expect(audits[1]!.actor).toBe('admin');

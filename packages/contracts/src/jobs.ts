@@ -13,11 +13,13 @@ export const VmSourceSchema = z.object({
   name: z.string().min(1),
   /** Stable identity across re-registration; preferred over the moref when set. */
   instanceUuid: z.string().optional(),
+  /** Device keys of disks the job leaves out (not snapshotted into the restore point, not read). */
+  excludeDisks: z.array(z.number().int()).optional(),
 });
 export type VmSource = z.infer<typeof VmSourceSchema>;
 
 /** A VM a container source skips (matched by instance UUID when set, else moref). */
-export const ExcludedVmSchema = VmSourceSchema.omit({ kind: true });
+export const ExcludedVmSchema = VmSourceSchema.omit({ kind: true, excludeDisks: true });
 export type ExcludedVm = z.infer<typeof ExcludedVmSchema>;
 
 /**
@@ -72,8 +74,37 @@ export const JobOptionsSchema = z.object({
   /** Fraction of unchanged areas re-read to catch silent CBT errors (0 = off). */
   cbtSanityRate: z.number().min(0).max(1).default(0.002),
   retention: RetentionSchema.default(RetentionSchema.parse({})),
+  /**
+   * Automatic retries: when a run ends with failed VMs, a run of only those VMs starts `delayMinutes` later,
+   * up to `count` times (0 = off). Cancelled VMs are not retried.
+   */
+  retries: z
+    .object({ count: z.number().int().min(0).max(5).default(0), delayMinutes: z.number().int().min(1).max(1440).default(10) })
+    .default({ count: 0, delayMinutes: 10 }),
+  /**
+   * Backup window (appliance time zone): scheduled runs start only inside it, and VMs of a run not yet started
+   * when it closes are skipped, saying so (VMs being copied finish). `end` before `start` spans midnight. null = any time.
+   */
+  window: z
+    .object({ start: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM'), end: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM') })
+    .refine((w) => w.start !== w.end, 'a backup window must not start and end at the same time')
+    .nullable()
+    .default(null),
 });
 export type JobOptions = z.infer<typeof JobOptionsSchema>;
+
+/**
+ * POST /api/backups: one VM backed up once, now, into a repository, with a job's options but no job — nothing
+ * is scheduled or kept around, and no job's retention ever prunes the point (it stays until deleted).
+ */
+export const OneOffBackupSchema = z.object({
+  vcenterId: z.uuid(),
+  repositoryId: z.uuid(),
+  vm: VmSourceSchema.omit({ kind: true }),
+  transportMode: TransportModeSchema.default('automatic'),
+  options: JobOptionsSchema.default(JobOptionsSchema.parse({})),
+});
+export type OneOffBackup = z.infer<typeof OneOffBackupSchema>;
 
 export const JobCreateSchema = z.object({
   name: z.string().trim().min(1).max(100),
