@@ -31,6 +31,7 @@ export { parseRestoreTarget, undoRestore } from './restore/undo.ts';
 export type { RestoreJournalTarget, SwapStep, UndoReport } from './restore/undo.ts';
 export type {
   DatastoreFile,
+  DiskImageSource,
   HardwareDisk,
   HotAddedDiskWriter,
   NewVm,
@@ -40,4 +41,5 @@ export type {
   RestorePort,
   RestoreVmInfo,
   VmHardware,
+  VmImport,
 } from './restore/ports.ts';

@@ -308,8 +308,8 @@ export interface ConfigSpec {
   firmware?: 'bios' | 'efi' | undefined;
 }
 
-/** A VirtualMachineConfigSpec with the given element name (`spec` or `config`), in WSDL order. */
-export function configSpecXml(name: 'spec' | 'config', s: ConfigSpec): Xml {
+/** A VirtualMachineConfigSpec with the given element name (`spec`, `config` or an import spec's `configSpec`), in WSDL order. */
+export function configSpecXml(name: 'spec' | 'config' | 'configSpec', s: ConfigSpec): Xml {
   return el(
     name,
     join([

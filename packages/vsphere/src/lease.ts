@@ -5,8 +5,9 @@
  * a `*` host with the host we are connected to -> GET the disks with the
  * session cookie -> HttpNfcLeaseProgress periodically (before leaseTimeout
  * expires; the keep-alive timer does it) -> HttpNfcLeaseComplete or
- * HttpNfcLeaseAbort. Real vSphere serves streamOptimized VMDK on these URLs;
- * the lab serves raw bytes.
+ * HttpNfcLeaseAbort. Real vSphere serves streamOptimized VMDK on these URLs,
+ * and so does the lab. Waiting for a lease to be ready (waitLeaseReady) is
+ * shared with import leases (import.ts).
  */
 import { props, read, snapRef, vmRef, type Ctx } from './context.ts';
 import { controllerKindOf } from './devices.ts';
@@ -107,6 +108,56 @@ export class ExportLease {
   }
 }
 
+/** A lease once `ready`: its device URLs (a `*` host replaced by the host we are connected to) and what `info` says. */
+export interface ReadyLease {
+  moref: string;
+  /** `info.entity`: for an import, the new VM */
+  entity: string | undefined;
+  deviceUrls: LeaseDeviceUrl[];
+  totalDiskCapacityKB: number;
+  /** seconds */
+  leaseTimeout: number;
+}
+
+/** Polls `state` until the lease leaves `initializing`: `ready` gives its info, `error` its fault. */
+export async function waitLeaseReady(ctx: Ctx, lease: string | undefined, context: string, timeoutMs = 5 * 60_000): Promise<ReadyLease> {
+  if (!lease) throw new ProtocolError(`${context} returned no lease`);
+  const lref: MoRef = { type: 'HttpNfcLease', value: lease };
+  const deadline = Date.now() + timeoutMs;
+  let delay = 100;
+  for (;;) {
+    const [o] = await props(ctx, { propSets: [{ type: 'HttpNfcLease', paths: ['state', 'error', 'info'] }], objects: [lref] }, context);
+    const state = o?.props.get('state')?.text;
+    if (state === 'error') {
+      const err = o?.props.get('error');
+      throw err ? parseLocalizedFault(err, context) : new ProtocolError(`${context}: lease failed`);
+    }
+    if (state === 'ready') {
+      const info = o?.props.get('info');
+      const base = ctx.soap.url;
+      const urls: LeaseDeviceUrl[] = children(info, 'deviceUrl').map((d) => {
+        const raw = text(d, 'url') ?? '';
+        // "https://*/nfc/…" or "https://*:443/nfc/…": the host we are connected to serves it
+        const u = new URL(raw.replace(/^(\w+):\/\/\*(:\d+)?(?=\/)/, `${base.protocol}//${base.host}`));
+        return {
+          key: text(d, 'key') ?? '',
+          importKey: text(d, 'importKey'),
+          url: u.toString(),
+          targetId: text(d, 'targetId'),
+          disk: bool(d, 'disk') ?? false,
+          fileSize: num(d, 'fileSize'),
+          sslThumbprint: text(d, 'sslThumbprint') || undefined,
+        };
+      });
+      return { moref: lease, entity: text(info, 'entity'), deviceUrls: urls, totalDiskCapacityKB: num(info, 'totalDiskCapacityInKB') ?? 0, leaseTimeout: num(info, 'leaseTimeout') ?? 300 };
+    }
+    if (state !== 'initializing' && state !== undefined) throw new ProtocolError(`${context}: lease is ${state}`);
+    if (Date.now() > deadline) throw new TimeoutError(`${context}: lease not ready after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 1000);
+  }
+}
+
 export class LeasesApi {
   private readonly open = new Set<ExportLease>();
   constructor(
@@ -127,43 +178,10 @@ export class LeasesApi {
   }
 
   private async ready(lease: string | undefined, context: string, timeoutMs = 5 * 60_000): Promise<ExportLease> {
-    if (!lease) throw new ProtocolError(`${context} returned no lease`);
-    const lref: MoRef = { type: 'HttpNfcLease', value: lease };
-    const deadline = Date.now() + timeoutMs;
-    let delay = 100;
-    for (;;) {
-      const [o] = await props(this.ctx, { propSets: [{ type: 'HttpNfcLease', paths: ['state', 'error', 'info'] }], objects: [lref] }, context);
-      const state = o?.props.get('state')?.text;
-      if (state === 'error') {
-        const err = o?.props.get('error');
-        throw err ? parseLocalizedFault(err, context) : new ProtocolError(`${context}: lease failed`);
-      }
-      if (state === 'ready') {
-        const info = o?.props.get('info');
-        const base = this.ctx.soap.url;
-        const urls: LeaseDeviceUrl[] = children(info, 'deviceUrl').map((d) => {
-          const raw = text(d, 'url') ?? '';
-          // "https://*/nfc/…" or "https://*:443/nfc/…": the host we are connected to serves it
-          const u = new URL(raw.replace(/^(\w+):\/\/\*(:\d+)?(?=\/)/, `${base.protocol}//${base.host}`));
-          return {
-            key: text(d, 'key') ?? '',
-            importKey: text(d, 'importKey'),
-            url: u.toString(),
-            targetId: text(d, 'targetId'),
-            disk: bool(d, 'disk') ?? false,
-            fileSize: num(d, 'fileSize'),
-            sslThumbprint: text(d, 'sslThumbprint') || undefined,
-          };
-        });
-        const l = new ExportLease(this.ctx, this.files, lease, urls, num(info, 'totalDiskCapacityInKB') ?? 0, num(info, 'leaseTimeout') ?? 300, (x) => this.open.delete(x));
-        this.open.add(l);
-        return l;
-      }
-      if (state !== 'initializing' && state !== undefined) throw new ProtocolError(`${context}: lease is ${state}`);
-      if (Date.now() > deadline) throw new TimeoutError(`${context}: lease not ready after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 1000);
-    }
+    const r = await waitLeaseReady(this.ctx, lease, context, timeoutMs);
+    const l = new ExportLease(this.ctx, this.files, r.moref, r.deviceUrls, r.totalDiskCapacityKB, r.leaseTimeout, (x) => this.open.delete(x));
+    this.open.add(l);
+    return l;
   }
 
   /** Stops keep-alive timers of all open leases (client close). */

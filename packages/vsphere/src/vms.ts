@@ -1,7 +1,9 @@
 /**
  * VM operations for restores: CreateVM_Task from a hardware description
- * (controllers, new disks with fileOperation=create, NICs), power on/off,
- * ReconfigVM, Rename_Task, and Destroy_Task.
+ * (controllers, new disks with fileOperation=create, NICs), or the same
+ * config through ImportVApp (an import lease whose disk URLs take
+ * streamOptimized VMDKs, see import.ts), power on/off, ReconfigVM,
+ * Rename_Task, and Destroy_Task.
  *
  * Destroy is guarded: only VMs that carry the restore marker written by
  * create() (extraConfig `vaultline.restore` = restoreId) can be destroyed, and
@@ -9,9 +11,11 @@
  * destroyed through this client by mistake.
  */
 import { read, vmRef, type Ctx } from './context.ts';
+import { ImportLease } from './import.ts';
+import { waitLeaseReady } from './lease.ts';
 import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, type ConfigSpec, type DeviceChange, type NicType } from './devices.ts';
 import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
-import { join, ref, text, val, type MoRef } from './soap/xml.ts';
+import { join, ref, text, typed, val, type MoRef } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
 import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions } from './types.ts';
 
@@ -211,6 +215,28 @@ export class VmsApi {
     );
     if (!r?.text) throw new ProtocolError(`CreateVM_Task ${spec.name} returned no VM`);
     return r.text;
+  }
+
+  /**
+   * ResourcePool.ImportVApp with a VirtualMachineImportSpec whose configSpec is `config` (e.g.
+   * createVmConfig(createSpecFromHardware(...)), restore marker included): vSphere creates the VM with
+   * empty disks and answers with an HttpNfcLease; this waits until it is ready and returns it, with the new
+   * VM (`lease.vm`) and one upload URL per disk. The caller uploads, then completes or aborts the lease.
+   */
+  async importVm(config: ConfigSpec, folder: string, pool: string, host?: string, opts: { timeoutMs?: number } = {}): Promise<ImportLease> {
+    const context = `ImportVApp ${config.name ?? ''}`.trim();
+    const r = await this.ctx.soap.returnval(
+      'ImportVApp',
+      join([
+        ref('_this', { type: 'ResourcePool', value: pool }),
+        typed('spec', 'VirtualMachineImportSpec', configSpecXml('configSpec', config)),
+        ref('folder', { type: 'Folder', value: folder }),
+        host ? ref('host', { type: 'HostSystem', value: host }) : '',
+      ]),
+      { context },
+    );
+    const ready = await waitLeaseReady(this.ctx, r?.text, context, opts.timeoutMs);
+    return new ImportLease(this.ctx, ready, () => undefined);
   }
 
   /**

@@ -8,8 +8,16 @@
  * and compare SHA-256, then detach without any file operation, wait until the
  * device is gone and resolve the row. Every path out (error, cancel) detaches.
  *
- * Network (NBDSSL over HTTPS, NBD over HTTP): a datastore PUT of the flat
- * extent, read back with Range GETs.
+ * Network (NBDSSL over HTTPS, NBD over HTTP), new VM: the VM was created
+ * through an import lease (restore-vm.ts); each disk is streamed from the
+ * restore point to its upload URL as a thin disk — holes of the point are not
+ * read and all-zero 64 KiB grains are not sent, so the disk gets blocks only
+ * where there is data (uploadImported) — and, once the lease is complete, read
+ * back with Range GETs of its flat extent (verifyImported).
+ *
+ * Network, into an existing VM's disk (or when the port cannot import): a
+ * datastore PUT of the whole flat extent, zeros included (the log says the
+ * disk was written in full), read back with Range GETs.
  *
  * A HotAdd that fails on a disk is retried over the network when the request
  * allows it, saying why; a damaged restore point or a cancel never is.
@@ -23,7 +31,7 @@ import { DiskMeter, secondsSince, type DiskUpdate, type ProgressSink } from '../
 import type { TransportChoice } from '../backup/ports.ts';
 import { CancelledError, DamagedPointError, RestoreError } from '../errors.ts';
 import { flatExtentPath, parseDatastorePath } from '@vaultline/contracts';
-import type { HotAddedDiskWriter, RestoreDevices, RestorePort } from './ports.ts';
+import type { DiskImageSource, HardwareDisk, HotAddedDiskWriter, RestoreDevices, RestorePort, VmImport } from './ports.ts';
 
 const STEP = 4 * 1024 * 1024;
 /** Zero detection granularity: an all-zero block of this size is not written. */
@@ -312,7 +320,158 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   const verifyStarted = performance.now();
   const got = await readBackSha(ctx, job.capacity, (o, l, into) => ctx.vsphere.readFileRange(file, o, l, into), meter);
   if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);
-  ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes over ${meter.transport} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
+  ctx.runLog(
+    'info',
+    `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} in full (every byte, zeros included: the disk is allocated whole) over ${meter.transport} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`,
+  );
   meter.setPhase('done');
   return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: 0 };
+}
+
+/** "712 MiB" (whole MiB, thousands separated; below 1 MiB in KiB). */
+export function mib(bytes: number): string {
+  if (bytes > 0 && bytes < 2 ** 20) return `${Math.ceil(bytes / 1024).toLocaleString('en-US')} KiB`;
+  return `${Math.round(bytes / 2 ** 20).toLocaleString('en-US')} MiB`;
+}
+
+/** A disk uploaded through an import lease, not yet verified (its lease is completed first). */
+export interface ImportedDisk {
+  job: DiskWriteJob;
+  fileName: string;
+  /** SHA-256 of the whole image as read from the restore point. */
+  want: string;
+  meter: DiskMeter;
+  reasons: string[];
+  wroteIn: string;
+}
+
+/** The restore point's non-hole chunks as ascending ranges (adjacent chunks merged). */
+async function* pointExtents(reader: DiskReader): AsyncGenerator<{ offset: number; length: number }> {
+  let start = -1;
+  let end = 0;
+  for (let ci = 0; ci < reader.count; ci++) {
+    const off = ci * reader.chunkSize;
+    if (reader.isHole(ci)) continue;
+    if (start >= 0 && off === end) {
+      end = off + reader.chunkLen(ci);
+      continue;
+    }
+    if (start >= 0) yield { offset: start, length: end - start };
+    start = off;
+    end = off + reader.chunkLen(ci);
+  }
+  if (start >= 0) yield { offset: start, length: end - start };
+}
+
+const isZero = (b: Buffer) => b.equals(zeroBlock.subarray(0, b.length));
+
+/**
+ * Streams one disk of the restore point into a VM being imported (`imp`): only the point's non-hole chunks are
+ * read, and the port sends only non-zero grains, so the new disk stays thin. Hashes the whole image as it goes.
+ */
+export async function uploadImported(ctx: DiskWriteContext, job: DiskWriteJob, imp: VmImport, disk: HardwareDisk, index: number): Promise<ImportedDisk> {
+  const deviceKey = Number(job.sourceKey);
+  const reasons = [...job.choice.reasons];
+  const transport = job.choice.transport;
+  await ctx.diskPhase(deviceKey, { phase: 'opening', label: job.label, capacityBytes: job.capacity, transport, reasons, startedAt: new Date() });
+  const meter = new DiskMeter({ runId: ctx.runId ?? '', runVmId: ctx.runVmId ?? '', deviceKey, bytesTotal: job.capacity }, ctx.progress);
+  meter.transport = transport;
+  meter.verifyTotal = job.capacity;
+  try {
+    const reader = await DiskReader.open(ctx.repo, ctx.ref, job.sourceKey).catch((err: unknown) => {
+      throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(err as Error).message}; run a repository verify`);
+    });
+    const expected = createHash('sha256');
+    let pos = 0;
+    let readError: Error | null = null;
+    let cancelled = false;
+    const source: DiskImageSource = {
+      capacity: job.capacity,
+      extents: () => pointExtents(reader),
+      read: async (offset, length) => {
+        if (ctx.isCancelled()) {
+          cancelled = true;
+          throw new CancelledError();
+        }
+        if (offset < pos) throw new RestoreError(`disk ${job.label}: the upload read ${offset} after ${pos}; reads must ascend`);
+        let data: Buffer;
+        try {
+          data = await meter.time('source', () => reader.read(offset, length));
+        } catch (err) {
+          readError = err as Error;
+          throw err;
+        }
+        hashZeros(expected, offset - pos);
+        expected.update(data);
+        meter.bytesSkipped += offset - pos;
+        pos = offset + data.length;
+        // What the upload sends: the non-zero 64 KiB grains (a streamOptimized VMDK leaves zero grains out).
+        let sent = 0;
+        for (let o = 0; o < data.length; o += BLOCK) {
+          const block = data.subarray(o, Math.min(data.length, o + BLOCK));
+          if (!isZero(block)) sent += block.length;
+        }
+        meter.bytesRead += data.length;
+        meter.bytesWritten += sent;
+        meter.bytesSkipped += data.length - sent;
+        meter.emit(meter.bytesWritten === sent && sent > 0);
+        return data;
+      },
+    };
+    await ctx.diskPhase(deviceKey, { phase: 'writing', transport, reasons });
+    meter.setPhase('writing');
+    const writeStarted = performance.now();
+    let streamBytes: number;
+    try {
+      ({ streamBytes } = await imp.uploadDisk(disk, index, source));
+    } catch (err) {
+      if (cancelled) throw new CancelledError();
+      if (readError) throw new DamagedPointError(`restore point ${ctx.ref.id} is damaged: ${(readError as Error).message}; run a repository verify`);
+      throw err;
+    }
+    hashZeros(expected, job.capacity - pos);
+    meter.bytesSkipped += job.capacity - pos;
+    const want = expected.digest('hex');
+    checkRecorded(ctx, job, want);
+    const wroteIn = secondsSince(writeStarted);
+    ctx.runLog(
+      'info',
+      `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} as a thin disk through an import lease (${mib(streamBytes)} sent as a streamOptimized VMDK over ${transport}; ${mib(meter.bytesSkipped)} of holes and zeros not written) in ${wroteIn} s`,
+    );
+    await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped });
+    return { job, fileName: disk.fileName, want, meter, reasons, wroteIn };
+  } catch (err) {
+    await ctx.diskPhase(deviceKey, { phase: err instanceof CancelledError ? 'cancelled' : 'failed', transport, reasons, error: (err as Error).message, finishedAt: new Date() }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Reads an imported disk back through the datastore (its lease completed) and compares SHA-256. */
+export async function verifyImported(ctx: DiskWriteContext, d: ImportedDisk): Promise<WrittenDisk> {
+  const { job, meter, reasons } = d;
+  const deviceKey = Number(job.sourceKey);
+  const transport = job.choice.transport;
+  try {
+    const { datastore, path } = parseDatastorePath(d.fileName);
+    const file = { datacenter: ctx.datacenterOf(datastore), datastore, path: flatExtentPath(path) };
+    const verifyStarted = performance.now();
+    const got = await readBackSha(ctx, job.capacity, (o, l, into) => ctx.vsphere.readFileRange(file, o, l, into), meter);
+    if (got !== d.want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${d.want}`);
+    ctx.runLog('info', `disk ${job.label}: read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
+    meter.setPhase('done');
+    await ctx.diskPhase(deviceKey, {
+      phase: 'done',
+      transport,
+      reasons,
+      bytesRead: meter.bytesRead,
+      bytesWritten: meter.bytesWritten,
+      bytesSkipped: meter.bytesSkipped,
+      bytesVerified: job.capacity,
+      finishedAt: new Date(),
+    });
+    return { key: job.sourceKey, label: job.label, fileName: d.fileName, capacityBytes: job.capacity, transport, reasons, sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped };
+  } catch (err) {
+    await ctx.diskPhase(deviceKey, { phase: err instanceof CancelledError ? 'cancelled' : 'failed', transport, reasons, error: (err as Error).message, finishedAt: new Date() }).catch(() => undefined);
+    throw err;
+  }
 }

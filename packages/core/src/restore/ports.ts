@@ -104,6 +104,35 @@ export interface DatastoreFile {
 }
 
 /**
+ * A disk image as the engine streams it from a restore point: `read` is called in ascending, non-overlapping
+ * ranges inside `extents`; everything outside them is zeros and is never read.
+ */
+export interface DiskImageSource {
+  readonly capacity: number;
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Ascending ranges that may hold data (what is not in them is a hole of the restore point). */
+  extents(): AsyncIterable<{ offset: number; length: number }>;
+}
+
+/**
+ * A VM being created through an import lease (vSphere's ImportVApp): it exists, empty, as soon as this is
+ * returned; each disk is uploaded as a thin disk (only non-zero data is sent, so it gets blocks only there),
+ * then the lease is completed. Until then the VM's files may not be readable. On failure: abort, then
+ * destroy the VM through its restore marker (undo.ts), as after any failed restore.
+ */
+export interface VmImport {
+  readonly vmMoref: string;
+  /**
+   * Uploads `source` into the new VM's disk `disk` (`index`: its position in the hardware description's disk
+   * list, the order the VM was created with). Resolves with the bytes sent over the wire once vSphere took the
+   * whole disk.
+   */
+  uploadDisk(disk: HardwareDisk, index: number, source: DiskImageSource): Promise<{ streamBytes: number }>;
+  complete(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/**
  * What a restore needs from vSphere, as narrow as the engine uses it. The Transporter implements it over
  * @vaultline/vsphere; every operation that changes an existing VM is one of the few named here.
  */
@@ -120,6 +149,11 @@ export interface RestorePort {
   vms(): Promise<{ moref: string; name: string }[]>;
   /** CreateVM from the restore point's hardware, carrying the restore marker; returns the new VM's moref. */
   createVm(hw: VmHardware, target: NewVm): Promise<string>;
+  /**
+   * The same VM (same spec, same restore marker) created through an import lease, whose disks are then written
+   * over the network as thin disks (see VmImport). A port without it writes network disks in full.
+   */
+  importVm?(hw: VmHardware, target: NewVm): Promise<VmImport>;
   /** The restore marker a VM carries, if any. */
   restoreIdOf(moref: string): Promise<string | undefined>;
   /** Destroys the VM only when it carries the marker `restoreId`; any other VM is refused. */

@@ -8,6 +8,13 @@
  * row → power on if asked (a failure to power on is a warning; the restored VM
  * stays).
  *
+ * A new VM whose disks all go over the network (nbd/nbdssl) is created through
+ * an import lease instead (RestorePort.importVm, vSphere's ImportVApp, same
+ * spec and marker): each disk is uploaded as a thin disk (only its data), the
+ * lease is completed, then every disk is read back; a failure aborts the lease
+ * before the VM is destroyed. A replace, a VM with a HotAdd disk, or a port
+ * that cannot import writes network disks in full, as before.
+ *
  * Safety:
  * - an existing VM is never touched unless `replace.confirm` names it exactly;
  *   even then it is only powered off and renamed (kept), and only after every
@@ -28,9 +35,10 @@ import type { DiskUpdate, ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice, VmDisk } from '../backup/ports.ts';
 import { chooseInTurn, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
 import { CancelledError, RestoreError, TransportUnavailable } from '../errors.ts';
-import { writeDisk, type DiskWriteContext, type WrittenDisk } from './disk-write.ts';
+import { noteExcludedDisks } from '../backup/exclusions.ts';
+import { uploadImported, verifyImported, writeDisk, type DiskWriteContext, type ImportedDisk, type WrittenDisk } from './disk-write.ts';
 import { resolvePlacement, type PlacementRequest } from './placement.ts';
-import type { HardwareDisk, RestoreDevices, RestorePort, RestoreVmInfo, VmHardware } from './ports.ts';
+import type { HardwareDisk, RestoreDevices, RestorePort, RestoreVmInfo, VmHardware, VmImport } from './ports.ts';
 import { undoRestore, type RestoreJournalTarget } from './undo.ts';
 import { chooseWriteTransport } from './write-transport.ts';
 
@@ -131,6 +139,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   for (const d of hw.disks) {
     if (!manifest.disks.some((m) => m.key === String(d.key))) throw new RestoreError(`restore point ${manifest.id} has no data for disk ${d.label ?? d.key}`);
   }
+  noteExcludedDisks(manifest, runLog);
 
   const inv = await vsphere.inventory();
   const sameName = inv.vms.filter((v) => v.name === input.name);
@@ -193,6 +202,8 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     runLog('info', `disk ${disk.label}: ${c.transport} — ${c.reasons.join('; ')}`);
   }
   checkCancel();
+  // A new VM whose disks all go over the network is created through an import lease, its disks uploaded thin.
+  const importing = !original && vsphere.importVm !== undefined && hw.disks.every((d) => ['nbd', 'nbdssl'].includes(choices.get(d.key)!.transport));
 
   // ---- create the VM (journal first)
   const createAs = original ? suffixed(input.name, `restoring-${input.restoreId.replace(/[^A-Za-z0-9]/g, '').slice(0, 8)}`) : input.name;
@@ -202,10 +213,11 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
   const jid = await journal.add('restore_vm', { ...target }, jctx);
   let vmMoref: string | null = null;
   let resolved = false;
+  let lease: VmImport | undefined;
+  let leaseOpen = false;
   try {
     await phase('creating VM');
-    runLog('info', `creating VM ${createAs}: ${placement.summary}`);
-    vmMoref = await vsphere.createVm(hw, {
+    const newVm = {
       name: createAs,
       restoreId: input.restoreId,
       folder: placement.folder,
@@ -213,7 +225,16 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       host: placement.host,
       datastore: placement.datastore,
       networkMap: placement.networkMap,
-    });
+    };
+    if (importing) {
+      runLog('info', `creating VM ${createAs} through an import lease (its disks are uploaded over ${network} as thin disks): ${placement.summary}`);
+      lease = await vsphere.importVm!(hw, newVm);
+      leaseOpen = true;
+      vmMoref = lease.vmMoref;
+    } else {
+      runLog('info', `creating VM ${createAs}: ${placement.summary}`);
+      vmMoref = await vsphere.createVm(hw, newVm);
+    }
     target.vm = vmMoref;
     await journal.update(jid, { ...target });
     runLog('info', `created VM ${createAs} (${vmMoref})`);
@@ -245,7 +266,32 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       isCancelled,
     };
     const disks: WrittenDisk[] = [];
-    for (const src of hw.disks) {
+    if (lease) {
+      const uploaded: ImportedDisk[] = [];
+      for (const [index, src] of hw.disks.entries()) {
+        checkCancel();
+        const disk = created.get(src.key);
+        if (!disk) throw new RestoreError(`the new VM has no disk for ${src.label ?? src.key}`);
+        const md = manifest.disks.find((m) => m.key === String(src.key))!;
+        const choice = choices.get(src.key)!;
+        const release = deps.limits ? await deps.limits.disk(choice.transport, placement.host) : () => undefined;
+        try {
+          const job = { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 };
+          uploaded.push(await uploadImported(ctx, job, lease, disk, index));
+        } finally {
+          release();
+        }
+      }
+      checkCancel();
+      await lease.complete();
+      leaseOpen = false;
+      runLog('info', `import lease of ${createAs} completed: ${uploaded.length} disk(s) uploaded`);
+      for (const u of uploaded) {
+        checkCancel();
+        disks.push(await verifyImported(ctx, u));
+      }
+    }
+    for (const src of lease ? [] : hw.disks) {
       checkCancel();
       const disk = created.get(src.key);
       if (!disk) throw new RestoreError(`the new VM has no disk for ${src.label ?? src.key}`);
@@ -292,6 +338,13 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     }
     return { vmMoref, name: finalName, disks, warnings, ...(replaced ? { replaced } : {}) };
   } catch (err) {
+    if (lease && leaseOpen) {
+      // The VM cannot be destroyed while its lease holds it: end the lease first.
+      await lease.abort().then(
+        () => runLog('info', `aborted the import lease of ${createAs}`),
+        (e: unknown) => runLog('warn', `aborting the import lease of ${createAs} failed: ${(e as Error).message}`),
+      );
+    }
     if (!resolved) {
       try {
         const undo = await undoRestore(vsphere, target);
