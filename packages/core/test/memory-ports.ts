@@ -742,6 +742,8 @@ export const defaultOptions = (over: Partial<JobOptions> = {}): JobOptions => ({
   enableCbt: false,
   cbtSanityRate: 0,
   retention: { keepLast: 14, keepDaily: 0, keepWeekly: 0, keepMonthly: 0, keepYearly: 0, immutableDays: 0 },
+  retries: { count: 0, delayMinutes: 10 },
+  window: null,
   ...over,
 });
 

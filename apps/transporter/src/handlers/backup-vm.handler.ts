@@ -4,7 +4,7 @@
  * only when every disk succeeded. Duplicate deliveries of a finished item are
  * ignored; a cancelled run's items end as cancelled without touching vSphere.
  */
-import { isTerminalStatus, JobOptionsSchema, OneOffBackupSchema, type BackupVmJob, type RunEvent, type TransportMode } from '@vaultline/contracts';
+import { isContainerSource, isTerminalStatus, JobOptionsSchema, JobSourceSchema, OneOffBackupSchema, type BackupVmJob, type RunEvent, type TransportMode, type VmSource } from '@vaultline/contracts';
 import type { Unsealer } from '@vaultline/appliance';
 import { z } from 'zod';
 import type { Db } from '@vaultline/db';
@@ -55,6 +55,14 @@ async function backupSettings(db: Db, run: NonNullable<Awaited<ReturnType<typeof
   return { jobId: null, vcenterId, repositoryId, vcenter, repository, transportMode, options };
 }
 
+/** The disks the item's VM source leaves out: its job's VM source (by instance UUID, else moref), or a one-off's VM. */
+function excludedDisks(run: NonNullable<Awaited<ReturnType<typeof loadItem>>>['run'], item: { vmMoref: string; vmInstanceUuid: string | null }): number[] {
+  const same = (s: VmSource) => (s.instanceUuid && item.vmInstanceUuid ? s.instanceUuid === item.vmInstanceUuid : s.moref === item.vmMoref);
+  if (!run.job) return OneOffRequest.safeParse(run.request).data?.oneOff.vm.excludeDisks ?? [];
+  const sources = z.array(JobSourceSchema).catch([]).parse(run.job.sources);
+  return sources.find((s): s is VmSource => !isContainerSource(s) && same(s))?.excludeDisks ?? [];
+}
+
 const loadItem = (db: Db, id: string) => db.runVm.findUnique({ where: { id }, include: { run: { include: { job: { include: { vcenter: true, repository: true } } } } } });
 
 export function createBackupVmHandler(deps: BackupHandlerDeps) {
@@ -90,6 +98,7 @@ export function createBackupVmHandler(deps: BackupHandlerDeps) {
         options,
         previous: await previousPoint(db, repo, job.repositoryId, item, rec),
         repositoryVmId: (vm) => vm.instanceUuid ?? `${job.vcenterId}-${vm.moref}`,
+        excludeDisks: excludedDisks(run, item),
       };
       const result = await runVmBackup(input, {
         vsphere: session.port,

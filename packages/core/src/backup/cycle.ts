@@ -2,7 +2,8 @@
  * One VM's backup: preflight → snapshot → per disk (transport → read allocated
  * or changed areas → repository) → detach → remove snapshot → commit the
  * restore point → hand back the new changeIds (stored by the caller only now,
- * after every disk succeeded).
+ * after every disk succeeded). Disks the job leaves out are never read; the
+ * restore point lists them and its hardware omits them (exclusions.ts).
  *
  * Safety rules, in order of importance:
  * - every snapshot and attached disk has a journal row written BEFORE it exists
@@ -22,6 +23,7 @@ import type { JobOptions, TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
 import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRef, RestorePointWriter } from '@vaultline/repository';
 import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
+import { hardwareWithout, leaveOut } from './exclusions.ts';
 import type { CleanupJournal } from './journal.ts';
 import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
@@ -79,6 +81,8 @@ export interface VmBackupInput {
   options: JobOptions;
   previous: PreviousPoint | null;
   repositoryVmId: (vm: VmInfo) => string;
+  /** Device keys of the disks the job leaves out: not read, not stored, listed in the restore point (`vm.excludedDisks`). */
+  excludeDisks?: readonly number[];
 }
 
 export interface VmBackupDeps {
@@ -127,14 +131,19 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   } catch (err) {
     throw new VmBackupError(`the VM ${input.vmMoref} cannot be found in vCenter (${(err as Error).message}); was it deleted?`, false);
   }
+  const excluded = leaveOut(vm, input.excludeDisks ?? [], deps.runLog);
   const disks = vm.disks.filter((d) => {
+    if (excluded.some((x) => x.key === d.key)) return false;
     if (d.diskMode?.startsWith('independent')) {
       warn(`disk ${d.label} is ${d.diskMode}: snapshots do not cover it, so it is not backed up`);
       return false;
     }
     return true;
   });
-  if (disks.length === 0) throw new VmBackupError(`${vm.name} has no disk that can be backed up`, false);
+  if (disks.length === 0) {
+    if (excluded.length > 0) throw new VmBackupError(`the job leaves out every disk of ${vm.name} that can be backed up; nothing to back up`, false);
+    throw new VmBackupError(`${vm.name} has no disk that can be backed up`, false);
+  }
 
   if (!vm.changeTrackingEnabled && input.options.enableCbt) {
     deps.runLog('info', 'enabling Changed Block Tracking on the VM (takes effect with this backup)');
@@ -229,7 +238,15 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     writer = await deps.openWriter(deps.repo, {
       vmId: input.repositoryVmId(vm),
       parent: prev?.ref ?? null,
-      vm: { name: vm.name, moref: vm.moref, instanceUuid: vm.instanceUuid, biosUuid: vm.biosUuid, hardware },
+      vm: {
+        name: vm.name,
+        moref: vm.moref,
+        instanceUuid: vm.instanceUuid,
+        biosUuid: vm.biosUuid,
+        // A restore recreates the VM from this: without the left-out disks, which the point does not hold.
+        hardware: hardwareWithout(hardware, excluded),
+        ...(excluded.length > 0 ? { excludedDisks: excluded } : {}),
+      },
       transport: [...new Set([...choices.values()].map((c) => c.transport))].join(','),
       labels: { runId: input.runId, runVmId: input.runVmId, vmName: vm.name },
       lockedUntil: input.options.retention.immutableDays > 0 ? new Date(Date.now() + input.options.retention.immutableDays * 86_400_000) : null,
@@ -354,7 +371,9 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
         cbtUsed = areas.length > 0;
       }
     } else {
-      if (prev && !sameSize) job.warn(`disk ${disk.label}: capacity changed since the last backup; reading all allocated areas`);
+      // A disk the last point does not hold (added since, or left out by the job then) is simply read whole.
+      if (prev && prev.capacities[key] === undefined) deps.runLog('info', `disk ${disk.label}: not in the last restore point; reading all allocated areas`);
+      else if (prev && !sameSize) job.warn(`disk ${disk.label}: capacity changed since the last backup; reading all allocated areas`);
       if (prev?.suspect) job.warn(`disk ${disk.label}: the last restore point was suspect; reading all allocated areas`);
       areas = await allocatedOrAll(job);
       cbtUsed = true;

@@ -1,5 +1,5 @@
 import { useMemo, useState, type ReactNode } from 'react';
-import { isContainerSource, vmsInContainer, type ContainerSource, type InventoryContainer, type InventoryTree, type InventoryVm, type VCenter } from '@vaultline/contracts';
+import { isContainerSource, vmsInContainer, type ContainerSource, type InventoryContainer, type InventoryTree, type InventoryVm, type VCenter, type VmSource } from '@vaultline/contracts';
 import { useInventoryTree } from '../../../api/vcenters.ts';
 import { formatBytes, powerLabel } from '../../../lib/format.ts';
 import { sameVm, type Source, type WizardState } from './state.ts';
@@ -26,6 +26,21 @@ function controllers(vm: InventoryVm): string {
   const count = new Map<string, number>();
   for (const d of vm.disks) count.set(d.controller, (count.get(d.controller) ?? 0) + 1);
   return [...count].map(([c, n]) => (n > 1 ? `${c} ×${n}` : c)).join(', ') || '—';
+}
+
+/** The review's line for each VM source that leaves disks out: "db-01 without Hard disk 2". */
+export function DisksLeftOut({ vcenterId, sources }: { vcenterId: string; sources: Source[] }) {
+  const inventory = useInventoryTree(vcenterId || undefined);
+  const vms = sources.filter((s): s is VmSource => !isContainerSource(s) && (s.excludeDisks?.length ?? 0) > 0);
+  return vms.map((s) => {
+    const disks = inventory.data?.vms.find((vm) => sameVm(s, vm))?.disks ?? [];
+    const labels = s.excludeDisks!.map((k) => disks.find((d) => d.key === k)?.label ?? `disk ${k}`);
+    return (
+      <div key={s.instanceUuid ?? s.moref} data-testid="review-disks-left-out">
+        {s.name} without {labels.join(', ')}
+      </div>
+    );
+  });
 }
 
 type View = 'hosts' | 'folders' | 'tags';
@@ -98,6 +113,28 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
   const includedBy = (vm: InventoryVm) => holding(vm).filter((s) => !s.exclude?.some((x) => sameVm(x, vm)));
   const chosen = (vm: InventoryVm) => state.sources.some((s) => !isContainerSource(s) && sameVm(s, vm));
   const isChecked = (vm: InventoryVm) => chosen(vm) || includedBy(vm).length > 0;
+  /** The VM's own source (chosen by itself, or made one to leave disks out), and the disks it leaves out. */
+  const ownSource = (vm: InventoryVm) => state.sources.find((s): s is VmSource => !isContainerSource(s) && sameVm(s, vm));
+  const leftOut = (vm: InventoryVm) => ownSource(vm)?.excludeDisks ?? [];
+
+  /** A disk's checkbox: unchecked, its key joins the VM source's `excludeDisks` (a VM only in a container becomes a source of its own). */
+  const toggleDisk = (vm: InventoryVm, key: number) => {
+    const own = ownSource(vm);
+    const before = own?.excludeDisks ?? [];
+    const excludeDisks = before.includes(key) ? before.filter((k) => k !== key) : [...before, key].sort((a, b) => a - b);
+    if (!own) {
+      const source: VmSource = { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}), excludeDisks };
+      set({ sources: [...state.sources, source] });
+      return;
+    }
+    // Every disk again: a VM made a source of its own only to leave disks out goes back to being in its container.
+    if (excludeDisks.length === 0 && includedBy(vm).length > 0) {
+      set({ sources: state.sources.filter((s) => s !== own) });
+      return;
+    }
+    const rest: VmSource = { ...(own.kind ? { kind: own.kind } : {}), moref: own.moref, name: own.name, ...(own.instanceUuid ? { instanceUuid: own.instanceUuid } : {}) };
+    set({ sources: state.sources.map((s) => (s === own ? (excludeDisks.length ? { ...rest, excludeDisks } : rest) : s)) });
+  };
 
   const toggleVm = (vm: InventoryVm) => {
     if (isChecked(vm)) {
@@ -185,14 +222,37 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
           </label>
         </div>
         <div className="tree-detail small">
-          {vm.disks.map((d) => (
-            <div key={d.key}>
-              {d.label}: {formatBytes(d.capacityBytes)} · {d.controller}
-              {d.busNumber !== undefined && d.unitNumber !== undefined && ` ${d.busNumber}:${d.unitNumber}`}
-              {d.thin && ' · thin'}
-              {d.datastore && <span className="muted"> · {d.datastore}</span>}
+          {vm.disks.map((d) => {
+            const out = leftOut(vm).includes(d.key);
+            // The last disk backed up cannot be left out too: to skip the VM, uncheck the VM.
+            const last = !out && vm.disks.every((x) => x.key === d.key || leftOut(vm).includes(x.key));
+            return (
+              <div key={d.key} data-testid="vm-disk">
+                {checked && (
+                  <input
+                    type="checkbox"
+                    aria-label={`Back up ${d.label} of ${vm.name}`}
+                    checked={!out}
+                    disabled={last}
+                    title={last ? `To skip ${vm.name}, uncheck the VM` : undefined}
+                    onChange={() => toggleDisk(vm, d.key)}
+                  />
+                )}{' '}
+                {d.label}: {formatBytes(d.capacityBytes)} · {d.controller}
+                {d.busNumber !== undefined && d.unitNumber !== undefined && ` ${d.busNumber}:${d.unitNumber}`}
+                {d.thin && ' · thin'}
+                {d.datastore && <span className="muted"> · {d.datastore}</span>}
+                {checked && out && <strong> · left out</strong>}
+              </div>
+            );
+          })}
+          {checked && by.length > 0 && vm.disks.length > 1 && (
+            <div className="muted" data-testid="disk-note">
+              {chosen(vm)
+                ? `Chosen by itself to leave disks out; with every disk checked again it is backed up as part of ${by.map((s) => `${s.kind} ${s.name}`).join(', ')} only.`
+                : `Unchecking a disk adds ${vm.name} to the job as a VM source of its own that leaves that disk out; ${by.map((s) => `${s.kind} ${s.name}`).join(', ')} still brings in its other VMs.`}
             </div>
-          ))}
+          )}
           <div className="muted">Controllers: {controllers(vm)}</div>
           {vmNotes(vm).map((note) => (
             <div key={note} className="muted">
