@@ -6,7 +6,7 @@ const VM = 'e2e-drill-01';
 const DRILL = 'e2e weekly drill';
 const MiB = 1024 * 1024;
 
-/** A small VM with a restore point, backed up through the API as the overview's Back up now would. */
+/** A small VM with a restore point, backed up by a one-VM job through the API. */
 async function backedUpVm(page: Page) {
   const lab = connectLab(labState());
   const vm = await lab.createVm({ name: VM, disks: [{ capacityBytes: 32 * MiB }], cbt: true, powerOn: true });

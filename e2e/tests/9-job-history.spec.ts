@@ -8,8 +8,8 @@ type Job = { id: string; name: string };
 type JobHistory = { jobId: string; runs: { id: string; status: string; durationSeconds: number | null }[] };
 
 const VM = 'web-01';
-// The job "Back up now" made in 2-backup.spec.ts (made here if this spec runs alone).
-const JOB = `Quick backup – ${VM}`;
+// A one-VM job, made here when an earlier run of this spec has not left it.
+const JOB = `e2e history – ${VM}`;
 
 async function theJob(request: APIRequestContext): Promise<Job> {
   const found = ((await (await request.get(`${url()}/api/jobs`)).json()) as Job[]).find((j) => j.name === JOB);

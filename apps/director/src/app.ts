@@ -25,6 +25,7 @@ import { jobRoutes } from './routes/jobs.ts';
 import { retentionHoldRoutes } from './routes/retention-holds.ts';
 import { restorePointRoutes } from './routes/restore-points.ts';
 import { restoreRoutes } from './routes/restores.ts';
+import { backupRoutes } from './routes/backups.ts';
 import { copyJobRoutes } from './routes/copy-jobs.ts';
 import { drillRoutes } from './routes/drills.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
@@ -151,6 +152,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(vcenterRoutes, { db: deps.db, audit, credentials, secretKey: deps.secretKey, connector: deps.connector, inventory });
     await api.register(repositoryRoutes, { db: deps.db, audit, secretKey: deps.secretKey, repositories });
     await api.register(jobRoutes, { db: deps.db, audit, credentials, queue: deps.queue, events: deps.events, inventory, secretKey: deps.secretKey });
+    await api.register(backupRoutes, { db: deps.db, audit, queue: deps.queue, inventory, secretKey: deps.secretKey });
     await api.register(restorePointRoutes, { db: deps.db, audit, credentials, repositories });
     await api.register(retentionHoldRoutes, { db: deps.db, audit });
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });

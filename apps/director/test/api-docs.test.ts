@@ -14,6 +14,7 @@ const NO_BODY = new Set([
   'POST /api/auth/totp/enroll',
   'POST /api/jobs/:id/run',
   'POST /api/runs/:id/cancel',
+  'POST /api/runs/:id/retry',
   'POST /api/drills/:id/run',
   'POST /api/copy-jobs/:id/run',
   'POST /api/repositories/:id/gc',

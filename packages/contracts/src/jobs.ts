@@ -200,6 +200,9 @@ export const RunSchema = z.object({
   startedAt: z.string().nullable(),
   finishedAt: z.string().nullable(),
   error: z.string().nullable(),
+  /** Backups: the run whose failed VMs this one backs up again, and the run that retried this one's (null: none). */
+  retryOf: z.string().nullable(),
+  retriedBy: z.string().nullable(),
   vms: z.array(RunVmSchema),
 });
 export type Run = z.infer<typeof RunSchema>;

@@ -53,7 +53,8 @@ function what(r: RunFacts): string {
   const item = r.vms[0]?.vmName ?? '';
   switch (r.kind) {
     case 'backup':
-      return `backup job ${r.jobName ?? '(deleted job)'}`;
+      if (r.jobName) return `backup job ${r.jobName}${r.trigger === 'retry' || r.trigger === 'auto-retry' ? ' (retry of failed VMs)' : ''}`;
+      return r.trigger === 'one-off' ? `one-off backup of ${item}` : 'backup job (deleted job)';
     case 'restore':
       return `restore ${req.name ? `as ${req.name}` : ''}`.trim();
     case 'drill':

@@ -46,7 +46,7 @@ const Id = z.object({ id: z.uuid() });
 
 type RunWithItems = Awaited<ReturnType<typeof loadRun>>;
 async function loadRun(db: Db, id: string) {
-  return db.jobRun.findUnique({ where: { id }, include: { vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } } });
+  return db.jobRun.findUnique({ where: { id }, include: { retriedBy: { select: { id: true } }, vms: { include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } } });
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -77,6 +77,8 @@ export function runDto(r: NonNullable<RunWithItems>): Run {
     startedAt: iso(r.startedAt),
     finishedAt: iso(r.finishedAt),
     error: r.error,
+    retryOf: r.retryOfId,
+    retriedBy: r.retriedBy?.id ?? null,
     vms: r.vms.map((v) => ({
       id: v.id,
       vmMoref: v.vmMoref,
@@ -215,7 +217,8 @@ type VCenterRow = Awaited<ReturnType<Db['vCenter']['findFirstOrThrow']>>;
  * looked up by its instance UUID (which survives re-registration) or else its moref, each container by its
  * moref and kind. Returns the sources as the vCenter knows them (current moref, instance UUID filled in, a
  * container's current name and path); refuses, naming the source, otherwise. A container's exclusions are
- * kept as given (a VM excluded and gone is simply not there).
+ * kept as given (a VM excluded and gone is simply not there). A VM's disks left out must be disks it has, and
+ * not all of them.
  */
 /** The job's sources checked against the vCenter as it is now (which also renews the overview's copy of it). */
 export async function checkJobSources(inventory: InventoryCache, vcenter: VCenterRow, secretKey: Buffer, sources: JobSource[]): Promise<JobSource[]> {
@@ -241,7 +244,12 @@ export async function checkJobSources(inventory: InventoryCache, vcenter: VCente
       throw new AppError('bad_request', `${src.moref} in vCenter ${vcenter.name} is now another VM (${vm.name}, instance UUID ${vm.instanceUuid ?? 'unknown'}), not ${src.name} (${src.instanceUuid}); choose it again from the inventory`, [{ path, message: 'other_vm' }]);
     }
     if (vm.name !== src.name) throw new AppError('bad_request', `${vm.moref} in vCenter ${vcenter.name} is named ${vm.name}, not ${src.name}; choose the VM again from the inventory`, [{ path, message: 'name_mismatch' }]);
-    return { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) };
+    // Disks left out: each one the VM has now, and never all of them.
+    const excludeDisks = [...new Set(src.excludeDisks ?? [])].sort((a, b) => a - b);
+    const unknown = excludeDisks.find((k) => !vm.disks.some((d) => d.key === k));
+    if (unknown !== undefined) throw new AppError('bad_request', `VM ${vm.name} has no disk ${unknown}; its disks are ${vm.disks.map((d) => `${d.key} (${d.label})`).join(', ') || 'none'}`, [{ path: `${path}.excludeDisks`, message: 'no_such_disk' }]);
+    if (excludeDisks.length > 0 && excludeDisks.length === vm.disks.length) throw new AppError('bad_request', `VM ${vm.name}: choose the VM's disks to leave out, not all of them; to skip the VM, remove it`, [{ path: `${path}.excludeDisks`, message: 'all_disks' }]);
+    return { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}), ...(excludeDisks.length > 0 ? { excludeDisks } : {}) };
   });
 }
 
@@ -379,7 +387,7 @@ export async function jobRoutes(app: FastifyInstance, deps: { db: Db; audit: Aud
       where: { ...(q.jobId ? { jobId: q.jobId } : {}), ...(q.status ? { status: q.status } : {}) },
       orderBy: { createdAt: 'desc' },
       take: q.limit,
-      include: { vms: { omit: { log: !q.logs }, include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } },
+      include: { retriedBy: { select: { id: true } }, vms: { omit: { log: !q.logs }, include: { disks: { orderBy: { deviceKey: 'asc' } } }, orderBy: { vmName: 'asc' } } },
     });
     return runs.map((r) => runDto({ ...r, vms: r.vms.map((v) => ({ ...v, log: 'log' in v ? v.log : [] })) }));
   });

@@ -1,4 +1,4 @@
-import { describeSource, expandSources, isContainerSource, JobSourceSchema, type ContainerSource, type InventoryContainer, type InventoryVm, type JobSource } from '@vaultline/contracts';
+import { describeSource, expandSources, isContainerSource, isTerminalStatus, JobSourceSchema, type ContainerSource, type InventoryContainer, type InventoryVm, type JobSource, type OneOffBackup } from '@vaultline/contracts';
 import type { Db, Prisma } from '@vaultline/db';
 import type { WorkQueue } from '@vaultline/queue';
 import { z } from 'zod';
@@ -134,4 +134,104 @@ export async function startItemRun(
   });
   await enqueue({ runVmId: created.vms[0]!.id });
   return created;
+}
+
+/** The VM is being backed up now (a run of any job, or another one-off): a second snapshot cycle must not start beside it. */
+async function activeBackupOf(db: Db, vm: { moref: string; instanceUuid?: string | undefined }) {
+  return db.runVm.findFirst({
+    where: { status: { in: ['queued', 'running'] }, run: { kind: 'backup' }, OR: [{ vmMoref: vm.moref }, ...(vm.instanceUuid ? [{ vmInstanceUuid: vm.instanceUuid }] : [])] },
+    select: { runId: true },
+  });
+}
+
+/**
+ * A one-off backup ("Back up now"): a run without a job, of one VM, whose request carries the vCenter,
+ * repository, transport and options (`backup.vm` already checked against the vCenter). Nothing is scheduled
+ * or left behind; no job's retention ever prunes its point. Refused while the VM is being backed up.
+ */
+export async function startOneOffBackup(db: Db, queue: WorkQueue, backup: OneOffBackup, requestedBy: string | null) {
+  const busy = await activeBackupOf(db, backup.vm);
+  if (busy) throw new AppError('conflict', `${backup.vm.name} is being backed up now (run ${busy.runId}); watch that run instead`);
+  const run = await db.jobRun.create({
+    data: {
+      kind: 'backup',
+      trigger: 'one-off',
+      requestedBy,
+      request: { oneOff: backup } as unknown as Prisma.InputJsonObject,
+      vms: { create: [{ vmMoref: backup.vm.moref, vmName: backup.vm.name, vmInstanceUuid: backup.vm.instanceUuid ?? null }] },
+    },
+    include: { vms: true },
+  });
+  await queue.enqueueBackupVm({ runVmId: run.vms[0]!.id });
+  return run;
+}
+
+/** How many retries lead to `runId` (0 for a run that is not a retry). */
+export async function retryDepth(db: Db, runId: string): Promise<number> {
+  let depth = 0;
+  let id: string | null = runId;
+  while (id && depth < 50) {
+    const row: { retryOfId: string | null } | null = await db.jobRun.findUnique({ where: { id }, select: { retryOfId: true } });
+    id = row?.retryOfId ?? null;
+    if (id) depth++;
+  }
+  return depth;
+}
+
+/**
+ * A run of only the failed VMs of finished backup run `runId` (`trigger` 'retry' by hand, 'auto-retry' by the
+ * job's option): the same job (or the same one-off request), a VM that failed is backed up again, a container
+ * source that failed (lost, or not expandable) is expanded again. Cancelled VMs are not retried. A run is retried
+ * at most once (its retry can be retried in turn); refused while the job has a run in progress.
+ */
+export async function startRetryRun(db: Db, queue: WorkQueue, runId: string, how: { trigger: 'retry' | 'auto-retry'; requestedBy: string | null; inv?: RunInventory; now?: Date }) {
+  const run = await db.jobRun.findUnique({ where: { id: runId }, include: { vms: true, job: true, retriedBy: { select: { id: true } } } });
+  if (!run) throw new AppError('not_found', 'no such run');
+  if (run.kind !== 'backup') throw new AppError('bad_request', `only backup runs are retried; this is a ${run.kind} run`);
+  if (!isTerminalStatus(run.status)) throw new AppError('conflict', `run ${run.id} is still ${run.status}; retry it once it has finished`);
+  if (run.retriedBy) throw new AppError('conflict', `run ${run.id} was already retried by run ${run.retriedBy.id}`);
+  const failed = run.vms.filter((v) => v.status === 'failed');
+  if (failed.length === 0) throw new AppError('conflict', `run ${run.id} has no failed VM to retry`);
+  if (!run.job && !(run.request && typeof run.request === 'object' && 'oneOff' in run.request)) throw new AppError('bad_request', 'the job of this run was deleted; nothing to retry it with');
+  if (run.job) {
+    const active = await db.jobRun.findFirst({ where: { jobId: run.job.id, status: { in: ['queued', 'running'] } } });
+    if (active) throw new AppError('conflict', `job ${run.job.name} is already running (run ${active.id}); retry when it has finished`);
+  }
+  const now = how.now ?? new Date();
+  const at = now.toISOString();
+  const sources = run.job ? Sources.parse(run.job.sources) : [];
+  const lostSource = (v: { vmMoref: string }) => sources.find((s) => isContainerSource(s) && s.moref === v.vmMoref) as ContainerSource | undefined;
+  const items: ItemRow[] = failed
+    .filter((v) => !lostSource(v))
+    .map((v) => ({ vmMoref: v.vmMoref, vmName: v.vmName, vmInstanceUuid: v.vmInstanceUuid, log: [{ at, level: 'info', message: `Retry of run ${run.id}, where it failed: ${v.error ?? 'no reason recorded'}` }] }));
+  const containers = failed.map(lostSource).filter((s): s is ContainerSource => s !== undefined);
+  if (containers.length > 0) items.push(...(await runItems(db, run.job!, containers, how.inv, now)));
+  const settled =
+    items.length === 0
+      ? { status: 'warning' as const, error: 'the sources that failed hold no VM now', finishedAt: now }
+      : items.every((i) => i.status === 'failed')
+        ? { status: 'failed' as const, error: items.map((i) => i.error).join('; '), finishedAt: now }
+        : {};
+  let created;
+  try {
+    created = await db.jobRun.create({
+      data: {
+        jobId: run.jobId,
+        kind: 'backup',
+        trigger: how.trigger,
+        requestedBy: how.requestedBy,
+        ...(run.request ? { request: run.request as Prisma.InputJsonObject } : {}),
+        retryOfId: run.id,
+        ...settled,
+        vms: { create: items },
+      },
+      include: { vms: true },
+    });
+  } catch (err) {
+    // Two Directors (or two clicks) retrying the same run: the unique retry_of_id lets one through.
+    if ((err as { code?: string }).code === 'P2002') throw new AppError('conflict', `run ${run.id} was already retried`);
+    throw err;
+  }
+  for (const vm of created.vms) if (vm.status === 'queued') await queue.enqueueBackupVm({ runVmId: vm.id });
+  return { job: run.job, run: created };
 }

@@ -1,5 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
-import type { Ok, Run, RunDetail, RunStatus } from '@vaultline/contracts';
+import type { Ok, Run, RunDetail, RunStarted, RunStatus } from '@vaultline/contracts';
 import { api } from '../lib/api.ts';
 
 export interface RunFilter {
@@ -26,5 +26,7 @@ export const getRun = (id: string) => api<RunDetail>(`/api/runs/${id}`);
 export const useRun = (id: string) => useQuery({ queryKey: ['runs', 'one', id], queryFn: () => getRun(id), refetchInterval: 10_000 });
 
 export const cancelRun = (id: string) => api<Ok>(`/api/runs/${id}/cancel`, { method: 'POST' });
+/** A run of the failed VMs of a finished backup run (its job's, or the same one-off). */
+export const retryRun = (id: string) => api<RunStarted>(`/api/runs/${id}/retry`, { method: 'POST' });
 
 export const isActive = (status: RunStatus) => status === 'queued' || status === 'running';

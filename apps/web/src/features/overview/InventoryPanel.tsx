@@ -1,30 +1,21 @@
 import { useQueryClient } from '@tanstack/react-query';
-import type { InventoryVm, Job, VCenter } from '@vaultline/contracts';
-import { useState } from 'react';
+import type { InventoryVm, RunStarted, VCenter } from '@vaultline/contracts';
+import { Fragment, useState } from 'react';
 import { Link } from 'react-router';
-import { createJob, getJobs, runJob } from '../../api/jobs.ts';
+import { api, errorMessage } from '../../lib/api.ts';
 import { useRepositories } from '../../api/repositories.ts';
 import { useAllRestorePoints } from '../../api/restores.ts';
 import { useInventories, useVCenters } from '../../api/vcenters.ts';
 import { paths } from '../../config/paths.ts';
-import { errorMessage } from '../../lib/api.ts';
 import { formatBytes, powerLabel } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { TableHead } from '../../components/TableHead.tsx';
+import { BackupNowProgress } from './BackupNowProgress.tsx';
 
-/** Creates (once) a one-VM job in the first repository and runs it now. */
-async function backUpNow(vcenter: VCenter, vm: InventoryVm, repositoryId: string) {
-  const name = `Quick backup – ${vm.name}`;
-  let job: Job | undefined = (await getJobs()).find((j) => j.name === name);
-  job ??= await createJob({
-    name,
-    vcenterId: vcenter.id,
-    repositoryId,
-    sources: [{ moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) }],
-  });
-  return runJob(job.id);
-}
+/** A one-off backup of the VM into `repositoryId`, now: no job is made or kept. */
+const backUpNow = (vcenter: VCenter, vm: InventoryVm, repositoryId: string) =>
+  api<RunStarted>('/api/backups', { method: 'POST', body: { vcenterId: vcenter.id, repositoryId, vm: { moref: vm.moref, name: vm.name, ...(vm.instanceUuid ? { instanceUuid: vm.instanceUuid } : {}) } } });
 
 export function InventoryPanel() {
   const me = useMe();
@@ -33,7 +24,9 @@ export function InventoryPanel() {
   const repositories = useRepositories();
   const inventories = useInventories((vcenters.data ?? []).map((v) => v.id));
   const [busy, setBusy] = useState<string | null>(null);
-  const [message, setMessage] = useState<{ kind: 'ok' | 'error'; text: string; runId?: string } | null>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  /** One-off backups started here, by VM: their progress shows under the VM's row. */
+  const [started, setStarted] = useState<Record<string, string>>({});
   const canRun = can(me.role, 'operator');
   const points = useAllRestorePoints(canRun);
   // A VM's restore points are its own (by instance UUID) or, for a VM restored under the name, those of that name.
@@ -61,11 +54,11 @@ export function InventoryPanel() {
     <section className="card" data-testid="inventory">
       <div className="row">
         <h3>Virtual machines</h3>
-        {repo ? <span className="muted small">Back up now goes to {repo.name}; for schedules and options, create a job</span> : <span className="muted small">no repository yet</span>}
+        {repo ? <span className="muted small">Back up now makes one restore point in {repo.name}, without creating a job; for schedules and options, create a job</span> : <span className="muted small">no repository yet</span>}
       </div>
       {message && (
-        <div className={`alert ${message.kind === 'error' ? 'error' : 'ok'}`} role={message.kind === 'error' ? 'alert' : 'status'}>
-          {message.text} {message.runId && <Link to={paths.run(message.runId)}>Watch it</Link>}
+        <div className="alert error" role="alert">
+          {message}
         </div>
       )}
       {vcenters.data.map((vc, i) => {
@@ -82,7 +75,8 @@ export function InventoryPanel() {
                 <TableHead columns={['Name', 'Power', 'CBT', 'Disks']} actions="Actions" />
                 <tbody>
                   {inv.data.map((vm) => (
-                    <tr key={vm.moref} data-testid="vm-row">
+                    <Fragment key={vm.moref}>
+                    <tr data-testid="vm-row">
                       <td data-label="Name">
                         <strong>{vm.name}</strong>
                         <div className="muted small">{vm.guestId ?? vm.moref}</div>
@@ -100,15 +94,16 @@ export function InventoryPanel() {
                           <button
                             type="button"
                             disabled={busy !== null}
+                            aria-label={`Back up ${vm.name} now`}
                             onClick={() => {
                               setBusy(vm.moref);
                               setMessage(null);
                               backUpNow(vc, vm, repo.id)
                                 .then((run) => {
-                                  setMessage({ kind: 'ok', text: `Backup of ${vm.name} started.`, runId: run.id });
+                                  setStarted((s) => ({ ...s, [vm.moref]: run.runId }));
                                   return qc.invalidateQueries({ queryKey: ['runs'] });
                                 })
-                                .catch((err: unknown) => setMessage({ kind: 'error', text: errorMessage(err) }))
+                                .catch((err: unknown) => setMessage(errorMessage(err)))
                                 .finally(() => setBusy(null));
                             }}
                           >
@@ -117,6 +112,14 @@ export function InventoryPanel() {
                         )}
                       </td>
                     </tr>
+                    {started[vm.moref] && (
+                      <tr className="backup-now-row">
+                        <td colSpan={5}>
+                          <BackupNowProgress runId={started[vm.moref]!} vmName={vm.name} />
+                        </td>
+                      </tr>
+                    )}
+                    </Fragment>
                   ))}
                 </tbody>
               </table>

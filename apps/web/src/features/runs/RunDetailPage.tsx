@@ -1,11 +1,11 @@
 import { useEffect, useState } from 'react';
-import { Link, useParams } from 'react-router';
+import { Link, useNavigate, useParams } from 'react-router';
 import { useQueryClient } from '@tanstack/react-query';
 import type { Run } from '@vaultline/contracts';
 import { useTransporters } from '../../api/health.ts';
 import { useJobs } from '../../api/jobs.ts';
 import { useLiveRuns } from '../../api/live.ts';
-import { cancelRun, isActive, useRun } from '../../api/runs.ts';
+import { cancelRun, isActive, retryRun, useRun } from '../../api/runs.ts';
 import { ConfirmDialog } from '../../components/ConfirmDialog.tsx';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { StatusPill } from '../../components/StatusPill.tsx';
@@ -54,6 +54,41 @@ function RunLog({ run }: { run: Run }) {
           </ol>
         )}
       </section>
+    </>
+  );
+}
+
+/** Retry failed VMs: a new run of only them; the button leads to it. */
+function RetryFailed({ run }: { run: Run }) {
+  const navigate = useNavigate();
+  const qc = useQueryClient();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const failed = run.vms.filter((v) => v.status === 'failed').length;
+  return (
+    <>
+      <button
+        type="button"
+        disabled={busy}
+        onClick={() => {
+          setBusy(true);
+          setError(null);
+          retryRun(run.id)
+            .then(async (started) => {
+              await qc.invalidateQueries({ queryKey: ['runs'] });
+              await navigate(paths.run(started.runId));
+            })
+            .catch((err: unknown) => setError(errorMessage(err)))
+            .finally(() => setBusy(false));
+        }}
+      >
+        {busy ? 'Starting…' : `Retry ${failed === 1 ? 'the failed VM' : `${failed} failed VMs`}`}
+      </button>
+      {error && (
+        <span className="reason" role="alert">
+          {error}
+        </span>
+      )}
     </>
   );
 }
@@ -148,6 +183,7 @@ export default function RunDetailPage() {
               <StatusPill status={r.status} testId="run-status" />
             </span>
             {isActive(r.status) && can(me.role, 'operator') && <Cancel run={r} />}
+            {r.kind === 'backup' && !isActive(r.status) && !r.retriedBy && r.vms.some((v) => v.status === 'failed') && can(me.role, 'operator') && <RetryFailed run={r} />}
           </>
         )
       }
@@ -160,6 +196,20 @@ export default function RunDetailPage() {
             <div className="alert error" role="alert">
               {r.error}
             </div>
+          )}
+          {(r.retryOf || r.retriedBy) && (
+            <p className="muted" data-testid="run-retries">
+              {r.retryOf && (
+                <>
+                  {r.trigger === 'auto-retry' ? 'An automatic retry' : 'A retry'} of the failed VMs of <Link to={paths.run(r.retryOf)}>an earlier run</Link>.{' '}
+                </>
+              )}
+              {r.retriedBy && (
+                <>
+                  Its failed VMs were retried in <Link to={paths.run(r.retriedBy)}>a later run</Link>.
+                </>
+              )}
+            </p>
           )}
           <section className="card" aria-label="VMs and disks">
             {r.vms.map((vm) => (

@@ -7,7 +7,7 @@ import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatBytes, formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
-import { RUN_KIND } from '../../lib/run-title.ts';
+import { RUN_KIND, runTitle } from '../../lib/run-title.ts';
 import { TableHead } from '../../components/TableHead.tsx';
 
 const totals = (run: Run) => {
@@ -84,7 +84,7 @@ export default function RunsPage() {
                         <div className="muted small">{run.trigger}</div>
                       </td>
                       <td data-label="Job">
-                        {run.kind === 'backup' ? (jobName(run.jobId) ?? RUN_KIND.backup) : RUN_KIND[run.kind]}
+                        {run.kind === 'backup' ? (jobName(run.jobId) ?? (run.trigger === 'one-off' ? runTitle(run, undefined) : RUN_KIND.backup)) : RUN_KIND[run.kind]}
                       </td>
                       <td data-label="VMs" className="small">{run.vms.map((v) => v.vmName).join(', ')}</td>
                       <td data-label="Status">
