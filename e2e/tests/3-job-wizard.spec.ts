@@ -133,7 +133,9 @@ test('a job is disabled, edited to a weekly schedule, and deleted only after con
   await step(page, 3);
   await expect(page.getByLabel('Daily at')).toHaveValue('23:15');
   await page.getByRole('radio', { name: /Weekly/ }).check();
-  await page.getByLabel('Weekly on').selectOption('Saturday');
+  const weekdays = page.getByRole('group', { name: 'Weekly on' });
+  await weekdays.getByRole('checkbox', { name: 'Saturday' }).check();
+  await weekdays.getByRole('checkbox', { name: 'Monday' }).uncheck();
   await page.getByLabel('Weekly at').fill('04:30');
   await expect(page.getByTestId('schedule-preview')).toContainText('30 4 * * 6');
   // Keeping fewer restore points deletes some at the next prune: the review asks for the password again.

@@ -73,6 +73,14 @@ export class WorkQueue {
     return state === 'unknown' ? null : state;
   }
 
+  /**
+   * Takes item `runVmId` out of the queue unless a worker holds it (BullMQ does not remove a locked job):
+   * true when the queue no longer has it (also when it never had), false when a Transporter is running it.
+   */
+  async remove(runVmId: string): Promise<boolean> {
+    return (await this.queue.remove(runVmId)) === 1;
+  }
+
   async counts(): Promise<Record<string, number>> {
     return this.queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed');
   }

@@ -3,6 +3,8 @@
  * hour day-of-month month day-of-week) read in the appliance's time zone.
  * cron-parser alone also takes 3, 4 or 6 fields (seconds), which the 20-second
  * scheduler tick cannot honour, so those are refused here with the reason.
+ * A day-of-month of `L` is the last day of each month (cron-parser reads it both
+ * ways, leap years included): the console's "monthly on the last day" writes it.
  */
 import cronParser from 'cron-parser';
 

@@ -42,7 +42,7 @@ function DrillForm({ drill, vcenters, vms }: { drill: DrillJobDto | null; vcente
   const [chosen, setChosen] = useState<{ instanceUuid: string; name: string }[]>(drill?.vms ?? []);
   const [pointChoice, setPointChoice] = useState(drill?.pointChoice ?? 'newest');
   const [datastore, setDatastore] = useState(drill?.datastore ?? '');
-  const [schedule, setSchedule] = useState<ScheduleChoice>(() => (drill ? fromCron(drill.schedule) : { kind: 'weekly', day: 0, time: '03:00' }));
+  const [schedule, setSchedule] = useState<ScheduleChoice>(() => (drill ? fromCron(drill.schedule) : { kind: 'weekly', days: [0], time: '03:00' }));
   const [enabled, setEnabled] = useState(drill?.enabled ?? true);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);

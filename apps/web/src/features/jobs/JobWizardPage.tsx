@@ -45,6 +45,11 @@ async function stepProblem(step: number, s: WizardState): Promise<string | null>
       if (nums.some((n) => !Number.isFinite(n) || n < 0)) return 'Every number must be filled in and not negative.';
       if (r.keepLast < 1) return 'Keep last must be at least 1.';
       if (s.options.cbtSanityRate > 1) return 'The CBT sanity check is at most 100%.';
+      const { retries, window } = s.options;
+      if (!Number.isInteger(retries.count) || retries.count < 0 || retries.count > 5) return 'Automatic retries: 0 to 5 times.';
+      if (!Number.isInteger(retries.delayMinutes) || retries.delayMinutes < 1 || retries.delayMinutes > 1440) return 'Automatic retries: 1 to 1440 minutes apart.';
+      if (window && (!window.start || !window.end)) return 'Give the backup window a start and an end time.';
+      if (window && window.start === window.end) return 'A backup window must not start and end at the same time.';
       return null;
     }
     default:

@@ -3,6 +3,9 @@ import { TRANSPORT_HELP, TRANSPORT_LABEL } from '../../../components/run/transpo
 import { NumberField, RetentionFields } from '../../../components/RetentionFields.tsx';
 import type { WizardState } from './state.ts';
 
+/** A night window, offered when the box is ticked; the operator sets the hours. */
+const DEFAULT_WINDOW = { start: '20:00', end: '06:00' };
+
 const MODES: TransportMode[] = ['automatic', 'san', 'hotadd', 'nbdssl', 'nbd'];
 
 const QUIESCE: { value: JobOptions['quiesce']; label: string; help: string }[] = [
@@ -79,6 +82,56 @@ export function OptionsStep({ state, set }: { state: WizardState; set: (patch: P
           help="Catches silent CBT errors: a mismatch marks the restore point suspect and the next backup re-reads every disk. 0 turns it off."
           onChange={(n) => setOptions({ cbtSanityRate: n / 100 })}
         />
+      </fieldset>
+
+      <fieldset>
+        <legend>Backup window</legend>
+        <label className="check-field">
+          <input type="checkbox" checked={o.window !== null} onChange={(e) => setOptions({ window: e.target.checked ? DEFAULT_WINDOW : null })} />
+          <span>
+            Start scheduled runs only inside a backup window
+            <span className="muted small block">
+              In the appliance’s time zone; an end before the start spans midnight. A scheduled run due outside it is skipped, and the job’s runs say so. When it closes, VMs
+              not started yet are left for the next run; VMs being copied finish. Run now is not restricted.
+            </span>
+          </span>
+        </label>
+        {o.window && (
+          <div className="nested row-inline">
+            <label className="inline">
+              from
+              <input type="time" value={o.window.start} required onChange={(e) => setOptions({ window: { start: e.target.value, end: o.window!.end } })} aria-label="Backup window from" />
+            </label>
+            <label className="inline">
+              to
+              <input type="time" value={o.window.end} required onChange={(e) => setOptions({ window: { start: o.window!.start, end: e.target.value } })} aria-label="Backup window to" />
+            </label>
+          </div>
+        )}
+      </fieldset>
+
+      <fieldset>
+        <legend>Automatic retries</legend>
+        <div className="row-inline">
+          <label className="inline">
+            Retry failed VMs automatically:
+            <input type="number" value={Number.isFinite(o.retries.count) ? o.retries.count : ''} min={0} max={5} required onChange={(e) => setOptions({ retries: { ...o.retries, count: e.target.valueAsNumber } })} aria-label="Retry failed VMs automatically" />
+            times,
+          </label>
+          <label className="inline">
+            <input
+              type="number"
+              value={Number.isFinite(o.retries.delayMinutes) ? o.retries.delayMinutes : ''}
+              min={1}
+              max={1440}
+              required
+              onChange={(e) => setOptions({ retries: { ...o.retries, delayMinutes: e.target.valueAsNumber } })}
+              aria-label="Minutes between retries"
+            />
+            minutes apart
+          </label>
+        </div>
+        <p className="small muted">When a run ends with failed VMs, a run of only those VMs starts that many minutes later, up to that many times (0 = off). Cancelled VMs are not retried.</p>
       </fieldset>
 
       <fieldset>

@@ -2,6 +2,7 @@ import { isContainerSource, type RepositoryDto, type VCenter } from '@vaultline/
 import { TRANSPORT_LABEL } from '../../../components/run/transport.ts';
 import { describeSchedule, toCron } from '../schedule.ts';
 import type { WizardState } from './state.ts';
+import { DisksLeftOut } from './SourcesStep.tsx';
 
 export function ReviewStep({ state, set, vcenters, repositories }: { state: WizardState; set: (patch: Partial<WizardState>) => void; vcenters: VCenter[]; repositories: RepositoryDto[] }) {
   const o = state.options;
@@ -25,6 +26,7 @@ export function ReviewStep({ state, set, vcenters, repositories }: { state: Wiza
         <dt>Sources</dt>
         <dd data-testid="review-sources">
           {vms.length > 0 && <div>VMs: {vms.map((s) => s.name).join(', ')}</div>}
+          <DisksLeftOut vcenterId={state.vcenterId} sources={vms} />
           {containers.map((c) => (
             <div key={c.moref}>
               {c.kind === 'tag' ? `Tag ${c.path}: the VMs tagged at each run, VMs tagged later included` : `${c.kind[0]!.toUpperCase() + c.kind.slice(1)} ${c.path}: its VMs at each run, VMs added later included`}
@@ -49,6 +51,14 @@ export function ReviewStep({ state, set, vcenters, repositories }: { state: Wiza
         <dt>CBT</dt>
         <dd>
           {o.enableCbt ? 'enabled where off' : 'left as it is'}; sanity check {Math.round(o.cbtSanityRate * 100_000) / 1000}%
+        </dd>
+        <dt>Backup window</dt>
+        <dd data-testid="review-window">
+          {o.window ? `${o.window.start}–${o.window.end} (appliance time zone): scheduled runs start only inside it; VMs not started when it closes wait for the next run` : 'none: scheduled runs start at any time'}
+        </dd>
+        <dt>Retries</dt>
+        <dd data-testid="review-retries">
+          {o.retries.count === 0 ? 'off' : `failed VMs retried ${o.retries.count === 1 ? 'once' : `${o.retries.count} times`}, ${o.retries.delayMinutes} minute${o.retries.delayMinutes === 1 ? '' : 's'} apart`}
         </dd>
         <dt>Retention</dt>
         <dd>

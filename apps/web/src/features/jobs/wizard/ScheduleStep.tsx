@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { useSchedulePreview } from '../../../api/jobs.ts';
 import { formatDateTime } from '../../../lib/format.ts';
-import { DAYS, toCron, type ScheduleChoice } from '../schedule.ts';
+import { DAYS, MONTH_DAYS_MAX, toCron, WEEK, type ScheduleChoice } from '../schedule.ts';
 import type { WizardState } from './state.ts';
 
 function useDebounced<T>(value: T, ms: number): T {
@@ -42,10 +42,11 @@ export function ScheduleStep({ state, set }: { state: WizardState; set: (patch: 
   );
 }
 
-/** None, daily, weekly or a cron expression, with the Director's preview of the next runs. */
+/** None, daily, weekly (on any set of days), monthly or a cron expression, with the Director's preview of the next runs. */
 export function ScheduleChooser({ value: s, onChange: choose, noneHelp = 'Run it by hand from the job list.', whenNone }: { value: ScheduleChoice; onChange: (c: ScheduleChoice) => void; noneHelp?: string; whenNone?: string }) {
-  const time = s.kind === 'daily' || s.kind === 'weekly' ? s.time : '22:00';
-  const day = s.kind === 'weekly' ? s.day : 1;
+  const time = s.kind === 'daily' || s.kind === 'weekly' || s.kind === 'monthly' ? s.time : '22:00';
+  const days = s.kind === 'weekly' ? s.days : [1];
+  const monthDay = s.kind === 'monthly' ? s.day : 1;
   return (
     <>
       <fieldset className="choices">
@@ -69,26 +70,60 @@ export function ScheduleChooser({ value: s, onChange: choose, noneHelp = 'Run it
           </label>
         )}
         <label className={`choice ${s.kind === 'weekly' ? 'chosen' : ''}`}>
-          <input type="radio" name="schedule" checked={s.kind === 'weekly'} onChange={() => choose({ kind: 'weekly', day, time })} />
+          <input type="radio" name="schedule" checked={s.kind === 'weekly'} onChange={() => choose({ kind: 'weekly', days, time })} />
           <span className="choice-text">
-            <strong>Weekly</strong>
+            <strong>Weekly</strong> <span className="muted small block">Any days of the week you tick.</span>
           </span>
         </label>
         {s.kind === 'weekly' && (
           <div className="nested row-inline">
+            {/* The last day left cannot be unticked: a weekly schedule without a day would never run. */}
+            <div role="group" aria-label="Weekly on" className="row-inline" style={{ alignItems: 'center' }}>
+              on
+              {WEEK.map((d) => {
+                const on = s.days.includes(d);
+                return (
+                  <label key={d} className="inline">
+                    <input
+                      type="checkbox"
+                      checked={on}
+                      disabled={on && s.days.length === 1}
+                      onChange={() => choose({ kind: 'weekly', days: on ? s.days.filter((x) => x !== d) : [...s.days, d], time: s.time })}
+                      aria-label={DAYS[d]}
+                    />
+                    {DAYS[d].slice(0, 3)}
+                  </label>
+                );
+              })}
+            </div>
+            <label className="inline">
+              at
+              <input type="time" value={s.time} required onChange={(e) => choose({ kind: 'weekly', days: s.days, time: e.target.value })} aria-label="Weekly at" />
+            </label>
+          </div>
+        )}
+        <label className={`choice ${s.kind === 'monthly' ? 'chosen' : ''}`}>
+          <input type="radio" name="schedule" checked={s.kind === 'monthly'} onChange={() => choose({ kind: 'monthly', day: monthDay, time })} />
+          <span className="choice-text">
+            <strong>Monthly</strong> <span className="muted small block">A day of the month (1–{MONTH_DAYS_MAX}, which every month has) or its last day.</span>
+          </span>
+        </label>
+        {s.kind === 'monthly' && (
+          <div className="nested row-inline">
             <label className="inline">
               on
-              <select value={s.day} onChange={(e) => choose({ kind: 'weekly', day: Number(e.target.value), time: s.time })} aria-label="Weekly on">
-                {DAYS.map((d, i) => (
-                  <option key={d} value={i}>
-                    {d}
+              <select value={String(s.day)} onChange={(e) => choose({ kind: 'monthly', day: e.target.value === 'last' ? 'last' : Number(e.target.value), time: s.time })} aria-label="Monthly on">
+                {Array.from({ length: MONTH_DAYS_MAX }, (_, i) => (
+                  <option key={i + 1} value={i + 1}>
+                    day {i + 1}
                   </option>
                 ))}
+                <option value="last">the last day</option>
               </select>
             </label>
             <label className="inline">
               at
-              <input type="time" value={s.time} required onChange={(e) => choose({ kind: 'weekly', day: s.day, time: e.target.value })} aria-label="Weekly at" />
+              <input type="time" value={s.time} required onChange={(e) => choose({ kind: 'monthly', day: s.day, time: e.target.value })} aria-label="Monthly at" />
             </label>
           </div>
         )}
