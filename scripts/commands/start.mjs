@@ -5,9 +5,10 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
+import { aptInstall } from '../lib/apt.mjs';
 import { SetupError, say } from '../lib/output.mjs';
 import { DATA, LAB_CLI, ROOT, STATE, isRoot } from '../lib/paths.mjs';
-import { stopServices, stops, tsx } from '../lib/processes.mjs';
+import { have, stopServices, stops, tsx } from '../lib/processes.mjs';
 import { setup } from '../lib/setup.mjs';
 
 /** The SHA-256 fingerprint of the certificate in this PEM file, or null while there is none. */
@@ -65,6 +66,21 @@ function startFlrHelper(env) {
   const node = [process.execPath, '--import', 'tsx', 'packages/flr/src/helper/main.ts'];
   const argv = isRoot ? ['unshare', '--mount', '--propagation', 'private', '--', ...node] : node;
   return spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: helperEnv });
+}
+
+/**
+ * What the file-level restore helper mounts with (the OVA and the Docker image install the same): as root,
+ * installed when missing, so Browse files works on the demo VM file-01's NTFS and ext4 partitions at once.
+ * A failed install only warns: the helper then answers 503 naming what is missing.
+ */
+function ensureFlrTools() {
+  const missing = [...new Set([['nbdfuse', 'libnbd-bin'], ['fusermount3', 'fuse3'], ['ntfs-3g', 'ntfs-3g']].filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
+  if (!isRoot || missing.length === 0) return;
+  try {
+    aptInstall(missing, `Browse files (file-level restore) needs ${missing.join(', ')}.`);
+  } catch (e) {
+    process.stderr.write(`vaultline: could not install ${missing.join(', ')} (${e.message}); Browse files answers 503 until they are installed\n`);
+  }
 }
 
 /** Starts the lab vCenter (detached) and returns its state; registers its stop. */
@@ -148,6 +164,7 @@ export async function start() {
   // File-level restore's helper: the only process that mounts guest filesystems, in a mount namespace of
   // its own (as root; otherwise it runs and the console says why it cannot mount). Its environment holds
   // no database address and no key: it reads disks from the Director's NBD sockets only.
+  ensureFlrTools();
   const helper = startFlrHelper(env);
   children.push(helper);
   helper.once('exit', (code) => {

@@ -8,7 +8,7 @@
  *   create-vm --name N --disk 4G[:thick][:pvscsi|lsilogic|ide|sata][:datastore] ... [--no-cbt] [--power-on]
  *   write --vm N [--disk 0] --offset 1M --length 4M [--pattern zeros|text|random] [--seed S]
  *   sha256 --vm N [--disk 0] [--snapshot snapshot-12]
- *   build                                         install the Debian toolchain if needed (root) and build/cache the server
+ *   build                                         install the Debian toolchain if needed (root) and build/cache the server and the demo disk
  *
  * The lab lives in <repo>/.vaultline/lab (git-ignored): tls/ keeps the
  * certificate across runs (stable thumbprint), run/ is removed by `down`.
@@ -16,6 +16,7 @@
 import { parseArgs } from 'node:util';
 import { buildLabServer } from './build.ts';
 import { labDown, labStatus, labUp, sharedLab } from './control.ts';
+import { buildDemoDisk } from './demo-disk.ts';
 import type { LabDiskSpec, WriteOp } from './types.ts';
 
 function size(text: string): number {
@@ -51,7 +52,8 @@ async function main(argv: string[]): Promise<void> {
 
   switch (command) {
     case 'build': {
-      print({ binary: await buildLabServer() });
+      // The demo's partitioned disk too (installs ntfs-3g/wimtools as root), so tests and `up --demo` find it cached.
+      print({ binary: await buildLabServer(), demoDisk: buildDemoDisk().dir });
       return;
     }
     case 'up': {

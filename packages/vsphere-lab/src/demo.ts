@@ -1,4 +1,8 @@
-/** The demo inventory (`lab up --demo`, `npm run lab`): a handful of VMs with plausible data on their disks. */
+/**
+ * The demo inventory (`lab up --demo`, `npm run lab`): a handful of VMs with plausible data on their disks,
+ * and on file-01's first disk real NTFS and ext4 filesystems with files (demo-disk.ts) for file-level restore.
+ */
+import { DEMO_DISK, writeDemoDisk } from './demo-disk.ts';
 import type { Lab, LabVmSpec, WriteOp } from './types.ts';
 
 const GiB = 1024 ** 3;
@@ -40,7 +44,9 @@ export async function createDemoInventory(lab: Lab): Promise<void> {
   for (const spec of vms) {
     await lab.createVm({ powerOn: true, cbt: true, ...spec });
     for (let i = 0; i < spec.disks.length; i++) {
-      await lab.guestWrite(spec.name, i, demoData(seed++, spec.disks[i]!.capacityBytes));
+      const s = seed++;
+      if (spec.name === DEMO_DISK.vm && i === DEMO_DISK.diskIndex) await writeDemoDisk(lab, spec.name, i);
+      else await lab.guestWrite(spec.name, i, demoData(s, spec.disks[i]!.capacityBytes));
     }
   }
   // vSphere tags, as administrators use them to say what gets backed up how (a job can take a tag as a source).
