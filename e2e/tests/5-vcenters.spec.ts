@@ -1,6 +1,6 @@
 import { expect, test } from '@playwright/test';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
-import { ADMIN_PASSWORD, labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { ADMIN_PASSWORD, labJobs, labState, nav, shot, signIn } from '../fixtures/session.ts';
 
 /** A second lab vCenter: the appliance's own lab is registered already (as "Lab vCenter"). */
 let other: Lab | undefined;
@@ -58,6 +58,7 @@ test('adding a vCenter: the certificate thumbprint to confirm first, then a wron
 
 test('removing a vCenter asks first; one that jobs use is refused with the server’s reason', async ({ page }) => {
   await signIn(page);
+  const inUse = (await labJobs(page)).length;
   await nav(page, 'vCenters');
   const used = page.getByTestId('vcenter-row').filter({ hasText: 'Lab vCenter' });
   await used.getByRole('button', { name: 'Remove' }).click();
@@ -66,7 +67,7 @@ test('removing a vCenter asks first; one that jobs use is refused with the serve
   await expect(dialog.getByRole('button', { name: 'Remove vCenter' })).toBeDisabled();
   await dialog.getByLabel('Your password, to confirm').fill(ADMIN_PASSWORD);
   await dialog.getByRole('button', { name: 'Remove vCenter' }).click();
-  await expect(dialog.getByRole('alert')).toContainText('Lab vCenter is used by 1 job(s); delete or move them first');
+  await expect(dialog.getByRole('alert')).toContainText(`Lab vCenter is used by ${inUse} job(s); delete or move them first`);
   await dialog.getByRole('button', { name: 'Cancel' }).click();
 
   const second = page.getByTestId('vcenter-row').filter({ hasText: 'second' });

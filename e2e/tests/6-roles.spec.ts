@@ -1,5 +1,5 @@
 import { expect, test } from '@playwright/test';
-import { ADMIN_PASSWORD, nav, shot, signIn, signOut, url } from '../fixtures/session.ts';
+import { ADMIN_PASSWORD, labJobs, nav, shot, signIn, signOut, url } from '../fixtures/session.ts';
 
 const VIEWER = 'vicky';
 const ONE_TIME = 'vicky-one-time-1';
@@ -17,6 +17,7 @@ test('an admin creates a viewer; the viewer sees jobs without their actions, and
   await form.getByRole('button', { name: 'Add user' }).click();
   await expect(page.getByRole('status').filter({ hasText: `User ${VIEWER} (viewer) added.` })).toBeVisible();
   await expect(page.getByTestId('user-row').filter({ hasText: 'admin' })).toContainText('you');
+  await labJobs(page); // the viewer's job list below needs one
   await expect(page.getByTestId('user-row').filter({ hasText: 'admin' }).getByRole('button', { name: 'Delete' })).toHaveCount(0);
   await page.screenshot({ path: shot('users'), fullPage: true });
   await signOut(page);
