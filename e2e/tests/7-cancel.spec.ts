@@ -15,7 +15,7 @@ test('Cancel stops a running backup: the run ends cancelled, nothing is committe
 
   await signIn(page);
   await page.getByTestId('vm-row').filter({ hasText: VM }).getByRole('button', { name: `Back up ${VM} now` }).click();
-  await page.getByTestId('backup-now-progress').getByRole('link', { name: 'Open the run' }).click();
+  await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
   await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
   const disk = page.getByTestId('run-disk');
   await expect(disk).toContainText('· reading', { timeout: 60_000 });

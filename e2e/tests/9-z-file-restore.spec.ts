@@ -63,9 +63,9 @@ test('a restore point’s files from the restore point list: partitions and why 
 
   await signIn(page);
   const row = page.getByTestId('vm-row').filter({ hasText: VM });
-  await row.getByRole('button', { name: 'Back up now' }).click();
-  await page.getByRole('status').filter({ hasText: `Backup of ${VM} started` }).getByRole('link', { name: 'Watch it' }).click();
-  await expect(page.getByRole('heading', { level: 1, name: `Quick backup – ${VM} — run` })).toBeVisible();
+  await row.getByRole('button', { name: `Back up ${VM} now` }).click();
+  await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
+  await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 120_000 });
 
   await nav(page, 'Repositories');
