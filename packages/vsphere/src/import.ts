@@ -17,9 +17,8 @@
  */
 import { Readable } from 'node:stream';
 import type { Ctx } from './context.ts';
-import { leaseDeviceOf, type LeaseDeviceUrl, type ReadyLease } from './lease.ts';
+import { leaseDeviceOf, NfcLease, type LeaseDeviceUrl, type ReadyLease } from './lease.ts';
 import { HttpError, ProtocolError, TimeoutError } from './soap/faults.ts';
-import { join, ref, val, type MoRef } from './soap/xml.ts';
 import type { ControllerKind } from './types.ts';
 
 export const STREAM_VMDK_TYPE = 'application/x-vnd.vmware-streamVmdk';
@@ -34,32 +33,16 @@ export interface UploadOptions {
   signal?: AbortSignal | undefined;
 }
 
-export class ImportLease {
-  private timer: NodeJS.Timeout | undefined;
-  private done = false;
-  /** Last percent reported (the keep-alive repeats it when no callback is given). */
-  private percent = 0;
-  readonly moref: string;
+export class ImportLease extends NfcLease {
   /** The VM the import created. */
   readonly vm: string;
   readonly deviceUrls: LeaseDeviceUrl[];
-  /** seconds */
-  readonly leaseTimeout: number;
 
-  constructor(
-    private readonly ctx: Ctx,
-    lease: ReadyLease,
-    private readonly onEnd: (l: ImportLease) => void,
-  ) {
+  constructor(ctx: Ctx, lease: ReadyLease, onEnd: (l: NfcLease) => void) {
     if (!lease.entity) throw new ProtocolError(`import lease ${lease.moref} names no VM (info.entity)`);
-    this.moref = lease.moref;
+    super(ctx, lease.moref, lease.leaseTimeout, onEnd);
     this.vm = lease.entity;
     this.deviceUrls = lease.deviceUrls;
-    this.leaseTimeout = lease.leaseTimeout;
-  }
-
-  private get ref(): MoRef {
-    return { type: 'HttpNfcLease', value: this.moref };
   }
 
   /** The disks' upload URLs, in the order the lease lists them (the order of the disks in the config spec). */
@@ -77,35 +60,12 @@ export class ImportLease {
     return found;
   }
 
-  /** HttpNfcLeaseProgress(percent 0..100). */
-  async progress(percent: number): Promise<void> {
-    const p = Math.max(0, Math.min(100, Math.round(percent)));
-    this.percent = p;
-    await this.ctx.soap.call('HttpNfcLeaseProgress', join([ref('_this', this.ref), val('percent', p)]), { context: `HttpNfcLeaseProgress on ${this.moref}`, timeoutMs: 30_000 });
-  }
-
-  /** Calls progress() every `intervalMs` (default: a third of leaseTimeout, at most 10 s) until complete/abort. */
-  startKeepAlive(percent?: () => number, intervalMs?: number): void {
-    this.stopKeepAlive();
-    const every = intervalMs ?? Math.min(10_000, Math.max(1000, (this.leaseTimeout * 1000) / 3));
-    this.timer = setInterval(() => {
-      if (this.done) return;
-      this.progress(percent ? percent() : this.percent).catch(() => undefined);
-    }, every);
-    this.timer.unref();
-  }
-
-  stopKeepAlive(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
   /**
    * POSTs one disk as a streamOptimized VMDK to its device URL, streaming `body`. Resolves with the bytes sent
    * once the server accepted the whole stream.
    */
   async upload(device: LeaseDeviceUrl, body: AsyncIterable<Buffer> | Readable | Buffer, opts: UploadOptions = {}): Promise<{ bytes: number }> {
-    if (this.done) throw new ProtocolError(`import lease ${this.moref} is already over`);
+    if (this.ended) throw new ProtocolError(`import lease ${this.moref} is already over`);
     const what = `upload of ${device.targetId ?? device.key} to import lease ${this.moref}`;
     let bytes = 0;
     let moved = Date.now();
@@ -142,28 +102,5 @@ export class ImportLease {
       clearInterval(watch);
     }
     return { bytes };
-  }
-
-  async complete(): Promise<void> {
-    if (this.done) return;
-    this.end();
-    await this.ctx.soap.call('HttpNfcLeaseComplete', ref('_this', this.ref), { context: `HttpNfcLeaseComplete on ${this.moref}` });
-  }
-
-  /** HttpNfcLeaseAbort; the VM it created stays for the caller to destroy. */
-  async abort(): Promise<void> {
-    if (this.done) return;
-    this.end();
-    await this.ctx.soap.call('HttpNfcLeaseAbort', ref('_this', this.ref), { context: `HttpNfcLeaseAbort on ${this.moref}` });
-  }
-
-  get ended(): boolean {
-    return this.done;
-  }
-
-  private end(): void {
-    this.done = true;
-    this.stopKeepAlive();
-    this.onEnd(this);
   }
 }

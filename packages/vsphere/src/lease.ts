@@ -39,36 +39,42 @@ export function leaseDeviceOf(urls: readonly LeaseDeviceUrl[], disk: { controlle
   });
 }
 
-export class ExportLease {
+/**
+ * What export and import leases share: HttpNfcLeaseProgress, the keep-alive that repeats it before
+ * `leaseTimeout` runs out, and HttpNfcLeaseComplete / HttpNfcLeaseAbort, either of which ends the lease once.
+ */
+export abstract class NfcLease {
   private timer: NodeJS.Timeout | undefined;
   private done = false;
+  /** Last percent reported (the keep-alive repeats it when it is given no callback). */
+  private percent = 0;
+
   constructor(
-    private readonly ctx: Ctx,
-    private readonly files: FilesApi,
+    protected readonly ctx: Ctx,
     readonly moref: string,
-    readonly deviceUrls: LeaseDeviceUrl[],
-    readonly totalDiskCapacityKB: number,
     /** seconds */
     readonly leaseTimeout: number,
-    private readonly onEnd: (l: ExportLease) => void,
+    private readonly onEnd: (l: NfcLease) => void,
   ) {}
 
-  private get ref(): MoRef {
+  protected get ref(): MoRef {
     return { type: 'HttpNfcLease', value: this.moref };
   }
 
   /** HttpNfcLeaseProgress(percent 0..100). */
   async progress(percent: number): Promise<void> {
     const p = Math.max(0, Math.min(100, Math.round(percent)));
+    this.percent = p;
     await this.ctx.soap.call('HttpNfcLeaseProgress', join([ref('_this', this.ref), val('percent', p)]), { context: `HttpNfcLeaseProgress on ${this.moref}`, timeoutMs: 30_000 });
   }
 
-  /** Calls progress(percent()) every `intervalMs` (default: a third of leaseTimeout, at most 10 s) until complete/abort. */
-  startKeepAlive(percent: () => number, intervalMs?: number): void {
+  /** Calls progress() every `intervalMs` (default: a third of leaseTimeout, at most 10 s) until complete/abort. */
+  startKeepAlive(percent?: () => number, intervalMs?: number): void {
     this.stopKeepAlive();
     const every = intervalMs ?? Math.min(10_000, Math.max(1000, (this.leaseTimeout * 1000) / 3));
     this.timer = setInterval(() => {
-      this.progress(percent()).catch(() => undefined);
+      if (this.done) return;
+      this.progress(percent ? percent() : this.percent).catch(() => undefined);
     }, every);
     this.timer.unref();
   }
@@ -78,17 +84,13 @@ export class ExportLease {
     this.timer = undefined;
   }
 
-  /** The disk's streamOptimized VMDK, as it arrives (`timeoutMs` bounds each pause). */
-  stream(device: LeaseDeviceUrl, opts: ReadOptions = {}): Promise<AsyncIterable<Buffer>> {
-    return this.files.streamAt(device.url, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
-  }
-
   async complete(): Promise<void> {
     if (this.done) return;
     this.end();
     await this.ctx.soap.call('HttpNfcLeaseComplete', ref('_this', this.ref), { context: `HttpNfcLeaseComplete on ${this.moref}` });
   }
 
+  /** HttpNfcLeaseAbort (an import's VM stays for the caller to destroy). */
   async abort(): Promise<void> {
     if (this.done) return;
     this.end();
@@ -101,10 +103,34 @@ export class ExportLease {
     return o.props.get('state')?.text ?? '';
   }
 
+  get ended(): boolean {
+    return this.done;
+  }
+
   private end(): void {
     this.done = true;
     this.stopKeepAlive();
     this.onEnd(this);
+  }
+}
+
+export class ExportLease extends NfcLease {
+  constructor(
+    ctx: Ctx,
+    private readonly files: FilesApi,
+    moref: string,
+    readonly deviceUrls: LeaseDeviceUrl[],
+    readonly totalDiskCapacityKB: number,
+    /** seconds */
+    leaseTimeout: number,
+    onEnd: (l: NfcLease) => void,
+  ) {
+    super(ctx, moref, leaseTimeout, onEnd);
+  }
+
+  /** The disk's streamOptimized VMDK, as it arrives (`timeoutMs` bounds each pause). */
+  stream(device: LeaseDeviceUrl, opts: ReadOptions = {}): Promise<AsyncIterable<Buffer>> {
+    return this.files.streamAt(device.url, opts, `lease ${this.moref} ${device.targetId ?? device.key}`);
   }
 }
 
@@ -159,7 +185,7 @@ export async function waitLeaseReady(ctx: Ctx, lease: string | undefined, contex
 }
 
 export class LeasesApi {
-  private readonly open = new Set<ExportLease>();
+  private readonly open = new Set<NfcLease>();
   constructor(
     private readonly ctx: Ctx,
     private readonly files: FilesApi,
