@@ -36,7 +36,7 @@ import type { TransportChoice, VmDisk } from '../backup/ports.ts';
 import { chooseInTurn, type DiskFacts, type TransporterFacts } from '../backup/transport-select.ts';
 import { CancelledError, RestoreError, TransportUnavailable } from '../errors.ts';
 import { noteExcludedDisks } from '../backup/exclusions.ts';
-import { uploadImported, verifyImported, writeDisk, type DiskWriteContext, type ImportedDisk, type WrittenDisk } from './disk-write.ts';
+import { uploadImported, verifyImported, writeDisk, type DiskWriteContext, type DiskWriteJob, type ImportedDisk, type WrittenDisk } from './disk-write.ts';
 import { resolvePlacement, type PlacementRequest } from './placement.ts';
 import type { HardwareDisk, RestoreDevices, RestorePort, RestoreVmInfo, VmHardware, VmImport } from './ports.ts';
 import { undoRestore, type RestoreJournalTarget } from './undo.ts';
@@ -266,8 +266,8 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       isCancelled,
     };
     const disks: WrittenDisk[] = [];
-    if (lease) {
-      const uploaded: ImportedDisk[] = [];
+    /** Runs `write` on each disk of the new VM, in the hardware's order, within the transport's per-host limit. */
+    const eachDisk = async (write: (job: DiskWriteJob, disk: NonNullable<ReturnType<typeof created.get>>, index: number) => Promise<void>) => {
       for (const [index, src] of hw.disks.entries()) {
         checkCancel();
         const disk = created.get(src.key);
@@ -276,12 +276,18 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
         const choice = choices.get(src.key)!;
         const release = deps.limits ? await deps.limits.disk(choice.transport, placement.host) : () => undefined;
         try {
-          const job = { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 };
-          uploaded.push(await uploadImported(ctx, job, lease, disk, index));
+          await write({ sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 }, disk, index);
         } finally {
           release();
         }
       }
+    };
+    if (lease) {
+      const uploaded: ImportedDisk[] = [];
+      const into = lease;
+      await eachDisk(async (job, disk, index) => {
+        uploaded.push(await uploadImported(ctx, job, into, disk, index));
+      });
       checkCancel();
       await lease.complete();
       leaseOpen = false;
@@ -290,19 +296,10 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
         checkCancel();
         disks.push(await verifyImported(ctx, u));
       }
-    }
-    for (const src of lease ? [] : hw.disks) {
-      checkCancel();
-      const disk = created.get(src.key);
-      if (!disk) throw new RestoreError(`the new VM has no disk for ${src.label ?? src.key}`);
-      const md = manifest.disks.find((m) => m.key === String(src.key))!;
-      const choice = choices.get(src.key)!;
-      const release = deps.limits ? await deps.limits.disk(choice.transport, placement.host) : () => undefined;
-      try {
-        disks.push(await writeDisk(ctx, { sourceKey: String(src.key), label: src.label ?? `disk ${src.key}`, capacity: md.capacity, fileName: disk.fileName, choice, recordedSha256: md.sha256 }));
-      } finally {
-        release();
-      }
+    } else {
+      await eachDisk(async (job) => {
+        disks.push(await writeDisk(ctx, job));
+      });
     }
     checkCancel();
 
