@@ -47,7 +47,9 @@ describe('JobSourceSchema', () => {
 
   it('refuses a container without a path, an unknown kind, and an empty source list (naming containers)', () => {
     expect(JobSourceSchema.safeParse({ kind: 'folder', moref: 'group-v9', name: 'Apps' }).success).toBe(false);
-    expect(JobSourceSchema.safeParse({ kind: 'tag', moref: 't', name: 'T', path: 'T' }).success).toBe(false);
+    expect(JobSourceSchema.safeParse({ kind: 'vapp', moref: 'resgroup-v1', name: 'V', path: 'DC0/vm/V' }).success).toBe(false);
+    // A vSphere tag is a container source too (its moref is the tag's id).
+    expect(JobSourceSchema.safeParse({ kind: 'tag', moref: 'urn:vmomi:InventoryServiceTag:1:GLOBAL', name: 'Gold', path: 'Tier/Gold' }).success).toBe(true);
     expect(JobSourceSchema.safeParse({ kind: 'folder', moref: '', name: 'Apps', path: 'p' }).success).toBe(false);
     const empty = JobCreateSchema.safeParse({ ...base, sources: [] });
     expect(empty.error?.issues[0]?.message).toBe('choose at least one VM or container');
