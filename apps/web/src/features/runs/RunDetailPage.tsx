@@ -28,7 +28,8 @@ function RunLog({ run }: { run: Run }) {
       {warnings.length > 0 && (
         <section className="card" aria-labelledby="warnings-title" data-testid="run-warnings">
           <h3 id="warnings-title">Warnings and errors ({warnings.length})</h3>
-          <ul className="log">
+          {/* Scrolls when long: focusable, so a keyboard can scroll it too. */}
+          <ul className="log" tabIndex={0} aria-labelledby="warnings-title">
             {warnings.map((l, i) => (
               <li key={i} className={`level-${l.level}`}>
                 <span className="muted">{l.vm}</span> {l.message}
@@ -42,7 +43,7 @@ function RunLog({ run }: { run: Run }) {
         {lines.length === 0 ? (
           <p className="muted">Nothing logged yet.</p>
         ) : (
-          <ol className="log" data-testid="run-log">
+          <ol className="log" data-testid="run-log" tabIndex={0} aria-labelledby="log-title">
             {lines.map((l, i) => (
               <li key={i} className={`level-${l.level}`}>
                 <time className="muted" dateTime={l.at}>
