@@ -51,7 +51,11 @@ test('an admin sets up a backup copy into a second repository, runs it, and the 
   await row.getByRole('button', { name: 'Run e2e offsite copy now' }).click();
   await expect(copies.getByRole('status')).toContainText('Copy job e2e offsite copy started.');
   await copies.getByRole('link', { name: 'Watch the run' }).click();
-  await expect(page.getByTestId('run-status').first()).toHaveText('succeeded', { timeout: 120_000 });
+  // Waits for the run to end, then names its log when it did not succeed (a warning says which VM failed, and why).
+  const status = page.getByTestId('run-status').first();
+  await expect(status).not.toHaveText(/^(queued|running)$/, { timeout: 120_000 });
+  const ended = (await status.textContent()) ?? '';
+  expect(ended, ended === 'succeeded' ? '' : `the copy run ended ${ended}; its log:\n${(await page.getByTestId('run-log').innerText().catch(() => '(no log)'))}`).toBe('succeeded');
   await expect(page.getByText(/restore point\(s\) copied: .* read from Local repository/)).toBeVisible();
   await page.screenshot({ path: shot('copy-job-run'), fullPage: true });
 

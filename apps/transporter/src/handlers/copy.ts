@@ -28,9 +28,11 @@ export async function runCopy(deps: { db: Db; unseal: Unsealer }, rec: RunRecord
   let source: Repository | null = null;
   let target: Repository | null = null;
   try {
+    // The points are listed before the source's index is read: a backup that ends in between (its packs and
+    // index named before its row) must not leave a listed point whose chunks this index does not know.
+    const points = await db.restorePoint.findMany({ where: { repositoryId: job.sourceRepositoryId, damaged: false, pruningAt: null }, orderBy: { createdAt: 'asc' } });
     source = await openRepository(job.source, deps.unseal);
     target = await openRepository(job.target, deps.unseal);
-    const points = await db.restorePoint.findMany({ where: { repositoryId: job.sourceRepositoryId, damaged: false, pruningAt: null }, orderBy: { createdAt: 'asc' } });
     const copies = await db.restorePoint.findMany({ where: { repositoryId: job.targetRepositoryId, copyJobId: job.id }, orderBy: { createdAt: 'asc' } });
     const copied = new Set(copies.flatMap((c) => (c.copyOfId ? [c.copyOfId] : [])));
     const byVm = new Map<string, typeof points>();
