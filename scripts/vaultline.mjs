@@ -60,6 +60,8 @@ const main = {
       process.env.REDIS_URL = services.redisUrl;
       return passThrough('bench/overview.ts', rest.slice(1), false);
     }
+    // `npm run bench -- t2t ...`: Transporter-to-Transporter transfer across tc-shaped links between network namespaces (root).
+    if (rest[0] === 't2t') return passThrough('bench/t2t.ts', rest.slice(1), false);
     if (rest[0] !== 'transports') return passThrough('bench/run.ts', rest, false);
     const server = new URL((await ensureServices()).databaseUrl);
     server.pathname = '/postgres';

@@ -48,6 +48,9 @@ export * from './errors.ts';
 export type { Manifest, DiskManifest, WriteStats, RestorePointRef } from './types.ts';
 export { FORMAT_VERSION, DEFAULT_CHUNK_SIZE, deriveKek, KDF_LIMITS } from './format.ts';
 export type { KdfParams } from './format.ts';
+/** The pack footer lists its blob ids in the clear: a Transporter serving the repository answers which ids it holds without any key. */
+export { ID_BYTES, PACK_ENTRY, PACK_TRAILER, decodePackEntries, decodePackTrailer } from './format.ts';
+export type { PackEntry } from './format.ts';
 
 /** Stop the warm (idle) worker pools kept for writers; for tests and clean shutdown. */
 export function shutdownWorkerPools(): Promise<void> {

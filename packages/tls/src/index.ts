@@ -2,3 +2,5 @@ export { SELF_SIGNED_CERT, SELF_SIGNED_KEY, certificateFingerprint, loadTlsIdent
 export type { LoadTlsOptions, TlsIdentity } from './certificate.ts';
 export { PinMismatchError, normalizeFingerprint, pinnedAgent, pinnedFetch } from './client.ts';
 export type { PinnedRequest } from './client.ts';
+export { issueTransporterCertificate, makeTransporterCa, transporterIdOf } from './transporter-ca.ts';
+export type { CertificateAuthority, IssuedCertificate, IssueOptions } from './transporter-ca.ts';
