@@ -41,6 +41,7 @@ import { createAuditLog } from './services/audit.ts';
 import type { PasswordCost } from './auth/passwords.ts';
 import { Credentials } from './auth/credentials.ts';
 import { RepositoryCache } from './services/repository-cache.ts';
+import { startTransferCa } from './services/transfer-ca.ts';
 import { InventoryCache, type InventoryCacheOptions } from './services/inventory-cache.ts';
 
 export interface AppDeps {
@@ -121,6 +122,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const repositories = new RepositoryCache(deps.db, deps.secretKey);
   const inventory = new InventoryCache(deps.connector, deps.inventoryCache);
   fastify.addHook('onClose', () => repositories.close());
+  // Signs the Transporters' certificate requests and gives the Director its own, for repositories other Transporters serve.
+  const transferCa = startTransferCa({ db: deps.db, secretKey: deps.secretKey, dataDir: deps.dataDir, log: deps.log });
+  fastify.addHook('onClose', async () => transferCa.stop());
 
   await fastify.register(fastifyCookie);
   decorateAuth(fastify);

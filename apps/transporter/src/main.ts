@@ -2,12 +2,13 @@
  * The Transporter: a worker with no listening port. It registers and
  * heartbeats, sweeps orphans left by an earlier (killed) process BEFORE taking
  * work, then runs `backup.run-vm`, `restore.run-vm` and `repository.maintain` jobs from the queue, at most
- * VAULTLINE_MAX_DISK_TASKS disk tasks at a time.
+ * VAULTLINE_MAX_DISK_TASKS disk tasks at a time. With VAULTLINE_SERVE_REPOSITORIES it also serves those
+ * folders to other Transporters (transfer/serve.ts): its only listening port.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { applianceKeyUnsealer, loadJournalKey, loadSecretKey } from '@vaultline/appliance';
+import { applianceKeyUnsealer, loadJournalKey, loadSecretKey, useTransferContext } from '@vaultline/appliance';
 import { loadEnvOrExit } from '@vaultline/config';
 import { WORK_ATTEMPTS } from '@vaultline/contracts';
 import { TransporterLimits } from '@vaultline/core';
@@ -24,6 +25,8 @@ import { createRestoreVmHandler } from './handlers/restore-vm.handler.ts';
 import { createMaintenanceHandler } from './handlers/maintenance.handler.ts';
 import { Heartbeat, LoadSampler } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
+import { enrol } from './transfer/enrolment.ts';
+import { serveNames, serveRepositories, type Serving } from './transfer/serve.ts';
 
 /** The BIOS UUID of the VM this Transporter runs in (for HotAdd), when it runs in one. */
 async function machineUuid(): Promise<string | undefined> {
@@ -42,6 +45,10 @@ const SWEEP_INTERVAL_MS = 10 * 60_000;
 async function main(): Promise<void> {
   const env = loadEnvOrExit('transporter');
   const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
+  if (Boolean(env.VAULTLINE_SERVE_REPOSITORIES) !== Boolean(env.VAULTLINE_SERVE_ADDRESS)) {
+    process.stderr.write('vaultline transporter: VAULTLINE_SERVE_REPOSITORIES and VAULTLINE_SERVE_ADDRESS go together: set both to serve repositories, or neither\n');
+    process.exit(2);
+  }
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
   const id = await transporterId(dataDir, env.VAULTLINE_TRANSPORTER_ID);
   // A remote Transporter has its own key and a database role that cannot read the sealed columns;
@@ -64,6 +71,21 @@ async function main(): Promise<void> {
   });
   const active = new Set<string>();
   let closing = false;
+
+  // Its certificate for repositories other Transporters serve (and for serving its own), once the Director signs it.
+  const served = env.VAULTLINE_SERVE_REPOSITORIES;
+  const serveAddress = env.VAULTLINE_SERVE_ADDRESS;
+  const enrolment = enrol({ db, id, dataDir, log, ...(serveAddress ? { names: serveNames(serveAddress).names } : {}) });
+  useTransferContext({ db, identity: () => enrolment.identity() });
+  let serving: Serving | null = null;
+  if (served && serveAddress) {
+    void enrolment.ready
+      .then(async ({ identity, caPem }) => {
+        if (closing) return;
+        serving = await serveRepositories({ db, id, identity, caPem, repositories: served, address: serveAddress, log });
+      })
+      .catch((err: unknown) => log.error({ err, address: serveAddress }, 'cannot serve the repositories of VAULTLINE_SERVE_REPOSITORIES'));
+  }
 
   const heartbeat = new Heartbeat(
     registry,
@@ -98,6 +120,8 @@ async function main(): Promise<void> {
     if (sweeper) clearInterval(sweeper);
     // Running VMs see `closing` as a cancel, clean up, and the worker waits for them.
     await consumer?.close().catch(() => undefined);
+    enrolment.stop();
+    await serving?.close().catch(() => undefined);
     await heartbeat.stop();
     await events.close();
     await connector.close();

@@ -6,3 +6,6 @@ export { loadSecretKey } from './secret-key.ts';
 export { applyRetention } from './retention.ts';
 export type { RetentionScope, RetentionOutcome } from './retention.ts';
 export { canonicalJson, commandLine, deviceMatching, DEVICE_PATTERNS, journalMac, journalMacValid, JournalTrustError, JOURNAL_KEY_FILE, loadJournalKey, pathUnder } from './journal-trust.ts';
+export { parseServeAddress, parseTransporterLocation, SERVED_NAME, TransferPeerError, transporterBackend, transporterLocation, useTransferContext } from './transfer.ts';
+export type { TransferContext, TransferIdentity } from './transfer.ts';
+export { createFileOnce } from './key-file.ts';

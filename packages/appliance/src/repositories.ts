@@ -1,6 +1,7 @@
 /**
  * Opening a repository described by its database row: local path,
- * sftp://user@host:port/path or s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=…,
+ * sftp://user@host:port/path, s3://<access key id>@<bucket>/<prefix>?endpoint=…&region=…
+ * or transporter://<transporter id>/<name> (served by another Transporter: transfer.ts),
  * with the passphrase and the storage credential (SSH key, S3 secret access key) unsealed
  * with the appliance key (or, on a remote Transporter, its own copies: see Unsealer).
  * Used by the Director (create, browse) and the Transporter (write restore points).
@@ -9,7 +10,9 @@ import { lstat, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { openSecret } from '@vaultline/config';
 import { LocalBackend, Repository, S3Backend, SftpBackend, type Backend, type ExpectedIdentity, type OpenOptions, type RepositoryIdentity } from '@vaultline/repository';
+import { RepositoryLocationError } from './location-error.ts';
 import { SECRET_LABELS, type Unsealer } from './secrets.ts';
+import { transporterBackend } from './transfer.ts';
 
 export interface RepositoryRow {
   /** Needed to open a remote Transporter's copies of the secrets. */
@@ -47,10 +50,7 @@ export function identityColumns(identity: RepositoryIdentity): { repositoryUid: 
   return { repositoryUid: identity.id, configSha256: identity.configSha256, ...(identity.kdf ? { kdfParams: identity.kdf } : {}) };
 }
 
-/** A local repository path that cannot hold a repository; the message names the path and why. */
-export class RepositoryLocationError extends Error {
-  override name = 'RepositoryLocationError';
-}
+export { RepositoryLocationError };
 
 /** Kernel filesystems: nothing there is storage (and Node's recursive mkdir spins forever on procfs). */
 const KERNEL_TREES = ['/proc', '/sys', '/dev'];
@@ -138,6 +138,7 @@ export async function backendFor(row: Pick<RepositoryRow, 'kind' | 'location' | 
     if (!credential) throw new Error(`the S3 repository ${row.location} has no secret access key`);
     return S3Backend.connect({ ...parseS3Location(row.location), secretAccessKey: credential });
   }
+  if (row.kind === 'transporter') return transporterBackend(row.location);
   throw new Error(`unknown repository kind ${row.kind}`);
 }
 

@@ -12,6 +12,8 @@ export const SECRET_LABELS = {
   totpSecret: 'totp-secret',
   /** The short-lived token between the password and the TOTP code of a sign-in. */
   loginChallenge: 'login-challenge',
+  /** The Transporter CA's private key (transfer_ca). */
+  transferCaKey: 'transfer-ca-key',
 } as const;
 
 export type SecretLabel = (typeof SECRET_LABELS)[keyof typeof SECRET_LABELS];

@@ -47,6 +47,30 @@ const EnvSchema = z.object({
    * Transporters get it to verify them (sslmode=verify-full, rediss://). Without it they cannot be deployed.
    */
   VAULTLINE_TRANSPORTER_TLS_CA: z.string().min(1).optional(),
+  /**
+   * Transporter: repository folders it serves to other Transporters and the Director (transfer, issue #17), as
+   * `name=/absolute/folder,name2=/absolute/folder2`. Needs VAULTLINE_SERVE_ADDRESS.
+   */
+  VAULTLINE_SERVE_REPOSITORIES: z
+    .string()
+    .transform((v, ctx) => {
+      const served: Record<string, string> = {};
+      for (const item of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+        const [name = '', folder = ''] = item.split(/=(.*)/s, 2);
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(name)} is no repository name (letters, digits, . _ -; at most 128)` });
+        else if (!folder.startsWith('/')) ctx.addIssue({ code: 'custom', message: `the folder of ${name} must be an absolute path (name=/folder)` });
+        else if (served[name]) ctx.addIssue({ code: 'custom', message: `${name} is named twice` });
+        else served[name] = folder;
+      }
+      if (!Object.keys(served).length) ctx.addIssue({ code: 'custom', message: 'names no repository (name=/folder,…)' });
+      return served;
+    })
+    .optional(),
+  /** Transporter: where it serves those repositories, `host:port` (`[v6]:port`; port 0 = any free port). Recorded for the others to connect to. */
+  VAULTLINE_SERVE_ADDRESS: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port (or [v6]:port)')
+    .optional(),
   VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
   /** How long a Transporter may be silent before its job is taken over (a killed Transporter's work is retried after this). */
   VAULTLINE_JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),

@@ -41,13 +41,25 @@ export const RepositoryCreateSchema = z.discriminatedUnion('kind', [
     secretAccessKey: z.string().min(1).max(256),
     passphrase: z.string().min(8).max(1024).optional(),
   }),
+  z.object({
+    kind: z.literal('transporter'),
+    name: z.string().trim().min(1).max(100),
+    /**
+     * A folder another Transporter serves (its VAULTLINE_SERVE_REPOSITORIES) over mutual TLS: the Transporters writing
+     * to it hold the keys, the serving one only stores sealed bytes and never gets the passphrase.
+     */
+    transporterId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a Transporter id'),
+    /** The name it serves the folder under. */
+    repository: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a served repository name (letters, digits, . _ -)'),
+    passphrase: z.string().min(8).max(1024).optional(),
+  }),
 ]);
 export type RepositoryCreate = z.infer<typeof RepositoryCreateSchema>;
 
 export const RepositorySchema = z.object({
   id: z.string(),
   name: z.string(),
-  kind: z.enum(['local', 'sftp', 's3']),
+  kind: z.enum(['local', 'sftp', 's3', 'transporter']),
   location: z.string(),
   encrypted: z.boolean(),
   /** Local only: restore points' files are made immutable on the filesystem (see RepositoryCreateSchema). */

@@ -4,3 +4,5 @@ export { PinMismatchError, normalizeFingerprint, pinnedAgent, pinnedFetch } from
 export type { PinnedRequest } from './client.ts';
 export { issueTransporterCertificate, makeTransporterCa, transporterIdOf } from './transporter-ca.ts';
 export type { CertificateAuthority, IssuedCertificate, IssueOptions } from './transporter-ca.ts';
+export { certificateFits, certificateRequest, CertificateRequestError, makeTransferKey, namesCovered, publicKeyOf, signCertificateRequest } from './transporter-ca.ts';
+export type { ServeNames } from './transporter-ca.ts';

@@ -14,7 +14,7 @@ import {
   type RepositoryStats,
 } from '@vaultline/contracts';
 import { sealSecret } from '@vaultline/config';
-import { SECRET_LABELS, backendFor, formatS3Location, identityColumns, RepositoryLocationError } from '@vaultline/appliance';
+import { SECRET_LABELS, backendFor, formatS3Location, identityColumns, RepositoryLocationError, TransferPeerError, transporterLocation } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import { hardeningProblem, probeSftpHostKey, Repository, RepositoryError, stats as repositoryStats, type RepositoryIdentity } from '@vaultline/repository';
 import type { FastifyInstance } from 'fastify';
@@ -32,7 +32,7 @@ type Row = Awaited<ReturnType<Db['repository']['findFirstOrThrow']>>;
 export const repositoryDto = (r: Row): RepositoryDto => ({
   id: r.id,
   name: r.name,
-  kind: r.kind === 'sftp' || r.kind === 's3' ? r.kind : 'local',
+  kind: r.kind === 'sftp' || r.kind === 's3' || r.kind === 'transporter' ? r.kind : 'local',
   location: r.location,
   encrypted: r.encrypted,
   hardened: r.hardened,
@@ -132,8 +132,8 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
     if (await db.repository.findUnique({ where: { name: body.name } })) throw new AppError('conflict', `a repository named ${body.name} already exists`);
     const privateKey = body.kind === 'sftp' ? body.privateKey : undefined;
     const s3Secret = body.kind === 's3' ? body.secretAccessKey : undefined;
-    // S3: where the repository is, as the row keeps it (the secret access key is sealed apart).
-    const location = body.kind === 's3' ? formatS3Location(body) : body.location;
+    // S3: where the repository is, as the row keeps it (the secret access key is sealed apart); a served one: whose, and its name there.
+    const location = body.kind === 's3' ? formatS3Location(body) : body.kind === 'transporter' ? transporterLocation(body.transporterId, body.repository) : body.location;
     const hardened = body.kind === 'local' && body.hardened;
     // SFTP: the admin confirms the server's host key first; it is pinned from then on.
     let hostKey: string | null = null;
@@ -163,6 +163,8 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       const passphrase = body.passphrase ? { passphrase: body.passphrase } : {};
       try {
         identity = await Repository.init(backend, passphrase);
+        // A served repository holds connections to its Transporter open.
+        if (body.kind === 'transporter') await backend.close();
       } catch (err) {
         if (!(err instanceof RepositoryError && err.code === 'ALREADY_EXISTS')) throw err;
         const repo = await Repository.open(backend, passphrase);
@@ -171,6 +173,7 @@ export async function repositoryRoutes(app: FastifyInstance, deps: { db: Db; aud
       }
     } catch (err) {
       if (err instanceof AppError) throw err;
+      if (err instanceof TransferPeerError) throw new AppError('bad_request', err.message);
       if (err instanceof RepositoryLocationError) throw new AppError('bad_request', err.message);
       const conflict = identityConflict(err);
       if (conflict) throw new AppError('conflict', `${location}: ${conflict.message}`);

@@ -6,7 +6,7 @@
  * identity was recorded get it at their first successful open (trust on first
  * use, checked against the encryption flag they always had).
  */
-import { identityColumns, openRepository, type RepositoryRow } from '@vaultline/appliance';
+import { identityColumns, openRepository, TransferPeerError, type RepositoryRow } from '@vaultline/appliance';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import { RepositoryError, type OpenOptions, type Repository } from '@vaultline/repository';
@@ -23,6 +23,8 @@ export async function openRecordedRepository(db: Db, row: RepositoryRow & { id: 
   try {
     repo = await openRepository(row, secretKey, opts);
   } catch (err) {
+    // The Transporter serving it is away or refused us: the message says which and what to do.
+    if (err instanceof TransferPeerError) throw new AppError('service_unavailable', err.message);
     throw identityConflict(err) ?? err;
   }
   if (!row.repositoryUid) await db.repository.updateMany({ where: { id: row.id, repositoryUid: null }, data: identityColumns(repo.identity) });

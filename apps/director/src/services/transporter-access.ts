@@ -15,7 +15,7 @@
  * Removing it terminates its sessions and drops the role and the user.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { SECRET_LABELS } from '@vaultline/appliance';
+import { SECRET_LABELS, parseTransporterLocation } from '@vaultline/appliance';
 import { generateRecipientKeyPair, openSecret, sealTo } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { Redis } from '@vaultline/queue';
@@ -42,6 +42,8 @@ const TABLE_GRANTS: ReadonlyArray<readonly [table: string, privileges: string]> 
   ['run_disk_samples', 'SELECT, INSERT, DELETE'],
   ['repository_samples', 'SELECT, INSERT, DELETE'],
   ['transporter_samples', 'SELECT, INSERT, DELETE'],
+  // Transfer: its certificate request and what it serves (row-level security: its own row only).
+  ['transporters', 'UPDATE (tls_csr, serve_address, served_repositories)'],
 ];
 
 /** The sequences behind the tables it inserts into with generated ids. */
@@ -51,8 +53,10 @@ const SEQUENCE_GRANTS = ['run_disk_samples_id_seq', 'repository_samples_id_seq',
 const COLUMN_GRANTS: ReadonlyArray<{ table: string; except?: string[]; only?: string[] }> = [
   { table: 'vcenters', except: ['password_sealed'] },
   { table: 'repositories', except: ['passphrase_sealed', 'sftp_key_sealed', 's3_secret_sealed'] },
-  // Whose cleanup journal it may adopt (Transporters silent for long).
-  { table: 'transporters', only: ['id', 'last_heartbeat'] },
+  // Whose cleanup journal it may adopt (Transporters silent for long); transfer: whom to reach where, and which certificate to pin.
+  { table: 'transporters', only: ['id', 'last_heartbeat', 'tls_cert', 'tls_fingerprint', 'serve_address', 'served_repositories'] },
+  // The Transporter CA's certificate, never its key.
+  { table: 'transfer_ca', only: ['id', 'cert_pem'] },
 ];
 
 export function transporterRole(id: string): string {
@@ -171,8 +175,10 @@ export async function sealSecretsForTransporters(db: Db, secretKey: Buffer, only
   if (!transporters.length) return;
   const [vcenters, repositories] = await Promise.all([
     db.vCenter.findMany({ select: { id: true, passwordSealed: true } }),
-    db.repository.findMany({ select: { id: true, passphraseSealed: true, sftpKeySealed: true, s3SecretSealed: true } }),
+    db.repository.findMany({ select: { id: true, kind: true, location: true, passphraseSealed: true, sftpKeySealed: true, s3SecretSealed: true } }),
   ]);
+  // A Transporter serving a repository (transfer) stores its sealed bytes only: it never gets its passphrase.
+  const servedBy = new Map(repositories.filter((r) => r.kind === 'transporter').map((r) => [r.id, parseTransporterLocation(r.location).transporterId]));
   const plain: Array<{ label: string; refId: string; value: string }> = [];
   for (const v of vcenters) plain.push({ label: SECRET_LABELS.vcenterPassword, refId: v.id, value: openSecret(secretKey, SECRET_LABELS.vcenterPassword, v.passwordSealed) });
   for (const r of repositories) {
@@ -181,7 +187,7 @@ export async function sealSecretsForTransporters(db: Db, secretKey: Buffer, only
     if (r.s3SecretSealed) plain.push({ label: SECRET_LABELS.repositoryS3Secret, refId: r.id, value: openSecret(secretKey, SECRET_LABELS.repositoryS3Secret, r.s3SecretSealed) });
   }
   for (const t of transporters) {
-    const rows = plain.map((p) => ({ transporterId: t.id, label: p.label, refId: p.refId, sealed: sealTo(t.publicKey!, p.label, p.value) }));
+    const rows = plain.filter((p) => servedBy.get(p.refId) !== t.id).map((p) => ({ transporterId: t.id, label: p.label, refId: p.refId, sealed: sealTo(t.publicKey!, p.label, p.value) }));
     await db.$transaction([db.transporterSecret.deleteMany({ where: { transporterId: t.id } }), db.transporterSecret.createMany({ data: rows })]);
   }
 }
