@@ -41,7 +41,7 @@ describe('the Transporter list: status and what each is working on (real Postgre
     expect(res.statusCode, res.body).toBe(200);
     const list = res.json() as { id: string; online: boolean; version: string; lastHeartbeat: string; runningVms: number; runningDisks: number }[];
     expect(list.find((t) => t.id === busy())).toMatchObject({ online: true, version: '1.2.3', runningVms: 2, runningDisks: 2 });
-    expect(list.find((t) => t.id === idle())).toMatchObject({ online: true, runningVms: 0, runningDisks: 0 });
+    expect(list.find((t) => t.id === idle())).toMatchObject({ online: true, runningVms: 0, runningDisks: 0, serves: null });
     expect(Date.parse(list[0]!.lastHeartbeat)).toBeGreaterThan(Date.now() - 60_000);
   });
 

@@ -7,5 +7,10 @@ export const TransporterLoadSchema = TransporterStatusSchema.extend({
   runningVms: z.number(),
   /** Disks it is copying right now (one task each). */
   runningDisks: z.number(),
+  /**
+   * The repositories it serves to other Transporters (Transporter-to-Transporter transfer) and where, once its
+   * certificate is issued; null when it serves none.
+   */
+  serves: z.object({ address: z.string(), repositories: z.array(z.string()) }).nullable(),
 });
 export type TransporterLoad = z.infer<typeof TransporterLoadSchema>;

@@ -27,16 +27,19 @@ export async function healthRoutes(app: FastifyInstance, deps: { health: HealthM
   /** Every Transporter seen, online or not, with the VMs and disks it is working on now (from Postgres). */
   app.get('/transporters', { ...viewer, schema: { response: { 200: z.array(TransporterLoadSchema) } } }, async (): Promise<TransporterLoad[]> => {
     const transporters = (await deps.health.check()).transporters;
-    const [vms, disks] = await Promise.all([
+    const [vms, disks, rows] = await Promise.all([
       deps.db.runVm.groupBy({ by: ['transporterId'], where: { status: 'running', transporterId: { not: null } }, _count: { _all: true } }),
       deps.db.runDisk.findMany({
         where: { finishedAt: null, phase: { in: ['opening', 'reading'] }, runVm: { status: 'running', transporterId: { not: null } } },
         select: { runVm: { select: { transporterId: true } } },
       }),
+      deps.db.transporter.findMany({ select: { id: true, serveAddress: true, servedRepositories: true, tlsCert: true } }),
     ]);
+    // It serves once it has both an address and the certificate clients will pin.
+    const serves = new Map(rows.filter((r) => r.serveAddress && r.tlsCert && r.servedRepositories.length > 0).map((r) => [r.id, { address: r.serveAddress!, repositories: r.servedRepositories }]));
     const vmCount = new Map(vms.map((v) => [v.transporterId, v._count._all]));
     const diskCount = new Map<string, number>();
     for (const d of disks) diskCount.set(d.runVm.transporterId!, (diskCount.get(d.runVm.transporterId!) ?? 0) + 1);
-    return transporters.map((t) => ({ ...t, runningVms: vmCount.get(t.id) ?? 0, runningDisks: diskCount.get(t.id) ?? 0 }));
+    return transporters.map((t) => ({ ...t, runningVms: vmCount.get(t.id) ?? 0, runningDisks: diskCount.get(t.id) ?? 0, serves: serves.get(t.id) ?? null }));
   });
 }

@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import type { RepositoryCreate, RepositoryDto } from '@vaultline/contracts';
+import { useTransporters } from '../../api/health.ts';
 import { createRepository } from '../../api/repositories.ts';
 import { FormError } from '../../components/FormError.tsx';
 import { HostKeyConfirm } from '../../components/HostKeyConfirm.tsx';
@@ -14,6 +15,9 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
   const [path, setPath] = useState('');
   const [sftpUrl, setSftpUrl] = useState('');
   const [privateKey, setPrivateKey] = useState('');
+  /** A repository another Transporter serves: `<transporter id>/<served name>`. */
+  const [served, setServed] = useState('');
+  const serving = (useTransporters().data ?? []).filter((t) => t.serves);
   const [s3, setS3] = useState({ endpoint: '', region: 'us-east-1', bucket: '', prefix: '', accessKeyId: '', secretAccessKey: '' });
   const s3Field = (field: keyof typeof s3) => ({ name: field, value: s3[field], onChange: (e: { target: { value: string } }) => setS3({ ...s3, [field]: e.target.value }) });
   const [hardened, setHardened] = useState(false);
@@ -36,7 +40,9 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
         ? { kind, name, location: path, hardened, ...secret }
         : kind === 's3'
           ? { kind, name, ...s3, endpoint: s3.endpoint || undefined, ...secret }
-          : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
+          : kind === 'transporter'
+            ? { kind, name, transporterId: served.slice(0, served.lastIndexOf('/')), repository: served.slice(served.lastIndexOf('/') + 1), ...secret }
+            : { kind, name, location: sftpUrl, privateKey, ...(hostKey ? { hostKeySha256: hostKey } : {}), ...secret };
     return run(async () => {
       try {
         const repo = await createRepository(body);
@@ -62,6 +68,9 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
         </label>
         <label>
           <input type="radio" name="kind" checked={kind === 's3'} onChange={() => setKind('s3')} /> S3 object storage
+        </label>
+        <label>
+          <input type="radio" name="kind" checked={kind === 'transporter'} onChange={() => setKind('transporter')} /> On a Transporter
         </label>
       </fieldset>
       <label>
@@ -97,6 +106,24 @@ export function AddRepositoryForm({ onAdded, onCancel }: { onAdded: (r: Reposito
             <span className="muted small">Sealed with the appliance key before it is stored.</span>
           </label>
         </>
+      ) : kind === 'transporter' ? (
+        <label>
+          Served repository
+          <select name="served" value={served} onChange={(e) => setServed(e.target.value)} required>
+            <option value="">{serving.length ? 'Choose one' : 'No Transporter serves a repository'}</option>
+            {serving.flatMap((t) =>
+              t.serves!.repositories.map((r) => (
+                <option key={`${t.id}/${r}`} value={`${t.id}/${r}`}>
+                  {r} on {t.name} ({t.serves!.address})
+                </option>
+              )),
+            )}
+          </select>
+          <span className="muted small">
+            A folder a repository-side Transporter serves (VAULTLINE_SERVE_REPOSITORIES) over mutual TLS with certificates this Director issued. The Transporters that back up into it
+            compress and encrypt; it stores only what it lacks and never gets the passphrase.
+          </span>
+        </label>
       ) : kind === 'local' ? (
         <>
           <label>

@@ -37,6 +37,11 @@ export default function TransportersPage() {
                     <div className="muted small">
                       {t.host} · {t.id}
                     </div>
+                    {t.serves && (
+                      <div className="small" data-testid="transporter-serves">
+                        Serves {t.serves.repositories.join(', ')} to other Transporters on <span className="mono">{t.serves.address}</span>
+                      </div>
+                    )}
                   </td>
                   <td data-label="State">
                     <span className={`pill ${t.online ? 'ok' : 'bad'}`}>{t.online ? 'online' : 'offline'}</span>
