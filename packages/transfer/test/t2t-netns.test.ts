@@ -1,7 +1,7 @@
 /**
  * Transporter-to-Transporter transfer across a real link: the repository side serves a folder in one
  * network namespace, the source side writes restore points into it from another, over a veth pair shaped
- * by tc to 100 Mbit/s, and the kernel's counters say what crossed. The source compresses and encrypts
+ * by tc (to 100 Mbit/s, and to 1 Gbit/s), and the kernel's counters say what crossed. The source compresses and encrypts
  * (the serving side never has the passphrase) and sends only what the repository lacks:
  *   - an incremental sends at most 1.1 × its new compressed bytes,
  *   - a second VM cloned from the first sends almost nothing,
@@ -20,13 +20,13 @@ const can = available();
 const onCi = process.env.CI === 'true';
 const MiB = 1024 * 1024;
 
-describe.skipIf(!can.ok && !onCi)(`Transporter-to-Transporter over a 100 Mbit/s link between network namespaces${can.ok ? '' : ` (cannot run here: ${can.why})`}`, () => {
+describe.skipIf(!can.ok && !onCi).each([100, 1000])(`Transporter-to-Transporter over a %i Mbit/s link between network namespaces${can.ok ? '' : ` (cannot run here: ${can.why})`}`, (rateMbit) => {
   let run: T2tRun;
   const step = (name: string) => run.steps.get(name)!;
 
   beforeAll(async () => {
     if (!can.ok) throw new Error(`the network-namespace test cannot run on this machine: ${can.why}`);
-    run = await runT2t({ rateMbit: 100, imageMiB: 192 });
+    run = await runT2t({ rateMbit, imageMiB: 192 });
   }, 240_000);
 
   afterAll(async () => {
@@ -35,7 +35,7 @@ describe.skipIf(!can.ok && !onCi)(`Transporter-to-Transporter over a 100 Mbit/s 
 
   it('a full backup crosses the link once, compressed and encrypted (the link use is printed)', () => {
     const full = step('full');
-    console.log(`full: ${(full.stored / MiB).toFixed(1)} MiB new of 192 MiB; ${(full.tx / MiB).toFixed(1)} MiB on the wire in ${full.seconds.toFixed(1)} s = ${((full.tx * 8) / full.seconds / 1e6).toFixed(1)} Mbit/s of 100`);
+    console.log(`full: ${(full.stored / MiB).toFixed(1)} MiB new of 192 MiB; ${(full.tx / MiB).toFixed(1)} MiB on the wire in ${full.seconds.toFixed(1)} s = ${((full.tx * 8) / full.seconds / 1e6).toFixed(1)} Mbit/s of ${rateMbit}`);
     expect(full.stored).toBeGreaterThan(20 * MiB);
     expect(full.tx).toBeGreaterThanOrEqual(full.stored);
     expect(full.tx).toBeLessThanOrEqual(1.1 * full.stored);
