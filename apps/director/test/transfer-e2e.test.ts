@@ -213,6 +213,33 @@ describe('Transporter-to-Transporter transfer (real PostgreSQL, Redis, lab vCent
     expect(stored).toBeGreaterThan(8 * MiB);
   }, 60_000);
 
+  it('a copy job copies the served repository\'s restore point into a local repository (read over mutual TLS), bit-exact', async () => {
+    const local = await api('POST', '/api/repositories', { kind: 'local', name: 'copies-here', location: path.join(scratch, 'copies') });
+    expect(local.statusCode, local.body).toBe(201);
+    const job = await api('POST', '/api/copy-jobs', { name: 'served to local', sourceRepositoryId: repositoryId, targetRepositoryId: local.json().id });
+    expect(job.statusCode, job.body).toBe(201);
+    const run = await api('POST', `/api/copy-jobs/${job.json().id}/run`);
+    expect(run.statusCode, run.body).toBe(202);
+    const done = await until('the copy to finish', 50_000, async () => {
+      const r = await d.db.jobRun.findUniqueOrThrow({ where: { id: run.json().runId } });
+      return ['succeeded', 'warning', 'failed', 'cancelled'].includes(r.status) ? r : null;
+    }, () => source!.output());
+    expect(done.status, done.error ?? '').toBe('succeeded');
+    const [original] = await d.db.restorePoint.findMany({ where: { repositoryId } });
+    const copy = await d.db.restorePoint.findFirstOrThrow({ where: { repositoryId: local.json().id, copyOfId: original!.id } });
+    const repo = await openRepository(await d.db.repository.findUniqueOrThrow({ where: { id: local.json().id } }), SECRET_KEY);
+    try {
+      const ref = { vmId: copy.vmInstanceUuid, id: copy.repoPointId };
+      const disk = (await repo.readManifest(ref)).disks[0]!;
+      const reader = await DiskReader.open(repo, ref, disk.key);
+      const h = createHash('sha256');
+      for (let off = 0; off < disk.capacity; off += 4 * MiB) h.update(await reader.read(off, Math.min(4 * MiB, disk.capacity - off)));
+      expect(h.digest('hex')).toBe(await lab.diskSha256('transfer-vm', 0));
+    } finally {
+      await repo.close();
+    }
+  }, 60_000);
+
   it('the serving Transporter never had the passphrase: not in its environment, data dir or database role', async () => {
     const environ = await readFile(`/proc/${serving!.child.pid}/environ`, 'utf8');
     expect(environ).not.toContain(PASSPHRASE);

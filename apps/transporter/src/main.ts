@@ -1,5 +1,5 @@
 /**
- * The Transporter: a worker with no listening port. It registers and
+ * The Transporter: a worker that listens on no port unless it serves repositories. It registers and
  * heartbeats, sweeps orphans left by an earlier (killed) process BEFORE taking
  * work, then runs `backup.run-vm`, `restore.run-vm` and `repository.maintain` jobs from the queue, at most
  * VAULTLINE_MAX_DISK_TASKS disk tasks at a time. With VAULTLINE_SERVE_REPOSITORIES it also serves those
@@ -75,9 +75,9 @@ async function main(): Promise<void> {
   // Its certificate for repositories other Transporters serve (and for serving its own), once the Director signs it.
   const served = env.VAULTLINE_SERVE_REPOSITORIES;
   const serveAddress = env.VAULTLINE_SERVE_ADDRESS;
-  const enrolment = enrol({ db, id, dataDir, log, ...(serveAddress ? { names: serveNames(serveAddress).names } : {}) });
-  useTransferContext({ db, identity: () => enrolment.identity() });
   let serving: Serving | null = null;
+  const enrolment = enrol({ db, id, dataDir, log, ...(serveAddress ? { names: serveNames(serveAddress).names } : {}), onRenewed: (identity) => serving?.setIdentity(identity) });
+  useTransferContext({ db, identity: () => enrolment.identity() });
   if (served && serveAddress) {
     void enrolment.ready
       .then(async ({ identity, caPem }) => {

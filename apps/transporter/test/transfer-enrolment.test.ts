@@ -51,7 +51,8 @@ describe('transfer enrolment (real PostgreSQL)', () => {
     const { log } = memoryLogger('enrol-test');
     const names = serveNames('127.0.0.1:0').names;
     expect(names).toEqual({ dnsNames: [], ipAddresses: ['127.0.0.1'] });
-    const enrolment = enrol({ db, id, dataDir, log, names, pollMs: 50 });
+    const renewals: string[] = [];
+    const enrolment = enrol({ db, id, dataDir, log, names, pollMs: 50, renewPollMs: 50, onRenewed: (identity) => renewals.push(identity.certPem) });
     try {
       const keyFile = path.join(dataDir, 'transfer', 'key.pem');
       await until('the key', 10_000, async () => stat(keyFile).catch(() => null));
@@ -78,6 +79,14 @@ describe('transfer enrolment (real PostgreSQL)', () => {
       expect(identity.certPem).toBe(certPem);
       expect(publicKeyOf(identity.keyPem).equals(publicKeyOf(certPem))).toBe(true);
       expect(new X509Certificate(certPem).subjectAltName).toContain('IP Address:127.0.0.1');
+
+      // The Director renews the certificate near its end (same key): the Transporter takes it while it runs.
+      expect(renewals).toEqual([]);
+      const renewed = signCertificateRequest(ca, csr, id).certPem;
+      await db.transporter.update({ where: { id }, data: { tlsCert: renewed } });
+      await until('the renewal', 10_000, async () => renewals.length > 0);
+      expect(renewals).toEqual([renewed]);
+      expect(enrolment.identity()!.certPem).toBe(renewed);
     } finally {
       enrolment.stop();
     }

@@ -73,6 +73,8 @@ interface Reply {
 
 export class TransporterBackend implements Backend {
   readonly kind = 'transporter';
+  /** Locks are not carried over the wire yet: a job keeping immutable restore points is refused here rather than silently unlocked. */
+  readonly cannotLock = 'a repository served by another Transporter cannot make restore points immutable yet (the serving side does not lock files); keep immutable restore points in a local hardened or S3 Object Lock repository';
   readonly location: string;
   /** Payload bytes sent (request bodies) and received (response bodies) so far. */
   sent = 0;

@@ -74,8 +74,11 @@ export class RepositoryServer {
   /** The client's Transporter id per TLS connection (the certificate does not change within one). */
   private readonly peers = new WeakMap<TLSSocket, string | null>();
   private readonly server: https.Server;
+  /** The certificate and key served now (setIdentity swaps them). */
+  private identity: { certPem: string; keyPem: string };
 
   private constructor(private readonly opts: RepositoryServerOptions) {
+    this.identity = opts.identity;
     for (const [name, folder] of Object.entries(opts.repositories)) {
       if (!REPOSITORY_NAME.test(name)) throw new Error(`repository name ${JSON.stringify(name)} must match ${REPOSITORY_NAME}`);
       if (!path.isAbsolute(folder)) throw new Error(`the folder of repository ${name} must be an absolute path (got ${JSON.stringify(folder)})`);
@@ -113,7 +116,16 @@ export class RepositoryServer {
 
   /** What clients pin (certificateFingerprint of the identity). */
   get fingerprint(): string {
-    return certificateFingerprint(this.opts.identity.certPem);
+    return certificateFingerprint(this.identity.certPem);
+  }
+
+  /**
+   * Serves with another certificate from now on (a renewed one: clients pin the new fingerprint as soon as
+   * the Director records it); connections already open keep the one they were made with.
+   */
+  setIdentity(identity: { certPem: string; keyPem: string }): void {
+    this.server.setSecureContext({ cert: identity.certPem, key: identity.keyPem, ca: [this.opts.caPem], minVersion: 'TLSv1.3' });
+    this.identity = identity;
   }
 
   /** Stops listening, ends every connection (uploads in flight are discarded), closes the folders' files. */

@@ -132,3 +132,19 @@ describe('an encrypted repository through a TransporterBackend', () => {
     }
   });
 });
+
+describe('what a served repository cannot do yet, said plainly', () => {
+  it('a restore point to keep immutable is refused before anything is written (locks are not carried over the wire)', async () => {
+    const fx2 = await startFixture({ names: ['locked'] });
+    try {
+      const b = fx2.connect({ repository: 'locked' });
+      await Repository.init(b, { chunkSize: CHUNK });
+      const repo = await Repository.open(b);
+      await expect(openRestorePointWriter(repo, { vmId: 'vm-l', lockedUntil: new Date(Date.now() + 86_400_000) })).rejects.toThrow(/cannot make restore points immutable yet/);
+      expect(fs.existsSync(path.join(fx2.folders.locked!, 'snapshots', 'vm-l'))).toBe(false);
+      await repo.close();
+    } finally {
+      await fx2.stop();
+    }
+  });
+});

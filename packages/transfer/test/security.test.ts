@@ -191,3 +191,19 @@ describe('paths stay inside the repository folder', () => {
     expect((await raw('GET', '/r/%2e%2e/file?path=outside')).status).toBe(404);
   });
 });
+
+describe('a renewed server certificate', () => {
+  it('is served from the next connection on without a restart: clients pinning the new fingerprint get in, those pinning the old one are refused', async () => {
+    const fx2 = await startFixture();
+    try {
+      const before = fx2.serverCert.fingerprint;
+      const renewed = issueTransporterCertificate(fx2.ca, 'tp-repository', { ipAddresses: ['127.0.0.1'] });
+      fx2.server.setIdentity(renewed);
+      expect(fx2.server.fingerprint).toBe(renewed.fingerprint);
+      await expect(fx2.connect({ serverFingerprint: renewed.fingerprint }).stat('nothing-here')).resolves.toBeNull();
+      await expect(fx2.connect({ serverFingerprint: before }).stat('nothing-here')).rejects.toThrow(PinMismatchError);
+    } finally {
+      await fx2.stop();
+    }
+  });
+});

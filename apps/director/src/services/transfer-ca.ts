@@ -9,11 +9,10 @@ import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SECRET_LABELS, createFileOnce, useTransferContext, type TransferIdentity } from '@vaultline/appliance';
-import { CertificateRequestError, certificateRequest, makeTransferKey, namesCovered, publicKeyOf, signCertificateRequest } from '@vaultline/tls';
+import { CertificateRequestError, certificateRequest, makeTransferKey, makeTransporterCa, namesCovered, publicKeyOf, signCertificateRequest, type CertificateAuthority } from '@vaultline/tls';
 import { openSecret, sealSecret } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
-import { makeTransporterCa, type CertificateAuthority } from '@vaultline/transfer';
 
 
 /** The id the Director's own certificate names; no Transporter gets it. */

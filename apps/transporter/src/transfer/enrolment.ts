@@ -19,6 +19,9 @@ export interface Enrolment {
   stop(): void;
 }
 
+/** How often a signed Transporter looks for a renewed certificate (the Director renews 30 days before the end). */
+const RENEW_POLL_MS = 60_000;
+
 /** The key in the data dir, made at first use. */
 export async function transferKey(dataDir: string): Promise<string> {
   const dir = path.join(dataDir, 'transfer');
@@ -30,10 +33,11 @@ export async function transferKey(dataDir: string): Promise<string> {
 
 /**
  * Writes the request (again at every start: the Director signs only when the key changed or the
- * certificate nears its end) and polls for the certificate every `pollMs`. The row may not exist yet
+ * certificate nears its end) and polls for the certificate every `pollMs`; once signed, for a renewal
+ * every `renewPollMs`, handed to `onRenewed`. The row may not exist yet
  * (the Director mirrors a local Transporter at its first heartbeat): the request is written once it does.
  */
-export function enrol(deps: { db: Db; id: string; dataDir: string; log: Logger; names?: ServeNames; pollMs?: number }): Enrolment {
+export function enrol(deps: { db: Db; id: string; dataDir: string; log: Logger; names?: ServeNames; pollMs?: number; renewPollMs?: number; onRenewed?: (identity: TransferIdentity) => void }): Enrolment {
   const { db, id, log } = deps;
   let identity: TransferIdentity | null = null;
   let timer: NodeJS.Timeout | null = null;
@@ -56,21 +60,28 @@ export function enrol(deps: { db: Db; id: string; dataDir: string; log: Logger; 
           db.transferCa.findUnique({ where: { id: 1 }, select: { certPem: true } }),
         ]);
         // A certificate of an earlier start may lack a name asked for now: the Director issues a new one.
-        if (row?.tlsCert && ca && certificateFits(row.tlsCert, ca.certPem, keyPem) && namesCovered(row.tlsCert, csr)) {
+        if (row?.tlsCert && ca && row.tlsCert !== identity?.certPem && certificateFits(row.tlsCert, ca.certPem, keyPem) && namesCovered(row.tlsCert, csr)) {
+          const first = identity === null;
           identity = { id, certPem: row.tlsCert, keyPem };
-          log.info({ id }, 'got the transfer certificate from the Director');
-          resolve({ identity, caPem: ca.certPem });
-          return;
+          if (first) {
+            log.info({ id }, 'got the transfer certificate from the Director');
+            resolve({ identity, caPem: ca.certPem });
+          } else {
+            // The Director renews a certificate near its end for the same key: clients pin the new one at once.
+            log.info({ id }, 'got a renewed transfer certificate from the Director');
+            deps.onRenewed?.(identity);
+          }
         }
       }
-      if (Date.now() - waitingSince > 60_000) {
+      if (!identity && Date.now() - waitingSince > 60_000) {
         waitingSince = Date.now();
         log.warn({ id }, requested ? 'still waiting for the Director to sign the transfer certificate request (is the Director running? see its log for a refusal)' : 'this Transporter has no row yet to write its transfer certificate request to; the Director adds it at its first heartbeat');
       }
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'transfer enrolment failed; will retry');
     }
-    if (!stopped) timer = setTimeout(() => void poll(), deps.pollMs ?? 1_000);
+    // Once signed, it keeps watching (slowly) for the renewal the Director makes near the certificate's end.
+    if (!stopped) timer = setTimeout(() => void poll(), identity ? (deps.renewPollMs ?? RENEW_POLL_MS) : (deps.pollMs ?? 1_000));
   };
   void poll();
   return {

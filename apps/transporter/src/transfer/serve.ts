@@ -31,6 +31,8 @@ export function serveNames(address: string): { host: string; names: ServeNames }
 export interface Serving {
   /** `host:port` recorded for the others. */
   address: string;
+  /** Serves with a renewed certificate (the Director records its fingerprint, which clients pin). */
+  setIdentity(identity: TransferIdentity): void;
   close(): Promise<void>;
 }
 
@@ -61,6 +63,10 @@ export async function serveRepositories(deps: { db: Db; id: string; identity: Tr
   log.info({ address, repositories: names, fingerprint: server.fingerprint }, 'serving repositories to other Transporters');
   return {
     address,
+    setIdentity(identity) {
+      server.setIdentity(identity);
+      log.info({ fingerprint: server.fingerprint }, 'serving with the renewed certificate');
+    },
     async close() {
       clearInterval(timer);
       await db.transporter.updateMany({ where: { id }, data: { serveAddress: null, servedRepositories: [] } }).catch(() => undefined);
