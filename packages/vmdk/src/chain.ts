@@ -19,7 +19,7 @@
  * seSparse zero / unmapped grains hide the parent's data (they read as zeros).
  */
 import { posix } from 'node:path';
-import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
+import { descriptorText, NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
 import { SeSparseExtent, VmfsSparseExtent } from './delta-extent.ts';
 import type { DeltaExtent, DeltaFormat } from './delta-extent.ts';
@@ -51,7 +51,7 @@ async function readDescriptor(path: string, opener: FileOpener): Promise<VmdkDes
   const f = await ImageFile.open(path, opener);
   try {
     if (f.size > 1024 * 1024) throw new VmdkUnsupportedError('a snapshot link must be a descriptor file', { path });
-    const text = (await f.readExact(0, f.size, 'descriptor')).toString('utf8').replace(/^\uFEFF/, '');
+    const text = descriptorText(await f.readExact(0, f.size, 'descriptor'));
     return parseDescriptor(text, { path });
   } finally {
     await f.close();

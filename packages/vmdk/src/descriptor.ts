@@ -77,6 +77,16 @@ function unquote(raw: string, line: number): string {
   return v;
 }
 
+/**
+ * The text of a descriptor file: up to its first NUL. qemu pads the file with NULs to a whole sector, and
+ * when qemu-img rewrites a descriptor in place with a shorter text it leaves the old text's tail after the
+ * new NUL (seen in CI: `…\0\n\0…`), so what follows the first NUL is not part of the descriptor.
+ */
+export function descriptorText(bytes: Buffer): string {
+  const nul = bytes.indexOf(0);
+  return bytes.subarray(0, nul >= 0 ? nul : bytes.length).toString('utf8').replace(/^\uFEFF/, '');
+}
+
 /** Parse descriptor text. Throws `VmdkDescriptorError` (code DESCRIPTOR) with a line number on malformed input. */
 export function parseDescriptor(text: string, options?: { path?: string }): VmdkDescriptor {
   const path = options?.path;

@@ -22,7 +22,7 @@ import { posix } from 'node:path';
 import { ChainReader, DELTA_CREATE_TYPES, openChainLinks } from './chain.ts';
 import type { ChainLinkInfo } from './chain.ts';
 import { readTarget, VmdkBadMagicError, VmdkCorruptError, VmdkRangeError, VmdkTruncatedError, VmdkUnsupportedError } from './errors.ts';
-import { NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
+import { descriptorText, NO_PARENT_CID, parseDescriptor } from './descriptor.ts';
 import type { VmdkDescriptor } from './descriptor.ts';
 import { ImageFile, localFiles } from './image-file.ts';
 import type { FileOpener } from './image-file.ts';
@@ -179,14 +179,10 @@ class CompositeImage implements VmdkImage {
 /** Why `head` (the first bytes of a file of `size` bytes) is not a descriptor file, or null when it is one. */
 function descriptorProblem(head: Buffer, size: number): string | null {
   if (size > MAX_DESCRIPTOR_FILE) return `${size} bytes is larger than a descriptor file can be`;
-  // qemu pads descriptor files with NULs to a whole sector: allow NULs only as trailing padding.
-  const nul = head.indexOf(0);
-  const after = nul >= 0 ? head.subarray(nul).findIndex((b) => b !== 0) : -1;
-  if (after >= 0) return `a NUL at byte ${nul} is followed by other bytes at ${nul + after} (of ${head.length} read, ${size} in the file)`;
-  const text = head.subarray(0, nul >= 0 ? nul : head.length).toString('utf8').replace(/^\uFEFF/, '');
+  const text = descriptorText(head);
   if (/^\s*# Disk DescriptorFile/.test(text)) return null;
   if (/^\s*createType\s*=/m.test(text) && /^\s*(RW|RDONLY|NOACCESS)\s+\d+\s+\w+/m.test(text)) return null;
-  return 'no "# Disk DescriptorFile" line, nor a createType and an extent line';
+  return 'no "# Disk DescriptorFile" line, nor a createType and an extent line, before its first NUL';
 }
 
 function checkBaseDisk(d: VmdkDescriptor, path: string): void {
@@ -210,8 +206,7 @@ async function openSparseFile(file: ImageFile, files: ImageFile[]): Promise<Vmdk
 }
 
 async function openDescriptorFile(file: ImageFile, files: ImageFile[], opener: FileOpener): Promise<VmdkImage> {
-  const text = (await file.readExact(0, file.size, 'descriptor')).toString('utf8').replace(/^\uFEFF/, '');
-  const descriptor = parseDescriptor(text, { path: file.path });
+  const descriptor = parseDescriptor(descriptorText(await file.readExact(0, file.size, 'descriptor')), { path: file.path });
   if (descriptor.parentCid !== NO_PARENT_CID && DELTA_CREATE_TYPES[descriptor.createType]) return openChain(file, descriptor, files, opener);
   checkBaseDisk(descriptor, file.path);
   const base = posix.dirname(file.path);
