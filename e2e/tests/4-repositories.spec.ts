@@ -65,6 +65,7 @@ test('the default repository shows its figures and the restore points per VM wri
 test('an SFTP repository is added with its SSH key (OpenSSH on loopback); a key the server does not accept is refused with its reason', async ({ page }) => {
   // sshd here lets root in by key; without root there is no user to log in as.
   // Skipped only when the tests do not run as root (with CI=true, e2e/playwright.config.ts stops a run that is not root and says why, so in CI it always runs): the SFTP server it adds is a real sshd on loopback, started by packages/ssh-lab, which needs root.
+  // Skipped off root only (sshd on loopback needs root); e2e/playwright.config.ts refuses CI=true without root, so on CI it always runs.
   test.skip(process.getuid?.() !== 0, 'needs root to run sshd on loopback');
   const sshd = await startSshd();
   try {

@@ -19,6 +19,7 @@ function transporterLogins(): { pg: string[]; redis: string[] } {
 test('an admin adds a remote Transporter against a real sshd: the host key is shown to confirm, then pinned; the deploy comes online over TLS-only PostgreSQL and Redis; remove stops it and revokes its logins', async ({ page }) => {
   // ssh-lab creates a local user for sshd to let in: that needs root.
   // Skipped only when the tests do not run as root (with CI=true, e2e/playwright.config.ts stops a run that is not root and says why, so in CI it always runs): deploying a remote Transporter needs a real SSH user and sshd, which only root can create here.
+  // Skipped off root only (creating the SSH user and running sshd need root); e2e/playwright.config.ts refuses CI=true without root, so on CI it always runs.
   test.skip(process.getuid?.() !== 0, 'needs root to create the SSH user and run sshd on loopback');
   // Building the bundle (first add) and copying it (deploy) take a while on two cores.
   test.setTimeout(420_000);

@@ -19,6 +19,7 @@ let image: FilesImage;
 
 test.beforeAll(async () => {
   // Skipped only when the tests do not run as root (with CI=true, e2e/playwright.config.ts stops a run that is not root and says why, so in CI it always runs): file-level restore needs loop devices and mounts, which only root may make.
+  // Skipped off root only (loop devices and mounts need root); e2e/playwright.config.ts refuses CI=true without root, so on CI it always runs.
   test.skip(process.getuid?.() !== 0, 'needs root: the disk image is built on a loop device and the Director mounts it');
   work = await mkdtemp(path.join(os.tmpdir(), 'vaultline-e2e-files-'));
   image = await buildFilesImage(work);
