@@ -10,7 +10,7 @@
  */
 import type { Db } from '@vaultline/db';
 import { PinMismatchError } from '@vaultline/tls';
-import { TransferError, TransporterBackend, UntrustedServerError } from '@vaultline/transfer';
+import { REPOSITORY_NAME, TransferError, TransporterBackend, UntrustedServerError } from '@vaultline/transfer';
 import { RepositoryLocationError } from './location-error.ts';
 
 export interface TransferIdentity {
@@ -33,8 +33,8 @@ export function useTransferContext(ctx: TransferContext | null): void {
   context = ctx;
 }
 
-/** A repository name a Transporter may serve: the alphabet of @vaultline/transfer's REPOSITORY_NAME. */
-export const SERVED_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A repository name a Transporter may serve (the server's own rule). */
+export const SERVED_NAME = REPOSITORY_NAME;
 
 export function transporterLocation(transporterId: string, name: string): string {
   return `transporter://${transporterId}/${name}`;

@@ -17,3 +17,4 @@ export { RepositoryServer } from './server.ts';
 export type { RepositoryServerOptions } from './server.ts';
 export { TransferError, TransporterBackend, UntrustedServerError } from './client.ts';
 export type { TransporterBackendOptions } from './client.ts';
+export { REPOSITORY_NAME } from './protocol.ts';
