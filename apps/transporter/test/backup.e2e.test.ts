@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transportLabel } from '@vaultline/contracts';
 import { isRoot, runOutcome as outcome, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
@@ -120,7 +121,7 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       // The network modes say how they read the disk: the flat extent its descriptor names, and which way (the lab's
       // hosts have names that do not resolve, so through vCenter; test/direct-host.e2e.test.ts reads from a host).
       if (mode === 'nbd' || mode === 'nbdssl') {
-        expect(JSON.stringify(item.log)).toMatch(new RegExp(`disk Hard disk 1: reading the flat extent app01-flat\\.vmdk through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${mode}`));
+        expect(JSON.stringify(item.log)).toMatch(new RegExp(`disk Hard disk 1: reading the flat extent app01-flat\\.vmdk through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${transportLabel(mode)}`));
       }
       await nothingLeftBehind(b, 'app01');
     }
@@ -234,7 +235,7 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       const { run, vm, point } = await outcome(b, runId);
       expect(run.status, vm.error ?? '').toBe('warning');
       expect(vm.disks.map((d) => d.transport)).toEqual(['nbdssl', 'nbdssl']);
-      expect((vm.disks[0]!.transportReason as string[]).join(' | ')).toMatch(/hotadd failed: the hot-added disk .* did not appear .*; failover to nbdssl/);
+      expect((vm.disks[0]!.transportReason as string[]).join(' | ')).toMatch(/HotAdd failed: the hot-added disk .* did not appear .*; failover to NBDSSL/);
       const lvm = await b.lab.getVm('app01');
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(lvm.disks[1]!.key))).toBe(truth);
       await nothingLeftBehind(b, 'app01');
@@ -274,7 +275,7 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       expect(run.status, vm.error ?? '').toBe('warning');
       const disk = vm.disks[0]!;
       expect(disk.transport).toBe('nbdssl');
-      expect(disk.transportReason).toEqual(['HOTADD: chosen manually', 'hotadd failed mid-copy: fake: the SCSI path to the hot-added disk went away; failover to nbdssl']);
+      expect(disk.transportReason).toEqual(['HOTADD: chosen manually', 'HotAdd failed mid-copy: fake: the SCSI path to the hot-added disk went away; failover to NBDSSL']);
       expect(Number(disk.bytesRead)).toBe(24 * MiB);
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String((await b.lab.getVm('flaky01')).disks[0]!.key))).toBe(truth);
       await nothingLeftBehind(b, 'flaky01');
@@ -319,8 +320,8 @@ describe('backup cycle against the lab vCenter (full + incrementals, bit-exact)'
       const disk = vm.disks[0]!;
       expect(disk.transport).toBe('nbdssl');
       const reasons = disk.transportReason as string[];
-      expect(reasons.at(-1)).toBe(`${opened[0]} failed mid-copy: fake: the path to the LUN or hot-added disk went away; failover to nbdssl`);
-      expect(JSON.stringify(vm.log)).toContain(`disk Hard disk 1: ${opened[0]} read failed at ${8 * MiB}`);
+      expect(reasons.at(-1)).toBe(`${transportLabel(opened[0])} failed mid-copy: fake: the path to the LUN or hot-added disk went away; failover to NBDSSL`);
+      expect(JSON.stringify(vm.log)).toContain(`disk Hard disk 1: ${transportLabel(opened[0])} read failed at 8 MiB`);
       // Only what was left: 24 MiB allocated, read once in all.
       expect(Number(disk.bytesRead)).toBe(24 * MiB);
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String((await b.lab.getVm('flaky02')).disks[0]!.key))).toBe(truth);

@@ -31,7 +31,7 @@ describe.runIf(isRoot)('network reads directly from the ESXi host', () => {
       const vm = run.vms[0]!;
       expect(run.status, `${vm.error ?? ''} ${JSON.stringify(vm.log)}`).toBe('succeeded');
       expect(JSON.stringify(vm.log)).toMatch(
-        /disk Hard disk 1: reading the flat extent direct-app-flat\.vmdk directly from ESXi host 127\.\d+\.\d+\.\d+ \(a vCenter service ticket per request\) over nbdssl/,
+        /disk Hard disk 1: reading the flat extent direct-app-flat\.vmdk directly from ESXi host 127\.\d+\.\d+\.\d+ \(a vCenter service ticket per request\) over NBDSSL/,
       );
       expect(JSON.stringify(vm.log)).not.toContain('the rest went through vCenter');
       const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: vm.id } });
@@ -79,7 +79,7 @@ describe.runIf(isRoot)('network reads directly from the ESXi host', () => {
     const run = await b.db.jobRun.findUniqueOrThrow({ where: { id: runId }, include: { vms: true } });
     const item = run.vms[0]!;
     expect(run.status, `${item.error ?? ''} ${JSON.stringify(item.log)}`).toBe('succeeded');
-    expect(JSON.stringify(item.log)).toMatch(/reading the snapshot chain of 1 seSparse link over its base directly from ESXi host 127\.\d+\.\d+\.\d+ \(a vCenter service ticket per request\) over nbdssl/);
+    expect(JSON.stringify(item.log)).toMatch(/reading the snapshot chain of 1 seSparse link over its base directly from ESXi host 127\.\d+\.\d+\.\d+ \(a vCenter service ticket per request\) over NBDSSL/);
     const point = await b.db.restorePoint.findFirstOrThrow({ where: { runVmId: item.id } });
     const disk = (await b.lab.getVm('direct-chain')).disks[0]!;
     expect(await b.restoredSha256(point.repoPointId, point.vmInstanceUuid, String(disk.key))).toBe(truth);

@@ -149,7 +149,7 @@ describe.runIf(isRoot)('restore refusals, cancel and replace leave nothing half-
     const failing = { ...b.devices, openHotAddedForWrite: async () => Promise.reject(new Error('fake: the hot-added disk did not appear')) };
     const r = await restoreVm(input({ name: 'crm01-hotadd-fails', transport: 'hotadd' }), { ...deps(lines), devices: failing });
     expect(r.disks.map((d) => d.transport)).toEqual(['nbdssl', 'nbdssl']);
-    expect(r.disks[0]!.reasons).toEqual(['HOTADD: chosen manually', 'HotAdd failed: fake: the hot-added disk did not appear; failover to nbdssl']);
+    expect(r.disks[0]!.reasons).toEqual(['HOTADD: chosen manually', 'HotAdd failed: fake: the hot-added disk did not appear; failover to NBDSSL']);
     expect(r.disks.map((d) => d.sha256)).toEqual(point.truth);
     expect(lines.filter((l) => l.includes('detached from vaultline-proxy'))).toHaveLength(2);
     expect(await b.lab.diskSha256('crm01-hotadd-fails', 0)).toBe(point.truth[0]);

@@ -78,8 +78,8 @@ describe('a network restore of a thin disk stays thin (import lease, lab vCenter
     }
     expect(r.disks[0]!.bytesWritten).toBe(3 * MiB + 5 * MiB + 2 * 65536 + 65536);
     expect(r.disks[0]!.bytesSkipped).toBe(96 * MiB - r.disks[0]!.bytesWritten);
-    expect(lines).toContain(`creating VM ${name} through an import lease (its disks are uploaded over nbdssl as thin disks): ${lines.find((l) => l.startsWith(`creating VM ${name}`))!.split(': ').slice(1).join(': ')}`);
-    expect(lines.some((l) => /^disk Hard disk 1: wrote 8 MiB of 96 MiB as a thin disk through an import lease \(\d[\d,]* (KiB|MiB) sent as a streamOptimized VMDK over nbdssl; 88 MiB of holes and zeros not written\)/.test(l)), lines.join('\n')).toBe(true);
+    expect(lines).toContain(`creating VM ${name} through an import lease (its disks are uploaded over NBDSSL as thin disks): ${lines.find((l) => l.startsWith(`creating VM ${name}`))!.split(': ').slice(1).join(': ')}`);
+    expect(lines.some((l) => /^disk Hard disk 1: wrote 8 MiB of 96 MiB as a thin disk through an import lease \(\d[\d,]* (KiB|MiB) sent as a streamOptimized VMDK over NBDSSL; 88 MiB of holes and zeros not written\)/.test(l)), lines.join('\n')).toBe(true);
     expect(lines.some((l) => l.startsWith(`import lease of ${name} completed: 2 disk(s) uploaded`))).toBe(true);
     expect(lines.filter((l) => /read back and verified SHA-256/.test(l))).toHaveLength(2);
     expect(await b.db.cleanupEntry.count({ where: { resolvedAt: null } })).toBe(0);
@@ -154,6 +154,6 @@ describe('a network restore of a thin disk stays thin (import lease, lab vCenter
     );
     expect(r.sha256).toBe(point.truth[1]);
     expect(r.bytesWritten).toBe(24 * MiB);
-    expect(lines.some((l) => l.startsWith('disk disk ' + key + ': wrote 24 MiB of 24 MiB in full (every byte, zeros included: the disk is allocated whole) over nbdssl')), lines.join('\n')).toBe(true);
+    expect(lines.some((l) => l.startsWith('disk disk ' + key + ': wrote 24 MiB of 24 MiB in full (every byte, zeros included: the disk is allocated whole) over NBDSSL')), lines.join('\n')).toBe(true);
   });
 });

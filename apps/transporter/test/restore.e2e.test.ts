@@ -139,8 +139,8 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
     expect(b.events.slice(mark).some((e) => e.type === 'vm.phase' && e.phase === 'writing')).toBe(true);
 
     const log = (item.log as { message: string }[]).map((l) => l.message);
-    expect(log).toContain(`disk Hard disk 1: nbdssl — ${SAN_WRITE_REASON}; HotAdd: disk on IDE controller; NBDSSL: write over the datastore's HTTPS interface`);
-    expect(log.some((l) => l.startsWith('disk Hard disk 2: hotadd — SAN: never used'))).toBe(true);
+    expect(log).toContain(`disk Hard disk 1: NBDSSL — ${SAN_WRITE_REASON}; HotAdd: disk on IDE controller; NBDSSL: write over the datastore's HTTPS interface`);
+    expect(log.some((l) => l.startsWith('disk Hard disk 2: HotAdd — SAN: never used'))).toBe(true);
     expect(log).toContain('powered on legacy01-restored');
     expect(await b.lab.diskSha256('legacy01-restored', 0)).toBe(legacy.truth[0]);
     expect(await b.lab.diskSha256('legacy01-restored', 1)).toBe(legacy.truth[1]);

@@ -6,6 +6,7 @@
  * with in the lab's tests), and leave the user's snapshots as they were.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transportLabel } from '@vaultline/contracts';
 import { isRoot, runOutcome as outcome, startBench, type Bench } from './fixture.ts';
 
 const MiB = 1024 * 1024;
@@ -63,8 +64,8 @@ describe('backups of a VM with two user snapshots (disks are delta chains)', () 
       const log = JSON.stringify(vm.log);
       if (mode === 'nbd' || mode === 'nbdssl') {
         // The lab's hosts have names that do not resolve here: the chain's bytes come through vCenter, and the log says why.
-        expect(log).toMatch(new RegExp(`disk Hard disk 1: reading the snapshot chain of 2 seSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${mode}`));
-        expect(log).toMatch(new RegExp(`disk Hard disk 2: reading the snapshot chain of 2 vmfsSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${mode}`));
+        expect(log).toMatch(new RegExp(`disk Hard disk 1: reading the snapshot chain of 2 seSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${transportLabel(mode)}`));
+        expect(log).toMatch(new RegExp(`disk Hard disk 2: reading the snapshot chain of 2 vmfsSparse links over its base through vCenter \\(host name DC0_C0_H\\d does not resolve here\\) over ${transportLabel(mode)}`));
       }
       const disks = (await b.lab.getVm('chained')).disks;
       expect(await b.restoredSha256(point!.repoPointId, point!.vmInstanceUuid, String(disks[0]!.key)), `${mode} disk 1`).toBe(truth[0]);

@@ -5,6 +5,19 @@ export type TransportMode = z.infer<typeof TransportModeSchema>;
 export const TransportSchema = z.enum(['san', 'hotadd', 'nbdssl', 'nbd']);
 export type Transport = z.infer<typeof TransportSchema>;
 
+/** How the console and the run logs name a transport mode (the operator's words, not the API's). */
+export const TRANSPORT_LABEL: Record<TransportMode, string> = { automatic: 'Automatic', san: 'Direct SAN', hotadd: 'HotAdd', nbdssl: 'NBDSSL', nbd: 'NBD' };
+
+/** What a backup snapshot is named in vSphere: the prefix and the run item's id (what operators see in the vSphere Client). */
+export const SNAPSHOT_PREFIX = 'vaultline-';
+export const backupSnapshotName = (runVmId: string): string => `${SNAPSHOT_PREFIX}${runVmId}`;
+
+/** The label of a transport mode; an unknown name comes back as it is. */
+export function transportLabel(mode: string | null | undefined): string {
+  if (!mode) return 'a transport not yet chosen';
+  return (TRANSPORT_LABEL as Record<string, string>)[mode] ?? mode;
+}
+
 /** One VM. Jobs stored before containers existed have exactly this shape (no `kind`). */
 export const VmSourceSchema = z.object({
   kind: z.literal('vm').optional(),

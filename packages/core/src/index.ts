@@ -12,7 +12,7 @@ export type { Area, DatastoreInfo, LocalDevices, SourceReader, TransportChoice, 
 export type { CleanupJournal, CleanupKind, CleanupRecord } from './backup/journal.ts';
 export { Semaphore, TransporterLimits } from './backup/limits.ts';
 export { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './backup/areas.ts';
-export { DiskMeter, secondsSince } from './backup/progress.ts';
+export { DiskMeter, mib, secondsSince } from './backup/progress.ts';
 export type { DiskUpdate, ProgressSink } from './backup/progress.ts';
 export type { RunLogLevel, RunRecorder } from './run/recorder.ts';
 export { ReadAhead, readAheadFor } from './backup/readahead.ts';

@@ -6,6 +6,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { shutdownWorkerPools } from '@vaultline/repository';
 import { runVmBackup } from '../src/backup/cycle.ts';
+import { mib } from '../src/backup/progress.ts';
 import { CancelledError, DetachError, QuiesceError } from '../src/errors.ts';
 import { MiB, PROXY, backupDeps, backupInput, defaultOptions, readPointDisk, tempRepository, twoDiskLab, type FakeLab, type FakeReader, type TempRepository } from './memory-ports.ts';
 
@@ -91,8 +92,13 @@ describe('backup failover per disk (against fakes of vSphere)', () => {
     // The read-ahead segment (256 KiB) holding the failing byte fails whole: the copy resumes at its start.
     const resumeAt = Math.floor(failAt / (256 * 1024)) * 256 * 1024;
     expect(resumeAt).toBeGreaterThan(0);
-    expect(result.warnings).toContain(`disk Hard disk 1: san read failed at ${resumeAt} (fake SCSI error: LUN went offline); continuing over nbdssl`);
-    expect(d0!.reasons).toContain('san failed mid-copy: fake SCSI error: LUN went offline; failover to nbdssl');
+    expect(result.warnings).toContain(`disk Hard disk 1: Direct SAN read failed at ${mib(resumeAt)} (fake SCSI error: LUN went offline); continuing over NBDSSL`);
+    expect(d0!.reasons).toContain('Direct SAN failed mid-copy: fake SCSI error: LUN went offline; failover to NBDSSL');
+    // The run log speaks the operator's words: transports by their names, the snapshot by the name vSphere shows, no morefs.
+    const log = lab.runLog.map((l) => l.message);
+    expect(log).toContain('disk Hard disk 2: Direct SAN — ' + d1!.reasons.join('; '));
+    expect(log.some((l) => /^snapshot vaultline-\S+ taken \(crash-consistent\) in [\d.]+ s$/.test(l)), log.join('\n')).toBe(true);
+    expect(log.filter((l) => /\b(snapshot|vm|host|datastore|datacenter|group|resgroup)-\d+\b/.test(l))).toEqual([]);
 
     // From where it stopped: SAN delivered exactly [0, resumeAt), the network reader exactly the rest.
     const [san0] = readersOf(lab, 'san', 2000);
@@ -129,7 +135,7 @@ describe('backup failover per disk (against fakes of vSphere)', () => {
       [2000, 'hotadd'],
       [2001, 'nbdssl'],
     ]);
-    expect(result.warnings.some((w) => /^disk Hard disk 2: hotadd read failed at \d+ \(fake I\/O error on \/dev\/sdc\); continuing over nbdssl$/.test(w))).toBe(true);
+    expect(result.warnings.some((w) => /^disk Hard disk 2: HotAdd read failed at \d[\d,]* (KiB|MiB) \(fake I\/O error on \/dev\/sdc\); continuing over NBDSSL$/.test(w))).toBe(true);
     const att = lab.vsphere.attachHistory.find((a) => a.fileName === '[ds1] web01/web01_1.vmdk')!;
     const t = lab.timeline;
     // The HotAdd disk is let go of (detached, gone, row cleared) before the network reader opens.
@@ -362,11 +368,12 @@ describe('backup cleanup journal order (against fakes of vSphere)', () => {
     const lab = twoDiskLab({ sizes: [MiB, MiB], lunVisible: false });
     lab.faults.failOp('removeSnapshot', 'fake vim.fault.TaskInProgress');
     const { repo } = await repository();
-    const result = await runVmBackup(backupInput(), backupDeps(lab, repo));
+    const input = backupInput();
+    const result = await runVmBackup(input, backupDeps(lab, repo));
 
     expect(lab.timeline.events.filter((e) => e.startsWith('vsphere.removeSnapshot.call'))).toHaveLength(3);
-    expect(lab.runLog.filter((l) => l.message.startsWith('removing snapshot snapshot-1 failed (fake vim.fault.TaskInProgress); trying again')).map((l) => l.level)).toEqual(['warn', 'warn']);
-    expect(result.warnings).toEqual(['snapshot snapshot-1 could not be removed (fake vim.fault.TaskInProgress); the restore point is complete, and the orphan sweep will remove the snapshot']);
+    expect(lab.runLog.filter((l) => l.message.startsWith(`removing snapshot vaultline-${input.runVmId} failed (fake vim.fault.TaskInProgress); trying again`)).map((l) => l.level)).toEqual(['warn', 'warn']);
+    expect(result.warnings).toEqual([`snapshot vaultline-${input.runVmId} could not be removed (fake vim.fault.TaskInProgress); the restore point is complete, and the orphan sweep will remove the snapshot`]);
     // Every byte came from the snapshot: the point is good.
     expect((await repo.listRestorePoints()).map((r) => r.id)).toEqual([result.manifest.id]);
     for (const key of [2000, 2001]) expect((await readPointDisk(repo, { vmId: 'uuid-vm-1', id: result.manifest.id }, key)).equals(lab.vsphere.liveBytes('vm-1', key))).toBe(true);

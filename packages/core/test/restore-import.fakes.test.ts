@@ -130,7 +130,7 @@ describe('restoreVm through an import lease (against fakes of vSphere)', () => {
     ]);
     expect(s.port.readOrderViolations).toEqual([]);
     expect(s.port.leases.map((l) => l.state)).toEqual(['completed']);
-    expect(s.runLog).toContain('info: disk Hard disk 1: wrote 1 MiB of 4 MiB as a thin disk through an import lease (1 MiB sent as a streamOptimized VMDK over nbdssl; 3 MiB of holes and zeros not written) in ' + s.runLog.find((l) => l.startsWith('info: disk Hard disk 1: wrote'))!.split(' in ').at(-1));
+    expect(s.runLog).toContain('info: disk Hard disk 1: wrote 1 MiB of 4 MiB as a thin disk through an import lease (1 MiB sent as a streamOptimized VMDK over NBDSSL; 3 MiB of holes and zeros not written) in ' + s.runLog.find((l) => l.startsWith('info: disk Hard disk 1: wrote'))!.split(' in ').at(-1));
     const complete = s.timeline.first(/^restore\.import\.complete /);
     expect(s.timeline.first(/^restore\.import\.upload .*_1-flat/)).toBeLessThan(complete);
     expect(s.runLog.findIndex((l) => l.includes('import lease of app01-r completed'))).toBeLessThan(s.runLog.findIndex((l) => l.includes('read back and verified')));
@@ -156,7 +156,7 @@ describe('restoreVm through an import lease (against fakes of vSphere)', () => {
     expect(s.port.leases).toEqual([]);
     expect(r.replaced?.moref).toBe('vm-orig');
     expect(r.disks.map((d) => d.bytesWritten)).toEqual([4 * MiB, 2 * MiB]);
-    expect(s.runLog.filter((l) => / in full \(every byte, zeros included: the disk is allocated whole\) over nbdssl /.test(l))).toHaveLength(2);
+    expect(s.runLog.filter((l) => / in full \(every byte, zeros included: the disk is allocated whole\) over NBDSSL /.test(l))).toHaveLength(2);
   });
 
   it('HotAdd (automatic with a proxy) still creates the VM with CreateVM; a port without importVm writes network disks in full and says so', async () => {
@@ -169,6 +169,6 @@ describe('restoreVm through an import lease (against fakes of vSphere)', () => {
     const plain = new FakeRestorePort(t.timeline);
     const r2 = await restoreVm({ ...t.input, transport: 'nbdssl' }, { ...t.deps, vsphere: plain, devices: new FakeRestoreDevices(plain, t.timeline) });
     expect(r2.disks.map((d) => d.bytesWritten)).toEqual([4 * MiB, 2 * MiB]);
-    expect(t.runLog.some((l) => l.startsWith('info: disk Hard disk 1: wrote 4 MiB of 4 MiB in full (every byte, zeros included: the disk is allocated whole) over nbdssl'))).toBe(true);
+    expect(t.runLog.some((l) => l.startsWith('info: disk Hard disk 1: wrote 4 MiB of 4 MiB in full (every byte, zeros included: the disk is allocated whole) over NBDSSL'))).toBe(true);
   });
 });

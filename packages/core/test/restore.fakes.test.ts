@@ -113,7 +113,7 @@ describe('restoreVm (against fakes of vSphere)', () => {
     s.port.writeFaults.push({ via: 'hotadd', file: /app01-r\.vmdk$/, afterBytes: 256 * 1024, message: 'fake EIO writing /dev/sdc' });
     const result = await restoreVm(s.input, s.deps);
     expect(result.disks.map((d) => d.transport)).toEqual(['nbdssl', 'hotadd']);
-    expect(result.disks[0]!.reasons).toContain('HotAdd failed: fake EIO writing /dev/sdc; failover to nbdssl');
+    expect(result.disks[0]!.reasons).toContain('HotAdd failed: fake EIO writing /dev/sdc; failover to NBDSSL');
     const vm = await s.port.vm(result.vmMoref);
     for (const [i, img] of s.images.entries()) expect(s.port.diskBytes(vm.disks[i]!.fileName).equals(img.bytes)).toBe(true);
     expect(s.timeline.has('restore.putFile ds1/app01-r/app01-r-flat.vmdk')).toBe(true);

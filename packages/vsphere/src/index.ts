@@ -1,7 +1,8 @@
 export { VSphereClient, parseServiceContent } from './client.ts';
 export type { ConnectOptions } from './client.ts';
 export { InventoryApi, VM_PATHS, hostsMounting } from './inventory.ts';
-export { SnapshotsApi, snapshotTag, runIdOf, hardwareOf, SNAPSHOT_PREFIX } from './snapshots.ts';
+export { SnapshotsApi, snapshotTag, runIdOf, hardwareOf } from './snapshots.ts';
+export { SNAPSHOT_PREFIX } from '@vaultline/contracts';
 export type { CreateSnapshotOptions, TaggedSnapshot, SnapshotDisks } from './snapshots.ts';
 export { CbtApi, normalizeAreas } from './cbt.ts';
 export type { ChangedAreas } from './cbt.ts';

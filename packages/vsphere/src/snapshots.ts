@@ -8,6 +8,7 @@
  * config shows the state after the snapshot (writable delta), the snapshot's
  * shows the frozen files and their changeIds.
  */
+import { backupSnapshotName, SNAPSHOT_PREFIX } from '@vaultline/contracts';
 import { props, read, snapRef, vmRef, type Ctx } from './context.ts';
 import { parseDevices, type ParsedDevices } from './devices.ts';
 import { parseSnapshotTree } from './inventory.ts';
@@ -50,13 +51,12 @@ export function hardwareOf(o: ObjectContent): HardwareDescription {
   };
 }
 
-export const SNAPSHOT_PREFIX = 'vaultline-';
 const TAG_RE = /\[vaultline-run:([^\]\s]+)\]/;
 
 export function snapshotTag(runId: string): { name: string; description: string } {
   if (!/^[A-Za-z0-9._:-]{1,80}$/.test(runId)) throw new TypeError('runId must be 1-80 characters of [A-Za-z0-9._:-]');
   return {
-    name: `${SNAPSHOT_PREFIX}${runId}`,
+    name: backupSnapshotName(runId),
     description: `Temporary Vaultline backup snapshot, removed automatically. Do not delete while the backup runs. [vaultline-run:${runId}]`,
   };
 }

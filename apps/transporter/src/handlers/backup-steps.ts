@@ -6,7 +6,7 @@
 import { statfs } from 'node:fs/promises';
 import { applyRetention, openRepository, type RepositoryRow, type Unsealer } from '@vaultline/appliance';
 import type { JobOptions } from '@vaultline/contracts';
-import { VmBackupError, type PreviousPoint, type RunRecorder, type VmBackupResult } from '@vaultline/core';
+import { mib, VmBackupError, type PreviousPoint, type RunRecorder, type VmBackupResult } from '@vaultline/core';
 import type { Db } from '@vaultline/db';
 import type { Repository } from '@vaultline/repository';
 import { recordRepositorySample } from '../adapters/repository-samples.ts';
@@ -53,7 +53,7 @@ export async function recordPoint(db: Db, rec: RunRecorder, item: { repositoryId
     },
   });
   await db.runVm.update({ where: { id: item.runVmId }, data: { quiesced: result.quiesced } });
-  rec.log('info', `restore point ${m.id} committed: ${m.disks.length} disk(s), ${m.stats.newStoredBytes} new bytes stored`);
+  rec.log('info', `restore point ${m.id} committed: ${m.disks.length} disk(s), ${mib(m.stats.newStoredBytes)} of new data stored`);
   return { anomalous };
 }
 

@@ -19,13 +19,13 @@
  *   complete point, with a warning, and leaves the snapshot to the sweep.
  */
 import { randomInt } from 'node:crypto';
-import type { JobOptions, TransportMode } from '@vaultline/contracts';
+import { backupSnapshotName, transportLabel, type JobOptions, type TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
 import type { DiskReader as RepoDiskReader, Manifest, Repository, RestorePointRef, RestorePointWriter } from '@vaultline/repository';
 import { complement, normaliseAreas, pieces, sampleBlocks, totalLength } from './areas.ts';
 import { hardwareWithout, leaveOut } from './exclusions.ts';
 import type { CleanupJournal } from './journal.ts';
-import { DiskMeter, secondsSince, type ProgressSink } from './progress.ts';
+import { DiskMeter, mib, secondsSince, type ProgressSink } from './progress.ts';
 import { ReadAhead, readAheadFor } from './readahead.ts';
 import { CancelledError, DetachError, QuiesceError, TransportUnavailable, VmBackupError } from '../errors.ts';
 import type { Area, DatastoreInfo, LocalDevices, SourceReader, TransportChoice, VmDisk, VmInfo, VSpherePort } from './ports.ts';
@@ -190,7 +190,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     const f = facts[i]!;
     if (choice instanceof TransportUnavailable) throw new VmBackupError(`disk ${f.disk.label}: ${choice.message}`, false);
     choices.set(f.disk.key, choice);
-    deps.runLog('info', `disk ${f.disk.label}: ${choice.transport} — ${choice.reasons.join('; ')}`);
+    deps.runLog('info', `disk ${f.disk.label}: ${transportLabel(choice.transport)} — ${choice.reasons.join('; ')}`);
   }
   checkCancel();
 
@@ -200,6 +200,8 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
   await deps.phase('snapshot', snapshotWhat(input.options.quiesce !== 'off'));
   const snapJournal = await journal.add('snapshot', { vmMoref: vm.moref, snapshot: null }, { runVmId: input.runVmId, vcenterId: input.vcenterId });
   let snapshot: string | null = null;
+  /** The snapshot as the vSphere Client shows it (its name), for the run log: operators never see morefs. */
+  const snapName = backupSnapshotName(input.runVmId);
   let quiesced = input.options.quiesce !== 'off';
   let writer: RestorePointWriter | null = null;
   let committed: Manifest | null = null;
@@ -223,7 +225,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, false, progress.onProgress).finally(progress.settled);
     }
     await journal.update(snapJournal, { vmMoref: vm.moref, snapshot });
-    deps.runLog('info', `snapshot ${snapshot} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${secondsSince(snapStarted)} s`);
+    deps.runLog('info', `snapshot ${snapName} taken (${quiesced ? 'quiesced' : 'crash-consistent'}) in ${secondsSince(snapStarted)} s`);
     checkCancel();
 
     const snapDisks = new Map((await vsphere.snapshotDisks(snapshot)).map((d) => [d.key, d]));
@@ -284,15 +286,15 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     // ---- remove the snapshot, then commit
     await deps.phase('removing snapshot', REMOVING_WHAT);
     const removeStarted = performance.now();
-    const removal = await removeSnapshotPatiently(deps, snapshot);
+    const removal = await removeSnapshotPatiently(deps, snapshot, snapName);
     if (removal === null) {
       await journal.resolve(snapJournal);
-      deps.runLog('info', `snapshot ${snapshot} removed in ${secondsSince(removeStarted)} s`);
+      deps.runLog('info', `snapshot ${snapName} removed in ${secondsSince(removeStarted)} s`);
     } else {
       // Every byte was read from the snapshot, so the restore point is good: it is committed, with a warning,
       // and the snapshot is left to the orphan sweep, whose row says why.
       await journal.failed(snapJournal, removal).catch(() => undefined);
-      warn(`snapshot ${snapshot} could not be removed (${removal}); the restore point is complete, and the orphan sweep will remove the snapshot`);
+      warn(`snapshot ${snapName} could not be removed (${removal}); the restore point is complete, and the orphan sweep will remove the snapshot`);
     }
     snapshot = null;
     snapshotRemoved = true;
@@ -311,15 +313,15 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       // vSphere cannot remove a snapshot while one of its disks is attached to the proxy: the sweep detaches, then removes.
       const why = 'a disk of this snapshot is still attached to the proxy VM; the orphan sweep detaches it, then removes the snapshot';
       await journal.failed(snapJournal, why).catch(() => undefined);
-      deps.runLog('error', `snapshot ${snapshot} was left in place: ${why}`);
+      deps.runLog('error', `snapshot ${snapName} was left in place: ${why}`);
     } else if (snapshot) {
       try {
         await vsphere.removeSnapshot(snapshot);
         await journal.resolve(snapJournal);
-        deps.runLog('info', `snapshot ${snapshot} removed`);
+        deps.runLog('info', `snapshot ${snapName} removed`);
       } catch (err) {
         await journal.failed(snapJournal, (err as Error).message).catch(() => undefined);
-        deps.runLog('error', `could not remove snapshot ${snapshot}: ${(err as Error).message}; the orphan sweep will retry`);
+        deps.runLog('error', `could not remove snapshot ${snapName}: ${(err as Error).message}; the orphan sweep will retry`);
       }
     } else if (!committed && !snapshotRemoved) {
       // Creating the snapshot failed. It may still exist on the server (a timeout
@@ -405,8 +407,8 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   let source = await openSource(job, transport).catch(async (err: unknown) => {
     if (!mayFailOver()) throw err;
     const net = deps.transporter.networkTransport;
-    job.warn(`disk ${disk.label}: ${transport} failed (${(err as Error).message}); failing over to ${net}`);
-    reasons.push(`${transport} failed: ${(err as Error).message}; failover to ${net}`);
+    job.warn(`disk ${disk.label}: ${transportLabel(transport)} failed (${(err as Error).message}); failing over to ${transportLabel(net)}`);
+    reasons.push(`${transportLabel(transport)} failed: ${(err as Error).message}; failover to ${transportLabel(net)}`);
     transport = net;
     meter.transport = net;
     return openSource(job, net);
@@ -434,8 +436,8 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
           if (!mayFailOver()) throw err;
           // Mid-job failover: the snapshot stays; this disk continues over the network from here (only what is left to read).
           const net = deps.transporter.networkTransport;
-          job.warn(`disk ${disk.label}: ${transport} read failed at ${at} (${(err as Error).message}); continuing over ${net}`);
-          reasons.push(`${transport} failed mid-copy: ${(err as Error).message}; failover to ${net}`);
+          job.warn(`disk ${disk.label}: ${transportLabel(transport)} read failed at ${mib(at)} (${(err as Error).message}); continuing over ${transportLabel(net)}`);
+          reasons.push(`${transportLabel(transport)} failed mid-copy: ${(err as Error).message}; failover to ${transportLabel(net)}`);
           ahead.stop();
           // The failed source is closed once, here: until the network reader is open, nothing is left to close
           // (a second close would detach by a device key the disk no longer holds, maybe another disk's by then).
@@ -564,7 +566,7 @@ function taskProgress(deps: VmBackupDeps, phase: string, what: string): { onProg
   };
 }
 
-async function removeSnapshotPatiently(deps: VmBackupDeps, snapshot: string): Promise<string | null> {
+async function removeSnapshotPatiently(deps: VmBackupDeps, snapshot: string, name: string): Promise<string | null> {
   const { attempts, delayMs } = deps.snapshotRemoval ?? { attempts: 3, delayMs: 5000 };
   for (let attempt = 1; ; attempt++) {
     try {
@@ -575,7 +577,7 @@ async function removeSnapshotPatiently(deps: VmBackupDeps, snapshot: string): Pr
       const message = (err as Error).message;
       if (attempt >= attempts) return message;
       const wait = delayMs * attempt;
-      deps.runLog('warn', `removing snapshot ${snapshot} failed (${message}); trying again in ${Math.round(wait / 1000)} s (attempt ${attempt + 1} of ${attempts})`);
+      deps.runLog('warn', `removing snapshot ${name} failed (${message}); trying again in ${Math.round(wait / 1000)} s (attempt ${attempt + 1} of ${attempts})`);
       await new Promise((r) => setTimeout(r, wait));
     }
   }
@@ -597,7 +599,7 @@ async function openSource(job: DiskJob, transport: string): Promise<{ reader: So
   const capacity = job.disk.capacityBytes;
   if (transport === 'nbdssl' || transport === 'nbd') {
     const reader = await deps.vsphere.openNetworkReader(snapDisk, job.snapshot, transport, job.vm.host);
-    if (reader.describe) deps.runLog('info', `disk ${job.disk.label}: reading the ${reader.describe} over ${transport}`);
+    if (reader.describe) deps.runLog('info', `disk ${job.disk.label}: reading the ${reader.describe} over ${transportLabel(transport)}`);
     return { reader, close: () => reader.close() };
   }
   if (transport === 'san') {

@@ -8,6 +8,12 @@ import type { DiskProgress } from '@vaultline/contracts';
 /** Seconds since `t0` (a performance.now() reading), to a tenth: how long a step the run log names took. */
 export const secondsSince = (t0: number): string => ((performance.now() - t0) / 1000).toFixed(1);
 
+/** "712 MiB" (whole MiB, thousands separated; below 1 MiB in KiB). */
+export function mib(bytes: number): string {
+  if (bytes > 0 && bytes < 2 ** 20) return `${Math.ceil(bytes / 1024).toLocaleString('en-US')} KiB`;
+  return `${Math.round(bytes / 2 ** 20).toLocaleString('en-US')} MiB`;
+}
+
 export interface ProgressSink {
   disk(p: DiskProgress): void;
 }

@@ -24,10 +24,10 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Transport } from '@vaultline/contracts';
+import { transportLabel, type Transport } from '@vaultline/contracts';
 import { DiskReader, nonZeroRuns, type Repository, type RestorePointRef } from '@vaultline/repository';
 import type { CleanupJournal } from '../backup/journal.ts';
-import { DiskMeter, secondsSince, type DiskUpdate, type ProgressSink } from '../backup/progress.ts';
+import { DiskMeter, mib, secondsSince, type DiskUpdate, type ProgressSink } from '../backup/progress.ts';
 import type { TransportChoice } from '../backup/ports.ts';
 import { CancelledError, DamagedPointError, RestoreError } from '../errors.ts';
 import { flatExtentPath, parseDatastorePath } from '@vaultline/contracts';
@@ -115,7 +115,7 @@ export async function writeDisk(ctx: DiskWriteContext, job: DiskWriteJob): Promi
         result = await writeHotAdd(ctx, job, meterFor('hotadd'), reasons);
       } catch (err) {
         if (err instanceof CancelledError || err instanceof DamagedPointError || !ctx.failoverToNetwork) throw err;
-        const why = `HotAdd failed: ${(err as Error).message}; failover to ${ctx.network}`;
+        const why = `HotAdd failed: ${(err as Error).message}; failover to ${transportLabel(ctx.network)}`;
         ctx.runLog('warn', `disk ${job.label}: ${why}`);
         reasons.push(why);
         transport = ctx.network;
@@ -322,16 +322,10 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
   if (got !== want) throw new RestoreError(`disk ${job.label} reads back from the datastore with SHA-256 ${got}, the restore point has ${want}`);
   ctx.runLog(
     'info',
-    `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} in full (every byte, zeros included: the disk is allocated whole) over ${meter.transport} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`,
+    `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} in full (every byte, zeros included: the disk is allocated whole) over ${transportLabel(meter.transport)} in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`,
   );
   meter.setPhase('done');
   return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: 0 };
-}
-
-/** "712 MiB" (whole MiB, thousands separated; below 1 MiB in KiB). */
-export function mib(bytes: number): string {
-  if (bytes > 0 && bytes < 2 ** 20) return `${Math.ceil(bytes / 1024).toLocaleString('en-US')} KiB`;
-  return `${Math.round(bytes / 2 ** 20).toLocaleString('en-US')} MiB`;
 }
 
 /** A disk uploaded through an import lease, not yet verified (its lease is completed first). */
@@ -436,7 +430,7 @@ export async function uploadImported(ctx: DiskWriteContext, job: DiskWriteJob, i
     const wroteIn = secondsSince(writeStarted);
     ctx.runLog(
       'info',
-      `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} as a thin disk through an import lease (${mib(streamBytes)} sent as a streamOptimized VMDK over ${transport}; ${mib(meter.bytesSkipped)} of holes and zeros not written) in ${wroteIn} s`,
+      `disk ${job.label}: wrote ${mib(meter.bytesWritten)} of ${mib(job.capacity)} as a thin disk through an import lease (${mib(streamBytes)} sent as a streamOptimized VMDK over ${transportLabel(transport)}; ${mib(meter.bytesSkipped)} of holes and zeros not written) in ${wroteIn} s`,
     );
     await ctx.diskPhase(deviceKey, { phase: 'verifying', bytesRead: meter.bytesRead, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped });
     return { job, fileName: disk.fileName, want, meter, reasons, wroteIn };

@@ -26,7 +26,7 @@
  * - the restore succeeds only when each written disk's SHA-256, read back,
  *   equals the restore point's.
  */
-import type { TransportMode } from '@vaultline/contracts';
+import { transportLabel, type TransportMode } from '@vaultline/contracts';
 import type { Logger } from '@vaultline/logger';
 import type { Manifest, Repository, RestorePointRef } from '@vaultline/repository';
 import type { CleanupJournal } from '../backup/journal.ts';
@@ -199,7 +199,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     const { disk } = diskFacts[i]!;
     if (c instanceof TransportUnavailable) throw new RestoreError(`disk ${disk.label}: ${c.message}. Nothing was created.`);
     choices.set(disk.key, c);
-    runLog('info', `disk ${disk.label}: ${c.transport} — ${c.reasons.join('; ')}`);
+    runLog('info', `disk ${disk.label}: ${transportLabel(c.transport)} — ${c.reasons.join('; ')}`);
   }
   checkCancel();
   // A new VM whose disks all go over the network is created through an import lease, its disks uploaded thin.
@@ -227,7 +227,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
       networkMap: placement.networkMap,
     };
     if (importing) {
-      runLog('info', `creating VM ${createAs} through an import lease (its disks are uploaded over ${network} as thin disks): ${placement.summary}`);
+      runLog('info', `creating VM ${createAs} through an import lease (its disks are uploaded over ${transportLabel(network)} as thin disks): ${placement.summary}`);
       lease = await vsphere.importVm!(hw, newVm);
       leaseOpen = true;
       vmMoref = lease.vmMoref;
