@@ -50,6 +50,31 @@ async function waitForHealth(url, child, certFile, timeoutMs = 60_000) {
   return null;
 }
 
+/** Waits (up to 60 s) until the Director's public health counts a Transporter online; false when none did. */
+async function waitForTransporter(url, stopping, timeoutMs = 60_000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end && !stopping()) {
+    const online = await new Promise((resolve) => {
+      const req = https.get(`${url}/api/health`, { rejectUnauthorized: false, agent: false, timeout: 5_000 }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body).transporters?.online ?? 0);
+          } catch {
+            resolve(0);
+          }
+        });
+      });
+      req.once('timeout', () => req.destroy(new Error('timeout')));
+      req.once('error', () => resolve(0));
+    });
+    if (online > 0) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
 /**
  * Starts vaultline-flr, the file-level restore helper, next to a Director with environment `env`: in a
  * private mount namespace when root (unshare), sharing the Director's run directory. Its environment
@@ -131,6 +156,10 @@ export async function start() {
     // Shared by the Director and the file-level restore helper (its socket and token, the NBD sockets).
     VAULTLINE_FLR_RUN_DIR: process.env.VAULTLINE_FLR_RUN_DIR || path.join(STATE, 'flr-run'),
   };
+  // The terminal gets readable lines at VAULTLINE_LOG_LEVEL; each process also appends everything from debug
+  // up, as JSON, to a file of its own (what a support request needs).
+  const logDir = process.env.VAULTLINE_LOG_DIR || path.join(STATE, 'logs');
+  const logFile = (name) => path.join(logDir, `${name}.log`);
   const children = [];
   let stopping = false;
   const shutdown = (code) => {
@@ -171,7 +200,7 @@ export async function start() {
     if (!stopping) process.stderr.write(`vaultline: the file-level restore helper stopped (exit code ${code}); browsing restore points answers 503 until it runs again\n`);
   });
 
-  const director = tsx('apps/director/src/server.ts', [], { env });
+  const director = tsx('apps/director/src/server.ts', [], { env: { ...env, VAULTLINE_LOG_FILE: logFile('director') } });
   children.push(director);
   director.once('exit', (code) => {
     if (!stopping) {
@@ -187,13 +216,18 @@ export async function start() {
     if (!stopping) shutdown(1);
     return;
   }
-  superviseTransporter({ ...env, ...transporterEnv, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local' }, children, () => stopping);
+  superviseTransporter({ ...env, ...transporterEnv, VAULTLINE_TRANSPORTER_NAME: process.env.VAULTLINE_TRANSPORTER_NAME || 'local', VAULTLINE_LOG_FILE: logFile('transporter') }, children, () => stopping);
+  // The address and the first login come last, once the Transporter is up, so its start-up lines do not bury them.
+  const transporterUp = await waitForTransporter(url, () => stopping);
+  if (stopping) return;
 
   const firstLogin = path.join(env.VAULTLINE_DATA_DIR, 'first-login.txt');
   say('');
   say(`is up: \x1b[1m${url}\x1b[0m`);
   say(`TLS certificate SHA-256: ${fingerprint}`);
   if (!process.env.VAULTLINE_TLS_CERT) say('  (self-signed: your browser warns once; check it shows this fingerprint, then accept it)');
+  if (!transporterUp) say('the local Transporter has not reported in yet: backups wait for it (see its lines above)');
+  say(`logs (JSON, debug and up): ${logDir}`);
   if (existsSync(firstLogin)) {
     say('first login (you will be asked to choose a new password):');
     for (const line of readFileSync(firstLogin, 'utf8').trim().split('\n')) say(`    ${line}`);

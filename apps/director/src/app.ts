@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import fastifyCookie from '@fastify/cookie';
 import fastifyStatic from '@fastify/static';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
 import type { EventBus, Redis, TransporterRegistry, WorkQueue } from '@vaultline/queue';
@@ -99,6 +99,18 @@ export interface App {
   inventory: InventoryCache;
 }
 
+/**
+ * Fastify logs two lines per request at info, which drowned the terminal: one line per request at debug
+ * instead (in the log file, not on screen), and errors as before.
+ */
+class QuietRequestLog extends LogController {
+  override incomingRequest(): void {}
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) return super.requestCompleted(error, request, reply);
+    request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request completed');
+  }
+}
+
 function isDatabaseDown(err: unknown): boolean {
   const text = `${(err as Error)?.name ?? ''} ${(err as Error)?.message ?? ''} ${(err as { code?: string })?.code ?? ''}`;
   return /ECONNREFUSED|ETIMEDOUT|ENOTFOUND|Connection terminated|connect|DatabaseNotReachable|P1001|P1017|timeout exceeded when trying to connect/i.test(text);
@@ -111,6 +123,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     https: { cert: deps.tls.cert, key: deps.tls.key },
     trustProxy: false,
     bodyLimit: 1024 * 1024,
+    logController: new QuietRequestLog(),
     ...HTTP_TIMEOUTS,
     ...deps.httpTimeouts,
   }) as unknown as FastifyInstance;

@@ -29,7 +29,7 @@ const SHUTDOWN_DEADLINE_MS = 8_000;
 
 async function main(): Promise<void> {
   const env = loadEnvOrExit('director');
-  const log = createLogger({ name: 'director', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
+  const log = createLogger({ name: 'director', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY, file: env.VAULTLINE_LOG_FILE });
   const dataDir = path.resolve(env.VAULTLINE_DATA_DIR);
 
   try {

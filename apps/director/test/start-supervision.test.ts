@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
@@ -44,6 +45,7 @@ describe('npm start supervises its local Transporter', () => {
         VAULTLINE_HEARTBEAT_MS: '1000',
         VAULTLINE_LAB: '0',
         VAULTLINE_TRANSPORTER_NAME: 'supervised',
+        VAULTLINE_LOG_DIR: path.join(tmp, 'logs'),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -53,7 +55,19 @@ describe('npm start supervises its local Transporter', () => {
     const printed = () => `npm start printed:\n${out.slice(-3000)}`;
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await until('the appliance to be up', 180_000, async () => out.includes('is up:'), printed);
+      await until('the appliance to be up', 180_000, async () => out.includes('press Ctrl-C to stop'), printed);
+      // The address and the first login come last, once the Transporter reported in, not buried under its start-up lines.
+      const banner = out.slice(out.indexOf('is up:'));
+      expect(banner).toMatch(/first login \(you will be asked to choose a new password\):\n.*username: admin/);
+      expect(banner).not.toContain('has not reported in yet');
+      expect(banner).toContain(`logs (JSON, debug and up): ${path.join(tmp, 'logs')}`);
+      // Requests are not in the terminal; the Director's file has them, at debug.
+      expect(out).not.toContain('request completed');
+      const directorLog = await until('the Director log file to hold a request', 10_000, async () => {
+        const text = await readFile(path.join(tmp, 'logs', 'director.log'), 'utf8').catch(() => '');
+        return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => l.msg === 'request completed');
+      }, printed);
+      expect(directorLog.level).toBe(20);
       const first = await until('the Transporter to register', 60_000, async () => (await registry.list()).find((t) => t.name === 'supervised' && t.online), printed);
       process.kill(first.pid, 'SIGKILL');
       await until('npm start to notice', 10_000, async () => out.includes('vaultline: the local Transporter stopped (SIGKILL); starting it again in 1 s'), printed);

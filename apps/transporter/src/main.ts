@@ -44,7 +44,7 @@ const SWEEP_INTERVAL_MS = 10 * 60_000;
 
 async function main(): Promise<void> {
   const env = loadEnvOrExit('transporter');
-  const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY });
+  const log = createLogger({ name: 'transporter', level: env.VAULTLINE_LOG_LEVEL, pretty: process.stdout.isTTY, file: env.VAULTLINE_LOG_FILE });
   if (Boolean(env.VAULTLINE_SERVE_REPOSITORIES) !== Boolean(env.VAULTLINE_SERVE_ADDRESS)) {
     process.stderr.write('vaultline transporter: VAULTLINE_SERVE_REPOSITORIES and VAULTLINE_SERVE_ADDRESS go together: set both to serve repositories, or neither\n');
     process.exit(2);

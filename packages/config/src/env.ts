@@ -29,6 +29,8 @@ const EnvSchema = z.object({
   /** 32 bytes, base64 or hex; seals secrets at rest. Generated into the data dir when unset. */
   VAULTLINE_SECRET_KEY: z.string().optional(),
   VAULTLINE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Also every line at debug and above, as JSON, appended to this file (`npm start` sets one per process under .vaultline/logs). */
+  VAULTLINE_LOG_FILE: z.string().min(1).optional(),
   VAULTLINE_WEB_DIST: z.string().optional(),
   /** The Director's own TLS certificate and key (PEM files; both or neither). Unset: a self-signed one is made in the data dir. */
   VAULTLINE_TLS_CERT: z.string().min(1).optional(),

@@ -44,7 +44,15 @@ export interface CreateLoggerOptions {
   /** Write here instead of stdout (tests). */
   destination?: NodeJS.WritableStream;
   pretty?: boolean;
+  /**
+   * Also write every line at debug level and above, as JSON, to this file (appended; its folder is made):
+   * the terminal keeps `level`, readable, while the file keeps what support needs.
+   */
+  file?: string | undefined;
 }
+
+/** pino's levels by rank, to pick the lower of the terminal's and the file's. */
+const RANK: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
 
 export function createLogger(opts: CreateLoggerOptions): Logger {
   const options: LoggerOptions = {
@@ -56,6 +64,15 @@ export function createLogger(opts: CreateLoggerOptions): Logger {
     },
   };
   if (opts.destination) return pino(options, opts.destination as pino.DestinationStream);
+  if (opts.file) {
+    const level = opts.level ?? 'info';
+    const fileLevel = (RANK[level] ?? 30) < RANK.debug! ? level : 'debug';
+    const terminal: pino.TransportTargetOptions = opts.pretty
+      ? { target: 'pino-pretty', level, options: { colorize: true, ignore: 'pid,hostname' } }
+      : { target: 'pino/file', level, options: { destination: 1 } };
+    const targets: pino.TransportTargetOptions[] = [...(level === 'silent' ? [] : [terminal]), { target: 'pino/file', level: fileLevel, options: { destination: opts.file, mkdir: true, append: true } }];
+    return pino({ ...options, level: fileLevel }, pino.transport({ targets }) as pino.DestinationStream);
+  }
   if (opts.pretty) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } } });
   }

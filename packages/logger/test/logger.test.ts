@@ -43,3 +43,35 @@ describe('memoryLogger', () => {
     expect(lines[0]).not.toContain('pw-123');
   });
 });
+
+describe('createLogger with a file', () => {
+  it('writes debug lines and above to the file as JSON (redacted), while the terminal keeps its own level', async () => {
+    const { mkdtemp, readFile, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'vaultline-log-'));
+    const file = path.join(dir, 'logs', 'director.log');
+    try {
+      const log = createLogger({ name: 'file-test', level: 'warn', file });
+      log.debug({ route: '/api/jobs' }, 'request completed');
+      log.info('an info line');
+      log.warn({ password: 'pw-9' }, 'a warning with a secret');
+      // The transport writes from a worker thread: wait until the lines are in the file.
+      const deadline = Date.now() + 10_000;
+      let lines: Record<string, unknown>[] = [];
+      while (Date.now() < deadline) {
+        lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+        if (lines.length >= 3) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(lines.map((l) => [l.level, l.msg])).toEqual([
+        [20, 'request completed'],
+        [30, 'an info line'],
+        [40, 'a warning with a secret'],
+      ]);
+      expect(JSON.stringify(lines)).not.toContain('pw-9');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
