@@ -144,14 +144,17 @@ describe('bad input during a backup ends in a clear per-VM status and leaves not
     const t = await lastItem(b, tried.runId);
     expect(t.run.status).toBe('warning');
     expect(t.vm.quiesced).toBe(false);
-    expect(JSON.stringify(t.vm.log)).toMatch(/quiescing the guest failed \(.*\); taking a crash-consistent snapshot instead/);
+    expect(JSON.stringify(t.vm.log)).toMatch(/quiescing the guest failed \(creating snapshot of the VM failed: guest quiescing failed\); taking a crash-consistent snapshot instead/);
+    // The run's log says what was being done, never the SOAP call or the VM's moref.
+    expect(JSON.stringify(t.vm.log)).not.toMatch(/_Task|\bvm-\d+/);
     expect(t.point).not.toBeNull();
 
     const required = await b.newRun(['sql'], 'nbdssl', { quiesce: 'require' });
     await b.runAll(required.runId);
     const r = await lastItem(b, required.runId);
     expect(r.run.status).toBe('failed');
-    expect(r.vm.error).toMatch(/^quiescing the guest failed and the job requires it: /);
+    expect(r.vm.error).toMatch(/^quiescing the guest failed and the job requires it: creating snapshot of the VM failed: guest quiescing failed\. What to do: VMware Tools could not quiesce the guest/);
+    expect(r.vm.error).not.toMatch(/_Task|\bvm-\d+/);
     expect(r.point).toBeNull();
     // The journal row of the failed snapshot attempt stays for the sweep, which finds nothing and resolves it.
     const { sweepOrphans } = await import('../src/sweep.ts');

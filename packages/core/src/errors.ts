@@ -10,8 +10,10 @@ export class VmBackupError extends Error {
     message: string,
     /** false when retrying cannot help (VM deleted, manual transport unavailable, quiesce required and failing). */
     readonly retriable: boolean,
+    /** `cause`: the error it wraps (its type says what to advise; see @vaultline/vsphere forOperators). */
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

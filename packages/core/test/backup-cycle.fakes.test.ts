@@ -406,6 +406,25 @@ describe('backup cleanup journal order (against fakes of vSphere)', () => {
     expect(lab.journal.open.map((r) => [r.kind, r.target, r.attempts])).toEqual([['snapshot', { vmMoref: 'vm-1', snapshot: null }, 1]]);
     expect(lab.vsphere.attachHistory).toEqual([]);
     expect(await repo.listRestorePoints()).toEqual([]);
+    // Both disks were listed (queued) before the snapshot was asked for, and end failed with their VM: none stays queued.
+    expect(lab.timeline.first('diskPhase 2000 queued')).toBeLessThan(lab.timeline.first(/^vsphere\.createSnapshot\.call /));
+    expect(lab.timeline.first('diskPhase 2001 queued')).toBeLessThan(lab.timeline.first(/^vsphere\.createSnapshot\.call /));
+    expect(lab.diskPhases).toEqual([
+      { key: 2000, phase: 'queued' },
+      { key: 2001, phase: 'queued' },
+      { key: 2000, phase: 'failed' },
+      { key: 2001, phase: 'failed' },
+    ]);
+  });
+
+  it('with one disk task at a time, the second disk is listed queued from the start and copied after the first', async () => {
+    const lab = twoDiskLab({ sizes: [MiB, MiB], lunVisible: false });
+    const { repo } = await repository();
+    await runVmBackup(backupInput(), backupDeps(lab, repo, { maxParallelDisks: 1 }));
+    const t = lab.timeline;
+    expect(t.first('diskPhase 2001 queued')).toBeLessThan(t.first(/^vsphere\.createSnapshot\.call /));
+    expect(t.first('diskPhase 2000 done')).toBeLessThan(t.first('diskPhase 2001 opening'));
+    expect(lab.diskPhases.filter((p) => p.key === 2001).map((p) => p.phase)).toEqual(['queued', 'opening', 'reading', 'done']);
   });
 
   it('detach fails after a HotAdd copy: that disk fails saying so, no other disk is attached, the snapshot is left (never removed under an attached disk) and both rows stay for the sweep', async () => {

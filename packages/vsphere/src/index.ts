@@ -38,5 +38,6 @@ export { probeThumbprint, normalizeThumbprint } from './soap/tls.ts';
 export type { Thumbprints, TrustOptions } from './soap/tls.ts';
 export { SoapClient, pickVersion, KNOWN_VERSIONS } from './soap/client.ts';
 export * from './soap/faults.ts';
+export { forOperators, operatorText } from './advice.ts';
 export type { XmlNode, MoRef, Xml } from './soap/xml.ts';
 export * from './types.ts';

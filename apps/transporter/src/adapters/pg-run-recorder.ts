@@ -7,6 +7,7 @@ import { settledRunStatus, type RunEvent, type RunStatus } from '@vaultline/cont
 import type { RunLogLevel, RunRecorder } from '@vaultline/core';
 import type { Db } from '@vaultline/db';
 import type { Logger } from '@vaultline/logger';
+import { operatorText } from '@vaultline/vsphere';
 import { runDiskRows } from './run-disk-rows.ts';
 
 export interface RecorderDeps {
@@ -43,8 +44,10 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
       publish({ type: 'vm.phase', runId, runVmId: item.id, phase, detail: null });
     },
     phase: setPhase,
-    log(level: RunLogLevel, message: string) {
-      deps.log[level](message);
+    log(level: RunLogLevel, line: string) {
+      // The Transporter's own log keeps the call and moref (for support); the run's log says what was being done.
+      deps.log[level](line);
+      const message = operatorText(line);
       const entry = JSON.stringify([{ at: new Date().toISOString(), level, message }]);
       // A line that cannot be written is not worth failing the work for; the next one still follows it.
       writes = writes.then(() => db.$executeRaw`UPDATE run_vms SET log = log || ${entry}::jsonb WHERE id = ${item.id}::uuid`).catch(() => undefined);
@@ -53,8 +56,9 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
     flush: () => writes.then(() => undefined),
     diskPhase: rows.diskPhase,
     progress: rows.progress,
-    async finish(status: RunStatus, error: string | null, extra: { vmMoref?: string } = {}) {
+    async finish(status: RunStatus, raw: string | null, extra: { vmMoref?: string } = {}) {
       await writes;
+      const error = raw === null ? null : operatorText(raw);
       const now = new Date();
       await db.runVm.update({ where: { id: item.id }, data: { status, error, phase: status, phaseDetail: null, finishedAt: now, ...(extra.vmMoref ? { vmMoref: extra.vmMoref } : {}) } });
       publish({ type: 'vm.finished', runId, runVmId: item.id, status, error });
@@ -64,8 +68,9 @@ export function pgRunRecorder(deps: RecorderDeps, item: { id: string; runId: str
       await db.jobRun.update({ where: { id: runId }, data: { status: settled, finishedAt: now, ...(item.kind !== 'backup' && items.length === 1 ? { error: items[0]!.error } : {}) } });
       publish({ type: 'run.finished', runId, status: settled });
     },
-    async retrying(error: string) {
+    async retrying(raw: string) {
       await writes;
+      const error = operatorText(raw);
       await db.runVm.update({ where: { id: item.id }, data: { phase: 'retrying', phaseDetail: null, error } });
     },
   };

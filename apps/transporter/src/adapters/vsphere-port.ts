@@ -160,7 +160,7 @@ export function vspherePort(client: VSphereClient, opts: { nbdStreams: number })
       try {
         return await client.snapshots.create(vmMoref, { runId: runVmId, quiesce, ...(onProgress ? { onProgress } : {}) });
       } catch (err) {
-        if (err instanceof ApplicationQuiesceFault) throw new QuiesceError(err.message);
+        if (err instanceof ApplicationQuiesceFault) throw new QuiesceError(err.message, { cause: err });
         throw err;
       }
     },

@@ -8,6 +8,7 @@
 import { CancelledError, type RunRecorder } from '@vaultline/core';
 import type { Db } from '@vaultline/db';
 import { PermanentError } from '@vaultline/queue';
+import { forOperators } from '@vaultline/vsphere';
 import { retryCanHelp } from './retry.ts';
 import { interruptedAttempt, takeoverMessage } from './takeover.ts';
 
@@ -46,7 +47,8 @@ export async function settleThrown(rec: RunRecorder, err: unknown, how: { cancel
     await rec.finish('cancelled', null);
     return;
   }
-  const message = (err as Error).message;
+  // In the operator's words, with what to do about a vSphere fault (the Transporter's own log keeps the raw error).
+  const message = forOperators(err);
   const retried = how.attempt?.of !== undefined;
   const permanent = retried && !retryCanHelp(err);
   if (!retried || permanent || how.attempt!.number >= how.attempt!.of!) {

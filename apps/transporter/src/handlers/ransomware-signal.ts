@@ -5,7 +5,7 @@
  * handler turns a finding into a warning, and retention (packages/appliance retention.ts) holds the VM
  * until an operator releases the point.
  */
-import { ANOMALY_HISTORY_DEPTH, assessChangedData, summarise, type AnomalyVerdict, type DiskDataStats, type DiskOutcome } from '@vaultline/core';
+import { ANOMALY_HISTORY_DEPTH, assessChangedData, mib, summarise, type AnomalyVerdict, type DiskDataStats, type DiskOutcome } from '@vaultline/core';
 import type { Db } from '@vaultline/db';
 import type { Manifest } from '@vaultline/repository';
 import { z } from 'zod';
@@ -50,7 +50,7 @@ export async function judgeChangedData(db: Db, scope: { repositoryId: string; vm
   for (const s of dataStats) {
     const m = summarise(s);
     if (m.newRawBytes === 0) continue;
-    lines.push({ level: 'info', message: `disk ${s.label}: new data ${m.newRawBytes} bytes, compressed to ${Math.round(m.ratio * 100)} %, ${Math.round(m.highShare * 100)} % high-entropy (mean ${m.entropy.toFixed(2)} bits/byte)` });
+    lines.push({ level: 'info', message: `disk ${s.label}: new data ${mib(m.newRawBytes)}, compressed to ${Math.round(m.ratio * 100)} %, ${Math.round(m.highShare * 100)} % high-entropy (mean ${m.entropy.toFixed(2)} bits/byte)` });
   }
   for (const f of verdict.findings) {
     lines.push({ level: 'warn', message: `possible ransomware: ${f.message}; this restore point is marked a ransomware suspect and retention of the VM in this repository is held until an operator releases it` });

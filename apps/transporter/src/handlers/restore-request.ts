@@ -2,7 +2,7 @@
  * A restore request (as the Director stored it on the run) turned into what the engine takes, and the run
  * log lines that say what is being restored and what came of it.
  */
-import { RestoreRequestSchema, type RestoreRequest } from '@vaultline/contracts';
+import { RestoreRequestSchema, transportLabel, type RestoreRequest } from '@vaultline/contracts';
 import type { RestoreVmInput, RestoreVmResult } from '@vaultline/core';
 
 export interface PointRow {
@@ -35,11 +35,11 @@ export function restoreVmInput(request: RestoreRequest, base: Pick<RestoreVmInpu
 
 export function restoreVmStarting(request: RestoreRequest, point: PointRow): string {
   const what = request.drill ? 'drill: restoring' : request.replace ? 'replacing' : 'restoring';
-  return `${what} ${request.replace ? `${request.name} with ` : ''}${point.vmName} from restore point ${point.repoPointId}${request.replace ? '' : ` as ${request.name}`} (transport ${request.transport})`;
+  return `${what} ${request.replace ? `${request.name} with ` : ''}${point.vmName} from restore point ${point.repoPointId}${request.replace ? '' : ` as ${request.name}`} (transport ${transportLabel(request.transport)})`;
 }
 
 export function restoreVmDone(request: RestoreRequest, result: RestoreVmResult): string[] {
-  const lines = result.disks.map((d) => `disk ${d.key} written to ${d.fileName} over ${d.transport}, SHA-256 ${d.sha256} verified`);
-  if (result.replaced) lines.push(`replaced: ${request.name} is the restored VM (${result.vmMoref}); the original is kept as ${result.replaced.renamedTo} (${result.replaced.moref}), powered off`);
+  const lines = result.disks.map((d) => `disk ${d.key} written to ${d.fileName} over ${transportLabel(d.transport)}, SHA-256 ${d.sha256} verified`);
+  if (result.replaced) lines.push(`replaced: ${request.name} is the restored VM; the original is kept as ${result.replaced.renamedTo}, powered off`);
   return lines;
 }

@@ -192,6 +192,13 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     choices.set(f.disk.key, choice);
     deps.runLog('info', `disk ${f.disk.label}: ${transportLabel(choice.transport)} — ${choice.reasons.join('; ')}`);
   }
+  // Every disk is listed from the start (queued, with its transport and why), not only once its copy begins;
+  // one that never starts is marked failed or cancelled with its VM (below).
+  for (const f of facts) {
+    const c = choices.get(f.disk.key)!;
+    await deps.diskPhase(f.disk.key, { phase: 'queued', label: f.disk.label, capacityBytes: f.disk.capacityBytes, transport: c.transport, reasons: c.reasons });
+  }
+  const started = new Set<number>();
   checkCancel();
 
   // ---- snapshot
@@ -215,7 +222,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
       snapshot = await vsphere.createSnapshot(vm.moref, input.runVmId, quiesced, progress.onProgress).finally(progress.settled);
     } catch (err) {
       if (!(err instanceof QuiesceError) || input.options.quiesce !== 'try') {
-        if (err instanceof QuiesceError) throw new VmBackupError(`quiescing the guest failed and the job requires it: ${err.message}`, false);
+        if (err instanceof QuiesceError) throw new VmBackupError(`quiescing the guest failed and the job requires it: ${err.message}`, false, { cause: err });
         throw err;
       }
       warn(`quiescing the guest failed (${err.message}); taking a crash-consistent snapshot instead`);
@@ -266,6 +273,7 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
         const sd = snapDisks.get(d.key) ?? d;
         const choice = choices.get(d.key)!;
         const release = deps.limits ? await deps.limits.disk(choice.transport, vm.host) : () => undefined;
+        started.add(d.key);
         try {
           outcomes.push(await backupDisk({ input, deps, vm, disk: d, snapDisk: sd, snapshot: snap, writer: rpWriter, choice, warn, shouldStop }));
         } catch (err) {
@@ -308,6 +316,10 @@ export async function runVmBackup(input: VmBackupInput, deps: VmBackupDeps): Pro
     if (suspect) warn('CBT sanity check found areas CBT called unchanged that did change; this restore point is marked suspect and the next backup re-reads every disk');
     return { manifest: committed, disks: outcomes.sort((a, b) => a.deviceKey - b.deviceKey), changeIds, quiesced, suspect, warnings };
   } finally {
+    if (!committed) {
+      const ended = deps.isCancelled() ? 'cancelled' : 'failed';
+      for (const f of facts) if (!started.has(f.disk.key)) await deps.diskPhase(f.disk.key, { phase: ended }).catch(() => undefined);
+    }
     if (writer) await writer.abort().catch((err: unknown) => log.warn({ err }, 'aborting the restore point failed'));
     if (snapshot && leftAttached) {
       // vSphere cannot remove a snapshot while one of its disks is attached to the proxy: the sweep detaches, then removes.

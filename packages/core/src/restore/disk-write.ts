@@ -255,7 +255,7 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     const verifyStarted = performance.now();
     const got = await readBackSha(ctx, job.capacity, (o, l, into) => writer.read(o, l, into), meter);
     if (got !== want) throw new RestoreError(`disk ${job.label} reads back through HotAdd with SHA-256 ${got}, the restore point has ${want}`);
-    ctx.runLog('info', `disk ${job.label}: wrote ${meter.bytesWritten} bytes, skipped ${meter.bytesSkipped} zero bytes in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
+    ctx.runLog('info', `disk ${job.label}: wrote ${mib(meter.bytesWritten)}, skipped ${mib(meter.bytesSkipped)} of zeros in ${wroteIn} s; read back and verified SHA-256 ${got} in ${secondsSince(verifyStarted)} s`);
     meter.setPhase('done');
     return { sha256: got, bytesWritten: meter.bytesWritten, bytesSkipped: meter.bytesSkipped };
   } finally {

@@ -237,7 +237,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
     }
     target.vm = vmMoref;
     await journal.update(jid, { ...target });
-    runLog('info', `created VM ${createAs} (${vmMoref})`);
+    runLog('info', `created VM ${createAs}`);
     checkCancel();
 
     // ---- disks
@@ -353,7 +353,7 @@ export async function restoreVm(input: RestoreVmInput, deps: RestoreVmDeps): Pro
         await journal.failed(jid, (e as Error).message).catch(() => undefined);
         runLog('error', `cleaning up after the failed restore failed: ${(e as Error).message}; the orphan sweep will retry`);
       }
-      if (original && !target.swap) runLog('info', `the original VM ${input.name} (${original.moref}) was not touched`);
+      if (original && !target.swap) runLog('info', `the original VM ${input.name} was not touched`);
     }
     throw err;
   }
@@ -379,7 +379,7 @@ async function swap(
 ): Promise<{ moref: string; renamedTo: string }> {
   const { original } = s;
   const current = await vsphere.vm(original.moref);
-  if (current.name !== s.name) throw new RestoreError(`the VM to replace (${original.moref}) is now called ${current.name}, not ${s.name}; nothing was swapped`);
+  if (current.name !== s.name) throw new RestoreError(`the VM to replace, ${s.name}, has been renamed to ${current.name} since; nothing was swapped`);
   const base = suffixed(s.name, `replaced-${utcStamp(s.now)}`);
   const taken = new Set((await vsphere.vms()).map((v) => v.name));
   let renamedTo = base;
@@ -392,11 +392,11 @@ async function swap(
   await record('powering off');
   if (wasPoweredOn) {
     await vsphere.powerOff(original.moref);
-    s.runLog('info', `powered off the original VM ${s.name} (${original.moref})`);
+    s.runLog('info', `powered off the original VM ${s.name}`);
   }
   await record('renaming original');
   await vsphere.rename(original.moref, renamedTo);
-  s.runLog('info', `renamed the original VM ${s.name} (${original.moref}) to ${renamedTo}; it is kept, with its disks untouched`);
+  s.runLog('info', `renamed the original VM ${s.name} to ${renamedTo}; it is kept, with its disks untouched`);
   await record('renaming restored');
   await vsphere.rename(s.restored, s.name);
   s.runLog('info', `renamed the restored VM ${s.target.name} (${s.restored}) to ${s.name}`);

@@ -64,7 +64,7 @@ export async function undoRestore(vsphere: RestorePort, t: RestoreJournalTarget)
     if (marker === t.restoreId) {
       await vsphere.destroyRestored(moref, t.restoreId);
       report.removed = true;
-      report.done.push(`removed the half-restored VM ${t.name} (${moref})`);
+      report.done.push(`removed the half-restored VM ${t.name}`);
     }
   }
   if (swap) {
