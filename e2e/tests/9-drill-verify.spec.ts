@@ -44,7 +44,7 @@ test('a drill is created for a VM with restore points, with the schedule preview
   await expect(row).toContainText('Sundays at 04:00');
   await expect(row).toContainText('a random one');
   await expect(row.getByTestId('drill-result')).toHaveText(`${VM}: never drilled`);
-  await row.getByRole('button', { name: 'Run now' }).click();
+  await row.getByRole('button', { name: `Run ${DRILL} now`, exact: true }).click();
   await page.getByRole('status').filter({ hasText: `${DRILL} started.` }).getByRole('link', { name: 'Watch the run' }).click();
   await expect(page.getByRole('heading', { level: 1, name: new RegExp(`^Restore drill ${VM}-drill-\\d{8}-\\d{4} — run$`) })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
@@ -56,7 +56,7 @@ test('a drill is created for a VM with restore points, with the schedule preview
   await expect(row.getByRole('link', { name: `Last drill of ${VM}: succeeded` })).toBeVisible();
   await page.screenshot({ path: shot('drills'), fullPage: true });
   // Edit: the newest point from now on, and no schedule.
-  await row.getByRole('button', { name: 'Edit' }).click();
+  await row.getByRole('button', { name: `Edit ${DRILL}`, exact: true }).click();
   const edit = page.getByRole('form', { name: `Edit drill ${DRILL}` });
   await expect(edit.getByLabel(`Drill ${VM}`)).toBeChecked();
   await edit.getByRole('radio', { name: /The newest/ }).check();

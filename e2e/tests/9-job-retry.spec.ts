@@ -30,6 +30,38 @@ test('Retry failed VMs on a finished run starts a run of only the failed VM, whi
 
     await page.goto(`${url()}/runs/${first}`);
     await expect(page.getByTestId('run-status')).toHaveText('failed');
+    // The summary: per VM how its disks were read, its consistency, bytes and time; the last row totals the run.
+    const summary = page.getByTestId('run-summary');
+    const good = summary.getByTestId('summary-vm').filter({ hasText: GOOD });
+    await expect(good).toContainText('succeeded');
+    await expect(good.getByRole('cell', { name: '1 full' })).toBeVisible();
+    await expect(good.getByRole('cell', { name: 'quiesced', exact: true })).toBeVisible();
+    await expect(good.getByRole('cell', { name: /^\d+(\.\d+)? (B|KiB|MiB)$/ })).toHaveCount(2);
+    await expect(good.getByRole('cell', { name: /^\d+ (s|min)/ })).toBeVisible();
+    const bad = summary.getByTestId('summary-vm').filter({ hasText: BAD });
+    await expect(bad).toContainText('failed');
+    await expect(bad.getByRole('cell', { name: 'no snapshot', exact: true })).toBeVisible();
+    await expect(summary.getByTestId('summary-total')).toContainText('All 2 VMs');
+    await expect(summary.getByTestId('summary-total')).toContainText('1 quiesced, 0 crash-consistent');
+    // The failed VM's error shows once, under it: not again in Warnings and errors (the run log keeps every line).
+    const detail = (await (await page.request.get(`${url()}/api/runs/${first}`)).json()) as { vms: { vmName: string; error: string | null }[] };
+    const error = detail.vms.find((v) => v.vmName === BAD)?.error;
+    expect(error, `${BAD} failed with an error`).toBeTruthy();
+    await expect(page.getByTestId('run-vm').filter({ hasText: BAD })).toContainText(error!);
+    await expect(page.getByTestId('run-log')).toContainText(error!);
+    await expect(page.getByTestId('run-warnings').getByText(error!)).toHaveCount(0);
+    // Each disk's transport reasons: folded when the fastest mode (Direct SAN, HotAdd) was reached, shown after a fallback.
+    for (const d of await page.getByTestId('run-vm').filter({ hasText: GOOD }).getByTestId('run-disk').all()) {
+      const transport = (await d.getByTestId('disk-transport').textContent()) ?? '';
+      const why = d.getByTestId('transport-why');
+      const reasons = d.getByRole('list', { name: /transport reasons/ });
+      if (/Direct SAN|HotAdd/.test(transport)) {
+        await expect(why).not.toHaveAttribute('open');
+        await expect(reasons).toBeHidden();
+        await why.getByText(`Why ${transport}`).click();
+      } else await expect(why).toHaveAttribute('open');
+      await expect(reasons).toBeVisible();
+    }
     const retry = page.getByRole('button', { name: 'Retry the failed VM' });
     await expect(retry).toBeVisible();
     await page.screenshot({ path: shot('run-failed-retry'), fullPage: true });

@@ -27,7 +27,7 @@ test('a viewer sees restore points, drills and maintenance but none of their act
   await nav(page, 'Drills');
   await expect(page.getByTestId('drill-row').first()).toBeVisible();
   await expect(page.getByRole('link', { name: 'New drill' })).toHaveCount(0);
-  for (const name of ['Run now', 'Edit', 'Delete']) await expect(page.getByRole('button', { name })).toHaveCount(0);
+  for (const name of [/^Run .+ now$/, /^Edit /, /^Delete /]) await expect(page.getByRole('button', { name })).toHaveCount(0);
   await nav(page, 'Transporters');
   await expect(page.getByTestId('remote-transporters')).toHaveCount(0);
 
@@ -60,7 +60,7 @@ test('an operator may restore, run drills and start verify or GC, but not change
 
   await nav(page, 'Drills');
   await expect(page.getByRole('link', { name: 'New drill' })).toBeVisible();
-  await expect(page.getByTestId('drill-row').first().getByRole('button', { name: 'Run now' })).toBeVisible();
+  await expect(page.getByTestId('drill-row').first().getByRole('button', { name: /^Run .+ now$/ })).toBeVisible();
 
   await nav(page, 'Notifications');
   await expect(page.getByTestId('target-row').first()).toBeVisible();

@@ -114,6 +114,34 @@ test('every page fits the window without horizontal scroll at 1440×900 and 390�
   expect(found, found.join('\n')).toEqual([]);
 });
 
+/** The pages that are lists (a table of jobs, drills, runs…): on a wide screen they use most of its width. */
+const LIST_PAGES = ['Jobs', 'Drills', 'Runs', 'Repositories', 'Transporters', 'vCenters', 'Notifications', 'Users'];
+const WIDE = { width: 2560, height: 1200 } as const;
+
+test('at 2560 px the list pages use the width: the main content and its first card (the list) take most of the window', async ({ page }) => {
+  test.setTimeout(120_000);
+  await page.setViewportSize(WIDE);
+  await signIn(page);
+  const found: string[] = [];
+  for (const label of LIST_PAGES) {
+    await mainLink(page, label).click();
+    await expect(page.getByRole('heading', { level: 1, name: label })).toBeVisible();
+    // Its list loaded (a card, holding the table or saying it is empty).
+    await expect(page.locator('main section.card').first()).toBeVisible();
+    const widths = await page.evaluate(() => {
+      const viewport = document.documentElement.clientWidth;
+      const main = document.querySelector('main')!.getBoundingClientRect().width;
+      const card = document.querySelector('main section.card')?.getBoundingClientRect().width ?? null;
+      return { viewport, main, card };
+    });
+    expect(widths.card, `${label} shows its list in a card`).not.toBeNull();
+    if (widths.main < 0.9 * widths.viewport) found.push(`${label}: main is ${Math.round(widths.main)} px of ${widths.viewport}`);
+    if (widths.card! < 0.85 * widths.viewport) found.push(`${label}: its first card is ${Math.round(widths.card!)} px of ${widths.viewport}`);
+    if (label === 'Jobs') await page.screenshot({ path: screen('jobs-2560'), fullPage: true });
+  }
+  expect(found, found.join('\n')).toEqual([]);
+});
+
 /**
  * The job wizard's sources step (SourcesStep.tsx, on the wizard's and the job editor's first step) is not part of the
  * change that made the lists cards: its table is named here so that it is recorded, not asserted.

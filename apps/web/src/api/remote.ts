@@ -15,7 +15,7 @@ import { api } from '../lib/api.ts';
 export const useRemoteTransporters = (enabled: boolean) => useQuery({ queryKey: ['remote-transporters'], queryFn: () => api<RemoteTransporter[]>('/api/transporters/remote'), enabled });
 /** Asks the host over SSH: slow-ish, so only on request and not retried. */
 export const useRemoteStatus = (id: string, enabled: boolean) =>
-  useQuery({ queryKey: ['remote-transporters', id, 'status'], queryFn: () => api<RemoteTransporterStatus>(`/api/transporters/remote/${id}`), enabled, retry: false, staleTime: 10_000 });
+  useQuery({ queryKey: ['remote-transporters', id, 'status'], queryFn: () => api<RemoteTransporterStatus>(`/api/transporters/remote/${id}`, { timeoutSeconds: 60 }), enabled, retry: false, staleTime: 10_000 });
 
 /** The first call (without hostKeySha256) answers 409 with the host key to confirm. */
 export const addRemote = (body: Partial<RemoteTransporterCreate> & Pick<RemoteTransporterCreate, 'name' | 'host' | 'username'>) =>

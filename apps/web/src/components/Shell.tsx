@@ -3,6 +3,7 @@ import { NavLink, useLocation } from 'react-router';
 import type { Me } from '@vaultline/contracts';
 import { paths } from '../config/paths.ts';
 import { can } from '../lib/roles.ts';
+import { ConnectionBanner } from './ConnectionBanner.tsx';
 import { Logo } from './Logo.tsx';
 import { UserMenu } from './UserMenu.tsx';
 
@@ -86,6 +87,7 @@ export function Shell({ me, onSignOut, children }: { me: Me; onSignOut: () => vo
         <UserMenu me={me} onSignOut={onSignOut} />
       </header>
       <main id="main" tabIndex={-1}>
+        <ConnectionBanner />
         {children}
       </main>
     </div>

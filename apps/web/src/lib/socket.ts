@@ -1,6 +1,7 @@
 import { useEffect, useRef } from 'react';
 import { io, type Socket } from 'socket.io-client';
 import type { ClientToServerEvents, ServerToClientEvents } from '@vaultline/contracts';
+import { reportSocket } from './connection.ts';
 
 type VaultlineSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 type EventName = keyof ServerToClientEvents;
@@ -20,6 +21,10 @@ export function getSocket(): VaultlineSocket {
   if (!socket) {
     socket = io({ path: '/socket.io', withCredentials: true, transports: ['websocket', 'polling'] });
     socket.on('session.ended', () => sessionEnded());
+    // The shell's banner says when live updates stop; socket.io reconnects on its own and `connect` clears it.
+    socket.on('connect', () => reportSocket('up'));
+    socket.on('connect_error', () => reportSocket('down'));
+    socket.on('disconnect', (reason) => reportSocket(reason === 'io client disconnect' ? 'unknown' : 'down'));
   }
   return socket;
 }
@@ -27,6 +32,7 @@ export function getSocket(): VaultlineSocket {
 export function closeSocket(): void {
   socket?.close();
   socket = null;
+  reportSocket('unknown');
 }
 
 /** Subscribes to socket events for the component's lifetime; the handler may change between renders. */

@@ -66,56 +66,63 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
   // Live: the latest tick's busy fractions; afterwards (or after a reload): the last ones the Transporter recorded.
   const busy = isLive ? live.bottleneck : disk.bottleneck;
+  // The fastest mode was reached (Direct SAN, or HotAdd, the fastest a restore writes with): why is there on request.
+  // A slower one means a faster one was skipped: why is shown.
+  const fastest = transport === 'san' || transport === 'hotadd';
   return (
     <div className="run-disk" data-testid="run-disk">
-      <div className="row small">
-        <span>
-          <strong>{disk.label}</strong> <span className="muted">{formatBytes(disk.capacityBytes)}</span> ·{' '}
-          <span data-testid="disk-transport">{transportLabel(transport)}</span>
-          {disk.cbtUsed && <span className="muted"> · CBT</span>}
-          {disk.readMode && <span className="muted"> · {disk.readMode === 'changed' ? 'incremental' : 'full read'}</span>} <span className="muted">· {phase}</span>
-        </span>
-        <span className="muted">
-          {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
-          {speed > 0 && <span data-testid="disk-speed">{` · ${formatBytes(speed)}/s${peak > speed ? ` (peak ${formatBytes(peak)}/s)` : ''}`}</span>}
-          {restore && verifiedBytes > 0 && <span data-testid="disk-read-back">{` · read back ${formatBytes(verifiedBytes)} of ${formatBytes(disk.capacityBytes)}`}</span>}
-          {isLive && eta !== null && <span data-testid="disk-eta">{` · ${formatDuration(eta)} left`}</span>}
-        </span>
-      </div>
-      {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the
-          whole disk, zeros included, written and then read back whole. */}
-      {restore ? (
-        <ProgressBar done={disk.finishedAt ? 1 : stored + skipped + verifiedBytes} total={disk.finishedAt ? 1 : 2 * disk.capacityBytes} label={`${disk.label} progress`} />
-      ) : (
-        <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
-      )}
-      {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
-      {/* Only once some time was measured: before the first data there is no bottleneck to name. */}
-      {detailed && busy && busy.source + busy.processing + busy.target > 0 && (
-        <p className="small muted" data-testid="bottleneck">
-          Bottleneck: <strong>{bottleneckOf(busy, restore)}</strong> —{' '}
-          {restore
-            ? `busy reading the restore point ${pct(busy.source)}, processing ${pct(busy.processing)}, writing the disk ${pct(busy.target)}`
-            : `busy reading the source ${pct(busy.source)}, processing ${pct(busy.processing)}, writing to the repository ${pct(busy.target)}`}
-        </p>
-      )}
-      {verified && (
-        <p className="small verified" data-testid="disk-verified">
-          <span aria-hidden="true">✓ </span>
-          {verified}
-        </p>
-      )}
-      {disk.error && <p className="reason">{disk.error}</p>}
-      {disk.transportReason.length > 0 && (
-        <div className="small">
-          {detailed && <span className="muted">Why {transportLabel(transport)}:</span>}
-          <ul className="reasons muted" aria-label={`transport reasons for ${disk.label}`}>
-            {disk.transportReason.map((r, i) => (
-              <li key={i}>{r}</li>
-            ))}
-          </ul>
+      <details open>
+        <summary className="row small">
+          <span>
+            <strong>{disk.label}</strong> <span className="muted">{formatBytes(disk.capacityBytes)}</span> ·{' '}
+            <span data-testid="disk-transport">{transportLabel(transport)}</span>
+            {disk.cbtUsed && <span className="muted"> · CBT</span>}
+            {disk.readMode && <span className="muted"> · {disk.readMode === 'changed' ? 'incremental' : 'full read'}</span>} <span className="muted">· {phase}</span>
+          </span>
+          <span className="muted">
+            {restore ? `written ${formatBytes(stored)} · zeros skipped ${formatBytes(skipped)}` : `read ${formatBytes(read)} · skipped ${formatBytes(skipped)} · stored ${formatBytes(stored)}`}
+            {speed > 0 && <span data-testid="disk-speed">{` · ${formatBytes(speed)}/s${peak > speed ? ` (peak ${formatBytes(peak)}/s)` : ''}`}</span>}
+            {restore && verifiedBytes > 0 && <span data-testid="disk-read-back">{` · read back ${formatBytes(verifiedBytes)} of ${formatBytes(disk.capacityBytes)}`}</span>}
+            {isLive && eta !== null && <span data-testid="disk-eta">{` · ${formatDuration(eta)} left`}</span>}
+          </span>
+        </summary>
+        <div className="run-disk-body">
+          {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the
+              whole disk, zeros included, written and then read back whole. */}
+          {restore ? (
+            <ProgressBar done={disk.finishedAt ? 1 : stored + skipped + verifiedBytes} total={disk.finishedAt ? 1 : 2 * disk.capacityBytes} label={`${disk.label} progress`} />
+          ) : (
+            <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
+          )}
+          {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
+          {/* Only once some time was measured: before the first data there is no bottleneck to name. */}
+          {detailed && busy && busy.source + busy.processing + busy.target > 0 && (
+            <p className="small muted" data-testid="bottleneck">
+              Bottleneck: <strong>{bottleneckOf(busy, restore)}</strong> —{' '}
+              {restore
+                ? `busy reading the restore point ${pct(busy.source)}, processing ${pct(busy.processing)}, writing the disk ${pct(busy.target)}`
+                : `busy reading the source ${pct(busy.source)}, processing ${pct(busy.processing)}, writing to the repository ${pct(busy.target)}`}
+            </p>
+          )}
+          {verified && (
+            <p className="small verified" data-testid="disk-verified">
+              <span aria-hidden="true">✓ </span>
+              {verified}
+            </p>
+          )}
+          {disk.error && <p className="reason">{disk.error}</p>}
+          {disk.transportReason.length > 0 && (
+            <details className="small transport-why" data-testid="transport-why" open={!fastest}>
+              <summary className="muted">Why {transportLabel(transport)}</summary>
+              <ul className="reasons muted" aria-label={`transport reasons for ${disk.label}`}>
+                {disk.transportReason.map((r, i) => (
+                  <li key={i}>{r}</li>
+                ))}
+              </ul>
+            </details>
+          )}
         </div>
-      )}
+      </details>
     </div>
   );
 }

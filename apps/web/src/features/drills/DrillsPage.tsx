@@ -129,16 +129,18 @@ export default function DrillsPage() {
                           <button
                             type="button"
                             disabled={busy === d.id || running}
+                            aria-label={`Run ${d.name} now`}
                             onClick={() => act(d.id, async () => ({ kind: 'ok', text: `${d.name} started.`, runIds: (await runDrill(d.id)).runIds }))}
                           >
                             Run now
                           </button>
-                          <button type="button" onClick={() => void navigate(paths.editDrill(d.id))}>
+                          <button type="button" onClick={() => void navigate(paths.editDrill(d.id))} aria-label={`Edit ${d.name}`}>
                             Edit
                           </button>
                           <button
                             type="button"
                             className="danger-text"
+                            aria-label={`Delete ${d.name}`}
                             onClick={() => {
                               setDeleteError(null);
                               setDeleting(d);

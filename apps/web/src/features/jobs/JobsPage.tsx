@@ -119,15 +119,16 @@ export default function JobsPage() {
                   <td className="actions">
                     {operator && (
                       <>
-                        <button type="button" onClick={() => runNow(job)} disabled={run.isPending || job.lastRun?.status === 'running' || job.lastRun?.status === 'queued'}>
+                        <button type="button" onClick={() => runNow(job)} disabled={run.isPending || job.lastRun?.status === 'running' || job.lastRun?.status === 'queued'} aria-label={`Run ${job.name} now`}>
                           Run now
                         </button>
-                        <button type="button" onClick={() => void navigate(paths.editJob(job.id))}>
+                        <button type="button" onClick={() => void navigate(paths.editJob(job.id))} aria-label={`Edit ${job.name}`}>
                           Edit
                         </button>
                         <button
                           type="button"
                           className="danger-text"
+                          aria-label={`Delete ${job.name}`}
                           onClick={() => {
                             setDeleteError(null);
                             setDeleting(job);

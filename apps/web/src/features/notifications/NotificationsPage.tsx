@@ -99,15 +99,20 @@ function TargetRow({ t, admin, onDelete }: { t: NotificationTargetDto; admin: bo
           {ago(t.createdAt)}
         </td>
         <td className="actions">
-          <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)}>
+          <button type="button" aria-expanded={open} onClick={() => setOpen((o) => !o)} aria-label={`Deliveries to ${t.name}`}>
             Deliveries
           </button>
           {admin && (
             <>
-              <button type="button" disabled={busy} onClick={() => act(async () => (await sendTest(t.id), { kind: 'ok', text: `Test message delivered to ${t.name}.` }))}>
+              <button
+                type="button"
+                disabled={busy}
+                aria-label={`${busy ? 'Sending a test to' : 'Send test to'} ${t.name}`}
+                onClick={() => act(async () => (await sendTest(t.id), { kind: 'ok', text: `Test message delivered to ${t.name}.` }))}
+              >
                 {busy ? 'Sending…' : 'Send test'}
               </button>
-              <button type="button" className="danger-text" onClick={onDelete}>
+              <button type="button" className="danger-text" onClick={onDelete} aria-label={`Delete ${t.name}`}>
                 Delete
               </button>
             </>

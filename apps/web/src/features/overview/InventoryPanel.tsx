@@ -79,7 +79,7 @@ export function InventoryPanel() {
                     <tr data-testid="vm-row">
                       <td data-label="Name">
                         <strong>{vm.name}</strong>
-                        <div className="muted small">{vm.guestId ?? vm.moref}</div>
+                        <div className="muted small">{vm.guestId ?? 'unknown guest OS'}</div>
                       </td>
                       <td data-label="Power">{powerLabel(vm.powerState)}</td>
                       <td data-label="CBT">{vm.changeTrackingEnabled ? 'on' : <span className="muted">off</span>}</td>

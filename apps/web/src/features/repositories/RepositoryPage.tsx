@@ -4,7 +4,7 @@ import type { RepositoryRestorePoint } from '@vaultline/contracts';
 import { useRepositories, useRepositoryStats, useRestorePoints } from '../../api/repositories.ts';
 import { LoadError, Loading, Page } from '../../components/Page.tsx';
 import { paths } from '../../config/paths.ts';
-import { formatBytes, formatDateTime, formatRatio } from '../../lib/format.ts';
+import { formatBytes, formatDateTime, formatDateTimeSeconds, formatRatio } from '../../lib/format.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { PointFlags } from '../restores/PointFlags.tsx';
@@ -94,10 +94,10 @@ export default function RepositoryPage() {
                     <td className="actions">
                       {operator && (
                         <>
-                          <Link className="button" to={paths.browseFiles(p.id)} aria-label={`Browse files of ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                          <Link className="button" to={paths.browseFiles(p.id)} aria-label={`Browse files of ${p.vmName} from ${formatDateTimeSeconds(p.createdAt)}`}>
                             Browse files
                           </Link>
-                          <Link className="button" to={paths.restorePoint(p.id)} aria-label={`Restore ${p.vmName} from ${formatDateTime(p.createdAt)}`}>
+                          <Link className="button" to={paths.restorePoint(p.id)} aria-label={`Restore ${p.vmName} from ${formatDateTimeSeconds(p.createdAt)}`}>
                             Restore…
                           </Link>
                         </>

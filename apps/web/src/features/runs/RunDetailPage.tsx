@@ -16,13 +16,20 @@ import { formatDateTime, formatDuration, secondsBetween } from '../../lib/format
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { runTitle, writesDisks } from '../../lib/run-title.ts';
+import { RunSummary } from './RunSummary.tsx';
 import { ThroughputChart } from './ThroughputChart.tsx';
 
-type LogLine = Run['vms'][number]['log'][number] & { vm: string };
+type LogLine = Run['vms'][number]['log'][number] & { vm: string; shownAbove: boolean };
 
 function RunLog({ run }: { run: Run }) {
-  const lines: LogLine[] = run.vms.flatMap((vm) => vm.log.map((l) => ({ ...l, vm: vm.vmName }))).sort((a, b) => a.at.localeCompare(b.at));
-  const warnings = lines.filter((l) => l.level === 'warn' || l.level === 'error');
+  const lines: LogLine[] = run.vms
+    .flatMap((vm) => {
+      // A VM's or its disks' error is shown under the VM already: the warnings list does not repeat the same words.
+      const above = new Set([vm.error, ...vm.disks.map((d) => d.error)].filter((e): e is string => Boolean(e)).map((e) => e.trim()));
+      return vm.log.map((l) => ({ ...l, vm: vm.vmName, shownAbove: above.has(l.message.trim()) }));
+    })
+    .sort((a, b) => a.at.localeCompare(b.at));
+  const warnings = lines.filter((l) => (l.level === 'warn' || l.level === 'error') && !l.shownAbove);
   return (
     <>
       {warnings.length > 0 && (
@@ -212,6 +219,7 @@ export default function RunDetailPage() {
               )}
             </p>
           )}
+          {r.kind === 'backup' && r.vms.length > 0 && <RunSummary run={r} />}
           <section className="card" aria-label="VMs and disks">
             {r.vms.map((vm) => (
               <RunVmBlock key={vm.id} vm={vm} live={live} detailed kind={r.kind} transporterName={transporters.data?.find((t) => t.id === vm.transporterId)?.name} />

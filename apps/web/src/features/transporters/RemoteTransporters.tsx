@@ -91,7 +91,7 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
         </td>
         <td className="actions">
           <div className="action-group">
-            <button type="button" aria-expanded={showStatus} onClick={() => setShowStatus((x) => !x)}>
+            <button type="button" aria-expanded={showStatus} onClick={() => setShowStatus((x) => !x)} aria-label={`Status of ${t.name}`}>
               Status
             </button>
             {!deployed && (
@@ -99,6 +99,7 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
                 type="button"
                 className="primary"
                 disabled={busy !== null}
+                aria-label={`${busy === 'deploy' ? 'Deploying to' : 'Deploy to'} ${t.name}`}
                 onClick={() => act('deploy', async () => deployOutcome(await deployRemote(t.id)))}
               >
                 {busy === 'deploy' ? 'Deploying…' : 'Deploy'}
@@ -106,18 +107,18 @@ function RemoteRow({ t, live, onRemove }: { t: RemoteTransporter; live: Transpor
             )}
             {deployed && (
               <>
-                <button type="button" disabled={busy !== null} onClick={() => act('restart', async () => restartOutcome(await restartRemote(t.id)))}>
+                <button type="button" disabled={busy !== null} aria-label={`${busy === 'restart' ? 'Restarting' : 'Restart'} ${t.name}`} onClick={() => act('restart', async () => restartOutcome(await restartRemote(t.id)))}>
                   {busy === 'restart' ? 'Restarting…' : 'Restart'}
                 </button>
-                <button type="button" disabled={busy !== null} onClick={() => act('upgrade', async () => deployOutcome(await upgradeRemote(t.id)))}>
+                <button type="button" disabled={busy !== null} aria-label={`${busy === 'upgrade' ? 'Upgrading' : 'Upgrade'} ${t.name}`} onClick={() => act('upgrade', async () => deployOutcome(await upgradeRemote(t.id)))}>
                   {busy === 'upgrade' ? 'Upgrading…' : 'Upgrade'}
                 </button>
               </>
             )}
-            <button type="button" disabled={busy !== null} onClick={() => act('host-key', async () => ({ kind: 'ok', text: `${(await repinHostKey(t.id)).name}: host key pinned.` }))}>
+            <button type="button" disabled={busy !== null} aria-label={`Re-pin host key of ${t.name}`} onClick={() => act('host-key', async () => ({ kind: 'ok', text: `${(await repinHostKey(t.id)).name}: host key pinned.` }))}>
               Re-pin host key
             </button>
-            <button type="button" className="danger-text" disabled={busy !== null} onClick={onRemove}>
+            <button type="button" className="danger-text" disabled={busy !== null} onClick={onRemove} aria-label={`Remove ${t.name}`}>
               Remove
             </button>
           </div>

@@ -125,6 +125,7 @@ export default function UsersPage() {
                       <button
                         type="button"
                         className="danger-text"
+                        aria-label={`Delete ${u.username}`}
                         onClick={() => removal.ask(u)}
                       >
                         Delete

@@ -77,6 +77,7 @@ export default function VCentersPage() {
                       <button
                         type="button"
                         className="danger-text"
+                        aria-label={`Remove ${v.name}`}
                         onClick={() => removal.ask(v)}
                       >
                         Remove

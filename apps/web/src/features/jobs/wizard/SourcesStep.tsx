@@ -214,8 +214,8 @@ export function SourcesStep({ state, set, vcenters }: { state: WizardState; set:
           <label htmlFor={id} className="tree-label">
             <strong>{vm.name}</strong> <span className={`power ${vm.powerState}`}>{powerLabel(vm.powerState)}</span>
             <span className="muted small block">
-              {vm.guestId ?? vm.moref}
-              {vm.host && ` · ${hostName.get(vm.host) ?? vm.host}`}
+              {vm.guestId ?? 'unknown guest OS'}
+              {` · ${(vm.host ? hostName.get(vm.host) : undefined) ?? 'host not reported'}`}
               {vm.cpus !== undefined && ` · ${vm.cpus} vCPU`}
               {vm.memoryMiB !== undefined && ` · ${formatBytes(vm.memoryMiB * 1048576)}`}
             </span>
