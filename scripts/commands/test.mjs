@@ -63,6 +63,31 @@ function ensureQemuImg() {
   aptInstall(['qemu-utils'], 'The VMDK and lab tests check disk images with an independent reader, qemu-img (qemu-utils).');
 }
 
+/**
+ * What the KVM tests (@vaultline/kvm) run: QEMU boots a small Debian guest built from Debian's packages
+ * (fetched with apt-get download, never installed), and libvirt's virt-xml-validate checks the domain XML.
+ */
+const KVM_TOOLS = [
+  ['qemu-system-x86_64', 'qemu-system-x86'],
+  ['qemu-img', 'qemu-utils'],
+  ['virt-xml-validate', 'libvirt-clients'],
+  // virt-xml-validate runs xmllint underneath.
+  ['xmllint', 'libxml2-utils'],
+  ['sgdisk', 'gdisk'],
+  ['mkfs.ext4', 'e2fsprogs'],
+  ['dpkg-deb', 'dpkg'],
+];
+
+function ensureKvmTools() {
+  const missing = [...new Set(KVM_TOOLS.filter(([cmd]) => !have(cmd)).map(([, pkg]) => pkg))];
+  // UEFI firmware: the QEMU runner's EFI start is tested too.
+  if (!existsSync('/usr/share/ovmf/OVMF.fd') && !existsSync('/usr/share/OVMF/OVMF_CODE.fd')) missing.push('ovmf');
+  if (missing.length) aptInstall(missing, `The KVM tests (instant boot, restore to KVM/Proxmox) need ${missing.join(', ')}.`);
+  // The test guest's kernel, busybox and GRUB come from `apt-get download`: a fresh machine needs package lists.
+  const policy = spawnSync('apt-cache', ['policy', 'linux-image-amd64'], { encoding: 'utf8' });
+  if (isRoot && !/Candidate: (?!\(none\))/.test(policy.stdout ?? '')) run('apt-get', ['update', '-qq'], { quiet: true, allowFail: true });
+}
+
 /** The S3 tests' server: Ceph's RADOS Gateway with a monitor and an OSD of its own (@vaultline/s3-lab). */
 function ensureCeph() {
   const tools = ['radosgw', 'radosgw-admin', 'ceph-mon', 'ceph-osd', 'ceph', 'monmaptool', 'ceph-authtool'];
@@ -119,6 +144,7 @@ export async function test(args) {
   let unit = null;
   if (!only || only === 'unit') {
     ensureQemuImg();
+    ensureKvmTools();
     // Installed once here: test files started in parallel must not each run apt-get.
     ensureCeph();
     const out = path.join(reports, 'vitest.json');
