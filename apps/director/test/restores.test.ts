@@ -88,6 +88,30 @@ describe('starting a restore through the API (real Postgres/Redis, the lab vCent
     expect(await runs()).toBe(before);
   });
 
+  it('onto KVM/Proxmox: queued without a vCenter (even with a VM of that name there), with the target on the run; a path, a replace or a drill is refused', async () => {
+    const res = await post({ restorePointId: point.id, name: 'app01', kvm: { folder: 'app01-kvm', format: 'raw', proxmox: { vmid: 120, storage: 'local-lvm' } } });
+    expect(res.statusCode, res.body).toBe(202);
+    const run = await ctx.d.db.jobRun.findUniqueOrThrow({ where: { id: res.json().runId } });
+    expect(run.kind).toBe('restore');
+    expect(run.request).toMatchObject({ name: 'app01', kvm: { folder: 'app01-kvm', format: 'raw', networks: {}, defaultNetwork: { network: 'default' }, proxmox: { vmid: 120, storage: 'local-lvm', storageType: 'block', defaultBridge: 'vmbr0' } } });
+    expect(run.request).not.toHaveProperty('vcenterId');
+    expect(await ctx.d.db.auditEvent.count({ where: { action: 'restore.kvm', subject: 'app01' } })).toBe(1);
+
+    const before = await runs();
+    for (const [kvm, extra, path] of [
+      [{ folder: '../etc' }, {}, 'kvm.folder'],
+      [{ folder: '/var/lib/x' }, {}, 'kvm.folder'],
+      [{ folder: 'ok', format: 'vmdk' }, {}, 'kvm.format'],
+      [{ folder: 'ok' }, { drill: true }, 'kvm'],
+      [{ folder: 'ok' }, { replace: { confirm: 'app01' } }, 'kvm'],
+    ] as const) {
+      const bad = await post({ restorePointId: point.id, name: 'app01', kvm, ...extra });
+      expect(bad.statusCode, bad.body).toBe(400);
+      expect(bad.json().details.map((d: { path: string }) => d.path)).toContain(path);
+    }
+    expect(await runs()).toBe(before);
+  });
+
   it('a viewer cannot start a restore', async () => {
     const created = await ctx.d.app.fastify.inject({ method: 'POST', url: '/api/users', headers: { cookie: ctx.cookie }, payload: { username: 'vera', password: 'viewer-password-1', role: 'viewer' } });
     expect(created.statusCode).toBe(201);

@@ -186,6 +186,7 @@ async function main(): Promise<void> {
     publish: (e) => void events.publish(e),
     isCancelled,
     limits,
+    kvmExportDir: path.resolve(env.VAULTLINE_KVM_EXPORT_DIR ?? path.join(dataDir, 'kvm-exports')),
   });
   const maintenance = createMaintenanceHandler({ db, unseal, transporterId: id, log, publish: (e) => void events.publish(e) });
   const tracked = (fn: (p: { runVmId: string }, ctx: { attempt: number; jobId: string }) => Promise<void>) => async (payload: { runVmId: string }, ctx: { attempt: number; jobId: string }) => {

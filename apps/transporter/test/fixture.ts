@@ -169,6 +169,7 @@ export async function startBench(opts: { passphrase?: string; cbtMaxAreas?: numb
     connect: (row) => connector.restoreSession(row),
     publish,
     isCancelled: (runId) => cancelled.has(runId),
+    kvmExportDir: path.join(dataDir, 'kvm-exports'),
   });
 
   const bench: Bench = {

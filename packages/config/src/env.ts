@@ -26,6 +26,8 @@ const EnvSchema = z.object({
   VAULTLINE_HOST: z.string().min(1).default('127.0.0.1'),
   VAULTLINE_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   VAULTLINE_DATA_DIR: z.string().min(1).default('.vaultline'),
+  /** Transporter: where restores onto KVM/Proxmox are written, each into a folder of its own (default <data dir>/kvm-exports). */
+  VAULTLINE_KVM_EXPORT_DIR: z.string().min(1).optional(),
   /** 32 bytes, base64 or hex; seals secrets at rest. Generated into the data dir when unset. */
   VAULTLINE_SECRET_KEY: z.string().optional(),
   VAULTLINE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -231,6 +231,30 @@ export const WORK_ATTEMPTS = 3;
 
 export const JOB_NAMES = { backupVm: 'backup.run-vm', restoreVm: 'restore.run-vm', maintainRepository: 'repository.maintain', cleanupOrphans: 'maintenance.cleanup-orphans' } as const;
 
+const KvmNetworkSchema = z.union([z.object({ network: z.string().min(1) }).strict(), z.object({ bridge: z.string().min(1) }).strict()]);
+
+/** Where and how a restore to KVM/Proxmox is written (see RestoreRequestSchema.kvm). */
+export const KvmRestoreTargetSchema = z.object({
+  /** A folder name (not a path): the bundle goes to <KVM export folder>/<folder>, which must be new or empty. */
+  folder: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, 'a folder name of letters, digits, dot, dash and underscore (not a path)'),
+  format: z.enum(['qcow2', 'raw']).default('qcow2'),
+  /** vSphere network name -> libvirt network or bridge; a network not named here goes to `defaultNetwork`. */
+  networks: z.record(z.string().min(1), KvmNetworkSchema).default({}),
+  defaultNetwork: KvmNetworkSchema.default({ network: 'default' }),
+  /** Also a Proxmox qm configuration and import script for this VMID and storage. */
+  proxmox: z
+    .object({
+      vmid: z.number().int().min(100).max(999_999_999),
+      storage: z.string().min(1).max(64),
+      storageType: z.enum(['block', 'file']).default('block'),
+      /** vSphere network name -> Proxmox bridge; others go to `defaultBridge`. */
+      bridges: z.record(z.string().min(1), z.string().min(1)).default({}),
+      defaultBridge: z.string().min(1).default('vmbr0'),
+    })
+    .optional(),
+});
+export type KvmRestoreTarget = z.infer<typeof KvmRestoreTargetSchema>;
+
 export const RestoreRequestSchema = z
   .object({
     restorePointId: z.uuid(),
@@ -263,6 +287,12 @@ export const RestoreRequestSchema = z
     drill: z.boolean().default(false),
     /** Restore only this disk, as a new disk of an existing VM (moref), instead of a whole VM. */
     disk: z.object({ key: z.string().min(1), targetVm: z.string().min(1) }).optional(),
+    /**
+     * Restore onto KVM/Proxmox instead of vSphere: the disks (thin qcow2 or raw), a libvirt domain, a Proxmox
+     * qm configuration with its import script, and NOTES on what was adapted, written by the Transporter into
+     * `folder` (new or empty) under its KVM export folder (VAULTLINE_KVM_EXPORT_DIR).
+     */
+    kvm: KvmRestoreTargetSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.replace && r.replace.confirm !== r.name) {
@@ -270,6 +300,7 @@ export const RestoreRequestSchema = z
     }
     if (r.replace && r.drill) ctx.addIssue({ code: 'custom', path: ['replace'], message: 'a drill never replaces a VM' });
     if (r.replace && r.disk) ctx.addIssue({ code: 'custom', path: ['replace'], message: 'a disk restore adds a new disk; it never replaces a VM' });
+    if (r.kvm && (r.replace || r.drill || r.disk)) ctx.addIssue({ code: 'custom', path: ['kvm'], message: 'a restore to KVM makes a new VM: it cannot replace, drill or add a disk' });
   });
 export type RestoreRequest = z.infer<typeof RestoreRequestSchema>;
 

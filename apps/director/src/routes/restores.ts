@@ -11,7 +11,7 @@ import { parse } from '../validate.ts';
 import { connectionOf } from './vcenters.ts';
 
 /**
- * A restore (full VM, drill, replace, or one disk into an existing VM): a run
+ * A restore (full VM, drill, replace, one disk into an existing VM, or onto KVM/Proxmox): a run
  * of kind 'restore' or 'drill' with one item, carried out by a Transporter.
  * What can be refused here is refused before the run exists: an unknown
  * restore point or vCenter, a name in use without a confirmed replace, a
@@ -25,6 +25,19 @@ export async function restoreRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const body = parse(RestoreRequestSchema, request.body);
     const point = await db.restorePoint.findUnique({ where: { id: body.restorePointId } });
     if (!point) throw new AppError('not_found', 'no such restore point');
+    // Onto KVM/Proxmox: no vCenter is involved; the Transporter refuses a folder that is not new or empty.
+    if (body.kvm) {
+      const run = await startItemRun(db, (p) => deps.queue.enqueueRestore(p), {
+        kind: 'restore',
+        trigger: 'manual',
+        requestedBy: currentUser(request).username,
+        request: body,
+        item: { name: body.name, instanceUuid: point.vmInstanceUuid, log: [] },
+      });
+      await deps.audit.record({ actor: currentUser(request).username, action: 'restore.kvm', subject: body.name, detail: { restorePointId: point.id, from: point.vmName, folder: body.kvm.folder, format: body.kvm.format }, ip: request.ip });
+      reply.code(202);
+      return { runId: run.id };
+    }
     // The vCenter the VM was backed up from, unless the operator names another.
     const origin = point.runVmId ? await db.runVm.findUnique({ where: { id: point.runVmId }, include: { run: { include: { job: true } } } }) : null;
     const vcenterId = body.vcenterId ?? origin?.run.job?.vcenterId;

@@ -2,7 +2,7 @@
  * A restore request (as the Director stored it on the run) turned into what the engine takes, and the run
  * log lines that say what is being restored and what came of it.
  */
-import { RestoreRequestSchema, transportLabel, type RestoreRequest } from '@vaultline/contracts';
+import { RestoreRequestSchema, transportLabel, type KvmRestoreTarget, type RestoreRequest } from '@vaultline/contracts';
 import type { RestoreVmInput, RestoreVmResult } from '@vaultline/core';
 
 export interface PointRow {
@@ -11,9 +11,10 @@ export interface PointRow {
 }
 
 /** The run's request, or why it cannot be carried out. */
-export function readRestoreRequest(stored: unknown): { request: RestoreRequest & { vcenterId: string } } | { problem: string } {
+export function readRestoreRequest(stored: unknown): { request: RestoreRequest & { vcenterId: string } } | { kvm: RestoreRequest & { kvm: KvmRestoreTarget } } | { problem: string } {
   const parsed = RestoreRequestSchema.safeParse(stored);
   if (!parsed.success) return { problem: `the restore request is not valid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` };
+  if (parsed.data.kvm) return { kvm: { ...parsed.data, kvm: parsed.data.kvm } };
   const { vcenterId } = parsed.data;
   if (!vcenterId) return { problem: 'the restore request is not valid: no target vCenter' };
   return { request: { ...parsed.data, vcenterId } };

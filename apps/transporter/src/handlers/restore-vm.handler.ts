@@ -18,6 +18,7 @@ import type { RestoreSession, VCenterRow } from '../sessions.ts';
 import { pgRunRecorder } from '../adapters/pg-run-recorder.ts';
 import { settleThrown, startItem } from './outcome.ts';
 import { readRestoreRequest, restoreVmDone, restoreVmInput, restoreVmStarting } from './restore-request.ts';
+import { runKvmRestore } from './restore-kvm.ts';
 
 export interface RestoreHandlerDeps {
   db: Db;
@@ -33,6 +34,8 @@ export interface RestoreHandlerDeps {
   connect(vcenter: VCenterRow): Promise<RestoreSession>;
   isCancelled(runId: string): boolean;
   limits?: TransporterLimits;
+  /** Where restores onto KVM/Proxmox are written (VAULTLINE_KVM_EXPORT_DIR); each into a folder of its own. */
+  kvmExportDir: string;
 }
 
 
@@ -53,6 +56,22 @@ export function createRestoreVmHandler(deps: RestoreHandlerDeps) {
     if ('problem' in read) {
       rec.log('error', read.problem);
       return rec.finish('failed', read.problem);
+    }
+    if ('kvm' in read) {
+      const request = read.kvm;
+      await startItem(db, rec, item, 'restore', 'preflight', { number: ctx.attempt }, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId });
+      let repo: Repository | null = null;
+      try {
+        const point = await db.restorePoint.findUnique({ where: { id: request.restorePointId }, include: { repository: true } });
+        if (!point) throw new Error(`restore point ${request.restorePointId} no longer exists`);
+        repo = await openRepository(point.repository, deps.unseal);
+        await runKvmRestore(rec, { repo, ref: { vmId: point.vmInstanceUuid, id: point.repoPointId }, request, exportDir: deps.kvmExportDir, isCancelled: () => deps.isCancelled(run.id) });
+      } catch (err) {
+        await settleThrown(rec, err, { cancelled: 'cancelled: the folder was left empty' });
+      } finally {
+        await repo?.close().catch(() => undefined);
+      }
+      return;
     }
     const { request } = read;
     await startItem(db, rec, item, 'restore', 'preflight', { number: ctx.attempt }, { id: deps.transporterId, name: deps.transporterName ?? deps.transporterId });

@@ -35,6 +35,7 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
     </div>
   ) : null;
 
+  if (state.what === 'kvm') return <KvmDetails state={state} set={set} point={point} />;
   if (state.what === 'disk') {
     return (
       <div className="step-body">
@@ -120,6 +121,66 @@ export function DetailsStep({ state, set, point, vcenters }: { state: RestoreSta
           </span>
         </label>
       )}
+    </div>
+  );
+}
+
+/** Step 3 onto KVM/Proxmox: the new VM's name, where the bundle goes, the image format, the networks and, optionally, Proxmox. */
+function KvmDetails({ state, set, point }: { state: RestoreState; set: (p: Partial<RestoreState>) => void; point: RestorePointDetail }) {
+  return (
+    <div className="step-body">
+      <label>
+        Name of the VM on KVM
+        <input aria-label="Name of the VM on KVM" value={state.name} maxLength={80} onChange={(e) => set({ name: e.target.value })} />
+      </label>
+      <label>
+        Folder
+        <input aria-label="Folder" value={state.kvmFolder} maxLength={80} onChange={(e) => set({ kvmFolder: e.target.value })} />
+        <span className="muted small block">Made (new or empty) in the Transporter’s KVM export folder (VAULTLINE_KVM_EXPORT_DIR, by default kvm-exports in its data folder).</span>
+      </label>
+      <fieldset className="choices inline">
+        <legend>Disk images</legend>
+        {(['qcow2', 'raw'] as const).map((f) => (
+          <label key={f} className={`choice ${state.kvmFormat === f ? 'chosen' : ''}`}>
+            <input type="radio" name="kvm-format" value={f} checked={state.kvmFormat === f} onChange={() => set({ kvmFormat: f })} />
+            <span className="choice-text">
+              <strong>{f}</strong>
+              <span className="muted small block">{f === 'qcow2' ? 'thin, portable, what libvirt and Proxmox import by default' : 'thin (sparse) raw files, for block storage or dd'}</span>
+            </span>
+          </label>
+        ))}
+      </fieldset>
+      {point.networks.length > 0 && (
+        <fieldset>
+          <legend>Networks</legend>
+          <p className="muted small">Each vSphere network goes to a libvirt network (“default” when left empty), or to a bridge written as bridge:br0.</p>
+          {point.networks.map((n) => (
+            <label key={n}>
+              {n} →
+              <input aria-label={`libvirt network for ${n}`} placeholder="default" value={state.kvmNetworks[n] ?? ''} onChange={(e) => set({ kvmNetworks: { ...state.kvmNetworks, [n]: e.target.value } })} />
+            </label>
+          ))}
+        </fieldset>
+      )}
+      <fieldset>
+        <legend>Proxmox VE (optional)</legend>
+        <label>
+          VMID
+          <input aria-label="Proxmox VMID" inputMode="numeric" placeholder="none: no Proxmox configuration" value={state.proxmoxVmid} onChange={(e) => set({ proxmoxVmid: e.target.value })} />
+        </label>
+        {state.proxmoxVmid.trim() && (
+          <>
+            <label>
+              Storage
+              <input aria-label="Proxmox storage" value={state.proxmoxStorage} onChange={(e) => set({ proxmoxStorage: e.target.value })} />
+            </label>
+            <label>
+              Bridge
+              <input aria-label="Proxmox bridge" value={state.proxmoxBridge} onChange={(e) => set({ proxmoxBridge: e.target.value })} />
+            </label>
+          </>
+        )}
+      </fieldset>
     </div>
   );
 }

@@ -18,7 +18,7 @@ import { WhatStep } from './WhatStep.tsx';
 import { defaultName, initialState, requestOf, stepProblem, stepsFor, type RestoreState, type RestoreWhat } from './state.ts';
 
 /** Which step fixes a field the Director complained about. */
-const STEP_OF_FIELD: Record<string, string> = { restorePointId: 'Restore point', name: 'Details', replace: 'Details', vcenterId: 'Details', transport: 'Details', networkMap: 'Details', disk: 'Details', datastore: 'Details' };
+const STEP_OF_FIELD: Record<string, string> = { restorePointId: 'Restore point', kvm: 'Details', name: 'Details', replace: 'Details', vcenterId: 'Details', transport: 'Details', networkMap: 'Details', disk: 'Details', datastore: 'Details' };
 
 function Wizard({ points, initialPoint, vcenters }: { points: RepositoryRestorePoint[]; initialPoint: string; vcenters: VCenter[] }) {
   const navigate = useNavigate();

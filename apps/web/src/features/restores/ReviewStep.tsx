@@ -20,9 +20,30 @@ export function ReviewStep({ state, point, vcenters }: { state: RestoreState; po
         <dd>
           {point.vmName}, restore point of {formatDateTime(point.createdAt)} in {point.repository}
         </dd>
-        <dt>vCenter</dt>
-        <dd>{vcenters.find((v) => v.id === state.vcenterId)?.name}</dd>
-        {state.what === 'disk' ? (
+        {state.what === 'kvm' ? (
+          <>
+            <dt>Name</dt>
+            <dd>{state.name.trim()}</dd>
+            <dt>Into</dt>
+            <dd>the folder {state.kvmFolder.trim()} in the Transporter’s KVM export folder</dd>
+            <dt>Disks</dt>
+            <dd>{state.kvmFormat}, thin</dd>
+            {point.networks.length > 0 && (
+              <>
+                <dt>Networks</dt>
+                <dd>{point.networks.map((n) => `${n} → ${state.kvmNetworks[n]?.trim() || 'default'}`).join(', ')}</dd>
+              </>
+            )}
+            <dt>Proxmox</dt>
+            <dd>{state.proxmoxVmid.trim() ? `VM ${state.proxmoxVmid.trim()} on storage ${state.proxmoxStorage.trim()}, bridge ${state.proxmoxBridge.trim() || 'vmbr0'}` : 'no configuration'}</dd>
+          </>
+        ) : (
+          <>
+            <dt>vCenter</dt>
+            <dd>{vcenters.find((v) => v.id === state.vcenterId)?.name}</dd>
+          </>
+        )}
+        {state.what === 'kvm' ? null : state.what === 'disk' ? (
           <>
             <dt>Disk</dt>
             <dd>{disk?.label}</dd>
@@ -71,7 +92,11 @@ export function ReviewStep({ state, point, vcenters }: { state: RestoreState; po
           </>
         )}
       </dl>
-      <p className="small muted">Every disk is read back after it is written; the run shows each disk’s transport and why, its progress, and the SHA-256 it verified.</p>
+      {state.what === 'kvm' ? (
+        <p className="small muted">The run lists each image with its size and what was adapted for KVM; NOTES.txt in the folder says what is left to do.</p>
+      ) : (
+        <p className="small muted">Every disk is read back after it is written; the run shows each disk’s transport and why, its progress, and the SHA-256 it verified.</p>
+      )}
     </div>
   );
 }

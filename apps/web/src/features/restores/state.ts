@@ -2,7 +2,7 @@ import type { PlacementTargets, RestorePointDetail } from '@vaultline/contracts'
 import type { RestoreBody } from '../../api/restores.ts';
 import type { WriteTransport } from '../../components/run/transport.ts';
 
-export type RestoreWhat = 'new' | 'replace' | 'disk' | 'drill' | 'download';
+export type RestoreWhat = 'new' | 'replace' | 'disk' | 'drill' | 'kvm' | 'download';
 
 export interface RestoreState {
   pointId: string;
@@ -26,6 +26,14 @@ export interface RestoreState {
   diskKey: string;
   targetVm: string;
   targetVmName: string;
+  /** Onto KVM/Proxmox: the folder (under the Transporter's KVM export folder), the image format, each source network's libvirt network or bridge. */
+  kvmFolder: string;
+  kvmFormat: 'qcow2' | 'raw';
+  kvmNetworks: Record<string, string>;
+  /** Proxmox (optional): VMID ('' = no Proxmox configuration), storage and bridge. */
+  proxmoxVmid: string;
+  proxmoxStorage: string;
+  proxmoxBridge: string;
 }
 
 export const STEPS = ['Restore point', 'What', 'Details', 'Review'] as const;
@@ -46,6 +54,12 @@ export const WHAT: { value: RestoreWhat; label: string; help: string; needsHardw
     needsHardware: true,
   },
   { value: 'disk', label: 'One disk, into an existing VM', help: 'Added to that VM as a new disk (free SCSI unit), written over the network and verified. The VM’s own disks are never touched.', needsHardware: false },
+  {
+    value: 'kvm',
+    label: 'Onto KVM / Proxmox',
+    help: 'The disks as thin qcow2 or raw images, with a libvirt domain, a Proxmox qm configuration and its import script, and NOTES on what was adapted (virtio for Linux; SATA first boot for Windows, whose virtio drivers are not injected), written into a folder on the Transporter.',
+    needsHardware: true,
+  },
   { value: 'drill', label: 'A restore drill', help: 'Restores to a throwaway VM, verifies every disk and deletes the VM again: proof that this restore point restores, recorded as a run.', needsHardware: true },
   { value: 'download', label: 'Download', help: 'A disk as a raw image or a VMDK, or the whole VM as an OVA, streamed from the repository.', needsHardware: false },
 ];
@@ -70,7 +84,23 @@ export function initialState(point: RestorePointDetail | undefined, fallbackVcen
     diskKey: point?.disks[0]?.key ?? '',
     targetVm: '',
     targetVmName: '',
+    kvmFolder: point ? kvmFolderFor(point.vmName) : '',
+    kvmFormat: 'qcow2',
+    kvmNetworks: {},
+    proxmoxVmid: '',
+    proxmoxStorage: 'local-lvm',
+    proxmoxBridge: 'vmbr0',
   };
+}
+
+/** A folder name from the VM's name (what the Director accepts: letters, digits, dot, dash, underscore). */
+export const kvmFolderFor = (vmName: string) => `${vmName.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 60) || 'vm'}-kvm`;
+const FOLDER = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
+
+/** A libvirt target as typed: "br0" style names of bridges are told apart by the operator's choice of prefix "bridge:". */
+export function kvmNetworkOf(text: string): { network: string } | { bridge: string } {
+  const t = text.trim();
+  return t.startsWith('bridge:') ? { bridge: t.slice('bridge:'.length).trim() } : { network: t };
 }
 
 /** The name a choice of "what" starts with (the operator may change it). */
@@ -95,6 +125,21 @@ export function requestOf(s: RestoreState): RestoreBody {
       return { ...base, name: s.targetVmName || s.targetVm, disk: { key: s.diskKey, targetVm: s.targetVm }, ...(s.datastore ? { datastore: s.datastore } : {}) };
     case 'drill':
       return { ...base, drill: true, transport: s.transport, failoverToNetwork: s.failoverToNetwork, ...(s.datastore ? { datastore: s.datastore } : {}) };
+    case 'kvm': {
+      const networks = Object.fromEntries(Object.entries(s.kvmNetworks).filter(([, v]) => v.trim()).map(([k, v]) => [k, kvmNetworkOf(v)]));
+      const vmid = Number(s.proxmoxVmid);
+      return {
+        restorePointId: s.pointId,
+        name: s.name.trim(),
+        kvm: {
+          folder: s.kvmFolder.trim(),
+          format: s.kvmFormat,
+          networks,
+          defaultNetwork: { network: 'default' },
+          ...(s.proxmoxVmid.trim() ? { proxmox: { vmid, storage: s.proxmoxStorage.trim(), storageType: 'block' as const, bridges: {}, defaultBridge: s.proxmoxBridge.trim() || 'vmbr0' } } : {}),
+        },
+      };
+    }
     case 'replace':
       return { ...base, ...placement, transport: s.transport, failoverToNetwork: s.failoverToNetwork, powerOn: s.powerOn, replace: { confirm: s.confirm } };
     default:
@@ -121,6 +166,13 @@ export function stepProblem(step: string, s: RestoreState, point: RestorePointDe
     return null;
   }
   if (step === 'Details') {
+    if (s.what === 'kvm') {
+      if (!s.name.trim()) return 'Give the restored VM a name.';
+      if (!FOLDER.test(s.kvmFolder.trim())) return 'The folder is a name of letters, digits, dot, dash and underscore (not a path).';
+      if (s.proxmoxVmid.trim() && !(Number.isInteger(Number(s.proxmoxVmid)) && Number(s.proxmoxVmid) >= 100)) return 'A Proxmox VMID is a whole number from 100.';
+      if (s.proxmoxVmid.trim() && !s.proxmoxStorage.trim()) return 'Name the Proxmox storage the disks are imported to.';
+      return null;
+    }
     if (!s.vcenterId) return 'Choose the vCenter to restore to.';
     if (s.what === 'disk') {
       if (!s.diskKey) return 'Choose the disk to restore.';
