@@ -47,7 +47,7 @@ function Wizard({ points, initialPoint, vcenters }: { points: RepositoryRestoreP
     setState((s) => {
       const base = initialState(point, s.vcenterId || vcenters[0]?.id || '');
       const what = point.hardware === null && ['new', 'replace', 'drill'].includes(s.what) ? 'disk' : s.what;
-      return { ...s, vcenterId: base.vcenterId, what, name: defaultName(what, point.vmName), confirm: '', diskKey: base.diskKey, networkMap: {} };
+      return { ...s, vcenterId: base.vcenterId, what, name: defaultName(what, point.vmName), confirm: '', diskKey: base.diskKey, networkMap: {}, kvmFolder: base.kvmFolder, kvmNetworks: {} };
     });
   }, [point, vcenters]);
 
