@@ -90,20 +90,27 @@ export class Wire {
     if (this.ended || this.socket.destroyed) throw this.ended ?? new ConnectionClosed('the connection is closed');
     let ok = true;
     for (const p of parts) ok = this.socket.write(p);
-    if (!ok) {
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = () => {
-          this.socket.off('close', onClose);
-          resolve();
-        };
-        const onClose = () => {
-          this.socket.off('drain', onDrain);
-          reject(this.ended ?? new ConnectionClosed('the connection closed while writing'));
-        };
-        this.socket.once('drain', onDrain);
-        this.socket.once('close', onClose);
-      });
-    }
+    if (!ok) await this.drained();
+  }
+
+  /** One wait for 'drain' shared by every write blocked on it (many replies in flight would each add listeners). */
+  private draining: Promise<void> | null = null;
+  private drained(): Promise<void> {
+    this.draining ??= new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.off('close', onClose);
+        this.draining = null;
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.off('drain', onDrain);
+        this.draining = null;
+        reject(this.ended ?? new ConnectionClosed('the connection closed while writing'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+    return this.draining;
   }
 }
 
