@@ -48,7 +48,7 @@ describe('backups of VMs on object datastores (vSAN, vVols) against the lab', ()
       expect(item.disks.every((d) => d.cbtUsed)).toBe(true);
       const log = JSON.stringify(item.log);
       for (const label of ['Hard disk 1', 'Hard disk 2']) {
-        expect(log).toMatch(new RegExp(`disk ${label}: reading the streamOptimized export of the snapshot \\(ExportSnapshot lease [^,]+, /vm-\\d+/\\w+Controller\\d:\\d; datastore vsanDatastore is vSAN, whose disks are objects with no file to fetch; the whole disk is streamed, only the areas to copy are kept\\) over ${transportLabel(mode)}`));
+        expect(log).toMatch(new RegExp(`disk ${label}: reading the streamOptimized export of the snapshot \\(an export lease, device \\w+Controller\\d:\\d; datastore vsanDatastore is vSAN, whose disks are objects with no file to fetch; the whole disk is streamed, only the areas to copy are kept\\) over ${transportLabel(mode)}`));
       }
       rounds.push({ mode, truth, point: { id: point!.repoPointId, vmId: point!.vmInstanceUuid }, read: item.disks.reduce((n, d) => n + Number(d.bytesRead), 0) });
       const port = await b.connector.portFor(b.vcenterId);

@@ -82,8 +82,12 @@ const CALL = /\b([A-Z][A-Za-z]*?)(?:_Task)?(?: \([^)]*\))? on (?:[a-z]+-[\w-]*\d
 const READING = /\breading ([A-Z][A-Za-z]+) [a-z]+-[\w-]*\d+\b/g;
 const FRIENDLY: Record<string, string> = { VirtualMachine: "the VM's configuration", HostSystem: "the host's details", Datastore: "the datastore's details", Task: "the vCenter task's state" };
 
-/** A moref left in a task's description ("creating snapshot of vm-58"), by what it names. */
-const MOREF = /\b(vm|snapshot|host|datastore|datacenter|group|resgroup|domain|network|dvportgroup|task|session)-\d+\b/g;
+/**
+ * A moref left in a task's description ("creating snapshot of vm-58", "removing snapshot snapshot-3 of vm-58",
+ * "attaching … to vm-7"), by what it names. Only where a task's description puts one (after of/on/to/from/
+ * snapshot), so a name that merely looks like a moref elsewhere (a Transporter "vm-12345678") is left alone.
+ */
+const MOREF = /(?<=\b(?:of|on|to|from|snapshot) )(vm|snapshot|host|datastore|datacenter|group|resgroup|domain|network|dvportgroup|task|session)-\d+\b/g;
 const NOUN: Record<string, string> = { vm: 'the VM', snapshot: 'the snapshot', host: 'the host', datastore: 'the datastore', datacenter: 'the datacenter', group: 'the folder', resgroup: 'the resource pool', domain: 'the cluster', network: 'the network', dvportgroup: 'the port group', task: 'the task', session: 'the session' };
 /** A fault's Go type where vcsim (govmomi's simulator) puts its message: "(*types.ApplicationQuiesceFault)"; already explained. */
 const GO_TYPE = / ?\(\*?types\.\w+\)/g;
@@ -94,6 +98,7 @@ export function operatorText(text: string): string {
     .replace(CALL, (_m, method: string) => ACTIONS[method] ?? `the vCenter call ${method}`)
     .replace(READING, (_m, type: string) => `reading ${FRIENDLY[type] ?? type}`)
     .replace(GO_TYPE, '')
+    .replace(/\bsnapshot snapshot-\d+\b/g, 'the snapshot')
     .replace(MOREF, (_m, kind: string) => NOUN[kind] ?? 'it');
 }
 

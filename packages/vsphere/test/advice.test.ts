@@ -43,7 +43,10 @@ describe('forOperators', () => {
 
   it("names morefs left in a task's description by what they are, and drops the simulator's Go type names", () => {
     expect(forOperators(fault('ApplicationQuiesceFault', 'creating snapshot of vm-58', '*types.ApplicationQuiesceFault'))).toMatch(/^creating snapshot of the VM failed: guest quiescing failed\. What to do: VMware Tools/);
-    expect(forOperators(new Error('removing snapshot-12 of vm-3 on host-9 failed'))).toBe('removing the snapshot of the VM on the host failed');
+    expect(forOperators(new Error('removing snapshot snapshot-12 of vm-3 on host-9 failed'))).toBe('removing the snapshot of the VM on the host failed');
+    expect(forOperators(new Error('attaching [ds] a/a.vmdk to vm-7 failed'))).toBe('attaching [ds] a/a.vmdk to the VM failed');
+    // A name that only looks like a moref, where no task description puts one, stays.
+    expect(forOperators(new Error('taken over from Transporter vm-12345678'))).toBe('taken over from Transporter vm-12345678');
   });
 
   it('leaves a plain error as it is', () => {

@@ -64,7 +64,8 @@ class LeaseDiskReader implements SourceReader {
     why: string,
   ) {
     this.capacity = disk.capacity;
-    this.describe = `streamOptimized export of the snapshot (ExportSnapshot lease ${lease.moref}, ${device.key}; ${why}; the whole disk is streamed, only the areas to copy are kept)`;
+    // The lease's device key is "/<vm moref>/<controller><bus>:<unit>": the run log names the controller slot only.
+    this.describe = `streamOptimized export of the snapshot (an export lease, device ${device.key.replace(/^\/[^/]+\//, '')}; ${why}; the whole disk is streamed, only the areas to copy are kept)`;
     lease.startKeepAlive(() => (this.capacity > 0 ? (100 * this.position) / this.capacity : 0));
   }
 
