@@ -23,6 +23,8 @@ test('a backed-up VM is restored onto KVM/Proxmox from the wizard: raw images eq
   const row = page.getByTestId('vm-row').filter({ hasText: VM });
   await row.getByRole('button', { name: `Back up ${VM} now` }).click();
   await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
+  // On the run's page (the overview lists other runs' statuses too).
+  await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
   await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 90_000 });
 
   await nav(page, 'Overview');
@@ -54,6 +56,7 @@ test('a backed-up VM is restored onto KVM/Proxmox from the wizard: raw images eq
   await expect(summary.filter({ hasText: 'VM Network → bridge:br0' })).toBeVisible();
   await expect(summary.filter({ hasText: 'VM 151 on storage local-lvm, bridge vmbr0' })).toBeVisible();
   await page.getByRole('button', { name: 'Start the restore' }).click();
+  await expect(page.getByRole('heading', { level: 1, name: `Restore to ${VM}-kvm — run` })).toBeVisible();
 
   await expect(page.getByTestId('run-status')).toHaveText('succeeded', { timeout: 120_000 });
   await expect(page.getByText(/written to \S*e2e-kvm-01-kvm: disk-0\.raw, disk-1\.raw, domain\.xml/).first()).toBeVisible();
