@@ -368,6 +368,8 @@ func labRemoveWork(ref types.ManagedObjectReference, t *labTask, remove func(vm 
 	labTaskMu.Lock()
 	labMerges[ref] = &jobs
 	labTaskMu.Unlock()
+	// The merge of the deltas into their parents takes a while: like vCenter, the task shows it has started.
+	t.set(1)
 	ok := labLockedVM(ref, remove)
 	labTaskMu.Lock()
 	delete(labMerges, ref)
