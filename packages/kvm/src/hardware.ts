@@ -60,7 +60,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function positiveInt(v: unknown): number | undefined {
+export function positiveInt(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
@@ -70,6 +70,11 @@ function nonNegativeInt(v: unknown): number | undefined {
 
 function optString(v: unknown): string | undefined {
   return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+/** The firmware a backup recorded ('bios' or 'efi'), or undefined for anything else. */
+export function recordedFirmware(v: unknown): Firmware | undefined {
+  return v === 'efi' || v === 'bios' ? v : undefined;
 }
 
 /**
@@ -92,9 +97,8 @@ export function readRecordedHardware(vm: unknown, where = 'the restore point'): 
   if (cores === undefined) problems.push(`numCoresPerSocket is ${JSON.stringify(hw.numCoresPerSocket)}, not a positive integer`);
   else if (numCpu !== undefined && numCpu % cores !== 0) problems.push(`numCoresPerSocket ${cores} does not divide numCpu ${numCpu}`);
   cores ??= 1;
-  let firmware: Firmware = 'bios';
-  if (hw.firmware === 'efi') firmware = 'efi';
-  else if (hw.firmware !== undefined && hw.firmware !== null && hw.firmware !== 'bios') problems.push(`firmware is ${JSON.stringify(hw.firmware)}, neither "bios" nor "efi"`);
+  const firmware = recordedFirmware(hw.firmware) ?? 'bios';
+  if (hw.firmware !== undefined && hw.firmware !== null && recordedFirmware(hw.firmware) === undefined) problems.push(`firmware is ${JSON.stringify(hw.firmware)}, neither "bios" nor "efi"`);
 
   const controllers = new Map<number, string>();
   if (Array.isArray(hw.controllers)) {

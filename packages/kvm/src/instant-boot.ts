@@ -23,6 +23,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { diskExport, NbdServer } from '@vaultline/flr';
 import { DiskReader, type Lock, type Repository, type RestorePointRef } from '@vaultline/repository';
+import { positiveInt, recordedFirmware } from './hardware.ts';
 import { isSameProcess, processIdentity, startQemu, type Accel, type DiskInterface, type Firmware, type ProcessIdentity, type QemuHandle, type QemuOptions } from './qemu.ts';
 
 const exec = promisify(execFile);
@@ -38,15 +39,16 @@ export interface InstantBootHardware {
  * The instant-boot hardware from what a restore point recorded (the VM's
  * hardware description as the backup read it from the snapshot: numCpu,
  * memoryMiB, firmware 'bios'|'efi'). What is missing or odd falls back to
- * `defaults`, so an older point without a description still boots.
+ * `defaults`, so an older point without a description still boots. Unlike
+ * readRecordedHardware (a restore to KVM needs all of it), nothing here is
+ * required; the field rules are the same.
  */
 export function instantBootHardware(recorded: unknown, defaults: InstantBootHardware = { memoryMiB: 1024, numCpu: 1, firmware: 'bios' }): InstantBootHardware {
   const hw = (recorded ?? {}) as { numCpu?: unknown; memoryMiB?: unknown; firmware?: unknown };
-  const positive = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined);
   return {
-    memoryMiB: positive(hw.memoryMiB) ?? defaults.memoryMiB,
-    numCpu: positive(hw.numCpu) ?? defaults.numCpu,
-    firmware: hw.firmware === 'efi' ? 'efi' : hw.firmware === 'bios' ? 'bios' : defaults.firmware,
+    memoryMiB: positiveInt(hw.memoryMiB) ?? defaults.memoryMiB,
+    numCpu: positiveInt(hw.numCpu) ?? defaults.numCpu,
+    firmware: recordedFirmware(hw.firmware) ?? defaults.firmware,
   };
 }
 
