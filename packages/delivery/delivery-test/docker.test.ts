@@ -143,8 +143,8 @@ describe('docker/compose.yml', () => {
 });
 
 describe('the Docker image, run with podman', () => {
-  it('has the disk and filesystem tools of the Transporter and of file-level restore, and Node 20', async () => {
-    const r = await pm.run(['run', '--rm', '--entrypoint', '/bin/sh', TAG, '-c', 'for t in tini nbdfuse fusermount3 ntfs-3g losetup mount blkid blockdev vmfs-fuse vmfs6-fuse; do command -v $t >/dev/null || echo missing $t; done; node --version; test -d /opt/vaultline/node_modules/typescript && echo has-dev-deps || true']);
+  it('has the disk and filesystem tools of the Transporter, of file-level restore and of restores to KVM (qemu-img), and Node 20', async () => {
+    const r = await pm.run(['run', '--rm', '--entrypoint', '/bin/sh', TAG, '-c', 'for t in tini nbdfuse fusermount3 ntfs-3g losetup mount blkid blockdev vmfs-fuse vmfs6-fuse qemu-img; do command -v $t >/dev/null || echo missing $t; done; node --version; test -d /opt/vaultline/node_modules/typescript && echo has-dev-deps || true']);
     expect(r.stdout).toBe(`${process.version}\n`);
   }, 2 * MIN);
 
