@@ -1,12 +1,14 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
-// One Vitest run covers every workspace. Each package and app (but the web
-// console, whose tests are the Playwright ones in e2e/) is its own project,
-// named after its folder, and inherits these settings.
+// One Vitest run covers every workspace. Each package and app is its own
+// project, named after its folder, and inherits these settings. The web
+// console's pages are tested in a browser by the Playwright tests in e2e/;
+// here it has only the unit tests of its pure modules (src/**/*.test.ts, in
+// Node: no DOM, no components).
 const dirs = ['packages', 'apps']
   .flatMap((group) => readdirSync(group).map((name) => `${group}/${name}`))
-  .filter((dir) => dir !== 'apps/web' && existsSync(`${dir}/package.json`))
+  .filter((dir) => existsSync(`${dir}/package.json`))
   .sort();
 
 // Projects whose tests start lab vCenters with SAN LUNs and hot-added disks
@@ -29,7 +31,8 @@ export default defineConfig({
       test: {
         name: `@vaultline/${dir.split('/')[1]}`,
         root: dir,
-        include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+        include: dir === 'apps/web' ? ['src/**/*.test.ts'] : ['test/**/*.test.ts', 'src/**/*.test.ts'],
+        environment: 'node',
         sequence: { groupOrder: heavy.indexOf(dir) + 1 },
       },
     })),

@@ -1,6 +1,7 @@
 import { useRef } from 'react';
 import type { Bottleneck, DiskProgress, Run, RunStatus } from '@vaultline/contracts';
 import { formatBytes, formatDuration, secondsBetween } from '../../lib/format.ts';
+import { SpeedWindow, diskProgress, liveEta, showsBottleneck } from '../../lib/live-figures.ts';
 import { ProgressBar } from '../ProgressBar.tsx';
 import { transportLabel } from './transport.ts';
 
@@ -20,25 +21,11 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 const IN_FLIGHT = new Set(['queued', 'opening', 'reading']);
 
-/** Seconds of live ticks the current speed is averaged over. */
-const SPEED_WINDOW_S = 10;
-
-/**
- * The read speed over the last SPEED_WINDOW_S seconds of live ticks (the tick's own figure is the average since the
- * disk started, which lags behind a change, and a single interval jumps about); null until a second is covered.
- */
+/** The windowed read speed of a live disk (one window per row, fed each tick as it renders). */
 function useWindowSpeed(live: DiskProgress | undefined): number | null {
-  const ticks = useRef<{ t: number; read: number }[]>([]);
-  if (live && ticks.current.at(-1)?.read !== live.bytesRead) {
-    const now = Date.now();
-    ticks.current.push({ t: now, read: live.bytesRead });
-    // Keep one tick older than the window, so the window is always covered once it can be.
-    while (ticks.current.length > 2 && ticks.current[1]!.t <= now - SPEED_WINDOW_S * 1000) ticks.current.shift();
-  }
-  const first = ticks.current[0];
-  const last = ticks.current.at(-1);
-  if (!first || !last || last.t - first.t < 1000) return null;
-  return ((last.read - first.read) * 1000) / (last.t - first.t);
+  const speedWindow = useRef<SpeedWindow | null>(null);
+  speedWindow.current ??= new SpeedWindow();
+  return live ? speedWindow.current.push({ t: Date.now(), read: live.bytesRead }) : speedWindow.current.speed();
 }
 
 /**
@@ -58,9 +45,8 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   // Live: the latest tick's; afterwards the average and fastest second the Transporter recorded (older runs: bytes over time).
   const speed = isLive ? (windowSpeed ?? live.bytesPerSecond) : disk.speed.average > 0 ? disk.speed.average : elapsed && elapsed > 0 && disk.finishedAt ? read / elapsed : 0;
   const peak = isLive ? live.peakBytesPerSecond : disk.speed.peak;
-  // ETA from the windowed speed (what is left to read: the disk less what was read or skipped), else the Transporter's;
-  // a restore's includes the verify pass, whose speed only the Transporter measures.
-  const eta = isLive ? (windowSpeed && windowSpeed > 0 && live.verifyTotal === 0 ? Math.round(Math.max(0, live.bytesTotal - read - skipped) / windowSpeed) : live.etaSeconds) : null;
+  // ETA from the windowed speed, else the Transporter's (a restore's includes the verify pass, whose speed only it measures).
+  const eta = isLive ? liveEta(live, windowSpeed) : null;
   const transport = live?.transport ?? disk.transport;
   // A disk left mid-copy by a VM that has ended (cancelled, failed) ended with it.
   const phase = !running && vmStatus !== 'queued' && !disk.finishedAt && IN_FLIGHT.has(disk.phase) ? vmStatus : isLive ? live.phase : disk.phase;
@@ -69,6 +55,7 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
   // The fastest mode was reached (Direct SAN, or HotAdd, the fastest a restore writes with): why is there on request.
   // A slower one means a faster one was skipped: why is shown.
   const fastest = transport === 'san' || transport === 'hotadd';
+  const progress = diskProgress(disk, { read, skipped, written: stored, verified: verifiedBytes }, restore);
   return (
     <div className="run-disk" data-testid="run-disk">
       <details open>
@@ -89,14 +76,10 @@ export function RunDiskRow({ disk, live, vmStatus, detailed, restore = false, ve
         <div className="run-disk-body">
           {/* Backup: progress over what has to be read (unallocated or unchanged areas are skipped). Restore: over the
               whole disk, zeros included, written and then read back whole. */}
-          {restore ? (
-            <ProgressBar done={disk.finishedAt ? 1 : stored + skipped + verifiedBytes} total={disk.finishedAt ? 1 : 2 * disk.capacityBytes} label={`${disk.label} progress`} />
-          ) : (
-            <ProgressBar done={disk.finishedAt ? 1 : read} total={disk.finishedAt ? 1 : Math.max(read, disk.capacityBytes - skipped)} label={`${disk.label} progress`} />
-          )}
+          <ProgressBar {...progress} label={`${disk.label} progress`} />
           {restore && phase === 'verifying' && <p className="small muted">Reading the written disk back to compare its SHA-256 with the restore point…</p>}
-          {/* Only once some time was measured: before the first data there is no bottleneck to name. */}
-          {detailed && busy && busy.source + busy.processing + busy.target > 0 && (
+          {/* Only once some time was measured and data moved: before that there is no bottleneck to name. */}
+          {detailed && showsBottleneck(busy, { read, written: stored }) && (
             <p className="small muted" data-testid="bottleneck">
               Bottleneck: <strong>{bottleneckOf(busy, restore)}</strong> —{' '}
               {restore

@@ -12,7 +12,8 @@ import { StatusPill } from '../../components/StatusPill.tsx';
 import { RunVmBlock } from '../../components/run/RunVmBlock.tsx';
 import { paths } from '../../config/paths.ts';
 import { errorMessage } from '../../lib/api.ts';
-import { formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
+import { formatDateTime } from '../../lib/format.ts';
+import { elapsedText } from '../../lib/live-figures.ts';
 import { useMe } from '../../lib/me.ts';
 import { can } from '../../lib/roles.ts';
 import { runTitle, writesDisks } from '../../lib/run-title.ts';
@@ -142,14 +143,16 @@ function Cancel({ run }: { run: Run }) {
   );
 }
 
-/** Re-renders every second while `on`, so an elapsed clock ticks between events. */
-function useTicking(on: boolean): void {
-  const [, setNow] = useState(0);
+/** The time now, renewed every second while `on`, so an elapsed clock ticks between events. */
+function useTicking(on: boolean): number {
+  const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
     if (!on) return;
+    setNow(Date.now());
     const t = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(t);
   }, [on]);
+  return now;
 }
 
 export default function RunDetailPage() {
@@ -162,8 +165,8 @@ export default function RunDetailPage() {
   const r = run.data;
   const job = r?.jobId ? jobs.data?.find((j) => j.id === r.jobId) : undefined;
   const title = r ? `${runTitle(r, job?.name)} — run` : 'Run';
-  useTicking(r !== undefined && isActive(r.status));
-  const took = r ? secondsBetween(r.startedAt, r.finishedAt) : null;
+  const now = useTicking(r !== undefined && isActive(r.status));
+  const took = r ? elapsedText(r.startedAt, r.finishedAt, now) : null;
 
   return (
     <Page
@@ -174,7 +177,7 @@ export default function RunDetailPage() {
             {r.trigger} · queued {formatDateTime(r.createdAt)}
             {r.startedAt && ` · started ${formatDateTime(r.startedAt)}`}
             {r.finishedAt && ` · finished ${formatDateTime(r.finishedAt)}`}
-            {took !== null && ` · ${formatDuration(took)}`}
+            {took !== null && ` · ${took}`}
             {job && (
               <>
                 {' · '}
