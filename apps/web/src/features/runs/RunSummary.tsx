@@ -2,6 +2,7 @@ import type { Run } from '@vaultline/contracts';
 import { StatusPill } from '../../components/StatusPill.tsx';
 import { TableHead } from '../../components/TableHead.tsx';
 import { formatBytes, formatDuration, secondsBetween } from '../../lib/format.ts';
+import { runBytes, vmBytes } from '../../lib/run-totals.ts';
 
 type RunVm = Run['vms'][number];
 
@@ -13,14 +14,12 @@ function readModes(vm: RunVm): string {
   return parts.length ? parts.join(', ') : '—';
 }
 
-const bytes = (vm: RunVm) => ({ read: vm.disks.reduce((n, d) => n + d.bytesRead, 0), stored: vm.disks.reduce((n, d) => n + d.bytesWritten, 0) });
-
 /**
  * A backup run at a glance, above its VMs' details: per VM how its disks were read (incremental or full), whether
  * its snapshot was quiesced, what was read and stored and how long it took; the last row totals the run.
  */
 export function RunSummary({ run }: { run: Run }) {
-  const totals = run.vms.map(bytes).reduce((a, b) => ({ read: a.read + b.read, stored: a.stored + b.stored }), { read: 0, stored: 0 });
+  const totals = runBytes(run);
   const incremental = run.vms.reduce((n, vm) => n + vm.disks.filter((d) => d.readMode === 'changed').length, 0);
   const full = run.vms.reduce((n, vm) => n + vm.disks.filter((d) => d.readMode === 'full').length, 0);
   const took = secondsBetween(run.startedAt, run.finishedAt);
@@ -31,7 +30,7 @@ export function RunSummary({ run }: { run: Run }) {
         <TableHead columns={['VM', 'Result', 'Disks read', 'Consistency', 'Read', 'Stored', 'Took']} />
         <tbody>
           {run.vms.map((vm) => {
-            const b = bytes(vm);
+            const b = vmBytes(vm);
             const vmTook = secondsBetween(vm.startedAt, vm.finishedAt);
             return (
               <tr key={vm.id} data-testid="summary-vm">

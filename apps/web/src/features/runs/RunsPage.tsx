@@ -1,5 +1,5 @@
 import { Link, useSearchParams } from 'react-router';
-import { RunStatusSchema, type Run, type RunStatus } from '@vaultline/contracts';
+import { RunStatusSchema, type RunStatus } from '@vaultline/contracts';
 import { useJobs } from '../../api/jobs.ts';
 import { useLiveRuns } from '../../api/live.ts';
 import { useRuns } from '../../api/runs.ts';
@@ -8,20 +8,8 @@ import { StatusPill } from '../../components/StatusPill.tsx';
 import { paths } from '../../config/paths.ts';
 import { formatBytes, formatDateTime, formatDuration, secondsBetween } from '../../lib/format.ts';
 import { RUN_KIND, runTitle } from '../../lib/run-title.ts';
+import { runBytes } from '../../lib/run-totals.ts';
 import { TableHead } from '../../components/TableHead.tsx';
-
-const totals = (run: Run) => {
-  let read = 0;
-  let stored = 0;
-  for (const vm of run.vms) {
-    for (const d of vm.disks) {
-      read += d.bytesRead;
-      stored += d.bytesWritten;
-    }
-  }
-  return { read, stored };
-};
-
 
 export default function RunsPage() {
   const [params, setParams] = useSearchParams();
@@ -75,7 +63,7 @@ export default function RunsPage() {
               <TableHead columns={['Started', 'Job', 'VMs', 'Status', 'Took', 'Read / stored']} />
               <tbody>
                 {runs.data.map((run) => {
-                  const t = totals(run);
+                  const t = runBytes(run);
                   const took = secondsBetween(run.startedAt, run.finishedAt);
                   return (
                     <tr key={run.id} data-testid="history-row">
