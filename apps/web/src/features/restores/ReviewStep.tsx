@@ -7,7 +7,9 @@ import { WHAT, type RestoreState } from './state.ts';
 /** Step 4: everything the Director will be asked for, in words. */
 export function ReviewStep({ state, point, vcenters }: { state: RestoreState; point: RestorePointDetail; vcenters: VCenter[] }) {
   const placement = usePlacement(state.vcenterId || undefined).data;
-  const nameOf = (list: { moref: string; name: string }[] | undefined, moref: string) => list?.find((x) => x.moref === moref)?.name ?? moref;
+  // A chosen target the vCenter does not list (any more, or not yet read) is named by what it is: the console never shows a moref.
+  const nameOf = (list: { moref: string; name: string }[] | undefined, moref: string, what: string) =>
+    list?.find((x) => x.moref === moref)?.name ?? (list ? `the chosen ${what} (no longer listed)` : `the chosen ${what}`);
   const folder = placement?.folders.find((f) => f.moref === state.folder);
   const same = 'the source VM’s';
   const disk = point.disks.find((d) => d.key === state.diskKey);
@@ -48,7 +50,7 @@ export function ReviewStep({ state, point, vcenters }: { state: RestoreState; po
             <dt>Disk</dt>
             <dd>{disk?.label}</dd>
             <dt>Into</dt>
-            <dd>{state.targetVmName || state.targetVm}, as a new disk</dd>
+            <dd>{state.targetVmName || 'the chosen VM'}, as a new disk</dd>
             <dt>Datastore</dt>
             <dd>{state.datastore || 'the target VM’s first datastore'}</dd>
           </>
@@ -63,11 +65,11 @@ export function ReviewStep({ state, point, vcenters }: { state: RestoreState; po
             {state.what !== 'drill' && (
               <>
                 <dt>Host</dt>
-                <dd>{state.host ? nameOf(placement?.hosts, state.host) : same}</dd>
+                <dd>{state.host ? nameOf(placement?.hosts, state.host, 'host') : same}</dd>
                 <dt>Resource pool</dt>
-                <dd>{state.resourcePool ? nameOf(placement?.resourcePools, state.resourcePool) : state.host ? 'the host’s cluster’s' : same}</dd>
+                <dd>{state.resourcePool ? nameOf(placement?.resourcePools, state.resourcePool, 'resource pool') : state.host ? 'the host’s cluster’s' : same}</dd>
                 <dt>Folder</dt>
-                <dd>{folder ? `${folder.datacenter}/${folder.path}` : same}</dd>
+                <dd>{folder ? `${folder.datacenter}/${folder.path}` : state.folder ? nameOf(placement?.folders, state.folder, 'folder') : same}</dd>
               </>
             )}
             <dt>Datastore</dt>
@@ -75,7 +77,7 @@ export function ReviewStep({ state, point, vcenters }: { state: RestoreState; po
             {state.what !== 'drill' && point.networks.length > 0 && (
               <>
                 <dt>Networks</dt>
-                <dd>{point.networks.map((n) => (state.networkMap[n] ? `${n} → ${nameOf(placement?.networks, state.networkMap[n])}` : `${n} (same)`)).join(', ')}</dd>
+                <dd>{point.networks.map((n) => (state.networkMap[n] ? `${n} → ${nameOf(placement?.networks, state.networkMap[n], 'network')}` : `${n} (same)`)).join(', ')}</dd>
               </>
             )}
             <dt>Transport</dt>
