@@ -366,6 +366,13 @@ export class LabImpl implements Lab {
     }
   }
 
+  /** Publishes `dir` as the NFS export `remoteHost:remotePath` for CreateNasDatastore (null withdraws it). */
+  async nasExport(remoteHost: string, remotePath: string, dir: string | null): Promise<void> {
+    const qs = new URLSearchParams({ remoteHost, remotePath, ...(dir ? { dir } : {}) });
+    const res = await httpRequest(`${this.baseUrl}/lab/nas-export?${qs}`, { method: dir ? 'POST' : 'DELETE', ca: this.certPem });
+    if (res.status !== 200) throw new Error(`nas export: ${res.body.toString('utf8')}`);
+  }
+
   /** Stops (or restarts) vCenter's vAPI endpoint (tags) while SOAP keeps answering: every /rest request gets 503. */
   async vapiDown(down: boolean): Promise<void> {
     await this.labGet('vapi-down', { down: down ? '1' : '0' });

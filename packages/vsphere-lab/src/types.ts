@@ -116,6 +116,12 @@ export interface Lab {
   tagVm(category: string, tag: string, vmName: string, attach?: boolean): Promise<string>;
   /** Stops (or restarts) vCenter's vAPI endpoint (tags) while SOAP keeps answering. */
   vapiDown(down: boolean): Promise<void>;
+  /**
+   * Publishes the local folder `dir` as the NFS export `remoteHost:remotePath` (CreateNasDatastore with that
+   * remote host and path mounts it; `dir` null withdraws the export). With remoteHost 127.0.0.1/localhost an
+   * absolute remotePath that is a folder is exported as itself without this call.
+   */
+  nasExport(remoteHost: string, remotePath: string, dir: string | null): Promise<void>;
   /** A logged-in SOAP session (the lab's private helper client). */
   soap(): Promise<SoapClient>;
   stop(): Promise<void>;

@@ -371,7 +371,8 @@ func labSyncHotAdd(vm *VirtualMachine) {
 		if err != nil {
 			continue
 		}
-		writable := labHotAddWritable(b.DiskMode)
+		// A disk on a read-only mount (a readOnly NFS datastore) can only be read.
+		writable := labHotAddWritable(b.DiskMode) && syscall.Access(labFlat(desc), 2 /* W_OK */) == nil
 		args := []string{"-f", "--show"}
 		if !writable {
 			args = append(args, "-r")
@@ -440,6 +441,7 @@ func LabShutdown() {
 		labDetach(a)
 		delete(labAttached, id)
 	}
+	labNasShutdown()
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ package simulator
 import (
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"reflect"
 	"regexp"
@@ -56,8 +57,9 @@ func init() {
 	}
 }
 
-// labAsyncRe finds the method element of a request to run as a lab task.
-var labAsyncRe = regexp.MustCompile(`(<\/?(?:[A-Za-z_][\w.-]*:)?)(CreateSnapshot_Task|RemoveSnapshot_Task|RemoveAllSnapshots_Task|ReconfigVM_Task)([\s/>])`)
+// labAsyncRe finds the method element of a request to run as a lab task (or, for the NAS
+// datastore, RegisterVM and RelocateVM methods, by the lab's version: zz_vaultline_nas.go).
+var labAsyncRe = regexp.MustCompile(`(<\/?(?:[A-Za-z_][\w.-]*:)?)(CreateSnapshot_Task|RemoveSnapshot_Task|RemoveAllSnapshots_Task|ReconfigVM_Task|CreateNasDatastore|RemoveDatastore|RegisterVM_Task|RelocateVM_Task)([\s/>])`)
 
 // labRenameAsync renames the method element of such a request (the body of a POST /sdk).
 func labRenameAsync(body []byte) []byte {
@@ -458,6 +460,13 @@ func (vm *VirtualMachine) VaultlineReconfigVMTask(ctx *Context, req *types.Recon
 	labTaskMu.Unlock()
 	if busy {
 		return &methods.ReconfigVM_TaskBody{Res: &types.ReconfigVM_TaskResponse{Returnval: labBusyTask(vm, "reconfigVm", running)}}
+	}
+	if ds, file := labUnmountedDisk(vm, &req.Spec); ds != nil {
+		task := CreateTask(vm, "reconfigVm", func(*Task) (types.AnyType, types.BaseMethodFault) {
+			log.Printf("lab: reconfigure %s: %s is on %s, which its host does not mount", vm.Name, file, ds.Name)
+			return nil, &types.InvalidDatastore{Datastore: &ds.Self, Name: ds.Name}
+		})
+		return &methods.ReconfigVM_TaskBody{Res: &types.ReconfigVM_TaskResponse{Returnval: task.Run()}}
 	}
 	return vm.ReconfigVMTask(ctx, req)
 }
