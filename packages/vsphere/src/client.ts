@@ -28,6 +28,7 @@ import { TaggingApi } from './tagging.ts';
 import { Tasks } from './tasks.ts';
 import type { AboutInfo, ServiceContent, UserSession } from './types.ts';
 import { VmsApi } from './vms.ts';
+import { DatastoresApi } from './datastores.ts';
 
 export interface ConnectOptions {
   /** https://vcenter.example.com/sdk (a bare host URL gets /sdk) */
@@ -95,6 +96,8 @@ export class VSphereClient {
   readonly files: FilesApi;
   readonly leases: LeasesApi;
   readonly vms: VmsApi;
+  /** NFS datastores (instant recovery). */
+  readonly datastores: DatastoresApi;
   /** vSphere tags (vCenter's vAPI, a session of its own with the same account). */
   readonly tagging: TaggingApi;
   /** the logged-in session, if any */
@@ -135,6 +138,7 @@ export class VSphereClient {
     this.files = new FilesApi(ctx, { caPem: opts.caPem, timeoutMs: opts.timeoutMs });
     this.leases = new LeasesApi(ctx, this.files);
     this.vms = new VmsApi(ctx);
+    this.datastores = new DatastoresApi(ctx);
     this.tagging = new TaggingApi(ctx, () => ({ username: this.#username, password: this.#password }));
   }
 

@@ -15,7 +15,7 @@ import { ImportLease } from './import.ts';
 import { waitLeaseReady } from './lease.ts';
 import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, type ConfigSpec, type DeviceChange, type NicType } from './devices.ts';
 import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
-import { join, ref, text, typed, val, type MoRef } from './soap/xml.ts';
+import { el, join, ref, text, typed, val, type MoRef } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
 import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions } from './types.ts';
 
@@ -298,6 +298,60 @@ export class VmsApi {
       type: text(f, 'type') ?? '',
       size: Number(text(f, 'size') ?? 0),
     }));
+  }
+
+  /**
+   * RegisterVM_Task: adds the VM whose .vmx is at `vmxPath` (a datastore path, "[ds] dir/name.vmx") to the
+   * inventory in `folder`, on `pool` (and `host`, else one that mounts the datastore). Returns its moref.
+   */
+  async register(spec: { vmxPath: string; folder: string; resourcePool: string; host?: string | undefined; name?: string | undefined }, opts: WaitTaskOptions = {}): Promise<string> {
+    if (!/^\[[^\]]+\] \S/.test(spec.vmxPath)) throw new TypeError(`"${spec.vmxPath}" is not a datastore path ("[datastore] folder/name.vmx")`);
+    const r = await this.task(
+      'RegisterVM_Task',
+      join([
+        ref('_this', { type: 'Folder', value: spec.folder }),
+        val('path', spec.vmxPath),
+        val('name', spec.name),
+        val('asTemplate', false),
+        ref('pool', { type: 'ResourcePool', value: spec.resourcePool }),
+        spec.host ? ref('host', { type: 'HostSystem', value: spec.host }) : '',
+      ]),
+      `RegisterVM_Task ${spec.vmxPath}`,
+      opts,
+    );
+    if (!r?.text) throw new ProtocolError(`RegisterVM_Task ${spec.vmxPath} returned no VM`);
+    return r.text;
+  }
+
+  /**
+   * RelocateVM_Task (Storage vMotion, and vMotion with `host`): moves the VM's files to `datastore`, and each disk
+   * of `disks` (by device key) to its own. The VM may run. vSphere renames the moved files after the VM's
+   * inventory name: read the new names back (layoutFiles), never derive them.
+   */
+  async relocate(vm: string, spec: { datastore?: string | undefined; host?: string | undefined; resourcePool?: string | undefined; disks?: { key: number; datastore: string }[] | undefined }, opts: WaitTaskOptions = {}): Promise<void> {
+    const ds = (v: string): MoRef => ({ type: 'Datastore', value: v });
+    await this.task(
+      'RelocateVM_Task',
+      join([
+        ref('_this', vmRef(vm)),
+        el(
+          'spec',
+          join([
+            spec.datastore ? ref('datastore', ds(spec.datastore)) : '',
+            spec.resourcePool ? ref('pool', { type: 'ResourcePool', value: spec.resourcePool }) : '',
+            spec.host ? ref('host', { type: 'HostSystem', value: spec.host }) : '',
+            ...(spec.disks ?? []).map((d) => el('disk', join([val('diskId', d.key), ref('datastore', ds(d.datastore))]))),
+          ]),
+        ),
+      ]),
+      `RelocateVM_Task on ${vm}`,
+      opts,
+    );
+  }
+
+  /** UnregisterVM: removes the VM from the inventory, leaving its files. */
+  async unregister(vm: string): Promise<void> {
+    await this.ctx.soap.returnval('UnregisterVM', ref('_this', vmRef(vm)), { context: `UnregisterVM ${vm}` });
   }
 
   /** A VM's folder, resource pool and host (useful as CreateVM targets). */

@@ -648,7 +648,35 @@ func (f *Folder) VaultlineRegisterVMTask(ctx *Context, c *types.RegisterVM_Task)
 	if fault := vm.configureDevices(&types.VirtualMachineConfigSpec{DeviceChange: changes}); fault != nil {
 		log.Printf("lab: registerVm %s: devices: %T", c.Path, fault)
 	}
+	labFixHomeLayout(vm, dir)
 	return res
+}
+
+// labFixHomeLayout names the home's files in layoutEx by their path in the datastore: the simulator's
+// RefreshStorageInfo lists a home folder's files by their base name ("[ds] app.vmx" for "[ds] app/app.vmx"), as
+// vCenter never does. A file then listed twice (once by the disk layout, with its folder) is kept once, under the
+// key the disk layout refers to (the later one).
+func labFixHomeLayout(vm *VirtualMachine, dir string) {
+	if dir == "." || dir == "" {
+		return
+	}
+	files := vm.LayoutEx.File
+	for i := range files {
+		if p, fault := parseDatastorePath(files[i].Name); fault == nil && path.Dir(p.Path) == "." {
+			files[i].Name = fmt.Sprintf("[%s] %s", p.Datastore, path.Join(dir, p.Path))
+		}
+	}
+	last := map[string]int{}
+	for i, f := range files {
+		last[f.Name] = i
+	}
+	var kept []types.VirtualMachineFileLayoutExFileInfo
+	for i, f := range files {
+		if last[f.Name] == i {
+			kept = append(kept, f)
+		}
+	}
+	vm.LayoutEx.File = kept
 }
 
 // ---------------------------------------------------------------------------
