@@ -16,6 +16,8 @@ export type { LeaseDeviceUrl, ReadyLease } from './lease.ts';
 export { ImportLease, STREAM_VMDK_TYPE } from './import.ts';
 export type { UploadOptions } from './import.ts';
 export { DatastoresApi } from './datastores.ts';
+export { vmxFromHardware, vmxGuestOs, INSTANT_RECOVERY_MARKER_KEY } from './vmx.ts';
+export type { VmxOptions } from './vmx.ts';
 export type { NasMountSpec } from './datastores.ts';
 export { VmsApi, createVmConfig, createSpecFromHardware, RESTORE_MARKER_KEY } from './vms.ts';
 export type { CreateVmSpec, RestoreTarget, VmFile } from './vms.ts';

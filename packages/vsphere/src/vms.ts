@@ -17,6 +17,7 @@ import { configSpecXml, controllerChange, newDiskChange, nicChange, SCSI_KINDS, 
 import { ClientSafetyError, ProtocolError } from './soap/faults.ts';
 import { el, join, ref, text, typed, val, type MoRef } from './soap/xml.ts';
 import { taskRef } from './tasks.ts';
+import { INSTANT_RECOVERY_MARKER_KEY } from './vmx.ts';
 import type { Controller, ControllerKind, HardwareDescription, WaitTaskOptions } from './types.ts';
 
 export const RESTORE_MARKER_KEY = 'vaultline.restore';
@@ -263,9 +264,18 @@ export class VmsApi {
 
   /** The restore marker of a VM (undefined for VMs not created by a restore). */
   async restoreIdOf(vm: string): Promise<string | undefined> {
+    return this.extraConfigValue(vm, RESTORE_MARKER_KEY);
+  }
+
+  /** The instant recovery a VM was registered for (its .vmx marker; undefined for any other VM). */
+  async instantRecoveryIdOf(vm: string): Promise<string | undefined> {
+    return this.extraConfigValue(vm, INSTANT_RECOVERY_MARKER_KEY);
+  }
+
+  private async extraConfigValue(vm: string, key: string): Promise<string | undefined> {
     const o = await read(this.ctx, vmRef(vm), ['config.extraConfig']);
     for (const ov of o.props.get('config.extraConfig')?.children ?? []) {
-      if (text(ov, 'key') === RESTORE_MARKER_KEY) return text(ov, 'value');
+      if (text(ov, 'key') === key) return text(ov, 'value');
     }
     return undefined;
   }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startLab, type Lab } from '@vaultline/vsphere-lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDatastorePath, VimFault, VSphereClient } from '../src/index.ts';
+import { parseDatastorePath, VimFault, vmxFromHardware, VSphereClient } from '../src/index.ts';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -107,5 +107,42 @@ describe('NFS datastore, register and Storage vMotion (lab)', () => {
     expect(fs.statSync(path.join(work, 'export')).isDirectory()).toBe(true);
     const all = await client.inventory.all();
     expect(all.datastores.some((d) => d.moref === ds)).toBe(false);
+  });
+
+  it('a .vmx written from a lab VM\'s recorded hardware registers as that hardware, marked with the recovery', async () => {
+    const all = await client.inventory.all();
+    const source = all.vms.find((v) => !v.template && v.name !== 'ir-app (recovered)')!;
+    const snap = await client.snapshots.create(source.moref, { runId: 'nas-lab-vmx' });
+    const hw = await client.snapshots.hardware(snap);
+    expect(hw.disks.length).toBeGreaterThan(0);
+    const dir = path.join(work, 'export2', 'from-hw');
+    fs.mkdirSync(dir, { recursive: true });
+    const files = new Map<number, string>();
+    hw.disks.forEach((d, i) => {
+      const name = `disk${i}`;
+      fs.writeFileSync(path.join(dir, `${name}-flat.vmdk`), '');
+      fs.truncateSync(path.join(dir, `${name}-flat.vmdk`), d.capacityBytes);
+      fs.writeFileSync(path.join(dir, `${name}.vmdk`), `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="vmfs"\n\nRW ${d.capacityBytes / 512} VMFS "${name}-flat.vmdk"\n`);
+      files.set(d.key, `${name}.vmdk`);
+    });
+    fs.writeFileSync(path.join(dir, 'from-hw.vmx'), vmxFromHardware(hw, { name: 'from-hw', recoveryId: 'ir-lab-1', diskFiles: files }));
+    await lab.nasExport('127.0.0.1', '/vaultline/ir-2', path.join(work, 'export2'));
+    const ds2 = await client.datastores.mountNfs(inv.host, { remoteHost: '127.0.0.1', remotePath: '/vaultline/ir-2', name: 'vaultline-ir-2' });
+    const vm2 = await client.vms.register({ vmxPath: '[vaultline-ir-2] from-hw/from-hw.vmx', folder: inv.vmFolder, resourcePool: inv.resourcePool, host: inv.host });
+    const snap2 = await client.snapshots.create(vm2, { runId: 'nas-lab-vmx-2' });
+    const got = await client.snapshots.hardware(snap2);
+    expect([got.name, got.memoryMiB, got.numCpu]).toEqual(['from-hw', hw.memoryMiB, hw.numCpu]);
+    const slots = (h: typeof hw) => h.disks.map((d) => `${d.controller}${d.busNumber}:${d.unitNumber}=${d.capacityBytes}`).sort();
+    expect(slots(got)).toEqual(slots(hw));
+    expect(await client.vms.instantRecoveryIdOf(vm2)).toBe('ir-lab-1');
+    expect(await client.vms.restoreIdOf(vm2)).toBeUndefined();
+    expect(await client.vms.instantRecoveryIdOf(source.moref)).toBeUndefined();
+    await client.snapshots.remove(snap2);
+    await client.snapshots.remove(snap);
+    // Unregistered, the VM's files stay on the export, and the datastore can go.
+    await client.vms.unregister(vm2);
+    await client.datastores.unmount(inv.host, ds2);
+    expect(fs.existsSync(path.join(dir, 'from-hw.vmx'))).toBe(true);
+    expect((await client.inventory.all()).vms.some((v) => v.moref === vm2)).toBe(false);
   });
 });

@@ -421,6 +421,8 @@ func (dss *HostDatastoreSystem) VaultlineRemoveDatastore(ctx *Context, req *type
 
 type labVmx struct {
 	values map[string]string
+	// names: each key as the file spells it (values are looked up case-insensitively, as hostd does)
+	names map[string]string
 }
 
 var labVmxLineRe = regexp.MustCompile(`^\s*([A-Za-z0-9_.:-]+)\s*=\s*"(.*)"\s*$`)
@@ -430,10 +432,11 @@ func labReadVmx(file string) (*labVmx, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &labVmx{values: map[string]string{}}
+	v := &labVmx{values: map[string]string{}, names: map[string]string{}}
 	for _, line := range strings.Split(string(b), "\n") {
 		if m := labVmxLineRe.FindStringSubmatch(line); m != nil {
 			v.values[strings.ToLower(m[1])] = m[2]
+			v.names[strings.ToLower(m[1])] = m[1]
 		}
 	}
 	return v, nil
@@ -649,7 +652,26 @@ func (f *Folder) VaultlineRegisterVMTask(ctx *Context, c *types.RegisterVM_Task)
 		log.Printf("lab: registerVm %s: devices: %T", c.Path, fault)
 	}
 	labFixHomeLayout(vm, dir)
+	labVmxExtraConfig(vm, vmx)
 	return res
+}
+
+// labVmxMapped are the .vmx keys hostd turns into config properties rather than extraConfig entries.
+var labVmxMapped = regexp.MustCompile(`^(\.encoding|config\.version|virtualhw\.version|displayname|memsize|numvcpus|guestos|firmware|cpuid\.corespersocket|uuid\..*|(scsi|sata|nvme|ide|ethernet)\d+([.:].*)?)$`)
+
+// labVmxExtraConfig lists the .vmx's other keys in config.extraConfig, as vCenter shows a registered VM's
+// (e.g. an application's marker), sorted by key.
+func labVmxExtraConfig(vm *VirtualMachine, vmx *labVmx) {
+	var keys []string
+	for lower := range vmx.values {
+		if !labVmxMapped.MatchString(lower) {
+			keys = append(keys, lower)
+		}
+	}
+	sort.Strings(keys)
+	for _, lower := range keys {
+		vm.Config.ExtraConfig = append(vm.Config.ExtraConfig, &types.OptionValue{Key: vmx.names[lower], Value: vmx.values[lower]})
+	}
 }
 
 // labFixHomeLayout names the home's files in layoutEx by their path in the datastore: the simulator's
