@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLab, type Lab } from '../src/index.ts';
-import { SoapFault, type SoapClient } from '../src/soap.ts';
-import { aligned, createSnapshot, GiB, KiB, MiB, qcda, qcdaAll, removeSnapshot, soapDisks } from './helpers.ts';
+import type { SoapClient } from '../src/soap.ts';
+import { aligned, createSnapshot, fault, GiB, KiB, MiB, qcda, qcdaAll, removeSnapshot, soapDisks } from './helpers.ts';
 
 let lab: Lab;
 let soap: SoapClient;
@@ -13,16 +13,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.stop();
 });
-
-async function fault(p: Promise<unknown>): Promise<SoapFault> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SoapFault) return e;
-    throw e;
-  }
-  throw new Error('expected a SOAP fault');
-}
 
 describe('QueryChangedDiskAreas', () => {
   it('changeId "*" returns the allocated areas of a thin disk, 64 KiB aligned', async () => {

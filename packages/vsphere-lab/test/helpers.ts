@@ -1,5 +1,5 @@
 // SOAP helpers for the lab tests (raw XML over HTTPS with the lab's pinned certificate).
-import { tag, tags, type SoapClient } from '../src/soap.ts';
+import { SoapFault, tag, tags, type SoapClient } from '../src/soap.ts';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -94,4 +94,15 @@ export function aligned(start: number, length: number, block = 64 * KiB): Area {
   const s = Math.floor(start / block) * block;
   const e = Math.ceil((start + length) / block) * block;
   return { start: s, length: e - s };
+}
+
+/** The SOAP fault `p` fails with (anything else, or success, fails the test). */
+export async function fault(p: Promise<unknown>): Promise<SoapFault> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SoapFault) return e;
+    throw e;
+  }
+  throw new Error('expected a SOAP fault');
 }

@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountsUnder, startLab, type Lab } from '../src/index.ts';
-import { httpRequest, SoapFault, tag, tags, type SoapClient } from '../src/soap.ts';
-import { createSnapshot, MiB, removeSnapshot, soapDisks } from './helpers.ts';
+import { httpRequest, tag, tags, type SoapClient } from '../src/soap.ts';
+import { createSnapshot, fault, MiB, removeSnapshot, soapDisks } from './helpers.ts';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -93,16 +93,6 @@ async function createNas(host: string, remoteHost: string, remotePath: string, l
 
 async function removeDs(host: string, ds: string): Promise<void> {
   await soap.call(`<RemoveDatastore><_this type="HostDatastoreSystem">${dssOf[host]}</_this><datastore type="Datastore">${ds}</datastore></RemoveDatastore>`);
-}
-
-async function fault(p: Promise<unknown>): Promise<SoapFault> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof SoapFault) return e;
-    throw e;
-  }
-  throw new Error('expected a fault');
 }
 
 async function hostDatastores(host: string): Promise<string[]> {
