@@ -508,6 +508,8 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   }
   // The copy is complete, but a disk left attached keeps the snapshot from being removed: this disk fails.
   if (stillAttached) throw stillAttached;
+  // The last tick came before the last writes were stored: the figure the row gets is the live view's last one too.
+  meter.bytesWritten = diskWriter.stats.newStoredBytes;
   meter.setPhase('done');
   const outcome: DiskOutcome = {
     deviceKey: disk.key,
