@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { backUpNow, labState, nav, shot, signIn } from '../fixtures/session.ts';
 
 const VM = 'e2e-rst-01';
 const COPY = 'e2e-rst-01-copy';
@@ -22,10 +22,7 @@ test('a VM backed up from the overview is restored from the wizard as a new VM: 
   await signIn(page);
   const row = page.getByTestId('vm-row').filter({ hasText: VM });
   await expect(row.getByRole('link', { name: `Restore ${VM}` })).toHaveCount(0);
-  await row.getByRole('button', { name: `Back up ${VM} now` }).click();
-  await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
-  await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
-  await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 90_000 });
+  await backUpNow(page, VM, 90_000);
 
   // From the VM in the inventory to the wizard.
   await nav(page, 'Overview');

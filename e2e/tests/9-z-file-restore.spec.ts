@@ -6,7 +6,7 @@ import { expect, test, type Download, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
 import { startExtraDirector } from '../fixtures/appliance.ts';
 import { buildFilesImage, MANY, ODD_NAME, sha256, writeImageToLabVm, type FilesImage } from '../fixtures/disk-image.ts';
-import { labState, nav, shot, signIn, signInAsNew, signOut, url } from '../fixtures/session.ts';
+import { backUpNow, labState, nav, shot, signIn, signInAsNew, signOut, url } from '../fixtures/session.ts';
 
 // File-level restore from the console: a real GPT/ext4 disk image written into a lab VM, backed up by the
 // real Transporter, then browsed through the real Director (NBD, nbdfuse, loop devices, read-only mounts).
@@ -63,11 +63,7 @@ test('a restore point’s files from the restore point list: partitions and why 
   await writeImageToLabVm(labState(), vm.moref, vm.disks[0]!.key, image.file);
 
   await signIn(page);
-  const row = page.getByTestId('vm-row').filter({ hasText: VM });
-  await row.getByRole('button', { name: `Back up ${VM} now` }).click();
-  await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
-  await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
-  await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 120_000 });
+  await backUpNow(page, VM);
 
   await nav(page, 'Repositories');
   await page.getByTestId('repository-row').filter({ hasText: 'Local repository' }).getByRole('link', { name: 'Local repository' }).click();

@@ -3,7 +3,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { backUpNow, labState, nav, shot, signIn } from '../fixtures/session.ts';
 
 const VM = 'e2e-kvm-01';
 const MiB = 1024 * 1024;
@@ -21,11 +21,7 @@ test('a backed-up VM is restored onto KVM/Proxmox from the wizard: raw images eq
 
   await signIn(page);
   const row = page.getByTestId('vm-row').filter({ hasText: VM });
-  await row.getByRole('button', { name: `Back up ${VM} now` }).click();
-  await page.getByTestId('backup-now-progress').getByRole('link', { name: /^(Open|See) the run$/ }).click();
-  // On the run's page (the overview lists other runs' statuses too).
-  await expect(page.getByRole('heading', { level: 1, name: `One-off backup of ${VM} — run` })).toBeVisible();
-  await expect(page.getByTestId('run-status')).toHaveText(/succeeded|warning/, { timeout: 90_000 });
+  await backUpNow(page, VM, 90_000);
 
   await nav(page, 'Overview');
   await row.getByRole('link', { name: `Restore ${VM}` }).click();
