@@ -95,6 +95,12 @@ function ensureCeph() {
   aptInstall(['radosgw', 'ceph-mon', 'ceph-osd', 'ceph-common'], "The S3 backend tests run against a real S3 server, Ceph's RADOS Gateway (radosgw, ceph-mon, ceph-osd).");
 }
 
+/** The NFS server's tests (@vaultline/nfs) talk to it with an independent client, libnfs's nfs-ls/nfs-cat/nfs-cp. */
+function ensureNfsClient() {
+  if (['nfs-ls', 'nfs-cat', 'nfs-cp'].every(have)) return;
+  aptInstall(['libnfs-utils'], "The NFS server's tests read and write through an independent NFSv3 client, libnfs-utils (nfs-ls, nfs-cat, nfs-cp).");
+}
+
 /** What `npm test -- delivery` runs besides Node: debootstrap, QEMU, podman and the image tools. */
 const DELIVERY_TOOLS = [
   ['debootstrap', 'debootstrap'],
@@ -145,6 +151,7 @@ export async function test(args) {
   if (!only || only === 'unit') {
     ensureQemuImg();
     ensureKvmTools();
+    ensureNfsClient();
     // Installed once here: test files started in parallel must not each run apt-get.
     ensureCeph();
     const out = path.join(reports, 'vitest.json');
