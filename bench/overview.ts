@@ -16,8 +16,11 @@
  *    inside the timed requests), and with `fresh=true` (every VM read from the lab vCenter now);
  *  - GET /api/runs: the Runs page's 100, 50, a job's runs, the failed runs.
  * Prints p50/p95/max milliseconds, the response size, the Director process's RSS (it is this process) and, for
- * the diagnosis, EXPLAIN ANALYZE of the overview's heaviest query, and writes bench/overview.json (default
- * sizes) or bench/work/overview-*.json.
+ * the diagnosis, EXPLAIN ANALYZE of the overview's heaviest query. Then it loads the overview in Chromium
+ * (`--browser-rounds`, default 5) and records per load, in the page's own clock from navigation start: the first
+ * contentful paint, the protection table's first row, the time to interactive (Lighthouse's classic definition
+ * with a 500 ms quiet window counted from the first row: see BrowserLoad.ttiMs), the long tasks, and every API call
+ * with its start, duration and size. Writes bench/overview.json (default sizes) or bench/work/overview-*.json.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -44,19 +47,107 @@ const CHROMIUM = '/usr/bin/chromium';
 const BENCH_PASSWORD = 'bench-horse-battery-1';
 const BROWSER_ROUNDS = Math.max(1, Number(arg('browser-rounds', '5')));
 
+/** Time to interactive: the quiet window that must follow it, and the requests allowed in flight during it. */
+const QUIET_WINDOW_MS = 500;
+const QUIET_MAX_IN_FLIGHT = 2;
+/** Lighthouse's own quiet window, recorded beside ours for comparison. */
+const LIGHTHOUSE_WINDOW_MS = 5000;
+
 interface BrowserLoad {
-  /** First contentful paint after navigating to the overview (ms from navigation start). */
+  /** First contentful paint after navigating to the overview (ms from navigation start, the page's time origin). */
   fcpMs: number | null;
-  /** Navigation start to the protection table's first row on screen (the page usable). */
-  interactiveMs: number;
-  /** API calls the page made while loading, in order. */
+  /** Navigation start to the protection table's first row in the document (React's commit; painted in the next frame). */
+  firstRowMs: number;
+  /**
+   * Time to interactive (ms from navigation start), Lighthouse's classic definition (its "interactive" metric,
+   * v5-v9) with a shorter window and the first row as the lower bound instead of the first contentful paint: the
+   * first moment at or after the first row from which the page stays quiet for QUIET_WINDOW_MS — no long task
+   * (PerformanceObserver 'longtask': a main-thread task of 50 ms or more) overlaps the window, and at no time in
+   * it are more than QUIET_MAX_IN_FLIGHT requests in flight (Lighthouse: 5 s, "network 2-quiet"). It is the end
+   * of the last long task or the moment the requests drop to 2 in flight, whichever comes later, or the first
+   * row itself when the page is already quiet then (Lighthouse takes the end of the last long task even when the
+   * requests settle later; here both hold from TTI on). Null when no such window came within the round's timeout.
+   */
+  ttiMs: number | null;
+  /** The same with Lighthouse's own 5 s window (LIGHTHOUSE_WINDOW_MS), for comparison; null when not found within 30 s. */
+  ttiLighthouseWindowMs: number | null;
+  /** When the last of the API calls made before TTI was answered (ms from navigation start; it may come after TTI). */
+  apiDoneMs: number | null;
+  /** The long tasks from navigation start to the end of the quiet window: [start, duration] ms. */
+  longTasks: [number, number][];
+  /**
+   * The long tasks after the quiet window, until Lighthouse's 5 s window was found (or 30 s after every API call made
+   * before TTI was answered): the work the late answers bring, which a 500 ms window does not wait for.
+   */
+  longTasksAfter: [number, number][];
+  /** Milliseconds of main-thread work above 50 ms per long task before TTI (Lighthouse's total blocking time, from the first row). */
+  blockingMs: number;
+  /** API calls the page made while loading (up to TTI), in order. */
   api: string[];
+  /** The same calls as the page timed them (resource timing): start and duration, ms from navigation start, and KiB received (encoded body). */
+  apiTimings: { url: string; startMs: number; ms: number; kib: number }[];
+}
+
+/**
+ * Recorded in the page from before its first script runs (an init script, so a navigation's own early work is
+ * seen): the long tasks, and when the first protection row enters the document.
+ */
+const PERF_INIT_SCRIPT = `(() => {
+  const s = { longTasks: [], firstRowAt: null, observer: null };
+  Object.defineProperty(window, '__vaultlineBench', { value: s });
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) s.longTasks.push([e.startTime, e.duration]);
+    }).observe({ type: 'longtask', buffered: true });
+  } catch (err) {
+    s.observer = String(err);
+  }
+  if (performance.setResourceTimingBufferSize) performance.setResourceTimingBufferSize(100000);
+  const mo = new MutationObserver(() => {
+    if (s.firstRowAt === null && document.querySelector('[data-testid="protection-row"]')) {
+      s.firstRowAt = performance.now();
+      mo.disconnect();
+    }
+  });
+  mo.observe(document, { childList: true, subtree: true });
+})();`;
+
+/** What the page reports of one load (page time, ms from navigation start). */
+interface PageState {
+  now: number;
+  timeOrigin: number;
+  firstRowAt: number | null;
+  observer: string | null;
+  longTasks: [number, number][];
+  /** Every finished request, the document included: [start, end, url, bytes received]. */
+  requests: [number, number, string, number][];
+}
+
+/**
+ * TTI from what was seen so far (see BrowserLoad.ttiMs): the first candidate t ≥ `from` — `from` itself, the end
+ * of a long task, the end of a request — whose window [t, t + windowMs) has passed, meets no long task and
+ * never has more than QUIET_MAX_IN_FLIGHT requests in flight (a request not finished yet is in flight until now
+ * and after). Only windows ending by `seenUntil` count. Null while no window qualifies yet.
+ */
+function timeToInteractive(from: number, seenUntil: number, longTasks: [number, number][], requests: [number, number][], windowMs = QUIET_WINDOW_MS): number | null {
+  const candidates = [from, ...longTasks.map(([s, d]) => s + d), ...requests.map(([, e]) => e)].filter((t) => t >= from && Number.isFinite(t)).sort((a, b) => a - b);
+  for (const t of candidates) {
+    const end = t + windowMs;
+    if (end > seenUntil) return null;
+    if (longTasks.some(([s, d]) => s < end && s + d > t)) continue;
+    // In flight at t, and at every start inside the window (the count only grows at a start).
+    const points = [t, ...requests.map(([s]) => s).filter((s) => s > t && s < end)];
+    const inFlight = (p: number) => requests.filter(([s, e]) => s <= p && e > p).length;
+    if (points.every((p) => inFlight(p) <= QUIET_MAX_IN_FLIGHT)) return t;
+  }
+  return null;
 }
 
 /**
  * The overview in Chromium (Debian's) through the Director listening on a free port: sign in once, then load
- * the overview `rounds` times, each time the first contentful paint, the time until the protection table's
- * first row shows, and the API calls made. Null (with why) when the console is not built or Chromium is missing.
+ * the overview `rounds` times, each time the first contentful paint, the first row of the protection table, the
+ * time to interactive (see BrowserLoad.ttiMs) and the API calls made. Skipped (with why) when the console is not
+ * built or Chromium is missing.
  */
 async function browserFigures(d: Director, rounds: number): Promise<{ loads: BrowserLoad[] } | { skipped: string }> {
   if (!fs.existsSync(path.join(WEB_DIST, 'index.html'))) return { skipped: `the console is not built (${WEB_DIST}): npx turbo run build` };
@@ -66,6 +157,7 @@ async function browserFigures(d: Director, rounds: number): Promise<{ loads: Bro
   const browser = await chromium.launch({ executablePath: CHROMIUM });
   try {
     const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1440, height: 900 } });
+    await context.addInitScript({ content: PERF_INIT_SCRIPT });
     const page = await context.newPage();
     await page.goto(base);
     await page.getByLabel('Username').fill('admin');
@@ -74,19 +166,92 @@ async function browserFigures(d: Director, rounds: number): Promise<{ loads: Bro
     await page.getByTestId('protection-row').first().waitFor({ timeout: 120_000 });
     const loads: BrowserLoad[] = [];
     for (let i = 0; i < rounds; i++) {
-      const api: string[] = [];
-      const onRequest = (r: { url(): string; method(): string }) => {
+      // Each API call with when it was made (wall clock, ms), to keep those made before TTI.
+      const api: { call: string; at: number }[] = [];
+      // Requests not finished yet, by their start (wall clock, ms): resource timing only lists finished ones.
+      type Req = { url(): string; method(): string; timing(): { startTime: number } };
+      const open = new Map<Req, number>();
+      const onRequest = (r: Req) => {
+        open.set(r, Date.now());
         const u = new URL(r.url());
-        if (u.pathname.startsWith('/api/')) api.push(`${r.method()} ${u.pathname}${u.search}`);
+        if (u.pathname.startsWith('/api/')) api.push({ call: `${r.method()} ${u.pathname}${u.search}`, at: Date.now() });
       };
+      const onDone = (r: Req) => void open.delete(r);
       page.on('request', onRequest);
-      const t0 = Date.now();
+      page.on('requestfinished', onDone);
+      page.on('requestfailed', onDone);
       await page.goto(`${base}/`, { waitUntil: 'commit' });
       await page.getByTestId('protection-row').first().waitFor({ timeout: 120_000 });
-      const interactiveMs = Date.now() - t0;
+      const read = (): Promise<PageState> =>
+        page.evaluate(() => {
+          const g = globalThis as unknown as { __vaultlineBench: { firstRowAt: number | null; observer: string | null; longTasks: [number, number][] } };
+          // The page's (DOM) resource timing, typed here by hand: this script is checked against Node's types.
+          const perf = performance as unknown as { getEntriesByType(type: string): { name: string; startTime: number; responseEnd: number; encodedBodySize?: number }[] };
+          const entries = [...perf.getEntriesByType('navigation'), ...perf.getEntriesByType('resource')];
+          return {
+            now: performance.now(),
+            timeOrigin: performance.timeOrigin,
+            firstRowAt: g.__vaultlineBench.firstRowAt,
+            observer: g.__vaultlineBench.observer,
+            longTasks: g.__vaultlineBench.longTasks,
+            requests: entries.map((e): [number, number, string, number] => [e.startTime, e.responseEnd, e.name, e.encodedBodySize ?? 0]),
+          };
+        });
+      let state = await read();
+      if (state.observer) throw new Error(`Chromium has no long-task observer: ${state.observer}`);
+      const firstRowMs = state.firstRowAt ?? state.now;
+      // A request still open counts from its start (wall clock to page time) until it ends, after the window too.
+      const requestsOf = (st: PageState): [number, number][] => [
+        ...st.requests.map(([start, end]): [number, number] => [start, end]),
+        ...[...open.entries()].map(([r, at]): [number, number] => [(r.timing().startTime > 0 ? r.timing().startTime : at) - st.timeOrigin, Infinity]),
+      ];
+      // A long task's entry reaches the observer only after the task: windows ending in the last 250 ms wait a poll.
+      const ttiOf = (st: PageState, windowMs: number) => timeToInteractive(firstRowMs, st.now - 250, st.longTasks, requestsOf(st), windowMs);
+      let ttiMs: number | null = null;
+      const deadline = Date.now() + 60_000;
+      while ((ttiMs = ttiOf(state, QUIET_WINDOW_MS)) === null && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        state = await read();
+      }
+      const until = ttiMs ?? state.now;
+      // The calls made before TTI may still be answering then (two in flight are allowed): wait for their answers
+      // (at most 30 s more) to time every one of them.
+      const madeBefore = (at: number) => at - state.timeOrigin < until;
+      const settleBy = Date.now() + 30_000;
+      while ([...open.entries()].some(([r, at]) => madeBefore(at) && new URL(r.url()).pathname.startsWith('/api/')) && Date.now() < settleBy) await new Promise((r) => setTimeout(r, 100));
+      // For comparison, TTI with Lighthouse's own 5 s window, which waits out what the late answers bring (the
+      // inventory panel renders its 2,000 VMs when they come): polled until found (at most 30 s more).
+      let settled = await read();
+      let ttiLighthouseMs: number | null = null;
+      const deadline5 = Date.now() + 30_000;
+      while ((ttiLighthouseMs = ttiOf(settled, LIGHTHOUSE_WINDOW_MS)) === null && Date.now() < deadline5) {
+        await new Promise((r) => setTimeout(r, 250));
+        settled = await read();
+      }
       const fcpMs = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null);
       page.off('request', onRequest);
-      loads.push({ fcpMs: fcpMs === null ? null : Math.round(fcpMs), interactiveMs, api });
+      page.off('requestfinished', onDone);
+      page.off('requestfailed', onDone);
+      const r0 = (x: number) => Math.round(x);
+      const apiTimings = settled.requests
+        .filter(([start, , url]) => start < until && new URL(url).pathname.startsWith('/api/'))
+        .sort((a, b) => a[0] - b[0])
+        .map(([start, end, url, bytes]) => {
+          const u = new URL(url);
+          return { url: `${u.pathname}${u.search}`, startMs: r0(start), ms: r0(end - start), kib: round1(bytes / 1024) };
+        });
+      loads.push({
+        fcpMs: fcpMs === null ? null : r0(fcpMs),
+        firstRowMs: r0(firstRowMs),
+        ttiMs: ttiMs === null ? null : r0(ttiMs),
+        ttiLighthouseWindowMs: ttiLighthouseMs === null ? null : r0(ttiLighthouseMs),
+        apiDoneMs: apiTimings.length > 0 ? Math.max(...apiTimings.map((c) => c.startMs + c.ms)) : null,
+        longTasks: state.longTasks.filter(([start]) => start < until + QUIET_WINDOW_MS).map(([start, dur]) => [r0(start), r0(dur)]),
+        longTasksAfter: settled.longTasks.filter(([start]) => start >= until + QUIET_WINDOW_MS).map(([start, dur]) => [r0(start), r0(dur)]),
+        blockingMs: r0(state.longTasks.filter(([start, dur]) => start + dur > firstRowMs && start < until).reduce((sum, [, dur]) => sum + Math.max(0, dur - 50), 0)),
+        api: api.filter((c) => madeBefore(c.at)).map((c) => c.call),
+        apiTimings,
+      });
     }
     return { loads };
   } finally {
@@ -487,10 +652,22 @@ async function main(): Promise<void> {
     const inBrowser = await browserFigures(d, BROWSER_ROUNDS);
     if ('skipped' in inBrowser) console.log(`  not measured: ${inBrowser.skipped}`);
     else {
-      const fcp = inBrowser.loads.flatMap((l) => (l.fcpMs === null ? [] : [l.fcpMs]));
-      console.log(`  first contentful paint: ${fcp.join(', ')} ms (median ${median(fcp)})`);
-      console.log(`  protection table on screen: ${inBrowser.loads.map((l) => l.interactiveMs).join(', ')} ms (median ${median(inBrowser.loads.map((l) => l.interactiveMs))})`);
-      console.log(`  API calls of one load (${inBrowser.loads[0]!.api.length}): ${inBrowser.loads[0]!.api.join(', ')}`);
+      const loads = inBrowser.loads;
+      const fcp = loads.flatMap((l) => (l.fcpMs === null ? [] : [l.fcpMs]));
+      const tti = loads.flatMap((l) => (l.ttiMs === null ? [] : [l.ttiMs]));
+      const line = (xs: number[]) => `${xs.join(', ')} ms (median ${median(xs)})`;
+      console.log(`  first contentful paint: ${line(fcp)}`);
+      console.log(`  protection table's first row: ${line(loads.map((l) => l.firstRowMs))}`);
+      console.log(`  time to interactive (${QUIET_WINDOW_MS} ms without long tasks and with at most ${QUIET_MAX_IN_FLIGHT} requests in flight, from the first row): ${line(tti)}${tti.length < loads.length ? ` (${loads.length - tti.length} loads without a quiet window within 60 s)` : ''}`);
+      const tti5 = loads.flatMap((l) => (l.ttiLighthouseWindowMs === null ? [] : [l.ttiLighthouseWindowMs]));
+      console.log(`  the same with Lighthouse's ${LIGHTHOUSE_WINDOW_MS / 1000} s window: ${line(tti5)}`);
+      const done = loads.flatMap((l) => (l.apiDoneMs === null ? [] : [l.apiDoneMs]));
+      console.log(`  every API call of the load answered: ${line(done)}`);
+      console.log(`  long tasks up to TTI: ${loads.map((l) => l.longTasks.length).join(', ')}; blocking time after the first row: ${line(loads.map((l) => l.blockingMs))}`);
+      console.log(`  long tasks after TTI, until every answer is in and rendered: ${loads.map((l) => (l.longTasksAfter.length === 0 ? 'none' : l.longTasksAfter.map(([start, dur]) => `${dur} ms at ${start}`).join(' + '))).join('; ')}`);
+      console.log(`  longest task per load: ${line(loads.map((l) => Math.max(0, ...l.longTasks.map(([, dur]) => dur))))}`);
+      console.log(`  API calls of one load (${loads[0]!.api.length}): ${loads[0]!.api.join(', ')}`);
+      for (const c of loads[0]!.apiTimings) console.log(`    ${c.url}: from ${c.startMs} ms, ${c.ms} ms, ${c.kib} KiB`);
     }
 
     const cols: (keyof Timed)[] = ['what', 'reps', 'p50_ms', 'p95_ms', 'max_ms', 'rows', 'kib', 'rss_mib', 'rss_peak_mib'];
