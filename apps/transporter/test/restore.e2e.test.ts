@@ -137,6 +137,14 @@ describe.runIf(isRoot)('full VM restore to a new VM through each write transport
       expect(d.bytesVerified).toBe(d.capacityBytes);
     }
     expect(b.events.slice(mark).some((e) => e.type === 'vm.phase' && e.phase === 'writing')).toBe(true);
+    // Where the time went, like a backup's: reading the restore point, processing (hashing, finding zeros), writing.
+    for (const d of [ide!, scsi!]) {
+      const busy = d.bottleneck as { source: number; processing: number; target: number } | null;
+      expect(busy, `${d.label} keeps its bottleneck`).not.toBeNull();
+      expect(busy!.source, `${d.label}: reading the restore point`).toBeGreaterThan(0);
+      expect(busy!.processing, `${d.label}: processing`).toBeGreaterThan(0);
+      expect(busy!.target, `${d.label}: writing`).toBeGreaterThan(0);
+    }
 
     const log = (item.log as { message: string }[]).map((l) => l.message);
     expect(log).toContain(`disk Hard disk 1: NBDSSL — ${SAN_WRITE_REASON}; HotAdd: disk on IDE controller; NBDSSL: write over the datastore's HTTPS interface`);

@@ -508,6 +508,11 @@ async function backupDisk(job: DiskJob): Promise<DiskOutcome> {
   }
   // The copy is complete, but a disk left attached keeps the snapshot from being removed: this disk fails.
   if (stillAttached) throw stillAttached;
+  // The workers' last chunks (all of them on a disk with less data than the pool has slots) are waited for here,
+  // as this disk's processing time, not at the VM's commit where no disk would count them.
+  const closing = performance.now();
+  await diskWriter.close();
+  meter.addBusy('processing', performance.now() - closing);
   // The last tick came before the last writes were stored: the figure the row gets is the live view's last one too.
   meter.bytesWritten = diskWriter.stats.newStoredBytes;
   meter.setPhase('done');

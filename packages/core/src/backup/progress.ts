@@ -75,6 +75,16 @@ export class DiskMeter {
     }
   }
 
+  /** Times a synchronous step (hashing, zero detection) into one of the three busy buckets. */
+  timeSync<T>(bucket: 'source' | 'processing' | 'target', fn: () => T): T {
+    const t0 = this.now();
+    try {
+      return fn();
+    } finally {
+      this.busy[bucket] += this.now() - t0;
+    }
+  }
+
   /** Adds busy time measured by the caller (e.g. reads done inside a repository writer's callback). */
   addBusy(bucket: 'source' | 'processing' | 'target', ms: number): void {
     this.busy[bucket] += ms;

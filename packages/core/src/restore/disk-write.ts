@@ -220,14 +220,21 @@ async function writeHotAdd(ctx: DiskWriteContext, job: DiskWriteJob, meter: Disk
     try {
       // forEachExtent may start the next run's sink before this one's writes finished:
       // everything order-dependent (hash, position) happens before the first await.
+      // Busy time: waiting for the restore point's next decoded extent is reading it (source); hashing and
+      // finding the zero runs are processing; the device writes are the target.
+      let waitingSince = performance.now();
       await reader.forEachExtent(async (offset, data) => {
         try {
+          meter.addBusy('source', Math.max(0, performance.now() - waitingSince));
           checkCancel(ctx);
-          hashZeros(expected, offset - pos);
-          expected.update(data);
+          const runs = meter.timeSync('processing', () => {
+            hashZeros(expected, offset - pos);
+            expected.update(data);
+            return nonZeroRuns(offset, data);
+          });
           meter.bytesSkipped += offset - pos;
           pos = offset + data.length;
-          const runs = nonZeroRuns(offset, data);
+          waitingSince = performance.now();
           const written = runs.reduce((n, r) => n + r.end - r.start, 0);
           for (const r of runs) await meter.time('target', () => writer.write(offset + r.start, data.subarray(r.start, r.end)));
           meter.bytesRead += written;
@@ -295,11 +302,14 @@ async function writeNetwork(ctx: DiskWriteContext, job: DiskWriteJob, meter: Dis
         readError = err as Error;
         throw err;
       }
-      expected.update(chunk);
+      meter.timeSync('processing', () => expected.update(chunk));
       meter.bytesRead += chunk.length;
       meter.bytesWritten += chunk.length;
       meter.emit(off === 0);
+      // Until the upload asks for the next piece, it is sending this one: the target's time.
+      const handedOver = performance.now();
       yield chunk;
+      meter.addBusy('target', performance.now() - handedOver);
     }
   }
   await ctx.diskPhase(deviceKey, { phase: 'writing', transport: meter.transport ?? ctx.network, reasons });
@@ -395,16 +405,19 @@ export async function uploadImported(ctx: DiskWriteContext, job: DiskWriteJob, i
           readError = err as Error;
           throw err;
         }
-        hashZeros(expected, offset - pos);
-        expected.update(data);
+        // What the upload sends: the non-zero 64 KiB grains (a streamOptimized VMDK leaves zero grains out).
+        const sent = meter.timeSync('processing', () => {
+          hashZeros(expected, offset - pos);
+          expected.update(data);
+          let n = 0;
+          for (let o = 0; o < data.length; o += BLOCK) {
+            const block = data.subarray(o, Math.min(data.length, o + BLOCK));
+            if (!isZero(block)) n += block.length;
+          }
+          return n;
+        });
         meter.bytesSkipped += offset - pos;
         pos = offset + data.length;
-        // What the upload sends: the non-zero 64 KiB grains (a streamOptimized VMDK leaves zero grains out).
-        let sent = 0;
-        for (let o = 0; o < data.length; o += BLOCK) {
-          const block = data.subarray(o, Math.min(data.length, o + BLOCK));
-          if (!isZero(block)) sent += block.length;
-        }
         meter.bytesRead += data.length;
         meter.bytesWritten += sent;
         meter.bytesSkipped += data.length - sent;
