@@ -1,10 +1,7 @@
-import { expect, test, type Page } from '@playwright/test';
-import { nav, shot, signIn, url } from '../fixtures/session.ts';
+import { expect, test } from '@playwright/test';
+import { nav, next, shot, signIn, step, url } from '../fixtures/session.ts';
 
 const JOB = 'e2e disks left out';
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 interface InventoryVm {
   moref: string;

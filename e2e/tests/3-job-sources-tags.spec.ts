@@ -1,12 +1,9 @@
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
+import { labState, nav, next, shot, signIn, step, url } from '../fixtures/session.ts';
 
 const JOB = 'e2e gold tag';
 const GOLD = ['db-01', 'file-01', 'mail-01'];
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 test('the wizard takes a vSphere tag as a source: the VMs tagged now, and a VM tagged after the job is in it', async ({ page }) => {
   test.setTimeout(120_000);

@@ -1,12 +1,9 @@
 import { AxeBuilder } from '@axe-core/playwright';
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
+import { labState, nav, next, shot, signIn, step, url } from '../fixtures/session.ts';
 
 const JOB = 'e2e host container';
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 test('the wizard takes a host from the inventory tree, by keyboard: its VMs now, later ones included, one excluded; the review and the job say so', async ({ page }) => {
   test.setTimeout(120_000);

@@ -1,11 +1,8 @@
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { describeSchedule, fromCron, toCron, type ScheduleChoice } from '../../apps/web/src/features/jobs/schedule.ts';
-import { nav, shot, signIn, url } from '../fixtures/session.ts';
+import { nav, next, shot, signIn, step, url } from '../fixtures/session.ts';
 
 const JOB = 'e2e weekdays window retries';
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 // The console's schedule conversions (apps/web has no unit-test project: its tests are these browser specs).
 test.describe('schedule choices and cron expressions', () => {

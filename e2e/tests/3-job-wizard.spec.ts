@@ -1,10 +1,7 @@
-import { expect, test, type Page } from '@playwright/test';
-import { ADMIN_PASSWORD, nav, shot, signIn } from '../fixtures/session.ts';
+import { expect, test } from '@playwright/test';
+import { ADMIN_PASSWORD, nav, next, shot, signIn, step } from '../fixtures/session.ts';
 
 const JOB = 'e2e manual hotadd';
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 test.describe.configure({ mode: 'serial' });
 

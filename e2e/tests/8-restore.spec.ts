@@ -1,14 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { backUpNow, labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { backUpNow, labState, nav, next, shot, signIn } from '../fixtures/session.ts';
 
 const VM = 'e2e-rst-01';
 const COPY = 'e2e-rst-01-copy';
 const MiB = 1024 * 1024;
 
 const step = (page: Page, n: number, of = 4) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of ${of}`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 test.describe.configure({ mode: 'serial' });
 

@@ -3,13 +3,12 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, test, type Page } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { backUpNow, labState, nav, shot, signIn } from '../fixtures/session.ts';
+import { backUpNow, labState, nav, next, shot, signIn } from '../fixtures/session.ts';
 
 const VM = 'e2e-kvm-01';
 const MiB = 1024 * 1024;
 
 const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 4`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 test('a backed-up VM is restored onto KVM/Proxmox from the wizard: raw images equal to its disks, a libvirt domain with the mapped bridge, a Proxmox configuration and NOTES', async ({ page }) => {
   test.setTimeout(240_000);

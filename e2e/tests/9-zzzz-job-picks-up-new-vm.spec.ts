@@ -1,13 +1,10 @@
 // Runs last: the job, its runs and the VM it creates (with its restore point) would change what the earlier specs
 // count (the Runs page's "All jobs", the repository's VMs with restore points).
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { connectLab } from '@vaultline/vsphere-lab';
-import { labState, nav, shot, signIn, url } from '../fixtures/session.ts';
+import { labState, nav, next, shot, signIn, step, url } from '../fixtures/session.ts';
 
 const MiB = 1024 * 1024;
-
-const step = (page: Page, n: number) => expect(page.getByRole('heading', { name: new RegExp(`^Step ${n} of 5`) })).toBeVisible();
-const next = (page: Page) => page.getByRole('button', { name: 'Next' }).click();
 
 const LATER_JOB = 'e2e cluster container';
 const NEW_VM = 'e2e-after-job-01';
