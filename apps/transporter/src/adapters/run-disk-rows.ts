@@ -4,8 +4,8 @@
  * time), progress is published on every meter tick and written to the row at
  * most once a second per disk (a new phase and the first bytes moved at once),
  * with the busy fractions, so where the time went stays on the row after the run. A phase change that
- * carries no counters (a disk cancelled or failed mid-copy) writes the last published ones, and one that carries
- * counters (a disk done) publishes them, so a reload shows what the live view last showed.
+ * carries no counters (a disk cancelled or failed mid-copy) writes the last published ones, so a reload
+ * shows what the live view last showed.
  */
 import type { DiskProgress, RunEvent } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
@@ -61,20 +61,10 @@ export function runDiskRows(db: Db, runVmId: string, publish: (e: RunEvent) => v
       const d = stateOf(deviceKey);
       return serial(d, async () => {
         const live = d.published;
-        // Counters the update does not carry are the last published ones (a disk cancelled or failed mid-copy
-        // carries none; a finished disk carries its final ones, which may be newer than the last tick).
-        const full: DiskUpdate = live ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, bytesVerified: live.bytesVerified, ...u } : u;
-        const data = diskData(full);
+        const data = diskData(live && u.bytesRead === undefined ? { bytesRead: live.bytesRead, bytesWritten: live.bytesWritten, bytesSkipped: live.bytesSkipped, bytesVerified: live.bytesVerified, ...u } : u);
         const id = await rowIdOf(deviceKey, d);
         if (id) await db.runDisk.update({ where: { id }, data });
         else d.rowId = (await db.runDisk.create({ data: { runVmId, deviceKey, label: u.label ?? `disk ${deviceKey}`, capacityBytes: BigInt(u.capacityBytes ?? 0), ...data }, select: { id: true } })).id;
-        // New counters (a finished disk's: what was stored is only known once its last write is flushed, after
-        // the meter's last tick) are published too, so the live view ends on what the row now says.
-        if (live && (u.bytesRead !== undefined || u.bytesWritten !== undefined || u.bytesSkipped !== undefined || u.bytesVerified !== undefined)) {
-          const p: DiskProgress = { ...live, phase: u.phase, bytesRead: full.bytesRead!, bytesWritten: full.bytesWritten!, bytesSkipped: full.bytesSkipped!, bytesVerified: full.bytesVerified! };
-          d.published = p;
-          publish({ type: 'disk.progress', ...p });
-        }
       });
     },
     progress: {
