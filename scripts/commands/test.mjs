@@ -14,6 +14,9 @@ const ANSI_COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
 /** The first line of a failure message, without colour codes, at most 300 characters. */
 const firstLine = (m) => String(m ?? '').replace(ANSI_COLOUR, '').split('\n').find((l) => l.trim())?.trim().slice(0, 300) ?? '';
 
+/** Seconds as "12 s" or "7 min 05 s". */
+const formatDuration = (s) => (s < 60 ? `${s.toFixed(0)} s` : `${Math.floor(s / 60)} min ${String(Math.floor(s % 60)).padStart(2, '0')} s`);
+
 function parseVitestJson(file) {
   try {
     const j = JSON.parse(readFileSync(file, 'utf8'));
@@ -125,6 +128,7 @@ function ensureDeliveryTools() {
 }
 
 export async function test(args) {
+  const began = Date.now();
   const { databaseUrl, redisUrl } = await setup();
   const only = args[0];
   if (only === 'delivery') ensureDeliveryTools();
@@ -140,8 +144,9 @@ export async function test(args) {
   const results = [];
   const step = (name, cmd, cmdArgs, extraEnv = {}) => {
     say(`— ${name}`);
+    const started = Date.now();
     const r = spawnSync(cmd, cmdArgs, { cwd: ROOT, stdio: 'inherit', env: { ...process.env, ...env, ...extraEnv } });
-    results.push({ name, ok: r.status === 0 });
+    results.push({ name, ok: r.status === 0, seconds: (Date.now() - started) / 1000 });
     return r.status === 0;
   };
   const bin = (n) => path.join(ROOT, 'node_modules', '.bin', n);
@@ -183,7 +188,8 @@ export async function test(args) {
   stopServices();
   say('');
   for (const r of results) {
-    say(`${r.ok ? '\x1b[32m✔\x1b[0m' : '\x1b[31m✘\x1b[0m'} ${r.name}`);
+    // How long each part took: CI has a time limit, and the log's end is where one looks.
+    say(`${r.ok ? '\x1b[32m✔\x1b[0m' : '\x1b[31m✘\x1b[0m'} ${r.name} (${formatDuration(r.seconds)})`);
     // Named again here, at the end, where a log cut to its last lines still shows them.
     for (const f of r.counts?.failures ?? []) say(`    ✘ ${f.where}${f.why ? `\n        ${f.why}` : ''}`);
   }
@@ -191,6 +197,6 @@ export async function test(args) {
   const stepFailures = results.filter((r) => !r.ok).length;
   // A failed step whose runner reported no failed test (lint, typecheck, a crash) counts as one failure.
   const otherFailures = results.filter((r) => !r.ok && !(r.counts?.failed > 0)).length;
-  process.stdout.write(`\nTests: ${total.passed} passed, ${total.failed + otherFailures} failed, ${total.skipped} skipped\n`);
+  process.stdout.write(`\nTests: ${total.passed} passed, ${total.failed + otherFailures} failed, ${total.skipped} skipped (${formatDuration((Date.now() - began) / 1000)} in all, set-up included)\n`);
   process.exit(stepFailures ? 1 : 0);
 }
