@@ -28,6 +28,7 @@ import { restoreRoutes } from './routes/restores.ts';
 import { backupRoutes } from './routes/backups.ts';
 import { copyJobRoutes } from './routes/copy-jobs.ts';
 import { drillRoutes } from './routes/drills.ts';
+import { instantRecoveryRoutes } from './routes/instant-recoveries.ts';
 import { maintenanceRoutes } from './routes/maintenance.ts';
 import { notificationRoutes } from './routes/notifications.ts';
 import { transporterDeployRoutes } from './routes/transporter-deploy.ts';
@@ -175,6 +176,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await api.register(restoreRoutes, { db: deps.db, audit, queue: deps.queue, connector: deps.connector, secretKey: deps.secretKey });
     await api.register(overviewRoutes, { db: deps.db, secretKey: deps.secretKey, inventory });
     await api.register(drillRoutes, { db: deps.db, audit, queue: deps.queue });
+    await api.register(instantRecoveryRoutes, { db: deps.db, audit, registry: deps.registry, events: deps.events });
     await api.register(copyJobRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(maintenanceRoutes, { db: deps.db, audit, queue: deps.queue });
     await api.register(notificationRoutes, { db: deps.db, audit, secretKey: deps.secretKey });

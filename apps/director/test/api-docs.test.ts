@@ -16,6 +16,7 @@ const NO_BODY = new Set([
   'POST /api/runs/:id/cancel',
   'POST /api/runs/:id/retry',
   'POST /api/drills/:id/run',
+  'POST /api/instant-recoveries/:id/discard',
   'POST /api/copy-jobs/:id/run',
   'POST /api/repositories/:id/gc',
   'POST /api/notifications/:id/test',

@@ -26,6 +26,7 @@ import { createMaintenanceHandler } from './handlers/maintenance.handler.ts';
 import { Heartbeat, LoadSampler } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 import { enrol } from './transfer/enrolment.ts';
+import { listenInstantNfs, type InstantNfs, type InstantRecoveryService } from './instant/index.ts';
 import { serveNames, serveRepositories, type Serving } from './transfer/serve.ts';
 
 /** The BIOS UUID of the VM this Transporter runs in (for HotAdd), when it runs in one. */
@@ -66,8 +67,10 @@ async function main(): Promise<void> {
   const journal = pgJournal(db, id, await loadJournalKey(dataDir), { log });
   const events = new EventBus(env.REDIS_URL, namespace);
   const cancelled = new Set<string>();
+  let instant: InstantRecoveryService | null = null;
   await events.subscribe((e) => {
     if (e.type === 'run.cancel' && typeof e.runId === 'string') cancelled.add(e.runId);
+    if (e.type === 'instant-recovery.requested') instant?.nudge();
   });
   const active = new Set<string>();
   let closing = false;
@@ -87,6 +90,11 @@ async function main(): Promise<void> {
       .catch((err: unknown) => log.error({ err, address: serveAddress }, 'cannot serve the repositories of VAULTLINE_SERVE_REPOSITORIES'));
   }
 
+  // Instant recovery: its NFS server listens before the heartbeat says it offers it.
+  const nfs: InstantNfs | null = env.VAULTLINE_NFS_ADDRESS
+    ? await listenInstantNfs({ nfsAddress: env.VAULTLINE_NFS_ADDRESS, listen: env.VAULTLINE_NFS_LISTEN, port: env.VAULTLINE_NFS_PORT, portmapPort: env.VAULTLINE_NFS_PORTMAP_PORT, log })
+    : null;
+
   const heartbeat = new Heartbeat(
     registry,
     {
@@ -100,6 +108,7 @@ async function main(): Promise<void> {
         transports: (await devices.canUseBlockDevices()) ? ['san', 'hotadd', 'nbdssl', 'nbd'] : ['nbdssl', 'nbd'],
         maxDiskTasks: env.VAULTLINE_MAX_DISK_TASKS,
         ...(proxyVmUuid ? { proxyVmUuid } : {}),
+        ...(nfs ? { instantRecovery: { nfsAddress: nfs.nfsAddress } } : {}),
       },
     },
     env.VAULTLINE_HEARTBEAT_MS,
@@ -120,6 +129,8 @@ async function main(): Promise<void> {
     if (sweeper) clearInterval(sweeper);
     // Running VMs see `closing` as a cancel, clean up, and the worker waits for them.
     await consumer?.close().catch(() => undefined);
+    // Instant recoveries are only no longer served: their VMs run from the exports, and the next start resumes them.
+    await nfs?.close().catch(() => undefined);
     enrolment.stop();
     await serving?.close().catch(() => undefined);
     await heartbeat.stop();
@@ -155,6 +166,19 @@ async function main(): Promise<void> {
   sweeper = setInterval(() => {
     if (active.size === 0) void sweep('periodic');
   }, SWEEP_INTERVAL_MS);
+  if (nfs) {
+    instant = await nfs.start({
+      db,
+      transporterId: id,
+      unseal,
+      root: path.join(dataDir, 'instant'),
+      nfsClients: env.VAULTLINE_NFS_CLIENTS ?? [],
+      connect: (vcenter) => connector.restoreSession(vcenter),
+      publish: (e) => void events.publish(e),
+      log,
+    });
+    log.info({ nfsAddress: nfs.nfsAddress }, 'serving instant recoveries');
+  }
 
   // Shutting down cancels running VMs cleanly (snapshots removed, disks detached, half-restored VMs removed).
   const isCancelled = (runId: string) => closing || cancelled.has(runId);

@@ -16,7 +16,12 @@
  * A restore point of the VM in this repository that the ransomware signal marked, and whose hold no
  * operator has released yet, holds retention: nothing of the VM there is pruned (not even a decision a crash
  * interrupted), so the points from before the encryption stay restorable however many backups follow.
+ *
+ * A restore point an unfinished instant recovery runs from is kept like an immutable one: the recovered VM reads
+ * its disks from it until it is migrated or discarded. The check is made again after the decision is recorded,
+ * so a recovery requested between the two keeps its point (the Director refuses points being pruned).
  */
+import { INSTANT_RECOVERY_FINAL_STATES } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
 import { deleteRestorePoint, planRetention, RepositoryError, type Repository, type RetentionPolicy } from '@vaultline/repository';
 
@@ -32,6 +37,16 @@ export interface RetentionOutcome {
   heldBy: { repoPointId: string; createdAt: Date }[];
 }
 
+/** Kept by an instant recovery: no end the planner could reach. */
+const FOREVER = new Date(8.64e15);
+
+/** Which of these restore points an unfinished instant recovery runs from. */
+export async function servedPoints(db: Db, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const live = await db.instantRecovery.findMany({ where: { restorePointId: { in: ids }, state: { notIn: [...INSTANT_RECOVERY_FINAL_STATES] } }, select: { restorePointId: true } });
+  return new Set(live.flatMap((r) => (r.restorePointId ? [r.restorePointId] : [])));
+}
+
 export async function applyRetention(db: Db, repo: Repository, scope: RetentionScope, policy: RetentionPolicy, now = new Date()): Promise<RetentionOutcome> {
   const rows = await db.restorePoint.findMany({ where: { repositoryId: scope.repositoryId, vmInstanceUuid: scope.vmInstanceUuid }, orderBy: { createdAt: 'asc' } });
   const holds = rows.filter((r) => r.ransomwareSuspect && !r.holdReleasedAt);
@@ -45,13 +60,14 @@ export async function applyRetention(db: Db, repo: Repository, scope: RetentionS
     );
     candidates = rows.filter((r) => r.runVmId && ours.has(r.runVmId));
   }
+  const served = await servedPoints(db, candidates.map((r) => r.id));
   const plan = planRetention(
-    candidates.filter((r) => !r.pruningAt).map((r) => ({ id: r.id, time: r.createdAt, lockedUntil: r.immutableUntil, row: r })),
+    candidates.filter((r) => !r.pruningAt).map((r) => ({ id: r.id, time: r.createdAt, lockedUntil: served.has(r.id) ? FOREVER : r.immutableUntil, row: r })),
     policy,
     now,
   );
   // Earlier decisions that a crash interrupted are carried out too.
-  const doomed = [...candidates.filter((r) => r.pruningAt), ...plan.prune.map((p) => p.row)];
+  const doomed = [...candidates.filter((r) => r.pruningAt && !served.has(r.id)), ...plan.prune.map((p) => p.row)];
   const outcome: RetentionOutcome = { kept: plan.keep.length, pruned: [], failed: [], heldBy: [] };
   if (doomed.length === 0) return outcome;
 
@@ -59,6 +75,11 @@ export async function applyRetention(db: Db, repo: Repository, scope: RetentionS
   try {
     for (const row of doomed) {
       if (!row.pruningAt) await db.restorePoint.update({ where: { id: row.id }, data: { pruningAt: now } });
+      if ((await servedPoints(db, [row.id])).size > 0) {
+        await db.restorePoint.update({ where: { id: row.id }, data: { pruningAt: null } });
+        outcome.kept += 1;
+        continue;
+      }
       try {
         await deleteRestorePoint(repo, { vmId: row.vmInstanceUuid, id: row.repoPointId });
       } catch (err) {

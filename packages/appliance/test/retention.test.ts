@@ -90,6 +90,32 @@ describe('retention after a backup (real Postgres, real repository)', () => {
     expect(await db.restorePoint.findUnique({ where: { id: locked.id } })).not.toBeNull();
   });
 
+  it('keeps a point an unfinished instant recovery runs from (also a decision taken before the recovery), and lets it go once the recovery is over', async () => {
+    const job = await newJob('served');
+    const vm = 'vm-served';
+    const served = await backup(job.id, 5, { vm });
+    const marked = await backup(job.id, 4, { vm });
+    await backup(job.id, 0, { vm });
+    // Retention had decided on `marked` (a crash before the delete) when a VM was recovered from it.
+    await db.restorePoint.update({ where: { id: marked.id }, data: { pruningAt: new Date() } });
+    const recover = (point: { id: string; repoPointId: string; createdAt: Date }, state: string) =>
+      db.instantRecovery.create({
+        data: { name: `ir-${point.repoPointId.slice(0, 8)}`, restorePointId: point.id, restorePointRef: point.id, sourceVm: 'app', restorePointTime: point.createdAt, vcenterId, hostMoref: 'host-1', hostName: 'esx-1', state, createdBy: 'admin' },
+      });
+    const runningIr = await recover(served, 'running');
+    const migratingIr = await recover(marked, 'migrating');
+    const first = await applyRetention(db, repo, { repositoryId, jobId: job.id, vmInstanceUuid: vm }, { keepLast: 1 });
+    expect(first.pruned).toEqual([]);
+    expect(await visible(vm)).toEqual(new Set([served.repoPointId, marked.repoPointId, (await db.restorePoint.findFirstOrThrow({ where: { vmInstanceUuid: vm }, orderBy: { createdAt: 'desc' } })).repoPointId]));
+    // Over (migrated, discarded): retention takes them as the policy says.
+    await db.instantRecovery.update({ where: { id: runningIr.id }, data: { state: 'discarded' } });
+    await db.instantRecovery.update({ where: { id: migratingIr.id }, data: { state: 'migrated' } });
+    const second = await applyRetention(db, repo, { repositoryId, jobId: job.id, vmInstanceUuid: vm }, { keepLast: 1 });
+    expect(second.pruned.map((p) => p.repoPointId).sort()).toEqual([served.repoPointId, marked.repoPointId].sort());
+    // The recoveries' rows stay as history; their link to the gone point is cleared.
+    expect((await db.instantRecovery.findUniqueOrThrow({ where: { id: runningIr.id } })).restorePointId).toBeNull();
+  });
+
   it('the repository lock date wins over a row that lost it: the point is kept and its mark cleared', async () => {
     const job = await newJob('row-forgot');
     const vm = 'vm-row-forgot';

@@ -3,6 +3,7 @@
  * scripts) calls loadEnv() once at boot; a bad value stops the process with one
  * message naming every bad key, and no stack trace.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const url = (protocols: string[]) =>
@@ -74,6 +75,29 @@ const EnvSchema = z.object({
   VAULTLINE_SERVE_ADDRESS: z
     .string()
     .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port (or [v6]:port)')
+    .optional(),
+  /**
+   * Transporter: the address ESXi hosts reach it at over NFS. Set, it offers instant recovery to vSphere: it serves
+   * restore points over NFSv3 (its own user-space server) on VAULTLINE_NFS_PORT and the portmapper on
+   * VAULTLINE_NFS_PORTMAP_PORT, which ESXi asks first (both below 1024 by default: root or CAP_NET_BIND_SERVICE).
+   */
+  VAULTLINE_NFS_ADDRESS: z.string().min(1).optional(),
+  VAULTLINE_NFS_PORT: z.coerce.number().int().min(1).max(65535).default(2049),
+  VAULTLINE_NFS_PORTMAP_PORT: z.coerce.number().int().min(1).max(65535).default(111),
+  /** Transporter: the local address its NFS server listens on (default every address; which clients may mount what is decided per export). */
+  VAULTLINE_NFS_LISTEN: z.string().refine((v) => isIP(v) !== 0, 'must be an IP address').default('0.0.0.0'),
+  /**
+   * Transporter: IP addresses every instant recovery's export lets in, besides the addresses the ESXi host's name
+   * resolves to (`10.0.5.11,10.0.5.12`): the hosts' storage VMkernel interfaces when NFS does not come from the
+   * address the name stands for, or when the names do not resolve on the Transporter.
+   */
+  VAULTLINE_NFS_CLIENTS: z
+    .string()
+    .transform((v, ctx) => {
+      const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const a of list) if (!isIP(a)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(a)} is not an IP address` });
+      return list;
+    })
     .optional(),
   VAULTLINE_HEARTBEAT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
   /** How long a Transporter may be silent before its job is taken over (a killed Transporter's work is retried after this). */

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { HealthResponse } from './health.ts';
+import { InstantRecoveryStateSchema } from './instant-recovery.ts';
 import { DiskProgressSchema, RunStatusSchema } from './jobs.ts';
 
 const item = { runId: z.string(), runVmId: z.string() };
@@ -17,6 +18,10 @@ export const RunEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('run.finished'), runId: z.string(), status: RunStatusSchema }),
   /** Director → Transporters: stop the run's items at the next safe point. */
   z.object({ type: z.literal('run.cancel'), runId: z.string() }),
+  /** Director → Transporters: an instant recovery was asked for, or an action on one (they also poll; this saves the wait). */
+  z.object({ type: z.literal('instant-recovery.requested'), id: z.string() }),
+  /** Transporter → browsers: an instant recovery's state or detail changed (GET /api/instant-recoveries/:id has the row). */
+  z.object({ type: z.literal('instant-recovery.changed'), id: z.string(), state: InstantRecoveryStateSchema }),
 ]);
 export type RunEvent = z.infer<typeof RunEventSchema>;
 export type RunEventType = RunEvent['type'];

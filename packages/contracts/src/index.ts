@@ -24,3 +24,4 @@ export * from './capacity.ts';
 export * from './job-history.ts';
 export * from './job-sources.ts';
 export { flatExtentPath, parseDatastorePath } from './datastore-path.ts';
+export * from './instant-recovery.ts';

@@ -12,6 +12,8 @@ export const TransporterInfoSchema = z.object({
     transports: z.array(z.enum(['san', 'hotadd', 'nbdssl', 'nbd'])),
     maxDiskTasks: z.number().int(),
     proxyVmUuid: z.string().optional(),
+    /** Present when it serves instant recoveries (VAULTLINE_NFS_ADDRESS): the NFS address ESXi hosts mount from. */
+    instantRecovery: z.object({ nfsAddress: z.string().min(1) }).optional(),
   }),
 });
 export type TransporterInfo = z.infer<typeof TransporterInfoSchema>;

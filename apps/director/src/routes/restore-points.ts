@@ -11,6 +11,7 @@
 import { Readable } from 'node:stream';
 import { OkSchema, ReauthSchema, RepositoryRestorePointSchema, RestorePointDetailSchema, RestorePointDiskSchema, type RestorePointDetail } from '@vaultline/contracts';
 import type { Db } from '@vaultline/db';
+import { servedPoints } from '@vaultline/appliance';
 import { deleteRestorePoint, DiskReader, RepositoryError } from '@vaultline/repository';
 import { adapterTypeFor, createOva, OvfError, parseOvfHardware, writeOva, writeStreamOptimized, type OvaDisk } from '@vaultline/vmdk';
 import { parseDatastorePath, type HardwareDescription } from '@vaultline/vsphere';
@@ -95,6 +96,7 @@ export async function restorePointRoutes(app: FastifyInstance, deps: { db: Db; a
     if (!point) throw new AppError('not_found', 'no such restore point');
     const what = `the restore point of ${point.vmName} taken ${point.createdAt.toISOString()}`;
     if (point.immutableUntil && point.immutableUntil.getTime() > Date.now()) throw new AppError('conflict', `${what} is immutable until ${point.immutableUntil.toISOString()}`);
+    if ((await servedPoints(db, [id])).size > 0) throw new AppError('conflict', `${what} is in use: a VM runs from it by instant recovery; migrate or discard that VM first`);
     await deps.credentials.reauthenticate(request, 'restore-point.delete', what);
     try {
       await deps.repositories.use(point.repository, async (repo) => {

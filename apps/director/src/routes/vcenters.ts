@@ -1,4 +1,4 @@
-import { ApiErrorSchema, InventoryTreeSchema, InventoryVmSchema, OkSchema, PlacementTargetsSchema, ReauthSchema, ThumbprintConfirmationSchema, VCenterCreateSchema, VCenterSchema, type InventoryTree, type VCenter } from '@vaultline/contracts';
+import { ApiErrorSchema, INSTANT_RECOVERY_FINAL_STATES, InventoryTreeSchema, InventoryVmSchema, OkSchema, PlacementTargetsSchema, ReauthSchema, ThumbprintConfirmationSchema, VCenterCreateSchema, VCenterSchema, type InventoryTree, type VCenter } from '@vaultline/contracts';
 import { openSecret, sealSecret } from '@vaultline/config';
 import type { Db } from '@vaultline/db';
 import type { FastifyInstance } from 'fastify';
@@ -101,8 +101,11 @@ export async function vcenterRoutes(app: FastifyInstance, deps: { db: Db; audit:
     const row = await db.vCenter.findUnique({ where: { id }, include: { _count: { select: { jobs: true } } } });
     if (!row) throw new AppError('not_found', 'no such vCenter');
     if (row._count.jobs > 0) throw new AppError('conflict', `${row.name} is used by ${row._count.jobs} job(s); delete or move them first`);
+    const live = await db.instantRecovery.count({ where: { vcenterId: id, state: { notIn: [...INSTANT_RECOVERY_FINAL_STATES] } } });
+    if (live > 0) throw new AppError('conflict', `${row.name} has ${live} VM(s) running by instant recovery; migrate or discard them first`);
     await deps.credentials.reauthenticate(request, 'vcenter.delete', row.name);
-    await db.vCenter.delete({ where: { id } });
+    // Finished recoveries are history of that vCenter: they go with it.
+    await db.$transaction([db.instantRecovery.deleteMany({ where: { vcenterId: id } }), db.vCenter.delete({ where: { id } })]);
     await audit.record({ actor: currentUser(request).username, action: 'vcenter.delete', subject: row.name, ip: request.ip });
     return { ok: true };
   });
