@@ -19,15 +19,26 @@ import { childEnv, isRoot, labEnv, packageDir } from './env.ts';
 import { pidAlive } from './host-resources.ts';
 
 const goDir = path.join(packageDir, 'go');
-const goPackages = ['golang-go', 'golang-github-vmware-govmomi-dev'];
+// go-fuse mounts real NFS exports as NFS datastores (go/overlay/zz_vaultline_nfsfuse.go). Its import path ends
+// in /v2 while Debian's tree has none: GOPATH mode resolves it through go-fuse's go.mod, because the importing
+// package (govmomi's simulator) sits under a go.mod too.
+const goPackages = ['golang-go', 'golang-github-vmware-govmomi-dev', 'golang-github-hanwen-go-fuse-dev'];
 
 function govmomiDir(gopath = labEnv.debianGopath): string {
   return path.join(gopath, 'src', 'github.com', 'vmware', 'govmomi');
 }
 
+function goFuseDir(gopath = labEnv.debianGopath): string {
+  return path.join(gopath, 'src', 'github.com', 'hanwen', 'go-fuse');
+}
+
 function haveToolchain(gopath = labEnv.debianGopath): boolean {
   const go = spawnSync('go', ['version'], { encoding: 'utf8' });
-  return go.status === 0 && fs.existsSync(path.join(govmomiDir(gopath), 'simulator', 'simulator.go'));
+  return (
+    go.status === 0 &&
+    fs.existsSync(path.join(govmomiDir(gopath), 'simulator', 'simulator.go')) &&
+    fs.existsSync(path.join(goFuseDir(gopath), 'fs', 'api.go'))
+  );
 }
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<void> {
@@ -49,15 +60,15 @@ export async function ensureToolchain(opts: { debianGopath?: string; root?: bool
   if (haveToolchain(gopath)) return;
   if (!(opts.root ?? isRoot())) {
     throw new Error(
-      `The lab vCenter needs Go and govmomi's sources from Debian: run\n` +
+      `The lab vCenter needs Go, govmomi's and go-fuse's sources from Debian: run\n` +
         `  sudo apt-get update && sudo apt-get install -y ${goPackages.join(' ')}\n` +
-        `(expected 'go' on PATH and ${govmomiDir(gopath)}).`,
+        `(expected 'go' on PATH, ${govmomiDir(gopath)} and ${goFuseDir(gopath)}).`,
     );
   }
   const env = childEnv({ DEBIAN_FRONTEND: 'noninteractive' });
   await run('apt-get', ['update'], env);
   await run('apt-get', ['install', '-y', ...goPackages], env);
-  if (!haveToolchain(gopath)) throw new Error(`installed ${goPackages.join(' ')} but ${govmomiDir(gopath)} or go is still missing`);
+  if (!haveToolchain(gopath)) throw new Error(`installed ${goPackages.join(' ')} but ${govmomiDir(gopath)}, ${goFuseDir(gopath)} or go is still missing`);
 }
 
 function sourceFiles(): { main: string; overlay: string[] } {
@@ -76,8 +87,10 @@ function sourceHash(): string {
   const h = createHash('sha256');
   for (const f of [main, ...overlay]) h.update(path.basename(f)).update('\0').update(fs.readFileSync(f)).update('\0');
   h.update(spawnSync('go', ['version'], { encoding: 'utf8' }).stdout ?? '');
-  const st = fs.statSync(path.join(govmomiDir(), 'simulator', 'simulator.go'));
-  h.update(`${st.size}:${st.mtimeMs}`);
+  for (const f of [path.join(govmomiDir(), 'simulator', 'simulator.go'), path.join(goFuseDir(), 'fs', 'api.go')]) {
+    const st = fs.statSync(f);
+    h.update(`${st.size}:${st.mtimeMs}`);
+  }
   return h.digest('hex').slice(0, 16);
 }
 

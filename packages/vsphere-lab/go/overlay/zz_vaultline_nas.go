@@ -9,15 +9,19 @@
 // RelocateVM_Task moves no file. Here:
 //   - "NFS exports" are a lab mapping remoteHost:remotePath -> a local folder
 //     (POST /lab/nas-export; for 127.0.0.1/localhost the remote path itself is
-//     the folder). CreateNasDatastore mounts one as a datastore of type NFS
-//     whose files ARE that folder (readOnly: a read-only bind mount of it, so
-//     every write through the lab fails with EROFS). Unknown server ->
-//     PlatformConfigFault "Unable to connect", unknown export -> "denied".
+//     the folder), or else a real NFSv3 server that the lab mounts as ESXi
+//     would (zz_vaultline_nfsclient.go, FUSE-mounted by zz_vaultline_nfsfuse.go).
+//     CreateNasDatastore mounts one as a datastore of type NFS whose files ARE
+//     that folder or mount (readOnly: a read-only bind mount of the folder, a
+//     read-only FUSE mount, so every write through the lab fails with EROFS).
+//     Server unreachable -> PlatformConfigFault "Unable to connect", export
+//     unknown or the client refused -> "denied".
 //     The same export under the same name on another host is the same
 //     datastore mounted there too; another datastore of that name ->
 //     DuplicateName.
 //   - RemoveDatastore unmounts it from the host (ResourceInUse while a VM
-//     registered on that host has files on it); the folder is left as it is.
+//     registered on that host has files on it); the folder is left as it is,
+//     and with the last host the NFS mount goes (FUSE unmount, UMNT).
 //   - RegisterVM_Task reads the .vmx: displayName, memSize, numvcpus, SCSI
 //     controllers and their disks (existing files, no fileOperation).
 //   - RelocateVM_Task with a datastore and/or per-disk locators copies the VM's
@@ -63,14 +67,16 @@ func init() {
 	}
 	RegisterEndpoint(func(s *Service, r *Registry) {
 		s.HandleFunc("/lab/nas-export", labServeNasExport)
+		labNfsSweep()
 	})
 }
 
 // labNasMount is one NFS datastore of the lab.
 type labNasMount struct {
-	export string // remoteHost:remotePath
-	dir    string // the exported folder
-	bind   string // read-only bind mount of dir ("" = none)
+	export string        // remoteHost:remotePath
+	dir    string        // the exported folder (lab exports)
+	bind   string        // read-only bind mount of dir ("" = none)
+	fuse   *labFuseMount // a real NFS mount (no lab export for it)
 }
 
 var labNas = struct {
@@ -83,7 +89,13 @@ func labNasLoopback(host string) bool {
 	return host == "127.0.0.1" || host == "localhost" || host == "::1"
 }
 
-// labNasResolve finds the folder behind remoteHost:remotePath; fault text when there is none.
+const (
+	labNasUnreachable = "Unable to connect to NFS server."
+	labNasDenied      = "The mount request was denied by the NFS server. Check that the export exists and that the client is permitted to mount it."
+)
+
+// labNasResolve finds the folder behind remoteHost:remotePath; fault text when there is none,
+// and neither when the server is no lab export (then the lab mounts it over NFS, as ESXi would).
 func labNasResolve(host, p string) (string, string) {
 	labNas.Lock()
 	dir, ok := labNas.exports[host+":"+path.Clean(p)]
@@ -104,9 +116,20 @@ func labNasResolve(host, p string) (string, string) {
 		known = true
 	}
 	if !known {
-		return "", fmt.Sprintf("NFS mount %s:%s failed: Unable to connect to NFS server.", host, p)
+		return "", ""
 	}
-	return "", fmt.Sprintf("NFS mount %s:%s failed: The mount request was denied by the NFS server. Check that the export exists and that the client is permitted to mount it.", host, p)
+	return "", fmt.Sprintf("NFS mount %s:%s failed: %s", host, p, labNasDenied)
+}
+
+// labNfsFault is ESXi's text for a mount that failed: a refusal by MOUNT is "denied", anything
+// before that (no route, no portmapper, no MOUNT or NFS program) "unable to connect".
+func labNfsFault(host, p string, err error) string {
+	why := labNasUnreachable
+	if _, ok := err.(nfsMountError); ok {
+		why = labNasDenied
+	}
+	log.Printf("lab: NFS mount %s:%s: %v", host, p, err)
+	return fmt.Sprintf("NFS mount %s:%s failed: %s", host, p, why)
 }
 
 // labServeNasExport: POST /lab/nas-export?remoteHost=&remotePath=&dir= adds an export,
@@ -200,13 +223,20 @@ func (dss *HostDatastoreSystem) VaultlineCreateNasDatastore(ctx *Context, c *typ
 		return r
 	}
 	dir, msg := labNasResolve(spec.RemoteHost, spec.RemotePath)
-	if dir == "" {
+	if msg != "" {
 		return fail(msg, &types.PlatformConfigFault{Text: msg})
 	}
 	id := labNasID(export)
 	m := &labNasMount{export: export, dir: dir}
 	local := dir
-	if spec.AccessMode == string(types.HostMountModeReadOnly) {
+	if dir == "" {
+		fm, err := labNfsMount(spec.RemoteHost, spec.RemotePath, id, spec.AccessMode == string(types.HostMountModeReadOnly))
+		if err != nil {
+			msg := labNfsFault(spec.RemoteHost, spec.RemotePath, err)
+			return fail(msg, &types.PlatformConfigFault{Text: msg})
+		}
+		m.fuse, local = fm, fm.dir
+	} else if spec.AccessMode == string(types.HostMountModeReadOnly) {
 		bind, err := labBindReadOnly(dir, id)
 		if err != nil {
 			return fail(fmt.Sprintf("NFS mount %s failed: %s", export, err), &types.PlatformConfigFault{Text: err.Error()})
@@ -243,7 +273,7 @@ func (dss *HostDatastoreSystem) VaultlineCreateNasDatastore(ctx *Context, c *typ
 	labNas.Lock()
 	labNas.mounts[ds.Self] = m
 	labNas.Unlock()
-	log.Printf("lab: NFS datastore %s = %s (%s, %s) on %s", ds.Name, export, dir, spec.AccessMode, host.Name)
+	log.Printf("lab: NFS datastore %s = %s (%s, %s) on %s", ds.Name, export, local, spec.AccessMode, host.Name)
 	r.Res = &types.CreateNasDatastoreResponse{Returnval: ds.Self}
 	return r
 }
@@ -302,6 +332,10 @@ func labBindReadOnly(dir, id string) (string, error) {
 }
 
 func labNasUnbind(m *labNasMount) {
+	if m != nil && m.fuse != nil {
+		m.fuse.unmount()
+		return
+	}
 	if m == nil || m.bind == "" {
 		return
 	}
@@ -1245,7 +1279,7 @@ func labFsync(file string) error {
 	return f.Sync()
 }
 
-// labNasShutdown unmounts the read-only NFS mounts (the exported folders stay).
+// labNasShutdown unmounts the NFS datastores' mounts (the exported folders stay).
 func labNasShutdown() {
 	labNas.Lock()
 	defer labNas.Unlock()
