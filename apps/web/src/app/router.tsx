@@ -18,6 +18,8 @@ const UsersPage = lazy(() => import('../features/users/UsersPage.tsx'));
 const PasswordPage = lazy(() => import('../features/auth/PasswordPage.tsx'));
 const RestoreWizardPage = lazy(() => import('../features/restores/RestoreWizardPage.tsx'));
 const FileBrowserPage = lazy(() => import('../features/files/FileBrowserPage.tsx'));
+const InstantRecoveriesPage = lazy(() => import('../features/instant/InstantRecoveriesPage.tsx'));
+const InstantRecoveryFormPage = lazy(() => import('../features/instant/InstantRecoveryFormPage.tsx'));
 const DrillsPage = lazy(() => import('../features/drills/DrillsPage.tsx'));
 const DrillFormPage = lazy(() => import('../features/drills/DrillFormPage.tsx'));
 const NotificationsPage = lazy(() => import('../features/notifications/NotificationsPage.tsx'));
@@ -47,6 +49,8 @@ export function AppRoutes() {
         <Route path="/repositories/:id" element={<RepositoryPage />} />
         <Route path={paths.restore} element={<RestoreWizardPage />} />
         <Route path="/restore-points/:id/files" element={<FileBrowserPage />} />
+        <Route path={paths.instantRecoveries} element={<InstantRecoveriesPage />} />
+        <Route path="/instant-recovery/new" element={<InstantRecoveryFormPage />} />
         <Route path={paths.drills} element={<DrillsPage />} />
         <Route path={paths.newDrill} element={<DrillFormPage />} />
         <Route path="/drills/:id/edit" element={<DrillFormPage />} />

@@ -11,6 +11,7 @@ const NAV = [
   { to: paths.overview, label: 'Overview', end: true },
   { to: paths.jobs, label: 'Jobs' },
   { to: paths.drills, label: 'Drills' },
+  { to: paths.instantRecoveries, label: 'Instant recovery' },
   { to: paths.runs, label: 'Runs' },
   { to: paths.repositories, label: 'Repositories' },
   { to: paths.transporters, label: 'Transporters' },
@@ -18,7 +19,7 @@ const NAV = [
 ] as const;
 
 /**
- * The top bar. Its links sit inline on a wide window; on a narrower one (styles.css, up to 1120 px) they
+ * The top bar. Its links sit inline on a wide window; on a narrower one (styles.css, up to 1279 px) they
  * collapse behind a Menu button, a disclosure that closes on Escape, on a click or focus outside and on navigation.
  */
 export function Shell({ me, onSignOut, children }: { me: Me; onSignOut: () => void; children: ReactNode }) {

@@ -15,6 +15,9 @@ export const paths = {
   restore: '/restore',
   /** The file browser of a restore point (file-level restore). */
   browseFiles: (id: string) => `/restore-points/${encodeURIComponent(id)}/files`,
+  /** Instant recovery: the recovered VMs, and the form that recovers a restore point. */
+  instantRecoveries: '/instant-recovery',
+  newInstantRecovery: (pointId: string) => `/instant-recovery/new?point=${encodeURIComponent(pointId)}`,
   drills: '/drills',
   newDrill: '/drills/new',
   editDrill: (id: string) => `/drills/${id}/edit`,

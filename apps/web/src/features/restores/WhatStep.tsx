@@ -32,6 +32,17 @@ export function WhatStep({ state, point, choose }: { state: RestoreState; point:
           Browse files
         </Link>
       </div>
+      {point.hardware !== null && (
+        <div className="aside-action" data-testid="instant-recovery-offer">
+          <span className="choice-text">
+            <strong>Needed running now?</strong>
+            <span className="muted small block">Instant recovery starts the VM on an ESXi host straight from this restore point in seconds, whatever its size; move it to production storage later while it runs.</span>
+          </span>
+          <Link className="button" to={paths.newInstantRecovery(point.id)}>
+            Instant recovery
+          </Link>
+        </div>
+      )}
     </>
   );
 }
