@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SECRET_LABELS } from '@vaultline/appliance';
+import { SECRET_LABELS, servedPoints } from '@vaultline/appliance';
 import { openSealedTo, recipientPublicKey, sealSecret } from '@vaultline/config';
 import { applyMigrations, createDb, MIGRATIONS_DIR, pingDatabase, type Db } from '@vaultline/db';
 import { createTestDatabase, type TestDatabase } from '@vaultline/db/testing';
@@ -145,6 +145,17 @@ describe('remote Transporter credentials (real PostgreSQL and Redis over TLS)', 
       await tdb.transporterSample.create({ data: { transporterId: 'r-aaaa1111', at: new Date(), activeDisks: 1, cpuPercent: 5, load1: 0.5, rssBytes: 1n } });
       const other = await tdb.transporterSample.create({ data: { transporterId: 'r-bbbb2222', at: new Date(), activeDisks: 1, cpuPercent: 5, load1: 0.5, rssBytes: 1n } }).catch((e: Error) => e.message);
       expect(other).toMatch(/row-level security/);
+      // Instant recovery: retention reads which points VMs run from; a serving Transporter claims a request and records
+      // its steps, but cannot rename it, point it at another restore point or move it.
+      const point = await db.restorePoint.create({ data: { repositoryId, repoPointId: 'p-access', vmInstanceUuid: 'vm-access', vmName: 'app', createdAt: new Date(), logicalBytes: 1n } });
+      const ir = await db.instantRecovery.create({
+        data: { name: 'app-ir', restorePointId: point.id, restorePointRef: point.id, sourceVm: 'app', restorePointTime: point.createdAt, vcenterId, hostMoref: 'host-1', hostName: 'host-1', createdBy: 'admin' },
+      });
+      expect(await servedPoints(tdb, [point.id])).toEqual(new Set([point.id]));
+      await tdb.instantRecovery.updateMany({ where: { id: ir.id, state: 'requested' }, data: { transporterId: 'r-aaaa1111', state: 'starting', detail: 'taken' } });
+      expect((await db.instantRecovery.findUniqueOrThrow({ where: { id: ir.id } })).state).toBe('starting');
+      expect(await tdb.instantRecovery.update({ where: { id: ir.id }, data: { name: 'renamed' } }).catch((e: Error) => e.message)).toMatch(/permission denied/);
+      expect(await tdb.instantRecovery.update({ where: { id: ir.id }, data: { hostMoref: 'host-2' } }).catch((e: Error) => e.message)).toMatch(/permission denied/);
     } finally {
       await tdb.$disconnect();
     }

@@ -44,6 +44,9 @@ const TABLE_GRANTS: ReadonlyArray<readonly [table: string, privileges: string]> 
   ['transporter_samples', 'SELECT, INSERT, DELETE'],
   // Transfer: its certificate request and what it serves (row-level security: its own row only).
   ['transporters', 'UPDATE (tls_csr, serve_address, served_repositories)'],
+  // Instant recovery: retention keeps the points VMs run from; one serving NFS claims requests and records its steps
+  // (never the name, the restore point or the placement the operator chose).
+  ['instant_recoveries', 'SELECT, UPDATE (transporter_id, state, detail, error, datastore_name, migrated_to, host_name, pending_action, pending_datastore, updated_at)'],
 ];
 
 /** The sequences behind the tables it inserts into with generated ids. */
