@@ -21,7 +21,11 @@ test('an admin sets up a backup copy into a second repository, runs it, and the 
   const form = page.getByRole('form', { name: 'Add a repository' });
   await form.getByLabel('Name').fill('e2e offsite');
   await form.getByLabel('Path').fill(path.join(dir, 'offsite'));
-  await form.getByRole('checkbox', { name: /Encrypt with a passphrase/ }).check();
+  // Checked once it sticks: in one CI run the click landed while the page shifted (the check itself stays required).
+  const encrypt = form.getByRole('checkbox', { name: /Encrypt with a passphrase/ });
+  await expect(async () => {
+    await encrypt.check({ timeout: 5_000 });
+  }).toPass({ timeout: 20_000 });
   await form.getByLabel(/^Passphrase \(at least/).fill('e2e offsite passphrase');
   await form.getByLabel('Passphrase again').fill('e2e offsite passphrase');
   await form.getByRole('button', { name: 'Add repository' }).click();

@@ -4,10 +4,10 @@
  * reading the restore point bit for bit, the repository under a shared lock), discard, migrate, a name that exists,
  * and a restart that serves a running recovery again.
  *
- * The NFS transport is a stand-in (`LabExports`, named in the titles): this machine's kernel has no NFS client, so
- * the lab (ESXi's side) cannot mount the Transporter's NFS server; the stand-in writes the export's base files,
- * read from the repository through the service's readers, into the folder the lab mounts as the NAS datastore.
- * The NFS server itself is tested with a real NFS client in @vaultline/nfs.
+ * The NFS transport is a stand-in (`LabExports`, named in the titles): it writes the export's base files, read from
+ * the repository through the service's readers, into the folder the lab mounts as the NAS datastore, so these tests
+ * need neither root nor ports 111/2049 and run beside others. The whole product over real NFS (the Transporter's
+ * server, mounted by the lab vCenter's own NFSv3 client) is e2e/tests/9-zzx-instant-recovery.spec.ts.
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -16,10 +16,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { applianceKeyUnsealer } from '@vaultline/appliance';
 import type { InstantRecoveryState, RunEvent } from '@vaultline/contracts';
-import type { BaseFile, ExportHost } from '@vaultline/instant';
+import { LabExports } from '@vaultline/instant/testing';
 import { memoryLogger } from '@vaultline/logger';
 import { connectRedis, EventBus, redisReady, TransporterRegistry } from '@vaultline/queue';
-import type { Lab } from '@vaultline/vsphere-lab';
 import type { VSphereClient } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RestoreClientSession } from '../src/adapters/vsphere-port.ts';
@@ -35,35 +34,6 @@ async function freePort(): Promise<number> {
   const { port } = s.address() as net.AddressInfo;
   s.close();
   return port;
-}
-
-/** The lab stand-in for ESXi's NFS client (see the file comment). */
-class LabExports implements ExportHost {
-  readonly remoteHost = '127.0.0.1';
-  readonly served = new Map<string, string>();
-  constructor(private readonly lab: Lab) {}
-  async add(spec: { name: string; writableDir: string; baseFiles: BaseFile[]; allowedClients: string[] }): Promise<void> {
-    for (const f of spec.baseFiles) {
-      const file = path.join(spec.writableDir, f.path);
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      const fd = fs.openSync(file, 'w', 0o444);
-      try {
-        fs.ftruncateSync(fd, f.size);
-        for (let off = 0; off < f.size; off += 4 * MiB) {
-          const b = await f.read(off, Math.min(4 * MiB, f.size - off));
-          if (b.some((x) => x !== 0)) fs.writeSync(fd, b, 0, b.length, off);
-        }
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    await this.lab.nasExport(this.remoteHost, spec.name, spec.writableDir);
-    this.served.set(spec.name, spec.writableDir);
-  }
-  async remove(name: string): Promise<void> {
-    if (!this.served.delete(name)) throw new Error(`${name} is not exported`);
-    await this.lab.nasExport(this.remoteHost, name, null);
-  }
 }
 
 describe('instant recovery through the Transporter service (lab vCenter; lab stand-in for ESXi\'s NFS client)', () => {

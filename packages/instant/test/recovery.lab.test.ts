@@ -3,10 +3,11 @@
  * its writes go to the overlay (never the base), then it is migrated with Storage vMotion to a local datastore
  * (disks = base + writes) or discarded, and a killed process's leftovers are swept.
  *
- * The NFS transport itself is a stand-in here (`LabExports`, named so): this machine's kernel has no NFS client,
- * so the lab cannot mount the appliance's NFS server; the stand-in writes the export's files (the base extents
- * read from the repository, read-only) into the overlay folder, which the lab mounts as the NAS datastore.
- * The NFS server is tested with a real NFS client in @vaultline/nfs.
+ * The NFS transport itself is a stand-in here (`LabExports`, named so): it writes the export's files (the base
+ * extents read from the repository, read-only) into the overlay folder, which the lab mounts as the NAS datastore,
+ * so this test needs neither root nor ports 111/2049. The real path (the appliance's NFS server, mounted by the lab's
+ * own NFSv3 client) runs in e2e/tests/9-zzx-instant-recovery.spec.ts and bench/instant-vsphere.ts; the NFS server
+ * against libnfs in @vaultline/nfs.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -16,40 +17,12 @@ import { openDiskReader, openRestorePointWriter, Repository, shutdownWorkerPools
 import { patternBytes, startLab, type Lab } from '@vaultline/vsphere-lab';
 import { VSphereClient, type HardwareDescription } from '@vaultline/vsphere';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InstantRecovery, JOURNAL_FILE, readJournal, sweepInstantRecoveries, type BaseFile, type ExportHost } from '../src/index.ts';
+import { InstantRecovery, JOURNAL_FILE, readJournal, sweepInstantRecoveries } from '../src/index.ts';
+import { LabExports } from '../src/testing.ts';
 
 const MiB = 1024 * 1024;
 const CAPACITY = 64 * MiB;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** The lab stand-in for the NFS server (see the file comment). */
-class LabExports implements ExportHost {
-  readonly remoteHost = '127.0.0.1';
-  readonly served = new Map<string, string>();
-  constructor(private readonly lab: Lab) {}
-  async add(spec: { name: string; writableDir: string; baseFiles: BaseFile[]; allowedClients: string[] }): Promise<void> {
-    for (const f of spec.baseFiles) {
-      const file = path.join(spec.writableDir, f.path);
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      const fd = fs.openSync(file, 'w', 0o444);
-      try {
-        fs.ftruncateSync(fd, f.size);
-        for (let off = 0; off < f.size; off += 4 * MiB) {
-          const b = await f.read(off, Math.min(4 * MiB, f.size - off));
-          if (b.some((x) => x !== 0)) fs.writeSync(fd, b, 0, b.length, off);
-        }
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
-    await this.lab.nasExport(this.remoteHost, spec.name, spec.writableDir);
-    this.served.set(spec.name, spec.writableDir);
-  }
-  async remove(name: string): Promise<void> {
-    if (!this.served.delete(name)) throw new Error(`${name} is not exported`);
-    await this.lab.nasExport(this.remoteHost, name, null);
-  }
-}
 
 let lab: Lab;
 let client: VSphereClient;

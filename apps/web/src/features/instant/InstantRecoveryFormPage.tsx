@@ -4,6 +4,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import type { RestorePointDetail, VCenter } from '@vaultline/contracts';
 import { startInstantRecovery } from '../../api/instant-recoveries.ts';
 import { usePlacement, useRestorePoint } from '../../api/restores.ts';
+import { HostOptions } from '../restores/PlacementFields.tsx';
 import { useVCenters } from '../../api/vcenters.ts';
 import { FormError } from '../../components/FormError.tsx';
 import { LoadError, Loading, NotAllowed, Page } from '../../components/Page.tsx';
@@ -70,13 +71,7 @@ function InstantRecoveryForm({ point, vcenters }: { point: RestorePointDetail; v
           ESXi host
           <select aria-label="ESXi host" value={host} onChange={(e) => setHost(e.target.value)}>
             <option value="">{placement.isPending ? 'Loading hosts…' : 'Choose a host'}</option>
-            {placement.data?.hosts.map((h) => (
-              <option key={h.moref} value={h.moref} disabled={h.connectionState !== null && h.connectionState !== 'connected'}>
-                {h.name}
-                {h.inMaintenanceMode ? ' · maintenance mode' : ''}
-                {h.connectionState && h.connectionState !== 'connected' ? ` · ${h.connectionState}` : ''}
-              </option>
-            ))}
+            {placement.data && <HostOptions hosts={placement.data.hosts} />}
           </select>
           {placement.isError && <span className="reason">{placement.error.message}</span>}
         </label>

@@ -32,6 +32,17 @@ export function DatastoreField({ state, set, point, placement }: { state: Restor
   );
 }
 
+/** The hosts as choices: one not connected cannot be chosen; maintenance mode is said. */
+export function HostOptions({ hosts }: { hosts: PlacementTargets['hosts'] }) {
+  return hosts.map((h) => (
+    <option key={h.moref} value={h.moref} disabled={h.connectionState !== null && h.connectionState !== 'connected'}>
+      {h.name}
+      {h.inMaintenanceMode ? ' · maintenance mode' : ''}
+      {h.connectionState && h.connectionState !== 'connected' ? ` · ${h.connectionState}` : ''}
+    </option>
+  ));
+}
+
 /** Host, VM folder, resource pool and datastore (defaults: the source VM's), and the network of each NIC. */
 export function PlacementFields({ state, set, point, placement }: { state: RestoreState; set: (p: Partial<RestoreState>) => void; point: RestorePointDetail; placement: PlacementTargets }) {
   const hostName = (moref: string) => placement.hosts.find((h) => h.moref === moref)?.name ?? moref;
@@ -44,13 +55,7 @@ export function PlacementFields({ state, set, point, placement }: { state: Resto
             Host
             <select aria-label="Host" value={state.host} onChange={(e) => set({ host: e.target.value })}>
               <option value="">{SAME}</option>
-              {placement.hosts.map((h) => (
-                <option key={h.moref} value={h.moref} disabled={h.connectionState !== null && h.connectionState !== 'connected'}>
-                  {h.name}
-                  {h.inMaintenanceMode ? ' · maintenance mode' : ''}
-                  {h.connectionState && h.connectionState !== 'connected' ? ` · ${h.connectionState}` : ''}
-                </option>
-              ))}
+              <HostOptions hosts={placement.hosts} />
             </select>
           </label>
           <label>
