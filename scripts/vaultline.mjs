@@ -64,6 +64,8 @@ const main = {
     if (rest[0] === 't2t') return passThrough('bench/t2t.ts', rest.slice(1), false);
     // `npm run bench -- instant-boot ...`: recover → VM running from a restore point in QEMU, against booting a local file.
     if (rest[0] === 'instant-boot') return passThrough('bench/instant-boot.ts', rest.slice(1), false);
+    // `npm run bench -- instant-vsphere ...`: recover → VM running on the lab vCenter over the appliance's NFS (root).
+    if (rest[0] === 'instant-vsphere') return passThrough('bench/instant-vsphere.ts', rest.slice(1), false);
     if (rest[0] !== 'transports') return passThrough('bench/run.ts', rest, false);
     const server = new URL((await ensureServices()).databaseUrl);
     server.pathname = '/postgres';
