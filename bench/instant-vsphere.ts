@@ -10,6 +10,12 @@
  * snapshot that keeps the guest's writes off the backup, the power-on. Measured in the same run against the floor
  * any recovery pays in vSphere: registering, snapshotting and powering on the same VM whose files already sit on the
  * lab's local datastore. Then the discard. Prints a table and writes bench/instant-vsphere.json.
+ *
+ * Not yet a fair figure: the lab keeps a complete private image of every snapshot link (zz_vaultline_delta.go) and
+ * makes it by copying the disk's data extents; over NFS it sees no holes, so the snapshot that starts every recovery
+ * copies the whole disk through the export (a first run took minutes for 100 GiB), where ESXi creates an empty
+ * sparse delta. Until the lab keeps those images off NAS datastores without reading the base, what this prints
+ * grows with disk size because of the lab, not the product.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
