@@ -26,7 +26,7 @@ import { createMaintenanceHandler } from './handlers/maintenance.handler.ts';
 import { Heartbeat, LoadSampler } from './heartbeat.ts';
 import { transporterId } from './identity.ts';
 import { enrol } from './transfer/enrolment.ts';
-import { listenInstantNfs, type InstantNfs, type InstantRecoveryService } from './instant/index.ts';
+import type { InstantNfs, InstantRecoveryService } from './instant/index.ts';
 import { serveNames, serveRepositories, type Serving } from './transfer/serve.ts';
 
 /** The BIOS UUID of the VM this Transporter runs in (for HotAdd), when it runs in one. */
@@ -91,8 +91,10 @@ async function main(): Promise<void> {
   }
 
   // Instant recovery: its NFS server listens before the heartbeat says it offers it.
+  // Loaded only when asked for: a Transporter without it (the OVA's by default) starts without those modules, which
+  // matters where Node runs slowly (the OVA boot test runs it under QEMU's software emulation).
   const nfs: InstantNfs | null = env.VAULTLINE_NFS_ADDRESS
-    ? await listenInstantNfs({ nfsAddress: env.VAULTLINE_NFS_ADDRESS, listen: env.VAULTLINE_NFS_LISTEN, port: env.VAULTLINE_NFS_PORT, portmapPort: env.VAULTLINE_NFS_PORTMAP_PORT, log })
+    ? await (await import('./instant/index.ts')).listenInstantNfs({ nfsAddress: env.VAULTLINE_NFS_ADDRESS, listen: env.VAULTLINE_NFS_LISTEN, port: env.VAULTLINE_NFS_PORT, portmapPort: env.VAULTLINE_NFS_PORTMAP_PORT, log })
     : null;
 
   const heartbeat = new Heartbeat(
