@@ -36,7 +36,8 @@ function nfsMounts(server = SERVER): string[] {
     .map((f) => f[1]!);
 }
 
-describe.skipIf(!isRoot)('NFS datastores mounted over real NFSv3 (FUSE)', () => {
+// Skipped only outside CI for a developer who is not root; in CI (CI=true) it runs, and fails without root.
+describe.skipIf(!isRoot && process.env.CI !== 'true')('NFS datastores mounted over real NFSv3 (FUSE)', () => {
   let lab: Lab;
   let soap: SoapClient;
   let work: string;
